@@ -1,0 +1,139 @@
+//! Ingest benchmark: `tokentrail ingest` against DuckDB's own `read_json` on the
+//! same generated file, into the same typed table, both on 2 threads, measured
+//! in the same run. Writes its section of BENCHMARKS.md.
+//!
+//! `cargo bench --bench ingest` (TOKENTRAIL_BENCH_RECORDS to change the 1,000,000).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokentrail::store::{Store, StoreOptions};
+
+const THREADS: usize = 2;
+const ROUNDS: usize = 3;
+
+/// Runs the real binary; returns wall time and peak RSS (KiB) from wait4.
+fn run_ingest(db: &Path, input: &Path) -> (Duration, i64) {
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+        .args(["ingest", "--threads", &THREADS.to_string(), "--workers", &THREADS.to_string(), "--db"])
+        .arg(db)
+        .arg(input)
+        .env("TOKENTRAIL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("tokentrail runs");
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; `status` and `usage` are valid for writes.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let elapsed = started.elapsed();
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "tokentrail ingest failed");
+    (elapsed, usage.ru_maxrss)
+}
+
+fn run_read_json(db: &Path, input: &Path) -> Duration {
+    let store = Store::open(db, &StoreOptions { threads: Some(THREADS), ..StoreOptions::default() }).unwrap();
+    let conn = store.connection().unwrap();
+    let started = Instant::now();
+    conn.execute(include_str!("read_json_baseline.sql"), [input.to_str().unwrap()]).expect("read_json baseline");
+    conn.execute_batch("CHECKPOINT").unwrap();
+    started.elapsed()
+}
+
+fn table_digest(db: &Path) -> (i64, i64, f64) {
+    let store = Store::open(db, &StoreOptions { read_only: true, ..StoreOptions::default() }).unwrap();
+    let conn = store.connection().unwrap();
+    conn.query_row("SELECT count(*), sum(response_length), sum(request_charge) FROM cosmos_requests", [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+    .unwrap()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let records: usize =
+        std::env::var("TOKENTRAIL_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cosmos.ndjson");
+    let started = Instant::now();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    let bytes = tokentrail::generate::write_cosmos_ndjson(&mut file, records, 1).unwrap();
+    file.flush().unwrap();
+    drop(file);
+    println!("generated {records} records, {:.2} GB, in {:.1} s", bytes as f64 / 1e9, started.elapsed().as_secs_f64());
+
+    let mut ours = Vec::new();
+    let mut baseline = Vec::new();
+    let mut rss = Vec::new();
+    for round in 0..ROUNDS {
+        let db_a: PathBuf = dir.path().join(format!("a{round}.duckdb"));
+        let db_b: PathBuf = dir.path().join(format!("b{round}.duckdb"));
+        let (a, kib) = run_ingest(&db_a, &input);
+        let b = run_read_json(&db_b, &input);
+        let (digest_a, digest_b) = (table_digest(&db_a), table_digest(&db_b));
+        assert_eq!(digest_a.0, records as i64, "tokentrail stored every record");
+        assert_eq!((digest_a.0, digest_a.1), (digest_b.0, digest_b.1), "both paths stored the same data");
+        println!(
+            "round {round}: tokentrail ingest {:.2} s ({:.0} rec/s, peak RSS {} MiB); read_json {:.2} s ({:.0} rec/s)",
+            a.as_secs_f64(),
+            records as f64 / a.as_secs_f64(),
+            kib / 1024,
+            b.as_secs_f64(),
+            records as f64 / b.as_secs_f64()
+        );
+        ours.push(a.as_secs_f64());
+        baseline.push(b.as_secs_f64());
+        rss.push(kib);
+        for db in [db_a, db_b] {
+            let _ = std::fs::remove_file(&db);
+            let _ = std::fs::remove_file(db.with_extension("duckdb.wal"));
+        }
+    }
+    let (a, b) = (median(ours), median(baseline));
+    let ratio = b / a;
+    let peak = rss.iter().max().copied().unwrap_or(0) / 1024;
+    println!(
+        "median: tokentrail {:.0} rec/s, read_json {:.0} rec/s, ratio {ratio:.2}x (target >= 1.00x); peak RSS {peak} MiB (target < 1024)",
+        records as f64 / a,
+        records as f64 / b
+    );
+
+    let section = format!(
+        "<!-- bench:ingest -->\n## File ingest vs DuckDB `read_json`\n\n\
+         `cargo bench --bench ingest` on this machine ({} cores), {records} generated Cosmos DB records \
+         ({:.2} GB NDJSON), {THREADS} DuckDB threads and {THREADS} parser threads, median of {ROUNDS} rounds, \
+         each into a fresh DuckDB file, both measured in the same run.\n\n\
+         | path | seconds | records/s | vs read_json |\n|---|---|---|---|\n\
+         | `tokentrail ingest` (parse → Arrow → DuckDB Arrow scan, committed with checkpoints) | {a:.2} | {:.0} | **{ratio:.2}x** |\n\
+         | DuckDB `read_json` → `INSERT … SELECT` into the same table | {b:.2} | {:.0} | 1.00x |\n\n\
+         Peak RSS of `tokentrail ingest`: **{peak} MiB** (target under 1024). Generated {}.\n<!-- /bench:ingest -->\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        bytes as f64 / 1e9,
+        records as f64 / a,
+        records as f64 / b,
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+    );
+    write_section(&section);
+}
+
+/// Replaces this benchmark's section of BENCHMARKS.md, keeping the others.
+fn write_section(section: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
+    let new = match (old.find("<!-- bench:ingest -->"), old.find("<!-- /bench:ingest -->")) {
+        (Some(start), Some(end)) => {
+            let end = end + "<!-- /bench:ingest -->\n".len();
+            format!("{}{section}{}", &old[..start], old.get(end..).unwrap_or(""))
+        }
+        _ => format!("{old}{section}"),
+    };
+    std::fs::write(&path, new).unwrap();
+    println!("wrote {}", path.display());
+}

@@ -1,0 +1,208 @@
+//! `tokentrail demo` and `tokentrail generate`: TokenTrail on generated traffic.
+//!
+//! The demo backfills history on first start, then streams generated events in
+//! real time (scenarios included) into the database, and serves HTTP on loopback.
+//! Its position is the generator's checkpoint, so a second start resumes where the
+//! first stopped, and Ctrl-C stops it between commits.
+
+use crate::generate::{GroundTruth, Scenario};
+use crate::ingest::{Chunk, PipelineOptions};
+use crate::server::AppState;
+use crate::source::generated::GeneratedSource;
+use crate::store::{Store, StoreOptions};
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub struct DemoOptions {
+    pub db: PathBuf,
+    pub port: u16,
+    pub seed: u64,
+    pub days: u32,
+}
+
+/// How often the live demo generates and commits the events since its last tick.
+const TICK: std::time::Duration = std::time::Duration::from_secs(2);
+/// Backfill window per chunk.
+const BACKFILL_WINDOW: TimeDelta = TimeDelta::hours(6);
+
+pub fn parse_scenarios(names: &[String]) -> Result<Vec<Scenario>> {
+    if names.iter().any(|n| n == "all") {
+        return Ok(Scenario::all().to_vec());
+    }
+    names.iter().map(|n| Scenario::parse(n.trim()).map_err(anyhow::Error::msg)).collect()
+}
+
+/// Writes `days` of traffic ending at the start of today (UTC), so the same seed on
+/// the same day gives the same files. `out` is an `.ndjson`/`.json` file, or a
+/// directory filled in Azure's storage-archive layout.
+pub fn generate_files(out: &Path, days: u32, seed: u64, scenarios: &[Scenario], scale: f64) -> Result<String> {
+    let to = Utc::now().duration_trunc(TimeDelta::days(1))?;
+    let from = to - TimeDelta::days(days as i64);
+    let generator = crate::generate::Generator::new(crate::generate::Tenant::new(seed), seed).with_scale(scale);
+    let (events, truths) = generator.history(from, to, scenarios);
+    let name = out.to_string_lossy().to_ascii_lowercase();
+    let single_file = [".ndjson", ".json", ".jsonl"].iter().any(|ext| name.ends_with(ext));
+    let truth_path = if single_file {
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut file =
+            std::io::BufWriter::new(std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?);
+        for event in &events {
+            serde_json::to_writer(&mut file, &event.record)?;
+            file.write_all(b"\n")?;
+        }
+        file.flush()?;
+        out.with_extension("truth.json")
+    } else {
+        write_archive(out, &events)?;
+        out.join("ground_truth.json")
+    };
+    write_truth(&truth_path, &truths)?;
+    Ok(format!(
+        "wrote {} records ({} to {}) to {}, ground truth of {} scenarios to {}",
+        events.len(),
+        from.format("%Y-%m-%d"),
+        to.format("%Y-%m-%d"),
+        out.display(),
+        truths.len(),
+        truth_path.display()
+    ))
+}
+
+fn write_truth(path: &Path, truths: &[GroundTruth]) -> Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    serde_json::to_writer_pretty(file, truths)?;
+    Ok(())
+}
+
+/// `insights-logs-<category>/resourceId=<id>/y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json`,
+/// one record per line, as Azure Monitor archives to a storage account.
+fn write_archive(dir: &Path, events: &[crate::generate::Event]) -> Result<()> {
+    let mut files: std::collections::BTreeMap<PathBuf, Vec<u8>> = Default::default();
+    for event in events {
+        let resource = event.record.get("resourceId").and_then(|v| v.as_str()).unwrap_or("/unknown");
+        let path = dir
+            .join(format!("insights-logs-{}", event.category.to_ascii_lowercase()))
+            .join(format!("resourceId={}", resource.trim_start_matches('/')))
+            .join(event.time.format("y=%Y/m=%m/d=%d/h=%H/m=00").to_string())
+            .join("PT1H.json");
+        let buf = files.entry(path).or_default();
+        serde_json::to_writer(&mut *buf, &event.record)?;
+        buf.push(b'\n');
+    }
+    for (path, content) in files {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+pub fn run(options: DemoOptions) -> Result<()> {
+    let store = Arc::new(Store::open(&options.db, &StoreOptions::default())?);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], options.port));
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(address)).with_context(|| {
+        format!("cannot listen on {address}: is another program using port {}? Pass --port", options.port)
+    })?;
+    let address = listener.local_addr()?;
+    tracing::warn!("demo mode: generated data, no sign-in required, listening on loopback only");
+    eprintln!("TokenTrail demo on http://{address}  (database {})", options.db.display());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ingest = {
+        let (store, stop) = (store.clone(), stop.clone());
+        let (seed, days) = (options.seed, options.days);
+        std::thread::Builder::new().name("demo-ingest".into()).spawn(move || stream(&store, seed, days, &stop))?
+    };
+    let state = AppState { store: store.clone(), mode: "demo: generated data on loopback, no sign-in" };
+    let serve_stop = stop.clone();
+    let served = runtime.block_on(async move {
+        let shutdown = async move {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("stopping: finishing the current commit");
+            serve_stop.store(true, Ordering::SeqCst);
+        };
+        axum::serve(listener, crate::server::router(state)).with_graceful_shutdown(shutdown).await
+    });
+    stop.store(true, Ordering::SeqCst);
+    let ingested = ingest.join().map_err(|_| anyhow::anyhow!("the demo ingest thread panicked"))?;
+    served?;
+    ingested
+}
+
+/// Backfills from the checkpoint (or `days` ago) to now, then follows the clock.
+fn stream(store: &Store, seed: u64, days: u32, stop: &AtomicBool) -> Result<()> {
+    let source = GeneratedSource::new(seed, 1.0);
+    let mut writer = store.writer()?;
+    let checkpoint = store.checkpoint(&source.source_id)?;
+    let resume = checkpoint.and_then(|c| c.event_time).and_then(DateTime::from_timestamp_micros);
+    let now = Utc::now();
+    let start = match resume {
+        Some(t) if t > now => bail!("the database's generator position {t} is in the future; is the clock right?"),
+        Some(t) => t,
+        None => now.duration_trunc(TimeDelta::hours(1))? - TimeDelta::days(days as i64),
+    };
+    if now - start > TimeDelta::from_std(TICK * 2)? {
+        backfill(&mut writer, &source, start, now, stop)?;
+    }
+    let mut position = now.max(start);
+    let live = std::iter::from_fn(|| {
+        let deadline = std::time::Instant::now() + TICK;
+        while std::time::Instant::now() < deadline {
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let to = Utc::now();
+        let (chunk, truths) = source.chunk(position, to, true);
+        for truth in truths {
+            tracing::info!(scenario = %truth.scenario, principal = ?truth.principal_name, "scenario injected");
+        }
+        position = to;
+        Some(Ok(chunk))
+    });
+    crate::ingest::run(&mut writer, live, PipelineOptions::default(), |receipt, _| {
+        tracing::debug!(batch = receipt.batch_id, rows = receipt.counts.total(), "live batch committed");
+    })?;
+    Ok(())
+}
+
+fn backfill(
+    writer: &mut crate::store::Writer,
+    source: &GeneratedSource,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let windows = ((to - from).num_seconds() / BACKFILL_WINDOW.num_seconds() + 1) as u64;
+    let progress = ProgressBar::new(windows);
+    progress.set_style(ProgressStyle::with_template("backfill {bar:30} {pos}/{len} windows {msg}")?);
+    let mut at = from;
+    let windows_done = progress.clone();
+    let chunks = std::iter::from_fn(|| {
+        if at >= to || stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        let end = (at + BACKFILL_WINDOW).min(to);
+        let (chunk, _): (Chunk, _) = source.chunk(at, end, end == to);
+        at = end;
+        windows_done.inc(1);
+        Some(Ok(chunk))
+    });
+    let counts = crate::ingest::run(writer, chunks, PipelineOptions::default(), |_, checkpoint| {
+        progress.set_message(checkpoint.describe());
+    });
+    progress.finish_and_clear();
+    let counts = counts?;
+    tracing::info!(cosmos = counts.cosmos, signins = counts.signins, from = %from, to = %to, "backfilled generated history");
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! The ingest pipeline: chunks of input → parallel parsing → ordered, atomic commits.
+//!
+//! A source cuts its input into [`Chunk`]s, each carrying the [`Checkpoint`] the
+//! source will stand at once the chunk is stored. Worker threads parse chunks into
+//! Arrow batches ([`Rows`]); the calling thread puts them back in source order and
+//! commits them with the checkpoint of the last chunk in the commit
+//! ([`Writer::commit`]). So a commit never covers part of a chunk, a checkpoint is
+//! never ahead of the rows it vouches for, and a crash at any point loses nothing
+//! that was committed and repeats nothing on restart.
+//!
+//! Memory is bounded: at most `2 × workers` chunks wait for a parser and at most
+//! one commit's worth of rows (`commit_rows`) waits for DuckDB.
+
+use crate::record::{Origin, RecordSink, Rejection, parse_unit};
+use crate::store::rows::{RowCounts, Rows, TableBatches};
+use crate::store::{BatchReceipt, Checkpoint, Writer};
+use anyhow::{Result, anyhow};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::mpsc;
+
+/// Longest unit (line, message) read as a record; longer ones are quarantined with
+/// their first 1 MiB, their size and the reason.
+pub const MAX_UNIT_BYTES: usize = 16 << 20;
+
+/// Rows per commit: one DuckDB row group, which inserts fastest
+/// (`shared/brief/duckdb-ingest.md`).
+pub const COMMIT_ROWS: usize = 122_880;
+
+/// A stretch of input and where its source stands after it.
+pub struct Chunk {
+    pub data: Vec<u8>,
+    pub units: Units,
+    /// Input the source already knows it cannot read (a line over the size limit).
+    pub rejected: Vec<(Origin, Rejected)>,
+    pub checkpoint: Checkpoint,
+    /// Commit right after this chunk, however few rows are waiting (end of a file,
+    /// a live source's tick).
+    pub flush: bool,
+}
+
+/// A record the source rejected before parsing.
+pub struct Rejected {
+    /// What was kept of it (a prefix, if it was too long to keep whole).
+    pub raw: Vec<u8>,
+    /// Its whole size.
+    pub size: usize,
+    pub reason: String,
+}
+
+/// How `Chunk::data` divides into units (records, envelopes or arrays).
+pub enum Units {
+    /// One unit per line; the first line of `data` is line `first_line` of `source`.
+    Lines { source: String, first_line: i64 },
+    /// Each range of `data` is a unit with its own origin.
+    Listed(Vec<(Range<usize>, Origin)>),
+}
+
+impl Chunk {
+    fn parse(&self, rows: &mut Rows) {
+        for (origin, rejected) in &self.rejected {
+            let rejection =
+                Rejection { raw: &rejected.raw, size: rejected.size, reason: rejected.reason.clone(), category: None };
+            rows.reject(rejection, origin, None);
+        }
+        match &self.units {
+            Units::Lines { source, first_line } => {
+                let mut origin = Origin { source: source.clone(), ..Origin::default() };
+                let mut line = *first_line;
+                for text in self.data.split(|b| *b == b'\n') {
+                    origin.line = Some(line);
+                    parse_sized(text, &origin, rows);
+                    line += 1;
+                }
+            }
+            Units::Listed(units) => {
+                for (range, origin) in units {
+                    parse_sized(&self.data[range.clone()], origin, rows);
+                }
+            }
+        }
+    }
+}
+
+fn parse_sized(unit: &[u8], origin: &Origin, rows: &mut Rows) {
+    if unit.len() > MAX_UNIT_BYTES {
+        let reason = format!("{} bytes is over the {} MiB limit for one record", unit.len(), MAX_UNIT_BYTES >> 20);
+        return rows.reject(Rejection::new(unit, reason, None), origin, None);
+    }
+    parse_unit(unit, origin, rows);
+}
+
+/// How the pipeline runs.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineOptions {
+    pub workers: usize,
+    pub commit_rows: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        PipelineOptions { workers: cores.clamp(1, 8), commit_rows: COMMIT_ROWS }
+    }
+}
+
+struct Parsed {
+    batches: TableBatches,
+    rows: usize,
+    checkpoint: Checkpoint,
+    flush: bool,
+}
+
+/// Parses and commits every chunk `chunks` yields, in order. `on_commit` hears of
+/// each commit. Stops at the first error of the source or of DuckDB, after
+/// committing every chunk before it.
+pub fn run(
+    writer: &mut Writer,
+    chunks: impl Iterator<Item = Result<Chunk>> + Send,
+    options: PipelineOptions,
+    mut on_commit: impl FnMut(&BatchReceipt, &Checkpoint),
+) -> Result<RowCounts> {
+    let workers = options.workers.max(1);
+    std::thread::scope(|scope| {
+        let (chunk_tx, chunk_rx) = mpsc::sync_channel::<(u64, Chunk)>(workers * 2);
+        // Shared by the workers only: when they stop, the feeder's sends fail and it
+        // stops too, so an early return never leaves a thread blocked.
+        let chunk_rx = std::sync::Arc::new(std::sync::Mutex::new(chunk_rx));
+        let (parsed_tx, parsed_rx) = mpsc::sync_channel::<(u64, Result<Parsed>)>(workers * 2);
+
+        let feeder_tx = parsed_tx.clone();
+        scope.spawn(move || {
+            for (seq, chunk) in (0u64..).zip(chunks) {
+                let sent = match chunk {
+                    Ok(chunk) => chunk_tx.send((seq, chunk)).is_ok(),
+                    Err(error) => {
+                        let _ = feeder_tx.send((seq, Err(error)));
+                        false
+                    }
+                };
+                if !sent {
+                    break;
+                }
+            }
+        });
+        for _ in 0..workers {
+            let (chunk_rx, parsed_tx) = (chunk_rx.clone(), parsed_tx.clone());
+            scope.spawn(move || {
+                loop {
+                    let next = chunk_rx.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
+                    let Ok((seq, chunk)) = next else { break };
+                    let mut rows = Rows::default();
+                    chunk.parse(&mut rows);
+                    let mut batches = TableBatches::default();
+                    let count = rows.len();
+                    batches.take_from(&mut rows);
+                    let parsed = Parsed { batches, rows: count, checkpoint: chunk.checkpoint, flush: chunk.flush };
+                    if parsed_tx.send((seq, Ok(parsed))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop((parsed_tx, chunk_rx));
+        commit_in_order(writer, parsed_rx, options.commit_rows, &mut on_commit)
+    })
+}
+
+fn commit_in_order(
+    writer: &mut Writer,
+    parsed_rx: mpsc::Receiver<(u64, Result<Parsed>)>,
+    commit_rows: usize,
+    on_commit: &mut impl FnMut(&BatchReceipt, &Checkpoint),
+) -> Result<RowCounts> {
+    let mut waiting: BTreeMap<u64, Result<Parsed>> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut pending = TableBatches::default();
+    let mut pending_rows = 0usize;
+    let mut pending_checkpoint: Option<Checkpoint> = None;
+    let mut total = RowCounts::default();
+    let mut commit = |pending: &mut TableBatches, checkpoint: &Checkpoint, total: &mut RowCounts| -> Result<()> {
+        let receipt = writer.commit(std::mem::take(pending), checkpoint)?;
+        *total += receipt.counts;
+        on_commit(&receipt, checkpoint);
+        Ok(())
+    };
+    let mut failure = None;
+    'receive: for (seq, parsed) in parsed_rx.iter() {
+        waiting.insert(seq, parsed);
+        while let Some(parsed) = waiting.remove(&next) {
+            next += 1;
+            let parsed = match parsed {
+                Ok(parsed) => parsed,
+                Err(error) => {
+                    failure = Some(error);
+                    break 'receive;
+                }
+            };
+            let Parsed { batches, rows, checkpoint, flush } = parsed;
+            pending.cosmos.extend(batches.cosmos);
+            pending.signins.extend(batches.signins);
+            pending.raw.extend(batches.raw);
+            pending.quarantine.extend(batches.quarantine);
+            pending_rows += rows;
+            if pending_rows >= commit_rows || flush {
+                commit(&mut pending, &checkpoint, &mut total)?;
+                pending_rows = 0;
+                pending_checkpoint = None;
+            } else {
+                pending_checkpoint = Some(checkpoint);
+            }
+        }
+    }
+    // Whatever preceded a failure is sound: commit it before reporting.
+    if let Some(checkpoint) = pending_checkpoint {
+        commit(&mut pending, &checkpoint, &mut total)?;
+    }
+    match failure {
+        Some(error) => Err(error),
+        None if !waiting.is_empty() => Err(anyhow!("ingest pipeline stopped before chunk {next}")),
+        None => Ok(total),
+    }
+}

@@ -1,0 +1,13 @@
+//! TokenTrail: audit log analytics for Azure Cosmos DB and Microsoft Entra ID.
+//!
+//! See ARCHITECTURE.md for the bird's eye view and the code map.
+
+pub mod cli;
+pub mod demo;
+pub mod generate;
+pub mod ingest;
+pub mod query;
+pub mod record;
+pub mod server;
+pub mod source;
+pub mod store;

@@ -1,0 +1,400 @@
+//! Files and directories of diagnostic records.
+//!
+//! Accepts NDJSON (a record or an envelope per line), a single JSON document
+//! (pretty-printed envelope, array or record), gzip of either, and directories of
+//! them, including Azure's storage-archive layout
+//! (`insights-logs-<category>/resourceId=.../PT1H.json`).
+//!
+//! Exactly once: a file's source id is its canonical path. Its checkpoint records
+//! the bytes consumed (after decompression), the lines, and an xxh3-128 hash of
+//! those bytes. Ingesting it again first re-hashes that prefix: if it matches, the
+//! file resumes after it (nothing new for an unchanged file, only the new lines of
+//! an appended one, such as a PT1H.json still being written). If it does not, the
+//! file was changed in place and is refused, not ingested twice.
+
+use crate::ingest::{Chunk, Rejected, Units};
+use crate::record::Origin;
+use crate::store::rows::MAX_QUARANTINED_BYTES;
+use crate::store::{Checkpoint, SourceKind};
+use anyhow::{Context, Result, bail};
+use indicatif::ProgressBar;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use xxhash_rust::xxh3::Xxh3;
+
+/// Bytes of input per chunk handed to a parser thread.
+pub const CHUNK_BYTES: usize = 4 << 20;
+/// Longest line read as a record: see [`crate::ingest::MAX_UNIT_BYTES`]. The reader
+/// stops buffering a line at this size, so memory stays bounded whatever the input.
+const MAX_LINE_BYTES: usize = crate::ingest::MAX_UNIT_BYTES;
+/// Largest file read as one JSON document (not line by line).
+pub const MAX_DOCUMENT_BYTES: u64 = 512 << 20;
+
+/// The files under `paths`, sorted: a named file is taken whatever its name; a
+/// directory contributes its `.json`, `.ndjson`, `.jsonl` and `.gz` files.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        if meta.is_file() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found = Vec::new();
+        for entry in walkdir::WalkDir::new(path).follow_links(true) {
+            let entry = entry.with_context(|| format!("{}: cannot list", path.display()))?;
+            let name = entry.file_name().to_string_lossy().to_ascii_lowercase();
+            let wanted = [".json", ".ndjson", ".jsonl", ".gz"].iter().any(|ext| name.ends_with(ext));
+            if entry.file_type().is_file() && wanted {
+                found.push(entry.into_path());
+            }
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// The checkpoint id of a file.
+pub fn source_id(path: &Path) -> Result<String> {
+    let canonical = path.canonicalize().with_context(|| format!("{}: cannot resolve path", path.display()))?;
+    Ok(format!("file:{}", canonical.display()))
+}
+
+/// What to do with one file, given its checkpoint.
+pub enum Plan {
+    /// Nothing new since the last ingest.
+    Unchanged,
+    /// Read from the start or from the checkpoint on.
+    Read(FileChunks),
+}
+
+/// Counts compressed bytes into the progress bar as they are read.
+struct Counted<R> {
+    inner: R,
+    progress: ProgressBar,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// The chunks of one file, from its checkpoint on.
+pub struct FileChunks {
+    reader: Box<dyn Read + Send>,
+    display: String,
+    source_id: String,
+    /// Decompressed bytes consumed so far, and the number of the next line.
+    offset: u64,
+    next_line: i64,
+    hasher: Box<Xxh3>,
+    carry: Vec<u8>,
+    eof: bool,
+    done: bool,
+    document: bool,
+}
+
+impl FileChunks {
+    /// Opens `path` and lines it up after `checkpoint` (the store's, if any).
+    pub fn open(path: &Path, checkpoint: Option<&Checkpoint>, progress: ProgressBar) -> Result<Plan> {
+        let display = path.display().to_string();
+        let source_id = source_id(path)?;
+        let file = File::open(path).with_context(|| format!("{display}: cannot open"))?;
+        let counted = Counted { inner: BufReader::with_capacity(1 << 20, file), progress };
+        let gzip = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+        let reader: Box<dyn Read + Send> =
+            if gzip { Box::new(flate2::read::MultiGzDecoder::new(counted)) } else { Box::new(counted) };
+        let mut chunks = FileChunks {
+            reader,
+            display,
+            source_id,
+            offset: 0,
+            next_line: 1,
+            hasher: Box::new(Xxh3::new()),
+            carry: Vec::new(),
+            eof: false,
+            done: false,
+            document: false,
+        };
+        if let Some(checkpoint) = checkpoint {
+            let done = checkpoint.byte_offset.unwrap_or(0).max(0) as u64;
+            chunks.skip_verified(done, checkpoint.fingerprint.as_deref().unwrap_or(""))?;
+            chunks.next_line = checkpoint.line.unwrap_or(0) + 1;
+            if checkpoint.complete && chunks.at_end()? {
+                return Ok(Plan::Unchanged);
+            }
+        } else {
+            chunks.document = chunks.looks_like_document()?;
+        }
+        Ok(Plan::Read(chunks))
+    }
+
+    /// Re-reads the first `bytes` bytes and checks they hash to `fingerprint`.
+    fn skip_verified(&mut self, bytes: u64, fingerprint: &str) -> Result<()> {
+        let mut left = bytes;
+        let mut buf = vec![0u8; 1 << 20];
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = self.reader.read(&mut buf[..want]).with_context(|| format!("{}: read error", self.display))?;
+            if n == 0 {
+                bail!(
+                    "{}: the file is shorter than when it was ingested ({bytes} bytes then); \
+                     it was changed in place, so it is not ingested again",
+                    self.display
+                );
+            }
+            self.hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        if format!("{:032x}", self.hasher.digest128()) != fingerprint {
+            bail!(
+                "{}: the first {bytes} bytes differ from what was ingested; the file was changed in place, \
+                 so it is not ingested again (move the new content to a new file to ingest it)",
+                self.display
+            );
+        }
+        self.offset = bytes;
+        Ok(())
+    }
+
+    fn at_end(&mut self) -> Result<bool> {
+        let mut probe = [0u8; 1];
+        let n = self.reader.read(&mut probe).with_context(|| format!("{}: read error", self.display))?;
+        self.carry.extend_from_slice(&probe[..n]);
+        Ok(n == 0)
+    }
+
+    /// A file whose first line is not JSON on its own but which starts like JSON is
+    /// one (pretty-printed) document.
+    fn looks_like_document(&mut self) -> Result<bool> {
+        self.fill(64 << 10)?;
+        let start = self.carry.iter().position(|b| !b.is_ascii_whitespace());
+        let Some(start) = start else { return Ok(false) };
+        if !matches!(self.carry[start], b'{' | b'[') {
+            return Ok(false);
+        }
+        let line_end = memchr::memchr(b'\n', &self.carry[start..]).map_or(self.carry.len(), |i| start + i);
+        if line_end == self.carry.len() && !self.eof {
+            return Ok(true); // a first line over 64 KiB: a document, or one huge record
+        }
+        Ok(serde_json::from_slice::<serde::de::IgnoredAny>(&self.carry[start..line_end]).is_err())
+    }
+
+    /// Reads until `carry` holds at least `want` bytes or the file ends.
+    fn fill(&mut self, want: usize) -> Result<()> {
+        if self.carry.len() >= want || self.eof {
+            return Ok(());
+        }
+        let asked = (want - self.carry.len()) as u64;
+        let n = (&mut self.reader)
+            .take(asked)
+            .read_to_end(&mut self.carry)
+            .with_context(|| format!("{}: read error after byte {}", self.display, self.offset))?;
+        self.eof = (n as u64) < asked;
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        let mut checkpoint = Checkpoint::new(self.source_id.clone(), SourceKind::File);
+        checkpoint.byte_offset = Some(self.offset as i64);
+        checkpoint.line = Some(self.next_line - 1);
+        checkpoint.fingerprint = Some(format!("{:032x}", self.hasher.digest128()));
+        checkpoint.complete = self.done;
+        checkpoint
+    }
+
+    fn consume(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.offset += bytes.len() as u64;
+    }
+
+    fn origin(&self, line: i64) -> Origin {
+        Origin { source: self.display.clone(), line: Some(line), ..Origin::default() }
+    }
+
+    /// The whole file as one chunk of JSON values (document mode).
+    fn document_chunk(&mut self) -> Result<Chunk> {
+        while !self.eof {
+            let len = self.carry.len();
+            if len as u64 > MAX_DOCUMENT_BYTES {
+                bail!("{}: a JSON document over {} MiB; split it into NDJSON", self.display, MAX_DOCUMENT_BYTES >> 20);
+            }
+            self.fill(len + (8 << 20))?;
+        }
+        let data = std::mem::take(&mut self.carry);
+        let mut units = Vec::new();
+        let mut rejected = Vec::new();
+        let mut values = serde_json::Deserializer::from_slice(&data).into_iter::<&serde_json::value::RawValue>();
+        let line_at = |offset: usize| self.next_line + memchr::memchr_iter(b'\n', &data[..offset]).count() as i64;
+        loop {
+            let start = values.byte_offset();
+            match values.next() {
+                None => break,
+                Some(Ok(value)) => {
+                    let end = values.byte_offset();
+                    let begin = end - value.get().len();
+                    units.push((begin..end, self.origin(line_at(begin))));
+                }
+                Some(Err(error)) => {
+                    // The rest cannot be split into values: keep it whole, with why.
+                    let raw = data[start..].to_vec();
+                    let reason = format!("invalid JSON: {error}");
+                    rejected.push((self.origin(line_at(start)), Rejected { size: raw.len(), raw, reason }));
+                    break;
+                }
+            }
+        }
+        self.next_line += memchr::memchr_iter(b'\n', &data).count() as i64 + 1;
+        self.consume(&data);
+        self.done = true;
+        Ok(Chunk { data, units: Units::Listed(units), rejected, checkpoint: self.checkpoint(), flush: true })
+    }
+
+    /// The next run of whole lines (NDJSON mode).
+    fn lines_chunk(&mut self) -> Result<Chunk> {
+        let first_line = self.next_line;
+        let mut want = CHUNK_BYTES;
+        loop {
+            self.fill(want)?;
+            if let Some(last) = memchr::memrchr(b'\n', &self.carry) {
+                let rest = self.carry.split_off(last + 1);
+                let data = std::mem::replace(&mut self.carry, rest);
+                self.done = self.eof && self.carry.is_empty();
+                return Ok(self.lines(data, first_line));
+            }
+            if self.eof {
+                let data = std::mem::take(&mut self.carry);
+                self.done = true;
+                return Ok(self.lines(data, first_line));
+            }
+            if self.carry.len() > MAX_LINE_BYTES {
+                return self.oversized_line(first_line);
+            }
+            // One line longer than a chunk: read on until it ends.
+            want = self.carry.len() + CHUNK_BYTES;
+        }
+    }
+
+    fn lines(&mut self, data: Vec<u8>, first_line: i64) -> Chunk {
+        self.consume(&data);
+        self.next_line += memchr::memchr_iter(b'\n', &data).count() as i64;
+        if data.last().is_some_and(|b| *b != b'\n') {
+            self.next_line += 1; // the file's last line, without a newline
+        }
+        let units = Units::Lines { source: self.display.clone(), first_line };
+        Chunk { data, units, rejected: Vec::new(), checkpoint: self.checkpoint(), flush: self.done }
+    }
+
+    /// Quarantines a line over [`MAX_LINE_BYTES`]: its first 1 MiB, its size, why.
+    fn oversized_line(&mut self, line: i64) -> Result<Chunk> {
+        let mut prefix = std::mem::take(&mut self.carry);
+        let mut size = prefix.len();
+        self.consume(&prefix);
+        prefix.truncate(MAX_QUARANTINED_BYTES);
+        loop {
+            self.fill(CHUNK_BYTES)?;
+            let end = memchr::memchr(b'\n', &self.carry);
+            let take = end.map_or(self.carry.len(), |i| i + 1);
+            let rest = self.carry.split_off(take);
+            let skipped = std::mem::replace(&mut self.carry, rest);
+            size += skipped.len();
+            self.consume(&skipped);
+            if end.is_some() || self.eof {
+                break;
+            }
+        }
+        self.next_line = line + 1;
+        self.done = self.eof && self.carry.is_empty();
+        let reason = format!("{size} bytes is over the {} MiB limit for one record", MAX_LINE_BYTES >> 20);
+        let rejected = vec![(self.origin(line), Rejected { raw: prefix, size, reason })];
+        let units = Units::Lines { source: self.display.clone(), first_line: line + 1 };
+        Ok(Chunk { data: Vec::new(), units, rejected, checkpoint: self.checkpoint(), flush: self.done })
+    }
+}
+
+impl Iterator for FileChunks {
+    type Item = Result<Chunk>;
+
+    fn next(&mut self) -> Option<Result<Chunk>> {
+        if self.done {
+            return None;
+        }
+        let chunk = if self.document { self.document_chunk() } else { self.lines_chunk() };
+        if chunk.is_err() {
+            self.done = true;
+        }
+        Some(chunk)
+    }
+}
+
+/// What `tokentrail ingest` did.
+#[derive(Debug, Default)]
+pub struct FilesReport {
+    pub files: usize,
+    /// Files with nothing new since they were last ingested.
+    pub unchanged: Vec<String>,
+    /// Files that could not be (fully) read, with why; what preceded the error is stored.
+    pub failed: Vec<(String, String)>,
+    pub counts: crate::store::rows::RowCounts,
+    /// The ingest batches this run committed.
+    pub batches: Option<(i64, i64)>,
+}
+
+/// Ingests every file under `paths` (see [`discover`]), each from its checkpoint.
+/// A file that fails is reported and the others go on.
+pub fn ingest_files(
+    store: &crate::store::Store,
+    writer: &mut crate::store::Writer,
+    paths: &[PathBuf],
+    options: crate::ingest::PipelineOptions,
+    progress: ProgressBar,
+) -> Result<FilesReport> {
+    let files = discover(paths)?;
+    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    progress.set_length(total);
+    let mut report = FilesReport { files: files.len(), ..FilesReport::default() };
+    for path in &files {
+        let shown = path.display().to_string();
+        progress.set_message(shown.clone());
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let started_at = progress.position();
+        let plan = source_id(path)
+            .and_then(|id| store.checkpoint(&id))
+            .and_then(|checkpoint| FileChunks::open(path, checkpoint.as_ref(), progress.clone()));
+        let outcome = match plan {
+            Ok(Plan::Unchanged) => {
+                tracing::info!(file = %shown, "unchanged since last ingest");
+                report.unchanged.push(shown.clone());
+                Ok(())
+            }
+            Ok(Plan::Read(chunks)) => crate::ingest::run(writer, chunks, options, |receipt, checkpoint| {
+                let first = report.batches.map_or(receipt.batch_id, |(first, _)| first);
+                report.batches = Some((first, receipt.batch_id));
+                report.counts += receipt.counts;
+                tracing::debug!(file = %shown, batch = receipt.batch_id, position = %checkpoint.describe(), "committed");
+            })
+            .map(|_| ()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(file = %shown, error = format!("{error:#}"), "file not fully ingested");
+            report.failed.push((shown, format!("{error:#}")));
+        }
+        progress.set_position(started_at + size);
+    }
+    progress.finish_and_clear();
+    Ok(report)
+}
+
+/// Rows the batches `first..=last` stored, by table and category.
+pub fn counts_by_category(store: &crate::store::Store, first: i64, last: i64) -> Result<Vec<(String, String, i64)>> {
+    let conn = store.connection()?;
+    let mut stmt = conn.prepare(include_str!("../sql/ingest_counts.sql"))?;
+    let rows = stmt.query_map([first, last], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<duckdb::Result<_>>()?)
+}

@@ -1,0 +1,252 @@
+//! The only `unsafe` in TokenTrail: DuckDB's C API for what duckdb-rs does not offer.
+//!
+//! duckdb-rs has no safe way to scan an Arrow C stream with DuckDB's own (parallel,
+//! zero-copy) Arrow scan, which is what makes ingest as fast as `read_json`
+//! (`shared/brief/duckdb-ingest.md`). So the database handle is opened here, the
+//! ingest writer gets a raw connection with [`RawConnection::insert_arrow`], and every
+//! other connection is a normal `duckdb::Connection` on the same database
+//! ([`RawDatabase::connection`]).
+//!
+//! Contract: a [`RawDatabase`] outlives every connection made from it (callers hold
+//! it in an `Arc`); a [`RawConnection`] is used by one thread at a time.
+
+use arrow::ffi_stream::FFI_ArrowArrayStream;
+use arrow::record_batch::{RecordBatch, RecordBatchIterator};
+use duckdb::ffi;
+use std::ffi::{CStr, CString, c_char};
+use std::path::Path;
+use std::ptr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FfiError {
+    #[error("cannot open DuckDB database {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("{message}")]
+    Query { message: String },
+    #[error("text given to DuckDB contains a NUL byte")]
+    Nul(#[from] std::ffi::NulError),
+}
+
+/// An open DuckDB database (the file and its buffer pool), closed on drop.
+pub struct RawDatabase {
+    db: ffi::duckdb_database,
+}
+
+// The DuckDB database object is thread-safe; connections are not, and are not shared.
+unsafe impl Send for RawDatabase {}
+unsafe impl Sync for RawDatabase {}
+
+impl RawDatabase {
+    /// Opens (creating if needed) the database at `path` with the given settings.
+    pub fn open(path: &Path, settings: &[(&str, String)]) -> Result<RawDatabase, FfiError> {
+        let display = path.display().to_string();
+        let c_path = CString::new(path.as_os_str().as_encoded_bytes())?;
+        let mut config: ffi::duckdb_config = ptr::null_mut();
+        let mut db: ffi::duckdb_database = ptr::null_mut();
+        let mut error: *mut c_char = ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; config and error are freed
+        // before returning, on every path.
+        unsafe {
+            if ffi::duckdb_create_config(&mut config) != ffi::DuckDBSuccess {
+                return Err(FfiError::Open { path: display, message: "cannot create config".into() });
+            }
+            for (name, value) in settings {
+                let (n, v) = (CString::new(*name)?, CString::new(value.as_str())?);
+                if ffi::duckdb_set_config(config, n.as_ptr(), v.as_ptr()) != ffi::DuckDBSuccess {
+                    ffi::duckdb_destroy_config(&mut config);
+                    let message = format!("invalid setting {name}={value}");
+                    return Err(FfiError::Open { path: display, message });
+                }
+            }
+            let state = ffi::duckdb_open_ext(c_path.as_ptr(), &mut db, config, &mut error);
+            ffi::duckdb_destroy_config(&mut config);
+            if state != ffi::DuckDBSuccess {
+                let message = take_c_string(error);
+                return Err(FfiError::Open { path: display, message });
+            }
+        }
+        Ok(RawDatabase { db })
+    }
+
+    /// A duckdb-rs connection to this database. The database must outlive it.
+    pub fn connection(&self) -> duckdb::Result<duckdb::Connection> {
+        // SAFETY: `self.db` is a valid open database; duckdb-rs does not close a
+        // database it was handed (close_on_drop is false for open_from_raw).
+        unsafe { duckdb::Connection::open_from_raw(self.db) }
+    }
+
+    /// A raw connection for the ingest writer.
+    pub fn raw_connection(&self) -> Result<RawConnection, FfiError> {
+        let mut con: ffi::duckdb_connection = ptr::null_mut();
+        // SAFETY: `self.db` is valid; on failure DuckDB leaves `con` null.
+        if unsafe { ffi::duckdb_connect(self.db, &mut con) } != ffi::DuckDBSuccess {
+            return Err(FfiError::Query { message: "cannot connect to the database".into() });
+        }
+        Ok(RawConnection { con, scans: 0, home: None })
+    }
+}
+
+impl Drop for RawDatabase {
+    fn drop(&mut self) {
+        // SAFETY: the handle is valid and closed exactly once.
+        unsafe { ffi::duckdb_close(&mut self.db) }
+    }
+}
+
+/// A value bound to a `?` parameter of [`RawConnection::execute`].
+#[derive(Debug, Clone)]
+pub enum Param<'a> {
+    Null,
+    Int(i64),
+    Bool(bool),
+    Text(&'a str),
+}
+
+/// A raw connection; see the module doc.
+pub struct RawConnection {
+    con: ffi::duckdb_connection,
+    scans: u64,
+    /// The database's own catalog, quoted, once `scratch` is attached.
+    home: Option<String>,
+}
+
+unsafe impl Send for RawConnection {}
+
+impl RawConnection {
+    /// Runs SQL that takes no parameters (schema changes, BEGIN/COMMIT).
+    pub fn execute_batch(&mut self, sql: &str) -> Result<(), FfiError> {
+        let sql = CString::new(sql)?;
+        // SAFETY: `con` is valid; the result is destroyed on every path.
+        unsafe {
+            let mut result: ffi::duckdb_result = std::mem::zeroed();
+            let state = ffi::duckdb_query(self.con, sql.as_ptr(), &mut result);
+            let outcome = if state == ffi::DuckDBSuccess { Ok(()) } else { Err(result_error(&mut result)) };
+            ffi::duckdb_destroy_result(&mut result);
+            outcome
+        }
+    }
+
+    /// Runs one statement with bound parameters; returns the rows it changed.
+    pub fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, FfiError> {
+        let sql = CString::new(sql)?;
+        // SAFETY: `con` is valid; the statement and result are destroyed on every path;
+        // bound text is copied by DuckDB during the bind call.
+        unsafe {
+            let mut stmt: ffi::duckdb_prepared_statement = ptr::null_mut();
+            if ffi::duckdb_prepare(self.con, sql.as_ptr(), &mut stmt) != ffi::DuckDBSuccess {
+                let message = c_str(ffi::duckdb_prepare_error(stmt));
+                ffi::duckdb_destroy_prepare(&mut stmt);
+                return Err(FfiError::Query { message });
+            }
+            for (i, param) in params.iter().enumerate() {
+                let index = (i + 1) as ffi::idx_t;
+                let state = match param {
+                    Param::Null => ffi::duckdb_bind_null(stmt, index),
+                    Param::Int(v) => ffi::duckdb_bind_int64(stmt, index, *v),
+                    Param::Bool(v) => ffi::duckdb_bind_boolean(stmt, index, *v),
+                    Param::Text(v) => {
+                        ffi::duckdb_bind_varchar_length(stmt, index, v.as_ptr().cast(), v.len() as ffi::idx_t)
+                    }
+                };
+                if state != ffi::DuckDBSuccess {
+                    let message = format!("cannot bind parameter {index}: {}", c_str(ffi::duckdb_prepare_error(stmt)));
+                    ffi::duckdb_destroy_prepare(&mut stmt);
+                    return Err(FfiError::Query { message });
+                }
+            }
+            let mut result: ffi::duckdb_result = std::mem::zeroed();
+            let state = ffi::duckdb_execute_prepared(stmt, &mut result);
+            let outcome = if state == ffi::DuckDBSuccess {
+                Ok(ffi::duckdb_rows_changed(&mut result))
+            } else {
+                Err(result_error(&mut result))
+            };
+            ffi::duckdb_destroy_result(&mut result);
+            ffi::duckdb_destroy_prepare(&mut stmt);
+            outcome
+        }
+    }
+
+    /// Attaches the in-memory catalog `scratch` that holds Arrow scan views;
+    /// `home_catalog` is the database's own catalog (`SELECT current_database()`).
+    pub fn attach_scratch(&mut self, home_catalog: &str) -> Result<(), FfiError> {
+        self.execute_batch("ATTACH IF NOT EXISTS ':memory:' AS scratch")?;
+        self.home = Some(format!("\"{}\"", home_catalog.replace('"', "\"\"")));
+        Ok(())
+    }
+
+    /// Makes `batches` readable as the view `scratch.<name>` through DuckDB's Arrow
+    /// scan. The view lives in the in-memory catalog `scratch`: a view over
+    /// process-local pointers cannot be written to the database file, and it must be
+    /// made outside the transaction that reads it (a transaction writes to one
+    /// database only). Each view can be read once; drop it with [`Self::drop_arrow_view`].
+    pub fn create_arrow_view(&mut self, batches: Vec<RecordBatch>) -> Result<Option<ArrowView>, FfiError> {
+        let Some(first) = batches.first() else { return Ok(None) };
+        let home =
+            self.home.clone().ok_or_else(|| FfiError::Query { message: "scratch catalog not attached".into() })?;
+        let schema = first.schema();
+        let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>() as u64;
+        self.scans += 1;
+        let name = format!("arrow_scan_{}", self.scans);
+        let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
+        // Boxed: DuckDB keeps a pointer to the stream struct itself.
+        let mut stream = Box::new(FFI_ArrowArrayStream::new(Box::new(reader)));
+        let c_name = CString::new(name.as_str())?;
+        // duckdb_arrow_scan makes the view in the connection's default catalog.
+        self.execute_batch("USE scratch")?;
+        // SAFETY: `stream` is owned by the returned ArrowView, which outlives the
+        // view (it is dropped only after DROP VIEW, or with the connection).
+        let state = unsafe {
+            ffi::duckdb_arrow_scan(self.con, c_name.as_ptr(), (&mut *stream as *mut FFI_ArrowArrayStream).cast())
+        };
+        let restored = self.execute_batch(&format!("USE {home}"));
+        if state != ffi::DuckDBSuccess {
+            return Err(FfiError::Query { message: "DuckDB refused the Arrow stream".into() });
+        }
+        restored?;
+        Ok(Some(ArrowView { name: format!("scratch.{name}"), rows, _stream: stream }))
+    }
+
+    pub fn drop_arrow_view(&mut self, view: ArrowView) -> Result<(), FfiError> {
+        self.execute_batch(&format!("DROP VIEW IF EXISTS {}", view.name))
+    }
+}
+
+/// An Arrow stream readable from SQL by [`ArrowView::name`], once.
+pub struct ArrowView {
+    pub name: String,
+    pub rows: u64,
+    _stream: Box<FFI_ArrowArrayStream>,
+}
+
+impl Drop for RawConnection {
+    fn drop(&mut self) {
+        // SAFETY: the handle is valid and disconnected exactly once.
+        unsafe { ffi::duckdb_disconnect(&mut self.con) }
+    }
+}
+
+/// # Safety
+/// `result` must be a result DuckDB filled in.
+unsafe fn result_error(result: &mut ffi::duckdb_result) -> FfiError {
+    FfiError::Query { message: unsafe { c_str(ffi::duckdb_result_error(result)) } }
+}
+
+/// # Safety
+/// `text` must be null or a NUL-terminated string.
+unsafe fn c_str(text: *const c_char) -> String {
+    if text.is_null() {
+        return "unknown DuckDB error".into();
+    }
+    unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned()
+}
+
+/// # Safety
+/// `text` must be null or a string DuckDB allocated for the caller to free.
+unsafe fn take_c_string(text: *mut c_char) -> String {
+    let message = unsafe { c_str(text) };
+    if !text.is_null() {
+        unsafe { ffi::duckdb_free(text.cast()) };
+    }
+    message
+}

@@ -1,0 +1,84 @@
+//! Schema migrations: `migrations/NNNN_name.sql`, applied in order at start, each in
+//! its own transaction with its row in `schema_migrations`. An applied migration
+//! whose text has changed, or a database newer than this binary, is an error: the
+//! schema is evidence too.
+
+use anyhow::{Context, Result, bail};
+use duckdb::Connection;
+use xxhash_rust::xxh3::xxh3_64;
+
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+macro_rules! migration {
+    ($version:literal, $name:literal) => {
+        Migration { version: $version, name: $name, sql: include_str!(concat!("../../migrations/", $name, ".sql")) }
+    };
+}
+
+/// Every migration, oldest first. `tests/store.rs` checks this matches `migrations/`.
+pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_initial"), migration!(2, "0002_ingest_status")];
+
+fn checksum(sql: &str) -> String {
+    format!("{:016x}", xxh3_64(sql.as_bytes()))
+}
+
+/// Applies every migration not yet applied, up to `up_to` (all when `None`).
+/// Returns the versions it applied.
+pub fn migrate(conn: &Connection, up_to: Option<i32>) -> Result<Vec<i32>> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            checksum VARCHAR NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+        )",
+    )
+    .context("creating schema_migrations")?;
+    let applied: Vec<(i32, String, String)> = conn
+        .prepare("SELECT version, name, checksum FROM schema_migrations ORDER BY version")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<duckdb::Result<_>>()?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    for (version, name, sum) in &applied {
+        let Some(migration) = MIGRATIONS.iter().find(|m| m.version == *version) else {
+            bail!(
+                "the database has migration {version} ({name}), which this TokenTrail does not know \
+                 (it knows up to {known}): it was written by a newer version; upgrade TokenTrail"
+            );
+        };
+        if checksum(migration.sql) != *sum {
+            bail!(
+                "migration {} was changed after it was applied to this database; restore migrations/{}.sql",
+                version,
+                migration.name
+            );
+        }
+    }
+    let mut done = Vec::new();
+    for migration in MIGRATIONS {
+        if applied.iter().any(|(v, ..)| *v == migration.version) || up_to.is_some_and(|u| migration.version > u) {
+            continue;
+        }
+        let apply = || -> Result<()> {
+            conn.execute_batch("BEGIN")?;
+            conn.execute_batch(migration.sql)?;
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)",
+                duckdb::params![migration.version, migration.name, checksum(migration.sql)],
+            )?;
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        };
+        if let Err(error) = apply() {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(error).with_context(|| format!("applying migration {}", migration.name));
+        }
+        tracing::info!(version = migration.version, name = migration.name, "applied migration");
+        done.push(migration.version);
+    }
+    Ok(done)
+}

@@ -1,0 +1,356 @@
+//! The DuckDB file: schema, the ingest writer, and connections for readers.
+//!
+//! Contract (exactly once): [`Writer::commit`] writes a batch's rows in all four
+//! tables, its `ingest_batches` row and the source's [`Checkpoint`] in **one**
+//! transaction. A source that restarts reads its checkpoint back with
+//! [`Store::checkpoint`] and resumes right after it, so every input record is stored
+//! once, whatever crashed when.
+
+mod ffi;
+pub mod migrate;
+pub mod rows;
+
+use anyhow::{Context, Result, bail};
+use arrow::array::{ArrayRef, Int64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use ffi::{Param, RawConnection, RawDatabase};
+use rows::{RowCounts, TableBatches};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How to open the database.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// DuckDB worker threads; all cores when `None`.
+    pub threads: Option<usize>,
+    /// Open read-only (another process may hold the file for writing only if it is
+    /// not running; DuckDB locks the file).
+    pub read_only: bool,
+    /// Apply migrations only up to this version (tests of upgrades).
+    pub migrate_up_to: Option<i32>,
+}
+
+/// An open TokenTrail database.
+pub struct Store {
+    db: Arc<RawDatabase>,
+    path: PathBuf,
+    catalog: String,
+    writer_taken: AtomicBool,
+}
+
+/// A duckdb-rs connection that keeps its database open.
+pub struct Connection {
+    // Declared first: dropped before the database it points into.
+    conn: duckdb::Connection,
+    _db: Arc<RawDatabase>,
+}
+
+impl std::ops::Deref for Connection {
+    type Target = duckdb::Connection;
+    fn deref(&self) -> &duckdb::Connection {
+        &self.conn
+    }
+}
+
+impl Store {
+    /// Opens or creates the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        if options.read_only && !path.exists() {
+            bail!(
+                "no database at {}: run `tokentrail ingest --db {}` or `tokentrail demo` first",
+                path.display(),
+                path.display()
+            );
+        }
+        let mut settings = vec![
+            // Log rows have no meaningful insertion order; dropping it speeds up inserts.
+            ("preserve_insertion_order", "false".to_string()),
+            // Never reach for the network: everything needed is built in.
+            ("autoinstall_known_extensions", "false".to_string()),
+            ("autoload_known_extensions", "false".to_string()),
+        ];
+        if let Some(threads) = options.threads {
+            settings.push(("threads", threads.to_string()));
+        }
+        if options.read_only {
+            settings.push(("access_mode", "READ_ONLY".to_string()));
+        }
+        let db = RawDatabase::open(path, &settings).map_err(|e| {
+            let hint = if e.to_string().contains("lock") {
+                " (is another tokentrail process, such as `tokentrail demo`, using it?)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("{e}{hint}")
+        })?;
+        let db = Arc::new(db);
+        let conn = db.connection()?;
+        if !options.read_only {
+            migrate::migrate(&conn, options.migrate_up_to)?;
+        }
+        let catalog: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
+        drop(conn);
+        Ok(Store { db, path: path.to_path_buf(), catalog, writer_taken: AtomicBool::new(false) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A connection for reading (or for anything that is not ingest).
+    pub fn connection(&self) -> Result<Connection> {
+        Ok(Connection { conn: self.db.connection()?, _db: self.db.clone() })
+    }
+
+    /// The one ingest writer of this store.
+    pub fn writer(&self) -> Result<Writer> {
+        if self.writer_taken.swap(true, Ordering::SeqCst) {
+            bail!("the ingest writer of {} is already in use", self.path.display());
+        }
+        let mut raw = self.db.raw_connection()?;
+        raw.attach_scratch(&self.catalog)?;
+        let conn = self.connection()?;
+        let last: Option<i64> = conn.query_row("SELECT max(batch_id) FROM ingest_batches", [], |r| r.get(0))?;
+        Ok(Writer { raw, next_batch_id: last.unwrap_or(0) + 1, _db: self.db.clone() })
+    }
+
+    /// Where `source_id` stood after its last committed batch.
+    pub fn checkpoint(&self, source_id: &str) -> Result<Option<Checkpoint>> {
+        let conn = self.connection()?;
+        let mut stmt = conn.prepare(
+            "SELECT kind, byte_offset, line, fingerprint, complete, sequence_number, event_offset,
+                    epoch_us(event_time)
+             FROM checkpoints WHERE source_id = ?",
+        )?;
+        let mut rows = stmt.query([source_id])?;
+        let Some(row) = rows.next()? else { return Ok(None) };
+        let kind: String = row.get(0)?;
+        Ok(Some(Checkpoint {
+            source_id: source_id.to_owned(),
+            kind: SourceKind::parse(&kind)?,
+            byte_offset: row.get(1)?,
+            line: row.get(2)?,
+            fingerprint: row.get(3)?,
+            complete: row.get(4)?,
+            sequence_number: row.get(5)?,
+            event_offset: row.get(6)?,
+            event_time: row.get(7)?,
+        }))
+    }
+}
+
+/// What kind of source a checkpoint belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    File,
+    Generator,
+    EventHubs,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::File => "file",
+            SourceKind::Generator => "generator",
+            SourceKind::EventHubs => "eventhubs",
+        }
+    }
+
+    fn parse(text: &str) -> Result<SourceKind> {
+        Ok(match text {
+            "file" => SourceKind::File,
+            "generator" => SourceKind::Generator,
+            "eventhubs" => SourceKind::EventHubs,
+            other => bail!("unknown source kind {other:?} in checkpoints"),
+        })
+    }
+}
+
+/// Where a source stands: committed with the rows it produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub source_id: String,
+    pub kind: SourceKind,
+    pub byte_offset: Option<i64>,
+    pub line: Option<i64>,
+    pub fingerprint: Option<String>,
+    pub complete: bool,
+    pub sequence_number: Option<i64>,
+    pub event_offset: Option<String>,
+    /// Microseconds since the epoch, UTC.
+    pub event_time: Option<i64>,
+}
+
+impl Checkpoint {
+    pub fn new(source_id: impl Into<String>, kind: SourceKind) -> Checkpoint {
+        Checkpoint {
+            source_id: source_id.into(),
+            kind,
+            byte_offset: None,
+            line: None,
+            fingerprint: None,
+            complete: false,
+            sequence_number: None,
+            event_offset: None,
+            event_time: None,
+        }
+    }
+
+    /// A short readable form for `ingest_batches.position` and logs.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(line) = self.line {
+            parts.push(format!("line {line}"));
+        }
+        if let Some(bytes) = self.byte_offset {
+            parts.push(format!("byte {bytes}"));
+        }
+        if let Some(seq) = self.sequence_number {
+            parts.push(format!("sequence {seq}"));
+        }
+        if let Some(t) = self.event_time.and_then(chrono::DateTime::from_timestamp_micros) {
+            parts.push(format!("time {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        }
+        if self.complete {
+            parts.push("complete".into());
+        }
+        parts.join(", ")
+    }
+}
+
+/// What one commit stored.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchReceipt {
+    pub batch_id: i64,
+    pub counts: RowCounts,
+}
+
+/// The ingest writer: the only code that adds rows to the public tables.
+pub struct Writer {
+    raw: RawConnection,
+    next_batch_id: i64,
+    _db: Arc<RawDatabase>,
+}
+
+/// The public tables in the order of [`TableBatches`]' fields.
+const TABLES: [&str; 4] = ["cosmos_requests", "signins", "raw_events", "quarantine"];
+
+impl Writer {
+    /// Stores `batches` and moves the source to `checkpoint`, atomically.
+    pub fn commit(&mut self, batches: TableBatches, checkpoint: &Checkpoint) -> Result<BatchReceipt> {
+        let batch_id = self.next_batch_id;
+        let counts = batches.counts();
+        let TableBatches { cosmos, signins, raw, quarantine } = batches;
+        let mut views = Vec::new();
+        let mut outcome = Ok(());
+        for (table, batches) in TABLES.into_iter().zip([cosmos, signins, raw, quarantine]) {
+            let created = batches
+                .iter()
+                .map(|b| with_batch_id(b, batch_id))
+                .collect::<Result<Vec<_>>>()
+                .and_then(|batches| Ok(self.raw.create_arrow_view(batches)?));
+            match created {
+                Ok(Some(view)) => views.push((table, view)),
+                Ok(None) => {}
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+        }
+        let outcome = outcome.and_then(|()| self.transaction(batch_id, &views, checkpoint, counts));
+        for (_, view) in views {
+            if let Err(error) = self.raw.drop_arrow_view(view) {
+                tracing::warn!(error = %error, "dropping an Arrow scan view");
+            }
+        }
+        outcome?;
+        self.next_batch_id += 1;
+        Ok(BatchReceipt { batch_id, counts })
+    }
+
+    fn transaction(
+        &mut self,
+        batch_id: i64,
+        views: &[(&str, ffi::ArrowView)],
+        checkpoint: &Checkpoint,
+        counts: RowCounts,
+    ) -> Result<()> {
+        self.raw.execute_batch("BEGIN TRANSACTION")?;
+        match self.write(batch_id, views, checkpoint, counts) {
+            Ok(()) => Ok(self.raw.execute_batch("COMMIT").context("committing ingest batch")?),
+            Err(error) => {
+                let _ = self.raw.execute_batch("ROLLBACK");
+                Err(error)
+            }
+        }
+    }
+
+    fn write(
+        &mut self,
+        batch_id: i64,
+        views: &[(&str, ffi::ArrowView)],
+        checkpoint: &Checkpoint,
+        counts: RowCounts,
+    ) -> Result<()> {
+        let now = chrono::Utc::now().timestamp_micros();
+        self.raw.execute(
+            "INSERT INTO ingest_batches VALUES (?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?, ?, ?, ?, ?, ?)",
+            &[
+                Param::Int(batch_id),
+                Param::Int(now),
+                Param::Text(&checkpoint.source_id),
+                Param::Text(&checkpoint.describe()),
+                Param::Int(counts.cosmos as i64),
+                Param::Int(counts.signins as i64),
+                Param::Int(counts.raw as i64),
+                Param::Int(counts.quarantined as i64),
+            ],
+        )?;
+        for (table, view) in views {
+            // `BY NAME`: table columns not in the batch (added by later migrations)
+            // take their defaults, and column order never matters.
+            let sql = format!("INSERT INTO {table} BY NAME SELECT * FROM {}", view.name);
+            let inserted =
+                self.raw.execute(&sql, &[]).with_context(|| format!("storing batch {batch_id} in {table}"))?;
+            if inserted != view.rows {
+                anyhow::bail!("storing batch {batch_id} in {table}: {inserted} of {} rows inserted", view.rows);
+            }
+        }
+        fn text(v: &Option<String>) -> Param<'_> {
+            v.as_deref().map_or(Param::Null, Param::Text)
+        }
+        let int = |v: Option<i64>| v.map_or(Param::Null, Param::Int);
+        self.raw.execute(
+            "INSERT OR REPLACE INTO checkpoints VALUES
+                (?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?)",
+            &[
+                Param::Text(&checkpoint.source_id),
+                Param::Text(checkpoint.kind.as_str()),
+                int(checkpoint.byte_offset),
+                int(checkpoint.line),
+                text(&checkpoint.fingerprint),
+                Param::Bool(checkpoint.complete),
+                int(checkpoint.sequence_number),
+                text(&checkpoint.event_offset),
+                int(checkpoint.event_time),
+                Param::Int(now),
+                Param::Int(batch_id),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+fn with_batch_id(batch: &RecordBatch, batch_id: i64) -> Result<RecordBatch> {
+    let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new("batch_id", DataType::Int64, false)));
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from_value(batch_id, batch.num_rows())));
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}

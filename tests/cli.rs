@@ -1,0 +1,124 @@
+//! The `tokentrail` binary as a user runs it.
+
+mod common;
+use common::samples_dir;
+use std::process::{Command, Output};
+
+fn tokentrail(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokentrail")).args(args).env("TOKENTRAIL_LOG", "warn").output().expect("runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn ingest_prints_counts_by_category_and_query_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.duckdb");
+    let db = db.to_str().unwrap();
+    let out = tokentrail(&["ingest", "--db", db, samples_dir().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for expected in [
+        "files: 6 (0 unchanged, 0 failed)",
+        "cosmos_requests  DataPlaneRequests                               2",
+        "signins          ManagedIdentitySignInLogs                       1",
+        "signins          NonInteractiveUserSignInLogs                    1",
+        "signins          ServicePrincipalSignInLogs                      2",
+        "signins          SignInLogs                                      1",
+        "stored: 2 cosmos requests, 5 sign-ins, 0 raw, 0 quarantined",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    let csv = tokentrail(&[
+        "query",
+        "--db",
+        db,
+        "--format",
+        "csv",
+        "SELECT kind, principal_id FROM signins ORDER BY time LIMIT 2",
+    ]);
+    assert_eq!(
+        text(&csv.stdout),
+        "kind,principal_id\nuser_interactive,8a4de8b5-095c-47d0-a96f-a75130c61d53\nmanaged_identity,9d370547-cb61-4753-be23-68534909af90\n"
+    );
+    let json = tokentrail(&["query", "--db", db, "--format", "json", "SELECT count(*) AS n FROM cosmos_requests"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON output");
+    assert_eq!(value, serde_json::json!([{"n": 2}]));
+    let table = text(&tokentrail(&["query", "--db", db, "SELECT 'x' AS answer"]).stdout);
+    assert!(table.contains("| answer |") && table.contains("| x      |"), "{table}");
+}
+
+#[test]
+fn query_is_read_only_and_bad_sql_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.duckdb");
+    let db = db.to_str().unwrap();
+    assert!(tokentrail(&["ingest", "--db", db, samples_dir().to_str().unwrap()]).status.success());
+    let out = tokentrail(&["query", "--db", db, "DELETE FROM cosmos_requests"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).to_lowercase().contains("read-only"), "{}", text(&out.stderr));
+    let out = tokentrail(&["query", "--db", db, "SELEC nonsense"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("not valid SQL"), "{}", text(&out.stderr));
+    let count = tokentrail(&["query", "--db", db, "--format", "csv", "SELECT count(*) FROM cosmos_requests"]);
+    assert_eq!(text(&count.stdout), "count_star()\n2\n");
+}
+
+#[test]
+fn a_missing_input_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.duckdb");
+    let out = tokentrail(&["ingest", "--db", db.to_str().unwrap(), "/nonexistent/logs.ndjson"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("/nonexistent/logs.ndjson: cannot read"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn generated_files_ingest_completely_in_both_layouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("traffic.ndjson");
+    let out = tokentrail(&["generate", "--out", file.to_str().unwrap(), "--days", "2", "--scenarios", "all"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = std::fs::read_to_string(&file).unwrap().lines().count() as i64;
+    let truth: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("traffic.truth.json")).unwrap()).unwrap();
+    assert_eq!(truth.len(), tokentrail::generate::Scenario::all().len());
+
+    let archive = dir.path().join("archive");
+    assert!(
+        tokentrail(&["generate", "--out", archive.to_str().unwrap(), "--days", "2", "--scenarios", "all"])
+            .status
+            .success()
+    );
+    assert!(archive.join("insights-logs-dataplanerequests").is_dir());
+    assert!(archive.join("insights-logs-signinlogs").is_dir());
+
+    for (name, input) in [("file", &file), ("archive", &archive)] {
+        let db = dir.path().join(format!("{name}.duckdb"));
+        let db = db.to_str().unwrap();
+        let out = tokentrail(&["ingest", "--db", db, input.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let count = tokentrail(&[
+            "query",
+            "--db",
+            db,
+            "--format",
+            "csv",
+            "SELECT (SELECT count(*) FROM cosmos_requests) + (SELECT count(*) FROM signins), (SELECT count(*) FROM quarantine) + (SELECT count(*) FROM raw_events)",
+        ]);
+        let stdout = text(&count.stdout);
+        let values: Vec<&str> = stdout.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!(values, [records.to_string().as_str(), "0"], "{name}");
+    }
+}
+
+#[test]
+fn bad_scenario_names_list_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokentrail(&["generate", "--out", dir.path().join("x.ndjson").to_str().unwrap(), "--scenarios", "nope"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("nope") && stderr.contains("mass_delete"), "{stderr}");
+}

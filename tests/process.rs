@@ -1,0 +1,167 @@
+//! The real binary killed and restarted: nothing lost, nothing twice; and the demo
+//! serving HTTP, stopping cleanly on Ctrl-C and resuming.
+
+mod common;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tokentrail::store::{Store, StoreOptions};
+
+fn bin() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tokentrail"));
+    command.env("TOKENTRAIL_LOG", "warn");
+    command
+}
+
+#[test]
+fn ingest_killed_at_random_points_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.ndjson");
+    let records = 150_000;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    tokentrail::generate::write_cosmos_ndjson(&mut file, records, 7).unwrap();
+    file.flush().unwrap();
+    drop(file);
+    let db = dir.path().join("k.duckdb");
+    let args = ["ingest", "--db", db.to_str().unwrap(), input.to_str().unwrap()];
+    // Kill at growing delays until a run gets to the end on its own.
+    let mut killed_mid_file = 0;
+    for delay_ms in [40u64, 90, 140, 200, 260, 330, 410, 500, 600, 720] {
+        let mut child = bin().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let store = Store::open(&db, &StoreOptions::default()).unwrap();
+        let id = tokentrail::source::file::source_id(&input).unwrap();
+        if !store.checkpoint(&id).unwrap().is_some_and(|c| c.complete) {
+            killed_mid_file += 1;
+        }
+    }
+    assert!(killed_mid_file >= 3, "only {killed_mid_file} kills landed mid-file; the test proved too little");
+    let out = bin().args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = Store::open(&db, &StoreOptions::default()).unwrap();
+    let conn = store.connection().unwrap();
+    let (rows, distinct): (i64, i64) = conn
+        .query_row("SELECT count(*), count(DISTINCT activity_id) FROM cosmos_requests", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((rows, distinct), (records as i64, records as i64));
+    let lines: i64 = conn.query_row("SELECT line FROM checkpoints", [], |r| r.get(0)).unwrap();
+    assert_eq!(lines, records as i64);
+}
+
+fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+struct Demo {
+    child: std::process::Child,
+    address: String,
+}
+
+impl Demo {
+    fn start(db: &std::path::Path) -> Demo {
+        let mut child = bin()
+            .args(["demo", "--db", db.to_str().unwrap(), "--port", "0", "--days", "1"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let address = loop {
+            let line = lines.next().expect("demo printed its address").unwrap();
+            if let Some(rest) = line.strip_prefix("TokenTrail demo on http://") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining stderr so the demo never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Demo { child, address }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let (code, body) = http_get(&self.address, "/api/status").expect("status answers");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    fn generated_until(&self) -> Option<String> {
+        let status = self.status();
+        status["sources"].as_array()?.iter().find(|s| s["kind"] == "generator")?["event_time"]
+            .as_str()
+            .map(String::from)
+    }
+
+    /// Ctrl-C, and the exit status.
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "demo did not stop within 30 s of Ctrl-C");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn demo_serves_streams_stops_cleanly_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/demo.duckdb");
+    let demo = Demo::start(&db);
+    assert_eq!(http_get(&demo.address, "/healthz"), Some((200, "ok".into())));
+    wait_for("backfill and a live tick", || demo.generated_until().is_some());
+    let first_position = demo.generated_until().unwrap();
+    wait_for("a live tick", || demo.generated_until().is_some_and(|p| p > first_position));
+    let page = http_get(&demo.address, "/").unwrap();
+    assert!(page.0 == 200 && page.1.contains("cosmos_requests") && page.1.contains("demo: generated data"));
+    assert!(demo.interrupt().success(), "Ctrl-C is a clean exit");
+
+    let stopped_at = {
+        let store = Store::open(&db, &StoreOptions::default()).unwrap();
+        let conn = store.connection().unwrap();
+        let rows: i64 = conn.query_row("SELECT count(*) FROM cosmos_requests", [], |r| r.get(0)).unwrap();
+        assert!(rows > 1000, "a day of history was backfilled: {rows}");
+        conn.query_row("SELECT event_time::VARCHAR FROM checkpoints WHERE kind = 'generator'", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap()
+    };
+    let demo = Demo::start(&db);
+    wait_for("the restarted demo to move on", || demo.generated_until().is_some_and(|p| p > stopped_at));
+    assert!(demo.interrupt().success());
+    let store = Store::open(&db, &StoreOptions::default()).unwrap();
+    let conn = store.connection().unwrap();
+    let (rows, distinct): (i64, i64) = conn
+        .query_row("SELECT count(*), count(DISTINCT activity_id) FROM cosmos_requests", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(rows, distinct, "no request stored twice across the restart");
+    let sources: i64 = conn.query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0)).unwrap();
+    assert_eq!(sources, 1);
+}

@@ -1,0 +1,147 @@
+//! Schema, migrations and the Arrow-to-table contract.
+
+mod common;
+use common::TestDb;
+use tokentrail::store::migrate::MIGRATIONS;
+use tokentrail::store::rows::{CosmosRows, QuarantineRows, RawRows, SignInRows};
+use tokentrail::store::{Store, StoreOptions};
+
+#[test]
+fn every_migration_file_is_applied_in_order() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".sql").to_string())
+        .collect();
+    files.sort();
+    let known: Vec<String> = MIGRATIONS.iter().map(|m| m.name.to_string()).collect();
+    assert_eq!(files, known, "migrations/ and store::migrate::MIGRATIONS must list the same files");
+    for (i, m) in MIGRATIONS.iter().enumerate() {
+        assert_eq!(m.version, i as i32 + 1);
+        assert!(m.name.starts_with(&format!("{:04}_", m.version)));
+    }
+    let db = TestDb::new();
+    let applied = db.rows("SELECT version::VARCHAR, name FROM schema_migrations ORDER BY version");
+    let expected: Vec<Vec<String>> =
+        MIGRATIONS.iter().map(|m| vec![m.version.to_string(), m.name.to_string()]).collect();
+    assert_eq!(applied, expected);
+}
+
+#[test]
+fn a_database_made_by_the_first_migration_upgrades_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.duckdb");
+    let record = r#"{"time":"2024-01-01T00:00:00Z","category":"DataPlaneRequests","operationName":"Read","properties":{"statusCode":"200"}}"#;
+    let file = dir.path().join("r.json");
+    std::fs::write(&file, record).unwrap();
+    {
+        let old = Store::open(&path, &StoreOptions { migrate_up_to: Some(1), ..StoreOptions::default() }).unwrap();
+        let conn = old.connection().unwrap();
+        let versions: i64 = conn.query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+        assert_eq!(versions, 1);
+        let view: i64 = conn
+            .query_row("SELECT count(*) FROM duckdb_views() WHERE view_name = 'ingest_status'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(view, 0, "version 1 has no ingest_status view");
+        let mut writer = old.writer().unwrap();
+        let options = tokentrail::ingest::PipelineOptions::default();
+        tokentrail::source::file::ingest_files(
+            &old,
+            &mut writer,
+            &[file.clone()],
+            options,
+            indicatif::ProgressBar::hidden(),
+        )
+        .unwrap();
+    }
+    let upgraded = Store::open(&path, &StoreOptions::default()).unwrap();
+    let conn = upgraded.connection().unwrap();
+    let versions: Vec<i32> = conn
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    let (rows, cosmos): (i64, i64) = conn
+        .query_row("SELECT count(*), sum(cosmos_rows) FROM ingest_status", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((rows, cosmos), (1, 1), "the old data shows through the new view");
+}
+
+#[test]
+fn a_changed_or_newer_schema_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.duckdb");
+    {
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        store
+            .connection()
+            .unwrap()
+            .execute_batch("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+            .unwrap();
+    }
+    let error = Store::open(&path, &StoreOptions::default()).err().expect("refused").to_string();
+    assert!(error.contains("migration 1 was changed"), "{error}");
+    let newer = dir.path().join("newer.duckdb");
+    {
+        let store = Store::open(&newer, &StoreOptions::default()).unwrap();
+        let conn = store.connection().unwrap();
+        conn.execute_batch("INSERT INTO schema_migrations (version, name, checksum) VALUES (99, '0099_future', 'x')")
+            .unwrap();
+    }
+    let error = Store::open(&newer, &StoreOptions::default()).err().expect("refused").to_string();
+    assert!(error.contains("newer version"), "{error}");
+}
+
+#[test]
+fn read_only_open_of_a_missing_database_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let error =
+        Store::open(&dir.path().join("none.duckdb"), &StoreOptions { read_only: true, ..StoreOptions::default() })
+            .err()
+            .expect("refused")
+            .to_string();
+    assert!(error.contains("no database at") && error.contains("tokentrail ingest"), "{error}");
+}
+
+fn arrow_to_duckdb(field: &arrow::datatypes::Field) -> String {
+    use arrow::datatypes::DataType::*;
+    match field.data_type() {
+        Utf8 => "VARCHAR".into(),
+        Int32 => "INTEGER".into(),
+        Int64 => "BIGINT".into(),
+        Float64 => "DOUBLE".into(),
+        Boolean => "BOOLEAN".into(),
+        Binary => "BLOB".into(),
+        Timestamp(_, Some(tz)) if tz.as_ref() == "UTC" => "TIMESTAMP WITH TIME ZONE".into(),
+        List(item) if item.data_type() == &Utf8 => "VARCHAR[]".into(),
+        other => panic!("no DuckDB column type for {other:?}"),
+    }
+}
+
+#[test]
+fn arrow_batches_match_the_tables_column_for_column() {
+    let db = TestDb::new();
+    let tables = [
+        ("cosmos_requests", CosmosRows::schema()),
+        ("signins", SignInRows::schema()),
+        ("raw_events", RawRows::schema()),
+        ("quarantine", QuarantineRows::schema()),
+    ];
+    for (table, schema) in tables {
+        let mut expected: Vec<Vec<String>> =
+            schema.fields().iter().map(|f| vec![f.name().clone(), arrow_to_duckdb(f)]).collect();
+        expected.push(vec!["batch_id".into(), "BIGINT".into()]);
+        if table == "raw_events" {
+            // Stored as DuckDB's JSON type; Arrow carries it as text.
+            let record = expected.iter_mut().find(|c| c[0] == "record").unwrap();
+            record[1] = "JSON".into();
+        }
+        let actual = db.rows(&format!(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"
+        ));
+        assert_eq!(actual, expected, "{table}");
+    }
+}
