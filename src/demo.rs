@@ -39,7 +39,8 @@ pub fn parse_scenarios(names: &[String]) -> Result<Vec<Scenario>> {
 
 /// Writes `days` of traffic ending at the start of today (UTC), so the same seed on
 /// the same day gives the same files. `out` is an `.ndjson`/`.json` file, or a
-/// directory filled in Azure's storage-archive layout.
+/// directory filled in Azure's storage-archive layout. The scenarios' ground truth
+/// goes beside it, in `<out without extension>.truth.json`.
 pub fn generate_files(out: &Path, days: u32, seed: u64, scenarios: &[Scenario], scale: f64) -> Result<String> {
     let to = Utc::now().duration_trunc(TimeDelta::days(1))?;
     let from = to - TimeDelta::days(days as i64);
@@ -61,7 +62,8 @@ pub fn generate_files(out: &Path, days: u32, seed: u64, scenarios: &[Scenario], 
         out.with_extension("truth.json")
     } else {
         write_archive(out, &events)?;
-        out.join("ground_truth.json")
+        // Beside the directory, not in it: ingesting the directory must not read it.
+        out.with_extension("truth.json")
     };
     write_truth(&truth_path, &truths)?;
     Ok(format!(

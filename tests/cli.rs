@@ -94,6 +94,7 @@ fn generated_files_ingest_completely_in_both_layouts() {
     );
     assert!(archive.join("insights-logs-dataplanerequests").is_dir());
     assert!(archive.join("insights-logs-signinlogs").is_dir());
+    assert!(dir.path().join("archive.truth.json").is_file());
 
     for (name, input) in [("file", &file), ("archive", &archive)] {
         let db = dir.path().join(format!("{name}.duckdb"));
