@@ -145,3 +145,13 @@ fn arrow_batches_match_the_tables_column_for_column() {
         assert_eq!(actual, expected, "{table}");
     }
 }
+
+#[test]
+fn one_writer_at_a_time_and_free_again_once_dropped() {
+    let db = TestDb::new();
+    let writer = db.store.writer().unwrap();
+    let error = db.store.writer().err().expect("a second writer is refused").to_string();
+    assert!(error.contains("already in use"), "{error}");
+    drop(writer);
+    assert!(db.store.writer().is_ok());
+}

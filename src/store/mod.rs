@@ -37,7 +37,7 @@ pub struct Store {
     db: Arc<RawDatabase>,
     path: PathBuf,
     catalog: String,
-    writer_taken: AtomicBool,
+    writer_taken: Arc<AtomicBool>,
 }
 
 /// A duckdb-rs connection that keeps its database open.
@@ -95,7 +95,7 @@ impl Store {
         }
         let catalog: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
         drop(conn);
-        Ok(Store { db, path: path.to_path_buf(), catalog, writer_taken: AtomicBool::new(false) })
+        Ok(Store { db, path: path.to_path_buf(), catalog, writer_taken: Arc::new(AtomicBool::new(false)) })
     }
 
     pub fn path(&self) -> &Path {
@@ -112,11 +112,15 @@ impl Store {
         if self.writer_taken.swap(true, Ordering::SeqCst) {
             bail!("the ingest writer of {} is already in use", self.path.display());
         }
-        let mut raw = self.db.raw_connection()?;
-        raw.attach_scratch(&self.catalog)?;
-        let conn = self.connection()?;
-        let last: Option<i64> = conn.query_row("SELECT max(batch_id) FROM ingest_batches", [], |r| r.get(0))?;
-        Ok(Writer { raw, next_batch_id: last.unwrap_or(0) + 1, _db: self.db.clone() })
+        let opened = (|| -> Result<(RawConnection, Option<i64>)> {
+            let mut raw = self.db.raw_connection()?;
+            raw.attach_scratch(&self.catalog)?;
+            let conn = self.connection()?;
+            let last = conn.query_row("SELECT max(batch_id) FROM ingest_batches", [], |r| r.get(0))?;
+            Ok((raw, last))
+        })();
+        let (raw, last) = opened.inspect_err(|_| self.writer_taken.store(false, Ordering::SeqCst))?;
+        Ok(Writer { raw, next_batch_id: last.unwrap_or(0) + 1, taken: self.writer_taken.clone(), _db: self.db.clone() })
     }
 
     /// Where `source_id` stood after its last committed batch.
@@ -234,7 +238,15 @@ pub struct BatchReceipt {
 pub struct Writer {
     raw: RawConnection,
     next_batch_id: i64,
+    /// Cleared on drop, so the store can hand out a writer again.
+    taken: Arc<AtomicBool>,
     _db: Arc<RawDatabase>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.taken.store(false, Ordering::SeqCst);
+    }
 }
 
 /// The public tables in the order of [`TableBatches`]' fields.
