@@ -26,9 +26,10 @@ enum Command {
         /// Parser threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
-        /// DuckDB threads (default: one per core).
-        #[arg(long)]
-        threads: Option<usize>,
+        /// DuckDB threads. Default 1: DuckDB's parallel insert costs more CPU than it
+        /// saves while the parser threads need the cores (see BENCHMARKS.md).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -108,8 +109,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn ingest(db: PathBuf, workers: Option<usize>, threads: Option<usize>, paths: Vec<PathBuf>) -> Result<ExitCode> {
-    let store = Store::open(&db, &StoreOptions { threads, ..StoreOptions::default() })?;
+fn ingest(db: PathBuf, workers: Option<usize>, threads: usize, paths: Vec<PathBuf>) -> Result<ExitCode> {
+    let store = Store::open(&db, &StoreOptions { threads: Some(threads.max(1)), ..StoreOptions::default() })?;
     let mut writer = store.writer()?;
     let mut options = PipelineOptions::default();
     if let Some(workers) = workers {

@@ -23,9 +23,11 @@ use std::sync::mpsc;
 /// their first 1 MiB, their size and the reason.
 pub const MAX_UNIT_BYTES: usize = 16 << 20;
 
-/// Rows per commit: one DuckDB row group, which inserts fastest
-/// (`shared/brief/duckdb-ingest.md`).
-pub const COMMIT_ROWS: usize = 122_880;
+/// Rows per commit: two DuckDB row groups. Each commit leaves partial row groups
+/// that DuckDB compresses again at its next checkpoint, so larger commits are
+/// cheaper; this size keeps the pending Arrow batches of one commit, plus the one
+/// being stored, well under 1 GiB (see BENCHMARKS.md).
+pub const COMMIT_ROWS: usize = 2 * 122_880;
 
 /// A stretch of input and where its source stands after it.
 pub struct Chunk {
@@ -129,7 +131,7 @@ pub fn run(
         let (parsed_tx, parsed_rx) = mpsc::sync_channel::<(u64, Result<Parsed>)>(workers * 2);
 
         let feeder_tx = parsed_tx.clone();
-        scope.spawn(move || {
+        std::thread::Builder::new().name("ingest-read".into()).spawn_scoped(scope, move || {
             for (seq, chunk) in (0u64..).zip(chunks) {
                 let sent = match chunk {
                     Ok(chunk) => chunk_tx.send((seq, chunk)).is_ok(),
@@ -142,10 +144,10 @@ pub fn run(
                     break;
                 }
             }
-        });
+        })?;
         for _ in 0..workers {
             let (chunk_rx, parsed_tx) = (chunk_rx.clone(), parsed_tx.clone());
-            scope.spawn(move || {
+            std::thread::Builder::new().name("ingest-parse".into()).spawn_scoped(scope, move || {
                 loop {
                     let next = chunk_rx.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
                     let Ok((seq, chunk)) = next else { break };
@@ -159,65 +161,89 @@ pub fn run(
                         break;
                     }
                 }
-            });
+            })?;
         }
         drop((parsed_tx, chunk_rx));
         commit_in_order(writer, parsed_rx, options.commit_rows, &mut on_commit)
     })
 }
 
+/// Puts parsed chunks back in source order and hands each commit's worth to a
+/// DuckDB writer thread, so parsing the next commit overlaps storing this one.
 fn commit_in_order(
     writer: &mut Writer,
     parsed_rx: mpsc::Receiver<(u64, Result<Parsed>)>,
     commit_rows: usize,
     on_commit: &mut impl FnMut(&BatchReceipt, &Checkpoint),
 ) -> Result<RowCounts> {
-    let mut waiting: BTreeMap<u64, Result<Parsed>> = BTreeMap::new();
-    let mut next = 0u64;
-    let mut pending = TableBatches::default();
-    let mut pending_rows = 0usize;
-    let mut pending_checkpoint: Option<Checkpoint> = None;
-    let mut total = RowCounts::default();
-    let mut commit = |pending: &mut TableBatches, checkpoint: &Checkpoint, total: &mut RowCounts| -> Result<()> {
-        let receipt = writer.commit(std::mem::take(pending), checkpoint)?;
-        *total += receipt.counts;
-        on_commit(&receipt, checkpoint);
-        Ok(())
-    };
-    let mut failure = None;
-    'receive: for (seq, parsed) in parsed_rx.iter() {
-        waiting.insert(seq, parsed);
-        while let Some(parsed) = waiting.remove(&next) {
-            next += 1;
-            let parsed = match parsed {
-                Ok(parsed) => parsed,
-                Err(error) => {
-                    failure = Some(error);
-                    break 'receive;
+    std::thread::scope(|scope| {
+        // One commit being stored while the next is gathered: memory stays bounded.
+        let (job_tx, job_rx) = mpsc::sync_channel::<(TableBatches, Checkpoint)>(0);
+        let (done_tx, done_rx) = mpsc::channel::<Result<(BatchReceipt, Checkpoint)>>();
+        let spawned = std::thread::Builder::new().name("ingest-write".into()).spawn_scoped(scope, move || {
+            for (batches, checkpoint) in job_rx {
+                let outcome = writer.commit(batches, &checkpoint).map(|receipt| (receipt, checkpoint));
+                let failed = outcome.is_err();
+                if done_tx.send(outcome).is_err() || failed {
+                    break;
                 }
-            };
-            let Parsed { batches, rows, checkpoint, flush } = parsed;
-            pending.cosmos.extend(batches.cosmos);
-            pending.signins.extend(batches.signins);
-            pending.raw.extend(batches.raw);
-            pending.quarantine.extend(batches.quarantine);
-            pending_rows += rows;
-            if pending_rows >= commit_rows || flush {
-                commit(&mut pending, &checkpoint, &mut total)?;
-                pending_rows = 0;
-                pending_checkpoint = None;
-            } else {
+            }
+        });
+        spawned?;
+        let mut total = RowCounts::default();
+        let mut report = |outcome: Result<(BatchReceipt, Checkpoint)>, total: &mut RowCounts| -> Result<()> {
+            let (receipt, checkpoint) = outcome?;
+            *total += receipt.counts;
+            on_commit(&receipt, &checkpoint);
+            Ok(())
+        };
+        let mut waiting: BTreeMap<u64, Result<Parsed>> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut pending = TableBatches::default();
+        let mut pending_rows = 0usize;
+        let mut pending_checkpoint: Option<Checkpoint> = None;
+        let mut failure = None;
+        'receive: for (seq, parsed) in parsed_rx.iter() {
+            waiting.insert(seq, parsed);
+            while let Some(parsed) = waiting.remove(&next) {
+                next += 1;
+                let Parsed { batches, rows, checkpoint, flush } = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(error) => {
+                        failure = Some(error);
+                        break 'receive;
+                    }
+                };
+                pending.cosmos.extend(batches.cosmos);
+                pending.signins.extend(batches.signins);
+                pending.raw.extend(batches.raw);
+                pending.quarantine.extend(batches.quarantine);
+                pending_rows += rows;
                 pending_checkpoint = Some(checkpoint);
+                if pending_rows >= commit_rows || flush {
+                    let job = (std::mem::take(&mut pending), pending_checkpoint.take().expect("set above"));
+                    pending_rows = 0;
+                    if job_tx.send(job).is_err() {
+                        break 'receive; // the writer stopped: its error is in done_rx
+                    }
+                }
+                while let Ok(outcome) = done_rx.try_recv() {
+                    report(outcome, &mut total)?;
+                }
             }
         }
-    }
-    // Whatever preceded a failure is sound: commit it before reporting.
-    if let Some(checkpoint) = pending_checkpoint {
-        commit(&mut pending, &checkpoint, &mut total)?;
-    }
-    match failure {
-        Some(error) => Err(error),
-        None if !waiting.is_empty() => Err(anyhow!("ingest pipeline stopped before chunk {next}")),
-        None => Ok(total),
-    }
+        // Whatever preceded a failure is sound: commit it before reporting.
+        if let Some(checkpoint) = pending_checkpoint {
+            let _ = job_tx.send((pending, checkpoint));
+        }
+        drop(job_tx);
+        for outcome in done_rx {
+            report(outcome, &mut total)?;
+        }
+        match failure {
+            Some(error) => Err(error),
+            None if !waiting.is_empty() => Err(anyhow!("ingest pipeline stopped before chunk {next}")),
+            None => Ok(total),
+        }
+    })
 }

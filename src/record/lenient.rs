@@ -21,7 +21,14 @@ impl<'a> Text<'a> {
     }
 
     fn from_cow(value: Cow<'a, str>) -> Self {
-        let blank = matches!(value.trim(), "" | "&lt;null&gt;" | "<null>");
+        // Only a value starting with one of these can be a spelling of "absent".
+        let blank = match value.as_bytes().first() {
+            None => true,
+            Some(b) if b.is_ascii_whitespace() || *b == b'&' || *b == b'<' => {
+                matches!(value.trim(), "" | "&lt;null&gt;" | "<null>")
+            }
+            Some(_) => false,
+        };
         Text((!blank).then_some(value))
     }
 }

@@ -236,20 +236,26 @@ pub fn parse_unit(unit: &[u8], origin: &Origin, sink: &mut impl RecordSink) {
     if trimmed.is_empty() {
         return;
     }
-    if trimmed[0] == b'[' {
-        match serde_json::from_slice::<Vec<&RawValue>>(trimmed) {
+    // Validating UTF-8 once here lets serde read every string without checking it again.
+    let Ok(text) = simdutf8::basic::from_utf8(trimmed) else {
+        let valid = std::str::from_utf8(trimmed).map_or_else(|e| e.valid_up_to(), |_| trimmed.len());
+        let reason = format!("invalid JSON: not UTF-8 after byte {valid}");
+        return sink.reject(Rejection::new(trimmed, reason, None), origin, None);
+    };
+    if text.starts_with('[') {
+        match serde_json::from_str::<Vec<&RawValue>>(text) {
             Ok(items) => parse_many(&items, origin, sink),
-            Err(e) => reject_unreadable(trimmed, e, origin, None, sink),
+            Err(e) => reject_unreadable(text, e, origin, None, sink),
         }
         return;
     }
-    parse_record(trimmed, origin, None, sink);
+    parse_record(text, origin, None, sink);
 }
 
 fn parse_many(items: &[&RawValue], origin: &Origin, sink: &mut impl RecordSink) {
     for (i, item) in items.iter().enumerate().take(MAX_RECORDS_PER_UNIT) {
         let index = i32::try_from(i).ok();
-        parse_record(item.get().as_bytes(), origin, index, sink);
+        parse_record(item.get(), origin, index, sink);
     }
     if items.len() > MAX_RECORDS_PER_UNIT {
         for (i, item) in items.iter().enumerate().skip(MAX_RECORDS_PER_UNIT) {
@@ -260,10 +266,11 @@ fn parse_many(items: &[&RawValue], origin: &Origin, sink: &mut impl RecordSink) 
     }
 }
 
-fn parse_record(raw: &[u8], origin: &Origin, index: Option<i32>, sink: &mut impl RecordSink) {
-    let record = match serde_json::from_slice::<Record>(raw) {
+fn parse_record(text: &str, origin: &Origin, index: Option<i32>, sink: &mut impl RecordSink) {
+    let raw = text.as_bytes();
+    let record = match serde_json::from_str::<Record>(text) {
         Ok(record) => record,
-        Err(e) => return reject_unreadable(raw, e, origin, index, sink),
+        Err(e) => return reject_unreadable(text, e, origin, index, sink),
     };
     if let Some(records) = &record.records {
         // An envelope inside an envelope is not something Azure sends; flattening
@@ -300,12 +307,13 @@ fn parse_record(raw: &[u8], origin: &Origin, index: Option<i32>, sink: &mut impl
 /// type, that is no fault of the record: keep it whole in `raw_events`.
 #[cold]
 fn reject_unreadable(
-    raw: &[u8],
+    text: &str,
     error: serde_json::Error,
     origin: &Origin,
     index: Option<i32>,
     sink: &mut impl RecordSink,
 ) {
+    let raw = text.as_bytes();
     #[derive(serde::Deserialize)]
     struct CategoryOnly {
         #[serde(alias = "Category", alias = "CATEGORY")]
@@ -313,15 +321,11 @@ fn reject_unreadable(
         #[serde(alias = "Time")]
         time: Option<serde_json::Value>,
     }
-    if let Err(utf8) = std::str::from_utf8(raw) {
-        let reason = format!("invalid JSON: not UTF-8 after byte {}", utf8.valid_up_to());
-        return sink.reject(Rejection::new(raw, reason, None), origin, index);
-    }
-    if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
+    if let Err(syntax) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
         let rejection = Rejection::new(raw, format!("invalid JSON: {syntax}"), None);
         return sink.reject(rejection, origin, index);
     }
-    let category = serde_json::from_slice::<CategoryOnly>(raw).ok().and_then(|c| c.category.map(|cat| (cat, c.time)));
+    let category = serde_json::from_str::<CategoryOnly>(text).ok().and_then(|c| c.category.map(|cat| (cat, c.time)));
     if let Some((category_text, time)) = &category
         && Category::of(category_text) == Category::Other
     {

@@ -191,6 +191,8 @@ impl FileChunks {
             return Ok(());
         }
         let asked = (want - self.carry.len()) as u64;
+        // Reserve up front: growing by doubling would copy each chunk several times.
+        self.carry.reserve(asked as usize);
         let n = (&mut self.reader)
             .take(asked)
             .read_to_end(&mut self.carry)
