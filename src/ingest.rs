@@ -68,11 +68,9 @@ impl Chunk {
         match &self.units {
             Units::Lines { source, first_line } => {
                 let mut origin = Origin { source: source.clone(), ..Origin::default() };
-                let mut line = *first_line;
-                for text in self.data.split(|b| *b == b'\n') {
+                for (line, text) in (*first_line..).zip(self.data.split(|b| *b == b'\n')) {
                     origin.line = Some(line);
                     parse_sized(text, &origin, rows);
-                    line += 1;
                 }
             }
             Units::Listed(units) => {

@@ -20,9 +20,9 @@ fn lines(range: std::ops::Range<usize>) -> String {
 fn ingesting_the_same_file_twice_adds_nothing() {
     let db = TestDb::new();
     let path = db.file("once.ndjson", lines(0..100) + "garbage\n");
-    let first = db.ingest(&[path.clone()]);
+    let first = db.ingest(std::slice::from_ref(&path));
     assert_eq!((first.counts.cosmos, first.counts.quarantined), (100, 1));
-    let second = db.ingest(&[path.clone()]);
+    let second = db.ingest(std::slice::from_ref(&path));
     assert_eq!(second.counts.total(), 0);
     assert_eq!(second.unchanged, [path.display().to_string()]);
     assert_eq!((db.count("cosmos_requests"), db.count("quarantine")), (100, 1));
@@ -32,9 +32,9 @@ fn ingesting_the_same_file_twice_adds_nothing() {
 fn an_appended_file_resumes_after_what_was_stored() {
     let db = TestDb::new();
     let path = db.file("grow.ndjson", lines(0..10));
-    db.ingest(&[path.clone()]);
+    db.ingest(std::slice::from_ref(&path));
     std::fs::write(&path, lines(0..10) + &lines(10..15) + "oops\n").unwrap();
-    let report = db.ingest(&[path.clone()]);
+    let report = db.ingest(std::slice::from_ref(&path));
     assert_eq!((report.counts.cosmos, report.counts.quarantined), (5, 1));
     assert_eq!(db.count("cosmos_requests"), 15);
     let distinct: i64 = db.value("SELECT count(DISTINCT activity_id) FROM cosmos_requests");
@@ -46,11 +46,11 @@ fn an_appended_file_resumes_after_what_was_stored() {
 #[test]
 fn a_file_without_a_final_newline_that_grows_keeps_its_last_line_once() {
     let db = TestDb::new();
-    let path = db.file("tail.ndjson", lines(0..3).trim_end().to_string());
-    db.ingest(&[path.clone()]);
+    let path = db.file("tail.ndjson", lines(0..3).trim_end());
+    db.ingest(std::slice::from_ref(&path));
     std::fs::write(&path, lines(0..3) + &lines(3..4)).unwrap();
     // The last line was read whole at EOF; the bytes added after it are a new line.
-    db.ingest(&[path.clone()]);
+    db.ingest(std::slice::from_ref(&path));
     let ids = db.rows("SELECT activity_id FROM cosmos_requests ORDER BY activity_id");
     assert_eq!(ids, [["a0"], ["a1"], ["a2"], ["a3"]]);
 }
@@ -59,9 +59,9 @@ fn a_file_without_a_final_newline_that_grows_keeps_its_last_line_once() {
 fn a_file_changed_in_place_is_refused_not_ingested_twice() {
     let db = TestDb::new();
     let path = db.file("edit.ndjson", lines(0..10));
-    db.ingest(&[path.clone()]);
+    db.ingest(std::slice::from_ref(&path));
     std::fs::write(&path, lines(0..10).replace("a3", "b3")).unwrap();
-    let report = db.ingest(&[path.clone()]);
+    let report = db.ingest(std::slice::from_ref(&path));
     assert_eq!(report.failed.len(), 1);
     assert!(report.failed[0].1.contains("changed in place"), "{}", report.failed[0].1);
     assert_eq!(db.count("cosmos_requests"), 10);

@@ -187,7 +187,7 @@ fn bad_input_is_quarantined_with_bytes_reason_and_line() {
     }
     content.extend_from_slice(COSMOS.as_bytes());
     let path = db.file("bad.ndjson", &content);
-    let report = db.ingest(&[path.clone()]);
+    let report = db.ingest(std::slice::from_ref(&path));
     assert!(report.failed.is_empty());
     assert_eq!(report.counts.cosmos, 2, "the good records around the bad ones are stored");
     assert_eq!(report.counts.quarantined, bad.len() as u64);

@@ -48,7 +48,7 @@ fn a_database_made_by_the_first_migration_upgrades_in_place() {
         tokentrail::source::file::ingest_files(
             &old,
             &mut writer,
-            &[file.clone()],
+            std::slice::from_ref(&file),
             options,
             indicatif::ProgressBar::hidden(),
         )
