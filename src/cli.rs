@@ -30,6 +30,9 @@ enum Command {
         /// saves while the parser threads need the cores (see BENCHMARKS.md).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Rows per commit (each commit also records where every file stands).
+        #[arg(long, default_value_t = crate::ingest::COMMIT_ROWS)]
+        commit_rows: usize,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -92,7 +95,13 @@ fn init_logging() {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Ingest { db, workers, threads, paths } => ingest(db, workers, threads, paths),
+        Command::Ingest { db, workers, threads, commit_rows, paths } => {
+            let mut options = PipelineOptions { commit_rows: commit_rows.max(1), ..PipelineOptions::default() };
+            if let Some(workers) = workers {
+                options.workers = workers.max(1);
+            }
+            ingest(db, options, threads, paths)
+        }
         Command::Query { db, format, sql } => {
             crate::query::run(&db, &sql, format, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
@@ -110,13 +119,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn ingest(db: PathBuf, workers: Option<usize>, threads: usize, paths: Vec<PathBuf>) -> Result<ExitCode> {
+fn ingest(db: PathBuf, options: PipelineOptions, threads: usize, paths: Vec<PathBuf>) -> Result<ExitCode> {
     let store = Store::open(&db, &StoreOptions { threads: Some(threads.max(1)), ..StoreOptions::default() })?;
     let mut writer = store.writer()?;
-    let mut options = PipelineOptions::default();
-    if let Some(workers) = workers {
-        options.workers = workers.max(1);
-    }
     let progress = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     progress.set_style(
         ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}")

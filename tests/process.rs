@@ -24,9 +24,11 @@ fn ingest_killed_at_random_points_loses_and_repeats_nothing() {
     file.flush().unwrap();
     drop(file);
     let db = dir.path().join("k.duckdb");
-    let args = ["ingest", "--db", db.to_str().unwrap(), input.to_str().unwrap()];
+    // Small commits, so kills land between commits as well as inside them.
+    let args = ["ingest", "--commit-rows", "10000", "--db", db.to_str().unwrap(), input.to_str().unwrap()];
     // Kill at growing delays until a run gets to the end on its own.
     let mut killed_mid_file = 0;
+    let mut resumed_positions = std::collections::BTreeSet::new();
     for delay_ms in [40u64, 90, 140, 200, 260, 330, 410, 500, 600, 720] {
         let mut child = bin().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
@@ -37,11 +39,19 @@ fn ingest_killed_at_random_points_loses_and_repeats_nothing() {
         child.wait().unwrap();
         let store = Store::open(&db, &StoreOptions::default()).unwrap();
         let id = tokentrail::source::file::source_id(&input).unwrap();
-        if !store.checkpoint(&id).unwrap().is_some_and(|c| c.complete) {
+        let checkpoint = store.checkpoint(&id).unwrap();
+        if !checkpoint.as_ref().is_some_and(|c| c.complete) {
             killed_mid_file += 1;
+        }
+        if let Some(line) = checkpoint.filter(|c| !c.complete).and_then(|c| c.line) {
+            resumed_positions.insert(line);
         }
     }
     assert!(killed_mid_file >= 3, "only {killed_mid_file} kills landed mid-file; the test proved too little");
+    assert!(
+        resumed_positions.len() >= 2,
+        "kills should leave the file part-committed at different lines: {resumed_positions:?}"
+    );
     let out = bin().args(args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let store = Store::open(&db, &StoreOptions::default()).unwrap();
