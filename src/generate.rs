@@ -712,6 +712,21 @@ struct Burst<'a> {
     ops: &'static [(Op, u32)],
 }
 
+impl<'a> Burst<'a> {
+    /// A burst through one grant: a scenario acts through a single role, unlike a baseline session.
+    /// Builds nothing random, so callers keep drawing `count` and `span` in their own order.
+    fn one(
+        grant: &'a Grant,
+        ip: &'a str,
+        start: DateTime<Utc>,
+        span: Duration,
+        count: usize,
+        ops: &'static [(Op, u32)],
+    ) -> Self {
+        Burst { ip, grants: std::slice::from_ref(grant), start, span, count, ops }
+    }
+}
+
 /// What a scenario reports about itself; the window comes from its events.
 struct Plan {
     principal: Option<(String, String)>,
@@ -1114,15 +1129,7 @@ impl Generator {
         let refresh = at + Duration::minutes(30) + jitter(rng, Duration::minutes(15));
         out.push(self.token_sign_in(rng, p, refresh, home_ip, p.home));
         let count = rng.random_range(25..60);
-        let start = at + Duration::minutes(1);
-        let burst = Burst {
-            ip: &ip,
-            grants: std::slice::from_ref(grant),
-            start,
-            span: Duration::minutes(50),
-            count,
-            ops: READS,
-        };
+        let burst = Burst::one(grant, &ip, at + Duration::minutes(1), Duration::minutes(50), count, READS);
         self.burst(rng, p, &burst, out, |_, _| {});
         let what = format!(
             "{} read {} from {ip} ({}), where it never signed in; its sign-ins stayed in {}",
@@ -1171,15 +1178,7 @@ impl Generator {
         };
         out.push(self.sign_in_event(rng, &token));
         let count = rng.random_range(20..50);
-        let start = hit + Duration::seconds(30);
-        let burst = Burst {
-            ip: &ip,
-            grants: std::slice::from_ref(grant),
-            start,
-            span: Duration::minutes(20),
-            count,
-            ops: READS,
-        };
+        let burst = Burst::one(grant, &ip, hit + Duration::seconds(30), Duration::minutes(20), count, READS);
         self.burst(rng, victim, &burst, out, |_, _| {});
         let what = format!(
             "password spray on {} users from {ip} ({}), then {} signed in and read {}",
@@ -1198,14 +1197,7 @@ impl Generator {
         out.push(self.token_sign_in(rng, p, at, ip, p.home));
         let count = rng.random_range(200..400);
         let span = Duration::minutes(rng.random_range(20..40));
-        let burst = Burst {
-            ip,
-            grants: std::slice::from_ref(grant),
-            start: at + Duration::seconds(10),
-            span,
-            count,
-            ops: EXPORT,
-        };
+        let burst = Burst::one(grant, ip, at + Duration::seconds(10), span, count, EXPORT);
         let bytes = self.burst(rng, p, &burst, out, |_, r| {
             r.bulk = true;
             r.status = 200;
@@ -1230,8 +1222,7 @@ impl Generator {
         out.push(self.token_sign_in(rng, p, at, ip, p.home));
         let count = rng.random_range(300..600);
         let span = Duration::minutes(rng.random_range(3..8));
-        let grants = std::slice::from_ref(&target);
-        let burst = Burst { ip, grants, start: at + Duration::seconds(5), span, count, ops: DELETES };
+        let burst = Burst::one(&target, ip, at + Duration::seconds(5), span, count, DELETES);
         self.burst(rng, p, &burst, out, |rng, r| {
             r.status = pick_weighted(rng, &[(204, 92), (404, 5), (429, 3)]);
         });
@@ -1318,31 +1309,16 @@ impl Generator {
         let home_ip = p.ips.first()?;
         let far = FOREIGN_PLACES.choose(rng)?;
         let far_ip = public_ip(rng, far);
-        let grants = std::slice::from_ref(grant);
         out.push(self.sign_in_event(rng, &SignIn::interactive(p, at, home_ip, p.home)));
         out.push(self.token_sign_in(rng, p, at + Duration::seconds(15), home_ip, p.home));
         let count = rng.random_range(5..10);
-        let burst = Burst {
-            ip: home_ip,
-            grants,
-            start: at + Duration::seconds(30),
-            span: Duration::minutes(15),
-            count,
-            ops: READS,
-        };
+        let burst = Burst::one(grant, home_ip, at + Duration::seconds(30), Duration::minutes(15), count, READS);
         self.burst(rng, p, &burst, out, |_, _| {});
         let away = at + Duration::minutes(rng.random_range(25..45));
         out.push(self.sign_in_event(rng, &SignIn::interactive(p, away, &far_ip, far)));
         out.push(self.token_sign_in(rng, p, away + Duration::seconds(15), &far_ip, far));
         let count = rng.random_range(5..15);
-        let burst = Burst {
-            ip: &far_ip,
-            grants,
-            start: away + Duration::seconds(30),
-            span: Duration::minutes(10),
-            count,
-            ops: READS,
-        };
+        let burst = Burst::one(grant, &far_ip, away + Duration::seconds(30), Duration::minutes(10), count, READS);
         self.burst(rng, p, &burst, out, |_, _| {});
         let what = format!(
             "{} signed in from {} and, {} minutes later, from {far_ip} in {}",
@@ -1361,14 +1337,7 @@ impl Generator {
         out.push(self.token_sign_in(rng, p, at, ip, p.home));
         let count = rng.random_range(30..80);
         let span = Duration::minutes(rng.random_range(10..30));
-        let burst = Burst {
-            ip,
-            grants: std::slice::from_ref(grant),
-            start: at + Duration::seconds(5),
-            span,
-            count,
-            ops: READS,
-        };
+        let burst = Burst::one(grant, ip, at + Duration::seconds(5), span, count, READS);
         self.burst(rng, p, &burst, out, |_, _| {});
         let what = format!("{}, silent until now, signed in and read {} ({count} requests)", p.name, account.name);
         Plan::by(p, account, ip, what)
@@ -1382,14 +1351,7 @@ impl Generator {
         out.push(self.token_sign_in(rng, p, at, ip, p.home));
         let count = rng.random_range(15..40);
         let span = Duration::minutes(rng.random_range(5..15));
-        let burst = Burst {
-            ip,
-            grants: std::slice::from_ref(grant),
-            start: at + Duration::seconds(5),
-            span,
-            count,
-            ops: READS,
-        };
+        let burst = Burst::one(grant, ip, at + Duration::seconds(5), span, count, READS);
         self.burst(rng, p, &burst, out, |_, r| {
             // Hand-rolled REST calls go through the gateway.
             r.caller.user_agent = agent;
@@ -1412,14 +1374,7 @@ impl Generator {
         out.push(self.sign_in_event(rng, &token));
         let count = rng.random_range(10..30);
         let span = Duration::minutes(rng.random_range(5..20));
-        let burst = Burst {
-            ip,
-            grants: std::slice::from_ref(grant),
-            start: at + Duration::seconds(5),
-            span,
-            count,
-            ops: READS,
-        };
+        let burst = Burst::one(grant, ip, at + Duration::seconds(5), span, count, READS);
         self.burst(rng, p, &burst, out, |_, _| {});
         let what = format!("{} read {} from {ip}, an address on the threat-intelligence list", p.name, account.name);
         Plan::by(p, account, ip, what)
