@@ -119,17 +119,28 @@ pub fn run(options: DemoOptions) -> Result<()> {
     eprintln!("TokenTrail demo on http://{address}  (database {})", options.db.display());
 
     let stop = Arc::new(AtomicBool::new(false));
+    // If ingest stops on an error, the demo stops too, rather than serve stale data.
+    let ingest_ended = Arc::new(tokio::sync::Notify::new());
     let ingest = {
-        let (store, stop) = (store.clone(), stop.clone());
+        let (store, stop, ended) = (store.clone(), stop.clone(), ingest_ended.clone());
         let (seed, days) = (options.seed, options.days);
-        std::thread::Builder::new().name("demo-ingest".into()).spawn(move || stream(&store, seed, days, &stop))?
+        std::thread::Builder::new().name("demo-ingest".into()).spawn(move || {
+            let outcome = stream(&store, seed, days, &stop);
+            if let Err(error) = &outcome {
+                tracing::error!(error = format!("{error:#}"), "demo ingest stopped");
+            }
+            ended.notify_one();
+            outcome
+        })?
     };
     let state = AppState { store: store.clone(), mode: "demo: generated data on loopback, no sign-in" };
     let serve_stop = stop.clone();
     let served = runtime.block_on(async move {
         let shutdown = async move {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("stopping: finishing the current commit");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => eprintln!("stopping: finishing the current commit"),
+                _ = ingest_ended.notified() => eprintln!("stopping: ingest ended"),
+            }
             serve_stop.store(true, Ordering::SeqCst);
         };
         axum::serve(listener, crate::server::router(state)).with_graceful_shutdown(shutdown).await

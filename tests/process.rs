@@ -175,3 +175,27 @@ fn demo_serves_streams_stops_cleanly_and_resumes() {
     let sources: i64 = conn.query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0)).unwrap();
     assert_eq!(sources, 1);
 }
+
+#[test]
+fn demo_stops_with_an_error_when_its_ingest_cannot_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("future.duckdb");
+    {
+        // A generator position a day in the future: the demo must refuse, not serve.
+        let store = Store::open(&db, &StoreOptions::default()).unwrap();
+        let mut writer = store.writer().unwrap();
+        let source = tokentrail::source::generated::GeneratedSource::new(42, 1.0);
+        let mut checkpoint =
+            tokentrail::store::Checkpoint::new(source.source_id.clone(), tokentrail::store::SourceKind::Generator);
+        checkpoint.event_time = Some((chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_micros());
+        writer.commit(Default::default(), &checkpoint).unwrap();
+    }
+    let out = bin()
+        .args(["demo", "--db", db.to_str().unwrap(), "--port", "0"])
+        .env("TOKENTRAIL_LOG", "error")
+        .output()
+        .expect("demo runs and exits");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in the future") && stderr.contains("stopping: ingest ended"), "{stderr}");
+}
