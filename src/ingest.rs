@@ -1,15 +1,17 @@
 //! The ingest pipeline: chunks of input → parallel parsing → ordered, atomic commits.
 //!
 //! A source cuts its input into [`Chunk`]s, each carrying the [`Checkpoint`] the
-//! source will stand at once the chunk is stored. Worker threads parse chunks into
-//! Arrow batches ([`Rows`]); the calling thread puts them back in source order and
-//! commits them with the checkpoint of the last chunk in the commit
-//! ([`Writer::commit`]). So a commit never covers part of a chunk, a checkpoint is
-//! never ahead of the rows it vouches for, and a crash at any point loses nothing
-//! that was committed and repeats nothing on restart.
+//! source will stand at once the chunk is stored. A reader thread pulls chunks from
+//! the source, worker threads parse them into Arrow batches ([`Rows`]), the calling
+//! thread puts them back in source order and gathers a commit, and a writer thread
+//! stores it with the checkpoint of its last chunk ([`Writer::commit`]). So a commit
+//! never covers part of a chunk, a checkpoint is never ahead of the rows it vouches
+//! for, and a crash at any point loses nothing that was committed and repeats
+//! nothing on restart.
 //!
-//! Memory is bounded: at most `2 × workers` chunks wait for a parser and at most
-//! one commit's worth of rows (`commit_rows`) waits for DuckDB.
+//! Memory is bounded: at most `2 × workers` chunks wait for a parser, and at most
+//! two commits' worth of rows (`commit_rows`: one being gathered, one being stored)
+//! wait for DuckDB.
 
 use crate::record::{Origin, RecordSink, Rejection, parse_unit};
 use crate::store::rows::{RowCounts, Rows, TableBatches};
