@@ -243,3 +243,19 @@ fn an_over_long_line_is_quarantined_truncated_and_the_rest_goes_on() {
     let lines = db.rows("SELECT line::VARCHAR, complete::VARCHAR FROM checkpoints");
     assert_eq!(lines, [["3", "true"]]);
 }
+
+#[test]
+fn a_document_that_breaks_off_keeps_its_rest_in_quarantine() {
+    let db = TestDb::new();
+    let value: serde_json::Value = serde_json::from_str(&format!(r#"{{"records":[{COSMOS}]}}"#)).unwrap();
+    let pretty = serde_json::to_string_pretty(&value).unwrap();
+    let lines = pretty.lines().count() as i64;
+    let broken = format!("{pretty}\n{{\n  \"records\": [ 218 B blob data ]\n}}\n");
+    db.ingest(&[db.file("broken.json", &broken)]);
+    assert_eq!(db.count("cosmos_requests"), 1);
+    let row = db.rows("SELECT line::VARCHAR, reason, raw::VARCHAR FROM quarantine");
+    assert_eq!(row.len(), 1);
+    assert_eq!(row[0][0], (lines + 1).to_string(), "the line where the bad value starts");
+    assert!(row[0][1].starts_with("invalid JSON"), "{}", row[0][1]);
+    assert!(row[0][2].contains("218 B blob data"), "{}", row[0][2]);
+}

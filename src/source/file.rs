@@ -243,7 +243,9 @@ impl FileChunks {
                     units.push((begin..end, self.origin(line_at(begin))));
                 }
                 Some(Err(error)) => {
-                    // The rest cannot be split into values: keep it whole, with why.
+                    // The rest cannot be split into values: keep it whole, with why,
+                    // from its first non-blank byte (so the line is where it starts).
+                    let start = start + data[start..].iter().take_while(|b| b.is_ascii_whitespace()).count();
                     let raw = data[start..].to_vec();
                     let reason = format!("invalid JSON: {error}");
                     rejected.push((self.origin(line_at(start)), Rejected { size: raw.len(), raw, reason }));
