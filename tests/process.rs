@@ -54,16 +54,20 @@ fn ingest_killed_at_random_points_loses_and_repeats_nothing() {
     );
     let out = bin().args(args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(requests_and_distinct_ids(&db), (records as i64, records as i64));
     let store = Store::open(&db, &StoreOptions::default()).unwrap();
-    let conn = store.connection().unwrap();
-    let (rows, distinct): (i64, i64) = conn
-        .query_row("SELECT count(*), count(DISTINCT activity_id) FROM cosmos_requests", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
-    assert_eq!((rows, distinct), (records as i64, records as i64));
-    let lines: i64 = conn.query_row("SELECT line FROM checkpoints", [], |r| r.get(0)).unwrap();
+    let lines: i64 = store.connection().unwrap().query_row("SELECT line FROM checkpoints", [], |r| r.get(0)).unwrap();
     assert_eq!(lines, records as i64);
+}
+
+/// Cosmos DB requests stored, and how many distinct activity ids they have.
+fn requests_and_distinct_ids(db: &std::path::Path) -> (i64, i64) {
+    let store = Store::open(db, &StoreOptions::default()).unwrap();
+    let conn = store.connection().unwrap();
+    conn.query_row("SELECT count(*), count(DISTINCT activity_id) FROM cosmos_requests", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .unwrap()
 }
 
 fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
@@ -164,15 +168,11 @@ fn demo_serves_streams_stops_cleanly_and_resumes() {
     let demo = Demo::start(&db);
     wait_for("the restarted demo to move on", || demo.generated_until().is_some_and(|p| p > stopped_at));
     assert!(demo.interrupt().success());
-    let store = Store::open(&db, &StoreOptions::default()).unwrap();
-    let conn = store.connection().unwrap();
-    let (rows, distinct): (i64, i64) = conn
-        .query_row("SELECT count(*), count(DISTINCT activity_id) FROM cosmos_requests", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let (rows, distinct) = requests_and_distinct_ids(&db);
     assert_eq!(rows, distinct, "no request stored twice across the restart");
-    let sources: i64 = conn.query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0)).unwrap();
+    let store = Store::open(&db, &StoreOptions::default()).unwrap();
+    let sources: i64 =
+        store.connection().unwrap().query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0)).unwrap();
     assert_eq!(sources, 1);
 }
 
