@@ -84,10 +84,14 @@ impl Chunk {
     }
 }
 
+/// Why a unit of `size` bytes was quarantined unread.
+pub fn oversize_reason(size: usize) -> String {
+    format!("{size} bytes is over the {} MiB limit for one record", MAX_UNIT_BYTES >> 20)
+}
+
 fn parse_sized(unit: &[u8], origin: &Origin, rows: &mut Rows) {
     if unit.len() > MAX_UNIT_BYTES {
-        let reason = format!("{} bytes is over the {} MiB limit for one record", unit.len(), MAX_UNIT_BYTES >> 20);
-        return rows.reject(Rejection::new(unit, reason, None), origin, None);
+        return rows.reject(Rejection::new(unit, oversize_reason(unit.len()), None), origin, None);
     }
     parse_unit(unit, origin, rows);
 }
@@ -214,10 +218,7 @@ fn commit_in_order(
                         break 'receive;
                     }
                 };
-                pending.cosmos.extend(batches.cosmos);
-                pending.signins.extend(batches.signins);
-                pending.raw.extend(batches.raw);
-                pending.quarantine.extend(batches.quarantine);
+                pending.append(batches);
                 pending_rows += rows;
                 pending_checkpoint = Some(checkpoint);
                 if pending_rows >= commit_rows || flush {

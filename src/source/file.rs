@@ -314,7 +314,7 @@ impl FileChunks {
         }
         self.next_line = line + 1;
         self.done = self.eof && self.carry.is_empty();
-        let reason = format!("{size} bytes is over the {} MiB limit for one record", MAX_LINE_BYTES >> 20);
+        let reason = crate::ingest::oversize_reason(size);
         let rejected = vec![(self.origin(line), Rejected { raw: prefix, size, reason })];
         let units = Units::Lines { source: self.display.clone(), first_line: line + 1 };
         Ok(Chunk { data: Vec::new(), units, rejected, checkpoint: self.checkpoint(), flush: self.done })

@@ -409,6 +409,14 @@ impl TableBatches {
         self.quarantine.extend(rows.quarantine.finish());
     }
 
+    /// Moves `other`'s batches in after this one's.
+    pub fn append(&mut self, other: TableBatches) {
+        self.cosmos.extend(other.cosmos);
+        self.signins.extend(other.signins);
+        self.raw.extend(other.raw);
+        self.quarantine.extend(other.quarantine);
+    }
+
     pub fn counts(&self) -> RowCounts {
         let n = |b: &[RecordBatch]| b.iter().map(|b| b.num_rows() as u64).sum();
         RowCounts {
