@@ -1,4 +1,4 @@
-//! Every published sample in shared/samples/public parses to the right values.
+//! Every published sample (copies of shared/samples/public in tests/fixtures/samples) parses to the right values.
 
 mod common;
 use common::{TestDb, samples_dir};

@@ -69,6 +69,8 @@ impl TestDb {
     }
 }
 
+/// Copies of the published samples (`shared/samples/public`), kept in the repo so
+/// the tests run on a machine that has only this repository.
 pub fn samples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples/public")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/samples")
 }
