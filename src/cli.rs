@@ -60,6 +60,38 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
     },
+    /// Run the service: stream Event Hubs into DuckDB (if configured) and serve HTTP.
+    Serve {
+        /// A TOML configuration file; `TOKENTRAIL_<KEY>` environment variables
+        /// (nested keys joined by `__`) override it.
+        #[arg(long, env = "TOKENTRAIL_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Send diagnostic records from files to an event hub, in envelopes of N records.
+    Produce {
+        /// The event hub, e.g. insights-logs-dataplanerequests.
+        #[arg(long)]
+        hub: String,
+        /// Fully qualified namespace (not needed with a connection string).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// default, managed_identity, workload_identity, client_secret,
+        /// client_certificate, azure_cli, or connection_string (reads
+        /// TOKENTRAIL_EVENTHUBS_CONNECTION_STRING; emulator and local tests only).
+        #[arg(long, default_value = "default")]
+        credential: String,
+        /// An AMQP endpoint to dial instead of amqps://NAMESPACE (emulator, test hub).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Send every event to this partition (default: the hub spreads them).
+        #[arg(long)]
+        partition: Option<String>,
+        /// Records per event.
+        #[arg(long, default_value_t = 100)]
+        records_per_event: usize,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run everything locally on generated traffic: no Azure account needed.
     Demo {
         #[arg(long, default_value = "data/tokentrail.duckdb")]
@@ -112,11 +144,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve { config } => {
+            let config = crate::config::ServeConfig::load(config.as_deref())?;
+            crate::serve::run(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Produce { hub, namespace, credential, endpoint, partition, records_per_event, files } => {
+            produce(hub, namespace, credential, endpoint, partition, records_per_event, files)
+        }
         Command::Demo { db, port, seed, days } => {
             crate::demo::run(crate::demo::DemoOptions { db, port, seed, days })?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn produce(
+    hub: String,
+    namespace: Option<String>,
+    credential: String,
+    endpoint: Option<String>,
+    partition: Option<String>,
+    records_per_event: usize,
+    files: Vec<PathBuf>,
+) -> Result<ExitCode> {
+    let credential = serde_json::from_value(serde_json::Value::String(credential.clone())).map_err(|_| {
+        anyhow::anyhow!("--credential {credential:?}: use default, managed_identity, workload_identity, client_secret, client_certificate, azure_cli or connection_string")
+    })?;
+    let config = crate::config::EventHubsConfig {
+        namespace,
+        hubs: vec![hub.clone()],
+        credential,
+        endpoint: endpoint.clone(),
+        ..crate::config::EventHubsConfig::for_hub(&hub)
+    };
+    let connect = crate::source::eventhubs::Connect::from_config(&config)?;
+    let progress = ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} files {wide_msg}").context("progress bar template")?,
+    );
+    let options = crate::produce::ProduceOptions {
+        connect: &connect,
+        hub: &hub,
+        endpoint: endpoint.as_deref(),
+        partition,
+        records_per_event,
+        files: &files,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let produced = runtime.block_on(crate::produce::produce(options, &progress))?;
+    progress.finish_and_clear();
+    println!("sent {} records in {} events ({} batches) to {hub}", produced.records, produced.events, produced.batches);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ingest(db: PathBuf, options: PipelineOptions, threads: usize, paths: Vec<PathBuf>) -> Result<ExitCode> {

@@ -133,7 +133,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
             outcome
         })?
     };
-    let state = AppState { store: store.clone(), mode: "demo: generated data on loopback, no sign-in" };
+    let state = AppState::new(store.clone(), "demo: generated data on loopback, no sign-in");
     let serve_stop = stop.clone();
     let served = runtime.block_on(async move {
         let shutdown = async move {
@@ -211,8 +211,8 @@ fn backfill(
         windows_done.inc(1);
         Some(Ok(chunk))
     });
-    let counts = crate::ingest::run(writer, chunks, PipelineOptions::default(), |_, checkpoint| {
-        progress.set_message(checkpoint.describe());
+    let counts = crate::ingest::run(writer, chunks, PipelineOptions::default(), |_, checkpoints| {
+        progress.set_message(crate::store::describe_all(checkpoints));
     });
     progress.finish_and_clear();
     let counts = counts?;

@@ -37,7 +37,9 @@ pub struct Chunk {
     pub units: Units,
     /// Input the source already knows it cannot read (a line over the size limit).
     pub rejected: Vec<(Origin, Rejected)>,
-    pub checkpoint: Checkpoint,
+    /// Where the source stands after this chunk: one checkpoint per position it
+    /// moves (a file; each Event Hubs partition the chunk holds events of).
+    pub checkpoints: Vec<Checkpoint>,
     /// Commit right after this chunk, however few rows are waiting (end of a file,
     /// a live source's tick).
     pub flush: bool,
@@ -113,7 +115,7 @@ impl Default for PipelineOptions {
 struct Parsed {
     batches: TableBatches,
     rows: usize,
-    checkpoint: Checkpoint,
+    checkpoints: Vec<Checkpoint>,
     flush: bool,
 }
 
@@ -124,7 +126,7 @@ pub fn run(
     writer: &mut Writer,
     chunks: impl Iterator<Item = Result<Chunk>> + Send,
     options: PipelineOptions,
-    mut on_commit: impl FnMut(&BatchReceipt, &Checkpoint),
+    mut on_commit: impl FnMut(&BatchReceipt, &[Checkpoint]),
 ) -> Result<RowCounts> {
     let workers = options.workers.max(1);
     std::thread::scope(|scope| {
@@ -160,7 +162,7 @@ pub fn run(
                     let mut batches = TableBatches::default();
                     let count = rows.len();
                     batches.take_from(&mut rows);
-                    let parsed = Parsed { batches, rows: count, checkpoint: chunk.checkpoint, flush: chunk.flush };
+                    let parsed = Parsed { batches, rows: count, checkpoints: chunk.checkpoints, flush: chunk.flush };
                     if parsed_tx.send((seq, Ok(parsed))).is_err() {
                         break;
                     }
@@ -178,15 +180,15 @@ fn commit_in_order(
     writer: &mut Writer,
     parsed_rx: mpsc::Receiver<(u64, Result<Parsed>)>,
     commit_rows: usize,
-    on_commit: &mut impl FnMut(&BatchReceipt, &Checkpoint),
+    on_commit: &mut impl FnMut(&BatchReceipt, &[Checkpoint]),
 ) -> Result<RowCounts> {
     std::thread::scope(|scope| {
         // One commit being stored while the next is gathered: memory stays bounded.
-        let (job_tx, job_rx) = mpsc::sync_channel::<(TableBatches, Checkpoint)>(0);
-        let (done_tx, done_rx) = mpsc::channel::<Result<(BatchReceipt, Checkpoint)>>();
+        let (job_tx, job_rx) = mpsc::sync_channel::<(TableBatches, Vec<Checkpoint>)>(0);
+        let (done_tx, done_rx) = mpsc::channel::<Result<(BatchReceipt, Vec<Checkpoint>)>>();
         let spawned = std::thread::Builder::new().name("ingest-write".into()).spawn_scoped(scope, move || {
-            for (batches, checkpoint) in job_rx {
-                let outcome = writer.commit(batches, &checkpoint).map(|receipt| (receipt, checkpoint));
+            for (batches, checkpoints) in job_rx {
+                let outcome = writer.commit(batches, &checkpoints).map(|receipt| (receipt, checkpoints));
                 let failed = outcome.is_err();
                 if done_tx.send(outcome).is_err() || failed {
                     break;
@@ -195,23 +197,24 @@ fn commit_in_order(
         });
         spawned?;
         let mut total = RowCounts::default();
-        let mut report = |outcome: Result<(BatchReceipt, Checkpoint)>, total: &mut RowCounts| -> Result<()> {
-            let (receipt, checkpoint) = outcome?;
+        let mut report = |outcome: Result<(BatchReceipt, Vec<Checkpoint>)>, total: &mut RowCounts| -> Result<()> {
+            let (receipt, checkpoints) = outcome?;
             *total += receipt.counts;
-            on_commit(&receipt, &checkpoint);
+            on_commit(&receipt, &checkpoints);
             Ok(())
         };
         let mut waiting: BTreeMap<u64, Result<Parsed>> = BTreeMap::new();
         let mut next = 0u64;
         let mut pending = TableBatches::default();
         let mut pending_rows = 0usize;
-        let mut pending_checkpoint: Option<Checkpoint> = None;
+        // The latest checkpoint of each position the pending chunks moved.
+        let mut pending_checkpoints: BTreeMap<String, Checkpoint> = BTreeMap::new();
         let mut failure = None;
         'receive: for (seq, parsed) in parsed_rx.iter() {
             waiting.insert(seq, parsed);
             while let Some(parsed) = waiting.remove(&next) {
                 next += 1;
-                let Parsed { batches, rows, checkpoint, flush } = match parsed {
+                let Parsed { batches, rows, checkpoints, flush } = match parsed {
                     Ok(parsed) => parsed,
                     Err(error) => {
                         failure = Some(error);
@@ -220,9 +223,13 @@ fn commit_in_order(
                 };
                 pending.append(batches);
                 pending_rows += rows;
-                pending_checkpoint = Some(checkpoint);
-                if pending_rows >= commit_rows || flush {
-                    let job = (std::mem::take(&mut pending), pending_checkpoint.take().expect("set above"));
+                for checkpoint in checkpoints {
+                    pending_checkpoints.insert(checkpoint.source_id.clone(), checkpoint);
+                }
+                let nothing = pending_rows == 0 && pending_checkpoints.is_empty();
+                if (pending_rows >= commit_rows || flush) && !nothing {
+                    let checkpoints = std::mem::take(&mut pending_checkpoints).into_values().collect();
+                    let job = (std::mem::take(&mut pending), checkpoints);
                     pending_rows = 0;
                     if job_tx.send(job).is_err() {
                         break 'receive; // the writer stopped: its error is in done_rx
@@ -234,8 +241,8 @@ fn commit_in_order(
             }
         }
         // Whatever preceded a failure is sound: commit it before reporting.
-        if let Some(checkpoint) = pending_checkpoint {
-            let _ = job_tx.send((pending, checkpoint));
+        if !pending_checkpoints.is_empty() || pending_rows > 0 {
+            let _ = job_tx.send((pending, pending_checkpoints.into_values().collect()));
         }
         drop(job_tx);
         for outcome in done_rx {

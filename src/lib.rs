@@ -3,11 +3,15 @@
 //! See ARCHITECTURE.md for the bird's eye view and the code map.
 
 pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod generate;
 pub mod ingest;
+pub mod metrics;
+pub mod produce;
 pub mod query;
 pub mod record;
+pub mod serve;
 pub mod server;
 pub mod source;
 pub mod store;

@@ -1,8 +1,10 @@
-//! The HTTP side: a status page, `/healthz` and `/api/status`.
+//! The HTTP side: a status page, `/healthz`, `/api/status` and `/metrics`.
 //!
 //! DuckDB calls are synchronous, so every handler runs its queries on a blocking
 //! thread, never on the async executor.
 
+use crate::metrics::Metrics;
+use crate::source::eventhubs::{HubsStatus, PartitionStatus};
 use crate::store::Store;
 use anyhow::Result;
 use axum::Router;
@@ -18,6 +20,15 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Shown on every page, e.g. "demo: generated data".
     pub mode: &'static str,
+    /// The Event Hubs source's partitions, when it runs.
+    pub hubs: Option<Arc<HubsStatus>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, mode: &'static str) -> AppState {
+        AppState { store, mode, hubs: None, metrics: Arc::default() }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -25,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(status_page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/status", get(status_json))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -74,6 +86,8 @@ pub struct Status {
     pub mode: &'static str,
     pub tables: Vec<TableStatus>,
     pub sources: Vec<SourceStatus>,
+    /// Event Hubs partitions with their lag (last enqueued minus committed).
+    pub eventhubs: Vec<PartitionStatus>,
 }
 
 fn read_status(store: &Store, mode: &'static str) -> Result<Status> {
@@ -103,11 +117,21 @@ fn read_status(store: &Store, mode: &'static str) -> Result<Status> {
             })
         })?
         .collect::<duckdb::Result<_>>()?;
-    Ok(Status { mode, tables, sources })
+    Ok(Status { mode, tables, sources, eventhubs: Vec::new() })
 }
 
 async fn status(state: AppState) -> Result<Status, AppError> {
-    Ok(tokio::task::spawn_blocking(move || read_status(&state.store, state.mode)).await??)
+    let hubs = state.hubs.as_ref().map(|h| h.snapshot()).unwrap_or_default();
+    let mut status = tokio::task::spawn_blocking(move || read_status(&state.store, state.mode)).await??;
+    status.eventhubs = hubs;
+    Ok(status)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
 }
 
 async fn status_json(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
@@ -157,6 +181,26 @@ async fn status_page(State(state): State<AppState>) -> Result<Html<String>, AppE
             num(s.quarantined_rows),
         );
     }
+    let mut partitions = String::new();
+    for p in &status.eventhubs {
+        partitions += &format!(
+            "<tr><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
+            escape(&p.hub),
+            escape(&p.partition),
+            num(p.committed_sequence),
+            num(p.last_enqueued_sequence),
+            num(p.lag),
+            p.receive_errors,
+            opt(&p.last_error),
+        );
+    }
+    let partitions = if partitions.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<h2>Event Hubs partitions</h2><table><tr><th>hub</th><th>partition</th><th>committed</th><th>last enqueued</th><th>lag</th><th>receive errors</th><th>last error</th></tr>{partitions}</table>"
+        )
+    };
     Ok(Html(format!(
         r#"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width">
 <meta http-equiv=refresh content=10><title>TokenTrail status</title>
@@ -166,6 +210,7 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}}.n{{tex
 <h1>TokenTrail</h1><p class=mode>{mode}</p>
 <h2>Tables</h2><table><tr><th>table</th><th>rows</th><th>first (UTC)</th><th>last (UTC)</th></tr>{tables}</table>
 <h2>Sources</h2><table><tr><th>source</th><th>kind</th><th>event time</th><th>updated (UTC)</th><th>cosmos</th><th>sign-ins</th><th>raw</th><th>quarantined</th></tr>{sources}</table>
+{partitions}
 </body></html>"#,
         mode = escape(status.mode),
     )))

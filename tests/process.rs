@@ -188,7 +188,7 @@ fn demo_stops_with_an_error_when_its_ingest_cannot_go_on() {
         let mut checkpoint =
             tokentrail::store::Checkpoint::new(source.source_id.clone(), tokentrail::store::SourceKind::Generator);
         checkpoint.event_time = Some((chrono::Utc::now() + chrono::TimeDelta::days(1)).timestamp_micros());
-        writer.commit(Default::default(), &checkpoint).unwrap();
+        writer.commit(Default::default(), &[checkpoint]).unwrap();
     }
     let out = bin()
         .args(["demo", "--db", db.to_str().unwrap(), "--port", "0"])

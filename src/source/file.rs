@@ -14,6 +14,7 @@
 
 use crate::ingest::{Chunk, Rejected, Units};
 use crate::record::Origin;
+use crate::store::describe_all;
 use crate::store::rows::MAX_QUARANTINED_BYTES;
 use crate::store::{Checkpoint, SourceKind};
 use anyhow::{Context, Result, bail};
@@ -256,7 +257,7 @@ impl FileChunks {
         self.next_line += memchr::memchr_iter(b'\n', &data).count() as i64 + 1;
         self.consume(&data);
         self.done = true;
-        Ok(Chunk { data, units: Units::Listed(units), rejected, checkpoint: self.checkpoint(), flush: true })
+        Ok(Chunk { data, units: Units::Listed(units), rejected, checkpoints: vec![self.checkpoint()], flush: true })
     }
 
     /// The next run of whole lines (NDJSON mode).
@@ -291,7 +292,7 @@ impl FileChunks {
             self.next_line += 1; // the file's last line, without a newline
         }
         let units = Units::Lines { source: self.display.clone(), first_line };
-        Chunk { data, units, rejected: Vec::new(), checkpoint: self.checkpoint(), flush: self.done }
+        Chunk { data, units, rejected: Vec::new(), checkpoints: vec![self.checkpoint()], flush: self.done }
     }
 
     /// Quarantines a line over [`MAX_LINE_BYTES`]: its first 1 MiB, its size, why.
@@ -317,7 +318,7 @@ impl FileChunks {
         let reason = crate::ingest::oversize_reason(size);
         let rejected = vec![(self.origin(line), Rejected { raw: prefix, size, reason })];
         let units = Units::Lines { source: self.display.clone(), first_line: line + 1 };
-        Ok(Chunk { data: Vec::new(), units, rejected, checkpoint: self.checkpoint(), flush: self.done })
+        Ok(Chunk { data: Vec::new(), units, rejected, checkpoints: vec![self.checkpoint()], flush: self.done })
     }
 }
 
@@ -376,11 +377,11 @@ pub fn ingest_files(
                 report.unchanged.push(shown.clone());
                 Ok(())
             }
-            Ok(Plan::Read(chunks)) => crate::ingest::run(writer, chunks, options, |receipt, checkpoint| {
+            Ok(Plan::Read(chunks)) => crate::ingest::run(writer, chunks, options, |receipt, checkpoints| {
                 let first = report.batches.map_or(receipt.batch_id, |(first, _)| first);
                 report.batches = Some((first, receipt.batch_id));
                 report.counts += receipt.counts;
-                tracing::debug!(file = %shown, batch = receipt.batch_id, position = %checkpoint.describe(), "committed");
+                tracing::debug!(file = %shown, batch = receipt.batch_id, position = %describe_all(checkpoints), "committed");
             })
             .map(|_| ()),
             Err(error) => Err(error),

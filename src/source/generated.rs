@@ -79,6 +79,9 @@ impl GeneratedSource {
         }
         let mut checkpoint = Checkpoint::new(self.source_id.clone(), SourceKind::Generator);
         checkpoint.event_time = Some(to.timestamp_micros());
-        (Chunk { data, units: Units::Listed(units), rejected: Vec::new(), checkpoint, flush }, truths)
+        (
+            Chunk { data, units: Units::Listed(units), rejected: Vec::new(), checkpoints: vec![checkpoint], flush },
+            truths,
+        )
     }
 }

@@ -7,6 +7,9 @@
 //!   the bytes before it.
 //! - [`generated`]: the traffic generator as a live source for `demo`; its
 //!   checkpoint is the event time generated up to.
+//! - [`eventhubs`]: Azure Event Hubs partitions; the checkpoint is each
+//!   partition's sequence number, offset and enqueued time.
 
+pub mod eventhubs;
 pub mod file;
 pub mod generated;

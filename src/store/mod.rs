@@ -227,6 +227,26 @@ impl Checkpoint {
     }
 }
 
+/// The positions of one commit, for `ingest_batches.position` and logs.
+pub fn describe_all(checkpoints: &[Checkpoint]) -> String {
+    match checkpoints {
+        [one] => one.describe(),
+        many => many.iter().map(|c| format!("{}: {}", c.source_id, c.describe())).collect::<Vec<_>>().join("; "),
+    }
+}
+
+/// The `ingest_batches.source_id` of one commit: the source, or the common part of
+/// several (the hub of several partitions).
+fn common_source(checkpoints: &[Checkpoint]) -> String {
+    let Some((first, rest)) = checkpoints.split_first() else { return String::new() };
+    let mut common = first.source_id.as_str();
+    for other in rest {
+        let shared = common.bytes().zip(other.source_id.bytes()).take_while(|(a, b)| a == b).count();
+        common = &common[..shared];
+    }
+    if rest.is_empty() { common.to_owned() } else { format!("{}* ({} positions)", common, checkpoints.len()) }
+}
+
 /// What one commit stored.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchReceipt {
@@ -253,8 +273,8 @@ impl Drop for Writer {
 const TABLES: [&str; 4] = ["cosmos_requests", "signins", "raw_events", "quarantine"];
 
 impl Writer {
-    /// Stores `batches` and moves the source to `checkpoint`, atomically.
-    pub fn commit(&mut self, batches: TableBatches, checkpoint: &Checkpoint) -> Result<BatchReceipt> {
+    /// Stores `batches` and moves the sources to `checkpoints`, atomically.
+    pub fn commit(&mut self, batches: TableBatches, checkpoints: &[Checkpoint]) -> Result<BatchReceipt> {
         let batch_id = self.next_batch_id;
         let counts = batches.counts();
         let TableBatches { cosmos, signins, raw, quarantine } = batches;
@@ -275,7 +295,7 @@ impl Writer {
                 }
             }
         }
-        let outcome = outcome.and_then(|()| self.transaction(batch_id, &views, checkpoint, counts));
+        let outcome = outcome.and_then(|()| self.transaction(batch_id, &views, checkpoints, counts));
         for (_, view) in views {
             if let Err(error) = self.raw.drop_arrow_view(view) {
                 tracing::warn!(error = %error, "dropping an Arrow scan view");
@@ -290,11 +310,11 @@ impl Writer {
         &mut self,
         batch_id: i64,
         views: &[(&str, ffi::ArrowView)],
-        checkpoint: &Checkpoint,
+        checkpoints: &[Checkpoint],
         counts: RowCounts,
     ) -> Result<()> {
         self.raw.execute_batch("BEGIN TRANSACTION")?;
-        match self.write(batch_id, views, checkpoint, counts) {
+        match self.write(batch_id, views, checkpoints, counts) {
             Ok(()) => Ok(self.raw.execute_batch("COMMIT").context("committing ingest batch")?),
             Err(error) => {
                 let _ = self.raw.execute_batch("ROLLBACK");
@@ -307,7 +327,7 @@ impl Writer {
         &mut self,
         batch_id: i64,
         views: &[(&str, ffi::ArrowView)],
-        checkpoint: &Checkpoint,
+        checkpoints: &[Checkpoint],
         counts: RowCounts,
     ) -> Result<()> {
         let now = chrono::Utc::now().timestamp_micros();
@@ -316,8 +336,8 @@ impl Writer {
             &[
                 Param::Int(batch_id),
                 Param::Int(now),
-                Param::Text(&checkpoint.source_id),
-                Param::Text(&checkpoint.describe()),
+                Param::Text(&common_source(checkpoints)),
+                Param::Text(&describe_all(checkpoints)),
                 Param::Int(counts.cosmos as i64),
                 Param::Int(counts.signins as i64),
                 Param::Int(counts.raw as i64),
@@ -338,7 +358,8 @@ impl Writer {
             v.as_deref().map_or(Param::Null, Param::Text)
         }
         let int = |v: Option<i64>| v.map_or(Param::Null, Param::Int);
-        self.raw.execute(
+        for checkpoint in checkpoints {
+            self.raw.execute(
             "INSERT OR REPLACE INTO checkpoints VALUES
                 (?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?)",
             &[
@@ -355,6 +376,7 @@ impl Writer {
                 Param::Int(batch_id),
             ],
         )?;
+        }
         Ok(())
     }
 }

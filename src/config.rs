@@ -1,0 +1,315 @@
+//! `tokentrail serve` configuration: a TOML file, then environment overrides.
+//!
+//! Every key is optional except where noted; unknown keys are refused with the
+//! list of known ones, so a typo never silently falls back to a default. Secrets
+//! never live here: the service authenticates with an Entra ID identity, and the
+//! one secret it accepts (an emulator connection string) comes from the environment.
+//!
+//! Environment overrides use `TOKENTRAIL_` plus the key path joined by `__`, e.g.
+//! `TOKENTRAIL_EVENTHUBS__CONSUMER_GROUP=audit` or `TOKENTRAIL_HTTP__LISTEN=0.0.0.0:8080`.
+
+use anyhow::{Context, Result, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The environment variable holding an Event Hubs connection string (emulator and
+/// local testing only; never logged).
+pub const CONNECTION_STRING_ENV: &str = "TOKENTRAIL_EVENTHUBS_CONNECTION_STRING";
+
+/// Environment variables with the `TOKENTRAIL_` prefix that are not configuration keys.
+const NOT_KEYS: [&str; 3] = ["log", "config", "eventhubs_connection_string"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// The DuckDB file.
+    pub db: PathBuf,
+    pub http: HttpConfig,
+    /// Stream from Event Hubs; absent: serve what the database holds.
+    pub eventhubs: Option<EventHubsConfig>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig { db: PathBuf::from("data/tokentrail.duckdb"), http: HttpConfig::default(), eventhubs: None }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventHubsConfig {
+    /// Fully qualified namespace, e.g. `contoso-logs.servicebus.windows.net`.
+    /// Not needed with `credential = "connection_string"`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// One or more event hubs, e.g. `insights-logs-dataplanerequests`.
+    pub hubs: Vec<String>,
+    #[serde(default = "default_consumer_group")]
+    pub consumer_group: String,
+    /// Partition ids to read; empty: all of each hub's partitions.
+    #[serde(default)]
+    pub partitions: Vec<String>,
+    /// Where a partition with no committed position starts: `earliest`, `latest`,
+    /// or an RFC 3339 time (events enqueued at or after it).
+    #[serde(default)]
+    pub start: StartAt,
+    #[serde(default)]
+    pub credential: CredentialKind,
+    /// Client id of a user-assigned managed identity (system-assigned when absent).
+    #[serde(default)]
+    pub managed_identity_client_id: Option<String>,
+    /// Tenant and client id for `client_secret`, `client_certificate` and
+    /// `workload_identity`; default `AZURE_TENANT_ID` and `AZURE_CLIENT_ID`.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// An AMQP endpoint to dial instead of `amqps://<namespace>`, e.g. a local
+    /// emulator at `amqp://127.0.0.1:5672`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Events each receiver asks the service for ahead of use.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u32,
+    /// Longest wait before received events are committed (batching by time).
+    #[serde(default = "default_max_wait_ms")]
+    pub max_wait_ms: u64,
+    /// Rows per commit when there is a backlog (batching by count).
+    #[serde(default = "default_commit_rows")]
+    pub commit_rows: usize,
+    /// A receiver that gets nothing for this long while events wait in its
+    /// partition is reconnected (a stuck link).
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout_secs: u64,
+    /// How often each partition's lag is measured and logged.
+    #[serde(default = "default_lag_interval")]
+    pub lag_interval_secs: u64,
+}
+
+impl EventHubsConfig {
+    /// Defaults for reading (or writing) one hub.
+    pub fn for_hub(hub: &str) -> EventHubsConfig {
+        EventHubsConfig {
+            namespace: None,
+            hubs: vec![hub.to_owned()],
+            consumer_group: default_consumer_group(),
+            partitions: Vec::new(),
+            start: StartAt::default(),
+            credential: CredentialKind::default(),
+            managed_identity_client_id: None,
+            tenant_id: None,
+            client_id: None,
+            endpoint: None,
+            prefetch: default_prefetch(),
+            max_wait_ms: default_max_wait_ms(),
+            commit_rows: default_commit_rows(),
+            stall_timeout_secs: default_stall_timeout(),
+            lag_interval_secs: default_lag_interval(),
+        }
+    }
+}
+
+fn default_consumer_group() -> String {
+    "$Default".into()
+}
+fn default_prefetch() -> u32 {
+    300
+}
+fn default_max_wait_ms() -> u64 {
+    1000
+}
+fn default_commit_rows() -> usize {
+    crate::ingest::COMMIT_ROWS
+}
+fn default_stall_timeout() -> u64 {
+    30
+}
+fn default_lag_interval() -> u64 {
+    30
+}
+
+/// Where to start reading a partition that has no committed position.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum StartAt {
+    #[default]
+    Earliest,
+    Latest,
+    /// Microseconds since the epoch, UTC.
+    Time(i64),
+}
+
+impl TryFrom<String> for StartAt {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "earliest" => Ok(StartAt::Earliest),
+            "latest" => Ok(StartAt::Latest),
+            _ => {
+                chrono::DateTime::parse_from_rfc3339(text.trim()).map(|t| StartAt::Time(t.timestamp_micros())).map_err(
+                    |_| format!("{text:?} is not `earliest`, `latest` or an RFC 3339 time like 2026-11-01T00:00:00Z"),
+                )
+            }
+        }
+    }
+}
+
+impl From<StartAt> for String {
+    fn from(start: StartAt) -> String {
+        match start {
+            StartAt::Earliest => "earliest".into(),
+            StartAt::Latest => "latest".into(),
+            StartAt::Time(us) => {
+                chrono::DateTime::from_timestamp_micros(us).map(|t| t.to_rfc3339()).unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// Which Entra ID identity the service authenticates with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// Workload identity if AKS set it up, else a client secret or certificate from
+    /// the environment, else managed identity when running in Azure, else the Azure CLI.
+    #[default]
+    Default,
+    ManagedIdentity,
+    WorkloadIdentity,
+    ClientSecret,
+    ClientCertificate,
+    AzureCli,
+    /// `TOKENTRAIL_EVENTHUBS_CONNECTION_STRING`: the emulator and local tests only.
+    ConnectionString,
+}
+
+impl ServeConfig {
+    /// Reads `path` (if given) and the environment, and checks the result.
+    pub fn load(path: Option<&Path>) -> Result<ServeConfig> {
+        let mut figment = Figment::from(Serialized::defaults(ServeConfig::default()));
+        if let Some(path) = path {
+            if !path.exists() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed("TOKENTRAIL_")
+            .split("__")
+            .filter(|key| !NOT_KEYS.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
+        let config: ServeConfig = figment.merge(env).extract().map_err(|error| {
+            let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+            anyhow::anyhow!("{}", messages.join("; "))
+        })?;
+        config.check().with_context(|| match path {
+            Some(path) => format!("configuration {}", path.display()),
+            None => "configuration from the environment".into(),
+        })?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        let Some(hubs) = &self.eventhubs else { return Ok(()) };
+        if hubs.hubs.is_empty() || hubs.hubs.iter().any(|h| h.trim().is_empty()) {
+            bail!(
+                "eventhubs.hubs: list at least one event hub name, e.g. hubs = [\"insights-logs-dataplanerequests\"]"
+            );
+        }
+        if hubs.credential != CredentialKind::ConnectionString && hubs.namespace.as_deref().is_none_or(str::is_empty) {
+            bail!("eventhubs.namespace: set the fully qualified namespace, e.g. \"contoso.servicebus.windows.net\"");
+        }
+        let zero = [
+            hubs.prefetch as u64,
+            hubs.commit_rows as u64,
+            hubs.max_wait_ms,
+            hubs.lag_interval_secs,
+            hubs.stall_timeout_secs,
+        ];
+        if zero.contains(&0) {
+            bail!(
+                "eventhubs: prefetch, commit_rows, max_wait_ms, stall_timeout_secs and lag_interval_secs must be above 0"
+            );
+        }
+        if let Some(endpoint) = &hubs.endpoint
+            && !(endpoint.starts_with("amqp://") || endpoint.starts_with("amqps://"))
+        {
+            bail!("eventhubs.endpoint: {endpoint:?} must start with amqp:// or amqps://");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<ServeConfig> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("tokentrail.toml");
+        std::fs::write(&path, text)?;
+        ServeConfig::load(Some(&path))
+    }
+
+    #[test]
+    fn a_full_file_reads() {
+        let config = load(
+            r#"
+            db = "x.duckdb"
+            [http]
+            listen = "0.0.0.0:9000"
+            [eventhubs]
+            namespace = "contoso.servicebus.windows.net"
+            hubs = ["insights-logs-dataplanerequests", "insights-logs-signinlogs"]
+            partitions = ["0", "2"]
+            start = "2026-11-01T00:00:00Z"
+            credential = "managed_identity"
+            managed_identity_client_id = "11111111-2222-3333-4444-555555555555"
+            "#,
+        )
+        .unwrap();
+        let hubs = config.eventhubs.unwrap();
+        assert_eq!(config.http.listen.port(), 9000);
+        assert_eq!(hubs.hubs.len(), 2);
+        assert_eq!(hubs.consumer_group, "$Default");
+        assert_eq!(hubs.start, StartAt::Time(1_793_491_200_000_000));
+        assert_eq!(hubs.credential, CredentialKind::ManagedIdentity);
+        assert_eq!(hubs.prefetch, 300);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let e =
+            load("[eventhubs]\nhubs = [\"h\"]\nnamespace = \"n\"\nconsumergroup = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("consumergroup") && e.contains("consumer_group"), "{e}");
+        let e = load("dbpath = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("dbpath"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_say_what_to_fix() {
+        let e = load("[eventhubs]\nhubs = [\"h\"]\nnamespace = \"n\"\nstart = \"yesterday\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("RFC 3339"), "{e:#}");
+        let e = load("[eventhubs]\nhubs = []\nnamespace = \"n\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("at least one event hub"), "{e:#}");
+        let e = load("[eventhubs]\nhubs = [\"h\"]\n").unwrap_err();
+        assert!(format!("{e:#}").contains("eventhubs.namespace"), "{e:#}");
+        let e = load("[eventhubs]\nhubs = [\"h\"]\nnamespace = \"n\"\ncredential = \"password\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("managed_identity"), "{e:#}");
+        let e = ServeConfig::load(Some(Path::new("/nonexistent/tokentrail.toml"))).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
+}

@@ -1,0 +1,102 @@
+//! Service metrics in the OpenMetrics text format (`GET /metrics`), for Prometheus.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// One Event Hubs partition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub hub: String,
+    pub partition: String,
+}
+
+/// One public table.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub table: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// Rows committed per table.
+    pub rows: Family<TableLabels, Counter>,
+    pub commits: Counter,
+    pub committed_sequence: Family<PartitionLabels, Gauge>,
+    pub last_enqueued_sequence: Family<PartitionLabels, Gauge>,
+    /// Last enqueued sequence number minus the committed one.
+    pub lag_events: Family<PartitionLabels, Gauge>,
+    pub receive_errors: Family<PartitionLabels, Counter>,
+    /// Events the client delivered again after it recovered a link; skipped.
+    pub redelivered: Family<PartitionLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tokentrail");
+        let rows = Family::<TableLabels, Counter>::default();
+        registry.register("rows", "Rows committed to DuckDB, by table", rows.clone());
+        let commits = Counter::default();
+        registry.register("commits", "Ingest transactions committed", commits.clone());
+        let committed_sequence = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "eventhubs_committed_sequence_number",
+            "Sequence number of the last event committed to DuckDB",
+            committed_sequence.clone(),
+        );
+        let last_enqueued_sequence = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "eventhubs_last_enqueued_sequence_number",
+            "Sequence number of the last event enqueued in the partition",
+            last_enqueued_sequence.clone(),
+        );
+        let lag_events = Family::<PartitionLabels, Gauge>::default();
+        registry.register("eventhubs_lag_events", "Events enqueued but not yet committed", lag_events.clone());
+        let receive_errors = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "eventhubs_receive_errors",
+            "Receive errors (each followed by a reconnect with backoff)",
+            receive_errors.clone(),
+        );
+        let redelivered = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "eventhubs_redelivered_events",
+            "Events delivered again after a link recovery, skipped as already received",
+            redelivered.clone(),
+        );
+        Metrics {
+            registry,
+            rows,
+            commits,
+            committed_sequence,
+            last_enqueued_sequence,
+            lag_events,
+            receive_errors,
+            redelivered,
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn count_commit(&self, counts: &crate::store::rows::RowCounts) {
+        self.commits.inc();
+        for (table, rows) in [
+            ("cosmos_requests", counts.cosmos),
+            ("signins", counts.signins),
+            ("raw_events", counts.raw),
+            ("quarantine", counts.quarantined),
+        ] {
+            self.rows.get_or_create(&TableLabels { table: table.into() }).inc_by(rows);
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! `tokentrail serve`: the service. Streams Event Hubs into DuckDB (when configured)
+//! and serves HTTP, until Ctrl-C or SIGTERM; a stop finishes the commit under way,
+//! and a restart resumes every partition after its committed position.
+
+use crate::config::ServeConfig;
+use crate::metrics::Metrics;
+use crate::server::AppState;
+use crate::source::eventhubs::{self, Connect, HubsStatus};
+use crate::store::{Store, StoreOptions};
+use anyhow::{Context, Result, bail};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub fn run(config: ServeConfig) -> Result<()> {
+    if !config.http.listen.ip().is_loopback() {
+        // Sign-in for the API and UI is not built yet: until it is, nothing but this
+        // machine may reach the service.
+        bail!(
+            "http.listen = {}: only a loopback address is allowed until API sign-in is configured",
+            config.http.listen
+        );
+    }
+    let connect = config.eventhubs.as_ref().map(Connect::from_config).transpose()?;
+    let store = Arc::new(Store::open(&config.db, &StoreOptions::default())?);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let listen = config.http.listen;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| format!("cannot listen on {listen}: is another program using it? Set http.listen"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(address = %address, db = %config.db.display(), "serving");
+
+    let cancel = CancellationToken::new();
+    let metrics = Arc::new(Metrics::default());
+    let hubs = Arc::new(HubsStatus::default());
+    let source = match (&config.eventhubs, connect) {
+        (Some(hubs_config), Some(connect)) => {
+            let (store, hubs_config, handle) = (store.clone(), hubs_config.clone(), runtime.handle().clone());
+            let (cancel, status, metrics) = (cancel.clone(), hubs.clone(), metrics.clone());
+            Some(std::thread::Builder::new().name("eventhubs-ingest".into()).spawn(move || {
+                let outcome = eventhubs::run(&store, &hubs_config, &connect, &handle, cancel.clone(), status, metrics);
+                if let Err(error) = &outcome {
+                    tracing::error!(error = format!("{error:#}"), "Event Hubs ingest stopped");
+                }
+                // The service stops with its source rather than serve stale data silently.
+                cancel.cancel();
+                outcome
+            })?)
+        }
+        _ => None,
+    };
+    let mut state = AppState::new(store.clone(), "service: no sign-in yet, loopback only");
+    state.hubs = source.as_ref().map(|_| hubs.clone());
+    state.metrics = metrics;
+    let shutdown = {
+        let cancel = cancel.clone();
+        async move {
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let terminated = async {
+                match terminate.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("stopping: finishing the current commit"),
+                _ = terminated => tracing::info!("SIGTERM: finishing the current commit"),
+                _ = cancel.cancelled() => {}
+            }
+            cancel.cancel();
+        }
+    };
+    let served = runtime.block_on(async move {
+        axum::serve(listener, crate::server::router(state)).with_graceful_shutdown(shutdown).await
+    });
+    cancel.cancel();
+    let ingested = match source {
+        Some(thread) => thread.join().map_err(|_| anyhow::anyhow!("the Event Hubs ingest thread panicked"))?,
+        None => Ok(()),
+    };
+    served?;
+    ingested
+}

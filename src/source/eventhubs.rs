@@ -1,0 +1,752 @@
+//! Azure Event Hubs: the production source, on the official `azure_messaging_eventhubs`
+//! client, authenticated with an Entra ID identity.
+//!
+//! One `ConsumerClient` per hub and one receiver task per partition feed a bounded
+//! channel; a batcher on the ingest thread cuts the events into [`Chunk`]s for the
+//! spine's pipeline ([`crate::ingest::run`]). Each chunk carries the checkpoint of
+//! every partition it holds events of (sequence number, offset, enqueued time), and
+//! the pipeline commits those checkpoints in the same DuckDB transaction as the rows.
+//! A partition's id is `eventhubs:<namespace>/<hub>/<consumer group>/<partition>`.
+//!
+//! Exactly once:
+//! - On start each partition resumes right after its committed sequence number, or
+//!   at the configured start when nothing is committed.
+//! - After a receive error a receiver is reopened, with backoff, right after the
+//!   last event it passed on. The client may also recover a link by itself and
+//!   deliver again from where the link first started; a receiver drops every event
+//!   at or below the last sequence number it passed on, so nothing is stored twice.
+//!
+//! Memory is bounded whatever the backlog: the client prefetches `prefetch` events
+//! per partition, the channel holds at most [`CHANNEL_BYTES`] of event bodies (a
+//! receiver waits for room: backpressure reaches the hub through link credit), and
+//! the pipeline holds at most a few chunks and two commits of rows.
+
+use crate::config::{CONNECTION_STRING_ENV, CredentialKind, EventHubsConfig, StartAt};
+use crate::ingest::{Chunk, PipelineOptions, Rejected, Units};
+use crate::metrics::{Metrics, PartitionLabels};
+use crate::record::Origin;
+use crate::store::{Checkpoint, SourceKind, Store};
+use anyhow::{Context, Result, anyhow, bail};
+use azure_core::credentials::TokenCredential;
+use azure_messaging_eventhubs::{ConsumerClient, OpenReceiverOptions, ProducerClient, StartLocation, StartPosition};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Event bodies waiting in the channel between the receivers and the batcher.
+pub const CHANNEL_BYTES: usize = 64 << 20;
+/// A chunk is cut at this many bytes of event bodies.
+const CHUNK_BYTES: usize = 8 << 20;
+/// Longest wait for one call to the service (connect, properties, close).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Backoff between reconnects: doubles from the first to the last.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(30));
+
+/// How the service reaches a namespace: an Entra ID credential, or (emulator and
+/// local tests only) a connection string.
+#[derive(Clone)]
+pub enum Connect {
+    Credential { namespace: String, credential: Arc<dyn TokenCredential> },
+    ConnectionString { namespace: String, secret: String },
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never shows the secret.
+        match self {
+            Connect::Credential { namespace, .. } => write!(f, "Entra ID credential for {namespace}"),
+            Connect::ConnectionString { namespace, .. } => write!(f, "connection string for {namespace}"),
+        }
+    }
+}
+
+impl Connect {
+    /// The identity `config` names; `default` picks one from the environment.
+    pub fn from_config(config: &EventHubsConfig) -> Result<Connect> {
+        let kind = match config.credential {
+            CredentialKind::Default => default_credential_kind(),
+            kind => kind,
+        };
+        if kind == CredentialKind::ConnectionString {
+            return Connect::from_connection_string_env(config.endpoint.as_deref());
+        }
+        let namespace = config.namespace.clone().context("eventhubs.namespace is not set")?;
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let tenant = config.tenant_id.clone().or_else(|| env("AZURE_TENANT_ID"));
+        let client = config.client_id.clone().or_else(|| env("AZURE_CLIENT_ID"));
+        let need = |value: Option<String>, what: &str| {
+            value.with_context(|| {
+                format!("credential {kind:?} needs {what}: set it in the configuration or the environment")
+            })
+        };
+        tracing::info!(credential = ?kind, namespace = %namespace, "authenticating to Event Hubs with Entra ID");
+        let credential: Arc<dyn TokenCredential> = match kind {
+            CredentialKind::ManagedIdentity => {
+                use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
+                let options = ManagedIdentityCredentialOptions {
+                    user_assigned_id: config.managed_identity_client_id.clone().map(UserAssignedId::ClientId),
+                    ..Default::default()
+                };
+                ManagedIdentityCredential::new(Some(options))?
+            }
+            CredentialKind::WorkloadIdentity => {
+                use azure_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialOptions};
+                let options =
+                    WorkloadIdentityCredentialOptions { tenant_id: tenant, client_id: client, ..Default::default() };
+                WorkloadIdentityCredential::new(Some(options))?
+            }
+            CredentialKind::ClientSecret => {
+                let secret = need(env("AZURE_CLIENT_SECRET"), "AZURE_CLIENT_SECRET")?;
+                let tenant = need(tenant, "tenant_id (or AZURE_TENANT_ID)")?;
+                let client = need(client, "client_id (or AZURE_CLIENT_ID)")?;
+                azure_identity::ClientSecretCredential::new(&tenant, client, secret.into(), None)?
+            }
+            CredentialKind::ClientCertificate => {
+                use azure_identity::{ClientCertificateCredential, ClientCertificateCredentialOptions};
+                let path =
+                    need(env("AZURE_CLIENT_CERTIFICATE_PATH"), "AZURE_CLIENT_CERTIFICATE_PATH (a PKCS #12 file)")?;
+                let bytes = std::fs::read(&path).with_context(|| format!("reading the client certificate {path}"))?;
+                let options = ClientCertificateCredentialOptions {
+                    password: env("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(Into::into),
+                    ..Default::default()
+                };
+                let tenant = need(tenant, "tenant_id (or AZURE_TENANT_ID)")?;
+                let client = need(client, "client_id (or AZURE_CLIENT_ID)")?;
+                ClientCertificateCredential::new(tenant, client, bytes.into(), Some(options))?
+            }
+            CredentialKind::AzureCli => azure_identity::AzureCliCredential::new(None)?,
+            CredentialKind::Default | CredentialKind::ConnectionString => unreachable!("resolved above"),
+        };
+        Ok(Connect::Credential { namespace, credential })
+    }
+
+    /// Reads [`CONNECTION_STRING_ENV`]. Refused unless it points at the emulator or
+    /// this machine: production authenticates with an identity, never a shared key.
+    pub fn from_connection_string_env(endpoint: Option<&str>) -> Result<Connect> {
+        let secret = std::env::var(CONNECTION_STRING_ENV).ok().filter(|v| !v.trim().is_empty()).with_context(|| {
+            format!("credential \"connection_string\" reads {CONNECTION_STRING_ENV}, which is not set")
+        })?;
+        let field = |name: &str| {
+            secret.split(';').find_map(|part| {
+                let (key, value) = part.split_once('=')?;
+                key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+            })
+        };
+        let host = field("Endpoint")
+            .and_then(|e| e.split("://").nth(1).map(|rest| rest.split(['/', ':']).next().unwrap_or("").to_owned()))
+            .filter(|h| !h.is_empty())
+            .with_context(|| format!("{CONNECTION_STRING_ENV} has no Endpoint=sb://HOST"))?;
+        let emulator = field("UseDevelopmentEmulator").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let local = matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1") || endpoint.is_some();
+        if !emulator && !local {
+            bail!(
+                "{CONNECTION_STRING_ENV} points at {host}: connection strings are accepted only for the emulator \
+                 (UseDevelopmentEmulator=true) or a local endpoint; use an Entra ID credential for Azure"
+            );
+        }
+        tracing::warn!(host = %host, "authenticating to Event Hubs with a connection string (emulator/testing only)");
+        Ok(Connect::ConnectionString { namespace: host, secret })
+    }
+
+    pub fn namespace(&self) -> &str {
+        match self {
+            Connect::Credential { namespace, .. } | Connect::ConnectionString { namespace, .. } => namespace,
+        }
+    }
+
+    /// The AMQP endpoint to dial instead of `amqps://<namespace>`, if any. The emulator
+    /// speaks plain AMQP on 5672 (or the port its connection string names).
+    fn endpoint(&self, configured: Option<&str>) -> Option<String> {
+        if let Some(endpoint) = configured {
+            return Some(endpoint.to_owned());
+        }
+        match self {
+            Connect::ConnectionString { secret, namespace }
+                if secret.to_ascii_lowercase().contains("usedevelopmentemulator=true") =>
+            {
+                let port = secret
+                    .split(';')
+                    .find_map(|p| p.trim().strip_prefix("Endpoint=").and_then(|e| e.rsplit_once(':')))
+                    .and_then(|(_, port)| port.trim_end_matches('/').parse::<u16>().ok())
+                    .unwrap_or(5672);
+                Some(format!("amqp://{namespace}:{port}"))
+            }
+            _ => None,
+        }
+    }
+
+    pub async fn consumer(&self, hub: &str, consumer_group: &str, endpoint: Option<&str>) -> Result<ConsumerClient> {
+        let mut builder = ConsumerClient::builder().with_consumer_group(consumer_group.to_owned());
+        if let Some(endpoint) = self.endpoint(endpoint) {
+            builder = builder.with_custom_endpoint(endpoint);
+        }
+        let client = match self {
+            Connect::Credential { namespace, credential } => {
+                builder.open(namespace, hub.to_owned(), credential.clone()).await
+            }
+            Connect::ConnectionString { secret, .. } => builder.open_with_connection_string(secret, Some(hub)).await,
+        };
+        client.map_err(|e| anyhow!("opening a consumer for hub {hub} on {}: {e}", self.namespace()))
+    }
+
+    pub async fn producer(&self, hub: &str, endpoint: Option<&str>) -> Result<ProducerClient> {
+        let mut builder = ProducerClient::builder();
+        if let Some(endpoint) = self.endpoint(endpoint) {
+            builder = builder.with_custom_endpoint(endpoint);
+        }
+        let client = match self {
+            Connect::Credential { namespace, credential } => builder.open(namespace, hub, credential.clone()).await,
+            Connect::ConnectionString { secret, .. } => builder.open_with_connection_string(secret, Some(hub)).await,
+        };
+        client.map_err(|e| anyhow!("opening a producer for hub {hub} on {}: {e}", self.namespace()))
+    }
+}
+
+/// What `credential = "default"` means: the identity the environment was set up for.
+fn default_credential_kind() -> CredentialKind {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if set("AZURE_FEDERATED_TOKEN_FILE") {
+        CredentialKind::WorkloadIdentity
+    } else if set("AZURE_CLIENT_SECRET") {
+        CredentialKind::ClientSecret
+    } else if set("AZURE_CLIENT_CERTIFICATE_PATH") {
+        CredentialKind::ClientCertificate
+    } else if set("IDENTITY_ENDPOINT") || set("MSI_ENDPOINT") || !on_path("az") {
+        // App Service, Functions, Container Apps and Arc set IDENTITY_ENDPOINT; a VM
+        // or AKS node without it still has IMDS. A machine with the Azure CLI and
+        // none of these is a developer's.
+        CredentialKind::ManagedIdentity
+    } else {
+        CredentialKind::AzureCli
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// The checkpoint id of one partition.
+pub fn source_id(namespace: &str, hub: &str, consumer_group: &str, partition: &str) -> String {
+    format!("eventhubs:{namespace}/{hub}/{consumer_group}/{partition}")
+}
+
+/// One received event on its way to a chunk.
+struct Event {
+    partition: usize,
+    sequence: i64,
+    offset: Option<String>,
+    enqueued_us: Option<i64>,
+    body: Option<Vec<u8>>,
+    /// Room in the channel, given back when the event is copied into a chunk.
+    _room: OwnedSemaphorePermit,
+}
+
+/// What the service knows of one partition, for `/api/status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PartitionStatus {
+    pub hub: String,
+    pub partition: String,
+    pub received_sequence: Option<i64>,
+    pub committed_sequence: Option<i64>,
+    pub last_enqueued_sequence: Option<i64>,
+    pub lag: Option<i64>,
+    pub receive_errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// Live state of the Event Hubs source, shared with the HTTP side.
+#[derive(Default)]
+pub struct HubsStatus {
+    pub partitions: Mutex<Vec<PartitionStatus>>,
+}
+
+impl HubsStatus {
+    fn update(&self, index: usize, change: impl FnOnce(&mut PartitionStatus)) {
+        if let Ok(mut partitions) = self.partitions.lock()
+            && let Some(p) = partitions.get_mut(index)
+        {
+            change(p);
+            p.lag = match (p.last_enqueued_sequence, p.committed_sequence) {
+                (Some(last), Some(done)) => Some((last - done).max(0)),
+                (Some(last), None) => Some(last + 1),
+                _ => None,
+            };
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<PartitionStatus> {
+        self.partitions.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
+/// One partition the source reads.
+struct Partition {
+    hub: usize,
+    id: String,
+    source_id: String,
+    labels: PartitionLabels,
+    committed: Option<i64>,
+}
+
+/// Streams the configured hubs into `store` until `cancel` fires. Runs the ingest
+/// pipeline on the calling thread and the receivers on `runtime`.
+pub fn run(
+    store: &Store,
+    config: &EventHubsConfig,
+    connect: &Connect,
+    runtime: &tokio::runtime::Handle,
+    cancel: CancellationToken,
+    status: Arc<HubsStatus>,
+    metrics: Arc<Metrics>,
+) -> Result<()> {
+    let namespace = connect.namespace().to_owned();
+    let endpoint = config.endpoint.as_deref();
+    // One client per hub; a hub that cannot be reached yet is retried, not fatal.
+    let mut clients = Vec::new();
+    let mut partitions = Vec::new();
+    for (hub_index, hub) in config.hubs.iter().enumerate() {
+        let opened = runtime.block_on(retry(&cancel, &format!("connecting to hub {hub}"), || async {
+            let client = connect.consumer(hub, &config.consumer_group, endpoint).await?;
+            let ids = client
+                .get_eventhub_properties()
+                .await
+                .map_err(|e| anyhow!("reading the properties of hub {hub}: {e}"))?
+                .partition_ids;
+            Ok((client, ids))
+        }));
+        let Some((client, ids)) = opened else { return Ok(()) };
+        let chosen: Vec<String> = if config.partitions.is_empty() {
+            ids.clone()
+        } else {
+            if let Some(missing) = config.partitions.iter().find(|p| !ids.contains(p)) {
+                bail!("eventhubs.partitions: hub {hub} has no partition {missing:?} (it has {})", ids.join(", "));
+            }
+            config.partitions.clone()
+        };
+        for id in chosen {
+            let source_id = source_id(&namespace, hub, &config.consumer_group, &id);
+            let committed = store.checkpoint(&source_id)?.and_then(|c| c.sequence_number);
+            let labels = PartitionLabels { hub: hub.clone(), partition: id.clone() };
+            partitions.push(Partition { hub: hub_index, id, source_id, labels, committed });
+        }
+        clients.push(Arc::new(client));
+    }
+    *status.partitions.lock().map_err(|_| anyhow!("status lock poisoned"))? = partitions
+        .iter()
+        .map(|p| PartitionStatus {
+            hub: config.hubs[p.hub].clone(),
+            partition: p.id.clone(),
+            committed_sequence: p.committed,
+            ..Default::default()
+        })
+        .collect();
+    tracing::info!(namespace = %namespace, hubs = ?config.hubs, partitions = partitions.len(), consumer_group = %config.consumer_group, "streaming from Event Hubs");
+
+    let (tx, rx) = mpsc::channel::<Event>(4096);
+    let room = Arc::new(Semaphore::new(CHANNEL_BYTES >> 10));
+    let receivers = cancel.child_token();
+    let mut tasks = Vec::new();
+    for (index, partition) in partitions.iter().enumerate() {
+        let receiver = Receiver {
+            connect: connect.clone(),
+            hub: config.hubs[partition.hub].clone(),
+            consumer_group: config.consumer_group.clone(),
+            endpoint: config.endpoint.clone(),
+            stall: Duration::from_secs(config.stall_timeout_secs),
+            index,
+            id: partition.id.clone(),
+            labels: partition.labels.clone(),
+            last: partition.committed,
+            start: config.start.clone(),
+            prefetch: config.prefetch,
+            tx: tx.clone(),
+            room: room.clone(),
+            cancel: receivers.clone(),
+            status: status.clone(),
+            metrics: metrics.clone(),
+        };
+        tasks.push(runtime.spawn(receiver.run()));
+    }
+    drop(tx);
+    let lag = runtime.spawn(watch_lag(
+        clients.clone(),
+        partitions.iter().map(|p| (p.hub, p.id.clone(), p.labels.clone())).collect(),
+        Duration::from_secs(config.lag_interval_secs),
+        receivers.clone(),
+        status.clone(),
+        metrics.clone(),
+    ));
+
+    let origins: Vec<Origin> = partitions
+        .iter()
+        .map(|p| Origin {
+            source: format!("eventhubs:{namespace}/{}", config.hubs[p.hub]),
+            partition: Some(p.id.clone()),
+            ..Origin::default()
+        })
+        .collect();
+    let batcher = Batcher {
+        rx,
+        runtime: runtime.clone(),
+        cancel: cancel.clone(),
+        max_wait: Duration::from_millis(config.max_wait_ms),
+        pending_since: None,
+        origins,
+        source_ids: partitions.iter().map(|p| p.source_id.clone()).collect(),
+        finished: false,
+    };
+    let mut writer = store.writer()?;
+    let options = PipelineOptions { commit_rows: config.commit_rows, ..PipelineOptions::default() };
+    let outcome = crate::ingest::run(&mut writer, batcher, options, |receipt, checkpoints| {
+        metrics.count_commit(&receipt.counts);
+        for checkpoint in checkpoints {
+            if let Some(index) = partitions.iter().position(|p| p.source_id == checkpoint.source_id) {
+                let sequence = checkpoint.sequence_number;
+                status.update(index, |p| p.committed_sequence = sequence);
+                if let Some(sequence) = sequence {
+                    metrics.committed_sequence.get_or_create(&partitions[index].labels).set(sequence);
+                }
+            }
+        }
+        tracing::debug!(
+            batch = receipt.batch_id,
+            rows = receipt.counts.total(),
+            partitions = checkpoints.len(),
+            "committed"
+        );
+    });
+    // Stop the receivers whatever ended the pipeline, and wait for them.
+    receivers.cancel();
+    runtime.block_on(async {
+        for task in tasks {
+            let _ = task.await;
+        }
+        let _ = lag.await;
+    });
+    outcome.map(|counts| {
+        tracing::info!(
+            cosmos = counts.cosmos,
+            signins = counts.signins,
+            raw = counts.raw,
+            quarantined = counts.quarantined,
+            "Event Hubs source stopped"
+        );
+    })
+}
+
+/// Calls `attempt` until it succeeds, with backoff; `None` if cancelled first.
+async fn retry<T, F, Fut>(cancel: &CancellationToken, what: &str, mut attempt: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut delay = BACKOFF.0;
+    loop {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), retry_in = ?delay, "{what} failed");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(BACKOFF.1);
+    }
+}
+
+/// Receives one partition and passes its events on, in order, once each.
+///
+/// Each receiver has its own client (AMQP connection), opened anew after any
+/// error: a partition's failure or recovery never holds up another's.
+struct Receiver {
+    connect: Connect,
+    hub: String,
+    consumer_group: String,
+    endpoint: Option<String>,
+    /// Quiet this long while events wait in the partition: the link is stuck.
+    stall: Duration,
+    index: usize,
+    id: String,
+    labels: PartitionLabels,
+    /// The last sequence number passed on (or committed, at start).
+    last: Option<i64>,
+    start: StartAt,
+    prefetch: u32,
+    tx: mpsc::Sender<Event>,
+    room: Arc<Semaphore>,
+    cancel: CancellationToken,
+    status: Arc<HubsStatus>,
+    metrics: Arc<Metrics>,
+}
+
+impl Receiver {
+    async fn run(mut self) {
+        let mut delay = BACKOFF.0;
+        let cancel = self.cancel.clone();
+        while !cancel.is_cancelled() {
+            let outcome = tokio::select! {
+                _ = cancel.cancelled() => return,
+                outcome = self.receive() => outcome,
+            };
+            match outcome {
+                Ok(()) => return, // the batcher is gone: the service is stopping
+                Err(error) => {
+                    let message = format!("{error:#}");
+                    tracing::warn!(hub = %self.labels.hub, partition = %self.id, error = %message, retry_in = ?delay, "receive failed; reconnecting");
+                    self.metrics.receive_errors.get_or_create(&self.labels).inc();
+                    self.status.update(self.index, |p| {
+                        p.receive_errors += 1;
+                        p.last_error = Some(message);
+                    });
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(BACKOFF.1);
+        }
+    }
+
+    fn position(&self) -> StartPosition {
+        let location = match (&self.last, &self.start) {
+            (Some(sequence), _) => StartLocation::SequenceNumber(*sequence),
+            (None, StartAt::Earliest) => StartLocation::Earliest,
+            (None, StartAt::Latest) => StartLocation::Latest,
+            (None, StartAt::Time(us)) => {
+                StartLocation::EnqueuedTime(SystemTime::UNIX_EPOCH + Duration::from_micros((*us).max(0) as u64))
+            }
+        };
+        // After a sequence number: exclusive. From a time: events at or after it.
+        let inclusive = matches!(location, StartLocation::EnqueuedTime(_));
+        StartPosition { location, inclusive }
+    }
+
+    /// Streams until an error (returned) or until the batcher hangs up (`Ok`).
+    async fn receive(&mut self) -> Result<()> {
+        let opening = self.connect.consumer(&self.hub, &self.consumer_group, self.endpoint.as_deref());
+        let client =
+            tokio::time::timeout(CALL_TIMEOUT, opening).await.map_err(|_| anyhow!("connecting timed out"))??;
+        let outcome = self.receive_with(&client).await;
+        if tokio::time::timeout(CALL_TIMEOUT, client.close()).await.is_err() {
+            tracing::debug!(partition = %self.id, "closing the client timed out");
+        }
+        outcome
+    }
+
+    async fn last_enqueued(&self, client: &ConsumerClient) -> Result<i64> {
+        let properties = tokio::time::timeout(CALL_TIMEOUT, client.get_partition_properties(&self.id))
+            .await
+            .map_err(|_| anyhow!("reading partition properties timed out"))?
+            .map_err(|e| anyhow!("reading partition properties: {e}"))?;
+        Ok(properties.last_enqueued_sequence_number)
+    }
+
+    async fn receive_with(&mut self, client: &ConsumerClient) -> Result<()> {
+        if self.last.is_none() && self.start == StartAt::Latest {
+            // Pin "latest" to a sequence number now, so a reconnect before the first
+            // event neither skips nor repeats anything.
+            self.last = Some(self.last_enqueued(client).await?);
+        }
+        let options = OpenReceiverOptions {
+            start_position: Some(self.position()),
+            prefetch: Some(self.prefetch),
+            ..Default::default()
+        };
+        let receiver = client
+            .open_receiver_on_partition(self.id.clone(), Some(options))
+            .await
+            .map_err(|e| anyhow!("opening the receiver: {e}"))?;
+        tracing::info!(hub = %self.labels.hub, partition = %self.id, after = ?self.last, "receiving");
+        let outcome = self.forward(client, &receiver).await;
+        match tokio::time::timeout(CALL_TIMEOUT, receiver.close()).await {
+            Ok(Err(error)) => tracing::debug!(partition = %self.id, error = %error, "closing the receiver"),
+            Err(_) => tracing::debug!(partition = %self.id, "closing the receiver timed out"),
+            Ok(Ok(())) => {}
+        }
+        outcome
+    }
+
+    async fn forward(
+        &mut self,
+        client: &ConsumerClient,
+        receiver: &azure_messaging_eventhubs::EventReceiver,
+    ) -> Result<()> {
+        let mut events = receiver.stream_events();
+        loop {
+            let received = match tokio::time::timeout(self.stall, events.next()).await {
+                Ok(Some(received)) => received,
+                Ok(None) => bail!("the event stream ended"),
+                Err(_) => {
+                    // Quiet: fine if the partition is, a stuck link if events wait.
+                    let last = self.last_enqueued(client).await?;
+                    if last > self.last.unwrap_or(-1) {
+                        bail!(
+                            "stalled: events up to sequence {last} wait in the partition, none arrived in {:?}",
+                            self.stall
+                        );
+                    }
+                    continue;
+                }
+            };
+            let event = received.map_err(|e| anyhow!("receiving: {e}"))?;
+            let sequence = event.sequence_number().context("an event without x-opt-sequence-number")?;
+            if self.last.is_some_and(|last| sequence <= last) {
+                self.metrics.redelivered.get_or_create(&self.labels).inc();
+                continue;
+            }
+            let body = event.event_data().body().map(<[u8]>::to_vec);
+            let kib = body.as_ref().map_or(1, |b| (b.len() >> 10).max(1)).min(CHANNEL_BYTES >> 10);
+            let room = self.room.clone().acquire_many_owned(kib as u32).await?;
+            let enqueued_us = event
+                .enqueued_time()
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_micros() as i64);
+            let event = Event {
+                partition: self.index,
+                sequence,
+                offset: event.offset().clone(),
+                enqueued_us,
+                body,
+                _room: room,
+            };
+            if self.tx.send(event).await.is_err() {
+                return Ok(());
+            }
+            self.last = Some(sequence);
+            self.status.update(self.index, |p| p.received_sequence = Some(sequence));
+        }
+    }
+}
+
+/// Measures each partition's lag (last enqueued against committed) every `every`.
+async fn watch_lag(
+    clients: Vec<Arc<ConsumerClient>>,
+    partitions: Vec<(usize, String, PartitionLabels)>,
+    every: Duration,
+    cancel: CancellationToken,
+    status: Arc<HubsStatus>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        for (index, (hub, id, labels)) in partitions.iter().enumerate() {
+            match clients[*hub].get_partition_properties(id).await {
+                Ok(properties) => {
+                    let last = properties.last_enqueued_sequence_number;
+                    metrics.last_enqueued_sequence.get_or_create(labels).set(last);
+                    status.update(index, |p| p.last_enqueued_sequence = Some(last));
+                }
+                Err(error) => {
+                    tracing::debug!(hub = %labels.hub, partition = %id, error = %error, "reading partition properties")
+                }
+            }
+        }
+        for (index, p) in status.snapshot().iter().enumerate() {
+            if let (Some(lag), Some((_, _, labels))) = (p.lag, partitions.get(index)) {
+                metrics.lag_events.get_or_create(labels).set(lag);
+                tracing::info!(hub = %p.hub, partition = %p.partition, committed = ?p.committed_sequence, last_enqueued = ?p.last_enqueued_sequence, lag, "partition lag");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Cuts received events into chunks: at [`CHUNK_BYTES`], and with a flush (commit)
+/// at the latest `max_wait` after the first event not yet flushed.
+struct Batcher {
+    rx: mpsc::Receiver<Event>,
+    runtime: tokio::runtime::Handle,
+    cancel: CancellationToken,
+    max_wait: Duration,
+    pending_since: Option<Instant>,
+    origins: Vec<Origin>,
+    source_ids: Vec<String>,
+    finished: bool,
+}
+
+impl Batcher {
+    /// The next event, `Ok(None)` when the source stops, `Err(())` at `deadline`.
+    fn next_event(&mut self, deadline: Option<Instant>) -> Result<Option<Event>, ()> {
+        let (rx, cancel) = (&mut self.rx, &self.cancel);
+        self.runtime.block_on(async {
+            let event = async {
+                tokio::select! {
+                    // Events already received are taken before a stop is noticed.
+                    biased;
+                    event = rx.recv() => event,
+                    _ = cancel.cancelled() => None,
+                }
+            };
+            match deadline {
+                None => Ok(event.await),
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), event).await.map_err(|_| ()),
+            }
+        })
+    }
+}
+
+impl Iterator for Batcher {
+    type Item = Result<Chunk>;
+
+    fn next(&mut self) -> Option<Result<Chunk>> {
+        if self.finished {
+            return None;
+        }
+        let mut data = Vec::new();
+        let mut units = Vec::new();
+        let mut rejected = Vec::new();
+        let mut positions: BTreeMap<usize, Checkpoint> = BTreeMap::new();
+        let mut flush = false;
+        while data.len() < CHUNK_BYTES {
+            let deadline = self.pending_since.map(|since| since + self.max_wait);
+            let event = match self.next_event(deadline) {
+                Ok(Some(event)) => event,
+                Ok(None) => {
+                    self.finished = true;
+                    flush = true;
+                    break;
+                }
+                Err(()) => {
+                    flush = true;
+                    break;
+                }
+            };
+            self.pending_since.get_or_insert_with(Instant::now);
+            let mut origin = self.origins[event.partition].clone();
+            origin.sequence = Some(event.sequence);
+            match event.body {
+                Some(body) => {
+                    let start = data.len();
+                    data.extend_from_slice(&body);
+                    units.push((start..data.len(), origin));
+                }
+                None => rejected
+                    .push((origin, Rejected { raw: Vec::new(), size: 0, reason: "the event has no data body".into() })),
+            }
+            let mut checkpoint = Checkpoint::new(self.source_ids[event.partition].clone(), SourceKind::EventHubs);
+            checkpoint.sequence_number = Some(event.sequence);
+            checkpoint.event_offset = event.offset;
+            checkpoint.event_time = event.enqueued_us;
+            positions.insert(event.partition, checkpoint);
+        }
+        if flush {
+            self.pending_since = None;
+        }
+        if positions.is_empty() && !flush {
+            return None;
+        }
+        if positions.is_empty() && self.finished {
+            return None;
+        }
+        let checkpoints = positions.into_values().collect();
+        Some(Ok(Chunk { data, units: Units::Listed(units), rejected, checkpoints, flush }))
+    }
+}

@@ -1,0 +1,380 @@
+//! The Event Hubs source end to end: the real `tokentrail` binary (`serve`, `produce`)
+//! with the real `azure_messaging_eventhubs` client, over AMQP on a loopback socket,
+//! against the test hub (`tests/testhub`: no Event Hubs service or emulator can run
+//! on CI machines), into a real DuckDB file.
+
+mod common;
+
+use rand::{RngExt, SeedableRng};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokentrail::store::{Store, StoreOptions};
+use tokentrail_testhub::{HubSpec, TestHub};
+
+const HUB: &str = "insights-logs-dataplanerequests";
+const BIN: &str = env!("CARGO_BIN_EXE_tokentrail");
+
+fn hub(partitions: u32) -> TestHub {
+    TestHub::start(&[HubSpec { name: HUB.into(), partitions }]).expect("start the test hub")
+}
+
+/// `n` generated Cosmos DB requests as NDJSON, each with a unique activity id.
+fn cosmos_file(dir: &Path, n: usize, seed: u64) -> PathBuf {
+    let path = dir.join(format!("cosmos-{seed}.ndjson"));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    tokentrail::generate::write_cosmos_ndjson(&mut out, n, seed).unwrap();
+    out.flush().unwrap();
+    path
+}
+
+/// Envelopes of `per_event` records from `file`, as Azure diagnostic settings send them.
+fn envelopes(file: &Path, per_event: usize) -> Vec<Vec<u8>> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines.chunks(per_event).map(|records| format!("{{\"records\":[{}]}}", records.join(",")).into_bytes()).collect()
+}
+
+/// Appends the envelopes round-robin over the partitions, straight into the hub.
+fn preload(hub: &TestHub, bodies: Vec<Vec<u8>>, partitions: u32) {
+    for (i, body) in bodies.into_iter().enumerate() {
+        hub.append(HUB, i as u32 % partitions, body);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One `tokentrail serve` process and its configuration.
+struct Service {
+    dir: PathBuf,
+    db: PathBuf,
+    port: u16,
+    config: PathBuf,
+    connection_string: String,
+    child: Option<Child>,
+}
+
+impl Service {
+    fn new(dir: &Path, hub: &TestHub, extra: &str) -> Service {
+        let db = dir.join("service.duckdb");
+        let port = free_port();
+        let config = dir.join("tokentrail.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "db = {db:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[eventhubs]\nhubs = [\"{HUB}\"]\n\
+                 credential = \"connection_string\"\nendpoint = \"{}\"\nmax_wait_ms = 200\nlag_interval_secs = 1\n{extra}\n",
+                hub.endpoint()
+            ),
+        )
+        .unwrap();
+        Service { dir: dir.into(), db, port, config, connection_string: hub.connection_string(HUB), child: None }
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("serve.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("TOKENTRAIL_EVENTHUBS_CONNECTION_STRING", &self.connection_string)
+            .env("TOKENTRAIL_LOG", "info,azure_core_amqp=warn,azure_messaging_eventhubs=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tokentrail serve");
+        self.child = Some(child);
+    }
+
+    /// Rows committed so far, from `/api/status` (DuckDB locks the file while the
+    /// service runs); `None` while the service is not answering.
+    fn committed_rows(&self) -> Option<i64> {
+        let url = format!("http://127.0.0.1:{}/api/status", self.port);
+        let status: serde_json::Value = ureq::get(&url).call().ok()?.body_mut().read_json().ok()?;
+        Some(status["tables"].as_array()?.iter().filter_map(|t| t["rows"].as_i64()).sum())
+    }
+
+    fn wait_for_rows(&mut self, rows: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.committed_rows().is_some_and(|n| n >= rows) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("tokentrail serve exited ({status}) before storing {rows} rows:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "{rows} rows not stored in {timeout:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&mut self, signal: i32) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            child.wait().unwrap();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let status = child.wait().unwrap();
+            assert!(status.success(), "serve did not stop cleanly ({status}):\n{}", self.log());
+        }
+    }
+
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.db, &StoreOptions { read_only: true, ..StoreOptions::default() }).unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn value<T: duckdb::types::FromSql>(store: &Store, sql: &str) -> T {
+    store.connection().unwrap().query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Every one of `expected` requests stored exactly once, and each partition's
+/// checkpoint at its last event.
+fn assert_stored_once(service: &Service, hub: &TestHub, expected: i64, partitions: u32) {
+    let store = service.store();
+    let (rows, distinct): (i64, i64) = store
+        .connection()
+        .unwrap()
+        .query_row("SELECT count(*), count(DISTINCT activity_id) FROM cosmos_requests", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((rows, distinct), (expected, expected), "rows and distinct activity ids");
+    assert_eq!(value::<i64>(&store, "SELECT count(*) FROM quarantine"), 0, "nothing quarantined");
+    for partition in 0..partitions {
+        let events = hub.event_count(HUB, partition) as i64;
+        let sql =
+            format!("SELECT sequence_number FROM checkpoints WHERE source_id LIKE '%/{HUB}/$Default/{partition}'");
+        assert_eq!(value::<i64>(&store, &sql), events - 1, "checkpoint of partition {partition}");
+    }
+}
+
+#[test]
+fn records_produced_to_several_partitions_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(4);
+    let file = cosmos_file(dir.path(), 6_000, 7);
+    // The real ProducerClient, through `tokentrail produce`; the hub spreads the events.
+    let produced = Command::new(BIN)
+        .args(["produce", "--hub", HUB, "--credential", "connection_string", "--records-per-event", "50"])
+        .args(["--endpoint", &hub.endpoint()])
+        .arg(&file)
+        .env("TOKENTRAIL_EVENTHUBS_CONNECTION_STRING", hub.connection_string(HUB))
+        .output()
+        .unwrap();
+    assert!(produced.status.success(), "produce failed: {}", String::from_utf8_lossy(&produced.stderr));
+    assert!(String::from_utf8_lossy(&produced.stdout).contains("sent 6000 records in 120 events"));
+    let per_partition: Vec<usize> = (0..4).map(|p| hub.event_count(HUB, p)).collect();
+    assert_eq!(per_partition.iter().sum::<usize>(), 120);
+    assert!(per_partition.iter().all(|n| *n > 0), "every partition got events: {per_partition:?}");
+
+    let mut service = Service::new(dir.path(), &hub, "");
+    service.start();
+    service.wait_for_rows(6_000, Duration::from_secs(60));
+    service.stop();
+    assert_stored_once(&service, &hub, 6_000, 4);
+
+    // A restart resumes after the committed positions: nothing is read twice.
+    service.start();
+    hub.append(HUB, 2, envelopes(&cosmos_file(dir.path(), 10, 8), 10).remove(0));
+    service.wait_for_rows(6_010, Duration::from_secs(30));
+    service.stop();
+    assert_stored_once(&service, &hub, 6_010, 4);
+}
+
+#[test]
+fn dropped_connections_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(4);
+    preload(&hub, envelopes(&cosmos_file(dir.path(), 40_000, 11), 100), 4);
+    let mut service = Service::new(dir.path(), &hub, "prefetch = 20\nstall_timeout_secs = 3");
+    // Drop every connection mid-stream, three times: after 60 more events each time.
+    hub.drop_connections_after_deliveries(60);
+    service.start();
+    for drops in 1..=3 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while hub.connections_accepted() <= drops {
+            assert!(Instant::now() < deadline, "no reconnect after drop {drops}:\n{}", service.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if drops < 3 {
+            hub.drop_connections_after_deliveries(60);
+        }
+    }
+    service.wait_for_rows(40_000, Duration::from_secs(120));
+    // The client re-attached with its first filter and delivered events again;
+    // the service skipped them.
+    let metrics = ureq::get(&format!("http://127.0.0.1:{}/metrics", service.port))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let redelivered: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("tokentrail_eventhubs_redelivered_events_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(redelivered > 0.0, "the replay after recovery was exercised:\n{metrics}");
+    service.stop();
+    assert_stored_once(&service, &hub, 40_000, 4);
+}
+
+#[test]
+fn killed_and_restarted_ten_times_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(4);
+    let total = 150_000;
+    preload(&hub, envelopes(&cosmos_file(dir.path(), total, 13), 100), 4);
+    let mut service = Service::new(dir.path(), &hub, "commit_rows = 20000");
+    let seed: u64 = rand::random();
+    eprintln!("kill schedule seed: {seed}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for _ in 0..10 {
+        service.start();
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..2_500)));
+        service.signal(libc::SIGKILL);
+    }
+    service.start();
+    service.wait_for_rows(total as i64, Duration::from_secs(180));
+    service.stop();
+    assert_stored_once(&service, &hub, total as i64, 4);
+    let store = service.store();
+    let batches: i64 = value(&store, "SELECT count(*) FROM ingest_batches");
+    assert!(batches > 1, "ingest was spread over several commits ({batches})");
+}
+
+#[test]
+fn a_poison_message_is_quarantined_with_its_partition_and_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(2);
+    let mut bodies = envelopes(&cosmos_file(dir.path(), 300, 17), 100).into_iter();
+    hub.append(HUB, 1, bodies.next().unwrap());
+    let poison = hub.append(HUB, 1, b"this is not JSON \x00\xff".to_vec());
+    hub.append(HUB, 1, bodies.next().unwrap());
+    hub.append(HUB, 0, bodies.next().unwrap());
+    let mut service = Service::new(dir.path(), &hub, "");
+    service.start();
+    service.wait_for_rows(301, Duration::from_secs(60));
+    service.stop();
+    let store = service.store();
+    assert_eq!(value::<i64>(&store, "SELECT count(*) FROM cosmos_requests"), 300, "ingestion went on after it");
+    let conn = store.connection().unwrap();
+    let (source, partition, sequence, reason, raw): (String, String, i64, String, Vec<u8>) = conn
+        .query_row("SELECT source, partition, sequence_number, reason, raw FROM quarantine", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap();
+    assert!(source.ends_with(&format!("/{HUB}")), "{source}");
+    assert_eq!((partition.as_str(), sequence), ("1", poison));
+    assert_eq!(raw, b"this is not JSON \x00\xff", "the raw bytes are kept");
+    assert!(reason.contains("UTF-8") || reason.contains("JSON"), "{reason}");
+}
+
+#[test]
+fn a_configured_start_position_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(1);
+    let mut bodies = envelopes(&cosmos_file(dir.path(), 400, 19), 100).into_iter();
+    hub.append(HUB, 0, bodies.next().unwrap());
+    hub.append(HUB, 0, bodies.next().unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    let start = chrono::Utc::now();
+    std::thread::sleep(Duration::from_millis(50));
+    hub.append(HUB, 0, bodies.next().unwrap());
+
+    // From a time: only what was enqueued at or after it.
+    let timed = dir.path().join("timed");
+    std::fs::create_dir_all(&timed).unwrap();
+    let mut service = Service::new(&timed, &hub, &format!("start = \"{}\"", start.to_rfc3339()));
+    service.start();
+    service.wait_for_rows(100, Duration::from_secs(60));
+    service.stop();
+    assert_eq!(value::<i64>(&service.store(), "SELECT count(*) FROM cosmos_requests"), 100);
+
+    // Latest: nothing that was there before the service started.
+    let latest = dir.path().join("latest");
+    std::fs::create_dir_all(&latest).unwrap();
+    let mut service = Service::new(&latest, &hub, "start = \"latest\"");
+    service.start();
+    wait_for_log(&service, "receiving", Duration::from_secs(30));
+    hub.append(HUB, 0, bodies.next().unwrap());
+    service.wait_for_rows(100, Duration::from_secs(60));
+    service.stop();
+    let store = service.store();
+    assert_eq!(value::<i64>(&store, "SELECT count(*) FROM cosmos_requests"), 100);
+    assert_eq!(value::<i64>(&store, "SELECT max(sequence_number) FROM checkpoints"), 3);
+}
+
+fn wait_for_log(service: &Service, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let file = std::fs::File::open(service.dir.join("serve.log"));
+        if file.is_ok_and(|f| BufReader::new(f).lines().map_while(Result::ok).any(|l| l.contains(needle))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{needle:?} not logged in {timeout:?}:\n{}", service.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bad_configuration_is_refused_with_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[eventhubs]\nhubs = [\"h\"]\nnamespace = \"n\"\nconsumer_grup = \"x\"\n").unwrap();
+    let out = Command::new(BIN).args(["serve", "--config"]).arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("consumer_grup") && stderr.contains("consumer_group"), "{stderr}");
+
+    // A connection string for a real namespace is refused: production uses an identity.
+    std::fs::write(&config, "[eventhubs]\nhubs = [\"h\"]\ncredential = \"connection_string\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env(
+            "TOKENTRAIL_EVENTHUBS_CONNECTION_STRING",
+            "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=SECRETVALUE",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("only for the emulator"), "{stderr}");
+    assert!(!stderr.contains("SECRETVALUE"), "the secret is never printed: {stderr}");
+
+    // Environment overrides reach nested keys.
+    std::fs::write(&config, "[eventhubs]\nhubs = [\"h\"]\nnamespace = \"n\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("TOKENTRAIL_EVENTHUBS__START", "the day before yesterday")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("RFC 3339"), "{stderr}");
+}
