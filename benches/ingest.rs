@@ -4,37 +4,15 @@
 //!
 //! `cargo bench --bench ingest` (TOKENTRAIL_BENCH_RECORDS to change the 1,000,000).
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tokentrail::store::{Store, StoreOptions};
 
-const THREADS: usize = 2;
+use common::THREADS;
 const ROUNDS: usize = 3;
-
-/// Runs the real binary with `duckdb_threads`; returns wall time and peak RSS (KiB)
-/// from wait4.
-fn run_ingest(db: &Path, input: &Path, duckdb_threads: usize) -> (Duration, i64) {
-    let started = Instant::now();
-    #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reports peak RSS
-    let child = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
-        .args(["ingest", "--threads", &duckdb_threads.to_string(), "--workers", &THREADS.to_string(), "--db"])
-        .arg(db)
-        .arg(input)
-        .env("TOKENTRAIL_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("tokentrail runs");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; `status` and `usage` are valid for writes.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    let elapsed = started.elapsed();
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "tokentrail ingest failed");
-    (elapsed, usage.ru_maxrss)
-}
 
 fn run_read_json(db: &Path, input: &Path) -> Duration {
     let store = Store::open(db, &StoreOptions { threads: Some(THREADS), ..StoreOptions::default() }).unwrap();
@@ -79,8 +57,8 @@ fn main() {
     let mut rss = Vec::new();
     for round in 0..ROUNDS {
         let db = |name: &str| dir.path().join(format!("{name}{round}.duckdb"));
-        let (a, kib) = run_ingest(&db("a"), &input, 1);
-        let (a2, kib2) = run_ingest(&db("c"), &input, THREADS);
+        let (a, kib) = common::run_ingest(&db("a"), &input, 1);
+        let (a2, kib2) = common::run_ingest(&db("c"), &input, THREADS);
         let b = run_read_json(&db("b"), &input);
         let digests = [table_digest(&db("a")), table_digest(&db("c")), table_digest(&db("b"))];
         assert_eq!(digests[0].0, records as i64, "tokentrail stored every record");
@@ -136,20 +114,5 @@ fn main() {
         rate(b),
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
     );
-    write_section(&section);
-}
-
-/// Replaces this benchmark's section of BENCHMARKS.md, keeping the others.
-fn write_section(section: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
-    let new = match (old.find("<!-- bench:ingest -->"), old.find("<!-- /bench:ingest -->")) {
-        (Some(start), Some(end)) => {
-            let end = end + "<!-- /bench:ingest -->\n".len();
-            format!("{}{section}{}", &old[..start], old.get(end..).unwrap_or(""))
-        }
-        _ => format!("{old}{section}"),
-    };
-    std::fs::write(&path, new).unwrap();
-    println!("wrote {}", path.display());
+    common::write_section("ingest", &section);
 }
