@@ -44,6 +44,19 @@ enum Command {
         format: Format,
         sql: String,
     },
+    /// Run the detection rules (queries/ and TOKENTRAIL_RULES_DIR) over a period of event time.
+    Detect {
+        #[arg(long, env = "TOKENTRAIL_DB")]
+        db: PathBuf,
+        /// Start of the period (RFC 3339); default: the beginning of the data.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// End of the period (RFC 3339); default: the end of the data.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Generate realistic traffic (and attack scenarios with their ground truth) as files.
     Generate {
         /// An .ndjson file, or a directory to fill in Azure's storage-archive layout.
@@ -136,6 +149,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Query { db, format, sql } => {
             crate::query::run(&db, &sql, format, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Detect { db, from, to, format } => {
+            crate::rules::detect_command(&db, from, to, format, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Generate { out, days, seed, scenarios, scale } => {

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 pub const CONNECTION_STRING_ENV: &str = "TOKENTRAIL_EVENTHUBS_CONNECTION_STRING";
 
 /// Environment variables with the `TOKENTRAIL_` prefix that are not configuration keys.
-const NOT_KEYS: [&str; 3] = ["log", "config", "eventhubs_connection_string"];
+const NOT_KEYS: [&str; 6] =
+    ["log", "config", "eventhubs_connection_string", "rules_dir", "threat_intel_dir", "trusted_networks"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

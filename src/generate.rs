@@ -583,6 +583,7 @@ pub enum Scenario {
     DormantPrincipal,
     NewUserAgent,
     ThreatIntelIp,
+    TokenWithoutSignIn,
 }
 
 impl Scenario {
@@ -600,6 +601,7 @@ impl Scenario {
             DormantPrincipal,
             NewUserAgent,
             ThreatIntelIp,
+            TokenWithoutSignIn,
         ]
     }
 
@@ -616,6 +618,7 @@ impl Scenario {
             Scenario::DormantPrincipal => "dormant_principal",
             Scenario::NewUserAgent => "new_user_agent",
             Scenario::ThreatIntelIp => "threat_intel_ip",
+            Scenario::TokenWithoutSignIn => "token_without_signin",
         }
     }
 
@@ -845,6 +848,7 @@ impl Generator {
             Scenario::DormantPrincipal => self.dormant_principal(rng, at, out),
             Scenario::NewUserAgent => self.new_user_agent(rng, at, out),
             Scenario::ThreatIntelIp => self.threat_intel_ip(rng, at, out),
+            Scenario::TokenWithoutSignIn => self.token_without_sign_in(rng, at, out),
         };
         events.sort_by_key(|e| e.time);
         let plan = plan.unwrap_or_else(|| {
@@ -1378,6 +1382,44 @@ impl Generator {
         self.burst(rng, p, &burst, out, |_, _| {});
         let what = format!("{} read {} from {ip}, an address on the threat-intelligence list", p.name, account.name);
         Plan::by(p, account, ip, what)
+    }
+
+    /// A principal that no sign-in log knows reads data with a token from elsewhere: another
+    /// tenant's application, a forged token, or a sign-in log category nobody exports.
+    fn token_without_sign_in(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let index = rng.random_range(0..self.tenant.accounts.len());
+        let account = self.tenant.accounts.get(index)?;
+        let place = FOREIGN_PLACES.choose(rng)?;
+        let ip = public_ip(rng, place);
+        let object_id = guid(rng);
+        let stranger = Principal {
+            kind: PrincipalKind::ServicePrincipal,
+            app_id: guid(rng),
+            app_name: String::new(),
+            client_app_used: "",
+            name: format!("unknown-{}", &object_id[..8]),
+            display_name: String::new(),
+            object_id,
+            home: place,
+            ips: vec![ip.clone()],
+            browser: None,
+            cosmos_agent: SERVICE_COSMOS_AGENTS.choose(rng).copied().unwrap_or_default(),
+            connection_mode: "Gateway",
+            workload: Workload::Reader,
+            requests_per_hour: 0.0,
+            grants: vec![grant(rng, &self.tenant.accounts, index, 3)],
+            dormant: false,
+            credential_key_id: String::new(),
+        };
+        let count = rng.random_range(20..40);
+        let span = Duration::minutes(rng.random_range(10..30));
+        let burst = Burst::one(stranger.grants.first()?, &ip, at, span, count, READS);
+        self.burst(rng, &stranger, &burst, out, |_, _| {});
+        let what = format!(
+            "{} (in no sign-in log) read {} from {ip} ({}) with {count} requests",
+            stranger.object_id, account.name, place.country
+        );
+        Plan::by(&stranger, account, &ip, what)
     }
 }
 
@@ -2215,6 +2257,11 @@ mod tests {
                     assert!(requests().all(|e| !known.contains(prop(e, "userAgent"))));
                     assert!(requests().all(|e| NOVEL_AGENTS.contains(&prop(e, "userAgent"))));
                 }
+                Scenario::TokenWithoutSignIn => {
+                    assert!(g.tenant().principals().all(|p| p.object_id != id), "a stranger to the tenant");
+                    assert!(mine.iter().all(is_request) && requests().count() >= 20, "requests, no sign-in");
+                    assert!(requests().all(|e| prop(e, "clientIpAddress") == ip));
+                }
                 Scenario::ThreatIntelIp => {
                     assert!(THREAT_INTEL_IPS.contains(&ip.as_str()));
                     assert!(THREAT_INTEL_IPS.iter().all(|bad| !baseline_ips.contains(bad)));
@@ -2302,7 +2349,7 @@ mod tests {
     #[test]
     fn scenario_names_round_trip() {
         let names: HashSet<&str> = Scenario::all().iter().map(Scenario::name).collect();
-        assert_eq!(names.len(), 11);
+        assert_eq!(names.len(), 12);
         for &scenario in Scenario::all() {
             assert_eq!(Scenario::parse(scenario.name()), Ok(scenario));
             assert_eq!(scenario.to_string().parse::<Scenario>(), Ok(scenario));

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod produce;
 pub mod query;
 pub mod record;
+pub mod rules;
 pub mod serve;
 pub mod server;
 pub mod source;

@@ -20,7 +20,12 @@ macro_rules! migration {
 }
 
 /// Every migration, oldest first. `tests/store.rs` checks this matches `migrations/`.
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_initial"), migration!(2, "0002_ingest_status")];
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_initial"),
+    migration!(2, "0002_ingest_status"),
+    migration!(3, "0003_correlation"),
+    migration!(4, "0004_detection"),
+];
 
 fn checksum(sql: &str) -> String {
     format!("{:016x}", xxh3_64(sql.as_bytes()))

@@ -1,0 +1,157 @@
+//! Runs one rule over an event-time period and brings its findings up to date.
+//!
+//! Contract: the rule's evidence with event time in [from, to) is replaced by what the rule
+//! returns now, in one transaction with the findings it touches. A rule decides whether an
+//! event matches from the data alone (its times, never the wall clock), so evaluating a
+//! period twice, or in pieces, leaves the same evidence.
+
+use super::rule::{Rule, RuleError};
+use super::script::{self, timestamp};
+use anyhow::{Context, Result, bail};
+use duckdb::types::Value;
+
+const RULE_EVIDENCE: &str = include_str!("../sql/rule_evidence.sql");
+const EVIDENCE_CHANGES: &str = include_str!("../sql/evidence_changes.sql");
+const REPLACE_EVIDENCE: &str = include_str!("../sql/replace_evidence.sql");
+const REFRESH_FINDINGS: &str = include_str!("../sql/refresh_findings.sql");
+
+/// Columns a rule must return (others are cast; `NULL AS principal_id` has no type of its own).
+const REQUIRED: [&str; 5] = ["time", "evidence_table", "row_id", "principal_id", "entity"];
+const TIME_TYPES: [&str; 2] = ["TIMESTAMP WITH TIME ZONE", "TIMESTAMP"];
+/// Columns a rule may return; missing ones are NULL.
+const OPTIONAL: [(&str, &str); 2] = [("end_time", "TIMESTAMPTZ"), ("detail", "VARCHAR")];
+
+/// What one rule run did.
+#[derive(Debug, Clone)]
+pub struct RuleRun {
+    pub rule_id: String,
+    /// The period evaluated, microseconds since the epoch, [from, to).
+    pub from: i64,
+    pub to: i64,
+    /// Evidence events the rule returned for the period.
+    pub evidence: u64,
+    /// Findings raised for the first time.
+    pub raised: Vec<i64>,
+    pub elapsed: std::time::Duration,
+}
+
+/// The values of the rule's parameters, in the statement's order.
+fn bind_rule(stmt: &duckdb::Statement<'_>, rule: &Rule, from: i64, to: i64) -> Result<Vec<Value>> {
+    let mut named: Vec<(&str, Value)> = vec![("from", timestamp(from)), ("to", timestamp(to))];
+    for param in &rule.params {
+        named.push((param.name.as_str(), param.effective().to_duckdb()));
+    }
+    script::bind(stmt, &named).map_err(|_| {
+        let undeclared: Vec<String> = (1..=stmt.parameter_count())
+            .filter_map(|i| stmt.parameter_name(i).ok())
+            .filter(|name| !named.iter().any(|(n, _)| n == name))
+            .map(|name| format!("${name}"))
+            .collect();
+        anyhow::anyhow!(
+            "the query uses {}, which the header does not declare (`-- param: name = default`)",
+            undeclared.join(", ")
+        )
+    })
+}
+
+/// Runs the rule's query into the temp table `rule_output` and checks its columns.
+fn run_query(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64) -> Result<()> {
+    // The rule file is code written to be run; its values come in as parameters.
+    let sql = format!("CREATE OR REPLACE TEMP TABLE rule_output AS\n{}\n", rule.sql);
+    let mut stmt = conn.prepare(&sql).context("the query is not valid")?;
+    let values = bind_rule(&stmt, rule, from, to)?;
+    stmt.execute(duckdb::params_from_iter(values)).context("the query failed")?;
+    let columns: Vec<(String, String)> = conn
+        .prepare("SELECT name, type FROM pragma_table_info('rule_output')")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<duckdb::Result<_>>()?;
+    for name in REQUIRED {
+        match columns.iter().find(|(n, _)| n == name) {
+            None => bail!(
+                "the query returns no `{name}` column (it must return time, evidence_table, row_id, principal_id, \
+                 entity, and may return end_time, detail)"
+            ),
+            Some((_, ty)) if name == "time" && !TIME_TYPES.contains(&ty.as_str()) => {
+                bail!("the query's `time` column is {ty}, not TIMESTAMPTZ")
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, ty) in OPTIONAL {
+        if !columns.iter().any(|(n, _)| n == name) {
+            // Constant text: the name and type come from OPTIONAL above.
+            conn.execute_batch(&format!("ALTER TABLE rule_output ADD COLUMN {name} {ty}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `rule` runs against this database: its query is valid, its parameters
+/// are declared and its columns are right. Runs it over an empty period and keeps nothing.
+pub fn check(conn: &duckdb::Connection, rule: &Rule) -> Result<(), RuleError> {
+    conn.execute_batch("BEGIN TRANSACTION").map_err(|e| rule_error(rule, anyhow::Error::from(e)))?;
+    let outcome = run_query(conn, rule, 0, 0);
+    let _ = conn.execute_batch("ROLLBACK");
+    outcome.map_err(|error| rule_error(rule, error))
+}
+
+pub fn rule_error(rule: &Rule, error: anyhow::Error) -> RuleError {
+    RuleError { origin: rule.origin.to_string(), rule_id: Some(rule.id.clone()), reason: format!("{error:#}") }
+}
+
+/// Evaluates `rule` over [from, to) and updates its evidence and findings (`refresh`: the
+/// findings it touches even if its evidence did not change, for a changed title or severity).
+pub fn run(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64, refresh: bool) -> Result<RuleRun> {
+    let started = std::time::Instant::now();
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    match run_in_transaction(conn, rule, from, to, refresh) {
+        Ok((evidence, raised)) => {
+            conn.execute_batch("COMMIT").context("committing findings")?;
+            Ok(RuleRun { rule_id: rule.id.clone(), from, to, evidence, raised, elapsed: started.elapsed() })
+        }
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+fn run_in_transaction(
+    conn: &duckdb::Connection,
+    rule: &Rule,
+    from: i64,
+    to: i64,
+    refresh: bool,
+) -> Result<(u64, Vec<i64>)> {
+    run_query(conn, rule, from, to)?;
+    let window = [("rule_id", Value::Text(rule.id.clone())), ("from", timestamp(from)), ("to", timestamp(to))];
+    // Most runs find nothing where nothing was: then there is nothing to update.
+    let (returned, stored): (i64, i64) = conn.query_row(
+        "SELECT (SELECT count(*) FROM rule_output WHERE time >= $2 AND time < $3),
+                (SELECT count(*) FROM finding_evidence WHERE rule_id = $1 AND time >= $2 AND time < $3)",
+        [Value::Text(rule.id.clone()), timestamp(from), timestamp(to)],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if returned == 0 && stored == 0 && !refresh {
+        return Ok((0, Vec::new()));
+    }
+    script::run(conn, "rule_evidence.sql", RULE_EVIDENCE, &window)?;
+    let evidence: i64 = conn.query_row("SELECT count(*) FROM new_evidence", [], |r| r.get(0))?;
+    // Or the same evidence as before: the findings stay as they are.
+    let changes: i64 = script::value(conn, "evidence_changes.sql", EVIDENCE_CHANGES, &window)?;
+    if changes == 0 && !refresh {
+        return Ok((evidence as u64, Vec::new()));
+    }
+    script::run(conn, "replace_evidence.sql", REPLACE_EVIDENCE, &window)?;
+    let finding = [
+        ("rule_id", Value::Text(rule.id.clone())),
+        ("title", Value::Text(rule.title.clone())),
+        ("severity", Value::Text(rule.severity.as_str().to_owned())),
+    ];
+    script::run(conn, "refresh_findings.sql", REFRESH_FINDINGS, &finding)?;
+    let raised: Vec<i64> = conn
+        .prepare("SELECT id FROM new_findings ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<duckdb::Result<_>>()?;
+    Ok((evidence as u64, raised))
+}

@@ -1,0 +1,447 @@
+//! Detection: SQL rules (`queries/*.sql`, plus a folder of the user's own) evaluated by
+//! event time over the stored logs, and the findings they raise.
+//!
+//! Contract:
+//! - Every committed ingest batch is absorbed once, in batch order, into the tables rules
+//!   read besides the public ones (`absorb`): the correlation of each request with its
+//!   sign-in (`request_signins`), hourly activity, first-seen values, addresses.
+//! - A rule returns evidence events (a row of `cosmos_requests`, `signins`, ...) with event
+//!   time in [`$from`, `$to`). Whether an event matches depends on the data only, and only on
+//!   data at most the rule's `window` after it; so evaluating any period again leaves the same
+//!   evidence, and [`Detector::evaluate_after_commit`] needs to look back only from the
+//!   earliest new event minus the window. History replayed from files, in one go or in any
+//!   order of batches, ends with the same findings as live traffic.
+//! - One finding per fingerprint (rule, principal, entity): matching events update it; its
+//!   first/last seen and count are recomputed from its evidence. A finding left without
+//!   evidence (late data explained it) is `withdrawn`, never deleted.
+//! - A rule that cannot be parsed or does not run against the database is reported (at
+//!   start, [`Detector::open`], or when it fails) and the others go on.
+
+mod absorb;
+mod evaluate;
+pub mod findings;
+pub mod network;
+pub mod rule;
+mod script;
+
+pub use absorb::Absorbed;
+pub use evaluate::RuleRun;
+pub use rule::{Param, ParamValue, Rule, RuleError, Severity};
+
+use crate::query::Format;
+use crate::store::{Store, StoreOptions};
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use xxhash_rust::xxh3::xxh3_64;
+
+const FINDINGS_IN_PERIOD: &str = include_str!("../sql/findings_in_period.sql");
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// Detection settings (`[detection]` in the configuration file).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// A folder of rule files (`<id>.sql`): each adds a rule, or replaces the built-in rule
+    /// with the same id. Read at start.
+    pub rules_dir: Option<PathBuf>,
+    /// A folder of address lists (one address or CIDR range a line, `#` comments), each
+    /// file a list for `threat_intel_ip`, e.g. a Tor exit node list. Read at start.
+    pub threat_intel_dir: Option<PathBuf>,
+    /// Networks whose addresses `ip_not_in_signins` never raises (private endpoints, NAT
+    /// egress). Default: the private, loopback, link-local and CGNAT ranges.
+    pub trusted_networks: Option<Vec<String>>,
+    /// Rule ids not to run.
+    pub disabled_rules: Vec<String>,
+    /// Parameter values by rule id, e.g. `[detection.params.password_spray] min_users = 8`.
+    pub params: BTreeMap<String, BTreeMap<String, ParamValue>>,
+}
+
+impl DetectionConfig {
+    /// For the command line: `TOKENTRAIL_RULES_DIR`, `TOKENTRAIL_THREAT_INTEL_DIR` and
+    /// `TOKENTRAIL_TRUSTED_NETWORKS` (comma-separated) when set.
+    pub fn from_env() -> DetectionConfig {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        DetectionConfig {
+            rules_dir: var("TOKENTRAIL_RULES_DIR").map(PathBuf::from),
+            threat_intel_dir: var("TOKENTRAIL_THREAT_INTEL_DIR").map(PathBuf::from),
+            trusted_networks: var("TOKENTRAIL_TRUSTED_NETWORKS")
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
+            ..DetectionConfig::default()
+        }
+    }
+}
+
+/// What one evaluation did.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    /// The ingest batches absorbed by this call.
+    pub absorbed: Option<Absorbed>,
+    /// The rules that ran, and over which period.
+    pub runs: Vec<RuleRun>,
+    /// Rules that failed this time (the others ran).
+    pub failures: Vec<RuleError>,
+}
+
+impl Evaluation {
+    /// Ids of the findings raised for the first time.
+    pub fn raised(&self) -> Vec<i64> {
+        self.runs.iter().flat_map(|r| r.raised.iter().copied()).collect()
+    }
+}
+
+/// The loaded rules and lists, ready to evaluate against one store.
+pub struct Detector {
+    rules: Vec<Rule>,
+    /// Hash of the address lists, part of the definition of rules that read them.
+    lists: u64,
+    /// One evaluation at a time.
+    running: Mutex<()>,
+}
+
+impl Detector {
+    /// Loads the rules (built-in, then `rules_dir`) and the address lists, stores the lists,
+    /// and checks every rule against the database. Returns the detector with the rules that
+    /// work, and every problem found on the way (broken rule files, bad configuration,
+    /// unreadable list lines), which the caller reports.
+    pub fn open(store: &Store, config: &DetectionConfig) -> Result<(Detector, Vec<RuleError>)> {
+        let (mut rules, mut problems) = rule::load(config.rules_dir.as_deref());
+        for id in config.disabled_rules.iter().chain(config.params.keys()) {
+            if !rules.iter().any(|r| &r.id == id) && !problems.iter().any(|p| p.rule_id.as_deref() == Some(id)) {
+                problems.push(RuleError {
+                    origin: "config".into(),
+                    rule_id: Some(id.clone()),
+                    reason: "no rule has this id".into(),
+                });
+            }
+        }
+        rules.retain(|r| !config.disabled_rules.contains(&r.id));
+        rules.retain_mut(|rule| match config.params.get(&rule.id) {
+            Some(values) => match rule::apply_params(rule, values) {
+                Ok(()) => true,
+                Err(error) => {
+                    problems.push(error);
+                    false
+                }
+            },
+            None => true,
+        });
+
+        let trusted: Vec<String> = match &config.trusted_networks {
+            Some(list) => list.clone(),
+            None => network::DEFAULT_TRUSTED.iter().map(|s| s.to_string()).collect(),
+        };
+        let (mut entries, rejected) = network::entries("trusted", "config", trusted);
+        for entry in rejected {
+            problems.push(RuleError {
+                origin: "config".into(),
+                rule_id: None,
+                reason: format!("trusted_networks: {entry:?} is not an address or CIDR range"),
+            });
+        }
+        if let Some(dir) = &config.threat_intel_dir {
+            let (intel, list_problems) = network::threat_intel_folder(dir);
+            entries.extend(intel);
+            problems.extend(list_problems.into_iter().map(|reason| RuleError {
+                origin: dir.display().to_string(),
+                rule_id: None,
+                reason,
+            }));
+        }
+        let lists = store_lists(store, &entries)?;
+
+        let conn = store.connection()?;
+        rules.retain(|rule| match evaluate::check(&conn, rule) {
+            Ok(()) => true,
+            Err(error) => {
+                problems.push(error);
+                false
+            }
+        });
+        for problem in &problems {
+            tracing::warn!(problem = %problem, "detection rule or list not used");
+        }
+        Ok((Detector { rules, lists, running: Mutex::new(()) }, problems))
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Absorbs every batch committed since the last call and evaluates each rule from the
+    /// earliest new event (or the time the sign-in logs had reached, if earlier, at most a day
+    /// before) minus the rule's window to the end of the data; a rule whose
+    /// definition (text, parameters, lists) changed since it last ran is evaluated over all
+    /// history. Call it after each commit, or now and then from a thread of its own: it
+    /// catches up on everything committed meanwhile. Calls wait for each other.
+    pub fn evaluate_after_commit(&self, store: &Store) -> Result<Evaluation> {
+        let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = store.connection()?;
+        self.catch_up(&conn)
+    }
+
+    /// Brings detection up to date ([`Detector::evaluate_after_commit`]), then evaluates
+    /// every rule again over [from, to) (microseconds since the epoch; the whole history when
+    /// `None`): what `tokentrail detect --from --to` does.
+    pub fn evaluate_period(&self, store: &Store, from: Option<i64>, to: Option<i64>) -> Result<Evaluation> {
+        let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = store.connection()?;
+        let mut evaluation = self.catch_up(&conn)?;
+        let Some((start, end)) = data_clock(&conn)? else { return Ok(evaluation) };
+        let (from, to) = (from.unwrap_or(start), to.unwrap_or(end + 1));
+        evaluation.runs.clear();
+        for rule in &self.rules {
+            match evaluate::run(&conn, rule, from, to, false) {
+                Ok(run) => evaluation.runs.push(run),
+                Err(error) => self.failed(&conn, rule, error, &mut evaluation),
+            }
+        }
+        Ok(evaluation)
+    }
+
+    fn catch_up(&self, conn: &duckdb::Connection) -> Result<Evaluation> {
+        // Rules judge a request only once the sign-in logs have reached its time; requests
+        // newer than that were left for now, so evaluation starts there too (at most a day
+        // before the new data, so a sign-in log that stopped does not make every run longer).
+        let signins_before: Option<i64> =
+            conn.query_row("SELECT epoch_us(signins_until) FROM data_clock", [], |r| r.get(0))?;
+        let absorbed = absorb::absorb_pending(conn).context("absorbing ingest batches")?;
+        let mut evaluation = Evaluation { absorbed, ..Evaluation::default() };
+        let Some((start, end)) = data_clock(conn)? else { return Ok(evaluation) };
+        let earliest = absorbed.and_then(|a| a.earliest).map(|earliest| match signins_before {
+            Some(waiting) if waiting < earliest => waiting.max(earliest - DAY_MICROS),
+            _ => earliest,
+        });
+        let known: BTreeMap<String, String> = conn
+            .prepare("SELECT rule_id, definition FROM rule_state")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<duckdb::Result<_>>()?;
+        for rule in &self.rules {
+            let definition = self.definition(rule);
+            let changed = known.get(&rule.id) != Some(&definition);
+            let from = if changed {
+                start
+            } else if let Some(earliest) = earliest {
+                earliest - rule.window.num_microseconds().unwrap_or(i64::MAX / 4)
+            } else {
+                continue;
+            };
+            match evaluate::run(conn, rule, from, end + 1, changed) {
+                Ok(run) => {
+                    if changed {
+                        conn.execute(
+                            "INSERT OR REPLACE INTO rule_state VALUES (?, ?, get_current_timestamp())",
+                            [&rule.id, &definition],
+                        )?;
+                    }
+                    evaluation.runs.push(run);
+                }
+                Err(error) => self.failed(conn, rule, error, &mut evaluation),
+            }
+        }
+        Ok(evaluation)
+    }
+
+    /// Reports a rule that failed, and forgets its state so that the next evaluation runs it
+    /// over all history again (the window it missed is not lost).
+    fn failed(&self, conn: &duckdb::Connection, rule: &Rule, error: anyhow::Error, evaluation: &mut Evaluation) {
+        let error = evaluate::rule_error(rule, error);
+        tracing::error!(rule = %rule.id, error = %error, "detection rule failed");
+        if let Err(forget) = conn.execute("DELETE FROM rule_state WHERE rule_id = ?", [&rule.id]) {
+            tracing::error!(rule = %rule.id, error = %forget, "cannot mark the rule for evaluation again");
+        }
+        evaluation.failures.push(error);
+    }
+
+    /// What a rule's results depend on besides the data.
+    fn definition(&self, rule: &Rule) -> String {
+        let mut text = format!("{}\n{}\n{}\n{}\n", rule.sql, rule.window, rule.severity, rule.title);
+        for param in &rule.params {
+            text.push_str(&format!("{}={}\n", param.name, param.effective()));
+        }
+        if rule.sql.contains("network_lists") {
+            text.push_str(&format!("lists={:016x}\n", self.lists));
+        }
+        format!("{:016x}", xxh3_64(text.as_bytes()))
+    }
+}
+
+/// (start, end) of the stored events, microseconds since the epoch.
+fn data_clock(conn: &duckdb::Connection) -> Result<Option<(i64, i64)>> {
+    let (start, end): (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT epoch_us(history_start), epoch_us(history_end) FROM data_clock", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok(start.zip(end))
+}
+
+/// Replaces `network_lists` with `entries`; returns their hash.
+fn store_lists(store: &Store, entries: &[network::NetworkEntry]) -> Result<u64> {
+    let mut text = String::new();
+    for e in entries {
+        text.push_str(&format!("{}\t{}\t{}\t{}\n", e.list, e.source, e.lo_hex, e.hi_hex));
+    }
+    let conn = store.connection()?;
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let stored = (|| -> Result<()> {
+        conn.execute_batch("DELETE FROM network_lists")?;
+        let column = |f: fn(&network::NetworkEntry) -> &str| {
+            duckdb::types::Value::List(entries.iter().map(|e| duckdb::types::Value::Text(f(e).to_owned())).collect())
+        };
+        if !entries.is_empty() {
+            conn.execute(
+                "INSERT INTO network_lists (list, source, entry, lo_hex, hi_hex)
+                 SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]), unnest($4::VARCHAR[]),
+                        unnest($5::VARCHAR[])",
+                duckdb::params![
+                    column(|e| &e.list),
+                    column(|e| &e.source),
+                    column(|e| &e.entry),
+                    column(|e| &e.lo_hex),
+                    column(|e| &e.hi_hex)
+                ],
+            )?;
+        }
+        Ok(())
+    })();
+    match stored {
+        Ok(()) => conn.execute_batch("COMMIT").context("storing address lists")?,
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(error.context("storing address lists"));
+        }
+    }
+    Ok(xxh3_64(text.as_bytes()))
+}
+
+/// One finding as `tokentrail detect --format json` prints it: times in RFC 3339, counts
+/// and times of its evidence inside the period asked for.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FindingSummary {
+    pub id: i64,
+    pub rule: String,
+    pub severity: String,
+    pub status: String,
+    pub principal_id: Option<String>,
+    pub principal_name: Option<String>,
+    pub entity: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub count: i64,
+    pub title: String,
+    pub summary: Option<String>,
+    pub fingerprint: String,
+}
+
+/// The findings with evidence in [from, to), most severe first (withdrawn ones left out).
+pub fn findings_in_period(store: &Store, from: i64, to: i64) -> Result<Vec<FindingSummary>> {
+    let conn = store.connection()?;
+    let mut stmt = conn.prepare(FINDINGS_IN_PERIOD)?;
+    let values = script::bind(&stmt, &[("from", script::timestamp(from)), ("to", script::timestamp(to))])?;
+    let rows = stmt.query_map(duckdb::params_from_iter(values), |r| {
+        Ok(FindingSummary {
+            id: r.get(0)?,
+            rule: r.get(1)?,
+            severity: r.get(2)?,
+            status: r.get(3)?,
+            principal_id: r.get(4)?,
+            principal_name: r.get(5)?,
+            entity: r.get(6)?,
+            first_seen: r.get(7)?,
+            last_seen: r.get(8)?,
+            count: r.get(9)?,
+            title: r.get(10)?,
+            summary: r.get(11)?,
+            fingerprint: r.get(12)?,
+        })
+    })?;
+    Ok(rows.collect::<duckdb::Result<_>>()?)
+}
+
+/// `tokentrail detect --db PATH [--from T] [--to T] [--format table|csv|json]`: brings
+/// detection up to date (absorbing what was ingested, evaluating every rule over the period
+/// asked for, the whole history by default) and prints the findings with evidence in it.
+/// Rules and lists come from [`DetectionConfig::from_env`]; problems with them go to
+/// stderr as warnings, and the other rules run.
+pub fn detect_command(
+    db: &Path,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    format: Format,
+    out: &mut impl Write,
+) -> Result<()> {
+    detect_with(db, &DetectionConfig::from_env(), from, to, format, out)
+}
+
+/// [`detect_command`] with explicit settings.
+pub fn detect_with(
+    db: &Path,
+    config: &DetectionConfig,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    format: Format,
+    out: &mut impl Write,
+) -> Result<()> {
+    if !db.exists() {
+        anyhow::bail!("no database at {}: run `tokentrail ingest --db {}` first", db.display(), db.display());
+    }
+    let store = Store::open(db, &StoreOptions::default())?;
+    let (detector, problems) = Detector::open(&store, config)?;
+    for problem in &problems {
+        eprintln!("warning: {problem}");
+    }
+    let (from, to) = (from.map(|t| t.timestamp_micros()), to.map(|t| t.timestamp_micros()));
+    // Caught up, all history is evaluated; a period asked for is evaluated again on top.
+    let evaluation = if from.is_some() || to.is_some() {
+        detector.evaluate_period(&store, from, to)?
+    } else {
+        detector.evaluate_after_commit(&store)?
+    };
+    for failure in &evaluation.failures {
+        eprintln!("warning: {failure}");
+    }
+    let conn = store.connection()?;
+    let Some((start, end)) = data_clock(&conn)? else {
+        return write_findings(&[], format, out);
+    };
+    let found = findings_in_period(&store, from.unwrap_or(start), to.unwrap_or(end + 1))?;
+    write_findings(&found, format, out)
+}
+
+fn write_findings(found: &[FindingSummary], format: Format, out: &mut impl Write) -> Result<()> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, found)?;
+            writeln!(out)?;
+        }
+        Format::Csv | Format::Table => {
+            let batch = summaries_batch(found)?;
+            crate::query::write_batches(&[batch], format, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn summaries_batch(found: &[FindingSummary]) -> Result<arrow::record_batch::RecordBatch> {
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    let text = |f: fn(&FindingSummary) -> Option<&str>| -> ArrayRef {
+        std::sync::Arc::new(found.iter().map(f).collect::<StringArray>())
+    };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", std::sync::Arc::new(found.iter().map(|f| f.id).collect::<Int64Array>())),
+        ("rule", text(|f| Some(&f.rule))),
+        ("severity", text(|f| Some(&f.severity))),
+        ("status", text(|f| Some(&f.status))),
+        ("principal", text(|f| f.principal_name.as_deref().or(f.principal_id.as_deref()))),
+        ("entity", text(|f| Some(&f.entity))),
+        ("first_seen", text(|f| Some(&f.first_seen))),
+        ("last_seen", text(|f| Some(&f.last_seen))),
+        ("count", std::sync::Arc::new(found.iter().map(|f| f.count).collect::<Int64Array>())),
+        ("summary", text(|f| f.summary.as_deref())),
+    ];
+    Ok(arrow::record_batch::RecordBatch::try_from_iter(columns)?)
+}

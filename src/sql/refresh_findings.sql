@@ -1,0 +1,80 @@
+-- Brings the findings of the fingerprints in `touched` up to date with their evidence: new
+-- ones are raised, the others get their times, count and summary again. The engine's own
+-- status changes go to finding_history: `withdrawn` when no evidence is left (data that
+-- arrived later explained it), `open` again when a withdrawn finding has evidence again or
+-- a resolved one has newer evidence. Parameters: $rule_id, $title, $severity.
+
+CREATE OR REPLACE TEMP TABLE finding_totals AS
+SELECT
+    fingerprint,
+    any_value(principal_id) AS principal_id,
+    any_value(entity) AS entity,
+    min(time) AS first_seen,
+    max(coalesce(end_time, time)) AS last_seen,
+    count(*) AS count,
+    (list({'table': evidence_table, 'row_id': row_id} ORDER BY time, row_id))[1:1000] AS evidence,
+    arg_max(detail, time) AS summary
+FROM finding_evidence
+WHERE fingerprint IN (SELECT fingerprint FROM touched)
+GROUP BY fingerprint;
+
+CREATE OR REPLACE TEMP TABLE finding_changes AS
+SELECT
+    f.id,
+    f.status AS from_status,
+    CASE WHEN t.fingerprint IS NULL THEN 'withdrawn' ELSE 'open' END AS to_status,
+    CASE
+        WHEN t.fingerprint IS NULL THEN 'withdrawn: no evidence is left; data that arrived later explains the events'
+        WHEN f.status = 'withdrawn' THEN 'raised again: the rule matches again'
+        ELSE 'reopened: new evidence after it was resolved'
+    END AS comment
+FROM findings f
+JOIN touched x ON x.fingerprint = f.fingerprint
+LEFT JOIN finding_totals t ON t.fingerprint = f.fingerprint
+WHERE (t.fingerprint IS NULL AND f.status <> 'withdrawn')
+   OR (t.fingerprint IS NOT NULL AND f.status = 'withdrawn')
+   OR (t.fingerprint IS NOT NULL AND f.status = 'resolved' AND t.last_seen > f.last_seen);
+
+INSERT INTO finding_history (finding_id, changed_at, changed_by, from_status, to_status, comment)
+SELECT id, get_current_timestamp(), 'tokentrail', from_status, to_status, comment
+FROM finding_changes;
+
+UPDATE findings f SET
+    first_seen = coalesce(u.first_seen, f.first_seen),
+    last_seen = coalesce(u.last_seen, f.last_seen),
+    count = coalesce(u.count, 0),
+    evidence = coalesce(u.evidence, []),
+    summary = coalesce(u.summary, f.summary),
+    title = $title,
+    severity = $severity,
+    status = coalesce(u.to_status, f.status),
+    status_by = CASE WHEN u.to_status IS NULL THEN f.status_by ELSE 'tokentrail' END,
+    status_at = CASE WHEN u.to_status IS NULL THEN f.status_at ELSE get_current_timestamp() END,
+    status_comment = CASE WHEN u.to_status IS NULL THEN f.status_comment ELSE u.comment END,
+    updated_at = get_current_timestamp()
+FROM (
+    SELECT x.fingerprint, t.first_seen, t.last_seen, t.count, t.evidence, t.summary, c.to_status, c.comment
+    FROM touched x
+    JOIN findings g ON g.fingerprint = x.fingerprint
+    LEFT JOIN finding_totals t ON t.fingerprint = x.fingerprint
+    LEFT JOIN finding_changes c ON c.id = g.id
+) u
+WHERE f.fingerprint = u.fingerprint;
+
+CREATE OR REPLACE TEMP TABLE new_findings AS
+SELECT nextval('finding_ids') AS id, t.*
+FROM finding_totals t
+ANTI JOIN findings f ON f.fingerprint = t.fingerprint;
+
+INSERT INTO findings (
+    id, fingerprint, rule_id, title, severity, principal_id, entity, first_seen, last_seen, count, evidence,
+    summary, status, status_by, status_at, status_comment, created_at, updated_at
+)
+SELECT
+    id, fingerprint, $rule_id, $title, $severity, principal_id, entity, first_seen, last_seen, count, evidence,
+    summary, 'open', 'tokentrail', get_current_timestamp(), 'raised', get_current_timestamp(), get_current_timestamp()
+FROM new_findings;
+
+INSERT INTO finding_history (finding_id, changed_at, changed_by, from_status, to_status, comment)
+SELECT id, get_current_timestamp(), 'tokentrail', NULL, 'open', 'raised'
+FROM new_findings;

@@ -1,0 +1,654 @@
+//! Detection: correlation views, the rules of queries/ on generated traffic with attack
+//! scenarios, replay equivalence, rule loading, findings and their lifecycle.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::TestDb;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tokentrail::generate::{Event, Generator, GroundTruth, Scenario, THREAT_INTEL_IPS, Tenant};
+use tokentrail::query::Format;
+use tokentrail::rules::findings::{self, Status};
+use tokentrail::rules::{DetectionConfig, Detector, ParamValue};
+
+const MONDAY: &str = "2025-03-03T00:00:00Z";
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).expect("test time").with_timezone(&Utc)
+}
+
+/// Writes `events` as NDJSON to `name` in the test's temp dir.
+fn write_events(db: &TestDb, name: &str, events: &[&Event]) -> PathBuf {
+    let path = db.dir.path().join(name);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for event in events {
+        serde_json::to_writer(&mut file, &event.record).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+    file.flush().unwrap();
+    path
+}
+
+/// A threat intelligence folder with the generator's "known bad" addresses, one as a range.
+fn threat_intel_dir(db: &TestDb) -> PathBuf {
+    let dir = db.dir.path().join("threat-intel");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut list = String::from("# Tor exit nodes (test)\n185.220.101.0/24\n");
+    for ip in THREAT_INTEL_IPS {
+        list.push_str(&format!("{ip}\n"));
+    }
+    list.push_str("2001:db8:dead::/48\n");
+    std::fs::write(dir.join("tor-exits.txt"), list).unwrap();
+    dir
+}
+
+fn config(db: &TestDb) -> DetectionConfig {
+    DetectionConfig { threat_intel_dir: Some(threat_intel_dir(db)), ..DetectionConfig::default() }
+}
+
+/// Everything about the findings that must not depend on how the data arrived: the
+/// evidence is named by content (activity id, sign-in id), not by row position.
+fn findings_by_content(db: &TestDb) -> Vec<Vec<String>> {
+    db.rows(
+        "SELECT f.rule_id, f.severity, coalesce(f.principal_id, '-'), f.entity, f.first_seen::VARCHAR,
+                f.last_seen::VARCHAR, f.count::VARCHAR, f.summary,
+                (SELECT string_agg(coalesce(r.activity_id, s.signin_id, e.evidence_table || ':' || e.time::VARCHAR), ','
+                                   ORDER BY coalesce(r.activity_id, s.signin_id, e.time::VARCHAR))
+                 FROM finding_evidence e
+                 LEFT JOIN cosmos_requests r ON e.evidence_table = 'cosmos_requests' AND r.rowid = e.row_id
+                 LEFT JOIN signins s ON e.evidence_table = 'signins' AND s.rowid = e.row_id
+                 WHERE e.fingerprint = f.fingerprint)
+         FROM findings f WHERE f.status <> 'withdrawn'
+         ORDER BY f.fingerprint",
+    )
+}
+
+struct Scenarios {
+    db: TestDb,
+    truths: Vec<GroundTruth>,
+    /// The account silenced for `silence`, to raise source_silent.
+    silenced: String,
+    silence: (DateTime<Utc>, DateTime<Utc>),
+    days: i64,
+}
+
+/// Two weeks of generated traffic from a Monday with every scenario, and six hours in which
+/// one Cosmos DB account sends nothing (the gap source_silent is for), ingested and evaluated.
+fn scenarios() -> Scenarios {
+    let seed = 42;
+    let db = TestDb::new();
+    let days = 14;
+    let from = at(MONDAY);
+    let to = from + Duration::days(days);
+    let generator = Generator::new(Tenant::new(seed), seed);
+    let (events, truths) = generator.history(from, to, Scenario::all());
+    // Six hours of day 10 (or the first later ones) in which no scenario runs.
+    let silenced = generator.tenant().accounts[1].name.clone();
+    let mut start = from + Duration::days(10) + Duration::hours(9);
+    while truths.iter().any(|t| t.start < start + Duration::hours(7) && t.end > start - Duration::hours(1)) {
+        start += Duration::hours(1);
+    }
+    let silence = (start, start + Duration::hours(6));
+    let kept: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            let account = e.record["resourceId"].as_str().unwrap_or_default().to_ascii_lowercase();
+            let in_gap = e.time >= silence.0 && e.time < silence.1;
+            !(in_gap && e.category == "DataPlaneRequests" && account.ends_with(&format!("/{silenced}")))
+        })
+        .collect();
+    assert!(kept.len() < events.len(), "the gap removed events");
+    let path = write_events(&db, "history.ndjson", &kept);
+    let report = db.ingest(&[path]);
+    assert!(report.failed.is_empty());
+    let (detector, problems) = Detector::open(&db.store, &config(&db)).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
+    assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+    assert_eq!(evaluation.runs.len(), detector.rules().len());
+    Scenarios { db, truths, silenced, silence, days }
+}
+
+/// The rules each scenario is there to raise for its principal (or, for findings without one,
+/// naming its address or account): every scenario raises its first list; each rule of the
+/// second list is raised by at least one of the scenarios that name it (a user sprayed from a
+/// country earlier has no new country when travelling there later).
+fn intended(scenario: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    match scenario {
+        "foreign_ip_token" => (&["ip_not_in_signins"], &[]),
+        "key_based_access" => (&["key_auth_access"], &[]),
+        "spray_then_data_access" => {
+            (&["spray_then_data_access", "password_spray"], &["risky_signin_data_access", "new_country_signin"])
+        }
+        "bulk_export" => (&["data_volume_spike"], &[]),
+        "mass_delete" => (&["mass_delete"], &[]),
+        "permission_probing" => (&["permission_probing"], &["new_collection_for_principal"]),
+        "collection_enumeration" => (&["collection_enumeration"], &[]),
+        "impossible_travel" => (&["impossible_travel"], &["new_country_signin"]),
+        "dormant_principal" => (&["dormant_principal"], &[]),
+        "new_user_agent" => (&["new_user_agent"], &[]),
+        "threat_intel_ip" => (&["threat_intel_ip"], &["risky_signin_data_access"]),
+        "token_without_signin" => (&["no_prior_signin"], &["dormant_principal"]),
+        other => panic!("no expectation for scenario {other}"),
+    }
+}
+
+#[test]
+fn each_scenario_raises_its_rules_and_benign_principals_almost_nothing() {
+    let s = scenarios();
+    let rows = s.db.rows(
+        "SELECT rule_id, coalesce(principal_id, '-'), entity, epoch_us(first_seen)::VARCHAR,
+                epoch_us(last_seen)::VARCHAR, count::VARCHAR
+         FROM findings WHERE status <> 'withdrawn' ORDER BY first_seen",
+    );
+    let micros = |t: &DateTime<Utc>| t.timestamp_micros();
+    // A finding is explained by a scenario when it involves the scenario's principal (or, without
+    // one, its address or account) and starts in its window, or up to a day after it: the
+    // compromised principal's next sign-in from home is impossible travel too.
+    let explains = |t: &GroundTruth, row: &[String]| {
+        let (first, last): (i64, i64) = (row[3].parse().unwrap(), row[4].parse().unwrap());
+        let hour = Duration::hours(1).num_microseconds().unwrap();
+        let overlaps = first <= micros(&t.end) + 24 * hour && last >= micros(&t.start) - 2 * hour;
+        let ip = t.source_ip.as_deref().unwrap_or("-");
+        let who = match &t.principal_id {
+            Some(p) if row[1] == *p => true,
+            _ => row[1] == "-" && (row[2].contains(ip) || row[2].contains(&t.account)),
+        };
+        overlaps && who
+    };
+    let raised = |truth: &GroundTruth, rule: &str| rows.iter().any(|row| row[0] == rule && explains(truth, row));
+    let mut missing = Vec::new();
+    let mut secondary: BTreeMap<&str, bool> = BTreeMap::new();
+    for truth in &s.truths {
+        let (primary, also) = intended(&truth.scenario);
+        for rule in primary {
+            if !raised(truth, rule) {
+                missing.push(format!("{} did not raise {rule} ({})", truth.scenario, truth.description));
+            }
+        }
+        for rule in also {
+            *secondary.entry(rule).or_default() |= raised(truth, rule);
+        }
+    }
+    missing.extend(secondary.iter().filter(|(_, ok)| !**ok).map(|(rule, _)| format!("no scenario raised {rule}")));
+    let silent = rows.iter().find(|row| row[0] == "source_silent" && row[2] == format!("stream=cosmos:{}", s.silenced));
+    match silent {
+        Some(row) => {
+            let (first, last): (i64, i64) = (row[3].parse().unwrap(), row[4].parse().unwrap());
+            assert!(first <= micros(&s.silence.0) && first > micros(&s.silence.0) - 600_000_000, "gap start {first}");
+            assert!(last >= micros(&s.silence.1) && last < micros(&s.silence.1) + 600_000_000, "gap end {last}");
+        }
+        None => missing.push(format!("the silence of cosmos:{} raised no source_silent", s.silenced)),
+    }
+    let unexplained: Vec<&Vec<String>> = rows
+        .iter()
+        .filter(|row| !s.truths.iter().any(|t| explains(t, row)))
+        .filter(|row| !(row[0] == "source_silent" && row[2] == format!("stream=cosmos:{}", s.silenced)))
+        .collect();
+    let scenario_principals: BTreeSet<&str> = s.truths.iter().filter_map(|t| t.principal_id.as_deref()).collect();
+    let principals: i64 = s.db.value("SELECT count(*) FROM principals");
+    let benign = principals - scenario_principals.len() as i64;
+    let principal_days = benign * s.days;
+    let per_thousand = unexplained.len() as f64 * 1000.0 / principal_days as f64;
+    println!(
+        "false positives: {} findings not explained by a scenario over {benign} benign principals x {} days = \
+         {per_thousand:.2} per 1,000 benign principal-days",
+        unexplained.len(),
+        s.days
+    );
+    for row in &unexplained {
+        println!("  unexplained: {row:?}");
+    }
+    assert!(missing.is_empty(), "{missing:#?}");
+    let covered: BTreeSet<&str> = s
+        .truths
+        .iter()
+        .flat_map(|t| intended(&t.scenario).0.iter().chain(intended(&t.scenario).1))
+        .copied()
+        .chain(["source_silent"])
+        .collect();
+    let built_in: BTreeSet<&str> = tokentrail::rules::rule::BUILT_IN.iter().map(|(id, _)| *id).collect();
+    assert_eq!(covered, built_in, "every rule has a scenario");
+    assert!(per_thousand < 1.0, "{per_thousand:.2} false positives per 1,000 benign principal-days: {unexplained:#?}");
+    assert!(principals >= 57, "the tenant's 56 principals and the stranger are in the data: {principals}");
+}
+
+/// Benign traffic only, three tenants of two weeks each: what the rules raise there is false.
+#[test]
+fn benign_traffic_raises_under_one_finding_per_thousand_principal_days() {
+    let mut findings = Vec::new();
+    let mut principal_days = 0;
+    for seed in [1, 2, 3] {
+        let db = TestDb::new();
+        let from = at(MONDAY) + Duration::days(7 * seed as i64);
+        let events = Generator::new(Tenant::new(seed), seed).baseline(from, from + Duration::days(14));
+        let path = write_events(&db, "benign.ndjson", &events.iter().collect::<Vec<_>>());
+        db.ingest(&[path]);
+        let (detector, problems) = Detector::open(&db.store, &config(&db)).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
+        assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+        let principals: i64 = db.value("SELECT count(*) FROM principals");
+        assert_eq!(principals, 55, "the tenant's principals but the dormant one");
+        principal_days += principals * 14;
+        for row in db.rows("SELECT rule_id, coalesce(principal_id, '-'), entity, summary FROM findings") {
+            findings.push((seed, row));
+        }
+    }
+    let per_thousand = findings.len() as f64 * 1000.0 / principal_days as f64;
+    println!(
+        "benign traffic: {} findings over {principal_days} principal-days = {per_thousand:.2} per 1,000",
+        findings.len()
+    );
+    for finding in &findings {
+        println!("  {finding:?}");
+    }
+    assert!(per_thousand < 1.0, "{findings:#?}");
+}
+
+/// Contiguous pieces of `events`, each written to its own file: the sign-ins of piece
+/// `late_signins` come last of all (Entra logs hours late), the others in shuffled order.
+fn shuffled_pieces(db: &TestDb, events: &[Event], pieces: usize, late_signins: usize) -> Vec<PathBuf> {
+    let size = events.len().div_ceil(pieces);
+    let chunks: Vec<&[Event]> = events.chunks(size).collect();
+    // A fixed permutation: every piece moves.
+    let order: Vec<usize> = (0..chunks.len()).map(|i| (i * 7 + 3) % chunks.len()).collect();
+    assert_eq!(order.iter().copied().collect::<BTreeSet<_>>().len(), chunks.len());
+    let mut files = Vec::new();
+    let mut held_back = Vec::new();
+    for &i in &order {
+        let (signins, rest): (Vec<&Event>, Vec<&Event>) =
+            chunks[i].iter().partition(|e| i == late_signins && e.category != "DataPlaneRequests");
+        held_back.extend(signins);
+        files.push(write_events(db, &format!("piece-{i}.ndjson"), &rest));
+    }
+    files.push(write_events(db, "late-signins.ndjson", &held_back));
+    files
+}
+
+#[test]
+fn history_in_one_go_and_in_shuffled_batches_gives_the_same_findings() {
+    let from = at(MONDAY);
+    let generator = Generator::new(Tenant::new(7), 7);
+    let (events, truths) = generator.history(from, from + Duration::days(7), Scenario::all());
+    // Learn for one day only, so every scenario of the week is judged.
+    let mut settings = BTreeMap::new();
+    for rule in ["key_auth_access", "new_collection_for_principal", "new_user_agent", "new_country_signin"] {
+        settings.insert(rule.to_string(), BTreeMap::from([("learning_days".to_string(), ParamValue::Int(1))]));
+    }
+
+    let whole = TestDb::new();
+    let path = write_events(&whole, "week.ndjson", &events.iter().collect::<Vec<_>>());
+    whole.ingest(&[path]);
+    let config_whole = DetectionConfig { params: settings.clone(), ..config(&whole) };
+    let (detector, _) = Detector::open(&whole.store, &config_whole).unwrap();
+    detector.evaluate_after_commit(&whole.store).unwrap();
+
+    let pieces = TestDb::new();
+    let config_pieces = DetectionConfig { params: settings, ..config(&pieces) };
+    let (detector, _) = Detector::open(&pieces.store, &config_pieces).unwrap();
+    let files = shuffled_pieces(&pieces, &events, 12, 5);
+    let mut withdrawn_on_the_way = 0;
+    for file in files {
+        pieces.ingest(&[file]);
+        let evaluation = detector.evaluate_after_commit(&pieces.store).unwrap();
+        assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+        withdrawn_on_the_way =
+            withdrawn_on_the_way.max(pieces.value::<i64>("SELECT count(*) FROM findings WHERE status = 'withdrawn'"));
+    }
+    println!("findings withdrawn along the way: {withdrawn_on_the_way}");
+
+    let expected = findings_by_content(&whole);
+    assert!(expected.len() >= truths.len(), "{} findings for {} scenarios", expected.len(), truths.len());
+    let got = findings_by_content(&pieces);
+    let only = |a: &[Vec<String>], b: &[Vec<String>]| -> Vec<Vec<String>> {
+        a.iter().filter(|row| !b.contains(row)).cloned().collect()
+    };
+    assert!(
+        got == expected,
+        "only in one go: {:#?}\nonly in pieces: {:#?}",
+        only(&expected, &got),
+        only(&got, &expected)
+    );
+    // The correlation the engine keeps equals the view's.
+    for db in [&whole, &pieces] {
+        let differing: i64 = db.value(
+            "SELECT count(*) FROM request_signins c
+             FULL OUTER JOIN (SELECT * FROM request_context WHERE NOT unattributable) v USING (request_row)
+             WHERE c.request_row IS NULL OR v.request_row IS NULL
+                OR c.signin_time IS DISTINCT FROM v.signin_time OR c.signin_ip IS DISTINCT FROM v.signin_ip
+                OR c.signin_risk_level IS DISTINCT FROM v.signin_risk_level
+                OR c.signin_kind IS DISTINCT FROM v.signin_kind
+                OR c.signin_resource_id IS DISTINCT FROM v.signin_resource_id
+                OR c.ip_signin_time IS DISTINCT FROM v.ip_signin_time",
+        );
+        assert_eq!(differing, 0);
+    }
+    let tables =
+        "SELECT (SELECT sum(events) FROM stream_hours)::VARCHAR, (SELECT sum(requests) FROM activity_hours)::VARCHAR,
+                  (SELECT count(*) FROM first_seen)::VARCHAR, (SELECT count(*) FROM ip_addresses)::VARCHAR";
+    assert_eq!(whole.rows(tables), pieces.rows(tables));
+}
+
+#[test]
+fn the_correlation_view_keeps_every_request_and_names_who_was_behind_it() {
+    let db = TestDb::new();
+    let from = at(MONDAY);
+    let generator = Generator::new(Tenant::new(5), 5);
+    let (events, _) = generator.history(from, from + Duration::days(2), &[Scenario::KeyBasedAccess]);
+    let path = write_events(&db, "two-days.ndjson", &events.iter().collect::<Vec<_>>());
+    db.ingest(&[path]);
+    let requests: i64 = db.value("SELECT count(*) FROM cosmos_requests");
+    assert_eq!(db.value::<i64>("SELECT count(*) FROM request_context"), requests);
+    let by_attribution = db.rows(
+        "SELECT attribution, unattributable::VARCHAR, count(*)::VARCHAR, count(principal_kind)::VARCHAR,
+                count(signin_time)::VARCHAR
+         FROM request_context GROUP BY ALL ORDER BY 1",
+    );
+    let keyed: i64 = db.value("SELECT count(*) FROM cosmos_requests WHERE principal_id IS NULL");
+    let signed: i64 = db.value("SELECT count(*) FROM cosmos_requests WHERE principal_id IS NOT NULL");
+    // Only requests in the first hours can have their sign-in before the data begins.
+    let early: i64 = db.value(
+        "SELECT count(*) FROM request_context WHERE NOT unattributable AND signin_time IS NULL
+         AND time >= TIMESTAMPTZ '2025-03-03 02:00:00+00'",
+    );
+    assert_eq!(early, 0);
+    let with_signin: i64 = db.value("SELECT count(*) FROM cosmos_requests WHERE principal_id IS NOT NULL");
+    let with_signin = with_signin
+        - db.value::<i64>("SELECT count(*) FROM request_context WHERE NOT unattributable AND signin_time IS NULL");
+    assert!(keyed > 100 && signed > 5000, "{keyed} {signed}");
+    assert_eq!(
+        by_attribution,
+        [
+            vec!["account_key".to_string(), "true".into(), keyed.to_string(), "0".into(), "0".into()],
+            vec![
+                "entra_id".to_string(),
+                "false".into(),
+                signed.to_string(),
+                signed.to_string(),
+                with_signin.to_string()
+            ],
+        ]
+    );
+    // Every request with a principal follows a sign-in of it from the same address within the
+    // hour (the generator's promise), and the view finds that sign-in.
+    let far: i64 = db.value(
+        "SELECT count(*) FROM request_context
+         WHERE NOT unattributable AND time >= TIMESTAMPTZ '2025-03-03 02:00:00+00'
+           AND (signin_time < utc_add(time, - INTERVAL 70 MINUTE)
+                OR NOT (ip_seen_in_signins_7d OR signin_kind = 'managed_identity'))",
+    );
+    assert_eq!(far, 0);
+    let kinds = db.rows("SELECT kind, count(*)::VARCHAR FROM principals GROUP BY kind ORDER BY kind");
+    assert_eq!(
+        kinds,
+        [
+            vec!["managed_identity".to_string(), "6".into()],
+            vec!["service_principal".to_string(), "9".into()],
+            vec!["user".to_string(), "40".into()]
+        ]
+    );
+    let user = db.rows(
+        "SELECT (principal_name LIKE '%@contoso.com')::VARCHAR, (signins > 0)::VARCHAR, (data_ops >= 0)::VARCHAR,
+                (first_seen <= last_seen)::VARCHAR
+         FROM principals WHERE kind = 'user' LIMIT 1",
+    );
+    assert_eq!(user, [vec!["true", "true", "true", "true"]]);
+}
+
+const CUSTOM_RULE: &str = "-- id: large_response
+-- title: One very large response
+-- severity: low
+-- soc2: CC7.2
+-- mitre: T1530 Data from Cloud Storage
+-- window: 0m
+-- description: A user's own rule: a single response larger than min_bytes, which none of the
+--   built-in rules looks at, raised once per principal.
+-- remediation: Look at what was read.
+-- param: min_bytes = 1000000
+--   Bytes in one response.
+SELECT time, 'cosmos_requests' AS evidence_table, rowid AS row_id, principal_id, '' AS entity,
+       response_length || ' bytes' AS detail
+FROM cosmos_requests
+WHERE time >= $from AND time < $to AND response_length >= $min_bytes;
+";
+
+fn rule_file(dir: &Path, id: &str, text: &str) {
+    std::fs::write(dir.join(format!("{id}.sql")), text).unwrap();
+}
+
+#[test]
+fn user_rules_load_without_recompiling_and_a_broken_one_stops_only_itself() {
+    let db = TestDb::new();
+    let dir = db.dir.path().join("my-rules");
+    std::fs::create_dir_all(&dir).unwrap();
+    rule_file(&dir, "large_response", CUSTOM_RULE);
+    let broken_header =
+        CUSTOM_RULE.replace("large_response", "bad_severity").replace("severity: low", "severity: urgent");
+    rule_file(&dir, "bad_severity", &broken_header);
+    let no_table =
+        CUSTOM_RULE.replace("large_response", "no_table").replace("FROM cosmos_requests", "FROM cosmos_request");
+    rule_file(&dir, "no_table", &no_table);
+    let undeclared = CUSTOM_RULE.replace("large_response", "undeclared").replace("$min_bytes;", "$max_bytes;");
+    rule_file(&dir, "undeclared", &undeclared);
+    let no_entity = CUSTOM_RULE.replace("large_response", "no_entity").replace("'' AS entity,", "");
+    rule_file(&dir, "no_entity", &no_entity);
+    // A user's copy of a built-in rule replaces it.
+    let stricter = tokentrail::rules::rule::BUILT_IN
+        .iter()
+        .find(|(id, _)| *id == "mass_delete")
+        .map(|(_, text)| text.replace("-- param: min_deletes = 100", "-- param: min_deletes = 50"))
+        .unwrap();
+    rule_file(&dir, "mass_delete", &stricter);
+    std::fs::write(dir.join("notes.txt"), "not a rule").unwrap();
+
+    let mut config = config(&db);
+    config.rules_dir = Some(dir.clone());
+    config.disabled_rules = vec!["new_user_agent".into()];
+    config.params.insert("password_spray".into(), BTreeMap::from([("min_users".into(), ParamValue::Int(3))]));
+    config
+        .params
+        .insert("impossible_travel".into(), BTreeMap::from([("min_km".into(), ParamValue::Text("far".into()))]));
+    config.params.insert("no_such_rule".into(), BTreeMap::new());
+
+    let (detector, problems) = Detector::open(&db.store, &config).unwrap();
+    let problem = |needle: &str| {
+        problems.iter().find(|p| p.to_string().contains(needle)).unwrap_or_else(|| panic!("{needle}: {problems:#?}"))
+    };
+    assert!(problem("bad_severity.sql").reason.contains("severity `urgent`"));
+    assert!(problem("no_table.sql").reason.contains("cosmos_request"));
+    assert!(problem("undeclared.sql").reason.contains("$max_bytes"));
+    assert!(problem("no_entity.sql").reason.contains("no `entity` column"));
+    assert!(problem("impossible_travel").reason.contains("`min_km` is an integer, not a string"));
+    assert!(problem("no_such_rule").reason.contains("no rule has this id"));
+    assert_eq!(problems.len(), 6, "{problems:#?}");
+
+    let ids: BTreeSet<&str> = detector.rules().iter().map(|r| r.id.as_str()).collect();
+    let built_in = tokentrail::rules::rule::BUILT_IN.len();
+    assert_eq!(ids.len(), built_in - 2 + 1, "{ids:?}");
+    assert!(ids.contains("large_response") && ids.contains("mass_delete") && ids.contains("password_spray"));
+    assert!(!ids.contains("new_user_agent") && !ids.contains("impossible_travel"));
+    let rule = |id: &str| detector.rules().iter().find(|r| r.id == id).unwrap();
+    assert_eq!(rule("mass_delete").param("min_deletes").unwrap().effective(), &ParamValue::Int(50));
+    assert_eq!(rule("password_spray").param("min_users").unwrap().effective(), &ParamValue::Int(3));
+
+    // The working rules run, the user's among them.
+    let from = at(MONDAY);
+    let generator = Generator::new(Tenant::new(3), 3);
+    let (events, _) = generator.history(from, from + Duration::days(2), &[Scenario::BulkExport]);
+    let path = write_events(&db, "two-days.ndjson", &events.iter().collect::<Vec<_>>());
+    db.ingest(&[path]);
+    let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
+    assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+    assert_eq!(evaluation.runs.len(), ids.len());
+    let large: i64 = db.value("SELECT count(*) FROM cosmos_requests WHERE response_length >= 1000000");
+    assert!(large > 100);
+    assert_eq!(db.value::<i64>("SELECT sum(count) FROM findings WHERE rule_id = 'large_response'"), large);
+    assert_eq!(db.value::<String>("SELECT min(severity) FROM findings WHERE rule_id = 'large_response'"), "low");
+}
+
+/// Key-based requests by a new client (learning shortened to one day, so a two-day history will do).
+fn key_client_history(db: &TestDb) -> (Vec<Event>, GroundTruth, Detector) {
+    let from = at(MONDAY);
+    let generator = Generator::new(Tenant::new(11), 11);
+    let (events, truths) = generator.history(from, from + Duration::days(3), &[Scenario::KeyBasedAccess]);
+    let truth = truths.into_iter().next().unwrap();
+    assert!(truth.start > from + Duration::days(1), "after the learning day");
+    let path = write_events(db, "three-days.ndjson", &events.iter().collect::<Vec<_>>());
+    db.ingest(&[path]);
+    let mut config = config(db);
+    config.params.insert("key_auth_access".into(), BTreeMap::from([("learning_days".into(), ParamValue::Int(1))]));
+    let (detector, problems) = Detector::open(&db.store, &config).unwrap();
+    assert!(problems.is_empty());
+    detector.evaluate_after_commit(&db.store).unwrap();
+    (events, truth, detector)
+}
+
+#[test]
+fn a_finding_moves_through_its_lifecycle_and_keeps_its_history() {
+    let db = TestDb::new();
+    let (events, truth, detector) = key_client_history(&db);
+    let ip = truth.source_ip.clone().unwrap();
+    let entity = format!("account={} ip={ip}", truth.account);
+    let id: i64 =
+        db.value(&format!("SELECT id FROM findings WHERE rule_id = 'key_auth_access' AND entity = '{entity}'"));
+    let finding = db.rows(&format!(
+        "SELECT status, (principal_id IS NULL)::VARCHAR, (count = len(evidence))::VARCHAR,
+                epoch_us(first_seen)::VARCHAR, severity
+         FROM findings WHERE id = {id}"
+    ));
+    let start = truth.start.timestamp_micros().to_string();
+    assert_eq!(finding, [vec!["open", "true", "true", start.as_str(), "medium"]]);
+    let burst = events.iter().filter(|e| e.record["properties"]["clientIpAddress"] == ip.as_str()).count() as i64;
+    assert_eq!(db.value::<i64>(&format!("SELECT count FROM findings WHERE id = {id}")), burst);
+
+    findings::set_status(&db.store, id, Status::Acknowledged, "alice", "looking at it").unwrap();
+    findings::set_status(&db.store, id, Status::Resolved, "bob", "keys rotated").unwrap();
+    let refused = findings::set_status(&db.store, id, Status::Acknowledged, "alice", "").unwrap_err();
+    assert!(refused.to_string().contains("is resolved; it cannot become acknowledged"), "{refused}");
+    assert!(findings::set_status(&db.store, id, Status::Open, " ", "").is_err(), "who is required");
+    assert!(findings::set_status(&db.store, 999_999, Status::Open, "alice", "").is_err());
+
+    // The same client comes back a day later: new evidence reopens the resolved finding.
+    let mut again: Vec<Event> =
+        events.iter().filter(|e| e.record["properties"]["clientIpAddress"] == ip.as_str()).take(5).cloned().collect();
+    for (i, event) in again.iter_mut().enumerate() {
+        event.time += Duration::days(1);
+        let time = event.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        event.record["time"] = serde_json::json!(time);
+        event.record["properties"]["activityId"] = serde_json::json!(format!("00000000-0000-4000-8000-00000000000{i}"));
+    }
+    let path = write_events(&db, "again.ndjson", &again.iter().collect::<Vec<_>>());
+    db.ingest(&[path]);
+    let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
+    assert!(evaluation.raised().is_empty(), "the same incident, not a new finding");
+    let row = db.rows(&format!("SELECT status, count::VARCHAR, status_by FROM findings WHERE id = {id}"));
+    assert_eq!(row, [vec!["open".to_string(), (burst + 5).to_string(), "tokentrail".into()]]);
+
+    let history: Vec<(String, Option<String>, String, Option<String>)> = findings::history(&db.store, id)
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.changed_by, c.from, c.to, c.comment))
+        .collect();
+    let expected = [
+        ("tokentrail", None, "open", Some("raised")),
+        ("alice", Some("open"), "acknowledged", Some("looking at it")),
+        ("bob", Some("acknowledged"), "resolved", Some("keys rotated")),
+        ("tokentrail", Some("resolved"), "open", Some("reopened: new evidence after it was resolved")),
+    ];
+    let expected: Vec<(String, Option<String>, String, Option<String>)> = expected
+        .iter()
+        .map(|(by, from, to, comment)| {
+            (by.to_string(), from.map(str::to_string), to.to_string(), comment.map(str::to_string))
+        })
+        .collect();
+    assert_eq!(history, expected);
+}
+
+#[test]
+fn a_finding_that_late_sign_ins_explain_is_withdrawn() {
+    let db = TestDb::new();
+    let from = at(MONDAY);
+    let generator = Generator::new(Tenant::new(13), 13);
+    let events = generator.baseline(from, from + Duration::days(3));
+    // Sign-ins of one service principal for a day and a half never arrive... until later.
+    let sp = generator.tenant().service_principals.iter().find(|p| p.has_data() && !p.dormant).unwrap();
+    let hidden = (from + Duration::hours(30), from + Duration::hours(66));
+    let is_hidden = |e: &Event| {
+        e.category == "ServicePrincipalSignInLogs"
+            && e.record["properties"]["servicePrincipalId"] == sp.object_id.as_str()
+            && e.time >= hidden.0
+            && e.time < hidden.1
+    };
+    let (late, on_time): (Vec<&Event>, Vec<&Event>) = events.iter().partition(|e| is_hidden(e));
+    assert!(late.len() > 20);
+    let (detector, _) = Detector::open(&db.store, &config(&db)).unwrap();
+    db.ingest(&[write_events(&db, "on-time.ndjson", &on_time)]);
+    detector.evaluate_after_commit(&db.store).unwrap();
+    let raised = db.rows(&format!(
+        "SELECT id::VARCHAR, status FROM findings WHERE rule_id = 'no_prior_signin' AND principal_id = '{}'",
+        sp.object_id
+    ));
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0][1], "open");
+
+    db.ingest(&[write_events(&db, "late.ndjson", &late)]);
+    detector.evaluate_after_commit(&db.store).unwrap();
+    let id: i64 = raised[0][0].parse().unwrap();
+    let after = db.rows(&format!("SELECT status, count::VARCHAR, status_comment FROM findings WHERE id = {id}"));
+    assert_eq!(after[0][0..2], ["withdrawn".to_string(), "0".into()]);
+    assert!(after[0][2].contains("data that arrived later"), "{after:?}");
+    assert_eq!(db.value::<i64>("SELECT count(*) FROM findings WHERE status <> 'withdrawn'"), 0);
+}
+
+#[test]
+fn detect_prints_the_findings_of_a_period_as_json_or_a_table() {
+    let db = TestDb::new();
+    let (_, truth, _) = key_client_history(&db);
+    let config = DetectionConfig {
+        params: BTreeMap::from([(
+            "key_auth_access".to_string(),
+            BTreeMap::from([("learning_days".to_string(), ParamValue::Int(1))]),
+        )]),
+        ..config(&db)
+    };
+    let TestDb { dir, store } = db;
+    drop(store); // detect opens the file itself
+    let path = dir.path().join("test.duckdb");
+    let detect = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>, format: Format| {
+        let mut out = Vec::new();
+        tokentrail::rules::detect_with(&path, &config, from, to, format, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&detect(None, None, Format::Json)).unwrap();
+    let list = json.as_array().expect("an array of findings");
+    let key = list.iter().find(|f| f["rule"] == "key_auth_access").expect("the key-based finding");
+    assert_eq!(key["severity"], "medium");
+    assert_eq!(key["principal_id"], serde_json::Value::Null);
+    assert!(key["count"].as_i64().unwrap() >= 80);
+    let first = at(key["first_seen"].as_str().unwrap());
+    let last = at(key["last_seen"].as_str().unwrap());
+    let micros = |t: DateTime<Utc>| t.timestamp_micros();
+    assert_eq!((micros(first), micros(last)), (micros(truth.start), micros(truth.end)));
+    for finding in list {
+        for field in ["rule", "severity", "first_seen", "last_seen", "count", "status", "entity"] {
+            assert!(!finding[field].is_null(), "{field} in {finding}");
+        }
+        assert!(finding.get("principal_id").is_some(), "principal_id is always there, null or not");
+    }
+
+    // A period after the burst has none of its evidence; one inside it has part.
+    let after: serde_json::Value =
+        serde_json::from_str(&detect(Some(truth.end + Duration::seconds(1)), None, Format::Json)).unwrap();
+    assert!(after.as_array().unwrap().iter().all(|f| f["rule"] != "key_auth_access"));
+    let middle = truth.start + (truth.end - truth.start) / 2;
+    let part: serde_json::Value = serde_json::from_str(&detect(Some(middle), Some(truth.end), Format::Json)).unwrap();
+    let part = part.as_array().unwrap().iter().find(|f| f["rule"] == "key_auth_access").unwrap().clone();
+    assert!(part["count"].as_i64().unwrap() < key["count"].as_i64().unwrap());
+    assert!(at(part["first_seen"].as_str().unwrap()) >= middle);
+
+    let table = detect(None, None, Format::Table);
+    assert!(table.contains("key_auth_access") && table.contains("| rule") && table.contains("medium"), "{table}");
+}
