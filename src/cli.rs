@@ -105,6 +105,21 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print a token of the development issuer, accepted by a `demo` running on that database.
+    Token {
+        /// Responder, Auditor or Admin.
+        #[arg(long)]
+        role: String,
+        /// The demo's database: the signing key is the file `<db>.dev-issuer.pem` beside it.
+        #[arg(long, default_value = "data/tokentrail.duckdb")]
+        db: PathBuf,
+        /// Display name in the token (and the access log); the same name is the same user.
+        #[arg(long, default_value = "Demo User")]
+        name: String,
+        /// Lifetime in minutes.
+        #[arg(long, default_value_t = 60)]
+        minutes: u32,
+    },
     /// Run everything locally on generated traffic: no Azure account needed.
     Demo {
         #[arg(long, default_value = "data/tokentrail.duckdb")]
@@ -168,6 +183,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Produce { hub, namespace, credential, endpoint, partition, records_per_event, files } => {
             produce(hub, namespace, credential, endpoint, partition, records_per_event, files)
+        }
+        Command::Token { role, db, name, minutes } => {
+            let role = crate::auth::Role::ALL
+                .into_iter()
+                .find(|r| {
+                    r.claim().eq_ignore_ascii_case(&role)
+                        || r.claim().trim_start_matches("TokenTrail.").eq_ignore_ascii_case(&role)
+                })
+                .ok_or_else(|| anyhow::anyhow!("--role {role:?}: use Responder, Auditor or Admin"))?;
+            if minutes == 0 {
+                anyhow::bail!("--minutes must be at least 1");
+            }
+            let lifetime = chrono::Duration::minutes(minutes.into());
+            println!("{}", crate::auth::dev_token(&db, role, &name, lifetime)?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Demo { db, port, seed, days } => {
             crate::demo::run(crate::demo::DemoOptions { db, port, seed, days })?;

@@ -20,8 +20,15 @@ use std::path::{Path, PathBuf};
 pub const CONNECTION_STRING_ENV: &str = "TOKENTRAIL_EVENTHUBS_CONNECTION_STRING";
 
 /// Environment variables with the `TOKENTRAIL_` prefix that are not configuration keys.
-const NOT_KEYS: [&str; 6] =
-    ["log", "config", "eventhubs_connection_string", "rules_dir", "threat_intel_dir", "trusted_networks"];
+const NOT_KEYS: [&str; 7] = [
+    "log",
+    "config",
+    "eventhubs_connection_string",
+    "rules_dir",
+    "threat_intel_dir",
+    "trusted_networks",
+    "auth_client_secret",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,11 +38,22 @@ pub struct ServeConfig {
     pub http: HttpConfig,
     /// Stream from Event Hubs; absent: serve what the database holds.
     pub eventhubs: Option<EventHubsConfig>,
+    /// Entra ID tenants, audiences and browser sign-in (see `crate::auth::AuthConfig`).
+    pub auth: Option<crate::auth::AuthConfig>,
+    /// Rules folder, threat intelligence lists, trusted networks, parameters.
+    #[serde(skip_serializing)]
+    pub detection: crate::rules::DetectionConfig,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        ServeConfig { db: PathBuf::from("data/tokentrail.duckdb"), http: HttpConfig::default(), eventhubs: None }
+        ServeConfig {
+            db: PathBuf::from("data/tokentrail.duckdb"),
+            http: HttpConfig::default(),
+            eventhubs: None,
+            auth: None,
+            detection: Default::default(),
+        }
     }
 }
 
@@ -224,6 +242,9 @@ impl ServeConfig {
     }
 
     fn check(&self) -> Result<()> {
+        if let Some(auth) = &self.auth {
+            auth.check()?;
+        }
         let Some(hubs) = &self.eventhubs else { return Ok(()) };
         if hubs.hubs.is_empty() || hubs.hubs.iter().any(|h| h.trim().is_empty()) {
             bail!(

@@ -133,7 +133,13 @@ pub fn run(options: DemoOptions) -> Result<()> {
             outcome
         })?
     };
-    let state = AppState::new(store.clone(), "demo: generated data on loopback, no sign-in");
+    let auth = crate::auth::Auth::development(&options.db)?;
+    let (detector, _problems) = crate::rules::Detector::open(&store, &crate::rules::DetectionConfig::from_env())?;
+    let rules = Arc::new(detector.rules().to_vec());
+    let mut state = AppState::new(store.clone(), "demo: generated data, development sign-in, loopback only", auth);
+    let detection = crate::rules::live::spawn(store.clone(), detector, state.metrics.clone(), stop.clone(), |_| {})?;
+    store.lock_down()?;
+    state.rules = rules;
     let serve_stop = stop.clone();
     let served = runtime.block_on(async move {
         let shutdown = async move {
@@ -143,10 +149,16 @@ pub fn run(options: DemoOptions) -> Result<()> {
             }
             serve_stop.store(true, Ordering::SeqCst);
         };
-        axum::serve(listener, crate::server::router(state)).with_graceful_shutdown(shutdown).await
+        axum::serve(
+            listener,
+            crate::server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     });
     stop.store(true, Ordering::SeqCst);
     let ingested = ingest.join().map_err(|_| anyhow::anyhow!("the demo ingest thread panicked"))?;
+    let _ = detection.join();
     served?;
     ingested
 }

@@ -2,6 +2,8 @@
 //!
 //! See ARCHITECTURE.md for the bird's eye view and the code map.
 
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;

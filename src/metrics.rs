@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// One Event Hubs partition.
@@ -19,6 +20,21 @@ pub struct TableLabels {
     pub table: String,
 }
 
+/// One HTTP route (its template, not the path, so ids do not explode the label set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub endpoint: String,
+    pub status: u16,
+}
+
+/// One finding status and severity.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub status: String,
+    pub severity: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Rows committed per table.
@@ -31,6 +47,10 @@ pub struct Metrics {
     pub receive_errors: Family<PartitionLabels, Counter>,
     /// Events the client delivered again after it recovered a link; skipped.
     pub redelivered: Family<PartitionLabels, Counter>,
+    /// Seconds from request to response head, by route and status.
+    pub http_seconds: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    /// Findings by status and severity, after each detection pass.
+    pub findings: Family<FindingLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -66,8 +86,16 @@ impl Default for Metrics {
             "Events delivered again after a link recovery, skipped as already received",
             redelivered.clone(),
         );
+        let http_seconds = Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        });
+        registry.register("http_request_duration_seconds", "HTTP requests by route and status", http_seconds.clone());
+        let findings = Family::<FindingLabels, Gauge>::default();
+        registry.register("findings", "Findings by status and severity", findings.clone());
         Metrics {
             registry,
+            http_seconds,
+            findings,
             rows,
             commits,
             committed_sequence,

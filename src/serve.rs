@@ -12,11 +12,12 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub fn run(config: ServeConfig) -> Result<()> {
-    if !config.http.listen.ip().is_loopback() {
-        // Sign-in for the API and UI is not built yet: until it is, nothing but this
-        // machine may reach the service.
+    if config.auth.is_none() && !config.http.listen.ip().is_loopback() {
+        // Without [auth] the service accepts only the development issuer's tokens,
+        // which anyone with the key file beside the database can mint: loopback only.
         bail!(
-            "http.listen = {}: only a loopback address is allowed until API sign-in is configured",
+            "http.listen = {}: configure [auth] (Entra ID tenant and audience) to listen beyond loopback; \
+             without it only the development issuer is available, on 127.0.0.1",
             config.http.listen
         );
     }
@@ -49,7 +50,18 @@ pub fn run(config: ServeConfig) -> Result<()> {
         }
         _ => None,
     };
-    let mut state = AppState::new(store.clone(), "service: no sign-in yet, loopback only");
+    let (auth, mode) = match &config.auth {
+        Some(auth) => (runtime.block_on(crate::auth::Auth::entra(auth.clone()))?, "service"),
+        None => (crate::auth::Auth::development(&config.db)?, "service: development sign-in, loopback only"),
+    };
+    let (detector, _problems) = crate::rules::Detector::open(&store, &config.detection)?;
+    let rules = Arc::new(detector.rules().to_vec());
+    let detection_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let detection =
+        crate::rules::live::spawn(store.clone(), detector, metrics.clone(), detection_stop.clone(), |_| {})?;
+    store.lock_down()?;
+    let mut state = AppState::new(store.clone(), mode, auth);
+    state.rules = rules;
     state.hubs = source.as_ref().map(|_| hubs.clone());
     state.metrics = metrics;
     let shutdown = {
@@ -71,9 +83,16 @@ pub fn run(config: ServeConfig) -> Result<()> {
         }
     };
     let served = runtime.block_on(async move {
-        axum::serve(listener, crate::server::router(state)).with_graceful_shutdown(shutdown).await
+        axum::serve(
+            listener,
+            crate::server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     });
     cancel.cancel();
+    detection_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = detection.join();
     let ingested = match source {
         Some(thread) => thread.join().map_err(|_| anyhow::anyhow!("the Event Hubs ingest thread panicked"))?,
         None => Ok(()),

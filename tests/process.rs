@@ -70,10 +70,12 @@ fn requests_and_distinct_ids(db: &std::path::Path) -> (i64, i64) {
     .unwrap()
 }
 
-fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+/// GET over a raw socket (HTTP/1.0, so the body is never chunked), with a bearer token if given.
+fn http_get(address: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
@@ -84,6 +86,8 @@ fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
 struct Demo {
     child: std::process::Child,
     address: String,
+    /// A Responder token of the demo's development issuer, from `tokentrail token`.
+    token: String,
 }
 
 impl Demo {
@@ -103,11 +107,17 @@ impl Demo {
         };
         // Keep draining stderr so the demo never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Demo { child, address }
+        let out = bin()
+            .args(["token", "--role", "Responder", "--db", db.to_str().unwrap(), "--name", "process test"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        Demo { child, address, token }
     }
 
     fn status(&self) -> serde_json::Value {
-        let (code, body) = http_get(&self.address, "/api/status").expect("status answers");
+        let (code, body) = http_get(&self.address, "/api/status", Some(&self.token)).expect("status answers");
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
     }
@@ -147,11 +157,13 @@ fn demo_serves_streams_stops_cleanly_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data/demo.duckdb");
     let demo = Demo::start(&db);
-    assert_eq!(http_get(&demo.address, "/healthz"), Some((200, "ok".into())));
+    assert_eq!(http_get(&demo.address, "/healthz", None), Some((200, "ok".into())));
+    let (code, body) = http_get(&demo.address, "/api/status", None).unwrap();
+    assert_eq!(code, 401, "no token, no status: {body}");
     wait_for("backfill and a live tick", || demo.generated_until().is_some());
     let first_position = demo.generated_until().unwrap();
     wait_for("a live tick", || demo.generated_until().is_some_and(|p| p > first_position));
-    let page = http_get(&demo.address, "/").unwrap();
+    let page = http_get(&demo.address, "/", Some(&demo.token)).unwrap();
     assert!(page.0 == 200 && page.1.contains("cosmos_requests") && page.1.contains("demo: generated data"));
     assert!(demo.interrupt().success(), "Ctrl-C is a clean exit");
 

@@ -20,6 +20,7 @@
 mod absorb;
 mod evaluate;
 pub mod findings;
+pub mod live;
 pub mod network;
 pub mod rule;
 mod script;

@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_ingest_status"),
     migration!(3, "0003_correlation"),
     migration!(4, "0004_detection"),
+    migration!(5, "0005_api"),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -102,6 +102,17 @@ impl Store {
         &self.path
     }
 
+    /// For a running service, whose users send SQL: DuckDB may no longer read or write
+    /// files other than its own (no `read_csv`, `COPY`, `ATTACH`, extensions), and its
+    /// settings can no longer change. Both hold for every connection, until the process
+    /// ends. Ingest (an Arrow scan of our own memory) and detection need neither.
+    pub fn lock_down(&self) -> Result<()> {
+        let conn = self.connection()?;
+        conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;")
+            .context("locking DuckDB down")?;
+        Ok(())
+    }
+
     /// A connection for reading (or for anything that is not ingest).
     pub fn connection(&self) -> Result<Connection> {
         Ok(Connection { conn: self.db.connection()?, _db: self.db.clone() })

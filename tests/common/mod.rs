@@ -2,6 +2,8 @@
 //! real files through the real pipeline, and small query helpers.
 #![allow(dead_code)]
 
+pub mod jwks;
+
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 use tokentrail::ingest::PipelineOptions;

@@ -1,0 +1,337 @@
+//! Findings: list with filters and keyset pagination, detail with evidence and the
+//! principal's context, the lifecycle (acknowledge, resolve, reopen, suppress) and
+//! its history.
+
+use super::error::{ApiError, ApiResult, Json, Path, Query};
+use super::filter::{self, Filter};
+use super::rows::{RowCount, objects};
+use super::{AuditNote, Granted};
+use crate::rules::findings::{self as lifecycle, Status};
+use crate::server::AppState;
+use axum::Extension;
+use axum::extract::State;
+use duckdb::types::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as JsonValue};
+use utoipa::{IntoParams, ToSchema};
+
+type Object = Map<String, JsonValue>;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Comma-separated statuses: open, acknowledged, resolved, suppressed, withdrawn.
+    pub status: Option<String>,
+    /// Comma-separated severities: low, medium, high, critical.
+    pub severity: Option<String>,
+    /// A rule id, e.g. `impossible_travel`.
+    pub rule: Option<String>,
+    /// A principal id (Entra object id).
+    pub principal: Option<String>,
+    /// Findings with evidence at or after this time (RFC 3339).
+    pub from: Option<String>,
+    /// Findings with evidence before this time (RFC 3339).
+    pub to: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of rows, newest first, and the cursor of the next page (absent on the last).
+#[derive(Serialize, ToSchema)]
+pub struct Page {
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Object>,
+    pub next_cursor: Option<String>,
+}
+
+const COLUMNS: &str = "f.id, f.rule_id, f.title, f.severity, f.status, f.principal_id,
+    (SELECT arg_max(s.principal_name, s.time) FROM signins s WHERE s.principal_id = f.principal_id) AS principal_name,
+    f.entity, f.first_seen, f.last_seen, f.count, f.summary, f.status_by, f.status_at, f.status_comment,
+    f.created_at, f.updated_at";
+
+/// Findings, most recently active first.
+#[utoipa::path(get, path = "/api/findings", tag = "findings", params(ListQuery),
+    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
+    responses((status = 200, body = Page), (status = 400, body = super::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(rows): Extension<RowCount>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<axum::Json<Page>> {
+    let limit = filter::limit(q.limit, 50, 500)?;
+    let mut f = Filter::default();
+    for (name, value, known) in [
+        ("status", &q.status, &["open", "acknowledged", "resolved", "suppressed", "withdrawn"][..]),
+        ("severity", &q.severity, &["low", "medium", "high", "critical"][..]),
+    ] {
+        for v in value.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()) {
+            if !known.contains(&v) {
+                return Err(ApiError::bad_request(format!("{name}={v:?} is not one of {}", known.join(", "))));
+            }
+        }
+    }
+    f.any_of("f.status", &q.status);
+    f.any_of("f.severity", &q.severity);
+    f.eq("f.rule_id", &q.rule);
+    f.eq("f.principal_id", &q.principal);
+    f.time_range("f.last_seen", &q.from, &None)?;
+    f.time_range("f.first_seen", &None, &q.to)?;
+    if let Some((t, id)) = filter::parse_cursor(&q.cursor)? {
+        f.add(
+            "(f.last_seen < ? OR (f.last_seen = ? AND f.id < ?))",
+            [filter::timestamp(t), filter::timestamp(t), Value::BigInt(id)],
+        );
+    }
+    let sql = format!(
+        "SELECT {COLUMNS}, epoch_us(f.last_seen) AS _sort FROM findings f {} ORDER BY f.last_seen DESC, f.id DESC LIMIT {}",
+        f.sql(),
+        limit + 1
+    );
+    let store = state.store.clone();
+    let mut found = tokio::task::spawn_blocking(move || objects(&*store.connection()?, &sql, &f.params)).await??;
+    Ok(axum::Json(page(&mut found, limit, &rows)))
+}
+
+/// Cuts a page of `limit` from `limit + 1` rows with a `_sort` column and `id`.
+pub fn page(found: &mut Vec<Object>, limit: i64, rows: &RowCount) -> Page {
+    let more = found.len() as i64 > limit;
+    found.truncate(limit as usize);
+    let next_cursor = more.then(|| found.last()).flatten().and_then(|last| {
+        Some(filter::cursor(last.get("_sort")?.as_i64()?, last.get("id").or(last.get("row_id"))?.as_i64()?))
+    });
+    for row in found.iter_mut() {
+        row.remove("_sort");
+    }
+    rows.add(found.len() as i64);
+    Page { rows: std::mem::take(found), next_cursor }
+}
+
+/// One finding, its rule, its evidence rows, the principal's recent sign-ins, and history.
+#[derive(Serialize, ToSchema)]
+pub struct Detail {
+    #[schema(value_type = Object)]
+    pub finding: Object,
+    /// The rule's description, remediation, SOC 2 criteria and MITRE technique.
+    #[schema(value_type = Object)]
+    pub rule: JsonValue,
+    /// The first 200 evidence events by time, each with its row from its table.
+    #[schema(value_type = Vec<Object>)]
+    pub evidence: Vec<Object>,
+    /// Evidence events in all (see `finding.count`; all are in `finding_evidence`).
+    pub evidence_total: i64,
+    /// The principal's sign-ins in the 7 days before the latest evidence, newest first (200 at most).
+    #[schema(value_type = Vec<Object>)]
+    pub signins: Vec<Object>,
+    #[schema(value_type = Vec<Object>)]
+    pub history: Vec<Object>,
+}
+
+const EVIDENCE_ROWS: i64 = 200;
+
+#[utoipa::path(get, path = "/api/findings/{id}", tag = "findings",
+    params(("id" = i64, Path, description = "Finding id")),
+    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
+    responses((status = 200, body = Detail), (status = 404, body = super::error::ErrorBody)))]
+pub async fn detail(
+    State(state): State<AppState>,
+    Extension(rows): Extension<RowCount>,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<Detail>> {
+    let store = state.store.clone();
+    let rules = state.rules.clone();
+    let detail = tokio::task::spawn_blocking(move || -> ApiResult<Detail> {
+        let conn = store.connection()?;
+        let finding = objects(&conn, &format!("SELECT {COLUMNS} FROM findings f WHERE f.id = ?"), &[Value::BigInt(id)])?
+            .pop()
+            .ok_or_else(|| ApiError::not_found(format!("there is no finding {id}")))?;
+        let rule_id = finding.get("rule_id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let rule = rules.iter().find(|r| r.id == rule_id).map_or(JsonValue::Null, |r| {
+            serde_json::json!({
+                "id": r.id, "title": r.title, "severity": r.severity.as_str(), "description": r.description,
+                "remediation": r.remediation, "soc2": r.soc2, "mitre": r.mitre,
+            })
+        });
+        let evidence = evidence(&conn, id)?;
+        let evidence_total = conn.query_row(
+            "SELECT count(*) FROM finding_evidence e JOIN findings f USING (fingerprint) WHERE f.id = ?",
+            [id],
+            |r| r.get(0),
+        )?;
+        let signins = objects(
+            &conn,
+            "SELECT s.rowid AS row_id, s.time, s.kind, s.ip_address, s.country, s.city, s.app_display_name, s.app_id,
+                    s.resource_display_name, s.error_code, s.risk_level, s.risk_level_aggregated, s.risk_state,
+                    s.conditional_access_status, s.user_agent
+             FROM signins s JOIN findings f ON s.principal_id = f.principal_id
+             WHERE f.id = ? AND s.time >= utc_add(f.last_seen, - INTERVAL 7 DAY) AND s.time <= utc_add(f.last_seen, INTERVAL 1 HOUR)
+             ORDER BY s.time DESC LIMIT 200",
+            &[Value::BigInt(id)],
+        )?;
+        let history = objects(
+            &conn,
+            "SELECT changed_at, changed_by, from_status, to_status, comment FROM finding_history
+             WHERE finding_id = ? ORDER BY changed_at, rowid",
+            &[Value::BigInt(id)],
+        )?;
+        Ok(Detail { finding, rule, evidence, evidence_total, signins, history })
+    })
+    .await??;
+    rows.add(detail.evidence.len() as i64 + detail.signins.len() as i64);
+    Ok(axum::Json(detail))
+}
+
+/// The first evidence events of finding `id`, each with the columns of its row.
+fn evidence(conn: &duckdb::Connection, id: i64) -> ApiResult<Vec<Object>> {
+    let mut events = objects(
+        conn,
+        &format!(
+            "SELECT e.evidence_table, e.row_id, e.time, e.end_time, e.detail FROM finding_evidence e
+             JOIN findings f USING (fingerprint) WHERE f.id = ? ORDER BY e.time, e.row_id LIMIT {EVIDENCE_ROWS}"
+        ),
+        &[Value::BigInt(id)],
+    )?;
+    // One query per table for the rows behind the events; the table name comes from
+    // our own list, never from the data.
+    for table in ["cosmos_requests", "signins", "raw_events"] {
+        let ids: Vec<Value> = events
+            .iter()
+            .filter(|e| e.get("evidence_table").and_then(|t| t.as_str()) == Some(table))
+            .filter_map(|e| e.get("row_id")?.as_i64().map(Value::BigInt))
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        let found = objects(
+            conn,
+            &format!("SELECT rowid AS row_id, * EXCLUDE (batch_id) FROM {table} WHERE rowid IN ({marks})"),
+            &ids,
+        )?;
+        for event in events.iter_mut().filter(|e| e.get("evidence_table").and_then(|t| t.as_str()) == Some(table)) {
+            let row_id = event.get("row_id").and_then(|v| v.as_i64());
+            let row = found.iter().find(|r| r.get("row_id").and_then(|v| v.as_i64()) == row_id);
+            event.insert("row".into(), row.cloned().map_or(JsonValue::Null, JsonValue::Object));
+        }
+    }
+    Ok(events)
+}
+
+#[utoipa::path(get, path = "/api/findings/{id}/history", tag = "findings",
+    params(("id" = i64, Path, description = "Finding id")),
+    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
+    responses((status = 200, body = Vec<Object>), (status = 404, body = super::error::ErrorBody)))]
+pub async fn history(
+    State(state): State<AppState>,
+    Extension(rows): Extension<RowCount>,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<Vec<Object>>> {
+    let store = state.store.clone();
+    let found = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Object>> {
+        let conn = store.connection()?;
+        let exists: i64 = conn.query_row("SELECT count(*) FROM findings WHERE id = ?", [id], |r| r.get(0))?;
+        if exists == 0 {
+            return Err(ApiError::not_found(format!("there is no finding {id}")));
+        }
+        objects(
+            &conn,
+            "SELECT changed_at, changed_by, from_status, to_status, comment FROM finding_history
+             WHERE finding_id = ? ORDER BY changed_at, rowid",
+            &[Value::BigInt(id)],
+        )
+    })
+    .await??;
+    rows.add(found.len() as i64);
+    Ok(axum::Json(found))
+}
+
+/// A status change needs a comment: the next person on call reads it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Comment {
+    /// Why (1 to 4,000 characters).
+    pub comment: String,
+}
+
+async fn change(
+    state: AppState,
+    granted: Granted,
+    note: AuditNote,
+    id: i64,
+    to: Status,
+    comment: String,
+) -> ApiResult<axum::Json<Object>> {
+    let comment = comment.trim().to_string();
+    if comment.is_empty() || comment.chars().count() > 4000 {
+        return Err(ApiError::bad_request(
+            "comment must be 1 to 4,000 characters: say why, for whoever reads this next",
+        ));
+    }
+    note.add("comment", comment.clone());
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || -> ApiResult<Object> {
+        let conn = store.connection()?;
+        let current: Option<String> = conn
+            .prepare("SELECT status FROM findings WHERE id = ?")?
+            .query_map([id], |r| r.get(0))?
+            .next()
+            .transpose()?;
+        let Some(current) = current else { return Err(ApiError::not_found(format!("there is no finding {id}"))) };
+        let from = Status::parse(&current).ok_or_else(|| anyhow::anyhow!("finding {id} has status {current:?}"))?;
+        if !from.can_become(to) {
+            return Err(ApiError::conflict(format!("finding {id} is {from}; it cannot become {to}")));
+        }
+        lifecycle::set_status(&store, id, to, &granted.who(), &comment)?;
+        let finding =
+            objects(&conn, &format!("SELECT {COLUMNS} FROM findings f WHERE f.id = ?"), &[Value::BigInt(id)])?;
+        Ok(finding.into_iter().next().unwrap_or_default())
+    })
+    .await?
+    .map(axum::Json)
+}
+
+macro_rules! transition {
+    ($name:ident, $path:literal, $status:expr, $roles:tt, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "findings",
+                            params(("id" = i64, Path, description = "Finding id")),
+                            request_body = Comment,
+                            security(("entra" = $roles)),
+                            responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody),
+                                      (status = 409, body = super::error::ErrorBody)))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(granted): Extension<Granted>,
+            Extension(note): Extension<AuditNote>,
+            Path(id): Path<i64>,
+            Json(body): Json<Comment>,
+        ) -> ApiResult<axum::Json<Object>> {
+            change(state, granted, note, id, $status, body.comment).await
+        }
+    };
+}
+
+transition!(
+    acknowledge,
+    "/api/findings/{id}/acknowledge",
+    Status::Acknowledged,
+    ["TokenTrail.Responder"],
+    "Someone is on it."
+);
+transition!(
+    resolve,
+    "/api/findings/{id}/resolve",
+    Status::Resolved,
+    ["TokenTrail.Responder"],
+    "Dealt with; newer evidence reopens it."
+);
+transition!(reopen, "/api/findings/{id}/reopen", Status::Open, ["TokenTrail.Responder"], "Back to open.");
+transition!(
+    suppress,
+    "/api/findings/{id}/suppress",
+    Status::Suppressed,
+    ["TokenTrail.Admin"],
+    "Known and accepted: it keeps updating but asks for no one's attention."
+);

@@ -1,0 +1,299 @@
+//! The HTTP API: findings, principals, search, read-only SQL, status, and the
+//! OpenAPI document that describes them.
+//!
+//! The OpenAPI document is also the access table. Every operation declares the app
+//! roles that may call it as its `security` requirement; [`guard`] looks the matched
+//! route up in that table, authenticates the caller, checks the role and writes the
+//! access log. A route missing from the table is refused to everyone (fail closed),
+//! and the tests walk the same document, so a new endpoint cannot skip the check.
+
+pub mod audit;
+pub mod error;
+pub mod filter;
+pub mod findings;
+pub mod principal;
+pub mod rows;
+pub mod search;
+pub mod sql;
+pub mod status;
+
+use crate::auth::{AuthError, Caller, Role, Via};
+use crate::server::AppState;
+use audit::Entry;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use error::ApiError;
+use rows::RowCount;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Paths anyone may call: probes and Prometheus (no data in them).
+pub const PUBLIC: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "TokenTrail",
+        description = "Audit log analytics for Azure Cosmos DB and Microsoft Entra ID. Every operation needs an Entra ID access token (`Authorization: Bearer`) or a browser session, and one of the app roles listed in its `security` requirement.",
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.bearer_format = Some("JWT".into());
+        bearer.description = Some(
+            "An Entra ID access token for TokenTrail's app registration. The requirement lists the app roles (`roles` claim) of which the caller needs one.".into(),
+        );
+        components.add_security_scheme("entra", SecurityScheme::Http(bearer));
+    }
+}
+
+/// Every API route with its documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(findings::list))
+        .routes(routes!(findings::detail))
+        .routes(routes!(findings::history))
+        .routes(routes!(findings::acknowledge))
+        .routes(routes!(findings::resolve))
+        .routes(routes!(findings::reopen))
+        .routes(routes!(findings::suppress))
+        .routes(routes!(principal::profile))
+        .routes(routes!(search::requests))
+        .routes(routes!(search::signins))
+        .routes(routes!(sql::run))
+        .routes(routes!(sql::schema))
+        .routes(routes!(sql::saved_list))
+        .routes(routes!(sql::saved_create))
+        .routes(routes!(status::status))
+        .routes(routes!(status::quarantine))
+        .routes(routes!(status::rules))
+        .routes(routes!(status::access_log))
+        .routes(routes!(status::openapi))
+        .routes(routes!(status::page_html))
+}
+
+/// Who may call what: (method, route template) → roles, read from the OpenAPI
+/// document's `security` requirements.
+#[derive(Debug, Default)]
+pub struct AccessTable {
+    routes: HashMap<(String, String), Vec<Role>>,
+}
+
+impl AccessTable {
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> AccessTable {
+        let doc = serde_json::to_value(doc).expect("the OpenAPI document serialises");
+        let mut routes = HashMap::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                let roles: Vec<Role> = operation["security"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|req| req["entra"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|r| r.as_str().and_then(Role::from_claim))
+                    .collect();
+                routes.insert((method.to_ascii_uppercase(), path.clone()), roles);
+            }
+        }
+        AccessTable { routes }
+    }
+
+    /// Whether any method of `route` is declared.
+    pub fn has_route(&self, route: &str) -> bool {
+        self.routes.keys().any(|(_, r)| r == route)
+    }
+
+    /// The roles that may call `method route`; None when the route declares none.
+    pub fn roles(&self, method: &Method, route: &str) -> Option<&[Role]> {
+        // HEAD is served by the GET handler, so it has the GET's roles.
+        let method = if method == Method::HEAD { "GET" } else { method.as_str() };
+        self.routes.get(&(method.to_string(), route.to_string())).map(|r| r.as_slice()).filter(|r| !r.is_empty())
+    }
+}
+
+/// Extra facts a handler adds to its access log entry (e.g. the SQL it ran).
+#[derive(Clone, Default)]
+pub struct AuditNote(pub Arc<Mutex<serde_json::Map<String, serde_json::Value>>>);
+
+impl AuditNote {
+    pub fn add(&self, key: &str, value: impl Into<serde_json::Value>) {
+        self.0.lock().expect("audit note lock").insert(key.to_string(), value.into());
+    }
+}
+
+/// The caller and the role that let it in, for handlers.
+#[derive(Clone)]
+pub struct Granted {
+    pub caller: Caller,
+    pub role: Role,
+}
+
+impl Granted {
+    /// How a person appears in finding history: name, then the ids that identify them.
+    pub fn who(&self) -> String {
+        let c = &self.caller;
+        match &c.name {
+            Some(name) => format!("{name} (oid {} tid {})", c.oid, c.tid),
+            None => format!("oid {} tid {}", c.oid, c.tid),
+        }
+    }
+}
+
+/// Authentication, the role check and the access log, for every route.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let Some(route) = route else {
+        // Not a route of ours: the router answers 404 itself.
+        return next.run(request).await;
+    };
+    if PUBLIC.contains(&route.as_str()) || route.starts_with("/auth/") || route.starts_with("/dev-issuer/") {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let mut entry = Entry {
+        time: chrono::Utc::now(),
+        oid: None,
+        tid: None,
+        name: None,
+        role: None,
+        method: parts.method.to_string(),
+        endpoint: route.clone(),
+        path: parts.uri.path().to_string(),
+        parameters: query_parameters(parts.uri.query()),
+        status: 0,
+        rows: None,
+        duration_ms: 0.0,
+        client_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
+        auth: "none",
+    };
+    let wants_html = is_page(&route) && parts.method == Method::GET;
+    let caller = match state.auth.authenticate(&parts).await {
+        Ok(caller) => caller,
+        Err(error) => {
+            let response = if wants_html && matches!(error, AuthError::Missing) {
+                sign_in_redirect(&parts.uri)
+            } else {
+                error.into_response()
+            };
+            return finish(&state, entry, response, started, None);
+        }
+    };
+    entry.oid = Some(caller.oid.clone());
+    entry.tid = Some(caller.tid.clone());
+    entry.name = caller.name.clone();
+    entry.auth = match caller.via {
+        Via::Bearer => "bearer",
+        Via::Session => "session",
+        Via::Development => "development",
+    };
+    let Some(allowed) = state.access.roles(&parts.method, &route) else {
+        let response = if state.access.has_route(&route) {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} is not a method of {route}", parts.method),
+            )
+        } else {
+            ApiError::forbidden(format!("{route} declares no role, so no one may call it"))
+        };
+        return finish(&state, entry, response.into_response(), started, None);
+    };
+    let Some(role) = allowed.iter().copied().find(|r| caller.roles.contains(r)) else {
+        let needed: Vec<&str> = allowed.iter().map(|r| r.claim()).collect();
+        let held: Vec<&str> = caller.roles.iter().map(|r| r.claim()).collect();
+        let response = ApiError::forbidden(format!(
+            "{} {route} needs one of the app roles {}; your token has {}",
+            parts.method,
+            needed.join(", "),
+            if held.is_empty() { "none".to_string() } else { held.join(", ") }
+        ))
+        .into_response();
+        return finish(&state, entry, response, started, None);
+    };
+    entry.role = Some(role.claim().to_string());
+    let rows = RowCount::default();
+    let note = AuditNote::default();
+    parts.extensions.insert(Granted { caller, role });
+    parts.extensions.insert(rows.clone());
+    parts.extensions.insert(note.clone());
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let extra = std::mem::take(&mut *note.0.lock().expect("audit note lock"));
+    if let serde_json::Value::Object(map) = &mut entry.parameters {
+        map.extend(extra);
+    }
+    finish(&state, entry, response, started, Some(rows))
+}
+
+/// Records the entry. A streamed body's rows are counted as it is sent, so its
+/// entry is written when the stream ends.
+fn finish(
+    state: &AppState,
+    mut entry: Entry,
+    response: Response,
+    started: Instant,
+    rows: Option<RowCount>,
+) -> Response {
+    entry.status = response.status().as_u16();
+    let labels = crate::metrics::HttpLabels {
+        method: entry.method.clone(),
+        endpoint: entry.endpoint.clone(),
+        status: entry.status,
+    };
+    state.metrics.http_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let streamed = response.extensions().get::<rows::Streamed>().is_some();
+    if !streamed {
+        entry.rows = rows.as_ref().map(|r| r.get()).filter(|_| response.status().is_success());
+        entry.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        state.audit.record(entry);
+        return response;
+    }
+    let audit = state.audit.clone();
+    let rows = rows.unwrap_or_default();
+    let (parts, body) = response.into_parts();
+    let body = rows::on_end(body, move || {
+        entry.rows = Some(rows.get());
+        entry.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        audit.record(entry);
+    });
+    Response::from_parts(parts, body)
+}
+
+fn query_parameters(query: Option<&str>) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        map.insert(key.into_owned(), serde_json::Value::String(value.into_owned()));
+    }
+    serde_json::Value::Object(map)
+}
+
+/// Web pages (not under /api): a browser without a session is sent to sign in.
+fn is_page(route: &str) -> bool {
+    !route.starts_with("/api/") && route != "/openapi.json"
+}
+
+fn sign_in_redirect(uri: &axum::http::Uri) -> Response {
+    let return_to = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let target = format!(
+        "/auth/login?return_to={}",
+        url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
+    );
+    (StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response()
+}

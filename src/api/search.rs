@@ -1,0 +1,199 @@
+//! Search over data operations and sign-ins, as a JSON page (keyset pagination) or
+//! streamed as CSV or NDJSON for large results.
+
+use super::error::{ApiError, ApiResult, Query};
+use super::filter::{self, Filter};
+use super::findings::{Page, page};
+use super::rows::{self, Format, RowCount, objects};
+use crate::server::AppState;
+use axum::Extension;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use duckdb::types::Value;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// Rows a streamed export may carry; a JSON page carries at most [`MAX_PAGE`].
+pub const MAX_EXPORT: i64 = 1_000_000;
+pub const MAX_PAGE: i64 = 1_000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RequestQuery {
+    /// Principal id (`aadPrincipalId`, the Entra object id).
+    pub principal: Option<String>,
+    /// Client address, or a CIDR range (10.0.0.0/8, 2001:db8::/32).
+    pub ip: Option<String>,
+    /// Cosmos DB account name.
+    pub account: Option<String>,
+    pub database: Option<String>,
+    pub collection: Option<String>,
+    /// Comma-separated operations: Read, Query, Create, Upsert, Replace, Delete, ...
+    pub operation: Option<String>,
+    /// HTTP status code of the request.
+    pub status: Option<i32>,
+    /// How it was authorised: entra_id, account_key, resource_token, unknown.
+    pub auth: Option<AuthKind>,
+    /// At or after (RFC 3339).
+    pub from: Option<String>,
+    /// Before (RFC 3339).
+    pub to: Option<String>,
+    /// Rows: 1 to 1,000 for JSON (default 100), up to 1,000,000 for CSV and NDJSON (default all up to that).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page (JSON).
+    pub cursor: Option<String>,
+    #[param(inline)]
+    pub format: Option<Format>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    EntraId,
+    AccountKey,
+    ResourceToken,
+    Unknown,
+}
+
+/// The SQL condition for an attribution, as `request_context` defines it.
+fn auth_condition(kind: AuthKind) -> &'static str {
+    match kind {
+        AuthKind::EntraId => "principal_id IS NOT NULL",
+        AuthKind::ResourceToken => "principal_id IS NULL AND auth_token_type ILIKE '%resource%'",
+        AuthKind::AccountKey => {
+            "principal_id IS NULL AND auth_token_type ILIKE '%key%' AND auth_token_type NOT ILIKE '%resource%'"
+        }
+        AuthKind::Unknown => {
+            "principal_id IS NULL AND coalesce(auth_token_type, '') NOT ILIKE '%key%' AND coalesce(auth_token_type, '') NOT ILIKE '%resource%'"
+        }
+    }
+}
+
+const REQUEST_COLUMNS: &str = "rowid AS row_id, time, account, database_name, collection_name, operation, status_code,
+    principal_id, auth_token_type, key_type, role_assignment_id, client_ip, user_agent, duration_ms, request_charge,
+    request_length, response_length, region, connection_mode, activity_id";
+
+/// Cosmos DB data operations, newest first.
+#[utoipa::path(get, path = "/api/search/requests", tag = "search", params(RequestQuery),
+    security(("entra" = ["TokenTrail.Responder"])),
+    responses((status = 200, description = "JSON page, or CSV/NDJSON stream by `format`", body = Page,
+               content_type = "application/json"),
+              (status = 400, body = super::error::ErrorBody)))]
+pub async fn requests(
+    State(state): State<AppState>,
+    Extension(rows): Extension<RowCount>,
+    Query(q): Query<RequestQuery>,
+) -> ApiResult<Response> {
+    let mut f = Filter::default();
+    f.eq("principal_id", &q.principal);
+    f.ip("client_ip", &q.ip)?;
+    f.eq("account", &q.account.as_ref().map(|a| a.to_ascii_lowercase()));
+    f.eq("database_name", &q.database);
+    f.eq("collection_name", &q.collection);
+    f.any_of("operation", &q.operation);
+    if let Some(status) = q.status {
+        f.add("status_code = ?", [Value::Int(status)]);
+    }
+    if let Some(kind) = q.auth {
+        f.add(auth_condition(kind), []);
+    }
+    f.time_range("time", &q.from, &q.to)?;
+    run(state, rows, "cosmos_requests", REQUEST_COLUMNS, f, q.limit, &q.cursor, q.format.unwrap_or_default()).await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SigninQuery {
+    /// Principal id (userId for users, servicePrincipalId otherwise).
+    pub principal: Option<String>,
+    /// Address, or a CIDR range.
+    pub ip: Option<String>,
+    /// Comma-separated kinds: user_interactive, user_noninteractive, service_principal, managed_identity.
+    pub kind: Option<String>,
+    /// ISO country code.
+    pub country: Option<String>,
+    /// Application id.
+    pub app: Option<String>,
+    /// Only failed (true) or only successful (false) sign-ins.
+    pub failed: Option<bool>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    #[param(inline)]
+    pub format: Option<Format>,
+}
+
+const SIGNIN_COLUMNS: &str = "rowid AS row_id, time, kind, principal_id, principal_name, app_id, app_display_name,
+    ip_address, country, city, error_code, failure_reason, risk_level, risk_level_aggregated, risk_state,
+    conditional_access_status, resource_display_name, user_agent, signin_id, correlation_id";
+
+/// Entra ID sign-ins of all four kinds, newest first.
+#[utoipa::path(get, path = "/api/search/signins", tag = "search", params(SigninQuery),
+    security(("entra" = ["TokenTrail.Responder"])),
+    responses((status = 200, description = "JSON page, or CSV/NDJSON stream by `format`", body = Page,
+               content_type = "application/json"),
+              (status = 400, body = super::error::ErrorBody)))]
+pub async fn signins(
+    State(state): State<AppState>,
+    Extension(rows): Extension<RowCount>,
+    Query(q): Query<SigninQuery>,
+) -> ApiResult<Response> {
+    let mut f = Filter::default();
+    f.eq("principal_id", &q.principal);
+    f.ip("ip_address", &q.ip)?;
+    f.any_of("kind", &q.kind);
+    f.eq("country", &q.country.as_ref().map(|c| c.to_ascii_uppercase()));
+    f.eq("app_id", &q.app);
+    match q.failed {
+        Some(true) => f.add("coalesce(error_code, 0) <> 0", []),
+        Some(false) => f.add("coalesce(error_code, 0) = 0", []),
+        None => {}
+    }
+    f.time_range("time", &q.from, &q.to)?;
+    run(state, rows, "signins", SIGNIN_COLUMNS, f, q.limit, &q.cursor, q.format.unwrap_or_default()).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    state: AppState,
+    rows: RowCount,
+    table: &'static str,
+    columns: &'static str,
+    mut f: Filter,
+    limit: Option<i64>,
+    cursor: &Option<String>,
+    format: Format,
+) -> ApiResult<Response> {
+    if let Some((t, id)) = filter::parse_cursor(cursor)? {
+        f.add(
+            "(time < ? OR (time = ? AND rowid < ?))",
+            [filter::timestamp(t), filter::timestamp(t), Value::BigInt(id)],
+        );
+    }
+    let store = state.store.clone();
+    if format == Format::Json {
+        let limit = filter::limit(limit, 100, MAX_PAGE)?;
+        let sql = format!(
+            "SELECT {columns}, epoch_us(time) AS _sort FROM {table} {} ORDER BY time DESC, rowid DESC LIMIT {}",
+            f.sql(),
+            limit + 1
+        );
+        let mut found = tokio::task::spawn_blocking(move || objects(&*store.connection()?, &sql, &f.params)).await??;
+        return Ok(axum::Json(page(&mut found, limit, &rows)).into_response());
+    }
+    let limit = filter::limit(limit, MAX_EXPORT, MAX_EXPORT)?;
+    let sql = format!("SELECT {columns} FROM {table} {} ORDER BY time DESC, rowid DESC LIMIT {limit}", f.sql());
+    // Check the query before the 200 goes out, so a mistake is a 4xx, not a broken stream.
+    let checked = store.clone();
+    let check_sql = sql.clone();
+    tokio::task::spawn_blocking(move || checked.connection()?.prepare(&check_sql).map(|_| ()).map_err(ApiError::from))
+        .await??;
+    Ok(rows::stream(format, table, rows, move |sink| {
+        let conn = store.connection()?;
+        let mut stmt = conn.prepare(&sql)?;
+        rows::each_row(&mut stmt, &f.params, sink)
+    }))
+}

@@ -1,0 +1,287 @@
+//! Ingest status (per source and partition, quarantine samples), the rule catalogue,
+//! the access log, the OpenAPI document, and the status page.
+
+use super::error::{ApiResult, Query};
+use super::filter::{self, Filter};
+use super::findings::{Page, page};
+use super::rows::{RowCount, objects};
+use crate::server::AppState;
+use crate::source::eventhubs::PartitionStatus;
+use axum::Extension;
+use axum::extract::State;
+use axum::response::Html;
+use duckdb::types::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as JsonValue};
+use utoipa::{IntoParams, ToSchema};
+
+type Object = Map<String, JsonValue>;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    /// What this instance is, e.g. "demo: generated data".
+    pub mode: String,
+    /// Rows and time range of each public table.
+    #[schema(value_type = Vec<Object>)]
+    pub tables: Vec<Object>,
+    /// Every source (file, generator, Event Hubs partition) with its position and rows.
+    #[schema(value_type = Vec<Object>)]
+    pub sources: Vec<Object>,
+    /// Event Hubs partitions with their lag (last enqueued minus committed).
+    #[schema(value_type = Vec<Object>)]
+    pub eventhubs: Vec<PartitionStatus>,
+    /// Findings by status and severity.
+    #[schema(value_type = Vec<Object>)]
+    pub findings: Vec<Object>,
+}
+
+pub async fn read(state: &AppState) -> ApiResult<Status> {
+    let hubs = state.hubs.as_ref().map(|h| h.snapshot()).unwrap_or_default();
+    let store = state.store.clone();
+    let mode = state.mode.to_string();
+    let (tables, sources, findings) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let conn = store.connection()?;
+        Ok((
+            objects(&conn, include_str!("../sql/status_tables.sql"), &[])?,
+            objects(&conn, include_str!("../sql/status_sources.sql"), &[])?,
+            objects(
+                &conn,
+                "SELECT status, severity, count(*) AS findings FROM findings GROUP BY ALL ORDER BY ALL",
+                &[],
+            )?,
+        ))
+    })
+    .await??;
+    Ok(Status { mode, tables, sources, eventhubs: hubs, findings })
+}
+
+/// Ingest health: tables, sources, partitions and their lag, findings by status.
+#[utoipa::path(get, path = "/api/status", tag = "status",
+    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
+    responses((status = 200, body = Status)))]
+pub async fn status(State(state): State<AppState>) -> ApiResult<axum::Json<Status>> {
+    Ok(axum::Json(read(&state).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineQuery {
+    /// A source id, e.g. `eventhubs:ns/hub/$Default/0` or a file path.
+    pub source: Option<String>,
+    /// 1 to 200 (default 20).
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Quarantined records, newest first: why, where from, and the first 2 KiB of the bytes.
+#[utoipa::path(get, path = "/api/quarantine", tag = "status", params(QuarantineQuery),
+    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Admin"])),
+    responses((status = 200, body = Page), (status = 400, body = super::error::ErrorBody)))]
+pub async fn quarantine(
+    State(state): State<AppState>,
+    Extension(rows): Extension<RowCount>,
+    Query(q): Query<QuarantineQuery>,
+) -> ApiResult<axum::Json<Page>> {
+    let limit = filter::limit(q.limit, 20, 200)?;
+    let mut f = Filter::default();
+    f.eq("source", &q.source);
+    if let Some((t, id)) = filter::parse_cursor(&q.cursor)? {
+        f.add(
+            "(time < ? OR (time = ? AND rowid < ?))",
+            [filter::timestamp(t), filter::timestamp(t), Value::BigInt(id)],
+        );
+    }
+    let sql = format!(
+        // The first 2 KiB as text when it is UTF-8 (NULL otherwise), and always in base64.
+        "SELECT rowid AS row_id, time, reason, category, source, line, record_index, partition, sequence_number,
+                raw_size, truncated, try(decode(raw[1:2048])) AS raw_start, base64(raw[1:2048]) AS raw_start_base64,
+                epoch_us(time) AS _sort
+         FROM quarantine {}
+         ORDER BY time DESC, rowid DESC LIMIT {}",
+        f.sql(),
+        limit + 1
+    );
+    let store = state.store.clone();
+    let mut found = tokio::task::spawn_blocking(move || objects(&*store.connection()?, &sql, &f.params)).await??;
+    Ok(axum::Json(page(&mut found, limit, &rows)))
+}
+
+/// The detection rules in force: what each looks for, its severity, SOC 2 criteria,
+/// MITRE technique, parameters and remediation.
+#[utoipa::path(get, path = "/api/rules", tag = "status",
+    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
+    responses((status = 200, body = Vec<Object>)))]
+pub async fn rules(State(state): State<AppState>, Extension(rows): Extension<RowCount>) -> axum::Json<Vec<JsonValue>> {
+    let catalogue: Vec<JsonValue> = state
+        .rules
+        .iter()
+        .map(|r| {
+            let params: Vec<JsonValue> = r
+                .params
+                .iter()
+                .map(|p| serde_json::json!({"name": p.name, "value": format!("{:?}", p.effective()), "description": p.description}))
+                .collect();
+            serde_json::json!({
+                "id": r.id, "title": r.title, "severity": r.severity.as_str(), "soc2": r.soc2, "mitre": r.mitre,
+                "description": r.description, "remediation": r.remediation, "window": r.window.to_string(),
+                "params": params, "origin": r.origin.to_string(),
+            })
+        })
+        .collect();
+    rows.add(catalogue.len() as i64);
+    axum::Json(catalogue)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogQuery {
+    /// The caller's object id.
+    pub oid: Option<String>,
+    /// A route template, e.g. `/api/sql`.
+    pub endpoint: Option<String>,
+    /// An HTTP status, e.g. 403.
+    pub status: Option<i32>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// 1 to 1,000 (default 100).
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Who called what: TokenTrail's own access log, newest first. Read-only.
+#[utoipa::path(get, path = "/api/access-log", tag = "status", params(AccessLogQuery),
+    security(("entra" = ["TokenTrail.Auditor", "TokenTrail.Admin"])),
+    responses((status = 200, body = Page), (status = 400, body = super::error::ErrorBody)))]
+pub async fn access_log(
+    State(state): State<AppState>,
+    Extension(rows): Extension<RowCount>,
+    Query(q): Query<AccessLogQuery>,
+) -> ApiResult<axum::Json<Page>> {
+    let limit = filter::limit(q.limit, 100, 1000)?;
+    let mut f = Filter::default();
+    f.eq("oid", &q.oid);
+    f.eq("endpoint", &q.endpoint);
+    if let Some(status) = q.status {
+        f.add("status = ?", [Value::Int(status)]);
+    }
+    f.time_range("time", &q.from, &q.to)?;
+    if let Some((t, id)) = filter::parse_cursor(&q.cursor)? {
+        f.add("(time < ? OR (time = ? AND id < ?))", [filter::timestamp(t), filter::timestamp(t), Value::BigInt(id)]);
+    }
+    let sql = format!(
+        "SELECT id, time, oid, tid, name, role, method, endpoint, path, parameters, status, rows, duration_ms,
+                client_ip, user_agent, auth, epoch_us(time) AS _sort
+         FROM access_log {} ORDER BY time DESC, id DESC LIMIT {}",
+        f.sql(),
+        limit + 1
+    );
+    let store = state.store.clone();
+    let mut found = tokio::task::spawn_blocking(move || objects(&*store.connection()?, &sql, &f.params)).await??;
+    Ok(axum::Json(page(&mut found, limit, &rows)))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "status",
+    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
+    responses((status = 200, body = Object)))]
+pub async fn openapi(State(state): State<AppState>) -> axum::Json<JsonValue> {
+    axum::Json((*state.openapi).clone())
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A small HTML table of JSON objects, every value escaped.
+fn table(rows: &[Object], columns: &[&str]) -> String {
+    let mut html = String::from("<table><tr>");
+    for c in columns {
+        html += &format!("<th>{}</th>", escape(c));
+    }
+    html += "</tr>";
+    for row in rows {
+        html += "<tr>";
+        for c in columns {
+            let cell = match row.get(*c) {
+                None | Some(JsonValue::Null) => "–".to_string(),
+                Some(JsonValue::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            let class = if matches!(row.get(*c), Some(JsonValue::Number(_))) { " class=n" } else { "" };
+            html += &format!("<td{class}>{}</td>", escape(&cell));
+        }
+        html += "</tr>";
+    }
+    html + "</table>"
+}
+
+/// The status page.
+#[utoipa::path(get, path = "/", tag = "ui",
+    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
+    responses((status = 200, content_type = "text/html", body = String)))]
+pub async fn page_html(State(state): State<AppState>) -> ApiResult<Html<String>> {
+    let status = read(&state).await?;
+    let partitions: Vec<Object> =
+        status.eventhubs.iter().filter_map(|p| serde_json::to_value(p).ok()?.as_object().cloned()).collect();
+    let partitions = if partitions.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<h2>Event Hubs partitions</h2>{}",
+            table(
+                &partitions,
+                &[
+                    "hub",
+                    "partition",
+                    "committed_sequence",
+                    "last_enqueued_sequence",
+                    "lag",
+                    "receive_errors",
+                    "last_error"
+                ]
+            )
+        )
+    };
+    Ok(Html(format!(
+        r#"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width">
+<meta http-equiv=refresh content=10><title>TokenTrail status</title>
+<style>body{{font:14px system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse;margin-bottom:2rem}}
+td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}}.n{{text-align:right;font-variant-numeric:tabular-nums}}
+.mode{{background:#fff3cd;padding:.4rem .8rem;display:inline-block}}</style></head><body>
+<h1>TokenTrail</h1><p class=mode>{mode}</p>
+<h2>Tables</h2>{tables}
+<h2>Sources</h2>{sources}
+{partitions}
+<h2>Findings</h2>{findings}
+</body></html>"#,
+        mode = escape(&status.mode),
+        tables = table(&status.tables, &["table_name", "rows", "first_time", "last_time"]),
+        sources = table(
+            &status.sources,
+            &[
+                "source_id",
+                "kind",
+                "event_time",
+                "updated_at",
+                "cosmos_rows",
+                "signin_rows",
+                "raw_rows",
+                "quarantined_rows"
+            ]
+        ),
+        findings = table(&status.findings, &["status", "severity", "findings"]),
+    )))
+}

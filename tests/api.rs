@@ -1,0 +1,601 @@
+//! The HTTP API end to end: a real server on a loopback socket, a real DuckDB file with
+//! generated traffic and its findings, and real tokens signed by a test key that a
+//! local OpenID/JWKS server publishes (tests/common/jwks.rs). No switch skips validation.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::jwks::{OTHER_TENANT, TENANT, TestIssuer, TestKey};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
+use tempfile::TempDir;
+use tokentrail::auth::{Auth, Role};
+use tokentrail::generate::{Generator, Scenario, Tenant};
+use tokentrail::ingest::PipelineOptions;
+use tokentrail::rules::{DetectionConfig, Detector};
+use tokentrail::server::AppState;
+use tokentrail::source::file::ingest_files;
+use tokentrail::store::{Store, StoreOptions};
+
+struct Fixture {
+    db: Db,
+    issuer: TestIssuer,
+    base: String,
+    state: AppState,
+}
+
+/// One server for the whole file: generating and detecting takes seconds, and the
+/// tests only add (status changes, saved queries, access log rows), never remove.
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        // The server's log (a 500's cause) in the test output.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,tokentrail=info").try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("api.duckdb"), &StoreOptions::default()).unwrap());
+        let db = Db { _dir: dir, store: store.clone() };
+        let from = DateTime::parse_from_rfc3339("2025-03-03T00:00:00Z").unwrap().with_timezone(&Utc);
+        let generator = Generator::new(Tenant::new(21), 21);
+        let (mut events, _) = generator.history(from, from + Duration::days(4), Scenario::all());
+        // A request whose user agent is a spreadsheet formula, for the CSV export.
+        let mut formula = events.iter().find(|e| e.category == "DataPlaneRequests").unwrap().clone();
+        formula.record["properties"]["userAgent"] = json!("=HYPERLINK(\"http://evil.example\",\"x\")");
+        formula.record["properties"]["activityId"] = json!("formula-injection-row");
+        events.push(formula);
+        let path = db._dir.path().join("history.ndjson");
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        for event in &events {
+            serde_json::to_writer(&mut file, &event.record).unwrap();
+            file.write_all(b"\n").unwrap();
+        }
+        file.flush().unwrap();
+        drop(file);
+        let mut writer = store.writer().unwrap();
+        let options = PipelineOptions { workers: 2, ..PipelineOptions::default() };
+        let report = ingest_files(&store, &mut writer, &[path], options, indicatif::ProgressBar::hidden()).unwrap();
+        assert!(report.failed.is_empty());
+        let (detector, problems) = Detector::open(&db.store, &DetectionConfig::default()).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        detector.evaluate_after_commit(&db.store).unwrap();
+        assert!(db.count("findings") > 0, "the scenarios raised findings");
+
+        let issuer = TestIssuer::start();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let auth = runtime.block_on(Auth::entra(issuer.config())).unwrap();
+        let mut state = AppState::new(store.clone(), "test", auth);
+        state.rules = Arc::new(detector.rules().to_vec());
+        store.lock_down().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = tokentrail::server::router(state.clone());
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+            })
+        });
+        Fixture { db, issuer, base, state }
+    })
+}
+
+/// The fixture's database, read directly (the same DuckDB instance the server uses).
+struct Db {
+    _dir: TempDir,
+    store: Arc<Store>,
+}
+
+impl Db {
+    fn value<T: duckdb::types::FromSql>(&self, sql: &str) -> T {
+        let conn = self.store.connection().unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    fn count(&self, table: &str) -> i64 {
+        self.value(&format!("SELECT count(*) FROM {table}"))
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into()
+}
+
+fn call(method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    let url = format!("{}{path}", fixture().base);
+    let agent = agent();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let response = match (method, body) {
+        ("GET", _) => {
+            let mut request = agent.get(&url);
+            if let Some(auth) = &auth {
+                request = request.header("Authorization", auth);
+            }
+            request.call()
+        }
+        (_, body) => {
+            let mut request = match method {
+                "POST" => agent.post(&url),
+                "PUT" => agent.put(&url),
+                "PATCH" => agent.patch(&url),
+                other => panic!("method {other}"),
+            };
+            if let Some(auth) = &auth {
+                request = request.header("Authorization", auth);
+            }
+            request.send_json(body.unwrap_or(json!({})))
+        }
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = response.status().as_u16();
+    let headers =
+        response.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect();
+    let body = response.body_mut().with_config().limit(1 << 30).read_to_string().expect("body");
+    Reply { status, headers, body }
+}
+
+fn get(path: &str, role: Role) -> Reply {
+    call("GET", path, Some(&fixture().issuer.token(&[role])), None)
+}
+
+fn post(path: &str, role: Role, body: Value) -> Reply {
+    call("POST", path, Some(&fixture().issuer.token(&[role])), Some(body))
+}
+
+/// Every operation of the OpenAPI document: (method, path template, roles allowed).
+fn operations() -> Vec<(String, String, Vec<Role>)> {
+    let spec = get("/openapi.json", Role::Auditor);
+    assert_eq!(spec.status, 200, "{}", spec.body);
+    let spec = spec.json();
+    let mut out = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let roles: Vec<Role> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s["entra"].as_array().cloned().unwrap_or_default())
+                .filter_map(|r| Role::from_claim(r.as_str().unwrap()))
+                .collect();
+            out.push((method.to_ascii_uppercase(), path.clone(), roles));
+        }
+    }
+    assert!(out.len() >= 15, "the document lists the API: {out:?}");
+    out
+}
+
+/// A concrete path for a template: ids that exist.
+fn concrete(path: &str) -> String {
+    path.replace("{id}", "1")
+}
+
+#[test]
+fn every_operation_declares_roles() {
+    for (method, path, roles) in operations() {
+        assert!(!roles.is_empty(), "{method} {path} declares no role, so the guard refuses everyone");
+    }
+}
+
+#[test]
+fn every_operation_refuses_bad_tokens_with_401() {
+    let f = fixture();
+    let issuer = &f.issuer;
+    let now = Utc::now().timestamp();
+    let all = Role::ALL;
+    let stranger = TestKey::generate("not-published");
+    let bad: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("garbage", Some("not-a-jwt".into())),
+        ("expired", Some(issuer.token_with(&all, json!({"exp": now - 600, "iat": now - 4000, "nbf": now - 4000})))),
+        ("not yet valid", Some(issuer.token_with(&all, json!({"nbf": now + 600})))),
+        ("wrong audience", Some(issuer.token_with(&all, json!({"aud": "api://someone-else"})))),
+        (
+            "wrong tenant",
+            Some(issuer.token_with(&all, json!({"tid": OTHER_TENANT, "iss": TestIssuer::issuer_v2(OTHER_TENANT)}))),
+        ),
+        (
+            "issuer in the wrong version form",
+            Some(issuer.token_with(&all, json!({"iss": format!("https://sts.windows.net/{TENANT}/v2.0")}))),
+        ),
+        ("unknown kid", Some(stranger.sign(&issuer.claims(&all)))),
+        ("alg none", Some(issuer.unsigned(&issuer.claims(&all)))),
+        ("HS256 with the public key", Some(issuer.hs256_with_public_key(&issuer.claims(&all)))),
+        ("no oid", Some(issuer.token_with(&all, json!({"oid": null})))),
+    ];
+    for (method, path, _) in operations() {
+        for (what, token) in &bad {
+            let reply = call(&method, &concrete(&path), token.as_deref(), (method != "GET").then(|| json!({})));
+            if token.is_none() && method == "GET" && !path.starts_with("/api/") && path != "/openapi.json" {
+                // A web page: a browser without a session is sent to sign in.
+                assert_eq!(reply.status, 303, "{method} {path}");
+                assert!(reply.header("location").is_some_and(|l| l.starts_with("/auth/login")));
+                continue;
+            }
+            assert_eq!(reply.status, 401, "{method} {path} with a {what} token: {}", reply.body);
+            assert_eq!(reply.json()["error"]["code"], "unauthorized", "{method} {path} ({what})");
+            assert!(reply.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")), "{method} {path}");
+        }
+    }
+}
+
+#[test]
+fn every_operation_refuses_the_wrong_role_with_403() {
+    for (method, path, roles) in operations() {
+        let others: Vec<Role> = Role::ALL.into_iter().filter(|r| !roles.contains(r)).collect();
+        let token = fixture().issuer.token(&others);
+        let reply = call(&method, &concrete(&path), Some(&token), (method != "GET").then(|| json!({})));
+        assert_eq!(reply.status, 403, "{method} {path} with roles {others:?}: {}", reply.body);
+        assert_eq!(reply.json()["error"]["code"], "forbidden");
+        // No roles at all is refused too.
+        let reply = call(&method, &concrete(&path), Some(&fixture().issuer.token(&[])), None);
+        assert_eq!(reply.status, 403, "{method} {path} with no roles");
+    }
+}
+
+#[test]
+fn a_v1_token_for_the_app_id_uri_is_accepted() {
+    let issuer = &fixture().issuer;
+    let token = issuer.token_with(
+        &[Role::Responder],
+        json!({"iss": TestIssuer::issuer_v1(TENANT), "aud": common::jwks::APP_ID_URI, "ver": "1.0"}),
+    );
+    let reply = call("GET", "/api/status", Some(&token), None);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[test]
+fn probes_and_metrics_need_no_token_and_pages_send_browsers_to_sign_in() {
+    assert_eq!(call("GET", "/healthz", None, None).status, 200);
+    assert_eq!(call("GET", "/readyz", None, None).status, 200);
+    let metrics = call("GET", "/metrics", None, None);
+    assert_eq!(metrics.status, 200);
+    get("/api/status", Role::Responder);
+    let metrics = call("GET", "/metrics", None, None);
+    assert!(metrics.body.contains("tokentrail_http_request_duration_seconds_bucket"), "{}", metrics.body);
+    assert!(metrics.body.contains("endpoint=\"/api/status\""), "{}", metrics.body);
+    let page = call("GET", "/", None, None);
+    assert_eq!(page.status, 303);
+    assert_eq!(page.header("location"), Some("/auth/login?return_to=%2F"));
+}
+
+#[test]
+fn findings_page_with_a_keyset_cursor_and_show_their_evidence() {
+    let first = get("/api/findings?limit=2", Role::Auditor).json();
+    let rows = first["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let cursor = first["next_cursor"].as_str().expect("more than two findings");
+    let second = get(&format!("/api/findings?limit=2&cursor={cursor}"), Role::Auditor).json();
+    let ids = |page: &Value| -> Vec<i64> {
+        page["rows"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect()
+    };
+    assert!(ids(&second).iter().all(|id| !ids(&first).contains(id)), "pages do not overlap");
+    let total = fixture().db.count("findings");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/findings?limit=3&cursor={c}"),
+            None => "/api/findings?limit=3".into(),
+        };
+        let page = get(&path, Role::Responder).json();
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len() as i64, total, "paging visits every finding once");
+
+    let key_finding: i64 = fixture().db.value(
+        "SELECT min(f.id) FROM findings f JOIN finding_evidence e USING (fingerprint) WHERE e.evidence_table = 'cosmos_requests'",
+    );
+    let detail = get(&format!("/api/findings/{key_finding}"), Role::Auditor);
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    let detail = detail.json();
+    assert!(detail["rule"]["remediation"].as_str().is_some_and(|r| !r.is_empty()));
+    let evidence = detail["evidence"].as_array().unwrap();
+    assert!(!evidence.is_empty());
+    let first = evidence.iter().find(|e| e["evidence_table"] == "cosmos_requests").unwrap();
+    assert!(first["row"]["operation"].as_str().is_some(), "the evidence row itself: {first}");
+
+    let filtered = get("/api/findings?severity=high,critical&status=open", Role::Responder).json();
+    for row in filtered["rows"].as_array().unwrap() {
+        assert!(["high", "critical"].contains(&row["severity"].as_str().unwrap()));
+    }
+}
+
+#[test]
+fn bad_parameters_are_4xx_with_a_message_that_says_what_to_fix() {
+    let cases = [
+        ("/api/findings?limit=0", "limit=0 is out of range"),
+        ("/api/findings?limit=abc", "limit"),
+        ("/api/findings?status=bogus", "status=\"bogus\" is not one of"),
+        ("/api/findings?cursor=xyz", "cursor"),
+        ("/api/findings?from=yesterday", "RFC 3339"),
+        ("/api/findings?color=red", "unknown field `color`"),
+        ("/api/findings/abc", "path"),
+        ("/api/search/requests?ip=10.0.0.0/99", "CIDR"),
+        ("/api/search/requests?auth=password", "unknown variant"),
+        ("/api/search/requests?format=xml", "unknown variant"),
+        ("/api/search/requests?limit=5000", "limit=5000 is out of range"),
+    ];
+    for (path, expected) in cases {
+        let reply = get(path, Role::Responder);
+        assert_eq!(reply.status, 400, "{path}: {}", reply.body);
+        let message = reply.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(expected), "{path}: {message}");
+    }
+    assert_eq!(get("/api/findings/999999", Role::Responder).status, 404);
+    let reply = post("/api/findings/1/acknowledge", Role::Responder, json!({"note": "x"}));
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("comment"));
+}
+
+#[test]
+fn the_finding_lifecycle_goes_through_the_api_with_who_and_why() {
+    let id: i64 = fixture().db.value("SELECT max(id) FROM findings WHERE status = 'open'");
+    let path = |action: &str| format!("/api/findings/{id}/{action}");
+    assert_eq!(post(&path("acknowledge"), Role::Responder, json!({"comment": "  "})).status, 400);
+    let acked = post(&path("acknowledge"), Role::Responder, json!({"comment": "looking at it"}));
+    assert_eq!(acked.status, 200, "{}", acked.body);
+    assert_eq!(acked.json()["status"], "acknowledged");
+    assert_eq!(post(&path("acknowledge"), Role::Responder, json!({"comment": "again"})).status, 409);
+    // Suppressing is for admins.
+    assert_eq!(post(&path("suppress"), Role::Responder, json!({"comment": "noise"})).status, 403);
+    let suppressed = post(&path("suppress"), Role::Admin, json!({"comment": "known batch job"}));
+    assert_eq!(suppressed.status, 200, "{}", suppressed.body);
+    let history = get(&path("history"), Role::Auditor).json();
+    let history = history.as_array().unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last["to_status"], "suppressed");
+    assert_eq!(last["comment"], "known batch job");
+    assert!(last["changed_by"].as_str().unwrap().contains(common::jwks::USER_OID), "{last}");
+}
+
+#[test]
+fn search_filters_by_principal_cidr_and_auth_and_streams_csv_and_ndjson() {
+    let f = fixture();
+    let principal: String = f.db.value(
+        "SELECT principal_id FROM cosmos_requests WHERE principal_id IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    );
+    let expected: i64 = f.db.value(&format!("SELECT count(*) FROM cosmos_requests WHERE principal_id = '{principal}'"));
+    let page = get(&format!("/api/search/requests?principal={principal}&limit=1000"), Role::Responder).json();
+    let rows = page["rows"].as_array().unwrap();
+    assert_eq!(rows.len() as i64, expected.min(1000));
+    assert!(rows.iter().all(|r| r["principal_id"] == principal.as_str()));
+
+    let ip: String = f.db.value("SELECT client_ip FROM cosmos_requests WHERE client_ip LIKE '%.%.%.%' LIMIT 1");
+    let octets: Vec<&str> = ip.split('.').collect();
+    let cidr = format!("{}.{}.0.0/16", octets[0], octets[1]);
+    let in_range = get(&format!("/api/search/requests?ip={cidr}&limit=1000"), Role::Responder).json();
+    let in_range = in_range["rows"].as_array().unwrap();
+    assert!(!in_range.is_empty());
+    assert!(
+        in_range.iter().all(|r| r["client_ip"].as_str().unwrap().starts_with(&format!("{}.{}.", octets[0], octets[1])))
+    );
+
+    let keys = get("/api/search/requests?auth=account_key&limit=1000", Role::Responder).json();
+    let keys = keys["rows"].as_array().unwrap();
+    assert!(!keys.is_empty(), "the key-based scenario's requests");
+    assert!(keys.iter().all(|r| r["principal_id"].is_null()));
+
+    let total: i64 = f.db.count("cosmos_requests");
+    let ndjson = get("/api/search/requests?format=ndjson", Role::Responder);
+    assert_eq!(ndjson.status, 200);
+    assert_eq!(ndjson.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(ndjson.body.lines().count() as i64, total, "every request, streamed");
+    let csv = get("/api/search/requests?format=csv", Role::Responder);
+    assert_eq!(csv.status, 200);
+    assert!(csv.body.starts_with("row_id,time,account"), "{}", &csv.body[..200]);
+    let formula = csv.body.lines().find(|l| l.contains("formula-injection-row")).expect("the crafted row");
+    assert!(formula.contains("'=HYPERLINK"), "a formula is neutralised: {formula}");
+    assert!(!formula.contains(",=HYPERLINK") && !formula.contains(",\"=HYPERLINK"), "{formula}");
+
+    let signins = get("/api/search/signins?failed=false&limit=5", Role::Responder).json();
+    assert_eq!(signins["rows"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn sql_injection_through_filters_is_harmless() {
+    let f = fixture();
+    let before = (f.db.count("cosmos_requests"), f.db.count("signins"), f.db.count("findings"));
+    let attacks = [
+        "' OR '1'='1",
+        "x'; DROP TABLE signins; --",
+        "1) OR (1=1",
+        "\" OR \"\"=\"",
+        "'; COPY cosmos_requests TO '/tmp/x.csv'; --",
+    ];
+    for attack in attacks {
+        let q: String = url::form_urlencoded::byte_serialize(attack.as_bytes()).collect();
+        for path in [
+            format!("/api/search/requests?principal={q}"),
+            format!("/api/search/requests?account={q}&database={q}&collection={q}&operation={q}"),
+            format!("/api/search/signins?principal={q}&kind={q}&country={q}&app={q}"),
+            format!("/api/findings?rule={q}&principal={q}"),
+            format!("/api/quarantine?source={q}"),
+        ] {
+            let reply = get(&path, Role::Responder);
+            assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+            assert_eq!(reply.json()["rows"].as_array().unwrap().len(), 0, "{path} matched nothing");
+        }
+        let reply = get(&format!("/api/principals/{q}"), Role::Responder);
+        assert_eq!(reply.status, 404, "{}", reply.body);
+    }
+    let after = (f.db.count("cosmos_requests"), f.db.count("signins"), f.db.count("findings"));
+    assert_eq!(before.0, after.0);
+    assert_eq!(before.1, after.1);
+    assert!(!std::path::Path::new("/tmp/x.csv").exists());
+}
+
+#[test]
+fn the_sql_console_runs_selects_and_refuses_everything_else() {
+    let ok = post(
+        "/api/sql",
+        Role::Responder,
+        json!({"sql": "SELECT operation, count(*) AS n FROM cosmos_requests GROUP BY 1 ORDER BY 2 DESC"}),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let ok = ok.json();
+    assert_eq!(ok["columns"], json!(["operation", "n"]));
+    assert!(!ok["rows"].as_array().unwrap().is_empty());
+    for sql in [
+        "WITH r AS (SELECT * FROM cosmos_requests) SELECT count(*) FROM r",
+        "EXPLAIN SELECT * FROM signins",
+        "SELECT * FROM principals LIMIT 3",
+        "SELECT * FROM range(3)",
+    ] {
+        let reply = post("/api/sql", Role::Responder, json!({"sql": sql}));
+        assert_eq!(reply.status, 200, "{sql}: {}", reply.body);
+    }
+    let capped = post("/api/sql", Role::Responder, json!({"sql": "SELECT * FROM range(50000)", "limit": 10}));
+    let capped = capped.json();
+    assert_eq!(capped["rows"].as_array().unwrap().len(), 10);
+    assert_eq!(capped["truncated"], true);
+
+    let refused = [
+        "INSERT INTO findings (id) VALUES (1)",
+        "DELETE FROM access_log",
+        "UPDATE findings SET status = 'resolved'",
+        "DROP TABLE signins",
+        "COPY cosmos_requests TO '/tmp/out.csv'",
+        "ATTACH '/tmp/other.duckdb' AS other",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT * FROM read_json_auto('/etc/hostname')",
+        "SELECT * FROM '/etc/passwd'",
+        "SELECT * FROM glob('/*')",
+        "SELECT * FROM query('DELETE FROM findings')",
+        "SET memory_limit = '100GB'",
+        "PRAGMA enable_profiling",
+        "INSTALL httpfs",
+        "SELECT 1; DELETE FROM findings",
+        "SELECT getenv('HOME')",
+        "SELECT nextval('finding_ids')",
+        "SELECT * FROM other.main.t",
+        "CREATE TABLE x AS SELECT 1",
+        "CALL pragma_version()",
+        "CHECKPOINT",
+        "EXPORT DATABASE '/tmp/dump'",
+    ];
+    for sql in refused {
+        let reply = post("/api/sql", Role::Responder, json!({"sql": sql}));
+        assert_eq!(reply.status, 400, "{sql}: {}", reply.body);
+        let code = reply.json()["error"]["code"].as_str().unwrap().to_string();
+        assert!(code == "sql_refused" || code == "sql_error", "{sql}: {}", reply.body);
+    }
+    assert!(fixture().db.count("findings") > 0);
+    let broken = post("/api/sql", Role::Responder, json!({"sql": "SELECT no_such_column FROM signins"}));
+    assert_eq!(broken.status, 400);
+    assert!(broken.json()["error"]["message"].as_str().unwrap().contains("no_such_column"));
+}
+
+#[test]
+fn a_long_query_is_stopped_at_the_timeout() {
+    let started = std::time::Instant::now();
+    let reply = post(
+        "/api/sql",
+        Role::Responder,
+        json!({"sql": "SELECT count(*) FROM range(100000000) a, range(100000000) b WHERE a.range + b.range = 7"}),
+    );
+    assert_eq!(reply.status, 408, "{}", reply.body);
+    assert_eq!(reply.json()["error"]["code"], "timeout");
+    assert!(started.elapsed() < tokentrail::api::sql::TIMEOUT + std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn saved_queries_are_checked_and_listed() {
+    let saved = post(
+        "/api/sql/saved",
+        Role::Responder,
+        json!({"name": "deletes by principal", "sql": "SELECT principal_id, count(*) FROM cosmos_requests WHERE operation = 'Delete' GROUP BY 1"}),
+    );
+    assert_eq!(saved.status, 201, "{}", saved.body);
+    let bad = post("/api/sql/saved", Role::Responder, json!({"name": "bad", "sql": "DELETE FROM findings"}));
+    assert_eq!(bad.status, 400);
+    let list = get("/api/sql/saved", Role::Responder).json();
+    assert!(list.as_array().unwrap().iter().any(|q| q["name"] == "deletes by principal"));
+    let schema = get("/api/sql/schema", Role::Responder).json();
+    assert!(schema.as_array().unwrap().iter().any(|t| t["table_name"] == "cosmos_requests"));
+}
+
+#[test]
+fn a_principal_profile_shows_where_it_signed_in_and_what_it_touched() {
+    let principal: String = fixture().db.value(
+        "SELECT principal_id FROM cosmos_requests WHERE principal_id IN (SELECT principal_id FROM signins)
+         GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    );
+    let reply = get(&format!("/api/principals/{principal}"), Role::Responder);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let profile = reply.json();
+    assert_eq!(profile["principal"]["principal_id"], principal.as_str());
+    assert!(!profile["signin_sources"].as_array().unwrap().is_empty());
+    assert!(!profile["data_access"].as_array().unwrap().is_empty());
+    assert!(!profile["daily"].as_array().unwrap().is_empty());
+    let timeline = profile["timeline"].as_array().unwrap();
+    assert!(timeline.iter().any(|e| e["type"] == "signin") && timeline.iter().any(|e| e["type"] == "data"));
+}
+
+#[test]
+fn status_quarantine_and_rules_answer() {
+    let status = get("/api/status", Role::Auditor).json();
+    assert!(status["tables"].as_array().unwrap().iter().any(|t| t["table_name"] == "cosmos_requests"));
+    let rules = get("/api/rules", Role::Auditor).json();
+    assert!(rules.as_array().unwrap().iter().any(|r| r["id"] == "key_auth_access" && r["soc2"].is_array()));
+    let quarantine = get("/api/quarantine", Role::Responder);
+    assert_eq!(quarantine.status, 200, "{}", quarantine.body);
+}
+
+#[test]
+fn every_call_is_in_the_access_log_which_the_api_cannot_change() {
+    let marker = format!("marker-{}", rand_marker());
+    let token = fixture().issuer.token(&[Role::Responder]);
+    let reply = call("GET", &format!("/api/search/signins?principal={marker}"), Some(&token), None);
+    assert_eq!(reply.status, 200);
+    call("POST", "/api/sql", Some(&token), Some(json!({"sql": format!("SELECT '{marker}' AS m")})));
+    call("GET", &format!("/api/search/requests?principal={marker}"), None, None);
+    fixture().state.audit.flush();
+    let log = get("/api/access-log?limit=1000", Role::Auditor).json();
+    let rows = log["rows"].as_array().unwrap();
+    let mine: Vec<&Value> =
+        rows.iter().filter(|r| r["parameters"].as_str().unwrap_or_default().contains(&marker)).collect();
+    let search = mine.iter().find(|r| r["endpoint"] == "/api/search/signins").expect("the search is logged");
+    assert_eq!(search["oid"], common::jwks::USER_OID);
+    assert_eq!(search["tid"], TENANT);
+    assert_eq!(search["role"], "TokenTrail.Responder");
+    assert_eq!(search["status"], 200);
+    assert_eq!(search["rows"], 0);
+    assert_eq!(search["auth"], "bearer");
+    let sql = mine.iter().find(|r| r["endpoint"] == "/api/sql").expect("the SQL console call is logged with its SQL");
+    assert_eq!(sql["rows"], 1);
+    let refused = mine.iter().find(|r| r["endpoint"] == "/api/search/requests").expect("a refused call is logged");
+    assert_eq!(refused["status"], 401);
+    assert!(refused["oid"].is_null());
+    // The access log is read-only: no route writes it, and the SQL console refuses to.
+    for method in ["POST", "PUT", "PATCH"] {
+        let reply = call(method, "/api/access-log", Some(&fixture().issuer.token(&Role::ALL)), Some(json!({})));
+        assert_eq!(reply.status, 405, "{method} /api/access-log");
+    }
+    let reply = post("/api/sql", Role::Responder, json!({"sql": "DELETE FROM access_log"}));
+    assert_eq!(reply.status, 400);
+}
+
+fn rand_marker() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
