@@ -33,7 +33,13 @@ pub struct AppState {
     /// Who may call what, from the OpenAPI document ([`router`] fills it).
     pub access: Arc<AccessTable>,
     pub openapi: Arc<serde_json::Value>,
+    /// Database slots for API queries ([`crate::api::db`]).
+    pub db_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// API queries that run at once; more wait their turn. DuckDB spreads each query over
+/// its threads, so a few at a time use the machine, and ingest keeps its share.
+pub const DB_SLOTS: usize = 2;
 
 impl AppState {
     pub fn new(store: Arc<Store>, mode: &'static str, auth: Arc<Auth>) -> AppState {
@@ -47,6 +53,7 @@ impl AppState {
             rules: Arc::new(crate::rules::rule::load(None).0),
             access: Arc::default(),
             openapi: Arc::default(),
+            db_slots: Arc::new(tokio::sync::Semaphore::new(DB_SLOTS)),
         }
     }
 }

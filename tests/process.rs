@@ -2,17 +2,11 @@
 //! serving HTTP, stopping cleanly on Ctrl-C and resuming.
 
 mod common;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use common::demo::{Demo, bin, http_get};
+use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokentrail::store::{Store, StoreOptions};
-
-fn bin() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tokentrail"));
-    command.env("TOKENTRAIL_LOG", "warn");
-    command
-}
 
 #[test]
 fn ingest_killed_at_random_points_loses_and_repeats_nothing() {
@@ -70,80 +64,6 @@ fn requests_and_distinct_ids(db: &std::path::Path) -> (i64, i64) {
     .unwrap()
 }
 
-/// GET over a raw socket (HTTP/1.0, so the body is never chunked), with a bearer token if given.
-fn http_get(address: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((status, body))
-}
-
-struct Demo {
-    child: std::process::Child,
-    address: String,
-    /// A Responder token of the demo's development issuer, from `tokentrail token`.
-    token: String,
-}
-
-impl Demo {
-    fn start(db: &std::path::Path) -> Demo {
-        let mut child = bin()
-            .args(["demo", "--db", db.to_str().unwrap(), "--port", "0", "--days", "1"])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let address = loop {
-            let line = lines.next().expect("demo printed its address").unwrap();
-            if let Some(rest) = line.strip_prefix("TokenTrail demo on http://") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        // Keep draining stderr so the demo never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let out = bin()
-            .args(["token", "--role", "Responder", "--db", db.to_str().unwrap(), "--name", "process test"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        Demo { child, address, token }
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let (code, body) = http_get(&self.address, "/api/status", Some(&self.token)).expect("status answers");
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
-    }
-
-    fn generated_until(&self) -> Option<String> {
-        let status = self.status();
-        status["sources"].as_array()?.iter().find(|s| s["kind"] == "generator")?["event_time"]
-            .as_str()
-            .map(String::from)
-    }
-
-    /// Ctrl-C, and the exit status.
-    fn interrupt(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "demo did not stop within 30 s of Ctrl-C");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !ready() {
@@ -151,6 +71,7 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
 
 #[test]
 fn demo_serves_streams_stops_cleanly_and_resumes() {

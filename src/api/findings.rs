@@ -90,8 +90,7 @@ pub async fn list(
         f.sql(),
         limit + 1
     );
-    let store = state.store.clone();
-    let mut found = tokio::task::spawn_blocking(move || objects(&*store.connection()?, &sql, &f.params)).await??;
+    let mut found = super::db(&state, move |store| objects(&*store.connection()?, &sql, &f.params)).await?;
     Ok(axum::Json(page(&mut found, limit, &rows)))
 }
 
@@ -140,9 +139,8 @@ pub async fn detail(
     Extension(rows): Extension<RowCount>,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<Detail>> {
-    let store = state.store.clone();
     let rules = state.rules.clone();
-    let detail = tokio::task::spawn_blocking(move || -> ApiResult<Detail> {
+    let detail = super::db(&state, move |store| -> ApiResult<Detail> {
         let conn = store.connection()?;
         let finding = objects(&conn, &format!("SELECT {COLUMNS} FROM findings f WHERE f.id = ?"), &[Value::BigInt(id)])?
             .pop()
@@ -178,7 +176,7 @@ pub async fn detail(
         )?;
         Ok(Detail { finding, rule, evidence, evidence_total, signins, history })
     })
-    .await??;
+    .await?;
     rows.add(detail.evidence.len() as i64 + detail.signins.len() as i64);
     Ok(axum::Json(detail))
 }
@@ -228,8 +226,7 @@ pub async fn history(
     Extension(rows): Extension<RowCount>,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<Vec<Object>>> {
-    let store = state.store.clone();
-    let found = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Object>> {
+    let found = super::db(&state, move |store| -> ApiResult<Vec<Object>> {
         let conn = store.connection()?;
         let exists: i64 = conn.query_row("SELECT count(*) FROM findings WHERE id = ?", [id], |r| r.get(0))?;
         if exists == 0 {
@@ -242,7 +239,7 @@ pub async fn history(
             &[Value::BigInt(id)],
         )
     })
-    .await??;
+    .await?;
     rows.add(found.len() as i64);
     Ok(axum::Json(found))
 }
@@ -270,8 +267,7 @@ async fn change(
         ));
     }
     note.add("comment", comment.clone());
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || -> ApiResult<Object> {
+    super::db(&state, move |store| -> ApiResult<Object> {
         let conn = store.connection()?;
         let current: Option<String> = conn
             .prepare("SELECT status FROM findings WHERE id = ?")?
@@ -288,7 +284,7 @@ async fn change(
             objects(&conn, &format!("SELECT {COLUMNS} FROM findings f WHERE f.id = ?"), &[Value::BigInt(id)])?;
         Ok(finding.into_iter().next().unwrap_or_default())
     })
-    .await?
+    .await
     .map(axum::Json)
 }
 

@@ -127,6 +127,27 @@ impl AccessTable {
     }
 }
 
+/// Runs `work` on a blocking thread (DuckDB calls are synchronous) once one of the
+/// API's database slots is free. The slots bound how much of the machine queries
+/// take, so ingest keeps its pace under a crowd of users (see BENCHMARKS.md).
+pub async fn db<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(Arc<crate::store::Store>) -> error::ApiResult<T> + Send + 'static,
+) -> error::ApiResult<T> {
+    let slot = db_slot(state).await?;
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work(store)
+    })
+    .await?
+}
+
+/// One database slot, for work that outlives a call of [`db`] (a streamed export).
+pub async fn db_slot(state: &AppState) -> error::ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    state.db_slots.clone().acquire_owned().await.map_err(|e| ApiError::internal(e.into()))
+}
+
 /// Extra facts a handler adds to its access log entry (e.g. the SQL it ran).
 #[derive(Clone, Default)]
 pub struct AuditNote(pub Arc<Mutex<serde_json::Map<String, serde_json::Value>>>);

@@ -62,8 +62,7 @@ pub async fn profile(
 ) -> ApiResult<axum::Json<Profile>> {
     let to = q.to.as_deref().map(|t| super::error::parse_time("to", t)).transpose()?;
     let from = q.from.as_deref().map(|t| super::error::parse_time("from", t)).transpose()?;
-    let store = state.store.clone();
-    let profile = tokio::task::spawn_blocking(move || -> ApiResult<Profile> {
+    let profile = super::db(&state, move |store| -> ApiResult<Profile> {
         let conn = store.connection()?;
         let principal = objects(&conn, "SELECT * FROM principals WHERE principal_id = ?", &[Value::Text(id.clone())])?
             .pop()
@@ -185,7 +184,7 @@ pub async fn profile(
             timeline,
         })
     })
-    .await??;
+    .await?;
     rows.add((profile.timeline.len() + profile.signin_sources.len() + profile.data_access.len()) as i64);
     Ok(axum::Json(profile))
 }

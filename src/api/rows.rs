@@ -111,12 +111,20 @@ impl RowCount {
 /// Runs `query` on a blocking thread and streams its rows as CSV or NDJSON. `query`
 /// gets a sink to call with the column names once, then with each row; it stops
 /// early (returning Ok) when the sink says the client has gone.
-pub fn stream<F>(format: Format, file_name: &str, rows: RowCount, query: F) -> Response
+pub fn stream<F>(
+    format: Format,
+    file_name: &str,
+    rows: RowCount,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    query: F,
+) -> Response
 where
     F: FnOnce(&mut dyn FnMut(RowEvent) -> bool) -> anyhow::Result<()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     tokio::task::spawn_blocking(move || {
+        // The database slot is held until the last row is sent.
+        let _slot = slot;
         let mut buffer = Vec::with_capacity(64 * 1024);
         let mut columns: Vec<String> = Vec::new();
         let mut sink = |event: RowEvent| -> bool {

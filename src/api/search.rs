@@ -34,6 +34,7 @@ pub struct RequestQuery {
     /// HTTP status code of the request.
     pub status: Option<i32>,
     /// How it was authorised: entra_id, account_key, resource_token, unknown.
+    #[param(inline)]
     pub auth: Option<AuthKind>,
     /// At or after (RFC 3339).
     pub from: Option<String>,
@@ -173,7 +174,6 @@ async fn run(
             [filter::timestamp(t), filter::timestamp(t), Value::BigInt(id)],
         );
     }
-    let store = state.store.clone();
     if format == Format::Json {
         let limit = filter::limit(limit, 100, MAX_PAGE)?;
         let sql = format!(
@@ -181,17 +181,17 @@ async fn run(
             f.sql(),
             limit + 1
         );
-        let mut found = tokio::task::spawn_blocking(move || objects(&*store.connection()?, &sql, &f.params)).await??;
+        let mut found = super::db(&state, move |store| objects(&*store.connection()?, &sql, &f.params)).await?;
         return Ok(axum::Json(page(&mut found, limit, &rows)).into_response());
     }
     let limit = filter::limit(limit, MAX_EXPORT, MAX_EXPORT)?;
     let sql = format!("SELECT {columns} FROM {table} {} ORDER BY time DESC, rowid DESC LIMIT {limit}", f.sql());
     // Check the query before the 200 goes out, so a mistake is a 4xx, not a broken stream.
-    let checked = store.clone();
     let check_sql = sql.clone();
-    tokio::task::spawn_blocking(move || checked.connection()?.prepare(&check_sql).map(|_| ()).map_err(ApiError::from))
-        .await??;
-    Ok(rows::stream(format, table, rows, move |sink| {
+    super::db(&state, move |store| store.connection()?.prepare(&check_sql).map(|_| ()).map_err(ApiError::from)).await?;
+    let slot = super::db_slot(&state).await?;
+    let store = state.store.clone();
+    Ok(rows::stream(format, table, rows, slot, move |sink| {
         let conn = store.connection()?;
         let mut stmt = conn.prepare(&sql)?;
         rows::each_row(&mut stmt, &f.params, sink)

@@ -78,8 +78,7 @@ pub async fn run(
         Some(n) if (1..=MAX_ROWS).contains(&n) => n,
         Some(n) => return Err(ApiError::bad_request(format!("limit={n} is out of range; use 1 to {MAX_ROWS}"))),
     };
-    let store = state.store.clone();
-    let result = tokio::task::spawn_blocking(move || execute(&store, &request.sql, limit)).await??;
+    let result = super::db(&state, move |store| execute(&store, &request.sql, limit)).await?;
     rows.add(result.rows.len() as i64);
     Ok(axum::Json(result))
 }
@@ -266,8 +265,7 @@ pub async fn schema(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
 ) -> ApiResult<axum::Json<Vec<Object>>> {
-    let store = state.store.clone();
-    let found = tokio::task::spawn_blocking(move || {
+    let found = super::db(&state, move |store| {
         objects(
             &*store.connection()?,
             "SELECT c.table_name, any_value(t.kind) AS kind, any_value(t.comment) AS comment,
@@ -281,7 +279,7 @@ pub async fn schema(
             &[],
         )
     })
-    .await??;
+    .await?;
     rows.add(found.len() as i64);
     Ok(axum::Json(found))
 }
@@ -293,15 +291,14 @@ pub async fn saved_list(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
 ) -> ApiResult<axum::Json<Vec<Object>>> {
-    let store = state.store.clone();
-    let found = tokio::task::spawn_blocking(move || {
+    let found = super::db(&state, move |store| {
         objects(
             &*store.connection()?,
             "SELECT id, name, sql, created_at, created_by_name, created_by_oid FROM saved_queries ORDER BY name, id",
             &[],
         )
     })
-    .await??;
+    .await?;
     rows.add(found.len() as i64);
     Ok(axum::Json(found))
 }
@@ -331,8 +328,7 @@ pub async fn saved_create(
     }
     note.add("name", name.clone());
     note.add("sql", request.sql.clone());
-    let store = state.store.clone();
-    let saved = tokio::task::spawn_blocking(move || -> ApiResult<Object> {
+    let saved = super::db(&state, move |store| -> ApiResult<Object> {
         let conn = store.connection()?;
         check(&conn, &request.sql)?;
         let caller = &granted.caller;
@@ -349,6 +345,6 @@ pub async fn saved_create(
         )?;
         Ok(found.pop().unwrap_or_default())
     })
-    .await??;
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(saved)))
 }

@@ -37,9 +37,8 @@ pub struct Status {
 
 pub async fn read(state: &AppState) -> ApiResult<Status> {
     let hubs = state.hubs.as_ref().map(|h| h.snapshot()).unwrap_or_default();
-    let store = state.store.clone();
     let mode = state.mode.to_string();
-    let (tables, sources, findings) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+    let (tables, sources, findings) = super::db(&state, move |store| -> ApiResult<_> {
         let conn = store.connection()?;
         Ok((
             objects(&conn, include_str!("../sql/status_tables.sql"), &[])?,
@@ -51,7 +50,7 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
             )?,
         ))
     })
-    .await??;
+    .await?;
     Ok(Status { mode, tables, sources, eventhubs: hubs, findings })
 }
 
@@ -102,8 +101,7 @@ pub async fn quarantine(
         f.sql(),
         limit + 1
     );
-    let store = state.store.clone();
-    let mut found = tokio::task::spawn_blocking(move || objects(&*store.connection()?, &sql, &f.params)).await??;
+    let mut found = super::db(&state, move |store| objects(&*store.connection()?, &sql, &f.params)).await?;
     Ok(axum::Json(page(&mut found, limit, &rows)))
 }
 
@@ -177,8 +175,7 @@ pub async fn access_log(
         f.sql(),
         limit + 1
     );
-    let store = state.store.clone();
-    let mut found = tokio::task::spawn_blocking(move || objects(&*store.connection()?, &sql, &f.params)).await??;
+    let mut found = super::db(&state, move |store| objects(&*store.connection()?, &sql, &f.params)).await?;
     Ok(axum::Json(page(&mut found, limit, &rows)))
 }
 

@@ -1,0 +1,245 @@
+//! API under load while ingest runs: 200 concurrent clients (each a thread with its
+//! own keep-alive connection) call a mix of endpoints with real development tokens,
+//! while the same process ingests a file into the same DuckDB database, as `serve`
+//! does with Event Hubs. Measures p50/p99 latency per endpoint and ingest records/s,
+//! against ingest of the same file with no API load, in the same run. Writes its
+//! section of BENCHMARKS.md.
+//!
+//! `cargo bench --bench api` (TOKENTRAIL_BENCH_RECORDS to change the 400,000;
+//! TOKENTRAIL_BENCH_CLIENTS to change the 200).
+
+mod common;
+
+use chrono::{DateTime, Duration as TimeDelta, Utc};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokentrail::auth::{Auth, Role};
+use tokentrail::generate::{Generator, Scenario, Tenant};
+use tokentrail::ingest::PipelineOptions;
+use tokentrail::rules::{DetectionConfig, Detector};
+use tokentrail::server::AppState;
+use tokentrail::source::file::ingest_files;
+use tokentrail::store::{Store, StoreOptions};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A database with a week of generated history (scenarios included) and its findings:
+/// what the API reads while the load file streams in.
+fn prepare(dir: &Path, name: &str, history: &Path) -> Arc<Store> {
+    let store = Arc::new(Store::open(&dir.join(format!("{name}.duckdb")), &StoreOptions::default()).unwrap());
+    ingest(&store, history);
+    let (detector, _) = Detector::open(&store, &DetectionConfig::default()).unwrap();
+    detector.evaluate_after_commit(&store).unwrap();
+    store
+}
+
+fn ingest(store: &Store, path: &Path) -> Duration {
+    let mut writer = store.writer().unwrap();
+    let started = Instant::now();
+    let options = PipelineOptions { workers: common::THREADS, ..PipelineOptions::default() };
+    let report = ingest_files(store, &mut writer, &[path.to_path_buf()], options, indicatif::ProgressBar::hidden()).unwrap();
+    assert!(report.failed.is_empty());
+    started.elapsed()
+}
+
+/// The calls the clients make, round robin: what an on-call engineer's browser does.
+fn endpoints(store: &Store) -> Vec<(&'static str, String, Option<String>)> {
+    let conn = store.connection().unwrap();
+    let one = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let principal = one("SELECT principal_id FROM cosmos_requests WHERE principal_id IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1");
+    let finding: i64 = conn.query_row("SELECT min(id) FROM findings", [], |r| r.get(0)).unwrap();
+    vec![
+        ("GET /api/status", "/api/status".into(), None),
+        ("GET /api/findings", "/api/findings?status=open&limit=50".into(), None),
+        ("GET /api/findings/{id}", format!("/api/findings/{finding}"), None),
+        ("GET /api/search/requests", format!("/api/search/requests?principal={principal}&limit=100"), None),
+        ("GET /api/search/signins", "/api/search/signins?failed=true&limit=100".into(), None),
+        ("GET /api/principals/{id}", format!("/api/principals/{principal}"), None),
+        (
+            "POST /api/sql",
+            "/api/sql".into(),
+            Some(r#"{"sql": "SELECT operation, count(*) FROM cosmos_requests GROUP BY 1"}"#.into()),
+        ),
+    ]
+}
+
+struct Load {
+    latencies: BTreeMap<&'static str, Vec<f64>>,
+    errors: usize,
+    requests: usize,
+}
+
+/// Runs `clients` threads against `base` until `stop`; returns latencies by endpoint.
+fn load(base: &str, token: &str, calls: &[(&'static str, String, Option<String>)], clients: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Load> {
+    let base = base.to_string();
+    let token = format!("Bearer {token}");
+    let calls = calls.to_vec();
+    std::thread::spawn(move || {
+        let results = Arc::new(Mutex::new(Load { latencies: BTreeMap::new(), errors: 0, requests: 0 }));
+        let threads: Vec<_> = (0..clients)
+            .map(|i| {
+                let (base, token, calls, stop, results) = (base.clone(), token.clone(), calls.clone(), stop.clone(), results.clone());
+                std::thread::spawn(move || {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .timeout_global(Some(Duration::from_secs(120)))
+                        .build()
+                        .into();
+                    let mut mine: Vec<(&'static str, f64, bool)> = Vec::new();
+                    let mut n = i;
+                    while !stop.load(Ordering::Relaxed) {
+                        let (name, path, body) = &calls[n % calls.len()];
+                        n += 1;
+                        let url = format!("{base}{path}");
+                        let started = Instant::now();
+                        let response = match body {
+                            None => agent.get(&url).header("Authorization", &token).call(),
+                            Some(body) => agent
+                                .post(&url)
+                                .header("Authorization", &token)
+                                .header("Content-Type", "application/json")
+                                .send(body.as_bytes()),
+                        };
+                        let ok = match response {
+                            Ok(mut r) => r.status().is_success() && r.body_mut().read_to_vec().is_ok(),
+                            Err(_) => false,
+                        };
+                        mine.push((name, started.elapsed().as_secs_f64() * 1000.0, ok));
+                    }
+                    let mut results = results.lock().unwrap();
+                    for (name, ms, ok) in mine {
+                        results.requests += 1;
+                        if ok {
+                            results.latencies.entry(name).or_default().push(ms);
+                        } else {
+                            results.errors += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        Arc::try_unwrap(results).ok().unwrap().into_inner().unwrap()
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let records = env_or("TOKENTRAIL_BENCH_RECORDS", 400_000);
+    let clients = env_or("TOKENTRAIL_BENCH_CLIENTS", 200);
+    let dir = tempfile::tempdir().unwrap();
+
+    let history = dir.path().join("history.ndjson");
+    let from = DateTime::parse_from_rfc3339("2025-03-03T00:00:00Z").unwrap().with_timezone(&Utc);
+    let (events, _) = Generator::new(Tenant::new(9), 9).history(from, from + TimeDelta::days(7), Scenario::all());
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&history).unwrap());
+    for event in &events {
+        serde_json::to_writer(&mut file, &event.record).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+    file.flush().unwrap();
+    drop(file);
+    let input: PathBuf = dir.path().join("load.ndjson");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    let bytes = tokentrail::generate::write_cosmos_ndjson(&mut file, records, 3).unwrap();
+    file.flush().unwrap();
+    drop(file);
+    println!("history: {} events; load file: {records} records, {:.2} GB", events.len(), bytes as f64 / 1e9);
+
+    // Quiet rounds before and after the loaded one, so drift in the machine shows.
+    let quiet_before = {
+        let store = prepare(dir.path(), "quiet1", &history);
+        ingest(&store, &input)
+    };
+
+    let store = prepare(dir.path(), "loaded", &history);
+    let calls = endpoints(&store);
+    let db_path = store.path().to_path_buf();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let auth = Auth::development(&db_path).unwrap();
+    let token = tokentrail::auth::dev_token(&db_path, Role::Responder, "bench", chrono::Duration::hours(2)).unwrap();
+    let state = AppState::new(store.clone(), "bench", auth);
+    let audit = state.audit.clone();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = tokentrail::server::router(state);
+    runtime.spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let load_thread = load(&base, &token, &calls, clients, stop.clone());
+    std::thread::sleep(Duration::from_secs(2)); // every client connected and calling
+    let loaded = ingest(&store, &input);
+    stop.store(true, Ordering::SeqCst);
+    let load = load_thread.join().unwrap();
+    audit.flush();
+    let logged: i64 = store.connection().unwrap().query_row("SELECT count(*) FROM access_log", [], |r| r.get(0)).unwrap();
+
+    let quiet_after = {
+        let store = prepare(dir.path(), "quiet2", &history);
+        ingest(&store, &input)
+    };
+    let quiet = (quiet_before + quiet_after) / 2;
+    let rate = |d: Duration| records as f64 / d.as_secs_f64();
+    let ratio = rate(loaded) / rate(quiet);
+    let seconds = loaded.as_secs_f64() + 2.0;
+
+    let mut table = String::from("| endpoint | requests | p50 ms | p99 ms |\n|---|---|---|---|\n");
+    for (name, values) in &load.latencies {
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        table += &format!("| `{name}` | {} | {:.1} | {:.1} |\n", sorted.len(), percentile(&sorted, 0.5), percentile(&sorted, 0.99));
+        println!("{name:28} n={:6} p50={:8.1} ms p99={:8.1} ms", sorted.len(), percentile(&sorted, 0.5), percentile(&sorted, 0.99));
+    }
+    println!(
+        "ingest: quiet {:.0} rec/s ({:.0} before, {:.0} after), under load {:.0} rec/s: {ratio:.2}x; {} requests, {} failed, {logged} access log rows",
+        rate(quiet),
+        rate(quiet_before),
+        rate(quiet_after),
+        rate(loaded),
+        load.requests,
+        load.errors
+    );
+    let verdict = if ratio >= 0.8 { "met" } else { "not met" };
+    let section = format!(
+        "<!-- bench:api -->\n## API under load while ingesting\n\n\
+         `cargo bench --bench api` on this machine (2 cores): {clients} concurrent clients (threads with keep-alive \
+         connections, development tokens validated like Entra ID ones) call the endpoints below round robin, while the \
+         same process ingests {records} generated Cosmos DB records ({:.2} GB) into the same DuckDB database, which \
+         already holds a week of generated history with its findings. The API runs at most {} database queries at a \
+         time ([`DB_SLOTS`](src/server.rs)); the others wait. Every call is also written to the access log.\n\n\
+         {table}\n\
+         {} requests in {seconds:.0} s ({:.0}/s), {} failed; {logged} access log rows.\n\n\
+         | ingest | seconds | records/s |\n|---|---|---|\n\
+         | no API load (mean of a round before and one after) | {:.2} | {:.0} |\n\
+         | under API load | {:.2} | {:.0} |\n\n\
+         Ingest under load keeps **{:.0}%** of its quiet rate (target at least 80%: {verdict}). \
+         Generated {}.\n<!-- /bench:api -->\n",
+        bytes as f64 / 1e9,
+        tokentrail::server::DB_SLOTS,
+        load.requests,
+        load.requests as f64 / seconds,
+        load.errors,
+        quiet.as_secs_f64(),
+        rate(quiet),
+        loaded.as_secs_f64(),
+        rate(loaded),
+        ratio * 100.0,
+        Utc::now().format("%Y-%m-%d %H:%M UTC"),
+    );
+    common::write_section("api", &section);
+}
