@@ -18,3 +18,4 @@ pub mod serve;
 pub mod server;
 pub mod source;
 pub mod store;
+pub mod ui;

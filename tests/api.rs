@@ -599,3 +599,47 @@ fn every_call_is_in_the_access_log_which_the_api_cannot_change() {
 fn rand_marker() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
 }
+
+#[test]
+fn every_dashboard_file_is_compiled_in_and_renders_without_a_failed_panel() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".toml").map(String::from))
+        .collect();
+    files.sort();
+    let compiled: Vec<String> = tokentrail::api::dashboards::DASHBOARDS.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(files, compiled, "src/api/dashboards.rs lists every file of dashboards/");
+    let list = get("/api/dashboards", Role::Auditor).json();
+    assert_eq!(list.as_array().unwrap().len(), compiled.len());
+    for name in compiled {
+        let reply = get(&format!("/api/dashboards/{name}"), Role::Auditor);
+        assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+        let dashboard = reply.json();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            assert!(panel["error"].is_null(), "{name} / {}: {}", panel["title"], panel["error"]);
+        }
+        let with_rows = dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| !p["rows"].as_array().unwrap().is_empty())
+            .count();
+        assert!(
+            with_rows * 2 >= dashboard["panels"].as_array().unwrap().len(),
+            "{name}: most panels show data over the generated week"
+        );
+    }
+    assert_eq!(get("/api/dashboards/nope", Role::Auditor).status, 404);
+}
+
+#[test]
+fn ui_pages_are_served_with_a_strict_content_security_policy() {
+    for path in ["/", "/findings/1", "/sql", "/dashboards/access-overview", "/assets/app.js"] {
+        let reply = get(path, Role::Responder);
+        assert_eq!(reply.status, 200, "{path}");
+        let csp = reply.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"), "{path}: {csp}");
+    }
+    assert_eq!(get("/assets/nope.js", Role::Responder).status, 404);
+}

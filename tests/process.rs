@@ -85,7 +85,8 @@ fn demo_serves_streams_stops_cleanly_and_resumes() {
     let first_position = demo.generated_until().unwrap();
     wait_for("a live tick", || demo.generated_until().is_some_and(|p| p > first_position));
     let page = http_get(&demo.address, "/", Some(&demo.token)).unwrap();
-    assert!(page.0 == 200 && page.1.contains("cosmos_requests") && page.1.contains("demo: generated data"));
+    assert!(page.0 == 200 && page.1.contains("demo: generated data"), "the UI shell: {page:?}");
+    assert!(demo.status()["tables"].to_string().contains("cosmos_requests"));
     assert!(demo.interrupt().success(), "Ctrl-C is a clean exit");
 
     let stopped_at = {

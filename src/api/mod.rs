@@ -8,6 +8,7 @@
 //! and the tests walk the same document, so a new endpoint cannot skip the check.
 
 pub mod audit;
+pub mod dashboards;
 pub mod error;
 pub mod filter;
 pub mod findings;
@@ -85,7 +86,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(status::rules))
         .routes(routes!(status::access_log))
         .routes(routes!(status::openapi))
-        .routes(routes!(status::page_html))
+        .routes(routes!(status::activity))
+        .routes(routes!(dashboards::list))
+        .routes(routes!(dashboards::render))
+        .merge(crate::ui::routes())
 }
 
 /// Who may call what: (method, route template) → roles, read from the OpenAPI

@@ -25,6 +25,8 @@ use duckdb::types::Value;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as JsonValue};
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
@@ -78,9 +80,21 @@ pub async fn run(
         Some(n) if (1..=MAX_ROWS).contains(&n) => n,
         Some(n) => return Err(ApiError::bad_request(format!("limit={n} is out of range; use 1 to {MAX_ROWS}"))),
     };
-    let result = super::db(&state, move |store| execute(&store, &request.sql, limit)).await?;
+    // A client that goes away (closed tab, Cancel in the console) drops this future,
+    // and with it the guard, which stops the query.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(cancelled.clone());
+    let result = super::db(&state, move |store| execute_with(&store, &request.sql, &[], limit, &cancelled)).await?;
     rows.add(result.rows.len() as i64);
     Ok(axum::Json(result))
+}
+
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 fn refused(message: impl Into<String>) -> ApiError {
@@ -89,24 +103,81 @@ fn refused(message: impl Into<String>) -> ApiError {
 
 /// Checks `sql` (see the module documentation) and runs it.
 pub fn execute(store: &crate::store::Store, sql: &str, limit: usize) -> ApiResult<SqlResult> {
+    execute_with(store, sql, &[], limit, &AtomicBool::new(false))
+}
+
+/// [`execute`] with named parameters (`$from`) and a flag that, once set (the client
+/// went away), interrupts the query.
+pub fn execute_with(
+    store: &crate::store::Store,
+    sql: &str,
+    params: &[(&str, Value)],
+    limit: usize,
+    cancelled: &AtomicBool,
+) -> ApiResult<SqlResult> {
     let conn = store.connection()?;
     check(&conn, sql)?;
     let started = Instant::now();
     conn.execute_batch("BEGIN TRANSACTION READ ONLY")?;
     let interrupt = conn.interrupt_handle();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let timer = std::thread::spawn(move || {
-        if done_rx.recv_timeout(TIMEOUT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-            interrupt.interrupt();
-        }
+    let timed_out = AtomicBool::new(false);
+    let outcome = std::thread::scope(|scope| {
+        // Stops the query at the timeout, or as soon as the client has gone.
+        let (timed_out, interrupt) = (&timed_out, &interrupt);
+        scope.spawn(move || {
+            let deadline = started + TIMEOUT;
+            loop {
+                match done_rx.recv_timeout(Duration::from_millis(100)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let late = Instant::now() >= deadline;
+                if late || cancelled.load(Ordering::Relaxed) {
+                    timed_out.store(late, Ordering::Relaxed);
+                    interrupt.interrupt();
+                    return;
+                }
+            }
+        });
+        let outcome = run_rows(&conn, sql, params, limit);
+        let _ = done_tx.send(());
+        outcome
     });
+    let _ = conn.execute_batch("ROLLBACK");
+    let elapsed = started.elapsed();
+    match outcome {
+        Ok((columns, rows, truncated)) => {
+            Ok(SqlResult { columns, rows, truncated, elapsed_ms: elapsed.as_secs_f64() * 1000.0 })
+        }
+        Err(error) if timed_out.load(Ordering::Relaxed) => {
+            tracing::info!(error = %error, "SQL console query interrupted");
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "the query ran longer than {} s and was stopped; narrow it (a time range, a LIMIT)",
+                    TIMEOUT.as_secs()
+                ),
+            ))
+        }
+        // DuckDB's message names what is wrong (a column, a type, a function).
+        Err(error) => Err(ApiError::new(StatusCode::BAD_REQUEST, "sql_error", format!("{error:#}"))),
+    }
+}
+
+type Rows = (Vec<String>, Vec<Vec<JsonValue>>, bool);
+
+/// The columns, up to `limit` rows (and at most [`MAX_RESULT_BYTES`]), and whether more were left.
+fn run_rows(conn: &duckdb::Connection, sql: &str, params: &[(&str, Value)], limit: usize) -> anyhow::Result<Rows> {
     let mut columns = Vec::new();
     let mut out = Vec::new();
     let mut bytes = 0;
     let mut truncated = false;
     let outcome = (|| -> anyhow::Result<()> {
         let mut stmt = conn.prepare(sql)?;
-        each_row(&mut stmt, &[], &mut |event| match event {
+        let values = crate::rules::script::bind(&stmt, params)?;
+        each_row(&mut stmt, &values, &mut |event| match event {
             RowEvent::Columns(names) => {
                 columns = names;
                 true
@@ -122,26 +193,7 @@ pub fn execute(store: &crate::store::Store, sql: &str, limit: usize) -> ApiResul
             }
         })
     })();
-    let _ = done_tx.send(());
-    let _ = timer.join();
-    let _ = conn.execute_batch("ROLLBACK");
-    let elapsed = started.elapsed();
-    match outcome {
-        Ok(()) => Ok(SqlResult { columns, rows: out, truncated, elapsed_ms: elapsed.as_secs_f64() * 1000.0 }),
-        Err(error) if elapsed >= TIMEOUT => {
-            tracing::info!(error = %error, "SQL console query interrupted");
-            Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                format!(
-                    "the query ran longer than {} s and was stopped; narrow it (a time range, a LIMIT)",
-                    TIMEOUT.as_secs()
-                ),
-            ))
-        }
-        // DuckDB's message names what is wrong (a column, a type, a function).
-        Err(error) => Err(ApiError::new(StatusCode::BAD_REQUEST, "sql_error", format!("{error:#}"))),
-    }
+    outcome.map(|()| (columns, out, truncated))
 }
 
 /// Refuses anything but one SELECT over our own tables (see the module documentation).

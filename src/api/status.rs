@@ -9,7 +9,6 @@ use crate::server::AppState;
 use crate::source::eventhubs::PartitionStatus;
 use axum::Extension;
 use axum::extract::State;
-use axum::response::Html;
 use duckdb::types::Value;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as JsonValue};
@@ -187,98 +186,39 @@ pub async fn openapi(State(state): State<AppState>) -> axum::Json<JsonValue> {
     axum::Json((*state.openapi).clone())
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityQuery {
+    /// Hours back from the newest data, 1 to 2,160 (default 48).
+    pub hours: Option<i64>,
 }
 
-/// A small HTML table of JSON objects, every value escaped.
-fn table(rows: &[Object], columns: &[&str]) -> String {
-    let mut html = String::from("<table><tr>");
-    for c in columns {
-        html += &format!("<th>{}</th>", escape(c));
-    }
-    html += "</tr>";
-    for row in rows {
-        html += "<tr>";
-        for c in columns {
-            let cell = match row.get(*c) {
-                None | Some(JsonValue::Null) => "–".to_string(),
-                Some(JsonValue::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-            };
-            let class = if matches!(row.get(*c), Some(JsonValue::Number(_))) { " class=n" } else { "" };
-            html += &format!("<td{class}>{}</td>", escape(&cell));
-        }
-        html += "</tr>";
-    }
-    html + "</table>"
-}
-
-/// The status page.
-#[utoipa::path(get, path = "/", tag = "ui",
+/// Data operations, sign-ins and other records per hour (from the detection engine's
+/// hourly counts, so it is fast on any volume), newest hours last.
+#[utoipa::path(get, path = "/api/activity", tag = "status", params(ActivityQuery),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
-    responses((status = 200, content_type = "text/html", body = String)))]
-pub async fn page_html(State(state): State<AppState>) -> ApiResult<Html<String>> {
-    let status = read(&state).await?;
-    let partitions: Vec<Object> =
-        status.eventhubs.iter().filter_map(|p| serde_json::to_value(p).ok()?.as_object().cloned()).collect();
-    let partitions = if partitions.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<h2>Event Hubs partitions</h2>{}",
-            table(
-                &partitions,
-                &[
-                    "hub",
-                    "partition",
-                    "committed_sequence",
-                    "last_enqueued_sequence",
-                    "lag",
-                    "receive_errors",
-                    "last_error"
-                ]
-            )
+    responses((status = 200, body = Vec<Object>), (status = 400, body = super::error::ErrorBody)))]
+pub async fn activity(
+    State(state): State<AppState>,
+    Extension(rows): Extension<RowCount>,
+    Query(q): Query<ActivityQuery>,
+) -> ApiResult<axum::Json<Vec<Object>>> {
+    let hours = filter::limit(q.hours, 48, 2160)?;
+    let found = super::db(&state, move |store| {
+        objects(
+            &*store.connection()?,
+            "SELECT hour,
+                    coalesce(sum(events) FILTER (WHERE stream LIKE 'cosmos:%'), 0) AS requests,
+                    coalesce(sum(events) FILTER (WHERE stream LIKE 'signins:%'), 0) AS signins,
+                    coalesce(sum(events) FILTER (WHERE stream LIKE 'raw:%'), 0) AS other
+             FROM stream_hours
+             WHERE hour > utc_add((SELECT max(hour) FROM stream_hours), - to_hours(?))
+             GROUP BY 1 ORDER BY 1",
+            &[Value::BigInt(hours)],
         )
-    };
-    Ok(Html(format!(
-        r#"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width">
-<meta http-equiv=refresh content=10><title>TokenTrail status</title>
-<style>body{{font:14px system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse;margin-bottom:2rem}}
-td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:left}}.n{{text-align:right;font-variant-numeric:tabular-nums}}
-.mode{{background:#fff3cd;padding:.4rem .8rem;display:inline-block}}</style></head><body>
-<h1>TokenTrail</h1><p class=mode>{mode}</p>
-<h2>Tables</h2>{tables}
-<h2>Sources</h2>{sources}
-{partitions}
-<h2>Findings</h2>{findings}
-</body></html>"#,
-        mode = escape(&status.mode),
-        tables = table(&status.tables, &["table_name", "rows", "first_time", "last_time"]),
-        sources = table(
-            &status.sources,
-            &[
-                "source_id",
-                "kind",
-                "event_time",
-                "updated_at",
-                "cosmos_rows",
-                "signin_rows",
-                "raw_rows",
-                "quarantined_rows"
-            ]
-        ),
-        findings = table(&status.findings, &["status", "severity", "findings"]),
-    )))
+    })
+    .await?;
+    rows.add(found.len() as i64);
+    Ok(axum::Json(found))
 }

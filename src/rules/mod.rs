@@ -23,7 +23,7 @@ pub mod findings;
 pub mod live;
 pub mod network;
 pub mod rule;
-mod script;
+pub(crate) mod script;
 
 pub use absorb::Absorbed;
 pub use evaluate::RuleRun;

@@ -1,0 +1,476 @@
+// TokenTrail web UI: draws the page named by the URL from the API, with the session
+// cookie. Every page is a deep link; filters live in the query string. Data is only
+// ever put into the page as text (never as HTML).
+"use strict";
+
+const main = () => document.getElementById("main");
+let me = null;
+
+// ---- DOM and formatting -------------------------------------------------------
+
+/** el("a", {href: "/x", class: "b"}, "text", child) */
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value === true) node.setAttribute(key, "");
+    else node.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+/** A time in UTC, with the viewer's local time on hover. */
+function time(value) {
+  if (!value) return "–";
+  const d = new Date(value);
+  if (isNaN(d)) return String(value);
+  const utc = d.toISOString().replace("T", " ").replace(/\.\d+Z$|Z$/, "") + " UTC";
+  return el("time", { datetime: d.toISOString(), title: d.toLocaleString() + " (local)" }, utc);
+}
+
+const number = (n) => (typeof n === "number" ? n.toLocaleString("en-US") : n);
+
+function bytes(n) {
+  if (typeof n !== "number") return n ?? "–";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+const severityBadge = (s) => el("span", { class: `sev sev-${s}` }, s);
+const statusBadge = (s) => el("span", { class: `status status-${s}` }, s);
+
+/** How a cell of column `name` is shown: ids become links, times <time>. */
+function cell(name, value) {
+  if (value === null || value === undefined) return "–";
+  if (name === "principal_id" && typeof value === "string" && !value.startsWith("key:"))
+    return el("a", { href: `/principals/${encodeURIComponent(value)}` }, value);
+  if (name === "id" && typeof value === "number") return el("a", { href: `/findings/${value}` }, String(value));
+  if (name === "severity") return severityBadge(value);
+  if (name === "status" && typeof value === "string") return statusBadge(value);
+  if (/(^time$|_time$|_at$|^first|^last|_seen$|^hour$|^day$)/.test(name) && typeof value === "string" && /^\d{4}-\d\d-\d\d/.test(value))
+    return time(value);
+  if (/bytes|_length$/.test(name) && typeof value === "number") return el("span", { title: number(value) }, bytes(value));
+  if (typeof value === "number") return number(value);
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+/** A table of row objects (or arrays with `columns`). */
+function table(columns, rows, caption) {
+  if (!rows.length) return el("p", { class: "muted" }, caption ? `${caption}: none` : "No rows.");
+  const head = el("tr", {}, columns.map((c) => el("th", { scope: "col" }, c)));
+  const body = rows.map((row) =>
+    el("tr", {}, columns.map((c, i) => {
+      const value = Array.isArray(row) ? row[i] : row[c];
+      return el("td", { class: typeof value === "number" ? "n" : null }, cell(c, value));
+    })));
+  return el("div", { class: "scroll" }, el("table", {}, caption ? el("caption", {}, caption) : null, el("thead", {}, head), el("tbody", {}, body)));
+}
+
+function section(title, ...content) {
+  return el("section", {}, el("h2", {}, title), ...content);
+}
+
+function problem(error) {
+  return el("p", { class: "error", role: "alert" }, error.message || String(error));
+}
+
+function render(...nodes) {
+  main().replaceChildren(...nodes);
+}
+
+// ---- API ----------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+}
+
+async function api(path, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  if (options.method && options.method !== "GET" && me) headers["X-CSRF-Token"] = me.csrf_token;
+  const response = await fetch(path, {
+    method: options.method || "GET",
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    credentials: "same-origin",
+    signal: options.signal,
+  });
+  if (response.status === 401) {
+    location.assign(`/auth/login?return_to=${encodeURIComponent(location.pathname + location.search)}`);
+    throw new ApiError(401, "unauthorized", "Signing in…");
+  }
+  const text = await response.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch { body = null; }
+  if (!response.ok) {
+    const error = body && body.error ? body.error : { code: "http", message: `${response.status} ${text.slice(0, 200)}` };
+    throw new ApiError(response.status, error.code, error.message);
+  }
+  return body;
+}
+
+const has = (role) => me && me.roles.includes(`TokenTrail.${role}`);
+const params = () => new URLSearchParams(location.search);
+
+function query(values) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(values)) if (v !== null && v !== undefined && v !== "") q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+// ---- Charts -------------------------------------------------------------------
+
+/** A time-series line chart (uPlot): first column the time, the others series. */
+function lineChart(columns, rows, height = 220) {
+  const box = el("div", { class: "chart", role: "img", "aria-label": `Chart of ${columns.slice(1).join(", ")} over time` });
+  if (!rows.length || typeof uPlot === "undefined") return rows.length ? box : el("p", { class: "muted" }, "No data in this period.");
+  const xs = rows.map((r) => new Date(Array.isArray(r) ? r[0] : r[columns[0]]).getTime() / 1000);
+  const series = columns.slice(1).map((c, i) => rows.map((r) => { const v = Array.isArray(r) ? r[i + 1] : r[c]; return v === null ? null : Number(v); }));
+  const colors = ["#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#57606a"];
+  const draw = () => {
+    const width = Math.max(280, box.clientWidth || 600);
+    box.replaceChildren();
+    new uPlot({
+      width, height,
+      series: [{ label: "UTC" }, ...columns.slice(1).map((c, i) => ({ label: c, stroke: colors[i % colors.length], width: 1.5 }))],
+      axes: [{}, { size: 60 }],
+      scales: { x: { time: true } },
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+    }, [xs, ...series], box);
+  };
+  requestAnimationFrame(draw);
+  let timer = null;
+  addEventListener("resize", () => { clearTimeout(timer); timer = setTimeout(draw, 150); });
+  return box;
+}
+
+/** Horizontal bars: first column the label, second the value. */
+function barChart(columns, rows) {
+  if (!rows.length) return el("p", { class: "muted" }, "No data in this period.");
+  const get = (r, i) => (Array.isArray(r) ? r[i] : r[columns[i]]);
+  const max = Math.max(...rows.map((r) => Number(get(r, 1)) || 0), 1);
+  const isBytes = /bytes/.test(columns[1]);
+  return el("div", { class: "bars", role: "list" }, rows.map((r) => {
+    const v = Number(get(r, 1)) || 0;
+    return el("div", { class: "bar", role: "listitem" },
+      el("span", { class: "label", title: String(get(r, 0)) }, cell(columns[0], get(r, 0))),
+      el("span", { class: "track" }, el("span", { class: "fill", style: null, "data-w": (100 * v) / max })),
+      el("span", { class: "n" }, isBytes ? bytes(v) : number(v)));
+  }));
+}
+
+/** Widths are set from script (CSSOM), which the page's CSP allows; inline styles it does not. */
+function sizeBars(root) {
+  for (const fill of root.querySelectorAll(".fill[data-w]")) fill.style.width = `${fill.dataset.w}%`;
+}
+
+// ---- Pages --------------------------------------------------------------------
+
+async function overview() {
+  const [status, activity, open] = await Promise.all([
+    api("/api/status"),
+    api("/api/activity?hours=168"),
+    api("/api/findings?status=open,acknowledged&limit=10"),
+  ]);
+  const bySeverity = {};
+  for (const f of status.findings) if (f.status === "open" || f.status === "acknowledged") bySeverity[f.severity] = (bySeverity[f.severity] || 0) + f.findings;
+  const quarantined = status.tables.find((t) => t.table_name === "quarantine");
+  render(
+    el("h1", {}, "Overview"),
+    el("div", { class: "cards" },
+      ["critical", "high", "medium", "low"].map((s) =>
+        el("a", { class: `card sev-${s}`, href: `/findings${query({ status: "open,acknowledged", severity: s })}` },
+          el("strong", {}, number(bySeverity[s] || 0)), ` open ${s}`)),
+      el("a", { class: "card", href: "/search" }, el("strong", {}, number(quarantined ? quarantined.rows : 0)), " quarantined records")),
+    section("Activity (last 7 days of data, per hour, UTC)", lineChart(["hour", "requests", "signins", "other"], activity)),
+    section("Open findings", table(["id", "severity", "title", "principal_name", "entity", "last_seen", "count", "status"], open.rows),
+      el("p", {}, el("a", { href: "/findings?status=open,acknowledged" }, "All open findings →"))),
+    section("Ingest sources", table(["source_id", "kind", "event_time", "updated_at", "cosmos_rows", "signin_rows", "raw_rows", "quarantined_rows"], status.sources)),
+    status.eventhubs.length ? section("Event Hubs partitions", table(["hub", "partition", "committed_sequence", "last_enqueued_sequence", "lag", "receive_errors", "last_error"], status.eventhubs)) : null,
+    section("Tables", table(["table_name", "rows", "first_time", "last_time"], status.tables)),
+  );
+}
+
+function filterForm(fields, values, action) {
+  const form = el("form", { class: "filters", method: "get", action },
+    fields.map(([name, label, options]) => {
+      const id = `f-${name}`;
+      const input = options
+        ? el("select", { id, name }, el("option", { value: "" }, "any"), options.map((o) => el("option", { value: o, selected: values.get(name) === o }, o)))
+        : el("input", { id, name, value: values.get(name) || "", type: name === "from" || name === "to" ? "text" : "search", placeholder: name === "from" || name === "to" ? "2026-11-26T00:00:00Z" : "" });
+      return el("label", { for: id }, label, input);
+    }),
+    el("button", { type: "submit" }, "Apply"));
+  return form;
+}
+
+async function findings() {
+  const p = params();
+  const page = await api(`/api/findings${query({ status: p.get("status"), severity: p.get("severity"), rule: p.get("rule"), principal: p.get("principal"), from: p.get("from"), to: p.get("to"), cursor: p.get("cursor"), limit: 50 })}`);
+  const next = new URLSearchParams(p);
+  if (page.next_cursor) next.set("cursor", page.next_cursor);
+  render(
+    el("h1", {}, "Findings"),
+    filterForm([
+      ["status", "Status", ["open", "acknowledged", "resolved", "suppressed", "withdrawn", "open,acknowledged"]],
+      ["severity", "Severity", ["critical", "high", "medium", "low", "critical,high"]],
+      ["rule", "Rule"], ["principal", "Principal id"], ["from", "From (UTC)"], ["to", "To (UTC)"],
+    ], p, "/findings"),
+    table(["id", "severity", "status", "title", "principal_id", "principal_name", "entity", "first_seen", "last_seen", "count"], page.rows),
+    page.next_cursor ? el("p", {}, el("a", { href: `/findings?${next}`, rel: "next" }, "Next page →")) : null,
+  );
+}
+
+async function finding(id) {
+  const d = await api(`/api/findings/${encodeURIComponent(id)}`);
+  const f = d.finding;
+  const comment = el("textarea", { id: "comment", name: "comment", rows: 2, required: true, placeholder: "Why: what you found, what you did" });
+  const note = el("p", { role: "status", "aria-live": "polite" });
+  const act = (action) => async (event) => {
+    event.preventDefault();
+    note.textContent = "";
+    if (!comment.value.trim()) { note.textContent = "Write a comment first: the next person on call reads it."; comment.focus(); return; }
+    try {
+      await api(`/api/findings/${f.id}/${action}`, { method: "POST", body: { comment: comment.value } });
+      await finding(id);
+      document.getElementById("finding-status").focus();
+    } catch (e) { note.replaceChildren(problem(e)); }
+  };
+  const actions = [];
+  if (has("Responder")) {
+    if (f.status === "open") actions.push(["acknowledge", "Acknowledge"], ["resolve", "Resolve"]);
+    if (f.status === "acknowledged") actions.push(["resolve", "Resolve"], ["reopen", "Reopen"]);
+    if (f.status === "resolved" || f.status === "suppressed") actions.push(["reopen", "Reopen"]);
+  }
+  if (has("Admin") && (f.status === "open" || f.status === "acknowledged")) actions.push(["suppress", "Suppress"]);
+  // Sign-ins and data operations of the principal on one timeline.
+  const timeline = [
+    ...d.signins.map((s) => ({ time: s.time, what: "sign-in", detail: `${s.kind} ${s.error_code ? "FAILED " + s.error_code : "ok"} from ${s.ip_address || "(no address)"} ${s.country || ""} ${s.city || ""} to ${s.app_display_name || s.app_id || "?"}`, risk: s.risk_level_aggregated || s.risk_level })),
+    ...d.evidence.filter((e) => e.row && e.evidence_table === "cosmos_requests").map((e) => ({ time: e.time, what: "data (evidence)", detail: `${e.row.operation} ${e.row.status_code} ${e.row.account}/${e.row.database_name}/${e.row.collection_name} from ${e.row.client_ip} (${bytes(e.row.response_length)} out, ${e.row.auth_token_type})`, risk: null })),
+    ...d.evidence.filter((e) => e.row && e.evidence_table === "signins").map((e) => ({ time: e.time, what: "sign-in (evidence)", detail: `${e.row.kind} from ${e.row.ip_address} ${e.row.country || ""} to ${e.row.app_display_name || ""}`, risk: e.row.risk_level })),
+  ].sort((a, b) => (a.time < b.time ? 1 : -1)).slice(0, 300);
+  render(
+    el("p", {}, el("a", { href: "/findings" }, "← Findings")),
+    el("h1", {}, `#${f.id} ${f.title}`),
+    el("p", { class: "facts" }, severityBadge(f.severity), " ", el("span", { id: "finding-status", tabindex: -1 }, statusBadge(f.status)), " ",
+      f.principal_id ? el("a", { href: `/principals/${encodeURIComponent(f.principal_id)}` }, f.principal_name || f.principal_id) : "no principal",
+      ` · ${f.entity} · ${number(f.count)} events · first `, time(f.first_seen), " · last ", time(f.last_seen)),
+    f.summary ? el("p", { class: "summary" }, f.summary) : null,
+    d.rule ? section("What this rule looks for", el("p", {}, d.rule.description),
+      el("h3", {}, "What to do"), el("p", {}, d.rule.remediation),
+      el("p", { class: "muted" }, `Rule ${d.rule.id} · SOC 2 ${(d.rule.soc2 || []).join(", ")} · MITRE ${d.rule.mitre || "–"}`)) : null,
+    actions.length ? section("Act on it",
+      el("form", { class: "act" }, el("label", { for: "comment" }, "Comment"), comment,
+        el("div", {}, actions.map(([action, label]) => el("button", { type: "button", "data-action": action, onclick: act(action) }, label))), note)) : null,
+    section(`Timeline: the principal's sign-ins beside the evidence (${timeline.length})`, table(["time", "what", "detail", "risk"], timeline)),
+    section(`Evidence (${d.evidence.length} of ${number(d.evidence_total)})`,
+      table(["time", "evidence_table", "row_id", "detail"], d.evidence)),
+    section("History", table(["changed_at", "changed_by", "from_status", "to_status", "comment"], d.history)),
+  );
+}
+
+async function principal(id) {
+  const p = params();
+  const d = await api(`/api/principals/${encodeURIComponent(id)}${query({ from: p.get("from"), to: p.get("to") })}`);
+  const pr = d.principal;
+  render(
+    el("h1", {}, pr.principal_name || pr.display_name || pr.principal_id),
+    el("p", { class: "facts" }, `${pr.kind} · ${pr.principal_id} · app ${pr.app_name || pr.app_id || "–"} · first seen `, time(pr.first_seen), " · last seen ", time(pr.last_seen)),
+    filterForm([["from", "From (UTC)"], ["to", "To (UTC)"]], new URLSearchParams({ from: p.get("from") || d.from, to: p.get("to") || d.to }), location.pathname),
+    section("Volume per day against its baseline (median of the 28 days before)", lineChart(["day", "requests", "baseline_requests", "signins"], d.daily)),
+    section("Where it signed in from", table(["country", "city", "ip_address", "app_display_name", "kind", "signins", "failed", "risk", "first", "last"], d.signin_sources)),
+    section("What it touched", table(["account", "database_name", "collection_name", "operation", "requests", "bytes_out", "denied", "first", "last"], d.data_access)),
+    section("User agents", table(["user_agent", "seen_in", "events", "last"], d.user_agents)),
+    section("Findings", table(["id", "severity", "status", "title", "entity", "last_seen", "count"], d.findings)),
+    section("Timeline", table(["time", "type", "what"], d.timeline)),
+  );
+}
+
+const SEARCH_FIELDS = {
+  requests: [["principal", "Principal id"], ["ip", "IP or CIDR"], ["account", "Account"], ["database", "Database"], ["collection", "Collection"], ["operation", "Operation"], ["status", "Status code"], ["auth", "Auth", ["entra_id", "account_key", "resource_token", "unknown"]], ["from", "From (UTC)"], ["to", "To (UTC)"]],
+  signins: [["principal", "Principal id"], ["ip", "IP or CIDR"], ["kind", "Kind", ["user_interactive", "user_noninteractive", "service_principal", "managed_identity"]], ["country", "Country"], ["app", "App id"], ["failed", "Failed", ["true", "false"]], ["from", "From (UTC)"], ["to", "To (UTC)"]],
+};
+
+async function search() {
+  const p = params();
+  const kind = p.get("kind") === "signins" ? "signins" : "requests";
+  const filters = {};
+  for (const [name] of SEARCH_FIELDS[kind]) if (p.get(name)) filters[name] = p.get(name);
+  const tabs = el("p", { class: "tabs" }, ["requests", "signins"].map((k) =>
+    el("a", { href: `/search?kind=${k}`, "aria-current": k === kind ? "page" : null }, k === "requests" ? "Data operations" : "Sign-ins")));
+  const form = filterForm(SEARCH_FIELDS[kind], p, "/search");
+  form.append(el("input", { type: "hidden", name: "kind", value: kind }));
+  const shell = [el("h1", {}, "Search"), tabs, form];
+  if (!Object.keys(filters).length && !p.has("all")) {
+    render(...shell, el("p", { class: "muted" }, "Set a filter, or ", el("a", { href: `/search?kind=${kind}&all=1` }, "show the newest"), "."));
+    return;
+  }
+  const page = await api(`/api/search/${kind}${query({ ...filters, cursor: p.get("cursor"), limit: 100 })}`);
+  const next = new URLSearchParams(p);
+  if (page.next_cursor) next.set("cursor", page.next_cursor);
+  const columns = page.rows.length ? Object.keys(page.rows[0]) : [];
+  render(...shell,
+    el("p", {}, `${page.rows.length} rows `, el("a", { href: `/api/search/${kind}${query({ ...filters, format: "csv" })}`, download: `${kind}.csv` }, "Download CSV (all matches)"), " · ",
+      el("a", { href: `/api/search/${kind}${query({ ...filters, format: "ndjson" })}`, download: `${kind}.ndjson` }, "NDJSON")),
+    table(columns, page.rows),
+    page.next_cursor ? el("p", {}, el("a", { href: `/search?${next}`, rel: "next" }, "Next page →")) : null);
+}
+
+async function sql() {
+  if (!has("Responder")) { render(el("h1", {}, "SQL"), el("p", {}, "The SQL console is for the TokenTrail.Responder role.")); return; }
+  const [schema, saved] = await Promise.all([api("/api/sql/schema"), api("/api/sql/saved")]);
+  const editor = el("textarea", { id: "sql", name: "sql", rows: 8, spellcheck: "false", class: "code" },
+    params().get("q") || "SELECT operation, count(*) AS requests\nFROM cosmos_requests\nGROUP BY 1\nORDER BY 2 DESC");
+  const out = el("div", { id: "result", "aria-live": "polite" });
+  const run = el("button", { type: "submit", id: "run" }, "Run (Ctrl+Enter)");
+  const cancel = el("button", { type: "button", id: "cancel", disabled: true }, "Cancel");
+  let controller = null;
+  const execute = async (event) => {
+    event && event.preventDefault();
+    controller = new AbortController();
+    run.disabled = true; cancel.disabled = false;
+    const started = performance.now();
+    const progress = el("p", { class: "muted" }, "Running… 0.0 s");
+    const tick = setInterval(() => { progress.textContent = `Running… ${((performance.now() - started) / 1000).toFixed(1)} s`; }, 100);
+    out.replaceChildren(progress);
+    try {
+      const r = await api("/api/sql", { method: "POST", body: { sql: editor.value }, signal: controller.signal });
+      history.replaceState(null, "", `/sql?q=${encodeURIComponent(editor.value)}`);
+      out.replaceChildren(el("p", { class: "muted" }, `${r.rows.length} rows in ${r.elapsed_ms.toFixed(0)} ms${r.truncated ? " (truncated)" : ""}`), table(r.columns, r.rows));
+    } catch (e) {
+      out.replaceChildren(e.name === "AbortError" ? el("p", { role: "alert" }, "Cancelled.") : problem(e));
+    } finally {
+      clearInterval(tick); run.disabled = false; cancel.disabled = true;
+    }
+  };
+  cancel.addEventListener("click", () => controller && controller.abort());
+  editor.addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) execute(e); });
+  const name = el("input", { id: "save-name", name: "name", placeholder: "Name" });
+  const save = async (event) => {
+    event.preventDefault();
+    try { await api("/api/sql/saved", { method: "POST", body: { name: name.value, sql: editor.value } }); await sql(); }
+    catch (e) { out.replaceChildren(problem(e)); }
+  };
+  render(
+    el("h1", {}, "SQL (read-only)"),
+    el("div", { class: "console" },
+      el("div", {},
+        el("form", { onsubmit: execute }, el("label", { for: "sql" }, "Query: one SELECT over TokenTrail's tables"), editor, el("div", {}, run, " ", cancel)),
+        el("form", { class: "save", onsubmit: save }, el("label", { for: "save-name" }, "Save as"), name, el("button", { type: "submit" }, "Save")),
+        out),
+      el("aside", { "aria-label": "Schema and saved queries" },
+        el("h2", {}, "Saved queries"),
+        saved.length ? el("ul", {}, saved.map((q) => el("li", {}, el("a", { href: `/sql?q=${encodeURIComponent(q.sql)}` }, q.name)))) : el("p", { class: "muted" }, "None yet."),
+        el("h2", {}, "Schema"),
+        schema.map((t) => el("details", {}, el("summary", {}, `${t.table_name} (${t.kind})`),
+          el("ul", { class: "cols" }, t.columns.map((c) => el("li", {}, el("code", {}, c.name), ` ${c.type}`))))))),
+  );
+}
+
+async function dashboards() {
+  const list = await api("/api/dashboards");
+  render(el("h1", {}, "Dashboards"), el("ul", { class: "list" }, list.map((d) =>
+    el("li", {}, el("a", { href: `/dashboards/${d.name}` }, d.title), el("p", { class: "muted" }, d.description)))));
+}
+
+async function dashboard(name) {
+  const p = params();
+  const d = await api(`/api/dashboards/${encodeURIComponent(name)}${query({ from: p.get("from"), to: p.get("to") })}`);
+  render(
+    el("p", {}, el("a", { href: "/dashboards" }, "← Dashboards")),
+    el("h1", {}, d.title), el("p", { class: "muted" }, d.description),
+    filterForm([["from", "From (UTC)"], ["to", "To (UTC)"]], new URLSearchParams({ from: p.get("from") || d.from, to: p.get("to") || d.to }), location.pathname),
+    el("div", { class: "panels" }, d.panels.map((panel) => el("section", { class: `panel panel-${panel.chart}` },
+      el("h2", {}, panel.title),
+      panel.error ? el("p", { class: "error" }, panel.error)
+        : panel.chart === "line" ? lineChart(panel.columns, panel.rows)
+        : panel.chart === "bar" ? barChart(panel.columns, panel.rows)
+        : panel.chart === "number" ? el("p", { class: "big" }, number(panel.rows[0] ? panel.rows[0][0] : 0))
+        : table(panel.columns, panel.rows)))),
+  );
+  sizeBars(main());
+}
+
+const CRITERIA = [
+  ["CC6.1", "Logical access: who can reach the data and how they authenticate"],
+  ["CC6.2", "Access provisioning: principals active in the period, new and dormant"],
+  ["CC6.3", "Access review: the same population, for review"],
+  ["CC7.2", "Monitoring: sources and their completeness, rules, findings"],
+  ["CC7.3", "Incident evaluation: each finding with who acknowledged it, when"],
+  ["CC7.4", "Incident response: resolutions and time to acknowledge"],
+];
+
+async function evidence() {
+  if (!has("Auditor")) { render(el("h1", {}, "Evidence"), el("p", {}, "Evidence packs are for the TokenTrail.Auditor role.")); return; }
+  const today = new Date(); today.setUTCHours(0, 0, 0, 0);
+  const start = new Date(today.getTime() - 90 * 86400000);
+  const day = (d) => d.toISOString().slice(0, 10);
+  const from = el("input", { id: "ev-from", type: "date", value: day(start), required: true });
+  const to = el("input", { id: "ev-to", type: "date", value: day(today), required: true });
+  const boxes = CRITERIA.map(([c, label]) => el("label", { class: "check" }, el("input", { type: "checkbox", name: "criteria", value: c, checked: true }), ` ${c} `, el("span", { class: "muted" }, label)));
+  const link = el("a", { id: "download", class: "button", href: "#" }, "Download evidence pack");
+  const update = () => {
+    const criteria = boxes.map((b) => b.querySelector("input")).filter((i) => i.checked).map((i) => i.value).join(",");
+    link.href = `/api/evidence${query({ criteria, from: `${from.value}T00:00:00Z`, to: `${to.value}T00:00:00Z` })}`;
+    link.setAttribute("download", `tokentrail-evidence-${from.value}-${to.value}.zip`);
+  };
+  for (const input of [from, to, ...boxes.map((b) => b.querySelector("input"))]) input.addEventListener("change", update);
+  update();
+  render(
+    el("h1", {}, "SOC 2 evidence"),
+    el("p", {}, "Pick the criteria and the period (UTC days; the end is exclusive). The pack is one zip an auditor can verify on their own: a signed manifest, SHA-256 sums, each population as CSV and Parquet, and a report."),
+    el("form", { class: "evidence" }, el("fieldset", {}, el("legend", {}, "Criteria"), boxes),
+      el("label", { for: "ev-from" }, "From"), from, el("label", { for: "ev-to" }, "To"), to, el("p", {}, link)),
+    el("p", { class: "muted" }, "Verify a pack: ", el("code", {}, "tokentrail evidence verify PACK.zip"), " · ", el("a", { href: "/api/evidence/public-key" }, "signing public key")),
+  );
+}
+
+// ---- Start --------------------------------------------------------------------
+
+async function showUser() {
+  me = await api("/auth/me");
+  const roles = me.roles.map((r) => r.replace("TokenTrail.", "")).join(", ") || "no role";
+  const signOut = el("button", { type: "button", class: "link" }, "Sign out");
+  signOut.addEventListener("click", async () => { await api("/auth/logout", { method: "POST", body: {} }).catch(() => {}); location.assign("/"); });
+  document.getElementById("who").replaceChildren(el("span", { title: `oid ${me.oid}, tenant ${me.tid}` }, `${me.name || me.oid} (${roles})`), " ", signOut);
+  for (const a of document.querySelectorAll("header nav a")) {
+    const here = a.getAttribute("href") === "/" ? location.pathname === "/" : location.pathname.startsWith(a.getAttribute("href"));
+    if (here) a.setAttribute("aria-current", "page");
+  }
+}
+
+const ROUTES = [
+  [/^\/$/, overview], [/^\/findings$/, findings], [/^\/findings\/(\d+)$/, finding], [/^\/principals\/([^/]+)$/, principal],
+  [/^\/search$/, search], [/^\/sql$/, sql], [/^\/dashboards$/, dashboards], [/^\/dashboards\/([\w-]+)$/, dashboard], [/^\/evidence$/, evidence],
+];
+
+async function start() {
+  try {
+    await showUser();
+    const path = location.pathname;
+    for (const [pattern, page] of ROUTES) {
+      const m = path.match(pattern);
+      if (m) {
+        await page(...m.slice(1).map(decodeURIComponent));
+        document.title = `${document.querySelector("h1")?.textContent || "TokenTrail"} · TokenTrail`;
+        document.body.dataset.ready = "true";
+        return;
+      }
+    }
+    render(el("h1", {}, "Not found"), el("p", {}, el("a", { href: "/" }, "Overview")));
+  } catch (e) {
+    if (e.status !== 401) render(el("h1", {}, "Something went wrong"), problem(e));
+  }
+  document.body.dataset.ready = "true";
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,281 @@
+//! The web UI end to end in real headless Chromium (Debian's `chromium` and
+//! `chromedriver`, installed by `.ci/run`), driven over WebDriver: sign in through the
+//! demo's development issuer, open a finding a generated scenario raised, acknowledge
+//! it, run SQL, open every dashboard, download an evidence pack; screenshots of each
+//! page go to `<target>/tmp/ui-screenshots/`. No page may request anything outside
+//! the service.
+
+mod common;
+
+use common::demo::Demo;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// chromedriver on a free port, and a WebDriver session in headless Chromium.
+async fn browser(profile: &std::path::Path) -> (Driver, Client) {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed (.ci/run installs Debian's chromium-driver)");
+    let driver = Driver(driver);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                "--window-size=1280,900", format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    let client = ClientBuilder::rustls()
+        .expect("TLS roots")
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("WebDriver session");
+    (driver, client)
+}
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    assert!(png.len() > 1000, "a real screenshot of {name}");
+    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+}
+
+/// Waits until the page script has drawn the page (`body[data-ready]`).
+async fn ready(client: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done =
+            client.execute("return document.body && document.body.dataset.ready === 'true'", vec![]).await.unwrap();
+        if done == Value::Bool(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "page {} not drawn in 30 s", client.current_url().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn open(client: &Client, base: &str, path: &str) {
+    client.goto(&format!("{base}{path}")).await.unwrap();
+    ready(client).await;
+    let error = client
+        .execute("const e = document.querySelector('main .error'); return e ? e.textContent : null", vec![])
+        .await
+        .unwrap();
+    assert_eq!(error, Value::Null, "{path} shows an error");
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+}
+
+/// Signs in through the development issuer's page (the same OIDC code + PKCE flow as Entra ID).
+async fn sign_in(client: &Client, base: &str, role: &str) {
+    client.goto(&format!("{base}/")).await.unwrap();
+    let url = client.current_url().await.unwrap();
+    assert!(url.path().starts_with("/dev-issuer/authorize"), "sent to sign in: {url}");
+    let page = client.source().await.unwrap();
+    assert!(page.to_lowercase().contains("development"), "the sign-in page says it is for development");
+    client
+        .find(Locator::Css("select[name=role]"))
+        .await
+        .unwrap()
+        .select_by_value(&format!("TokenTrail.{role}"))
+        .await
+        .unwrap();
+    let name = client.find(Locator::Css("input[name=name]")).await.unwrap();
+    name.clear().await.unwrap();
+    name.send_keys(&format!("UI {role}")).await.unwrap();
+    client.find(Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
+    ready(client).await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/");
+    assert!(text(client, "#who").await.contains(role));
+    assert!(text(client, ".dev").await.contains("DEVELOPMENT"));
+}
+
+async fn sign_out(client: &Client) {
+    client.find(Locator::Css("#who button")).await.unwrap().click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client.current_url().await.unwrap().path().starts_with("/dev-issuer/") {
+        assert!(Instant::now() < deadline, "signed out and sent to sign in again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every resource the page loaded came from the service.
+async fn only_local_requests(client: &Client, base: &str) {
+    let urls = client
+        .execute("return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])", vec![])
+        .await
+        .unwrap();
+    for url in urls.as_array().unwrap() {
+        let url = url.as_str().unwrap();
+        assert!(url.starts_with(base), "{url} is outside the service");
+    }
+}
+
+async fn wait_for(client: &Client, what: &str, script: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = client.execute(script, vec![]).await.unwrap();
+        if !value.is_null() && value != Value::Bool(false) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_on_call_engineer_and_an_auditor_use_the_ui() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ui.duckdb");
+    let demo = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || Demo::start(&db)
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", demo.address);
+    let (_driver, client) = browser(&dir.path().join("profile")).await;
+
+    sign_in(&client, &base, "Responder").await;
+    // Findings appear once detection has run over the backfilled day.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        open(&client, &base, "/findings?status=open").await;
+        if client.find(Locator::Css("main table a[href^='/findings/']")).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no open finding within 60 s of the demo start");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    open(&client, &base, "/").await;
+    shot(&client, "overview").await;
+    assert!(client.find(Locator::Css(".chart canvas")).await.is_ok(), "the activity chart is drawn");
+    only_local_requests(&client, &base).await;
+
+    open(&client, &base, "/findings?status=open").await;
+    shot(&client, "findings").await;
+    let link = client.find(Locator::Css("main table a[href^='/findings/']")).await.unwrap();
+    let href = link.attr("href").await.unwrap().unwrap();
+    link.click().await.unwrap();
+    ready(&client).await;
+    assert_eq!(client.current_url().await.unwrap().path(), href);
+    assert!(text(&client, "main").await.contains("What to do"), "the rule's remediation is shown");
+    shot(&client, "finding").await;
+    assert_eq!(text(&client, "#finding-status").await, "open");
+    client.find(Locator::Css("#comment")).await.unwrap().send_keys("on it: checking with the app owner").await.unwrap();
+    client.find(Locator::Css("button[data-action=acknowledge]")).await.unwrap().click().await.unwrap();
+    wait_for(
+        &client,
+        "the status to change",
+        "return document.querySelector('#finding-status')?.textContent === 'acknowledged' || null",
+    )
+    .await;
+    assert!(
+        text(&client, "main").await.contains("on it: checking with the app owner"),
+        "the comment is in the history"
+    );
+    shot(&client, "finding-acknowledged").await;
+
+    // The principal behind it, if there is one.
+    if let Ok(principal) = client.find(Locator::Css("main .facts a[href^='/principals/']")).await {
+        principal.click().await.unwrap();
+        ready(&client).await;
+        assert!(text(&client, "main").await.contains("Where it signed in from"));
+        shot(&client, "principal").await;
+    }
+
+    open(&client, &base, "/sql").await;
+    let editor = client.find(Locator::Css("#sql")).await.unwrap();
+    editor.clear().await.unwrap();
+    editor.send_keys("SELECT kind, count(*) AS signins FROM signins GROUP BY 1 ORDER BY 1").await.unwrap();
+    client.find(Locator::Css("#run")).await.unwrap().click().await.unwrap();
+    wait_for(&client, "the query result", "return document.querySelector('#result table') ? true : null").await;
+    assert!(text(&client, "#result").await.contains("managed_identity"));
+    shot(&client, "sql").await;
+
+    open(&client, &base, "/search?kind=requests&all=1").await;
+    assert!(client.find(Locator::Css("main table")).await.is_ok());
+    shot(&client, "search").await;
+
+    open(&client, &base, "/dashboards").await;
+    let names: Vec<String> = tokentrail::api::dashboards::DASHBOARDS.iter().map(|(n, _)| n.to_string()).collect();
+    assert!(names.len() >= 3);
+    for name in &names {
+        open(&client, &base, &format!("/dashboards/{name}")).await;
+        let panels = client.find_all(Locator::Css("section.panel")).await.unwrap();
+        assert!(!panels.is_empty(), "{name} has panels");
+        shot(&client, &format!("dashboard-{name}")).await;
+        only_local_requests(&client, &base).await;
+    }
+
+    // A phone-sized window still works.
+    client.set_window_size(390, 844).await.unwrap();
+    open(&client, &base, "/").await;
+    shot(&client, "overview-390px").await;
+    client.set_window_size(1280, 900).await.unwrap();
+
+    sign_out(&client).await;
+    sign_in(&client, &base, "Auditor").await;
+    open(&client, &base, "/evidence").await;
+    let href = client.find(Locator::Css("#download")).await.unwrap().attr("href").await.unwrap().unwrap();
+    assert!(href.starts_with("/api/evidence?criteria="), "{href}");
+    shot(&client, "evidence").await;
+    // Download the pack through the page's session, as the link does.
+    let download = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(document.querySelector('#download').href, {credentials: 'same-origin'})
+               .then(async r => { const b = new Uint8Array(await r.arrayBuffer());
+                                  done([r.status, r.headers.get('content-type'), b.length, b[0], b[1]]); })
+               .catch(e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let download = download.as_array().unwrap_or_else(|| panic!("download failed: {download}")).clone();
+    assert_eq!(download[0], 200, "{download:?}");
+    assert!(download[2].as_u64().unwrap() > 1000, "{download:?}");
+    assert_eq!((download[3].as_u64(), download[4].as_u64()), (Some(b'P' as u64), Some(b'K' as u64)), "a zip file");
+    only_local_requests(&client, &base).await;
+
+    client.close().await.unwrap();
+    assert!(demo.interrupt().success());
+    println!("screenshots in {}", screenshots().display());
+}
