@@ -2,6 +2,8 @@
 //! section of BENCHMARKS.md.
 #![allow(dead_code)]
 
+pub mod synthetic;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -64,18 +64,13 @@ pub async fn profile(
     let from = q.from.as_deref().map(|t| super::error::parse_time("from", t)).transpose()?;
     let profile = super::db(&state, move |store| -> ApiResult<Profile> {
         let conn = store.connection()?;
-        let principal = objects(&conn, "SELECT * FROM principals WHERE principal_id = ?", &[Value::Text(id.clone())])?
+        // The `principals` view's columns for one principal, filtered before grouping
+        // (the view itself groups every principal first).
+        let principal = objects(&conn, include_str!("../sql/principal_profile.sql"), &[Value::Text(id.clone()), Value::Text(id.clone())])?
             .pop()
             .ok_or_else(|| ApiError::not_found(format!("no sign-in or data operation of principal {id:?} is stored")))?;
-        let to = match to {
-            Some(t) => t,
-            None => conn.query_row(
-                "SELECT epoch_us(last_seen) + 1 FROM principals WHERE principal_id = ?",
-                [&id],
-                |r| r.get::<_, Option<i64>>(0),
-            )?
-            .unwrap_or(0),
-        };
+        let last_seen = principal.get("last_seen").and_then(|v| v.as_str()).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        let to = to.unwrap_or_else(|| last_seen.map_or(0, |t| t.timestamp_micros() + 1));
         let from = from.unwrap_or(to - 14 * 86_400_000_000);
         if from >= to {
             return Err(ApiError::bad_request("from must be before to"));
