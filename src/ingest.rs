@@ -10,8 +10,8 @@
 //! nothing on restart.
 //!
 //! Memory is bounded: at most `2 × workers` chunks wait for a parser, and at most
-//! two commits' worth of rows (`commit_rows`: one being gathered, one being stored)
-//! wait for DuckDB.
+//! two commits' worth of rows (`commit_rows` or [`COMMIT_BYTES`]: one being
+//! gathered, one being stored) wait for DuckDB.
 
 use crate::record::{Origin, RecordSink, Rejection, parse_unit};
 use crate::store::rows::{RowCounts, Rows, TableBatches};
@@ -25,11 +25,17 @@ use std::sync::mpsc;
 /// their first 1 MiB, their size and the reason.
 pub const MAX_UNIT_BYTES: usize = 16 << 20;
 
-/// Rows per commit: two DuckDB row groups. Each commit leaves partial row groups
+/// Rows per commit: four DuckDB row groups. Each commit leaves partial row groups
 /// that DuckDB compresses again at its next checkpoint, so larger commits are
-/// cheaper; this size keeps the pending Arrow batches of one commit, plus the one
-/// being stored, well under 1 GiB (see BENCHMARKS.md).
-pub const COMMIT_ROWS: usize = 2 * 122_880;
+/// cheaper (a quarter of DuckDB's CPU on the benchmark went into commits of half
+/// this size; see BENCHMARKS.md). [`COMMIT_BYTES`] keeps wide rows from taking
+/// memory over 1 GiB.
+pub const COMMIT_ROWS: usize = 4 * 122_880;
+
+/// Arrow bytes per commit: a commit is stored sooner than [`COMMIT_ROWS`] once its
+/// batches hold this much, so that one commit being gathered and one being stored
+/// stay well under 1 GiB whatever the mix of tables.
+pub const COMMIT_BYTES: usize = 256 << 20;
 
 /// A stretch of input and where its source stands after it.
 pub struct Chunk {
@@ -72,7 +78,7 @@ impl Chunk {
         match &self.units {
             Units::Lines { source, first_line } => {
                 let mut origin = Origin { source: source.clone(), ..Origin::default() };
-                for (line, text) in (*first_line..).zip(self.data.split(|b| *b == b'\n')) {
+                for (line, text) in (*first_line..).zip(lines(&self.data)) {
                     origin.line = Some(line);
                     parse_sized(text, &origin, rows);
                 }
@@ -84,6 +90,27 @@ impl Chunk {
             }
         }
     }
+}
+
+/// `data` cut at each `\n`, as `data.split(|b| *b == b'\n')` would (the piece after
+/// the last newline included, even when empty), but found with memchr: a line is
+/// about a kilobyte, and a byte-by-byte search showed in profiles.
+fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut ends = memchr::memchr_iter(b'\n', data);
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let from = start?;
+        match ends.next() {
+            Some(end) => {
+                start = Some(end + 1);
+                Some(&data[from..end])
+            }
+            None => {
+                start = None;
+                Some(&data[from..])
+            }
+        }
+    })
 }
 
 /// Why a unit of `size` bytes was quarantined unread.
@@ -115,6 +142,8 @@ impl Default for PipelineOptions {
 struct Parsed {
     batches: TableBatches,
     rows: usize,
+    /// Memory the batches hold.
+    bytes: usize,
     checkpoints: Vec<Checkpoint>,
     flush: bool,
 }
@@ -162,7 +191,9 @@ pub fn run(
                     let mut batches = TableBatches::default();
                     let count = rows.len();
                     batches.take_from(&mut rows);
-                    let parsed = Parsed { batches, rows: count, checkpoints: chunk.checkpoints, flush: chunk.flush };
+                    let bytes = batches.memory_size();
+                    let parsed =
+                        Parsed { batches, rows: count, bytes, checkpoints: chunk.checkpoints, flush: chunk.flush };
                     if parsed_tx.send((seq, Ok(parsed))).is_err() {
                         break;
                     }
@@ -207,6 +238,7 @@ fn commit_in_order(
         let mut next = 0u64;
         let mut pending = TableBatches::default();
         let mut pending_rows = 0usize;
+        let mut pending_bytes = 0usize;
         // The latest checkpoint of each position the pending chunks moved.
         let mut pending_checkpoints: BTreeMap<String, Checkpoint> = BTreeMap::new();
         let mut failure = None;
@@ -214,7 +246,7 @@ fn commit_in_order(
             waiting.insert(seq, parsed);
             while let Some(parsed) = waiting.remove(&next) {
                 next += 1;
-                let Parsed { batches, rows, checkpoints, flush } = match parsed {
+                let Parsed { batches, rows, bytes, checkpoints, flush } = match parsed {
                     Ok(parsed) => parsed,
                     Err(error) => {
                         failure = Some(error);
@@ -223,14 +255,17 @@ fn commit_in_order(
                 };
                 pending.append(batches);
                 pending_rows += rows;
+                pending_bytes += bytes;
                 for checkpoint in checkpoints {
                     pending_checkpoints.insert(checkpoint.source_id.clone(), checkpoint);
                 }
                 let nothing = pending_rows == 0 && pending_checkpoints.is_empty();
-                if (pending_rows >= commit_rows || flush) && !nothing {
+                let full = pending_rows >= commit_rows || pending_bytes >= COMMIT_BYTES;
+                if (full || flush) && !nothing {
                     let checkpoints = std::mem::take(&mut pending_checkpoints).into_values().collect();
                     let job = (std::mem::take(&mut pending), checkpoints);
                     pending_rows = 0;
+                    pending_bytes = 0;
                     if job_tx.send(job).is_err() {
                         break 'receive; // the writer stopped: its error is in done_rx
                     }
@@ -254,4 +289,16 @@ fn commit_in_order(
             None => Ok(total),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lines_cut_like_split() {
+        for data in ["", "\n", "a", "a\n", "a\nb", "\n\na\n\nb\n", "abc\r\ndef"] {
+            let ours: Vec<&[u8]> = super::lines(data.as_bytes()).collect();
+            let split: Vec<&[u8]> = data.as_bytes().split(|b| *b == b'\n').collect();
+            assert_eq!(ours, split, "{data:?}");
+        }
+    }
 }

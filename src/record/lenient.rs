@@ -20,7 +20,8 @@ impl<'a> Text<'a> {
         self.0.as_deref()
     }
 
-    fn from_cow(value: Cow<'a, str>) -> Self {
+    /// What a JSON string means as text (shared by the serde visitor and `fast`).
+    pub(crate) fn from_cow(value: Cow<'a, str>) -> Self {
         // Only a value starting with one of these can be a spelling of "absent".
         let blank = match value.as_bytes().first() {
             None => true,
@@ -112,6 +113,18 @@ impl Numeric for i64 {
     }
 }
 
+impl<T: Numeric> Num<T> {
+    /// What a JSON string means as a number (shared by the serde visitor and `fast`):
+    /// absent for the spellings of nothing, `None` if it is no number of this kind.
+    pub(crate) fn from_json_str(v: &str) -> Option<Num<T>> {
+        let t = v.trim();
+        if matches!(t, "" | "&lt;null&gt;" | "<null>" | "null") {
+            return Some(Num(None));
+        }
+        T::from_text(t).map(|v| Num(Some(v)))
+    }
+}
+
 impl<'de, T: Numeric> de::Deserialize<'de> for Num<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct NumVisitor<T>(std::marker::PhantomData<T>);
@@ -133,13 +146,7 @@ impl<'de, T: Numeric> de::Deserialize<'de> for Num<T> {
                     .ok_or_else(|| E::custom(format!("expected {}, got {v}", T::EXPECTING)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                let t = v.trim();
-                if matches!(t, "" | "&lt;null&gt;" | "<null>" | "null") {
-                    return Ok(Num(None));
-                }
-                T::from_text(t)
-                    .map(|v| Num(Some(v)))
-                    .ok_or_else(|| E::custom(format!("expected {}, got {v:?}", T::EXPECTING)))
+                Num::from_json_str(v).ok_or_else(|| E::custom(format!("expected {}, got {v:?}", T::EXPECTING)))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(Num(None))

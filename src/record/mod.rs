@@ -6,7 +6,12 @@
 //! `category` (any casing of the key, never on where it came from) and hands it to a
 //! [`RecordSink`]: a Cosmos DB request, a sign-in, a record of another category (kept
 //! whole), or a rejection with the raw bytes and the reason. Nothing is dropped.
+//!
+//! Cosmos DB requests in Azure's own layout take a fast path ([`fast`]) that builds
+//! the same [`Record`] without serde; anything else, or anything it is unsure of,
+//! goes through the lenient reader as before.
 
+pub mod fast;
 pub mod lenient;
 pub mod time;
 
@@ -229,9 +234,23 @@ impl<'r> Rejection<'r> {
 /// Limits on what one unit may be.
 pub const MAX_RECORDS_PER_UNIT: usize = 100_000;
 
+/// Which readers [`parse_unit_with`] may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readers {
+    /// The [`fast`] path where it applies, the lenient reader elsewhere (the default).
+    FastThenLenient,
+    /// The lenient reader only: what the fast path is checked against.
+    LenientOnly,
+}
+
 /// Reads one unit (bare record, envelope or array) and hands every record in it to
 /// `sink`. Never fails: what cannot be read is rejected with its bytes and reason.
 pub fn parse_unit(unit: &[u8], origin: &Origin, sink: &mut impl RecordSink) {
+    parse_unit_with(Readers::FastThenLenient, unit, origin, sink);
+}
+
+/// [`parse_unit`] with a choice of readers; `tests/fast_path.rs` compares them.
+pub fn parse_unit_with(readers: Readers, unit: &[u8], origin: &Origin, sink: &mut impl RecordSink) {
     let trimmed = trim_ascii(unit);
     if trimmed.is_empty() {
         return;
@@ -244,18 +263,18 @@ pub fn parse_unit(unit: &[u8], origin: &Origin, sink: &mut impl RecordSink) {
     };
     if text.starts_with('[') {
         match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => parse_many(&items, origin, sink),
+            Ok(items) => parse_many(readers, &items, origin, sink),
             Err(e) => reject_unreadable(text, e, origin, None, sink),
         }
         return;
     }
-    parse_record(text, origin, None, sink);
+    parse_record(readers, text, origin, None, sink);
 }
 
-fn parse_many(items: &[&RawValue], origin: &Origin, sink: &mut impl RecordSink) {
+fn parse_many(readers: Readers, items: &[&RawValue], origin: &Origin, sink: &mut impl RecordSink) {
     for (i, item) in items.iter().enumerate().take(MAX_RECORDS_PER_UNIT) {
         let index = i32::try_from(i).ok();
-        parse_record(item.get(), origin, index, sink);
+        parse_record(readers, item.get(), origin, index, sink);
     }
     if items.len() > MAX_RECORDS_PER_UNIT {
         for (i, item) in items.iter().enumerate().skip(MAX_RECORDS_PER_UNIT) {
@@ -266,17 +285,20 @@ fn parse_many(items: &[&RawValue], origin: &Origin, sink: &mut impl RecordSink) 
     }
 }
 
-fn parse_record(text: &str, origin: &Origin, index: Option<i32>, sink: &mut impl RecordSink) {
+fn parse_record(readers: Readers, text: &str, origin: &Origin, index: Option<i32>, sink: &mut impl RecordSink) {
     let raw = text.as_bytes();
-    let record = match serde_json::from_str::<Record>(text) {
-        Ok(record) => record,
-        Err(e) => return reject_unreadable(text, e, origin, index, sink),
-    };
+    let mut record = Record::default();
+    if !(readers == Readers::FastThenLenient && fast::read_cosmos_record(text, &mut record)) {
+        record = match serde_json::from_str::<Record>(text) {
+            Ok(record) => record,
+            Err(e) => return reject_unreadable(text, e, origin, index, sink),
+        };
+    }
     if let Some(records) = &record.records {
         // An envelope inside an envelope is not something Azure sends; flattening
         // one level is what every pipeline does.
         if index.is_none() {
-            return parse_many(records, origin, sink);
+            return parse_many(readers, records, origin, sink);
         }
         let rejection = Rejection::new(raw, "nested records envelope", None);
         return sink.reject(rejection, origin, index);

@@ -14,6 +14,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Longest raw record kept whole in `quarantine.raw`; longer ones keep this prefix,
@@ -197,9 +198,16 @@ arrow_table! {
 }
 
 /// Lower-cased object id: Entra sends GUIDs in lower case, but joins must not
-/// depend on every exporter doing so.
-fn object_id(text: Option<&str>) -> Option<String> {
-    text.map(|t| t.trim().to_ascii_lowercase())
+/// depend on every exporter doing so. Borrowed when it already is (no allocation).
+fn object_id(text: Option<&str>) -> Option<Cow<'_, str>> {
+    text.map(|t| lower_case(t.trim()))
+}
+
+fn lower_case(text: &str) -> Cow<'_, str> {
+    match text.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(text.to_ascii_lowercase()),
+        false => Cow::Borrowed(text),
+    }
 }
 
 /// Rows of all four tables from one stretch of input.
@@ -242,7 +250,7 @@ impl Rows {
         let arm = ArmPath::parse(r.resource_id.get().unwrap_or(""));
         let resource = p.request_resource_id.get();
         c.time.append_option(a.time);
-        c.account.append_option(arm.account.map(str::to_ascii_lowercase));
+        c.account.append_option(arm.account.map(lower_case));
         c.subscription_id.append_option(object_id(p.subscription_id.get().or(arm.subscription)));
         c.resource_group.append_option(arm.resource_group);
         c.region.append_option(p.region.get());
@@ -415,6 +423,15 @@ impl TableBatches {
         self.signins.extend(other.signins);
         self.raw.extend(other.raw);
         self.quarantine.extend(other.quarantine);
+    }
+
+    /// Memory held by the batches' buffers.
+    pub fn memory_size(&self) -> usize {
+        [&self.cosmos, &self.signins, &self.raw, &self.quarantine]
+            .iter()
+            .flat_map(|batches| batches.iter())
+            .map(RecordBatch::get_array_memory_size)
+            .sum()
     }
 
     pub fn counts(&self) -> RowCounts {
