@@ -1,0 +1,123 @@
+//! SOC 2 evidence packs over HTTP: the pack for chosen criteria and a period, built into
+//! a temporary file on a blocking thread and streamed as it is read; and the public key
+//! that verifies packs. The download is recorded in the access log like every call,
+//! with the manifest's SHA-256 added.
+
+use super::error::{ApiError, ApiResult, ErrorBody, Query, parse_time};
+use super::rows::{RowCount, Streamed};
+use super::{AuditNote, Granted};
+use crate::evidence::pack::{self, PackRequest};
+use crate::evidence::sign::{self, PackKey};
+use crate::evidence::{Criterion, GeneratedBy, Period};
+use crate::server::AppState;
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PackQuery {
+    /// Comma-separated: `CC6.1`, `CC6.2` (or `CC6.3`), `CC7.2`, `CC7.3` (or `CC7.4`), `access_log`, or `all`.
+    pub criteria: String,
+    /// Start of the period (RFC 3339, e.g. 2025-01-01T00:00:00Z).
+    pub from: String,
+    /// End of the period, exclusive (RFC 3339).
+    pub to: String,
+}
+
+/// A signed SOC 2 evidence pack (zip): populations as CSV and Parquet, report.html,
+/// manifest.json with every file's SHA-256, SQL and parameters, its Ed25519 signature and
+/// SHA256SUMS.
+#[utoipa::path(get, path = "/api/evidence", tag = "evidence", params(PackQuery),
+    security(("entra" = ["TokenTrail.Auditor"])),
+    responses(
+        (status = 200, description = "The pack, streamed", content_type = "application/zip"),
+        (status = 400, body = ErrorBody)))]
+pub async fn download(
+    State(state): State<AppState>,
+    Extension(granted): Extension<Granted>,
+    Extension(note): Extension<AuditNote>,
+    Extension(rows): Extension<RowCount>,
+    Query(q): Query<PackQuery>,
+) -> ApiResult<Response> {
+    let criteria = Criterion::parse_list(&q.criteria).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (from, to) = (parse_time("from", &q.from)?, parse_time("to", &q.to)?);
+    let to_time = |us: i64| chrono::DateTime::from_timestamp_micros(us).expect("parsed times are in range");
+    let period = Period::new(to_time(from), to_time(to)).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let caller = &granted.caller;
+    let generated_by = GeneratedBy {
+        oid: Some(caller.oid.clone()),
+        tid: Some(caller.tid.clone()),
+        name: caller.name.clone().unwrap_or_else(|| caller.oid.clone()),
+    };
+    let rules = state.rules.clone();
+    let (file, summary) = super::db(&state, move |store| -> ApiResult<_> {
+        let key = PackKey::load_or_create(&sign::key_path(store.path(), None), true)?;
+        let request = PackRequest { criteria, period, generated_by, rules: &rules };
+        let path = std::env::temp_dir().join(format!("tokentrail-evidence-{}.zip", unique()));
+        let summary = pack::build_file(&store, &key, &request, &path, &|_, _, _| {});
+        let opened = summary.and_then(|s| Ok((std::fs::File::open(&path)?, s)));
+        // Unlinked at once: the open handle keeps it readable until the stream ends.
+        let _ = std::fs::remove_file(&path);
+        Ok(opened?)
+    })
+    .await?;
+    note.add("manifest_sha256", summary.manifest_sha256.clone());
+    rows.add(summary.manifest.files.iter().filter(|f| f.format == "csv").filter_map(|f| f.rows).sum::<u64>() as i64);
+    let stream = futures::stream::unfold(tokio::fs::File::from_std(file), |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = vec![0u8; 64 * 1024];
+        match file.read(&mut chunk).await {
+            Ok(0) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((Ok::<_, std::io::Error>(chunk), file))
+            }
+            Err(error) => Some((Err(error), file)),
+        }
+    });
+    let name = format!("tokentrail-evidence-{}.zip", period.slug());
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response();
+    response.extensions_mut().insert(Streamed);
+    Ok(response)
+}
+
+fn unique() -> String {
+    let mut bytes = [0u8; 12];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Ed25519 public key that verifies this service's packs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicKey {
+    /// Always `Ed25519`.
+    pub algorithm: String,
+    /// First 16 hex digits of SHA-256 over the raw key, as in each pack's manifest.
+    pub key_id: String,
+    /// SubjectPublicKeyInfo PEM, for `tokentrail evidence verify --public-key`.
+    pub public_key_pem: String,
+}
+
+#[utoipa::path(get, path = "/api/evidence/public-key", tag = "evidence",
+    security(("entra" = ["TokenTrail.Auditor", "TokenTrail.Admin"])),
+    responses((status = 200, body = PublicKey)))]
+pub async fn public_key(State(state): State<AppState>) -> ApiResult<axum::Json<PublicKey>> {
+    let key = super::db(&state, |store| -> ApiResult<PackKey> {
+        Ok(PackKey::load_or_create(&sign::key_path(store.path(), None), true)?)
+    })
+    .await?;
+    Ok(axum::Json(PublicKey { algorithm: "Ed25519".into(), key_id: key.key_id(), public_key_pem: key.public_pem() }))
+}

@@ -1,0 +1,173 @@
+//! `tokentrail evidence` and `tokentrail verify`: what the commands print and return.
+
+use super::pack::{self, PackRequest};
+use super::sign::{self, PackKey};
+use super::{Criterion, GeneratedBy, Period, chain};
+use crate::rules::DetectionConfig;
+use crate::store::{Store, StoreOptions};
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub struct PackArgs {
+    pub db: PathBuf,
+    pub criteria: String,
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+    pub out: PathBuf,
+    pub signing_key: Option<PathBuf>,
+    pub generated_by: Option<String>,
+}
+
+fn bar(template: &str) -> Result<ProgressBar> {
+    let progress = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    progress.set_style(ProgressStyle::with_template(template).context("progress bar template")?);
+    Ok(progress)
+}
+
+/// `tokentrail evidence --db --criteria --from --to --out`.
+pub fn make_pack(args: PackArgs) -> Result<ExitCode> {
+    let criteria = Criterion::parse_list(&args.criteria)?;
+    let period = Period::new(args.from, args.to)?;
+    if !args.db.exists() {
+        anyhow::bail!("no database at {}: run `tokentrail ingest --db {}` first", args.db.display(), args.db.display());
+    }
+    let store = Store::open(&args.db, &StoreOptions::default())?;
+    let key_path = sign::key_path(&args.db, args.signing_key.as_deref());
+    let key = PackKey::load_or_create(&key_path, true)?;
+    if key.created {
+        eprintln!(
+            "created signing key {} (mode 0600; keep it safe, and keep it: packs are verified with its public key)",
+            key_path.display()
+        );
+    }
+    let (rules, problems) = crate::rules::rule::load(DetectionConfig::from_env().rules_dir.as_deref());
+    for problem in &problems {
+        eprintln!("warning: {problem}");
+    }
+    let mut generated_by = GeneratedBy::local_user();
+    if let Some(name) = args.generated_by {
+        generated_by.name = name;
+    }
+    let request = PackRequest { criteria, period, generated_by: generated_by.clone(), rules: &rules };
+    let progress = bar("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")?;
+    let started = std::time::Instant::now();
+    let summary = pack::build_file(&store, &key, &request, &args.out, &|done, total, what| {
+        progress.set_length(total);
+        progress.set_position(done);
+        progress.set_message(what.to_string());
+    })?;
+    progress.finish_and_clear();
+    let manifest = &summary.manifest;
+    let rows: u64 = manifest.files.iter().filter(|f| f.format == "csv").filter_map(|f| f.rows).sum();
+    record_export(&store, &generated_by, &args.out, manifest, &summary.manifest_sha256, rows, started.elapsed())?;
+    println!(
+        "wrote {} ({} files, {rows} rows, period {})",
+        args.out.display(),
+        manifest.files.len() + 3,
+        period.describe()
+    );
+    for file in &manifest.files {
+        println!(
+            "  {:<60} {:>10} rows  {}",
+            file.path,
+            file.rows.map(|r| r.to_string()).unwrap_or_default(),
+            &file.sha256[..16]
+        );
+    }
+    println!("manifest sha256 {}", summary.manifest_sha256);
+    println!("signed with {} (Ed25519, key id {})", key_path.display(), key.key_id());
+    println!("{}", manifest.integrity_chain.result);
+    println!(
+        "check it with: tokentrail evidence verify {} --public-key <(tokentrail evidence public-key --db {})",
+        args.out.display(),
+        args.db.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every export is recorded in the tool's own access log, the command line's too.
+fn record_export(
+    store: &Store,
+    by: &GeneratedBy,
+    out: &Path,
+    manifest: &pack::Manifest,
+    manifest_sha256: &str,
+    rows: u64,
+    elapsed: std::time::Duration,
+) -> Result<()> {
+    let parameters = serde_json::json!({
+        "criteria": manifest.criteria, "from": manifest.period.from, "to": manifest.period.to,
+        "manifest_sha256": manifest_sha256,
+    });
+    store
+        .connection()?
+        .execute(
+            "INSERT INTO access_log (time, name, method, endpoint, path, parameters, status, rows, duration_ms, auth)
+             VALUES (get_current_timestamp(), ?, 'CLI', 'tokentrail evidence', ?, ?::JSON, 200, ?, ?, 'none')",
+            duckdb::params![
+                by.name,
+                out.display().to_string(),
+                parameters.to_string(),
+                rows as i64,
+                elapsed.as_secs_f64() * 1000.0
+            ],
+        )
+        .context("recording the export in access_log")?;
+    Ok(())
+}
+
+/// `tokentrail evidence verify PACK.zip [--public-key KEY.pem]`.
+pub fn verify_pack(path: &Path, public_key: Option<&Path>) -> Result<ExitCode> {
+    let key = match public_key {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            Some(sign::parse_public_key(&text).with_context(|| file.display().to_string())?)
+        }
+        None => None,
+    };
+    let result = pack::verify(path, key.as_ref())?;
+    if let Some(manifest) = &result.manifest {
+        println!(
+            "pack: {} to {} ({}), generated {} by {}",
+            manifest.period.from,
+            manifest.period.to,
+            manifest.criteria.join(", "),
+            manifest.generated_at,
+            manifest.generated_by.name
+        );
+        println!("integrity chain at generation: {}", manifest.integrity_chain.result);
+    }
+    for line in &result.passed {
+        println!("ok: {line}");
+    }
+    if result.ok() {
+        println!("VERIFIED: {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &result.problems {
+        println!("DIFFERS: {problem}");
+    }
+    println!("NOT VERIFIED: {} ({} problem(s))", path.display(), result.problems.len());
+    Ok(ExitCode::FAILURE)
+}
+
+/// `tokentrail verify --db PATH`.
+pub fn verify_chain(db: &Path) -> Result<ExitCode> {
+    if !db.exists() {
+        anyhow::bail!("no database at {}", db.display());
+    }
+    let store = Store::open(db, &StoreOptions::default())?;
+    let progress = bar("{spinner} [{bar:30}] {pos}/{len} batches {wide_msg}")?;
+    let report = chain::verify(&store, &|done, total| {
+        progress.set_length(total);
+        progress.set_position(done);
+    })?;
+    progress.finish_and_clear();
+    println!("{}", report.summary());
+    for failure in &report.failures {
+        println!("  batch {}: {}", failure.batch_id, failure.reason);
+    }
+    Ok(if report.verified() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

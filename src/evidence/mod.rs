@@ -1,0 +1,158 @@
+//! SOC 2 evidence packs, and the integrity chain behind them.
+//!
+//! A pack is one zip an auditor can check on their own: each population of the chosen
+//! criteria as CSV (formula injection escaped) and Parquet, a printable HTML report,
+//! `manifest.json` (period, who made it and when, every file's rows, SHA-256, exact SQL
+//! and bound parameters, the sources and their positions, the integrity chain's head and
+//! whether it verified), `manifest.sig` (Ed25519 over the manifest's bytes) and
+//! `SHA256SUMS`. [`pack::build`] writes one, [`pack::verify`] checks one.
+//!
+//! - `chain`: digests of every committed ingest batch, chained; `tokentrail verify`.
+//! - `populations`: what each criterion contains and the SQL that makes it.
+//! - `pack`: building and verifying the zip; `csv_file`, `report`: its files.
+//! - `sign`: the signing key.
+
+pub mod chain;
+pub mod cli;
+mod csv_file;
+pub mod pack;
+pub mod populations;
+mod report;
+pub mod sign;
+
+use anyhow::{Result, bail};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// A SOC 2 criterion (or group) a pack can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Criterion {
+    /// Logical access: who can reach the data and how they authenticate.
+    Cc6_1,
+    /// CC6.2/CC6.3: provisioning and removal: principals for access review.
+    Cc6_2,
+    /// Monitoring: sources and completeness, rules, findings.
+    Cc7_2,
+    /// CC7.3/CC7.4: evaluation and response to findings.
+    Cc7_3,
+    /// The tool's own access log.
+    AccessLog,
+}
+
+impl Criterion {
+    pub const ALL: [Criterion; 5] =
+        [Criterion::Cc6_1, Criterion::Cc6_2, Criterion::Cc7_2, Criterion::Cc7_3, Criterion::AccessLog];
+
+    /// The name in packs and folders.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Criterion::Cc6_1 => "CC6.1",
+            Criterion::Cc6_2 => "CC6.2-CC6.3",
+            Criterion::Cc7_2 => "CC7.2",
+            Criterion::Cc7_3 => "CC7.3-CC7.4",
+            Criterion::AccessLog => "access_log",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Criterion::Cc6_1 => "CC6.1 Logical access: who can reach the data and how they authenticate",
+            Criterion::Cc6_2 => "CC6.2 / CC6.3 Access provisioning and removal: principals for access review",
+            Criterion::Cc7_2 => "CC7.2 Monitoring: sources, completeness, detection rules and findings",
+            Criterion::Cc7_3 => "CC7.3 / CC7.4 Evaluation of and response to findings",
+            Criterion::AccessLog => "Use of the monitoring tool itself (access log)",
+        }
+    }
+
+    /// One name: `CC6.1`, `CC6.2`, `CC6.3`, `CC6.2/CC6.3`, `CC7.2`, `CC7.3`, `CC7.4`,
+    /// `access_log` (any case).
+    pub fn parse(text: &str) -> Option<Criterion> {
+        let t = text.trim().to_ascii_uppercase().replace(['/', '_', ' '], "-");
+        Some(match t.as_str() {
+            "CC6.1" => Criterion::Cc6_1,
+            "CC6.2" | "CC6.3" | "CC6.2-CC6.3" => Criterion::Cc6_2,
+            "CC7.2" => Criterion::Cc7_2,
+            "CC7.3" | "CC7.4" | "CC7.3-CC7.4" => Criterion::Cc7_3,
+            "ACCESS-LOG" | "ACCESSLOG" => Criterion::AccessLog,
+            _ => return None,
+        })
+    }
+
+    /// A comma-separated list; `all` is every criterion. Says which name is unknown.
+    pub fn parse_list(text: &str) -> Result<Vec<Criterion>> {
+        let mut out = Vec::new();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name.eq_ignore_ascii_case("all") {
+                out.extend(Criterion::ALL);
+                continue;
+            }
+            match Criterion::parse(name) {
+                Some(c) => out.push(c),
+                None => bail!(
+                    "criteria: {name:?} is not one of CC6.1, CC6.2 (or CC6.3), CC7.2, CC7.3 (or CC7.4), access_log, all"
+                ),
+            }
+        }
+        out.sort();
+        out.dedup();
+        if out.is_empty() {
+            bail!("criteria: name at least one of CC6.1, CC6.2, CC7.2, CC7.3, access_log (comma-separated), or all");
+        }
+        Ok(out)
+    }
+}
+
+/// The period of a pack: [from, to), microseconds since the epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Period {
+    /// Checks that `from` is before `to`.
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Period> {
+        if from >= to {
+            bail!(
+                "the period is empty: from ({}) must be before to ({})",
+                rfc3339(from.timestamp_micros()),
+                rfc3339(to.timestamp_micros())
+            );
+        }
+        Ok(Period { from: from.timestamp_micros(), to: to.timestamp_micros() })
+    }
+
+    /// For file names: `20250303T0000Z-20250601T0000Z`.
+    pub fn slug(&self) -> String {
+        let f = |us: i64| {
+            DateTime::from_timestamp_micros(us).map(|t| t.format("%Y%m%dT%H%MZ").to_string()).unwrap_or_default()
+        };
+        format!("{}-{}", f(self.from), f(self.to))
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} to {} (UTC, end exclusive)", rfc3339(self.from), rfc3339(self.to))
+    }
+}
+
+/// RFC 3339 in UTC with a `Z`.
+pub fn rfc3339(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| micros.to_string())
+}
+
+/// Who asked for a pack: the caller's Entra ID object and tenant id, and name.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GeneratedBy {
+    pub oid: Option<String>,
+    pub tid: Option<String>,
+    pub name: String,
+}
+
+impl GeneratedBy {
+    /// For the command line: the operating-system user (no Entra ID identity).
+    pub fn local_user() -> GeneratedBy {
+        let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
+        GeneratedBy { oid: None, tid: None, name: format!("{user} (tokentrail command line)") }
+    }
+}

@@ -1,0 +1,568 @@
+//! Building an evidence pack (one zip) and verifying one.
+//!
+//! Layout: `manifest.json`, `manifest.sig` (the base64 Ed25519 signature of the manifest's
+//! bytes, one line), `SHA256SUMS` (`sha256sum -c` format, every file but itself and the
+//! signature), `report.html`, and `<criterion>/<population>_<period>.csv|.parquet`.
+//! Every byte of every file is covered: populations and the report by their SHA-256 in the
+//! manifest, the manifest by the signature, `SHA256SUMS` and `manifest.sig` by having exactly
+//! one correct form.
+
+use super::chain::{self, ChainReport};
+use super::populations::{self, Bindings, Population};
+use super::sign::{self, PackKey};
+use super::{Criterion, GeneratedBy, Period, csv_file, report, rfc3339};
+use crate::rules::rule::Rule;
+use crate::store::Store;
+use anyhow::{Context, Result, bail};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+pub const FORMAT: &str = "tokentrail-evidence-pack/1";
+pub const MANIFEST: &str = "manifest.json";
+pub const SIGNATURE: &str = "manifest.sig";
+pub const SUMS: &str = "SHA256SUMS";
+pub const REPORT: &str = "report.html";
+
+/// What to put in a pack.
+pub struct PackRequest<'a> {
+    pub criteria: Vec<Criterion>,
+    pub period: Period,
+    pub generated_by: GeneratedBy,
+    /// The rule catalogue in force (for CC7.2).
+    pub rules: &'a [Rule],
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub period: PeriodInfo,
+    pub criteria: Vec<String>,
+    pub generated_at: String,
+    pub generated_by: GeneratedBy,
+    pub service: ServiceInfo,
+    pub signing_key: KeyInfo,
+    pub files: Vec<FileEntry>,
+    /// Every source whose batches hold events of the period (rows of `cc7_2_sources.sql`).
+    pub sources: Vec<Map<String, Json>>,
+    /// Per stream, the hours of the period without events (rows of `cc7_2_gaps.sql`).
+    pub gaps: Vec<Map<String, Json>>,
+    pub integrity_chain: ChainInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeriodInfo {
+    pub from: String,
+    pub to: String,
+    pub timezone: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub algorithm: String,
+    pub key_id: String,
+    pub public_key_pem: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    /// csv, parquet or html.
+    pub format: String,
+    pub criterion: Option<String>,
+    pub population: Option<String>,
+    pub rows: Option<u64>,
+    pub bytes: u64,
+    pub sha256: String,
+    /// The exact SQL that produced the rows, and the parameters bound to it.
+    pub sql: Option<String>,
+    pub parameters: Option<Map<String, Json>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChainInfo {
+    pub head_batch: Option<i64>,
+    pub head_digest: Option<String>,
+    pub batches: u64,
+    pub batches_checked: u64,
+    pub verified: bool,
+    pub result: String,
+    pub failures: Vec<chain::BatchFailure>,
+    pub unchained_batches: Vec<i64>,
+}
+
+impl From<&ChainReport> for ChainInfo {
+    fn from(r: &ChainReport) -> ChainInfo {
+        ChainInfo {
+            head_batch: r.head_batch,
+            head_digest: r.head_digest.clone(),
+            batches: r.batches,
+            batches_checked: r.checked,
+            verified: r.verified(),
+            result: r.summary(),
+            failures: r.failures.clone(),
+            unchained_batches: r.unchained.clone(),
+        }
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct PackSummary {
+    pub manifest: Manifest,
+    /// SHA-256 of manifest.json, which the signature covers.
+    pub manifest_sha256: String,
+}
+
+/// A population's rows, for the report.
+pub struct Rows {
+    pub population: Population,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Rows {
+    pub fn count(&self) -> u64 {
+        self.batches.iter().map(|b| b.num_rows() as u64).sum()
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    chain::hex(&Sha256::digest(bytes).into())
+}
+
+/// Builds a pack into `out`. `progress(done, total, what)` is called as it goes.
+pub fn build<W: Write + Seek>(
+    store: &Store,
+    key: &PackKey,
+    request: &PackRequest<'_>,
+    out: W,
+    progress: &(dyn Fn(u64, u64, &str) + Sync),
+) -> Result<PackSummary> {
+    let generated_at = rfc3339(chrono::Utc::now().timestamp_micros());
+    let chosen = populations::of(&request.criteria);
+    let total = chosen.len() as u64 + 2;
+    let bindings = Bindings::new(&request.period, request.rules);
+    let by_name = |name: &str| *populations::ALL.iter().find(|p| p.name == name).expect("known population");
+
+    // The chain is recomputed from every stored row while the populations are queried.
+    let (chain, ran) = std::thread::scope(|scope| -> Result<_> {
+        let chain = scope.spawn(|| chain::verify(store, &|_, _| {}));
+        let conn = store.connection()?;
+        let mut ran: Vec<(Rows, Map<String, Json>)> = Vec::new();
+        for (i, population) in chosen.iter().enumerate() {
+            progress(i as u64, total, &format!("{} {}", population.criterion.as_str(), population.name));
+            let (batches, schema, parameters) = bindings.run(&conn, population)?;
+            ran.push((Rows { population: *population, schema, batches }, parameters));
+        }
+        // The manifest states sources and gaps whatever the criteria.
+        for name in ["sources", "gaps"] {
+            if !chosen.iter().any(|p| p.name == name) {
+                let population = by_name(name);
+                let (batches, schema, _) = bindings.run(&conn, &population)?;
+                ran.push((Rows { population, schema, batches }, Map::new()));
+            }
+        }
+        progress(chosen.len() as u64, total, "integrity chain");
+        let chain = chain.join().map_err(|_| anyhow::anyhow!("the chain verification thread panicked"))??;
+        Ok((chain, ran))
+    })?;
+    progress(chosen.len() as u64 + 1, total, "writing the pack");
+
+    let slug = request.period.slug();
+    let mut zip = zip::ZipWriter::new(out);
+    let deflate = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut files = Vec::new();
+    let mut sources = Vec::new();
+    let mut gaps = Vec::new();
+    for (rows, parameters) in &ran {
+        let p = &rows.population;
+        match p.name {
+            "sources" => sources = json_rows(&rows.batches),
+            "gaps" => gaps = json_rows(&rows.batches),
+            _ => {}
+        }
+        if !chosen.iter().any(|c| c.name == p.name) {
+            continue;
+        }
+        let folder = p.criterion.as_str();
+        let csv = csv_file::write(&rows.schema, &rows.batches)?;
+        let parquet = write_parquet(&rows.schema, &rows.batches, request, p)?;
+        for (bytes, format, options) in [(csv, "csv", deflate), (parquet, "parquet", stored)] {
+            let path = format!("{folder}/{}_{slug}.{format}", p.name);
+            zip.start_file(path.as_str(), options)?;
+            zip.write_all(&bytes)?;
+            files.push(FileEntry {
+                path,
+                format: format.into(),
+                criterion: Some(folder.into()),
+                population: Some(p.name.into()),
+                rows: Some(rows.count()),
+                bytes: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+                sql: Some(p.sql.to_string()),
+                parameters: Some(parameters.clone()),
+            });
+        }
+    }
+
+    let mut manifest = Manifest {
+        format: FORMAT.into(),
+        period: PeriodInfo {
+            from: rfc3339(request.period.from),
+            to: rfc3339(request.period.to),
+            timezone: "UTC".into(),
+            end: "exclusive".into(),
+        },
+        criteria: request.criteria.iter().map(|c| c.as_str().to_string()).collect(),
+        generated_at,
+        generated_by: request.generated_by.clone(),
+        service: ServiceInfo { name: "tokentrail".into(), version: env!("CARGO_PKG_VERSION").into() },
+        signing_key: KeyInfo { algorithm: "Ed25519".into(), key_id: key.key_id(), public_key_pem: key.public_pem() },
+        files,
+        sources,
+        gaps,
+        integrity_chain: ChainInfo::from(&chain),
+    };
+    let shown: Vec<&Rows> =
+        ran.iter().map(|(r, _)| r).filter(|r| chosen.iter().any(|c| c.name == r.population.name)).collect();
+    let html = report::render(&manifest, &shown);
+    zip.start_file(REPORT, deflate)?;
+    zip.write_all(html.as_bytes())?;
+    manifest.files.push(FileEntry {
+        path: REPORT.into(),
+        format: "html".into(),
+        criterion: None,
+        population: None,
+        rows: None,
+        bytes: html.len() as u64,
+        sha256: sha256_hex(html.as_bytes()),
+        sql: None,
+        parameters: None,
+    });
+
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
+    let manifest_sha256 = sha256_hex(&manifest_bytes);
+    zip.start_file(MANIFEST, deflate)?;
+    zip.write_all(&manifest_bytes)?;
+    zip.start_file(SIGNATURE, deflate)?;
+    zip.write_all(format!("{}\n", key.sign(&manifest_bytes)).as_bytes())?;
+    zip.start_file(SUMS, deflate)?;
+    zip.write_all(sums(&manifest, &manifest_sha256).as_bytes())?;
+    zip.finish()?.flush()?;
+    progress(total, total, "done");
+    Ok(PackSummary { manifest, manifest_sha256 })
+}
+
+/// The one correct `SHA256SUMS` of a manifest.
+fn sums(manifest: &Manifest, manifest_sha256: &str) -> String {
+    let mut out = String::new();
+    for file in &manifest.files {
+        out.push_str(&format!("{}  {}\n", file.sha256, file.path));
+    }
+    out.push_str(&format!("{manifest_sha256}  {MANIFEST}\n"));
+    out
+}
+
+fn write_parquet(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    request: &PackRequest<'_>,
+    population: &Population,
+) -> Result<Vec<u8>> {
+    use parquet::file::metadata::KeyValue;
+    let metadata = vec![
+        KeyValue::new("tokentrail.period".into(), request.period.describe()),
+        KeyValue::new("tokentrail.criterion".into(), population.criterion.as_str().to_string()),
+        KeyValue::new("tokentrail.population".into(), population.name.to_string()),
+    ];
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_key_value_metadata(Some(metadata))
+        .build();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    Ok(writer.into_inner()?)
+}
+
+/// Rows as JSON objects for the manifest: integers as numbers, everything else as its CSV text.
+fn json_rows(batches: &[RecordBatch]) -> Vec<Map<String, Json>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let schema = batch.schema();
+        for i in 0..batch.num_rows() {
+            let mut row = Map::new();
+            for (field, column) in schema.fields().iter().zip(batch.columns()) {
+                let value = if column.is_null(i) {
+                    Json::Null
+                } else {
+                    match column.data_type() {
+                        DataType::Int64 => column.as_primitive::<arrow::datatypes::Int64Type>().value(i).into(),
+                        DataType::Int32 => column.as_primitive::<arrow::datatypes::Int32Type>().value(i).into(),
+                        _ => Json::String(report::cell(column.as_ref(), i)),
+                    }
+                };
+                row.insert(field.name().clone(), value);
+            }
+            out.push(row);
+        }
+    }
+    out
+}
+
+/// One thing that differs, and the file it is in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub file: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file, self.message)
+    }
+}
+
+/// What verifying a pack found.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub problems: Vec<Problem>,
+    /// What was checked and held, one line each.
+    pub passed: Vec<String>,
+    pub manifest: Option<Manifest>,
+}
+
+impl Verification {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks a pack: the signature (with `public_key` when given, else the key the manifest
+/// names), each file's SHA-256 and row count against the manifest, and `SHA256SUMS`.
+pub fn verify(path: &Path, public_key: Option<&ed25519_dalek::VerifyingKey>) -> Result<Verification> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    verify_reader(file, public_key).with_context(|| format!("{} is not a readable zip", path.display()))
+}
+
+pub fn verify_reader<R: Read + Seek>(
+    reader: R,
+    public_key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<Verification> {
+    let mut archive = zip::ZipArchive::new(reader)?;
+    let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i)?;
+        let name = entry.name().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).with_context(|| format!("reading {name} from the zip"))?;
+        entries.insert(name, bytes);
+    }
+    let mut problems = Vec::new();
+    let mut passed = Vec::new();
+    let mut problem = |file: &str, message: String| problems.push(Problem { file: file.into(), message });
+
+    let Some(manifest_bytes) = entries.get(MANIFEST) else {
+        problem(MANIFEST, "missing: this is not a TokenTrail evidence pack, or its manifest was removed".into());
+        return Ok(Verification { problems, passed, manifest: None });
+    };
+    let manifest: Option<Manifest> = match serde_json::from_slice(manifest_bytes) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            problem(MANIFEST, format!("not a valid manifest ({e})"));
+            None
+        }
+    };
+
+    // The signature.
+    let named_key = manifest.as_ref().map(|m| sign::parse_public_key(&m.signing_key.public_key_pem));
+    let key = match (public_key, named_key) {
+        (Some(given), Some(Ok(named))) if given != &named => {
+            problem(
+                MANIFEST,
+                format!(
+                    "signed with key {} (per the manifest), not the public key given (key id {})",
+                    sign::key_id(&named),
+                    sign::key_id(given)
+                ),
+            );
+            Some((*given, "the public key given"))
+        }
+        (Some(given), _) => Some((*given, "the public key given")),
+        (None, Some(Ok(named))) => {
+            Some((named, "the key embedded in the manifest; pass --public-key to check it is your service's"))
+        }
+        (None, Some(Err(e))) => {
+            problem(MANIFEST, format!("signing_key.public_key_pem: {e}"));
+            None
+        }
+        (None, None) => None,
+    };
+    match entries.get(SIGNATURE) {
+        None => problem(SIGNATURE, "missing: the manifest is not signed".into()),
+        Some(sig) => {
+            let text = String::from_utf8_lossy(sig);
+            let decoded = base64::engine::general_purpose::STANDARD.decode(text.trim_end_matches('\n'));
+            let canonical =
+                decoded.as_ref().map(|raw| format!("{}\n", base64::engine::general_purpose::STANDARD.encode(raw)));
+            if canonical.as_deref().ok() != Some(text.as_ref()) {
+                problem(SIGNATURE, "not one line of base64 (it was changed)".into());
+            } else if let Some((key, source)) = &key {
+                match sign::verify(key, manifest_bytes, &text) {
+                    Ok(()) => passed.push(format!(
+                        "signature: Ed25519 over {MANIFEST} is valid for key {} ({source})",
+                        sign::key_id(key)
+                    )),
+                    Err(_) => {
+                        // SHA256SUMS tells which of the two changed: the manifest's line in it.
+                        let listed = format!("{}  {MANIFEST}\n", sha256_hex(manifest_bytes));
+                        let sums_agree =
+                            entries.get(SUMS).is_some_and(|s| String::from_utf8_lossy(s).contains(&listed));
+                        if sums_agree {
+                            problem(
+                                SIGNATURE,
+                                format!(
+                                    "the Ed25519 signature does not verify {MANIFEST} (whose SHA-256 matches {SUMS}): {SIGNATURE} was changed, or another key signed it"
+                                ),
+                            );
+                        } else {
+                            problem(
+                                MANIFEST,
+                                format!(
+                                    "changed after signing: the Ed25519 signature in {SIGNATURE} does not verify it, and its SHA-256 is not the one in {SUMS}"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let Some(manifest) = manifest else {
+        return Ok(Verification { problems, passed, manifest: None });
+    };
+
+    // Each file against the manifest.
+    let mut good = 0;
+    for file in &manifest.files {
+        let Some(bytes) = entries.get(&file.path) else {
+            problem(&file.path, "listed in the manifest but missing from the pack".into());
+            continue;
+        };
+        let actual = sha256_hex(bytes);
+        let mut fine = true;
+        if actual != file.sha256 {
+            problem(&file.path, format!("SHA-256 is {actual}, the manifest says {}", file.sha256));
+            fine = false;
+        }
+        if bytes.len() as u64 != file.bytes {
+            problem(&file.path, format!("{} bytes, the manifest says {}", bytes.len(), file.bytes));
+            fine = false;
+        }
+        if let Some(expected) = file.rows {
+            let counted = match file.format.as_str() {
+                "csv" => csv_file::count_rows(bytes).map_err(|e| e.to_string()),
+                "parquet" => parquet_rows(bytes).map_err(|e| e.to_string()),
+                other => Err(format!("unknown format {other}")),
+            };
+            match counted {
+                Ok(n) if n == expected => {}
+                Ok(n) => {
+                    problem(&file.path, format!("{n} rows, the manifest says {expected}"));
+                    fine = false;
+                }
+                Err(e) => {
+                    problem(&file.path, format!("cannot count its rows: {e}"));
+                    fine = false;
+                }
+            }
+        }
+        good += fine as usize;
+    }
+    if good == manifest.files.len() {
+        passed.push(format!("files: all {good} files match their SHA-256, size and row count in the manifest"));
+    }
+
+    // SHA256SUMS has exactly one correct form.
+    match entries.get(SUMS) {
+        None => problem(SUMS, "missing".into()),
+        Some(bytes) => {
+            let expected = sums(&manifest, &sha256_hex(manifest_bytes));
+            if bytes.as_slice() == expected.as_bytes() {
+                passed.push(format!("{SUMS}: matches every file"));
+            } else {
+                let actual = String::from_utf8_lossy(bytes);
+                let line = actual
+                    .split_inclusive('\n')
+                    .zip(expected.split_inclusive('\n').map(Some).chain(std::iter::repeat(None)))
+                    .position(|(a, e)| Some(a) != e)
+                    .unwrap_or_else(|| actual.split_inclusive('\n').count());
+                problem(SUMS, format!("line {} differs from the files' SHA-256 (it was changed)", line + 1));
+            }
+        }
+    }
+    let listed: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).chain([MANIFEST, SIGNATURE, SUMS]).collect();
+    for name in entries.keys().filter(|n| !listed.contains(&n.as_str())) {
+        problem(name, "in the pack but not in the manifest (it was added)".into());
+    }
+    Ok(Verification { problems, passed, manifest: Some(manifest) })
+}
+
+/// Rows of a Parquet file, from its footer.
+fn parquet_rows(bytes: &[u8]) -> Result<u64> {
+    let n = bytes.len();
+    if n < 12 || &bytes[n - 4..] != b"PAR1" {
+        bail!("not a Parquet file");
+    }
+    let length = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().expect("4 bytes")) as usize;
+    let start = (n - 8).checked_sub(length).context("Parquet footer longer than the file")?;
+    let metadata = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&bytes[start..n - 8])?;
+    Ok(metadata.file_metadata().num_rows() as u64)
+}
+
+/// Builds a pack into the file `out` (written to a temporary name beside it, then renamed).
+pub fn build_file(
+    store: &Store,
+    key: &PackKey,
+    request: &PackRequest<'_>,
+    out: &Path,
+    progress: &(dyn Fn(u64, u64, &str) + Sync),
+) -> Result<PackSummary> {
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let built = build(store, key, request, std::io::BufWriter::new(file), progress);
+    match built {
+        Ok(summary) => {
+            std::fs::rename(&partial, out).with_context(|| format!("renaming to {}", out.display()))?;
+            Ok(summary)
+        }
+        Err(error) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(error)
+        }
+    }
+}
+
+/// The criteria named in a manifest, parsed back.
+pub fn criteria_of(manifest: &Manifest) -> Vec<Criterion> {
+    manifest.criteria.iter().filter_map(|c| Criterion::parse(c)).collect()
+}

@@ -1,0 +1,156 @@
+//! The populations of each criterion: a name, what it shows, and the SQL that makes it
+//! (`src/evidence/sql/*.sql`, with named parameters bound, never values in the text).
+
+use super::{Criterion, Period};
+use crate::rules::rule::Rule;
+use crate::rules::script;
+use anyhow::{Context, Result};
+use arrow::record_batch::RecordBatch;
+use duckdb::types::Value;
+
+/// One population of a pack.
+#[derive(Debug, Clone, Copy)]
+pub struct Population {
+    pub criterion: Criterion,
+    /// File name stem, e.g. `auth_methods`.
+    pub name: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+    pub sql: &'static str,
+}
+
+macro_rules! population {
+    ($criterion:ident, $name:literal, $file:literal, $title:literal, $description:literal) => {
+        Population {
+            criterion: Criterion::$criterion,
+            name: $name,
+            title: $title,
+            description: $description,
+            sql: include_str!(concat!("sql/", $file, ".sql")),
+        }
+    };
+}
+
+pub const ALL: &[Population] = &[
+    population!(
+        Cc6_1,
+        "auth_methods",
+        "cc6_1_auth_methods",
+        "Authentication methods",
+        "Cosmos DB requests per account by how they authenticated: Entra ID, account key, resource token."
+    ),
+    population!(
+        Cc6_1,
+        "key_access",
+        "cc6_1_key_access",
+        "Key-based access",
+        "Requests without an identity (account keys, resource tokens) by account, client address and application."
+    ),
+    population!(
+        Cc6_1,
+        "role_assignments",
+        "cc6_1_role_assignments",
+        "Role assignments in use",
+        "Cosmos DB RBAC role assignments that allowed requests, with how many principals used each."
+    ),
+    population!(
+        Cc6_2,
+        "principals",
+        "cc6_2_principals",
+        "Principals for access review",
+        "Every principal seen up to the end of the period: new, active or dormant, with its activity in the period."
+    ),
+    population!(
+        Cc7_2,
+        "sources",
+        "cc7_2_sources",
+        "Sources monitored",
+        "Each source with the batches that hold the period's events and the positions they cover."
+    ),
+    population!(
+        Cc7_2,
+        "completeness",
+        "cc7_2_completeness",
+        "Completeness per hour",
+        "Events per stream per hour of the period; zero is a gap."
+    ),
+    population!(Cc7_2, "gaps", "cc7_2_gaps", "Gaps", "Runs of hours in which a stream had no events."),
+    population!(
+        Cc7_2,
+        "rules",
+        "cc7_2_rules",
+        "Rules in force",
+        "The detection rules the service runs, with their SOC 2 criteria and when each was last evaluated."
+    ),
+    population!(Cc7_2, "findings", "cc7_2_findings", "Findings raised", "Findings with evidence in the period."),
+    population!(
+        Cc7_3,
+        "response",
+        "cc7_3_response",
+        "Finding response",
+        "Each finding with who acknowledged and resolved it, when, and the minutes to the first response."
+    ),
+    population!(Cc7_3, "history", "cc7_3_history", "Finding history", "Every status change of those findings."),
+    population!(
+        AccessLog,
+        "access_log",
+        "access_log",
+        "Use of TokenTrail",
+        "Every API call and UI action in the period, refused ones included."
+    ),
+];
+
+/// The populations of `criteria`, in pack order.
+pub fn of(criteria: &[Criterion]) -> Vec<Population> {
+    ALL.iter().filter(|p| criteria.contains(&p.criterion)).copied().collect()
+}
+
+/// The parameters a population's SQL may use, by name, as bound and as the manifest states them.
+pub struct Bindings {
+    values: Vec<(&'static str, Value, serde_json::Value)>,
+}
+
+impl Bindings {
+    pub fn new(period: &Period, rules: &[Rule]) -> Bindings {
+        let catalogue: Vec<serde_json::Value> = rules
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "rule_id": r.id, "title": r.title, "severity": r.severity.as_str(), "soc2": r.soc2.join(", "),
+                    "mitre": r.mitre, "window": format!("{}s", r.window.num_seconds()), "origin": r.origin.to_string(),
+                })
+            })
+            .collect();
+        let catalogue = serde_json::Value::Array(catalogue).to_string();
+        Bindings {
+            values: vec![
+                ("from", script::timestamp(period.from), serde_json::json!(super::rfc3339(period.from))),
+                ("to", script::timestamp(period.to), serde_json::json!(super::rfc3339(period.to))),
+                ("catalogue", Value::Text(catalogue.clone()), serde_json::json!(catalogue)),
+            ],
+        }
+    }
+
+    /// Runs `population` and returns its rows, and the parameters it bound (name → value).
+    pub fn run(
+        &self,
+        conn: &duckdb::Connection,
+        population: &Population,
+    ) -> Result<(Vec<RecordBatch>, arrow::datatypes::SchemaRef, serde_json::Map<String, serde_json::Value>)> {
+        let context = || format!("population {} of {}", population.name, population.criterion.as_str());
+        let mut stmt = conn.prepare(population.sql).with_context(context)?;
+        let named: Vec<(&str, Value)> = self.values.iter().map(|(n, v, _)| (*n, v.clone())).collect();
+        let bound = script::bind(&stmt, &named).with_context(context)?;
+        let mut shown = serde_json::Map::new();
+        for i in 1..=stmt.parameter_count() {
+            let name = stmt.parameter_name(i)?;
+            if let Some((_, _, text)) = self.values.iter().find(|(n, ..)| *n == name) {
+                shown.insert(name, text.clone());
+            }
+        }
+        let stream = stmt.stream_arrow(duckdb::params_from_iter(bound)).with_context(context)?;
+        let schema = stream.get_schema();
+        let batches = stream.collect::<duckdb::Result<Vec<RecordBatch>>>().with_context(context)?;
+        Ok((batches, schema, shown))
+    }
+}

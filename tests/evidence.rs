@@ -1,0 +1,578 @@
+//! Evidence packs and the integrity chain, end to end: generated traffic with attack
+//! scenarios ingested through the real pipeline in many batches, detection run, findings
+//! acknowledged and resolved; packs built by the library, the real binary and the HTTP API,
+//! then checked by `tokentrail evidence verify`; DuckDB edited behind TokenTrail's back and
+//! `tokentrail verify` asked to find it.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::jwks::TestIssuer;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use tokentrail::auth::{Auth, Role};
+use tokentrail::evidence::pack::{self, PackRequest, Verification};
+use tokentrail::evidence::sign::{self, PackKey};
+use tokentrail::evidence::{Criterion, GeneratedBy, Period, chain};
+use tokentrail::generate::{Generator, Scenario, Tenant};
+use tokentrail::ingest::PipelineOptions;
+use tokentrail::rules::findings::{Status, set_status};
+use tokentrail::rules::{DetectionConfig, Detector};
+use tokentrail::source::file::ingest_files;
+use tokentrail::store::{Store, StoreOptions};
+
+const START: &str = "2025-03-03T00:00:00Z";
+const DAYS: i64 = 2;
+/// Names in access_log that a spreadsheet would run as formulas.
+const FORMULAS: [&str; 6] = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"];
+
+fn start() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(START).unwrap().with_timezone(&Utc)
+}
+
+fn period() -> Period {
+    Period::new(start(), start() + Duration::days(DAYS)).unwrap()
+}
+
+/// A closed database file with the history (copy it before changing it).
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    batches: i64,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("evidence.duckdb");
+        let store = Store::open(&db, &StoreOptions::default()).unwrap();
+        let generator = Generator::new(Tenant::new(7), 7);
+        let (events, _) = generator.history(start(), start() + Duration::days(DAYS), Scenario::all());
+        // Twelve files, ingested one by one: many batches to chain.
+        let mut writer = store.writer().unwrap();
+        for (i, slice) in events.chunks(events.len().div_ceil(12)).enumerate() {
+            let path = dir.path().join(format!("history-{i}.ndjson"));
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+            for event in slice {
+                serde_json::to_writer(&mut file, &event.record).unwrap();
+                file.write_all(b"\n").unwrap();
+            }
+            file.flush().unwrap();
+            drop(file);
+            let options = PipelineOptions { workers: 2, ..PipelineOptions::default() };
+            let report = ingest_files(&store, &mut writer, &[path], options, indicatif::ProgressBar::hidden()).unwrap();
+            assert!(report.failed.is_empty());
+        }
+        drop(writer);
+        let (detector, problems) = Detector::open(&store, &DetectionConfig::default()).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        detector.evaluate_after_commit(&store).unwrap();
+        let conn = store.connection().unwrap();
+        let ids: Vec<i64> =
+            conn.prepare("SELECT id FROM findings ORDER BY id LIMIT 2").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(ids.len(), 2, "the scenarios raise findings");
+        set_status(&store, ids[0], Status::Acknowledged, "Ann Responder (oid a tid t)", "looking").unwrap();
+        set_status(&store, ids[0], Status::Resolved, "Ann Responder (oid a tid t)", "key rotated").unwrap();
+        set_status(&store, ids[1], Status::Acknowledged, "Bob Responder (oid b tid t)", "").unwrap();
+        for (i, name) in FORMULAS.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO access_log (time, oid, tid, name, role, method, endpoint, path, parameters, status, duration_ms, auth)
+                 VALUES (make_timestamp(?)::TIMESTAMPTZ, 'oid-1', 'tid-1', ?, 'TokenTrail.Auditor', 'GET', '/api/findings', '/api/findings', '{}', 200, 1.5, 'bearer')",
+                duckdb::params![start().timestamp_micros() + 3_600_000_000 * (i as i64 + 1), name],
+            )
+            .unwrap();
+        }
+        let batches: i64 = conn.query_row("SELECT count(*) FROM ingest_batches", [], |r| r.get(0)).unwrap();
+        assert!(batches >= 10, "many batches to chain: {batches}");
+        conn.execute_batch("CHECKPOINT").unwrap();
+        drop(conn);
+        drop(store);
+        Fixture { _dir: dir, db, batches }
+    })
+}
+
+/// A private copy of the fixture's database.
+fn copy_db(dir: &Path) -> PathBuf {
+    let db = dir.join("copy.duckdb");
+    std::fs::copy(&fixture().db, &db).unwrap();
+    db
+}
+
+fn tokentrail(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokentrail")).args(args).env("TOKENTRAIL_LOG", "warn").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Builds a pack of every criterion with the library; returns the zip's path and the key.
+fn build_pack(dir: &Path, db: &Path) -> (PathBuf, PackKey) {
+    let store = Store::open(db, &StoreOptions::default()).unwrap();
+    let key = PackKey::load_or_create(&sign::key_path(db, None), true).unwrap();
+    let rules = tokentrail::rules::rule::load(None).0;
+    let request = PackRequest {
+        criteria: Criterion::ALL.to_vec(),
+        period: period(),
+        generated_by: GeneratedBy {
+            oid: Some("oid-test".into()),
+            tid: Some("tid-test".into()),
+            name: "Test Auditor".into(),
+        },
+        rules: &rules,
+    };
+    let out = dir.join("pack.zip");
+    pack::build_file(&store, &key, &request, &out, &|_, _, _| {}).unwrap();
+    (out, key)
+}
+
+fn entries(zip_path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(zip_path).unwrap()).unwrap();
+    (0..archive.len())
+        .map(|i| {
+            let mut entry = archive.by_index(i).unwrap();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            (entry.name().to_string(), bytes)
+        })
+        .collect()
+}
+
+fn zip_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in files {
+        zip.start_file(name.as_str(), zip::write::SimpleFileOptions::default()).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+fn csv_of(files: &[(String, Vec<u8>)], population: &str) -> Vec<csv::StringRecord> {
+    let (_, bytes) = files
+        .iter()
+        .find(|(n, _)| n.ends_with(".csv") && n.rsplit('/').next().unwrap().starts_with(&format!("{population}_")))
+        .unwrap_or_else(|| panic!("no {population} CSV"));
+    csv::Reader::from_reader(bytes.as_slice()).records().map(Result::unwrap).collect()
+}
+
+fn header_index(files: &[(String, Vec<u8>)], population: &str, column: &str) -> usize {
+    let (_, bytes) = files.iter().find(|(n, _)| n.contains(&format!("/{population}_")) && n.ends_with(".csv")).unwrap();
+    csv::Reader::from_reader(bytes.as_slice()).headers().unwrap().iter().position(|h| h == column).unwrap()
+}
+
+fn value(db: &Path, sql: &str) -> i64 {
+    let store = Store::open(db, &StoreOptions { read_only: true, ..StoreOptions::default() }).unwrap();
+    let conn = store.connection().unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let bound: Vec<duckdb::types::Value> = (1..=stmt.parameter_count())
+        .map(|i| match stmt.parameter_name(i).unwrap().as_str() {
+            "from" => duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, period().from),
+            "to" => duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, period().to),
+            other => panic!("${other}"),
+        })
+        .collect();
+    stmt.query_row(duckdb::params_from_iter(bound), |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn a_pack_holds_the_populations_of_the_database_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    let (zip_path, key) = build_pack(dir.path(), &db);
+    let files = entries(&zip_path);
+    let manifest: pack::Manifest =
+        serde_json::from_slice(&files.iter().find(|(n, _)| n == "manifest.json").unwrap().1).unwrap();
+
+    // Every CSV and Parquet file has the rows the manifest says, and each is a population
+    // counted here independently of the pack's SQL.
+    let in_period = "time >= $from AND time < $to";
+    let requests = value(&db, &format!("SELECT count(*) FROM cosmos_requests WHERE {in_period}"));
+    let auth = csv_of(&files, "auth_methods");
+    let i = header_index(&files, "auth_methods", "requests");
+    assert_eq!(auth.iter().map(|r| r[i].parse::<i64>().unwrap()).sum::<i64>(), requests);
+    let keyed = value(&db, &format!("SELECT count(*) FROM cosmos_requests WHERE principal_id IS NULL AND {in_period}"));
+    let i = header_index(&files, "key_access", "requests");
+    assert_eq!(csv_of(&files, "key_access").iter().map(|r| r[i].parse::<i64>().unwrap()).sum::<i64>(), keyed);
+    let principals = value(
+        &db,
+        "SELECT count(DISTINCT principal_id) FROM (SELECT principal_id FROM signins WHERE time < $to
+         UNION ALL SELECT principal_id FROM cosmos_requests WHERE time < $to) WHERE principal_id IS NOT NULL",
+    );
+    assert_eq!(csv_of(&files, "principals").len() as i64, principals);
+    let streams = value(
+        &db,
+        &format!(
+            "SELECT (SELECT count(DISTINCT account) FROM cosmos_requests WHERE {in_period})
+                  + (SELECT count(DISTINCT category) FROM signins WHERE {in_period})
+                  + (SELECT count(DISTINCT category) FROM raw_events WHERE {in_period})"
+        ),
+    );
+    assert_eq!(csv_of(&files, "completeness").len() as i64, streams * 24 * DAYS);
+    let logged = value(&db, &format!("SELECT count(*) FROM access_log WHERE {in_period}"));
+    assert_eq!(csv_of(&files, "access_log").len() as i64, logged);
+    let history = value(&db, "SELECT count(*) FROM finding_history");
+    assert!(csv_of(&files, "history").len() as i64 <= history && history > 0);
+    let response = csv_of(&files, "response");
+    let by = header_index(&files, "response", "acknowledged_by");
+    assert!(response.iter().any(|r| r[by].starts_with("Ann Responder")), "who acknowledged is in the pack");
+    for file in &manifest.files {
+        let bytes = &files.iter().find(|(n, _)| *n == file.path).unwrap().1;
+        if file.format == "csv" {
+            assert_eq!(
+                csv::Reader::from_reader(bytes.as_slice()).records().count() as u64,
+                file.rows.unwrap(),
+                "{}",
+                file.path
+            );
+            let sql = file.sql.as_deref().unwrap();
+            let parameters = file.parameters.as_ref().unwrap();
+            assert!(sql.contains("SELECT"), "{}: the SQL is stated", file.path);
+            for name in ["from", "to", "catalogue"] {
+                assert_eq!(
+                    sql.contains(&format!("${name}")),
+                    parameters.contains_key(name),
+                    "{}: ${name} bound and stated",
+                    file.path
+                );
+            }
+        }
+    }
+    assert_eq!(manifest.period.from, "2025-03-03T00:00:00Z");
+    assert_eq!(manifest.generated_by.oid.as_deref(), Some("oid-test"));
+    assert!(manifest.integrity_chain.verified, "{}", manifest.integrity_chain.result);
+    assert_eq!(manifest.integrity_chain.batches_checked, fixture().batches as u64);
+    assert!(!manifest.sources.is_empty(), "sources are stated");
+    let html = String::from_utf8(files.iter().find(|(n, _)| n == "report.html").unwrap().1.clone()).unwrap();
+    assert!(html.contains("<svg") && html.contains("2025-03-03T00:00:00Z"), "the report has charts and the period");
+
+    // The real binary agrees, with the key published by `evidence public-key`.
+    let (ok, pem) = tokentrail(&["evidence", "public-key", "--db", db.to_str().unwrap()]);
+    assert!(ok, "{pem}");
+    assert_eq!(sign::parse_public_key(&pem).unwrap(), key.public());
+    let pem_path = dir.path().join("key.pem");
+    std::fs::write(&pem_path, &pem).unwrap();
+    let (ok, out) =
+        tokentrail(&["evidence", "verify", zip_path.to_str().unwrap(), "--public-key", pem_path.to_str().unwrap()]);
+    assert!(ok && out.contains("VERIFIED"), "{out}");
+
+    // Another key's public half is refused, naming the manifest.
+    let other = PackKey::load_or_create(&dir.path().join("other.pem"), true).unwrap();
+    let result = pack::verify(&zip_path, Some(&other.public())).unwrap();
+    assert!(!result.ok() && result.problems.iter().any(|p| p.file == "manifest.json"), "{:?}", result.problems);
+}
+
+fn problems_name(result: &Verification, file: &str) -> bool {
+    result.problems.iter().any(|p| p.file == file)
+}
+
+#[test]
+fn changing_any_byte_of_any_file_fails_verify_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    let (zip_path, key) = build_pack(dir.path(), &db);
+    let files = entries(&zip_path);
+    assert!(pack::verify(&zip_path, Some(&key.public())).unwrap().ok());
+    let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    for must in ["manifest.json", "manifest.sig", "SHA256SUMS", "report.html"] {
+        assert!(names.iter().any(|n| n == must), "{must} in {names:?}");
+    }
+    for (target, bytes) in &files {
+        // First, middle and last byte of each file.
+        for at in [0, bytes.len() / 2, bytes.len() - 1] {
+            let mut changed = files.clone();
+            let entry = &mut changed.iter_mut().find(|(n, _)| n == target).unwrap().1;
+            entry[at] ^= 0x01;
+            let result = pack::verify_reader(std::io::Cursor::new(zip_of(&changed)), Some(&key.public())).unwrap();
+            assert!(!result.ok(), "{target} byte {at} changed, yet the pack verifies");
+            assert!(problems_name(&result, target), "{target} byte {at}: {:?}", result.problems);
+        }
+    }
+    // The manifest changed and not re-signed: the signature fails, naming the manifest.
+    let mut changed = files.clone();
+    let manifest = &mut changed.iter_mut().find(|(n, _)| n == "manifest.json").unwrap().1;
+    let text = String::from_utf8(manifest.clone()).unwrap().replacen("\"rows\": ", "\"rows\": 1", 1);
+    *manifest = text.into_bytes();
+    let result = pack::verify_reader(std::io::Cursor::new(zip_of(&changed)), Some(&key.public())).unwrap();
+    assert!(
+        result.problems.iter().any(|p| p.file == "manifest.json" && p.message.contains("signature")),
+        "{:?}",
+        result.problems
+    );
+    // A removed file and an added one are named too.
+    let mut changed: Vec<_> =
+        files.iter().filter(|(n, _)| !n.ends_with(".parquet") || !n.contains("principals")).cloned().collect();
+    changed.push(("extra.csv".into(), b"a\n1\n".to_vec()));
+    let result = pack::verify_reader(std::io::Cursor::new(zip_of(&changed)), Some(&key.public())).unwrap();
+    assert!(problems_name(&result, "extra.csv"), "{:?}", result.problems);
+    assert!(
+        result.problems.iter().any(|p| p.file.contains("principals") && p.message.contains("missing")),
+        "{:?}",
+        result.problems
+    );
+
+    // The binary says exactly what differs, and fails.
+    let mut changed = files.clone();
+    let target = changed.iter_mut().find(|(n, _)| n.ends_with(".csv")).unwrap();
+    let name = target.0.clone();
+    target.1.push(b'\n');
+    let bad = dir.path().join("bad.zip");
+    std::fs::write(&bad, zip_of(&changed)).unwrap();
+    let (ok, out) = tokentrail(&["evidence", "verify", bad.to_str().unwrap()]);
+    assert!(!ok && out.contains(&format!("DIFFERS: {name}: SHA-256")), "{out}");
+}
+
+#[test]
+fn csv_cells_that_start_a_formula_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    let (zip_path, _) = build_pack(dir.path(), &db);
+    let files = entries(&zip_path);
+    let names: Vec<String> = {
+        let i = header_index(&files, "access_log", "name");
+        csv_of(&files, "access_log").iter().map(|r| r[i].to_string()).collect()
+    };
+    for formula in FORMULAS {
+        assert!(names.contains(&format!("'{formula}")), "{formula:?} escaped in {names:?}");
+        assert!(!names.contains(&formula.to_string()), "{formula:?} left as is");
+    }
+    // The same cells in Parquet keep their exact value (a typed format is not a spreadsheet).
+    let (_, parquet) = files.iter().find(|(n, _)| n.contains("/access_log_") && n.ends_with(".parquet")).unwrap();
+    let parquet_path = dir.path().join("access_log.parquet");
+    std::fs::write(&parquet_path, parquet).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&parquet_path).unwrap(),
+    )
+    .unwrap();
+    let mut exact = Vec::new();
+    for batch in reader.build().unwrap() {
+        let batch = batch.unwrap();
+        let column = arrow::array::AsArray::as_string::<i32>(batch.column_by_name("name").unwrap().as_ref()).clone();
+        exact.extend((0..batch.num_rows()).map(|i| column.value(i).to_string()));
+    }
+    assert!(exact.contains(&FORMULAS[0].to_string()), "{exact:?}");
+}
+
+/// Runs `change` on a copy of the database, then `tokentrail verify`.
+fn tampered(change: &str, params: &[i64]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    {
+        let store = Store::open(&db, &StoreOptions::default()).unwrap();
+        let conn = store.connection().unwrap();
+        let changed = conn.execute(change, duckdb::params_from_iter(params)).unwrap();
+        assert_eq!(changed, 1, "{change}");
+        conn.execute_batch("CHECKPOINT").unwrap();
+    }
+    tokentrail(&["verify", "--db", db.to_str().unwrap()])
+}
+
+#[test]
+fn editing_deleting_or_inserting_a_row_makes_verify_name_the_batch() {
+    let f = fixture();
+    let (ok, out) = tokentrail(&["verify", "--db", f.db.to_str().unwrap()]);
+    assert!(
+        ok && out.contains("chain verified") && out.contains(&format!("{} of {} batches", f.batches, f.batches)),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    let (row, batch, signin_row, signin_batch) = {
+        let store = Store::open(&db, &StoreOptions { read_only: true, ..StoreOptions::default() }).unwrap();
+        let conn = store.connection().unwrap();
+        let (row, batch): (i64, i64) = conn
+            .query_row(
+                "SELECT rowid, batch_id FROM cosmos_requests WHERE batch_id > 3 ORDER BY rowid LIMIT 1 OFFSET 500",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let (srow, sbatch): (i64, i64) = conn
+            .query_row("SELECT rowid, batch_id FROM signins ORDER BY rowid DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        (row, batch, srow, sbatch)
+    };
+    let named = |out: &str, batch: i64| out.contains(&format!("batch {batch} no longer matches"));
+
+    let (ok, out) =
+        tampered("UPDATE cosmos_requests SET status_code = 200 + status_code % 7 + 1 WHERE rowid = ?", &[row]);
+    assert!(!ok && named(&out, batch) && out.contains("cosmos_requests rows differ"), "edit: {out}");
+    let (ok, out) = tampered("UPDATE signins SET latitude = latitude + 0.000001 WHERE rowid = ?", &[signin_row]);
+    assert!(!ok && named(&out, signin_batch) && out.contains("signins rows differ"), "edit a double: {out}");
+    let (ok, out) = tampered("DELETE FROM cosmos_requests WHERE rowid = ?", &[row]);
+    assert!(!ok && named(&out, batch) && out.contains("now"), "delete: {out}");
+    let (ok, out) = tampered("INSERT INTO cosmos_requests SELECT * FROM cosmos_requests WHERE rowid = ?", &[row]);
+    assert!(!ok && named(&out, batch), "insert a copy: {out}");
+    let (ok, out) = tampered(
+        "INSERT INTO cosmos_requests SELECT * REPLACE (99999 AS batch_id) FROM cosmos_requests WHERE rowid = ?",
+        &[row],
+    );
+    assert!(!ok && out.contains("batch_id 99999") && out.contains("no committed batch"), "insert into no batch: {out}");
+    let (ok, out) = tampered("UPDATE ingest_batches SET position = 'line 1' WHERE batch_id = ?", &[batch]);
+    assert!(!ok && named(&out, batch) && out.contains("ingest_batches row"), "edit the batch: {out}");
+}
+
+#[test]
+fn the_chain_is_reproducible_and_a_second_ingest_extends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    let store = Store::open(&db, &StoreOptions::default()).unwrap();
+    let before = chain::verify(&store, &|_, _| {}).unwrap();
+    assert!(before.verified(), "{}", before.summary());
+    let file = dir.path().join("more.ndjson");
+    let generator = Generator::new(Tenant::new(7), 8);
+    let (events, _) =
+        generator.history(start() + Duration::days(DAYS), start() + Duration::days(DAYS) + Duration::hours(3), &[]);
+    std::fs::write(&file, events.iter().map(|e| format!("{}\n", e.record)).collect::<String>()).unwrap();
+    let mut writer = store.writer().unwrap();
+    ingest_files(
+        &store,
+        &mut writer,
+        &[file],
+        PipelineOptions { workers: 2, ..PipelineOptions::default() },
+        indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    let after = chain::verify(&store, &|_, _| {}).unwrap();
+    assert!(after.verified(), "{}", after.summary());
+    assert!(after.head_batch > before.head_batch && after.head_digest != before.head_digest);
+}
+
+#[test]
+fn bad_criteria_and_periods_say_what_to_fix() {
+    let e = Criterion::parse_list("CC6.1,CC9.9").unwrap_err().to_string();
+    assert!(e.contains("CC9.9") && e.contains("CC7.2"), "{e}");
+    assert_eq!(
+        Criterion::parse_list("cc6.3, CC7.4,access_log").unwrap(),
+        vec![Criterion::Cc6_2, Criterion::Cc7_3, Criterion::AccessLog]
+    );
+    let e = Period::new(start(), start()).unwrap_err().to_string();
+    assert!(e.contains("before"), "{e}");
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.zip");
+    let (ok, text) = tokentrail(&[
+        "evidence",
+        "--db",
+        f.db.to_str().unwrap(),
+        "--criteria",
+        "CC1.1",
+        "--from",
+        START,
+        "--to",
+        "2025-03-04T00:00:00Z",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("CC1.1"), "{text}");
+}
+
+#[test]
+fn the_command_line_makes_a_pack_with_a_key_beside_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    let out = dir.path().join("cli.zip");
+    let (ok, text) = tokentrail(&[
+        "evidence",
+        "--db",
+        db.to_str().unwrap(),
+        "--criteria",
+        "CC6.1,CC7.2",
+        "--from",
+        START,
+        "--to",
+        "2025-03-05T00:00:00Z",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let key_path = sign::key_path(&db, None);
+    assert!(
+        text.contains(&key_path.display().to_string()) && text.contains("created signing key"),
+        "says where: {text}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let (ok, text) = tokentrail(&["evidence", "verify", out.to_str().unwrap()]);
+    assert!(ok && text.contains("VERIFIED"), "{text}");
+    // The export itself is in the access log.
+    let logged = value(&db, "SELECT count(*) FROM access_log WHERE endpoint = 'tokentrail evidence'");
+    assert_eq!(logged, 1);
+}
+
+#[test]
+fn the_api_streams_a_pack_that_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    let store = Arc::new(Store::open(&db, &StoreOptions::default()).unwrap());
+    let issuer = TestIssuer::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let auth = runtime.block_on(Auth::entra(issuer.config())).unwrap();
+    let mut state = tokentrail::server::AppState::new(store.clone(), "test", auth);
+    state.rules = Arc::new(tokentrail::rules::rule::load(None).0);
+    store.lock_down().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = tokentrail::server::router(state.clone());
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+        })
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let get = |path: &str, role: Role| {
+        let mut response = agent
+            .get(&format!("{base}{path}"))
+            .header("Authorization", format!("Bearer {}", issuer.token(&[role])))
+            .call()
+            .unwrap();
+        let status = response.status().as_u16();
+        let kind = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (status, kind, response.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap())
+    };
+    let (status, _, body) = get("/api/evidence/public-key", Role::Admin);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let published: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let public = sign::parse_public_key(published["public_key_pem"].as_str().unwrap()).unwrap();
+
+    let path =
+        "/api/evidence?criteria=CC6.1,CC6.2,CC7.2,CC7.3,access_log&from=2025-03-03T00:00:00Z&to=2025-03-05T00:00:00Z";
+    let (status, kind, body) = get(path, Role::Auditor);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(kind, "application/zip");
+    let result = pack::verify_reader(std::io::Cursor::new(body), Some(&public)).unwrap();
+    assert!(result.ok(), "{:?}", result.problems);
+    let manifest = result.manifest.unwrap();
+    assert_eq!(manifest.generated_by.oid.as_deref(), issuer.claims(&[]).get("oid").and_then(|v| v.as_str()));
+    assert_eq!(manifest.generated_by.tid.as_deref(), Some(common::jwks::TENANT));
+    assert_eq!(manifest.signing_key.key_id, published["key_id"].as_str().unwrap());
+
+    let (status, _, body) =
+        get("/api/evidence?criteria=CC6.9&from=2025-03-03T00:00:00Z&to=2025-03-05T00:00:00Z", Role::Auditor);
+    let text = String::from_utf8_lossy(&body);
+    assert!(status == 400 && text.contains("CC6.9"), "{status} {text}");
+    let (status, _, body) =
+        get("/api/evidence?criteria=CC6.1&from=2025-03-05T00:00:00Z&to=2025-03-03T00:00:00Z", Role::Auditor);
+    assert!(status == 400 && String::from_utf8_lossy(&body).contains("before"), "{status}");
+    let (status, _, body) = get("/api/evidence?criteria=CC6.1&from=yesterday&to=2025-03-03T00:00:00Z", Role::Auditor);
+    assert!(status == 400 && String::from_utf8_lossy(&body).contains("RFC 3339"), "{status}");
+    let (status, _, _) = get(path, Role::Responder);
+    assert_eq!(status, 403, "only auditors download packs");
+    // The download is in the access log, with the manifest's digest.
+    state.audit.flush();
+    let conn = store.connection().unwrap();
+    let logged: String = conn
+        .query_row(
+            "SELECT parameters::VARCHAR FROM access_log WHERE endpoint = '/api/evidence' AND status = 200",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(logged.contains("manifest_sha256"), "{logged}");
+}
