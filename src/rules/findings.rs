@@ -1,6 +1,7 @@
 //! Finding lifecycle: open → acknowledged → resolved, or suppressed, changed by people
 //! with who, when and a comment, and kept as history in `finding_history`. The engine
-//! makes its own changes (raised, withdrawn, reopened) in `refresh_findings.sql`.
+//! makes its own changes (raised, withdrawn, reopened) in `refresh_findings.sql`. A resolution
+//! writes its alert event (`alert_events`, see `crate::alerts`) in the same transaction.
 
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
@@ -100,6 +101,13 @@ pub fn set_status(store: &Store, id: i64, to: Status, by: &str, comment: &str) -
              VALUES (?, get_current_timestamp(), ?, ?, ?, ?)",
             duckdb::params![id, by, from.as_str(), to.as_str(), comment],
         )?;
+        if to == Status::Resolved {
+            // The alert outbox (src/alerts), in the same transaction as the change.
+            conn.execute(
+                "INSERT INTO alert_events (finding_id, change, created_at) VALUES (?, 'resolved', get_current_timestamp())",
+                [id],
+            )?;
+        }
         Ok(())
     })();
     match outcome {

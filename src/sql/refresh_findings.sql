@@ -3,6 +3,10 @@
 -- status changes go to finding_history: `withdrawn` when no evidence is left (data that
 -- arrived later explained it), `open` again when a withdrawn finding has evidence again or
 -- a resolved one has newer evidence. Parameters: $rule_id, $title, $severity.
+--
+-- The alert outbox (alert_events, src/alerts) is written here too, in the same transaction:
+-- raised, reopened, withdrawn (of a finding someone was asked to look at), and updated (new
+-- evidence on an open finding).
 
 CREATE OR REPLACE TEMP TABLE finding_totals AS
 SELECT
@@ -34,6 +38,18 @@ LEFT JOIN finding_totals t ON t.fingerprint = f.fingerprint
 WHERE (t.fingerprint IS NULL AND f.status <> 'withdrawn')
    OR (t.fingerprint IS NOT NULL AND f.status = 'withdrawn')
    OR (t.fingerprint IS NOT NULL AND f.status = 'resolved' AND t.last_seen > f.last_seen);
+
+INSERT INTO alert_events (finding_id, change, created_at)
+SELECT id, CASE WHEN to_status = 'withdrawn' THEN 'withdrawn' ELSE 'reopened' END, get_current_timestamp()
+FROM finding_changes
+WHERE to_status = 'open' OR from_status IN ('open', 'acknowledged');
+
+INSERT INTO alert_events (finding_id, change, created_at)
+SELECT f.id, 'updated', get_current_timestamp()
+FROM findings f
+JOIN finding_totals t ON t.fingerprint = f.fingerprint
+WHERE f.status = 'open' AND (t.count <> f.count OR t.last_seen <> f.last_seen)
+  AND f.id NOT IN (SELECT id FROM finding_changes);
 
 INSERT INTO finding_history (finding_id, changed_at, changed_by, from_status, to_status, comment)
 SELECT id, get_current_timestamp(), 'tokentrail', from_status, to_status, comment
@@ -78,3 +94,6 @@ FROM new_findings;
 INSERT INTO finding_history (finding_id, changed_at, changed_by, from_status, to_status, comment)
 SELECT id, get_current_timestamp(), 'tokentrail', NULL, 'open', 'raised'
 FROM new_findings;
+
+INSERT INTO alert_events (finding_id, change, created_at)
+SELECT id, 'raised', get_current_timestamp() FROM new_findings;

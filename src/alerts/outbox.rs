@@ -1,0 +1,350 @@
+//! The outbox in DuckDB: routing events to destinations, grouping them into messages,
+//! and recording every delivery attempt. Each function is one transaction, so a crash
+//! leaves each event either routed or not, each group either made into a message or not,
+//! and each message either acknowledged or still pending (sent again after a restart).
+
+use super::config::{Alerts, Destination};
+use super::payload::{self, AlertStatus, FindingView};
+use crate::rules::Severity;
+use crate::store::Store;
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use duckdb::types::{TimeUnit, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+const ALERT_FINDINGS: &str = include_str!("../sql/alert_findings.sql");
+
+/// One row of `alert_pending`: event id, finding id, change.
+type Item = (i64, i64, String);
+
+/// Changes that ask for attention; the others (`resolved`, `withdrawn`) end it.
+const FIRING: [&str; 3] = ["raised", "updated", "reopened"];
+
+/// Events routed in one pass at most (the rest wait for the next).
+const ROUTE_BATCH: usize = 10_000;
+
+fn timestamp(t: DateTime<Utc>) -> Value {
+    Value::Timestamp(TimeUnit::Microsecond, t.timestamp_micros())
+}
+
+fn micros(t: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t).unwrap_or_default()
+}
+
+fn ids(values: impl IntoIterator<Item = i64>) -> Value {
+    Value::List(values.into_iter().map(Value::BigInt).collect())
+}
+
+/// Runs `work` in a transaction on a connection of its own.
+fn transaction<T>(store: &Store, work: impl FnOnce(&duckdb::Connection) -> Result<T>) -> Result<T> {
+    let conn = store.connection()?;
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    match work(&conn) {
+        Ok(value) => {
+            conn.execute_batch("COMMIT").context("committing")?;
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// The findings `ids`, as messages show them.
+pub fn findings(conn: &duckdb::Connection, ids_wanted: &[i64]) -> Result<Vec<FindingView>> {
+    let mut stmt = conn.prepare(ALERT_FINDINGS).context("alert_findings.sql")?;
+    let rows = stmt.query_map([ids(ids_wanted.iter().copied())], |r| {
+        Ok(FindingView {
+            id: r.get(0)?,
+            fingerprint: r.get(1)?,
+            rule_id: r.get(2)?,
+            title: r.get(3)?,
+            severity: r.get(4)?,
+            status: r.get(5)?,
+            principal_id: r.get(6)?,
+            principal_name: r.get(7)?,
+            entity: r.get(8)?,
+            account: r.get(9)?,
+            first_seen: micros(r.get(10)?),
+            last_seen: micros(r.get(11)?),
+            count: r.get(12)?,
+            summary: r.get(13)?,
+        })
+    })?;
+    rows.collect::<duckdb::Result<_>>().context("alert_findings.sql")
+}
+
+/// Routes every event not yet routed to the destinations of the routes it matches, and
+/// gives up the pending messages of destinations no longer configured. Returns how many
+/// events it routed.
+pub fn route(store: &Store, alerts: &Alerts) -> Result<usize> {
+    transaction(store, |conn| {
+        let configured: Vec<Value> = alerts.destinations.iter().map(|d| Value::Text(d.name.clone())).collect();
+        conn.execute(
+            "UPDATE alert_messages SET delivery = 'dead', dead_at = get_current_timestamp(),
+                    last_error = 'the destination is no longer configured'
+             WHERE delivery = 'pending' AND NOT list_contains(?::VARCHAR[], destination)",
+            [Value::List(configured)],
+        )?;
+        let events: Vec<(i64, i64, String)> = conn
+            .prepare(&format!(
+                "SELECT id, finding_id, change FROM alert_events WHERE routed_at IS NULL ORDER BY id LIMIT {ROUTE_BATCH}"
+            ))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<duckdb::Result<_>>()?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let wanted: BTreeSet<i64> = events.iter().map(|e| e.1).collect();
+        let found: BTreeMap<i64, FindingView> = if alerts.routes.is_empty() {
+            BTreeMap::new()
+        } else {
+            findings(conn, &wanted.into_iter().collect::<Vec<_>>())?.into_iter().map(|f| (f.id, f)).collect()
+        };
+        let (mut destination, mut event_id, mut finding_id, mut change) = (vec![], vec![], vec![], vec![]);
+        for (id, finding, what) in &events {
+            let Some(f) = found.get(finding) else { continue };
+            let severity = Severity::parse(&f.severity);
+            let mut to: BTreeSet<&str> = BTreeSet::new();
+            for route in alerts.routes.iter().filter(|r| r.matches(&f.rule_id, severity, f.account.as_deref())) {
+                to.extend(route.destinations.iter().map(String::as_str));
+            }
+            for name in to {
+                destination.push(Value::Text(name.to_owned()));
+                event_id.push(Value::BigInt(*id));
+                finding_id.push(Value::BigInt(*finding));
+                change.push(Value::Text(what.clone()));
+            }
+        }
+        if !destination.is_empty() {
+            conn.execute(
+                "INSERT INTO alert_pending (destination, event_id, finding_id, change)
+                 SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::VARCHAR[])",
+                [Value::List(destination), Value::List(event_id), Value::List(finding_id), Value::List(change)],
+            )?;
+        }
+        conn.execute(
+            "UPDATE alert_events SET routed_at = get_current_timestamp() WHERE list_contains(?::BIGINT[], id)",
+            [ids(events.iter().map(|e| e.0))],
+        )?;
+        Ok(events.len())
+    })
+    .context("routing alert events")
+}
+
+/// What [`compose`] did.
+#[derive(Debug, Default)]
+pub struct Composed {
+    pub messages: usize,
+    /// Changes wait for the group interval until then.
+    pub wait_until: Option<DateTime<Utc>>,
+}
+
+/// Makes messages of what waits for `destination`: resolutions at once, new and updated
+/// findings at most once per group interval (all that came meanwhile in one message).
+pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: DateTime<Utc>) -> Result<Composed> {
+    transaction(store, |conn| {
+        let name = Value::Text(destination.name.clone());
+        let items: Vec<Item> = conn
+            .prepare(
+                "SELECT event_id, finding_id, change FROM alert_pending
+                 WHERE destination = ? AND message_id IS NULL ORDER BY event_id",
+            )?
+            .query_map([name.clone()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<duckdb::Result<_>>()?;
+        let mut composed = Composed::default();
+        if items.is_empty() {
+            return Ok(composed);
+        }
+        let (firing, resolved): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| FIRING.contains(&i.2.as_str()));
+        // A resolution supersedes the changes of the same finding before it: no message
+        // about a finding that is already over.
+        let (superseded, firing): (Vec<_>, Vec<_>) =
+            firing.into_iter().partition(|f| resolved.iter().any(|r| r.1 == f.1 && r.0 > f.0));
+        if !superseded.is_empty() {
+            assign(conn, &destination.name, superseded.iter().map(|s| s.0), 0)?;
+        }
+        let mut groups: Vec<(AlertStatus, Vec<Item>)> = Vec::new();
+        if !resolved.is_empty() {
+            groups.push((AlertStatus::Resolved, resolved));
+        }
+        if !firing.is_empty() {
+            let last: Option<i64> = conn.query_row(
+                "SELECT epoch_us(max(created_at)) FROM alert_messages WHERE destination = ? AND alert_status = 'firing'",
+                [name.clone()],
+                |r| r.get(0),
+            )?;
+            let interval = chrono::TimeDelta::from_std(alerts.group_interval)?;
+            if interval.is_zero() {
+                groups.extend(firing.into_iter().map(|f| (AlertStatus::Firing, vec![f])));
+            } else {
+                match last.map(|l| micros(l) + interval) {
+                    Some(open_at) if open_at > now => composed.wait_until = Some(open_at),
+                    _ => groups.push((AlertStatus::Firing, firing)),
+                }
+            }
+        }
+        for (status, group) in groups {
+            let finding_ids: Vec<i64> = group.iter().map(|g| g.1).collect::<BTreeSet<_>>().into_iter().collect();
+            let views = findings(conn, &finding_ids)?;
+            // A finding counts as new in this message if any of its changes raised it.
+            let new: BTreeSet<i64> =
+                group.iter().filter(|g| g.2 == "raised" || g.2 == "reopened").map(|g| g.1).collect();
+            let webhook_id = format!("msg_{:032x}", rand::random::<u128>());
+            let body = payload::build(destination, alerts, status, &views, &new, now);
+            let message_id: i64 = conn.query_row(
+                "INSERT INTO alert_messages (webhook_id, destination, destination_kind, alert_status, finding_ids, body,
+                     delivery, attempts, created_at, next_attempt_at, give_up_at)
+                 VALUES (?, ?, ?, ?, ?::BIGINT[], ?, 'pending', 0, ?, ?, ?)
+                 RETURNING id",
+                [
+                    Value::Text(webhook_id),
+                    name.clone(),
+                    Value::Text(destination.kind.as_str().into()),
+                    Value::Text(status.as_str().into()),
+                    ids(views.iter().map(|v| v.id)),
+                    Value::Text(body.to_string()),
+                    timestamp(now),
+                    timestamp(now),
+                    timestamp(now + chrono::TimeDelta::from_std(alerts.give_up_after)?),
+                ],
+                |r| r.get(0),
+            )?;
+            assign(conn, &destination.name, group.iter().map(|g| g.0), message_id)?;
+            composed.messages += 1;
+        }
+        Ok(composed)
+    })
+    .with_context(|| format!("making alert messages for {}", destination.name))
+}
+
+fn assign(conn: &duckdb::Connection, destination: &str, events: impl Iterator<Item = i64>, message: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE alert_pending SET message_id = ? WHERE destination = ? AND list_contains(?::BIGINT[], event_id)",
+        [Value::BigInt(message), Value::Text(destination.into()), ids(events)],
+    )?;
+    Ok(())
+}
+
+/// A message to send now.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub id: i64,
+    pub webhook_id: String,
+    pub body: String,
+    pub attempts: i32,
+    pub give_up_at: DateTime<Utc>,
+}
+
+/// The oldest pending message of `destination` (messages go out in order), if its time
+/// has come; otherwise when it will.
+pub fn next_due(store: &Store, destination: &str, now: DateTime<Utc>) -> Result<(Option<Due>, Option<DateTime<Utc>>)> {
+    let conn = store.connection()?;
+    let head = conn
+        .prepare(
+            "SELECT id, webhook_id, body, attempts, epoch_us(give_up_at), epoch_us(next_attempt_at)
+             FROM alert_messages WHERE destination = ? AND delivery = 'pending' ORDER BY id LIMIT 1",
+        )?
+        .query_map([destination], |r| {
+            let due = Due {
+                id: r.get(0)?,
+                webhook_id: r.get(1)?,
+                body: r.get(2)?,
+                attempts: r.get(3)?,
+                give_up_at: micros(r.get(4)?),
+            };
+            Ok((due, micros(r.get(5)?)))
+        })?
+        .next()
+        .transpose()?;
+    Ok(match head {
+        Some((due, at)) if at <= now => (Some(due), None),
+        Some((_, at)) => (None, Some(at)),
+        None => (None, None),
+    })
+}
+
+/// Records that the destination acknowledged message `id`.
+pub fn record_sent(store: &Store, id: i64, status: u16, now: DateTime<Utc>) -> Result<()> {
+    store
+        .connection()?
+        .execute(
+            "UPDATE alert_messages SET delivery = 'sent', attempts = attempts + 1, last_attempt_at = ?, last_status = ?,
+                    last_error = NULL, sent_at = ?
+             WHERE id = ?",
+            [timestamp(now), Value::Int(status as i32), timestamp(now), Value::BigInt(id)],
+        )
+        .context("recording a delivered alert message")?;
+    Ok(())
+}
+
+/// Records a failed attempt: the next one at `retry_at`, or dead when `retry_at` is None.
+pub fn record_failure(
+    store: &Store,
+    id: i64,
+    status: Option<u16>,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (delivery, next, dead_at) = match retry_at {
+        Some(at) => ("pending", at, Value::Null),
+        None => ("dead", now, timestamp(now)),
+    };
+    store
+        .connection()?
+        .execute(
+            "UPDATE alert_messages SET delivery = ?, attempts = attempts + 1, last_attempt_at = ?, last_status = ?,
+                    last_error = ?, next_attempt_at = ?, dead_at = ?
+             WHERE id = ?",
+            [
+                Value::Text(delivery.into()),
+                timestamp(now),
+                status.map_or(Value::Null, |s| Value::Int(s as i32)),
+                Value::Text(error.into()),
+                timestamp(next),
+                dead_at,
+                Value::BigInt(id),
+            ],
+        )
+        .context("recording a failed alert delivery")?;
+    Ok(())
+}
+
+/// What a manual retry found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Pending again, with a fresh give-up time.
+    Queued,
+    NotFound,
+    /// Only dead messages are sent again by hand; this one is `pending` or `sent`.
+    NotDead(String),
+}
+
+/// Sends dead message `id` again (same `webhook-id`, same body), on behalf of `by`.
+pub fn retry(store: &Store, id: i64, by: &str) -> Result<Retry> {
+    transaction(store, |conn| {
+        let found: Option<(String, i64, i64)> = conn
+            .prepare("SELECT delivery, epoch_us(created_at), epoch_us(give_up_at) FROM alert_messages WHERE id = ?")?
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .next()
+            .transpose()?;
+        let (created, give_up) = match found {
+            None => return Ok(Retry::NotFound),
+            Some((delivery, created, give_up)) if delivery == "dead" => (created, give_up),
+            Some((other, ..)) => return Ok(Retry::NotDead(other)),
+        };
+        // As long to give up as the message had at first, from now.
+        let now = Utc::now();
+        let give_up_at = now + chrono::TimeDelta::microseconds(give_up - created);
+        conn.execute(
+            "UPDATE alert_messages SET delivery = 'pending', next_attempt_at = ?, give_up_at = ?, dead_at = NULL,
+                    retried_by = ?, retried_at = ?
+             WHERE id = ?",
+            [timestamp(now), timestamp(give_up_at), Value::Text(by.into()), timestamp(now), Value::BigInt(id)],
+        )?;
+        Ok(Retry::Queued)
+    })
+    .context("retrying an alert message")
+}
