@@ -38,13 +38,20 @@ fn main() {
     }
     let (detector, _) = Detector::open(&store, &DetectionConfig::default()).unwrap();
     detector.evaluate_after_commit(&store).unwrap();
-    println!("{requests} requests and {signins} sign-ins inserted and absorbed in {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "{requests} requests and {signins} sign-ins inserted and absorbed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let (principal, finding): (String, i64) = {
         let conn = store.connection().unwrap();
         (
-            conn.query_row("SELECT principal_id FROM cosmos_requests WHERE principal_id IS NOT NULL LIMIT 1", [], |r| r.get(0))
-                .unwrap(),
+            conn.query_row(
+                "SELECT principal_id FROM cosmos_requests WHERE principal_id IS NOT NULL LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap(),
             conn.query_row("SELECT coalesce(min(id), 1) FROM findings", [], |r| r.get(0)).unwrap(),
         )
     };
@@ -61,9 +68,20 @@ fn main() {
 
     // What each page's script fetches (src/ui/assets/app.js).
     let pages: Vec<(&str, Vec<String>)> = vec![
-        ("Overview", vec!["/api/status".into(), "/api/activity?hours=168".into(), "/api/findings?status=open,acknowledged&limit=10".into()]),
+        (
+            "Overview",
+            vec![
+                "/api/status".into(),
+                "/api/activity?hours=168".into(),
+                "/api/findings?status=open,acknowledged&limit=10".into(),
+                "/api/alerts/messages?delivery=dead&limit=20".into(),
+            ],
+        ),
         ("Findings", vec!["/api/findings?limit=50".into()]),
-        ("Finding", vec![format!("/api/findings/{finding}")]),
+        (
+            "Finding",
+            vec![format!("/api/findings/{finding}"), format!("/api/alerts/messages?finding={finding}&limit=20")],
+        ),
         ("Principal", vec![format!("/api/principals/{principal}")]),
         ("Search (principal)", vec![format!("/api/search/requests?principal={principal}&limit=100")]),
         ("Search (CIDR)", vec!["/api/search/requests?ip=20.0.0.0/16&limit=100".into()]),
@@ -80,7 +98,10 @@ fn main() {
             for path in paths {
                 let (url, auth_header) = (format!("{base}{path}"), &auth_header);
                 scope.spawn(move || {
-                    let mut response = ureq::get(&url).header("Authorization", auth_header).call().unwrap_or_else(|e| panic!("{url}: {e}"));
+                    let mut response = ureq::get(&url)
+                        .header("Authorization", auth_header)
+                        .call()
+                        .unwrap_or_else(|e| panic!("{url}: {e}"));
                     response.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap();
                 });
             }

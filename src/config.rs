@@ -2,8 +2,9 @@
 //!
 //! Every key is optional except where noted; unknown keys are refused with the
 //! list of known ones, so a typo never silently falls back to a default. Secrets
-//! never live here: the service authenticates with an Entra ID identity, and the
-//! one secret it accepts (an emulator connection string) comes from the environment.
+//! never live here: the service authenticates with an Entra ID identity, an emulator
+//! connection string comes from the environment, and alert webhook URLs and signing
+//! keys from environment variables or files that `[alerts]` names.
 //!
 //! Environment overrides use `TOKENTRAIL_` plus the key path joined by `__`, e.g.
 //! `TOKENTRAIL_EVENTHUBS__CONSUMER_GROUP=audit` or `TOKENTRAIL_HTTP__LISTEN=0.0.0.0:8080`.
@@ -43,6 +44,21 @@ pub struct ServeConfig {
     /// Rules folder, threat intelligence lists, trusted networks, parameters.
     #[serde(skip_serializing)]
     pub detection: crate::rules::DetectionConfig,
+    /// Alert hooks: destinations (their URLs and keys from the environment or files),
+    /// routes, grouping and retry timings (see `crate::alerts::AlertsConfig`).
+    #[serde(skip_serializing)]
+    pub alerts: crate::alerts::AlertsConfig,
+    /// Evidence packs (`[evidence]`): the key that signs them.
+    pub evidence: EvidenceConfig,
+}
+
+/// `[evidence]`: how packs are signed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// An Ed25519 private key, PKCS#8 PEM (keep it mode 0600). Default: the file
+    /// `<db>.evidence-key.pem` beside the database, created on first use.
+    pub signing_key: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -53,6 +69,8 @@ impl Default for ServeConfig {
             eventhubs: None,
             auth: None,
             detection: Default::default(),
+            alerts: Default::default(),
+            evidence: EvidenceConfig::default(),
         }
     }
 }
@@ -245,6 +263,8 @@ impl ServeConfig {
         if let Some(auth) = &self.auth {
             auth.check()?;
         }
+        // Reads the alert secrets too, so a missing one stops the start, with its name.
+        self.alerts.resolve(&format!("http://{}", self.http.listen))?;
         let Some(hubs) = &self.eventhubs else { return Ok(()) };
         if hubs.hubs.is_empty() || hubs.hubs.iter().any(|h| h.trim().is_empty()) {
             bail!(

@@ -137,7 +137,13 @@ pub fn run(options: DemoOptions) -> Result<()> {
     let (detector, _problems) = crate::rules::Detector::open(&store, &crate::rules::DetectionConfig::from_env())?;
     let rules = Arc::new(detector.rules().to_vec());
     let mut state = AppState::new(store.clone(), "demo: generated data, development sign-in, loopback only", auth);
-    let detection = crate::rules::live::spawn(store.clone(), detector, state.metrics.clone(), stop.clone(), |_| {})?;
+    // Alerts from `TOKENTRAIL_ALERTS__*` (none by default: the outbox fills, nothing is sent).
+    let alerts = crate::alerts::AlertsConfig::from_env()?.resolve(&format!("http://{address}"))?;
+    let alerts_stop = tokio_util::sync::CancellationToken::new();
+    let alerts = crate::alerts::start(store.clone(), alerts, runtime.handle(), alerts_stop.clone())?;
+    let detection = crate::rules::live::spawn(store.clone(), detector, state.metrics.clone(), stop.clone(), {
+        move |_| alerts.wake()
+    })?;
     store.lock_down()?;
     state.rules = rules;
     let serve_stop = stop.clone();
@@ -157,6 +163,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
         .await
     });
     stop.store(true, Ordering::SeqCst);
+    alerts_stop.cancel();
     let ingested = ingest.join().map_err(|_| anyhow::anyhow!("the demo ingest thread panicked"))?;
     let _ = detection.join();
     served?;

@@ -2,11 +2,13 @@
 //!
 //! See ARCHITECTURE.md for the bird's eye view and the code map.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod evidence;
 pub mod generate;
 pub mod ingest;
 pub mod metrics;

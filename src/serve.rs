@@ -1,6 +1,7 @@
-//! `tokentrail serve`: the service. Streams Event Hubs into DuckDB (when configured)
-//! and serves HTTP, until Ctrl-C or SIGTERM; a stop finishes the commit under way,
-//! and a restart resumes every partition after its committed position.
+//! `tokentrail serve`: the service. Streams Event Hubs into DuckDB (when configured),
+//! detects, sends alerts (`crate::alerts`) and serves HTTP, until Ctrl-C or SIGTERM; a
+//! stop finishes the commit under way, and a restart resumes every partition after its
+//! committed position.
 
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
@@ -22,7 +23,11 @@ pub fn run(config: ServeConfig) -> Result<()> {
         );
     }
     let connect = config.eventhubs.as_ref().map(Connect::from_config).transpose()?;
+    let alerts = config.alerts.resolve(&format!("http://{}", config.http.listen))?;
     let store = Arc::new(Store::open(&config.db, &StoreOptions::default())?);
+    if let Some(key) = &config.evidence.signing_key {
+        crate::evidence::sign::configure(key.clone());
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let listen = config.http.listen;
     let listener = runtime
@@ -57,8 +62,10 @@ pub fn run(config: ServeConfig) -> Result<()> {
     let (detector, _problems) = crate::rules::Detector::open(&store, &config.detection)?;
     let rules = Arc::new(detector.rules().to_vec());
     let detection_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let detection =
-        crate::rules::live::spawn(store.clone(), detector, metrics.clone(), detection_stop.clone(), |_| {})?;
+    let alerts = crate::alerts::start(store.clone(), alerts, runtime.handle(), cancel.clone())?;
+    let detection = crate::rules::live::spawn(store.clone(), detector, metrics.clone(), detection_stop.clone(), {
+        move |_| alerts.wake()
+    })?;
     store.lock_down()?;
     let mut state = AppState::new(store.clone(), mode, auth);
     state.rules = rules;

@@ -7,9 +7,11 @@
 //! access log. A route missing from the table is refused to everyone (fail closed),
 //! and the tests walk the same document, so a new endpoint cannot skip the check.
 
+pub mod alerts;
 pub mod audit;
 pub mod dashboards;
 pub mod error;
+pub mod evidence;
 pub mod filter;
 pub mod findings;
 pub mod principal;
@@ -67,6 +69,10 @@ impl utoipa::Modify for SecuritySchemes {
 /// Every API route with its documentation.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::retry))
+        .routes(routes!(evidence::download))
+        .routes(routes!(evidence::public_key))
         .routes(routes!(findings::list))
         .routes(routes!(findings::detail))
         .routes(routes!(findings::history))

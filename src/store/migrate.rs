@@ -26,6 +26,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_correlation"),
     migration!(4, "0004_detection"),
     migration!(5, "0005_api"),
+    migration!(6, "0006_alerts"),
+    migration!(7, "0007_integrity"),
 ];
 
 fn checksum(sql: &str) -> String {

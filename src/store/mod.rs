@@ -10,6 +10,7 @@ mod ffi;
 pub mod migrate;
 pub mod rows;
 
+use crate::evidence::chain;
 use anyhow::{Context, Result, bail};
 use arrow::array::{ArrayRef, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -123,15 +124,21 @@ impl Store {
         if self.writer_taken.swap(true, Ordering::SeqCst) {
             bail!("the ingest writer of {} is already in use", self.path.display());
         }
-        let opened = (|| -> Result<(RawConnection, Option<i64>)> {
+        let opened = (|| -> Result<(RawConnection, Option<i64>, Option<chain::Digest>)> {
             let mut raw = self.db.raw_connection()?;
             raw.attach_scratch(&self.catalog)?;
             let conn = self.connection()?;
             let last = conn.query_row("SELECT max(batch_id) FROM ingest_batches", [], |r| r.get(0))?;
-            Ok((raw, last))
+            Ok((raw, last, chain::stored_head(&conn)?))
         })();
-        let (raw, last) = opened.inspect_err(|_| self.writer_taken.store(false, Ordering::SeqCst))?;
-        Ok(Writer { raw, next_batch_id: last.unwrap_or(0) + 1, taken: self.writer_taken.clone(), _db: self.db.clone() })
+        let (raw, last, chain_head) = opened.inspect_err(|_| self.writer_taken.store(false, Ordering::SeqCst))?;
+        Ok(Writer {
+            raw,
+            next_batch_id: last.unwrap_or(0) + 1,
+            chain_head,
+            taken: self.writer_taken.clone(),
+            _db: self.db.clone(),
+        })
     }
 
     /// Where `source_id` stood after its last committed batch.
@@ -269,6 +276,8 @@ pub struct BatchReceipt {
 pub struct Writer {
     raw: RawConnection,
     next_batch_id: i64,
+    /// The chain digest of the last committed batch (`ingest_chain`); None below migration 7.
+    chain_head: Option<chain::Digest>,
     /// Cleared on drop, so the store can hand out a writer again.
     taken: Arc<AtomicBool>,
     _db: Arc<RawDatabase>,
@@ -289,6 +298,18 @@ impl Writer {
         let batch_id = self.next_batch_id;
         let counts = batches.counts();
         let TableBatches { cosmos, signins, raw, quarantine } = batches;
+        let header = chain::BatchHeader {
+            batch_id,
+            committed_at: chrono::Utc::now().timestamp_micros(),
+            source_id: common_source(checkpoints),
+            position: describe_all(checkpoints),
+            counts: [counts.cosmos as i64, counts.signins as i64, counts.raw as i64, counts.quarantined as i64],
+        };
+        // Digested before the rows go to DuckDB, in the same transaction as they are stored.
+        let sealed = match &self.chain_head {
+            Some(head) => Some(chain::seal(&header, [&cosmos, &signins, &raw, &quarantine], head)?),
+            None => None,
+        };
         let mut views = Vec::new();
         let mut outcome = Ok(());
         for (table, batches) in TABLES.into_iter().zip([cosmos, signins, raw, quarantine]) {
@@ -306,7 +327,7 @@ impl Writer {
                 }
             }
         }
-        let outcome = outcome.and_then(|()| self.transaction(batch_id, &views, checkpoints, counts));
+        let outcome = outcome.and_then(|()| self.transaction(&header, sealed.as_ref(), &views, checkpoints));
         for (_, view) in views {
             if let Err(error) = self.raw.drop_arrow_view(view) {
                 tracing::warn!(error = %error, "dropping an Arrow scan view");
@@ -314,18 +335,21 @@ impl Writer {
         }
         outcome?;
         self.next_batch_id += 1;
+        if let Some(sealed) = sealed {
+            self.chain_head = Some(sealed.chain);
+        }
         Ok(BatchReceipt { batch_id, counts })
     }
 
     fn transaction(
         &mut self,
-        batch_id: i64,
+        header: &chain::BatchHeader,
+        sealed: Option<&chain::Sealed>,
         views: &[(&str, ffi::ArrowView)],
         checkpoints: &[Checkpoint],
-        counts: RowCounts,
     ) -> Result<()> {
         self.raw.execute_batch("BEGIN TRANSACTION")?;
-        match self.write(batch_id, views, checkpoints, counts) {
+        match self.write(header, sealed, views, checkpoints) {
             Ok(()) => Ok(self.raw.execute_batch("COMMIT").context("committing ingest batch")?),
             Err(error) => {
                 let _ = self.raw.execute_batch("ROLLBACK");
@@ -336,25 +360,42 @@ impl Writer {
 
     fn write(
         &mut self,
-        batch_id: i64,
+        header: &chain::BatchHeader,
+        sealed: Option<&chain::Sealed>,
         views: &[(&str, ffi::ArrowView)],
         checkpoints: &[Checkpoint],
-        counts: RowCounts,
     ) -> Result<()> {
-        let now = chrono::Utc::now().timestamp_micros();
+        let batch_id = header.batch_id;
+        let now = header.committed_at;
         self.raw.execute(
             "INSERT INTO ingest_batches VALUES (?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?, ?, ?, ?, ?, ?)",
             &[
                 Param::Int(batch_id),
                 Param::Int(now),
-                Param::Text(&common_source(checkpoints)),
-                Param::Text(&describe_all(checkpoints)),
-                Param::Int(counts.cosmos as i64),
-                Param::Int(counts.signins as i64),
-                Param::Int(counts.raw as i64),
-                Param::Int(counts.quarantined as i64),
+                Param::Text(&header.source_id),
+                Param::Text(&header.position),
+                Param::Int(header.counts[0]),
+                Param::Int(header.counts[1]),
+                Param::Int(header.counts[2]),
+                Param::Int(header.counts[3]),
             ],
         )?;
+        if let Some(sealed) = sealed {
+            let digests = sealed.tables.iter().chain([&sealed.rows, &sealed.chain]).map(chain::hex).collect::<Vec<_>>();
+            self.raw.execute(
+                "INSERT INTO ingest_chain VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    Param::Int(batch_id),
+                    Param::Int(chain::VERSION.into()),
+                    Param::Text(&digests[0]),
+                    Param::Text(&digests[1]),
+                    Param::Text(&digests[2]),
+                    Param::Text(&digests[3]),
+                    Param::Text(&digests[4]),
+                    Param::Text(&digests[5]),
+                ],
+            )?;
+        }
         for (table, view) in views {
             // `BY NAME`: table columns not in the batch (added by later migrations)
             // take their defaults, and column order never matters.
@@ -387,6 +428,21 @@ impl Writer {
                 Param::Int(batch_id),
             ],
         )?;
+            if sealed.is_none() {
+                continue;
+            }
+            self.raw.execute(
+                "INSERT OR REPLACE INTO ingest_positions VALUES (?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ)",
+                &[
+                    Param::Int(batch_id),
+                    Param::Text(&checkpoint.source_id),
+                    Param::Text(checkpoint.kind.as_str()),
+                    int(checkpoint.byte_offset),
+                    int(checkpoint.line),
+                    int(checkpoint.sequence_number),
+                    int(checkpoint.event_time),
+                ],
+            )?;
         }
         Ok(())
     }

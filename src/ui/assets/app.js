@@ -176,10 +176,11 @@ function sizeBars(root) {
 // ---- Pages --------------------------------------------------------------------
 
 async function overview() {
-  const [status, activity, open] = await Promise.all([
+  const [status, activity, open, dead] = await Promise.all([
     api("/api/status"),
     api("/api/activity?hours=168"),
     api("/api/findings?status=open,acknowledged&limit=10"),
+    api("/api/alerts/messages?delivery=dead&limit=20"),
   ]);
   const bySeverity = {};
   for (const f of status.findings) if (f.status === "open" || f.status === "acknowledged") bySeverity[f.severity] = (bySeverity[f.severity] || 0) + f.findings;
@@ -194,10 +195,26 @@ async function overview() {
     section("Activity (last 7 days of data, per hour, UTC)", lineChart(["hour", "requests", "signins", "other"], activity)),
     section("Open findings", table(["id", "severity", "title", "principal_name", "entity", "last_seen", "count", "status"], open.rows),
       el("p", {}, el("a", { href: "/findings?status=open,acknowledged" }, "All open findings →"))),
+    deadAlerts(dead.rows),
     section("Ingest sources", table(["source_id", "kind", "event_time", "updated_at", "cosmos_rows", "signin_rows", "raw_rows", "quarantined_rows"], status.sources)),
     status.eventhubs.length ? section("Event Hubs partitions", table(["hub", "partition", "committed_sequence", "last_enqueued_sequence", "lag", "receive_errors", "last_error"], status.eventhubs)) : null,
     section("Tables", table(["table_name", "rows", "first_time", "last_time"], status.tables)),
   );
+}
+
+/** Alert messages that gave up, with a way to send each again. */
+function deadAlerts(rows) {
+  if (!rows.length) return null;
+  const note = el("p", { role: "status", "aria-live": "polite" });
+  const retry = (id) => async () => {
+    try { await api(`/api/alerts/messages/${id}/retry`, { method: "POST", body: {} }); note.textContent = `Message ${id} will be sent again.`; }
+    catch (e) { note.replaceChildren(problem(e)); }
+  };
+  const canRetry = has("Responder") || has("Admin");
+  return section(`Alert messages that were not delivered (${rows.length})`,
+    table(["id", "destination", "alert_status", "finding_ids", "attempts", "last_status", "last_error", "dead_at"], rows),
+    canRetry ? el("p", {}, rows.map((m) => el("button", { type: "button", class: "retry", onclick: retry(m.id) }, `Retry message ${m.id}`)), " ") : null,
+    note);
 }
 
 function filterForm(fields, values, action) {
@@ -231,7 +248,10 @@ async function findings() {
 }
 
 async function finding(id) {
-  const d = await api(`/api/findings/${encodeURIComponent(id)}`);
+  const [d, alerts] = await Promise.all([
+    api(`/api/findings/${encodeURIComponent(id)}`),
+    api(`/api/alerts/messages?finding=${encodeURIComponent(id)}&limit=20`),
+  ]);
   const f = d.finding;
   const comment = el("textarea", { id: "comment", name: "comment", rows: 2, required: true, placeholder: "Why: what you found, what you did" });
   const note = el("p", { role: "status", "aria-live": "polite" });
@@ -275,6 +295,7 @@ async function finding(id) {
     section(`Evidence (${d.evidence.length} of ${number(d.evidence_total)})`,
       table(["time", "evidence_table", "row_id", "detail"], d.evidence)),
     section("History", table(["changed_at", "changed_by", "from_status", "to_status", "comment"], d.history)),
+    section("Alert messages about it", table(["id", "destination", "alert_status", "delivery", "attempts", "sent_at", "last_error"], alerts.rows)),
   );
 }
 
