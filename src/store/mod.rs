@@ -305,35 +305,49 @@ impl Writer {
             position: describe_all(checkpoints),
             counts: [counts.cosmos as i64, counts.signins as i64, counts.raw as i64, counts.quarantined as i64],
         };
-        // Digested before the rows go to DuckDB, in the same transaction as they are stored.
-        let sealed = match &self.chain_head {
-            Some(head) => Some(chain::seal(&header, [&cosmos, &signins, &raw, &quarantine], head)?),
-            None => None,
-        };
-        let mut views = Vec::new();
-        let mut outcome = Ok(());
-        for (table, batches) in TABLES.into_iter().zip([cosmos, signins, raw, quarantine]) {
-            let created = batches
-                .iter()
-                .map(|b| with_batch_id(b, batch_id))
-                .collect::<Result<Vec<_>>>()
-                .and_then(|batches| Ok(self.raw.create_arrow_view(batches)?));
-            match created {
-                Ok(Some(view)) => views.push((table, view)),
-                Ok(None) => {}
-                Err(error) => {
-                    outcome = Err(error);
-                    break;
+        let head = self.chain_head;
+        let tables = [cosmos, signins, raw, quarantine];
+        // The chain digest is computed on a thread of its own while DuckDB stores the
+        // rows (the writer thread is ingest's bottleneck), and written in the same
+        // transaction, just before it commits.
+        let sealed = std::thread::scope(|scope| -> Result<Option<chain::Sealed>> {
+            let sealing = head.map(|head| {
+                let (header, tables) = (&header, &tables);
+                scope.spawn(move || chain::seal(header, [&tables[0], &tables[1], &tables[2], &tables[3]], &head))
+            });
+            let mut views = Vec::new();
+            let mut outcome = Ok(());
+            for (table, batches) in TABLES.into_iter().zip(&tables) {
+                let created = batches
+                    .iter()
+                    .map(|b| with_batch_id(b, batch_id))
+                    .collect::<Result<Vec<_>>>()
+                    .and_then(|batches| Ok(self.raw.create_arrow_view(batches)?));
+                match created {
+                    Ok(Some(view)) => views.push((table, view)),
+                    Ok(None) => {}
+                    Err(error) => {
+                        outcome = Err(error);
+                        break;
+                    }
                 }
             }
-        }
-        let outcome = outcome.and_then(|()| self.transaction(&header, sealed.as_ref(), &views, checkpoints));
-        for (_, view) in views {
-            if let Err(error) = self.raw.drop_arrow_view(view) {
-                tracing::warn!(error = %error, "dropping an Arrow scan view");
+            let seal = move || -> Result<Option<chain::Sealed>> {
+                match sealing {
+                    Some(handle) => {
+                        Ok(Some(handle.join().map_err(|_| anyhow::anyhow!("the chain digest thread panicked"))??))
+                    }
+                    None => Ok(None),
+                }
+            };
+            let outcome = outcome.and_then(|()| self.transaction(&header, seal, &views, checkpoints));
+            for (_, view) in views {
+                if let Err(error) = self.raw.drop_arrow_view(view) {
+                    tracing::warn!(error = %error, "dropping an Arrow scan view");
+                }
             }
-        }
-        outcome?;
+            outcome
+        })?;
         self.next_batch_id += 1;
         if let Some(sealed) = sealed {
             self.chain_head = Some(sealed.chain);
@@ -341,16 +355,21 @@ impl Writer {
         Ok(BatchReceipt { batch_id, counts })
     }
 
+    /// Stores the batch in one transaction; `seal` gives its chain digest (once the rows
+    /// are in), which is stored in the same transaction and returned.
     fn transaction(
         &mut self,
         header: &chain::BatchHeader,
-        sealed: Option<&chain::Sealed>,
+        seal: impl FnOnce() -> Result<Option<chain::Sealed>>,
         views: &[(&str, ffi::ArrowView)],
         checkpoints: &[Checkpoint],
-    ) -> Result<()> {
+    ) -> Result<Option<chain::Sealed>> {
         self.raw.execute_batch("BEGIN TRANSACTION")?;
-        match self.write(header, sealed, views, checkpoints) {
-            Ok(()) => Ok(self.raw.execute_batch("COMMIT").context("committing ingest batch")?),
+        match self.write(header, seal, views, checkpoints) {
+            Ok(sealed) => {
+                self.raw.execute_batch("COMMIT").context("committing ingest batch")?;
+                Ok(sealed)
+            }
             Err(error) => {
                 let _ = self.raw.execute_batch("ROLLBACK");
                 Err(error)
@@ -361,10 +380,10 @@ impl Writer {
     fn write(
         &mut self,
         header: &chain::BatchHeader,
-        sealed: Option<&chain::Sealed>,
+        seal: impl FnOnce() -> Result<Option<chain::Sealed>>,
         views: &[(&str, ffi::ArrowView)],
         checkpoints: &[Checkpoint],
-    ) -> Result<()> {
+    ) -> Result<Option<chain::Sealed>> {
         let batch_id = header.batch_id;
         let now = header.committed_at;
         self.raw.execute(
@@ -380,22 +399,6 @@ impl Writer {
                 Param::Int(header.counts[3]),
             ],
         )?;
-        if let Some(sealed) = sealed {
-            let digests = sealed.tables.iter().chain([&sealed.rows, &sealed.chain]).map(chain::hex).collect::<Vec<_>>();
-            self.raw.execute(
-                "INSERT INTO ingest_chain VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                &[
-                    Param::Int(batch_id),
-                    Param::Int(chain::VERSION.into()),
-                    Param::Text(&digests[0]),
-                    Param::Text(&digests[1]),
-                    Param::Text(&digests[2]),
-                    Param::Text(&digests[3]),
-                    Param::Text(&digests[4]),
-                    Param::Text(&digests[5]),
-                ],
-            )?;
-        }
         for (table, view) in views {
             // `BY NAME`: table columns not in the batch (added by later migrations)
             // take their defaults, and column order never matters.
@@ -428,7 +431,7 @@ impl Writer {
                 Param::Int(batch_id),
             ],
         )?;
-            if sealed.is_none() {
+            if self.chain_head.is_none() {
                 continue;
             }
             self.raw.execute(
@@ -444,7 +447,24 @@ impl Writer {
                 ],
             )?;
         }
-        Ok(())
+        let sealed = seal()?;
+        if let Some(sealed) = &sealed {
+            let digests = sealed.tables.iter().chain([&sealed.rows, &sealed.chain]).map(chain::hex).collect::<Vec<_>>();
+            self.raw.execute(
+                "INSERT INTO ingest_chain VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    Param::Int(batch_id),
+                    Param::Int(chain::VERSION.into()),
+                    Param::Text(&digests[0]),
+                    Param::Text(&digests[1]),
+                    Param::Text(&digests[2]),
+                    Param::Text(&digests[3]),
+                    Param::Text(&digests[4]),
+                    Param::Text(&digests[5]),
+                ],
+            )?;
+        }
+        Ok(sealed)
     }
 }
 

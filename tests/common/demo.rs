@@ -42,6 +42,16 @@ pub struct Demo {
     pub token: String,
 }
 
+/// A test that fails half-way must not leave the demo running.
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Demo {
     pub fn start(db: &std::path::Path) -> Demo {
         let mut child = bin()
