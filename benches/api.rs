@@ -17,11 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokentrail::auth::{Auth, Role};
+use tokentrail::auth::Role;
 use tokentrail::generate::{Generator, Scenario, Tenant};
 use tokentrail::ingest::PipelineOptions;
 use tokentrail::rules::{DetectionConfig, Detector};
-use tokentrail::server::AppState;
 use tokentrail::source::file::ingest_files;
 use tokentrail::store::{Store, StoreOptions};
 
@@ -43,7 +42,8 @@ fn ingest(store: &Store, path: &Path) -> Duration {
     let mut writer = store.writer().unwrap();
     let started = Instant::now();
     let options = PipelineOptions { workers: common::THREADS, ..PipelineOptions::default() };
-    let report = ingest_files(store, &mut writer, &[path.to_path_buf()], options, indicatif::ProgressBar::hidden()).unwrap();
+    let report =
+        ingest_files(store, &mut writer, &[path.to_path_buf()], options, indicatif::ProgressBar::hidden()).unwrap();
     assert!(report.failed.is_empty());
     started.elapsed()
 }
@@ -52,7 +52,9 @@ fn ingest(store: &Store, path: &Path) -> Duration {
 fn endpoints(store: &Store) -> Vec<(&'static str, String, Option<String>)> {
     let conn = store.connection().unwrap();
     let one = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-    let principal = one("SELECT principal_id FROM cosmos_requests WHERE principal_id IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1");
+    let principal = one(
+        "SELECT principal_id FROM cosmos_requests WHERE principal_id IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    );
     let finding: i64 = conn.query_row("SELECT min(id) FROM findings", [], |r| r.get(0)).unwrap();
     vec![
         ("GET /api/status", "/api/status".into(), None),
@@ -76,7 +78,13 @@ struct Load {
 }
 
 /// Runs `clients` threads against `base` until `stop`; returns latencies by endpoint.
-fn load(base: &str, token: &str, calls: &[(&'static str, String, Option<String>)], clients: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Load> {
+fn load(
+    base: &str,
+    token: &str,
+    calls: &[(&'static str, String, Option<String>)],
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Load> {
     let base = base.to_string();
     let token = format!("Bearer {token}");
     let calls = calls.to_vec();
@@ -84,7 +92,8 @@ fn load(base: &str, token: &str, calls: &[(&'static str, String, Option<String>)
         let results = Arc::new(Mutex::new(Load { latencies: BTreeMap::new(), errors: 0, requests: 0 }));
         let threads: Vec<_> = (0..clients)
             .map(|i| {
-                let (base, token, calls, stop, results) = (base.clone(), token.clone(), calls.clone(), stop.clone(), results.clone());
+                let (base, token, calls, stop, results) =
+                    (base.clone(), token.clone(), calls.clone(), stop.clone(), results.clone());
                 std::thread::spawn(move || {
                     let agent: ureq::Agent = ureq::Agent::config_builder()
                         .http_status_as_error(false)
@@ -169,17 +178,9 @@ fn main() {
     let store = prepare(dir.path(), "loaded", &history);
     let calls = endpoints(&store);
     let db_path = store.path().to_path_buf();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let auth = Auth::development(&db_path).unwrap();
     let token = tokentrail::auth::dev_token(&db_path, Role::Responder, "bench", chrono::Duration::hours(2)).unwrap();
-    let state = AppState::new(store.clone(), "bench", auth);
+    let (_runtime, base, state) = common::serve(store.clone());
     let audit = state.audit.clone();
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = tokentrail::server::router(state);
-    runtime.spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
-    });
     let stop = Arc::new(AtomicBool::new(false));
     let load_thread = load(&base, &token, &calls, clients, stop.clone());
     std::thread::sleep(Duration::from_secs(2)); // every client connected and calling
@@ -187,7 +188,8 @@ fn main() {
     stop.store(true, Ordering::SeqCst);
     let load = load_thread.join().unwrap();
     audit.flush();
-    let logged: i64 = store.connection().unwrap().query_row("SELECT count(*) FROM access_log", [], |r| r.get(0)).unwrap();
+    let logged: i64 =
+        store.connection().unwrap().query_row("SELECT count(*) FROM access_log", [], |r| r.get(0)).unwrap();
 
     let quiet_after = {
         let store = prepare(dir.path(), "quiet2", &history);
@@ -202,8 +204,18 @@ fn main() {
     for (name, values) in &load.latencies {
         let mut sorted = values.clone();
         sorted.sort_by(f64::total_cmp);
-        table += &format!("| `{name}` | {} | {:.1} | {:.1} |\n", sorted.len(), percentile(&sorted, 0.5), percentile(&sorted, 0.99));
-        println!("{name:28} n={:6} p50={:8.1} ms p99={:8.1} ms", sorted.len(), percentile(&sorted, 0.5), percentile(&sorted, 0.99));
+        table += &format!(
+            "| `{name}` | {} | {:.1} | {:.1} |\n",
+            sorted.len(),
+            percentile(&sorted, 0.5),
+            percentile(&sorted, 0.99)
+        );
+        println!(
+            "{name:28} n={:6} p50={:8.1} ms p99={:8.1} ms",
+            sorted.len(),
+            percentile(&sorted, 0.5),
+            percentile(&sorted, 0.99)
+        );
     }
     println!(
         "ingest: quiet {:.0} rec/s ({:.0} before, {:.0} after), under load {:.0} rec/s: {ratio:.2}x; {} requests, {} failed, {logged} access log rows",

@@ -11,9 +11,7 @@
 
 mod common;
 
-use duckdb::types::Value;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tokentrail::evidence::chain;
 use tokentrail::store::{Store, StoreOptions};
@@ -32,41 +30,15 @@ fn env_count(name: &str, default: i64) -> i64 {
 
 /// Runs the real binary; wall time, peak RSS (KiB) from wait4, and what it printed.
 fn run(args: &[&str], out: &Path) -> (Duration, i64, String) {
-    let started = Instant::now();
-    #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reports peak RSS
-    let child = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
-        .args(args)
-        .env("TOKENTRAIL_LOG", "warn")
-        .stdout(std::fs::File::create(out).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("tokentrail runs");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; `status` and `usage` are valid for writes.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    let elapsed = started.elapsed();
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let (elapsed, rss, ok) = common::run_measured(args, std::fs::File::create(out).unwrap().into());
     let printed = std::fs::read_to_string(out).unwrap_or_default();
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "tokentrail {args:?} failed: {printed}");
-    (elapsed, usage.ru_maxrss, printed)
+    assert!(ok, "tokentrail {args:?} failed: {printed}");
+    (elapsed, rss, printed)
 }
 
 fn insert_detection(conn: &duckdb::Connection, start: i64, span: i64) {
     let values = [("start", start), ("span", span), ("findings", FINDINGS), ("calls", CALLS)];
-    for statement in include_str!("evidence_data.sql")
-        .split(";\n")
-        .filter(|s| s.lines().any(|l| !l.trim().is_empty() && !l.starts_with("--")))
-    {
-        let mut stmt = conn.prepare(statement).unwrap_or_else(|e| panic!("{statement}: {e}"));
-        let bound: Vec<Value> = (1..=stmt.parameter_count())
-            .map(|i| {
-                let name = stmt.parameter_name(i).unwrap();
-                Value::BigInt(values.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("${name}")).1)
-            })
-            .collect();
-        stmt.execute(duckdb::params_from_iter(bound)).unwrap_or_else(|e| panic!("{statement}: {e}"));
-    }
+    common::synthetic::run_script(conn, include_str!("evidence_data.sql"), &values);
 }
 
 fn main() {

@@ -10,9 +10,8 @@ mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokentrail::auth::{Auth, Role};
+use tokentrail::auth::Role;
 use tokentrail::rules::{DetectionConfig, Detector};
-use tokentrail::server::AppState;
 use tokentrail::store::{Store, StoreOptions};
 
 const ROUNDS: usize = 5;
@@ -55,16 +54,8 @@ fn main() {
             conn.query_row("SELECT coalesce(min(id), 1) FROM findings", [], |r| r.get(0)).unwrap(),
         )
     };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let auth = Auth::development(&db).unwrap();
     let token = tokentrail::auth::dev_token(&db, Role::Responder, "bench", chrono::Duration::hours(1)).unwrap();
-    let state = AppState::new(store.clone(), "bench", auth);
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = tokentrail::server::router(state);
-    runtime.spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
-    });
+    let (_runtime, base, _state) = common::serve(store.clone());
 
     // What each page's script fetches (src/ui/assets/app.js).
     let pages: Vec<(&str, Vec<String>)> = vec![

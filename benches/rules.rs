@@ -8,7 +8,6 @@
 
 mod common;
 
-use duckdb::types::Value;
 use std::time::{Duration, Instant};
 use tokentrail::rules::{DetectionConfig, Detector};
 use tokentrail::store::{Store, StoreOptions};

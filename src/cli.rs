@@ -271,7 +271,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Evidence { action: None, pack } => {
-            let missing = |name: &str| anyhow::anyhow!("evidence: --{name} is required (or use `evidence verify PACK.zip`)");
+            let missing =
+                |name: &str| anyhow::anyhow!("evidence: --{name} is required (or use `evidence verify PACK.zip`)");
             crate::evidence::cli::make_pack(crate::evidence::cli::PackArgs {
                 db: pack.db.ok_or_else(|| missing("db"))?,
                 criteria: pack.criteria.ok_or_else(|| missing("criteria"))?,

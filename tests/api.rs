@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
 use tempfile::TempDir;
-use tokentrail::auth::{Auth, Role};
+use tokentrail::auth::Role;
 use tokentrail::generate::{Generator, Scenario, Tenant};
 use tokentrail::ingest::PipelineOptions;
 use tokentrail::rules::{DetectionConfig, Detector};
@@ -61,19 +61,7 @@ fn fixture() -> &'static Fixture {
         assert!(db.count("findings") > 0, "the scenarios raised findings");
 
         let issuer = TestIssuer::start();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let auth = runtime.block_on(Auth::entra(issuer.config())).unwrap();
-        let mut state = AppState::new(store.clone(), "test", auth);
-        state.rules = Arc::new(detector.rules().to_vec());
-        store.lock_down().unwrap();
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = tokentrail::server::router(state.clone());
-        std::thread::spawn(move || {
-            runtime.block_on(async move {
-                axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
-            })
-        });
+        let (state, base) = common::app::serve(store.clone(), &issuer, detector.rules().to_vec());
         Fixture { db, issuer, base, state }
     })
 }

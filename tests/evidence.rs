@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
-use tokentrail::auth::{Auth, Role};
+use tokentrail::auth::Role;
 use tokentrail::evidence::pack::{self, PackRequest, Verification};
 use tokentrail::evidence::sign::{self, PackKey};
 use tokentrail::evidence::{Criterion, GeneratedBy, Period, chain};
@@ -512,19 +512,7 @@ fn the_api_streams_a_pack_that_verifies() {
     let db = copy_db(dir.path());
     let store = Arc::new(Store::open(&db, &StoreOptions::default()).unwrap());
     let issuer = TestIssuer::start();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let auth = runtime.block_on(Auth::entra(issuer.config())).unwrap();
-    let mut state = tokentrail::server::AppState::new(store.clone(), "test", auth);
-    state.rules = Arc::new(tokentrail::rules::rule::load(None).0);
-    store.lock_down().unwrap();
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = tokentrail::server::router(state.clone());
-    std::thread::spawn(move || {
-        runtime.block_on(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
-        })
-    });
+    let (state, base) = common::app::serve(store.clone(), &issuer, tokentrail::rules::rule::load(None).0);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let get = |path: &str, role: Role| {
         let mut response = agent

@@ -53,7 +53,11 @@ fn generated_requests_to_every_operation_never_get_a_server_error() {
         let report = String::from_utf8_lossy(&out.stdout);
         let tail = (report.len().saturating_sub(8000)..report.len()).find(|&i| report.is_char_boundary(i)).unwrap_or(0);
         let report = &report[tail..];
-        assert!(out.status.success(), "as {role}, Schemathesis found failures:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "as {role}, Schemathesis found failures:\n{report}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let count = |label: &str| -> Option<u64> {
             let rest = report.split(label).nth(1)?;
             rest.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()

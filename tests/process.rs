@@ -72,7 +72,6 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-
 #[test]
 fn demo_serves_streams_stops_cleanly_and_resumes() {
     let dir = tempfile::tempdir().unwrap();

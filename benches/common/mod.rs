@@ -11,17 +11,26 @@ use std::time::{Duration, Instant};
 /// Parser threads of `tokentrail ingest` in the benchmarks (this machine has 2 cores).
 pub const THREADS: usize = 2;
 
-/// Runs the real binary with `duckdb_threads`; returns wall time and peak RSS (KiB)
-/// from wait4.
+/// Runs the real binary with `duckdb_threads`; returns wall time and peak RSS (KiB).
 pub fn run_ingest(db: &Path, input: &Path, duckdb_threads: usize) -> (Duration, i64) {
+    let (db, input) = (db.to_str().unwrap(), input.to_str().unwrap());
+    let (threads, workers) = (duckdb_threads.to_string(), THREADS.to_string());
+    let args = ["ingest", "--threads", &threads, "--workers", &workers, "--db", db, input];
+    let (elapsed, rss, ok) = run_measured(&args, std::process::Stdio::null());
+    assert!(ok, "tokentrail ingest failed");
+    (elapsed, rss)
+}
+
+/// Runs the real binary with `args`; returns wall time, peak RSS (KiB) from wait4, and
+/// whether it exited with status 0.
+pub fn run_measured(args: &[&str], stdout: std::process::Stdio) -> (Duration, i64, bool) {
     let started = Instant::now();
     #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reports peak RSS
     let child = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
-        .args(["ingest", "--threads", &duckdb_threads.to_string(), "--workers", &THREADS.to_string(), "--db"])
-        .arg(db)
-        .arg(input)
+        .args(args)
         .env("TOKENTRAIL_LOG", "warn")
-        .stdout(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("tokentrail runs");
     let mut status = 0;
@@ -30,8 +39,7 @@ pub fn run_ingest(db: &Path, input: &Path, duckdb_threads: usize) -> (Duration, 
     let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     let elapsed = started.elapsed();
     assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "tokentrail ingest failed");
-    (elapsed, usage.ru_maxrss)
+    (elapsed, usage.ru_maxrss, libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0)
 }
 
 /// Replaces the `name` section of BENCHMARKS.md (between `<!-- bench:NAME -->` and
@@ -46,4 +54,22 @@ pub fn write_section(name: &str, section: &str) {
     };
     std::fs::write(&path, new).unwrap();
     println!("wrote {}", path.display());
+}
+
+/// The whole HTTP application on a loopback port, with the development issuer for
+/// sign-in (tokens from `tokentrail::auth::dev_token` on the same database). Keep the
+/// runtime: the server runs on it.
+pub fn serve(
+    store: std::sync::Arc<tokentrail::store::Store>,
+) -> (tokio::runtime::Runtime, String, tokentrail::server::AppState) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let auth = tokentrail::auth::Auth::development(store.path()).unwrap();
+    let state = tokentrail::server::AppState::new(store.clone(), "bench", auth);
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = tokentrail::server::router(state.clone());
+    runtime.spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+    });
+    (runtime, base, state)
 }

@@ -23,7 +23,12 @@ pub fn insert_synthetic(
         ("signins", signins),
         ("principals", principals),
     ];
-    let script = include_str!("../rules_data.sql");
+    run_script(conn, include_str!("../rules_data.sql"), &values);
+}
+
+/// Runs every statement of `script` (statements end with `;` at a line end), binding
+/// its named parameters (`$start`) from `values`.
+pub fn run_script(conn: &duckdb::Connection, script: &str, values: &[(&str, i64)]) {
     for statement in script.split(";\n").filter(|s| s.lines().any(|l| !l.trim().is_empty() && !l.starts_with("--"))) {
         let mut stmt = conn.prepare(statement).unwrap_or_else(|e| panic!("{statement}: {e}"));
         let bound: Vec<Value> = (1..=stmt.parameter_count())

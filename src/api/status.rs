@@ -37,7 +37,7 @@ pub struct Status {
 pub async fn read(state: &AppState) -> ApiResult<Status> {
     let hubs = state.hubs.as_ref().map(|h| h.snapshot()).unwrap_or_default();
     let mode = state.mode.to_string();
-    let (tables, sources, findings) = super::db(&state, move |store| -> ApiResult<_> {
+    let (tables, sources, findings) = super::db(state, move |store| -> ApiResult<_> {
         let conn = store.connection()?;
         Ok((
             objects(&conn, include_str!("../sql/status_tables.sql"), &[])?,

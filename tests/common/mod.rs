@@ -2,6 +2,7 @@
 //! real files through the real pipeline, and small query helpers.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod demo;
 pub mod jwks;
 

@@ -1,0 +1,28 @@
+//! The whole HTTP application in-process on a loopback port, with Entra ID sign-in
+//! pointed at a local test issuer: what the API tests call.
+
+use super::jwks::TestIssuer;
+use std::sync::Arc;
+use tokentrail::auth::Auth;
+use tokentrail::rules::rule::Rule;
+use tokentrail::server::AppState;
+use tokentrail::store::Store;
+
+/// Serves `store` (locked down, as `serve` does) on 127.0.0.1 from a thread of its own;
+/// returns the state and the base URL.
+pub fn serve(store: Arc<Store>, issuer: &TestIssuer, rules: Vec<Rule>) -> (AppState, String) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let auth = runtime.block_on(Auth::entra(issuer.config())).unwrap();
+    let mut state = AppState::new(store.clone(), "test", auth);
+    state.rules = Arc::new(rules);
+    store.lock_down().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = tokentrail::server::router(state.clone());
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+        })
+    });
+    (state, base)
+}
