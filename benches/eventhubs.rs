@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,6 +30,9 @@ fn env_count(name: &str, default: usize) -> usize {
 struct Service {
     child: Child,
     port: u16,
+    db: PathBuf,
+    /// A bearer token for `/api/status`, once `serve` has made its signing key.
+    token: std::cell::RefCell<Option<String>>,
 }
 
 impl Service {
@@ -57,14 +60,34 @@ impl Service {
             .stdout(Stdio::null())
             .spawn()
             .expect("tokentrail serve runs");
-        let service = Service { child, port };
+        let service = Service { child, port, db: dir.join(format!("{name}.duckdb")), token: Default::default() };
         service.wait(|status| status["eventhubs"].as_array().is_some_and(|p| p.len() == PARTITIONS as usize));
         service
     }
 
     fn status(&self) -> Option<serde_json::Value> {
         let url = format!("http://127.0.0.1:{}/api/status", self.port);
-        ureq::get(&url).call().ok()?.body_mut().read_json().ok()
+        let token = self.token()?;
+        ureq::get(&url).header("Authorization", format!("Bearer {token}")).call().ok()?.body_mut().read_json().ok()
+    }
+
+    /// The HTTP API wants a bearer token: on loopback `serve` accepts the development
+    /// issuer's, signed with the key it creates beside its database at start.
+    fn token(&self) -> Option<String> {
+        if self.token.borrow().is_none() {
+            let out = Command::new(BIN)
+                .args(["token", "--role", "Auditor", "--db"])
+                .arg(&self.db)
+                .env("TOKENTRAIL_LOG", "warn")
+                .output()
+                .ok()?;
+            let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !out.status.success() || token.is_empty() {
+                return None;
+            }
+            *self.token.borrow_mut() = Some(token);
+        }
+        self.token.borrow().clone()
     }
 
     fn rows(&self) -> i64 {
@@ -83,10 +106,15 @@ impl Service {
 
     /// Waits for `rows` committed rows; returns when they were seen.
     fn wait_rows(&self, rows: i64) -> Instant {
-        while self.rows() < rows {
+        let deadline = Instant::now() + Duration::from_secs(1200);
+        loop {
+            let stored = self.rows();
+            if stored >= rows {
+                return Instant::now();
+            }
+            assert!(Instant::now() < deadline, "only {stored} of {rows} rows committed in 20 minutes");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Instant::now()
     }
 
     /// Peak resident set (VmHWM) so far, in MiB.
@@ -121,6 +149,22 @@ fn generate(dir: &Path, records: usize, seed: u64) -> (PathBuf, u64) {
     let bytes = tokentrail::generate::write_cosmos_ndjson(&mut out, records, seed).unwrap();
     out.flush().unwrap();
     (path, bytes)
+}
+
+/// Appends the records of `file` to the hub directly (no AMQP), in envelopes of
+/// `PER_EVENT`, round robin over the partitions; reads the file a line at a time so the
+/// bench process holds only what the hub holds.
+fn preload(hub: &TestHub, file: &Path) {
+    let mut lines = std::io::BufReader::new(std::fs::File::open(file).unwrap()).lines();
+    let mut event = 0u32;
+    loop {
+        let records: Vec<String> = lines.by_ref().take(PER_EVENT).map(Result::unwrap).collect();
+        if records.is_empty() {
+            break;
+        }
+        hub.append(HUB, event % PARTITIONS, format!("{{\"records\":[{}]}}", records.join(",")).into_bytes());
+        event += 1;
+    }
 }
 
 fn main() {
@@ -165,14 +209,7 @@ fn main() {
     // (c) A backlog of several GB waiting in the hub before the service starts.
     let (backlog_file, backlog_bytes) = generate(dir.path(), backlog, 2);
     let hub = TestHub::start(&[HubSpec { name: HUB.into(), partitions: PARTITIONS }]).unwrap();
-    {
-        let text = std::fs::read_to_string(&backlog_file).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        for (i, envelope) in lines.chunks(PER_EVENT).enumerate() {
-            let body = format!("{{\"records\":[{}]}}", envelope.join(",")).into_bytes();
-            hub.append(HUB, i as u32 % PARTITIONS, body);
-        }
-    }
+    preload(&hub, &backlog_file);
     std::fs::remove_file(&backlog_file).unwrap();
     println!("backlog: {backlog} records, {:.2} GB waiting in the hub", backlog_bytes as f64 / 1e9);
     let started = Instant::now();

@@ -1,13 +1,43 @@
 //! `tokentrail produce`: sends diagnostic records from files to an event hub, in the
 //! envelope Azure diagnostic settings use (`{"records":[...]}`), with the official
 //! `ProducerClient`. For demos with the emulator, tests and benchmarks.
+//!
+//! # Why the producer runs on its own single-threaded runtime
+//!
+//! `fe2o3-amqp` 0.16 (the AMQP engine under `ProducerClient`) has a race in its sender:
+//! `SenderLink::send_payload_with_transfer` hands the transfer to the session task
+//! (`mpsc::Sender::send`) and only *then* records the delivery in the link's unsettled
+//! map. Handing it over wakes the session task; on a multi-threaded runtime that wake
+//! unparks another worker thread (a futex wake), and the kernel may run the woken thread
+//! and leave ours off the CPU for a whole time slice. Meanwhile the session writes the
+//! transfer, the hub settles it, and the session applies the settled disposition to an
+//! unsettled map that does not hold the delivery yet: the disposition is consumed and
+//! forgotten (the session drops its delivery-id entry), then our thread records the
+//! delivery, and the send waits forever. On a busy 2-core machine this hung about one
+//! send of a ~1 MB batch in 150. On a current-thread runtime the session task cannot run
+//! until the sending task yields, and there is no await point between the hand-over and
+//! the bookkeeping, so the race cannot happen. Hence [`produce`] runs the client on a
+//! dedicated thread with a current-thread runtime, whatever runtime its caller uses.
+//!
+//!
+//! # Sends in flight, and the link lock
+//!
+//! Throughput comes from sending to every partition at once: the client serializes sends
+//! on one link (it holds the link's lock until the disposition arrives), so one link per
+//! partition, each with one batch in flight, keeps several round trips overlapping. The
+//! sends are futures polled by this one task (in a `FuturesUnordered`), between records.
+//! Anything else this task awaits must not need a lock such a send holds: `create_batch`
+//! asks the link for its size limit under that lock, so awaiting it while a send on the
+//! same link is in flight (and not being polled) waits forever. That, not a lost
+//! disposition, is what made earlier versions with several batches in flight hang at
+//! once. So a partition's next batch is created only after its previous send has ended.
 
 use crate::source::eventhubs::Connect;
 use anyhow::{Context, Result, anyhow, bail};
 use azure_messaging_eventhubs::{EventDataBatchOptions, ProducerClient};
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use indicatif::ProgressBar;
 use serde_json::value::RawValue;
 use std::io::{BufRead, BufReader, Read};
@@ -17,17 +47,16 @@ use std::path::{Path, PathBuf};
 /// with room for the AMQP framing.
 const MAX_ENVELOPE_BYTES: usize = 1000 * 1000 - 16 * 1024;
 
-/// Batches sent at once. One: with more, a send to the test hub can hang under load
-/// (fe2o3 settles a disposition that arrives before the send is recorded).
-const IN_FLIGHT: usize = 1;
-/// Longest wait for the hub to accept one batch.
+/// Longest wait for the hub to accept one batch. The client sets no timeout of its own: a
+/// send caught by a dropped connection can wait forever. A timeout fails the command (it
+/// does not resend, which could store the batch twice).
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct ProduceOptions<'a> {
     pub connect: &'a Connect,
     pub hub: &'a str,
     pub endpoint: Option<&'a str>,
-    /// Send to this partition; otherwise the hub spreads the events.
+    /// Send to this partition; otherwise batches go to every partition in turn.
     pub partition: Option<String>,
     /// Records per event (envelope).
     pub records_per_event: usize,
@@ -42,25 +71,77 @@ pub struct Produced {
     pub batches: u64,
 }
 
+/// Sends the records of `options.files`. The client runs on a thread of its own with a
+/// current-thread runtime (see the module notes); this future only waits for it.
 pub async fn produce(options: ProduceOptions<'_>, progress: &ProgressBar) -> Result<Produced> {
-    let files = crate::source::file::discover(options.files)?;
-    let producer = options.connect.producer(options.hub, options.endpoint).await?;
-    let mut sender = Sender::new(&producer, options.partition.clone(), options.records_per_event.max(1));
-    for file in &files {
-        progress.set_message(file.display().to_string());
-        let mut records = RecordReader::open(file)?;
-        while let Some(batch) = records.next_records()? {
-            for record in batch {
-                sender.add(record).await.with_context(|| format!("producing {}", file.display()))?;
+    let job = Job {
+        connect: options.connect.clone(),
+        hub: options.hub.to_owned(),
+        endpoint: options.endpoint.map(str::to_owned),
+        partition: options.partition,
+        records_per_event: options.records_per_event.max(1),
+        files: crate::source::file::discover(options.files)?,
+        progress: progress.clone(),
+    };
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("produce".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("building the producer's runtime")
+                .and_then(|runtime| runtime.block_on(job.run()));
+            let _ = done.send(result);
+        })
+        .context("starting the producer thread")?;
+    result.await.map_err(|_| anyhow!("the producer thread stopped without an answer"))?
+}
+
+/// What the producer thread needs, owned.
+struct Job {
+    connect: Connect,
+    hub: String,
+    endpoint: Option<String>,
+    partition: Option<String>,
+    records_per_event: usize,
+    files: Vec<PathBuf>,
+    progress: ProgressBar,
+}
+
+impl Job {
+    async fn run(self) -> Result<Produced> {
+        let producer = self.connect.producer(&self.hub, self.endpoint.as_deref()).await?;
+        let partitions = match self.partition {
+            Some(p) => vec![p],
+            None => {
+                let properties = producer
+                    .get_eventhub_properties()
+                    .await
+                    .map_err(|e| anyhow!("reading the partitions of hub {}: {e}", self.hub))?;
+                if properties.partition_ids.is_empty() {
+                    bail!("hub {} has no partitions", self.hub);
+                }
+                properties.partition_ids
             }
+        };
+        let mut sender = Sender::new(&producer, partitions, self.records_per_event);
+        for file in &self.files {
+            self.progress.set_message(file.display().to_string());
+            let mut records = RecordReader::open(file)?;
+            while let Some(batch) = records.next_records()? {
+                for record in batch {
+                    sender.add(record).await.with_context(|| format!("producing {}", file.display()))?;
+                }
+            }
+            self.progress.inc(1);
         }
-        progress.inc(1);
+        sender.finish().await?;
+        let produced = sender.produced;
+        drop(sender);
+        producer.close().await.map_err(|e| anyhow!("closing the producer: {e}"))?;
+        Ok(produced)
     }
-    sender.finish().await?;
-    let produced = sender.produced;
-    drop(sender);
-    producer.close().await.map_err(|e| anyhow!("closing the producer: {e}"))?;
-    Ok(produced)
 }
 
 /// Reads the records of one file: NDJSON lines that are records, envelopes or
@@ -130,24 +211,31 @@ fn records_of(text: &str) -> Result<Vec<String>, serde_json::Error> {
     })
 }
 
-/// Packs records into envelopes and envelopes into batches.
+/// Packs records into envelopes and envelopes into batches, and sends each batch to the
+/// next partition in turn, one batch in flight per partition.
 struct Sender<'p> {
     producer: &'p ProducerClient,
-    partition: Option<String>,
+    partitions: Vec<String>,
+    /// The partition of the batch being filled (an index into `partitions`).
+    next: usize,
     per_event: usize,
     envelope: String,
     in_envelope: usize,
     batch: Option<azure_messaging_eventhubs::EventDataBatch<'p>>,
-    /// Batches being sent: several in flight hide the round trip of each.
-    in_flight: FuturesUnordered<BoxFuture<'p, Result<()>>>,
+    /// Batches being sent, at most one per partition; each ends with its partition's index.
+    in_flight: FuturesUnordered<BoxFuture<'p, (usize, Result<()>)>>,
+    /// Whether a batch is being sent to the partition (same index as `partitions`).
+    sending: Vec<bool>,
     produced: Produced,
 }
 
 impl<'p> Sender<'p> {
-    fn new(producer: &'p ProducerClient, partition: Option<String>, per_event: usize) -> Self {
+    fn new(producer: &'p ProducerClient, partitions: Vec<String>, per_event: usize) -> Self {
         Sender {
             producer,
-            partition,
+            sending: vec![false; partitions.len()],
+            partitions,
+            next: 0,
             per_event,
             envelope: String::new(),
             in_envelope: 0,
@@ -184,44 +272,73 @@ impl<'p> Sender<'p> {
         self.produced.events += 1;
         for _ in 0..2 {
             if self.batch.is_none() {
-                let options = EventDataBatchOptions { partition_id: self.partition.clone(), ..Default::default() };
+                // `create_batch` asks the partition's link for its size limit, and the
+                // client holds the link's lock while a send on it waits for its
+                // disposition. That send is polled by this task only: awaiting the lock
+                // here while it is in flight would wait forever. So first let it finish.
+                while self.sending[self.next] {
+                    self.settle_one().await?;
+                }
+                let partition_id = Some(self.partitions[self.next].clone());
+                let options = EventDataBatchOptions { partition_id, ..Default::default() };
                 let batch =
                     self.producer.create_batch(Some(options)).await.map_err(|e| anyhow!("creating a batch: {e}"))?;
                 self.batch = Some(batch);
             }
             let batch = self.batch.as_ref().expect("created above");
             if batch.try_add_event_data(body.clone(), None).map_err(|e| anyhow!("adding an event: {e}"))? {
-                return Ok(());
+                return self.drive().await;
             }
             self.send().await?;
         }
         bail!("an event of {} bytes does not fit in an empty batch", body.len())
     }
 
+    /// Starts sending the batch being filled, and moves on to the next partition.
     async fn send(&mut self) -> Result<()> {
         if let Some(batch) = self.batch.take().filter(|b| !b.is_empty()) {
-            while self.in_flight.len() >= IN_FLIGHT {
-                self.in_flight.next().await.expect("not empty")?;
-            }
-            let producer = self.producer;
+            // The batch was created after the partition's previous send ended (see
+            // `close_envelope`): one batch in flight per partition. A second one would only
+            // wait for the link (the client sends one batch at a time on a link).
+            let (producer, partition) = (self.producer, self.next);
+            self.sending[partition] = true;
             self.in_flight.push(Box::pin(async move {
-                // The client sets no timeout of its own: a send caught by a dropped
-                // connection can wait forever.
-                tokio::time::timeout(SEND_TIMEOUT, producer.send_batch(batch, None))
+                let sent = tokio::time::timeout(SEND_TIMEOUT, producer.send_batch(batch, None))
                     .await
-                    .map_err(|_| anyhow!("sending a batch: no answer in {SEND_TIMEOUT:?}"))?
-                    .map_err(|e| anyhow!("sending a batch: {e}"))
+                    .map_err(|_| anyhow!("sending a batch: no answer in {SEND_TIMEOUT:?}"))
+                    .and_then(|sent| sent.map_err(|e| anyhow!("sending a batch: {e}")));
+                (partition, sent)
             }));
             self.produced.batches += 1;
+            self.next = (self.next + 1) % self.partitions.len();
         }
+        self.drive().await
+    }
+
+    /// Lets the sends make progress while this task keeps packing records: polls the
+    /// sends in flight (collecting finished ones and their errors), then yields so the
+    /// client's connection and session tasks (on this same thread) write and read.
+    async fn drive(&mut self) -> Result<()> {
+        while let Some(Some((partition, sent))) = self.in_flight.next().now_or_never() {
+            self.sending[partition] = false;
+            sent?;
+        }
+        tokio::task::yield_now().await;
         Ok(())
+    }
+
+    /// Waits for one send in flight to end.
+    async fn settle_one(&mut self) -> Result<()> {
+        let (partition, sent) = self.in_flight.next().await.expect("a send is in flight");
+        self.sending[partition] = false;
+        sent
     }
 
     async fn finish(&mut self) -> Result<()> {
         self.close_envelope().await?;
         self.send().await?;
-        while let Some(sent) = self.in_flight.next().await {
-            sent?;
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
         }
         Ok(())
     }

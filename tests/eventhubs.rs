@@ -55,6 +55,8 @@ struct Service {
     config: PathBuf,
     connection_string: String,
     child: Option<Child>,
+    /// A bearer token for `/api/status`, once `serve` has made its signing key.
+    token: std::cell::RefCell<Option<String>>,
 }
 
 impl Service {
@@ -71,7 +73,15 @@ impl Service {
             ),
         )
         .unwrap();
-        Service { dir: dir.into(), db, port, config, connection_string: hub.connection_string(HUB), child: None }
+        Service {
+            dir: dir.into(),
+            db,
+            port,
+            config,
+            connection_string: hub.connection_string(HUB),
+            child: None,
+            token: Default::default(),
+        }
     }
 
     fn start(&mut self) {
@@ -92,7 +102,14 @@ impl Service {
     /// service runs); `None` while the service is not answering.
     fn committed_rows(&self) -> Option<i64> {
         let url = format!("http://127.0.0.1:{}/api/status", self.port);
-        let status: serde_json::Value = ureq::get(&url).call().ok()?.body_mut().read_json().ok()?;
+        let token = self.token()?;
+        let status: serde_json::Value = ureq::get(&url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .ok()?
+            .body_mut()
+            .read_json()
+            .ok()?;
         Some(status["tables"].as_array()?.iter().filter_map(|t| t["rows"].as_i64()).sum())
     }
 
@@ -125,6 +142,25 @@ impl Service {
             let status = child.wait().unwrap();
             assert!(status.success(), "serve did not stop cleanly ({status}):\n{}", self.log());
         }
+    }
+
+    /// The HTTP API wants a bearer token: on loopback `serve` accepts the development
+    /// issuer's, signed with the key it creates beside its database at start.
+    fn token(&self) -> Option<String> {
+        if self.token.borrow().is_none() {
+            let out = Command::new(BIN)
+                .args(["token", "--role", "Auditor", "--db"])
+                .arg(&self.db)
+                .env("TOKENTRAIL_LOG", "warn")
+                .output()
+                .ok()?;
+            let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !out.status.success() || token.is_empty() {
+                return None;
+            }
+            *self.token.borrow_mut() = Some(token);
+        }
+        self.token.borrow().clone()
     }
 
     fn log(&self) -> String {
@@ -177,7 +213,8 @@ fn records_produced_to_several_partitions_are_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(4);
     let file = cosmos_file(dir.path(), 6_000, 7);
-    // The real ProducerClient, through `tokentrail produce`; the hub spreads the events.
+    // The real ProducerClient, through `tokentrail produce`, which sends its batches to
+    // the partitions in turn.
     let produced = Command::new(BIN)
         .args(["produce", "--hub", HUB, "--credential", "connection_string", "--records-per-event", "50"])
         .args(["--endpoint", &hub.endpoint()])

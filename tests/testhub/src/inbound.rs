@@ -5,17 +5,25 @@
 //! partition: the link's partition (`<hub>/Partitions/<id>`), else the partition its
 //! `x-opt-partition-key` hashes to, else the next one round robin.
 //!
-//! # Pitfall #1: dispositions held back
+//! # Pitfall #1: a disposition that overtakes the client's bookkeeping
 //!
-//! fe2o3's sender (under the Rust client) writes a transfer *before* it records the
-//! delivery as pending. If our settled `Accepted` disposition overtakes that bookkeeping,
-//! the client's session consumes it, finds nothing pending, and the send never completes.
-//! It cannot be fixed from the hub through fe2o3's public API: a settled disposition is
-//! one-shot (the client forgets the delivery id on the first one, so a repeat does not
-//! help), and in receiver-settle-mode first fe2o3 only sends settled dispositions. So the
-//! hub waits [`crate::server::DEFAULT_DISPOSITION_DELAY`] (2 ms) before settling, which
-//! gives the client's task time to finish its bookkeeping; see
-//! [`crate::TestHub::set_disposition_delay`]. It costs ~2 ms per send, not per event.
+//! `fe2o3-amqp` 0.16's sender (under the Rust client) hands a transfer to its session task
+//! *before* it records the delivery in the link's unsettled map. On a multi-threaded tokio
+//! runtime the hand-over wakes the session task on another worker thread, and the kernel
+//! may leave the sending thread off the CPU for a time slice right there. If the whole
+//! round trip (session → socket → hub → our settled `Accepted` → client session) fits in
+//! that gap, the client's session applies the disposition to a map that does not hold the
+//! delivery yet and forgets it; the send then waits forever. A settled disposition is
+//! one-shot (the client drops the delivery id on the first one), and in receiver-settle
+//! mode first fe2o3 only sends settled ones, so the hub cannot repair this afterwards.
+//!
+//! The real fix is on the client side: a client on a *current-thread* runtime cannot hit
+//! the race (no other thread can run the session task between the hand-over and the
+//! bookkeeping), and `tokentrail produce` runs its `ProducerClient` that way
+//! (`src/produce.rs`). For clients on multi-threaded runtimes (most tests here), the hub
+//! holds each disposition back [`crate::server::DEFAULT_DISPOSITION_DELAY`] (2 ms), which
+//! makes the race rarer but cannot rule it out; see [`crate::TestHub::set_disposition_delay`].
+//! The delay costs ~2 ms per send (per batch, not per event) on each link.
 
 use std::sync::Arc;
 
@@ -65,6 +73,7 @@ impl ProducerLink {
             };
             let format = *delivery.message_format();
             let (info, message) = delivery.into_parts();
+            debug!(hub = %self.hub, partition = ?self.partition, delivery_id = info.delivery_id(), "test hub: delivery received");
             let outcome = match self.store(format, message) {
                 Ok(()) => {
                     tokio::time::sleep(self.shared.disposition_delay()).await;
@@ -75,6 +84,7 @@ impl ProducerLink {
                     receiver.reject(info, e).await
                 }
             };
+            debug!(hub = %self.hub, partition = ?self.partition, ok = outcome.is_ok(), "test hub: delivery settled");
             if let Err(e) = outcome {
                 debug!(hub = %self.hub, error = ?e, "test hub: cannot settle a delivery");
                 return;

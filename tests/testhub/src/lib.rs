@@ -253,8 +253,9 @@ impl TestHub {
     }
 
     /// How long the hub holds back the disposition of a producer's delivery (default 2 ms).
-    /// See the crate's notes on pitfall #1 in `inbound.rs`: 0 makes sends faster but lets a
-    /// rare send hang forever.
+    /// See pitfall #1 in `inbound.rs`: a client on a multi-threaded runtime can miss a
+    /// disposition that comes back too fast and hang; the delay makes that rarer. A client
+    /// on a current-thread runtime (like `tokentrail produce`) is safe with 0.
     pub fn set_disposition_delay(&self, delay: Duration) {
         self.shared.set_disposition_delay(delay);
     }
