@@ -36,6 +36,9 @@ const NOT_KEYS: [&str; 7] = [
 pub struct ServeConfig {
     /// The DuckDB file.
     pub db: PathBuf,
+    /// DuckDB's memory limit for its buffer pool and queries (DuckDB's syntax: `512MB`,
+    /// `2GB`). The rest of the service (commits in flight, receive buffers) comes on top.
+    pub db_memory_limit: String,
     pub http: HttpConfig,
     /// Stream from Event Hubs; absent: serve what the database holds.
     pub eventhubs: Option<EventHubsConfig>,
@@ -65,6 +68,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             db: PathBuf::from("data/tokentrail.duckdb"),
+            db_memory_limit: "512MB".into(),
             http: HttpConfig::default(),
             eventhubs: None,
             auth: None,

@@ -24,7 +24,8 @@ pub fn run(config: ServeConfig) -> Result<()> {
     }
     let connect = config.eventhubs.as_ref().map(Connect::from_config).transpose()?;
     let alerts = config.alerts.resolve(&format!("http://{}", config.http.listen))?;
-    let store = Arc::new(Store::open(&config.db, &StoreOptions::default())?);
+    let options = StoreOptions { memory_limit: Some(config.db_memory_limit.clone()), ..StoreOptions::default() };
+    let store = Arc::new(Store::open(&config.db, &options)?);
     if let Some(key) = &config.evidence.signing_key {
         crate::evidence::sign::configure(key.clone());
     }

@@ -31,6 +31,9 @@ pub struct StoreOptions {
     pub read_only: bool,
     /// Apply migrations only up to this version (tests of upgrades).
     pub migrate_up_to: Option<i32>,
+    /// DuckDB's `memory_limit` (e.g. `512MB`): its buffer pool otherwise keeps data
+    /// blocks cached up to most of the machine's memory as the database grows.
+    pub memory_limit: Option<String>,
 }
 
 /// An open TokenTrail database.
@@ -75,6 +78,9 @@ impl Store {
             ("autoinstall_known_extensions", "false".to_string()),
             ("autoload_known_extensions", "false".to_string()),
         ];
+        if let Some(limit) = &options.memory_limit {
+            settings.push(("memory_limit", limit.clone()));
+        }
         if let Some(threads) = options.threads {
             settings.push(("threads", threads.to_string()));
         }
