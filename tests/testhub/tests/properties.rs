@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn hub_properties() {
     let hub = start_hub();
     bounded(async {
@@ -23,7 +23,7 @@ async fn hub_properties() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn partition_properties_empty_then_after_appends() {
     let hub = start_hub();
     bounded(async {
@@ -54,7 +54,7 @@ async fn partition_properties_empty_then_after_appends() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn unknown_hub_is_an_error_not_a_hang() {
     let hub = start_hub();
     bounded(async {
@@ -68,7 +68,7 @@ async fn unknown_hub_is_an_error_not_a_hang() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn unknown_partition_is_an_error() {
     let hub = start_hub();
     bounded(async {

@@ -10,7 +10,7 @@ use support::*;
 const WITHIN: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(700);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn batch_to_a_partition_is_received_in_order() {
     let hub = start_hub();
     bounded(async {
@@ -44,7 +44,7 @@ async fn batch_to_a_partition_is_received_in_order() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn batch_by_partition_key_lands_on_the_hashed_partition() {
     let hub = start_hub();
     bounded(async {
@@ -72,7 +72,7 @@ async fn batch_by_partition_key_lands_on_the_hashed_partition() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn without_partition_or_key_batches_go_round_robin() {
     let hub = start_hub();
     bounded(async {
@@ -94,7 +94,7 @@ async fn without_partition_or_key_batches_go_round_robin() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn start_positions() {
     let hub = start_hub();
     bounded(async {
@@ -136,7 +136,7 @@ async fn start_positions() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn latest_only_sees_new_events_and_appends_wake_receivers() {
     let hub = start_hub();
     bounded(async {
@@ -158,7 +158,7 @@ async fn latest_only_sees_new_events_and_appends_wake_receivers() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_large_backlog_streams_under_flow_control() {
     let hub = start_hub();
     bounded(async {
@@ -182,7 +182,7 @@ async fn a_large_backlog_streams_under_flow_control() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn unknown_hub_partition_or_group_fails_the_receive() {
     let hub = start_hub();
     hub.add_consumer_group(HUB, "tokentrail");
@@ -229,7 +229,7 @@ async fn first_error(receiver: &azure_messaging_eventhubs::EventReceiver) -> azu
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_higher_epoch_steals_the_partition() {
     let hub = start_hub();
     bounded(async {

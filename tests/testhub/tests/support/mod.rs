@@ -1,5 +1,7 @@
 //! Helpers shared by the test hub's own tests: real `azure_messaging_eventhubs` clients
-//! connected to a [`TestHub`], and bounded receive loops (nothing here can hang).
+//! connected to a [`TestHub`], and bounded receive loops (nothing here can hang). The
+//! tests run their clients on current-thread runtimes: fe2o3 0.16 can miss a disposition
+//! that arrives very fast on a multi-threaded one (see pitfall #1 in `src/inbound.rs`).
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::{future::Future, time::Duration};
