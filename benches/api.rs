@@ -5,7 +5,7 @@
 //! against ingest of the same file with no API load, in the same run. Writes its
 //! section of BENCHMARKS.md.
 //!
-//! `cargo bench --bench api` (TOKENTRAIL_BENCH_RECORDS to change the 400,000;
+//! `cargo bench --bench api` (TOKENTRAIL_BENCH_RECORDS to change the 1,000,000;
 //! TOKENTRAIL_BENCH_CLIENTS to change the 200).
 
 mod common;
@@ -148,7 +148,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let records = env_or("TOKENTRAIL_BENCH_RECORDS", 400_000);
+    let records = env_or("TOKENTRAIL_BENCH_RECORDS", 1_000_000);
     let clients = env_or("TOKENTRAIL_BENCH_CLIENTS", 200);
     let dir = tempfile::tempdir().unwrap();
 

@@ -239,8 +239,10 @@ fn main() {
          Target: at least 0.50x of file ingest: {v1}. Sending alone took {pt:.2} s. Peak RSS of `serve`: {stream_rss} MiB.\n\n\
          **Backlog:** {backlog} records ({bgb:.2} GB of envelopes) waiting in the hub before `serve` starts: drained \
          in {bt:.2} s ({brate:.0} records/s) with a peak RSS of **{backlog_rss} MiB** (target under 1024: {v2}). \
-         Memory stays bounded because receivers get events only as link credit allows (prefetch 300 per partition), \
-         the channel to the parser holds at most 64 MiB of bodies, and commits hold at most two batches of rows.\n\n\
+         What is bounded: receivers get events only as link credit allows (prefetch 300 per partition), the \
+         channel to the parser holds at most 64 MiB of bodies, commits hold at most two batches of rows (256 MiB \
+         of Arrow data each), and DuckDB's buffer pool is capped by `db_memory_limit` (512MB). Where the rest of \
+         the peak comes from has not been measured yet.\n\n\
          These are test-hub figures: the same client and protocol as Azure, but an in-memory hub on loopback. \
          Generated {when}.\n<!-- /bench:eventhubs -->\n",
         cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
