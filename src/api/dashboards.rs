@@ -13,7 +13,7 @@ use duckdb::types::Value;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use std::sync::atomic::AtomicBool;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 /// The files of `dashboards/`, compiled in. `tests/api.rs` checks this matches the folder.
 pub const DASHBOARDS: &[(&str, &str)] = &[
@@ -104,16 +104,6 @@ pub async fn list() -> ApiResult<axum::Json<Vec<DashboardSummary>>> {
     Ok(axum::Json(out))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct PeriodQuery {
-    /// Start (RFC 3339); default `to` minus the dashboard's range.
-    pub from: Option<String>,
-    /// End (RFC 3339); default just after the newest event.
-    pub to: Option<String>,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct PanelResult {
     #[serde(flatten)]
@@ -141,14 +131,14 @@ const PANEL_ROWS: usize = 500;
 
 /// One dashboard, every panel's rows over the period.
 #[utoipa::path(get, path = "/api/dashboards/{name}", tag = "dashboards",
-    params(("name" = String, Path, description = "Dashboard name (file name without .toml)"), PeriodQuery),
+    params(("name" = String, Path, description = "Dashboard name (file name without .toml)"), filter::PeriodQuery),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
     responses((status = 200, body = Rendered), (status = 404, body = super::error::ErrorBody)))]
 pub async fn render(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
     Path(name): Path<String>,
-    Query(q): Query<PeriodQuery>,
+    Query(q): Query<filter::PeriodQuery>,
 ) -> ApiResult<axum::Json<Rendered>> {
     let dashboard = find(&name)?;
     let to = q.to.as_deref().map(|t| super::error::parse_time("to", t)).transpose()?;

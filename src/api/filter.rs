@@ -3,6 +3,21 @@
 
 use super::error::ApiError;
 use duckdb::types::{TimeUnit, Value};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// A period for pages that show one (a principal, a dashboard). Without `to`, it ends
+/// just after the newest relevant event; without `from`, it spans the page's default
+/// (14 days for a principal, the dashboard's `range`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodQuery {
+    /// Start (RFC 3339).
+    pub from: Option<String>,
+    /// End, exclusive (RFC 3339).
+    pub to: Option<String>,
+}
 
 #[derive(Default)]
 pub struct Filter {

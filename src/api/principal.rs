@@ -8,21 +8,11 @@ use crate::server::AppState;
 use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value as JsonValue};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 type Object = Map<String, JsonValue>;
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct PeriodQuery {
-    /// Start (RFC 3339); default 14 days before `to`.
-    pub from: Option<String>,
-    /// End (RFC 3339); default the principal's latest event.
-    pub to: Option<String>,
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct Profile {
@@ -51,14 +41,14 @@ pub struct Profile {
 }
 
 #[utoipa::path(get, path = "/api/principals/{id}", tag = "principals",
-    params(("id" = String, Path, description = "Principal id (Entra object id)"), PeriodQuery),
+    params(("id" = String, Path, description = "Principal id (Entra object id)"), filter::PeriodQuery),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor"])),
     responses((status = 200, body = Profile), (status = 404, body = super::error::ErrorBody)))]
 pub async fn profile(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
     Path(id): Path<String>,
-    Query(q): Query<PeriodQuery>,
+    Query(q): Query<filter::PeriodQuery>,
 ) -> ApiResult<axum::Json<Profile>> {
     let to = q.to.as_deref().map(|t| super::error::parse_time("to", t)).transpose()?;
     let from = q.from.as_deref().map(|t| super::error::parse_time("from", t)).transpose()?;
