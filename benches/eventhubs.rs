@@ -31,8 +31,6 @@ struct Service {
     child: Child,
     port: u16,
     db: PathBuf,
-    /// A bearer token for `/api/status`, once `serve` has made its signing key.
-    token: std::cell::RefCell<Option<String>>,
 }
 
 impl Service {
@@ -60,7 +58,7 @@ impl Service {
             .stdout(Stdio::null())
             .spawn()
             .expect("tokentrail serve runs");
-        let service = Service { child, port, db: dir.join(format!("{name}.duckdb")), token: Default::default() };
+        let service = Service { child, port, db: dir.join(format!("{name}.duckdb")) };
         service.wait(|status| status["eventhubs"].as_array().is_some_and(|p| p.len() == PARTITIONS as usize));
         service
     }
@@ -72,22 +70,15 @@ impl Service {
     }
 
     /// The HTTP API wants a bearer token: on loopback `serve` accepts the development
-    /// issuer's, signed with the key it creates beside its database at start.
+    /// issuer's, signed with the key beside its database (made by whichever comes first).
     fn token(&self) -> Option<String> {
-        if self.token.borrow().is_none() {
-            let out = Command::new(BIN)
-                .args(["token", "--role", "Auditor", "--db"])
-                .arg(&self.db)
-                .env("TOKENTRAIL_LOG", "warn")
-                .output()
-                .ok()?;
-            let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if !out.status.success() || token.is_empty() {
-                return None;
-            }
-            *self.token.borrow_mut() = Some(token);
-        }
-        self.token.borrow().clone()
+        tokentrail::auth::dev_token(
+            &self.db,
+            tokentrail::auth::Role::Auditor,
+            "eventhubs test",
+            chrono::Duration::hours(2),
+        )
+        .ok()
     }
 
     fn rows(&self) -> i64 {

@@ -55,8 +55,6 @@ struct Service {
     config: PathBuf,
     connection_string: String,
     child: Option<Child>,
-    /// A bearer token for `/api/status`, once `serve` has made its signing key.
-    token: std::cell::RefCell<Option<String>>,
 }
 
 impl Service {
@@ -73,15 +71,7 @@ impl Service {
             ),
         )
         .unwrap();
-        Service {
-            dir: dir.into(),
-            db,
-            port,
-            config,
-            connection_string: hub.connection_string(HUB),
-            child: None,
-            token: Default::default(),
-        }
+        Service { dir: dir.into(), db, port, config, connection_string: hub.connection_string(HUB), child: None }
     }
 
     fn start(&mut self) {
@@ -145,22 +135,15 @@ impl Service {
     }
 
     /// The HTTP API wants a bearer token: on loopback `serve` accepts the development
-    /// issuer's, signed with the key it creates beside its database at start.
+    /// issuer's, signed with the key beside its database (made by whichever comes first).
     fn token(&self) -> Option<String> {
-        if self.token.borrow().is_none() {
-            let out = Command::new(BIN)
-                .args(["token", "--role", "Auditor", "--db"])
-                .arg(&self.db)
-                .env("TOKENTRAIL_LOG", "warn")
-                .output()
-                .ok()?;
-            let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if !out.status.success() || token.is_empty() {
-                return None;
-            }
-            *self.token.borrow_mut() = Some(token);
-        }
-        self.token.borrow().clone()
+        tokentrail::auth::dev_token(
+            &self.db,
+            tokentrail::auth::Role::Auditor,
+            "eventhubs test",
+            chrono::Duration::hours(2),
+        )
+        .ok()
     }
 
     fn log(&self) -> String {
