@@ -233,7 +233,8 @@ fn main() {
          connections, development tokens validated like Entra ID ones) call the endpoints below round robin, while the \
          same process ingests {records} generated Cosmos DB records ({:.2} GB) into the same DuckDB database, which \
          already holds a week of generated history with its findings. The API runs at most {} database queries at a \
-         time ([`DB_SLOTS`](src/server.rs)); the others wait. Every call is also written to the access log.\n\n\
+         time, on threads of their own at nice +{} ([`api::pool`](src/api/pool.rs)); the others wait. Every call is \
+         also written to the access log.\n\n\
          {table}\n\
          {} requests in {seconds:.0} s ({:.0}/s), {} failed; {logged} access log rows.\n\n\
          | ingest | seconds | records/s |\n|---|---|---|\n\
@@ -242,7 +243,8 @@ fn main() {
          Ingest under load keeps **{:.0}%** of its quiet rate (target at least 80%: {verdict}). \
          Generated {}.\n<!-- /bench:api -->\n",
         bytes as f64 / 1e9,
-        tokentrail::server::DB_SLOTS,
+        tokentrail::api::pool::QUERY_THREADS,
+        tokentrail::api::pool::QUERY_NICE,
         load.requests,
         load.requests as f64 / seconds,
         load.errors,

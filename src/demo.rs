@@ -109,7 +109,8 @@ fn write_archive(dir: &Path, events: &[crate::generate::Event]) -> Result<()> {
 
 pub fn run(options: DemoOptions) -> Result<()> {
     let store = Arc::new(Store::open(&options.db, &StoreOptions::default())?);
-    let runtime = tokio::runtime::Runtime::new()?;
+    // Ingest runs on its own thread at normal priority; all else here is the HTTP side.
+    let runtime = crate::server::http_runtime()?;
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], options.port));
     let listener = runtime.block_on(tokio::net::TcpListener::bind(address)).with_context(|| {
         format!("cannot listen on {address}: is another program using port {}? Pass --port", options.port)

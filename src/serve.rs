@@ -30,8 +30,9 @@ pub fn run(config: ServeConfig) -> Result<()> {
         crate::evidence::sign::configure(key.clone());
     }
     let runtime = tokio::runtime::Runtime::new()?;
+    let http = crate::server::http_runtime()?;
     let listen = config.http.listen;
-    let listener = runtime
+    let listener = http
         .block_on(tokio::net::TcpListener::bind(listen))
         .with_context(|| format!("cannot listen on {listen}: is another program using it? Set http.listen"))?;
     let address = listener.local_addr()?;
@@ -90,7 +91,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
             cancel.cancel();
         }
     };
-    let served = runtime.block_on(async move {
+    let served = http.block_on(async move {
         axum::serve(
             listener,
             crate::server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),

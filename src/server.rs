@@ -33,13 +33,9 @@ pub struct AppState {
     /// Who may call what, from the OpenAPI document ([`router`] fills it).
     pub access: Arc<AccessTable>,
     pub openapi: Arc<serde_json::Value>,
-    /// Database slots for API queries ([`crate::api::db`]).
-    pub db_slots: Arc<tokio::sync::Semaphore>,
+    /// The threads API queries run on ([`crate::api::db`]).
+    pub queries: crate::api::pool::QueryPool,
 }
-
-/// API queries that run at once; more wait their turn. DuckDB spreads each query over
-/// its threads, so a few at a time use the machine, and ingest keeps its share.
-pub const DB_SLOTS: usize = 2;
 
 impl AppState {
     pub fn new(store: Arc<Store>, mode: &'static str, auth: Arc<Auth>) -> AppState {
@@ -53,9 +49,24 @@ impl AppState {
             rules: Arc::new(crate::rules::rule::load(None).0),
             access: Arc::default(),
             openapi: Arc::default(),
-            db_slots: Arc::new(tokio::sync::Semaphore::new(DB_SLOTS)),
+            queries: crate::api::pool::QueryPool::start(
+                crate::api::pool::QUERY_THREADS,
+                crate::api::pool::QUERY_NICE,
+            ),
         }
     }
+}
+
+/// The runtime the HTTP side runs on: worker threads at the API query threads'
+/// lower priority ([`crate::api::pool`]), so answering a crowd of users never takes
+/// the CPU from ingest. Event Hubs receivers and alert delivery keep a runtime of
+/// normal priority.
+pub fn http_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("http")
+        .on_thread_start(|| crate::api::pool::lower_priority(crate::api::pool::QUERY_NICE))
+        .build()
 }
 
 /// The whole application. Every route passes [`crate::api::guard`], which lets only

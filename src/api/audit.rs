@@ -54,7 +54,11 @@ impl AuditLog {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || writer(&store, rx))
+            .spawn(move || {
+                // The API's own work, like its queries, yields the CPU to ingest.
+                super::pool::lower_priority(super::pool::QUERY_NICE);
+                writer(&store, rx)
+            })
             .expect("spawning the access log thread");
         AuditLog { tx }
     }

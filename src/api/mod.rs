@@ -14,6 +14,7 @@ pub mod error;
 pub mod evidence;
 pub mod filter;
 pub mod findings;
+pub mod pool;
 pub mod principal;
 pub mod rows;
 pub mod search;
@@ -137,25 +138,19 @@ impl AccessTable {
     }
 }
 
-/// Runs `work` on a blocking thread (DuckDB calls are synchronous) once one of the
-/// API's database slots is free. The slots bound how much of the machine queries
-/// take, so ingest keeps its pace under a crowd of users (see BENCHMARKS.md).
+/// Runs `work` on one of the API's query threads ([`pool`]: a few at a time, at a
+/// lower CPU priority than ingest, so ingest keeps its pace under a crowd of users;
+/// see BENCHMARKS.md).
 pub async fn db<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce(Arc<crate::store::Store>) -> error::ApiResult<T> + Send + 'static,
 ) -> error::ApiResult<T> {
-    let slot = db_slot(state).await?;
     let store = state.store.clone();
-    tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        work(store)
-    })
-    .await?
-}
-
-/// One database slot, for work that outlives a call of [`db`] (a streamed export).
-pub async fn db_slot(state: &AppState) -> error::ApiResult<tokio::sync::OwnedSemaphorePermit> {
-    state.db_slots.clone().acquire_owned().await.map_err(|e| ApiError::internal(e.into()))
+    state
+        .queries
+        .run(move || work(store))
+        .await
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("an API query thread failed while running this call")))?
 }
 
 /// Extra facts a handler adds to its access log entry (e.g. the SQL it ran).

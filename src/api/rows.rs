@@ -108,23 +108,23 @@ impl RowCount {
     }
 }
 
-/// Runs `query` on a blocking thread and streams its rows as CSV or NDJSON. `query`
-/// gets a sink to call with the column names once, then with each row; it stops
-/// early (returning Ok) when the sink says the client has gone.
+/// Runs `query` on a query thread, which it holds until the last row is sent, and
+/// streams its rows as CSV or NDJSON. `query` gets a sink to call with the column
+/// names once, then with each row; it stops early (returning Ok) when the sink says
+/// the client has gone.
 pub fn stream<F>(
+    queries: &super::pool::QueryPool,
     format: Format,
     file_name: &str,
     rows: RowCount,
-    slot: tokio::sync::OwnedSemaphorePermit,
     query: F,
 ) -> Response
 where
     F: FnOnce(&mut dyn FnMut(RowEvent) -> bool) -> anyhow::Result<()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
-    tokio::task::spawn_blocking(move || {
-        // The database slot is held until the last row is sent.
-        let _slot = slot;
+    let failed = tx.clone();
+    let spawned = queries.spawn(move || {
         let mut buffer = Vec::with_capacity(64 * 1024);
         let mut columns: Vec<String> = Vec::new();
         let mut sink = |event: RowEvent| -> bool {
@@ -168,6 +168,10 @@ where
             }
         }
     });
+    if spawned.is_err() {
+        let _ = failed.try_send(Err(std::io::Error::other("the API's query threads have stopped")));
+    }
+    drop(failed);
     let body = Body::from_stream(tokio_stream(rx));
     let content_type = match format {
         Format::Csv => "text/csv; charset=utf-8",

@@ -189,9 +189,8 @@ async fn run(
     // Check the query before the 200 goes out, so a mistake is a 4xx, not a broken stream.
     let check_sql = sql.clone();
     super::db(&state, move |store| store.connection()?.prepare(&check_sql).map(|_| ()).map_err(ApiError::from)).await?;
-    let slot = super::db_slot(&state).await?;
     let store = state.store.clone();
-    Ok(rows::stream(format, table, rows, slot, move |sink| {
+    Ok(rows::stream(&state.queries, format, table, rows, move |sink| {
         let conn = store.connection()?;
         let mut stmt = conn.prepare(&sql)?;
         rows::each_row(&mut stmt, &f.params, sink)

@@ -1,0 +1,157 @@
+//! The threads that run the API's database work.
+//!
+//! DuckDB calls are synchronous, so they run off the async runtime. They run on a
+//! few threads of their own (not tokio's blocking pool) for two reasons:
+//! - **Bounded.** At most [`QUERY_THREADS`] queries run at once; the others wait in
+//!   line, and a call whose client has gone is dropped from the line unrun.
+//! - **Ingest first.** The threads run at a lower CPU priority (nice
+//!   [`QUERY_NICE`]), so when the machine is busy the scheduler gives ingest (and
+//!   detection) the CPU first, and a crowd of users slows their own answers, not
+//!   the evidence coming in. With idle CPU the priority changes nothing.
+//!
+//! A job that panics is answered with an error; its thread carries on.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+/// API queries that run at once. DuckDB spreads each over its own threads too.
+pub const QUERY_THREADS: usize = 2;
+
+/// How much lower than the rest of the process the query threads run (Linux nice
+/// values, 0 to 19; a thread may lower its own priority without privileges).
+pub const QUERY_NICE: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Cheap to clone; the threads end when the last clone is dropped.
+#[derive(Clone)]
+pub struct QueryPool {
+    tx: Sender<Job>,
+}
+
+/// The job was dropped: its thread panicked, or the pool is gone.
+#[derive(Debug)]
+pub struct JobLost;
+
+impl QueryPool {
+    pub fn start(threads: usize, nice: i32) -> QueryPool {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("api-query-{i}"))
+                .spawn(move || {
+                    lower_priority(nice);
+                    work(&rx);
+                })
+                .expect("spawning an API query thread");
+        }
+        QueryPool { tx }
+    }
+
+    /// Runs `job` on a query thread once one is free; returns its result. If the
+    /// returned future is dropped before a thread takes the job (the client hung
+    /// up), the job does not run.
+    pub async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, JobLost> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            if done.is_closed() {
+                return;
+            }
+            if let Ok(value) = std::panic::catch_unwind(AssertUnwindSafe(job)) {
+                let _ = done.send(value);
+            }
+        });
+        self.tx.send(job).map_err(|_| JobLost)?;
+        answer.await.map_err(|_| JobLost)
+    }
+
+    /// Runs `job` on a query thread without waiting for it (a streamed export, which
+    /// holds its thread until the last row is sent).
+    pub fn spawn(&self, job: impl FnOnce() + Send + 'static) -> Result<(), JobLost> {
+        let job: Job = Box::new(move || {
+            if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+                tracing::error!("an API query thread's streamed job panicked");
+            }
+        });
+        self.tx.send(job).map_err(|_| JobLost)
+    }
+}
+
+fn work(rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return, // every sender dropped
+        }
+    }
+}
+
+/// Lowers the calling thread's CPU priority by `nice` below what it inherited
+/// (Linux: nice applies per thread).
+pub fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        let target = (thread_nice() + nice).min(19);
+        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+        let outcome = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, target) };
+        if outcome != 0 {
+            tracing::warn!(nice, error = %std::io::Error::last_os_error(), "could not lower an API query thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
+/// The calling thread's nice value.
+#[cfg(target_os = "linux")]
+fn thread_nice() -> i32 {
+    // SAFETY: as above. (-1 is also a valid answer; an error leaves 0's meaning: no change.)
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_jobs_and_survives_a_panic() {
+        let pool = QueryPool::start(1, QUERY_NICE);
+        assert_eq!(pool.run(|| 2 + 2).await.unwrap(), 4);
+        assert!(pool.run(|| -> i32 { panic!("boom") }).await.is_err());
+        assert_eq!(pool.run(|| "still here").await.unwrap(), "still here");
+    }
+
+    #[tokio::test]
+    async fn query_threads_run_at_lower_priority() {
+        let before = thread_nice();
+        let pool = QueryPool::start(1, QUERY_NICE);
+        assert_eq!(pool.run(thread_nice).await.unwrap(), (before + QUERY_NICE).min(19));
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_left_does_not_run() {
+        let pool = QueryPool::start(1, 0);
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(move || blocked.recv().is_ok()).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let queued = pool.run(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        // Poll it once so the job is queued, then drop it: the caller has gone.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(10), queued).await;
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap().unwrap());
+        assert_eq!(pool.run(|| 1).await.unwrap(), 1);
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}
