@@ -36,9 +36,14 @@ const NOT_KEYS: [&str; 7] = [
 pub struct ServeConfig {
     /// The DuckDB file.
     pub db: PathBuf,
-    /// DuckDB's memory limit for its buffer pool and queries (DuckDB's syntax: `512MB`,
+    /// DuckDB's memory limit for its buffer pool and queries (DuckDB's syntax: `384MB`,
     /// `2GB`). The rest of the service (commits in flight, receive buffers) comes on top.
     pub db_memory_limit: String,
+    /// DuckDB's threads. Default: half the cores (at least 1). Ingest's parser threads
+    /// and the network take the other half; on 2 cores one DuckDB thread stored a
+    /// stream faster, for less CPU, than two (BENCHMARKS.md, Event Hubs). More threads
+    /// make large queries and dashboards faster.
+    pub db_threads: Option<usize>,
     pub http: HttpConfig,
     /// Stream from Event Hubs; absent: serve what the database holds.
     pub eventhubs: Option<EventHubsConfig>,
@@ -68,7 +73,8 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             db: PathBuf::from("data/tokentrail.duckdb"),
-            db_memory_limit: "512MB".into(),
+            db_memory_limit: "384MB".into(),
+            db_threads: None,
             http: HttpConfig::default(),
             eventhubs: None,
             auth: None,
@@ -168,8 +174,11 @@ impl EventHubsConfig {
 fn default_consumer_group() -> String {
     "$Default".into()
 }
+/// Diagnostic-settings events carry many records (up to ~1 MB each), so 100 events
+/// ahead per partition is plenty to keep a receiver busy, and bounds what waits in
+/// the client (~100 MB over 4 partitions at 250 KB an event).
 fn default_prefetch() -> u32 {
-    300
+    100
 }
 fn default_max_wait_ms() -> u64 {
     1000
@@ -267,6 +276,9 @@ impl ServeConfig {
         if let Some(auth) = &self.auth {
             auth.check()?;
         }
+        if self.db_threads == Some(0) {
+            bail!("db_threads: set at least 1 (or leave it out: half the cores)");
+        }
         // Reads the alert secrets too, so a missing one stops the start, with its name.
         self.alerts.resolve(&format!("http://{}", self.http.listen))?;
         let Some(hubs) = &self.eventhubs else { return Ok(()) };
@@ -333,7 +345,7 @@ mod tests {
         assert_eq!(hubs.consumer_group, "$Default");
         assert_eq!(hubs.start, StartAt::Time(1_793_491_200_000_000));
         assert_eq!(hubs.credential, CredentialKind::ManagedIdentity);
-        assert_eq!(hubs.prefetch, 300);
+        assert_eq!(hubs.prefetch, 100);
     }
 
     #[test]
@@ -355,6 +367,8 @@ mod tests {
         assert!(format!("{e:#}").contains("eventhubs.namespace"), "{e:#}");
         let e = load("[eventhubs]\nhubs = [\"h\"]\nnamespace = \"n\"\ncredential = \"password\"\n").unwrap_err();
         assert!(format!("{e:#}").contains("managed_identity"), "{e:#}");
+        let e = load("db_threads = 0\n").unwrap_err();
+        assert!(format!("{e:#}").contains("db_threads: set at least 1"), "{e:#}");
         let e = ServeConfig::load(Some(Path::new("/nonexistent/tokentrail.toml"))).unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
     }

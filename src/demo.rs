@@ -147,6 +147,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
     })?;
     store.lock_down()?;
     state.rules = rules;
+    let audit = state.audit.clone();
     let serve_stop = stop.clone();
     let served = runtime.block_on(async move {
         let shutdown = async move {
@@ -167,6 +168,9 @@ pub fn run(options: DemoOptions) -> Result<()> {
     alerts_stop.cancel();
     let ingested = ingest.join().map_err(|_| anyhow::anyhow!("the demo ingest thread panicked"))?;
     let _ = detection.join();
+    // Every thread that holds the database ends before the process does.
+    audit.close();
+    drop(runtime);
     served?;
     ingested
 }

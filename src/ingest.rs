@@ -130,12 +130,14 @@ fn parse_sized(unit: &[u8], origin: &Origin, rows: &mut Rows) {
 pub struct PipelineOptions {
     pub workers: usize,
     pub commit_rows: usize,
+    /// Arrow bytes per commit ([`COMMIT_BYTES`] by default).
+    pub commit_bytes: usize,
 }
 
 impl Default for PipelineOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        PipelineOptions { workers: cores.clamp(1, 8), commit_rows: COMMIT_ROWS }
+        PipelineOptions { workers: cores.clamp(1, 8), commit_rows: COMMIT_ROWS, commit_bytes: COMMIT_BYTES }
     }
 }
 
@@ -201,7 +203,7 @@ pub fn run(
             })?;
         }
         drop((parsed_tx, chunk_rx));
-        commit_in_order(writer, parsed_rx, options.commit_rows, &mut on_commit)
+        commit_in_order(writer, parsed_rx, options, &mut on_commit)
     })
 }
 
@@ -210,7 +212,7 @@ pub fn run(
 fn commit_in_order(
     writer: &mut Writer,
     parsed_rx: mpsc::Receiver<(u64, Result<Parsed>)>,
-    commit_rows: usize,
+    options: PipelineOptions,
     on_commit: &mut impl FnMut(&BatchReceipt, &[Checkpoint]),
 ) -> Result<RowCounts> {
     std::thread::scope(|scope| {
@@ -260,7 +262,7 @@ fn commit_in_order(
                     pending_checkpoints.insert(checkpoint.source_id.clone(), checkpoint);
                 }
                 let nothing = pending_rows == 0 && pending_checkpoints.is_empty();
-                let full = pending_rows >= commit_rows || pending_bytes >= COMMIT_BYTES;
+                let full = pending_rows >= options.commit_rows || pending_bytes >= options.commit_bytes;
                 if (full || flush) && !nothing {
                     let checkpoints = std::mem::take(&mut pending_checkpoints).into_values().collect();
                     let job = (std::mem::take(&mut pending), checkpoints);

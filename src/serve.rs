@@ -24,7 +24,12 @@ pub fn run(config: ServeConfig) -> Result<()> {
     }
     let connect = config.eventhubs.as_ref().map(Connect::from_config).transpose()?;
     let alerts = config.alerts.resolve(&format!("http://{}", config.http.listen))?;
-    let options = StoreOptions { memory_limit: Some(config.db_memory_limit.clone()), ..StoreOptions::default() };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let options = StoreOptions {
+        memory_limit: Some(config.db_memory_limit.clone()),
+        threads: Some(config.db_threads.unwrap_or((cores / 2).max(1))),
+        ..StoreOptions::default()
+    };
     let store = Arc::new(Store::open(&config.db, &options)?);
     if let Some(key) = &config.evidence.signing_key {
         crate::evidence::sign::configure(key.clone());
@@ -73,6 +78,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
     state.rules = rules;
     state.hubs = source.as_ref().map(|_| hubs.clone());
     state.metrics = metrics;
+    let audit = state.audit.clone();
     let shutdown = {
         let cancel = cancel.clone();
         async move {
@@ -106,6 +112,10 @@ pub fn run(config: ServeConfig) -> Result<()> {
         Some(thread) => thread.join().map_err(|_| anyhow::anyhow!("the Event Hubs ingest thread panicked"))?,
         None => Ok(()),
     };
+    // Every thread that holds the database ends before the process does.
+    audit.close();
+    drop(http);
+    drop(runtime);
     served?;
     ingested
 }

@@ -79,7 +79,7 @@ fn a_failure_mid_file_resumes_from_the_last_commit() {
     let path = db.file("big.ndjson", &content);
     let id = source_id(&path).unwrap();
     let mut writer = db.store.writer().unwrap();
-    let options = PipelineOptions { workers: 2, commit_rows: 1 };
+    let options = PipelineOptions { workers: 2, commit_rows: 1, ..PipelineOptions::default() };
     {
         let Plan::Read(chunks) = FileChunks::open(&path, None, indicatif::ProgressBar::hidden()).unwrap() else {
             panic!("new file")
@@ -121,7 +121,7 @@ fn generated_source_resumes_to_exactly_the_events_of_the_window() {
     let start = Utc.with_ymd_and_hms(2026, 3, 2, 7, 13, 0).unwrap();
     let end = start + TimeDelta::hours(30);
     let windows: Vec<_> = (0..30).map(|h| (start + TimeDelta::hours(h), start + TimeDelta::hours(h + 1))).collect();
-    let options = PipelineOptions { workers: 2, commit_rows: 2_000 };
+    let options = PipelineOptions { workers: 2, commit_rows: 2_000, ..PipelineOptions::default() };
     let mut writer = db.store.writer().unwrap();
     // First run: stops after 11 windows (whatever was not committed is lost with it).
     let first = windows[..11].iter().map(|(a, b)| Ok(source.chunk(*a, *b, false).0));

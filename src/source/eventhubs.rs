@@ -37,9 +37,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Event bodies waiting in the channel between the receivers and the batcher.
-pub const CHANNEL_BYTES: usize = 64 << 20;
+pub const CHANNEL_BYTES: usize = 32 << 20;
 /// A chunk is cut at this many bytes of event bodies.
 const CHUNK_BYTES: usize = 8 << 20;
+
+/// Arrow bytes per commit in `serve` (two commits are held: one gathered, one stored).
+pub const SERVE_COMMIT_BYTES: usize = 64 << 20;
 /// Longest wait for one call to the service (connect, properties, close).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Backoff between reconnects: doubles from the first to the last.
@@ -399,7 +402,13 @@ pub fn run(
         finished: false,
     };
     let mut writer = store.writer()?;
-    let options = PipelineOptions { commit_rows: config.commit_rows, ..PipelineOptions::default() };
+    // Smaller commits by bytes than file ingest's: the service's memory also holds
+    // DuckDB's buffer pool (`db_memory_limit`), the receivers' prefetch and queries.
+    let options = PipelineOptions {
+        commit_rows: config.commit_rows,
+        commit_bytes: SERVE_COMMIT_BYTES,
+        ..PipelineOptions::default()
+    };
     let outcome = crate::ingest::run(&mut writer, batcher, options, |receipt, checkpoints| {
         metrics.count_commit(&receipt.counts);
         for checkpoint in checkpoints {
