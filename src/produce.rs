@@ -194,21 +194,24 @@ impl<'p> RecordReader<'p> {
 }
 
 /// The records of one JSON text: an envelope's records, an array's items, or itself.
+/// One pass over the text in the usual cases (it validates the whole text too).
 fn records_of(text: &str) -> Result<Vec<String>, serde_json::Error> {
     #[derive(serde::Deserialize)]
-    struct Envelope<'a> {
-        #[serde(borrow)]
-        records: Vec<&'a RawValue>,
+    struct MaybeEnvelope<'a> {
+        #[serde(borrow, default)]
+        records: Option<Vec<&'a RawValue>>,
     }
     if text.starts_with('[') {
         let items: Vec<&RawValue> = serde_json::from_str(text)?;
         return Ok(items.into_iter().map(|r| r.get().to_owned()).collect());
     }
-    let value: &RawValue = serde_json::from_str(text)?;
-    Ok(match serde_json::from_str::<Envelope>(text) {
-        Ok(envelope) => envelope.records.into_iter().map(|r| r.get().to_owned()).collect(),
-        Err(_) => vec![value.get().to_owned()],
-    })
+    match serde_json::from_str::<MaybeEnvelope>(text) {
+        Ok(MaybeEnvelope { records: Some(records) }) => Ok(records.into_iter().map(|r| r.get().to_owned()).collect()),
+        // A record (an object without `records`), checked whole by the pass above.
+        Ok(MaybeEnvelope { records: None }) => Ok(vec![text.to_owned()]),
+        // Not an object, or `records` is not an array: one record, if it is JSON.
+        Err(_) => serde_json::from_str::<&RawValue>(text).map(|value| vec![value.get().to_owned()]),
+    }
 }
 
 /// Packs records into envelopes and envelopes into batches, and sends each batch to the
@@ -357,5 +360,9 @@ mod tests {
             vec![r#"{"category":"DataPlaneRequests"}"#]
         );
         assert!(records_of("not json").is_err());
+        assert!(records_of(r#"{"category": "x", "records""#).is_err());
+        // `records` that is not an array: the object is one record.
+        assert_eq!(records_of(r#"{"records": 5}"#).unwrap(), vec![r#"{"records": 5}"#]);
+        assert_eq!(records_of(r#"{"time":"t", "records":[{"a":1}]}"#).unwrap(), vec![r#"{"a":1}"#]);
     }
 }

@@ -30,7 +30,6 @@ pub fn spawn(
     Ok(std::thread::Builder::new().name("detection".into()).spawn(move || {
         crate::api::pool::lower_priority(NICE);
         while !stop.load(Ordering::SeqCst) {
-            if std::env::var_os("TT_NODETECT").is_some() { std::thread::sleep(Duration::from_millis(100)); continue; }
             match detector.evaluate_after_commit(&store) {
                 Ok(evaluation) => {
                     for failure in &evaluation.failures {
