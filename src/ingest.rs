@@ -35,7 +35,7 @@ pub const COMMIT_ROWS: usize = 4 * 122_880;
 /// Arrow bytes per commit: a commit is stored sooner than [`COMMIT_ROWS`] once its
 /// batches hold this much, so that one commit being gathered and one being stored
 /// stay well under 1 GiB whatever the mix of tables.
-pub const COMMIT_BYTES: usize = 256 << 20;
+pub const COMMIT_BYTES: usize = 192 << 20;
 
 /// A stretch of input and where its source stands after it.
 pub struct Chunk {
