@@ -31,6 +31,8 @@ struct Service {
     child: Child,
     port: u16,
     db: PathBuf,
+    /// Signed once (RSA signing each poll would cost the machine under test CPU).
+    token: std::cell::OnceCell<String>,
 }
 
 impl Service {
@@ -58,7 +60,7 @@ impl Service {
             .stdout(Stdio::null())
             .spawn()
             .expect("tokentrail serve runs");
-        let service = Service { child, port, db: dir.join(format!("{name}.duckdb")) };
+        let service = Service { child, port, db: dir.join(format!("{name}.duckdb")), token: Default::default() };
         service.wait(|status| status["eventhubs"].as_array().is_some_and(|p| p.len() == PARTITIONS as usize));
         service
     }
@@ -72,13 +74,17 @@ impl Service {
     /// The HTTP API wants a bearer token: on loopback `serve` accepts the development
     /// issuer's, signed with the key beside its database (made by whichever comes first).
     fn token(&self) -> Option<String> {
-        tokentrail::auth::dev_token(
+        if let Some(token) = self.token.get() {
+            return Some(token.clone());
+        }
+        let token = tokentrail::auth::dev_token(
             &self.db,
             tokentrail::auth::Role::Auditor,
             "eventhubs test",
             chrono::Duration::hours(2),
         )
-        .ok()
+        .ok()?;
+        Some(self.token.get_or_init(|| token).clone())
     }
 
     fn rows(&self) -> i64 {
@@ -104,7 +110,7 @@ impl Service {
                 return Instant::now();
             }
             assert!(Instant::now() < deadline, "only {stored} of {rows} rows committed in 20 minutes");
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
