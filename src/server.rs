@@ -49,10 +49,7 @@ impl AppState {
             rules: Arc::new(crate::rules::rule::load(None).0),
             access: Arc::default(),
             openapi: Arc::default(),
-            queries: crate::api::pool::QueryPool::start(
-                crate::api::pool::QUERY_THREADS,
-                crate::api::pool::QUERY_NICE,
-            ),
+            queries: crate::api::pool::QueryPool::start(crate::api::pool::QUERY_THREADS, crate::api::pool::QUERY_NICE),
         }
     }
 }

@@ -11,9 +11,9 @@ use crate::store::Store;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use duckdb::types::{TimeUnit, Value};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
