@@ -240,7 +240,7 @@ fn main() {
          {prefetch} per partition), the channel to the parser holds at most {channel} MiB of bodies, commits hold \
          at most two batches of rows ({commit} MiB of Arrow data each), and DuckDB's memory is capped by \
          `db_memory_limit` ({limit}). Measured by changing one at a time on this backlog: DuckDB's limit 512MB → \
-         256MB lowered the peak by ~320 MiB, prefetch 300 → 100 by ~100 MiB, commits of 256 → 64 MiB by ~380 MiB; \
+         256MB lowered the peak by ~240 MiB, prefetch 300 → 100 by ~100 MiB, commits of 256 → 64 MiB by ~380 MiB; \
          `serve` runs DuckDB on {threads} thread(s) here (`db_threads`: half the cores), which on 2 cores stored \
          the stream with ~25% less CPU than 2 threads.\n\n\
          These are test-hub figures: the same client and protocol as Azure, but an in-memory hub on loopback. \
