@@ -12,6 +12,7 @@ pub mod evidence;
 pub mod generate;
 pub mod ingest;
 pub mod metrics;
+pub mod priority;
 pub mod produce;
 pub mod query;
 pub mod record;

@@ -13,10 +13,9 @@ use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
 use serde::Deserialize;
-use serde_json::{Map, Value as JsonValue};
 use utoipa::IntoParams;
 
-type Object = Map<String, JsonValue>;
+use super::rows::Object;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

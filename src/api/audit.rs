@@ -60,7 +60,7 @@ impl AuditLog {
             .name("access-log".into())
             .spawn(move || {
                 // The API's own work, like its queries, yields the CPU to ingest.
-                super::pool::lower_priority(super::pool::QUERY_NICE);
+                crate::priority::lower(super::pool::QUERY_NICE);
                 writer(&store, rx)
             })
             .expect("spawning the access log thread");

@@ -12,10 +12,10 @@ use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as JsonValue};
+use serde_json::Value as JsonValue;
 use utoipa::{IntoParams, ToSchema};
 
-type Object = Map<String, JsonValue>;
+use super::rows::Object;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -153,6 +153,19 @@ pub async fn db<T: Send + 'static>(
         .map_err(|_| ApiError::internal(anyhow::anyhow!("an API query thread failed while running this call")))?
 }
 
+/// Runs one query on a query thread and answers its rows as JSON objects, counted
+/// for the access log: the whole body of the simple list handlers.
+pub async fn list(
+    state: &AppState,
+    rows: &RowCount,
+    sql: &'static str,
+    params: Vec<duckdb::types::Value>,
+) -> error::ApiResult<axum::Json<Vec<rows::Object>>> {
+    let found = db(state, move |store| rows::objects(&*store.connection()?, sql, &params)).await?;
+    rows.add(found.len() as i64);
+    Ok(axum::Json(found))
+}
+
 /// Extra facts a handler adds to its access log entry (e.g. the SQL it ran).
 #[derive(Clone, Default)]
 pub struct AuditNote(pub Arc<Mutex<serde_json::Map<String, serde_json::Value>>>);

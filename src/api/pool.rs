@@ -10,6 +10,7 @@
 //!   the evidence coming in. With idle CPU the priority changes nothing.
 //!
 //! A job that panics is answered with an error; its thread carries on.
+//! [`crate::priority`] lowers the threads' priority.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, Sender};
@@ -43,7 +44,7 @@ impl QueryPool {
             std::thread::Builder::new()
                 .name(format!("api-query-{i}"))
                 .spawn(move || {
-                    lower_priority(nice);
+                    crate::priority::lower(nice);
                     work(&rx);
                 })
                 .expect("spawning an API query thread");
@@ -93,29 +94,6 @@ fn work(rx: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// Lowers the calling thread's CPU priority by `nice` below what it inherited
-/// (Linux: nice applies per thread).
-pub fn lower_priority(nice: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        let target = (thread_nice() + nice).min(19);
-        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
-        let outcome = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, target) };
-        if outcome != 0 {
-            tracing::warn!(nice, error = %std::io::Error::last_os_error(), "could not lower an API query thread's priority");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
-}
-
-/// The calling thread's nice value.
-#[cfg(target_os = "linux")]
-fn thread_nice() -> i32 {
-    // SAFETY: as above. (-1 is also a valid answer; an error leaves 0's meaning: no change.)
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,9 +108,9 @@ mod tests {
 
     #[tokio::test]
     async fn query_threads_run_at_lower_priority() {
-        let before = thread_nice();
+        let before = crate::priority::nice();
         let pool = QueryPool::start(1, QUERY_NICE);
-        assert_eq!(pool.run(thread_nice).await.unwrap(), (before + QUERY_NICE).min(19));
+        assert_eq!(pool.run(crate::priority::nice).await.unwrap(), (before + QUERY_NICE).min(19));
     }
 
     #[tokio::test]

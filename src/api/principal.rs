@@ -9,10 +9,9 @@ use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
 use serde::Serialize;
-use serde_json::{Map, Value as JsonValue};
 use utoipa::ToSchema;
 
-type Object = Map<String, JsonValue>;
+use super::rows::Object;
 
 #[derive(Serialize, ToSchema)]
 pub struct Profile {

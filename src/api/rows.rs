@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use utoipa::ToSchema;
 
+/// One result row as a JSON object (column name → value), as the API answers it.
+pub type Object = Map<String, Json>;
+
 /// One DuckDB value as JSON: timestamps in RFC 3339 (UTC), blobs in base64, huge
 /// integers and decimals as strings (JSON numbers would lose digits).
 pub fn to_json(value: Value) -> Json {

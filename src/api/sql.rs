@@ -23,14 +23,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use duckdb::types::Value;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as JsonValue};
+use serde_json::Value as JsonValue;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
-type Object = Map<String, JsonValue>;
+use super::rows::Object;
 
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 pub const MAX_ROWS: usize = 10_000;
@@ -317,10 +317,10 @@ pub async fn schema(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
 ) -> ApiResult<axum::Json<Vec<Object>>> {
-    let found = super::db(&state, move |store| {
-        objects(
-            &*store.connection()?,
-            "SELECT c.table_name, any_value(t.kind) AS kind, any_value(t.comment) AS comment,
+    super::list(
+        &state,
+        &rows,
+        "SELECT c.table_name, any_value(t.kind) AS kind, any_value(t.comment) AS comment,
                     list({'name': c.column_name, 'type': c.data_type} ORDER BY c.column_index) AS columns
              FROM duckdb_columns() c
              JOIN (SELECT table_name, 'table' AS kind, comment FROM duckdb_tables() WHERE schema_name = 'main'
@@ -328,12 +328,9 @@ pub async fn schema(
                USING (table_name)
              WHERE c.schema_name = 'main' AND c.database_name = current_database()
              GROUP BY c.table_name ORDER BY c.table_name",
-            &[],
-        )
-    })
-    .await?;
-    rows.add(found.len() as i64);
-    Ok(axum::Json(found))
+        Vec::new(),
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/api/sql/saved", tag = "sql",
@@ -343,16 +340,13 @@ pub async fn saved_list(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
 ) -> ApiResult<axum::Json<Vec<Object>>> {
-    let found = super::db(&state, move |store| {
-        objects(
-            &*store.connection()?,
-            "SELECT id, name, sql, created_at, created_by_name, created_by_oid FROM saved_queries ORDER BY name, id",
-            &[],
-        )
-    })
-    .await?;
-    rows.add(found.len() as i64);
-    Ok(axum::Json(found))
+    super::list(
+        &state,
+        &rows,
+        "SELECT id, name, sql, created_at, created_by_name, created_by_oid FROM saved_queries ORDER BY name, id",
+        Vec::new(),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -11,10 +11,10 @@ use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as JsonValue};
+use serde_json::Value as JsonValue;
 use utoipa::{IntoParams, ToSchema};
 
-type Object = Map<String, JsonValue>;
+use super::rows::Object;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Status {
@@ -205,20 +205,17 @@ pub async fn activity(
     Query(q): Query<ActivityQuery>,
 ) -> ApiResult<axum::Json<Vec<Object>>> {
     let hours = filter::limit(q.hours, 48, 2160)?;
-    let found = super::db(&state, move |store| {
-        objects(
-            &*store.connection()?,
-            "SELECT hour,
+    super::list(
+        &state,
+        &rows,
+        "SELECT hour,
                     coalesce(sum(events) FILTER (WHERE stream LIKE 'cosmos:%'), 0) AS requests,
                     coalesce(sum(events) FILTER (WHERE stream LIKE 'signins:%'), 0) AS signins,
                     coalesce(sum(events) FILTER (WHERE stream LIKE 'raw:%'), 0) AS other
              FROM stream_hours
              WHERE hour > utc_add((SELECT max(hour) FROM stream_hours), - to_hours(?))
              GROUP BY 1 ORDER BY 1",
-            &[Value::BigInt(hours)],
-        )
-    })
-    .await?;
-    rows.add(found.len() as i64);
-    Ok(axum::Json(found))
+        vec![Value::BigInt(hours)],
+    )
+    .await
 }

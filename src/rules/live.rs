@@ -28,7 +28,7 @@ pub fn spawn(
     raised: impl Fn(Vec<i64>) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>> {
     Ok(std::thread::Builder::new().name("detection".into()).spawn(move || {
-        crate::api::pool::lower_priority(NICE);
+        crate::priority::lower(NICE);
         while !stop.load(Ordering::SeqCst) {
             match detector.evaluate_after_commit(&store) {
                 Ok(evaluation) => {
