@@ -276,6 +276,15 @@ fn mutated_records_give_the_same_rows() {
         let valid = units.iter().filter(|u| serde_json::from_slice::<serde::de::IgnoredAny>(u).is_ok());
         let joined = valid.map(|u| String::from_utf8_lossy(u)).collect::<Vec<_>>().join(",");
         assert_same_rows("mutations in one envelope", &[format!("{{\"records\":[{base},{joined}]}}").into_bytes()]);
+        // An envelope of records the fast path reads is read in one scan (no serde pass).
+        let fast_units: Vec<&str> = units
+            .iter()
+            .filter_map(|u| std::str::from_utf8(u).ok())
+            .filter(|u| fast::cosmos_record(u).is_some())
+            .collect();
+        let env = format!("{{\"records\":[{base},{}]}}", fast_units.join(","));
+        assert_eq!(fast::cosmos_envelope(&env, 100_000).map(|r| r.len()), Some(fast_units.len() + 1), "{env}");
+        assert_same_rows("fast-path mutations in one envelope", &[env.into_bytes()]);
     }
     assert!(total > 1000, "{total} mutations");
     // Some mutations keep the shape (whitespace, order, unicode, blanks): not all fall back.

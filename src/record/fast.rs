@@ -38,6 +38,46 @@ pub fn read_cosmos_record<'a>(text: &'a str, record: &mut Record<'a>) -> bool {
     scan.object(record).is_some() && scan.end().is_some() && record.category.get() == Some(CATEGORY)
 }
 
+/// The records of an envelope in exactly Azure's shape, `{"records":[...]}`, when
+/// every one is a Cosmos DB request this path reads: each with its text, read in
+/// the same single scan that finds where it ends. `None` at anything else (another
+/// key, another category, more than `max` records, ...): the caller then reads the
+/// whole envelope as before, so the outcome never depends on which reader ran.
+pub fn cosmos_envelope(text: &str, max: usize) -> Option<Vec<(&str, Record<'_>)>> {
+    let mut scan = Scan { text, pos: 0 };
+    scan.expect(b'{')?;
+    if !scan.skip_key(Some(&"records")) {
+        return None;
+    }
+    scan.expect(b'[')?;
+    let mut records = Vec::new();
+    if scan.peek()? == b']' {
+        scan.pos += 1;
+    } else {
+        loop {
+            if records.len() == max {
+                return None;
+            }
+            scan.skip_whitespace();
+            let start = scan.pos;
+            let mut record = Record::default();
+            scan.object(&mut record)?;
+            if record.category.get() != Some(CATEGORY) {
+                return None;
+            }
+            records.push((&text[start..scan.pos], record));
+            match scan.next()? {
+                b',' => {}
+                b']' => break,
+                _ => return None,
+            }
+        }
+    }
+    scan.expect(b'}')?;
+    scan.end()?;
+    Some(records)
+}
+
 /// An object this path reads: its keys, exactly as Azure spells them and in the
 /// order Azure writes them (any order is read; this one is read fastest), and how
 /// each key's value is read into which field.

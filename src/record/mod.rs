@@ -286,7 +286,15 @@ fn parse_many(readers: Readers, items: &[&RawValue], origin: &Origin, sink: &mut
 }
 
 fn parse_record(readers: Readers, text: &str, origin: &Origin, index: Option<i32>, sink: &mut impl RecordSink) {
-    let raw = text.as_bytes();
+    if readers == Readers::FastThenLenient && index.is_none() {
+        // Azure's envelope of Cosmos DB requests: one scan, no serde pass first.
+        if let Some(records) = fast::cosmos_envelope(text, MAX_RECORDS_PER_UNIT) {
+            for (i, (text, record)) in records.into_iter().enumerate() {
+                store_record(record, text, origin, i32::try_from(i).ok(), sink);
+            }
+            return;
+        }
+    }
     let mut record = Record::default();
     if !(readers == Readers::FastThenLenient && fast::read_cosmos_record(text, &mut record)) {
         record = match serde_json::from_str::<Record>(text) {
@@ -300,9 +308,15 @@ fn parse_record(readers: Readers, text: &str, origin: &Origin, index: Option<i32
         if index.is_none() {
             return parse_many(readers, records, origin, sink);
         }
-        let rejection = Rejection::new(raw, "nested records envelope", None);
+        let rejection = Rejection::new(text.as_bytes(), "nested records envelope", None);
         return sink.reject(rejection, origin, index);
     }
+    store_record(record, text, origin, index, sink);
+}
+
+/// Hands a record that was read to `sink`, or rejects it for what it lacks.
+fn store_record(record: Record<'_>, text: &str, origin: &Origin, index: Option<i32>, sink: &mut impl RecordSink) {
+    let raw = text.as_bytes();
     let Some(category_text) = record.category.get() else {
         let rejection = Rejection::new(raw, "record has no category", None);
         return sink.reject(rejection, origin, index);
