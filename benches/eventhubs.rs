@@ -165,6 +165,8 @@ fn preload(hub: &TestHub, file: &Path) {
 }
 
 fn main() {
+    // The hub runs in this process.
+    tokentrail_testhub::keep_freed_memory();
     let records = env_count("TOKENTRAIL_BENCH_RECORDS", 1_000_000);
     let backlog = env_count("TOKENTRAIL_BENCH_BACKLOG", 3_000_000);
     let dir = tempfile::tempdir().unwrap();
@@ -175,6 +177,7 @@ fn main() {
     let (file_time, _) = common::run_ingest(&dir.path().join("file.duckdb"), &input, 1);
     let file_rate = records as f64 / file_time.as_secs_f64();
     println!("tokentrail ingest: {:.2} s, {file_rate:.0} records/s", file_time.as_secs_f64());
+    common::settle();
 
     // (b) ProducerClient → test hub → ConsumerClient → DuckDB, end to end.
     let hub = TestHub::start(&[HubSpec { name: HUB.into(), partitions: PARTITIONS }]).unwrap();

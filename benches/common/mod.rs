@@ -21,6 +21,13 @@ pub fn run_ingest(db: &Path, input: &Path, duckdb_threads: usize) -> (Duration, 
     (elapsed, rss)
 }
 
+/// Writes what earlier runs left in the page cache out to disk (sync(2)), so the kernel's
+/// writeback of one measured run does not take CPU from the next.
+pub fn settle() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
 /// Runs the real binary with `args`; returns wall time, peak RSS (KiB) from wait4, and
 /// whether it exited with status 0.
 pub fn run_measured(args: &[&str], stdout: std::process::Stdio) -> (Duration, i64, bool) {
