@@ -66,7 +66,13 @@ pub enum Units {
     Lines { source: String, first_line: i64 },
     /// Each range of `data` is a unit with its own origin.
     Listed(Vec<(Range<usize>, Origin)>),
+    /// Units in buffers of their own, each with its origin (`data` stays empty): a
+    /// received event moves into the chunk, its body read where the client put it.
+    Owned(Vec<(Unit, Origin)>),
 }
+
+/// A unit in a buffer of its own (see [`Units::Owned`]).
+pub type Unit = Box<dyn AsRef<[u8]> + Send>;
 
 impl Chunk {
     fn parse(&self, rows: &mut Rows) {
@@ -86,6 +92,11 @@ impl Chunk {
             Units::Listed(units) => {
                 for (range, origin) in units {
                     parse_sized(&self.data[range.clone()], origin, rows);
+                }
+            }
+            Units::Owned(units) => {
+                for (unit, origin) in units {
+                    parse_sized((**unit).as_ref(), origin, rows);
                 }
             }
         }
