@@ -214,6 +214,9 @@ fn records_of(text: &str) -> Result<Vec<String>, serde_json::Error> {
     }
 }
 
+/// More than an event adds to a batch besides its body (its message id and sections).
+const MESSAGE_OVERHEAD: u64 = 1024;
+
 /// Packs records into envelopes and envelopes into batches, and sends each batch to the
 /// next partition in turn, one batch in flight per partition.
 struct Sender<'p> {
@@ -229,6 +232,9 @@ struct Sender<'p> {
     in_flight: FuturesUnordered<BoxFuture<'p, (usize, Result<()>)>>,
     /// Whether a batch is being sent to the partition (same index as `partitions`).
     sending: Vec<bool>,
+    /// The largest size a batch reached before it was full (0 until one was): an event
+    /// that keeps the batch well under it certainly fits, and is handed over uncopied.
+    fits_in: u64,
     produced: Produced,
 }
 
@@ -237,6 +243,7 @@ impl<'p> Sender<'p> {
         Sender {
             producer,
             sending: vec![false; partitions.len()],
+            fits_in: 0,
             partitions,
             next: 0,
             per_event,
@@ -289,9 +296,19 @@ impl<'p> Sender<'p> {
                 self.batch = Some(batch);
             }
             let batch = self.batch.as_ref().expect("created above");
+            // The first event of a batch counts twice: the client sizes the batch's envelope on it.
+            let needs = body.len() as u64 * if batch.is_empty() { 2 } else { 1 } + MESSAGE_OVERHEAD;
+            if batch.size() + needs <= self.fits_in {
+                let len = body.len();
+                if !batch.try_add_event_data(body, None).map_err(|e| anyhow!("adding an event: {e}"))? {
+                    bail!("an event of {len} bytes did not fit in a batch that had room for it");
+                }
+                return self.drive().await;
+            }
             if batch.try_add_event_data(body.clone(), None).map_err(|e| anyhow!("adding an event: {e}"))? {
                 return self.drive().await;
             }
+            self.fits_in = self.fits_in.max(batch.size());
             self.send().await?;
         }
         bail!("an event of {} bytes does not fit in an empty batch", body.len())
