@@ -28,6 +28,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
     let options = StoreOptions {
         memory_limit: Some(config.db_memory_limit.clone()),
         threads: Some(config.db_threads.unwrap_or((cores / 2).max(1))),
+        checkpoint_threshold: Some(crate::source::eventhubs::SERVE_CHECKPOINT_WAL.into()),
         ..StoreOptions::default()
     };
     let store = Arc::new(Store::open(&config.db, &options)?);

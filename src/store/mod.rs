@@ -34,6 +34,9 @@ pub struct StoreOptions {
     /// DuckDB's `memory_limit` (e.g. `512MB`): its buffer pool otherwise keeps data
     /// blocks cached up to most of the machine's memory as the database grows.
     pub memory_limit: Option<String>,
+    /// DuckDB's `checkpoint_threshold`, the write-ahead log size that triggers a
+    /// checkpoint (DuckDB's default: 16 MiB).
+    pub checkpoint_threshold: Option<String>,
 }
 
 /// An open TokenTrail database.
@@ -83,6 +86,9 @@ impl Store {
         }
         if let Some(threads) = options.threads {
             settings.push(("threads", threads.to_string()));
+        }
+        if let Some(threshold) = &options.checkpoint_threshold {
+            settings.push(("checkpoint_threshold", threshold.clone()));
         }
         if options.read_only {
             settings.push(("access_mode", "READ_ONLY".to_string()));
