@@ -61,11 +61,6 @@ fn parse_only(input: &Path, n: usize) -> (f64, f64) {
     (first[0].min(second[0]), first[1].min(second[1]))
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
     let records: usize =
         std::env::var("TOKENTRAIL_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
@@ -115,7 +110,7 @@ fn main() {
     // memory in their peak RSS (it is theirs between fork and exec).
     let (lenient_us, fast_us) = parse_only(&input, 200_000);
     println!("parsing alone, one thread: lenient reader {lenient_us:.2} µs a record, fast path {fast_us:.2} µs");
-    let (a, a2, b) = (median(ours), median(ours_2), median(baseline));
+    let (a, a2, b) = (common::median(ours), common::median(ours_2), common::median(baseline));
     let rate = |seconds: f64| records as f64 / seconds;
     let peak = rss.iter().map(|r| r.0).max().unwrap_or(0) / 1024;
     let peak_2 = rss.iter().map(|r| r.1).max().unwrap_or(0) / 1024;

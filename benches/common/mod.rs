@@ -21,6 +21,12 @@ pub fn run_ingest(db: &Path, input: &Path, duckdb_threads: usize) -> (Duration, 
     (elapsed, rss)
 }
 
+/// The middle value (the upper one of the two middle values for an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// Writes what earlier runs left in the page cache out to disk (sync(2)), so the kernel's
 /// writeback of one measured run does not take CPU from the next.
 pub fn settle() {
