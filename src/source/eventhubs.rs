@@ -46,8 +46,9 @@ const CHUNK_BYTES: usize = 8 << 20;
 /// Arrow bytes per commit in `serve` (two commits are held: one gathered, one stored).
 pub const SERVE_COMMIT_BYTES: usize = 64 << 20;
 /// The write-ahead log size at which `serve`'s DuckDB checkpoints. Its commits (about
-/// 100,000 rows, under a row group) go through the log; at DuckDB's default of 16 MiB
-/// every commit checkpointed and recompressed the table's last, partial row group.
+/// 100,000 rows, under a row group) go through the log, and one commit's rows are more
+/// than DuckDB's default of 16 MiB: each commit was followed by a checkpoint, which
+/// recompresses the table's last, partial row group.
 /// Measured by hand on 1M records from the test hub (3 alternated runs each; noisy):
 /// 16MB 9.8–11.6 s, 256MB 9.6–9.7 s with one outlier; backlog peak RSS unchanged.
 pub const SERVE_CHECKPOINT_WAL: &str = "256MB";
