@@ -637,7 +637,10 @@ fn views(n: usize, long: usize) -> Vec<FindingView> {
             first_seen: t,
             last_seen: t,
             count: 3,
-            summary: Some(format!("read 2 GB <https://evil.example|click> {}", "s".repeat(long * 3))),
+            summary: Some(format!(
+                "read 2 GB <https://evil.example|click> [click](https://evil.example/md) {}",
+                "s".repeat(long * 3)
+            )),
         })
         .collect()
 }
@@ -728,10 +731,17 @@ fn teams_messages_are_adaptive_cards_in_a_message_envelope() {
             assert!(known.contains(&ty), "element type {ty}");
             if ty == "TextBlock" {
                 assert!(element["text"].is_string() && element["wrap"] == true);
+                // Log text cannot make links of its own: Markdown's escapes.
+                let text = element["text"].as_str().unwrap();
+                assert!(!text.contains("[click]("), "{text}");
+                if text.contains("click") {
+                    assert!(text.contains(r"\[click\]\(https://evil.example/md\)"), "{text}");
+                }
             }
             if ty == "FactSet" {
                 for fact in element["facts"].as_array().unwrap() {
                     assert!(fact["title"].is_string() && fact["value"].is_string());
+                    assert!(!fact["value"].as_str().unwrap().contains("<@U123>"), "{fact}");
                 }
             }
             stack.extend(element["items"].as_array().into_iter().flatten());

@@ -3,7 +3,8 @@
 //! summarises the rest, and every finding links to its page in the UI.
 //!
 //! Text from the logs (principal names, entities, rule details) is attacker-influenced:
-//! it is escaped for Slack's mrkdwn and cut to each format's limits.
+//! it is escaped for Slack's mrkdwn and for the Markdown of Teams cards, and cut to each
+//! format's limits.
 
 use super::config::{Alerts, Destination, DestinationKind};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -127,6 +128,20 @@ pub fn slack_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// Adaptive Card text is Markdown: log text must not make links or emphasis of its own
+/// (`[click](https://evil)` in a user agent). Markdown's backslash escapes, as Teams
+/// desktop and web render them (older Teams mobile clients showed the backslashes).
+pub fn teams_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '[' | ']' | '(' | ')' | '*' | '_' | '`' | '<' | '>' | '~' | '#') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -213,9 +228,9 @@ fn teams(ui: &str, status: AlertStatus, findings: &[FindingView], new: &BTreeSet
             json!({"title": "Status", "value": f.status}),
         ];
         if let Some(who) = f.who() {
-            facts.push(json!({"title": "Principal", "value": cut(&who, 300)}));
+            facts.push(json!({"title": "Principal", "value": teams_escape(&cut(&who, 300))}));
         }
-        facts.push(json!({"title": "Entity", "value": cut(&f.entity, 300)}));
+        facts.push(json!({"title": "Entity", "value": teams_escape(&cut(&f.entity, 300))}));
         facts.push(json!({
             "title": "Seen",
             "value": format!("{} → {} · {} events", time(f.first_seen), time(f.last_seen), f.count)
@@ -224,7 +239,7 @@ fn teams(ui: &str, status: AlertStatus, findings: &[FindingView], new: &BTreeSet
         let mut items = vec![
             json!({
                 "type": "TextBlock",
-                "text": format!("[{}]({}){change}", cut(&f.title, 200), finding_url(ui, f.id)),
+                "text": format!("[{}]({}){change}", teams_escape(&cut(&f.title, 200)), finding_url(ui, f.id)),
                 "weight": "Bolder",
                 "wrap": true,
                 "color": if status == AlertStatus::Resolved { "Good" } else if f.severity == "critical" || f.severity == "high" { "Attention" } else { "Warning" }
@@ -232,7 +247,8 @@ fn teams(ui: &str, status: AlertStatus, findings: &[FindingView], new: &BTreeSet
             json!({"type": "FactSet", "facts": facts}),
         ];
         if let Some(summary) = &f.summary {
-            items.push(json!({"type": "TextBlock", "text": cut(summary, 1000), "wrap": true, "isSubtle": true}));
+            let text = teams_escape(&cut(summary, 1000));
+            items.push(json!({"type": "TextBlock", "text": text, "wrap": true, "isSubtle": true}));
         }
         body.push(json!({"type": "Container", "separator": true, "items": items}));
     }
