@@ -122,7 +122,8 @@ fn main() {
     };
     let alerts = config.resolve("http://127.0.0.1:8080").unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
-    let worker = tokentrail::alerts::start(store.clone(), alerts, runtime.handle(), cancel.clone()).unwrap();
+    let metrics = std::sync::Arc::new(tokentrail::metrics::Metrics::default());
+    let worker = tokentrail::alerts::start(store.clone(), alerts, metrics, runtime.handle(), cancel.clone()).unwrap();
 
     // Findings raised in batches; each batch's records are handed to ingest at `enqueued`.
     let mut writer = store.writer().unwrap();

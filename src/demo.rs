@@ -141,7 +141,8 @@ pub fn run(options: DemoOptions) -> Result<()> {
     // Alerts from `TOKENTRAIL_ALERTS__*` (none by default: the outbox fills, nothing is sent).
     let alerts = crate::alerts::AlertsConfig::from_env()?.resolve(&format!("http://{address}"))?;
     let alerts_stop = tokio_util::sync::CancellationToken::new();
-    let alerts = crate::alerts::start(store.clone(), alerts, runtime.handle(), alerts_stop.clone())?;
+    let alerts =
+        crate::alerts::start(store.clone(), alerts, state.metrics.clone(), runtime.handle(), alerts_stop.clone())?;
     let detection = crate::rules::live::spawn(store.clone(), detector, state.metrics.clone(), stop.clone(), {
         move |_| alerts.wake()
     })?;

@@ -35,6 +35,14 @@ pub struct FindingLabels {
     pub severity: String,
 }
 
+/// One alert destination and what became of a delivery attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub destination: String,
+    /// `delivered`, `retry` (failed, will be tried again) or `dead` (refused, or given up).
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Rows committed per table.
@@ -51,6 +59,8 @@ pub struct Metrics {
     pub http_seconds: Family<HttpLabels, Histogram, fn() -> Histogram>,
     /// Findings by status and severity, after each detection pass.
     pub findings: Family<FindingLabels, Gauge>,
+    /// Alert delivery attempts by destination and outcome.
+    pub alert_deliveries: Family<DeliveryLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -92,7 +102,14 @@ impl Default for Metrics {
         registry.register("http_request_duration_seconds", "HTTP requests by route and status", http_seconds.clone());
         let findings = Family::<FindingLabels, Gauge>::default();
         registry.register("findings", "Findings by status and severity", findings.clone());
+        let alert_deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "alert_deliveries",
+            "Alert delivery attempts by destination and outcome (delivered, retry, dead)",
+            alert_deliveries.clone(),
+        );
         Metrics {
+            alert_deliveries,
             registry,
             http_seconds,
             findings,

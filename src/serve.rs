@@ -70,7 +70,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
     let (detector, _problems) = crate::rules::Detector::open(&store, &config.detection)?;
     let rules = Arc::new(detector.rules().to_vec());
     let detection_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let alerts = crate::alerts::start(store.clone(), alerts, runtime.handle(), cancel.clone())?;
+    let alerts = crate::alerts::start(store.clone(), alerts, metrics.clone(), runtime.handle(), cancel.clone())?;
     let detection = crate::rules::live::spawn(store.clone(), detector, metrics.clone(), detection_stop.clone(), {
         move |_| alerts.wake()
     })?;

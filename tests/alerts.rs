@@ -221,6 +221,7 @@ struct Service {
     /// Stops the worker when the service is dropped.
     _stop: tokio_util::sync::DropGuard,
     worker: Option<tokentrail::alerts::AlertWorker>,
+    metrics: Arc<tokentrail::metrics::Metrics>,
 }
 
 fn detection_config(dir: &Path) -> DetectionConfig {
@@ -254,7 +255,15 @@ impl Service {
             _stop: cancel.clone().drop_guard(),
             cancel,
             worker: None,
+            metrics: Arc::default(),
         }
+    }
+
+    /// `tokentrail_alert_deliveries_total` of the `hook` destination for `outcome` (0 if absent).
+    fn deliveries(&self, outcome: &str) -> u64 {
+        let line = format!("tokentrail_alert_deliveries_total{{destination=\"hook\",outcome=\"{outcome}\"}} ");
+        let text = self.metrics.render();
+        text.lines().find_map(|l| l.strip_prefix(&line)).map_or(0, |n| n.trim().parse().unwrap())
     }
 
     /// Ingests `n` more sign-ins of the test app and runs detection: `n` findings raised,
@@ -285,8 +294,14 @@ impl Service {
 
     fn start(&mut self, config: AlertsConfig) {
         let alerts = config.resolve("http://tokentrail.test").unwrap();
-        let worker =
-            tokentrail::alerts::start(self.store.clone(), alerts, self.runtime.handle(), self.cancel.clone()).unwrap();
+        let worker = tokentrail::alerts::start(
+            self.store.clone(),
+            alerts,
+            self.metrics.clone(),
+            self.runtime.handle(),
+            self.cancel.clone(),
+        )
+        .unwrap();
         self.worker = Some(worker);
     }
 
@@ -485,6 +500,8 @@ fn teams_200_with_an_error_body_is_a_failure_and_is_retried() {
     assert_eq!(card["type"], "message");
     assert_eq!(card["attachments"][0]["content"]["type"], "AdaptiveCard");
     assert!(!hits[1].headers.contains_key("webhook-signature"), "only generic webhooks are signed");
+    // On /metrics: one failed attempt to be retried, one delivery.
+    assert_eq!((service.deliveries("retry"), service.deliveries("delivered"), service.deliveries("dead")), (1, 1, 0));
 }
 
 #[test]
@@ -501,6 +518,7 @@ fn refused_and_expired_messages_die_and_a_retry_by_hand_sends_them_again() {
     });
     assert_eq!(service.value::<i32>("SELECT attempts FROM alert_messages"), 1);
     assert_eq!(service.value::<i32>("SELECT last_status FROM alert_messages"), 400);
+    assert_eq!((service.deliveries("dead"), service.deliveries("delivered")), (1, 0));
 
     // 503 is worth retrying, until give_up_after_secs has passed.
     receiver.set(Behaviour::Fail(503));

@@ -4,6 +4,7 @@
 
 use super::config::{Alerts, Destination};
 use super::{deliver, outbox};
+use crate::metrics::{DeliveryLabels, Metrics};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -30,6 +31,7 @@ impl AlertWorker {
 pub fn start(
     store: Arc<Store>,
     alerts: Alerts,
+    metrics: Arc<Metrics>,
     runtime: &tokio::runtime::Handle,
     cancel: CancellationToken,
 ) -> Result<AlertWorker> {
@@ -51,6 +53,7 @@ pub fn start(
             alerts: alerts.clone(),
             destination: destination.clone(),
             client: client.clone(),
+            metrics: metrics.clone(),
             notify,
             cancel: cancel.clone(),
         };
@@ -100,6 +103,7 @@ struct Sender {
     alerts: Arc<Alerts>,
     destination: Destination,
     client: reqwest::Client,
+    metrics: Arc<Metrics>,
     notify: Arc<Notify>,
     cancel: CancellationToken,
 }
@@ -150,8 +154,13 @@ impl Sender {
         let now = Utc::now();
         let attempts = (due.attempts + 1) as u32;
         let (store, id, name) = (self.store.clone(), due.id, self.destination.name.clone());
+        let count = |outcome: &str| {
+            let labels = DeliveryLabels { destination: name.clone(), outcome: outcome.into() };
+            self.metrics.alert_deliveries.get_or_create(&labels).inc();
+        };
         let recorded = match outcome {
             deliver::Outcome::Delivered { status } => {
+                count("delivered");
                 let recorded = blocking(move || outbox::record_sent(&store, id, status, now)).await;
                 tracing::info!(destination = %name, message = id, webhook_id = %due.webhook_id, attempts, status,
                     "alert delivered");
@@ -163,6 +172,7 @@ impl Sender {
                 });
                 let retry_at =
                     (now < due.give_up_at).then(|| now + chrono::TimeDelta::from_std(wait).unwrap_or_default());
+                count(if retry_at.is_some() { "retry" } else { "dead" });
                 match retry_at {
                     Some(_) => tracing::warn!(destination = %name, message = id, webhook_id = %due.webhook_id,
                         attempts, status, reason = %reason, retry_in_ms = wait.as_millis() as u64,
@@ -173,6 +183,7 @@ impl Sender {
                 blocking(move || outbox::record_failure(&store, id, status, &reason, retry_at, now)).await
             }
             deliver::Outcome::Refused { status, reason } => {
+                count("dead");
                 tracing::error!(destination = %name, message = id, webhook_id = %due.webhook_id, attempts, status,
                     reason = %reason, "alert refused by the destination; giving up (dead)");
                 blocking(move || outbox::record_failure(&store, id, Some(status), &reason, None, now)).await
