@@ -274,7 +274,7 @@ impl<'p> Sender<'p> {
             return Ok(());
         }
         self.envelope.push_str("]}");
-        let body = std::mem::take(&mut self.envelope).into_bytes();
+        let mut body = std::mem::take(&mut self.envelope).into_bytes();
         self.in_envelope = 0;
         if body.len() > MAX_ENVELOPE_BYTES + 2 {
             bail!("one record is {} bytes, over the {MAX_ENVELOPE_BYTES}-byte event limit", body.len());
@@ -298,15 +298,15 @@ impl<'p> Sender<'p> {
             let batch = self.batch.as_ref().expect("created above");
             // The first event of a batch counts twice: the client sizes the batch's envelope on it.
             let needs = body.len() as u64 * if batch.is_empty() { 2 } else { 1 } + MESSAGE_OVERHEAD;
-            if batch.size() + needs <= self.fits_in {
-                let len = body.len();
-                if !batch.try_add_event_data(body, None).map_err(|e| anyhow!("adding an event: {e}"))? {
-                    bail!("an event of {len} bytes did not fit in a batch that had room for it");
-                }
+            let fits = batch.size() + needs <= self.fits_in;
+            // Uncopied when it certainly fits; otherwise a copy, kept for the next batch.
+            let event = if fits { std::mem::take(&mut body) } else { body.clone() };
+            let len = event.len();
+            if batch.try_add_event_data(event, None).map_err(|e| anyhow!("adding an event: {e}"))? {
                 return self.drive().await;
             }
-            if batch.try_add_event_data(body.clone(), None).map_err(|e| anyhow!("adding an event: {e}"))? {
-                return self.drive().await;
+            if fits {
+                bail!("an event of {len} bytes did not fit in a batch that had room for it");
             }
             self.fits_in = self.fits_in.max(batch.size());
             self.send().await?;
