@@ -168,7 +168,7 @@ pub fn run(
     writer: &mut Writer,
     chunks: impl Iterator<Item = Result<Chunk>> + Send,
     options: PipelineOptions,
-    mut on_commit: impl FnMut(&BatchReceipt, &[Checkpoint]),
+    mut on_commit: impl FnMut(&BatchReceipt, &[Checkpoint]) + Send,
 ) -> Result<RowCounts> {
     let workers = options.workers.max(1);
     std::thread::scope(|scope| {
@@ -219,34 +219,31 @@ pub fn run(
 }
 
 /// Puts parsed chunks back in source order and hands each commit's worth to a
-/// DuckDB writer thread, so parsing the next commit overlaps storing this one.
+/// DuckDB writer thread, so parsing the next commit overlaps storing this one. The
+/// writer reports each commit as soon as it is made: a live source that goes quiet
+/// shows its last commit in the status and metrics at once, not when the next event
+/// comes.
 fn commit_in_order(
     writer: &mut Writer,
     parsed_rx: mpsc::Receiver<(u64, Result<Parsed>)>,
     options: PipelineOptions,
-    on_commit: &mut impl FnMut(&BatchReceipt, &[Checkpoint]),
+    on_commit: &mut (impl FnMut(&BatchReceipt, &[Checkpoint]) + Send),
 ) -> Result<RowCounts> {
     std::thread::scope(|scope| {
         // One commit being stored while the next is gathered: memory stays bounded.
         let (job_tx, job_rx) = mpsc::sync_channel::<(TableBatches, Vec<Checkpoint>)>(0);
-        let (done_tx, done_rx) = mpsc::channel::<Result<(BatchReceipt, Vec<Checkpoint>)>>();
-        let spawned = std::thread::Builder::new().name("ingest-write".into()).spawn_scoped(scope, move || {
-            for (batches, checkpoints) in job_rx {
-                let outcome = writer.commit(batches, &checkpoints).map(|receipt| (receipt, checkpoints));
-                let failed = outcome.is_err();
-                if done_tx.send(outcome).is_err() || failed {
-                    break;
+        let stored = std::thread::Builder::new().name("ingest-write".into()).spawn_scoped(
+            scope,
+            move || -> Result<RowCounts> {
+                let mut total = RowCounts::default();
+                for (batches, checkpoints) in job_rx {
+                    let receipt = writer.commit(batches, &checkpoints)?;
+                    total += receipt.counts;
+                    on_commit(&receipt, &checkpoints);
                 }
-            }
-        });
-        spawned?;
-        let mut total = RowCounts::default();
-        let mut report = |outcome: Result<(BatchReceipt, Vec<Checkpoint>)>, total: &mut RowCounts| -> Result<()> {
-            let (receipt, checkpoints) = outcome?;
-            *total += receipt.counts;
-            on_commit(&receipt, &checkpoints);
-            Ok(())
-        };
+                Ok(total)
+            },
+        )?;
         let mut waiting: BTreeMap<u64, Result<Parsed>> = BTreeMap::new();
         let mut next = 0u64;
         let mut pending = TableBatches::default();
@@ -280,11 +277,8 @@ fn commit_in_order(
                     pending_rows = 0;
                     pending_bytes = 0;
                     if job_tx.send(job).is_err() {
-                        break 'receive; // the writer stopped: its error is in done_rx
+                        break 'receive; // the writer stopped: its error comes from the join
                     }
-                }
-                while let Ok(outcome) = done_rx.try_recv() {
-                    report(outcome, &mut total)?;
                 }
             }
         }
@@ -293,9 +287,7 @@ fn commit_in_order(
             let _ = job_tx.send((pending, pending_checkpoints.into_values().collect()));
         }
         drop(job_tx);
-        for outcome in done_rx {
-            report(outcome, &mut total)?;
-        }
+        let total = stored.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         match failure {
             Some(error) => Err(error),
             None if !waiting.is_empty() => Err(anyhow!("ingest pipeline stopped before chunk {next}")),
