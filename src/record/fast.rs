@@ -50,7 +50,9 @@ pub fn cosmos_envelope(text: &str, max: usize) -> Option<Vec<(&str, Record<'_>)>
         return None;
     }
     scan.expect(b'[')?;
-    let mut records = Vec::new();
+    // A `Record` is a few kilobytes: each is read where it stays, in a vector sized
+    // for records of about a kilobyte (Azure's are), not moved in and grown around.
+    let mut records: Vec<(&str, Record)> = Vec::with_capacity((text.len() / 768 + 1).min(max));
     if scan.peek()? == b']' {
         scan.pos += 1;
     } else {
@@ -60,12 +62,13 @@ pub fn cosmos_envelope(text: &str, max: usize) -> Option<Vec<(&str, Record<'_>)>
             }
             scan.skip_whitespace();
             let start = scan.pos;
-            let mut record = Record::default();
-            scan.object(&mut record)?;
+            records.push(("", Record::default()));
+            let (slot, record) = records.last_mut()?;
+            scan.object(record)?;
             if record.category.get() != Some(CATEGORY) {
                 return None;
             }
-            records.push((&text[start..scan.pos], record));
+            *slot = &text[start..scan.pos];
             match scan.next()? {
                 b',' => {}
                 b']' => break,

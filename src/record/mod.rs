@@ -289,7 +289,7 @@ fn parse_record(readers: Readers, text: &str, origin: &Origin, index: Option<i32
     if readers == Readers::FastThenLenient && index.is_none() {
         // Azure's envelope of Cosmos DB requests: one scan, no serde pass first.
         if let Some(records) = fast::cosmos_envelope(text, MAX_RECORDS_PER_UNIT) {
-            for (i, (text, record)) in records.into_iter().enumerate() {
+            for (i, (text, record)) in records.iter().enumerate() {
                 store_record(record, text, origin, i32::try_from(i).ok(), sink);
             }
             return;
@@ -311,11 +311,11 @@ fn parse_record(readers: Readers, text: &str, origin: &Origin, index: Option<i32
         let rejection = Rejection::new(text.as_bytes(), "nested records envelope", None);
         return sink.reject(rejection, origin, index);
     }
-    store_record(record, text, origin, index, sink);
+    store_record(&record, text, origin, index, sink);
 }
 
 /// Hands a record that was read to `sink`, or rejects it for what it lacks.
-fn store_record(record: Record<'_>, text: &str, origin: &Origin, index: Option<i32>, sink: &mut impl RecordSink) {
+fn store_record(record: &Record<'_>, text: &str, origin: &Origin, index: Option<i32>, sink: &mut impl RecordSink) {
     let raw = text.as_bytes();
     let Some(category_text) = record.category.get() else {
         let rejection = Rejection::new(raw, "record has no category", None);
@@ -336,7 +336,7 @@ fn store_record(record: Record<'_>, text: &str, origin: &Origin, index: Option<i
         let rejection = Rejection::new(raw, reason, Some(category_text.to_owned()));
         return sink.reject(rejection, origin, index);
     }
-    sink.accept(Accepted { record: &record, time, category, raw }, origin, index);
+    sink.accept(Accepted { record, time, category, raw }, origin, index);
 }
 
 /// A record our typed reader refused. If it is valid JSON of a category we do not
