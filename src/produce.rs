@@ -41,6 +41,7 @@ use futures::{FutureExt, StreamExt};
 use indicatif::ProgressBar;
 use serde_json::value::RawValue;
 use std::io::{BufRead, BufReader, Read};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Largest envelope body: under the 1 MiB message limit of Event Hubs (Standard),
@@ -129,9 +130,9 @@ impl Job {
         for file in &self.files {
             self.progress.set_message(file.display().to_string());
             let mut records = RecordReader::open(file)?;
-            while let Some(batch) = records.next_records()? {
-                for record in batch {
-                    sender.add(record).await.with_context(|| format!("producing {}", file.display()))?;
+            while let Some(spans) = records.next_records()? {
+                for span in spans {
+                    sender.add(&records.text[span]).await.with_context(|| format!("producing {}", file.display()))?;
                 }
             }
             self.progress.inc(1);
@@ -149,7 +150,8 @@ impl Job {
 struct RecordReader<'p> {
     path: &'p Path,
     reader: BufReader<Box<dyn Read>>,
-    line: Vec<u8>,
+    /// The line (or document) read last; the records are spans of it.
+    text: String,
     number: u64,
 }
 
@@ -161,31 +163,36 @@ impl<'p> RecordReader<'p> {
         } else {
             Box::new(file)
         };
-        Ok(RecordReader { path, reader: BufReader::with_capacity(1 << 20, reader), line: Vec::new(), number: 0 })
+        Ok(RecordReader { path, reader: BufReader::with_capacity(1 << 20, reader), text: String::new(), number: 0 })
     }
 
-    /// The records of the next non-empty line (or of the rest of the file, if it
-    /// is one document); `None` at the end.
-    fn next_records(&mut self) -> Result<Option<Vec<String>>> {
+    /// Where the records of the next non-empty line (or of the rest of the file, if it
+    /// is one document) lie in [`RecordReader::text`]; `None` at the end. Records are
+    /// not copied out: the sender copies each once, into its envelope.
+    fn next_records(&mut self) -> Result<Option<Vec<Range<usize>>>> {
         let path = self.path.display();
         loop {
-            self.line.clear();
-            if self.reader.read_until(b'\n', &mut self.line).with_context(|| format!("reading {path}"))? == 0 {
+            let mut line = std::mem::take(&mut self.text).into_bytes();
+            line.clear();
+            if self.reader.read_until(b'\n', &mut line).with_context(|| format!("reading {path}"))? == 0 {
                 return Ok(None);
             }
             self.number += 1;
             let number = self.number;
-            let text = std::str::from_utf8(&self.line).with_context(|| format!("{path}:{number}: not UTF-8"))?.trim();
+            self.text = String::from_utf8(line).map_err(|_| anyhow!("{path}:{number}: not UTF-8"))?;
+            let text = self.text.trim();
             if text.is_empty() {
                 continue;
             }
             return match records_of(text) {
-                Ok(records) => Ok(Some(records)),
+                Ok(records) => Ok(Some(spans(&self.text, &records))),
                 Err(error) if number == 1 => {
                     // Not NDJSON: the whole file may be one (pretty-printed) document.
-                    let mut rest = String::from_utf8(std::mem::take(&mut self.line))?;
-                    self.reader.read_to_string(&mut rest).with_context(|| format!("reading {path}"))?;
-                    records_of(&rest).map(Some).map_err(|_| anyhow!("{path}:1: not JSON: {error}"))
+                    self.reader.read_to_string(&mut self.text).with_context(|| format!("reading {path}"))?;
+                    match records_of(&self.text) {
+                        Ok(records) => Ok(Some(spans(&self.text, &records))),
+                        Err(_) => bail!("{path}:1: not JSON: {error}"),
+                    }
                 }
                 Err(error) => bail!("{path}:{number}: not JSON: {error}"),
             };
@@ -193,9 +200,15 @@ impl<'p> RecordReader<'p> {
     }
 }
 
+/// Where each of `parts` (slices of `text`) lies in `text`.
+fn spans(text: &str, parts: &[&str]) -> Vec<Range<usize>> {
+    let base = text.as_ptr() as usize;
+    parts.iter().map(|part| (part.as_ptr() as usize - base)..(part.as_ptr() as usize - base + part.len())).collect()
+}
+
 /// The records of one JSON text: an envelope's records, an array's items, or itself.
 /// One pass over the text in the usual cases (it validates the whole text too).
-fn records_of(text: &str) -> Result<Vec<String>, serde_json::Error> {
+fn records_of(text: &str) -> Result<Vec<&str>, serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct MaybeEnvelope<'a> {
         #[serde(borrow, default)]
@@ -203,14 +216,14 @@ fn records_of(text: &str) -> Result<Vec<String>, serde_json::Error> {
     }
     if text.starts_with('[') {
         let items: Vec<&RawValue> = serde_json::from_str(text)?;
-        return Ok(items.into_iter().map(|r| r.get().to_owned()).collect());
+        return Ok(items.into_iter().map(RawValue::get).collect());
     }
     match serde_json::from_str::<MaybeEnvelope>(text) {
-        Ok(MaybeEnvelope { records: Some(records) }) => Ok(records.into_iter().map(|r| r.get().to_owned()).collect()),
+        Ok(MaybeEnvelope { records: Some(records) }) => Ok(records.into_iter().map(RawValue::get).collect()),
         // A record (an object without `records`), checked whole by the pass above.
-        Ok(MaybeEnvelope { records: None }) => Ok(vec![text.to_owned()]),
+        Ok(MaybeEnvelope { records: None }) => Ok(vec![text]),
         // Not an object, or `records` is not an array: one record, if it is JSON.
-        Err(_) => serde_json::from_str::<&RawValue>(text).map(|value| vec![value.get().to_owned()]),
+        Err(_) => serde_json::from_str::<&RawValue>(text).map(|value| vec![value.get()]),
     }
 }
 
@@ -255,12 +268,12 @@ impl<'p> Sender<'p> {
         }
     }
 
-    async fn add(&mut self, record: String) -> Result<()> {
+    async fn add(&mut self, record: &str) -> Result<()> {
         if self.in_envelope > 0 && self.envelope.len() + record.len() + 2 > MAX_ENVELOPE_BYTES {
             self.close_envelope().await?;
         }
         self.envelope.push_str(if self.in_envelope == 0 { "{\"records\":[" } else { "," });
-        self.envelope.push_str(&record);
+        self.envelope.push_str(record);
         self.in_envelope += 1;
         self.produced.records += 1;
         if self.in_envelope >= self.per_event {
@@ -274,7 +287,9 @@ impl<'p> Sender<'p> {
             return Ok(());
         }
         self.envelope.push_str("]}");
-        let mut body = std::mem::take(&mut self.envelope).into_bytes();
+        // The next envelope is sized like this one, so it is not regrown as it fills.
+        let next = String::with_capacity(self.envelope.len() + self.envelope.len() / 8);
+        let mut body = std::mem::replace(&mut self.envelope, next).into_bytes();
         self.in_envelope = 0;
         if body.len() > MAX_ENVELOPE_BYTES + 2 {
             bail!("one record is {} bytes, over the {MAX_ENVELOPE_BYTES}-byte event limit", body.len());
@@ -366,7 +381,32 @@ impl<'p> Sender<'p> {
 
 #[cfg(test)]
 mod tests {
-    use super::records_of;
+    use super::{RecordReader, records_of};
+
+    /// Every record `RecordReader` finds in a file with `content`, or its error.
+    fn read_all(content: impl AsRef<[u8]>) -> anyhow::Result<Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.json");
+        std::fs::write(&path, content).unwrap();
+        let mut reader = RecordReader::open(&path)?;
+        let mut records = Vec::new();
+        while let Some(spans) = reader.next_records()? {
+            records.extend(spans.into_iter().map(|span| reader.text[span].to_owned()));
+        }
+        Ok(records)
+    }
+
+    #[test]
+    fn files_of_lines_or_one_document() {
+        let lines = "{\"records\":[{\"a\":1},{\"b\":2}]}\n\n  [{\"c\":3}]  \r\n{\"d\":4}\n{\"e\":5}";
+        assert_eq!(read_all(lines).unwrap(), [r#"{"a":1}"#, r#"{"b":2}"#, r#"{"c":3}"#, r#"{"d":4}"#, r#"{"e":5}"#]);
+        let document = "{\n  \"records\": [\n    {\"a\": 1},\n    {\"b\": 2}\n  ]\n}\n";
+        assert_eq!(read_all(document).unwrap(), [r#"{"a": 1}"#, r#"{"b": 2}"#]);
+        let error = read_all("{\"a\":1}\n{\"b\":\n").unwrap_err().to_string();
+        assert!(error.contains("records.json:2: not JSON"), "{error}");
+        let error = read_all(b"{\"a\":1}\n\"\xff\"\n").unwrap_err().to_string();
+        assert!(error.contains("records.json:2: not UTF-8"), "{error}");
+    }
 
     #[test]
     fn envelopes_arrays_and_records() {
