@@ -259,9 +259,9 @@ fn main() {
          in {bt:.2} s ({brate:.0} records/s) with a peak RSS of **{backlog_rss} MiB** (target under 1024: {v2}). \
          What is bounded, with `serve`'s defaults: receivers get events only as link credit allows (prefetch \
          {prefetch} per partition), the channel to the parser holds at most {channel} MiB of bodies, commits hold \
-         at most two batches of rows ({commit} MiB of Arrow data each), and DuckDB's memory is capped by \
+         at most two batches of rows (a DuckDB row group, {rows} rows, or {commit} MiB of Arrow data each), and DuckDB's memory is capped by \
          `db_memory_limit` ({limit}). Measured by changing one at a time on this backlog: DuckDB's limit 512MB → \
-         256MB lowered the peak by ~240 MiB, prefetch 300 → 100 by ~100 MiB, commits of 256 → 64 MiB by ~380 MiB; \
+         256MB lowered the peak by ~240 MiB, prefetch 300 → 100 by ~100 MiB, commits of 256 → 64 MiB by ~380 MiB, and commits of 64 MiB → one row group (96 MiB cap) raised it by ~40 MiB; \
          `serve` runs DuckDB on {threads} thread(s) here (`db_threads`: half the cores), which on 2 cores stored \
          the stream with ~25% less CPU than 2 threads.\n\n\
          These are test-hub figures: the same client and protocol as Azure, but an in-memory hub on loopback. \
@@ -270,6 +270,7 @@ fn main() {
         prefetch = tokentrail::config::EventHubsConfig::for_hub(HUB).prefetch,
         channel = tokentrail::source::eventhubs::CHANNEL_BYTES >> 20,
         commit = tokentrail::source::eventhubs::SERVE_COMMIT_BYTES >> 20,
+        rows = tokentrail::source::eventhubs::SERVE_COMMIT_ROWS,
         limit = tokentrail::config::ServeConfig::default().db_memory_limit,
         threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
         gb = bytes as f64 / 1e9,

@@ -133,10 +133,12 @@ pub struct EventHubsConfig {
     /// Events each receiver asks the service for ahead of use.
     #[serde(default = "default_prefetch")]
     pub prefetch: u32,
-    /// Longest wait before received events are committed (batching by time).
+    /// Longest wait before received events are committed (batching by time),
+    /// counted from the last commit while commits by size keep coming.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
-    /// Rows per commit when there is a backlog (batching by count).
+    /// Rows per commit while events stream in (batching by count); one DuckDB row
+    /// group by default, the least DuckDB writes without its write-ahead log.
     #[serde(default = "default_commit_rows")]
     pub commit_rows: usize,
     /// A receiver that gets nothing for this long while events wait in its
@@ -184,7 +186,7 @@ fn default_max_wait_ms() -> u64 {
     1000
 }
 fn default_commit_rows() -> usize {
-    crate::ingest::COMMIT_ROWS
+    crate::source::eventhubs::SERVE_COMMIT_ROWS
 }
 fn default_stall_timeout() -> u64 {
     30

@@ -33,6 +33,7 @@ use azure_messaging_eventhubs::models::ReceivedEventData;
 use azure_messaging_eventhubs::{ConsumerClient, OpenReceiverOptions, ProducerClient, StartLocation, StartPosition};
 use futures::StreamExt;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -42,13 +43,23 @@ use tokio_util::sync::CancellationToken;
 pub const CHANNEL_BYTES: usize = 32 << 20;
 /// A chunk is cut at this many bytes of event bodies.
 const CHUNK_BYTES: usize = 8 << 20;
+/// Received events are committed once no other event came for this long (or
+/// `max_wait_ms` after the first of them): the end of a burst is stored at once.
+/// Shorter (100 ms) cut more commits under a row group mid-stream on this machine,
+/// where a CPU-starved producer pauses that long.
+pub const QUIET_FLUSH: Duration = Duration::from_millis(250);
 
+/// Rows per commit in `serve` by default (`commit_rows`): one DuckDB row group. A
+/// commit of at least a row group of a table is written straight to the database
+/// file, compressed; a smaller one goes through the write-ahead log and is compressed
+/// again at the next checkpoint.
+pub const SERVE_COMMIT_ROWS: usize = 122_880;
 /// Arrow bytes per commit in `serve` (two commits are held: one gathered, one stored).
-pub const SERVE_COMMIT_BYTES: usize = 64 << 20;
-/// The write-ahead log size at which `serve`'s DuckDB checkpoints. Its commits (about
-/// 100,000 rows, under a row group) go through the log, and one commit's rows are more
-/// than DuckDB's default of 16 MiB: each commit was followed by a checkpoint, which
-/// recompresses the table's last, partial row group.
+pub const SERVE_COMMIT_BYTES: usize = 96 << 20;
+/// The write-ahead log size at which `serve`'s DuckDB checkpoints. Its commits under a
+/// row group (flushes by time, tables with few rows) go through the log, and one such
+/// commit's rows can be more than DuckDB's default of 16 MiB: each commit was followed
+/// by a checkpoint, which recompresses the table's last, partial row group.
 /// Measured by hand on 1M records from the test hub (3 alternated runs each; noisy):
 /// 16MB 9.8–11.6 s, 256MB 9.6–9.7 s with one outlier; backlog peak RSS unchanged.
 pub const SERVE_CHECKPOINT_WAL: &str = "256MB";
@@ -437,12 +448,15 @@ pub fn run(
             ..Origin::default()
         })
         .collect();
+    let commits = Arc::new(CommitClock::new());
     let batcher = Batcher {
         rx,
         runtime: runtime.clone(),
         cancel: cancel.clone(),
         max_wait: Duration::from_millis(config.max_wait_ms),
         pending_since: None,
+        last_event: None,
+        commits: commits.clone(),
         origins,
         source_ids: partitions.iter().map(|p| p.source_id.clone()).collect(),
         finished: false,
@@ -456,6 +470,7 @@ pub fn run(
         ..PipelineOptions::default()
     };
     let outcome = crate::ingest::run(&mut writer, batcher, options, |receipt, checkpoints| {
+        commits.mark();
         metrics.count_commit(&receipt.counts);
         for checkpoint in checkpoints {
             if let Some(index) = partitions.iter().position(|p| p.source_id == checkpoint.source_id) {
@@ -704,14 +719,43 @@ async fn watch_lag(
     }
 }
 
+/// When the pipeline last committed, for the [`Batcher`] on another thread.
+struct CommitClock {
+    base: Instant,
+    /// Nanoseconds from `base` to the end of the last commit; 0 before the first.
+    last: AtomicU64,
+}
+
+impl CommitClock {
+    fn new() -> Self {
+        CommitClock { base: Instant::now(), last: AtomicU64::new(0) }
+    }
+
+    fn mark(&self) {
+        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.last.store(nanos, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Option<Instant> {
+        let nanos = self.last.load(Ordering::Relaxed);
+        (nanos > 0).then(|| self.base + Duration::from_nanos(nanos))
+    }
+}
+
 /// Cuts received events into chunks: at [`CHUNK_BYTES`], and with a flush (commit)
-/// at the latest `max_wait` after the first event not yet flushed.
+/// [`QUIET_FLUSH`] after the last event, or `max_wait` after the first event not yet
+/// flushed or after the last commit if that came later (the pipeline also commits by
+/// size, [`SERVE_COMMIT_ROWS`]).
 struct Batcher {
     rx: mpsc::Receiver<Event>,
     runtime: tokio::runtime::Handle,
     cancel: CancellationToken,
     max_wait: Duration,
+    /// When the first event not yet flushed came.
     pending_since: Option<Instant>,
+    /// When the last event came.
+    last_event: Option<Instant>,
+    commits: Arc<CommitClock>,
     origins: Vec<Origin>,
     source_ids: Vec<String>,
     finished: bool,
@@ -751,7 +795,10 @@ impl Iterator for Batcher {
         let mut positions: BTreeMap<usize, Checkpoint> = BTreeMap::new();
         let mut flush = false;
         while bytes < CHUNK_BYTES {
-            let deadline = self.pending_since.map(|since| since + self.max_wait);
+            // Flush once the stream has been quiet for QUIET_FLUSH, or max_wait after
+            // the first pending event.
+            let quiet = self.last_event.map(|last| last + QUIET_FLUSH);
+            let deadline = self.pending_since.map(|since| quiet.map_or(since, |q| q.min(since + self.max_wait)));
             let event = match self.next_event(deadline) {
                 Ok(Some(event)) => event,
                 Ok(None) => {
@@ -760,11 +807,24 @@ impl Iterator for Batcher {
                     break;
                 }
                 Err(()) => {
+                    // Still streaming, and a commit by size since the first pending
+                    // event took it (and maybe more): wait out `max_wait` from that
+                    // commit instead, so a steady stream commits whole row groups, not
+                    // a remainder each tick.
+                    let streaming = quiet.is_some_and(|q| Instant::now() < q);
+                    if let (true, Some(since), Some(committed)) = (streaming, self.pending_since, self.commits.last())
+                        && committed > since
+                    {
+                        self.pending_since = Some(committed);
+                        continue;
+                    }
                     flush = true;
                     break;
                 }
             };
-            self.pending_since.get_or_insert_with(Instant::now);
+            let now = Instant::now();
+            self.pending_since.get_or_insert(now);
+            self.last_event = Some(now);
             let mut origin = self.origins[event.partition].clone();
             origin.sequence = Some(event.sequence);
             match event.body {
