@@ -33,7 +33,6 @@ use azure_messaging_eventhubs::models::ReceivedEventData;
 use azure_messaging_eventhubs::{ConsumerClient, OpenReceiverOptions, ProducerClient, StartLocation, StartPosition};
 use futures::StreamExt;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -448,7 +447,7 @@ pub fn run(
             ..Origin::default()
         })
         .collect();
-    let commits = Arc::new(CommitClock::new());
+    let commits = Arc::new(CommitClock::default());
     let batcher = Batcher {
         rx,
         runtime: runtime.clone(),
@@ -719,26 +718,17 @@ async fn watch_lag(
     }
 }
 
-/// When the pipeline last committed, for the [`Batcher`] on another thread.
-struct CommitClock {
-    base: Instant,
-    /// Nanoseconds from `base` to the end of the last commit; 0 before the first.
-    last: AtomicU64,
-}
+/// When the pipeline last committed (the writer thread marks it, the [`Batcher`] reads it).
+#[derive(Default)]
+struct CommitClock(Mutex<Option<Instant>>);
 
 impl CommitClock {
-    fn new() -> Self {
-        CommitClock { base: Instant::now(), last: AtomicU64::new(0) }
-    }
-
     fn mark(&self) {
-        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
-        self.last.store(nanos, Ordering::Relaxed);
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
 
     fn last(&self) -> Option<Instant> {
-        let nanos = self.last.load(Ordering::Relaxed);
-        (nanos > 0).then(|| self.base + Duration::from_nanos(nanos))
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
