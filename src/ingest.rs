@@ -49,7 +49,13 @@ pub struct Chunk {
     /// Commit right after this chunk, however few rows are waiting (end of a file,
     /// a live source's tick).
     pub flush: bool,
+    /// Where `data` goes once parsed, for the source to read into again: a buffer
+    /// that is reused is not faulted in and zeroed by the kernel again.
+    pub recycle: Option<Recycle>,
 }
+
+/// A source's pool of chunk buffers (bounded: a full pool drops the buffer).
+pub type Recycle = mpsc::SyncSender<Vec<u8>>;
 
 /// A record the source rejected before parsing.
 pub struct Rejected {
@@ -201,12 +207,15 @@ pub fn run(
                     let Ok((seq, chunk)) = next else { break };
                     let mut rows = Rows::default();
                     chunk.parse(&mut rows);
+                    let Chunk { data, checkpoints, flush, recycle, .. } = chunk;
+                    if let Some(recycle) = recycle {
+                        let _ = recycle.try_send(data);
+                    }
                     let mut batches = TableBatches::default();
                     let count = rows.len();
                     batches.take_from(&mut rows);
                     let bytes = batches.memory_size();
-                    let parsed =
-                        Parsed { batches, rows: count, bytes, checkpoints: chunk.checkpoints, flush: chunk.flush };
+                    let parsed = Parsed { batches, rows: count, bytes, checkpoints, flush };
                     if parsed_tx.send((seq, Ok(parsed))).is_err() {
                         break;
                     }

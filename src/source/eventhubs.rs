@@ -841,7 +841,7 @@ impl Iterator for Batcher {
             return None;
         }
         let checkpoints = positions.into_values().collect();
-        Some(Ok(Chunk { data: Vec::new(), units: Units::Owned(units), rejected, checkpoints, flush }))
+        Some(Ok(Chunk { data: Vec::new(), units: Units::Owned(units), rejected, checkpoints, flush, recycle: None }))
     }
 }
 

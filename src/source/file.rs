@@ -26,6 +26,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 /// Bytes of input per chunk handed to a parser thread.
 pub const CHUNK_BYTES: usize = 4 << 20;
+/// Chunk buffers kept for reuse: as many as can be parsed or waiting at once.
+const RECYCLED_BUFFERS: usize = 8;
 /// Longest line read as a record: see [`crate::ingest::MAX_UNIT_BYTES`]. The reader
 /// stops buffering a line at this size, so memory stays bounded whatever the input.
 const MAX_LINE_BYTES: usize = crate::ingest::MAX_UNIT_BYTES;
@@ -95,6 +97,8 @@ pub struct FileChunks {
     next_line: i64,
     hasher: Box<Xxh3>,
     carry: Vec<u8>,
+    /// Chunk buffers the parsers are done with, to read into again.
+    recycled: (crate::ingest::Recycle, std::sync::mpsc::Receiver<Vec<u8>>),
     eof: bool,
     done: bool,
     document: bool,
@@ -118,6 +122,7 @@ impl FileChunks {
             next_line: 1,
             hasher: Box::new(Xxh3::new()),
             carry: Vec::new(),
+            recycled: std::sync::mpsc::sync_channel(RECYCLED_BUFFERS),
             eof: false,
             done: false,
             document: false,
@@ -192,6 +197,15 @@ impl FileChunks {
             return Ok(());
         }
         let asked = (want - self.carry.len()) as u64;
+        // Read into a buffer a parser is done with, if there is one: its pages are
+        // already the process's (a new one is faulted in and zeroed by the kernel).
+        if self.carry.capacity() < want
+            && let Ok(mut buffer) = self.recycled.1.try_recv()
+        {
+            buffer.clear();
+            buffer.extend_from_slice(&self.carry);
+            self.carry = buffer;
+        }
         // Reserve up front: growing by doubling would copy each chunk several times.
         self.carry.reserve(asked as usize);
         let n = (&mut self.reader)
@@ -257,7 +271,14 @@ impl FileChunks {
         self.next_line += memchr::memchr_iter(b'\n', &data).count() as i64 + 1;
         self.consume(&data);
         self.done = true;
-        Ok(Chunk { data, units: Units::Listed(units), rejected, checkpoints: vec![self.checkpoint()], flush: true })
+        Ok(Chunk {
+            data,
+            units: Units::Listed(units),
+            rejected,
+            checkpoints: vec![self.checkpoint()],
+            flush: true,
+            recycle: None,
+        })
     }
 
     /// The next run of whole lines (NDJSON mode).
@@ -292,7 +313,8 @@ impl FileChunks {
             self.next_line += 1; // the file's last line, without a newline
         }
         let units = Units::Lines { source: self.display.clone(), first_line };
-        Chunk { data, units, rejected: Vec::new(), checkpoints: vec![self.checkpoint()], flush: self.done }
+        let recycle = Some(self.recycled.0.clone());
+        Chunk { data, units, rejected: Vec::new(), checkpoints: vec![self.checkpoint()], flush: self.done, recycle }
     }
 
     /// Quarantines a line over [`MAX_LINE_BYTES`]: its first 1 MiB, its size, why.
@@ -318,7 +340,14 @@ impl FileChunks {
         let reason = crate::ingest::oversize_reason(size);
         let rejected = vec![(self.origin(line), Rejected { raw: prefix, size, reason })];
         let units = Units::Lines { source: self.display.clone(), first_line: line + 1 };
-        Ok(Chunk { data: Vec::new(), units, rejected, checkpoints: vec![self.checkpoint()], flush: self.done })
+        Ok(Chunk {
+            data: Vec::new(),
+            units,
+            rejected,
+            checkpoints: vec![self.checkpoint()],
+            flush: self.done,
+            recycle: None,
+        })
     }
 }
 

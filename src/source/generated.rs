@@ -80,7 +80,14 @@ impl GeneratedSource {
         let mut checkpoint = Checkpoint::new(self.source_id.clone(), SourceKind::Generator);
         checkpoint.event_time = Some(to.timestamp_micros());
         (
-            Chunk { data, units: Units::Listed(units), rejected: Vec::new(), checkpoints: vec![checkpoint], flush },
+            Chunk {
+                data,
+                units: Units::Listed(units),
+                rejected: Vec::new(),
+                checkpoints: vec![checkpoint],
+                flush,
+                recycle: None,
+            },
             truths,
         )
     }
