@@ -97,8 +97,10 @@ pub struct FileChunks {
     next_line: i64,
     hasher: Box<Xxh3>,
     carry: Vec<u8>,
-    /// Chunk buffers the parsers are done with, to read into again.
-    recycled: (crate::ingest::Recycle, std::sync::mpsc::Receiver<Vec<u8>>),
+    /// Where the parsers send chunk buffers they are done with, and where this reads
+    /// them back to read into again.
+    recycle: crate::ingest::Recycle,
+    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
     eof: bool,
     done: bool,
     document: bool,
@@ -114,6 +116,7 @@ impl FileChunks {
         let gzip = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
         let reader: Box<dyn Read + Send> =
             if gzip { Box::new(flate2::read::MultiGzDecoder::new(counted)) } else { Box::new(counted) };
+        let (recycle, recycled) = std::sync::mpsc::sync_channel(RECYCLED_BUFFERS);
         let mut chunks = FileChunks {
             reader,
             display,
@@ -122,7 +125,8 @@ impl FileChunks {
             next_line: 1,
             hasher: Box::new(Xxh3::new()),
             carry: Vec::new(),
-            recycled: std::sync::mpsc::sync_channel(RECYCLED_BUFFERS),
+            recycle,
+            recycled,
             eof: false,
             done: false,
             document: false,
@@ -200,7 +204,7 @@ impl FileChunks {
         // Read into a buffer a parser is done with, if there is one: its pages are
         // already the process's (a new one is faulted in and zeroed by the kernel).
         if self.carry.capacity() < want
-            && let Ok(mut buffer) = self.recycled.1.try_recv()
+            && let Ok(mut buffer) = self.recycled.try_recv()
         {
             buffer.clear();
             buffer.extend_from_slice(&self.carry);
@@ -313,7 +317,7 @@ impl FileChunks {
             self.next_line += 1; // the file's last line, without a newline
         }
         let units = Units::Lines { source: self.display.clone(), first_line };
-        let recycle = Some(self.recycled.0.clone());
+        let recycle = Some(self.recycle.clone());
         Chunk { data, units, rejected: Vec::new(), checkpoints: vec![self.checkpoint()], flush: self.done, recycle }
     }
 
