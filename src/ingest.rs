@@ -30,7 +30,10 @@ pub const MAX_UNIT_BYTES: usize = 16 << 20;
 /// cheaper (a quarter of DuckDB's CPU on the benchmark went into commits of half
 /// this size; see BENCHMARKS.md). [`COMMIT_BYTES`] keeps wide rows from taking
 /// memory over 1 GiB.
-pub const COMMIT_ROWS: usize = 4 * 122_880;
+pub const COMMIT_ROWS: usize = 4 * ROW_GROUP_ROWS;
+
+/// Rows of a DuckDB row group.
+pub const ROW_GROUP_ROWS: usize = 122_880;
 
 /// Arrow bytes per commit: a commit is stored sooner than [`COMMIT_ROWS`] once its
 /// batches hold this much, so that one commit being gathered and one being stored
@@ -167,6 +170,25 @@ struct Parsed {
     flush: bool,
 }
 
+/// Whether the rows gathered so far make a commit. Besides the limits (`commit_rows`,
+/// `commit_bytes`), a commit is due as soon as its largest table holds as many whole
+/// DuckDB row groups as `commit_bytes` leaves room for. A commit's rows are written
+/// to the database file as row groups, and only its last row group is partial: chunks
+/// do not split, so that one holds under a chunk's rows (on the benchmark, commits cut
+/// by bytes alone held 2.36 row groups, each leaving a partial one of 44,000 rows).
+/// `largest_table` counts the rows of the largest table (asked only when needed).
+fn commit_due(largest_table: impl FnOnce() -> u64, rows: usize, bytes: usize, options: PipelineOptions) -> bool {
+    if rows >= options.commit_rows || bytes >= options.commit_bytes {
+        return true;
+    }
+    let room = (options.commit_bytes as u128 * rows as u128 / bytes.max(1) as u128) as usize;
+    let whole_groups = room / ROW_GROUP_ROWS * ROW_GROUP_ROWS;
+    if whole_groups == 0 || rows < whole_groups {
+        return false;
+    }
+    largest_table() >= whole_groups as u64
+}
+
 /// Parses and commits every chunk `chunks` yields, in order. `on_commit` hears of
 /// each commit. Stops at the first error of the source or of DuckDB, after
 /// committing every chunk before it.
@@ -279,7 +301,11 @@ fn commit_in_order(
                     pending_checkpoints.insert(checkpoint.source_id.clone(), checkpoint);
                 }
                 let nothing = pending_rows == 0 && pending_checkpoints.is_empty();
-                let full = pending_rows >= options.commit_rows || pending_bytes >= options.commit_bytes;
+                let largest = || {
+                    let counts = pending.counts();
+                    counts.cosmos.max(counts.signins).max(counts.raw).max(counts.quarantined)
+                };
+                let full = commit_due(largest, pending_rows, pending_bytes, options);
                 if (full || flush) && !nothing {
                     let checkpoints = std::mem::take(&mut pending_checkpoints).into_values().collect();
                     let job = (std::mem::take(&mut pending), checkpoints);
@@ -307,6 +333,26 @@ fn commit_in_order(
 
 #[cfg(test)]
 mod tests {
+    use super::{PipelineOptions, ROW_GROUP_ROWS, commit_due};
+
+    #[test]
+    fn commits_end_on_whole_row_groups() {
+        let options = PipelineOptions { workers: 2, commit_rows: 4 * ROW_GROUP_ROWS, commit_bytes: 192 << 20 };
+        // 700 bytes a row: 192 MiB holds 287,603 rows, so two whole row groups.
+        let due = |rows: usize, largest: u64| commit_due(|| largest, rows, rows * 700, options);
+        assert!(!due(100_000, 100_000));
+        assert!(!due(2 * ROW_GROUP_ROWS - 1, (2 * ROW_GROUP_ROWS - 1) as u64));
+        assert!(due(2 * ROW_GROUP_ROWS, (2 * ROW_GROUP_ROWS) as u64));
+        assert!(due(2 * ROW_GROUP_ROWS + 3_000, (2 * ROW_GROUP_ROWS + 3_000) as u64));
+        // Rows spread over tables: no table has two row groups yet.
+        assert!(!due(2 * ROW_GROUP_ROWS + 3_000, 200_000));
+        // The limits hold whatever the row groups.
+        assert!(due(4 * ROW_GROUP_ROWS, 1));
+        assert!(commit_due(|| 1, 10, 192 << 20, options));
+        // Rows so wide that a row group does not fit: the byte limit alone decides.
+        assert!(!commit_due(|| 1_000, 1_000, 100 << 20, options));
+    }
+
     #[test]
     fn lines_cut_like_split() {
         for data in ["", "\n", "a", "a\n", "a\nb", "\n\na\n\nb\n", "abc\r\ndef"] {
