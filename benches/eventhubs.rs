@@ -180,7 +180,7 @@ fn main() {
     // this shared 2-core machine spread by ±20%).
     let (mut file_times, mut stream_times, mut produce_times, mut stream_rss) = (vec![], vec![], vec![], 0);
     for round in 0..ROUNDS {
-        let (file_time, _) = common::run_ingest(&dir.path().join(format!("file{round}.duckdb")), &input, 1);
+        let (file_time, _) = common::run_ingest(&dir.path().join(format!("file{round}.duckdb")), &input, None);
         println!("round {round}: tokentrail ingest {:.2} s", file_time.as_secs_f64());
         file_times.push(file_time.as_secs_f64());
         common::settle();

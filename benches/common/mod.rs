@@ -11,11 +11,16 @@ use std::time::{Duration, Instant};
 /// Parser threads of `tokentrail ingest` in the benchmarks (this machine has 2 cores).
 pub const THREADS: usize = 2;
 
-/// Runs the real binary with `duckdb_threads`; returns wall time and peak RSS (KiB).
-pub fn run_ingest(db: &Path, input: &Path, duckdb_threads: usize) -> (Duration, i64) {
+/// Runs `tokentrail ingest` with `duckdb_threads` (None: the CLI's default); returns
+/// wall time and peak RSS (KiB).
+pub fn run_ingest(db: &Path, input: &Path, duckdb_threads: Option<usize>) -> (Duration, i64) {
     let (db, input) = (db.to_str().unwrap(), input.to_str().unwrap());
-    let (threads, workers) = (duckdb_threads.to_string(), THREADS.to_string());
-    let args = ["ingest", "--threads", &threads, "--workers", &workers, "--db", db, input];
+    let workers = THREADS.to_string();
+    let threads = duckdb_threads.map(|n| n.to_string());
+    let mut args = vec!["ingest", "--workers", &workers, "--db", db, input];
+    if let Some(threads) = &threads {
+        args.extend(["--threads", threads]);
+    }
     let (elapsed, rss, ok) = run_measured(&args, std::process::Stdio::null());
     assert!(ok, "tokentrail ingest failed");
     (elapsed, rss)
