@@ -186,7 +186,7 @@ fn default_max_wait_ms() -> u64 {
     1000
 }
 fn default_commit_rows() -> usize {
-    crate::source::eventhubs::SERVE_COMMIT_ROWS
+    crate::ingest::COMMIT_ROWS
 }
 fn default_stall_timeout() -> u64 {
     30

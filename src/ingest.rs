@@ -25,20 +25,26 @@ use std::sync::mpsc;
 /// their first 1 MiB, their size and the reason.
 pub const MAX_UNIT_BYTES: usize = 16 << 20;
 
-/// Rows per commit: four DuckDB row groups. Each commit leaves partial row groups
-/// that DuckDB compresses again at its next checkpoint, so larger commits are
-/// cheaper (a quarter of DuckDB's CPU on the benchmark went into commits of half
-/// this size; see BENCHMARKS.md). [`COMMIT_BYTES`] keeps wide rows from taking
-/// memory over 1 GiB.
-pub const COMMIT_ROWS: usize = 4 * ROW_GROUP_ROWS;
+/// Rows per commit (`commit_rows`, for files and Event Hubs alike): one DuckDB row
+/// group. DuckDB writes a commit's whole row groups straight to the database file,
+/// compressed; a commit under a row group goes through the write-ahead log and is
+/// compressed again at the next checkpoint. Larger commits held more memory (two
+/// are held: one gathered, one stored) for no gain once checkpoints stopped merging
+/// row groups (`max_vacuum_tasks`, `Store::open`): on the benchmark, commits of two
+/// row groups took 700 MiB RSS and 5.9–6.8 CPU-s, commits of one 470–490 MiB and
+/// 5.3–5.9 CPU-s, in the same wall time (BENCHMARKS.md).
+pub const COMMIT_ROWS: usize = ROW_GROUP_ROWS;
 
 /// Rows of a DuckDB row group.
 pub const ROW_GROUP_ROWS: usize = 122_880;
 
 /// Arrow bytes per commit: a commit is stored sooner than [`COMMIT_ROWS`] once its
 /// batches hold this much, so that one commit being gathered and one being stored
-/// stay well under 1 GiB whatever the mix of tables.
-pub const COMMIT_BYTES: usize = 192 << 20;
+/// stay well under 1 GiB whatever the mix of tables (in `serve`, alongside DuckDB's
+/// buffer pool, the receivers' prefetch and queries). Room for a row group of
+/// Cosmos DB requests (~870 bytes a row in Arrow): at 96 MiB, commits were cut by
+/// bytes at ~115,000 rows, under a row group.
+pub const COMMIT_BYTES: usize = 128 << 20;
 
 /// A stretch of input and where its source stands after it.
 pub struct Chunk {

@@ -48,13 +48,6 @@ const CHUNK_BYTES: usize = 8 << 20;
 /// where a CPU-starved producer pauses that long.
 pub const QUIET_FLUSH: Duration = Duration::from_millis(250);
 
-/// Rows per commit in `serve` by default (`commit_rows`): one DuckDB row group. A
-/// commit of at least a row group of a table is written straight to the database
-/// file, compressed; a smaller one goes through the write-ahead log and is compressed
-/// again at the next checkpoint.
-pub const SERVE_COMMIT_ROWS: usize = 122_880;
-/// Arrow bytes per commit in `serve` (two commits are held: one gathered, one stored).
-pub const SERVE_COMMIT_BYTES: usize = 96 << 20;
 /// The write-ahead log size at which `serve`'s DuckDB checkpoints. Its commits under a
 /// row group (flushes by time, tables with few rows) go through the log, and one such
 /// commit's rows can be more than DuckDB's default of 16 MiB: each commit was followed
@@ -461,13 +454,7 @@ pub fn run(
         finished: false,
     };
     let mut writer = store.writer()?;
-    // Smaller commits by bytes than file ingest's: the service's memory also holds
-    // DuckDB's buffer pool (`db_memory_limit`), the receivers' prefetch and queries.
-    let options = PipelineOptions {
-        commit_rows: config.commit_rows,
-        commit_bytes: SERVE_COMMIT_BYTES,
-        ..PipelineOptions::default()
-    };
+    let options = PipelineOptions { commit_rows: config.commit_rows, ..PipelineOptions::default() };
     let outcome = crate::ingest::run(&mut writer, batcher, options, |receipt, checkpoints| {
         commits.mark();
         metrics.count_commit(&receipt.counts);
@@ -735,7 +722,7 @@ impl CommitClock {
 /// Cuts received events into chunks: at [`CHUNK_BYTES`], and with a flush (commit)
 /// [`QUIET_FLUSH`] after the last event, or `max_wait` after the first event not yet
 /// flushed or after the last commit if that came later (the pipeline also commits by
-/// size, [`SERVE_COMMIT_ROWS`]).
+/// size, [`crate::ingest::COMMIT_ROWS`]).
 struct Batcher {
     rx: mpsc::Receiver<Event>,
     runtime: tokio::runtime::Handle,
