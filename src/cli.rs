@@ -26,10 +26,10 @@ enum Command {
         /// Parser threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
-        /// DuckDB threads. Default 2: faster than 1 on the benchmark (2 cores) once
-        /// commits end on whole row groups (see BENCHMARKS.md); each thread writes row
-        /// groups of its own, so more threads hold more memory.
-        #[arg(long, default_value_t = 2)]
+        /// DuckDB threads. Default 1: on the benchmark (2 cores) 2 threads took a third
+        /// more CPU time (DuckDB's parallel insert) for no gain in wall time while the
+        /// parser threads need the cores (see BENCHMARKS.md).
+        #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Rows per commit (each commit also records where every file stands).
         #[arg(long, default_value_t = crate::ingest::COMMIT_ROWS)]
