@@ -1,6 +1,7 @@
-//! Thread CPU priorities: ingest runs at the process's priority; detection and
-//! everything the HTTP side does run lower (see ARCHITECTURE.md, "Ingest has the CPU
-//! first"). Linux applies nice values per thread; a thread may lower its own
+//! Thread CPU priorities: ingest runs at the process's priority (its parser threads a
+//! little lower, `ingest::PARSE_NICE`, so the DuckDB writer gets a core); detection and
+//! everything the HTTP side does run lower still (see ARCHITECTURE.md, "Ingest has the
+//! CPU first"). Linux applies nice values per thread; a thread may lower its own
 //! priority without privileges, never raise it back.
 
 /// Lowers the calling thread's CPU priority by `nice` below what it inherited
