@@ -180,7 +180,7 @@ fn main() {
     // this shared 2-core machine spread by ±20%).
     let (mut file_times, mut stream_times, mut produce_times, mut stream_rss) = (vec![], vec![], vec![], 0);
     for round in 0..ROUNDS {
-        let (file_time, _) = common::run_ingest(&dir.path().join(format!("file{round}.duckdb")), &input, None);
+        let file_time = common::run_ingest(&dir.path().join(format!("file{round}.duckdb")), &input, None).elapsed;
         println!("round {round}: tokentrail ingest {:.2} s", file_time.as_secs_f64());
         file_times.push(file_time.as_secs_f64());
         common::settle();
@@ -269,8 +269,8 @@ fn main() {
         cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
         prefetch = tokentrail::config::EventHubsConfig::for_hub(HUB).prefetch,
         channel = tokentrail::source::eventhubs::CHANNEL_BYTES >> 20,
-        commit = tokentrail::source::eventhubs::SERVE_COMMIT_BYTES >> 20,
-        rows = tokentrail::source::eventhubs::SERVE_COMMIT_ROWS,
+        commit = tokentrail::ingest::COMMIT_BYTES >> 20,
+        rows = tokentrail::ingest::COMMIT_ROWS,
         limit = tokentrail::config::ServeConfig::default().db_memory_limit,
         threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
         gb = bytes as f64 / 1e9,

@@ -30,10 +30,10 @@ fn env_count(name: &str, default: i64) -> i64 {
 
 /// Runs the real binary; wall time, peak RSS (KiB) from wait4, and what it printed.
 fn run(args: &[&str], out: &Path) -> (Duration, i64, String) {
-    let (elapsed, rss, ok) = common::run_measured(args, std::fs::File::create(out).unwrap().into());
+    let measured = common::run_measured(args, std::fs::File::create(out).unwrap().into());
     let printed = std::fs::read_to_string(out).unwrap_or_default();
-    assert!(ok, "tokentrail {args:?} failed: {printed}");
-    (elapsed, rss, printed)
+    assert!(measured.ok, "tokentrail {args:?} failed: {printed}");
+    (measured.elapsed, measured.peak_rss_kib, printed)
 }
 
 fn insert_detection(conn: &duckdb::Connection, start: i64, span: i64) {

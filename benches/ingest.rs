@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use tokentrail::store::{Store, StoreOptions};
 
 use common::THREADS;
-const ROUNDS: usize = 3;
+// Five: single runs on this shared 2-core machine spread by ±20% (read_json alone took
+// 2.9–4.5 s in one session).
+const ROUNDS: usize = 5;
 
 fn run_read_json(db: &Path, input: &Path) -> Duration {
     let store = Store::open(db, &StoreOptions { threads: Some(THREADS), ..StoreOptions::default() }).unwrap();
@@ -61,7 +63,56 @@ fn parse_only(input: &Path, n: usize) -> (f64, f64) {
     (first[0].min(second[0]), first[1].min(second[1]))
 }
 
+/// Wall time, CPU time and peak RSS of one path's rounds.
+#[derive(Default)]
+struct Runs {
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+    peak_rss_kib: i64,
+}
+
+impl Runs {
+    fn push(&mut self, wall: Duration, cpu: Duration, peak_rss_kib: i64) {
+        self.wall.push(wall.as_secs_f64());
+        self.cpu.push(cpu.as_secs_f64());
+        self.peak_rss_kib = self.peak_rss_kib.max(peak_rss_kib);
+    }
+
+    /// Median wall seconds and median CPU seconds.
+    fn median(self) -> (f64, f64) {
+        (common::median(self.wall), common::median(self.cpu))
+    }
+
+    fn peak_mib(&self) -> i64 {
+        self.peak_rss_kib / 1024
+    }
+}
+
+/// Set in the child process that runs the `read_json` baseline: `DB\tINPUT`.
+const READ_JSON_CHILD: &str = "TOKENTRAIL_BENCH_READ_JSON";
+
+/// Runs the `read_json` baseline in a child process (this benchmark again), so that its
+/// CPU time and peak RSS are measured as `tokentrail ingest`'s are, and this process
+/// does not keep DuckDB's memory (which the next child's peak RSS would count). Wall
+/// time is the child's own timing of the statement.
+fn run_read_json_child(db: &Path, input: &Path) -> common::Measured {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    let spec = format!("{}\t{}", db.display(), input.display());
+    let out = db.with_extension("out");
+    command.env(READ_JSON_CHILD, spec).stdout(std::fs::File::create(&out).unwrap());
+    let mut measured = common::measure(command);
+    assert!(measured.ok, "read_json baseline failed");
+    let printed = std::fs::read_to_string(&out).unwrap();
+    measured.elapsed = Duration::from_secs_f64(printed.trim().parse().expect("the child prints its seconds"));
+    measured
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var(READ_JSON_CHILD) {
+        let (db, input) = spec.split_once('\t').expect("DB<TAB>INPUT");
+        println!("{}", run_read_json(Path::new(db), Path::new(input)).as_secs_f64());
+        return;
+    }
     let records: usize =
         std::env::var("TOKENTRAIL_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
@@ -73,34 +124,37 @@ fn main() {
     drop(file);
     println!("generated {records} records, {:.2} GB, in {:.1} s", bytes as f64 / 1e9, started.elapsed().as_secs_f64());
 
-    // (a) the CLI's default (2 parser threads, 2 DuckDB threads), (a') with 1 DuckDB
-    // thread, (b) read_json with 2 DuckDB threads; alternated, fresh files each time.
-    let mut ours = Vec::new();
-    let mut ours_1 = Vec::new();
-    let mut baseline = Vec::new();
-    let mut rss = Vec::new();
+    // (a) the CLI's default (2 parser threads, 1 DuckDB thread), (a') with 2 DuckDB
+    // threads, (b) read_json with 2 DuckDB threads; alternated, fresh files each time.
+    let (mut ours, mut ours_2, mut baseline) = (Runs::default(), Runs::default(), Runs::default());
     for round in 0..ROUNDS {
         let db = |name: &str| dir.path().join(format!("{name}{round}.duckdb"));
-        let (a, kib) = common::run_ingest(&db("a"), &input, None);
-        let (a1, kib1) = common::run_ingest(&db("c"), &input, Some(1));
-        let b = run_read_json(&db("b"), &input);
+        // Each run starts with what earlier runs (and the generator) wrote on disk.
+        common::settle();
+        let a = common::run_ingest(&db("a"), &input, None);
+        common::settle();
+        let a2 = common::run_ingest(&db("c"), &input, Some(THREADS));
+        common::settle();
+        let b = run_read_json_child(&db("b"), &input);
         let digests = [table_digest(&db("a")), table_digest(&db("c")), table_digest(&db("b"))];
         assert_eq!(digests[0].0, records as i64, "tokentrail stored every record");
         for d in &digests[1..] {
             assert_eq!((digests[0].0, digests[0].1), (d.0, d.1), "every path stored the same data");
         }
         println!(
-            "round {round}: tokentrail ingest {:.2} s (peak RSS {} MiB); with 1 DuckDB thread {:.2} s (peak RSS {} MiB); read_json {:.2} s",
-            a.as_secs_f64(),
-            kib / 1024,
-            a1.as_secs_f64(),
-            kib1 / 1024,
-            b.as_secs_f64(),
+            "round {round}: tokentrail ingest {:.2} s, {:.2} CPU-s (peak RSS {} MiB); with 2 DuckDB threads {:.2} s, {:.2} CPU-s (peak RSS {} MiB); read_json {:.2} s, {:.2} CPU-s",
+            a.elapsed.as_secs_f64(),
+            a.cpu.as_secs_f64(),
+            a.peak_rss_kib / 1024,
+            a2.elapsed.as_secs_f64(),
+            a2.cpu.as_secs_f64(),
+            a2.peak_rss_kib / 1024,
+            b.elapsed.as_secs_f64(),
+            b.cpu.as_secs_f64(),
         );
-        ours.push(a.as_secs_f64());
-        ours_1.push(a1.as_secs_f64());
-        baseline.push(b.as_secs_f64());
-        rss.push((kib, kib1));
+        ours.push(a.elapsed, a.cpu, a.peak_rss_kib);
+        ours_2.push(a2.elapsed, a2.cpu, a2.peak_rss_kib);
+        baseline.push(b.elapsed, b.cpu, b.peak_rss_kib);
         for name in ["a", "b", "c"] {
             let _ = std::fs::remove_file(db(name));
             let _ = std::fs::remove_file(db(name).with_extension("duckdb.wal"));
@@ -110,40 +164,49 @@ fn main() {
     // memory in their peak RSS (it is theirs between fork and exec).
     let (lenient_us, fast_us) = parse_only(&input, 200_000);
     println!("parsing alone, one thread: lenient reader {lenient_us:.2} µs a record, fast path {fast_us:.2} µs");
-    let (a, a1, b) = (common::median(ours), common::median(ours_1), common::median(baseline));
+    let (peak, peak_2, peak_b) = (ours.peak_mib(), ours_2.peak_mib(), baseline.peak_mib());
+    let (a, a2, b) = (ours.median(), ours_2.median(), baseline.median());
     let rate = |seconds: f64| records as f64 / seconds;
-    let peak = rss.iter().map(|r| r.0).max().unwrap_or(0) / 1024;
-    let peak_1 = rss.iter().map(|r| r.1).max().unwrap_or(0) / 1024;
     println!(
-        "median: tokentrail {:.0} rec/s ({:.2}x), with 1 DuckDB thread {:.0} rec/s ({:.2}x), read_json {:.0} rec/s; target >= 1.00x; peak RSS {peak} MiB, {peak_1} MiB with 1 DuckDB thread (target < 1024)",
-        rate(a),
-        b / a,
-        rate(a1),
-        b / a1,
-        rate(b)
+        "median: tokentrail {:.0} rec/s ({:.2}x), with 2 DuckDB threads {:.0} rec/s ({:.2}x), read_json {:.0} rec/s; target >= 1.00x; CPU-s {:.2}, {:.2}, {:.2}; peak RSS {peak} MiB, {peak_2} MiB with 2 DuckDB threads (target < 1024), read_json {peak_b} MiB",
+        rate(a.0),
+        b.0 / a.0,
+        rate(a2.0),
+        b.0 / a2.0,
+        rate(b.0),
+        a.1,
+        a2.1,
+        b.1,
     );
 
     let section = format!(
         "<!-- bench:ingest -->\n## File ingest vs DuckDB `read_json`\n\n\
          `cargo bench --bench ingest` on this machine ({} cores): {records} generated Cosmos DB records \
          ({:.2} GB NDJSON), median of {ROUNDS} rounds, each into a fresh DuckDB file, all measured in the same run. \
-         Every round checks that all paths stored the same row count and byte total.\n\n\
-         | path | seconds | records/s | vs read_json |\n|---|---|---|---|\n\
-         | `tokentrail ingest` (default: 2 parser threads, 2 DuckDB threads; parse → Arrow → DuckDB Arrow scan, committed with checkpoints on whole row groups, up to 192 MiB of Arrow data) | {a:.2} | {:.0} | **{:.2}x** |\n\
-         | `tokentrail ingest --threads 1` (1 DuckDB thread) | {a1:.2} | {:.0} | {:.2}x |\n\
-         | DuckDB `read_json` → `INSERT … SELECT` into the same table, 2 DuckDB threads, one transaction | {b:.2} | {:.0} | 1.00x |\n\n\
-         Peak RSS of `tokentrail ingest`: **{peak} MiB** (target under 1024), {peak_1} MiB with `--threads 1`. Target for records/s: 1.00x; {}. \
+         Every round checks that all paths stored the same row count and byte total. CPU-s: user plus system \
+         CPU time of the process, median of the rounds (`read_json` runs in a child process of its own, like `tokentrail ingest`).\n\n\
+         | path | seconds | records/s | vs read_json | CPU-s |\n|---|---|---|---|---|\n\
+         | `tokentrail ingest` (default: 2 parser threads, 1 DuckDB thread; parse → Arrow → DuckDB Arrow scan, committed with checkpoints every row group, 122,880 rows, or 96 MiB of Arrow data) | {:.2} | {:.0} | **{:.2}x** | {:.2} |\n\
+         | `tokentrail ingest --threads 2` (2 DuckDB threads) | {:.2} | {:.0} | {:.2}x | {:.2} |\n\
+         | DuckDB `read_json` → `INSERT … SELECT` into the same table, 2 DuckDB threads, one transaction | {:.2} | {:.0} | 1.00x | {:.2} |\n\n\
+         Peak RSS of `tokentrail ingest`: **{peak} MiB** (target under 1024), {peak_2} MiB with `--threads 2`, {peak_b} MiB for `read_json`. Target for records/s: 1.00x; {}. \
          Parsing alone (one thread, the first 200,000 records into Arrow batches, best of 2): \
          {lenient_us:.2} µs a record with the lenient serde reader only, {fast_us:.2} µs with the fast path \
          for Azure's Cosmos DB layout ({:.1}x). Generated {}.\n<!-- /bench:ingest -->\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         bytes as f64 / 1e9,
-        rate(a),
-        b / a,
-        rate(a1),
-        b / a1,
-        rate(b),
-        if b / a >= 1.0 { "met" } else { "not met" },
+        a.0,
+        rate(a.0),
+        b.0 / a.0,
+        a.1,
+        a2.0,
+        rate(a2.0),
+        b.0 / a2.0,
+        a2.1,
+        b.0,
+        rate(b.0),
+        b.1,
+        if b.0 / a.0 >= 1.0 { "met" } else { "not met" },
         lenient_us / fast_us,
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
     );

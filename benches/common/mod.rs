@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 /// Parser threads of `tokentrail ingest` in the benchmarks (this machine has 2 cores).
 pub const THREADS: usize = 2;
 
-/// Runs `tokentrail ingest` with `duckdb_threads` (None: the CLI's default); returns
-/// wall time and peak RSS (KiB).
-pub fn run_ingest(db: &Path, input: &Path, duckdb_threads: Option<usize>) -> (Duration, i64) {
+/// Runs `tokentrail ingest` with `duckdb_threads` (None: the CLI's default).
+pub fn run_ingest(db: &Path, input: &Path, duckdb_threads: Option<usize>) -> Measured {
     let (db, input) = (db.to_str().unwrap(), input.to_str().unwrap());
     let workers = THREADS.to_string();
     let threads = duckdb_threads.map(|n| n.to_string());
@@ -21,9 +20,9 @@ pub fn run_ingest(db: &Path, input: &Path, duckdb_threads: Option<usize>) -> (Du
     if let Some(threads) = &threads {
         args.extend(["--threads", threads]);
     }
-    let (elapsed, rss, ok) = run_measured(&args, std::process::Stdio::null());
-    assert!(ok, "tokentrail ingest failed");
-    (elapsed, rss)
+    let measured = run_measured(&args, std::process::Stdio::null());
+    assert!(measured.ok, "tokentrail ingest failed");
+    measured
 }
 
 /// The middle value (the upper one of the two middle values for an even count).
@@ -39,25 +38,49 @@ pub fn settle() {
     unsafe { libc::sync() };
 }
 
-/// Runs the real binary with `args`; returns wall time, peak RSS (KiB) from wait4, and
-/// whether it exited with status 0.
-pub fn run_measured(args: &[&str], stdout: std::process::Stdio) -> (Duration, i64, bool) {
+/// What one run of the real binary took.
+pub struct Measured {
+    pub elapsed: Duration,
+    /// Peak RSS in KiB, from wait4.
+    pub peak_rss_kib: i64,
+    /// User plus system CPU time of the process: less sensitive than wall time to what
+    /// else the machine runs.
+    pub cpu: Duration,
+    /// Exited with status 0.
+    pub ok: bool,
+}
+
+/// Runs the real binary with `args` and measures it.
+pub fn run_measured(args: &[&str], stdout: std::process::Stdio) -> Measured {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tokentrail"));
+    command.args(args).env("TOKENTRAIL_LOG", "warn").stdout(stdout).stderr(std::process::Stdio::null());
+    measure(command)
+}
+
+/// Runs `command` and measures it. The peak RSS counts the memory this process held
+/// when it started the child (Linux carries it over fork and exec): measure before
+/// this process holds much.
+pub fn measure(mut command: Command) -> Measured {
     let started = Instant::now();
     #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also reports peak RSS
-    let child = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
-        .args(args)
-        .env("TOKENTRAIL_LOG", "warn")
-        .stdout(stdout)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("tokentrail runs");
+    let child = command.spawn().expect("the measured program runs");
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child; `status` and `usage` are valid for writes.
     let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     let elapsed = started.elapsed();
     assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
-    (elapsed, usage.ru_maxrss, libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0)
+    Measured {
+        elapsed,
+        peak_rss_kib: usage.ru_maxrss,
+        cpu: cpu_time(&usage),
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+    }
+}
+
+fn cpu_time(usage: &libc::rusage) -> Duration {
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
 /// Replaces the `name` section of BENCHMARKS.md (between `<!-- bench:NAME -->` and
