@@ -210,7 +210,9 @@ impl Detector {
         // before the new data, so a sign-in log that stopped does not make every run longer).
         let signins_before: Option<i64> =
             conn.query_row("SELECT epoch_us(signins_until) FROM data_clock", [], |r| r.get(0))?;
+        let started = std::time::Instant::now();
         let absorbed = absorb::absorb_pending(conn).context("absorbing ingest batches")?;
+        let absorbing = started.elapsed();
         let mut evaluation = Evaluation { absorbed, ..Evaluation::default() };
         let Some((start, end)) = data_clock(conn)? else { return Ok(evaluation) };
         let earliest = absorbed.and_then(|a| a.earliest).map(|earliest| match signins_before {
@@ -244,6 +246,12 @@ impl Detector {
                 Err(error) => self.failed(conn, rule, error, &mut evaluation),
             }
         }
+        tracing::debug!(
+            absorb_ms = absorbing.as_millis() as u64,
+            rules_ms = (started.elapsed() - absorbing).as_millis() as u64,
+            rules = evaluation.runs.len(),
+            "detection pass"
+        );
         Ok(evaluation)
     }
 
