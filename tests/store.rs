@@ -156,3 +156,52 @@ fn one_writer_at_a_time_and_free_again_once_dropped() {
     drop(writer);
     assert!(db.store.writer().is_ok());
 }
+
+/// A commit is written as whole DuckDB row groups plus one partial row group, and
+/// checkpoints leave them so. DuckDB's default merges runs of row groups that fit in
+/// fewer, which rewrote the whole row groups between two partial ones, single-threaded,
+/// at every checkpoint (BENCHMARKS.md, "Row groups, commit size and priorities").
+#[test]
+fn checkpoints_keep_the_row_groups_commits_wrote() {
+    const ROW_GROUP: i64 = tokentrail::ingest::ROW_GROUP_ROWS as i64;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cosmos.ndjson");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    tokentrail::generate::write_cosmos_ndjson(&mut out, 260_000, 1).unwrap();
+    std::io::Write::flush(&mut out).unwrap();
+    drop(out);
+    let path = dir.path().join("row_groups.duckdb");
+    {
+        // One DuckDB thread, as `tokentrail ingest` runs: a commit's rows then stay in order.
+        let store = Store::open(&path, &StoreOptions { threads: Some(1), ..StoreOptions::default() }).unwrap();
+        let mut writer = store.writer().unwrap();
+        let options = tokentrail::ingest::PipelineOptions { workers: 2, ..Default::default() };
+        tokentrail::source::file::ingest_files(
+            &store,
+            &mut writer,
+            &[input],
+            options,
+            indicatif::ProgressBar::hidden(),
+        )
+        .unwrap();
+    } // closing the database checkpoints it
+    let store = Store::open(&path, &StoreOptions { read_only: true, ..StoreOptions::default() }).unwrap();
+    let conn = store.connection().unwrap();
+    let ints = |sql: &str| -> Vec<i64> {
+        conn.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let commits = ints("SELECT cosmos_rows FROM ingest_batches ORDER BY batch_id");
+    assert_eq!(commits.iter().sum::<i64>(), 260_000);
+    assert!(commits.len() >= 3, "commits of a row group each: {commits:?}");
+    let expected: Vec<i64> = commits
+        .iter()
+        .flat_map(|rows| {
+            let whole = std::iter::repeat_n(ROW_GROUP, (rows / ROW_GROUP) as usize);
+            whole.chain((rows % ROW_GROUP > 0).then_some(rows % ROW_GROUP))
+        })
+        .collect();
+    let row_groups = ints(
+        "SELECT max(count) FROM pragma_storage_info('cosmos_requests') GROUP BY row_group_id ORDER BY row_group_id",
+    );
+    assert_eq!(row_groups, expected, "row groups after the checkpoint (commits: {commits:?})");
+}
