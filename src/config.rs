@@ -137,8 +137,9 @@ pub struct EventHubsConfig {
     /// counted from the last commit while commits by size keep coming.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
-    /// Rows per commit while events stream in (batching by count); one DuckDB row
-    /// group by default, the least DuckDB writes without its write-ahead log.
+    /// Rows per commit while events stream in (batching by count), counted in the
+    /// commit's largest table; one DuckDB row group by default, the least DuckDB
+    /// writes without its write-ahead log.
     #[serde(default = "default_commit_rows")]
     pub commit_rows: usize,
     /// A receiver that gets nothing for this long while events wait in its

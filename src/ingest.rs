@@ -25,10 +25,12 @@ use std::sync::mpsc;
 /// their first 1 MiB, their size and the reason.
 pub const MAX_UNIT_BYTES: usize = 16 << 20;
 
-/// Rows per commit (`commit_rows`, for files and Event Hubs alike): one DuckDB row
-/// group. DuckDB writes a commit's whole row groups straight to the database file,
-/// compressed; a commit under a row group goes through the write-ahead log and is
-/// compressed again at the next checkpoint. Larger commits held more memory (two
+/// Rows per commit (`commit_rows`, for files and Event Hubs alike), counted in the
+/// commit's largest table: one DuckDB row group. DuckDB writes a commit's whole row
+/// groups of a table straight to the database file, compressed; a commit of fewer
+/// rows of a table goes through the write-ahead log and is compressed again at the
+/// next checkpoint. (Counting all tables' rows together cut mixed traffic into
+/// commits under a row group of every table.) Larger commits held more memory (two
 /// are held: one gathered, one stored) for no gain once checkpoints stopped merging
 /// row groups (`max_vacuum_tasks`, `Store::open`): on the benchmark, commits of two
 /// row groups took 700 MiB RSS and 5.9–6.8 CPU-s, commits of one 470–490 MiB and
@@ -163,6 +165,7 @@ fn parse_sized(unit: &[u8], origin: &Origin, rows: &mut Rows) {
 #[derive(Debug, Clone, Copy)]
 pub struct PipelineOptions {
     pub workers: usize,
+    /// Rows of the largest table per commit ([`COMMIT_ROWS`] by default).
     pub commit_rows: usize,
     /// Arrow bytes per commit ([`COMMIT_BYTES`] by default).
     pub commit_bytes: usize,
@@ -177,30 +180,11 @@ impl Default for PipelineOptions {
 
 struct Parsed {
     batches: TableBatches,
-    rows: usize,
+    counts: RowCounts,
     /// Memory the batches hold.
     bytes: usize,
     checkpoints: Vec<Checkpoint>,
     flush: bool,
-}
-
-/// Whether the rows gathered so far make a commit. Besides the limits (`commit_rows`,
-/// `commit_bytes`), a commit is due as soon as its largest table holds as many whole
-/// DuckDB row groups as `commit_bytes` leaves room for. A commit's rows are written
-/// to the database file as row groups, and only its last row group is partial: chunks
-/// do not split, so that one holds under a chunk's rows (on the benchmark, commits cut
-/// by bytes alone held 2.36 row groups, each leaving a partial one of 44,000 rows).
-/// `largest_table` counts the rows of the largest table (asked only when needed).
-fn commit_due(largest_table: impl FnOnce() -> u64, rows: usize, bytes: usize, options: PipelineOptions) -> bool {
-    if rows >= options.commit_rows || bytes >= options.commit_bytes {
-        return true;
-    }
-    let room = (options.commit_bytes as u128 * rows as u128 / bytes.max(1) as u128) as usize;
-    let whole_groups = room / ROW_GROUP_ROWS * ROW_GROUP_ROWS;
-    if whole_groups == 0 || rows < whole_groups {
-        return false;
-    }
-    largest_table() >= whole_groups as u64
 }
 
 /// Parses and commits every chunk `chunks` yields, in order. `on_commit` hears of
@@ -249,10 +233,9 @@ pub fn run(
                         let _ = recycle.try_send(data);
                     }
                     let mut batches = TableBatches::default();
-                    let count = rows.len();
                     batches.take_from(&mut rows);
-                    let bytes = batches.memory_size();
-                    let parsed = Parsed { batches, rows: count, bytes, checkpoints, flush };
+                    let (counts, bytes) = (batches.counts(), batches.memory_size());
+                    let parsed = Parsed { batches, counts, bytes, checkpoints, flush };
                     if parsed_tx.send((seq, Ok(parsed))).is_err() {
                         break;
                     }
@@ -293,7 +276,7 @@ fn commit_in_order(
         let mut waiting: BTreeMap<u64, Result<Parsed>> = BTreeMap::new();
         let mut next = 0u64;
         let mut pending = TableBatches::default();
-        let mut pending_rows = 0usize;
+        let mut pending_counts = RowCounts::default();
         let mut pending_bytes = 0usize;
         // The latest checkpoint of each position the pending chunks moved.
         let mut pending_checkpoints: BTreeMap<String, Checkpoint> = BTreeMap::new();
@@ -302,7 +285,7 @@ fn commit_in_order(
             waiting.insert(seq, parsed);
             while let Some(parsed) = waiting.remove(&next) {
                 next += 1;
-                let Parsed { batches, rows, bytes, checkpoints, flush } = match parsed {
+                let Parsed { batches, counts, bytes, checkpoints, flush } = match parsed {
                     Ok(parsed) => parsed,
                     Err(error) => {
                         failure = Some(error);
@@ -310,21 +293,18 @@ fn commit_in_order(
                     }
                 };
                 pending.append(batches);
-                pending_rows += rows;
+                pending_counts += counts;
                 pending_bytes += bytes;
                 for checkpoint in checkpoints {
                     pending_checkpoints.insert(checkpoint.source_id.clone(), checkpoint);
                 }
-                let nothing = pending_rows == 0 && pending_checkpoints.is_empty();
-                let largest = || {
-                    let counts = pending.counts();
-                    counts.cosmos.max(counts.signins).max(counts.raw).max(counts.quarantined)
-                };
-                let full = commit_due(largest, pending_rows, pending_bytes, options);
+                let nothing = pending_counts.total() == 0 && pending_checkpoints.is_empty();
+                let full =
+                    pending_counts.largest() >= options.commit_rows as u64 || pending_bytes >= options.commit_bytes;
                 if (full || flush) && !nothing {
                     let checkpoints = std::mem::take(&mut pending_checkpoints).into_values().collect();
                     let job = (std::mem::take(&mut pending), checkpoints);
-                    pending_rows = 0;
+                    pending_counts = RowCounts::default();
                     pending_bytes = 0;
                     if job_tx.send(job).is_err() {
                         break 'receive; // the writer stopped: its error comes from the join
@@ -333,7 +313,7 @@ fn commit_in_order(
             }
         }
         // Whatever preceded a failure is sound: commit it before reporting.
-        if !pending_checkpoints.is_empty() || pending_rows > 0 {
+        if !pending_checkpoints.is_empty() || pending_counts.total() > 0 {
             let _ = job_tx.send((pending, pending_checkpoints.into_values().collect()));
         }
         drop(job_tx);
@@ -348,26 +328,6 @@ fn commit_in_order(
 
 #[cfg(test)]
 mod tests {
-    use super::{PipelineOptions, ROW_GROUP_ROWS, commit_due};
-
-    #[test]
-    fn commits_end_on_whole_row_groups() {
-        let options = PipelineOptions { workers: 2, commit_rows: 4 * ROW_GROUP_ROWS, commit_bytes: 192 << 20 };
-        // 700 bytes a row: 192 MiB holds 287,603 rows, so two whole row groups.
-        let due = |rows: usize, largest: u64| commit_due(|| largest, rows, rows * 700, options);
-        assert!(!due(100_000, 100_000));
-        assert!(!due(2 * ROW_GROUP_ROWS - 1, (2 * ROW_GROUP_ROWS - 1) as u64));
-        assert!(due(2 * ROW_GROUP_ROWS, (2 * ROW_GROUP_ROWS) as u64));
-        assert!(due(2 * ROW_GROUP_ROWS + 3_000, (2 * ROW_GROUP_ROWS + 3_000) as u64));
-        // Rows spread over tables: no table has two row groups yet.
-        assert!(!due(2 * ROW_GROUP_ROWS + 3_000, 200_000));
-        // The limits hold whatever the row groups.
-        assert!(due(4 * ROW_GROUP_ROWS, 1));
-        assert!(commit_due(|| 1, 10, 192 << 20, options));
-        // Rows so wide that a row group does not fit: the byte limit alone decides.
-        assert!(!commit_due(|| 1_000, 1_000, 100 << 20, options));
-    }
-
     #[test]
     fn lines_cut_like_split() {
         for data in ["", "\n", "a", "a\n", "a\nb", "\n\na\n\nb\n", "abc\r\ndef"] {

@@ -458,6 +458,11 @@ impl RowCounts {
     pub fn total(&self) -> u64 {
         self.cosmos + self.signins + self.raw + self.quarantined
     }
+
+    /// The rows of the table with the most.
+    pub fn largest(&self) -> u64 {
+        self.cosmos.max(self.signins).max(self.raw).max(self.quarantined)
+    }
 }
 
 impl std::ops::AddAssign for RowCounts {
