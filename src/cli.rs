@@ -31,8 +31,8 @@ enum Command {
         /// parser threads need the cores (see BENCHMARKS.md).
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Rows of a table per commit, counted in the commit's largest table (each commit
-        /// also records where every file stands).
+        /// Rows per commit, counted in the commit's largest table (each commit also
+        /// records where every file stands).
         #[arg(long, default_value_t = crate::ingest::COMMIT_ROWS)]
         commit_rows: usize,
         #[arg(required = true)]
