@@ -186,7 +186,7 @@ fn main() {
          Every round checks that all paths stored the same row count and byte total. CPU-s: user plus system \
          CPU time of the process, median of the rounds (`read_json` runs in a child process of its own, like `tokentrail ingest`).\n\n\
          | path | seconds | records/s | vs read_json | CPU-s |\n|---|---|---|---|---|\n\
-         | `tokentrail ingest` (default: 2 parser threads, 1 DuckDB thread; parse → Arrow → DuckDB Arrow scan, committed with checkpoints every {commit_rows} rows of a table or {commit_mib} MiB of Arrow data) | {:.2} | {:.0} | **{:.2}x** | {:.2} |\n\
+         | `tokentrail ingest` (default: 2 parser threads, 2 writer lanes on 1 DuckDB thread each; parse → Arrow → DuckDB Arrow scan, committed with checkpoints every {commit_rows} rows of a table, a row group (near the end of the file, equal shares of at least that), or {commit_mib} MiB of Arrow data) | {:.2} | {:.0} | **{:.2}x** | {:.2} |\n\
          | `tokentrail ingest --threads 2` (2 DuckDB threads) | {:.2} | {:.0} | {:.2}x | {:.2} |\n\
          | DuckDB `read_json` → `INSERT … SELECT` into the same table, 2 DuckDB threads, one transaction | {:.2} | {:.0} | 1.00x | {:.2} |\n\n\
          Peak RSS of `tokentrail ingest`: **{peak} MiB** (target under 1024), {peak_2} MiB with `--threads 2`, {peak_b} MiB for `read_json`. Target for records/s: 1.00x; {}. \

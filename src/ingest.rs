@@ -48,6 +48,10 @@ pub const ROW_GROUP_ROWS: usize = 122_880;
 /// bytes at ~115,000 rows, under a row group.
 pub const COMMIT_BYTES: usize = 128 << 20;
 
+/// DuckDB writer lanes: two, so one commit's rows go in while the commit before is
+/// compressed and committed (see [`Writer::lanes`]).
+pub const LANES: usize = crate::store::MAX_LANES;
+
 /// How much lower than the rest of ingest the parser threads run (nice). The DuckDB
 /// writer thread is the pipeline's critical path: with the parsers at the same
 /// priority it got a core only part of the time, and the parsers then waited for it.
@@ -68,6 +72,10 @@ pub struct Chunk {
     /// Commit right after this chunk, however few rows are waiting (end of a file,
     /// a live source's tick).
     pub flush: bool,
+    /// Input bytes the source has left after this chunk, if it knows (a file of known
+    /// size): near the end, commits are not cut so that the last one falls under a row
+    /// group (see [`commit_in_order`]).
+    pub remaining: Option<u64>,
     /// Where `data` goes once parsed, for the source to read into again: a buffer
     /// that is reused is not faulted in and zeroed by the kernel again.
     pub recycle: Option<Recycle>,
@@ -169,12 +177,19 @@ pub struct PipelineOptions {
     pub commit_rows: usize,
     /// Arrow bytes per commit ([`COMMIT_BYTES`] by default).
     pub commit_bytes: usize,
+    /// DuckDB writer lanes ([`LANES`] by default; see [`Writer::lanes`]).
+    pub lanes: usize,
 }
 
 impl Default for PipelineOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        PipelineOptions { workers: cores.clamp(1, 8), commit_rows: COMMIT_ROWS, commit_bytes: COMMIT_BYTES }
+        PipelineOptions {
+            workers: cores.clamp(1, 8),
+            commit_rows: COMMIT_ROWS,
+            commit_bytes: COMMIT_BYTES,
+            lanes: LANES,
+        }
     }
 }
 
@@ -185,6 +200,9 @@ struct Parsed {
     bytes: usize,
     checkpoints: Vec<Checkpoint>,
     flush: bool,
+    /// Input bytes the chunk held, and the source's after it (see [`Chunk::remaining`]).
+    input: usize,
+    remaining: Option<u64>,
 }
 
 /// Parses and commits every chunk `chunks` yields, in order. `on_commit` hears of
@@ -228,14 +246,15 @@ pub fn run(
                     let Ok((seq, chunk)) = next else { break };
                     let mut rows = Rows::default();
                     chunk.parse(&mut rows);
-                    let Chunk { data, checkpoints, flush, recycle, .. } = chunk;
+                    let Chunk { data, checkpoints, flush, remaining, recycle, .. } = chunk;
+                    let input = data.len();
                     if let Some(recycle) = recycle {
                         let _ = recycle.try_send(data);
                     }
                     let mut batches = TableBatches::default();
                     batches.take_from(&mut rows);
                     let (counts, bytes) = (batches.counts(), batches.memory_size());
-                    let parsed = Parsed { batches, counts, bytes, checkpoints, flush };
+                    let parsed = Parsed { batches, counts, bytes, checkpoints, flush, input, remaining };
                     if parsed_tx.send((seq, Ok(parsed))).is_err() {
                         break;
                     }
@@ -247,45 +266,92 @@ pub fn run(
     })
 }
 
-/// Puts parsed chunks back in source order and hands each commit's worth to a
-/// DuckDB writer thread, so parsing the next commit overlaps storing this one. The
-/// writer reports each commit as soon as it is made: a live source that goes quiet
-/// shows its last commit in the status and metrics at once, not when the next event
-/// comes.
+/// Rows a commit near the end of a source should hold, when the source knows how much
+/// input it has left: the rows of this commit and the rest (estimated at this commit's
+/// rows per input byte) in equal commits of at least a row group each. A commit under a
+/// row group goes through DuckDB's write-ahead log and is compressed at the next
+/// checkpoint, single-threaded: at the end of a file, on closing it, after everything
+/// else. With equal commits of a row group or more, every commit is compressed by a
+/// lane, the last two side by side. Far from the end the share is a row group and a
+/// little more.
+fn tail_share(rows: u64, input: usize, remaining: u64, commit_rows: usize) -> u64 {
+    let left = remaining as f64 * rows as f64 / input.max(1) as f64;
+    let total = rows as f64 + left;
+    // A margin, so that the estimate falling short leaves no commit under a row group.
+    let commits = (total / (commit_rows as f64 * 1.03)).floor().max(1.0);
+    (total / commits).ceil() as u64
+}
+
+/// A commit's worth of rows for a writer lane: its batch id, rows and checkpoints.
+type Job = (i64, TableBatches, Vec<Checkpoint>);
+
+/// Puts parsed chunks back in source order and hands each commit's worth to the
+/// DuckDB writer lanes in turn (see [`Writer::lanes`]), so parsing the next commit
+/// overlaps storing this one, and with two lanes one commit's rows go in while the
+/// one before is compressed and committed. The lanes commit in order and report each
+/// commit as soon as it is made: a live source that goes quiet shows its last commit
+/// in the status and metrics at once, not when the next event comes.
 fn commit_in_order(
     writer: &mut Writer,
     parsed_rx: mpsc::Receiver<(u64, Result<Parsed>)>,
     options: PipelineOptions,
     on_commit: &mut (impl FnMut(&BatchReceipt, &[Checkpoint]) + Send),
 ) -> Result<RowCounts> {
+    let first_batch = writer.next_batch_id();
+    let lanes = writer.lanes(options.lanes)?;
+    let on_commit = std::sync::Mutex::new(on_commit);
     std::thread::scope(|scope| {
-        // One commit being stored while the next is gathered: memory stays bounded.
-        let (job_tx, job_rx) = mpsc::sync_channel::<(TableBatches, Vec<Checkpoint>)>(0);
-        let stored = std::thread::Builder::new().name("ingest-write".into()).spawn_scoped(
-            scope,
-            move || -> Result<RowCounts> {
-                let mut total = RowCounts::default();
-                for (batches, checkpoints) in job_rx {
-                    let receipt = writer.commit(batches, &checkpoints)?;
-                    total += receipt.counts;
-                    on_commit(&receipt, &checkpoints);
-                }
-                Ok(total)
-            },
-        )?;
+        let mut senders = Vec::new();
+        let mut stored = Vec::new();
+        for mut lane in lanes {
+            // One commit per lane being stored while the next is gathered: memory stays bounded.
+            let (job_tx, job_rx) = mpsc::sync_channel::<Job>(0);
+            senders.push(job_tx);
+            let on_commit = &on_commit;
+            let lane_thread = std::thread::Builder::new().name("ingest-write".into()).spawn_scoped(
+                scope,
+                move || -> Result<RowCounts, (i64, anyhow::Error)> {
+                    let mut total = RowCounts::default();
+                    for (batch_id, batches, checkpoints) in job_rx {
+                        let report = |receipt: &BatchReceipt| {
+                            let mut on_commit = on_commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                            (*on_commit)(receipt, &checkpoints)
+                        };
+                        let receipt =
+                            lane.commit(batch_id, batches, &checkpoints, report).map_err(|error| (batch_id, error))?;
+                        total += receipt.counts;
+                    }
+                    Ok(total)
+                },
+            );
+            match lane_thread {
+                Ok(handle) => stored.push(handle),
+                // Lanes already started end when `senders` drops.
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let mut jobs = 0usize;
+        let mut hand_over = |batches: TableBatches, checkpoints: Vec<Checkpoint>| {
+            let job = (first_batch + jobs as i64, batches, checkpoints);
+            let sent = senders[jobs % senders.len()].send(job).is_ok();
+            jobs += 1;
+            sent
+        };
         let mut waiting: BTreeMap<u64, Result<Parsed>> = BTreeMap::new();
         let mut next = 0u64;
         let mut pending = TableBatches::default();
         let mut pending_counts = RowCounts::default();
         let mut pending_bytes = 0usize;
+        let mut pending_input = 0usize;
         // The latest checkpoint of each position the pending chunks moved.
         let mut pending_checkpoints: BTreeMap<String, Checkpoint> = BTreeMap::new();
         let mut failure = None;
+        let mut lane_stopped = false;
         'receive: for (seq, parsed) in parsed_rx.iter() {
             waiting.insert(seq, parsed);
             while let Some(parsed) = waiting.remove(&next) {
                 next += 1;
-                let Parsed { batches, counts, bytes, checkpoints, flush } = match parsed {
+                let Parsed { batches, counts, bytes, checkpoints, flush, input, remaining } = match parsed {
                     Ok(parsed) => parsed,
                     Err(error) => {
                         failure = Some(error);
@@ -295,29 +361,55 @@ fn commit_in_order(
                 pending.append(batches);
                 pending_counts += counts;
                 pending_bytes += bytes;
+                pending_input += input;
                 for checkpoint in checkpoints {
                     pending_checkpoints.insert(checkpoint.source_id.clone(), checkpoint);
                 }
                 let nothing = pending_counts.total() == 0 && pending_checkpoints.is_empty();
-                let full =
-                    pending_counts.largest() >= options.commit_rows as u64 || pending_bytes >= options.commit_bytes;
+                let largest = pending_counts.largest();
+                let by_rows = largest >= options.commit_rows as u64;
+                let by_bytes = pending_bytes >= options.commit_bytes;
+                let mut full = by_rows || by_bytes;
+                if by_rows
+                    && !by_bytes
+                    && !flush
+                    && let Some(remaining) = remaining
+                {
+                    full = largest >= tail_share(largest, pending_input, remaining, options.commit_rows);
+                }
                 if (full || flush) && !nothing {
                     let checkpoints = std::mem::take(&mut pending_checkpoints).into_values().collect();
-                    let job = (std::mem::take(&mut pending), checkpoints);
                     pending_counts = RowCounts::default();
                     pending_bytes = 0;
-                    if job_tx.send(job).is_err() {
-                        break 'receive; // the writer stopped: its error comes from the join
+                    pending_input = 0;
+                    if !hand_over(std::mem::take(&mut pending), checkpoints) {
+                        lane_stopped = true;
+                        break 'receive; // a lane stopped: its error comes from the join
                     }
                 }
             }
         }
         // Whatever preceded a failure is sound: commit it before reporting.
-        if !pending_checkpoints.is_empty() || pending_counts.total() > 0 {
-            let _ = job_tx.send((pending, pending_checkpoints.into_values().collect()));
+        if !lane_stopped && (!pending_checkpoints.is_empty() || pending_counts.total() > 0) {
+            hand_over(pending, pending_checkpoints.into_values().collect());
         }
-        drop(job_tx);
-        let total = stored.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        drop(senders);
+        let mut total = RowCounts::default();
+        // The error of the earliest batch that failed: later ones failed for it.
+        let mut first_error: Option<(i64, anyhow::Error)> = None;
+        for handle in stored {
+            match handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)) {
+                Ok(counts) => total += counts,
+                Err((batch_id, error)) => {
+                    if first_error.as_ref().is_none_or(|(first, _)| batch_id < *first) {
+                        first_error = Some((batch_id, error));
+                    }
+                }
+            }
+        }
+        if let Some((_, error)) = first_error {
+            return Err(error);
+        }
         match failure {
             Some(error) => Err(error),
             None if !waiting.is_empty() => Err(anyhow!("ingest pipeline stopped before chunk {next}")),

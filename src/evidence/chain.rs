@@ -73,6 +73,26 @@ pub struct Sealed {
 /// The digests of a batch about to be committed (`Writer::commit`), from its Arrow
 /// batches per table (in [`TABLES`] order).
 pub fn seal(header: &BatchHeader, tables: [&[RecordBatch]; 4], previous: &Digest) -> Result<Sealed> {
+    Ok(digest_rows(header, tables)?.link(header.batch_id, previous))
+}
+
+/// A batch's table and rows digests: all of [`Sealed`] but the link to the previous
+/// batch, so the costly part runs before the previous batch has committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowsDigest {
+    pub tables: [Digest; 4],
+    pub rows: Digest,
+}
+
+impl RowsDigest {
+    /// Chained to the batch before it, whose chain digest is `previous`.
+    pub fn link(self, batch_id: i64, previous: &Digest) -> Sealed {
+        Sealed { chain: chain_digest(previous, batch_id, &self.rows), tables: self.tables, rows: self.rows }
+    }
+}
+
+/// The digests of a batch's rows (see [`seal`]).
+pub fn digest_rows(header: &BatchHeader, tables: [&[RecordBatch]; 4]) -> Result<RowsDigest> {
     let mut digests = [[0u8; 32]; 4];
     for (i, batches) in tables.into_iter().enumerate() {
         let mut table = TableDigest::new(TABLES[i]);
@@ -81,8 +101,7 @@ pub fn seal(header: &BatchHeader, tables: [&[RecordBatch]; 4], previous: &Digest
         }
         digests[i] = table.finish();
     }
-    let rows = rows_digest(header, &digests);
-    Ok(Sealed { tables: digests, chain: chain_digest(previous, header.batch_id, &rows), rows })
+    Ok(RowsDigest { rows: rows_digest(header, &digests), tables: digests })
 }
 
 pub fn rows_digest(header: &BatchHeader, tables: &[Digest; 4]) -> Digest {

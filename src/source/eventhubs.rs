@@ -828,7 +828,15 @@ impl Iterator for Batcher {
             return None;
         }
         let checkpoints = positions.into_values().collect();
-        Some(Ok(Chunk { data: Vec::new(), units: Units::Owned(units), rejected, checkpoints, flush, recycle: None }))
+        Some(Ok(Chunk {
+            data: Vec::new(),
+            units: Units::Owned(units),
+            rejected,
+            checkpoints,
+            flush,
+            remaining: None,
+            recycle: None,
+        }))
     }
 }
 

@@ -104,6 +104,8 @@ pub struct FileChunks {
     eof: bool,
     done: bool,
     document: bool,
+    /// The file's size, when it is the size of what is read (not compressed).
+    size: Option<u64>,
 }
 
 impl FileChunks {
@@ -112,6 +114,7 @@ impl FileChunks {
         let display = path.display().to_string();
         let source_id = source_id(path)?;
         let file = File::open(path).with_context(|| format!("{display}: cannot open"))?;
+        let size = file.metadata().ok().map(|m| m.len());
         let counted = Counted { inner: BufReader::with_capacity(1 << 20, file), progress };
         let gzip = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
         let reader: Box<dyn Read + Send> =
@@ -130,6 +133,7 @@ impl FileChunks {
             eof: false,
             done: false,
             document: false,
+            size: if gzip { None } else { size },
         };
         if let Some(checkpoint) = checkpoint {
             let done = checkpoint.byte_offset.unwrap_or(0).max(0) as u64;
@@ -229,6 +233,14 @@ impl FileChunks {
         checkpoint
     }
 
+    /// Bytes of the file after what was consumed, if known.
+    fn remaining(&self) -> Option<u64> {
+        if self.done {
+            return Some(0);
+        }
+        self.size.map(|size| size.saturating_sub(self.offset))
+    }
+
     fn consume(&mut self, bytes: &[u8]) {
         self.hasher.update(bytes);
         self.offset += bytes.len() as u64;
@@ -281,6 +293,7 @@ impl FileChunks {
             rejected,
             checkpoints: vec![self.checkpoint()],
             flush: true,
+            remaining: Some(0),
             recycle: None,
         })
     }
@@ -318,7 +331,8 @@ impl FileChunks {
         }
         let units = Units::Lines { source: self.display.clone(), first_line };
         let recycle = Some(self.recycle.clone());
-        Chunk { data, units, rejected: Vec::new(), checkpoints: vec![self.checkpoint()], flush: self.done, recycle }
+        let (checkpoints, flush, remaining) = (vec![self.checkpoint()], self.done, self.remaining());
+        Chunk { data, units, rejected: Vec::new(), checkpoints, flush, remaining, recycle }
     }
 
     /// Quarantines a line over [`MAX_LINE_BYTES`]: its first 1 MiB, its size, why.
@@ -350,6 +364,7 @@ impl FileChunks {
             rejected,
             checkpoints: vec![self.checkpoint()],
             flush: self.done,
+            remaining: self.remaining(),
             recycle: None,
         })
     }

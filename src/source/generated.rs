@@ -86,6 +86,7 @@ impl GeneratedSource {
                 rejected: Vec::new(),
                 checkpoints: vec![checkpoint],
                 flush,
+                remaining: None,
                 recycle: None,
             },
             truths,

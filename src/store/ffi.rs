@@ -82,7 +82,10 @@ impl RawDatabase {
         if unsafe { ffi::duckdb_connect(self.db, &mut con) } != ffi::DuckDBSuccess {
             return Err(FfiError::Query { message: "cannot connect to the database".into() });
         }
-        Ok(RawConnection { con, scans: 0, home: None })
+        // Arrow scan views of all connections live in the one `scratch` catalog.
+        static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(RawConnection { con, id, scans: 0, home: None })
     }
 }
 
@@ -105,6 +108,8 @@ pub enum Param<'a> {
 /// A raw connection; see the module doc.
 pub struct RawConnection {
     con: ffi::duckdb_connection,
+    /// Unique in the process: names this connection's Arrow scan views.
+    id: u64,
     scans: u64,
     /// The database's own catalog, quoted, once `scratch` is attached.
     home: Option<String>,
@@ -187,7 +192,7 @@ impl RawConnection {
         let schema = first.schema();
         let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>() as u64;
         self.scans += 1;
-        let name = format!("arrow_scan_{}", self.scans);
+        let name = format!("arrow_scan_{}_{}", self.id, self.scans);
         let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
         // Boxed: DuckDB keeps a pointer to the stream struct itself.
         let mut stream = Box::new(FFI_ArrowArrayStream::new(Box::new(reader)));

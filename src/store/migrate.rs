@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_api"),
     migration!(6, "0006_alerts"),
     migration!(7, "0007_integrity"),
+    migration!(8, "0008_checkpoint_lanes"),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -143,20 +143,28 @@ impl Store {
         if self.writer_taken.swap(true, Ordering::SeqCst) {
             bail!("the ingest writer of {} is already in use", self.path.display());
         }
-        let opened = (|| -> Result<(RawConnection, Option<i64>, Option<chain::Digest>)> {
+        let opened = (|| -> Result<(RawConnection, Option<i64>, Option<chain::Digest>, bool)> {
             let mut raw = self.db.raw_connection()?;
             raw.attach_scratch(&self.catalog)?;
             let conn = self.connection()?;
             let last = conn.query_row("SELECT max(batch_id) FROM ingest_batches", [], |r| r.get(0))?;
-            Ok((raw, last, chain::stored_head(&conn)?))
+            let lane_checkpoints: i64 = conn.query_row(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'source_checkpoints'",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok((raw, last, chain::stored_head(&conn)?, lane_checkpoints > 0))
         })();
-        let (raw, last, chain_head) = opened.inspect_err(|_| self.writer_taken.store(false, Ordering::SeqCst))?;
+        let (raw, last, head, lane_checkpoints) =
+            opened.inspect_err(|_| self.writer_taken.store(false, Ordering::SeqCst))?;
+        let state = TurnState { committed: last.unwrap_or(0), head, failed: None };
         Ok(Writer {
-            raw,
-            next_batch_id: last.unwrap_or(0) + 1,
-            chain_head,
+            conns: vec![raw],
+            turns: Turns { state: std::sync::Mutex::new(state), changed: std::sync::Condvar::new() },
+            lane_checkpoints,
+            catalog: self.catalog.clone(),
             taken: self.writer_taken.clone(),
-            _db: self.db.clone(),
+            db: self.db.clone(),
         })
     }
 
@@ -292,14 +300,28 @@ pub struct BatchReceipt {
 }
 
 /// The ingest writer: the only code that adds rows to the public tables.
+///
+/// It commits batches one at a time ([`Writer::commit`]), or through up to
+/// [`MAX_LANES`] lanes ([`Writer::lanes`]): connections of their own that store
+/// alternate batches at once, each in its own transaction, and commit them in batch
+/// order. A batch's rows go in while the batch before it is still being compressed
+/// and committed by the other lane (DuckDB compresses a commit's full row groups
+/// before taking its commit locks, so two commits compress at once); its `COMMIT`
+/// waits for that batch's. So the database only ever holds a prefix of the batches
+/// handed over, every checkpoint covers only rows committed with or before it, and
+/// the integrity chain links each batch to the one committed before it.
 pub struct Writer {
-    raw: RawConnection,
-    next_batch_id: i64,
-    /// The chain digest of the last committed batch (`ingest_chain`); None below migration 7.
-    chain_head: Option<chain::Digest>,
+    /// One connection per lane; the first is the one [`Writer::commit`] uses.
+    conns: Vec<RawConnection>,
+    turns: Turns,
+    /// Whether the schema keeps a checkpoint row per lane (`source_checkpoints`,
+    /// migration 8). Below it, one lane writes `checkpoints` itself.
+    lane_checkpoints: bool,
+    /// The database's catalog, for the lanes' `scratch` views.
+    catalog: String,
     /// Cleared on drop, so the store can hand out a writer again.
     taken: Arc<AtomicBool>,
-    _db: Arc<RawDatabase>,
+    db: Arc<RawDatabase>,
 }
 
 impl Drop for Writer {
@@ -308,13 +330,129 @@ impl Drop for Writer {
     }
 }
 
+/// Most lanes a writer runs: two open transactions write different lane rows of a
+/// source's checkpoint (`batch_id % 2`).
+pub const MAX_LANES: usize = 2;
+
 /// The public tables in the order of [`TableBatches`]' fields.
 const TABLES: [&str; 4] = ["cosmos_requests", "signins", "raw_events", "quarantine"];
 
+/// Whose turn it is to commit.
+struct Turns {
+    state: std::sync::Mutex<TurnState>,
+    changed: std::sync::Condvar,
+}
+
+struct TurnState {
+    /// The last committed batch (0 before the first).
+    committed: i64,
+    /// Its chain digest (`ingest_chain`); None below migration 7.
+    head: Option<chain::Digest>,
+    /// The first batch that failed since the lanes were handed out: it and every batch
+    /// after it roll back.
+    failed: Option<i64>,
+}
+
+impl Turns {
+    fn state(&self) -> std::sync::MutexGuard<'_, TurnState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until every batch before `batch_id` has committed; the chain digest of the
+    /// last of them.
+    fn wait(&self, batch_id: i64) -> Result<Option<chain::Digest>> {
+        let mut state = self.state();
+        loop {
+            if let Some(failed) = state.failed.filter(|failed| *failed < batch_id) {
+                bail!("not committed: batch {failed}, before it, failed");
+            }
+            if state.committed >= batch_id {
+                bail!("batch {batch_id} is already committed");
+            }
+            if state.committed == batch_id - 1 {
+                return Ok(state.head);
+            }
+            state = self.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn committed(&self, batch_id: i64, chain: Option<chain::Digest>) {
+        let mut state = self.state();
+        state.committed = batch_id;
+        if chain.is_some() {
+            state.head = chain;
+        }
+        self.changed.notify_all();
+    }
+
+    fn failed(&self, batch_id: i64) {
+        let mut state = self.state();
+        state.failed = Some(state.failed.map_or(batch_id, |failed| failed.min(batch_id)));
+        self.changed.notify_all();
+    }
+}
+
 impl Writer {
+    /// The id the next batch committed gets.
+    pub fn next_batch_id(&self) -> i64 {
+        self.turns.state().committed + 1
+    }
+
     /// Stores `batches` and moves the sources to `checkpoints`, atomically.
     pub fn commit(&mut self, batches: TableBatches, checkpoints: &[Checkpoint]) -> Result<BatchReceipt> {
-        let batch_id = self.next_batch_id;
+        let batch_id = self.next_batch_id();
+        let mut lanes = self.lanes(1)?;
+        lanes[0].commit(batch_id, batches, checkpoints, |_| {})
+    }
+
+    /// `count` lanes (at most [`MAX_LANES`]; one below migration 8) that commit the
+    /// batches handed to them in batch-id order, starting at [`Writer::next_batch_id`].
+    pub fn lanes(&mut self, count: usize) -> Result<Vec<Lane<'_>>> {
+        let count = count.clamp(1, if self.lane_checkpoints { MAX_LANES } else { 1 });
+        while self.conns.len() < count {
+            let mut raw = self.db.raw_connection()?;
+            raw.attach_scratch(&self.catalog)?;
+            self.conns.push(raw);
+        }
+        self.turns.state().failed = None;
+        let (turns, lane_checkpoints) = (&self.turns, self.lane_checkpoints);
+        Ok(self.conns[..count].iter_mut().map(|raw| Lane { raw, turns, lane_checkpoints }).collect())
+    }
+}
+
+/// One of a [`Writer`]'s connections; see [`Writer::lanes`].
+pub struct Lane<'w> {
+    raw: &'w mut RawConnection,
+    turns: &'w Turns,
+    lane_checkpoints: bool,
+}
+
+impl Lane<'_> {
+    /// Stores `batches` as batch `batch_id` and moves the sources to `checkpoints`,
+    /// atomically, once every batch before it has committed; `on_commit` runs right
+    /// after the commit, before the next batch can commit. A failed batch fails every
+    /// batch after it too.
+    pub fn commit(
+        &mut self,
+        batch_id: i64,
+        batches: TableBatches,
+        checkpoints: &[Checkpoint],
+        on_commit: impl FnOnce(&BatchReceipt),
+    ) -> Result<BatchReceipt> {
+        let outcome = self.store(batch_id, batches, checkpoints, on_commit);
+        if outcome.is_err() {
+            self.turns.failed(batch_id);
+        }
+        outcome
+    }
+
+    fn store(
+        &mut self,
+        batch_id: i64,
+        batches: TableBatches,
+        checkpoints: &[Checkpoint],
+        on_commit: impl FnOnce(&BatchReceipt),
+    ) -> Result<BatchReceipt> {
         let counts = batches.counts();
         let TableBatches { cosmos, signins, raw, quarantine } = batches;
         let header = chain::BatchHeader {
@@ -324,16 +462,23 @@ impl Writer {
             position: describe_all(checkpoints),
             counts: [counts.cosmos as i64, counts.signins as i64, counts.raw as i64, counts.quarantined as i64],
         };
-        let head = self.chain_head;
+        let chained = self.turns.state().head.is_some();
         let tables = [cosmos, signins, raw, quarantine];
-        // The chain digest is computed on a thread of its own while DuckDB stores the
-        // rows (the writer thread is ingest's bottleneck), and written in the same
-        // transaction, just before it commits.
-        let sealed = std::thread::scope(|scope| -> Result<Option<chain::Sealed>> {
-            let sealing = head.map(|head| {
+        std::thread::scope(|scope| -> Result<BatchReceipt> {
+            // The rows' digests are computed on a thread of their own while DuckDB
+            // stores the rows (the writer threads are ingest's bottleneck).
+            let hashing = chained.then(|| {
                 let (header, tables) = (&header, &tables);
-                scope.spawn(move || chain::seal(header, [&tables[0], &tables[1], &tables[2], &tables[3]], &head))
+                scope.spawn(move || chain::digest_rows(header, [&tables[0], &tables[1], &tables[2], &tables[3]]))
             });
+            let digest = move || -> Result<Option<chain::RowsDigest>> {
+                match hashing {
+                    Some(handle) => {
+                        Ok(Some(handle.join().map_err(|_| anyhow::anyhow!("the chain digest thread panicked"))??))
+                    }
+                    None => Ok(None),
+                }
+            };
             let mut views = Vec::new();
             let mut outcome = Ok(());
             for (table, batches) in TABLES.into_iter().zip(&tables) {
@@ -351,58 +496,53 @@ impl Writer {
                     }
                 }
             }
-            let seal = move || -> Result<Option<chain::Sealed>> {
-                match sealing {
-                    Some(handle) => {
-                        Ok(Some(handle.join().map_err(|_| anyhow::anyhow!("the chain digest thread panicked"))??))
-                    }
-                    None => Ok(None),
-                }
-            };
-            let outcome = outcome.and_then(|()| self.transaction(&header, seal, &views, checkpoints));
+            let receipt = BatchReceipt { batch_id, counts };
+            let outcome = outcome.and_then(|()| self.transaction(&header, digest, &views, checkpoints));
             for (_, view) in views {
                 if let Err(error) = self.raw.drop_arrow_view(view) {
                     tracing::warn!(error = %error, "dropping an Arrow scan view");
                 }
             }
-            outcome
-        })?;
-        self.next_batch_id += 1;
-        if let Some(sealed) = sealed {
-            self.chain_head = Some(sealed.chain);
-        }
-        Ok(BatchReceipt { batch_id, counts })
+            let chain = outcome?;
+            on_commit(&receipt);
+            self.turns.committed(batch_id, chain);
+            Ok(receipt)
+        })
     }
 
-    /// Stores the batch in one transaction; `seal` gives its chain digest (once the rows
-    /// are in), which is stored in the same transaction and returned.
+    /// Stores the batch in one transaction and commits it in its turn; `digest` gives
+    /// its rows' digests (once the rows are in). Returns its chain digest.
     fn transaction(
         &mut self,
         header: &chain::BatchHeader,
-        seal: impl FnOnce() -> Result<Option<chain::Sealed>>,
+        digest: impl FnOnce() -> Result<Option<chain::RowsDigest>>,
         views: &[(&str, ffi::ArrowView)],
         checkpoints: &[Checkpoint],
-    ) -> Result<Option<chain::Sealed>> {
+    ) -> Result<Option<chain::Digest>> {
         self.raw.execute_batch("BEGIN TRANSACTION")?;
-        match self.write(header, seal, views, checkpoints) {
-            Ok(sealed) => {
-                self.raw.execute_batch("COMMIT").context("committing ingest batch")?;
-                Ok(sealed)
-            }
-            Err(error) => {
-                let _ = self.raw.execute_batch("ROLLBACK");
-                Err(error)
-            }
+        let outcome = (|| {
+            self.write(header, views, checkpoints)?;
+            let digest = digest()?;
+            let previous = self.turns.wait(header.batch_id)?;
+            let sealed = match (digest, previous) {
+                (Some(digest), Some(previous)) => Some(self.write_chain(header.batch_id, digest, &previous)?),
+                _ => None,
+            };
+            self.raw.execute_batch("COMMIT").context("committing ingest batch")?;
+            Ok(sealed)
+        })();
+        if outcome.is_err() {
+            let _ = self.raw.execute_batch("ROLLBACK");
         }
+        outcome
     }
 
     fn write(
         &mut self,
         header: &chain::BatchHeader,
-        seal: impl FnOnce() -> Result<Option<chain::Sealed>>,
         views: &[(&str, ffi::ArrowView)],
         checkpoints: &[Checkpoint],
-    ) -> Result<Option<chain::Sealed>> {
+    ) -> Result<()> {
         let batch_id = header.batch_id;
         let now = header.committed_at;
         self.raw.execute(
@@ -432,11 +572,9 @@ impl Writer {
             v.as_deref().map_or(Param::Null, Param::Text)
         }
         let int = |v: Option<i64>| v.map_or(Param::Null, Param::Int);
+        let chained = self.turns.state().head.is_some();
         for checkpoint in checkpoints {
-            self.raw.execute(
-            "INSERT OR REPLACE INTO checkpoints VALUES
-                (?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?)",
-            &[
+            let position = [
                 Param::Text(&checkpoint.source_id),
                 Param::Text(checkpoint.kind.as_str()),
                 int(checkpoint.byte_offset),
@@ -448,9 +586,25 @@ impl Writer {
                 int(checkpoint.event_time),
                 Param::Int(now),
                 Param::Int(batch_id),
-            ],
-        )?;
-            if self.chain_head.is_none() {
+            ];
+            if self.lane_checkpoints {
+                // The row of this batch's lane; the other lane's row may belong to a
+                // batch still open in the other transaction.
+                let mut params = vec![position[0].clone(), Param::Int(batch_id.rem_euclid(2))];
+                params.extend_from_slice(&position[1..]);
+                self.raw.execute(
+                    "INSERT OR REPLACE INTO source_checkpoints VALUES
+                        (?, ?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?)",
+                    &params,
+                )?;
+            } else {
+                self.raw.execute(
+                    "INSERT OR REPLACE INTO checkpoints VALUES
+                        (?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?)",
+                    &position,
+                )?;
+            }
+            if !chained {
                 continue;
             }
             self.raw.execute(
@@ -466,24 +620,32 @@ impl Writer {
                 ],
             )?;
         }
-        let sealed = seal()?;
-        if let Some(sealed) = &sealed {
-            let digests = sealed.tables.iter().chain([&sealed.rows, &sealed.chain]).map(chain::hex).collect::<Vec<_>>();
-            self.raw.execute(
-                "INSERT INTO ingest_chain VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                &[
-                    Param::Int(batch_id),
-                    Param::Int(chain::VERSION.into()),
-                    Param::Text(&digests[0]),
-                    Param::Text(&digests[1]),
-                    Param::Text(&digests[2]),
-                    Param::Text(&digests[3]),
-                    Param::Text(&digests[4]),
-                    Param::Text(&digests[5]),
-                ],
-            )?;
-        }
-        Ok(sealed)
+        Ok(())
+    }
+
+    /// Links the batch to the one committed before it and stores its digests.
+    fn write_chain(
+        &mut self,
+        batch_id: i64,
+        digest: chain::RowsDigest,
+        previous: &chain::Digest,
+    ) -> Result<chain::Digest> {
+        let sealed = digest.link(batch_id, previous);
+        let digests = sealed.tables.iter().chain([&sealed.rows, &sealed.chain]).map(chain::hex).collect::<Vec<_>>();
+        self.raw.execute(
+            "INSERT INTO ingest_chain VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Param::Int(batch_id),
+                Param::Int(chain::VERSION.into()),
+                Param::Text(&digests[0]),
+                Param::Text(&digests[1]),
+                Param::Text(&digests[2]),
+                Param::Text(&digests[3]),
+                Param::Text(&digests[4]),
+                Param::Text(&digests[5]),
+            ],
+        )?;
+        Ok(sealed.chain)
     }
 }
 
