@@ -465,20 +465,6 @@ impl Lane<'_> {
         let chained = self.turns.state().head.is_some();
         let tables = [cosmos, signins, raw, quarantine];
         std::thread::scope(|scope| -> Result<BatchReceipt> {
-            // The rows' digests are computed on a thread of their own while DuckDB
-            // stores the rows (the writer threads are ingest's bottleneck).
-            let hashing = chained.then(|| {
-                let (header, tables) = (&header, &tables);
-                scope.spawn(move || chain::digest_rows(header, [&tables[0], &tables[1], &tables[2], &tables[3]]))
-            });
-            let digest = move || -> Result<Option<chain::RowsDigest>> {
-                match hashing {
-                    Some(handle) => {
-                        Ok(Some(handle.join().map_err(|_| anyhow::anyhow!("the chain digest thread panicked"))??))
-                    }
-                    None => Ok(None),
-                }
-            };
             let mut views = Vec::new();
             let mut outcome = Ok(());
             for (table, batches) in TABLES.into_iter().zip(&tables) {
@@ -496,6 +482,23 @@ impl Lane<'_> {
                     }
                 }
             }
+            // The rows' digests are computed on a thread of their own while DuckDB
+            // stores the rows (the writer lanes are ingest's bottleneck). That thread
+            // owns the batches: once it is done and DuckDB has read them, their memory
+            // is free for the parsers again while this commit waits for its turn and
+            // DuckDB compresses it.
+            let header_ref = &header;
+            let hashing = chained.then(|| {
+                scope.spawn(move || chain::digest_rows(header_ref, [&tables[0], &tables[1], &tables[2], &tables[3]]))
+            });
+            let digest = move || -> Result<Option<chain::RowsDigest>> {
+                match hashing {
+                    Some(handle) => {
+                        Ok(Some(handle.join().map_err(|_| anyhow::anyhow!("the chain digest thread panicked"))??))
+                    }
+                    None => Ok(None),
+                }
+            };
             let receipt = BatchReceipt { batch_id, counts };
             let outcome = outcome.and_then(|()| self.transaction(&header, digest, &views, checkpoints));
             for (_, view) in views {
