@@ -15,7 +15,7 @@
 
 use crate::record::{Origin, RecordSink, Rejection, parse_unit};
 use crate::store::rows::{RowCounts, Rows, TableBatches};
-use crate::store::{BatchReceipt, Checkpoint, Writer};
+use crate::store::{BatchReceipt, Checkpoint, Part, Writer};
 use anyhow::{Result, anyhow};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -282,15 +282,16 @@ fn tail_share(rows: u64, input: usize, remaining: u64, commit_rows: usize) -> u6
     (total / commits).ceil() as u64
 }
 
-/// A commit's worth of rows for a writer lane: its batch id, rows and checkpoints.
-type Job = (i64, TableBatches, Vec<Checkpoint>);
+/// Parts in flight to the lane storing the current commit: its rows are handed over as
+/// they are parsed, and DuckDB stores them as they come.
+const PARTS_IN_FLIGHT: usize = 4;
 
-/// Puts parsed chunks back in source order and hands each commit's worth to the
-/// DuckDB writer lanes in turn (see [`Writer::lanes`]), so parsing the next commit
-/// overlaps storing this one, and with two lanes one commit's rows go in while the
-/// one before is compressed and committed. The lanes commit in order and report each
-/// commit as soon as it is made: a live source that goes quiet shows its last commit
-/// in the status and metrics at once, not when the next event comes.
+/// Puts parsed chunks back in source order and streams each commit's worth to the
+/// DuckDB writer lanes in turn (see [`Writer::lanes`]): a lane stores a commit's rows as
+/// they are parsed, and with two lanes one commit's rows go in while the one before is
+/// compressed and committed. The lanes commit in order and report each commit as soon
+/// as it is made: a live source that goes quiet shows its last commit in the status and
+/// metrics at once, not when the next event comes.
 fn commit_in_order(
     writer: &mut Writer,
     parsed_rx: mpsc::Receiver<(u64, Result<Parsed>)>,
@@ -304,21 +305,21 @@ fn commit_in_order(
         let mut senders = Vec::new();
         let mut stored = Vec::new();
         for mut lane in lanes {
-            // One commit per lane being stored while the next is gathered: memory stays bounded.
-            let (job_tx, job_rx) = mpsc::sync_channel::<Job>(0);
+            // A lane takes the next commit only once it is done with its last: with the
+            // bounded parts, memory stays bounded.
+            let (job_tx, job_rx) = mpsc::sync_channel::<(i64, mpsc::Receiver<Part>)>(0);
             senders.push(job_tx);
             let on_commit = &on_commit;
             let lane_thread = std::thread::Builder::new().name("ingest-write".into()).spawn_scoped(
                 scope,
                 move || -> Result<RowCounts, (i64, anyhow::Error)> {
                     let mut total = RowCounts::default();
-                    for (batch_id, batches, checkpoints) in job_rx {
-                        let report = |receipt: &BatchReceipt| {
+                    for (batch_id, parts) in job_rx {
+                        let report = |receipt: &BatchReceipt, checkpoints: &[Checkpoint]| {
                             let mut on_commit = on_commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                            (*on_commit)(receipt, &checkpoints)
+                            (*on_commit)(receipt, checkpoints)
                         };
-                        let receipt =
-                            lane.commit(batch_id, batches, &checkpoints, report).map_err(|error| (batch_id, error))?;
+                        let receipt = lane.commit(batch_id, parts, report).map_err(|error| (batch_id, error))?;
                         total += receipt.counts;
                     }
                     Ok(total)
@@ -331,19 +332,14 @@ fn commit_in_order(
             }
         }
         let mut jobs = 0usize;
-        let mut hand_over = |batches: TableBatches, checkpoints: Vec<Checkpoint>| {
-            let job = (first_batch + jobs as i64, batches, checkpoints);
-            let sent = senders[jobs % senders.len()].send(job).is_ok();
-            jobs += 1;
-            sent
-        };
+        // The parts of the commit being streamed, if one is.
+        let mut current: Option<mpsc::SyncSender<Part>> = None;
         let mut waiting: BTreeMap<u64, Result<Parsed>> = BTreeMap::new();
         let mut next = 0u64;
-        let mut pending = TableBatches::default();
         let mut pending_counts = RowCounts::default();
         let mut pending_bytes = 0usize;
         let mut pending_input = 0usize;
-        // The latest checkpoint of each position the pending chunks moved.
+        // The latest checkpoint of each position the commit's chunks moved.
         let mut pending_checkpoints: BTreeMap<String, Checkpoint> = BTreeMap::new();
         let mut failure = None;
         let mut lane_stopped = false;
@@ -358,14 +354,28 @@ fn commit_in_order(
                         break 'receive;
                     }
                 };
-                pending.append(batches);
+                if counts.total() > 0 || !checkpoints.is_empty() {
+                    if current.is_none() {
+                        let (parts, parts_rx) = mpsc::sync_channel(PARTS_IN_FLIGHT);
+                        if senders[jobs % senders.len()].send((first_batch + jobs as i64, parts_rx)).is_err() {
+                            lane_stopped = true;
+                            break 'receive; // a lane stopped: its error comes from the join
+                        }
+                        jobs += 1;
+                        current = Some(parts);
+                    }
+                    let parts = current.as_ref().expect("opened above");
+                    if counts.total() > 0 && parts.send(Part::Rows(batches)).is_err() {
+                        lane_stopped = true;
+                        break 'receive;
+                    }
+                }
                 pending_counts += counts;
                 pending_bytes += bytes;
                 pending_input += input;
                 for checkpoint in checkpoints {
                     pending_checkpoints.insert(checkpoint.source_id.clone(), checkpoint);
                 }
-                let nothing = pending_counts.total() == 0 && pending_checkpoints.is_empty();
                 let largest = pending_counts.largest();
                 let by_rows = largest >= options.commit_rows as u64;
                 let by_bytes = pending_bytes >= options.commit_bytes;
@@ -377,21 +387,24 @@ fn commit_in_order(
                 {
                     full = largest >= tail_share(largest, pending_input, remaining, options.commit_rows);
                 }
-                if (full || flush) && !nothing {
+                if (full || flush) && current.is_some() {
+                    let parts = current.take().expect("checked");
                     let checkpoints = std::mem::take(&mut pending_checkpoints).into_values().collect();
                     pending_counts = RowCounts::default();
                     pending_bytes = 0;
                     pending_input = 0;
-                    if !hand_over(std::mem::take(&mut pending), checkpoints) {
+                    if parts.send(Part::End(checkpoints)).is_err() {
                         lane_stopped = true;
-                        break 'receive; // a lane stopped: its error comes from the join
+                        break 'receive;
                     }
                 }
             }
         }
         // Whatever preceded a failure is sound: commit it before reporting.
-        if !lane_stopped && (!pending_checkpoints.is_empty() || pending_counts.total() > 0) {
-            hand_over(pending, pending_checkpoints.into_values().collect());
+        if let Some(parts) = current.take()
+            && !lane_stopped
+        {
+            let _ = parts.send(Part::End(pending_checkpoints.into_values().collect()));
         }
         drop(senders);
         let mut total = RowCounts::default();

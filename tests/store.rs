@@ -215,7 +215,7 @@ fn checkpoints_keep_the_row_groups_commits_wrote() {
 /// fails rolls back the batches after it, never those before.
 #[test]
 fn lanes_commit_in_order_and_a_failure_stops_the_batches_after_it() {
-    use tokentrail::store::{Checkpoint, SourceKind, rows::TableBatches};
+    use tokentrail::store::{Checkpoint, Part, SourceKind, rows::TableBatches};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("lanes.duckdb"), &StoreOptions::default()).unwrap();
     let mut writer = store.writer().unwrap();
@@ -224,6 +224,13 @@ fn lanes_commit_in_order_and_a_failure_stops_the_batches_after_it() {
         checkpoint.line = Some(line);
         vec![checkpoint]
     };
+    // A batch's input, whole: its rows, then where the source stands.
+    let input = |batches: TableBatches, line: i64| {
+        let (parts, input) = std::sync::mpsc::channel();
+        parts.send(Part::Rows(batches)).unwrap();
+        parts.send(Part::End(at_line(line))).unwrap();
+        input
+    };
     let first = writer.next_batch_id();
     let committed = std::sync::Mutex::new(Vec::new());
     {
@@ -231,14 +238,16 @@ fn lanes_commit_in_order_and_a_failure_stops_the_batches_after_it() {
         assert_eq!(lanes.len(), 2);
         let (a, b) = lanes.split_at_mut(1);
         let (a, b) = (&mut a[0], &mut b[0]);
-        let record = |receipt: &tokentrail::store::BatchReceipt| committed.lock().unwrap().push(receipt.batch_id);
+        let record = |receipt: &tokentrail::store::BatchReceipt, _: &[Checkpoint]| {
+            committed.lock().unwrap().push(receipt.batch_id)
+        };
         std::thread::scope(|scope| {
             // The second batch is stored first; its commit waits for the first.
             let second =
-                scope.spawn(|| b.commit(first + 1, TableBatches::default(), &at_line(20), record).map(|r| r.batch_id));
+                scope.spawn(|| b.commit(first + 1, input(TableBatches::default(), 20), record).map(|r| r.batch_id));
             std::thread::sleep(std::time::Duration::from_millis(300));
             assert!(committed.lock().unwrap().is_empty(), "batch {} committed before batch {first}", first + 1);
-            a.commit(first, TableBatches::default(), &at_line(10), record).unwrap();
+            a.commit(first, input(TableBatches::default(), 10), record).unwrap();
             assert_eq!(second.join().unwrap().unwrap(), first + 1);
         });
     }
@@ -261,10 +270,10 @@ fn lanes_commit_in_order_and_a_failure_stops_the_batches_after_it() {
         let (a, b) = lanes.split_at_mut(1);
         let (a, b) = (&mut a[0], &mut b[0]);
         let failed =
-            b.commit(first + 3, TableBatches { cosmos: vec![bogus], ..TableBatches::default() }, &at_line(40), |_| {});
+            b.commit(first + 3, input(TableBatches { cosmos: vec![bogus], ..TableBatches::default() }, 40), |_, _| {});
         assert!(failed.unwrap_err().to_string().contains("cosmos_requests"), "the failing batch names its table");
-        a.commit(first + 2, TableBatches::default(), &at_line(30), |_| {}).unwrap();
-        let after = a.commit(first + 4, TableBatches::default(), &at_line(50), |_| {}).unwrap_err().to_string();
+        a.commit(first + 2, input(TableBatches::default(), 30), |_, _| {}).unwrap();
+        let after = a.commit(first + 4, input(TableBatches::default(), 50), |_, _| {}).unwrap_err().to_string();
         assert!(after.contains(&format!("batch {}, before it, failed", first + 3)), "{after}");
     }
     assert_eq!(store.checkpoint("file:lanes").unwrap().unwrap().line, Some(30));
@@ -274,6 +283,17 @@ fn lanes_commit_in_order_and_a_failure_stops_the_batches_after_it() {
     // The writer goes on after the failed batch's id.
     assert_eq!(writer.next_batch_id(), first + 3);
     writer.commit(TableBatches::default(), &at_line(60)).unwrap();
+    assert_eq!(store.checkpoint("file:lanes").unwrap().unwrap().line, Some(60));
+    // A batch whose input stops before its end rolls back.
+    {
+        let mut lanes = writer.lanes(2).unwrap();
+        let (parts, cut) = std::sync::mpsc::channel();
+        parts.send(Part::Rows(TableBatches::default())).unwrap();
+        drop(parts);
+        let next = first + 4;
+        let error = lanes[0].commit(next, cut, |_, _| {}).unwrap_err().to_string();
+        assert!(error.contains("ended before the batch did"), "{error}");
+    }
     assert_eq!(store.checkpoint("file:lanes").unwrap().unwrap().line, Some(60));
     let verified = tokentrail::evidence::chain::verify(&store, &|_, _| {}).unwrap();
     assert!(verified.failures.is_empty(), "the chain links the batches in commit order: {verified:?}");

@@ -11,7 +11,7 @@
 //! it in an `Arc`); a [`RawConnection`] is used by one thread at a time.
 
 use arrow::ffi_stream::FFI_ArrowArrayStream;
-use arrow::record_batch::{RecordBatch, RecordBatchIterator};
+use arrow::record_batch::RecordBatchReader;
 use duckdb::ffi;
 use std::ffi::{CStr, CString, c_char};
 use std::path::Path;
@@ -180,22 +180,19 @@ impl RawConnection {
         Ok(())
     }
 
-    /// Makes `batches` readable as the view `scratch.<name>` through DuckDB's Arrow
-    /// scan. The view lives in the in-memory catalog `scratch`: a view over
-    /// process-local pointers cannot be written to the database file, and it must be
-    /// made outside the transaction that reads it (a transaction writes to one
+    /// Makes the batches of `reader` readable as the view `scratch.<name>` through
+    /// DuckDB's Arrow scan, which pulls them as it reads (the reader may wait for
+    /// batches still being made). The view lives in the in-memory catalog `scratch`: a
+    /// view over process-local pointers cannot be written to the database file, and it
+    /// must be made outside the transaction that reads it (a transaction writes to one
     /// database only). Each view can be read once; drop it with [`Self::drop_arrow_view`].
-    pub fn create_arrow_view(&mut self, batches: Vec<RecordBatch>) -> Result<Option<ArrowView>, FfiError> {
-        let Some(first) = batches.first() else { return Ok(None) };
+    pub fn create_arrow_view(&mut self, reader: Box<dyn RecordBatchReader + Send>) -> Result<ArrowView, FfiError> {
         let home =
             self.home.clone().ok_or_else(|| FfiError::Query { message: "scratch catalog not attached".into() })?;
-        let schema = first.schema();
-        let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>() as u64;
         self.scans += 1;
         let name = format!("arrow_scan_{}_{}", self.id, self.scans);
-        let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
         // Boxed: DuckDB keeps a pointer to the stream struct itself.
-        let mut stream = Box::new(FFI_ArrowArrayStream::new(Box::new(reader)));
+        let mut stream = Box::new(FFI_ArrowArrayStream::new(reader));
         let c_name = CString::new(name.as_str())?;
         // duckdb_arrow_scan makes the view in the connection's default catalog.
         self.execute_batch("USE scratch")?;
@@ -209,7 +206,7 @@ impl RawConnection {
             return Err(FfiError::Query { message: "DuckDB refused the Arrow stream".into() });
         }
         restored?;
-        Ok(Some(ArrowView { name: format!("scratch.{name}"), rows, _stream: stream }))
+        Ok(ArrowView { name: format!("scratch.{name}"), _stream: stream })
     }
 
     pub fn drop_arrow_view(&mut self, view: ArrowView) -> Result<(), FfiError> {
@@ -220,7 +217,6 @@ impl RawConnection {
 /// An Arrow stream readable from SQL by [`ArrowView::name`], once.
 pub struct ArrowView {
     pub name: String,
-    pub rows: u64,
     _stream: Box<FFI_ArrowArrayStream>,
 }
 

@@ -7,15 +7,16 @@
 //! once, whatever crashed when.
 
 mod ffi;
+mod lane;
 pub mod migrate;
 pub mod rows;
 
+use lane::Turns;
+pub use lane::{Lane, Part};
+
 use crate::evidence::chain;
 use anyhow::{Context, Result, bail};
-use arrow::array::{ArrayRef, Int64Array};
-use arrow::datatypes::{DataType, Field, Schema};
-use arrow::record_batch::RecordBatch;
-use ffi::{Param, RawConnection, RawDatabase};
+use ffi::{RawConnection, RawDatabase};
 use rows::{RowCounts, TableBatches};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -157,10 +158,9 @@ impl Store {
         })();
         let (raw, last, head, lane_checkpoints) =
             opened.inspect_err(|_| self.writer_taken.store(false, Ordering::SeqCst))?;
-        let state = TurnState { committed: last.unwrap_or(0), head, failed: None };
         Ok(Writer {
             conns: vec![raw],
-            turns: Turns { state: std::sync::Mutex::new(state), changed: std::sync::Condvar::new() },
+            turns: Turns::new(last.unwrap_or(0), head),
             lane_checkpoints,
             catalog: self.catalog.clone(),
             taken: self.writer_taken.clone(),
@@ -334,75 +334,22 @@ impl Drop for Writer {
 /// source's checkpoint (`batch_id % 2`).
 pub const MAX_LANES: usize = 2;
 
-/// The public tables in the order of [`TableBatches`]' fields.
-const TABLES: [&str; 4] = ["cosmos_requests", "signins", "raw_events", "quarantine"];
-
-/// Whose turn it is to commit.
-struct Turns {
-    state: std::sync::Mutex<TurnState>,
-    changed: std::sync::Condvar,
-}
-
-struct TurnState {
-    /// The last committed batch (0 before the first).
-    committed: i64,
-    /// Its chain digest (`ingest_chain`); None below migration 7.
-    head: Option<chain::Digest>,
-    /// The first batch that failed since the lanes were handed out: it and every batch
-    /// after it roll back.
-    failed: Option<i64>,
-}
-
-impl Turns {
-    fn state(&self) -> std::sync::MutexGuard<'_, TurnState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Waits until every batch before `batch_id` has committed; the chain digest of the
-    /// last of them.
-    fn wait(&self, batch_id: i64) -> Result<Option<chain::Digest>> {
-        let mut state = self.state();
-        loop {
-            if let Some(failed) = state.failed.filter(|failed| *failed < batch_id) {
-                bail!("not committed: batch {failed}, before it, failed");
-            }
-            if state.committed >= batch_id {
-                bail!("batch {batch_id} is already committed");
-            }
-            if state.committed == batch_id - 1 {
-                return Ok(state.head);
-            }
-            state = self.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-
-    fn committed(&self, batch_id: i64, chain: Option<chain::Digest>) {
-        let mut state = self.state();
-        state.committed = batch_id;
-        if chain.is_some() {
-            state.head = chain;
-        }
-        self.changed.notify_all();
-    }
-
-    fn failed(&self, batch_id: i64) {
-        let mut state = self.state();
-        state.failed = Some(state.failed.map_or(batch_id, |failed| failed.min(batch_id)));
-        self.changed.notify_all();
-    }
-}
-
 impl Writer {
     /// The id the next batch committed gets.
     pub fn next_batch_id(&self) -> i64 {
-        self.turns.state().committed + 1
+        self.turns.next_batch_id()
     }
 
     /// Stores `batches` and moves the sources to `checkpoints`, atomically.
     pub fn commit(&mut self, batches: TableBatches, checkpoints: &[Checkpoint]) -> Result<BatchReceipt> {
         let batch_id = self.next_batch_id();
+        let (parts, input) = std::sync::mpsc::channel();
+        // Both sends succeed: `input` is still held here.
+        let _ = parts.send(Part::Rows(batches));
+        let _ = parts.send(Part::End(checkpoints.to_vec()));
+        drop(parts);
         let mut lanes = self.lanes(1)?;
-        lanes[0].commit(batch_id, batches, checkpoints, |_| {})
+        lanes[0].commit(batch_id, input, |_, _| {})
     }
 
     /// `count` lanes (at most [`MAX_LANES`]; one below migration 8) that commit the
@@ -414,248 +361,8 @@ impl Writer {
             raw.attach_scratch(&self.catalog)?;
             self.conns.push(raw);
         }
-        self.turns.state().failed = None;
+        self.turns.start();
         let (turns, lane_checkpoints) = (&self.turns, self.lane_checkpoints);
-        Ok(self.conns[..count].iter_mut().map(|raw| Lane { raw, turns, lane_checkpoints }).collect())
+        Ok(self.conns[..count].iter_mut().map(|raw| Lane::new(raw, turns, lane_checkpoints)).collect())
     }
-}
-
-/// One of a [`Writer`]'s connections; see [`Writer::lanes`].
-pub struct Lane<'w> {
-    raw: &'w mut RawConnection,
-    turns: &'w Turns,
-    lane_checkpoints: bool,
-}
-
-impl Lane<'_> {
-    /// Stores `batches` as batch `batch_id` and moves the sources to `checkpoints`,
-    /// atomically, once every batch before it has committed; `on_commit` runs right
-    /// after the commit, before the next batch can commit. A failed batch fails every
-    /// batch after it too.
-    pub fn commit(
-        &mut self,
-        batch_id: i64,
-        batches: TableBatches,
-        checkpoints: &[Checkpoint],
-        on_commit: impl FnOnce(&BatchReceipt),
-    ) -> Result<BatchReceipt> {
-        let outcome = self.store(batch_id, batches, checkpoints, on_commit);
-        if outcome.is_err() {
-            self.turns.failed(batch_id);
-        }
-        outcome
-    }
-
-    fn store(
-        &mut self,
-        batch_id: i64,
-        batches: TableBatches,
-        checkpoints: &[Checkpoint],
-        on_commit: impl FnOnce(&BatchReceipt),
-    ) -> Result<BatchReceipt> {
-        let counts = batches.counts();
-        let TableBatches { cosmos, signins, raw, quarantine } = batches;
-        let header = chain::BatchHeader {
-            batch_id,
-            committed_at: chrono::Utc::now().timestamp_micros(),
-            source_id: common_source(checkpoints),
-            position: describe_all(checkpoints),
-            counts: [counts.cosmos as i64, counts.signins as i64, counts.raw as i64, counts.quarantined as i64],
-        };
-        let chained = self.turns.state().head.is_some();
-        let tables = [cosmos, signins, raw, quarantine];
-        std::thread::scope(|scope| -> Result<BatchReceipt> {
-            let mut views = Vec::new();
-            let mut outcome = Ok(());
-            for (table, batches) in TABLES.into_iter().zip(&tables) {
-                let created = batches
-                    .iter()
-                    .map(|b| with_batch_id(b, batch_id))
-                    .collect::<Result<Vec<_>>>()
-                    .and_then(|batches| Ok(self.raw.create_arrow_view(batches)?));
-                match created {
-                    Ok(Some(view)) => views.push((table, view)),
-                    Ok(None) => {}
-                    Err(error) => {
-                        outcome = Err(error);
-                        break;
-                    }
-                }
-            }
-            // The rows' digests are computed on a thread of their own while DuckDB
-            // stores the rows (the writer lanes are ingest's bottleneck). That thread
-            // owns the batches: once it is done and DuckDB has read them, their memory
-            // is free for the parsers again while this commit waits for its turn and
-            // DuckDB compresses it.
-            let header_ref = &header;
-            let hashing = chained.then(|| {
-                scope.spawn(move || chain::digest_rows(header_ref, [&tables[0], &tables[1], &tables[2], &tables[3]]))
-            });
-            let digest = move || -> Result<Option<chain::RowsDigest>> {
-                match hashing {
-                    Some(handle) => {
-                        Ok(Some(handle.join().map_err(|_| anyhow::anyhow!("the chain digest thread panicked"))??))
-                    }
-                    None => Ok(None),
-                }
-            };
-            let receipt = BatchReceipt { batch_id, counts };
-            let outcome = outcome.and_then(|()| self.transaction(&header, digest, &views, checkpoints));
-            for (_, view) in views {
-                if let Err(error) = self.raw.drop_arrow_view(view) {
-                    tracing::warn!(error = %error, "dropping an Arrow scan view");
-                }
-            }
-            let chain = outcome?;
-            on_commit(&receipt);
-            self.turns.committed(batch_id, chain);
-            Ok(receipt)
-        })
-    }
-
-    /// Stores the batch in one transaction and commits it in its turn; `digest` gives
-    /// its rows' digests (once the rows are in). Returns its chain digest.
-    fn transaction(
-        &mut self,
-        header: &chain::BatchHeader,
-        digest: impl FnOnce() -> Result<Option<chain::RowsDigest>>,
-        views: &[(&str, ffi::ArrowView)],
-        checkpoints: &[Checkpoint],
-    ) -> Result<Option<chain::Digest>> {
-        self.raw.execute_batch("BEGIN TRANSACTION")?;
-        let outcome = (|| {
-            self.write(header, views, checkpoints)?;
-            let digest = digest()?;
-            let previous = self.turns.wait(header.batch_id)?;
-            let sealed = match (digest, previous) {
-                (Some(digest), Some(previous)) => Some(self.write_chain(header.batch_id, digest, &previous)?),
-                _ => None,
-            };
-            self.raw.execute_batch("COMMIT").context("committing ingest batch")?;
-            Ok(sealed)
-        })();
-        if outcome.is_err() {
-            let _ = self.raw.execute_batch("ROLLBACK");
-        }
-        outcome
-    }
-
-    fn write(
-        &mut self,
-        header: &chain::BatchHeader,
-        views: &[(&str, ffi::ArrowView)],
-        checkpoints: &[Checkpoint],
-    ) -> Result<()> {
-        let batch_id = header.batch_id;
-        let now = header.committed_at;
-        self.raw.execute(
-            "INSERT INTO ingest_batches VALUES (?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?, ?, ?, ?, ?, ?)",
-            &[
-                Param::Int(batch_id),
-                Param::Int(now),
-                Param::Text(&header.source_id),
-                Param::Text(&header.position),
-                Param::Int(header.counts[0]),
-                Param::Int(header.counts[1]),
-                Param::Int(header.counts[2]),
-                Param::Int(header.counts[3]),
-            ],
-        )?;
-        for (table, view) in views {
-            // `BY NAME`: table columns not in the batch (added by later migrations)
-            // take their defaults, and column order never matters.
-            let sql = format!("INSERT INTO {table} BY NAME SELECT * FROM {}", view.name);
-            let inserted =
-                self.raw.execute(&sql, &[]).with_context(|| format!("storing batch {batch_id} in {table}"))?;
-            if inserted != view.rows {
-                anyhow::bail!("storing batch {batch_id} in {table}: {inserted} of {} rows inserted", view.rows);
-            }
-        }
-        fn text(v: &Option<String>) -> Param<'_> {
-            v.as_deref().map_or(Param::Null, Param::Text)
-        }
-        let int = |v: Option<i64>| v.map_or(Param::Null, Param::Int);
-        let chained = self.turns.state().head.is_some();
-        for checkpoint in checkpoints {
-            let position = [
-                Param::Text(&checkpoint.source_id),
-                Param::Text(checkpoint.kind.as_str()),
-                int(checkpoint.byte_offset),
-                int(checkpoint.line),
-                text(&checkpoint.fingerprint),
-                Param::Bool(checkpoint.complete),
-                int(checkpoint.sequence_number),
-                text(&checkpoint.event_offset),
-                int(checkpoint.event_time),
-                Param::Int(now),
-                Param::Int(batch_id),
-            ];
-            if self.lane_checkpoints {
-                // The row of this batch's lane; the other lane's row may belong to a
-                // batch still open in the other transaction.
-                let mut params = vec![position[0].clone(), Param::Int(batch_id.rem_euclid(2))];
-                params.extend_from_slice(&position[1..]);
-                self.raw.execute(
-                    "INSERT OR REPLACE INTO source_checkpoints VALUES
-                        (?, ?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?)",
-                    &params,
-                )?;
-            } else {
-                self.raw.execute(
-                    "INSERT OR REPLACE INTO checkpoints VALUES
-                        (?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?)",
-                    &position,
-                )?;
-            }
-            if !chained {
-                continue;
-            }
-            self.raw.execute(
-                "INSERT OR REPLACE INTO ingest_positions VALUES (?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ)",
-                &[
-                    Param::Int(batch_id),
-                    Param::Text(&checkpoint.source_id),
-                    Param::Text(checkpoint.kind.as_str()),
-                    int(checkpoint.byte_offset),
-                    int(checkpoint.line),
-                    int(checkpoint.sequence_number),
-                    int(checkpoint.event_time),
-                ],
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Links the batch to the one committed before it and stores its digests.
-    fn write_chain(
-        &mut self,
-        batch_id: i64,
-        digest: chain::RowsDigest,
-        previous: &chain::Digest,
-    ) -> Result<chain::Digest> {
-        let sealed = digest.link(batch_id, previous);
-        let digests = sealed.tables.iter().chain([&sealed.rows, &sealed.chain]).map(chain::hex).collect::<Vec<_>>();
-        self.raw.execute(
-            "INSERT INTO ingest_chain VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            &[
-                Param::Int(batch_id),
-                Param::Int(chain::VERSION.into()),
-                Param::Text(&digests[0]),
-                Param::Text(&digests[1]),
-                Param::Text(&digests[2]),
-                Param::Text(&digests[3]),
-                Param::Text(&digests[4]),
-                Param::Text(&digests[5]),
-            ],
-        )?;
-        Ok(sealed.chain)
-    }
-}
-
-fn with_batch_id(batch: &RecordBatch, batch_id: i64) -> Result<RecordBatch> {
-    let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new("batch_id", DataType::Int64, false)));
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    columns.push(Arc::new(Int64Array::from_value(batch_id, batch.num_rows())));
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
