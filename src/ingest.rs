@@ -3,15 +3,17 @@
 //! A source cuts its input into [`Chunk`]s, each carrying the [`Checkpoint`] the
 //! source will stand at once the chunk is stored. A reader thread pulls chunks from
 //! the source, worker threads parse them into Arrow batches ([`Rows`]), the calling
-//! thread puts them back in source order and gathers a commit, and a writer thread
-//! stores it with the checkpoint of its last chunk ([`Writer::commit`]). So a commit
-//! never covers part of a chunk, a checkpoint is never ahead of the rows it vouches
-//! for, and a crash at any point loses nothing that was committed and repeats
+//! thread puts them back in source order and streams them to a writer lane, which
+//! stores a commit's rows as they come and commits them with the checkpoint of its
+//! last chunk ([`crate::store::Lane::commit`]), in order with the other lane's. So a
+//! commit never covers part of a chunk, a checkpoint is never ahead of the rows it
+//! vouches for, and a crash at any point loses nothing that was committed and repeats
 //! nothing on restart.
 //!
-//! Memory is bounded: at most `2 × workers` chunks wait for a parser, and at most
-//! two commits' worth of rows (`commit_rows` or [`COMMIT_BYTES`]: one being
-//! gathered, one being stored) wait for DuckDB.
+//! Memory is bounded: at most `2 × workers` chunks wait for a parser, at most
+//! [`PARTS_IN_FLIGHT`] parsed chunks wait for the lane storing the commit being
+//! gathered, and the rows of a commit waiting for its turn are those DuckDB holds (the
+//! Cosmos DB rows, stored as they came) and those of the other tables it has not read yet.
 
 use crate::record::{Origin, RecordSink, Rejection, parse_unit};
 use crate::store::rows::{RowCounts, Rows, TableBatches};
@@ -30,19 +32,19 @@ pub const MAX_UNIT_BYTES: usize = 16 << 20;
 /// groups of a table straight to the database file, compressed; a commit of fewer
 /// rows of a table goes through the write-ahead log and is compressed again at the
 /// next checkpoint. (Counting all tables' rows together cut mixed traffic into
-/// commits under a row group of every table.) Larger commits held more memory (two
-/// are held: one gathered, one stored) for no gain once checkpoints stopped merging
-/// row groups (`max_vacuum_tasks`, `Store::open`): on the benchmark, commits of two
-/// row groups took 700 MiB RSS and 5.9–6.8 CPU-s, commits of one 470–490 MiB and
-/// 5.3–5.9 CPU-s, in the same wall time (BENCHMARKS.md).
+/// commits under a row group of every table.) Larger commits held more memory for no
+/// gain once checkpoints stopped merging row groups (`max_vacuum_tasks`,
+/// `Store::open`): on the benchmark, with one writer and commits gathered whole,
+/// commits of two row groups took 700 MiB RSS and 5.9–6.8 CPU-s, commits of one
+/// 470–490 MiB and 5.3–5.9 CPU-s, in the same wall time (BENCHMARKS.md).
 pub const COMMIT_ROWS: usize = ROW_GROUP_ROWS;
 
 /// Rows of a DuckDB row group.
 pub const ROW_GROUP_ROWS: usize = 122_880;
 
 /// Arrow bytes per commit: a commit is stored sooner than [`COMMIT_ROWS`] once its
-/// batches hold this much, so that one commit being gathered and one being stored
-/// stay well under 1 GiB whatever the mix of tables (in `serve`, alongside DuckDB's
+/// batches hold this much, so that the commits in DuckDB's hands stay well under 1 GiB
+/// whatever the mix of tables (in `serve`, alongside DuckDB's
 /// buffer pool, the receivers' prefetch and queries). Room for a row group of
 /// Cosmos DB requests (~870 bytes a row in Arrow): at 96 MiB, commits were cut by
 /// bytes at ~115,000 rows, under a row group.

@@ -41,11 +41,11 @@ use tokio_util::sync::CancellationToken;
 /// Event bodies waiting in the channel between the receivers and the batcher.
 pub const CHANNEL_BYTES: usize = 32 << 20;
 /// A chunk is cut at this many bytes of event bodies.
-/// DuckDB writer lanes for the stream: one. A second lane holds one more commit of rows
-/// (a row group, ~110 MB of Arrow data) in memory; with a backlog waiting in the hub,
-/// `serve`'s peak RSS went from 886–918 MiB to 939 MiB with two (BENCHMARKS.md), too
-/// close to its 1 GiB budget, which also has the API's queries and detection in it.
-/// The stream's pace is set by the senders, not by the writer.
+/// DuckDB writer lanes for the stream: one. A second lane holds a second open commit in
+/// DuckDB's memory; with a backlog waiting in the hub, `serve`'s peak RSS went from
+/// 886–918 MiB to 939 MiB with two (BENCHMARKS.md; measured before lanes streamed
+/// their rows), close to its 1 GiB budget, which also has the API's queries and
+/// detection in it. The stream's pace is set by the senders, not by the writer.
 const LANES: usize = 1;
 
 const CHUNK_BYTES: usize = 8 << 20;
