@@ -75,8 +75,8 @@ pub struct Chunk {
     /// a live source's tick).
     pub flush: bool,
     /// Input bytes the source has left after this chunk, if it knows (a file of known
-    /// size): near the end, commits are not cut so that the last one falls under a row
-    /// group (see [`commit_in_order`]).
+    /// size): near the end, commits share the rows left so that none falls under a row
+    /// group (see [`tail_share`]).
     pub remaining: Option<u64>,
     /// Where `data` goes once parsed, for the source to read into again: a buffer
     /// that is reused is not faulted in and zeroed by the kernel again.

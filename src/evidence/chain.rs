@@ -1,8 +1,9 @@
 //! The integrity chain: every committed ingest batch gets a digest over the rows it
 //! added, chained to the previous batch's digest (`ingest_chain`, migration 7).
 //!
-//! Contract: [`seal`] runs inside `Writer::commit` on the Arrow batches being stored,
-//! and [`verify`] recomputes the same digests from the rows DuckDB holds, so the
+//! Contract: each writer lane (`store::lane`) computes a batch's digests with
+//! [`TableDigest`] on the Arrow batches it stores, in the batch's transaction, and
+//! [`verify`] recomputes the same digests from the rows DuckDB holds, so the
 //! encoding depends on values only, never on how Arrow or DuckDB represent them:
 //! - a row is its non-NULL columns sorted by name (`batch_id` left out), each as its
 //!   name and a tagged value: text and blobs with their length, every integer width as
@@ -112,12 +113,6 @@ pub struct Sealed {
     pub chain: Digest,
 }
 
-/// The digests of a batch about to be committed (`Writer::commit`), from its Arrow
-/// batches per table (in [`TABLES`] order).
-pub fn seal(header: &BatchHeader, tables: [&[RecordBatch]; 4], previous: &Digest) -> Result<Sealed> {
-    Ok(digest_rows(header, tables)?.link(header.batch_id, previous))
-}
-
 /// A batch's table and rows digests: all of [`Sealed`] but the link to the previous
 /// batch, so the costly part runs before the previous batch has committed.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,19 +126,6 @@ impl RowsDigest {
     pub fn link(self, batch_id: i64, previous: &Digest) -> Sealed {
         Sealed { chain: chain_digest(previous, batch_id, &self.rows), tables: self.tables, rows: self.rows }
     }
-}
-
-/// The digests of a batch's rows (see [`seal`]).
-pub fn digest_rows(header: &BatchHeader, tables: [&[RecordBatch]; 4]) -> Result<RowsDigest> {
-    let mut digests = [[0u8; 32]; 4];
-    for (i, batches) in tables.into_iter().enumerate() {
-        let mut table = TableDigest::new(TABLES[i]);
-        for batch in batches {
-            table.add(batch)?;
-        }
-        digests[i] = table.finish();
-    }
-    Ok(RowsDigest { rows: rows_digest(header, &digests, VERSION), tables: digests })
 }
 
 /// The rows digest of a batch whose table digests are `tables`, in encoding `version`.

@@ -417,14 +417,6 @@ impl TableBatches {
         self.quarantine.extend(rows.quarantine.finish());
     }
 
-    /// Moves `other`'s batches in after this one's.
-    pub fn append(&mut self, other: TableBatches) {
-        self.cosmos.extend(other.cosmos);
-        self.signins.extend(other.signins);
-        self.raw.extend(other.raw);
-        self.quarantine.extend(other.quarantine);
-    }
-
     /// Memory held by the batches' buffers.
     pub fn memory_size(&self) -> usize {
         [&self.cosmos, &self.signins, &self.raw, &self.quarantine]
