@@ -105,29 +105,6 @@ pub struct BatchHeader {
     pub counts: [i64; 4],
 }
 
-/// The digests of one batch, as stored in `ingest_chain`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sealed {
-    pub tables: [Digest; 4],
-    pub rows: Digest,
-    pub chain: Digest,
-}
-
-/// A batch's table and rows digests: all of [`Sealed`] but the link to the previous
-/// batch, so the costly part runs before the previous batch has committed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RowsDigest {
-    pub tables: [Digest; 4],
-    pub rows: Digest,
-}
-
-impl RowsDigest {
-    /// Chained to the batch before it, whose chain digest is `previous`.
-    pub fn link(self, batch_id: i64, previous: &Digest) -> Sealed {
-        Sealed { chain: chain_digest(previous, batch_id, &self.rows), tables: self.tables, rows: self.rows }
-    }
-}
-
 /// The rows digest of a batch whose table digests are `tables`, in encoding `version`.
 pub fn rows_digest(header: &BatchHeader, tables: &[Digest; 4], version: i32) -> Digest {
     let mut h = Sha256::new();

@@ -186,7 +186,7 @@ impl<'w> Lane<'w> {
                 }
             }
             let outcome = outcome.and_then(|()| {
-                self.transaction(batch_id, &views, &routed, move || match hashing {
+                self.transaction(batch_id, chained, &views, &routed, move || match hashing {
                     Some(handle) => {
                         Ok(Some(handle.join().map_err(|_| anyhow::anyhow!("the chain digest thread panicked"))??))
                     }
@@ -211,6 +211,7 @@ impl<'w> Lane<'w> {
     fn transaction(
         &mut self,
         batch_id: i64,
+        chained: bool,
         views: &[(&str, ffi::ArrowView)],
         routed: &Mutex<Routed>,
         digests: impl FnOnce() -> Result<Option<[chain::Digest; 4]>>,
@@ -245,14 +246,11 @@ impl<'w> Lane<'w> {
                 position: describe_all(&checkpoints),
                 counts: expected.map(|n| n as i64),
             };
-            self.write(&header, &checkpoints)?;
+            self.write(&header, &checkpoints, chained)?;
             let digests = digests()?;
             let previous = self.turns.wait(batch_id)?;
             let chain = match (digests, previous) {
-                (Some(tables), Some(previous)) => {
-                    let rows = chain::rows_digest(&header, &tables, chain::VERSION);
-                    Some(self.write_chain(batch_id, chain::RowsDigest { tables, rows }, &previous)?)
-                }
+                (Some(tables), Some(previous)) => Some(self.write_chain(&header, &tables, &previous)?),
                 _ => None,
             };
             self.raw.execute_batch("COMMIT").context("committing ingest batch")?;
@@ -264,8 +262,9 @@ impl<'w> Lane<'w> {
         outcome
     }
 
-    /// The batch's `ingest_batches` row and its sources' positions.
-    fn write(&mut self, header: &chain::BatchHeader, checkpoints: &[Checkpoint]) -> Result<()> {
+    /// The batch's `ingest_batches` row and its sources' positions (per batch too, in
+    /// `ingest_positions`, when the batch is `chained`).
+    fn write(&mut self, header: &chain::BatchHeader, checkpoints: &[Checkpoint], chained: bool) -> Result<()> {
         let batch_id = header.batch_id;
         let now = header.committed_at;
         self.raw.execute(
@@ -285,7 +284,6 @@ impl<'w> Lane<'w> {
             v.as_deref().map_or(Param::Null, Param::Text)
         }
         let int = |v: Option<i64>| v.map_or(Param::Null, Param::Int);
-        let chained = self.turns.state().head.is_some();
         for checkpoint in checkpoints {
             let position = [
                 Param::Text(&checkpoint.source_id),
@@ -336,15 +334,18 @@ impl<'w> Lane<'w> {
         Ok(())
     }
 
-    /// Links the batch to the one committed before it and stores its digests.
+    /// Stores the batch's digests (its `tables`' and its rows'), linked to the chain
+    /// digest of the batch committed before it; returns its chain digest.
     fn write_chain(
         &mut self,
-        batch_id: i64,
-        digest: chain::RowsDigest,
+        header: &chain::BatchHeader,
+        tables: &[chain::Digest; 4],
         previous: &chain::Digest,
     ) -> Result<chain::Digest> {
-        let sealed = digest.link(batch_id, previous);
-        let digests = sealed.tables.iter().chain([&sealed.rows, &sealed.chain]).map(chain::hex).collect::<Vec<_>>();
+        let batch_id = header.batch_id;
+        let rows = chain::rows_digest(header, tables, chain::VERSION);
+        let link = chain::chain_digest(previous, batch_id, &rows);
+        let digests = tables.iter().chain([&rows, &link]).map(chain::hex).collect::<Vec<_>>();
         self.raw.execute(
             "INSERT INTO ingest_chain VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             &[
@@ -358,7 +359,7 @@ impl<'w> Lane<'w> {
                 Param::Text(&digests[5]),
             ],
         )?;
-        Ok(sealed.chain)
+        Ok(link)
     }
 }
 
