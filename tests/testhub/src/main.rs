@@ -8,12 +8,15 @@ use std::process::ExitCode;
 use tokentrail_testhub::{HubSpec, TestHub};
 
 const USAGE: &str = "usage: tokentrail-testhub serve [--port N] --hub NAME:PARTITIONS [--hub NAME:PARTITIONS ...] \
-                     [--consumer-group HUB:GROUP ...]";
+                     [--consumer-group HUB:GROUP ...] [--disposition-delay-ms N]";
 
 struct Args {
     port: u16,
     hubs: Vec<HubSpec>,
     consumer_groups: Vec<(String, String)>,
+    /// See `TestHub::set_disposition_delay`; 0 suits producers on a current-thread
+    /// runtime, like `tokentrail produce`.
+    disposition_delay_ms: Option<u64>,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
@@ -23,7 +26,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         Some("-h" | "--help") | None => return Err(USAGE.to_string()),
         Some(other) => return Err(format!("unknown command {other:?}\n{USAGE}")),
     }
-    let mut parsed = Args { port: 0, hubs: Vec::new(), consumer_groups: Vec::new() };
+    let mut parsed = Args { port: 0, hubs: Vec::new(), consumer_groups: Vec::new(), disposition_delay_ms: None };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
@@ -40,6 +43,10 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 let (hub, group) =
                     v.split_once(':').ok_or_else(|| format!("--consumer-group {v:?}: expected HUB:GROUP"))?;
                 parsed.consumer_groups.push((hub.to_string(), group.to_string()));
+            }
+            "--disposition-delay-ms" => {
+                parsed.disposition_delay_ms =
+                    Some(value()?.parse().map_err(|e| format!("--disposition-delay-ms: {e}"))?)
             }
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
@@ -81,6 +88,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(ms) = args.disposition_delay_ms {
+        hub.set_disposition_delay(std::time::Duration::from_millis(ms));
+    }
     for (name, group) in &args.consumer_groups {
         hub.add_consumer_group(name, group);
     }
