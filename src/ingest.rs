@@ -172,7 +172,7 @@ fn parse_sized(unit: &[u8], origin: &Origin, rows: &mut Rows) {
 }
 
 /// How the pipeline runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PipelineOptions {
     pub workers: usize,
     /// Rows of the largest table per commit ([`COMMIT_ROWS`] by default).
@@ -181,6 +181,9 @@ pub struct PipelineOptions {
     pub commit_bytes: usize,
     /// DuckDB writer lanes ([`LANES`] by default; see [`Writer::lanes`]).
     pub lanes: usize,
+    /// Counts the commits cut at their size limit (not flushed by the source), if given:
+    /// a steady count means the source has more waiting than the pipeline takes.
+    pub full_commits: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl Default for PipelineOptions {
@@ -191,6 +194,7 @@ impl Default for PipelineOptions {
             commit_rows: COMMIT_ROWS,
             commit_bytes: COMMIT_BYTES,
             lanes: LANES,
+            full_commits: None,
         }
     }
 }
@@ -390,6 +394,12 @@ fn commit_in_order(
                     full = largest >= tail_share(largest, pending_input, remaining, options.commit_rows);
                 }
                 if (full || flush) && current.is_some() {
+                    if full
+                        && !flush
+                        && let Some(counter) = &options.full_commits
+                    {
+                        counter.inc();
+                    }
                     let parts = current.take().expect("checked");
                     let checkpoints = std::mem::take(&mut pending_checkpoints).into_values().collect();
                     pending_counts = RowCounts::default();

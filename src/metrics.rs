@@ -48,6 +48,10 @@ pub struct Metrics {
     /// Rows committed per table.
     pub rows: Family<TableLabels, Counter>,
     pub commits: Counter,
+    /// Commits cut at their size limit (a row group, or the byte cap) rather than when
+    /// the source went quiet: the source had more waiting. Detection defers its passes
+    /// while these keep coming ([`crate::rules::live`]).
+    pub full_commits: Counter,
     pub committed_sequence: Family<PartitionLabels, Gauge>,
     pub last_enqueued_sequence: Family<PartitionLabels, Gauge>,
     /// Last enqueued sequence number minus the committed one.
@@ -70,6 +74,12 @@ impl Default for Metrics {
         registry.register("rows", "Rows committed to DuckDB, by table", rows.clone());
         let commits = Counter::default();
         registry.register("commits", "Ingest transactions committed", commits.clone());
+        let full_commits = Counter::default();
+        registry.register(
+            "commits_full",
+            "Ingest commits cut at their size limit because more was waiting (ingest running flat out)",
+            full_commits.clone(),
+        );
         let committed_sequence = Family::<PartitionLabels, Gauge>::default();
         registry.register(
             "eventhubs_committed_sequence_number",
@@ -115,6 +125,7 @@ impl Default for Metrics {
             findings,
             rows,
             commits,
+            full_commits,
             committed_sequence,
             last_enqueued_sequence,
             lag_events,

@@ -271,20 +271,51 @@ fn dropped_connections_lose_and_duplicate_nothing() {
     service.wait_for_rows(40_000, Duration::from_secs(120));
     // The client re-attached with its first filter and delivered events again;
     // the service skipped them.
+    let (redelivered, metrics) = metric(&service, "tokentrail_eventhubs_redelivered_events_total");
+    assert!(redelivered > 0.0, "the replay after recovery was exercised:\n{metrics}");
+    service.stop();
+    assert_stored_once(&service, &hub, 40_000, 4);
+}
+
+/// The sum of a metric's samples on `/metrics` (all label sets), and the whole page.
+fn metric(service: &Service, name: &str) -> (f64, String) {
     let metrics = ureq::get(&format!("http://127.0.0.1:{}/metrics", service.port))
         .call()
         .unwrap()
         .body_mut()
         .read_to_string()
         .unwrap();
-    let redelivered: f64 = metrics
+    let sum = metrics
         .lines()
-        .filter(|l| l.starts_with("tokentrail_eventhubs_redelivered_events_total"))
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert!(redelivered > 0.0, "the replay after recovery was exercised:\n{metrics}");
+    (sum, metrics)
+}
+
+#[test]
+fn a_backlog_is_committed_in_full_commits_and_a_quiet_stream_is_not() {
+    // Detection defers its passes while commits are cut at their size limit
+    // (`tokentrail_commits_full_total` rising): that must mean a backlog, not a trickle.
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(4);
+    preload(&hub, envelopes(&cosmos_file(dir.path(), 20_000, 21), 100), 4);
+    let mut service = Service::new(dir.path(), &hub, "commit_rows = 2000");
+    service.start();
+    service.wait_for_rows(20_000, Duration::from_secs(60));
+    let (full, metrics) = metric(&service, "tokentrail_commits_full_total");
+    // Chunks of received events overshoot 2,000 rows, so a few commits hold them all;
+    // every one but the last (the stream then goes quiet) was cut at the limit.
+    assert!(full >= 1.0, "20,000 waiting rows in commits of 2,000 make full commits:\n{metrics}");
+    // A few events after the backlog: committed when the stream goes quiet, not full.
+    hub.append(HUB, 1, envelopes(&cosmos_file(dir.path(), 10, 22), 10).remove(0));
+    service.wait_for_rows(20_010, Duration::from_secs(30));
+    let (after, metrics) = metric(&service, "tokentrail_commits_full_total");
+    assert_eq!(after, full, "a quiet stream's commit is not a full one:\n{metrics}");
+    let (commits, _) = metric(&service, "tokentrail_commits_total");
+    assert!(commits > full, "the quiet commit was counted as a commit:\n{metrics}");
     service.stop();
-    assert_stored_once(&service, &hub, 40_000, 4);
+    assert_stored_once(&service, &hub, 20_010, 4);
 }
 
 #[test]

@@ -125,7 +125,7 @@ fn generated_source_resumes_to_exactly_the_events_of_the_window() {
     let mut writer = db.store.writer().unwrap();
     // First run: stops after 11 windows (whatever was not committed is lost with it).
     let first = windows[..11].iter().map(|(a, b)| Ok(source.chunk(*a, *b, false).0));
-    run(&mut writer, first, options, |_, _| {}).unwrap();
+    run(&mut writer, first, options.clone(), |_, _| {}).unwrap();
     let resume = db.store.checkpoint(&source.source_id).unwrap().unwrap().event_time.unwrap();
     let resume = chrono::DateTime::from_timestamp_micros(resume).unwrap();
     assert!(resume > start && resume <= windows[10].1);

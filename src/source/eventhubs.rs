@@ -461,7 +461,12 @@ pub fn run(
         finished: false,
     };
     let mut writer = store.writer()?;
-    let options = PipelineOptions { commit_rows: config.commit_rows, lanes: LANES, ..PipelineOptions::default() };
+    let options = PipelineOptions {
+        commit_rows: config.commit_rows,
+        lanes: LANES,
+        full_commits: Some(metrics.full_commits.clone()),
+        ..PipelineOptions::default()
+    };
     let outcome = crate::ingest::run(&mut writer, batcher, options, |receipt, checkpoints| {
         commits.mark();
         metrics.count_commit(&receipt.counts);

@@ -425,7 +425,7 @@ pub fn ingest_files(
                 report.unchanged.push(shown.clone());
                 Ok(())
             }
-            Ok(Plan::Read(chunks)) => crate::ingest::run(writer, chunks, options, |receipt, checkpoints| {
+            Ok(Plan::Read(chunks)) => crate::ingest::run(writer, chunks, options.clone(), |receipt, checkpoints| {
                 let first = report.batches.map_or(receipt.batch_id, |(first, _)| first);
                 report.batches = Some((first, receipt.batch_id));
                 report.counts += receipt.counts;
