@@ -52,6 +52,8 @@ pub struct Metrics {
     /// the source went quiet: the source had more waiting. Detection defers its passes
     /// while these keep coming ([`crate::rules::live`]).
     pub full_commits: Counter,
+    /// 1 while a detection pass waits for ingest to stop running flat out.
+    pub detection_waiting: Gauge,
     pub committed_sequence: Family<PartitionLabels, Gauge>,
     pub last_enqueued_sequence: Family<PartitionLabels, Gauge>,
     /// Last enqueued sequence number minus the committed one.
@@ -79,6 +81,12 @@ impl Default for Metrics {
             "commits_full",
             "Ingest commits cut at their size limit because more was waiting (ingest running flat out)",
             full_commits.clone(),
+        );
+        let detection_waiting = Gauge::default();
+        registry.register(
+            "detection_waiting",
+            "1 while a detection pass waits (at most 60 s) for ingest to stop running flat out",
+            detection_waiting.clone(),
         );
         let committed_sequence = Family::<PartitionLabels, Gauge>::default();
         registry.register(
@@ -126,6 +134,7 @@ impl Default for Metrics {
             rows,
             commits,
             full_commits,
+            detection_waiting,
             committed_sequence,
             last_enqueued_sequence,
             lag_events,

@@ -544,6 +544,13 @@ fn a_principal_profile_shows_where_it_signed_in_and_what_it_touched() {
 fn status_quarantine_and_rules_answer() {
     let status = get("/api/status", Role::Auditor).json();
     assert!(status["tables"].as_array().unwrap().iter().any(|t| t["table_name"] == "cosmos_requests"));
+    // The fixture ran detection after its last commit: nothing is waiting.
+    let detection = &status["detection"];
+    assert!(detection["committed_batch"].as_i64().unwrap() >= 1, "{detection}");
+    assert_eq!(detection["absorbed_batch"], detection["committed_batch"], "{detection}");
+    assert_eq!(detection["batches_behind"], 0, "{detection}");
+    assert_eq!(detection["waiting_for_ingest"], false, "{detection}");
+    assert!(detection["absorbed_at"].is_string(), "{detection}");
     let rules = get("/api/rules", Role::Auditor).json();
     assert!(rules.as_array().unwrap().iter().any(|r| r["id"] == "key_auth_access" && r["soc2"].is_array()));
     let quarantine = get("/api/quarantine", Role::Responder);

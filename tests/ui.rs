@@ -187,6 +187,8 @@ async fn an_on_call_engineer_and_an_auditor_use_the_ui() {
     open(&client, &base, "/").await;
     shot(&client, "overview").await;
     assert!(client.find(Locator::Css(".chart canvas")).await.is_ok(), "the activity chart is drawn");
+    let detection = client.find(Locator::Css("#detection")).await.unwrap().text().await.unwrap();
+    assert!(detection.starts_with("Detection is "), "the overview says how far detection has come: {detection}");
     only_local_requests(&client, &base).await;
 
     open(&client, &base, "/findings?status=open").await;

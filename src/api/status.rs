@@ -32,13 +32,44 @@ pub struct Status {
     /// Findings by status and severity.
     #[schema(value_type = Vec<Object>)]
     pub findings: Vec<Object>,
+    /// How far detection has come: the last ingest batch committed and the last one the
+    /// rules have taken in, and whether a pass is waiting for ingest to stop running flat
+    /// out (it waits at most a minute).
+    pub detection: DetectionStatus,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DetectionStatus {
+    pub committed_batch: i64,
+    pub absorbed_batch: i64,
+    /// Committed batches the rules have not taken in yet.
+    pub batches_behind: i64,
+    /// When the rules last took batches in (UTC), if ever.
+    pub absorbed_at: Option<String>,
+    pub waiting_for_ingest: bool,
 }
 
 pub async fn read(state: &AppState) -> ApiResult<Status> {
     let hubs = state.hubs.as_ref().map(|h| h.snapshot()).unwrap_or_default();
     let mode = state.mode.to_string();
-    let (tables, sources, findings) = super::db(state, move |store| -> ApiResult<_> {
+    let waiting_for_ingest = state.metrics.detection_waiting.get() > 0;
+    let (tables, sources, findings, detection) = super::db(state, move |store| -> ApiResult<_> {
         let conn = store.connection()?;
+        let detection = conn.query_row(
+            "SELECT (SELECT coalesce(max(batch_id), 0) FROM ingest_batches), absorbed_batch, strftime(absorbed_at, '%Y-%m-%d %H:%M:%S UTC')
+             FROM detection_state",
+            [],
+            |r| {
+                let (committed_batch, absorbed_batch): (i64, i64) = (r.get(0)?, r.get(1)?);
+                Ok(DetectionStatus {
+                    committed_batch,
+                    absorbed_batch,
+                    batches_behind: (committed_batch - absorbed_batch).max(0),
+                    absorbed_at: r.get(2)?,
+                    waiting_for_ingest,
+                })
+            },
+        )?;
         Ok((
             objects(&conn, include_str!("../sql/status_tables.sql"), &[])?,
             objects(&conn, include_str!("../sql/status_sources.sql"), &[])?,
@@ -47,10 +78,11 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
                 "SELECT status, severity, count(*) AS findings FROM findings GROUP BY ALL ORDER BY ALL",
                 &[],
             )?,
+            detection,
         ))
     })
     .await?;
-    Ok(Status { mode, tables, sources, eventhubs: hubs, findings })
+    Ok(Status { mode, tables, sources, eventhubs: hubs, findings, detection })
 }
 
 /// Ingest health: tables, sources, partitions and their lag, findings by status.

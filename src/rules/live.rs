@@ -12,6 +12,7 @@ use crate::metrics::{FindingLabels, Metrics};
 use crate::store::Store;
 use anyhow::Result;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -56,7 +57,7 @@ pub fn spawn(
             if let Err(error) = count_findings(&store, &metrics) {
                 tracing::warn!(error = format!("{error:#}"), "counting findings for /metrics failed");
             }
-            if !wait_for_next_pass(&stop, &metrics.full_commits, INTERVAL, MAX_DEFER) {
+            if !wait_for_next_pass(&stop, &metrics.full_commits, &metrics.detection_waiting, INTERVAL, MAX_DEFER) {
                 return;
             }
         }
@@ -64,9 +65,15 @@ pub fn spawn(
 }
 
 /// Waits `interval` ([`INTERVAL`]), and more while ingest cut a commit at its size
-/// limit (`full_commits` moved) in the last interval, up to `max_defer` ([`MAX_DEFER`]).
-/// False once `stop` is set.
-fn wait_for_next_pass(stop: &AtomicBool, full_commits: &Counter, interval: Duration, max_defer: Duration) -> bool {
+/// limit (`full_commits` moved) in the last interval, up to `max_defer` ([`MAX_DEFER`]);
+/// `deferred` is 1 while it waits for that. False once `stop` is set.
+fn wait_for_next_pass(
+    stop: &AtomicBool,
+    full_commits: &Counter,
+    deferred: &Gauge,
+    interval: Duration,
+    max_defer: Duration,
+) -> bool {
     let waiting = Instant::now();
     let mut full = full_commits.get();
     loop {
@@ -80,8 +87,10 @@ fn wait_for_next_pass(stop: &AtomicBool, full_commits: &Counter, interval: Durat
         }
         let now = full_commits.get();
         if now == full || waiting.elapsed() >= max_defer {
+            deferred.set(0);
             return !stop.load(Ordering::SeqCst);
         }
+        deferred.set(1);
         tracing::debug!(full_commits = now - full, "detection waits: ingest is running flat out");
         full = now;
     }
@@ -103,6 +112,7 @@ fn count_findings(store: &Store, metrics: &Metrics) -> Result<()> {
 mod tests {
     use super::wait_for_next_pass;
     use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::gauge::Gauge;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
@@ -112,15 +122,17 @@ mod tests {
     fn a_pass_waits_one_interval_when_ingest_is_not_flat_out() {
         let (stop, full) = (AtomicBool::new(false), Counter::default());
         let started = Instant::now();
-        assert!(wait_for_next_pass(&stop, &full, INTERVAL, Duration::from_secs(30)));
+        let deferred = Gauge::default();
+        assert!(wait_for_next_pass(&stop, &full, &deferred, INTERVAL, Duration::from_secs(30)));
         let waited = started.elapsed();
         assert!(waited >= INTERVAL && waited < Duration::from_secs(10), "waited {waited:?}");
+        assert_eq!(deferred.get(), 0);
     }
 
     #[test]
     fn full_commits_defer_a_pass_until_they_stop_or_for_at_most_max_defer() {
         let (stop, full) = (AtomicBool::new(false), Counter::default());
-        let done = AtomicBool::new(false);
+        let (done, deferred) = (AtomicBool::new(false), Gauge::default());
         std::thread::scope(|scope| {
             // Ingest running flat out: a commit cut at its size limit every 10 ms.
             scope.spawn(|| {
@@ -130,13 +142,25 @@ mod tests {
                 }
             });
             let started = Instant::now();
-            assert!(wait_for_next_pass(&stop, &full, INTERVAL, Duration::from_millis(400)));
+            std::thread::scope(|watch| {
+                // The gauge shows the wait while it lasts.
+                let seen = watch.spawn(|| {
+                    let until = Instant::now() + Duration::from_secs(5);
+                    while deferred.get() == 0 && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    deferred.get()
+                });
+                assert!(wait_for_next_pass(&stop, &full, &deferred, INTERVAL, Duration::from_millis(400)));
+                assert_eq!(seen.join().unwrap(), 1, "detection_waiting was 1 during the wait");
+            });
             let waited = started.elapsed();
             assert!(waited >= Duration::from_millis(400), "the pass waited out max_defer, not {waited:?}");
+            assert_eq!(deferred.get(), 0, "and is 0 once the pass goes ahead");
             // Ingest stops running flat out: the next wait ends after the interval that saw no full commit.
             done.store(true, Ordering::SeqCst);
             let started = Instant::now();
-            assert!(wait_for_next_pass(&stop, &full, INTERVAL, Duration::from_secs(30)));
+            assert!(wait_for_next_pass(&stop, &full, &deferred, INTERVAL, Duration::from_secs(30)));
             assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
         });
     }
@@ -145,7 +169,7 @@ mod tests {
     fn a_stop_ends_the_wait() {
         let (stop, full) = (AtomicBool::new(true), Counter::default());
         let started = Instant::now();
-        assert!(!wait_for_next_pass(&stop, &full, Duration::from_secs(30), Duration::from_secs(60)));
+        assert!(!wait_for_next_pass(&stop, &full, &Gauge::default(), Duration::from_secs(30), Duration::from_secs(60)));
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

@@ -192,6 +192,7 @@ async function overview() {
         el("a", { class: `card sev-${s}`, href: `/findings${query({ status: "open,acknowledged", severity: s })}` },
           el("strong", {}, number(bySeverity[s] || 0)), ` open ${s}`)),
       el("a", { class: "card", href: "/search" }, el("strong", {}, number(quarantined ? quarantined.rows : 0)), " quarantined records")),
+    detectionState(status.detection),
     section("Activity (last 7 days of data, per hour, UTC)", lineChart(["hour", "requests", "signins", "other"], activity)),
     section("Open findings", table(["id", "severity", "title", "principal_name", "entity", "last_seen", "count", "status"], open.rows),
       el("p", {}, el("a", { href: "/findings?status=open,acknowledged" }, "All open findings →"))),
@@ -200,6 +201,15 @@ async function overview() {
     status.eventhubs.length ? section("Event Hubs partitions", table(["hub", "partition", "committed_sequence", "last_enqueued_sequence", "lag", "receive_errors", "last_error"], status.eventhubs)) : null,
     section("Tables", table(["table_name", "rows", "first_time", "last_time"], status.tables)),
   );
+}
+
+/** Whether the rules have taken in every committed ingest batch, and if not, why. */
+function detectionState(d) {
+  const behind = d.batches_behind === 0
+    ? `Detection is up to date: the rules have taken in every ingest batch (${number(d.committed_batch)}).`
+    : `Detection is ${number(d.batches_behind)} ingest batch${d.batches_behind === 1 ? "" : "es"} behind` +
+      (d.waiting_for_ingest ? ": its next pass waits while ingest catches up on a backlog (at most a minute)." : `: the next pass takes ${d.batches_behind === 1 ? "it" : "them"} in.`);
+  return el("p", { id: "detection" }, behind, d.absorbed_at ? ` Last taken in at ${d.absorbed_at}.` : "");
 }
 
 /** Alert messages that gave up, with a way to send each again. */
