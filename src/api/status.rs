@@ -56,7 +56,8 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
     let (tables, sources, findings, detection) = super::db(state, move |store| -> ApiResult<_> {
         let conn = store.connection()?;
         let detection = conn.query_row(
-            "SELECT (SELECT coalesce(max(batch_id), 0) FROM ingest_batches), absorbed_batch, strftime(absorbed_at, '%Y-%m-%d %H:%M:%S UTC')
+            "SELECT (SELECT coalesce(max(batch_id), 0) FROM ingest_batches), absorbed_batch,
+                    strftime(absorbed_at, '%Y-%m-%d %H:%M:%S UTC')
              FROM detection_state",
             [],
             |r| {

@@ -4,8 +4,8 @@
 //! While ingest runs flat out (its commits are cut at their size limit because the
 //! source has more waiting: [`Metrics::full_commits`]), passes wait, for at most
 //! [`MAX_DEFER`] after the last one. Catching up on a backlog, the rows are in DuckDB
-//! (searchable, in evidence) sooner, and detection then takes them in fewer, larger
-//! passes, which cost less in all: each pass reads its rules' windows again.
+//! (searchable, in evidence) sooner, and detection takes them in after, in fewer and
+//! larger passes (about the same CPU in all: BENCHMARKS.md, Event Hubs).
 
 use super::Detector;
 use crate::metrics::{FindingLabels, Metrics};
