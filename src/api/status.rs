@@ -55,22 +55,16 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
     let waiting_for_ingest = state.metrics.detection_waiting.get() > 0;
     let (tables, sources, findings, detection) = super::db(state, move |store| -> ApiResult<_> {
         let conn = store.connection()?;
-        let detection = conn.query_row(
-            "SELECT (SELECT coalesce(max(batch_id), 0) FROM ingest_batches), absorbed_batch,
-                    strftime(absorbed_at, '%Y-%m-%d %H:%M:%S UTC')
-             FROM detection_state",
-            [],
-            |r| {
-                let (committed_batch, absorbed_batch): (i64, i64) = (r.get(0)?, r.get(1)?);
-                Ok(DetectionStatus {
-                    committed_batch,
-                    absorbed_batch,
-                    batches_behind: (committed_batch - absorbed_batch).max(0),
-                    absorbed_at: r.get(2)?,
-                    waiting_for_ingest,
-                })
-            },
-        )?;
+        let detection = conn.query_row(include_str!("../sql/status_detection.sql"), [], |r| {
+            let (committed_batch, absorbed_batch): (i64, i64) = (r.get(0)?, r.get(1)?);
+            Ok(DetectionStatus {
+                committed_batch,
+                absorbed_batch,
+                batches_behind: (committed_batch - absorbed_batch).max(0),
+                absorbed_at: r.get(2)?,
+                waiting_for_ingest,
+            })
+        })?;
         Ok((
             objects(&conn, include_str!("../sql/status_tables.sql"), &[])?,
             objects(&conn, include_str!("../sql/status_sources.sql"), &[])?,
