@@ -5,10 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SaslAnonymousMechanism, SessionAcceptor,
-    SupportedReceiverSettleModes,
+    SupportedReceiverSettleModes, SupportedSenderSettleModes,
 };
 use fe2o3_amqp_types::{
-    definitions::{self, AmqpError, ReceiverSettleMode, Role},
+    definitions::{self, AmqpError, ReceiverSettleMode, Role, SenderSettleMode},
     messaging::TargetArchetype,
     performatives::Attach,
     primitives::Value,
@@ -105,8 +105,15 @@ async fn serve_session(shared: Arc<Shared>, mut session: ListenerSessionHandle, 
         .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
         .fallback_receiver_settle_mode(ReceiverSettleMode::First)
         .build();
-    // Event receivers and management reply links: our sending side (transfers are pre-settled).
-    let outgoing = LinkAcceptor::builder().max_message_size(MAX_MESSAGE_SIZE).build();
+    // Event receivers and management reply links: our sending side. Transfers are
+    // pre-settled, as Event Hubs sends them: a client asking for unsettled deliveries (the
+    // Python client does) gets settled ones, rather than a sender waiting for
+    // dispositions that an Event Hubs consumer never sends.
+    let outgoing = LinkAcceptor::builder()
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .supported_sender_settle_modes(SupportedSenderSettleModes::SettledAndMixed)
+        .fallback_sender_settle_mode(SenderSettleMode::Settled)
+        .build();
     loop {
         let attach = tokio::select! {
             attach = session.next_incoming_attach() => attach,
