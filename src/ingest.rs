@@ -278,14 +278,20 @@ pub fn run(
 /// row group goes through DuckDB's write-ahead log and is compressed at the next
 /// checkpoint, single-threaded: at the end of a file, on closing it, after everything
 /// else. With equal commits of a row group or more, every commit is compressed by a
-/// lane, the last two side by side. Far from the end the share is a row group and a
-/// little more.
+/// lane. Far from the end the share is a row group and a little more.
 fn tail_share(rows: u64, input: usize, remaining: u64, commit_rows: usize) -> u64 {
+    let (commits, total) = tail_commits(rows, input, remaining, commit_rows);
+    (total / commits as f64).ceil() as u64
+}
+
+/// How many commits the rows of this commit and the rest of the source make (see
+/// [`tail_share`]), and how many rows that is, estimated.
+fn tail_commits(rows: u64, input: usize, remaining: u64, commit_rows: usize) -> (u64, f64) {
     let left = remaining as f64 * rows as f64 / input.max(1) as f64;
     let total = rows as f64 + left;
     // A margin, so that the estimate falling short leaves no commit under a row group.
     let commits = (total / (commit_rows as f64 * 1.03)).floor().max(1.0);
-    (total / commits).ceil() as u64
+    (commits as u64, total)
 }
 
 /// Parts in flight to the lane storing the current commit: its rows are handed over as
@@ -313,19 +319,19 @@ fn commit_in_order(
         for mut lane in lanes {
             // A lane takes the next commit only once it is done with its last: with the
             // bounded parts, memory stays bounded.
-            let (job_tx, job_rx) = mpsc::sync_channel::<(i64, mpsc::Receiver<Part>)>(0);
+            let (job_tx, job_rx) = mpsc::sync_channel::<(i64, mpsc::Receiver<Part>, bool)>(0);
             senders.push(job_tx);
             let on_commit = &on_commit;
             let lane_thread = std::thread::Builder::new().name("ingest-write".into()).spawn_scoped(
                 scope,
                 move || -> Result<RowCounts, (i64, anyhow::Error)> {
                     let mut total = RowCounts::default();
-                    for (batch_id, parts) in job_rx {
+                    for (batch_id, parts, last) in job_rx {
                         let report = |receipt: &BatchReceipt, checkpoints: &[Checkpoint]| {
                             let mut on_commit = on_commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                             (*on_commit)(receipt, checkpoints)
                         };
-                        let receipt = lane.commit(batch_id, parts, report).map_err(|error| (batch_id, error))?;
+                        let receipt = lane.commit(batch_id, parts, last, report).map_err(|error| (batch_id, error))?;
                         total += receipt.counts;
                     }
                     Ok(total)
@@ -363,7 +369,12 @@ fn commit_in_order(
                 if counts.total() > 0 || !checkpoints.is_empty() {
                     if current.is_none() {
                         let (parts, parts_rx) = mpsc::sync_channel(PARTS_IN_FLIGHT);
-                        if senders[jobs % senders.len()].send((first_batch + jobs as i64, parts_rx)).is_err() {
+                        // The source's last commit, by the estimate of the rows it has left.
+                        let last = remaining.is_some_and(|remaining| {
+                            tail_commits(counts.largest(), input, remaining, options.commit_rows).0 <= 1
+                        });
+                        let job = (first_batch + jobs as i64, parts_rx, last);
+                        if senders[jobs % senders.len()].send(job).is_err() {
                             lane_stopped = true;
                             break 'receive; // a lane stopped: its error comes from the join
                         }
@@ -445,6 +456,17 @@ fn commit_in_order(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_commit_opened_with_one_commit_of_rows_left_is_the_last() {
+        // 4,000 rows in this 4 MB chunk; commits of 100,000 rows (3% margin).
+        let commits = |remaining_mb: u64| super::tail_commits(4_000, 4_000_000, remaining_mb * 1_000_000, 100_000).0;
+        assert_eq!(commits(0), 1);
+        assert_eq!(commits(100), 1, "104,000 rows: one commit");
+        assert_eq!(commits(200), 1, "204,000 rows: one commit, not two under 103,000");
+        assert_eq!(commits(300), 2, "304,000 rows: two commits");
+        assert_eq!(super::tail_share(4_000, 4_000_000, 300_000_000, 100_000), 152_000);
+    }
+
     #[test]
     fn lines_cut_like_split() {
         for data in ["", "\n", "a", "a\n", "a\nb", "\n\na\n\nb\n", "abc\r\ndef"] {

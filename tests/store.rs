@@ -186,6 +186,14 @@ fn checkpoints_keep_the_row_groups_commits_wrote() {
             indicatif::ProgressBar::hidden(),
         )
         .unwrap();
+        // The file's last commit had DuckDB compress its row groups as they filled;
+        // the setting is back to DuckDB's default for whatever comes next.
+        let buffered: i64 = store
+            .connection()
+            .unwrap()
+            .query_row("SELECT current_setting('write_buffer_row_group_count')::BIGINT", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(buffered, 5);
     } // closing the database checkpoints it
     let store = Store::open(&path, &StoreOptions { read_only: true, ..StoreOptions::default() }).unwrap();
     let conn = store.connection().unwrap();
@@ -243,11 +251,11 @@ fn lanes_commit_in_order_and_a_failure_stops_the_batches_after_it() {
         };
         std::thread::scope(|scope| {
             // The second batch is stored first; its commit waits for the first.
-            let second =
-                scope.spawn(|| b.commit(first + 1, input(TableBatches::default(), 20), record).map(|r| r.batch_id));
+            let second = scope
+                .spawn(|| b.commit(first + 1, input(TableBatches::default(), 20), false, record).map(|r| r.batch_id));
             std::thread::sleep(std::time::Duration::from_millis(300));
             assert!(committed.lock().unwrap().is_empty(), "batch {} committed before batch {first}", first + 1);
-            a.commit(first, input(TableBatches::default(), 10), record).unwrap();
+            a.commit(first, input(TableBatches::default(), 10), false, record).unwrap();
             assert_eq!(second.join().unwrap().unwrap(), first + 1);
         });
     }
@@ -269,11 +277,15 @@ fn lanes_commit_in_order_and_a_failure_stops_the_batches_after_it() {
         let mut lanes = writer.lanes(2).unwrap();
         let (a, b) = lanes.split_at_mut(1);
         let (a, b) = (&mut a[0], &mut b[0]);
-        let failed =
-            b.commit(first + 3, input(TableBatches { cosmos: vec![bogus], ..TableBatches::default() }, 40), |_, _| {});
+        let failed = b.commit(
+            first + 3,
+            input(TableBatches { cosmos: vec![bogus], ..TableBatches::default() }, 40),
+            false,
+            |_, _| {},
+        );
         assert!(failed.unwrap_err().to_string().contains("cosmos_requests"), "the failing batch names its table");
-        a.commit(first + 2, input(TableBatches::default(), 30), |_, _| {}).unwrap();
-        let after = a.commit(first + 4, input(TableBatches::default(), 50), |_, _| {}).unwrap_err().to_string();
+        a.commit(first + 2, input(TableBatches::default(), 30), false, |_, _| {}).unwrap();
+        let after = a.commit(first + 4, input(TableBatches::default(), 50), false, |_, _| {}).unwrap_err().to_string();
         assert!(after.contains(&format!("batch {}, before it, failed", first + 3)), "{after}");
     }
     assert_eq!(store.checkpoint("file:lanes").unwrap().unwrap().line, Some(30));
@@ -291,7 +303,7 @@ fn lanes_commit_in_order_and_a_failure_stops_the_batches_after_it() {
         parts.send(Part::Rows(TableBatches::default())).unwrap();
         drop(parts);
         let next = first + 4;
-        let error = lanes[0].commit(next, cut, |_, _| {}).unwrap_err().to_string();
+        let error = lanes[0].commit(next, cut, false, |_, _| {}).unwrap_err().to_string();
         assert!(error.contains("ended before the batch did"), "{error}");
     }
     assert_eq!(store.checkpoint("file:lanes").unwrap().unwrap().line, Some(60));

@@ -124,13 +124,19 @@ impl<'w> Lane<'w> {
     /// checkpoints of its [`Part::End`], atomically, once every batch before it has
     /// committed; `on_commit` runs right after the commit, before the next batch can
     /// commit. A failed batch fails every batch after it too.
+    ///
+    /// `last`: the last batch of its source, which nothing is parsed behind. Its full row
+    /// groups are compressed as they fill, in the INSERT, while the batch before it is
+    /// compressed and committed on the other lane; other batches leave it to COMMIT, so
+    /// that their INSERT keeps taking rows while the parsers work.
     pub fn commit(
         &mut self,
         batch_id: i64,
         input: Receiver<Part>,
+        last: bool,
         on_commit: impl FnOnce(&BatchReceipt, &[Checkpoint]),
     ) -> Result<BatchReceipt> {
-        let outcome = self.store(batch_id, input, on_commit);
+        let outcome = self.store(batch_id, input, last, on_commit);
         if outcome.is_err() {
             self.turns.failed(batch_id);
         }
@@ -141,6 +147,7 @@ impl<'w> Lane<'w> {
         &mut self,
         batch_id: i64,
         input: Receiver<Part>,
+        last: bool,
         on_commit: impl FnOnce(&BatchReceipt, &[Checkpoint]),
     ) -> Result<BatchReceipt> {
         let chained = self.turns.state().head.is_some();
@@ -186,7 +193,7 @@ impl<'w> Lane<'w> {
                 }
             }
             let outcome = outcome.and_then(|()| {
-                self.transaction(batch_id, chained, &views, &routed, move || match hashing {
+                self.transaction(batch_id, chained, last, &views, &routed, move || match hashing {
                     Some(handle) => {
                         Ok(Some(handle.join().map_err(|_| anyhow::anyhow!("the chain digest thread panicked"))??))
                     }
@@ -212,10 +219,18 @@ impl<'w> Lane<'w> {
         &mut self,
         batch_id: i64,
         chained: bool,
+        last: bool,
         views: &[(&str, ffi::ArrowView)],
         routed: &Mutex<Routed>,
         digests: impl FnOnce() -> Result<Option<[chain::Digest; 4]>>,
     ) -> Result<(BatchReceipt, Vec<Checkpoint>, Option<chain::Digest>)> {
+        if last {
+            // DuckDB buffers 5 full row groups of a transaction and compresses them at
+            // COMMIT, which a lane reaches only in its turn: for the last batch, with
+            // nothing left to parse, the other core would be idle meanwhile. (A global
+            // setting: the other lane, if busy, is past its INSERT.)
+            self.raw.execute_batch("SET write_buffer_row_group_count = 1")?;
+        }
         self.raw.execute_batch("BEGIN TRANSACTION")?;
         let outcome = (|| {
             let mut inserted = [0u64; 4];
@@ -258,6 +273,9 @@ impl<'w> Lane<'w> {
         })();
         if outcome.is_err() {
             let _ = self.raw.execute_batch("ROLLBACK");
+        }
+        if last && let Err(error) = self.raw.execute_batch("RESET write_buffer_row_group_count") {
+            tracing::warn!(error = %error, "resetting write_buffer_row_group_count");
         }
         outcome
     }

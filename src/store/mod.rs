@@ -349,7 +349,7 @@ impl Writer {
         let _ = parts.send(Part::End(checkpoints.to_vec()));
         drop(parts);
         let mut lanes = self.lanes(1)?;
-        lanes[0].commit(batch_id, input, |_, _| {})
+        lanes[0].commit(batch_id, input, false, |_, _| {})
     }
 
     /// `count` lanes (at most [`MAX_LANES`]; one below migration 8) that commit the
