@@ -278,7 +278,7 @@ fn main() {
          in {bt:.2} s ({brate:.0} records/s) with a peak RSS of **{backlog_rss} MiB** (target under 1024: {v2}). \
          What is bounded, with `serve`'s defaults: receivers get events only as link credit allows (prefetch \
          {prefetch} per partition), the channel to the parser holds at most {channel} MiB of bodies, a commit (a DuckDB \
-         row group, {rows} rows, or {commit} MiB of Arrow data) is streamed to the one writer lane as it is parsed, a few \
+         row group, {rows} rows, or {commit} MiB of Arrow data) is streamed to the one writer lane as it is parsed, a bounded number of \
          parsed chunks in flight (the lane takes the next commit once it has committed the last), and DuckDB's memory is capped by \
          `db_memory_limit` ({limit}). Measured by changing one at a time on this backlog: DuckDB's limit 512MB → \
          256MB lowered the peak by ~240 MiB, prefetch 300 → 100 by ~100 MiB, commits of 256 → 64 MiB by ~380 MiB, and commits of 64 MiB → one row group (96 MiB cap) raised it by ~40 MiB; \
