@@ -64,7 +64,7 @@ pub const PARSE_NICE: i32 = 5;
 
 /// A stretch of input and where its source stands after it.
 pub struct Chunk {
-    pub data: Vec<u8>,
+    pub data: Data,
     pub units: Units,
     /// Input the source already knows it cannot read (a line over the size limit).
     pub rejected: Vec<(Origin, Rejected)>,
@@ -85,6 +85,36 @@ pub struct Chunk {
 
 /// A source's pool of chunk buffers (bounded: a full pool drops the buffer).
 pub type Recycle = mpsc::SyncSender<Vec<u8>>;
+
+/// A chunk's bytes: read into a buffer of its own, or a stretch of a file mapped into
+/// memory (read where the kernel keeps it, not copied; see [`crate::source::file`]).
+pub enum Data {
+    Owned(Vec<u8>),
+    Mapped(crate::source::file::Stretch),
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Data::Owned(Vec::new())
+    }
+}
+
+impl From<Vec<u8>> for Data {
+    fn from(bytes: Vec<u8>) -> Self {
+        Data::Owned(bytes)
+    }
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Owned(bytes) => bytes,
+            Data::Mapped(stretch) => stretch,
+        }
+    }
+}
 
 /// A record the source rejected before parsing.
 pub struct Rejected {
@@ -254,8 +284,8 @@ pub fn run(
                     chunk.parse(&mut rows);
                     let Chunk { data, checkpoints, flush, remaining, recycle, .. } = chunk;
                     let input = data.len();
-                    if let Some(recycle) = recycle {
-                        let _ = recycle.try_send(data);
+                    if let (Some(recycle), Data::Owned(buffer)) = (recycle, data) {
+                        let _ = recycle.try_send(buffer);
                     }
                     let mut batches = TableBatches::default();
                     batches.take_from(&mut rows);

@@ -841,7 +841,7 @@ impl Iterator for Batcher {
         }
         let checkpoints = positions.into_values().collect();
         Some(Ok(Chunk {
-            data: Vec::new(),
+            data: Default::default(),
             units: Units::Owned(units),
             rejected,
             checkpoints,

@@ -81,7 +81,7 @@ impl GeneratedSource {
         checkpoint.event_time = Some(to.timestamp_micros());
         (
             Chunk {
-                data,
+                data: data.into(),
                 units: Units::Listed(units),
                 rejected: Vec::new(),
                 checkpoints: vec![checkpoint],
