@@ -129,10 +129,10 @@ impl Job {
         let mut sender = Sender::new(&producer, partitions, self.records_per_event);
         for file in &self.files {
             self.progress.set_message(file.display().to_string());
-            let mut records = RecordReader::open(file)?;
-            while let Some(spans) = records.next_records()? {
-                for span in spans {
-                    sender.add(&records.text[span]).await.with_context(|| format!("producing {}", file.display()))?;
+            let mut reader = RecordReader::open(file)?;
+            while let Some(records) = reader.next_records()? {
+                for record in records {
+                    sender.add(record).await.with_context(|| format!("producing {}", file.display()))?;
                 }
             }
             self.progress.inc(1);
@@ -146,64 +146,123 @@ impl Job {
 }
 
 /// Reads the records of one file: NDJSON lines that are records, envelopes or
-/// arrays, or one JSON document. Errors name the file and line.
+/// arrays, or one JSON document. Errors name the file and line. A plain file is
+/// mapped, as `tokentrail ingest` maps it (`source::file`): records are copied once,
+/// from the kernel's cache into their envelope, with no line buffer between.
 struct RecordReader<'p> {
     path: &'p Path,
-    reader: BufReader<Box<dyn Read>>,
-    /// The line (or document) read last; the records are spans of it.
-    text: String,
+    input: Input,
+    /// The number of the line read last.
     number: u64,
+}
+
+/// Where a file's lines come from.
+enum Input {
+    /// A plain file, mapped: lines start at `pos`; pages before `released` were let go.
+    Mapped { map: memmap2::Mmap, pos: usize, released: usize },
+    /// Gzip, or what cannot be mapped: the line (or document) read last is `buffer`.
+    Read { reader: BufReader<Box<dyn Read>>, buffer: Vec<u8> },
+}
+
+/// Bytes of a mapped file read between letting the pages read so far go: the process
+/// keeps what it is sending, not the whole file.
+const RELEASE_BYTES: usize = 64 << 20;
+
+impl Input {
+    /// Where the next line (with its newline) lies in [`Input::bytes`]; `None` at the end.
+    fn next_line(&mut self) -> std::io::Result<Option<Range<usize>>> {
+        match self {
+            Input::Mapped { map, pos, released } => {
+                if *pos >= map.len() {
+                    return Ok(None);
+                }
+                let end = memchr::memchr(b'\n', &map[*pos..]).map_or(map.len(), |i| *pos + i + 1);
+                let line = *pos..end;
+                *pos = end;
+                if end - *released >= RELEASE_BYTES {
+                    crate::source::file::release(map, *released..line.start);
+                    *released = line.start;
+                }
+                Ok(Some(line))
+            }
+            Input::Read { reader, buffer } => {
+                buffer.clear();
+                let read = reader.read_until(b'\n', buffer)?;
+                Ok((read > 0).then_some(0..read))
+            }
+        }
+    }
+
+    /// Extends `line`, the file's first, to the rest of the file.
+    fn rest_of_file(&mut self, line: Range<usize>) -> std::io::Result<Range<usize>> {
+        match self {
+            Input::Mapped { map, pos, .. } => {
+                *pos = map.len();
+                Ok(line.start..map.len())
+            }
+            Input::Read { reader, buffer } => {
+                reader.read_to_end(buffer)?;
+                Ok(line.start..buffer.len())
+            }
+        }
+    }
+
+    fn bytes(&self, range: Range<usize>) -> &[u8] {
+        match self {
+            Input::Mapped { map, .. } => &map[range],
+            Input::Read { buffer, .. } => &buffer[range],
+        }
+    }
 }
 
 impl<'p> RecordReader<'p> {
     fn open(path: &'p Path) -> Result<Self> {
         let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-            Box::new(flate2::read::MultiGzDecoder::new(file))
+        let input = if path.extension().is_some_and(|e| e == "gz") {
+            let reader: Box<dyn Read> = Box::new(flate2::read::MultiGzDecoder::new(file));
+            Input::Read { reader: BufReader::with_capacity(1 << 20, reader), buffer: Vec::new() }
+        } else if let Some(map) = crate::source::file::map(&file) {
+            Input::Mapped { map, pos: 0, released: 0 }
         } else {
-            Box::new(file)
+            let reader: Box<dyn Read> = Box::new(file);
+            Input::Read { reader: BufReader::with_capacity(1 << 20, reader), buffer: Vec::new() }
         };
-        Ok(RecordReader { path, reader: BufReader::with_capacity(1 << 20, reader), text: String::new(), number: 0 })
+        Ok(RecordReader { path, input, number: 0 })
     }
 
-    /// Where the records of the next non-empty line (or of the rest of the file, if it
-    /// is one document) lie in [`RecordReader::text`]; `None` at the end. Records are
-    /// not copied out: the sender copies each once, into its envelope.
-    fn next_records(&mut self) -> Result<Option<Vec<Range<usize>>>> {
+    /// The records of the next non-empty line (or of the whole file, if it is one
+    /// document); `None` at the end.
+    fn next_records(&mut self) -> Result<Option<Vec<&str>>> {
         let path = self.path.display();
-        loop {
-            let mut line = std::mem::take(&mut self.text).into_bytes();
-            line.clear();
-            if self.reader.read_until(b'\n', &mut line).with_context(|| format!("reading {path}"))? == 0 {
+        let mut unit = loop {
+            let Some(line) = self.input.next_line().with_context(|| format!("reading {path}"))? else {
                 return Ok(None);
-            }
-            self.number += 1;
-            let number = self.number;
-            self.text = String::from_utf8(line).map_err(|_| anyhow!("{path}:{number}: not UTF-8"))?;
-            let text = self.text.trim();
-            if text.is_empty() {
-                continue;
-            }
-            return match records_of(text) {
-                Ok(records) => Ok(Some(spans(&self.text, &records))),
-                Err(error) if number == 1 => {
-                    // Not NDJSON: the whole file may be one (pretty-printed) document.
-                    self.reader.read_to_string(&mut self.text).with_context(|| format!("reading {path}"))?;
-                    match records_of(&self.text) {
-                        Ok(records) => Ok(Some(spans(&self.text, &records))),
-                        Err(_) => bail!("{path}:1: not JSON: {error}"),
-                    }
-                }
-                Err(error) => bail!("{path}:{number}: not JSON: {error}"),
             };
+            self.number += 1;
+            if !self.input.bytes(line.clone()).trim_ascii().is_empty() {
+                break line;
+            }
+        };
+        let number = self.number;
+        if number == 1
+            && let Err(error) = records_of(self.text(unit.clone())?)
+        {
+            // Not NDJSON: the whole file may be one (pretty-printed) document.
+            unit = self.input.rest_of_file(unit).with_context(|| format!("reading {path}"))?;
+            if records_of(self.text(unit.clone())?).is_err() {
+                bail!("{path}:1: not JSON: {error}");
+            }
         }
+        let records = records_of(self.text(unit)?).map_err(|error| anyhow!("{path}:{number}: not JSON: {error}"))?;
+        Ok(Some(records))
     }
-}
 
-/// Where each of `parts` (slices of `text`) lies in `text`.
-fn spans(text: &str, parts: &[&str]) -> Vec<Range<usize>> {
-    let base = text.as_ptr() as usize;
-    parts.iter().map(|part| (part.as_ptr() as usize - base)..(part.as_ptr() as usize - base + part.len())).collect()
+    /// The text of `range`, trimmed.
+    fn text(&self, range: Range<usize>) -> Result<&str> {
+        let text = simdutf8::basic::from_utf8(self.input.bytes(range))
+            .map_err(|_| anyhow!("{}:{}: not UTF-8", self.path.display(), self.number))?;
+        Ok(text.trim())
+    }
 }
 
 /// The records of one JSON text: an envelope's records, an array's items, or itself.
@@ -390,8 +449,8 @@ mod tests {
         std::fs::write(&path, content).unwrap();
         let mut reader = RecordReader::open(&path)?;
         let mut records = Vec::new();
-        while let Some(spans) = reader.next_records()? {
-            records.extend(spans.into_iter().map(|span| reader.text[span].to_owned()));
+        while let Some(found) = reader.next_records()? {
+            records.extend(found.into_iter().map(str::to_owned));
         }
         Ok(records)
     }

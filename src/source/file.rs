@@ -117,15 +117,20 @@ impl Drop for Stretch {
     /// Lets go of the pages only this stretch covers: the process's resident memory then
     /// holds the chunks being parsed, not all of the file read so far.
     fn drop(&mut self) {
-        let page = page_size();
-        let start = self.range.start.next_multiple_of(page);
-        let end = self.range.end / page * page;
-        if end > start {
-            // SAFETY: the map is a read-only mapping of a file, never written through.
-            // Dropping its pages only unmaps them from this process: a later read maps
-            // the same bytes again from the kernel's page cache.
-            let _ = unsafe { self.map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) };
-        }
+        release(&self.map, self.range.clone());
+    }
+}
+
+/// Lets go of the whole pages of `range` of a file's map (see [`Stretch`]).
+pub(crate) fn release(map: &Mmap, range: Range<usize>) {
+    let page = page_size();
+    let start = range.start.next_multiple_of(page);
+    let end = range.end / page * page;
+    if end > start {
+        // SAFETY: maps made by [`map`] are read-only mappings of files, never written
+        // through. Dropping pages only unmaps them from this process: a later read maps
+        // the same bytes again from the kernel's page cache.
+        let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) };
     }
 }
 
@@ -136,7 +141,7 @@ fn page_size() -> usize {
 }
 
 /// Maps a plain file, if it can be (not an empty file, a pipe or a device).
-fn map(file: &File) -> Option<Mmap> {
+pub(crate) fn map(file: &File) -> Option<Mmap> {
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() == 0 {
         return None;
