@@ -8,7 +8,7 @@ use fe2o3_amqp::{
 };
 use fe2o3_amqp_types::{
     messaging::{Data, Message, MessageAnnotations, annotations::OwnedKey},
-    primitives::{Binary, OrderedMap, Symbol, Timestamp, Value},
+    primitives::{OrderedMap, Symbol, Timestamp, Value},
 };
 use tracing::{debug, info};
 
@@ -116,7 +116,7 @@ impl ReceiverLink {
                         },
                     }
                 };
-                let sendable = Sendable { message: to_message(event), message_format: 0, settled: Some(true) };
+                let sendable = Sendable { message: to_message(&event), message_format: 0, settled: Some(true) };
                 // `send` waits for link credit and is cancel safe; a detach that arrives while
                 // it waits ends it with an error (fe2o3 answers that detach itself).
                 let sent = tokio::select! {
@@ -140,18 +140,18 @@ fn symbol_key(key: &str) -> OwnedKey {
 }
 
 /// An event as the service delivers it: one Data section and the broker annotations.
-fn to_message(event: EventCopy) -> Message<Data> {
+fn to_message(event: &EventCopy) -> Message<&Data> {
     let mut annotations = OrderedMap::new();
     annotations.insert(symbol_key("x-opt-sequence-number"), Value::Long(event.sequence_number));
     annotations.insert(symbol_key("x-opt-offset"), Value::String(event.sequence_number.to_string()));
     annotations
         .insert(symbol_key("x-opt-enqueued-time"), Value::Timestamp(Timestamp::from_milliseconds(event.enqueued_ms)));
-    let (properties, application_properties) = match event.extras {
+    let (properties, application_properties) = match &event.extras {
         Some(extras) => {
-            if let Some(key) = extras.partition_key {
-                annotations.insert(symbol_key("x-opt-partition-key"), Value::String(key));
+            if let Some(key) = &extras.partition_key {
+                annotations.insert(symbol_key("x-opt-partition-key"), Value::String(key.clone()));
             }
-            (extras.properties, extras.application_properties)
+            (extras.properties.clone(), extras.application_properties.clone())
         }
         None => (None, None),
     };
@@ -161,7 +161,7 @@ fn to_message(event: EventCopy) -> Message<Data> {
         message_annotations: Some(MessageAnnotations(annotations)),
         properties,
         application_properties,
-        body: Data(Binary::from(event.body)),
+        body: &event.body,
         footer: None,
     }
 }

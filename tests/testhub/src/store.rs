@@ -12,13 +12,16 @@
 use std::{
     ops::Range,
     sync::{
-        RwLock, RwLockReadGuard, RwLockWriteGuard,
+        Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
         atomic::{AtomicUsize, Ordering},
     },
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use fe2o3_amqp_types::messaging::{ApplicationProperties, Properties};
+use fe2o3_amqp_types::{
+    messaging::{ApplicationProperties, Data, Properties},
+    primitives::Binary,
+};
 use tokio::sync::watch;
 
 use crate::{HubSpec, partition_key};
@@ -159,7 +162,9 @@ impl NewEvent {
 }
 
 struct StoredEvent {
-    body: Box<[u8]>,
+    /// Shared with the receiver links that send it: a link serializes the message body
+    /// from a reference to it, with no copy of the event first.
+    body: Arc<Data>,
     enqueued_ms: i64,
     extras: Option<Box<Extras>>,
 }
@@ -168,7 +173,7 @@ struct StoredEvent {
 pub(crate) struct EventCopy {
     pub(crate) sequence_number: i64,
     pub(crate) enqueued_ms: i64,
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: Arc<Data>,
     pub(crate) extras: Option<Extras>,
 }
 
@@ -196,7 +201,7 @@ impl Partition {
         let start = log.len() as i64;
         let enqueued_ms = now_ms().max(log.last().map_or(i64::MIN, |e| e.enqueued_ms));
         log.extend(events.into_iter().map(|e| StoredEvent {
-            body: e.body.into_boxed_slice(),
+            body: Arc::new(Data(Binary::from(e.body))),
             enqueued_ms,
             extras: e.extras.boxed(),
         }));
@@ -219,21 +224,21 @@ impl Partition {
         PartitionSnapshot { len: log.len(), last_enqueued_ms: log.last().map_or(NEVER_MS, |e| e.enqueued_ms) }
     }
 
-    /// Copies up to `max_events` events (and roughly at most `max_bytes` of body) from `from` on.
+    /// Up to `max_events` events (and roughly at most `max_bytes` of body) from `from` on.
     pub(crate) fn read(&self, from: usize, max_events: usize, max_bytes: usize) -> Vec<EventCopy> {
         let log = read(&self.log);
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let tail = log.get(from..).unwrap_or_default();
         for (i, e) in tail.iter().take(max_events).enumerate() {
-            if !out.is_empty() && bytes + e.body.len() > max_bytes {
+            if !out.is_empty() && bytes + e.body.0.len() > max_bytes {
                 break;
             }
-            bytes += e.body.len();
+            bytes += e.body.0.len();
             out.push(EventCopy {
                 sequence_number: (from + i) as i64,
                 enqueued_ms: e.enqueued_ms,
-                body: e.body.to_vec(),
+                body: e.body.clone(),
                 extras: e.extras.as_deref().cloned(),
             });
         }
@@ -254,7 +259,7 @@ impl Partition {
 
     /// The body of the event at `index`, if it exists.
     pub(crate) fn body(&self, index: usize) -> Option<Vec<u8>> {
-        read(&self.log).get(index).map(|e| e.body.to_vec())
+        read(&self.log).get(index).map(|e| e.body.0.to_vec())
     }
 }
 
@@ -305,7 +310,7 @@ mod tests {
         assert_eq!(p.append([NewEvent::body_only(vec![9])]), 3..4);
         let got = p.read(1, 2, usize::MAX);
         assert_eq!(got.iter().map(|e| e.sequence_number).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(got[1].body, vec![2]);
+        assert_eq!(got[1].body.0.as_slice(), [2]);
         assert!(p.read(4, 10, usize::MAX).is_empty());
         // The byte budget still lets one event through.
         assert_eq!(p.read(0, 10, 0).len(), 1);
