@@ -381,9 +381,16 @@ impl FileChunks {
         self.size.map(|size| size.saturating_sub(self.offset))
     }
 
-    fn consume(&mut self, bytes: &[u8]) {
-        self.hasher.update(bytes);
+    /// Adds what was consumed to the fingerprint and returns its number of newlines,
+    /// a block at a time, so that each block is read from memory once for both.
+    fn consume(&mut self, bytes: &[u8]) -> i64 {
+        let mut newlines = 0;
+        for block in bytes.chunks(64 << 10) {
+            self.hasher.update(block);
+            newlines += memchr::memchr_iter(b'\n', block).count();
+        }
         self.offset += bytes.len() as u64;
+        newlines as i64
     }
 
     fn origin(&self, line: i64) -> Origin {
@@ -424,8 +431,7 @@ impl FileChunks {
                 }
             }
         }
-        self.next_line += memchr::memchr_iter(b'\n', &data).count() as i64 + 1;
-        self.consume(&data);
+        self.next_line += self.consume(&data) + 1;
         self.done = true;
         Ok(Chunk {
             data,
@@ -464,8 +470,7 @@ impl FileChunks {
     }
 
     fn lines(&mut self, data: Data, first_line: i64) -> Chunk {
-        self.consume(&data);
-        self.next_line += memchr::memchr_iter(b'\n', &data).count() as i64;
+        self.next_line += self.consume(&data);
         if data.last().is_some_and(|b| *b != b'\n') {
             self.next_line += 1; // the file's last line, without a newline
         }
