@@ -440,14 +440,26 @@ impl<'p> Sender<'p> {
 
 #[cfg(test)]
 mod tests {
-    use super::{RecordReader, records_of};
+    use super::{Input, RecordReader, records_of};
+    use std::io::Write;
 
-    /// Every record `RecordReader` finds in a file with `content`, or its error.
-    fn read_all(content: impl AsRef<[u8]>) -> anyhow::Result<Vec<String>> {
+    /// Every record `RecordReader` finds in a file `name` with `content` (gzipped if
+    /// `name` ends in `.gz`), or its error. A plain file is read mapped, gzip through
+    /// a buffer.
+    fn read_all(name: &str, content: impl AsRef<[u8]>) -> anyhow::Result<Vec<String>> {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("records.json");
-        std::fs::write(&path, content).unwrap();
+        let path = dir.path().join(name);
+        if name.ends_with(".gz") {
+            let mut encoder =
+                flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
+            encoder.write_all(content.as_ref()).unwrap();
+            encoder.finish().unwrap();
+        } else {
+            std::fs::write(&path, content).unwrap();
+        }
         let mut reader = RecordReader::open(&path)?;
+        let mapped = matches!(reader.input, Input::Mapped { .. });
+        assert_eq!(mapped, !name.ends_with(".gz"), "{name}: mapped only when plain");
         let mut records = Vec::new();
         while let Some(found) = reader.next_records()? {
             records.extend(found.into_iter().map(str::to_owned));
@@ -457,14 +469,19 @@ mod tests {
 
     #[test]
     fn files_of_lines_or_one_document() {
-        let lines = "{\"records\":[{\"a\":1},{\"b\":2}]}\n\n  [{\"c\":3}]  \r\n{\"d\":4}\n{\"e\":5}";
-        assert_eq!(read_all(lines).unwrap(), [r#"{"a":1}"#, r#"{"b":2}"#, r#"{"c":3}"#, r#"{"d":4}"#, r#"{"e":5}"#]);
-        let document = "{\n  \"records\": [\n    {\"a\": 1},\n    {\"b\": 2}\n  ]\n}\n";
-        assert_eq!(read_all(document).unwrap(), [r#"{"a": 1}"#, r#"{"b": 2}"#]);
-        let error = read_all("{\"a\":1}\n{\"b\":\n").unwrap_err().to_string();
-        assert!(error.contains("records.json:2: not JSON"), "{error}");
-        let error = read_all(b"{\"a\":1}\n\"\xff\"\n").unwrap_err().to_string();
-        assert!(error.contains("records.json:2: not UTF-8"), "{error}");
+        for name in ["records.json", "records.json.gz"] {
+            let lines = "{\"records\":[{\"a\":1},{\"b\":2}]}\n\n  [{\"c\":3}]  \r\n{\"d\":4}\n{\"e\":5}";
+            let all = [r#"{"a":1}"#, r#"{"b":2}"#, r#"{"c":3}"#, r#"{"d":4}"#, r#"{"e":5}"#];
+            assert_eq!(read_all(name, lines).unwrap(), all);
+            let document = "{\n  \"records\": [\n    {\"a\": 1},\n    {\"b\": 2}\n  ]\n}\n";
+            assert_eq!(read_all(name, document).unwrap(), [r#"{"a": 1}"#, r#"{"b": 2}"#]);
+            let error = read_all(name, "{\"a\":1}\n{\"b\":\n").unwrap_err().to_string();
+            assert!(error.contains(&format!("{name}:2: not JSON")), "{error}");
+            let error = read_all(name, b"{\"a\":1}\n\"\xff\"\n").unwrap_err().to_string();
+            assert!(error.contains(&format!("{name}:2: not UTF-8")), "{error}");
+            let error = read_all(name, "{\"a\":\n").unwrap_err().to_string();
+            assert!(error.contains(&format!("{name}:1: not JSON")), "{error}");
+        }
     }
 
     #[test]
