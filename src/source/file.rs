@@ -28,12 +28,12 @@ use crate::store::rows::MAX_QUARANTINED_BYTES;
 use crate::store::{Checkpoint, SourceKind};
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
-use memmap2::{Mmap, UncheckedAdvice};
+use memmap2::Mmap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, mpsc};
 use xxhash_rust::xxh3::Xxh3;
 
 /// Bytes of input per chunk handed to a parser thread.
@@ -121,21 +121,28 @@ impl Drop for Stretch {
     }
 }
 
-/// Lets go of the whole pages of `range` of a file's map (see [`Stretch`]).
+/// Lets go of the whole pages of `range` of a file's map (see [`Stretch`]); on Unix,
+/// where `madvise` is.
 pub(crate) fn release(map: &Mmap, range: Range<usize>) {
-    let page = page_size();
-    let start = range.start.next_multiple_of(page);
-    let end = range.end / page * page;
-    if end > start {
-        // SAFETY: maps made by [`map`] are read-only mappings of files, never written
-        // through. Dropping pages only unmaps them from this process: a later read maps
-        // the same bytes again from the kernel's page cache.
-        let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) };
+    #[cfg(unix)]
+    {
+        let page = page_size();
+        let start = range.start.next_multiple_of(page);
+        let end = range.end / page * page;
+        if end > start {
+            // SAFETY: maps made by [`map`] are read-only mappings of files, never written
+            // through. Dropping pages only unmaps them from this process: a later read
+            // maps the same bytes again from the kernel's page cache.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
     }
+    #[cfg(not(unix))]
+    let _ = (map, range);
 }
 
+#[cfg(unix)]
 fn page_size() -> usize {
-    static PAGE: OnceLock<usize> = OnceLock::new();
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     // SAFETY: sysconf only reads a system constant.
     *PAGE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1))
 }
@@ -657,6 +664,7 @@ mod tests {
         assert_eq!((last.byte_offset, last.line, last.complete), (Some(content.len() as i64), Some(9_000), true));
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_parsed_stretch_lets_its_pages_go_and_the_file_stays_readable() {
         let dir = tempfile::tempdir().unwrap();
