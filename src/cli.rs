@@ -2,7 +2,7 @@
 
 use crate::ingest::PipelineOptions;
 use crate::query::Format;
-use crate::store::{Store, StoreOptions};
+use crate::store::StoreOptions;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -333,14 +333,13 @@ fn produce(
 }
 
 fn ingest(db: PathBuf, options: PipelineOptions, threads: usize, paths: Vec<PathBuf>) -> Result<ExitCode> {
-    let store = Store::open(&db, &StoreOptions { threads: Some(threads.max(1)), ..StoreOptions::default() })?;
-    let mut writer = store.writer()?;
     let progress = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     progress.set_style(
         ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}")
             .context("progress bar template")?,
     );
-    let report = crate::source::file::ingest_files(&store, &mut writer, &paths, options, progress)?;
+    let store_options = StoreOptions { threads: Some(threads.max(1)), ..StoreOptions::default() };
+    let (store, report) = crate::source::file::ingest_files_at(&db, &store_options, &paths, options, progress)?;
     println!("files: {} ({} unchanged, {} failed)", report.files, report.unchanged.len(), report.failed.len());
     if let Some((first, last)) = report.batches {
         for (table, category, rows) in crate::source::file::counts_by_category(&store, first, last)? {

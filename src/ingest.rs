@@ -248,6 +248,18 @@ pub fn run(
     writer: &mut Writer,
     chunks: impl Iterator<Item = Result<Chunk>> + Send,
     options: PipelineOptions,
+    on_commit: impl FnMut(&BatchReceipt, &[Checkpoint]) + Send,
+) -> Result<RowCounts> {
+    run_opening(|| Ok(writer), chunks, options, on_commit)
+}
+
+/// [`run`], with the writer got by `open` on this thread once the reader and parser
+/// threads are started: a database being created is made while the first chunks are
+/// read and parsed. An error of `open` ends the run before anything is committed.
+pub fn run_opening<'w>(
+    open: impl FnOnce() -> Result<&'w mut Writer>,
+    chunks: impl Iterator<Item = Result<Chunk>> + Send,
+    options: PipelineOptions,
     mut on_commit: impl FnMut(&BatchReceipt, &[Checkpoint]) + Send,
 ) -> Result<RowCounts> {
     let workers = options.workers.max(1);
@@ -298,6 +310,8 @@ pub fn run(
             })?;
         }
         drop((parsed_tx, chunk_rx));
+        // On an error the receiver drops, and the threads stop at their next send.
+        let writer = open()?;
         commit_in_order(writer, parsed_rx, options, &mut on_commit)
     })
 }
