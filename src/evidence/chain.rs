@@ -180,7 +180,15 @@ impl TableDigest {
     }
 
     pub fn finish(mut self) -> Digest {
-        self.rows.sort_unstable();
+        // Byte order, as two big-endian u128 (inline compares, where comparing the
+        // arrays called memcmp: ~1% of ingest's CPU).
+        self.rows.sort_unstable_by_key(|row| {
+            let (high, low) = row.split_at(16);
+            (
+                u128::from_be_bytes(high.try_into().expect("16 bytes")),
+                u128::from_be_bytes(low.try_into().expect("16 bytes")),
+            )
+        });
         let mut h = Sha256::new();
         h.update(b"tokentrail.chain.table");
         h.update((self.table.len() as u64).to_le_bytes());
@@ -693,6 +701,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_table_digest_sorts_its_rows_in_byte_order() {
+        // Rows equal in their first 16 bytes, or in their last, and differing anywhere.
+        let mut rows: Vec<Digest> = Vec::new();
+        for (i, j) in [(0u8, 0u8), (0, 255), (255, 0), (1, 2), (2, 1), (128, 127), (127, 128)] {
+            let mut row = [7u8; 32];
+            row[15] = i;
+            row[31] = j;
+            rows.push(row);
+            row[0] = i ^ j;
+            rows.push(row);
+        }
+        let mut digest = TableDigest::new("cosmos_requests");
+        digest.rows = rows.iter().rev().copied().collect();
+        let mut sorted = rows.clone();
+        sorted.sort();
+        let mut h = Sha256::new();
+        h.update(b"tokentrail.chain.table");
+        h.update(15u64.to_le_bytes());
+        h.update(b"cosmos_requests");
+        h.update((sorted.len() as u64).to_le_bytes());
+        for row in &sorted {
+            h.update(row);
+        }
+        assert_eq!(digest.finish(), <Digest>::from(h.finalize()));
     }
 
     /// Version 2 names a column by 4 bytes of its name's SHA-256: two columns of a table
