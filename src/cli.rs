@@ -3,9 +3,8 @@
 use crate::ingest::PipelineOptions;
 use crate::query::Format;
 use crate::store::StoreOptions;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -211,7 +210,11 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENTRAIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(crate::progress::LogWriter::stderr)
+        .with_ansi(ansi)
+        .init();
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -313,10 +316,8 @@ fn produce(
         ..crate::config::EventHubsConfig::for_hub(&hub)
     };
     let connect = crate::source::eventhubs::Connect::from_config(&config)?;
-    let progress = ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
-    progress.set_style(
-        ProgressStyle::with_template("{spinner} {pos}/{len} files {wide_msg}").context("progress bar template")?,
-    );
+    let progress = crate::progress::bar("{spinner} {pos}/{len} files {wide_msg}")?;
+    progress.set_length(files.len() as u64);
     let options = crate::produce::ProduceOptions {
         connect: &connect,
         hub: &hub,
@@ -333,11 +334,7 @@ fn produce(
 }
 
 fn ingest(db: PathBuf, options: PipelineOptions, threads: usize, paths: Vec<PathBuf>) -> Result<ExitCode> {
-    let progress = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    progress.set_style(
-        ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}")
-            .context("progress bar template")?,
-    );
+    let progress = crate::progress::bar("{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}")?;
     let store_options = StoreOptions { threads: Some(threads.max(1)), ..StoreOptions::default() };
     let (store, report) = crate::source::file::ingest_files_at(&db, &store_options, &paths, options, progress)?;
     println!("files: {} ({} unchanged, {} failed)", report.files, report.unchanged.len(), report.failed.len());

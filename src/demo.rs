@@ -12,7 +12,6 @@ use crate::source::generated::GeneratedSource;
 use crate::store::{Store, StoreOptions};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -222,8 +221,8 @@ fn backfill(
     stop: &AtomicBool,
 ) -> Result<()> {
     let windows = ((to - from).num_seconds() / BACKFILL_WINDOW.num_seconds() + 1) as u64;
-    let progress = ProgressBar::new(windows);
-    progress.set_style(ProgressStyle::with_template("backfill {bar:30} {pos}/{len} windows {msg}")?);
+    let progress = crate::progress::bar("backfill {bar:30} {pos}/{len} windows {msg}")?;
+    progress.set_length(windows);
     let mut at = from;
     let windows_done = progress.clone();
     let chunks = std::iter::from_fn(|| {

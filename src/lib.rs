@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod priority;
 pub mod produce;
+pub mod progress;
 pub mod query;
 pub mod record;
 pub mod rules;

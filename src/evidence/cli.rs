@@ -3,10 +3,10 @@
 use super::pack::{self, PackRequest};
 use super::sign::{self, PackKey};
 use super::{Criterion, GeneratedBy, Period, chain};
+use crate::progress::bar;
 use crate::rules::DetectionConfig;
 use crate::store::{Store, StoreOptions};
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -18,12 +18,6 @@ pub struct PackArgs {
     pub out: PathBuf,
     pub signing_key: Option<PathBuf>,
     pub generated_by: Option<String>,
-}
-
-fn bar(template: &str) -> Result<ProgressBar> {
-    let progress = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    progress.set_style(ProgressStyle::with_template(template).context("progress bar template")?);
-    Ok(progress)
 }
 
 /// `tokentrail evidence --db --criteria --from --to --out`.
