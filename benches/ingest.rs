@@ -195,7 +195,7 @@ fn main() {
          of its own that, like `tokentrail ingest`, makes the database and its tables, fills the table and closes \
          it. CPU-s: user plus system CPU time of the process, median of the rounds.\n\n\
          | path | seconds | records/s | vs read_json | CPU-s |\n|---|---|---|---|---|\n\
-         | `tokentrail ingest` (default: 2 parser threads, 2 writer lanes on 1 DuckDB thread each; parse → Arrow → DuckDB Arrow scan, committed with checkpoints every {commit_rows} rows of a table, a row group (near the end of the file, equal shares of at least that), or {commit_mib} MiB of Arrow data; the file is read and parsed while the new database and its tables are made) | {:.2} | {:.0} | **{:.2}x** | {:.2} |\n\
+         | `tokentrail ingest` (default: 2 parser threads, 3 writer lanes on 1 DuckDB thread each; parse → Arrow → DuckDB Arrow scan, committed with checkpoints every {commit_rows} rows of a table, a row group (near the end of the file, equal shares of at least that), or {commit_mib} MiB of Arrow data; the file is read and parsed while the new database and its tables are made) | {:.2} | {:.0} | **{:.2}x** | {:.2} |\n\
          | `tokentrail ingest --threads 2` (2 DuckDB threads) | {:.2} | {:.0} | {:.2}x | {:.2} |\n\
          | DuckDB `read_json` → `INSERT … SELECT` into the same table, 2 DuckDB threads, one transaction | {:.2} | {:.0} | 1.00x | {:.2} |\n\
          | the same, its `INSERT … SELECT` and `CHECKPOINT` statements alone (timed inside the child) | {statement:.2} | {:.0} | `tokentrail ingest`: {:.2}x of it | |\n\n\

@@ -5,7 +5,7 @@
 //! the source, worker threads parse them into Arrow batches ([`Rows`]), the calling
 //! thread puts them back in source order and streams them to a writer lane, which
 //! stores a commit's rows as they come and commits them with the checkpoint of its
-//! last chunk ([`crate::store::Lane::commit`]), in order with the other lane's. So a
+//! last chunk ([`crate::store::Lane::commit`]), in order with the other lanes'. So a
 //! commit never covers part of a chunk, a checkpoint is never ahead of the rows it
 //! vouches for, and a crash at any point loses nothing that was committed and repeats
 //! nothing on restart.
@@ -50,8 +50,9 @@ pub const ROW_GROUP_ROWS: usize = 122_880;
 /// bytes at ~115,000 rows, under a row group.
 pub const COMMIT_BYTES: usize = 128 << 20;
 
-/// DuckDB writer lanes: two, so one commit's rows go in while the commit before is
-/// compressed and committed (see [`Writer::lanes`]).
+/// DuckDB writer lanes: three, so one commit's rows go in while the commit before waits
+/// for its turn and the one before that is compressed and committed (see
+/// [`Writer::lanes`]).
 pub const LANES: usize = crate::store::MAX_LANES;
 
 /// How much lower than the rest of ingest the parser threads run (nice). The DuckDB
@@ -352,8 +353,8 @@ const PARTS_IN_FLIGHT: usize = 4;
 
 /// Puts parsed chunks back in source order and streams each commit's worth to the
 /// DuckDB writer lanes in turn (see [`Writer::lanes`]): a lane stores a commit's rows as
-/// they are parsed, and with two lanes one commit's rows go in while the one before is
-/// compressed and committed. The lanes commit in order and report each commit as soon
+/// they are parsed, and one commit's rows go in while those before it are compressed,
+/// committed or wait for their turn. The lanes commit in order and report each commit as soon
 /// as it is made: a live source that goes quiet shows its last commit in the status and
 /// metrics at once, not when the next event comes.
 fn commit_in_order(

@@ -219,6 +219,52 @@ fn checkpoints_keep_the_row_groups_commits_wrote() {
     assert!(commits.iter().all(|rows| *rows >= ROW_GROUP), "every commit at least a row group: {commits:?}");
 }
 
+/// Three lanes hold three open batches of one source at once: each replaces its own
+/// checkpoint row (two open transactions replacing one row would conflict), and they
+/// commit in batch order, round after round.
+#[test]
+fn three_open_batches_of_one_source_commit_in_order() {
+    use tokentrail::store::{Checkpoint, Part, SourceKind, rows::TableBatches};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("lanes3.duckdb"), &StoreOptions::default()).unwrap();
+    let mut writer = store.writer().unwrap();
+    let input = |line: i64| {
+        let mut checkpoint = Checkpoint::new("file:three", SourceKind::File);
+        checkpoint.line = Some(line);
+        let (parts, input) = std::sync::mpsc::channel();
+        parts.send(Part::Rows(TableBatches::default())).unwrap();
+        parts.send(Part::End(vec![checkpoint])).unwrap();
+        input
+    };
+    let first = writer.next_batch_id();
+    let committed = std::sync::Mutex::new(Vec::new());
+    let mut lanes = writer.lanes(3).unwrap();
+    assert_eq!(lanes.len(), 3);
+    for round in 0..2i64 {
+        let base = first + 3 * round;
+        let record = |receipt: &tokentrail::store::BatchReceipt, _: &[Checkpoint]| {
+            committed.lock().unwrap().push(receipt.batch_id)
+        };
+        std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            // The last batch of the round is stored first, the first batch last.
+            for (i, lane) in lanes.iter_mut().enumerate().rev() {
+                let batch = base + i as i64;
+                handles.push(scope.spawn(move || lane.commit(batch, input(10 * (batch + 1)), false, record)));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            for handle in handles {
+                handle.join().unwrap().unwrap();
+            }
+        });
+    }
+    assert_eq!(*committed.lock().unwrap(), (first..first + 6).collect::<Vec<_>>());
+    drop(lanes);
+    assert_eq!(store.checkpoint("file:three").unwrap().unwrap().line, Some(10 * (first + 6)));
+    let verified = tokentrail::evidence::chain::verify(&store, &|_, _| {}).unwrap();
+    assert!(verified.failures.is_empty(), "{verified:?}");
+}
+
 /// Two writer lanes store batches at once and commit them in batch order; a batch that
 /// fails rolls back the batches after it, never those before.
 #[test]

@@ -4,10 +4,11 @@
 //! a time in one transaction: the batch's rows as the pipeline hands them over
 //! ([`Part::Rows`], while the parsers are still making the rest), then where its
 //! sources stand ([`Part::End`]), the `ingest_batches` row and the chain digest. Its
-//! `COMMIT` waits until the batch before it has committed, so with two lanes one batch's
-//! rows go in while the one before is compressed and committed (DuckDB compresses a
-//! commit's full row groups before taking its commit locks), and the database still
-//! only ever holds a prefix of the batches handed over.
+//! `COMMIT` waits until the batch before it has committed, so with three lanes one batch's
+//! rows go in while the one before waits for its turn and the one before that is
+//! compressed and committed (DuckDB compresses a commit's full row groups before taking
+//! its commit locks), and the database still only ever holds a prefix of the batches
+//! handed over.
 //!
 //! The rows reach DuckDB through Arrow scan views made before the transaction begins (a
 //! view must be made outside the transaction that reads it): the `cosmos_requests`
@@ -127,7 +128,7 @@ impl<'w> Lane<'w> {
     ///
     /// `last`: the last batch of its source, which nothing is parsed behind. Its full row
     /// groups are compressed as they fill, in the INSERT, while the batch before it is
-    /// compressed and committed on the other lane; other batches leave it to COMMIT, so
+    /// compressed and committed on another lane; other batches leave it to COMMIT, so
     /// that their INSERT keeps taking rows while the parsers work.
     pub fn commit(
         &mut self,
@@ -228,7 +229,7 @@ impl<'w> Lane<'w> {
             // DuckDB buffers 5 full row groups of a transaction and compresses them at
             // COMMIT, which a lane reaches only in its turn: for the last batch, with
             // nothing left to parse, the other core would be idle meanwhile. (A global
-            // setting: the other lane, if busy, is past its INSERT.)
+            // setting: the other lanes, if busy, are past their INSERT.)
             self.raw.execute_batch("SET write_buffer_row_group_count = 1")?;
         }
         self.raw.execute_batch("BEGIN TRANSACTION")?;
@@ -317,9 +318,10 @@ impl<'w> Lane<'w> {
                 Param::Int(batch_id),
             ];
             if self.lane_checkpoints {
-                // The row of this batch's lane; the other lane's row may belong to a
-                // batch still open in the other transaction.
-                let mut params = vec![position[0].clone(), Param::Int(batch_id.rem_euclid(2))];
+                // The row of this batch's lane; the other lanes' rows may belong to
+                // batches still open in their transactions.
+                let mut params =
+                    vec![position[0].clone(), Param::Int(batch_id.rem_euclid(crate::store::MAX_LANES as i64))];
                 params.extend_from_slice(&position[1..]);
                 self.raw.execute(
                     "INSERT OR REPLACE INTO source_checkpoints VALUES

@@ -303,11 +303,10 @@ pub struct BatchReceipt {
 ///
 /// It commits batches one at a time ([`Writer::commit`]), or through up to
 /// [`MAX_LANES`] lanes ([`Writer::lanes`]): connections of their own that store
-/// alternate batches at once, each in its own transaction, and commit them in batch
-/// order. A batch's rows go in while the batch before it is still being compressed
-/// and committed by the other lane (DuckDB compresses a commit's full row groups
-/// before taking its commit locks, so two commits compress at once); its `COMMIT`
-/// waits for that batch's. So the database only ever holds a prefix of the batches
+/// batches in turn at once, each in its own transaction, and commit them in batch
+/// order. A batch's rows go in while the batch before it waits for its turn and the
+/// one before that is compressed and committed (DuckDB compresses a commit's full row
+/// groups before taking its commit locks); its `COMMIT` waits for the batch before's. So the database only ever holds a prefix of the batches
 /// handed over, every checkpoint covers only rows committed with or before it, and
 /// the integrity chain links each batch to the one committed before it.
 pub struct Writer {
@@ -330,9 +329,11 @@ impl Drop for Writer {
     }
 }
 
-/// Most lanes a writer runs: two open transactions write different lane rows of a
-/// source's checkpoint (`batch_id % 2`).
-pub const MAX_LANES: usize = 2;
+/// Most lanes a writer runs: open transactions write different lane rows of a source's
+/// checkpoint (`batch_id % MAX_LANES`; migration 8 made the table when there were two).
+/// With two, a lane done with its rows waited for the other's COMMIT while the parsers
+/// stalled behind it: one core idle for 30–110 ms a commit (see BENCHMARKS.md).
+pub const MAX_LANES: usize = 3;
 
 impl Writer {
     /// The id the next batch committed gets.
