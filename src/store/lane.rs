@@ -114,11 +114,13 @@ pub struct Lane<'w> {
     raw: &'w mut RawConnection,
     turns: &'w Turns,
     lane_checkpoints: bool,
+    /// The row digest vectors of the lane's last commit, reused by its next.
+    spare: [Vec<chain::Digest>; 4],
 }
 
 impl<'w> Lane<'w> {
     pub(super) fn new(raw: &'w mut RawConnection, turns: &'w Turns, lane_checkpoints: bool) -> Lane<'w> {
-        Lane { raw, turns, lane_checkpoints }
+        Lane { raw, turns, lane_checkpoints, spare: Default::default() }
     }
 
     /// Stores the rows `input` brings as batch `batch_id` and moves the sources to the
@@ -158,15 +160,18 @@ impl<'w> Lane<'w> {
             // The rows' digests are computed on a thread of their own while DuckDB
             // stores the rows (the writer lanes are ingest's bottleneck).
             let (hash, hashed) = std::sync::mpsc::channel::<(usize, RecordBatch)>();
+            let mut spare = std::mem::take(&mut self.spare).into_iter();
             let hashing = chained.then(|| {
-                scope.spawn(move || -> Result<[chain::Digest; 4]> {
-                    let mut tables = TABLES.map(chain::TableDigest::new);
+                scope.spawn(move || -> Result<[(chain::Digest, Vec<chain::Digest>); 4]> {
+                    let mut tables =
+                        TABLES.map(|table| chain::TableDigest::reusing(table, spare.next().unwrap_or_default()));
                     for (table, batch) in hashed {
                         tables[table].add(&batch)?;
                     }
-                    Ok(tables.map(chain::TableDigest::finish))
+                    Ok(tables.map(chain::TableDigest::finish_keeping))
                 })
             });
+            let kept = std::cell::Cell::new(None);
             let stored = schemas.each_ref().map(with_batch_id_schema);
             let mut readers: Vec<Box<dyn RecordBatchReader + Send>> = Vec::new();
             for (table, schema) in stored.iter().enumerate().skip(1) {
@@ -194,13 +199,20 @@ impl<'w> Lane<'w> {
                 }
             }
             let outcome = outcome.and_then(|()| {
-                self.transaction(batch_id, chained, last, &views, &routed, move || match hashing {
+                self.transaction(batch_id, chained, last, &views, &routed, || match hashing {
                     Some(handle) => {
-                        Ok(Some(handle.join().map_err(|_| anyhow::anyhow!("the chain digest thread panicked"))??))
+                        let tables =
+                            handle.join().map_err(|_| anyhow::anyhow!("the chain digest thread panicked"))??;
+                        let [cosmos, signins, raw, quarantine] = tables;
+                        kept.set(Some([cosmos.1, signins.1, raw.1, quarantine.1]));
+                        Ok(Some([cosmos.0, signins.0, raw.0, quarantine.0]))
                     }
                     None => Ok(None),
                 })
             });
+            if let Some(rows) = kept.take() {
+                self.spare = rows;
+            }
             for (_, view) in views {
                 if let Err(error) = self.raw.drop_arrow_view(view) {
                     tracing::warn!(error = %error, "dropping an Arrow scan view");
