@@ -219,23 +219,34 @@ fn checkpoints_keep_the_row_groups_commits_wrote() {
     assert!(commits.iter().all(|rows| *rows >= ROW_GROUP), "every commit at least a row group: {commits:?}");
 }
 
+/// Where the source `source_id` stands after line `line`.
+fn at_line(source_id: &str, line: i64) -> Vec<tokentrail::store::Checkpoint> {
+    let mut checkpoint = tokentrail::store::Checkpoint::new(source_id, tokentrail::store::SourceKind::File);
+    checkpoint.line = Some(line);
+    vec![checkpoint]
+}
+
+/// A batch's input, whole: its rows, then where its sources stand.
+fn batch_input(
+    batches: tokentrail::store::rows::TableBatches,
+    checkpoints: Vec<tokentrail::store::Checkpoint>,
+) -> std::sync::mpsc::Receiver<tokentrail::store::Part> {
+    let (parts, input) = std::sync::mpsc::channel();
+    parts.send(tokentrail::store::Part::Rows(batches)).unwrap();
+    parts.send(tokentrail::store::Part::End(checkpoints)).unwrap();
+    input
+}
+
 /// Three lanes hold three open batches of one source at once: each replaces its own
 /// checkpoint row (two open transactions replacing one row would conflict), and they
 /// commit in batch order, round after round.
 #[test]
 fn three_open_batches_of_one_source_commit_in_order() {
-    use tokentrail::store::{Checkpoint, Part, SourceKind, rows::TableBatches};
+    use tokentrail::store::{Checkpoint, rows::TableBatches};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("lanes3.duckdb"), &StoreOptions::default()).unwrap();
     let mut writer = store.writer().unwrap();
-    let input = |line: i64| {
-        let mut checkpoint = Checkpoint::new("file:three", SourceKind::File);
-        checkpoint.line = Some(line);
-        let (parts, input) = std::sync::mpsc::channel();
-        parts.send(Part::Rows(TableBatches::default())).unwrap();
-        parts.send(Part::End(vec![checkpoint])).unwrap();
-        input
-    };
+    let input = |line: i64| batch_input(TableBatches::default(), at_line("file:three", line));
     let first = writer.next_batch_id();
     let committed = std::sync::Mutex::new(Vec::new());
     let mut lanes = writer.lanes(3).unwrap();
@@ -269,22 +280,11 @@ fn three_open_batches_of_one_source_commit_in_order() {
 /// fails rolls back the batches after it, never those before.
 #[test]
 fn lanes_commit_in_order_and_a_failure_stops_the_batches_after_it() {
-    use tokentrail::store::{Checkpoint, Part, SourceKind, rows::TableBatches};
+    use tokentrail::store::{Checkpoint, Part, rows::TableBatches};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("lanes.duckdb"), &StoreOptions::default()).unwrap();
     let mut writer = store.writer().unwrap();
-    let at_line = |line: i64| {
-        let mut checkpoint = Checkpoint::new("file:lanes", SourceKind::File);
-        checkpoint.line = Some(line);
-        vec![checkpoint]
-    };
-    // A batch's input, whole: its rows, then where the source stands.
-    let input = |batches: TableBatches, line: i64| {
-        let (parts, input) = std::sync::mpsc::channel();
-        parts.send(Part::Rows(batches)).unwrap();
-        parts.send(Part::End(at_line(line))).unwrap();
-        input
-    };
+    let input = |batches: TableBatches, line: i64| batch_input(batches, at_line("file:lanes", line));
     let first = writer.next_batch_id();
     let committed = std::sync::Mutex::new(Vec::new());
     {
@@ -340,7 +340,7 @@ fn lanes_commit_in_order_and_a_failure_stops_the_batches_after_it() {
     assert_eq!(last, first + 2);
     // The writer goes on after the failed batch's id.
     assert_eq!(writer.next_batch_id(), first + 3);
-    writer.commit(TableBatches::default(), &at_line(60)).unwrap();
+    writer.commit(TableBatches::default(), &at_line("file:lanes", 60)).unwrap();
     assert_eq!(store.checkpoint("file:lanes").unwrap().unwrap().line, Some(60));
     // A batch whose input stops before its end rolls back.
     {
