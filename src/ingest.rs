@@ -354,9 +354,9 @@ const PARTS_IN_FLIGHT: usize = 4;
 /// Puts parsed chunks back in source order and streams each commit's worth to the
 /// DuckDB writer lanes in turn (see [`Writer::lanes`]): a lane stores a commit's rows as
 /// they are parsed, and one commit's rows go in while those before it are compressed,
-/// committed or wait for their turn. The lanes commit in order and report each commit as soon
-/// as it is made: a live source that goes quiet shows its last commit in the status and
-/// metrics at once, not when the next event comes.
+/// committed or wait for their turn. The lanes commit in order and report each commit
+/// as soon as it is made: a live source that goes quiet shows its last commit in the
+/// status and metrics at once, not when the next event comes.
 fn commit_in_order(
     writer: &mut Writer,
     parsed_rx: mpsc::Receiver<(u64, Result<Parsed>)>,
