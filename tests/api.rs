@@ -356,6 +356,31 @@ fn the_finding_lifecycle_goes_through_the_api_with_who_and_why() {
     assert!(last["changed_by"].as_str().unwrap().contains(common::jwks::USER_OID), "{last}");
 }
 
+/// Changes of one finding at once (two people, or a person and detection): each is made
+/// or refused with a 409, never a server error, and the history has each one made.
+#[test]
+fn changes_of_one_finding_at_once_are_made_or_refused_never_a_500() {
+    let db = &fixture().db;
+    let id: i64 = db.value("SELECT min(id) FROM findings WHERE status = 'open'");
+    assert!(id < db.value::<i64>("SELECT max(id) FROM findings WHERE status = 'open'"), "not the lifecycle test's");
+    let history = format!("SELECT count(*) FROM finding_history WHERE finding_id = {id}");
+    let before: i64 = db.value(&history);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..24)
+            .map(|i| {
+                let action = ["acknowledge", "resolve", "reopen"][i % 3];
+                let body = json!({"comment": format!("at once {i}")});
+                scope.spawn(move || post(&format!("/api/findings/{id}/{action}"), Role::Responder, body).status)
+            })
+            .collect();
+        calls.into_iter().map(|call| call.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|status| [200, 409].contains(status)), "{statuses:?}");
+    let made = statuses.iter().filter(|status| **status == 200).count() as i64;
+    assert!(made > 0, "{statuses:?}");
+    assert_eq!(db.value::<i64>(&history) - before, made);
+}
+
 #[test]
 fn search_filters_by_principal_cidr_and_auth_and_streams_csv_and_ndjson() {
     let f = fixture();

@@ -506,6 +506,48 @@ fn key_client_history(db: &TestDb) -> (Vec<Event>, GroundTruth, Detector) {
     (events, truth, detector)
 }
 
+/// Another transaction changes a finding's status (someone else's change, or detection
+/// reopening or withdrawing it) while someone changes it too: DuckDB lets the first
+/// writer of the row win, and the second change is tried again, not failed.
+#[test]
+fn a_status_change_waits_out_a_concurrent_change_of_the_finding() {
+    let db = TestDb::new();
+    let _ = key_client_history(&db);
+    let id: i64 = db.value("SELECT min(id) FROM findings WHERE status = 'open'");
+    let other = db.store.connection().unwrap();
+    let reopen = "UPDATE findings SET status = 'open', status_by = 'tokentrail' WHERE id = ?";
+    other.execute_batch("BEGIN TRANSACTION").unwrap();
+    other.execute(reopen, [id]).unwrap();
+    std::thread::scope(|scope| {
+        let change = scope.spawn(|| findings::set_status(&db.store, id, Status::Acknowledged, "alice", "on it"));
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        other.execute_batch("COMMIT").unwrap();
+        change.join().unwrap().expect("the change goes through once the other committed");
+    });
+    let row = db.rows(&format!("SELECT status, status_by FROM findings WHERE id = {id}"));
+    assert_eq!(row, [vec!["acknowledged".to_string(), "alice".to_string()]]);
+    // A change that meets the other's first: tried again, it sees the new status.
+    other.execute_batch("BEGIN TRANSACTION").unwrap();
+    other.execute("UPDATE findings SET status = 'resolved', status_by = 'bob' WHERE id = ?", [id]).unwrap();
+    std::thread::scope(|scope| {
+        let change = scope.spawn(|| findings::set_status(&db.store, id, Status::Resolved, "carol", "done too"));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        other.execute_batch("COMMIT").unwrap();
+        let refused = change.join().unwrap().unwrap_err();
+        assert!(
+            matches!(refused.downcast_ref::<findings::Refused>(), Some(findings::Refused::CannotBecome { .. })),
+            "{refused:#}"
+        );
+    });
+    // One that stays open past the retries: the change says the finding is busy.
+    other.execute_batch("BEGIN TRANSACTION").unwrap();
+    other.execute(reopen, [id]).unwrap();
+    let busy = findings::set_status(&db.store, id, Status::Open, "dave", "not done").unwrap_err();
+    other.execute_batch("ROLLBACK").unwrap();
+    assert!(busy.downcast_ref::<tokentrail::store::Busy>().is_some(), "{busy:#}");
+    assert!(format!("{busy:#}").contains("try again"), "{busy:#}");
+}
+
 #[test]
 fn a_finding_moves_through_its_lifecycle_and_keeps_its_history() {
     let db = TestDb::new();

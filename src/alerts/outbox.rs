@@ -35,22 +35,6 @@ fn ids(values: impl IntoIterator<Item = i64>) -> Value {
     Value::List(values.into_iter().map(Value::BigInt).collect())
 }
 
-/// Runs `work` in a transaction on a connection of its own.
-fn transaction<T>(store: &Store, work: impl FnOnce(&duckdb::Connection) -> Result<T>) -> Result<T> {
-    let conn = store.connection()?;
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    match work(&conn) {
-        Ok(value) => {
-            conn.execute_batch("COMMIT").context("committing")?;
-            Ok(value)
-        }
-        Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(error)
-        }
-    }
-}
-
 /// The findings `ids`, as messages show them.
 pub fn findings(conn: &duckdb::Connection, ids_wanted: &[i64]) -> Result<Vec<FindingView>> {
     let mut stmt = conn.prepare(ALERT_FINDINGS).context("alert_findings.sql")?;
@@ -79,7 +63,7 @@ pub fn findings(conn: &duckdb::Connection, ids_wanted: &[i64]) -> Result<Vec<Fin
 /// gives up the pending messages of destinations no longer configured. Returns how many
 /// events it routed.
 pub fn route(store: &Store, alerts: &Alerts) -> Result<usize> {
-    transaction(store, |conn| {
+    store.transaction(|conn| {
         let configured: Vec<Value> = alerts.destinations.iter().map(|d| Value::Text(d.name.clone())).collect();
         conn.execute(
             "UPDATE alert_messages SET delivery = 'dead', dead_at = get_current_timestamp(),
@@ -144,7 +128,7 @@ pub struct Composed {
 /// Makes messages of what waits for `destination`: resolutions at once, new and updated
 /// findings at most once per group interval (all that came meanwhile in one message).
 pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: DateTime<Utc>) -> Result<Composed> {
-    transaction(store, |conn| {
+    store.transaction(|conn| {
         let name = Value::Text(destination.name.clone());
         let items: Vec<Item> = conn
             .prepare(
@@ -324,27 +308,30 @@ pub enum Retry {
 
 /// Sends dead message `id` again (same `webhook-id`, same body), on behalf of `by`.
 pub fn retry(store: &Store, id: i64, by: &str) -> Result<Retry> {
-    transaction(store, |conn| {
-        let found: Option<(String, i64, i64)> = conn
-            .prepare("SELECT delivery, epoch_us(created_at), epoch_us(give_up_at) FROM alert_messages WHERE id = ?")?
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .next()
-            .transpose()?;
-        let (created, give_up) = match found {
-            None => return Ok(Retry::NotFound),
-            Some((delivery, created, give_up)) if delivery == "dead" => (created, give_up),
-            Some((other, ..)) => return Ok(Retry::NotDead(other)),
-        };
-        // As long to give up as the message had at first, from now.
-        let now = Utc::now();
-        let give_up_at = now + chrono::TimeDelta::microseconds(give_up - created);
-        conn.execute(
-            "UPDATE alert_messages SET delivery = 'pending', next_attempt_at = ?, give_up_at = ?, dead_at = NULL,
+    store
+        .transaction(|conn| {
+            let found: Option<(String, i64, i64)> = conn
+                .prepare(
+                    "SELECT delivery, epoch_us(created_at), epoch_us(give_up_at) FROM alert_messages WHERE id = ?",
+                )?
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .next()
+                .transpose()?;
+            let (created, give_up) = match found {
+                None => return Ok(Retry::NotFound),
+                Some((delivery, created, give_up)) if delivery == "dead" => (created, give_up),
+                Some((other, ..)) => return Ok(Retry::NotDead(other)),
+            };
+            // As long to give up as the message had at first, from now.
+            let now = Utc::now();
+            let give_up_at = now + chrono::TimeDelta::microseconds(give_up - created);
+            conn.execute(
+                "UPDATE alert_messages SET delivery = 'pending', next_attempt_at = ?, give_up_at = ?, dead_at = NULL,
                     retried_by = ?, retried_at = ?
              WHERE id = ?",
-            [timestamp(now), timestamp(give_up_at), Value::Text(by.into()), timestamp(now), Value::BigInt(id)],
-        )?;
-        Ok(Retry::Queued)
-    })
-    .context("retrying an alert message")
+                [timestamp(now), timestamp(give_up_at), Value::Text(by.into()), timestamp(now), Value::BigInt(id)],
+            )?;
+            Ok(Retry::Queued)
+        })
+        .context("retrying an alert message")
 }

@@ -62,6 +62,10 @@ impl ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
+        // A write that lost to another change of the same rows: the caller may try again.
+        if error.downcast_ref::<crate::store::Busy>().is_some() || crate::store::is_write_conflict(&error) {
+            return ApiError::conflict(crate::store::Busy.to_string());
+        }
         ApiError::internal(error)
     }
 }

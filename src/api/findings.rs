@@ -268,18 +268,16 @@ async fn change(
     }
     note.add("comment", comment.clone());
     super::db(&state, move |store| -> ApiResult<Object> {
+        // The status is checked in the change's own transaction: two people (or a
+        // person and detection) acting on one finding at once get a 409, never a 500.
+        lifecycle::set_status(&store, id, to, &granted.who(), &comment).map_err(|error| {
+            match error.downcast_ref::<lifecycle::Refused>() {
+                Some(refused @ lifecycle::Refused::NoFinding(_)) => ApiError::not_found(refused.to_string()),
+                Some(refused) => ApiError::conflict(refused.to_string()),
+                None => error.into(),
+            }
+        })?;
         let conn = store.connection()?;
-        let current: Option<String> = conn
-            .prepare("SELECT status FROM findings WHERE id = ?")?
-            .query_map([id], |r| r.get(0))?
-            .next()
-            .transpose()?;
-        let Some(current) = current else { return Err(ApiError::not_found(format!("there is no finding {id}"))) };
-        let from = Status::parse(&current).ok_or_else(|| anyhow::anyhow!("finding {id} has status {current:?}"))?;
-        if !from.can_become(to) {
-            return Err(ApiError::conflict(format!("finding {id} is {from}; it cannot become {to}")));
-        }
-        lifecycle::set_status(&store, id, to, &granted.who(), &comment)?;
         let finding =
             objects(&conn, &format!("SELECT {COLUMNS} FROM findings f WHERE f.id = ?"), &[Value::BigInt(id)])?;
         Ok(finding.into_iter().next().unwrap_or_default())

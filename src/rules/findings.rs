@@ -72,24 +72,34 @@ pub struct Change {
     pub comment: Option<String>,
 }
 
-/// Moves finding `id` to `to` on behalf of `by`, with a comment, and records it.
+/// Why a status change was not made (nothing was changed).
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("there is no finding {0}")]
+    NoFinding(i64),
+    #[error("finding {id} is {from}; it cannot become {to}")]
+    CannotBecome { id: i64, from: Status, to: Status },
+}
+
+/// Moves finding `id` to `to` on behalf of `by`, with a comment, and records it, in one
+/// transaction ([`Store::transaction`]: a change that meets another change of the
+/// finding, someone's or detection's, is tried again). What refuses it is a [`Refused`]
+/// (or `store::Busy`) in the error.
 pub fn set_status(store: &Store, id: i64, to: Status, by: &str, comment: &str) -> Result<()> {
     if by.trim().is_empty() {
         bail!("a status change needs the name of who makes it");
     }
-    let conn = store.connection()?;
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let outcome = (|| -> Result<()> {
+    store.transaction(|conn| {
         let current: Option<String> = conn
             .prepare("SELECT status FROM findings WHERE id = ?")?
             .query_map([id], |r| r.get(0))?
             .next()
             .transpose()?;
-        let Some(current) = current else { bail!("there is no finding {id}") };
+        let Some(current) = current else { return Err(Refused::NoFinding(id).into()) };
         let from =
             Status::parse(&current).with_context(|| format!("finding {id} has an unknown status {current:?}"))?;
         if !from.can_become(to) {
-            bail!("finding {id} is {from}; it cannot become {to}");
+            return Err(Refused::CannotBecome { id, from, to }.into());
         }
         conn.execute(
             "UPDATE findings SET status = ?, status_by = ?, status_at = get_current_timestamp(), status_comment = ?
@@ -109,14 +119,7 @@ pub fn set_status(store: &Store, id: i64, to: Status, by: &str, comment: &str) -
             )?;
         }
         Ok(())
-    })();
-    match outcome {
-        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
-        Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(error)
-        }
-    }
+    })
 }
 
 /// The history of finding `id`, oldest first.

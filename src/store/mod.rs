@@ -40,6 +40,25 @@ pub struct StoreOptions {
     pub checkpoint_threshold: Option<String>,
 }
 
+/// Tries [`Store::transaction`] makes of a transaction that meets write conflicts
+/// (1.27 s of waiting in all).
+pub const CONFLICT_TRIES: u32 = 8;
+
+/// Another change to the same rows went first every time [`Store::transaction`] tried:
+/// nothing was changed, and trying again later is the remedy (the API answers 409).
+#[derive(Debug, thiserror::Error)]
+#[error("another change to the same data went first; try again")]
+pub struct Busy;
+
+/// Whether `error` is DuckDB's write conflict: a row another transaction changed
+/// since this one began ("Conflict on update!", "Conflict on tuple deletion!").
+pub fn is_write_conflict(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let text = cause.to_string();
+        text.contains("TransactionContext Error") && text.contains("Conflict on")
+    })
+}
+
 /// An open TokenTrail database.
 pub struct Store {
     db: Arc<RawDatabase>,
@@ -132,6 +151,40 @@ impl Store {
         conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;")
             .context("locking DuckDB down")?;
         Ok(())
+    }
+
+    /// Runs `work` in one transaction on a connection of its own: committed if it
+    /// returns `Ok`, rolled back if not. DuckDB's concurrency is optimistic (the first
+    /// transaction to change a row wins; another that changes it too fails on a write
+    /// conflict), so on a conflict the whole transaction is run again, after 10 ms,
+    /// then twice as long each time; after [`CONFLICT_TRIES`] the error says [`Busy`].
+    /// `work` must only touch the database: it may run more than once.
+    pub fn transaction<T>(&self, mut work: impl FnMut(&duckdb::Connection) -> Result<T>) -> Result<T> {
+        let mut wait = std::time::Duration::from_millis(10);
+        for tried in 1.. {
+            let conn = self.connection()?;
+            conn.execute_batch("BEGIN TRANSACTION")?;
+            let outcome = work(&conn).and_then(|value| {
+                conn.execute_batch("COMMIT").context("committing")?;
+                Ok(value)
+            });
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(error) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    if !is_write_conflict(&error) {
+                        return Err(error);
+                    }
+                    if tried == CONFLICT_TRIES {
+                        return Err(error.context(Busy));
+                    }
+                    tracing::debug!(error = format!("{error:#}"), tried, "write conflict; trying again");
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// A connection for reading (or for anything that is not ingest).
