@@ -101,19 +101,21 @@ pub fn rule_error(rule: &Rule, error: anyhow::Error) -> RuleError {
 
 /// Evaluates `rule` over [from, to) and updates its evidence and findings (`refresh`: the
 /// findings it touches even if its evidence did not change, for a changed title or severity).
+/// A person changing a finding's status meanwhile can make the transaction fail on a
+/// write conflict: it is then run again (`store::retrying_conflicts`).
 pub fn run(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64, refresh: bool) -> Result<RuleRun> {
     let started = std::time::Instant::now();
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    match run_in_transaction(conn, rule, from, to, refresh) {
-        Ok((evidence, raised)) => {
+    crate::store::retrying_conflicts(|| {
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let outcome = run_in_transaction(conn, rule, from, to, refresh).and_then(|(evidence, raised)| {
             conn.execute_batch("COMMIT").context("committing findings")?;
             Ok(RuleRun { rule_id: rule.id.clone(), from, to, evidence, raised, elapsed: started.elapsed() })
-        }
-        Err(error) => {
+        });
+        if outcome.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
-            Err(error)
         }
-    }
+        outcome
+    })
 }
 
 fn run_in_transaction(

@@ -50,6 +50,28 @@ pub const CONFLICT_TRIES: u32 = 8;
 #[error("another change to the same data went first; try again")]
 pub struct Busy;
 
+/// Runs `attempt` (a transaction that rolls back when it fails) again while it fails on
+/// a write conflict: after 10 ms, then twice as long each time; after
+/// [`CONFLICT_TRIES`] the error says [`Busy`].
+pub fn retrying_conflicts<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut wait = std::time::Duration::from_millis(10);
+    let mut tried = 1;
+    loop {
+        match attempt() {
+            Err(error) if is_write_conflict(&error) => {
+                if tried == CONFLICT_TRIES {
+                    return Err(error.context(Busy));
+                }
+                tracing::debug!(error = format!("{error:#}"), tried, "write conflict; trying again");
+                std::thread::sleep(wait);
+                wait *= 2;
+                tried += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// Whether `error` is DuckDB's write conflict: a row another transaction changed
 /// since this one began ("Conflict on update!", "Conflict on tuple deletion!").
 pub fn is_write_conflict(error: &anyhow::Error) -> bool {
@@ -160,31 +182,18 @@ impl Store {
     /// then twice as long each time; after [`CONFLICT_TRIES`] the error says [`Busy`].
     /// `work` must only touch the database: it may run more than once.
     pub fn transaction<T>(&self, mut work: impl FnMut(&duckdb::Connection) -> Result<T>) -> Result<T> {
-        let mut wait = std::time::Duration::from_millis(10);
-        for tried in 1.. {
+        retrying_conflicts(|| {
             let conn = self.connection()?;
             conn.execute_batch("BEGIN TRANSACTION")?;
             let outcome = work(&conn).and_then(|value| {
                 conn.execute_batch("COMMIT").context("committing")?;
                 Ok(value)
             });
-            match outcome {
-                Ok(value) => return Ok(value),
-                Err(error) => {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    if !is_write_conflict(&error) {
-                        return Err(error);
-                    }
-                    if tried == CONFLICT_TRIES {
-                        return Err(error.context(Busy));
-                    }
-                    tracing::debug!(error = format!("{error:#}"), tried, "write conflict; trying again");
-                    std::thread::sleep(wait);
-                    wait *= 2;
-                }
+            if outcome.is_err() {
+                let _ = conn.execute_batch("ROLLBACK");
             }
-        }
-        unreachable!("the loop returns")
+            outcome
+        })
     }
 
     /// A connection for reading (or for anything that is not ingest).
