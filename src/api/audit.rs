@@ -145,40 +145,33 @@ fn write_or_log(store: &Store, pending: &mut Vec<Entry>) {
 }
 
 fn write(store: &Store, entries: &[Entry]) -> Result<()> {
-    let conn = store.connection()?;
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let outcome = (|| -> Result<()> {
-        let mut stmt = conn.prepare(
-            "INSERT INTO access_log (time, oid, tid, name, role, method, endpoint, path, parameters, status, rows,
+    store
+        .transaction(|conn| {
+            let mut stmt = conn.prepare(
+                "INSERT INTO access_log (time, oid, tid, name, role, method, endpoint, path, parameters, status, rows,
                                      duration_ms, client_ip, user_agent, auth)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )?;
-        for e in entries {
-            stmt.execute(duckdb::params![
-                Value::Timestamp(TimeUnit::Microsecond, e.time.timestamp_micros()),
-                e.oid,
-                e.tid,
-                e.name,
-                e.role,
-                e.method,
-                e.endpoint,
-                e.path,
-                e.parameters.to_string(),
-                e.status,
-                e.rows,
-                e.duration_ms,
-                e.client_ip,
-                e.user_agent,
-                e.auth,
-            ])?;
-        }
-        Ok(())
-    })();
-    match outcome {
-        Ok(()) => conn.execute_batch("COMMIT").context("committing access log entries"),
-        Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(error)
-        }
-    }
+            )?;
+            for e in entries {
+                stmt.execute(duckdb::params![
+                    Value::Timestamp(TimeUnit::Microsecond, e.time.timestamp_micros()),
+                    e.oid,
+                    e.tid,
+                    e.name,
+                    e.role,
+                    e.method,
+                    e.endpoint,
+                    e.path,
+                    e.parameters.to_string(),
+                    e.status,
+                    e.rows,
+                    e.duration_ms,
+                    e.client_ip,
+                    e.user_agent,
+                    e.auth,
+                ])?;
+            }
+            Ok(())
+        })
+        .context("storing access log entries")
 }

@@ -105,17 +105,10 @@ pub fn rule_error(rule: &Rule, error: anyhow::Error) -> RuleError {
 /// write conflict: it is then run again (`store::retrying_conflicts`).
 pub fn run(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64, refresh: bool) -> Result<RuleRun> {
     let started = std::time::Instant::now();
-    crate::store::retrying_conflicts(|| {
-        conn.execute_batch("BEGIN TRANSACTION")?;
-        let outcome = run_in_transaction(conn, rule, from, to, refresh).and_then(|(evidence, raised)| {
-            conn.execute_batch("COMMIT").context("committing findings")?;
-            Ok(RuleRun { rule_id: rule.id.clone(), from, to, evidence, raised, elapsed: started.elapsed() })
-        });
-        if outcome.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        outcome
-    })
+    let (evidence, raised) = crate::store::retrying_conflicts(|| {
+        crate::store::in_transaction(conn, |conn| run_in_transaction(conn, rule, from, to, refresh))
+    })?;
+    Ok(RuleRun { rule_id: rule.id.clone(), from, to, evidence, raised, elapsed: started.elapsed() })
 }
 
 fn run_in_transaction(

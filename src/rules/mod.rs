@@ -294,36 +294,31 @@ fn store_lists(store: &Store, entries: &[network::NetworkEntry]) -> Result<u64> 
     for e in entries {
         text.push_str(&format!("{}\t{}\t{}\t{}\n", e.list, e.source, e.lo_hex, e.hi_hex));
     }
-    let conn = store.connection()?;
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let stored = (|| -> Result<()> {
-        conn.execute_batch("DELETE FROM network_lists")?;
-        let column = |f: fn(&network::NetworkEntry) -> &str| {
-            duckdb::types::Value::List(entries.iter().map(|e| duckdb::types::Value::Text(f(e).to_owned())).collect())
-        };
-        if !entries.is_empty() {
-            conn.execute(
-                "INSERT INTO network_lists (list, source, entry, lo_hex, hi_hex)
+    store
+        .transaction(|conn| {
+            conn.execute_batch("DELETE FROM network_lists")?;
+            let column = |f: fn(&network::NetworkEntry) -> &str| {
+                duckdb::types::Value::List(
+                    entries.iter().map(|e| duckdb::types::Value::Text(f(e).to_owned())).collect(),
+                )
+            };
+            if !entries.is_empty() {
+                conn.execute(
+                    "INSERT INTO network_lists (list, source, entry, lo_hex, hi_hex)
                  SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]), unnest($4::VARCHAR[]),
                         unnest($5::VARCHAR[])",
-                duckdb::params![
-                    column(|e| &e.list),
-                    column(|e| &e.source),
-                    column(|e| &e.entry),
-                    column(|e| &e.lo_hex),
-                    column(|e| &e.hi_hex)
-                ],
-            )?;
-        }
-        Ok(())
-    })();
-    match stored {
-        Ok(()) => conn.execute_batch("COMMIT").context("storing address lists")?,
-        Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(error.context("storing address lists"));
-        }
-    }
+                    duckdb::params![
+                        column(|e| &e.list),
+                        column(|e| &e.source),
+                        column(|e| &e.entry),
+                        column(|e| &e.lo_hex),
+                        column(|e| &e.hi_hex)
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+        .context("storing address lists")?;
     Ok(xxh3_64(text.as_bytes()))
 }
 

@@ -72,6 +72,20 @@ pub fn retrying_conflicts<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T
     }
 }
 
+/// Runs `work` in one transaction on `conn`: committed if it returns `Ok`, rolled back
+/// if not (or if the commit fails).
+pub fn in_transaction<T>(conn: &duckdb::Connection, work: impl FnOnce(&duckdb::Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let outcome = work(conn).and_then(|value| {
+        conn.execute_batch("COMMIT").context("committing")?;
+        Ok(value)
+    });
+    if outcome.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    outcome
+}
+
 /// Whether `error` is DuckDB's write conflict: a row another transaction changed
 /// since this one began ("Conflict on update!", "Conflict on tuple deletion!").
 pub fn is_write_conflict(error: &anyhow::Error) -> bool {
@@ -175,25 +189,12 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `work` in one transaction on a connection of its own: committed if it
-    /// returns `Ok`, rolled back if not. DuckDB's concurrency is optimistic (the first
-    /// transaction to change a row wins; another that changes it too fails on a write
-    /// conflict), so on a conflict the whole transaction is run again, after 10 ms,
-    /// then twice as long each time; after [`CONFLICT_TRIES`] the error says [`Busy`].
-    /// `work` must only touch the database: it may run more than once.
+    /// Runs `work` in one transaction ([`in_transaction`]) on a connection of its own,
+    /// run again on a write conflict ([`retrying_conflicts`]: DuckDB's concurrency is
+    /// optimistic, the first transaction to change a row wins). `work` must only touch
+    /// the database: it may run more than once.
     pub fn transaction<T>(&self, mut work: impl FnMut(&duckdb::Connection) -> Result<T>) -> Result<T> {
-        retrying_conflicts(|| {
-            let conn = self.connection()?;
-            conn.execute_batch("BEGIN TRANSACTION")?;
-            let outcome = work(&conn).and_then(|value| {
-                conn.execute_batch("COMMIT").context("committing")?;
-                Ok(value)
-            });
-            if outcome.is_err() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            outcome
-        })
+        retrying_conflicts(|| in_transaction(&*self.connection()?, &mut work))
     }
 
     /// A connection for reading (or for anything that is not ingest).
@@ -368,9 +369,10 @@ pub struct BatchReceipt {
 /// batches in turn at once, each in its own transaction, and commit them in batch
 /// order. A batch's rows go in while the batch before it waits for its turn and the
 /// one before that is compressed and committed (DuckDB compresses a commit's full row
-/// groups before taking its commit locks); its `COMMIT` waits for the batch before's. So the database only ever holds a prefix of the batches
-/// handed over, every checkpoint covers only rows committed with or before it, and
-/// the integrity chain links each batch to the one committed before it.
+/// groups before taking its commit locks); its `COMMIT` waits for the batch before's.
+/// So the database only ever holds a prefix of the batches handed over, every
+/// checkpoint covers only rows committed with or before it, and the integrity chain
+/// links each batch to the one committed before it.
 pub struct Writer {
     /// One connection per lane; the first is the one [`Writer::commit`] uses.
     conns: Vec<RawConnection>,
