@@ -38,14 +38,18 @@ fn sign_in_error(status: StatusCode, message: impl Into<String>) -> Response {
     error_response(status, "sign_in_failed", message.into())
 }
 
-/// `text` if it is a path on this server (`/findings?x=1`), never another origin.
+/// `text` if it is a path on this server (`/findings?x=1`), never another origin. The
+/// answer is checked after normalisation: `/.//evil.example/x` normalises to
+/// `//evil.example/x`, which a browser reads as another host.
 fn local_path(text: &str) -> Option<String> {
     if !text.starts_with('/') || text.starts_with("//") || text.contains('\\') || text.chars().any(char::is_control) {
         return None;
     }
     let base = url::Url::parse("http://tokentrail.invalid/").expect("constant URL");
     let url = base.join(text).ok()?;
-    (url.host_str() == Some("tokentrail.invalid")).then(|| url[url::Position::BeforePath..].to_owned())
+    let path = &url[url::Position::BeforePath..];
+    let local = url.host_str() == Some("tokentrail.invalid") && path.starts_with('/') && !path.starts_with("//");
+    local.then(|| path.to_owned())
 }
 
 /// `Set-Cookie` for an HttpOnly, SameSite=Lax cookie (Secure outside loopback).
@@ -310,9 +314,19 @@ mod tests {
     fn return_to_accepts_local_paths_only() {
         assert_eq!(local_path("/findings?status=open").as_deref(), Some("/findings?status=open"));
         assert_eq!(local_path("/a/../b").as_deref(), Some("/b"));
-        for bad in
-            ["https://evil.example/", "//evil.example/x", "/\\evil.example", "evil", "/x\ny", "javascript:alert(1)"]
-        {
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/x",
+            "/\\evil.example",
+            "evil",
+            "/x\ny",
+            "javascript:alert(1)",
+            // Normalised to `//evil.example/x`.
+            "/.//evil.example/x",
+            "/..//evil.example/x",
+            "/a/..//evil.example",
+            "/%2e//evil.example",
+        ] {
             assert_eq!(local_path(bad), None, "{bad}");
         }
     }
