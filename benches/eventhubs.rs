@@ -44,7 +44,7 @@ impl Service {
         std::fs::write(
             &config,
             format!(
-                "db = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[eventhubs]\nhubs = [\"{HUB}\"]\n\
+                "db = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\ndevelopment_sign_in = true\n[eventhubs]\nhubs = [\"{HUB}\"]\n\
                  credential = \"connection_string\"\nendpoint = \"{}\"\n",
                 dir.join(format!("{name}.duckdb")),
                 hub.endpoint()

@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 /// local testing only; never logged).
 pub const CONNECTION_STRING_ENV: &str = "TOKENTRAIL_EVENTHUBS_CONNECTION_STRING";
 
+/// DuckDB's memory limit for `serve` (unless `db_memory_limit` says otherwise) and `demo`.
+pub const DEFAULT_DB_MEMORY_LIMIT: &str = "384MB";
+
 /// Environment variables with the `TOKENTRAIL_` prefix that are not configuration keys.
 const NOT_KEYS: [&str; 7] = [
     "log",
@@ -60,20 +63,33 @@ pub struct ServeConfig {
     pub evidence: EvidenceConfig,
 }
 
-/// `[evidence]`: how packs are signed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[evidence]`: how packs are signed, and how much work one pack over the API may take.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvidenceConfig {
     /// An Ed25519 private key, PKCS#8 PEM (keep it mode 0600). Default: the file
     /// `<db>.evidence-key.pem` beside the database, created on first use.
     pub signing_key: Option<PathBuf>,
+    /// The longest period a pack may cover, in days (a SOC 2 Type II period is up to a
+    /// year; longer packs can be made on the command line).
+    pub max_period_days: u32,
+    /// The most rows a pack's populations may hold together.
+    pub max_rows: u64,
+    /// How long building a pack may take before it is stopped.
+    pub timeout_secs: u64,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig { signing_key: None, max_period_days: 400, max_rows: 2_000_000, timeout_secs: 300 }
+    }
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             db: PathBuf::from("data/tokentrail.duckdb"),
-            db_memory_limit: "384MB".into(),
+            db_memory_limit: DEFAULT_DB_MEMORY_LIMIT.into(),
             db_threads: None,
             http: HttpConfig::default(),
             eventhubs: None,
@@ -89,11 +105,15 @@ impl Default for ServeConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Without `[auth]`: sign in with the development issuer (any role, for trying
+    /// TokenTrail out, e.g. in `docker compose`). Its sign-in page asks for a secret
+    /// `serve` prints when it starts. Never for real data: configure `[auth]`.
+    pub development_sign_in: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), development_sign_in: false }
     }
 }
 
@@ -281,6 +301,10 @@ impl ServeConfig {
         }
         if self.db_threads == Some(0) {
             bail!("db_threads: set at least 1 (or leave it out: half the cores)");
+        }
+        let e = &self.evidence;
+        if e.max_period_days == 0 || e.max_rows == 0 || e.timeout_secs == 0 {
+            bail!("evidence: max_period_days, max_rows and timeout_secs must be above 0");
         }
         // Reads the alert secrets too, so a missing one stops the start, with its name.
         self.alerts.resolve(&format!("http://{}", self.http.listen))?;

@@ -107,7 +107,10 @@ fn write_archive(dir: &Path, events: &[crate::generate::Event]) -> Result<()> {
 }
 
 pub fn run(options: DemoOptions) -> Result<()> {
-    let store = Arc::new(Store::open(&options.db, &StoreOptions::default())?);
+    // The same memory limit as `serve`'s default: a demo left running must not take the machine.
+    let store_options =
+        StoreOptions { memory_limit: Some(crate::config::DEFAULT_DB_MEMORY_LIMIT.into()), ..StoreOptions::default() };
+    let store = Arc::new(Store::open(&options.db, &store_options)?);
     // Ingest runs on its own thread at normal priority; all else here is the HTTP side.
     let runtime = crate::server::http_runtime()?;
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], options.port));
@@ -115,7 +118,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
         format!("cannot listen on {address}: is another program using port {}? Pass --port", options.port)
     })?;
     let address = listener.local_addr()?;
-    tracing::warn!("demo mode: generated data, no sign-in required, listening on loopback only");
+    tracing::warn!("demo mode: generated data; sign-in by the development issuer (pick a role), loopback only");
     eprintln!("TokenTrail demo on http://{address}  (database {})", options.db.display());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -133,7 +136,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
             outcome
         })?
     };
-    let auth = crate::auth::Auth::development(&options.db)?;
+    let auth = crate::auth::Auth::development(&options.db, None)?;
     let (detector, _problems) = crate::rules::Detector::open(&store, &crate::rules::DetectionConfig::from_env())?;
     let rules = Arc::new(detector.rules().to_vec());
     let mut state = AppState::new(store.clone(), "demo: generated data, development sign-in, loopback only", auth);

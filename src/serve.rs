@@ -13,17 +13,19 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub fn run(config: ServeConfig) -> Result<()> {
-    if config.auth.is_none() && !config.http.listen.ip().is_loopback() {
-        // Without [auth] the service accepts only the development issuer's tokens,
-        // which anyone with the key file beside the database can mint: loopback only.
-        bail!(
-            "http.listen = {}: configure [auth] (Entra ID tenant and audience) to listen beyond loopback; \
-             without it only the development issuer is available, on 127.0.0.1",
-            config.http.listen
-        );
-    }
     let connect = config.eventhubs.as_ref().map(Connect::from_config).transpose()?;
     let alerts = config.alerts.resolve(&format!("http://{}", config.http.listen))?;
+    if config.auth.is_some() && config.http.development_sign_in {
+        bail!("http.development_sign_in = true and [auth] are both set: choose one (use [auth] for real data)");
+    }
+    if config.auth.is_none() && !config.http.development_sign_in {
+        // Without [auth] anyone who reaches the port could sign in with any role.
+        bail!(
+            "configure [auth] (the Entra ID tenants and audiences whose tokens are accepted), or, to try \
+             TokenTrail out, set [http] development_sign_in = true (TOKENTRAIL_HTTP__DEVELOPMENT_SIGN_IN=true): \
+             its sign-in page then asks for a secret printed at start"
+        );
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let options = StoreOptions {
         memory_limit: Some(config.db_memory_limit.clone()),
@@ -65,7 +67,17 @@ pub fn run(config: ServeConfig) -> Result<()> {
     };
     let (auth, mode) = match &config.auth {
         Some(auth) => (runtime.block_on(crate::auth::Auth::entra(auth.clone()))?, "service"),
-        None => (crate::auth::Auth::development(&config.db)?, "service: development sign-in, loopback only"),
+        None => {
+            let secret = crate::auth::SignInSecret::new();
+            // On the terminal only: a secret never goes to the log.
+            eprintln!(
+                "development sign-in: open http://127.0.0.1:{}/ and enter this secret when asked: {}\n\
+                 (it lasts until the service stops; configure [auth] for real data)",
+                address.port(),
+                secret.value()
+            );
+            (crate::auth::Auth::development(&config.db, Some(secret))?, "service: development sign-in")
+        }
     };
     let (detector, _problems) = crate::rules::Detector::open(&store, &config.detection)?;
     let rules = Arc::new(detector.rules().to_vec());
@@ -79,6 +91,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
     state.rules = rules;
     state.hubs = source.as_ref().map(|_| hubs.clone());
     state.metrics = metrics;
+    state.evidence = config.evidence.clone();
     let audit = state.audit.clone();
     let shutdown = {
         let cancel = cancel.clone();

@@ -787,6 +787,7 @@ fn serve(db: &Path, dir: &Path, receiver: &Receiver, log: &Path) -> std::process
             r#"db = {db:?}
 [http]
 listen = "127.0.0.1:0"
+development_sign_in = true
 [detection]
 rules_dir = {rules:?}
 disabled_rules = [{built_in}]

@@ -486,7 +486,15 @@ async fn sign_in_refuses_foreign_return_to_and_callbacks_not_started_here() {
     let issuer = TestIssuer::start();
     let (base, _auth) = entra_app(&issuer).await;
     let http = client();
-    for bad in ["https://evil.example/", "//evil.example/x", "evil"] {
+    // The last three normalise to `//evil.example/x`, which a browser reads as a host.
+    for bad in [
+        "https://evil.example/",
+        "//evil.example/x",
+        "evil",
+        "/.//evil.example/x",
+        "/..//evil.example/x",
+        "/%2e//evil.example",
+    ] {
         let mut url = url::Url::parse(&format!("{base}/auth/login")).unwrap();
         url.query_pairs_mut().append_pair("return_to", bad);
         let response = http.get(url).send().await.unwrap();
@@ -571,7 +579,7 @@ async fn secure_cookies_outside_loopback_and_sign_in_off_without_client_id() {
 #[tokio::test]
 async fn the_demo_signs_in_through_the_development_issuer_with_the_same_flow() {
     let dir = tempfile::tempdir().unwrap();
-    let auth = Auth::development(&dir.path().join("demo.duckdb")).unwrap();
+    let auth = Auth::development(&dir.path().join("demo.duckdb"), None).unwrap();
     assert!(auth.is_development());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -605,7 +613,7 @@ async fn the_demo_signs_in_through_the_development_issuer_with_the_same_flow() {
 #[tokio::test]
 async fn the_development_token_endpoint_checks_pkce() {
     let dir = tempfile::tempdir().unwrap();
-    let auth = Auth::development(&dir.path().join("demo.duckdb")).unwrap();
+    let auth = Auth::development(&dir.path().join("demo.duckdb"), None).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     serve(listener, &auth);
@@ -669,7 +677,7 @@ async fn dev_tokens_are_accepted_by_the_demo_on_that_database_only() {
     }
     assert!(std::fs::read_to_string(&key_file).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
 
-    let demo = Auth::development(&db).unwrap();
+    let demo = Auth::development(&db, None).unwrap();
     let caller = accepted(&demo, &token).await;
     assert_eq!((caller.tid.as_str(), caller.name.as_deref()), (DEV_TENANT_ID, Some("Grace")));
     assert_eq!((caller.roles.clone(), caller.via), (vec![Role::Responder], Via::Development));
@@ -680,7 +688,7 @@ async fn dev_tokens_are_accepted_by_the_demo_on_that_database_only() {
     assert!(tokentrail::auth::dev_token(&db, Role::Admin, "x", chrono::Duration::zero()).is_err());
 
     // Another database's demo has another key.
-    let other = Auth::development(&dir.path().join("other.duckdb")).unwrap();
+    let other = Auth::development(&dir.path().join("other.duckdb"), None).unwrap();
     assert!(refused(&other, &token).await.contains("is not in the JWKS"));
 
     // Production never trusts the development issuer.
@@ -707,11 +715,88 @@ fn the_token_command_prints_a_token_the_demo_accepts() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let demo = Auth::development(&db).unwrap();
+    let demo = Auth::development(&db, None).unwrap();
     let caller = runtime.block_on(demo.authenticate(&bearer(&token))).unwrap();
     assert_eq!((caller.roles, caller.name.as_deref()), (vec![Role::Auditor], Some("Ada")));
 
     let out = run(&["token", "--role", "root", "--db", db.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("use Responder, Auditor or Admin"));
+}
+
+#[tokio::test]
+async fn development_sign_in_asks_for_its_secret_answers_loopback_only_and_cannot_be_framed() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = tokentrail::auth::SignInSecret::new();
+    let value = secret.value().to_owned();
+    let auth = Auth::development(&dir.path().join("serve.duckdb"), Some(secret)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    serve(listener, &auth);
+    let http = client();
+    let redirect_uri = format!("{base}/auth/callback");
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let form = |secret: Option<&str>| {
+        let mut form = vec![
+            ("client_id", "tokentrail-dev".to_owned()),
+            ("redirect_uri", redirect_uri.clone()),
+            ("response_type", "code".to_owned()),
+            ("state", "s".to_owned()),
+            ("code_challenge", challenge.to_owned()),
+            ("code_challenge_method", "S256".to_owned()),
+            ("role", "TokenTrail.Admin".to_owned()),
+        ];
+        if let Some(secret) = secret {
+            form.push(("secret", secret.to_owned()));
+        }
+        form
+    };
+    // The page asks for the secret, and may not be framed or load anything.
+    let mut url = url::Url::parse(&format!("{base}/dev-issuer/authorize")).unwrap();
+    url.query_pairs_mut().extend_pairs(form(None)[..6].iter());
+    let page = http.get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers().get(header::CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(page.headers().get(header::X_FRAME_OPTIONS).unwrap(), "DENY");
+    assert!(page.text().await.unwrap().contains("name=\"secret\""));
+    // Two POSTs without the secret no longer make an Admin.
+    let answer = http.post(format!("{base}/dev-issuer/authorize")).form(&form(None)).send().await.unwrap();
+    assert_eq!(answer.status(), 403);
+    let answer = http.post(format!("{base}/dev-issuer/authorize")).form(&form(Some("guess"))).send().await.unwrap();
+    assert_eq!(answer.status(), 403);
+    // A Host that is not loopback (a reverse proxy, a shared host) is refused, POST too.
+    let answer = http
+        .post(format!("{base}/dev-issuer/authorize"))
+        .header(header::HOST, "tokentrail.example.com")
+        .form(&form(Some(&value)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let answer = http.post(format!("{base}/dev-issuer/authorize")).form(&form(Some(&value))).send().await.unwrap();
+    assert_eq!(answer.status(), 303, "{:?}", answer.text().await);
+    // Guessing is cut off: after ten wrong secrets in a minute even the right one waits.
+    for _ in 0..10 {
+        http.post(format!("{base}/dev-issuer/authorize")).form(&form(Some("guess"))).send().await.unwrap();
+    }
+    let answer = http.post(format!("{base}/dev-issuer/authorize")).form(&form(Some(&value))).send().await.unwrap();
+    assert_eq!(answer.status(), 403);
+}
+
+#[test]
+fn serve_without_auth_or_the_development_switch_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    let db = dir.path().join("s.duckdb");
+    std::fs::write(&config, format!("db = {db:?}\n[http]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("TOKENTRAIL_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("configure [auth]") && stderr.contains("development_sign_in"), "{stderr}");
 }

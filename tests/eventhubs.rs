@@ -65,7 +65,7 @@ impl Service {
         std::fs::write(
             &config,
             format!(
-                "db = {db:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[eventhubs]\nhubs = [\"{HUB}\"]\n\
+                "db = {db:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\ndevelopment_sign_in = true\n[eventhubs]\nhubs = [\"{HUB}\"]\n\
                  credential = \"connection_string\"\nendpoint = \"{}\"\nmax_wait_ms = 200\nlag_interval_secs = 1\n{extra}\n",
                 hub.endpoint()
             ),

@@ -104,7 +104,7 @@ pub fn serve(
     store: std::sync::Arc<tokentrail::store::Store>,
 ) -> (tokio::runtime::Runtime, String, tokentrail::server::AppState) {
     let runtime = tokentrail::server::http_runtime().unwrap();
-    let auth = tokentrail::auth::Auth::development(store.path()).unwrap();
+    let auth = tokentrail::auth::Auth::development(store.path(), None).unwrap();
     let state = tokentrail::server::AppState::new(store.clone(), "bench", auth);
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

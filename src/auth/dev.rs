@@ -4,7 +4,11 @@
 //! Its tokens are checked by the same validator as Entra's (the key is preloaded into
 //! a key set, there is no switch that skips validation). The key lives beside the
 //! database, not in it, because the running demo holds DuckDB's lock while
-//! `tokentrail token` signs. Only `demo` (loopback only) trusts it.
+//! `tokentrail token` signs. `demo` (loopback only) trusts it; `serve` only with
+//! `http.development_sign_in = true`, and then its sign-in page asks for a secret made
+//! at start and printed on the terminal (never logged, never stored), so reaching the
+//! port is not enough to pick a role. Its endpoints answer only requests whose `Host`
+//! is a loopback name, GET and POST alike.
 
 use super::keys::shown;
 use super::session::{random_token, same};
@@ -181,10 +185,55 @@ pub fn dev_token(db_path: &Path, role: Role, name: &str, lifetime: chrono::Durat
     DevKey::load_or_create(db_path)?.sign(role, name, lifetime, serde_json::json!({}))
 }
 
-/// The issuer's running state: its key and the authorization codes it handed out.
+/// The issuer's running state: its key, the authorization codes it handed out, and
+/// the sign-in secret when one is required.
 pub(crate) struct DevIssuer {
     pub key: DevKey,
     codes: Mutex<HashMap<String, DevCode>>,
+    secret: Option<SignInSecret>,
+}
+
+/// The secret `serve`'s development sign-in asks for, and the wrong guesses of the
+/// current minute: past [`MAX_GUESSES`], every attempt is refused until it ends.
+pub struct SignInSecret {
+    value: String,
+    guesses: Mutex<(Instant, u32)>,
+}
+
+const MAX_GUESSES: u32 = 10;
+
+impl Default for SignInSecret {
+    /// A new random secret.
+    fn default() -> SignInSecret {
+        SignInSecret { value: random_token(), guesses: Mutex::new((Instant::now(), 0)) }
+    }
+}
+
+impl SignInSecret {
+    /// A new random secret.
+    pub fn new() -> SignInSecret {
+        SignInSecret::default()
+    }
+
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    fn accepts(&self, sent: &str) -> Result<(), &'static str> {
+        let mut guesses = self.guesses.lock().expect("guesses lock");
+        if guesses.0.elapsed() > Duration::from_secs(60) {
+            *guesses = (Instant::now(), 0);
+        }
+        if guesses.1 >= MAX_GUESSES {
+            return Err("too many wrong secrets; wait a minute");
+        }
+        if same(sent.trim(), &self.value) {
+            Ok(())
+        } else {
+            guesses.1 += 1;
+            Err("wrong sign-in secret: use the one `tokentrail serve` printed when it started")
+        }
+    }
 }
 
 struct DevCode {
@@ -197,10 +246,21 @@ struct DevCode {
 }
 
 impl DevIssuer {
-    pub fn new(key: DevKey) -> DevIssuer {
-        DevIssuer { key, codes: Mutex::new(HashMap::new()) }
+    pub fn new(key: DevKey, secret: Option<SignInSecret>) -> DevIssuer {
+        DevIssuer { key, codes: Mutex::new(HashMap::new()), secret }
     }
 }
+
+/// The headers of the issuer's page: nothing from elsewhere, never in a frame.
+const PAGE_HEADERS: [(header::HeaderName, &str); 4] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::CACHE_CONTROL, "no-store"),
+];
 
 /// `http://<host>` of a request to the loopback-bound demo; `None` unless the Host
 /// header is a loopback name or address (it is used to build absolute URLs).
@@ -262,6 +322,9 @@ struct AuthorizeRequest {
     role: Option<String>,
     #[serde(default)]
     name: Option<String>,
+    /// The sign-in secret, when `serve` requires one.
+    #[serde(default)]
+    secret: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -294,10 +357,24 @@ fn escape(text: &str) -> String {
 }
 
 /// A page to pick who to be: the demo's stand-in for Entra's sign-in page.
-async fn authorize_page(Query(request): Query<AuthorizeRequest>) -> Response {
+async fn authorize_page(
+    State(auth): State<Arc<Auth>>,
+    headers: HeaderMap,
+    Query(request): Query<AuthorizeRequest>,
+) -> Response {
+    if loopback_base(&headers).is_none() {
+        return refuse(StatusCode::BAD_REQUEST, "the development issuer answers on loopback only");
+    }
     if let Err(message) = request.check() {
         return refuse(StatusCode::BAD_REQUEST, message);
     }
+    let asks_secret = auth.dev.as_ref().is_some_and(|d| d.secret.is_some());
+    let secret_field = if asks_secret {
+        "<label>Sign-in secret (printed by <code>tokentrail serve</code> when it started) \
+         <input name=\"secret\" type=\"password\" required autocomplete=\"off\"></label>\n"
+    } else {
+        ""
+    };
     let hidden: String = [
         ("client_id", request.client_id.as_str()),
         ("redirect_uri", &request.redirect_uri),
@@ -311,7 +388,7 @@ async fn authorize_page(Query(request): Query<AuthorizeRequest>) -> Response {
     .map(|(k, v)| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">\n", escape(v)))
     .collect();
     let options: String = Role::ALL.iter().map(|r| format!("<option value=\"{0}\">{0}</option>", r.claim())).collect();
-    Html(format!(
+    let page = Html(format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>DEVELOPMENT sign-in - TokenTrail</title>
 <style>body{{font-family:sans-serif;max-width:32em;margin:3em auto}}
@@ -319,21 +396,35 @@ async fn authorize_page(Query(request): Query<AuthorizeRequest>) -> Response {
 label{{display:block;margin:1em 0}}</style></head>
 <body>
 <p class="dev">DEVELOPMENT ISSUER: not Entra ID. Tokens from here are accepted only by
-<code>tokentrail demo</code> on loopback.</p>
+<code>tokentrail demo</code> and a <code>tokentrail serve</code> started with development sign-in, on loopback.</p>
 <h1>Sign in to the TokenTrail demo</h1>
 <form method="post" action="/dev-issuer/authorize">
-{hidden}<label>Role <select name="role">{options}</select></label>
+{hidden}{secret_field}<label>Role <select name="role">{options}</select></label>
 <label>Name <input name="name" value="Demo User" maxlength="100"></label>
 <button type="submit">Sign in (development)</button>
 </form></body></html>"#
     ))
-    .into_response()
+    .into_response();
+    (PAGE_HEADERS, page).into_response()
 }
 
-async fn authorize(State(auth): State<Arc<Auth>>, Form(request): Form<AuthorizeRequest>) -> Response {
+async fn authorize(
+    State(auth): State<Arc<Auth>>,
+    headers: HeaderMap,
+    Form(request): Form<AuthorizeRequest>,
+) -> Response {
     let Some(dev) = &auth.dev else { return refuse(StatusCode::NOT_FOUND, "no development issuer") };
+    if loopback_base(&headers).is_none() {
+        return refuse(StatusCode::BAD_REQUEST, "the development issuer answers on loopback only");
+    }
     if let Err(message) = request.check() {
         return refuse(StatusCode::BAD_REQUEST, message);
+    }
+    if let Some(secret) = &dev.secret
+        && let Err(message) = secret.accepts(request.secret.as_deref().unwrap_or_default())
+    {
+        tracing::warn!("development sign-in refused: wrong or missing secret");
+        return refuse(StatusCode::FORBIDDEN, message);
     }
     let Some(role) = request.role.as_deref().and_then(Role::from_claim) else {
         return refuse(
@@ -379,8 +470,11 @@ fn oauth_error(error: &str, description: &str) -> Response {
         .into_response()
 }
 
-async fn token(State(auth): State<Arc<Auth>>, Form(request): Form<TokenRequest>) -> Response {
+async fn token(State(auth): State<Arc<Auth>>, headers: HeaderMap, Form(request): Form<TokenRequest>) -> Response {
     let Some(dev) = &auth.dev else { return refuse(StatusCode::NOT_FOUND, "no development issuer") };
+    if loopback_base(&headers).is_none() {
+        return refuse(StatusCode::BAD_REQUEST, "the development issuer answers on loopback only");
+    }
     if request.grant_type != "authorization_code" {
         return oauth_error("unsupported_grant_type", "only authorization_code");
     }

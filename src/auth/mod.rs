@@ -23,7 +23,7 @@ mod signin;
 mod token;
 
 pub use config::{AuthConfig, CLIENT_SECRET_ENV};
-pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DEV_TENANT_ID, dev_token, key_path as dev_key_path};
+pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DEV_TENANT_ID, SignInSecret, dev_token, key_path as dev_key_path};
 
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -265,9 +265,10 @@ impl Auth {
         Ok(auth)
     }
 
-    /// `tokentrail demo`: trusts only the development issuer, whose key is kept in
-    /// `<db_path>.dev-issuer.pem` (created if missing). Serve it on loopback only.
-    pub fn development(db_path: &Path) -> anyhow::Result<Arc<Auth>> {
+    /// `tokentrail demo`, or `serve` with development sign-in: trusts only the
+    /// development issuer, whose key is kept in `<db_path>.dev-issuer.pem` (created if
+    /// missing). With a `secret`, its sign-in page asks for it.
+    pub fn development(db_path: &Path, secret: Option<SignInSecret>) -> anyhow::Result<Arc<Auth>> {
         let key = dev::DevKey::load_or_create(db_path)?;
         let keys = Arc::new(KeySet::fixed(DEV_TENANT_ID, HashMap::from([(key.kid.clone(), key.decoding.clone())])));
         let issuers = HashMap::from([(
@@ -283,7 +284,7 @@ impl Auth {
             sign_in: Some(SignIn::Development),
             sessions: Sessions::new(Duration::from_secs(3600), session_max),
             pending: PendingLogins::new(),
-            dev: Some(dev::DevIssuer::new(key)),
+            dev: Some(dev::DevIssuer::new(key, secret)),
             secure_cookies: false,
             session_max,
             http: http_client()?,
