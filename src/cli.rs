@@ -197,6 +197,7 @@ enum EvidenceAction {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    crate::sys::restrict_new_files();
     match run(cli) {
         Ok(code) => code,
         Err(error) => {

@@ -40,6 +40,16 @@ pub struct StoreOptions {
     pub checkpoint_threshold: Option<String>,
 }
 
+/// DuckDB's write-ahead log beside the database file.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".wal");
+    PathBuf::from(name)
+}
+
+/// The most a locked-down service lets DuckDB spill to its temp directory.
+pub const TEMP_LIMIT: &str = "4GiB";
+
 /// Tries [`Store::transaction`] makes of a transaction that meets write conflicts
 /// (1.27 s of waiting in all).
 pub const CONFLICT_TRIES: u32 = 8;
@@ -101,6 +111,8 @@ pub struct Store {
     path: PathBuf,
     catalog: String,
     writer_taken: Arc<AtomicBool>,
+    /// DuckDB's memory limit in bytes, as it reported it when opened.
+    memory_limit: Option<u64>,
 }
 
 /// A duckdb-rs connection that keeps its database open.
@@ -165,17 +177,36 @@ impl Store {
             anyhow::anyhow!("{e}{hint}")
         })?;
         let db = Arc::new(db);
+        if !options.read_only {
+            // A database made by an older TokenTrail (or another umask) was readable by others.
+            for file in [path.to_path_buf(), wal_path(path)] {
+                crate::sys::make_private(&file).with_context(|| format!("making {} private", file.display()))?;
+            }
+        }
         let conn = db.connection()?;
         if !options.read_only {
             migrate::migrate(&conn, options.migrate_up_to)?;
         }
         let catalog: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
+        let memory_limit: Option<String> =
+            conn.query_row("SELECT value FROM duckdb_settings() WHERE name = 'memory_limit'", [], |r| r.get(0))?;
         drop(conn);
-        Ok(Store { db, path: path.to_path_buf(), catalog, writer_taken: Arc::new(AtomicBool::new(false)) })
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+            catalog,
+            writer_taken: Arc::new(AtomicBool::new(false)),
+            memory_limit: memory_limit.as_deref().and_then(crate::process::parse_size),
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// DuckDB's memory limit (its buffer pool, hash tables, sorts), in bytes.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
     }
 
     /// For a running service, whose users send SQL: DuckDB may no longer read or write
@@ -184,8 +215,12 @@ impl Store {
     /// ends. Ingest (an Arrow scan of our own memory) and detection need neither.
     pub fn lock_down(&self) -> Result<()> {
         let conn = self.connection()?;
-        conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;")
-            .context("locking DuckDB down")?;
+        // Spilled sorts and hash tables are DuckDB's only file writes left; bound them, so
+        // one query cannot fill the disk (TEMP_LIMIT).
+        conn.execute_batch(&format!(
+            "SET max_temp_directory_size = '{TEMP_LIMIT}'; SET enable_external_access = false; SET lock_configuration = true;"
+        ))
+        .context("locking DuckDB down")?;
         Ok(())
     }
 
