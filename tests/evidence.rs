@@ -77,14 +77,18 @@ fn fixture() -> &'static Fixture {
         set_status(&store, ids[0], Status::Acknowledged, "Ann Responder (oid a tid t)", "looking").unwrap();
         set_status(&store, ids[0], Status::Resolved, "Ann Responder (oid a tid t)", "key rotated").unwrap();
         set_status(&store, ids[1], Status::Acknowledged, "Bob Responder (oid b tid t)", "").unwrap();
-        for (i, name) in FORMULAS.iter().enumerate() {
-            conn.execute(
-                "INSERT INTO access_log (time, oid, tid, name, role, method, endpoint, path, parameters, status, duration_ms, auth)
-                 VALUES (make_timestamp(?)::TIMESTAMPTZ, 'oid-1', 'tid-1', ?, 'TokenTrail.Auditor', 'GET', '/api/findings', '/api/findings', '{}', 200, 1.5, 'bearer')",
-                duckdb::params![start().timestamp_micros() + 3_600_000_000 * (i as i64 + 1), name],
-            )
-            .unwrap();
-        }
+        // Through the access log's own writer path, which chains what it appends.
+        tokentrail::evidence::append::append(&store, "access_log", |conn| {
+            for (i, name) in FORMULAS.iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO access_log (time, oid, tid, name, role, method, endpoint, path, parameters, status, duration_ms, auth)
+                     VALUES (make_timestamp(?)::TIMESTAMPTZ, 'oid-1', 'tid-1', ?, 'TokenTrail.Auditor', 'GET', '/api/findings', '/api/findings', '{}', 200, 1.5, 'bearer')",
+                    duckdb::params![start().timestamp_micros() + 3_600_000_000 * (i as i64 + 1), name],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
         let batches: i64 = conn.query_row("SELECT count(*) FROM ingest_batches", [], |r| r.get(0)).unwrap();
         assert!(batches >= 10, "many batches to chain: {batches}");
         conn.execute_batch("CHECKPOINT").unwrap();
@@ -121,6 +125,7 @@ fn build_pack(dir: &Path, db: &Path) -> (PathBuf, PackKey) {
             name: "Test Auditor".into(),
         },
         rules: &rules,
+        budget: tokentrail::evidence::Budget::unlimited(),
     };
     let out = dir.join("pack.zip");
     pack::build_file(&store, &key, &request, &out, &|_, _, _| {}).unwrap();
@@ -529,9 +534,19 @@ fn the_api_streams_a_pack_that_verifies() {
     let published: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let public = sign::parse_public_key(published["public_key_pem"].as_str().unwrap()).unwrap();
 
-    let path =
-        "/api/evidence?criteria=CC6.1,CC6.2,CC7.2,CC7.3,access_log&from=2025-03-03T00:00:00Z&to=2025-03-05T00:00:00Z";
-    let (status, kind, body) = get(path, Role::Auditor);
+    let post = |body: serde_json::Value, role: Role| {
+        let mut response = agent
+            .post(&format!("{base}/api/evidence"))
+            .header("Authorization", format!("Bearer {}", issuer.token(&[role])))
+            .send_json(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        let kind = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (status, kind, response.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap())
+    };
+    let pack = |criteria: &str, from: &str, to: &str| serde_json::json!({"criteria": criteria, "from": from, "to": to});
+    let all = pack("CC6.1,CC6.2,CC7.2,CC7.3,access_log", "2025-03-03T00:00:00Z", "2025-03-05T00:00:00Z");
+    let (status, kind, body) = post(all.clone(), Role::Auditor);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(kind, "application/zip");
     let result = pack::verify_reader(std::io::Cursor::new(body), Some(&public)).unwrap();
@@ -541,16 +556,14 @@ fn the_api_streams_a_pack_that_verifies() {
     assert_eq!(manifest.generated_by.tid.as_deref(), Some(common::jwks::TENANT));
     assert_eq!(manifest.signing_key.key_id, published["key_id"].as_str().unwrap());
 
-    let (status, _, body) =
-        get("/api/evidence?criteria=CC6.9&from=2025-03-03T00:00:00Z&to=2025-03-05T00:00:00Z", Role::Auditor);
+    let (status, _, body) = post(pack("CC6.9", "2025-03-03T00:00:00Z", "2025-03-05T00:00:00Z"), Role::Auditor);
     let text = String::from_utf8_lossy(&body);
     assert!(status == 400 && text.contains("CC6.9"), "{status} {text}");
-    let (status, _, body) =
-        get("/api/evidence?criteria=CC6.1&from=2025-03-05T00:00:00Z&to=2025-03-03T00:00:00Z", Role::Auditor);
+    let (status, _, body) = post(pack("CC6.1", "2025-03-05T00:00:00Z", "2025-03-03T00:00:00Z"), Role::Auditor);
     assert!(status == 400 && String::from_utf8_lossy(&body).contains("before"), "{status}");
-    let (status, _, body) = get("/api/evidence?criteria=CC6.1&from=yesterday&to=2025-03-03T00:00:00Z", Role::Auditor);
+    let (status, _, body) = post(pack("CC6.1", "yesterday", "2025-03-03T00:00:00Z"), Role::Auditor);
     assert!(status == 400 && String::from_utf8_lossy(&body).contains("RFC 3339"), "{status}");
-    let (status, _, _) = get(path, Role::Responder);
+    let (status, _, _) = post(all, Role::Responder);
     assert_eq!(status, 403, "only auditors download packs");
     // The download is in the access log, with the manifest's digest.
     state.audit.flush();
@@ -563,4 +576,64 @@ fn the_api_streams_a_pack_that_verifies() {
         )
         .unwrap();
     assert!(logged.contains("manifest_sha256"), "{logged}");
+}
+
+#[test]
+fn the_access_log_is_chained_and_verify_names_a_changed_deleted_or_inserted_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    let (ok, text) = tokentrail(&["verify", "--db", db.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(text.contains("access_log chain verified"), "{text}");
+    let edits = [
+        ("UPDATE access_log SET status = 403 WHERE id = (SELECT min(id) + 2 FROM access_log)", "rows differ"),
+        ("DELETE FROM access_log WHERE id = (SELECT min(id) + 1 FROM access_log)", "rows deleted or inserted"),
+        (
+            "INSERT INTO access_log (time, method, endpoint, path, status, duration_ms) VALUES (now(), 'GET', '/x', '/x', 200, 1)",
+            "outside every link",
+        ),
+        ("UPDATE append_chain SET rows_digest = chain_digest", "rows differ"),
+        ("DELETE FROM append_chain", "append_chain was emptied"),
+    ];
+    for (edit, said) in edits {
+        let edited = dir.path().join("edited.duckdb");
+        std::fs::copy(&db, &edited).unwrap();
+        {
+            let store = Store::open(&edited, &StoreOptions::default()).unwrap();
+            store.connection().unwrap().execute_batch(edit).unwrap();
+        }
+        let (ok, text) = tokentrail(&["verify", "--db", edited.to_str().unwrap()]);
+        assert!(!ok, "{edit}: {text}");
+        assert!(text.contains("access_log chain BROKEN") && text.contains(said), "{edit}: {text}");
+    }
+}
+
+#[test]
+fn a_pack_past_its_row_budget_or_cancelled_is_refused_and_not_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    let store = Store::open(&db, &StoreOptions::default()).unwrap();
+    let key = PackKey::load_or_create(&sign::key_path(&db, None), true).unwrap();
+    let rules = tokentrail::rules::rule::load(None).0;
+    let request = |budget: tokentrail::evidence::Budget| PackRequest {
+        criteria: Criterion::ALL.to_vec(),
+        period: period(),
+        generated_by: GeneratedBy::local_user(),
+        rules: &rules,
+        budget,
+    };
+    let small = tokentrail::evidence::Budget { max_rows: 10, ..tokentrail::evidence::Budget::unlimited() };
+    let error = pack::build_file(&store, &key, &request(small), &dir.path().join("a.zip"), &|_, _, _| {}).unwrap_err();
+    assert!(format!("{error:#}").contains("more than 10 rows"), "{error:#}");
+    let cancelled = tokentrail::evidence::Budget::unlimited();
+    cancelled.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let error =
+        pack::build_file(&store, &key, &request(cancelled), &dir.path().join("b.zip"), &|_, _, _| {}).unwrap_err();
+    assert!(format!("{error:#}").contains("cancelled"), "{error:#}");
+    let past = tokentrail::evidence::Budget {
+        deadline: Some(std::time::Instant::now()),
+        ..tokentrail::evidence::Budget::unlimited()
+    };
+    let error = pack::build_file(&store, &key, &request(past), &dir.path().join("c.zip"), &|_, _, _| {}).unwrap_err();
+    assert!(format!("{error:#}").contains("took longer than allowed"), "{error:#}");
 }

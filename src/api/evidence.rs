@@ -3,25 +3,27 @@
 //! that verifies packs. The download is recorded in the access log like every call,
 //! with the manifest's SHA-256 added.
 
-use super::error::{ApiError, ApiResult, ErrorBody, Query, parse_time};
+use super::error::{ApiError, ApiResult, ErrorBody, Json, parse_time};
 use super::rows::{RowCount, Streamed};
 use super::{AuditNote, Granted};
 use crate::evidence::pack::{self, PackRequest};
 use crate::evidence::sign::{self, PackKey};
-use crate::evidence::{Criterion, GeneratedBy, Period};
+use crate::evidence::{Budget, Criterion, GeneratedBy, OverBudget, Period};
 use crate::server::AppState;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use utoipa::ToSchema;
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PackQuery {
+pub struct PackRequestBody {
     /// Comma-separated: `CC6.1`, `CC6.2` (or `CC6.3`), `CC7.2`, `CC7.3` (or `CC7.4`), `access_log`, or `all`.
     pub criteria: String,
     /// Start of the period (RFC 3339, e.g. 2025-01-01T00:00:00Z).
@@ -32,39 +34,63 @@ pub struct PackQuery {
 
 /// A signed SOC 2 evidence pack (zip): populations as CSV and Parquet, report.html,
 /// manifest.json with every file's SHA-256, SQL and parameters, its Ed25519 signature and
-/// SHA256SUMS.
-#[utoipa::path(get, path = "/api/evidence", tag = "evidence", params(PackQuery),
+/// SHA256SUMS. A POST (with the session's `X-CSRF-Token`), so a link cannot make a
+/// signed-in Auditor start one; bounded by `[evidence]` (period, rows, time) and
+/// stopped when the client goes away.
+#[utoipa::path(post, path = "/api/evidence", tag = "evidence", request_body = PackRequestBody,
     security(("entra" = ["TokenTrail.Auditor"])),
     responses(
         (status = 200, description = "The pack, streamed", content_type = "application/zip"),
-        (status = 400, body = ErrorBody)))]
+        (status = 400, body = ErrorBody),
+        (status = 422, description = "The pack would exceed its bounds (rows or time)", body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     Extension(granted): Extension<Granted>,
     Extension(note): Extension<AuditNote>,
     Extension(rows): Extension<RowCount>,
-    Query(q): Query<PackQuery>,
+    Json(q): Json<PackRequestBody>,
 ) -> ApiResult<Response> {
+    note.add("criteria", q.criteria.clone());
+    note.add("from", q.from.clone());
+    note.add("to", q.to.clone());
     let criteria = Criterion::parse_list(&q.criteria).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (from, to) = (parse_time("from", &q.from)?, parse_time("to", &q.to)?);
     let to_time = |us: i64| chrono::DateTime::from_timestamp_micros(us).expect("parsed times are in range");
     let period = Period::new(to_time(from), to_time(to)).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let limits = &state.evidence;
+    let days = (period.to - period.from) as f64 / 86_400e6;
+    if days > limits.max_period_days as f64 {
+        return Err(ApiError::bad_request(format!(
+            "the period is {days:.1} days; a pack covers at most {} days (evidence.max_period_days): split it",
+            limits.max_period_days
+        )));
+    }
     let caller = &granted.caller;
     let generated_by = GeneratedBy {
         oid: Some(caller.oid.clone()),
         tid: Some(caller.tid.clone()),
         name: caller.name.clone().unwrap_or_else(|| caller.oid.clone()),
     };
+    let budget = Budget {
+        max_rows: limits.max_rows,
+        deadline: Some(Instant::now() + Duration::from_secs(limits.timeout_secs)),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    // The client going away drops this future and stops the work.
+    let _cancel = StopOnDrop(budget.stop.clone());
     let rules = state.rules.clone();
     let (file, summary) = super::db(&state, move |store| -> ApiResult<_> {
         let key = PackKey::load_or_create(&sign::key_path(store.path(), None), true)?;
-        let request = PackRequest { criteria, period, generated_by, rules: &rules };
+        let request = PackRequest { criteria, period, generated_by, rules: &rules, budget };
         let path = std::env::temp_dir().join(format!("tokentrail-evidence-{}.zip", unique()));
         let summary = pack::build_file(&store, &key, &request, &path, &|_, _, _| {});
         let opened = summary.and_then(|s| Ok((std::fs::File::open(&path)?, s)));
         // Unlinked at once: the open handle keeps it readable until the stream ends.
         let _ = std::fs::remove_file(&path);
-        Ok(opened?)
+        opened.map_err(|error| match error.downcast_ref::<OverBudget>() {
+            Some(over) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "pack_too_large", over.to_string()),
+            None => ApiError::from(error),
+        })
     })
     .await?;
     note.add("manifest_sha256", summary.manifest_sha256.clone());
@@ -92,6 +118,14 @@ pub async fn download(
         .into_response();
     response.extensions_mut().insert(Streamed);
     Ok(response)
+}
+
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 fn unique() -> String {

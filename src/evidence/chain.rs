@@ -491,6 +491,15 @@ fn orphan_rows(conn: &duckdb::Connection) -> Result<Vec<(&'static str, i64, i64)
 /// Recomputes every chained batch's digests from the stored rows, in batch order, and
 /// checks each link. `progress(done, total)` is called as batches are checked.
 pub fn verify(store: &Store, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<ChainReport> {
+    verify_unless(store, progress, &|| false)
+}
+
+/// [`verify`], giving up (with an error) once `stop()` says so.
+pub fn verify_unless(
+    store: &Store,
+    progress: &(dyn Fn(u64, u64) + Sync),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<ChainReport> {
     let conn = store.connection()?;
     let headers = load_headers(&conn)?;
     let stored = load_stored(&conn)?;
@@ -520,6 +529,9 @@ pub fn verify(store: &Store, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<Cha
                     };
                     mine.into_iter()
                         .map(|(id, encoding)| {
+                            if stop() {
+                                bail!("verifying the chain was stopped");
+                            }
                             let tables =
                                 recompute_tables(&conn, id, encoding).with_context(|| format!("batch {id}"))?;
                             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;

@@ -44,7 +44,13 @@ pub fn make_pack(args: PackArgs) -> Result<ExitCode> {
     if let Some(name) = args.generated_by {
         generated_by.name = name;
     }
-    let request = PackRequest { criteria, period, generated_by: generated_by.clone(), rules: &rules };
+    let request = PackRequest {
+        criteria,
+        period,
+        generated_by: generated_by.clone(),
+        rules: &rules,
+        budget: super::Budget::unlimited(),
+    };
     let progress = bar("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")?;
     let started = std::time::Instant::now();
     let summary = pack::build_file(&store, &key, &request, &args.out, &|done, total, what| {
@@ -95,9 +101,8 @@ fn record_export(
         "criteria": manifest.criteria, "from": manifest.period.from, "to": manifest.period.to,
         "manifest_sha256": manifest_sha256,
     });
-    store
-        .connection()?
-        .execute(
+    super::append::append(store, "access_log", |conn| {
+        conn.execute(
             "INSERT INTO access_log (time, name, method, endpoint, path, parameters, status, rows, duration_ms, auth)
              VALUES (get_current_timestamp(), ?, 'CLI', 'tokentrail evidence', ?, ?::JSON, 200, ?, ?, 'none')",
             duckdb::params![
@@ -107,9 +112,10 @@ fn record_export(
                 rows as i64,
                 elapsed.as_secs_f64() * 1000.0
             ],
-        )
-        .context("recording the export in access_log")?;
-    Ok(())
+        )?;
+        Ok(())
+    })
+    .context("recording the export in access_log")
 }
 
 /// `tokentrail evidence verify PACK.zip [--public-key KEY.pem]`.
@@ -163,5 +169,17 @@ pub fn verify_chain(db: &Path) -> Result<ExitCode> {
     for failure in &report.failures {
         println!("  batch {}: {}", failure.batch_id, failure.reason);
     }
-    Ok(if report.verified() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    // The service's own audit trail (and later other append-only tables).
+    let appended = super::append::verify(&store)?;
+    for table in &appended {
+        println!("{}", table.summary());
+        for (link, reason) in &table.failures {
+            match link {
+                0 => println!("  {reason}"),
+                n => println!("  link {n}: {reason}"),
+            }
+        }
+    }
+    let verified = report.verified() && appended.iter().all(|t| t.verified());
+    Ok(if verified { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

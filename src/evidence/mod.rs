@@ -12,6 +12,7 @@
 //! - `pack`: building and verifying the zip; `csv_file`, `report`: its files.
 //! - `sign`: the signing key.
 
+pub mod append;
 pub mod chain;
 pub mod cli;
 mod csv_file;
@@ -139,6 +140,39 @@ pub fn rfc3339(micros: i64) -> String {
     DateTime::from_timestamp_micros(micros)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .unwrap_or_else(|| micros.to_string())
+}
+
+/// How much work one pack may take: rows held in memory across its populations, time,
+/// and a flag that stops it (its client went away). Over the API a pack is bounded by
+/// configuration (`[evidence]`); the command line has no limits but Ctrl-C.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub max_rows: u64,
+    pub deadline: Option<std::time::Instant>,
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Budget {
+    pub fn unlimited() -> Budget {
+        Budget { max_rows: u64::MAX, deadline: None, stop: Default::default() }
+    }
+
+    /// Whether the work must stop now (stopped, or past the deadline).
+    pub fn spent(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+            || self.deadline.is_some_and(|d| std::time::Instant::now() >= d)
+    }
+}
+
+/// A pack stopped by its [`Budget`]: the caller asked for more than it allows.
+#[derive(Debug, thiserror::Error)]
+pub enum OverBudget {
+    #[error("the pack would hold more than {0} rows; choose a shorter period or fewer criteria")]
+    Rows(u64),
+    #[error("building the pack took longer than allowed and was stopped; choose a shorter period or fewer criteria")]
+    Time,
+    #[error("the pack was cancelled")]
+    Cancelled,
 }
 
 /// Who asked for a pack: the caller's Entra ID object and tenant id, and name.

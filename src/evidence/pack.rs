@@ -10,7 +10,7 @@
 use super::chain::{self, ChainReport};
 use super::populations::{self, Bindings, Population};
 use super::sign::{self, PackKey};
-use super::{Criterion, GeneratedBy, Period, csv_file, report, rfc3339};
+use super::{Budget, Criterion, GeneratedBy, OverBudget, Period, csv_file, report, rfc3339};
 use crate::rules::rule::Rule;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
@@ -38,6 +38,8 @@ pub struct PackRequest<'a> {
     pub generated_by: GeneratedBy,
     /// The rule catalogue in force (for CC7.2).
     pub rules: &'a [Rule],
+    /// How much work it may take.
+    pub budget: Budget,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +143,21 @@ impl Rows {
     }
 }
 
+/// `outcome`, or why the budget stopped it (an interrupted query's error says only
+/// "interrupted").
+fn over_budget<T>(budget: &Budget, outcome: Result<T>) -> Result<T> {
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(error) if matches!(error.downcast_ref::<OverBudget>(), Some(OverBudget::Rows(_))) => {
+            Err(OverBudget::Rows(budget.max_rows).into())
+        }
+        Err(error) if error.downcast_ref::<OverBudget>().is_some() => Err(error),
+        Err(_) if budget.stop.load(std::sync::atomic::Ordering::Relaxed) => Err(OverBudget::Cancelled.into()),
+        Err(_) if budget.spent() => Err(OverBudget::Time.into()),
+        Err(error) => Err(error),
+    }
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     chain::hex(&Sha256::digest(bytes).into())
 }
@@ -159,27 +176,47 @@ pub fn build<W: Write + Seek>(
     let bindings = Bindings::new(&request.period, request.rules);
     let by_name = |name: &str| *populations::ALL.iter().find(|p| p.name == name).expect("known population");
 
+    let budget = &request.budget;
+    let mut rows_left = budget.max_rows;
     // The chain is recomputed from every stored row while the populations are queried.
     let (chain, ran) = std::thread::scope(|scope| -> Result<_> {
-        let chain = scope.spawn(|| chain::verify(store, &|_, _| {}));
+        let chain = scope.spawn(|| chain::verify_unless(store, &|_, _| {}, &|| budget.spent()));
         let conn = store.connection()?;
+        // Stops the population query under way once the budget is spent.
+        let interrupt = conn.interrupt_handle();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        scope.spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                done_rx.recv_timeout(std::time::Duration::from_millis(50))
+            {
+                if budget.spent() {
+                    interrupt.interrupt();
+                    return;
+                }
+            }
+        });
+        let _done = done_tx;
         let mut ran: Vec<(Rows, Map<String, Json>)> = Vec::new();
+        let mut run = |population: &Population| -> Result<_> {
+            let outcome = bindings.run(&conn, population, &mut rows_left);
+            over_budget(budget, outcome)
+        };
         for (i, population) in chosen.iter().enumerate() {
             progress(i as u64, total, &format!("{} {}", population.criterion.as_str(), population.name));
-            let (batches, schema, parameters) = bindings.run(&conn, population)?;
+            let (batches, schema, parameters) = run(population)?;
             ran.push((Rows { population: *population, schema, batches }, parameters));
         }
         // The manifest states sources and gaps whatever the criteria.
         for name in ["sources", "gaps"] {
             if !chosen.iter().any(|p| p.name == name) {
                 let population = by_name(name);
-                let (batches, schema, _) = bindings.run(&conn, &population)?;
+                let (batches, schema, _) = run(&population)?;
                 ran.push((Rows { population, schema, batches }, Map::new()));
             }
         }
         progress(chosen.len() as u64, total, "integrity chain");
-        let chain = chain.join().map_err(|_| anyhow::anyhow!("the chain verification thread panicked"))??;
-        Ok((chain, ran))
+        let chain = chain.join().map_err(|_| anyhow::anyhow!("the chain verification thread panicked"))?;
+        Ok((over_budget(budget, chain)?, ran))
     })?;
     progress(chosen.len() as u64 + 1, total, "writing the pack");
 

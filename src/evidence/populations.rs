@@ -132,10 +132,12 @@ impl Bindings {
     }
 
     /// Runs `population` and returns its rows, and the parameters it bound (name → value).
+    /// Runs `population`, holding at most `rows_left` rows (less what it took).
     pub fn run(
         &self,
         conn: &duckdb::Connection,
         population: &Population,
+        rows_left: &mut u64,
     ) -> Result<(Vec<RecordBatch>, arrow::datatypes::SchemaRef, serde_json::Map<String, serde_json::Value>)> {
         let context = || format!("population {} of {}", population.name, population.criterion.as_str());
         let mut stmt = conn.prepare(population.sql).with_context(context)?;
@@ -150,7 +152,17 @@ impl Bindings {
         }
         let stream = stmt.stream_arrow(duckdb::params_from_iter(bound)).with_context(context)?;
         let schema = stream.get_schema();
-        let batches = stream.collect::<duckdb::Result<Vec<RecordBatch>>>().with_context(context)?;
+        let mut batches = Vec::new();
+        for batch in stream {
+            let batch = batch.with_context(context)?;
+            let rows = batch.num_rows() as u64;
+            if rows > *rows_left {
+                // The pack's limit is filled in by the caller, which knows it.
+                return Err(super::OverBudget::Rows(0).into());
+            }
+            *rows_left -= rows;
+            batches.push(batch);
+        }
         Ok((batches, schema, shown))
     }
 }

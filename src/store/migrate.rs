@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_alerts"),
     migration!(7, "0007_integrity"),
     migration!(8, "0008_checkpoint_lanes"),
+    migration!(9, "0009_append_chain"),
 ];
 
 fn checksum(sql: &str) -> String {
