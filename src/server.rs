@@ -35,6 +35,13 @@ pub struct AppState {
     pub openapi: Arc<serde_json::Value>,
     /// The threads API queries run on ([`crate::api::db`]).
     pub queries: crate::api::pool::QueryPool,
+    /// The threads streamed exports run on, apart from the queries' so downloads never
+    /// hold the threads that answer pages.
+    pub exports: crate::api::pool::QueryPool,
+    /// Each caller's share of the API ([`crate::api::callers`]).
+    pub callers: crate::api::callers::Callers,
+    /// Evidence packs: their bounds over the API.
+    pub evidence: crate::config::EvidenceConfig,
 }
 
 impl AppState {
@@ -49,7 +56,18 @@ impl AppState {
             rules: Arc::new(crate::rules::rule::load(None).0),
             access: Arc::default(),
             openapi: Arc::default(),
-            queries: crate::api::pool::QueryPool::start(crate::api::pool::QUERY_THREADS, crate::api::pool::QUERY_NICE),
+            queries: crate::api::pool::QueryPool::start(
+                "api-query",
+                crate::api::pool::QUERY_THREADS,
+                crate::api::pool::QUERY_NICE,
+            ),
+            exports: crate::api::pool::QueryPool::start(
+                "api-export",
+                crate::api::pool::EXPORT_THREADS,
+                crate::api::pool::QUERY_NICE,
+            ),
+            callers: Default::default(),
+            evidence: Default::default(),
         }
     }
 }
@@ -80,16 +98,29 @@ pub fn router(mut state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Ready when the database answers a query.
+/// How long `/readyz` waits for a query thread before it says the API is starved.
+pub const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready when the database answers a query on one of the API's query threads within
+/// [`READY_WAIT`]: when every thread is held (slow queries), the API is not ready, and
+/// a load balancer should know.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.store.clone();
-    let answered = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+    let job = state.queries.run(move || -> anyhow::Result<i64> {
         Ok(store.connection()?.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))?)
-    })
-    .await;
-    match answered {
-        Ok(Ok(_)) => (StatusCode::OK, "ready").into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "the database does not answer").into_response(),
+    });
+    match tokio::time::timeout(READY_WAIT, job).await {
+        Ok(Ok(Ok(_))) => (StatusCode::OK, "ready").into_response(),
+        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, "the database does not answer").into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the API's query threads are all busy ({} running, {} waiting): pages would wait",
+                state.queries.running(),
+                state.queries.waiting()
+            ),
+        )
+            .into_response(),
     }
 }
 

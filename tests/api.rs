@@ -602,8 +602,12 @@ fn every_call_is_in_the_access_log_which_the_api_cannot_change() {
     assert_eq!(search["status"], 200);
     assert_eq!(search["rows"], 0);
     assert_eq!(search["auth"], "bearer");
-    let sql = mine.iter().find(|r| r["endpoint"] == "/api/sql").expect("the SQL console call is logged with its SQL");
+    let sql = mine
+        .iter()
+        .find(|r| r["endpoint"] == "/api/sql" && r["status"] == 200)
+        .expect("the SQL console call is logged with its SQL");
     assert_eq!(sql["rows"], 1);
+    assert!(mine.iter().any(|r| r["endpoint"] == "/api/sql" && r["status"] == 102), "and its start, before it ran");
     let refused = mine.iter().find(|r| r["endpoint"] == "/api/search/requests").expect("a refused call is logged");
     assert_eq!(refused["status"], 401);
     assert!(refused["oid"].is_null());
@@ -662,4 +666,364 @@ fn ui_pages_are_served_with_a_strict_content_security_policy() {
         assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"), "{path}: {csp}");
     }
     assert_eq!(get("/assets/nope.js", Role::Responder).status, 404);
+}
+
+/// Escapes from the read-only console, each refused with a 400 that says why, and
+/// leaving the database and the file system as they were.
+const CONSOLE_ESCAPES: &[&str] = &[
+    // COPY … TO inside WITH, at every depth: DuckDB parses it as a query node.
+    "WITH c AS (COPY (SELECT 1 AS x) TO '{db}' (FORMAT csv, HEADER false, USE_TMP_FILE false)) SELECT * FROM c",
+    "WITH c AS (COPY (SELECT 1 AS x) TO '{file}' (FORMAT csv)) SELECT * FROM c",
+    "WITH c AS MATERIALIZED (COPY (SELECT 1 AS x) TO '{file}') SELECT * FROM c",
+    "SELECT * FROM (WITH c AS (COPY (SELECT 1) TO '{file}') SELECT 1)",
+    "SELECT (WITH c AS (COPY (SELECT 1) TO '{file}') SELECT 1)",
+    "SELECT 1 WHERE EXISTS (WITH c AS (COPY (SELECT 1) TO '{file}') SELECT 1)",
+    "WITH a AS (SELECT 1), c AS (COPY (SELECT 1) TO '{file}') SELECT * FROM a",
+    "SELECT 1 UNION ALL (WITH c AS (COPY (SELECT 1) TO '{file}') SELECT 2)",
+    "SELECT * FROM range(3) r, (WITH c AS (COPY (SELECT 1) TO '{file}') SELECT 1) s",
+    "EXPLAIN WITH c AS (COPY (SELECT 1) TO '{file}') SELECT 1",
+    "EXPLAIN ANALYZE WITH c AS (COPY (SELECT 1) TO '{file}') SELECT 1",
+    "WITH c AS (COPY findings TO '{file}') SELECT 1",
+    // Writes inside WITH.
+    "WITH c AS (DELETE FROM findings RETURNING *) SELECT count(*) FROM c",
+    "WITH c AS (UPDATE findings SET status = 'resolved' RETURNING *) SELECT count(*) FROM c",
+    "WITH c AS (INSERT INTO saved_queries (name, sql, created_at) VALUES ('x', 'y', now()) RETURNING *) SELECT * FROM c",
+    // A CTE name in one scope does not make the same name elsewhere a CTE.
+    "SELECT * FROM (WITH duckdb_databases AS (SELECT 1) SELECT 1), duckdb_databases",
+    "SELECT * FROM (WITH pg_settings AS (SELECT 1) SELECT 1) t, pg_settings",
+    "SELECT * FROM (WITH access_log AS (SELECT 1) SELECT 1) t, access_log",
+    // A non-recursive CTE's body, a recursive CTE's anchor and an earlier CTE's body
+    // read the catalog's table of that name.
+    "WITH access_log AS (SELECT * FROM access_log) SELECT * FROM access_log",
+    "WITH RECURSIVE access_log AS (SELECT * FROM access_log) SELECT * FROM access_log",
+    "WITH RECURSIVE access_log(id) AS (SELECT id FROM access_log UNION ALL SELECT id + 1 FROM access_log WHERE id < 0) SELECT * FROM access_log",
+    "WITH a AS (SELECT * FROM access_log), access_log AS (SELECT 1) SELECT * FROM a",
+    // Tables no Responder reads, named however.
+    "SELECT * FROM access_log",
+    "SELECT * FROM main.access_log",
+    "SELECT * FROM \"ACCESS_LOG\"",
+    "SELECT * FROM detection_state",
+    "SELECT * FROM ingest_chain",
+    // Catalogs, settings, files.
+    "SELECT * FROM duckdb_settings()",
+    "SELECT * FROM duckdb_databases()",
+    "SELECT * FROM pragma_database_list()",
+    "SELECT * FROM information_schema.tables",
+    "SELECT * FROM pg_catalog.pg_settings",
+    "SELECT * FROM system.main.duckdb_tables",
+    "SELECT * FROM temp.main.t",
+    "FROM '/etc/passwd'",
+    "SELECT * FROM '{db}'",
+    "SELECT * FROM \"/etc/hostname\"",
+    "SELECT * FROM 'https://example.com/x.csv'",
+    "SELECT * FROM read_csv_auto('/etc/passwd')",
+    "SELECT * FROM read_parquet('{db}')",
+    "SELECT * FROM sniff_csv('/etc/passwd')",
+    "SELECT * FROM test_all_types()",
+    "SHOW TABLES",
+    "SHOW ALL TABLES",
+    "SHOW DATABASES",
+    "DESCRIBE access_log",
+    "SUMMARIZE access_log",
+    "SELECT * FROM (DESCRIBE access_log)",
+    "SELECT current_setting('temp_directory')",
+    "SELECT getenv('HOME')",
+    "SELECT main.getenv('HOME')",
+    "SELECT system.main.getenv('HOME')",
+    "SELECT pg_sleep(100)",
+    "SELECT sleep_ms(100000)",
+    "SELECT write_log('forged')",
+    "SELECT pg_get_viewdef(1)",
+    "SELECT currval('finding_ids')",
+    // Sizes a query could blow up.
+    "SELECT repeat('x', 300000000)",
+    "SELECT length(repeat(repeat('x', 1000), 1000))",
+    "SELECT repeat(user_agent, 1000) FROM cosmos_requests",
+    "SELECT lpad('x', 1000000000, 'y')",
+    "SELECT printf('%1000000000d', 1)",
+    "SELECT format('{:>1000000000}', 1)",
+    "SELECT len(range(1000000000))",
+    "SELECT list_resize([1], 1000000000)",
+    "SELECT string_agg(user_agent, '') FROM cosmos_requests, range(1000)",
+    "SELECT list(range) FROM range(100000000)",
+    "SELECT array_agg(client_ip) FROM cosmos_requests",
+    "SELECT histogram(client_ip) FROM cosmos_requests",
+    "SELECT max(user_agent, 1000000) FROM cosmos_requests",
+    "SELECT max(user_agent, 5) OVER () FROM cosmos_requests",
+    "SELECT list(client_ip) OVER () FROM cosmos_requests",
+    "SELECT list_transform(string_split(user_agent, ' '), x -> user_agent) FROM cosmos_requests",
+    "SELECT [user_agent FOR x IN range(10)] FROM cosmos_requests",
+    "SELECT replace(user_agent, 'a', '{long}') FROM cosmos_requests",
+];
+
+fn escape(sql: &str, db: &str, file: &str) -> String {
+    sql.replace("{db}", db).replace("{file}", file).replace("{long}", &"y".repeat(1000))
+}
+
+#[test]
+fn the_console_refuses_every_escape_and_the_database_and_files_stay() {
+    let f = fixture();
+    let db = f.db.store.path().display().to_string();
+    let file = f.db._dir.path().join("escape.csv").display().to_string();
+    let size = std::fs::metadata(&db).unwrap().len();
+    let findings = f.db.count("findings");
+    for sql in CONSOLE_ESCAPES {
+        let sql = escape(sql, &db, &file);
+        let reply = post("/api/sql", Role::Responder, json!({"sql": sql}));
+        assert_eq!(reply.status, 400, "{sql}: {}", reply.body);
+        let error = &reply.json()["error"];
+        assert!(error["code"] == "sql_refused" || error["code"] == "sql_error", "{sql}: {}", reply.body);
+        assert!(error["message"].as_str().is_some_and(|m| m.len() > 10), "{sql}: says why");
+        // A saved query is checked the same way.
+        let saved = post("/api/sql/saved", Role::Responder, json!({"name": "escape", "sql": sql}));
+        assert_eq!(saved.status, 400, "saved {sql}: {}", saved.body);
+    }
+    assert!(!std::path::Path::new(&file).exists(), "no file was written");
+    assert!(std::fs::metadata(&db).unwrap().len() >= size, "the database was not cut");
+    assert_eq!(f.db.count("findings"), findings);
+    assert_eq!(get("/api/status", Role::Responder).status, 200);
+}
+
+#[test]
+fn the_console_still_reads_what_responders_need() {
+    for sql in [
+        "WITH findings AS (SELECT 1 AS x) SELECT * FROM findings",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r",
+        "WITH a AS (SELECT 1 AS x), b AS (SELECT * FROM a) SELECT * FROM b",
+        "SELECT * FROM (WITH s AS (SELECT principal_id FROM signins) SELECT count(*) FROM s)",
+        "DESCRIBE findings",
+        "SELECT * FROM (DESCRIBE signins)",
+        "SELECT NULL",
+        "SELECT NULL AS a, 1::HUGEINT AS b, 1.5::DECIMAL(10, 2) AS c, INTERVAL 90 MINUTE AS d, [1, NULL] AS e, {'k': 1} AS f, MAP {'a': 1} AS g, '00000000-0000-0000-0000-000000000001'::UUID AS h, 'x'::BLOB AS i, TIME '10:00:00' AS j, DATE '2025-01-01' AS k, 1::UTINYINT AS l, 2.5::FLOAT AS m",
+        "SELECT repeat('-', 20), lpad('7', 3, '0'), printf('%5.1f', 3.14159), bar(5, 0, 10, 20)",
+        "SELECT max(client_ip, 5), arg_max(principal_id, time, 3) FROM cosmos_requests",
+        "SELECT principal_id, count(DISTINCT client_ip) FROM cosmos_requests GROUP BY 1 ORDER BY 2 DESC LIMIT 5",
+        "SELECT unnest(string_split('a,b', ','))",
+        "SELECT x FROM range(5) t(x) QUALIFY row_number() OVER (ORDER BY x DESC) <= 2",
+        "SELECT replace(user_agent, 'a', 'b') FROM cosmos_requests LIMIT 3",
+        "SELECT utc_hour(time), user_agent_family(user_agent) FROM cosmos_requests LIMIT 3",
+        "SELECT * FROM request_context LIMIT 3",
+    ] {
+        let reply = post("/api/sql", Role::Responder, json!({"sql": sql}));
+        assert_eq!(reply.status, 200, "{sql}: {}", reply.body);
+    }
+    let null = post("/api/sql", Role::Responder, json!({"sql": "SELECT NULL AS nothing"})).json();
+    assert_eq!(null["rows"], json!([[null]]));
+}
+
+#[test]
+fn table_grants_decide_every_table_and_the_access_log_is_not_a_responders() {
+    use tokentrail::api::sql::grants;
+    let tables: Vec<String> = {
+        let conn = fixture().db.store.connection().unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND database_name = current_database()
+                 UNION SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal
+                   AND database_name = current_database()",
+            )
+            .unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    for table in &tables {
+        let granted = Role::ALL.iter().any(|r| grants::tables(*r).contains(&table.as_str()));
+        assert!(
+            granted || grants::INTERNAL.contains(&table.as_str()),
+            "{table} is neither granted to a role nor listed as internal in src/api/sql/grants.rs"
+        );
+    }
+    let schema = get("/api/sql/schema", Role::Responder).json();
+    let names: Vec<&str> = schema.as_array().unwrap().iter().map(|t| t["table_name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"cosmos_requests") && !names.contains(&"access_log"), "{names:?}");
+    // A Responder who is also an Auditor reads the access log, as the API lets them.
+    let both = fixture().issuer.token(&[Role::Responder, Role::Auditor]);
+    let reply = call("POST", "/api/sql", Some(&both), Some(json!({"sql": "SELECT count(*) FROM access_log"})));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[test]
+fn every_duckdb_type_becomes_json_without_a_panic() {
+    let conn = fixture().db.store.connection().unwrap();
+    let rows = tokentrail::api::rows::objects(&conn, "SELECT * FROM test_all_types()", &[]).unwrap();
+    assert!(rows.len() >= 3, "{rows:?}");
+    let first = &rows[0];
+    assert!(first.len() > 40, "every column is there: {}", first.len());
+    assert_eq!(first["bool"], json!(false));
+    assert_eq!(first["hugeint"], json!("-170141183460469231731687303715884105728"));
+    assert!(rows[2].values().all(Value::is_null), "the third row is all NULL");
+}
+
+#[test]
+fn the_console_writes_its_access_log_row_before_it_runs() {
+    let marker = format!("before-{}", rand_marker());
+    let reply = post("/api/sql", Role::Responder, json!({"sql": format!("SELECT '{marker}' AS m")}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let request_id = reply.header("x-request-id").expect("every answer names its request").to_string();
+    fixture().state.audit.flush();
+    let conn = fixture().db.store.connection().unwrap();
+    let mut stmt =
+        conn.prepare("SELECT status, request_id FROM access_log WHERE parameters::VARCHAR LIKE ? ORDER BY id").unwrap();
+    let rows: Vec<(i32, String)> =
+        stmt.query_map([format!("%{marker}%")], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    assert_eq!(rows, vec![(102, request_id.clone()), (200, request_id)], "the start row comes first");
+}
+
+#[test]
+fn made_up_methods_and_huge_headers_do_not_grow_metrics_or_the_access_log() {
+    use std::io::{Read, Write as _};
+    let address = fixture().base.trim_start_matches("http://").to_string();
+    let agent = "A".repeat(60_000);
+    for i in 0..50 {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        let method = format!("M{i}{}", "X".repeat(4000));
+        write!(
+            stream,
+            "{method} /api/status HTTP/1.1\r\nHost: {address}\r\nUser-Agent: {agent}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+    }
+    let metrics = call("GET", "/metrics", None, None).body;
+    assert!(!metrics.contains("M17X"), "made-up methods are not label values");
+    assert!(metrics.len() < 2_000_000, "{} bytes of metrics", metrics.len());
+    fixture().state.audit.flush();
+    let longest: i64 =
+        fixture().db.value("SELECT max(length(user_agent) + length(method) + length(path)) FROM access_log");
+    assert!(longest <= 3 * 1024, "stored fields are cut: {longest}");
+}
+
+#[test]
+fn refused_calls_past_a_rate_are_counted_per_address_not_written_one_by_one() {
+    use tokentrail::api::audit::{AuditLog, Entry, REFUSED_PER_MINUTE};
+    let db = common::TestDb::new();
+    let store = Arc::new(Store::open(&db.dir.path().join("refusals.duckdb"), &StoreOptions::default()).unwrap());
+    let audit = AuditLog::start(store.clone());
+    let entry = |ip: &str, status: u16| Entry {
+        time: Utc::now(),
+        oid: None,
+        tid: None,
+        name: None,
+        role: None,
+        method: "GET".into(),
+        endpoint: "/api/status".into(),
+        path: "/api/status".into(),
+        parameters: json!({}),
+        status,
+        rows: None,
+        duration_ms: 1.0,
+        client_ip: Some(ip.into()),
+        user_agent: Some("x".repeat(100_000)),
+        auth: "none",
+        request_id: "r".into(),
+    };
+    for _ in 0..500 {
+        audit.record(entry("203.0.113.9", 401));
+    }
+    audit.record(entry("198.51.100.7", 401));
+    audit.record(entry("203.0.113.9", 200));
+    audit.flush();
+    let conn = store.connection().unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM access_log WHERE client_ip = '203.0.113.9' AND status = 401
+             AND endpoint <> '(refused calls)'"
+        ),
+        REFUSED_PER_MINUTE as i64
+    );
+    assert_eq!(
+        count("SELECT sum(rows) FROM access_log WHERE endpoint = '(refused calls)' AND client_ip = '203.0.113.9'"),
+        500 - REFUSED_PER_MINUTE as i64,
+        "the rest are counted"
+    );
+    assert_eq!(count("SELECT count(*) FROM access_log WHERE client_ip = '198.51.100.7'"), 1);
+    assert_eq!(count("SELECT count(*) FROM access_log WHERE status = 200"), 1, "allowed calls are never held back");
+    assert!(count("SELECT max(length(user_agent)) FROM access_log") <= 1024);
+    audit.close();
+}
+
+/// A server of its own, with the service's limits on each caller's share (the shared
+/// fixture lifts them: every test there is the same user).
+fn limited_server() -> (common::TestDb, String) {
+    let db = common::TestDb::new();
+    let store = Arc::new(Store::open(&db.dir.path().join("limited.duckdb"), &StoreOptions::default()).unwrap());
+    let (_, base) = common::app::serve_with_limits(store, &fixture().issuer);
+    (db, base)
+}
+
+/// A console query that runs until the timeout, sent by `oid` from a client that hangs
+/// up after `patience` (which stops the query); the status, or None if it hung up.
+fn slow_query(base: &str, oid: &str, patience: std::time::Duration) -> std::thread::JoinHandle<Option<u16>> {
+    let token = fixture().issuer.token_with(&[Role::Responder], json!({"oid": oid}));
+    let url = format!("{base}/api/sql");
+    std::thread::spawn(move || {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(patience)).build().into();
+        let sql = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range + b.range = -1";
+        agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .send_json(json!({"sql": sql}))
+            .ok()
+            .map(|r| r.status().as_u16())
+    })
+}
+
+fn timed_get(base: &str, path: &str, oid: &str) -> (u16, std::time::Duration) {
+    let token = fixture().issuer.token_with(&[Role::Responder], json!({"oid": oid}));
+    let started = std::time::Instant::now();
+    let reply = agent().get(&format!("{base}{path}")).header("Authorization", &format!("Bearer {token}")).call();
+    (reply.map(|r| r.status().as_u16()).unwrap_or(0), started.elapsed())
+}
+
+#[test]
+fn one_caller_cannot_hold_every_query_thread_or_call_without_bound() {
+    let (_db, base) = limited_server();
+    let hog = "11111111-1111-1111-1111-111111111111";
+    let patience = std::time::Duration::from_secs(4);
+    // The hog's slow queries run one at a time, so a query thread stays free.
+    let slow: Vec<_> = (0..2).map(|_| slow_query(&base, hog, patience)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (status, took) = timed_get(&base, "/api/status", "33333333-3333-3333-3333-333333333333");
+    assert_eq!(status, 200);
+    assert!(took < std::time::Duration::from_secs(2), "another caller waited {took:?} behind the hog");
+    // Past its share of calls in flight, the hog is told to wait.
+    let more: Vec<_> = (0..tokentrail::api::callers::MAX_CALLS).map(|_| slow_query(&base, hog, patience)).collect();
+    let statuses: Vec<Option<u16>> = more.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(statuses.contains(&Some(429)), "a caller past its share is answered 429: {statuses:?}");
+    for t in slow {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn readyz_says_not_ready_while_slow_queries_hold_every_query_thread() {
+    let (_db, base) = limited_server();
+    let patience = std::time::Duration::from_secs(4);
+    let slow: Vec<_> = (0..tokentrail::api::pool::QUERY_THREADS)
+        .map(|i| slow_query(&base, &format!("22222222-2222-2222-2222-00000000000{i}"), patience))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let ready = agent().get(&format!("{base}/readyz")).call().unwrap().into_body().read_to_string().unwrap();
+    assert!(ready.contains("busy"), "{ready}");
+    for t in slow {
+        t.join().unwrap();
+    }
+    // The clients hung up, which stops their queries: ready again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while agent().get(&format!("{base}/readyz")).call().unwrap().status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready again");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn evidence_packs_are_posted_and_bounded() {
+    let body = json!({"criteria": "CC6.1", "from": "2010-01-01T00:00:00Z", "to": "2030-01-01T00:00:00Z"});
+    let reply = post("/api/evidence", Role::Auditor, body);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("400 days"), "{}", reply.body);
+    let get = get("/api/evidence?criteria=CC6.1&from=2025-03-03T00:00:00Z&to=2025-03-04T00:00:00Z", Role::Auditor);
+    assert_eq!(get.status, 405, "a link cannot build a pack: {}", get.body);
 }

@@ -2,7 +2,7 @@
 //! serving HTTP, stopping cleanly on Ctrl-C and resuming.
 
 mod common;
-use common::demo::{Demo, bin, http_get};
+use common::demo::{Demo, bin, http_get, http_post};
 use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -131,4 +131,65 @@ fn demo_stops_with_an_error_when_its_ingest_cannot_go_on() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("in the future") && stderr.contains("stopping: ingest ended"), "{stderr}");
+}
+
+/// Queries that would make values, lists or results bigger than the process can hold.
+const MEMORY_BOMBS: &[&str] = &[
+    "SELECT repeat('x', 300000000)",
+    "SELECT length(repeat(repeat('x', 1000), 1000))",
+    "SELECT lpad('x', 1000000000, 'y')",
+    "SELECT printf('%1000000000d', 1)",
+    "SELECT len(range(1000000000))",
+    "SELECT length(string_agg(user_agent, '')) FROM cosmos_requests, range(1000)",
+    "SELECT len(list(range)) FROM range(100000000)",
+    "SELECT array_agg(a.range) FROM range(100000000) a",
+    "SELECT max(user_agent, 1000000) FROM cosmos_requests",
+    "WITH RECURSIVE r(s, n) AS (SELECT 'x', 0 UNION ALL SELECT s || s, n + 1 FROM r WHERE n < 40) SELECT max(length(s)) FROM r",
+    "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range + b.range = -1",
+    "SELECT a.range, b.range FROM range(3000000) a, range(1000) b ORDER BY random() LIMIT 5",
+    "SELECT md5(user_agent || a.range::VARCHAR), * FROM cosmos_requests, range(1000) a",
+    "SELECT * FROM raw_events, range(1000)",
+];
+
+/// The peak resident memory of a process since [`reset_peak`] (Linux).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line[6..].trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
+}
+
+fn reset_peak(pid: u32) {
+    // Writing 5 to clear_refs resets VmHWM to the current resident size.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+}
+
+#[test]
+fn memory_bombs_in_the_console_stay_under_the_ceiling_and_the_demo_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bombs.duckdb");
+    let demo = Demo::start(&db);
+    wait_for("the backfill", || demo.generated_until().is_some());
+    let pid = demo.child.id();
+    reset_peak(pid);
+    let limit = tokentrail::process::parse_size(tokentrail::config::DEFAULT_DB_MEMORY_LIMIT).unwrap();
+    let ceiling = limit + 256 * 1024 * 1024;
+    for sql in MEMORY_BOMBS {
+        let answer = http_post(&demo.address, "/api/sql", &demo.token, &serde_json::json!({"sql": sql}));
+        let (status, body) = answer.unwrap_or_else(|| panic!("{sql}: the demo did not answer (did it die?)"));
+        assert!([200, 400, 408].contains(&status), "{sql}: {status} {body}");
+        let peak = peak_rss(pid);
+        println!("{status} peak {} MiB: {sql}", peak >> 20);
+        assert!(peak <= ceiling, "{sql}: resident memory reached {} MiB (ceiling {} MiB)", peak >> 20, ceiling >> 20);
+        assert_eq!(http_get(&demo.address, "/healthz", None).map(|r| r.0), Some(200), "{sql}: the demo still serves");
+    }
+    // The database and its neighbours are the user's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [db.clone(), tokentrail::auth::dev_key_path(&db)] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}: {mode:o}", file.display());
+        }
+    }
+    assert!(demo.interrupt().success());
 }

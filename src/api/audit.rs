@@ -5,7 +5,15 @@
 //! Entries are written by one thread in small transactions (at most every
 //! [`FLUSH_EVERY`], or sooner when [`BATCH`] entries wait), so auditing never holds a
 //! request up. Shutdown flushes what is pending; a SIGKILL can lose the entries of at
-//! most the last [`FLUSH_EVERY`]. No endpoint updates or deletes this table.
+//! most the last [`FLUSH_EVERY`], except a call that wrote its start row first
+//! ([`super::AuditNote::record_start`], the SQL console). No endpoint updates or
+//! deletes this table, and each transaction chains the rows it adds
+//! ([`crate::evidence::append`]), so `tokentrail verify` proves none was changed since.
+//!
+//! Hostile callers cannot grow it without bound: text fields are cut
+//! ([`Entry::bounded`]), and refused calls (401, 403, 405) of one address past
+//! [`REFUSED_PER_MINUTE`] a minute are counted, not written one by one: one row a
+//! minute says how many there were ([`RefusalSummary`]).
 
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -18,6 +26,14 @@ use std::time::{Duration, Instant};
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 pub const BATCH: usize = 500;
+/// Refused calls of one address written one by one each minute; the rest are counted.
+pub const REFUSED_PER_MINUTE: u32 = 30;
+/// Addresses whose refusals are counted apart; past it, all others share one count.
+const MAX_SOURCES: usize = 10_000;
+const WINDOW: Duration = Duration::from_secs(60);
+/// Longest stored `user_agent`, `path`, `name` (bytes); `parameters` as JSON text.
+const MAX_TEXT: usize = 1024;
+const MAX_PARAMETERS: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -36,6 +52,54 @@ pub struct Entry {
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
     pub auth: &'static str,
+    /// Ties a call's start row (status 102) to its final row.
+    pub request_id: String,
+}
+
+impl Entry {
+    /// The entry with every caller-chosen text cut to a bound.
+    pub fn bounded(mut self) -> Entry {
+        for field in [&mut self.path, &mut self.method] {
+            cut(field, MAX_TEXT);
+        }
+        for field in [&mut self.user_agent, &mut self.name, &mut self.client_ip].into_iter().flatten() {
+            cut(field, MAX_TEXT);
+        }
+        let text = self.parameters.to_string();
+        if text.len() > MAX_PARAMETERS {
+            let mut shown = text;
+            cut(&mut shown, MAX_PARAMETERS);
+            self.parameters = serde_json::json!({ "cut": true, "text": shown });
+        }
+        self
+    }
+
+    fn refused(&self) -> bool {
+        matches!(self.status, 401 | 403 | 405)
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut.
+fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+}
+
+/// Refused calls of one source in one minute beyond [`REFUSED_PER_MINUTE`]: written as
+/// one row (`endpoint` = `(refused calls)`, `rows` = how many, `parameters` = the window
+/// and the endpoints they asked for).
+struct RefusalSummary {
+    window_start: DateTime<Utc>,
+    opened: Instant,
+    written: u32,
+    suppressed: u64,
+    last: Option<Entry>,
 }
 
 enum Message {
@@ -55,13 +119,18 @@ pub struct AuditLog {
 
 impl AuditLog {
     pub fn start(store: Arc<Store>) -> AuditLog {
+        AuditLog::start_with(store, REFUSED_PER_MINUTE)
+    }
+
+    /// With a limit of refused calls per source and minute other than [`REFUSED_PER_MINUTE`].
+    pub fn start_with(store: Arc<Store>, refused_per_minute: u32) -> AuditLog {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
                 // The API's own work, like its queries, yields the CPU to ingest.
                 crate::priority::lower(super::pool::QUERY_NICE);
-                writer(&store, rx)
+                writer(&store, rx, refused_per_minute)
             })
             .expect("spawning the access log thread");
         AuditLog { tx, thread: Arc::new(Mutex::new(Some(thread))) }
@@ -80,7 +149,7 @@ impl AuditLog {
     }
 
     pub fn record(&self, entry: Entry) {
-        if self.tx.send(Message::Entry(Box::new(entry))).is_err() {
+        if self.tx.send(Message::Entry(Box::new(entry.bounded()))).is_err() {
             tracing::error!("access log writer has stopped; an access log entry is lost");
         }
     }
@@ -94,15 +163,89 @@ impl AuditLog {
     }
 }
 
-fn writer(store: &Store, rx: Receiver<Message>) {
+/// Per source address, the refused calls of the current minute.
+struct Refusals {
+    per_minute: u32,
+    sources: std::collections::HashMap<String, RefusalSummary>,
+}
+
+impl Refusals {
+    /// Whether `entry` is to be written on its own; if not, it is counted.
+    fn admit(&mut self, entry: &Entry) -> bool {
+        if !entry.refused() {
+            return true;
+        }
+        let mut source = entry.client_ip.clone().unwrap_or_else(|| "unknown".into());
+        if !self.sources.contains_key(&source) && self.sources.len() >= MAX_SOURCES {
+            source = "other addresses".into();
+        }
+        let summary = self.sources.entry(source).or_insert_with(|| RefusalSummary {
+            window_start: entry.time,
+            opened: Instant::now(),
+            written: 0,
+            suppressed: 0,
+            last: None,
+        });
+        if summary.written < self.per_minute {
+            summary.written += 1;
+            true
+        } else {
+            summary.suppressed += 1;
+            summary.last = Some(entry.clone());
+            false
+        }
+    }
+
+    /// Summary rows for the windows that have ended (all of them when `all`).
+    fn ended(&mut self, all: bool) -> Vec<Entry> {
+        let mut out = Vec::new();
+        self.sources.retain(|source, summary| {
+            if !all && summary.opened.elapsed() < WINDOW {
+                return true;
+            }
+            if let Some(last) = summary.last.take() {
+                out.push(Entry {
+                    time: Utc::now(),
+                    method: "-".into(),
+                    endpoint: "(refused calls)".into(),
+                    path: "-".into(),
+                    parameters: serde_json::json!({
+                        "source": source,
+                        "from": summary.window_start.to_rfc3339(),
+                        "suppressed": summary.suppressed,
+                        "last_endpoint": last.endpoint,
+                        "last_status": last.status,
+                    }),
+                    rows: Some(summary.suppressed as i64),
+                    duration_ms: 0.0,
+                    request_id: last.request_id.clone(),
+                    ..last
+                });
+            }
+            false
+        });
+        out
+    }
+}
+
+fn writer(store: &Store, rx: Receiver<Message>, refused_per_minute: u32) {
+    // Rows from before the chain existed (an upgraded database) are chained now, so
+    // from here on every row is covered.
+    if let Err(error) = crate::evidence::append::append(store, "access_log", |_| Ok(())) {
+        tracing::error!(error = format!("{error:#}"), "chaining the access log's earlier rows failed");
+    }
     let mut pending: Vec<Entry> = Vec::new();
+    let mut refusals = Refusals { per_minute: refused_per_minute, sources: Default::default() };
     let mut oldest = Instant::now();
     loop {
-        let wait =
-            if pending.is_empty() { Duration::from_secs(3600) } else { FLUSH_EVERY.saturating_sub(oldest.elapsed()) };
+        // Wake at least each window, so the counts of refused calls are written.
+        let wait = if pending.is_empty() { WINDOW } else { FLUSH_EVERY.saturating_sub(oldest.elapsed()) };
         let mut answer = None;
         match rx.recv_timeout(wait) {
             Ok(Message::Entry(entry)) => {
+                if !refusals.admit(&entry) {
+                    continue;
+                }
                 if pending.is_empty() {
                     oldest = Instant::now();
                 }
@@ -111,17 +254,18 @@ fn writer(store: &Store, rx: Receiver<Message>) {
                     continue;
                 }
             }
-            Ok(Message::Flush(done)) => answer = Some(done),
-            Ok(Message::Close) => {
+            Ok(Message::Flush(done)) => {
+                pending.extend(refusals.ended(true));
+                answer = Some(done);
+            }
+            Ok(Message::Close) | Err(RecvTimeoutError::Disconnected) => {
+                pending.extend(refusals.ended(true));
                 write_or_log(store, &mut pending);
                 return;
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                write_or_log(store, &mut pending);
-                return;
-            }
         }
+        pending.extend(refusals.ended(false));
         write_or_log(store, &mut pending);
         if let Some(done) = answer {
             let _ = done.send(());
@@ -145,33 +289,33 @@ fn write_or_log(store: &Store, pending: &mut Vec<Entry>) {
 }
 
 fn write(store: &Store, entries: &[Entry]) -> Result<()> {
-    store
-        .transaction(|conn| {
-            let mut stmt = conn.prepare(
-                "INSERT INTO access_log (time, oid, tid, name, role, method, endpoint, path, parameters, status, rows,
-                                     duration_ms, client_ip, user_agent, auth)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )?;
-            for e in entries {
-                stmt.execute(duckdb::params![
-                    Value::Timestamp(TimeUnit::Microsecond, e.time.timestamp_micros()),
-                    e.oid,
-                    e.tid,
-                    e.name,
-                    e.role,
-                    e.method,
-                    e.endpoint,
-                    e.path,
-                    e.parameters.to_string(),
-                    e.status,
-                    e.rows,
-                    e.duration_ms,
-                    e.client_ip,
-                    e.user_agent,
-                    e.auth,
-                ])?;
-            }
-            Ok(())
-        })
-        .context("storing access log entries")
+    crate::evidence::append::append(store, "access_log", |conn| {
+        let mut stmt = conn.prepare(
+            "INSERT INTO access_log (time, oid, tid, name, role, method, endpoint, path, parameters, status, rows,
+                                     duration_ms, client_ip, user_agent, auth, request_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )?;
+        for e in entries {
+            stmt.execute(duckdb::params![
+                Value::Timestamp(TimeUnit::Microsecond, e.time.timestamp_micros()),
+                e.oid,
+                e.tid,
+                e.name,
+                e.role,
+                e.method,
+                e.endpoint,
+                e.path,
+                e.parameters.to_string(),
+                e.status,
+                e.rows,
+                e.duration_ms,
+                e.client_ip,
+                e.user_agent,
+                e.auth,
+                e.request_id,
+            ])?;
+        }
+        Ok(())
+    })
+    .context("storing access log entries")
 }

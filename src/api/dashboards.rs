@@ -137,12 +137,14 @@ const PANEL_ROWS: usize = 500;
 pub async fn render(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
+    Extension(granted): Extension<super::Granted>,
     Path(name): Path<String>,
     Query(q): Query<filter::PeriodQuery>,
 ) -> ApiResult<axum::Json<Rendered>> {
     let dashboard = find(&name)?;
     let to = q.to.as_deref().map(|t| super::error::parse_time("to", t)).transpose()?;
     let from = q.from.as_deref().map(|t| super::error::parse_time("from", t)).transpose()?;
+    let roles = granted.caller.roles.clone();
     let rendered = super::db(&state, move |store| {
         let conn = store.connection()?;
         let to = match to {
@@ -161,12 +163,14 @@ pub async fn render(
         let mut panels = Vec::new();
         for panel in dashboard.panels {
             let outcome = match (&panel.sql, &panel.rule) {
-                (Some(query), _) => sql::execute_with(&store, query, &params, PANEL_ROWS, &AtomicBool::new(false)),
+                (Some(query), _) => {
+                    sql::execute_with(&store, query, &params, &roles, PANEL_ROWS, &AtomicBool::new(false))
+                }
                 (None, Some(rule)) => rule_findings(&conn, rule, from, to),
                 (None, None) => Err(ApiError::internal(anyhow::anyhow!("panel without a query"))),
             };
             panels.push(match outcome {
-                Ok(SqlResult { columns, rows, truncated, elapsed_ms }) => {
+                Ok(SqlResult { columns, rows, truncated, elapsed_ms, .. }) => {
                     PanelResult { panel, columns, rows, truncated, elapsed_ms, error: None }
                 }
                 Err(error) => {
@@ -214,5 +218,11 @@ fn rule_findings(conn: &duckdb::Connection, rule: &str, from: i64, to: i64) -> A
         .into_iter()
         .map(|mut row| columns.iter().map(|c| row.remove(c).unwrap_or(JsonValue::Null)).collect())
         .collect();
-    Ok(SqlResult { columns, rows, truncated: false, elapsed_ms: started.elapsed().as_secs_f64() * 1000.0 })
+    Ok(SqlResult {
+        columns,
+        rows,
+        truncated: false,
+        cut_values: 0,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
 }

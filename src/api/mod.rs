@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod callers;
 pub mod dashboards;
 pub mod error;
 pub mod evidence;
@@ -23,7 +24,7 @@ pub mod status;
 
 use crate::auth::{AuthError, Caller, Role, Via};
 use crate::server::AppState;
-use audit::Entry;
+use audit::{AuditLog, Entry};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
@@ -146,6 +147,12 @@ pub async fn db<T: Send + 'static>(
     work: impl FnOnce(Arc<crate::store::Store>) -> error::ApiResult<T> + Send + 'static,
 ) -> error::ApiResult<T> {
     let store = state.store.clone();
+    // The caller's turn first: one job of theirs at a time ([`callers`]).
+    let turn = callers::DATABASE_TURN.try_with(Arc::clone).ok();
+    let _turn = match turn {
+        Some(turn) => Some(turn.acquire_owned().await.map_err(|e| ApiError::internal(e.into()))?),
+        None => None,
+    };
     state
         .queries
         .run(move || work(store))
@@ -166,13 +173,35 @@ pub async fn list(
     Ok(axum::Json(found))
 }
 
-/// Extra facts a handler adds to its access log entry (e.g. the SQL it ran).
+/// Extra facts a handler adds to its access log entry (e.g. the SQL it ran), and the
+/// entry as the guard knows it before the handler runs.
 #[derive(Clone, Default)]
-pub struct AuditNote(pub Arc<Mutex<serde_json::Map<String, serde_json::Value>>>);
+pub struct AuditNote {
+    extra: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
+    start: Arc<Mutex<Option<Entry>>>,
+}
 
 impl AuditNote {
     pub fn add(&self, key: &str, value: impl Into<serde_json::Value>) {
-        self.0.lock().expect("audit note lock").insert(key.to_string(), value.into());
+        self.extra.lock().expect("audit note lock").insert(key.to_string(), value.into());
+    }
+
+    fn take(&self) -> serde_json::Map<String, serde_json::Value> {
+        std::mem::take(&mut *self.extra.lock().expect("audit note lock"))
+    }
+
+    /// Writes a row saying this call has started (status 102, with what was added so
+    /// far) and waits until it is stored: for calls that could end the process before
+    /// their own row is written (a console query). Blocks: call it off the executor.
+    pub fn record_start(&self, audit: &AuditLog) {
+        let Some(mut entry) = self.start.lock().expect("audit note lock").clone() else { return };
+        entry.time = chrono::Utc::now();
+        entry.status = 102;
+        if let serde_json::Value::Object(map) = &mut entry.parameters {
+            map.extend(self.extra.lock().expect("audit note lock").clone());
+        }
+        audit.record(entry);
+        audit.flush();
     }
 }
 
@@ -222,6 +251,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         client_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
         user_agent: parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
         auth: "none",
+        request_id: request_id(),
     };
     let wants_html = is_page(&route) && parts.method == Method::GET;
     let caller = match state.auth.authenticate(&parts).await {
@@ -232,7 +262,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             } else {
                 error.into_response()
             };
-            return finish(&state, entry, response, started, None);
+            return finish(&state, entry, response, started, None, None);
         }
     };
     entry.oid = Some(caller.oid.clone());
@@ -253,7 +283,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         } else {
             ApiError::forbidden(format!("{route} declares no role, so no one may call it"))
         };
-        return finish(&state, entry, response.into_response(), started, None);
+        return finish(&state, entry, response.into_response(), started, None, None);
     };
     let Some(role) = allowed.iter().copied().find(|r| caller.roles.contains(r)) else {
         let needed: Vec<&str> = allowed.iter().map(|r| r.claim()).collect();
@@ -265,34 +295,51 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             if held.is_empty() { "none".to_string() } else { held.join(", ") }
         ))
         .into_response();
-        return finish(&state, entry, response, started, None);
+        return finish(&state, entry, response, started, None, None);
     };
     entry.role = Some(role.claim().to_string());
+    let Some(in_flight) = state.callers.enter(&format!("{}/{}", caller.tid, caller.oid)) else {
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_calls",
+            "you have as many calls in flight as one caller may; wait for one to end",
+        )
+        .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return finish(&state, entry, response, started, None, None);
+    };
     let rows = RowCount::default();
     let note = AuditNote::default();
+    *note.start.lock().expect("audit note lock") = Some(entry.clone());
     parts.extensions.insert(Granted { caller, role });
     parts.extensions.insert(rows.clone());
     parts.extensions.insert(note.clone());
-    let response = next.run(Request::from_parts(parts, body)).await;
-    let extra = std::mem::take(&mut *note.0.lock().expect("audit note lock"));
+    let turn = in_flight.database();
+    let response = callers::DATABASE_TURN.scope(turn, next.run(Request::from_parts(parts, body))).await;
+    let extra = note.take();
     if let serde_json::Value::Object(map) = &mut entry.parameters {
         map.extend(extra);
     }
-    finish(&state, entry, response, started, Some(rows))
+    finish(&state, entry, response, started, Some(rows), Some(in_flight))
 }
 
 /// Records the entry. A streamed body's rows are counted as it is sent, so its
 /// entry is written when the stream ends.
+/// `in_flight` (the caller's count) ends with the response, or with its streamed body.
 fn finish(
     state: &AppState,
     mut entry: Entry,
-    response: Response,
+    mut response: Response,
     started: Instant,
     rows: Option<RowCount>,
+    in_flight: Option<callers::InFlight>,
 ) -> Response {
     entry.status = response.status().as_u16();
+    if let Ok(id) = header::HeaderValue::from_str(&entry.request_id) {
+        response.headers_mut().insert("x-request-id", id);
+    }
     let labels = crate::metrics::HttpLabels {
-        method: entry.method.clone(),
+        method: method_label(&entry.method).to_string(),
         endpoint: entry.endpoint.clone(),
         status: entry.status,
     };
@@ -308,11 +355,26 @@ fn finish(
     let rows = rows.unwrap_or_default();
     let (parts, body) = response.into_parts();
     let body = rows::on_end(body, move || {
+        drop(in_flight);
         entry.rows = Some(rows.get());
         entry.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         audit.record(entry);
     });
     Response::from_parts(parts, body)
+}
+
+/// A method as a metrics label: the standard ones, anything else `OTHER` (a label set
+/// per made-up method would grow `/metrics` without bound).
+fn method_label(method: &str) -> &str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.iter().copied().find(|m| *m == method).unwrap_or("OTHER")
+}
+
+/// A random id for one call (its access log rows and its `x-request-id` header).
+fn request_id() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn query_parameters(query: Option<&str>) -> serde_json::Value {

@@ -13,11 +13,15 @@
 //! [`crate::priority`] lowers the threads' priority.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 /// API queries that run at once. DuckDB spreads each over its own threads too.
 pub const QUERY_THREADS: usize = 2;
+
+/// Streamed exports that run at once, on threads apart from the queries'.
+pub const EXPORT_THREADS: usize = 2;
 
 /// How much lower than the rest of the process the query threads run (Linux nice
 /// values, 0 to 19; a thread may lower its own priority without privileges).
@@ -29,6 +33,14 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Clone)]
 pub struct QueryPool {
     tx: Sender<Job>,
+    load: Arc<Load>,
+}
+
+/// Jobs running and waiting, for `/readyz`'s message.
+#[derive(Default)]
+struct Load {
+    running: AtomicUsize,
+    waiting: AtomicUsize,
 }
 
 /// The job was dropped: its thread panicked, or the pool is gone.
@@ -36,20 +48,31 @@ pub struct QueryPool {
 pub struct JobLost;
 
 impl QueryPool {
-    pub fn start(threads: usize, nice: i32) -> QueryPool {
+    pub fn start(name: &str, threads: usize, nice: i32) -> QueryPool {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let load = Arc::new(Load::default());
         for i in 0..threads.max(1) {
-            let rx = rx.clone();
+            let (rx, load) = (rx.clone(), load.clone());
             std::thread::Builder::new()
-                .name(format!("api-query-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || {
                     crate::priority::lower(nice);
-                    work(&rx);
+                    work(&rx, &load);
                 })
                 .expect("spawning an API query thread");
         }
-        QueryPool { tx }
+        QueryPool { tx, load }
+    }
+
+    /// Jobs running now.
+    pub fn running(&self) -> usize {
+        self.load.running.load(Ordering::Relaxed)
+    }
+
+    /// Jobs waiting for a thread.
+    pub fn waiting(&self) -> usize {
+        self.load.waiting.load(Ordering::Relaxed)
     }
 
     /// Runs `job` on a query thread once one is free; returns its result. If the
@@ -65,6 +88,7 @@ impl QueryPool {
                 let _ = done.send(value);
             }
         });
+        self.load.waiting.fetch_add(1, Ordering::Relaxed);
         self.tx.send(job).map_err(|_| JobLost)?;
         answer.await.map_err(|_| JobLost)
     }
@@ -77,18 +101,24 @@ impl QueryPool {
                 tracing::error!("an API query thread's streamed job panicked");
             }
         });
+        self.load.waiting.fetch_add(1, Ordering::Relaxed);
         self.tx.send(job).map_err(|_| JobLost)
     }
 }
 
-fn work(rx: &Mutex<Receiver<Job>>) {
+fn work(rx: &Mutex<Receiver<Job>>, load: &Load) {
     loop {
         let job = match rx.lock() {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
         match job {
-            Ok(job) => job(),
+            Ok(job) => {
+                load.waiting.fetch_sub(1, Ordering::Relaxed);
+                load.running.fetch_add(1, Ordering::Relaxed);
+                job();
+                load.running.fetch_sub(1, Ordering::Relaxed);
+            }
             Err(_) => return, // every sender dropped
         }
     }
@@ -100,7 +130,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_jobs_and_survives_a_panic() {
-        let pool = QueryPool::start(1, QUERY_NICE);
+        let pool = QueryPool::start("test", 1, QUERY_NICE);
         assert_eq!(pool.run(|| 2 + 2).await.unwrap(), 4);
         assert!(pool.run(|| -> i32 { panic!("boom") }).await.is_err());
         assert_eq!(pool.run(|| "still here").await.unwrap(), "still here");
@@ -109,13 +139,13 @@ mod tests {
     #[tokio::test]
     async fn query_threads_run_at_lower_priority() {
         let before = crate::priority::nice();
-        let pool = QueryPool::start(1, QUERY_NICE);
+        let pool = QueryPool::start("test", 1, QUERY_NICE);
         assert_eq!(pool.run(crate::priority::nice).await.unwrap(), (before + QUERY_NICE).min(19));
     }
 
     #[tokio::test]
     async fn a_job_whose_caller_left_does_not_run() {
-        let pool = QueryPool::start(1, 0);
+        let pool = QueryPool::start("test", 1, 0);
         let (release, blocked) = std::sync::mpsc::channel::<()>();
         let busy = tokio::spawn({
             let pool = pool.clone();

@@ -190,7 +190,7 @@ async fn run(
     let check_sql = sql.clone();
     super::db(&state, move |store| store.connection()?.prepare(&check_sql).map(|_| ()).map_err(ApiError::from)).await?;
     let store = state.store.clone();
-    Ok(rows::stream(&state.queries, format, table, rows, move |sink| {
+    Ok(rows::stream(&state.exports, format, table, rows, move |sink| {
         let conn = store.connection()?;
         let mut stmt = conn.prepare(&sql)?;
         rows::each_row(&mut stmt, &f.params, sink)

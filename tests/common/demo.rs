@@ -35,6 +35,25 @@ pub fn http_get(address: &str, path: &str, token: Option<&str>) -> Option<(u16, 
     Some((status, body))
 }
 
+/// POST of a JSON body over a raw socket (HTTP/1.0), with a bearer token.
+pub fn http_post(address: &str, path: &str, token: &str, body: &serde_json::Value) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
 pub struct Demo {
     pub child: std::process::Child,
     pub address: String,

@@ -1,22 +1,31 @@
-//! Read-only SQL for Responders.
+//! Read-only SQL for Responders (the console, saved queries) and the dashboards' panels.
 //!
 //! Layers, each enough on its own for the common case, together for the rest:
-//! 1. DuckDB's own parser (`json_serialize_sql`) must see exactly one SELECT (WITH
-//!    and set operations included; EXPLAIN of one is allowed): no INSERT, COPY,
-//!    ATTACH, SET, PRAGMA, INSTALL, ...
-//! 2. In its syntax tree, every table is one of ours (or a CTE of the query) and every
-//!    table function is on a short allow-list: no `read_csv`, `read_text`, `glob`,
-//!    `query`, file paths as tables, other catalogs.
-//! 3. It runs on a connection of its own inside `BEGIN TRANSACTION READ ONLY`.
-//! 4. `serve` and `demo` disable DuckDB's external access and lock its configuration
-//!    once started ([`crate::store::Store::lock_down`]).
+//! 1. [`guard`]: DuckDB's own parser (`json_serialize_sql`) must see exactly one query,
+//!    and every node of its tree must be one known to read only: query nodes only (no
+//!    COPY in a CTE), tables granted to the caller's roles ([`grants`], CTE names resolved
+//!    per scope), built-in functions minus those that reach outside, and sizes a query
+//!    cannot blow up.
+//! 2. It runs on a connection of its own inside `BEGIN TRANSACTION READ ONLY`.
+//! 3. `serve` and `demo` disable DuckDB's external access, bound its temp directory and
+//!    lock its configuration once started ([`crate::store::Store::lock_down`]).
+//! 4. While it runs, a watcher stops it (DuckDB's interrupt, seen between chunks of
+//!    2,048 rows) at the timeout, when the client has gone, or when the process's
+//!    resident memory passes DuckDB's memory limit plus [`MEMORY_HEADROOM`] (values
+//!    built by a query are outside DuckDB's limit).
+//! 5. Rows stream from DuckDB as Arrow batches and stop at the row cap or
+//!    [`MAX_RESULT_BYTES`]; a value longer than [`MAX_VALUE_BYTES`] is cut.
 //!
-//! Limits: a statement timeout (the query is interrupted), a row cap and a cap on the
-//! bytes of the result; DuckDB's memory limit is per database, set at start.
+//! The console's handler writes its access-log row before the query runs, so a query
+//! that brings the process down still left its trace.
+
+pub mod grants;
+pub mod guard;
 
 use super::error::{ApiError, ApiResult, Json};
-use super::rows::{RowCount, RowEvent, each_row, objects};
+use super::rows::{BatchEvent, CellLimit, RowCount, cell, each_batch, objects};
 use super::{AuditNote, Granted};
+use crate::auth::Role;
 use crate::server::AppState;
 use axum::Extension;
 use axum::extract::State;
@@ -24,9 +33,8 @@ use axum::http::StatusCode;
 use duckdb::types::Value;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
@@ -35,13 +43,15 @@ use super::rows::Object;
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 pub const MAX_ROWS: usize = 10_000;
 pub const MAX_RESULT_BYTES: usize = 32 * 1024 * 1024;
-pub const MAX_SQL_BYTES: usize = 100_000;
-
-/// Table functions a console query may use: they make rows from their arguments and
-/// read nothing else.
-const TABLE_FUNCTIONS: [&str; 3] = ["range", "generate_series", "unnest"];
-/// Scalar functions that reach outside the query or change state.
-const DENIED_FUNCTIONS: [&str; 6] = ["getenv", "nextval", "setval", "current_setting", "read_text", "read_blob"];
+/// One value's bytes in an answer; longer text is cut and says so.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+pub const MAX_SQL_BYTES: usize = 32 * 1024;
+/// How far past DuckDB's memory limit the process may grow while a console query runs.
+pub const MEMORY_HEADROOM: u64 = 192 * 1024 * 1024;
+/// How much a console query may grow the process when it is past that already.
+pub const MEMORY_GROWTH: u64 = 64 * 1024 * 1024;
+/// How often the watcher looks at the clock, the client and the memory.
+const WATCH_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +70,9 @@ pub struct SqlResult {
     pub rows: Vec<Vec<JsonValue>>,
     /// True when the query had more rows than `limit` (or than fit in 32 MiB).
     pub truncated: bool,
+    /// Values longer than 64 KiB, cut (they end with "… [cut: N bytes in all]").
+    #[serde(default)]
+    pub cut_values: usize,
     pub elapsed_ms: f64,
 }
 
@@ -72,6 +85,7 @@ pub async fn run(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
     Extension(note): Extension<AuditNote>,
+    Extension(granted): Extension<Granted>,
     Json(request): Json<SqlRequest>,
 ) -> ApiResult<axum::Json<SqlResult>> {
     note.add("sql", request.sql.clone());
@@ -80,11 +94,19 @@ pub async fn run(
         Some(n) if (1..=MAX_ROWS).contains(&n) => n,
         Some(n) => return Err(ApiError::bad_request(format!("limit={n} is out of range; use 1 to {MAX_ROWS}"))),
     };
+    // The trace first: a query that takes the process down must still have its row.
+    let audit = state.audit.clone();
+    let started = note.clone();
+    tokio::task::spawn_blocking(move || started.record_start(&audit))
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("writing the access log: {e}")))?;
     // A client that goes away (closed tab, Cancel in the console) drops this future,
     // and with it the guard, which stops the query.
     let cancelled = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(cancelled.clone());
-    let result = super::db(&state, move |store| execute_with(&store, &request.sql, &[], limit, &cancelled)).await?;
+    let roles = granted.caller.roles.clone();
+    let result =
+        super::db(&state, move |store| execute_with(&store, &request.sql, &[], &roles, limit, &cancelled)).await?;
     rows.add(result.rows.len() as i64);
     Ok(axum::Json(result))
 }
@@ -101,10 +123,16 @@ fn refused(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "sql_refused", message)
 }
 
-/// Checks `sql` (see the module documentation) and runs it.
-pub fn execute(store: &crate::store::Store, sql: &str, limit: usize) -> ApiResult<SqlResult> {
-    execute_with(store, sql, &[], limit, &AtomicBool::new(false))
+/// Checks `sql` (see the module documentation) for a caller with `roles` and runs it.
+pub fn execute(store: &crate::store::Store, sql: &str, roles: &[Role], limit: usize) -> ApiResult<SqlResult> {
+    execute_with(store, sql, &[], roles, limit, &AtomicBool::new(false))
 }
+
+/// Why the watcher stopped a query.
+const RUNNING: u8 = 0;
+const TIMED_OUT: u8 = 1;
+const CANCELLED: u8 = 2;
+const OUT_OF_MEMORY: u8 = 3;
 
 /// [`execute`] with named parameters (`$from`) and a flag that, once set (the client
 /// went away), interrupts the query.
@@ -112,46 +140,54 @@ pub fn execute_with(
     store: &crate::store::Store,
     sql: &str,
     params: &[(&str, Value)],
+    roles: &[Role],
     limit: usize,
     cancelled: &AtomicBool,
 ) -> ApiResult<SqlResult> {
     let conn = store.connection()?;
-    check(&conn, sql)?;
+    check(&conn, sql, roles)?;
     let started = Instant::now();
+    let ceiling = memory_ceiling(store);
     conn.execute_batch("BEGIN TRANSACTION READ ONLY")?;
     let interrupt = conn.interrupt_handle();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let timed_out = AtomicBool::new(false);
+    let stopped = AtomicU8::new(RUNNING);
     let outcome = std::thread::scope(|scope| {
-        // Stops the query at the timeout, or as soon as the client has gone.
-        let (timed_out, interrupt) = (&timed_out, &interrupt);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let (stopped, interrupt) = (&stopped, &interrupt);
         scope.spawn(move || {
             let deadline = started + TIMEOUT;
             loop {
-                match done_rx.recv_timeout(Duration::from_millis(100)) {
+                match done_rx.recv_timeout(WATCH_EVERY) {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    // Done, or the query's side unwound (its sender dropped).
                     _ => return,
                 }
-                let late = Instant::now() >= deadline;
-                if late || cancelled.load(Ordering::Relaxed) {
-                    timed_out.store(late, Ordering::Relaxed);
-                    interrupt.interrupt();
-                    return;
-                }
+                let reason = if Instant::now() >= deadline {
+                    TIMED_OUT
+                } else if cancelled.load(Ordering::Relaxed) {
+                    CANCELLED
+                } else if ceiling.is_some_and(|c| crate::process::resident_bytes().is_some_and(|rss| rss > c)) {
+                    OUT_OF_MEMORY
+                } else {
+                    continue;
+                };
+                stopped.store(reason, Ordering::Relaxed);
+                interrupt.interrupt();
+                return;
             }
         });
-        let outcome = run_rows(&conn, sql, params, limit);
-        let _ = done_tx.send(());
-        outcome
+        // Dropped when this closure returns or unwinds, which ends the watcher.
+        let _done = done_tx;
+        run_rows(&conn, sql, params, limit)
     });
     let _ = conn.execute_batch("ROLLBACK");
     let elapsed = started.elapsed();
-    match outcome {
-        Ok((columns, rows, truncated)) => {
-            Ok(SqlResult { columns, rows, truncated, elapsed_ms: elapsed.as_secs_f64() * 1000.0 })
+    match (outcome, stopped.load(Ordering::Relaxed)) {
+        (Ok((columns, rows, truncated, cut_values)), _) => {
+            Ok(SqlResult { columns, rows, truncated, cut_values, elapsed_ms: elapsed.as_secs_f64() * 1000.0 })
         }
-        Err(error) if timed_out.load(Ordering::Relaxed) => {
-            tracing::info!(error = %error, "SQL console query interrupted");
+        (Err(error), TIMED_OUT) => {
+            tracing::info!(error = %error, "SQL console query interrupted at the timeout");
             Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "timeout",
@@ -161,43 +197,71 @@ pub fn execute_with(
                 ),
             ))
         }
+        (Err(_), OUT_OF_MEMORY) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "sql_memory",
+            format!(
+                "the query was stopped: the service grew past {} MiB while it ran; narrow it (a time range, \
+                 fewer columns, no large values)",
+                ceiling.unwrap_or_default() / (1024 * 1024)
+            ),
+        )),
+        (Err(error), _) if format!("{error:#}").contains("Out of Memory") => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "sql_memory",
+            format!("the query needs more memory than the service gives DuckDB; narrow it ({error:#})"),
+        )),
         // DuckDB's message names what is wrong (a column, a type, a function).
-        Err(error) => Err(ApiError::new(StatusCode::BAD_REQUEST, "sql_error", format!("{error:#}"))),
+        (Err(error), _) => Err(ApiError::new(StatusCode::BAD_REQUEST, "sql_error", format!("{error:#}"))),
     }
 }
 
-type Rows = (Vec<String>, Vec<Vec<JsonValue>>, bool);
+/// The resident memory at which a console query is stopped: DuckDB's limit plus
+/// [`MEMORY_HEADROOM`], or, when the process is past that already (a backlog being
+/// ingested), [`MEMORY_GROWTH`] more than now.
+fn memory_ceiling(store: &crate::store::Store) -> Option<u64> {
+    let limit = store.memory_limit()?;
+    let now = crate::process::resident_bytes()?;
+    Some((limit + MEMORY_HEADROOM).max(now + MEMORY_GROWTH))
+}
 
-/// The columns, up to `limit` rows (and at most [`MAX_RESULT_BYTES`]), and whether more were left.
+type Rows = (Vec<String>, Vec<Vec<JsonValue>>, bool, usize);
+
+/// The columns, up to `limit` rows (and at most [`MAX_RESULT_BYTES`]), whether more
+/// were left, and how many values were cut.
 fn run_rows(conn: &duckdb::Connection, sql: &str, params: &[(&str, Value)], limit: usize) -> anyhow::Result<Rows> {
     let mut columns = Vec::new();
     let mut out = Vec::new();
     let mut bytes = 0;
     let mut truncated = false;
-    let outcome = (|| -> anyhow::Result<()> {
-        let mut stmt = conn.prepare(sql)?;
-        let values = crate::rules::script::bind(&stmt, params)?;
-        each_row(&mut stmt, &values, &mut |event| match event {
-            RowEvent::Columns(names) => {
-                columns = names;
-                true
-            }
-            RowEvent::Row(values) => {
-                bytes += values.iter().map(|v| v.to_string().len()).sum::<usize>();
+    let mut cells = CellLimit { max_bytes: MAX_VALUE_BYTES, cut: 0 };
+    let mut stmt = conn.prepare(sql)?;
+    let values = crate::rules::script::bind(&stmt, params)?;
+    each_batch(&mut stmt, &values, &mut |event| match event {
+        BatchEvent::Columns(names) => {
+            columns = names;
+            true
+        }
+        BatchEvent::Batch(batch) => {
+            for row in 0..batch.num_rows() {
                 if out.len() == limit || bytes > MAX_RESULT_BYTES {
                     truncated = true;
                     return false;
                 }
+                let values: Vec<JsonValue> =
+                    batch.columns().iter().map(|c| cell(c.as_ref(), row, &mut cells)).collect();
+                bytes += values.iter().map(|v| v.to_string().len()).sum::<usize>();
                 out.push(values);
-                true
             }
-        })
-    })();
-    outcome.map(|()| (columns, out, truncated))
+            true
+        }
+    })?;
+    Ok((columns, out, truncated, cells.cut))
 }
 
-/// Refuses anything but one SELECT over our own tables (see the module documentation).
-pub fn check(conn: &duckdb::Connection, sql: &str) -> ApiResult<()> {
+/// Refuses anything but one read-only query over tables `roles` may read (see
+/// [`guard`]).
+pub fn check(conn: &duckdb::Connection, sql: &str, roles: &[Role]) -> ApiResult<()> {
     if sql.len() > MAX_SQL_BYTES {
         return Err(refused(format!("the statement is longer than {MAX_SQL_BYTES} bytes")));
     }
@@ -213,55 +277,25 @@ pub fn check(conn: &duckdb::Connection, sql: &str) -> ApiResult<()> {
         }
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "sql_error", message.to_string()));
     }
-    let statements = tree["statements"].as_array().map_or(0, |s| s.len());
-    if statements != 1 {
-        return Err(refused(format!("send exactly one statement (this has {statements})")));
+    let statements = tree["statements"].as_array().map_or(&[][..], |s| s.as_slice());
+    if statements.len() != 1 {
+        return Err(refused(format!("send exactly one statement (this has {})", statements.len())));
     }
-    let known: HashSet<String> = conn
-        .prepare(
-            "SELECT lower(table_name) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'
-             UNION SELECT lower(view_name) FROM duckdb_views() WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<duckdb::Result<_>>()?;
-    let mut ctes = HashSet::new();
-    collect_ctes(&tree, &mut ctes);
-    let mut problems = Vec::new();
-    walk(&tree, &mut |node| {
-        match node["type"].as_str() {
-            Some("BASE_TABLE") => {
-                let name = node["table_name"].as_str().unwrap_or_default().to_ascii_lowercase();
-                let catalog = node["catalog_name"].as_str().unwrap_or_default();
-                let schema = node["schema_name"].as_str().unwrap_or_default();
-                let local = catalog.is_empty() && (schema.is_empty() || schema.eq_ignore_ascii_case("main"));
-                if !local || !(known.contains(&name) || (schema.is_empty() && ctes.contains(&name))) {
-                    problems.push(format!("{name:?} is not a TokenTrail table or view"));
-                }
-            }
-            Some("TABLE_FUNCTION") => {
-                let name = node["function"]["function_name"].as_str().unwrap_or_default().to_ascii_lowercase();
-                if !TABLE_FUNCTIONS.contains(&name.as_str()) {
-                    problems.push(format!(
-                        "table function {name} is not allowed (allowed: {})",
-                        TABLE_FUNCTIONS.join(", ")
-                    ));
-                }
-            }
-            _ => {}
-        }
-        if node["class"].as_str() == Some("FUNCTION") {
-            let name = node["function_name"].as_str().unwrap_or_default().to_ascii_lowercase();
-            if DENIED_FUNCTIONS.contains(&name.as_str()) {
-                problems.push(format!("function {name} is not allowed in the SQL console"));
-            }
-        }
-    });
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        problems.dedup();
-        Err(refused(problems.join("; ")))
-    }
+    let catalog = guard::Catalog { tables: grants::tables_of(roles), functions: functions(conn)? };
+    let problems = guard::check(&statements[0], &catalog);
+    if problems.is_empty() { Ok(()) } else { Err(refused(problems.join("; "))) }
+}
+
+/// DuckDB's built-in scalar, aggregate and window functions and macros, and the macros
+/// our migrations made (lower case).
+fn functions(conn: &duckdb::Connection) -> ApiResult<std::collections::HashSet<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT lower(function_name) FROM duckdb_functions()
+         WHERE function_type IN ('scalar', 'aggregate', 'macro', 'window')
+           AND (internal OR (database_name = current_database() AND schema_name = 'main'))",
+    )?;
+    let names = stmt.query_map([], |r| r.get(0))?.collect::<duckdb::Result<_>>()?;
+    Ok(names)
 }
 
 /// The statement after a leading `EXPLAIN` or `EXPLAIN ANALYZE`.
@@ -280,47 +314,20 @@ fn strip_explain(sql: &str) -> &str {
     rest
 }
 
-fn collect_ctes(node: &JsonValue, out: &mut HashSet<String>) {
-    walk(node, &mut |n| {
-        if let Some(map) = n["cte_map"]["map"].as_array() {
-            for entry in map {
-                if let Some(key) = entry["key"].as_str() {
-                    out.insert(key.to_ascii_lowercase());
-                }
-            }
-        }
-    });
-}
-
-fn walk(node: &JsonValue, visit: &mut dyn FnMut(&JsonValue)) {
-    match node {
-        JsonValue::Object(map) => {
-            visit(node);
-            for value in map.values() {
-                walk(value, visit);
-            }
-        }
-        JsonValue::Array(items) => {
-            for item in items {
-                walk(item, visit);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The tables and views a console user can query, with their columns.
+/// The tables and views the caller's roles may query, with their columns.
 #[utoipa::path(get, path = "/api/sql/schema", tag = "sql",
     security(("entra" = ["TokenTrail.Responder"])),
     responses((status = 200, body = Vec<Object>)))]
 pub async fn schema(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
+    Extension(granted): Extension<Granted>,
 ) -> ApiResult<axum::Json<Vec<Object>>> {
-    super::list(
-        &state,
-        &rows,
-        "SELECT c.table_name, any_value(t.kind) AS kind, any_value(t.comment) AS comment,
+    let readable = grants::tables_of(&granted.caller.roles);
+    let mut found = super::db(&state, |store| {
+        objects(
+            &*store.connection()?,
+            "SELECT c.table_name, any_value(t.kind) AS kind, any_value(t.comment) AS comment,
                     list({'name': c.column_name, 'type': c.data_type} ORDER BY c.column_index) AS columns
              FROM duckdb_columns() c
              JOIN (SELECT table_name, 'table' AS kind, comment FROM duckdb_tables() WHERE schema_name = 'main'
@@ -328,9 +335,13 @@ pub async fn schema(
                USING (table_name)
              WHERE c.schema_name = 'main' AND c.database_name = current_database()
              GROUP BY c.table_name ORDER BY c.table_name",
-        Vec::new(),
-    )
-    .await
+            &[],
+        )
+    })
+    .await?;
+    found.retain(|t| t.get("table_name").and_then(JsonValue::as_str).is_some_and(|name| readable.contains(name)));
+    rows.add(found.len() as i64);
+    Ok(axum::Json(found))
 }
 
 #[utoipa::path(get, path = "/api/sql/saved", tag = "sql",
@@ -376,7 +387,7 @@ pub async fn saved_create(
     note.add("sql", request.sql.clone());
     let saved = super::db(&state, move |store| -> ApiResult<Object> {
         let conn = store.connection()?;
-        check(&conn, &request.sql)?;
+        check(&conn, &request.sql, &granted.caller.roles)?;
         let caller = &granted.caller;
         let id: i64 = conn.query_row(
             "INSERT INTO saved_queries (name, sql, created_at, created_by_oid, created_by_tid, created_by_name)

@@ -448,19 +448,46 @@ async function evidence() {
   const from = el("input", { id: "ev-from", type: "date", value: day(start), required: true });
   const to = el("input", { id: "ev-to", type: "date", value: day(today), required: true });
   const boxes = CRITERIA.map(([c, label]) => el("label", { class: "check" }, el("input", { type: "checkbox", name: "criteria", value: c, checked: true }), ` ${c} `, el("span", { class: "muted" }, label)));
-  const link = el("a", { id: "download", class: "button", href: "#" }, "Download evidence pack");
-  const update = () => {
+  // A POST with the session's CSRF token (never a link: a link clicked elsewhere must
+  // not make a signed-in Auditor build a pack); the zip is saved from the answer.
+  const button = el("button", { id: "download", class: "button", type: "submit" }, "Download evidence pack");
+  const status = el("p", { id: "download-status", class: "muted", role: "status" });
+  const download = async (event) => {
+    event.preventDefault();
     const criteria = boxes.map((b) => b.querySelector("input")).filter((i) => i.checked).map((i) => i.value).join(",");
-    link.href = `/api/evidence${query({ criteria, from: `${from.value}T00:00:00Z`, to: `${to.value}T00:00:00Z` })}`;
-    link.setAttribute("download", `tokentrail-evidence-${from.value}-${to.value}.zip`);
+    const body = { criteria, from: `${from.value}T00:00:00Z`, to: `${to.value}T00:00:00Z` };
+    button.disabled = true;
+    status.textContent = "Building the pack…";
+    try {
+      const response = await fetch("/api/evidence", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": me ? me.csrf_token : "" },
+        body: JSON.stringify(body),
+        credentials: "same-origin",
+      });
+      if (!response.ok) {
+        let message = `${response.status}`;
+        try { message = (await response.json()).error.message; } catch { /* not JSON */ }
+        throw new Error(message);
+      }
+      const blob = await response.blob();
+      const a = el("a", { href: URL.createObjectURL(blob), download: `tokentrail-evidence-${from.value}-${to.value}.zip` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+      status.textContent = `Downloaded (${bytes(blob.size)}).`;
+    } catch (error) {
+      status.textContent = `Not built: ${error.message}`;
+    } finally {
+      button.disabled = false;
+    }
   };
-  for (const input of [from, to, ...boxes.map((b) => b.querySelector("input"))]) input.addEventListener("change", update);
-  update();
   render(
     el("h1", {}, "SOC 2 evidence"),
     el("p", {}, "Pick the criteria and the period (UTC days; the end is exclusive). The pack is one zip an auditor can verify on their own: a signed manifest, SHA-256 sums, each population as CSV and Parquet, and a report."),
-    el("form", { class: "evidence" }, el("fieldset", {}, el("legend", {}, "Criteria"), boxes),
-      el("label", { for: "ev-from" }, "From"), from, el("label", { for: "ev-to" }, "To"), to, el("p", {}, link)),
+    el("form", { class: "evidence", onsubmit: download }, el("fieldset", {}, el("legend", {}, "Criteria"), boxes),
+      el("label", { for: "ev-from" }, "From"), from, el("label", { for: "ev-to" }, "To"), to, el("p", {}, button), status),
     el("p", { class: "muted" }, "Verify a pack: ", el("code", {}, "tokentrail evidence verify PACK.zip"), " · ", el("a", { href: "/api/evidence/public-key" }, "signing public key")),
   );
 }

@@ -1,0 +1,80 @@
+//! Which tables and views each role may read through SQL (the console and
+//! dashboards), failing closed: a table not listed here, such as one a later migration
+//! adds, is invisible to everyone until a role is granted it. `tests/api.rs` checks
+//! that every table of the schema is either granted or named in [`INTERNAL`].
+//!
+//! The grants mirror the API's: the access log is the Auditor's and Admin's
+//! (`GET /api/access-log`), never a Responder's.
+
+use crate::auth::Role;
+
+/// What every role reads: the evidence coming in, what detection made of it, the
+/// status of ingest.
+const SHARED: &[&str] = &[
+    "cosmos_requests",
+    "signins",
+    "raw_events",
+    "quarantine",
+    "principals",
+    "request_signins",
+    "request_context",
+    "activity_hours",
+    "stream_hours",
+    "first_seen",
+    "ip_addresses",
+    "network_lists",
+    "findings",
+    "finding_evidence",
+    "finding_history",
+    "data_clock",
+    "ingest_status",
+    "ingest_batches",
+    "checkpoints",
+    "alert_messages",
+];
+
+/// Responders' own: their team's saved queries.
+const RESPONDER: &[&str] = &["saved_queries"];
+
+/// Auditors' and Admins' own: the service's audit trail and the integrity chains.
+const AUDIT: &[&str] = &["access_log", "ingest_chain", "append_chain"];
+
+/// Tables no role reads through SQL: bookkeeping of ingest, detection and alerting,
+/// whose contents the API shows in other forms (status, rules, alerts).
+pub const INTERNAL: &[&str] = &[
+    "schema_migrations",
+    "source_checkpoints",
+    "ingest_positions",
+    "detection_state",
+    "rule_state",
+    "alert_events",
+    "alert_pending",
+];
+
+/// The tables and views `role` may read.
+pub fn tables(role: Role) -> Vec<&'static str> {
+    let own: &[&str] = match role {
+        Role::Responder => RESPONDER,
+        Role::Auditor | Role::Admin => AUDIT,
+    };
+    SHARED.iter().chain(own).copied().collect()
+}
+
+/// The tables and views any of `roles` may read.
+pub fn tables_of(roles: &[Role]) -> std::collections::HashSet<String> {
+    roles.iter().flat_map(|r| tables(*r)).map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responders_never_read_the_access_log() {
+        assert!(!tables(Role::Responder).contains(&"access_log"));
+        assert!(tables(Role::Auditor).contains(&"access_log"));
+        for internal in INTERNAL {
+            assert!(Role::ALL.iter().all(|r| !tables(*r).contains(internal)), "{internal}");
+        }
+    }
+}
