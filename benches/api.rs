@@ -5,6 +5,10 @@
 //! against ingest of the same file with no API load, in the same run. Writes its
 //! section of BENCHMARKS.md.
 //!
+//! Then one slow Responder: while one caller keeps the API busy with console queries
+//! that run to the timeout and CSV exports read at 2 KB/s, another caller polls
+//! `/api/status`; its latency is compared with the same polling alone, in the same run.
+//!
 //! `cargo bench --bench api` (TOKENTRAIL_BENCH_RECORDS to change the 1,000,000;
 //! TOKENTRAIL_BENCH_CLIENTS to change the 200).
 
@@ -77,23 +81,34 @@ struct Load {
     requests: usize,
 }
 
-/// Runs `clients` threads against `base` until `stop`; returns latencies by endpoint.
+/// Runs `clients` threads against `base` until `stop`, each as a user of its own (as
+/// 200 people are); returns latencies by endpoint.
 fn load(
     base: &str,
-    token: &str,
+    db: &Path,
     calls: &[(&'static str, String, Option<String>)],
     clients: usize,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Load> {
     let base = base.to_string();
-    let token = format!("Bearer {token}");
+    let tokens: Vec<String> = (0..clients)
+        .map(|i| {
+            let token = tokentrail::auth::dev_token(
+                db,
+                Role::Responder,
+                &format!("bench user {i}"),
+                chrono::Duration::hours(2),
+            );
+            format!("Bearer {}", token.unwrap())
+        })
+        .collect();
     let calls = calls.to_vec();
     std::thread::spawn(move || {
         let results = Arc::new(Mutex::new(Load { latencies: BTreeMap::new(), errors: 0, requests: 0 }));
         let threads: Vec<_> = (0..clients)
             .map(|i| {
                 let (base, token, calls, stop, results) =
-                    (base.clone(), token.clone(), calls.clone(), stop.clone(), results.clone());
+                    (base.clone(), tokens[i].clone(), calls.clone(), stop.clone(), results.clone());
                 std::thread::spawn(move || {
                     let agent: ureq::Agent = ureq::Agent::config_builder()
                         .http_status_as_error(false)
@@ -178,11 +193,10 @@ fn main() {
     let store = prepare(dir.path(), "loaded", &history);
     let calls = endpoints(&store);
     let db_path = store.path().to_path_buf();
-    let token = tokentrail::auth::dev_token(&db_path, Role::Responder, "bench", chrono::Duration::hours(2)).unwrap();
     let (_runtime, base, state) = common::serve(store.clone());
     let audit = state.audit.clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let load_thread = load(&base, &token, &calls, clients, stop.clone());
+    let load_thread = load(&base, &db_path, &calls, clients, stop.clone());
     std::thread::sleep(Duration::from_secs(2)); // every client connected and calling
     let loaded = ingest(&store, &input);
     stop.store(true, Ordering::SeqCst);
@@ -256,4 +270,105 @@ fn main() {
         Utc::now().format("%Y-%m-%d %H:%M UTC"),
     );
     common::write_section("api", &section);
+    slow_caller(&base, &db_path);
+}
+
+/// `/api/status` latencies (ms) of one caller polling every 200 ms for `seconds`.
+fn poll_status(base: &str, token: &str, seconds: u64) -> Vec<f64> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut out = Vec::new();
+    while Instant::now() < until {
+        let started = Instant::now();
+        let reply = agent.get(&format!("{base}/api/status")).header("Authorization", &format!("Bearer {token}")).call();
+        let ok = reply.is_ok_and(|mut r| r.status() == 200 && r.body_mut().read_to_vec().is_ok());
+        assert!(ok, "/api/status failed");
+        out.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(200).saturating_sub(started.elapsed()));
+    }
+    out
+}
+
+/// One Responder running console queries to the timeout and exports it reads at 2 KB/s,
+/// against another caller's `/api/status`.
+fn slow_caller(base: &str, db: &Path) {
+    let token =
+        |name: &str| tokentrail::auth::dev_token(db, Role::Responder, name, chrono::Duration::hours(1)).unwrap();
+    let (hog, other) = (token("slow responder"), token("on-call engineer"));
+    let seconds = 30;
+    let alone = poll_status(base, &other, seconds);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut hogs = Vec::new();
+    for kind in ["query", "query", "export", "export"] {
+        let (base, hog, stop) = (base.to_string(), hog.clone(), stop.clone());
+        hogs.push(std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(120)))
+                .build()
+                .into();
+            let auth = format!("Bearer {hog}");
+            let mut calls = 0;
+            while !stop.load(Ordering::Relaxed) {
+                calls += 1;
+                if kind == "query" {
+                    let sql = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range + b.range = -1";
+                    let _ = agent
+                        .post(&format!("{base}/api/sql"))
+                        .header("Authorization", &auth)
+                        .send_json(serde_json::json!({"sql": sql}));
+                } else {
+                    let url = format!("{base}/api/search/requests?format=csv");
+                    if let Ok(response) = agent.get(&url).header("Authorization", &auth).call() {
+                        let mut body = response.into_body().into_reader();
+                        let mut buffer = [0u8; 2048];
+                        while !stop.load(Ordering::Relaxed) {
+                            match std::io::Read::read(&mut body, &mut buffer) {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) => std::thread::sleep(Duration::from_secs(1)),
+                            }
+                        }
+                    }
+                }
+            }
+            calls
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let loaded = poll_status(base, &other, seconds);
+    stop.store(true, Ordering::SeqCst);
+    let hog_calls: usize = hogs.into_iter().map(|h| h.join().unwrap()).sum();
+    let stats = |values: &[f64]| {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        (percentile(&sorted, 0.5), percentile(&sorted, 0.99), sorted.last().copied().unwrap_or(f64::NAN))
+    };
+    let (a50, a99, amax) = stats(&alone);
+    let (l50, l99, lmax) = stats(&loaded);
+    println!(
+        "status alone p50 {a50:.1} p99 {a99:.1} max {amax:.1} ms; beside the slow responder p50 {l50:.1} p99 {l99:.1} max {lmax:.1} ms"
+    );
+    let verdict = if lmax < 1000.0 { "met" } else { "not met" };
+    let section = format!(
+        "<!-- bench:slow-caller -->\n## One slow Responder beside another caller\n\n\
+         `cargo bench --bench api`, after the load above, on the same service: one Responder keeps two console \
+         queries running to the 15 s timeout and two CSV exports it reads at 2 KB/s ({hog_calls} calls in all), while \
+         another caller polls `/api/status` every 200 ms for {seconds} s. The same polling alone, just before, is the \
+         baseline.\n\n\
+         | `/api/status` | calls | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|\n\
+         | alone | {} | {a50:.1} | {a99:.1} | {amax:.1} |\n\
+         | beside the slow Responder | {} | {l50:.1} | {l99:.1} | {lmax:.1} |\n\n\
+         p99 beside the slow Responder is {:.2}x the baseline's; the slowest call took {lmax:.0} ms \
+         (target under 1 s: {verdict}). A caller runs one database job at a time and exports run on threads of \
+         their own ([`api::callers`](src/api/callers.rs)). Generated {}.\n<!-- /bench:slow-caller -->\n",
+        alone.len(),
+        loaded.len(),
+        l99 / a99,
+        Utc::now().format("%Y-%m-%d %H:%M UTC"),
+    );
+    common::write_section("slow-caller", &section);
 }
