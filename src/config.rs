@@ -135,6 +135,12 @@ pub struct EventHubsConfig {
     /// or an RFC 3339 time (events enqueued at or after it).
     #[serde(default)]
     pub start: StartAt,
+    /// What a partition does when its stream started again (the hub was deleted and
+    /// created again, or the emulator restarted: sequence numbers begin anew below what
+    /// was committed): `earliest` reads the new stream from its start (nothing lost),
+    /// `latest` from its end. Either way the reset is stored and raised as a finding.
+    #[serde(default)]
+    pub on_reset: OnReset,
     #[serde(default)]
     pub credential: CredentialKind,
     /// Client id of a user-assigned managed identity (system-assigned when absent).
@@ -180,6 +186,7 @@ impl EventHubsConfig {
             consumer_group: default_consumer_group(),
             partitions: Vec::new(),
             start: StartAt::default(),
+            on_reset: OnReset::default(),
             credential: CredentialKind::default(),
             managed_identity_client_id: None,
             tenant_id: None,
@@ -214,6 +221,15 @@ fn default_stall_timeout() -> u64 {
 }
 fn default_lag_interval() -> u64 {
     30
+}
+
+/// Where a partition reads on after its stream started again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnReset {
+    #[default]
+    Earliest,
+    Latest,
 }
 
 /// Where to start reading a partition that has no committed position.

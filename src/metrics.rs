@@ -61,6 +61,9 @@ pub struct Metrics {
     pub receive_errors: Family<PartitionLabels, Counter>,
     /// Events the client delivered again after it recovered a link; skipped.
     pub redelivered: Family<PartitionLabels, Counter>,
+    /// Streams found to have started again (hub recreated) or to have lost events to
+    /// retention before they were read.
+    pub source_resets: Family<PartitionLabels, Counter>,
     /// Seconds from request to response head, by route and status.
     pub http_seconds: Family<HttpLabels, Histogram, fn() -> Histogram>,
     /// Findings by status and severity, after each detection pass.
@@ -114,6 +117,12 @@ impl Default for Metrics {
             "Events delivered again after a link recovery, skipped as already received",
             redelivered.clone(),
         );
+        let source_resets = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "eventhubs_source_resets",
+            "Times a partition's stream started again below the committed position, or lost events unread",
+            source_resets.clone(),
+        );
         let http_seconds = Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
             Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
         });
@@ -140,6 +149,7 @@ impl Default for Metrics {
             lag_events,
             receive_errors,
             redelivered,
+            source_resets,
         }
     }
 }

@@ -453,3 +453,96 @@ fn bad_configuration_is_refused_with_what_to_fix() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("RFC 3339"), "{stderr}");
 }
+
+#[test]
+fn a_recreated_hub_is_noticed_recorded_and_its_new_events_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(2);
+    // Ten events of ten records on each partition: sequence numbers 0..9 committed.
+    preload(&hub, envelopes(&cosmos_file(dir.path(), 200, 31), 10), 2);
+    // A quiet partition whose new stream is shorter is found when it has been quiet this long.
+    let mut service = Service::new(dir.path(), &hub, "stall_timeout_secs = 3");
+    service.start();
+    service.wait_for_rows(200, Duration::from_secs(60));
+    service.wait_for_no_lag(&[9, 9], Duration::from_secs(10));
+
+    // The hub is deleted and created again (the emulator restarting does this): its
+    // numbering begins at 0. Partition 0 gets fewer events than were committed (its last
+    // sequence number is below the committed one); partition 1 more (the event at the
+    // committed sequence number is another one).
+    hub.recreate();
+    let fresh = envelopes(&cosmos_file(dir.path(), 150, 32), 10);
+    for (i, body) in fresh.into_iter().enumerate() {
+        hub.append(HUB, if i < 3 { 0 } else { 1 }, body);
+    }
+    // Every new record is stored, plus one reset record per partition.
+    service.wait_for_rows(200 + 150 + 2, Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let resets = loop {
+        let status = service.status().unwrap_or_default();
+        let resets: Vec<i64> = status["eventhubs"]
+            .as_array()
+            .map(|ps| ps.iter().map(|p| p["resets"].as_i64().unwrap_or(0)).collect())
+            .unwrap_or_default();
+        if resets == [1, 1] || Instant::now() > deadline {
+            break resets;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(resets, [1, 1], "the status page counts each partition's reset");
+    let (count, text) = metric(&service, "tokentrail_eventhubs_source_resets_total");
+    assert_eq!(count, 2.0, "{text}");
+    // The rule raises it (detection runs every few seconds after commits).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let url = format!("http://127.0.0.1:{}/api/findings?rule=source_reset", service.port);
+        let token = service.token().unwrap();
+        let findings: serde_json::Value = ureq::get(&url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_json().ok())
+            .unwrap_or_default();
+        if findings["rows"].as_array().is_some_and(|rows| rows.len() == 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no source_reset findings: {findings}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    service.stop();
+    let store = service.store();
+    assert_eq!(value::<i64>(&store, "SELECT count(*) FROM cosmos_requests"), 350);
+    assert_eq!(value::<i64>(&store, "SELECT count(DISTINCT activity_id) FROM cosmos_requests"), 350);
+    let details: String = value(
+        &store,
+        "SELECT string_agg(record->>'$.properties.detail', ' | ' ORDER BY partition) FROM raw_events
+         WHERE category = 'TokenTrailSourceReset'",
+    );
+    assert_eq!(details.matches("numbering began again").count(), 2, "{details}");
+    drop(store);
+    // Restarted, the service finds the stream it stored and reads on: no second reset.
+    service.start();
+    hub.append(HUB, 0, envelopes(&cosmos_file(dir.path(), 10, 33), 10).remove(0));
+    service.wait_for_rows(200 + 150 + 2 + 10, Duration::from_secs(60));
+    service.stop();
+    let store = service.store();
+    assert_eq!(value::<i64>(&store, "SELECT count(*) FROM raw_events WHERE category = 'TokenTrailSourceReset'"), 2);
+    assert_eq!(value::<i64>(&store, "SELECT count(*) FROM cosmos_requests"), 360);
+    drop(store);
+
+    // Recreated while the service is down: found when it starts, from the committed
+    // positions (partition 0's new stream is shorter; partition 1's event at the
+    // committed sequence number is another event).
+    hub.recreate();
+    let fresh = envelopes(&cosmos_file(dir.path(), 200, 34), 10);
+    for (i, body) in fresh.into_iter().enumerate() {
+        hub.append(HUB, if i < 2 { 0 } else { 1 }, body);
+    }
+    service.start();
+    service.wait_for_rows(200 + 150 + 2 + 10 + 200 + 2, Duration::from_secs(60));
+    service.stop();
+    let store = service.store();
+    assert_eq!(value::<i64>(&store, "SELECT count(*) FROM raw_events WHERE category = 'TokenTrailSourceReset'"), 4);
+    assert_eq!(value::<i64>(&store, "SELECT count(DISTINCT activity_id) FROM cosmos_requests"), 560);
+    assert_eq!(value::<i64>(&store, "SELECT count(*) FROM cosmos_requests"), 560, "nothing twice");
+}

@@ -404,6 +404,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("password_spray", include_str!("../../queries/password_spray.sql")),
     ("permission_probing", include_str!("../../queries/permission_probing.sql")),
     ("risky_signin_data_access", include_str!("../../queries/risky_signin_data_access.sql")),
+    ("source_reset", include_str!("../../queries/source_reset.sql")),
     ("source_silent", include_str!("../../queries/source_silent.sql")),
     ("spray_then_data_access", include_str!("../../queries/spray_then_data_access.sql")),
     ("threat_intel_ip", include_str!("../../queries/threat_intel_ip.sql")),

@@ -15,13 +15,23 @@
 //!   last event it passed on. The client may also recover a link by itself and
 //!   deliver again from where the link first started; a receiver drops every event
 //!   at or below the last sequence number it passed on, so nothing is stored twice.
+//! - A stream that started again is noticed, not skipped: a hub deleted and created
+//!   again (or the emulator restarted) numbers its events from 0, so "after the
+//!   committed sequence number" would skip the new events up to it. On (re)opening, a
+//!   receiver checks that the partition's last enqueued sequence number is not below
+//!   what it committed, and reads the committed event itself again (inclusive start) to
+//!   check it is the same event (offset and enqueued time). If not, it stores a
+//!   `TokenTrailSourceReset` record (a `raw_events` row; the `source_reset` rule raises
+//!   it) whose checkpoint moves the partition to the start of the new stream (or its
+//!   end: `on_reset`), in the same commit. Events that expired unread (the first event
+//!   after the committed one is further on) are recorded the same way.
 //!
 //! Memory is bounded whatever the backlog: the client prefetches `prefetch` events
 //! per partition, the channel holds at most [`CHANNEL_BYTES`] of event bodies (a
 //! receiver waits for room: backpressure reaches the hub through link credit), and
 //! the pipeline holds at most a few chunks and two commits of rows.
 
-use crate::config::{CONNECTION_STRING_ENV, CredentialKind, EventHubsConfig, StartAt};
+use crate::config::{CONNECTION_STRING_ENV, CredentialKind, EventHubsConfig, OnReset, StartAt};
 use crate::ingest::{Chunk, PipelineOptions, Rejected, Unit, Units};
 use crate::metrics::{Metrics, PartitionLabels};
 use crate::record::Origin;
@@ -314,6 +324,10 @@ pub struct PartitionStatus {
     pub lag: Option<i64>,
     pub receive_errors: u64,
     pub last_error: Option<String>,
+    /// Times the partition's stream was found to have started again, or to have lost
+    /// events to retention before they were read.
+    pub resets: u64,
+    pub last_reset: Option<String>,
 }
 
 /// Live state of the Event Hubs source, shared with the HTTP side.
@@ -348,6 +362,17 @@ struct Partition {
     source_id: String,
     labels: PartitionLabels,
     committed: Option<i64>,
+    /// The committed event, to check it is still there when reading resumes.
+    resume: Option<Resume>,
+}
+
+/// The last event stored of a partition: where reading resumes, and what it must find
+/// there if the stream is the one it was.
+#[derive(Debug, Clone)]
+struct Resume {
+    sequence: i64,
+    offset: Option<String>,
+    enqueued_us: Option<i64>,
 }
 
 /// Streams the configured hubs into `store` until `cancel` fires. Runs the ingest
@@ -387,9 +412,13 @@ pub fn run(
         };
         for id in chosen {
             let source_id = source_id(&namespace, hub, &config.consumer_group, &id);
-            let committed = store.checkpoint(&source_id)?.and_then(|c| c.sequence_number);
+            let checkpoint = store.checkpoint(&source_id)?;
+            let committed = checkpoint.as_ref().and_then(|c| c.sequence_number);
+            let resume = checkpoint.and_then(|c| {
+                Some(Resume { sequence: c.sequence_number?, offset: c.event_offset, enqueued_us: c.event_time })
+            });
             let labels = PartitionLabels { hub: hub.clone(), partition: id.clone() };
-            partitions.push(Partition { hub: hub_index, id, source_id, labels, committed });
+            partitions.push(Partition { hub: hub_index, id, source_id, labels, committed, resume });
         }
         clients.push(Arc::new(client));
     }
@@ -419,6 +448,11 @@ pub fn run(
             id: partition.id.clone(),
             labels: partition.labels.clone(),
             last: partition.committed,
+            verify: partition.resume.clone().filter(|r| r.sequence >= 0),
+            last_time: partition.resume.as_ref().and_then(|r| r.enqueued_us),
+            last_offset: partition.resume.as_ref().and_then(|r| r.offset.clone()),
+            stream: partition.source_id.clone(),
+            on_reset: config.on_reset,
             start: config.start.clone(),
             prefetch: config.prefetch,
             tx: tx.clone(),
@@ -541,8 +575,17 @@ struct Receiver {
     index: usize,
     id: String,
     labels: PartitionLabels,
-    /// The last sequence number passed on (or committed, at start).
+    /// The last sequence number passed on (or committed, at start). Below 0: read the
+    /// stream from its start (a reset moved it there).
     last: Option<i64>,
+    /// The event reading resumes at, still to be checked (the first one received).
+    verify: Option<Resume>,
+    /// When the last event passed on (or committed) was enqueued, microseconds; and its offset.
+    last_time: Option<i64>,
+    last_offset: Option<String>,
+    /// The partition's source id, for the records of resets.
+    stream: String,
+    on_reset: OnReset,
     start: StartAt,
     prefetch: u32,
     tx: mpsc::Sender<Event>,
@@ -582,7 +625,12 @@ impl Receiver {
     }
 
     fn position(&self) -> StartPosition {
+        if let Some(resume) = &self.verify {
+            // The committed event itself, to check the stream is still the one it was.
+            return StartPosition { location: StartLocation::SequenceNumber(resume.sequence), inclusive: true };
+        }
         let location = match (&self.last, &self.start) {
+            (Some(sequence), _) if *sequence < 0 => StartLocation::Earliest,
             (Some(sequence), _) => StartLocation::SequenceNumber(*sequence),
             (None, StartAt::Earliest) => StartLocation::Earliest,
             (None, StartAt::Latest) => StartLocation::Latest,
@@ -615,11 +663,85 @@ impl Receiver {
         Ok(properties.last_enqueued_sequence_number)
     }
 
+    /// Records that the stream is not the one read so far (`detail` says how) and moves
+    /// the partition to the start of the new stream, or its end (`on_reset`): a
+    /// `TokenTrailSourceReset` record goes through the pipeline like an event, so it
+    /// commits with the checkpoint that moves the partition. `kind` is `reset` or
+    /// `expired`; `resume_after` overrides where an `expired` record leaves the position.
+    async fn reset(
+        &mut self,
+        client: &ConsumerClient,
+        kind: &str,
+        detail: String,
+        resume_after: Option<i64>,
+    ) -> Result<()> {
+        let committed = self.last;
+        let after = match (resume_after, self.on_reset) {
+            (Some(sequence), _) => sequence,
+            (None, OnReset::Earliest) => -1,
+            (None, OnReset::Latest) => self.last_enqueued(client).await?,
+        };
+        let action = match (kind, after) {
+            ("reset", -1) => "the new stream is read from its start".to_string(),
+            ("reset", n) => format!("the new stream is read after sequence number {n} (on_reset = latest)"),
+            _ => "reading goes on with the first event still there".to_string(),
+        };
+        tracing::error!(hub = %self.labels.hub, partition = %self.id, kind, committed = ?committed, detail = %detail, action = %action, "event stream started again or lost events");
+        self.metrics.source_resets.get_or_create(&self.labels).inc();
+        let summary = format!("{detail}; {action}");
+        self.status.update(self.index, |p| {
+            p.resets += 1;
+            p.last_reset = Some(summary.clone());
+        });
+        let record = serde_json::json!({
+            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "category": "TokenTrailSourceReset",
+            "operationName": "SourceReset",
+            "properties": {
+                "kind": kind,
+                "stream": self.stream,
+                "hub": self.labels.hub,
+                "partition": self.id,
+                "consumerGroup": self.consumer_group,
+                "committedSequenceNumber": committed,
+                "resumesAfterSequenceNumber": after,
+                "detail": summary,
+            }
+        });
+        let room = self.room.clone().acquire_many_owned(1).await?;
+        let body = Some(Body::Joined(serde_json::to_vec(&record)?));
+        let event = Event { partition: self.index, sequence: after, offset: None, enqueued_us: None, body, _room: room };
+        self.tx.send(event).await.map_err(|_| anyhow!("the service is stopping"))?;
+        self.last = Some(after);
+        self.last_time = None;
+        self.last_offset = None;
+        self.verify = None;
+        Ok(())
+    }
+
     async fn receive_with(&mut self, client: &ConsumerClient) -> Result<()> {
         if self.last.is_none() && self.start == StartAt::Latest {
             // Pin "latest" to a sequence number now, so a reconnect before the first
             // event neither skips nor repeats anything.
             self.last = Some(self.last_enqueued(client).await?);
+        }
+        if let Some(committed) = self.last.filter(|c| *c >= 0) {
+            let last = self.last_enqueued(client).await?;
+            if last < committed {
+                let detail = format!(
+                    "partition {} of {} holds events up to sequence number {last}, below the {committed} already \
+                     stored: the hub was recreated (or the emulator restarted) and its numbering began again",
+                    self.id, self.labels.hub
+                );
+                self.reset(client, "reset", detail, None).await?;
+            }
+        }
+        // Open at the last event passed on, inclusive: the first event received must be
+        // that one (else the stream started again), and the client's own link recovery,
+        // which reopens with the same start, delivers it again too.
+        if let Some(last) = self.last.filter(|last| *last >= 0) {
+            self.verify =
+                Some(Resume { sequence: last, offset: self.last_offset.clone(), enqueued_us: self.last_time });
         }
         let options = OpenReceiverOptions {
             start_position: Some(self.position()),
@@ -651,8 +773,18 @@ impl Receiver {
                 Ok(Some(received)) => received,
                 Ok(None) => bail!("the event stream ended"),
                 Err(_) => {
-                    // Quiet: fine if the partition is, a stuck link if events wait.
+                    // Quiet: fine if the partition is, a stuck link if events wait, a
+                    // new stream if its numbering is below what was read.
                     let last = self.last_enqueued(client).await?;
+                    if let Some(read) = self.last.filter(|read| last < *read) {
+                        let detail = format!(
+                            "partition {} of {} holds events up to sequence number {last}, below the {read} already \
+                             read: the hub was recreated (or the emulator restarted) and its numbering began again",
+                            self.id, self.labels.hub
+                        );
+                        self.reset(client, "reset", detail, None).await?;
+                        bail!("the stream started again; reopening the receiver");
+                    }
                     if last > self.last.unwrap_or(-1) {
                         bail!(
                             "stalled: events up to sequence {last} wait in the partition, none arrived in {:?}",
@@ -664,11 +796,54 @@ impl Receiver {
             };
             let event = received.map_err(|e| anyhow!("receiving: {e}"))?;
             let sequence = event.sequence_number().context("an event without x-opt-sequence-number")?;
-            if self.last.is_some_and(|last| sequence <= last) {
+            if let Some(expected) = self.verify.take() {
+                let (offset, enqueued) = (event.offset().clone(), enqueued_us(&event));
+                let same = |stored: &Option<String>, now: &Option<String>| stored.is_none() || stored == now;
+                let same_time = expected.enqueued_us.is_none() || expected.enqueued_us == enqueued;
+                if sequence == expected.sequence && (!same(&expected.offset, &offset) || !same_time) {
+                    let detail = format!(
+                        "partition {} of {}: the event at sequence number {sequence} is not the one stored \
+                         (offset {:?}, enqueued {:?}; stored offset {:?}, enqueued {:?}): the hub was recreated and \
+                         its numbering began again",
+                        self.id, self.labels.hub, offset, enqueued, expected.offset, expected.enqueued_us
+                    );
+                    self.reset(client, "reset", detail, None).await?;
+                    // Read again from where the reset moved the partition.
+                    bail!("the stream started again; reopening the receiver");
+                }
+                if sequence > expected.sequence + 1 {
+                    let detail = format!(
+                        "partition {} of {}: events {}..{} expired (retention) before they were read",
+                        self.id,
+                        self.labels.hub,
+                        expected.sequence + 1,
+                        sequence - 1
+                    );
+                    self.reset(client, "expired", detail, Some(sequence - 1)).await?;
+                }
+            }
+            if let Some(last) = self.last.filter(|last| sequence <= *last) {
+                // Delivered again (the client recovered its link and started over), or
+                // a new stream numbered from 0: an event delivered again was enqueued no
+                // later than the last one read, since enqueued times only grow within a
+                // partition.
+                let enqueued = enqueued_us(&event);
+                if let (Some(now), Some(then)) = (enqueued, self.last_time)
+                    && now > then
+                {
+                    let detail = format!(
+                        "partition {} of {}: event {sequence} was enqueued at {} µs, after event {last} (the last \
+                         read, enqueued at {then} µs): the hub was recreated and its numbering began again",
+                        self.id, self.labels.hub, now
+                    );
+                    self.reset(client, "reset", detail, None).await?;
+                    bail!("the stream started again; reopening the receiver");
+                }
                 self.metrics.redelivered.get_or_create(&self.labels).inc();
                 continue;
             }
             let (offset, enqueued_us) = (event.offset().clone(), enqueued_us(&event));
+            let offset_passed = offset.clone();
             let body = Body::of(event);
             let kib = body.as_ref().map_or(1, |b| (b.as_ref().len() >> 10).max(1)).min(CHANNEL_BYTES >> 10);
             let room = self.room.clone().acquire_many_owned(kib as u32).await?;
@@ -677,6 +852,8 @@ impl Receiver {
                 return Ok(());
             }
             self.last = Some(sequence);
+            self.last_time = enqueued_us;
+            self.last_offset = offset_passed;
             self.status.update(self.index, |p| p.received_sequence = Some(sequence));
         }
     }

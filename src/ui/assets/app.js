@@ -198,7 +198,7 @@ async function overview() {
       el("p", {}, el("a", { href: "/findings?status=open,acknowledged" }, "All open findings →"))),
     deadAlerts(dead.rows),
     section("Ingest sources", table(["source_id", "kind", "event_time", "updated_at", "cosmos_rows", "signin_rows", "raw_rows", "quarantined_rows"], status.sources)),
-    status.eventhubs.length ? section("Event Hubs partitions", table(["hub", "partition", "committed_sequence", "last_enqueued_sequence", "lag", "receive_errors", "last_error"], status.eventhubs)) : null,
+    status.eventhubs.length ? section("Event Hubs partitions", table(["hub", "partition", "committed_sequence", "last_enqueued_sequence", "lag", "receive_errors", "last_error", "resets", "last_reset"], status.eventhubs)) : null,
     section("Tables", table(["table_name", "rows", "first_time", "last_time"], status.tables)),
   );
 }

@@ -25,7 +25,9 @@
 //! through the test hub are not Event Hubs figures.
 //!
 //! Fault switches for recovery tests: [`TestHub::drop_connections`],
-//! [`TestHub::drop_connections_after_deliveries`], [`TestHub::restart`].
+//! [`TestHub::drop_connections_after_deliveries`], [`TestHub::restart`] (events kept),
+//! [`TestHub::recreate`] (events and sequence numbers gone, as the emulator's restart or
+//! a hub deleted and created again).
 
 mod address;
 mod connection;
@@ -233,9 +235,31 @@ impl TestHub {
     /// # Panics
     /// If the port cannot be bound again within 10 s.
     pub fn restart_after(&self, downtime: Duration) {
+        self.restart_with(downtime, false);
+    }
+
+    /// Fault switch: every hub is deleted and created again while the listener is down, as
+    /// the Event Hubs emulator does when its container restarts (it keeps neither events
+    /// nor entities) or an operator does in Azure: connections drop, every partition
+    /// loses its events, and sequence numbers start again from 0. Hubs, partitions and
+    /// consumer groups stay declared.
+    ///
+    /// # Panics
+    /// If the port cannot be bound again within 10 s.
+    pub fn recreate(&self) {
+        self.restart_with(Duration::ZERO, true);
+    }
+
+    fn restart_with(&self, downtime: Duration, forget_events: bool) {
         let (ack, stopped) = std_mpsc::channel();
         self.command(Command::StopListening(ack));
         stopped.recv_timeout(Duration::from_secs(10)).expect("test hub: the listener did not stop");
+        if forget_events {
+            for hub in self.shared.store.hubs() {
+                (0..hub.partition_count()).filter_map(|p| hub.partition(p)).for_each(Partition::clear);
+            }
+            info!("test hub: every hub recreated, its events gone");
+        }
         std::thread::sleep(downtime);
         let deadline = Instant::now() + Duration::from_secs(10);
         let listener = loop {

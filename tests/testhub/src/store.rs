@@ -215,6 +215,12 @@ impl Partition {
         read(&self.log).len()
     }
 
+    /// Forgets every event: the next one appended has sequence number 0 again.
+    pub(crate) fn clear(&self) {
+        write(&self.log).clear();
+        self.tail.send_replace(0);
+    }
+
     pub(crate) fn subscribe(&self) -> watch::Receiver<usize> {
         self.tail.subscribe()
     }
