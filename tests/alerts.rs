@@ -704,6 +704,14 @@ fn slack_messages_keep_to_block_kit_limits_and_escape_log_text() {
                         assert!(!text.contains("<!channel>") && !text.contains("<@U123>"), "{text}");
                         assert!(!text.contains("<https://evil"), "{text}");
                         assert!(text.contains("<https://tokentrail.example/findings/"), "links to the finding");
+                        assert_eq!(block["text"]["verbatim"], true, "Slack adds no links of its own");
+                        // Log text goes in plain_text fields, which Slack never formats.
+                        let fields = block["fields"].as_array().unwrap();
+                        assert!(fields.len() <= 10);
+                        for field in fields {
+                            assert_eq!((&field["type"], &field["emoji"]), (&json!("plain_text"), &json!(false)));
+                            assert!(chars(&field["text"]) <= 2000);
+                        }
                     }
                     "context" => {
                         let elements = block["elements"].as_array().unwrap();
@@ -732,7 +740,7 @@ fn slack_messages_keep_to_block_kit_limits_and_escape_log_text() {
 
 #[test]
 fn teams_messages_are_adaptive_cards_in_a_message_envelope() {
-    for (n, long) in [(1, 0), (60, 5_000)] {
+    for (n, long) in [(1, 0), (28, 10_000), (60, 5_000)] {
         let message = build(DestinationKind::Teams, AlertStatus::Firing, &views(n, long));
         assert_eq!(message["type"], "message");
         let attachments = message["attachments"].as_array().unwrap();
@@ -742,28 +750,30 @@ fn teams_messages_are_adaptive_cards_in_a_message_envelope() {
         assert_eq!(card["type"], "AdaptiveCard");
         assert_eq!(card["$schema"], "http://adaptivecards.io/schemas/adaptive-card.json");
         assert!(["1.4", "1.5"].contains(&card["version"].as_str().unwrap()));
-        let known = ["TextBlock", "Container", "FactSet", "ColumnSet"];
+        let known = ["TextBlock", "Container", "RichTextBlock"];
+        let mut runs = Vec::new();
         let mut stack: Vec<&Value> = card["body"].as_array().unwrap().iter().collect();
         while let Some(element) = stack.pop() {
             let ty = element["type"].as_str().unwrap();
             assert!(known.contains(&ty), "element type {ty}");
             if ty == "TextBlock" {
                 assert!(element["text"].is_string() && element["wrap"] == true);
-                // Log text cannot make links of its own: Markdown's escapes.
+                // Markdown: only our own words, never log text.
                 let text = element["text"].as_str().unwrap();
-                assert!(!text.contains("[click]("), "{text}");
-                if text.contains("click") {
-                    assert!(text.contains(r"\[click\]\(https://evil.example/md\)"), "{text}");
-                }
+                assert!(!text.contains("click") && !text.contains("<@U123>"), "{text}");
             }
-            if ty == "FactSet" {
-                for fact in element["facts"].as_array().unwrap() {
-                    assert!(fact["title"].is_string() && fact["value"].is_string());
-                    assert!(!fact["value"].as_str().unwrap().contains("<@U123>"), "{fact}");
+            if ty == "RichTextBlock" {
+                for run in element["inlines"].as_array().unwrap() {
+                    assert_eq!(run["type"], "TextRun");
+                    runs.push(run["text"].as_str().unwrap());
                 }
             }
             stack.extend(element["items"].as_array().into_iter().flatten());
         }
+        // Log text in TextRuns, which Teams never reads as Markdown: as written, no backslashes.
+        assert!(runs.iter().any(|r| r.contains("<https://evil.example|click> [click](https://evil.example/md)")));
+        assert!(runs.iter().any(|r| r.starts_with("<@U123>")), "{runs:?}");
+        assert!(!runs.iter().any(|r| r.contains('\\')), "{runs:?}");
         let action = &card["actions"][0];
         assert_eq!(action["type"], "Action.OpenUrl");
         assert!(action["url"].as_str().unwrap().starts_with("https://tokentrail.example/findings"));
