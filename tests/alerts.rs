@@ -269,12 +269,18 @@ impl Service {
     /// Ingests `n` more sign-ins of the test app and runs detection: `n` findings raised,
     /// each with its outbox event in the same transaction.
     fn raise(&mut self, n: usize) -> Vec<i64> {
+        self.raise_with(n, |signin| signin)
+    }
+
+    /// `raise`, each sign-in record changed by `change` first.
+    fn raise_with(&mut self, n: usize, mut change: impl FnMut(Value) -> Value) -> Vec<i64> {
         let start = chrono::Utc::now() - chrono::TimeDelta::minutes(30);
         let path = self.dir.path().join(format!("signins-{}.ndjson", self.signins));
         let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
         for i in 0..n {
             let k = self.signins + i;
-            serde_json::to_writer(&mut file, &signin(k, start + chrono::TimeDelta::milliseconds(k as i64))).unwrap();
+            let record = change(signin(k, start + chrono::TimeDelta::milliseconds(k as i64)));
+            serde_json::to_writer(&mut file, &record).unwrap();
             file.write_all(b"\n").unwrap();
         }
         file.flush().unwrap();
@@ -704,6 +710,14 @@ fn slack_messages_keep_to_block_kit_limits_and_escape_log_text() {
                         assert!(!text.contains("<!channel>") && !text.contains("<@U123>"), "{text}");
                         assert!(!text.contains("<https://evil"), "{text}");
                         assert!(text.contains("<https://tokentrail.example/findings/"), "links to the finding");
+                        assert_eq!(block["text"]["verbatim"], true, "Slack adds no links of its own");
+                        // Log text goes in plain_text fields, which Slack never formats.
+                        let fields = block["fields"].as_array().unwrap();
+                        assert!(fields.len() <= 10);
+                        for field in fields {
+                            assert_eq!((&field["type"], &field["emoji"]), (&json!("plain_text"), &json!(false)));
+                            assert!(chars(&field["text"]) <= 2000);
+                        }
                     }
                     "context" => {
                         let elements = block["elements"].as_array().unwrap();
@@ -732,7 +746,7 @@ fn slack_messages_keep_to_block_kit_limits_and_escape_log_text() {
 
 #[test]
 fn teams_messages_are_adaptive_cards_in_a_message_envelope() {
-    for (n, long) in [(1, 0), (60, 5_000)] {
+    for (n, long) in [(1, 0), (28, 10_000), (60, 5_000)] {
         let message = build(DestinationKind::Teams, AlertStatus::Firing, &views(n, long));
         assert_eq!(message["type"], "message");
         let attachments = message["attachments"].as_array().unwrap();
@@ -742,28 +756,30 @@ fn teams_messages_are_adaptive_cards_in_a_message_envelope() {
         assert_eq!(card["type"], "AdaptiveCard");
         assert_eq!(card["$schema"], "http://adaptivecards.io/schemas/adaptive-card.json");
         assert!(["1.4", "1.5"].contains(&card["version"].as_str().unwrap()));
-        let known = ["TextBlock", "Container", "FactSet", "ColumnSet"];
+        let known = ["TextBlock", "Container", "RichTextBlock"];
+        let mut runs = Vec::new();
         let mut stack: Vec<&Value> = card["body"].as_array().unwrap().iter().collect();
         while let Some(element) = stack.pop() {
             let ty = element["type"].as_str().unwrap();
             assert!(known.contains(&ty), "element type {ty}");
             if ty == "TextBlock" {
                 assert!(element["text"].is_string() && element["wrap"] == true);
-                // Log text cannot make links of its own: Markdown's escapes.
+                // Markdown: only our own words, never log text.
                 let text = element["text"].as_str().unwrap();
-                assert!(!text.contains("[click]("), "{text}");
-                if text.contains("click") {
-                    assert!(text.contains(r"\[click\]\(https://evil.example/md\)"), "{text}");
-                }
+                assert!(!text.contains("click") && !text.contains("<@U123>"), "{text}");
             }
-            if ty == "FactSet" {
-                for fact in element["facts"].as_array().unwrap() {
-                    assert!(fact["title"].is_string() && fact["value"].is_string());
-                    assert!(!fact["value"].as_str().unwrap().contains("<@U123>"), "{fact}");
+            if ty == "RichTextBlock" {
+                for run in element["inlines"].as_array().unwrap() {
+                    assert_eq!(run["type"], "TextRun");
+                    runs.push(run["text"].as_str().unwrap());
                 }
             }
             stack.extend(element["items"].as_array().into_iter().flatten());
         }
+        // Log text in TextRuns, which Teams never reads as Markdown: as written, no backslashes.
+        assert!(runs.iter().any(|r| r.contains("<https://evil.example|click> [click](https://evil.example/md)")));
+        assert!(runs.iter().any(|r| r.starts_with("<@U123>")), "{runs:?}");
+        assert!(!runs.iter().any(|r| r.contains('\\')), "{runs:?}");
         let action = &card["actions"][0];
         assert_eq!(action["type"], "Action.OpenUrl");
         assert!(action["url"].as_str().unwrap().starts_with("https://tokentrail.example/findings"));
@@ -771,6 +787,114 @@ fn teams_messages_are_adaptive_cards_in_a_message_envelope() {
         let size = serde_json::to_string(&message).unwrap().len();
         assert!(size < 28_000, "{n} findings make a {size}-byte card");
     }
+}
+
+/// Log values an attacker writes: a sign-in's id (the test rule's entity and detail) and
+/// the user's names (the principal).
+const HOSTILE: [&str; 3] = [
+    "x\n*Status:* resolved <!channel> https://evil.example [click](https://evil.example) \u{202E}fdp.exe",
+    "\u{2066}<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<",
+    "\r\n- item &amp;&lt;!here&gt; \u{0}\u{1b}[2J _it_ `code` 👩‍💻 日本語",
+];
+
+#[test]
+fn hostile_log_values_reach_slack_teams_and_webhooks_as_plain_single_lines_within_limits() {
+    let receiver = Receiver::start(Behaviour::Accept);
+    let mut service = Service::new();
+    let mut config = config(&service, DestinationKind::Slack, &receiver.url(), &[]);
+    for (name, kind) in [("teams", DestinationKind::Teams), ("webhook", DestinationKind::Webhook)] {
+        config.destinations.push(DestinationConfig {
+            name: name.into(),
+            kind,
+            url_env: None,
+            url_file: Some(service.secret_file(&format!("{name}-url"), &receiver.url())),
+            signing_keys_env: None,
+            signing_keys_file: (kind == DestinationKind::Webhook).then(|| service.secret_file("keys", KEY_A)),
+        });
+    }
+    config.routes[0].destinations = vec!["hook".into(), "teams".into(), "webhook".into()];
+    // Each value repeated to about 10,000 characters.
+    let values: Vec<String> = HOSTILE.iter().map(|v| v.repeat(10_000 / v.chars().count().min(100))).collect();
+    let mut next = values.iter();
+    let raised = service.raise_with(HOSTILE.len(), |mut signin| {
+        let value = next.next().unwrap();
+        signin["properties"]["id"] = json!(value);
+        signin["properties"]["userPrincipalName"] = json!(value);
+        signin
+    });
+    assert_eq!(raised.len(), HOSTILE.len());
+    service.start(config);
+    wait_for("every message delivered", Duration::from_secs(30), all_sent(&service, 3 * HOSTILE.len() as i64));
+
+    let stored: BTreeSet<String> = service.strings("SELECT body FROM alert_messages").into_iter().collect();
+    let hits: Vec<Hit> = receiver.hits().into_iter().filter(|h| h.acked).collect();
+    assert_eq!(hits.len(), 3 * HOSTILE.len());
+    // One line of visible text: no control, line break or bidirectional character.
+    let one_line = |text: &str| {
+        !text.chars().any(|c| {
+            c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        })
+    };
+    let (mut slack, mut teams, mut webhook) = (0, 0, 0);
+    for hit in &hits {
+        assert!(stored.contains(&hit.body), "the body sent is the body stored");
+        let body: Value = serde_json::from_str(&hit.body).unwrap();
+        if let Some(blocks) = body["blocks"].as_array() {
+            slack += 1;
+            assert!(blocks.len() <= 50);
+            let section = &blocks[1];
+            let mrkdwn = section["text"]["text"].as_str().unwrap();
+            assert_eq!(section["text"]["verbatim"], true);
+            assert!(
+                mrkdwn.starts_with("🟧 *<https://tokentrail.example/findings/") && mrkdwn.ends_with(">*"),
+                "{mrkdwn}"
+            );
+            for field in section["fields"].as_array().unwrap() {
+                assert_eq!((&field["type"], &field["emoji"]), (&json!("plain_text"), &json!(false)));
+                let text = field["text"].as_str().unwrap();
+                assert!(text.chars().count() <= 2000 && one_line(text), "{text:?}");
+            }
+            let entity = section["fields"][5]["text"].as_str().unwrap();
+            assert!(entity.starts_with("Entity: signin=") && entity.ends_with('…'), "{entity}");
+            if entity.contains("evil") {
+                assert!(entity.starts_with(
+                    "Entity: signin=x *Status:* resolved <!channel> https://evil.example [click](https://evil.example) fdp.exex *Status:*"
+                ));
+            }
+        } else if body["type"] == "message" {
+            teams += 1;
+            assert!(hit.body.len() < 28_000, "a {}-byte card", hit.body.len());
+            let container = &body["attachments"][0]["content"]["body"][1];
+            let runs: Vec<&str> = container["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|line| line["inlines"].as_array().unwrap())
+                .map(|run| run["text"].as_str().unwrap())
+                .collect();
+            assert!(runs.iter().all(|r| one_line(r)), "{runs:?}");
+            assert!(runs.iter().any(|r| r.starts_with("signin=")), "the entity: {runs:?}");
+            if hit.body.contains("evil") {
+                assert!(
+                    runs.iter().any(|r| r.starts_with("signin=x *Status:* resolved <!channel> https://evil.example"))
+                );
+            }
+        } else {
+            webhook += 1;
+            assert!(hit.body.len() <= 64 * 1024, "a {}-byte webhook body", hit.body.len());
+            assert!(hit.headers.contains_key("webhook-signature"));
+            assert_eq!(body["version"], "4");
+            assert_eq!(body["truncatedAlerts"], 0);
+            let alert = &body["alerts"][0];
+            for value in
+                alert["labels"].as_object().unwrap().values().chain(alert["annotations"].as_object().unwrap().values())
+            {
+                assert!(one_line(value.as_str().unwrap()), "{value}");
+            }
+            assert!(alert["labels"]["entity"].as_str().unwrap().chars().count() <= 256);
+        }
+    }
+    assert_eq!((slack, teams, webhook), (3, 3, 3));
 }
 
 // ---------------------------------------------------------------------------------------
