@@ -123,3 +123,56 @@ fn bad_scenario_names_list_the_valid_ones() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("nope") && stderr.contains("mass_delete"), "{stderr}");
 }
+
+fn check_config(config: &str, env: &[(String, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+        .args(["serve", "--check-config", "--config", config])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("runs")
+}
+
+#[test]
+fn check_config_opens_no_database_binds_no_port_and_connects_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hub = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    hub.set_nonblocking(true).unwrap();
+    let config = dir.path().join("tokentrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "db = {:?}\n[http]\nlisten = \"{}\"\ndevelopment_sign_in = true\n[eventhubs]\nhubs = [\"h\"]\n\
+             credential = \"connection_string\"\n[[alerts.destinations]]\nname = \"soc\"\nkind = \"slack\"\n\
+             url_env = \"TT_CHECK_HOOK\"\n",
+            dir.path().join("t.duckdb"),
+            http.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let hub_address = hub.local_addr().unwrap();
+    let env = [
+        (
+            "TOKENTRAIL_EVENTHUBS_CONNECTION_STRING".to_owned(),
+            format!(
+                "Endpoint=sb://{hub_address};SharedAccessKeyName=k;SharedAccessKey=s3cret;UseDevelopmentEmulator=true"
+            ),
+        ),
+        ("TT_CHECK_HOOK".to_owned(), "https://hooks.example.invalid/s3cret-path".to_owned()),
+    ];
+    let out = check_config(config.to_str().unwrap(), &env);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}{stdout}", text(&out.stderr));
+    assert!(stdout.contains("alerts: soc (0 routes)"), "{stdout}");
+    assert!(!stdout.contains("s3cret") && !text(&out.stderr).contains("s3cret"));
+    // Only the configuration is in the folder: no database, write-ahead log or keys.
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files, ["tokentrail.toml"]);
+    assert_eq!(hub.accept().map(|_| ()).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+
+    // The same without the hook's URL stops, naming what is missing.
+    let out = check_config(config.to_str().unwrap(), &env[..1]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("TT_CHECK_HOOK"), "{}", text(&out.stderr));
+}
