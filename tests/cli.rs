@@ -176,3 +176,30 @@ fn check_config_opens_no_database_binds_no_port_and_connects_nowhere() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("TT_CHECK_HOOK"), "{}", text(&out.stderr));
 }
+
+// The image and `docker compose up`: Docker cannot run here, so these check their files
+// instead: what the build context holds, the emulator's configuration against the
+// emulator's schema, TokenTrail's configuration as compose runs it, and the compose
+// file's promises (pinned images, loopback only, a licence the user accepts, a healthy
+// emulator before TokenTrail starts).
+
+/// A file of the repository, by its path from the root.
+fn repo_file(path: &str) -> String {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+#[test]
+fn the_image_build_context_holds_what_the_dockerfile_copies() {
+    let ignore = repo_file(".dockerignore");
+    let patterns: Vec<&str> = ignore.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    assert_eq!(patterns.first(), Some(&"*"), "an allowlist: everything else stays out");
+    let allowed: Vec<&str> = patterns[1..].iter().map(|p| p.trim_start_matches('!').trim_end_matches('/')).collect();
+    let dockerfile = repo_file("Dockerfile");
+    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for source in &words[1..words.len() - 1] {
+            assert!(allowed.contains(source), "{source} is copied but .dockerignore leaves it out");
+        }
+    }
+}
