@@ -2,6 +2,13 @@
 # cores); it happens in the dependencies' layer, which later builds reuse until
 # Cargo.toml or Cargo.lock change.
 
+# A statically linked BusyBox for the Event Hubs emulator's healthcheck in
+# docker-compose.yml: the emulator image has no shell or HTTP client of its own, so
+# compose copies this binary into a volume the emulator mounts.
+FROM debian:bookworm-slim AS probe
+RUN apt-get update && apt-get install -y --no-install-recommends busybox-static && rm -rf /var/lib/apt/lists/*
+CMD ["cp", "/bin/busybox", "/probe/busybox"]
+
 # The toolchain our tests run on.
 FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends g++ make pkg-config libssl-dev && rm -rf /var/lib/apt/lists/*
