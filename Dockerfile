@@ -7,7 +7,9 @@
 # compose copies this binary into a volume the emulator mounts.
 FROM debian:bookworm-slim AS probe
 RUN apt-get update && apt-get install -y --no-install-recommends busybox-static && rm -rf /var/lib/apt/lists/*
-CMD ["cp", "/bin/busybox", "/probe/busybox"]
+# Copied beside, then renamed: overwriting in place fails (text file busy) while a
+# healthcheck is running the old copy.
+CMD ["sh", "-c", "cp /bin/busybox /probe/busybox.new && mv -f /probe/busybox.new /probe/busybox"]
 
 # The toolchain our tests run on.
 FROM rust:1.95-bookworm AS build
