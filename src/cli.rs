@@ -80,6 +80,10 @@ enum Command {
         /// (nested keys joined by `__`) override it.
         #[arg(long, env = "TOKENTRAIL_CONFIG")]
         config: Option<PathBuf>,
+        /// Load and check the configuration as `serve` would, print what would run, and
+        /// exit: opens no database, binds no port, connects nowhere.
+        #[arg(long)]
+        check_config: bool,
     },
     /// Send diagnostic records from files to an event hub, in envelopes of N records.
     Produce {
@@ -241,8 +245,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { config } => {
-            let config = crate::config::ServeConfig::load(config.as_deref())?;
+        Command::Serve { config: path, check_config } => {
+            let config = crate::config::ServeConfig::load(path.as_deref())?;
+            if check_config {
+                let summary = crate::serve::check(&config)?;
+                let source = path.map_or("the environment".into(), |p| p.display().to_string());
+                println!("configuration ok ({source} and TOKENTRAIL_* variables); serve would run:\n{summary}");
+                return Ok(ExitCode::SUCCESS);
+            }
             crate::serve::run(config)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -12,7 +12,18 @@ use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-pub fn run(config: ServeConfig) -> Result<()> {
+/// What `serve` starts with once the configuration has passed every check that needs
+/// neither the database, a port nor the network.
+pub struct Startup {
+    pub connect: Option<Connect>,
+    pub alerts: crate::alerts::Alerts,
+}
+
+/// The start-up checks of a loaded configuration: the Event Hubs identity (a connection
+/// string read from the environment, or a credential built, not yet used), the alert
+/// destinations with their secrets, and the sign-in mode. `run` and
+/// `serve --check-config` both call it, so the check passes exactly what `run` would.
+pub fn startup(config: &ServeConfig) -> Result<Startup> {
     let connect = config.eventhubs.as_ref().map(Connect::from_config).transpose()?;
     let alerts = config.alerts.resolve(&format!("http://{}", config.http.listen))?;
     if config.auth.is_some() && config.http.development_sign_in {
@@ -26,10 +37,61 @@ pub fn run(config: ServeConfig) -> Result<()> {
              its sign-in page then asks for a secret printed at start"
         );
     }
+    Ok(Startup { connect, alerts })
+}
+
+/// DuckDB's threads: `db_threads`, else half the cores (at least 1).
+fn db_threads(config: &ServeConfig) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    config.db_threads.unwrap_or((cores / 2).max(1))
+}
+
+/// `serve --check-config`: [`startup`]'s checks and nothing else (no database, port or
+/// connection), and a few lines saying what would run. No secret is in them.
+pub fn check(config: &ServeConfig) -> Result<String> {
+    let Startup { connect, alerts } = startup(config)?;
+    let mut lines = vec![
+        format!(
+            "database: {} (memory limit {}, DuckDB threads {})",
+            config.db.display(),
+            config.db_memory_limit,
+            db_threads(config)
+        ),
+        format!("http: {}", config.http.listen),
+    ];
+    lines.push(match &config.auth {
+        Some(auth) => format!(
+            "sign-in: Entra ID, tenants {}, audiences {}{}",
+            auth.tenants.join(", "),
+            auth.audiences.join(", "),
+            if auth.client_id.is_some() { ", browser sign-in" } else { ", bearer tokens only" }
+        ),
+        None => "sign-in: development issuer (a secret printed at start; loopback hosts only)".into(),
+    });
+    lines.push(match (&config.eventhubs, &connect) {
+        // Connect's Debug names the namespace and the kind of identity, never a secret.
+        (Some(hubs), Some(connect)) => format!(
+            "eventhubs: {} (consumer group {}, start {}), {connect:?}",
+            hubs.hubs.join(", "),
+            hubs.consumer_group,
+            String::from(hubs.start.clone())
+        ),
+        _ => "eventhubs: none (serves what the database holds)".into(),
+    });
+    let names: Vec<&str> = alerts.destinations.iter().map(|d| d.name.as_str()).collect();
+    lines.push(if names.is_empty() {
+        "alerts: no destinations".into()
+    } else {
+        format!("alerts: {} ({} routes)", names.join(", "), alerts.routes.len())
+    });
+    Ok(lines.join("\n"))
+}
+
+pub fn run(config: ServeConfig) -> Result<()> {
+    let Startup { connect, alerts } = startup(&config)?;
     let options = StoreOptions {
         memory_limit: Some(config.db_memory_limit.clone()),
-        threads: Some(config.db_threads.unwrap_or((cores / 2).max(1))),
+        threads: Some(db_threads(&config)),
         checkpoint_threshold: Some(crate::source::eventhubs::SERVE_CHECKPOINT_WAL.into()),
         ..StoreOptions::default()
     };
