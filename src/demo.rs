@@ -122,13 +122,15 @@ pub fn run(options: DemoOptions) -> Result<()> {
     eprintln!("TokenTrail demo on http://{address}  (database {})", options.db.display());
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Ingest counts its commits here; detection wakes on them.
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     // If ingest stops on an error, the demo stops too, rather than serve stale data.
     let ingest_ended = Arc::new(tokio::sync::Notify::new());
     let ingest = {
-        let (store, stop, ended) = (store.clone(), stop.clone(), ingest_ended.clone());
+        let (store, stop, ended, metrics) = (store.clone(), stop.clone(), ingest_ended.clone(), metrics.clone());
         let (seed, days) = (options.seed, options.days);
         std::thread::Builder::new().name("demo-ingest".into()).spawn(move || {
-            let outcome = stream(&store, seed, days, &stop);
+            let outcome = stream(&store, seed, days, &stop, &metrics);
             if let Err(error) = &outcome {
                 tracing::error!(error = format!("{error:#}"), "demo ingest stopped");
             }
@@ -140,6 +142,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
     let (detector, _problems) = crate::rules::Detector::open(&store, &crate::rules::DetectionConfig::from_env())?;
     let rules = Arc::new(detector.rules().to_vec());
     let mut state = AppState::new(store.clone(), "demo: generated data, development sign-in, loopback only", auth);
+    state.metrics = metrics;
     // Alerts from `TOKENTRAIL_ALERTS__*` (none by default: the outbox fills, nothing is sent).
     let alerts = crate::alerts::AlertsConfig::from_env()?.resolve(&format!("http://{address}"))?;
     let alerts_stop = tokio_util::sync::CancellationToken::new();
@@ -179,7 +182,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
 }
 
 /// Backfills from the checkpoint (or `days` ago) to now, then follows the clock.
-fn stream(store: &Store, seed: u64, days: u32, stop: &AtomicBool) -> Result<()> {
+fn stream(store: &Store, seed: u64, days: u32, stop: &AtomicBool, metrics: &crate::metrics::Metrics) -> Result<()> {
     let source = GeneratedSource::new(seed, 1.0);
     let mut writer = store.writer()?;
     let checkpoint = store.checkpoint(&source.source_id)?;
@@ -191,7 +194,7 @@ fn stream(store: &Store, seed: u64, days: u32, stop: &AtomicBool) -> Result<()> 
         None => now.duration_trunc(TimeDelta::hours(1))? - TimeDelta::days(days as i64),
     };
     if now - start > TimeDelta::from_std(TICK * 2)? {
-        backfill(&mut writer, &source, start, now, stop)?;
+        backfill(&mut writer, &source, start, now, stop, metrics)?;
     }
     let mut position = now.max(start);
     let live = std::iter::from_fn(|| {
@@ -211,6 +214,7 @@ fn stream(store: &Store, seed: u64, days: u32, stop: &AtomicBool) -> Result<()> 
         Some(Ok(chunk))
     });
     crate::ingest::run(&mut writer, live, PipelineOptions::default(), |receipt, _| {
+        metrics.count_commit(&receipt.counts);
         tracing::debug!(batch = receipt.batch_id, rows = receipt.counts.total(), "live batch committed");
     })?;
     Ok(())
@@ -222,6 +226,7 @@ fn backfill(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     stop: &AtomicBool,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<()> {
     let windows = ((to - from).num_seconds() / BACKFILL_WINDOW.num_seconds() + 1) as u64;
     let progress = crate::progress::bar("backfill {bar:30} {pos}/{len} windows {msg}")?;
@@ -238,7 +243,10 @@ fn backfill(
         windows_done.inc(1);
         Some(Ok(chunk))
     });
-    let counts = crate::ingest::run(writer, chunks, PipelineOptions::default(), |_, checkpoints| {
+    // A backfill runs flat out: its full commits hold detection back until it is done.
+    let options = PipelineOptions { full_commits: Some(metrics.full_commits.clone()), ..PipelineOptions::default() };
+    let counts = crate::ingest::run(writer, chunks, options, |receipt, checkpoints| {
+        metrics.count_commit(&receipt.counts);
         progress.set_message(crate::store::describe_all(checkpoints));
     });
     progress.finish_and_clear();

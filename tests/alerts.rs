@@ -550,23 +550,39 @@ fn refused_and_expired_messages_die_and_a_retry_by_hand_sends_them_again() {
 }
 
 #[test]
-fn changes_are_grouped_per_interval_and_a_resolution_sends_a_resolved_message() {
+fn changes_are_grouped_by_rule_and_principal_and_a_resolution_sends_a_resolved_message() {
     let receiver = Receiver::start(Behaviour::Accept);
     let mut service = Service::new();
     let mut config = config(&service, DestinationKind::Webhook, &receiver.url(), &[KEY_A]);
     config.group_interval_secs = 3;
     service.start(config);
-    let first = service.raise(2);
-    wait_for("the first message", Duration::from_secs(10), || receiver.acked().len() == 1);
+    let as_user = |user: usize| {
+        move |mut signin: Value| {
+            signin["properties"]["userId"] = json!(format!("22222222-0000-4000-8000-{user:012}"));
+            signin["properties"]["userPrincipalName"] = json!(format!("user{user}@contoso.example"));
+            signin
+        }
+    };
+    // Two findings about one principal: one group, one message, after the group's wait.
     let started = Instant::now();
-    // Raised within the interval: they wait, and go together in one message.
-    let later: Vec<i64> = [service.raise(3), service.raise(4)].concat();
-    wait_for("the grouped message", Duration::from_secs(10), || receiver.acked().len() == 2);
-    assert!(started.elapsed() >= Duration::from_millis(2500), "the group waited for the interval");
+    let first = service.raise_with(2, as_user(1));
+    wait_for("the first message", Duration::from_secs(10), || receiver.acked().len() == 1);
+    assert!(started.elapsed() >= Duration::from_millis(900), "the group waited for the rest of its changes");
+    let first_sent = Instant::now();
+    // Within the interval: more about the same principal (they wait for the interval),
+    // and a finding about another principal (a group of its own: it does not wait).
+    let again = service.raise_with(2, as_user(1));
+    let other_at = Instant::now();
+    let other = service.raise_with(1, as_user(2));
+    wait_for("the other principal's message", Duration::from_secs(10), || receiver.acked().len() == 2);
+    assert!(other_at.elapsed() < Duration::from_millis(2500), "another principal's finding did not wait");
+    wait_for("the grouped message", Duration::from_secs(10), || receiver.acked().len() == 3);
+    assert!(first_sent.elapsed() >= Duration::from_millis(2500), "the group's update waited for the interval");
     let hits: Vec<Hit> = receiver.hits().into_iter().filter(|h| h.acked).collect();
     assert_eq!(finding_ids(&hits[0].body), first);
-    assert_eq!(finding_ids(&hits[1].body), later, "one message for the 7 findings of the interval");
-    let grouped: Value = serde_json::from_str(&hits[1].body).unwrap();
+    assert_eq!(finding_ids(&hits[1].body), other);
+    assert_eq!(finding_ids(&hits[2].body), again, "one message for the group's findings of the interval");
+    let grouped: Value = serde_json::from_str(&hits[2].body).unwrap();
     assert_eq!(grouped["status"], "firing");
 
     // A resolution goes at once, although the interval has not passed since the last message.
@@ -579,10 +595,10 @@ fn changes_are_grouped_per_interval_and_a_resolution_sends_a_resolved_message() 
         "fixed",
     )
     .unwrap();
-    wait_for("the resolved message", Duration::from_secs(10), || receiver.acked().len() == 3);
+    wait_for("the resolved message", Duration::from_secs(10), || receiver.acked().len() == 4);
     assert!(resolved_at.elapsed() < Duration::from_secs(2));
     let hits: Vec<Hit> = receiver.hits().into_iter().filter(|h| h.acked).collect();
-    let resolved: Value = serde_json::from_str(&hits[2].body).unwrap();
+    let resolved: Value = serde_json::from_str(&hits[3].body).unwrap();
     assert_eq!(resolved["status"], "resolved");
     assert_eq!(resolved["alerts"][0]["status"], "resolved");
     assert_eq!(resolved["alerts"][0]["labels"]["finding_id"], first[0].to_string());

@@ -21,8 +21,14 @@ pub struct AlertsConfig {
     /// Where the web UI is, for links in messages: `<ui_base_url>/findings/<id>`.
     /// Default: `http://<http.listen>`.
     pub ui_base_url: Option<String>,
-    /// At most one message of new or updated findings per destination per interval; the
-    /// findings that come meanwhile are summarised in the next one. 0: one message per change.
+    /// Changes are grouped by what belongs together: one rule about one principal (or, for
+    /// findings about no principal, one entity such as an address or a key client). A
+    /// group's first message waits this long for the rest of the group's changes (a burst
+    /// of events raises and updates a finding within a pass or two), then goes.
+    pub group_wait_ms: u64,
+    /// After a group's message, its further new or updated findings wait until this long
+    /// after it, and go together in one message: a noisy incident cannot flood a channel,
+    /// while another principal's finding never waits for it. 0: one message per change.
     pub group_interval_secs: u64,
     /// A message still failing this long after it was made is given up (dead).
     pub give_up_after_secs: u64,
@@ -42,6 +48,7 @@ impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
             ui_base_url: None,
+            group_wait_ms: 1_000,
             group_interval_secs: 60,
             give_up_after_secs: 24 * 3600,
             timeout_ms: 10_000,
@@ -200,6 +207,7 @@ impl Route {
 #[derive(Debug, Clone)]
 pub struct Alerts {
     pub ui_base_url: String,
+    pub group_wait: Duration,
     pub group_interval: Duration,
     pub give_up_after: Duration,
     pub timeout: Duration,
@@ -303,6 +311,7 @@ impl AlertsConfig {
         }
         Ok(Alerts {
             ui_base_url: ui,
+            group_wait: Duration::from_millis(self.group_wait_ms),
             group_interval: Duration::from_secs(self.group_interval_secs),
             give_up_after: Duration::from_secs(self.give_up_after_secs),
             timeout: Duration::from_millis(self.timeout_ms),

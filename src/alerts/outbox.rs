@@ -14,8 +14,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 const ALERT_FINDINGS: &str = include_str!("../sql/alert_findings.sql");
 
-/// One row of `alert_pending`: event id, finding id, change.
-type Item = (i64, i64, String);
+/// One row of `alert_pending`: event id, finding id, change, and when the change was
+/// made (µs).
+type Item = (i64, i64, String, i64);
+
+/// What a finding's changes are grouped by for messages: its rule and principal, or,
+/// when it is about no principal, its rule and entity.
+pub fn group_key(finding: &FindingView) -> String {
+    match &finding.principal_id {
+        Some(principal) => format!("{}|principal={principal}", finding.rule_id),
+        None => format!("{}|{}", finding.rule_id, finding.entity),
+    }
+}
 
 /// Changes that ask for attention; the others (`resolved`, `withdrawn`) end it.
 const FIRING: [&str; 3] = ["raised", "updated", "reopened"];
@@ -121,21 +131,23 @@ pub fn route(store: &Store, alerts: &Alerts) -> Result<usize> {
 #[derive(Debug, Default)]
 pub struct Composed {
     pub messages: usize,
-    /// Changes wait for the group interval until then.
+    /// Changes wait for their group's wait or interval until then.
     pub wait_until: Option<DateTime<Utc>>,
 }
 
-/// Makes messages of what waits for `destination`: resolutions at once, new and updated
-/// findings at most once per group interval (all that came meanwhile in one message).
+/// Makes messages of what waits for `destination`: resolutions at once; new and updated
+/// findings by group ([`group_key`]): a group's first message `group_wait` after its
+/// first change, then at most one per `group_interval` (all that came meanwhile in one).
 pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: DateTime<Utc>) -> Result<Composed> {
     store.transaction(|conn| {
         let name = Value::Text(destination.name.clone());
         let items: Vec<Item> = conn
             .prepare(
-                "SELECT event_id, finding_id, change FROM alert_pending
-                 WHERE destination = ? AND message_id IS NULL ORDER BY event_id",
+                "SELECT p.event_id, p.finding_id, p.change, epoch_us(e.created_at) FROM alert_pending p
+                 JOIN alert_events e ON e.id = p.event_id
+                 WHERE p.destination = ? AND p.message_id IS NULL ORDER BY p.event_id",
             )?
-            .query_map([name.clone()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map([name.clone()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<duckdb::Result<_>>()?;
         let mut composed = Composed::default();
         if items.is_empty() {
@@ -149,27 +161,41 @@ pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: D
         if !superseded.is_empty() {
             assign(conn, &destination.name, superseded.iter().map(|s| s.0), 0)?;
         }
-        let mut groups: Vec<(AlertStatus, Vec<Item>)> = Vec::new();
+        let mut groups: Vec<(AlertStatus, Option<String>, Vec<Item>)> = Vec::new();
         if !resolved.is_empty() {
-            groups.push((AlertStatus::Resolved, resolved));
+            groups.push((AlertStatus::Resolved, None, resolved));
         }
         if !firing.is_empty() {
-            let last: Option<i64> = conn.query_row(
-                "SELECT epoch_us(max(created_at)) FROM alert_messages WHERE destination = ? AND alert_status = 'firing'",
-                [name.clone()],
-                |r| r.get(0),
-            )?;
             let interval = chrono::TimeDelta::from_std(alerts.group_interval)?;
+            let wait = chrono::TimeDelta::from_std(alerts.group_wait)?;
             if interval.is_zero() {
-                groups.extend(firing.into_iter().map(|f| (AlertStatus::Firing, vec![f])));
+                groups.extend(firing.into_iter().map(|f| (AlertStatus::Firing, None, vec![f])));
             } else {
-                match last.map(|l| micros(l) + interval) {
-                    Some(open_at) if open_at > now => composed.wait_until = Some(open_at),
-                    _ => groups.push((AlertStatus::Firing, firing)),
+                let finding_ids: Vec<i64> = firing.iter().map(|f| f.1).collect::<BTreeSet<_>>().into_iter().collect();
+                let keys: BTreeMap<i64, String> =
+                    findings(conn, &finding_ids)?.iter().map(|f| (f.id, group_key(f))).collect();
+                let mut by_key: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+                for item in firing {
+                    // A finding gone since (it cannot be) still goes out, in a group of its own.
+                    let key = keys.get(&item.1).cloned().unwrap_or_else(|| format!("finding={}", item.1));
+                    by_key.entry(key).or_default().push(item);
+                }
+                let last = last_messages(conn, &destination.name, by_key.keys())?;
+                for (key, items) in by_key {
+                    let first_change = items.iter().map(|i| i.3).min().unwrap_or_default();
+                    let open_at = match last.get(&key) {
+                        Some(sent) => micros(*sent) + interval,
+                        None => micros(first_change) + wait,
+                    };
+                    if open_at > now {
+                        composed.wait_until = Some(composed.wait_until.map_or(open_at, |w| w.min(open_at)));
+                    } else {
+                        groups.push((AlertStatus::Firing, Some(key), items));
+                    }
                 }
             }
         }
-        for (status, group) in groups {
+        for (status, key, group) in groups {
             let finding_ids: Vec<i64> = group.iter().map(|g| g.1).collect::<BTreeSet<_>>().into_iter().collect();
             let views = findings(conn, &finding_ids)?;
             // A finding counts as new in this message if any of its changes raised it.
@@ -179,8 +205,8 @@ pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: D
             let body = payload::build(destination, alerts, status, &views, &new, now);
             let message_id: i64 = conn.query_row(
                 "INSERT INTO alert_messages (webhook_id, destination, destination_kind, alert_status, finding_ids, body,
-                     delivery, attempts, created_at, next_attempt_at, give_up_at)
-                 VALUES (?, ?, ?, ?, ?::BIGINT[], ?, 'pending', 0, ?, ?, ?)
+                     delivery, attempts, created_at, next_attempt_at, give_up_at, group_key)
+                 VALUES (?, ?, ?, ?, ?::BIGINT[], ?, 'pending', 0, ?, ?, ?, ?)
                  RETURNING id",
                 [
                     Value::Text(webhook_id),
@@ -192,6 +218,7 @@ pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: D
                     timestamp(now),
                     timestamp(now),
                     timestamp(now + chrono::TimeDelta::from_std(alerts.give_up_after)?),
+                    key.map_or(Value::Null, Value::Text),
                 ],
                 |r| r.get(0),
             )?;
@@ -201,6 +228,22 @@ pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: D
         Ok(composed)
     })
     .with_context(|| format!("making alert messages for {}", destination.name))
+}
+
+/// When each of `keys` last had a firing message to `destination` (µs).
+fn last_messages<'a>(
+    conn: &duckdb::Connection,
+    destination: &str,
+    keys: impl Iterator<Item = &'a String>,
+) -> Result<BTreeMap<String, i64>> {
+    let keys = Value::List(keys.map(|k| Value::Text(k.clone())).collect());
+    let mut stmt = conn.prepare(
+        "SELECT group_key, epoch_us(max(created_at)) FROM alert_messages
+         WHERE destination = ? AND alert_status = 'firing' AND list_contains(?::VARCHAR[], group_key)
+         GROUP BY group_key",
+    )?;
+    let rows = stmt.query_map([Value::Text(destination.into()), keys], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<duckdb::Result<_>>()?)
 }
 
 fn assign(conn: &duckdb::Connection, destination: &str, events: impl Iterator<Item = i64>, message: i64) -> Result<()> {

@@ -1,5 +1,8 @@
-//! Detection inside `serve` and `demo`: a thread that, every few seconds, absorbs what
-//! was committed since its last pass and evaluates the rules over it.
+//! Detection inside `serve` and `demo`: a thread that, when a commit lands (or every
+//! [`INTERVAL`] at the latest), absorbs what was committed since its last pass and
+//! evaluates the rules over it. A pass starts [`SETTLE`] after the commit that woke it,
+//! so a burst of commits makes one pass: the time from an event to its finding is the
+//! commit, that wait and the pass, not a fixed tick.
 //!
 //! While ingest runs flat out (its commits are cut at their size limit because the
 //! source has more waiting: [`Metrics::full_commits`]), passes wait, for at most
@@ -17,8 +20,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long the thread waits between passes when nothing failed.
+/// The longest the thread waits between passes when no commit wakes it.
 pub const INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long after a commit a pass starts: commits that follow within it join the pass.
+pub const SETTLE: Duration = Duration::from_millis(100);
 
 /// The longest a pass waits for ingest to stop running flat out.
 pub const MAX_DEFER: Duration = Duration::from_secs(60);
@@ -40,6 +46,7 @@ pub fn spawn(
 ) -> Result<std::thread::JoinHandle<()>> {
     Ok(std::thread::Builder::new().name("detection".into()).spawn(move || {
         crate::priority::lower(NICE);
+        let mut seen = metrics.commits.get();
         while !stop.load(Ordering::SeqCst) {
             match detector.evaluate_after_commit(&store) {
                 Ok(evaluation) => {
@@ -57,35 +64,51 @@ pub fn spawn(
             if let Err(error) = count_findings(&store, &metrics) {
                 tracing::warn!(error = format!("{error:#}"), "counting findings for /metrics failed");
             }
-            if !wait_for_next_pass(&stop, &metrics.full_commits, &metrics.detection_waiting, INTERVAL, MAX_DEFER) {
+            let clocks = Clocks { commits: &metrics.commits, full_commits: &metrics.full_commits };
+            if !wait_for_next_pass(&stop, clocks, &mut seen, &metrics.detection_waiting, INTERVAL, MAX_DEFER) {
                 return;
             }
         }
     })?)
 }
 
-/// Waits `interval` ([`INTERVAL`]), and more while ingest cut a commit at its size
-/// limit (`full_commits` moved) in the last interval, up to `max_defer` ([`MAX_DEFER`]);
-/// `deferred` is 1 while it waits for that. False once `stop` is set.
+/// Ingest's commit counters, which wake and hold detection.
+#[derive(Clone, Copy)]
+struct Clocks<'a> {
+    commits: &'a Counter,
+    full_commits: &'a Counter,
+}
+
+/// Waits until a commit lands after `seen` commits (then [`SETTLE`] more), or `interval`
+/// ([`INTERVAL`]) at the latest; and more while ingest cut a commit at its size limit
+/// (`full_commits` moved) meanwhile, up to `max_defer` ([`MAX_DEFER`]); `deferred` is 1
+/// while it waits for that. Leaves `seen` at the commits there were when it returned.
+/// False once `stop` is set.
 fn wait_for_next_pass(
     stop: &AtomicBool,
-    full_commits: &Counter,
+    clocks: Clocks<'_>,
+    seen: &mut u64,
     deferred: &Gauge,
     interval: Duration,
     max_defer: Duration,
 ) -> bool {
     let waiting = Instant::now();
-    let mut full = full_commits.get();
+    let mut full = clocks.full_commits.get();
     loop {
-        // Sleep in short steps so a stop is quick.
+        // Short steps, so a commit or a stop is noticed at once.
         let until = Instant::now() + interval;
         while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
             if stop.load(Ordering::SeqCst) {
                 return false;
             }
-            std::thread::sleep(left.min(Duration::from_millis(100)));
+            if clocks.commits.get() != *seen {
+                std::thread::sleep(SETTLE);
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(20)));
         }
-        let now = full_commits.get();
+        *seen = clocks.commits.get();
+        let now = clocks.full_commits.get();
         if now == full || waiting.elapsed() >= max_defer {
             deferred.set(0);
             return !stop.load(Ordering::SeqCst);
@@ -110,7 +133,7 @@ fn count_findings(store: &Store, metrics: &Metrics) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::wait_for_next_pass;
+    use super::{Clocks, wait_for_next_pass};
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::gauge::Gauge;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,19 +143,42 @@ mod tests {
 
     #[test]
     fn a_pass_waits_one_interval_when_ingest_is_not_flat_out() {
-        let (stop, full) = (AtomicBool::new(false), Counter::default());
+        let (stop, full, commits) = (AtomicBool::new(false), Counter::default(), Counter::default());
         let started = Instant::now();
         let deferred = Gauge::default();
-        assert!(wait_for_next_pass(&stop, &full, &deferred, INTERVAL, Duration::from_secs(30)));
+        let clocks = Clocks { commits: &commits, full_commits: &full };
+        assert!(wait_for_next_pass(&stop, clocks, &mut 0, &deferred, INTERVAL, Duration::from_secs(30)));
         let waited = started.elapsed();
         assert!(waited >= INTERVAL && waited < Duration::from_secs(10), "waited {waited:?}");
         assert_eq!(deferred.get(), 0);
     }
 
     #[test]
+    fn a_commit_starts_a_pass_without_waiting_out_the_interval() {
+        let (stop, full, commits) = (AtomicBool::new(false), Counter::default(), Counter::default());
+        let clocks = Clocks { commits: &commits, full_commits: &full };
+        let mut seen = 0;
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                commits.inc();
+            });
+            let interval = Duration::from_secs(30);
+            assert!(wait_for_next_pass(&stop, clocks, &mut seen, &Gauge::default(), interval, interval));
+        });
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(200) && waited < Duration::from_secs(5), "waited {waited:?}");
+        assert_eq!(seen, 1, "the commit it saw is counted as seen");
+    }
+
+    #[test]
     fn full_commits_defer_a_pass_until_they_stop_or_for_at_most_max_defer() {
         let (stop, full) = (AtomicBool::new(false), Counter::default());
         let (done, deferred) = (AtomicBool::new(false), Gauge::default());
+        // Every commit of a backlog is full: the same counter is both clocks here.
+        let clocks = Clocks { commits: &full, full_commits: &full };
+        let mut commits_seen = 0;
         std::thread::scope(|scope| {
             // Ingest running flat out: a commit cut at its size limit every 10 ms.
             scope.spawn(|| {
@@ -151,7 +197,8 @@ mod tests {
                     }
                     deferred.get()
                 });
-                assert!(wait_for_next_pass(&stop, &full, &deferred, INTERVAL, Duration::from_millis(400)));
+                let max_defer = Duration::from_millis(400);
+                assert!(wait_for_next_pass(&stop, clocks, &mut commits_seen, &deferred, INTERVAL, max_defer));
                 assert_eq!(seen.join().unwrap(), 1, "detection_waiting was 1 during the wait");
             });
             let waited = started.elapsed();
@@ -160,7 +207,8 @@ mod tests {
             // Ingest stops running flat out: the next wait ends after the interval that saw no full commit.
             done.store(true, Ordering::SeqCst);
             let started = Instant::now();
-            assert!(wait_for_next_pass(&stop, &full, &deferred, INTERVAL, Duration::from_secs(30)));
+            let max_defer = Duration::from_secs(30);
+            assert!(wait_for_next_pass(&stop, clocks, &mut commits_seen, &deferred, INTERVAL, max_defer));
             assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
         });
     }
@@ -169,7 +217,9 @@ mod tests {
     fn a_stop_ends_the_wait() {
         let (stop, full) = (AtomicBool::new(true), Counter::default());
         let started = Instant::now();
-        assert!(!wait_for_next_pass(&stop, &full, &Gauge::default(), Duration::from_secs(30), Duration::from_secs(60)));
+        let clocks = Clocks { commits: &full, full_commits: &full };
+        let (interval, max) = (Duration::from_secs(30), Duration::from_secs(60));
+        assert!(!wait_for_next_pass(&stop, clocks, &mut 0, &Gauge::default(), interval, max));
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_integrity"),
     migration!(8, "0008_checkpoint_lanes"),
     migration!(9, "0009_append_chain"),
+    migration!(10, "0010_alert_groups"),
 ];
 
 fn checksum(sql: &str) -> String {
