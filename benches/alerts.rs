@@ -201,11 +201,10 @@ fn main() {
          detection and the outbox in between); \"raised\" is the commit of the finding with its outbox event \
          (`findings.created_at`). Target: under 5 s at p99 from detection to delivery (met).\n\n\
          | from | p50 ms | p99 ms | max ms |\n|---|---|---|---|\n{}{}\n\
-         In `serve` and `demo` detection runs every 5 s (`rules::live::INTERVAL`; up to 60 s while Event Hubs \
-         ingest runs flat out, `rules::live::MAX_DEFER`), so from the source add up to that wait; the detection \
-         pass wakes the worker. With grouping (`group_interval_secs`, default 60) the \
-         first change for a destination goes at once and those that follow within the interval wait for it, \
-         by design.\n<!-- /bench:alerts -->\n",
+         In `serve` and `demo` detection runs when a commit lands (`rules::live::SETTLE` after it; up to 60 s \
+         later while Event Hubs ingest runs flat out, `rules::live::MAX_DEFER`), and the pass wakes the worker; \
+         with the default grouping a group's first message waits `group_wait_ms` (1 s) for the rest of its changes. \
+         The section below measures it all end to end.\n<!-- /bench:alerts -->\n",
         PAUSE.as_millis(),
         elapsed.as_secs_f64(),
         row("source → received", &from_source),
