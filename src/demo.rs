@@ -151,6 +151,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
     let detection = crate::rules::live::spawn(store.clone(), detector, state.metrics.clone(), stop.clone(), {
         move |_| alerts.wake()
     })?;
+    let sampler = crate::process::spawn_memory_sampler(store.clone(), state.metrics.clone(), stop.clone())?;
     store.lock_down()?;
     state.rules = rules;
     let audit = state.audit.clone();
@@ -174,6 +175,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
     alerts_stop.cancel();
     let ingested = ingest.join().map_err(|_| anyhow::anyhow!("the demo ingest thread panicked"))?;
     let _ = detection.join();
+    let _ = sampler.join();
     // Every thread that holds the database ends before the process does.
     audit.close();
     drop(runtime);

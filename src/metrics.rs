@@ -28,6 +28,15 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// One kind of memory the process holds.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemoryLabels {
+    /// `resident` (the kernel's count), `peak_resident`, `duckdb` (DuckDB's buffer pool and
+    /// operators, its own count), `duckdb_temporary` (spilled to disk), `malloc_in_use` and
+    /// `malloc_free` (the C allocator DuckDB uses; free is held, not returned).
+    pub kind: String,
+}
+
 /// One finding status and severity.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FindingLabels {
@@ -70,6 +79,8 @@ pub struct Metrics {
     pub findings: Family<FindingLabels, Gauge>,
     /// Alert delivery attempts by destination and outcome.
     pub alert_deliveries: Family<DeliveryLabels, Counter>,
+    /// The process's memory by kind ([`crate::process::sample_memory`]).
+    pub memory: Family<MemoryLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -135,7 +146,14 @@ impl Default for Metrics {
             "Alert delivery attempts by destination and outcome (delivered, retry, dead)",
             alert_deliveries.clone(),
         );
+        let memory = Family::<MemoryLabels, Gauge>::default();
+        registry.register(
+            "memory_bytes",
+            "The process's memory by kind: resident, peak_resident, duckdb, duckdb_temporary, malloc_in_use, malloc_free",
+            memory.clone(),
+        );
         Metrics {
+            memory,
             alert_deliveries,
             registry,
             http_seconds,

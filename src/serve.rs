@@ -148,6 +148,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
     let detection = crate::rules::live::spawn(store.clone(), detector, metrics.clone(), detection_stop.clone(), {
         move |_| alerts.wake()
     })?;
+    let sampler = crate::process::spawn_memory_sampler(store.clone(), metrics.clone(), detection_stop.clone())?;
     store.lock_down()?;
     let mut state = AppState::new(store.clone(), mode, auth);
     state.rules = rules;
@@ -184,6 +185,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
     cancel.cancel();
     detection_stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = detection.join();
+    let _ = sampler.join();
     let ingested = match source {
         Some(thread) => thread.join().map_err(|_| anyhow::anyhow!("the Event Hubs ingest thread panicked"))?,
         None => Ok(()),
