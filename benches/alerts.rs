@@ -313,8 +313,7 @@ fn end_to_end() {
     let _ = serve.wait();
 
     let received = received.lock().unwrap();
-    let mut latency: Vec<f64> =
-        (0..attacks).map(|i| (received[&principal(i)] - enqueued[i]) as f64 / 1000.0).collect();
+    let mut latency: Vec<f64> = (0..attacks).map(|i| (received[&principal(i)] - enqueued[i]) as f64 / 1000.0).collect();
     latency.sort_by(f64::total_cmp);
     let (p50, p99, max) = (percentile(&latency, 0.5), percentile(&latency, 0.99), latency[latency.len() - 1]);
     let verdict = if p99 < 5000.0 { "met" } else { "not met" };

@@ -696,3 +696,60 @@ fn detect_prints_the_findings_of_a_period_as_json_or_a_table() {
     let table = detect(None, None, Format::Table);
     assert!(table.contains("key_auth_access") && table.contains("| rule") && table.contains("medium"), "{table}");
 }
+
+/// Counts the bytes this test binary's Rust code holds, so a test can tell TokenTrail's
+/// allocations from DuckDB's (which go to the C allocator directly).
+struct Counting;
+
+static RUST_HEAP: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+// SAFETY: every call is passed on to the system allocator unchanged; only counted.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        RUST_HEAP.fetch_add(layout.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is the system allocator's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        RUST_HEAP.fetch_sub(layout.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        RUST_HEAP.fetch_add(new_size as i64 - layout.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[test]
+fn detection_passes_over_a_fixed_database_do_not_grow_memory() {
+    let db = TestDb::new();
+    let generator = Generator::new(Tenant::new(3), 3);
+    let path = {
+        let (events, _) = generator.history(at(MONDAY), at(MONDAY) + Duration::days(3), Scenario::all());
+        let refs: Vec<&Event> = events.iter().collect();
+        write_events(&db, "history.ndjson", &refs)
+    };
+    db.ingest(&[path]);
+    let (detector, problems) = Detector::open(&db.store, &config(&db)).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    detector.evaluate_after_commit(&db.store).unwrap();
+    let mut rust = Vec::new();
+    for _ in 0..24 {
+        // A full pass: every rule over all history, evidence compared and kept.
+        detector.evaluate_period(&db.store, None, None).unwrap();
+        rust.push(RUST_HEAP.load(std::sync::atomic::Ordering::Relaxed));
+    }
+    // TokenTrail's own allocations are the same after every pass once warm. (DuckDB's own
+    // grow until its eviction queues reach the size at which it purges them: bounded, see
+    // BENCHMARKS.md, "Memory over time".)
+    let warm = rust[4];
+    let spread = rust[4..].iter().map(|r| (r - warm).abs()).max().unwrap_or(0);
+    assert!(spread < 64 * 1024, "TokenTrail's heap moved by {spread} bytes from pass to pass: {rust:?}");
+}

@@ -139,71 +139,73 @@ pub struct Composed {
 /// findings by group ([`group_key`]): a group's first message `group_wait` after its
 /// first change, then at most one per `group_interval` (all that came meanwhile in one).
 pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: DateTime<Utc>) -> Result<Composed> {
-    store.transaction(|conn| {
-        let name = Value::Text(destination.name.clone());
-        let items: Vec<Item> = conn
-            .prepare(
-                "SELECT p.event_id, p.finding_id, p.change, epoch_us(e.created_at) FROM alert_pending p
+    store
+        .transaction(|conn| {
+            let name = Value::Text(destination.name.clone());
+            let items: Vec<Item> = conn
+                .prepare(
+                    "SELECT p.event_id, p.finding_id, p.change, epoch_us(e.created_at) FROM alert_pending p
                  JOIN alert_events e ON e.id = p.event_id
                  WHERE p.destination = ? AND p.message_id IS NULL ORDER BY p.event_id",
-            )?
-            .query_map([name.clone()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<duckdb::Result<_>>()?;
-        let mut composed = Composed::default();
-        if items.is_empty() {
-            return Ok(composed);
-        }
-        let (firing, resolved): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| FIRING.contains(&i.2.as_str()));
-        // A resolution supersedes the changes of the same finding before it: no message
-        // about a finding that is already over.
-        let (superseded, firing): (Vec<_>, Vec<_>) =
-            firing.into_iter().partition(|f| resolved.iter().any(|r| r.1 == f.1 && r.0 > f.0));
-        if !superseded.is_empty() {
-            assign(conn, &destination.name, superseded.iter().map(|s| s.0), 0)?;
-        }
-        let mut groups: Vec<(AlertStatus, Option<String>, Vec<Item>)> = Vec::new();
-        if !resolved.is_empty() {
-            groups.push((AlertStatus::Resolved, None, resolved));
-        }
-        if !firing.is_empty() {
-            let interval = chrono::TimeDelta::from_std(alerts.group_interval)?;
-            let wait = chrono::TimeDelta::from_std(alerts.group_wait)?;
-            if interval.is_zero() {
-                groups.extend(firing.into_iter().map(|f| (AlertStatus::Firing, None, vec![f])));
-            } else {
-                let finding_ids: Vec<i64> = firing.iter().map(|f| f.1).collect::<BTreeSet<_>>().into_iter().collect();
-                let keys: BTreeMap<i64, String> =
-                    findings(conn, &finding_ids)?.iter().map(|f| (f.id, group_key(f))).collect();
-                let mut by_key: BTreeMap<String, Vec<Item>> = BTreeMap::new();
-                for item in firing {
-                    // A finding gone since (it cannot be) still goes out, in a group of its own.
-                    let key = keys.get(&item.1).cloned().unwrap_or_else(|| format!("finding={}", item.1));
-                    by_key.entry(key).or_default().push(item);
-                }
-                let last = last_messages(conn, &destination.name, by_key.keys())?;
-                for (key, items) in by_key {
-                    let first_change = items.iter().map(|i| i.3).min().unwrap_or_default();
-                    let open_at = match last.get(&key) {
-                        Some(sent) => micros(*sent) + interval,
-                        None => micros(first_change) + wait,
-                    };
-                    if open_at > now {
-                        composed.wait_until = Some(composed.wait_until.map_or(open_at, |w| w.min(open_at)));
-                    } else {
-                        groups.push((AlertStatus::Firing, Some(key), items));
+                )?
+                .query_map([name.clone()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<duckdb::Result<_>>()?;
+            let mut composed = Composed::default();
+            if items.is_empty() {
+                return Ok(composed);
+            }
+            let (firing, resolved): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| FIRING.contains(&i.2.as_str()));
+            // A resolution supersedes the changes of the same finding before it: no message
+            // about a finding that is already over.
+            let (superseded, firing): (Vec<_>, Vec<_>) =
+                firing.into_iter().partition(|f| resolved.iter().any(|r| r.1 == f.1 && r.0 > f.0));
+            if !superseded.is_empty() {
+                assign(conn, &destination.name, superseded.iter().map(|s| s.0), 0)?;
+            }
+            let mut groups: Vec<(AlertStatus, Option<String>, Vec<Item>)> = Vec::new();
+            if !resolved.is_empty() {
+                groups.push((AlertStatus::Resolved, None, resolved));
+            }
+            if !firing.is_empty() {
+                let interval = chrono::TimeDelta::from_std(alerts.group_interval)?;
+                let wait = chrono::TimeDelta::from_std(alerts.group_wait)?;
+                if interval.is_zero() {
+                    groups.extend(firing.into_iter().map(|f| (AlertStatus::Firing, None, vec![f])));
+                } else {
+                    let finding_ids: Vec<i64> =
+                        firing.iter().map(|f| f.1).collect::<BTreeSet<_>>().into_iter().collect();
+                    let keys: BTreeMap<i64, String> =
+                        findings(conn, &finding_ids)?.iter().map(|f| (f.id, group_key(f))).collect();
+                    let mut by_key: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+                    for item in firing {
+                        // A finding gone since (it cannot be) still goes out, in a group of its own.
+                        let key = keys.get(&item.1).cloned().unwrap_or_else(|| format!("finding={}", item.1));
+                        by_key.entry(key).or_default().push(item);
+                    }
+                    let last = last_messages(conn, &destination.name, by_key.keys())?;
+                    for (key, items) in by_key {
+                        let first_change = items.iter().map(|i| i.3).min().unwrap_or_default();
+                        let open_at = match last.get(&key) {
+                            Some(sent) => micros(*sent) + interval,
+                            None => micros(first_change) + wait,
+                        };
+                        if open_at > now {
+                            composed.wait_until = Some(composed.wait_until.map_or(open_at, |w| w.min(open_at)));
+                        } else {
+                            groups.push((AlertStatus::Firing, Some(key), items));
+                        }
                     }
                 }
             }
-        }
-        for (status, key, group) in groups {
-            let finding_ids: Vec<i64> = group.iter().map(|g| g.1).collect::<BTreeSet<_>>().into_iter().collect();
-            let views = findings(conn, &finding_ids)?;
-            // A finding counts as new in this message if any of its changes raised it.
-            let new: BTreeSet<i64> =
-                group.iter().filter(|g| g.2 == "raised" || g.2 == "reopened").map(|g| g.1).collect();
-            let webhook_id = format!("msg_{:032x}", rand::random::<u128>());
-            let body = payload::build(destination, alerts, status, &views, &new, now);
-            let message_id: i64 = conn.query_row(
+            for (status, key, group) in groups {
+                let finding_ids: Vec<i64> = group.iter().map(|g| g.1).collect::<BTreeSet<_>>().into_iter().collect();
+                let views = findings(conn, &finding_ids)?;
+                // A finding counts as new in this message if any of its changes raised it.
+                let new: BTreeSet<i64> =
+                    group.iter().filter(|g| g.2 == "raised" || g.2 == "reopened").map(|g| g.1).collect();
+                let webhook_id = format!("msg_{:032x}", rand::random::<u128>());
+                let body = payload::build(destination, alerts, status, &views, &new, now);
+                let message_id: i64 = conn.query_row(
                 "INSERT INTO alert_messages (webhook_id, destination, destination_kind, alert_status, finding_ids, body,
                      delivery, attempts, created_at, next_attempt_at, give_up_at, group_key)
                  VALUES (?, ?, ?, ?, ?::BIGINT[], ?, 'pending', 0, ?, ?, ?, ?)
@@ -222,12 +224,12 @@ pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: D
                 ],
                 |r| r.get(0),
             )?;
-            assign(conn, &destination.name, group.iter().map(|g| g.0), message_id)?;
-            composed.messages += 1;
-        }
-        Ok(composed)
-    })
-    .with_context(|| format!("making alert messages for {}", destination.name))
+                assign(conn, &destination.name, group.iter().map(|g| g.0), message_id)?;
+                composed.messages += 1;
+            }
+            Ok(composed)
+        })
+        .with_context(|| format!("making alert messages for {}", destination.name))
 }
 
 /// When each of `keys` last had a firing message to `destination` (µs).

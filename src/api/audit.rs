@@ -19,13 +19,16 @@ use crate::store::Store;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use duckdb::types::{TimeUnit, Value};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 pub const BATCH: usize = 500;
+/// Entries waiting for the writer at most; past it (the database stalled), entries are
+/// counted and the count written as one row when the writer catches up.
+pub const QUEUE: usize = 10_000;
 /// Refused calls of one address written one by one each minute; the rest are counted.
 pub const REFUSED_PER_MINUTE: u32 = 30;
 /// Addresses whose refusals are counted apart; past it, all others share one count.
@@ -113,8 +116,10 @@ enum Message {
 /// Cheap to clone; the writer thread ends when the last clone is dropped.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: Sender<Message>,
+    tx: SyncSender<Message>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Entries that found the queue full.
+    overflow: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AuditLog {
@@ -124,16 +129,18 @@ impl AuditLog {
 
     /// With a limit of refused calls per source and minute other than [`REFUSED_PER_MINUTE`].
     pub fn start_with(store: Arc<Store>, refused_per_minute: u32) -> AuditLog {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let overflow = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let lost = overflow.clone();
         let thread = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
                 // The API's own work, like its queries, yields the CPU to ingest.
                 crate::priority::lower(super::pool::QUERY_NICE);
-                writer(&store, rx, refused_per_minute)
+                writer(&store, rx, refused_per_minute, &lost)
             })
             .expect("spawning the access log thread");
-        AuditLog { tx, thread: Arc::new(Mutex::new(Some(thread))) }
+        AuditLog { tx, thread: Arc::new(Mutex::new(Some(thread))), overflow }
     }
 
     /// Writes what is pending and waits for the writer thread to end (and let go of
@@ -148,9 +155,18 @@ impl AuditLog {
         }
     }
 
+    /// Queues `entry` without waiting (it is called on the async runtime).
     pub fn record(&self, entry: Entry) {
-        if self.tx.send(Message::Entry(Box::new(entry.bounded()))).is_err() {
-            tracing::error!("access log writer has stopped; an access log entry is lost");
+        match self.tx.try_send(Message::Entry(Box::new(entry.bounded()))) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                if self.overflow.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+                    tracing::error!(queue = QUEUE, "access log queue full; entries are counted until it drains");
+                }
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                tracing::error!("access log writer has stopped; an access log entry is lost")
+            }
         }
     }
 
@@ -160,6 +176,28 @@ impl AuditLog {
         if self.tx.send(Message::Flush(done_tx)).is_ok() {
             let _ = done_rx.recv();
         }
+    }
+}
+
+/// The row that counts entries the queue had no room for.
+fn overflow_entry(lost: u64) -> Entry {
+    Entry {
+        time: Utc::now(),
+        oid: None,
+        tid: None,
+        name: None,
+        role: None,
+        method: "-".into(),
+        endpoint: "(access log overflow)".into(),
+        path: "-".into(),
+        parameters: serde_json::json!({ "lost_entries": lost, "queue": QUEUE }),
+        status: 0,
+        rows: Some(lost as i64),
+        duration_ms: 0.0,
+        client_ip: None,
+        user_agent: None,
+        auth: "none",
+        request_id: String::new(),
     }
 }
 
@@ -228,7 +266,7 @@ impl Refusals {
     }
 }
 
-fn writer(store: &Store, rx: Receiver<Message>, refused_per_minute: u32) {
+fn writer(store: &Store, rx: Receiver<Message>, refused_per_minute: u32, overflow: &std::sync::atomic::AtomicU64) {
     // Rows from before the chain existed (an upgraded database) are chained now, so
     // from here on every row is covered.
     if let Err(error) = crate::evidence::append::append(store, "access_log", |_| Ok(())) {
@@ -266,6 +304,10 @@ fn writer(store: &Store, rx: Receiver<Message>, refused_per_minute: u32) {
             Err(RecvTimeoutError::Timeout) => {}
         }
         pending.extend(refusals.ended(false));
+        let lost = overflow.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if lost > 0 {
+            pending.push(overflow_entry(lost));
+        }
         write_or_log(store, &mut pending);
         if let Some(done) = answer {
             let _ = done.send(());

@@ -16,6 +16,9 @@ use tokio::sync::Semaphore;
 
 /// Calls of one caller in flight at once.
 pub const MAX_CALLS: usize = 6;
+/// Authenticated calls in flight at once, all callers together (each holds memory and,
+/// queued, a place in the query pool's line); more are answered 503.
+pub const MAX_IN_FLIGHT: usize = 1_024;
 /// Callers remembered before idle ones are forgotten.
 const MAX_CALLERS: usize = 10_000;
 
@@ -31,6 +34,16 @@ pub struct Callers {
     shares: Arc<Mutex<HashMap<String, Arc<Share>>>>,
     max_calls: usize,
     database_jobs: usize,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Why a call was not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Busy {
+    /// The caller has its share of calls in flight (429).
+    Caller,
+    /// The service has [`MAX_IN_FLIGHT`] calls in flight (503).
+    Service,
 }
 
 impl Default for Callers {
@@ -39,14 +52,16 @@ impl Default for Callers {
     }
 }
 
-/// A call in flight; the caller's count goes down when it is dropped.
+/// A call in flight; the counts go down when it is dropped.
 pub struct InFlight {
     share: Arc<Share>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.share.calls.fetch_sub(1, Ordering::AcqRel);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -60,11 +75,20 @@ impl InFlight {
 impl Callers {
     /// `max_calls` in flight per caller, `database_jobs` of theirs at once.
     pub fn new(max_calls: usize, database_jobs: usize) -> Callers {
-        Callers { shares: Default::default(), max_calls, database_jobs: database_jobs.max(1) }
+        Callers {
+            shares: Default::default(),
+            max_calls,
+            database_jobs: database_jobs.max(1),
+            in_flight: Default::default(),
+        }
     }
 
-    /// Admits one more call of `caller`, or says it has its calls in flight already.
-    pub fn enter(&self, caller: &str) -> Option<InFlight> {
+    /// Admits one more call of `caller`, or says whose limit it met.
+    pub fn enter(&self, caller: &str) -> Result<InFlight, Busy> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy::Service);
+        }
         let share = {
             let mut shares = self.shares.lock().expect("callers lock");
             if shares.len() >= MAX_CALLERS && !shares.contains_key(caller) {
@@ -81,9 +105,10 @@ impl Callers {
         let before = share.calls.fetch_add(1, Ordering::AcqRel);
         if before >= self.max_calls {
             share.calls.fetch_sub(1, Ordering::AcqRel);
-            return None;
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy::Caller);
         }
-        Some(InFlight { share })
+        Ok(InFlight { share, in_flight: self.in_flight.clone() })
     }
 }
 
@@ -100,9 +125,19 @@ mod tests {
     fn a_caller_gets_max_calls_and_no_more_until_one_ends() {
         let callers = Callers::new(MAX_CALLS, 1);
         let held: Vec<InFlight> = (0..MAX_CALLS).map(|_| callers.enter("a").expect("admitted")).collect();
-        assert!(callers.enter("a").is_none());
-        assert!(callers.enter("b").is_some(), "another caller is not held up");
+        assert_eq!(callers.enter("a").err(), Some(Busy::Caller));
+        assert!(callers.enter("b").is_ok(), "another caller is not held up");
         drop(held);
-        assert!(callers.enter("a").is_some());
+        assert!(callers.enter("a").is_ok());
+    }
+
+    #[test]
+    fn the_service_admits_max_in_flight_calls_from_everyone() {
+        let callers = Callers::new(usize::MAX, 1);
+        let held: Vec<InFlight> =
+            (0..MAX_IN_FLIGHT).map(|i| callers.enter(&format!("c{i}")).expect("admitted")).collect();
+        assert_eq!(callers.enter("one more").err(), Some(Busy::Service));
+        drop(held);
+        assert!(callers.enter("one more").is_ok());
     }
 }

@@ -298,15 +298,23 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         return finish(&state, entry, response, started, None, None);
     };
     entry.role = Some(role.claim().to_string());
-    let Some(in_flight) = state.callers.enter(&format!("{}/{}", caller.tid, caller.oid)) else {
-        let mut response = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_calls",
-            "you have as many calls in flight as one caller may; wait for one to end",
-        )
-        .into_response();
-        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        return finish(&state, entry, response, started, None, None);
+    let in_flight = match state.callers.enter(&format!("{}/{}", caller.tid, caller.oid)) {
+        Ok(in_flight) => in_flight,
+        Err(busy) => {
+            let (status, code, message) = match busy {
+                callers::Busy::Caller => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_calls",
+                    "you have as many calls in flight as one caller may; wait for one to end",
+                ),
+                callers::Busy::Service => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "busy", "the service has as many calls in flight as it takes")
+                }
+            };
+            let mut response = ApiError::new(status, code, message).into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return finish(&state, entry, response, started, None, None);
+        }
     };
     let rows = RowCount::default();
     let note = AuditNote::default();

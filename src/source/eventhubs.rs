@@ -710,7 +710,8 @@ impl Receiver {
         });
         let room = self.room.clone().acquire_many_owned(1).await?;
         let body = Some(Body::Joined(serde_json::to_vec(&record)?));
-        let event = Event { partition: self.index, sequence: after, offset: None, enqueued_us: None, body, _room: room };
+        let event =
+            Event { partition: self.index, sequence: after, offset: None, enqueued_us: None, body, _room: room };
         self.tx.send(event).await.map_err(|_| anyhow!("the service is stopping"))?;
         self.last = Some(after);
         self.last_time = None;

@@ -1,0 +1,269 @@
+//! Memory over hours: does a running service hold its memory flat once warm?
+//!
+//! 1. `tokentrail demo` live (generated events every 2 s, detection on each commit,
+//!    nobody using the UI).
+//! 2. `tokentrail serve` with a steady producer through the test hub (well under its
+//!    capacity) while a client polls the API.
+//!
+//! Each runs for TOKENTRAIL_SOAK_MINUTES (default 60); resident memory (and the kinds
+//! `/metrics` reports) is sampled every minute. After the first 10 minutes, the target
+//! is resident memory within ±10% of its mean and no upward trend (least-squares slope
+//! under 0.1 MiB/min). Writes a table to BENCHMARKS.md and a plot to
+//! `benches/soak.svg`.
+//!
+//! `cargo bench --bench soak` (TOKENTRAIL_SOAK_MINUTES=5 for a short look).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary measured: this build's, or TOKENTRAIL_SOAK_BIN (a copy that a rebuild
+/// during the hours of the run cannot replace).
+fn bin() -> String {
+    std::env::var("TOKENTRAIL_SOAK_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tokentrail").to_string())
+}
+/// Minutes at the start that are warm-up, not judged.
+const WARM_UP: usize = 10;
+const HUB: &str = "insights-logs-dataplanerequests";
+
+/// One sample: minutes since start, resident MiB, and `/metrics` memory kinds (MiB).
+struct Sample {
+    minute: f64,
+    resident: f64,
+    kinds: Vec<(String, f64)>,
+}
+
+fn resident_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l[6..].trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn memory_kinds(address: &str) -> Vec<(String, f64)> {
+    let Ok(mut reply) = ureq::get(&format!("http://{address}/metrics")).call() else { return Vec::new() };
+    let text = reply.body_mut().read_to_string().unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("tokentrail_memory_bytes{kind=\""))
+        .filter_map(|l| {
+            let (kind, value) = l.split_once("\"} ")?;
+            Some((kind.to_string(), value.trim().parse::<f64>().ok()? / 1048576.0))
+        })
+        .collect()
+}
+
+/// Samples `child` every minute for `minutes`, calling `tick` every second meanwhile.
+fn sample(child: &mut Child, address: &str, minutes: usize, mut tick: impl FnMut()) -> Vec<Sample> {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    for minute in 0..=minutes {
+        let due = started + Duration::from_secs(60 * minute as u64);
+        while Instant::now() < due {
+            tick();
+            std::thread::sleep(Duration::from_secs(1).min(due.saturating_duration_since(Instant::now())));
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the process ended during the soak");
+        let s = Sample {
+            minute: started.elapsed().as_secs_f64() / 60.0,
+            resident: resident_mib(child.id()),
+            kinds: memory_kinds(address),
+        };
+        println!("  {:5.1} min  {:7.1} MiB  {:?}", s.minute, s.resident, s.kinds);
+        out.push(s);
+    }
+    out
+}
+
+/// Mean, spread (max deviation from the mean, %), and least-squares slope (MiB/min) of
+/// the samples after the warm-up.
+fn judge(samples: &[Sample]) -> (f64, f64, f64) {
+    let judged: Vec<&Sample> = samples.iter().filter(|s| s.minute >= WARM_UP as f64 - 0.01).collect();
+    let n = judged.len() as f64;
+    let mean = judged.iter().map(|s| s.resident).sum::<f64>() / n;
+    let spread = judged.iter().map(|s| (s.resident - mean).abs() / mean * 100.0).fold(0.0, f64::max);
+    let mx = judged.iter().map(|s| s.minute).sum::<f64>() / n;
+    let (num, den) = judged.iter().fold((0.0, 0.0), |(a, b), s| {
+        (a + (s.minute - mx) * (s.resident - mean), b + (s.minute - mx) * (s.minute - mx))
+    });
+    (mean, spread, if den > 0.0 { num / den } else { 0.0 })
+}
+
+fn demo(dir: &std::path::Path, minutes: usize) -> Vec<Sample> {
+    let mut child = Command::new(bin())
+        .args(["demo", "--db", dir.join("demo.duckdb").to_str().unwrap(), "--port", "0"])
+        .env("TOKENTRAIL_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("demo printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("TokenTrail demo on http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let samples = sample(&mut child, &address, minutes, || {});
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = child.wait();
+    samples
+}
+
+fn serve(dir: &std::path::Path, minutes: usize) -> Vec<Sample> {
+    let hub = tokentrail_testhub::TestHub::start(&[tokentrail_testhub::HubSpec::new(HUB, 4)]).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let db = dir.join("serve.duckdb");
+    let config = dir.join("tokentrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "db = {db:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\ndevelopment_sign_in = true\n[eventhubs]\n\
+             hubs = [\"{HUB}\"]\ncredential = \"connection_string\"\nendpoint = \"{}\"\n",
+            hub.endpoint()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("TOKENTRAIL_EVENTHUBS_CONNECTION_STRING", hub.connection_string(HUB))
+        .env("TOKENTRAIL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let address = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A steady stream: 100 records a second in envelopes of 20, over the partitions.
+    let mut records = Vec::new();
+    tokentrail::generate::write_cosmos_ndjson(&mut records, 20_000, 5).unwrap();
+    let lines: Vec<&str> = std::str::from_utf8(&records).unwrap().lines().collect();
+    let envelopes: Vec<Vec<u8>> =
+        lines.chunks(20).map(|c| format!("{{\"records\":[{}]}}", c.join(",")).into_bytes()).collect();
+    let token = tokentrail::auth::dev_token(&db, tokentrail::auth::Role::Responder, "soak", chrono::Duration::hours(4))
+        .unwrap();
+    let (mut next, mut polled) = (0usize, Instant::now());
+    let samples = sample(&mut child, &address, minutes, || {
+        for _ in 0..5 {
+            hub.append(HUB, (next % 4) as u32, envelopes[next % envelopes.len()].clone());
+            next += 1;
+        }
+        // An on-call engineer's browser: status and findings every 5 s.
+        if polled.elapsed() >= Duration::from_secs(5) {
+            polled = Instant::now();
+            for path in ["/api/status", "/api/findings?limit=50"] {
+                let _ = ureq::get(&format!("http://{address}{path}"))
+                    .header("Authorization", &format!("Bearer {token}"))
+                    .call()
+                    .map(|mut r| r.body_mut().read_to_vec());
+            }
+        }
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    samples
+}
+
+/// The two runs' resident memory as an SVG line plot.
+fn plot(runs: &[(&str, &[Sample])]) -> String {
+    let (w, h, pad) = (640.0, 280.0, 40.0);
+    let max_x = runs.iter().flat_map(|(_, s)| s.iter().map(|s| s.minute)).fold(1.0, f64::max);
+    let max_y = runs.iter().flat_map(|(_, s)| s.iter().map(|s| s.resident)).fold(1.0, f64::max) * 1.1;
+    let x = |m: f64| pad + m / max_x * (w - 2.0 * pad);
+    let y = |v: f64| h - pad - v / max_y * (h - 2.0 * pad);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+         <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n\
+         <line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">minutes</text>\n\
+         <text x=\"6\" y=\"{}\" >MiB</text>\n<text x=\"{pad}\" y=\"{}\" text-anchor=\"middle\">0</text>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{max_x:.0}</text>\n<text x=\"4\" y=\"{}\">{max_y:.0}</text>\n",
+        h - pad,
+        w - pad,
+        h - pad,
+        h - pad,
+        w / 2.0,
+        h - 8.0,
+        pad - 10.0,
+        h - pad + 14.0,
+        w - pad,
+        h - pad + 14.0,
+        pad + 4.0,
+    );
+    for (i, (name, samples)) in runs.iter().enumerate() {
+        let color = ["#1f6feb", "#d1242f"][i % 2];
+        let points: Vec<String> = samples.iter().map(|s| format!("{:.1},{:.1}", x(s.minute), y(s.resident))).collect();
+        svg += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n\
+             <text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>\n",
+            points.join(" "),
+            w - pad - 150.0,
+            pad + 14.0 * i as f64,
+        );
+    }
+    svg + "</svg>\n"
+}
+
+fn main() {
+    let minutes: usize = std::env::var("TOKENTRAIL_SOAK_MINUTES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let dir = tempfile::tempdir().unwrap();
+    println!("demo live, {minutes} min:");
+    let demo = demo(dir.path(), minutes);
+    println!("serve with a steady producer and an API poller, {minutes} min:");
+    let serve = serve(dir.path(), minutes);
+    let svg = plot(&[("demo live", &demo), ("serve, 100 records/s", &serve)]);
+    std::fs::write(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/soak.svg"), svg).unwrap();
+
+    let mut rows = String::from("| minute | demo MiB | serve MiB |\n|---|---|---|\n");
+    let every = (minutes / 12).max(1);
+    for (d, s) in demo.iter().zip(&serve).step_by(every) {
+        rows += &format!("| {:.0} | {:.1} | {:.1} |\n", d.minute, d.resident, s.resident);
+    }
+    let kinds = |samples: &[Sample]| {
+        samples
+            .last()
+            .map(|s| s.kinds.iter().map(|(k, v)| format!("{k} {v:.1}")).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let mut verdicts = String::new();
+    let mut all_met = true;
+    for (name, samples) in [("demo", &demo), ("serve", &serve)] {
+        let (mean, spread, slope) = judge(samples);
+        let met = spread <= 10.0 && slope < 0.1;
+        all_met &= met;
+        verdicts += &format!(
+            "| {name} | {mean:.1} | ±{spread:.1}% | {slope:+.3} | {} |\n",
+            if met { "met" } else { "not met" }
+        );
+        println!("{name}: mean {mean:.1} MiB, within ±{spread:.1}%, slope {slope:+.3} MiB/min");
+    }
+    let section = format!(
+        "<!-- bench:soak -->\n## Memory over time\n\n\
+         `cargo bench --bench soak`: {minutes} minutes of `tokentrail demo` live (events every 2 s, detection on \
+         each commit, nobody using the UI), then {minutes} minutes of `tokentrail serve` with a producer appending \
+         100 records a second to the test hub and a client polling `/api/status` and `/api/findings` every 5 s. \
+         Resident memory every minute (plot: [benches/soak.svg](benches/soak.svg)):\n\n{rows}\n\
+         After the first {WARM_UP} minutes (target: within ±10% of the mean and a slope under 0.1 MiB/min):\n\n\
+         | run | mean MiB | spread | slope MiB/min | target |\n|---|---|---|---|---|\n{verdicts}\n\
+         At the end, `/metrics` said (MiB): demo: {}; serve: {}. {}Generated {}.\n<!-- /bench:soak -->\n",
+        kinds(&demo),
+        kinds(&serve),
+        if all_met { "" } else { "Not met: see the slope. " },
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+    );
+    print!("{section}");
+    common::write_section("soak", &section);
+    std::io::stdout().flush().unwrap();
+}
