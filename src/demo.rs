@@ -151,7 +151,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
     let detection = crate::rules::live::spawn(store.clone(), detector, state.metrics.clone(), stop.clone(), {
         move |_| alerts.wake()
     })?;
-    let sampler = crate::process::spawn_memory_sampler(store.clone(), state.metrics.clone(), stop.clone())?;
+    let sampler = crate::metrics::spawn_memory_sampler(store.clone(), state.metrics.clone(), stop.clone())?;
     store.lock_down()?;
     state.rules = rules;
     let audit = state.audit.clone();

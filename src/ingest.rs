@@ -289,7 +289,7 @@ pub fn run_opening<'w>(
         for _ in 0..workers {
             let (chunk_rx, parsed_tx) = (chunk_rx.clone(), parsed_tx.clone());
             std::thread::Builder::new().name("ingest-parse".into()).spawn_scoped(scope, move || {
-                crate::priority::lower(PARSE_NICE);
+                crate::sys::priority::lower(PARSE_NICE);
                 loop {
                     let next = chunk_rx.lock().map_err(|_| ()).and_then(|rx| rx.recv().map_err(|_| ()));
                     let Ok((seq, chunk)) = next else { break };

@@ -2,6 +2,10 @@
 //!
 //! See ARCHITECTURE.md for the bird's eye view and the code map.
 
+// `unsafe` only where an `allow` says why: `sys` (the operating system) and
+// `store::ffi` (DuckDB's C API).
+#![deny(unsafe_code)]
+
 pub mod alerts;
 pub mod api;
 pub mod auth;
@@ -12,8 +16,6 @@ pub mod evidence;
 pub mod generate;
 pub mod ingest;
 pub mod metrics;
-pub mod priority;
-pub mod process;
 pub mod produce;
 pub mod progress;
 pub mod query;

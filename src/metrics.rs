@@ -79,7 +79,7 @@ pub struct Metrics {
     pub findings: Family<FindingLabels, Gauge>,
     /// Alert delivery attempts by destination and outcome.
     pub alert_deliveries: Family<DeliveryLabels, Counter>,
-    /// The process's memory by kind ([`crate::process::sample_memory`]).
+    /// The process's memory by kind ([`sample_memory`]).
     pub memory: Family<MemoryLabels, Gauge>,
 }
 
@@ -192,4 +192,59 @@ impl Metrics {
             self.rows.get_or_create(&TableLabels { table: table.into() }).inc_by(rows);
         }
     }
+}
+
+/// How often `serve` and `demo` put their memory in `/metrics`.
+pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Puts the process's memory in `metrics`: resident and peak (the kernel), DuckDB's own
+/// count (`duckdb_memory()`), and the C allocator's (DuckDB allocates through it; Rust
+/// code through mimalloc).
+pub fn sample_memory(store: &crate::store::Store, metrics: &Metrics) {
+    let set = |kind: &str, bytes: u64| {
+        let labels = MemoryLabels { kind: kind.into() };
+        metrics.memory.get_or_create(&labels).set(bytes.min(i64::MAX as u64) as i64);
+    };
+    if let Some(bytes) = crate::sys::resident_bytes() {
+        set("resident", bytes);
+    }
+    if let Some(bytes) = crate::sys::peak_resident_bytes() {
+        set("peak_resident", bytes);
+    }
+    let duckdb = store.connection().and_then(|conn| {
+        Ok(conn.query_row(
+            "SELECT coalesce(sum(memory_usage_bytes), 0), coalesce(sum(temporary_storage_bytes), 0) FROM duckdb_memory()",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )?)
+    });
+    match duckdb {
+        Ok((used, temporary)) => {
+            set("duckdb", used.max(0) as u64);
+            set("duckdb_temporary", temporary.max(0) as u64);
+        }
+        Err(error) => tracing::debug!(error = format!("{error:#}"), "reading DuckDB's memory"),
+    }
+    if let Some((in_use, free)) = crate::sys::malloc_bytes() {
+        set("malloc_in_use", in_use);
+        set("malloc_free", free);
+    }
+}
+
+/// Starts a thread that samples the memory every [`SAMPLE_EVERY`] until `stop`.
+pub fn spawn_memory_sampler(
+    store: std::sync::Arc<crate::store::Store>,
+    metrics: std::sync::Arc<Metrics>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("memory-sampler".into()).spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            sample_memory(&store, &metrics);
+            let mut waited = std::time::Duration::ZERO;
+            while waited < SAMPLE_EVERY && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                waited += std::time::Duration::from_millis(200);
+            }
+        }
+    })
 }

@@ -180,7 +180,7 @@ impl Input {
                 let line = *pos..end;
                 *pos = end;
                 if end - *released >= RELEASE_BYTES {
-                    crate::source::file::release(map, *released..line.start);
+                    crate::sys::mmap::release(map, *released..line.start);
                     *released = line.start;
                 }
                 Ok(Some(line))
@@ -221,7 +221,7 @@ impl<'p> RecordReader<'p> {
         let input = if path.extension().is_some_and(|e| e == "gz") {
             let reader: Box<dyn Read> = Box::new(flate2::read::MultiGzDecoder::new(file));
             Input::Read { reader: BufReader::with_capacity(1 << 20, reader), buffer: Vec::new() }
-        } else if let Some(map) = crate::source::file::map(&file) {
+        } else if let Some(map) = crate::sys::mmap::map(&file) {
             Input::Mapped { map, pos: 0, released: 0 }
         } else {
             let reader: Box<dyn Read> = Box::new(file);

@@ -148,7 +148,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
     let detection = crate::rules::live::spawn(store.clone(), detector, metrics.clone(), detection_stop.clone(), {
         move |_| alerts.wake()
     })?;
-    let sampler = crate::process::spawn_memory_sampler(store.clone(), metrics.clone(), detection_stop.clone())?;
+    let sampler = crate::metrics::spawn_memory_sampler(store.clone(), metrics.clone(), detection_stop.clone())?;
     store.lock_down()?;
     let mut state = AppState::new(store.clone(), mode, auth);
     state.rules = rules;

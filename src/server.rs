@@ -80,7 +80,7 @@ pub fn http_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")
-        .on_thread_start(|| crate::priority::lower(crate::api::pool::QUERY_NICE))
+        .on_thread_start(|| crate::sys::priority::lower(crate::api::pool::QUERY_NICE))
         .build()
 }
 

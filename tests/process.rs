@@ -171,7 +171,7 @@ fn memory_bombs_in_the_console_stay_under_the_ceiling_and_the_demo_keeps_serving
     wait_for("the backfill", || demo.generated_until().is_some());
     let pid = demo.child.id();
     reset_peak(pid);
-    let limit = tokentrail::process::parse_size(tokentrail::config::DEFAULT_DB_MEMORY_LIMIT).unwrap();
+    let limit = tokentrail::store::parse_size(tokentrail::config::DEFAULT_DB_MEMORY_LIMIT).unwrap();
     let ceiling = limit + 256 * 1024 * 1024;
     for sql in MEMORY_BOMBS {
         let answer = http_post(&demo.address, "/api/sql", &demo.token, &serde_json::json!({"sql": sql}));

@@ -57,7 +57,7 @@ impl QueryPool {
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {
-                    crate::priority::lower(nice);
+                    crate::sys::priority::lower(nice);
                     work(&rx, &load);
                 })
                 .expect("spawning an API query thread");
@@ -138,9 +138,9 @@ mod tests {
 
     #[tokio::test]
     async fn query_threads_run_at_lower_priority() {
-        let before = crate::priority::nice();
+        let before = crate::sys::priority::nice();
         let pool = QueryPool::start("test", 1, QUERY_NICE);
-        assert_eq!(pool.run(crate::priority::nice).await.unwrap(), (before + QUERY_NICE).min(19));
+        assert_eq!(pool.run(crate::sys::priority::nice).await.unwrap(), (before + QUERY_NICE).min(19));
     }
 
     #[tokio::test]

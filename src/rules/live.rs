@@ -45,7 +45,7 @@ pub fn spawn(
     raised: impl Fn(Vec<i64>) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>> {
     Ok(std::thread::Builder::new().name("detection".into()).spawn(move || {
-        crate::priority::lower(NICE);
+        crate::sys::priority::lower(NICE);
         let mut seen = metrics.commits.get();
         while !stop.load(Ordering::SeqCst) {
             match detector.evaluate_after_commit(&store) {

@@ -117,46 +117,8 @@ impl Drop for Stretch {
     /// Lets go of the pages only this stretch covers: the process's resident memory then
     /// holds the chunks being parsed, not all of the file read so far.
     fn drop(&mut self) {
-        release(&self.map, self.range.clone());
+        crate::sys::mmap::release(&self.map, self.range.clone());
     }
-}
-
-/// Lets go of the whole pages of `range` of a file's map (see [`Stretch`]); on Unix,
-/// where `madvise` is.
-pub(crate) fn release(map: &Mmap, range: Range<usize>) {
-    #[cfg(unix)]
-    {
-        let page = page_size();
-        let start = range.start.next_multiple_of(page);
-        let end = range.end / page * page;
-        if end > start {
-            // SAFETY: maps made by [`map`] are read-only mappings of files, never written
-            // through. Dropping pages only unmaps them from this process: a later read
-            // maps the same bytes again from the kernel's page cache.
-            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (map, range);
-}
-
-#[cfg(unix)]
-fn page_size() -> usize {
-    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    // SAFETY: sysconf only reads a system constant.
-    *PAGE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1))
-}
-
-/// Maps a plain file, if it can be (not an empty file, a pipe or a device).
-pub(crate) fn map(file: &File) -> Option<Mmap> {
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() == 0 {
-        return None;
-    }
-    // SAFETY: the map is only read. Another process changing the file while it is read
-    // changes what is read (as `read` would); truncating it ends this process with
-    // SIGBUS (see the module notes). Nothing here writes through it.
-    unsafe { Mmap::map(file) }.ok()
 }
 
 /// Where a file's bytes come from, and those read but not yet cut into chunks.
@@ -264,7 +226,7 @@ impl FileChunks {
         let (input, progress) = if gzip {
             let file = BufReader::with_capacity(1 << 20, file);
             (read(Box::new(flate2::read::MultiGzDecoder::new(Counted { inner: file, progress }))), None)
-        } else if let Some(map) = map(&file) {
+        } else if let Some(map) = crate::sys::mmap::map(&file) {
             (Input::Mapped { map: Arc::new(map), pos: 0, end: 0 }, Some(progress))
         } else {
             // The file itself, counted as it is read: std reads a file into a buffer's
@@ -792,11 +754,11 @@ mod tests {
     #[test]
     fn a_parsed_stretch_lets_its_pages_go_and_the_file_stays_readable() {
         let dir = tempfile::tempdir().unwrap();
-        let page = page_size();
+        let page = crate::sys::mmap::page_size();
         let content: Vec<u8> = (0..page * 6).map(|i| (i % 251) as u8).collect();
         let path = dir.path().join("pages.bin");
         std::fs::write(&path, &content).unwrap();
-        let map = Arc::new(map(&File::open(&path).unwrap()).expect("a plain file maps"));
+        let map = Arc::new(crate::sys::mmap::map(&File::open(&path).unwrap()).expect("a plain file maps"));
         let whole = Stretch { map: map.clone(), range: 0..content.len() };
         assert_eq!(&*whole, &content[..]);
         // A stretch over pages 1..5 (and parts of 0 and 5) is parsed and dropped: its
@@ -813,7 +775,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty.ndjson");
         std::fs::write(&path, b"").unwrap();
-        assert!(map(&File::open(&path).unwrap()).is_none());
+        assert!(crate::sys::mmap::map(&File::open(&path).unwrap()).is_none());
         let Plan::Read(mut chunks) = FileChunks::open(&path, None, ProgressBar::hidden()).unwrap() else {
             panic!("a new file is read");
         };

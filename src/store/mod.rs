@@ -6,6 +6,7 @@
 //! [`Store::checkpoint`] and resumes right after it, so every input record is stored
 //! once, whatever crashed when.
 
+#[allow(unsafe_code)] // DuckDB's C API: opening the database, its Arrow scan.
 mod ffi;
 mod lane;
 pub mod migrate;
@@ -38,6 +39,27 @@ pub struct StoreOptions {
     /// DuckDB's `checkpoint_threshold`, the write-ahead log size that triggers a
     /// checkpoint (DuckDB's default: 16 MiB).
     pub checkpoint_threshold: Option<String>,
+}
+
+/// A size as DuckDB prints it (`366.2 MiB`, `18.8 GiB`, `384.0 MB`, `512 bytes`), in bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" | "byte" | "bytes" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((number * scale) as u64)
 }
 
 /// DuckDB's write-ahead log beside the database file.
@@ -196,7 +218,7 @@ impl Store {
             path: path.to_path_buf(),
             catalog,
             writer_taken: Arc::new(AtomicBool::new(false)),
-            memory_limit: memory_limit.as_deref().and_then(crate::process::parse_size),
+            memory_limit: memory_limit.as_deref().and_then(parse_size),
         })
     }
 
@@ -464,5 +486,19 @@ impl Writer {
         self.turns.start();
         let (turns, lane_checkpoints) = (&self.turns, self.lane_checkpoints);
         Ok(self.conns[..count].iter_mut().map(|raw| Lane::new(raw, turns, lane_checkpoints)).collect())
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_as_duckdb_prints_them() {
+        assert_eq!(parse_size("366.2 MiB"), Some((366.2 * 1048576.0) as u64));
+        assert_eq!(parse_size("384MB"), Some(384_000_000));
+        assert_eq!(parse_size("512 bytes"), Some(512));
+        assert_eq!(parse_size("1.5 GiB"), Some(1_610_612_736));
+        assert_eq!(parse_size("lots"), None);
     }
 }

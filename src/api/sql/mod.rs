@@ -166,7 +166,7 @@ pub fn execute_with(
                     TIMED_OUT
                 } else if cancelled.load(Ordering::Relaxed) {
                     CANCELLED
-                } else if ceiling.is_some_and(|c| crate::process::resident_bytes().is_some_and(|rss| rss > c)) {
+                } else if ceiling.is_some_and(|c| crate::sys::resident_bytes().is_some_and(|rss| rss > c)) {
                     OUT_OF_MEMORY
                 } else {
                     continue;
@@ -221,7 +221,7 @@ pub fn execute_with(
 /// ingested), [`MEMORY_GROWTH`] more than now.
 fn memory_ceiling(store: &crate::store::Store) -> Option<u64> {
     let limit = store.memory_limit()?;
-    let now = crate::process::resident_bytes()?;
+    let now = crate::sys::resident_bytes()?;
     Some((limit + MEMORY_HEADROOM).max(now + MEMORY_GROWTH))
 }
 

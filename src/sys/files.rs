@@ -1,4 +1,4 @@
-//! Calls into the operating system that Rust's standard library does not offer.
+//! Files that are their owner's alone.
 
 /// Files and directories this process creates from now on are its user's alone
 /// (mode 0600 and 0700): the database, its WAL and temp files, keys, evidence packs
@@ -31,17 +31,4 @@ pub fn make_private(path: &std::path::Path) -> std::io::Result<()> {
         let _ = path;
         Ok(())
     }
-}
-
-/// Bytes the C allocator (glibc malloc, which DuckDB uses) has handed out and holds free,
-/// where it can say (`mallinfo2`).
-pub fn malloc_bytes() -> Option<(u64, u64)> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value.
-        let info = unsafe { libc::mallinfo2() };
-        Some(((info.uordblks + info.hblkhd) as u64, info.fordblks as u64))
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    None
 }

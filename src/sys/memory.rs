@@ -1,0 +1,42 @@
+//! The process's memory as the kernel and the C allocator count it.
+
+/// Resident memory of this process, in bytes (`VmRSS` of `/proc/self/status`); `None`
+/// where there is no procfs.
+pub fn resident_bytes() -> Option<u64> {
+    status_kib("VmRSS:").map(|kib| kib * 1024)
+}
+
+/// The most resident memory this process has had, in bytes (`VmHWM`).
+pub fn peak_resident_bytes() -> Option<u64> {
+    status_kib("VmHWM:").map(|kib| kib * 1024)
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// Bytes the C allocator (glibc malloc, which DuckDB uses) has handed out and holds free,
+/// where it can say (`mallinfo2`).
+pub fn malloc_bytes() -> Option<(u64, u64)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value.
+        let info = unsafe { libc::mallinfo2() };
+        Some(((info.uordblks + info.hblkhd) as u64, info.fordblks as u64))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_resident_memory() {
+        let rss = resident_bytes().expect("procfs");
+        assert!(rss > 1024 * 1024 && peak_resident_bytes().unwrap() >= rss);
+    }
+}
