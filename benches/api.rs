@@ -257,8 +257,8 @@ fn main() {
          Ingest under load keeps **{:.0}%** of its quiet rate (target at least 80%: {verdict}). \
          Generated {}.\n<!-- /bench:api -->\n",
         bytes as f64 / 1e9,
-        tokentrail::api::pool::QUERY_THREADS,
-        tokentrail::api::pool::QUERY_NICE,
+        tokentrail::http::api::pool::QUERY_THREADS,
+        tokentrail::http::api::pool::QUERY_NICE,
         load.requests,
         load.requests as f64 / seconds,
         load.errors,

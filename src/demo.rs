@@ -6,8 +6,8 @@
 //! first stopped, and Ctrl-C stops it between commits.
 
 use crate::generate::{GroundTruth, Scenario};
+use crate::http::AppState;
 use crate::ingest::{Chunk, PipelineOptions};
-use crate::server::AppState;
 use crate::source::generated::GeneratedSource;
 use crate::store::{Store, StoreOptions};
 use anyhow::{Context, Result, bail};
@@ -112,7 +112,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
         StoreOptions { memory_limit: Some(crate::config::DEFAULT_DB_MEMORY_LIMIT.into()), ..StoreOptions::default() };
     let store = Arc::new(Store::open(&options.db, &store_options)?);
     // Ingest runs on its own thread at normal priority; all else here is the HTTP side.
-    let runtime = crate::server::http_runtime()?;
+    let runtime = crate::http::http_runtime()?;
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], options.port));
     let listener = runtime.block_on(tokio::net::TcpListener::bind(address)).with_context(|| {
         format!("cannot listen on {address}: is another program using port {}? Pass --port", options.port)
@@ -164,12 +164,9 @@ pub fn run(options: DemoOptions) -> Result<()> {
             }
             serve_stop.store(true, Ordering::SeqCst);
         };
-        axum::serve(
-            listener,
-            crate::server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        axum::serve(listener, crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
     });
     stop.store(true, Ordering::SeqCst);
     alerts_stop.cancel();

@@ -7,13 +7,13 @@
 #![deny(unsafe_code)]
 
 pub mod alerts;
-pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod evidence;
 pub mod generate;
+pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod produce;
@@ -22,8 +22,6 @@ pub mod query;
 pub mod record;
 pub mod rules;
 pub mod serve;
-pub mod server;
 pub mod source;
 pub mod store;
 pub mod sys;
-pub mod ui;

@@ -4,8 +4,8 @@
 //! committed position.
 
 use crate::config::ServeConfig;
+use crate::http::AppState;
 use crate::metrics::Metrics;
-use crate::server::AppState;
 use crate::source::eventhubs::{self, Connect, HubsStatus};
 use crate::store::{Store, StoreOptions};
 use anyhow::{Context, Result, bail};
@@ -100,7 +100,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
         crate::evidence::sign::configure(key.clone());
     }
     let runtime = tokio::runtime::Runtime::new()?;
-    let http = crate::server::http_runtime()?;
+    let http = crate::http::http_runtime()?;
     let listen = config.http.listen;
     let listener = http
         .block_on(tokio::net::TcpListener::bind(listen))
@@ -175,12 +175,9 @@ pub fn run(config: ServeConfig) -> Result<()> {
         }
     };
     let served = http.block_on(async move {
-        axum::serve(
-            listener,
-            crate::server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        axum::serve(listener, crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
     });
     cancel.cancel();
     detection_stop.store(true, std::sync::atomic::Ordering::SeqCst);

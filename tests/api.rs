@@ -12,9 +12,9 @@ use std::sync::{Arc, OnceLock};
 use tempfile::TempDir;
 use tokentrail::auth::Role;
 use tokentrail::generate::{Generator, Scenario, Tenant};
+use tokentrail::http::AppState;
 use tokentrail::ingest::PipelineOptions;
 use tokentrail::rules::{DetectionConfig, Detector};
-use tokentrail::server::AppState;
 use tokentrail::source::file::ingest_files;
 use tokentrail::store::{Store, StoreOptions};
 
@@ -529,7 +529,7 @@ fn a_long_query_is_stopped_at_the_timeout() {
     );
     assert_eq!(reply.status, 408, "{}", reply.body);
     assert_eq!(reply.json()["error"]["code"], "timeout");
-    assert!(started.elapsed() < tokentrail::api::sql::TIMEOUT + std::time::Duration::from_secs(10));
+    assert!(started.elapsed() < tokentrail::http::api::console::TIMEOUT + std::time::Duration::from_secs(10));
 }
 
 #[test]
@@ -632,7 +632,8 @@ fn every_dashboard_file_is_compiled_in_and_renders_without_a_failed_panel() {
         .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".toml").map(String::from))
         .collect();
     files.sort();
-    let compiled: Vec<String> = tokentrail::api::dashboards::DASHBOARDS.iter().map(|(n, _)| n.to_string()).collect();
+    let compiled: Vec<String> =
+        tokentrail::http::api::dashboards::DASHBOARDS.iter().map(|(n, _)| n.to_string()).collect();
     assert_eq!(files, compiled, "src/api/dashboards.rs lists every file of dashboards/");
     let list = get("/api/dashboards", Role::Auditor).json();
     assert_eq!(list.as_array().unwrap().len(), compiled.len());
@@ -813,7 +814,7 @@ fn the_console_still_reads_what_responders_need() {
 
 #[test]
 fn table_grants_decide_every_table_and_the_access_log_is_not_a_responders() {
-    use tokentrail::api::sql::grants;
+    use tokentrail::http::api::console::grants;
     let tables: Vec<String> = {
         let conn = fixture().db.store.connection().unwrap();
         let mut stmt = conn
@@ -844,7 +845,7 @@ fn table_grants_decide_every_table_and_the_access_log_is_not_a_responders() {
 #[test]
 fn every_duckdb_type_becomes_json_without_a_panic() {
     let conn = fixture().db.store.connection().unwrap();
-    let rows = tokentrail::api::rows::objects(&conn, "SELECT * FROM test_all_types()", &[]).unwrap();
+    let rows = tokentrail::http::api::rows::objects(&conn, "SELECT * FROM test_all_types()", &[]).unwrap();
     assert!(rows.len() >= 3, "{rows:?}");
     let first = &rows[0];
     assert!(first.len() > 40, "every column is there: {}", first.len());
@@ -895,7 +896,7 @@ fn made_up_methods_and_huge_headers_do_not_grow_metrics_or_the_access_log() {
 
 #[test]
 fn refused_calls_past_a_rate_are_counted_per_address_not_written_one_by_one() {
-    use tokentrail::api::audit::{AuditLog, Entry, REFUSED_PER_MINUTE};
+    use tokentrail::http::api::audit::{AuditLog, Entry, REFUSED_PER_MINUTE};
     let db = common::TestDb::new();
     let store = Arc::new(Store::open(&db.dir.path().join("refusals.duckdb"), &StoreOptions::default()).unwrap());
     let audit = AuditLog::start(store.clone());
@@ -989,7 +990,8 @@ fn one_caller_cannot_hold_every_query_thread_or_call_without_bound() {
     assert_eq!(status, 200);
     assert!(took < std::time::Duration::from_secs(2), "another caller waited {took:?} behind the hog");
     // Past its share of calls in flight, the hog is told to wait.
-    let more: Vec<_> = (0..tokentrail::api::callers::MAX_CALLS).map(|_| slow_query(&base, hog, patience)).collect();
+    let more: Vec<_> =
+        (0..tokentrail::http::api::callers::MAX_CALLS).map(|_| slow_query(&base, hog, patience)).collect();
     let statuses: Vec<Option<u16>> = more.into_iter().map(|t| t.join().unwrap()).collect();
     assert!(statuses.contains(&Some(429)), "a caller past its share is answered 429: {statuses:?}");
     for t in slow {
@@ -1001,7 +1003,7 @@ fn one_caller_cannot_hold_every_query_thread_or_call_without_bound() {
 fn readyz_says_not_ready_while_slow_queries_hold_every_query_thread() {
     let (_db, base) = limited_server();
     let patience = std::time::Duration::from_secs(4);
-    let slow: Vec<_> = (0..tokentrail::api::pool::QUERY_THREADS)
+    let slow: Vec<_> = (0..tokentrail::http::api::pool::QUERY_THREADS)
         .map(|i| slow_query(&base, &format!("22222222-2222-2222-2222-00000000000{i}"), patience))
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(800));

@@ -237,7 +237,7 @@ async fn an_on_call_engineer_and_an_auditor_use_the_ui() {
     shot(&client, "search").await;
 
     open(&client, &base, "/dashboards").await;
-    let names: Vec<String> = tokentrail::api::dashboards::DASHBOARDS.iter().map(|(n, _)| n.to_string()).collect();
+    let names: Vec<String> = tokentrail::http::api::dashboards::DASHBOARDS.iter().map(|(n, _)| n.to_string()).collect();
     assert!(names.len() >= 3);
     for name in &names {
         open(&client, &base, &format!("/dashboards/{name}")).await;

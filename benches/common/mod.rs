@@ -102,13 +102,13 @@ pub fn write_section(name: &str, section: &str) {
 /// runtime: the server runs on it.
 pub fn serve(
     store: std::sync::Arc<tokentrail::store::Store>,
-) -> (tokio::runtime::Runtime, String, tokentrail::server::AppState) {
-    let runtime = tokentrail::server::http_runtime().unwrap();
+) -> (tokio::runtime::Runtime, String, tokentrail::http::AppState) {
+    let runtime = tokentrail::http::http_runtime().unwrap();
     let auth = tokentrail::auth::Auth::development(store.path(), None).unwrap();
-    let state = tokentrail::server::AppState::new(store.clone(), "bench", auth);
+    let state = tokentrail::http::AppState::new(store.clone(), "bench", auth);
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = tokentrail::server::router(state.clone());
+    let app = tokentrail::http::router(state.clone());
     runtime.spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
     });

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use duckdb::types::{TimeUnit, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-const ALERT_FINDINGS: &str = include_str!("../sql/alert_findings.sql");
+const ALERT_FINDINGS: &str = include_str!("sql/alert_findings.sql");
 
 /// One row of `alert_pending`: event id, finding id, change, and when the change was
 /// made (µs).

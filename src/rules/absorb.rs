@@ -12,12 +12,12 @@ use super::script::{self, timestamp};
 use anyhow::{Context, Result};
 use duckdb::types::Value;
 
-const ABSORB: &str = include_str!("../sql/absorb.sql");
-const PENDING: &str = include_str!("../sql/pending_requests.sql");
-const CORRELATE: &str = include_str!("../sql/correlate.sql");
-const CORRELATE_OLDER: &str = include_str!("../sql/correlate_older.sql");
-const CORRELATE_OLDER_IP: &str = include_str!("../sql/correlate_older_ip.sql");
-const CORRELATE_STORE: &str = include_str!("../sql/correlate_store.sql");
+const ABSORB: &str = include_str!("sql/absorb.sql");
+const PENDING: &str = include_str!("sql/pending_requests.sql");
+const CORRELATE: &str = include_str!("sql/correlate.sql");
+const CORRELATE_OLDER: &str = include_str!("sql/correlate_older.sql");
+const CORRELATE_OLDER_IP: &str = include_str!("sql/correlate_older_ip.sql");
+const CORRELATE_STORE: &str = include_str!("sql/correlate_store.sql");
 
 /// At most this many rows per absorb transaction (at least one batch), so catching up
 /// on a large history keeps memory bounded.

@@ -10,10 +10,10 @@ use super::script::{self, timestamp};
 use anyhow::{Context, Result, bail};
 use duckdb::types::Value;
 
-const RULE_EVIDENCE: &str = include_str!("../sql/rule_evidence.sql");
-const EVIDENCE_CHANGES: &str = include_str!("../sql/evidence_changes.sql");
-const REPLACE_EVIDENCE: &str = include_str!("../sql/replace_evidence.sql");
-const REFRESH_FINDINGS: &str = include_str!("../sql/refresh_findings.sql");
+const RULE_EVIDENCE: &str = include_str!("sql/rule_evidence.sql");
+const EVIDENCE_CHANGES: &str = include_str!("sql/evidence_changes.sql");
+const REPLACE_EVIDENCE: &str = include_str!("sql/replace_evidence.sql");
+const REFRESH_FINDINGS: &str = include_str!("sql/refresh_findings.sql");
 
 /// Columns a rule must return (others are cast; `NULL AS principal_id` has no type of its own).
 const REQUIRED: [&str; 5] = ["time", "evidence_table", "row_id", "principal_id", "entity"];

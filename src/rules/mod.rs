@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use xxhash_rust::xxh3::xxh3_64;
 
-const FINDINGS_IN_PERIOD: &str = include_str!("../sql/findings_in_period.sql");
+const FINDINGS_IN_PERIOD: &str = include_str!("sql/findings_in_period.sql");
 const DAY_MICROS: i64 = 86_400_000_000;
 
 /// Detection settings (`[detection]` in the configuration file).

@@ -4,8 +4,8 @@
 use super::jwks::TestIssuer;
 use std::sync::Arc;
 use tokentrail::auth::Auth;
+use tokentrail::http::AppState;
 use tokentrail::rules::rule::Rule;
-use tokentrail::server::AppState;
 use tokentrail::store::Store;
 
 /// Serves `store` (locked down, as `serve` does) on 127.0.0.1 from a thread of its own;
@@ -30,7 +30,7 @@ fn serve_as(store: Arc<Store>, issuer: &TestIssuer, rules: Vec<Rule>, shared: bo
     store.lock_down().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = tokentrail::server::router(state.clone());
+    let app = tokentrail::http::router(state.clone());
     std::thread::spawn(move || {
         runtime.block_on(async move {
             axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
@@ -43,6 +43,6 @@ fn serve_as(store: Arc<Store>, issuer: &TestIssuer, rules: Vec<Rule>, shared: bo
 /// the limits on refused calls written per address and on each caller's share are lifted
 /// for it, and tested on servers of their own ([`serve_with_limits`]).
 fn lift_limits(state: &mut AppState, store: &Arc<Store>) {
-    state.audit = tokentrail::api::audit::AuditLog::start_with(store.clone(), u32::MAX);
-    state.callers = tokentrail::api::callers::Callers::new(usize::MAX, usize::MAX >> 4);
+    state.audit = tokentrail::http::api::audit::AuditLog::start_with(store.clone(), u32::MAX);
+    state.callers = tokentrail::http::api::callers::Callers::new(usize::MAX, usize::MAX >> 4);
 }

@@ -2,11 +2,11 @@
 //! read-only query (checked like the SQL console's) or a detection rule's findings,
 //! over a period that ends at the newest data unless the caller gives one.
 
+use super::console::{self, SqlResult};
 use super::error::{ApiError, ApiResult, Path, Query};
 use super::filter;
 use super::rows::{RowCount, objects};
-use super::sql::{self, SqlResult};
-use crate::server::AppState;
+use crate::http::AppState;
 use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
@@ -17,9 +17,9 @@ use utoipa::ToSchema;
 
 /// The files of `dashboards/`, compiled in. `tests/api.rs` checks this matches the folder.
 pub const DASHBOARDS: &[(&str, &str)] = &[
-    ("access-overview", include_str!("../../dashboards/access-overview.toml")),
-    ("data-movement", include_str!("../../dashboards/data-movement.toml")),
-    ("identity-hygiene", include_str!("../../dashboards/identity-hygiene.toml")),
+    ("access-overview", include_str!("../../../dashboards/access-overview.toml")),
+    ("data-movement", include_str!("../../../dashboards/data-movement.toml")),
+    ("identity-hygiene", include_str!("../../../dashboards/identity-hygiene.toml")),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,7 +164,7 @@ pub async fn render(
         for panel in dashboard.panels {
             let outcome = match (&panel.sql, &panel.rule) {
                 (Some(query), _) => {
-                    sql::execute_with(&store, query, &params, &roles, PANEL_ROWS, &AtomicBool::new(false))
+                    console::execute_with(&store, query, &params, &roles, PANEL_ROWS, &AtomicBool::new(false))
                 }
                 (None, Some(rule)) => rule_findings(&conn, rule, from, to),
                 (None, None) => Err(ApiError::internal(anyhow::anyhow!("panel without a query"))),

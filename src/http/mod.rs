@@ -1,16 +1,19 @@
-//! The HTTP side: the API and pages of [`crate::api`], sign-in ([`crate::auth`]),
+//! The HTTP side: the API and pages of [`crate::http::api`], sign-in ([`crate::auth`]),
 //! `/healthz`, `/readyz` and `/metrics`.
 //!
 //! DuckDB calls are synchronous, so every handler runs its queries on a blocking
 //! thread, never on the async executor.
 
-use crate::api::AccessTable;
-use crate::api::audit::AuditLog;
+pub mod api;
+pub mod ui;
+
 use crate::auth::Auth;
+use crate::http::api::audit::AuditLog;
 use crate::metrics::Metrics;
 use crate::rules::rule::Rule;
 use crate::source::eventhubs::HubsStatus;
 use crate::store::Store;
+use api::AccessTable;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -33,13 +36,13 @@ pub struct AppState {
     /// Who may call what, from the OpenAPI document ([`router`] fills it).
     pub access: Arc<AccessTable>,
     pub openapi: Arc<serde_json::Value>,
-    /// The threads API queries run on ([`crate::api::db`]).
-    pub queries: crate::api::pool::QueryPool,
+    /// The threads API queries run on ([`crate::http::api::db`]).
+    pub queries: crate::http::api::pool::QueryPool,
     /// The threads streamed exports run on, apart from the queries' so downloads never
     /// hold the threads that answer pages.
-    pub exports: crate::api::pool::QueryPool,
-    /// Each caller's share of the API ([`crate::api::callers`]).
-    pub callers: crate::api::callers::Callers,
+    pub exports: crate::http::api::pool::QueryPool,
+    /// Each caller's share of the API ([`crate::http::api::callers`]).
+    pub callers: crate::http::api::callers::Callers,
     /// Evidence packs: their bounds over the API.
     pub evidence: crate::config::EvidenceConfig,
 }
@@ -56,15 +59,15 @@ impl AppState {
             rules: Arc::new(crate::rules::rule::load(None).0),
             access: Arc::default(),
             openapi: Arc::default(),
-            queries: crate::api::pool::QueryPool::start(
+            queries: crate::http::api::pool::QueryPool::start(
                 "api-query",
-                crate::api::pool::QUERY_THREADS,
-                crate::api::pool::QUERY_NICE,
+                crate::http::api::pool::QUERY_THREADS,
+                crate::http::api::pool::QUERY_NICE,
             ),
-            exports: crate::api::pool::QueryPool::start(
+            exports: crate::http::api::pool::QueryPool::start(
                 "api-export",
-                crate::api::pool::EXPORT_THREADS,
-                crate::api::pool::QUERY_NICE,
+                crate::http::api::pool::EXPORT_THREADS,
+                crate::http::api::pool::QUERY_NICE,
             ),
             callers: Default::default(),
             evidence: Default::default(),
@@ -73,28 +76,28 @@ impl AppState {
 }
 
 /// The runtime the HTTP side runs on: worker threads at the API query threads'
-/// lower priority ([`crate::api::pool`]), so answering a crowd of users never takes
+/// lower priority ([`crate::http::api::pool`]), so answering a crowd of users never takes
 /// the CPU from ingest. Event Hubs receivers and alert delivery keep a runtime of
 /// normal priority.
 pub fn http_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")
-        .on_thread_start(|| crate::sys::priority::lower(crate::api::pool::QUERY_NICE))
+        .on_thread_start(|| crate::sys::priority::lower(crate::http::api::pool::QUERY_NICE))
         .build()
 }
 
-/// The whole application. Every route passes [`crate::api::guard`], which lets only
+/// The whole application. Every route passes [`crate::http::api::guard`], which lets only
 /// probes, `/metrics` and sign-in through without a token.
 pub fn router(mut state: AppState) -> Router {
-    let (api, doc) = crate::api::routes().split_for_parts();
+    let (api, doc) = crate::http::api::routes().split_for_parts();
     state.access = Arc::new(AccessTable::from_openapi(&doc));
     state.openapi = Arc::new(serde_json::to_value(&doc).expect("the OpenAPI document serialises"));
     api.route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(state.auth.router().with_state::<AppState>(()))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::api::guard))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::http::api::guard))
         .with_state(state)
 }
 

@@ -5,7 +5,7 @@ use super::error::{ApiError, ApiResult, Query};
 use super::filter::{self, Filter};
 use super::findings::{Page, page};
 use super::rows::{self, Format, RowCount, objects};
-use crate::server::AppState;
+use crate::http::AppState;
 use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};

@@ -8,7 +8,7 @@ use super::findings::{Page, page};
 use super::rows::{RowCount, objects};
 use super::{AuditNote, Granted};
 use crate::alerts::outbox::{self, Retry};
-use crate::server::AppState;
+use crate::http::AppState;
 use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;

@@ -26,7 +26,7 @@ use super::error::{ApiError, ApiResult, Json};
 use super::rows::{BatchEvent, CellLimit, RowCount, cell, each_batch, objects};
 use super::{AuditNote, Granted};
 use crate::auth::Role;
-use crate::server::AppState;
+use crate::http::AppState;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;

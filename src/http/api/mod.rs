@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod callers;
+pub mod console;
 pub mod dashboards;
 pub mod error;
 pub mod evidence;
@@ -19,11 +20,10 @@ pub mod pool;
 pub mod principal;
 pub mod rows;
 pub mod search;
-pub mod sql;
 pub mod status;
 
 use crate::auth::{AuthError, Caller, Role, Via};
-use crate::server::AppState;
+use crate::http::AppState;
 use audit::{AuditLog, Entry};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -85,10 +85,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(principal::profile))
         .routes(routes!(search::requests))
         .routes(routes!(search::signins))
-        .routes(routes!(sql::run))
-        .routes(routes!(sql::schema))
-        .routes(routes!(sql::saved_list))
-        .routes(routes!(sql::saved_create))
+        .routes(routes!(console::run))
+        .routes(routes!(console::schema))
+        .routes(routes!(console::saved_list))
+        .routes(routes!(console::saved_create))
         .routes(routes!(status::status))
         .routes(routes!(status::quarantine))
         .routes(routes!(status::rules))
@@ -97,7 +97,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(status::activity))
         .routes(routes!(dashboards::list))
         .routes(routes!(dashboards::render))
-        .merge(crate::ui::routes())
+        .merge(crate::http::ui::routes())
 }
 
 /// Who may call what: (method, route template) → roles, read from the OpenAPI

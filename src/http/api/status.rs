@@ -5,7 +5,7 @@ use super::error::{ApiResult, Query};
 use super::filter::{self, Filter};
 use super::findings::{Page, page};
 use super::rows::{RowCount, objects};
-use crate::server::AppState;
+use crate::http::AppState;
 use crate::source::eventhubs::PartitionStatus;
 use axum::Extension;
 use axum::extract::State;
@@ -55,7 +55,7 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
     let waiting_for_ingest = state.metrics.detection_waiting.get() > 0;
     let (tables, sources, findings, detection) = super::db(state, move |store| -> ApiResult<_> {
         let conn = store.connection()?;
-        let detection = conn.query_row(include_str!("../sql/status_detection.sql"), [], |r| {
+        let detection = conn.query_row(include_str!("sql/status_detection.sql"), [], |r| {
             let (committed_batch, absorbed_batch): (i64, i64) = (r.get(0)?, r.get(1)?);
             Ok(DetectionStatus {
                 committed_batch,
@@ -66,8 +66,8 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
             })
         })?;
         Ok((
-            objects(&conn, include_str!("../sql/status_tables.sql"), &[])?,
-            objects(&conn, include_str!("../sql/status_sources.sql"), &[])?,
+            objects(&conn, include_str!("sql/status_tables.sql"), &[])?,
+            objects(&conn, include_str!("sql/status_sources.sql"), &[])?,
             objects(
                 &conn,
                 "SELECT status, severity, count(*) AS findings FROM findings GROUP BY ALL ORDER BY ALL",

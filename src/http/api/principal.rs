@@ -4,7 +4,7 @@
 use super::error::{ApiError, ApiResult, Path, Query};
 use super::filter;
 use super::rows::{RowCount, objects};
-use crate::server::AppState;
+use crate::http::AppState;
 use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
@@ -55,7 +55,7 @@ pub async fn profile(
         let conn = store.connection()?;
         // The `principals` view's columns for one principal, filtered before grouping
         // (the view itself groups every principal first).
-        let principal = objects(&conn, include_str!("../sql/principal_profile.sql"), &[Value::Text(id.clone()), Value::Text(id.clone())])?
+        let principal = objects(&conn, include_str!("sql/principal_profile.sql"), &[Value::Text(id.clone()), Value::Text(id.clone())])?
             .pop()
             .ok_or_else(|| ApiError::not_found(format!("no sign-in or data operation of principal {id:?} is stored")))?;
         let last_seen = principal.get("last_seen").and_then(|v| v.as_str()).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());

@@ -9,7 +9,7 @@ use super::{AuditNote, Granted};
 use crate::evidence::pack::{self, PackRequest};
 use crate::evidence::sign::{self, PackKey};
 use crate::evidence::{Budget, Criterion, GeneratedBy, OverBudget, Period};
-use crate::server::AppState;
+use crate::http::AppState;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;

@@ -3,11 +3,11 @@
 //! - At most [`MAX_CALLS`] calls of one caller (Entra ID object and tenant) are in
 //!   flight at once, streamed downloads until their last byte; more are answered 429
 //!   with `Retry-After`.
-//! - A caller's database work runs one job at a time ([`crate::api::db`] waits for the
+//! - A caller's database work runs one job at a time ([`crate::http::api::db`] waits for the
 //!   caller's turn before it queues for a query thread), so a caller with slow queries
 //!   holds at most one of the [`super::pool::QUERY_THREADS`] threads and the others
 //!   stay free for everyone else. Streamed exports run on a pool of their own
-//!   ([`crate::server::AppState::exports`]).
+//!   ([`crate::http::AppState::exports`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
