@@ -193,7 +193,7 @@ fn main() {
     let store = prepare(dir.path(), "loaded", &history);
     let calls = endpoints(&store);
     let db_path = store.path().to_path_buf();
-    let (_runtime, base, state) = common::serve(store.clone());
+    let (base, state) = common::serve(store.clone());
     let audit = state.audit.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let load_thread = load(&base, &db_path, &calls, clients, stop.clone());

@@ -55,7 +55,7 @@ fn main() {
         )
     };
     let token = tokentrail::auth::dev_token(&db, Role::Responder, "bench", chrono::Duration::hours(1)).unwrap();
-    let (_runtime, base, _state) = common::serve(store.clone());
+    let (base, _state) = common::serve(store.clone());
 
     // What each page's script fetches (src/ui/assets/app.js).
     let pages: Vec<(&str, Vec<String>)> = vec![

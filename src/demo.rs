@@ -6,7 +6,7 @@
 //! first stopped, and Ctrl-C stops it between commits.
 
 use crate::generate::{GroundTruth, Scenario};
-use crate::http::AppState;
+use crate::http::{Application, Detection, Settings, SignIn, Source, SourceContext};
 use crate::ingest::{Chunk, PipelineOptions};
 use crate::source::generated::GeneratedSource;
 use crate::store::{Store, StoreOptions};
@@ -15,7 +15,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
 
 pub struct DemoOptions {
     pub db: PathBuf,
@@ -111,77 +111,32 @@ pub fn run(options: DemoOptions) -> Result<()> {
     let store_options =
         StoreOptions { memory_limit: Some(crate::config::DEFAULT_DB_MEMORY_LIMIT.into()), ..StoreOptions::default() };
     let store = Arc::new(Store::open(&options.db, &store_options)?);
-    // Ingest runs on its own thread at normal priority; all else here is the HTTP side.
-    let runtime = crate::http::http_runtime()?;
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], options.port));
-    let listener = runtime.block_on(tokio::net::TcpListener::bind(address)).with_context(|| {
-        format!("cannot listen on {address}: is another program using port {}? Pass --port", options.port)
-    })?;
-    let address = listener.local_addr()?;
-    tracing::warn!("demo mode: generated data; sign-in by the development issuer (pick a role), loopback only");
-    eprintln!("TokenTrail demo on http://{address}  (database {})", options.db.display());
-
-    let stop = Arc::new(AtomicBool::new(false));
-    // Ingest counts its commits here; detection wakes on them.
-    let metrics = Arc::new(crate::metrics::Metrics::default());
-    // If ingest stops on an error, the demo stops too, rather than serve stale data.
-    let ingest_ended = Arc::new(tokio::sync::Notify::new());
-    let ingest = {
-        let (store, stop, ended, metrics) = (store.clone(), stop.clone(), ingest_ended.clone(), metrics.clone());
-        let (seed, days) = (options.seed, options.days);
-        std::thread::Builder::new().name("demo-ingest".into()).spawn(move || {
-            let outcome = stream(&store, seed, days, &stop, &metrics);
-            if let Err(error) = &outcome {
-                tracing::error!(error = format!("{error:#}"), "demo ingest stopped");
-            }
-            ended.notify_one();
-            outcome
-        })?
-    };
-    let auth = crate::auth::Auth::development(&options.db, None)?;
-    let (detector, _problems) = crate::rules::Detector::open(&store, &crate::rules::DetectionConfig::from_env())?;
-    let rules = Arc::new(detector.rules().to_vec());
-    let mut state = AppState::new(store.clone(), "demo: generated data, development sign-in, loopback only", auth);
-    state.metrics = metrics;
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], options.port));
+    let sign_in = SignIn::Development { db: options.db.clone(), secret: None };
+    let mode = "demo: generated data, development sign-in, loopback only";
+    let mut settings = Settings::new(store, listen, mode, sign_in);
+    settings.detection = Detection::Live(crate::rules::DetectionConfig::from_env());
     // Alerts from `TOKENTRAIL_ALERTS__*` (none by default: the outbox fills, nothing is sent).
-    let alerts = crate::alerts::AlertsConfig::from_env()?.resolve(&format!("http://{address}"))?;
-    let alerts_stop = tokio_util::sync::CancellationToken::new();
-    let alerts =
-        crate::alerts::start(store.clone(), alerts, state.metrics.clone(), runtime.handle(), alerts_stop.clone())?;
-    let detection = crate::rules::live::spawn(store.clone(), detector, state.metrics.clone(), stop.clone(), {
-        move |_| alerts.wake()
-    })?;
-    let sampler = crate::metrics::spawn_memory_sampler(store.clone(), state.metrics.clone(), stop.clone())?;
-    store.lock_down()?;
-    state.rules = rules;
-    let audit = state.audit.clone();
-    let serve_stop = stop.clone();
-    let served = runtime.block_on(async move {
-        let shutdown = async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => eprintln!("stopping: finishing the current commit"),
-                _ = ingest_ended.notified() => eprintln!("stopping: ingest ended"),
-            }
-            serve_stop.store(true, Ordering::SeqCst);
-        };
-        axum::serve(listener, crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+    settings.alerts = Some(crate::alerts::AlertsConfig::from_env()?.resolve(&format!("http://{listen}"))?);
+    let (seed, days) = (options.seed, options.days);
+    settings.source = Some(Source {
+        name: "demo-ingest",
+        run: Box::new(move |cx: SourceContext| stream(&cx.store, seed, days, &cx.stop, &cx.metrics)),
     });
-    stop.store(true, Ordering::SeqCst);
-    alerts_stop.cancel();
-    let ingested = ingest.join().map_err(|_| anyhow::anyhow!("the demo ingest thread panicked"))?;
-    let _ = detection.join();
-    let _ = sampler.join();
-    // Every thread that holds the database ends before the process does.
-    audit.close();
-    drop(runtime);
-    served?;
-    ingested
+    let app = Application::build(settings)?;
+    tracing::warn!("demo mode: generated data; sign-in by the development issuer (pick a role), loopback only");
+    eprintln!("TokenTrail demo on http://{}  (database {})", app.address(), options.db.display());
+    app.run_until_stopped()
 }
 
 /// Backfills from the checkpoint (or `days` ago) to now, then follows the clock.
-fn stream(store: &Store, seed: u64, days: u32, stop: &AtomicBool, metrics: &crate::metrics::Metrics) -> Result<()> {
+fn stream(
+    store: &Store,
+    seed: u64,
+    days: u32,
+    stop: &CancellationToken,
+    metrics: &crate::metrics::Metrics,
+) -> Result<()> {
     let source = GeneratedSource::new(seed, 1.0);
     let mut writer = store.writer()?;
     let checkpoint = store.checkpoint(&source.source_id)?;
@@ -199,7 +154,7 @@ fn stream(store: &Store, seed: u64, days: u32, stop: &AtomicBool, metrics: &crat
     let live = std::iter::from_fn(|| {
         let deadline = std::time::Instant::now() + TICK;
         while std::time::Instant::now() < deadline {
-            if stop.load(Ordering::SeqCst) {
+            if stop.is_cancelled() {
                 return None;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -224,7 +179,7 @@ fn backfill(
     source: &GeneratedSource,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    stop: &AtomicBool,
+    stop: &CancellationToken,
     metrics: &crate::metrics::Metrics,
 ) -> Result<()> {
     let windows = ((to - from).num_seconds() / BACKFILL_WINDOW.num_seconds() + 1) as u64;
@@ -233,7 +188,7 @@ fn backfill(
     let mut at = from;
     let windows_done = progress.clone();
     let chunks = std::iter::from_fn(|| {
-        if at >= to || stop.load(Ordering::SeqCst) {
+        if at >= to || stop.is_cancelled() {
             return None;
         }
         let end = (at + BACKFILL_WINDOW).min(to);

@@ -235,13 +235,13 @@ pub fn sample_memory(store: &crate::store::Store, metrics: &Metrics) {
 pub fn spawn_memory_sampler(
     store: std::sync::Arc<crate::store::Store>,
     metrics: std::sync::Arc<Metrics>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("memory-sampler".into()).spawn(move || {
-        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        while !stop.is_cancelled() {
             sample_memory(&store, &metrics);
             let mut waited = std::time::Duration::ZERO;
-            while waited < SAMPLE_EVERY && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            while waited < SAMPLE_EVERY && !stop.is_cancelled() {
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 waited += std::time::Duration::from_millis(200);
             }

@@ -4,13 +4,11 @@
 //! committed position.
 
 use crate::config::ServeConfig;
-use crate::http::AppState;
-use crate::metrics::Metrics;
+use crate::http::{Application, Detection, Settings, SignIn, Source, SourceContext};
 use crate::source::eventhubs::{self, Connect, HubsStatus};
 use crate::store::{Store, StoreOptions};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 /// What `serve` starts with once the configuration has passed every check that needs
 /// neither the database, a port nor the network.
@@ -99,98 +97,38 @@ pub fn run(config: ServeConfig) -> Result<()> {
     if let Some(key) = &config.evidence.signing_key {
         crate::evidence::sign::configure(key.clone());
     }
-    let runtime = tokio::runtime::Runtime::new()?;
-    let http = crate::http::http_runtime()?;
-    let listen = config.http.listen;
-    let listener = http
-        .block_on(tokio::net::TcpListener::bind(listen))
-        .with_context(|| format!("cannot listen on {listen}: is another program using it? Set http.listen"))?;
-    let address = listener.local_addr()?;
-    tracing::info!(address = %address, db = %config.db.display(), "serving");
-
-    let cancel = CancellationToken::new();
-    let metrics = Arc::new(Metrics::default());
-    let hubs = Arc::new(HubsStatus::default());
-    let source = match (&config.eventhubs, connect) {
-        (Some(hubs_config), Some(connect)) => {
-            let (store, hubs_config, handle) = (store.clone(), hubs_config.clone(), runtime.handle().clone());
-            let (cancel, status, metrics) = (cancel.clone(), hubs.clone(), metrics.clone());
-            Some(std::thread::Builder::new().name("eventhubs-ingest".into()).spawn(move || {
-                let outcome = eventhubs::run(&store, &hubs_config, &connect, &handle, cancel.clone(), status, metrics);
-                if let Err(error) = &outcome {
-                    tracing::error!(error = format!("{error:#}"), "Event Hubs ingest stopped");
-                }
-                // The service stops with its source rather than serve stale data silently.
-                cancel.cancel();
-                outcome
-            })?)
-        }
-        _ => None,
-    };
-    let (auth, mode) = match &config.auth {
-        Some(auth) => (runtime.block_on(crate::auth::Auth::entra(auth.clone()))?, "service"),
+    let (sign_in, mode, secret) = match &config.auth {
+        Some(auth) => (SignIn::Entra(auth.clone()), "service", None),
         None => {
             let secret = crate::auth::SignInSecret::new();
-            // On the terminal only: a secret never goes to the log.
-            eprintln!(
-                "development sign-in: open http://127.0.0.1:{}/ and enter this secret when asked: {}\n\
-                 (it lasts until the service stops; configure [auth] for real data)",
-                address.port(),
-                secret.value()
-            );
-            (crate::auth::Auth::development(&config.db, Some(secret))?, "service: development sign-in")
+            let shown = secret.value().to_owned();
+            let sign_in = SignIn::Development { db: config.db.clone(), secret: Some(secret) };
+            (sign_in, "service: development sign-in", Some(shown))
         }
     };
-    let (detector, _problems) = crate::rules::Detector::open(&store, &config.detection)?;
-    let rules = Arc::new(detector.rules().to_vec());
-    let detection_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let alerts = crate::alerts::start(store.clone(), alerts, metrics.clone(), runtime.handle(), cancel.clone())?;
-    let detection = crate::rules::live::spawn(store.clone(), detector, metrics.clone(), detection_stop.clone(), {
-        move |_| alerts.wake()
-    })?;
-    let sampler = crate::metrics::spawn_memory_sampler(store.clone(), metrics.clone(), detection_stop.clone())?;
-    store.lock_down()?;
-    let mut state = AppState::new(store.clone(), mode, auth);
-    state.rules = rules;
-    state.hubs = source.as_ref().map(|_| hubs.clone());
-    state.metrics = metrics;
-    state.evidence = config.evidence.clone();
-    let audit = state.audit.clone();
-    let shutdown = {
-        let cancel = cancel.clone();
-        async move {
-            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let terminated = async {
-                match terminate.as_mut() {
-                    Some(signal) => signal.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => tracing::info!("stopping: finishing the current commit"),
-                _ = terminated => tracing::info!("SIGTERM: finishing the current commit"),
-                _ = cancel.cancelled() => {}
-            }
-            cancel.cancel();
-        }
-    };
-    let served = http.block_on(async move {
-        axum::serve(listener, crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
-    cancel.cancel();
-    detection_stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let _ = detection.join();
-    let _ = sampler.join();
-    let ingested = match source {
-        Some(thread) => thread.join().map_err(|_| anyhow::anyhow!("the Event Hubs ingest thread panicked"))?,
-        None => Ok(()),
-    };
-    // Every thread that holds the database ends before the process does.
-    audit.close();
-    drop(http);
-    drop(runtime);
-    served?;
-    ingested
+    let mut settings = Settings::new(store, config.http.listen, mode, sign_in);
+    settings.detection = Detection::Live(config.detection.clone());
+    settings.alerts = Some(alerts);
+    settings.evidence = config.evidence.clone();
+    if let (Some(hubs), Some(connect)) = (config.eventhubs.clone(), connect) {
+        let status = Arc::new(HubsStatus::default());
+        settings.hubs = Some(status.clone());
+        settings.source = Some(Source {
+            name: "eventhubs-ingest",
+            run: Box::new(move |cx: SourceContext| {
+                eventhubs::run(&cx.store, &hubs, &connect, &cx.runtime, cx.stop, status, cx.metrics)
+            }),
+        });
+    }
+    let app = Application::build(settings)?;
+    tracing::info!(address = %app.address(), db = %config.db.display(), "serving");
+    if let Some(secret) = secret {
+        // On the terminal only: a secret never goes to the log.
+        eprintln!(
+            "development sign-in: open http://127.0.0.1:{}/ and enter this secret when asked: {secret}\n\
+             (it lasts until the service stops; configure [auth] for real data)",
+            app.address().port(),
+        );
+    }
+    app.run_until_stopped()
 }

@@ -98,19 +98,15 @@ pub fn write_section(name: &str, section: &str) {
 }
 
 /// The whole HTTP application on a loopback port, with the development issuer for
-/// sign-in (tokens from `tokentrail::auth::dev_token` on the same database). Keep the
-/// runtime: the server runs on it.
-pub fn serve(
-    store: std::sync::Arc<tokentrail::store::Store>,
-) -> (tokio::runtime::Runtime, String, tokentrail::http::AppState) {
-    let runtime = tokentrail::http::http_runtime().unwrap();
-    let auth = tokentrail::auth::Auth::development(store.path(), None).unwrap();
-    let state = tokentrail::http::AppState::new(store.clone(), "bench", auth);
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = tokentrail::http::router(state.clone());
-    runtime.spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
-    });
-    (runtime, base, state)
+/// sign-in (tokens from `tokentrail::auth::dev_token` on the same database), serving
+/// from a thread of its own until the process ends.
+pub fn serve(store: std::sync::Arc<tokentrail::store::Store>) -> (String, tokentrail::http::AppState) {
+    use tokentrail::http::{Application, Detection, Settings, SignIn};
+    let sign_in = SignIn::Development { db: store.path().to_path_buf(), secret: None };
+    let mut settings = Settings::new(store, "127.0.0.1:0".parse().unwrap(), "bench", sign_in);
+    settings.detection = Detection::Catalogue(tokentrail::rules::rule::load(None).0);
+    let app = Application::build(settings).unwrap();
+    let (base, state) = (format!("http://{}", app.address()), app.state().clone());
+    std::thread::spawn(move || app.run_until_stopped().unwrap());
+    (base, state)
 }

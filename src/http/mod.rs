@@ -5,7 +5,10 @@
 //! thread, never on the async executor.
 
 pub mod api;
+pub mod app;
 pub mod ui;
+
+pub use app::{Application, Detection, Settings, SignIn, Source, SourceContext};
 
 use crate::auth::Auth;
 use crate::http::api::audit::AuditLog;
@@ -14,6 +17,8 @@ use crate::rules::rule::Rule;
 use crate::source::eventhubs::HubsStatus;
 use crate::store::Store;
 use api::AccessTable;
+use api::callers::Callers;
+use api::pool::{self, QueryPool};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,6 +26,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use std::sync::Arc;
 
+/// What every handler reads. Built once, complete, by [`AppState::new`]; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
@@ -33,44 +39,74 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The rule catalogue (what detection runs with).
     pub rules: Arc<Vec<Rule>>,
-    /// Who may call what, from the OpenAPI document ([`router`] fills it).
+    /// Who may call what, from the OpenAPI document.
     pub access: Arc<AccessTable>,
     pub openapi: Arc<serde_json::Value>,
     /// The threads API queries run on ([`crate::http::api::db`]).
-    pub queries: crate::http::api::pool::QueryPool,
+    pub queries: QueryPool,
     /// The threads streamed exports run on, apart from the queries' so downloads never
     /// hold the threads that answer pages.
-    pub exports: crate::http::api::pool::QueryPool,
+    pub exports: QueryPool,
     /// Each caller's share of the API ([`crate::http::api::callers`]).
-    pub callers: crate::http::api::callers::Callers,
+    pub callers: Callers,
     /// Evidence packs: their bounds over the API.
     pub evidence: crate::config::EvidenceConfig,
 }
 
+/// What [`AppState::new`] is made from.
+pub struct StateParts {
+    pub store: Arc<Store>,
+    pub mode: &'static str,
+    pub auth: Arc<Auth>,
+    pub hubs: Option<Arc<HubsStatus>>,
+    pub metrics: Arc<Metrics>,
+    pub rules: Vec<Rule>,
+    pub evidence: crate::config::EvidenceConfig,
+    pub limits: Limits,
+}
+
+/// The API's limits per caller and per source address.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Calls in flight per caller ([`crate::http::api::callers::MAX_CALLS`]).
+    pub calls_per_caller: usize,
+    /// A caller's database jobs at once.
+    pub database_jobs_per_caller: usize,
+    /// Refused calls written to the access log per source address and minute
+    /// ([`crate::http::api::audit::REFUSED_PER_MINUTE`]).
+    pub refused_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            calls_per_caller: crate::http::api::callers::MAX_CALLS,
+            database_jobs_per_caller: 1,
+            refused_per_minute: crate::http::api::audit::REFUSED_PER_MINUTE,
+        }
+    }
+}
+
 impl AppState {
-    pub fn new(store: Arc<Store>, mode: &'static str, auth: Arc<Auth>) -> AppState {
+    /// Starts the access log and the query threads, and derives the access table from the
+    /// OpenAPI document, so the state is whole before any request can see it.
+    pub fn new(parts: StateParts) -> AppState {
+        let StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits } = parts;
+        let doc = crate::http::api::routes().into_openapi();
         AppState {
-            audit: AuditLog::start(store.clone()),
+            audit: AuditLog::start_with(store.clone(), limits.refused_per_minute),
             store,
             mode,
-            hubs: None,
-            metrics: Arc::default(),
+            hubs,
+            metrics,
             auth,
-            rules: Arc::new(crate::rules::rule::load(None).0),
-            access: Arc::default(),
-            openapi: Arc::default(),
-            queries: crate::http::api::pool::QueryPool::start(
-                "api-query",
-                crate::http::api::pool::QUERY_THREADS,
-                crate::http::api::pool::QUERY_NICE,
-            ),
-            exports: crate::http::api::pool::QueryPool::start(
-                "api-export",
-                crate::http::api::pool::EXPORT_THREADS,
-                crate::http::api::pool::QUERY_NICE,
-            ),
-            callers: Default::default(),
-            evidence: Default::default(),
+            rules: Arc::new(rules),
+            access: Arc::new(AccessTable::from_openapi(&doc)),
+            openapi: Arc::new(serde_json::to_value(&doc).expect("the OpenAPI document serialises")),
+            queries: QueryPool::start("api-query", pool::QUERY_THREADS, pool::QUERY_NICE),
+            exports: QueryPool::start("api-export", pool::EXPORT_THREADS, pool::QUERY_NICE),
+            callers: Callers::new(limits.calls_per_caller, limits.database_jobs_per_caller),
+            evidence,
         }
     }
 }
@@ -89,10 +125,8 @@ pub fn http_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// The whole application. Every route passes [`crate::http::api::guard`], which lets only
 /// probes, `/metrics` and sign-in through without a token.
-pub fn router(mut state: AppState) -> Router {
-    let (api, doc) = crate::http::api::routes().split_for_parts();
-    state.access = Arc::new(AccessTable::from_openapi(&doc));
-    state.openapi = Arc::new(serde_json::to_value(&doc).expect("the OpenAPI document serialises"));
+pub fn router(state: AppState) -> Router {
+    let (api, _) = crate::http::api::routes().split_for_parts();
     api.route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -17,8 +17,8 @@ use anyhow::Result;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// The longest the thread waits between passes when no commit wakes it.
 pub const INTERVAL: Duration = Duration::from_secs(5);
@@ -35,19 +35,19 @@ pub const MAX_DEFER: Duration = Duration::from_secs(60);
 /// larger passes, while ingest keeps its pace.
 pub const NICE: i32 = 10;
 
-/// Starts the detection thread; it ends soon after `stop` is set. `raised` gets the ids
+/// Starts the detection thread; it ends soon after `stop` is cancelled. `raised` gets the ids
 /// of the findings each pass raised for the first time (alert hooks start there).
 pub fn spawn(
     store: Arc<Store>,
     detector: Detector,
     metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     raised: impl Fn(Vec<i64>) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>> {
     Ok(std::thread::Builder::new().name("detection".into()).spawn(move || {
         crate::sys::priority::lower(NICE);
         let mut seen = metrics.commits.get();
-        while !stop.load(Ordering::SeqCst) {
+        while !stop.is_cancelled() {
             match detector.evaluate_after_commit(&store) {
                 Ok(evaluation) => {
                     for failure in &evaluation.failures {
@@ -83,9 +83,9 @@ struct Clocks<'a> {
 /// ([`INTERVAL`]) at the latest; and more while ingest cut a commit at its size limit
 /// (`full_commits` moved) meanwhile, up to `max_defer` ([`MAX_DEFER`]); `deferred` is 1
 /// while it waits for that. Leaves `seen` at the commits there were when it returned.
-/// False once `stop` is set.
+/// False once `stop` is cancelled.
 fn wait_for_next_pass(
-    stop: &AtomicBool,
+    stop: &CancellationToken,
     clocks: Clocks<'_>,
     seen: &mut u64,
     deferred: &Gauge,
@@ -98,7 +98,7 @@ fn wait_for_next_pass(
         // Short steps, so a commit or a stop is noticed at once.
         let until = Instant::now() + interval;
         while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
-            if stop.load(Ordering::SeqCst) {
+            if stop.is_cancelled() {
                 return false;
             }
             if clocks.commits.get() != *seen {
@@ -111,7 +111,7 @@ fn wait_for_next_pass(
         let now = clocks.full_commits.get();
         if now == full || waiting.elapsed() >= max_defer {
             deferred.set(0);
-            return !stop.load(Ordering::SeqCst);
+            return !stop.is_cancelled();
         }
         deferred.set(1);
         tracing::debug!(full_commits = now - full, "detection waits: ingest is running flat out");
@@ -138,12 +138,13 @@ mod tests {
     use prometheus_client::metrics::gauge::Gauge;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
+    use tokio_util::sync::CancellationToken;
 
     const INTERVAL: Duration = Duration::from_millis(50);
 
     #[test]
     fn a_pass_waits_one_interval_when_ingest_is_not_flat_out() {
-        let (stop, full, commits) = (AtomicBool::new(false), Counter::default(), Counter::default());
+        let (stop, full, commits) = (CancellationToken::new(), Counter::default(), Counter::default());
         let started = Instant::now();
         let deferred = Gauge::default();
         let clocks = Clocks { commits: &commits, full_commits: &full };
@@ -155,7 +156,7 @@ mod tests {
 
     #[test]
     fn a_commit_starts_a_pass_without_waiting_out_the_interval() {
-        let (stop, full, commits) = (AtomicBool::new(false), Counter::default(), Counter::default());
+        let (stop, full, commits) = (CancellationToken::new(), Counter::default(), Counter::default());
         let clocks = Clocks { commits: &commits, full_commits: &full };
         let mut seen = 0;
         let started = Instant::now();
@@ -174,7 +175,7 @@ mod tests {
 
     #[test]
     fn full_commits_defer_a_pass_until_they_stop_or_for_at_most_max_defer() {
-        let (stop, full) = (AtomicBool::new(false), Counter::default());
+        let (stop, full) = (CancellationToken::new(), Counter::default());
         let (done, deferred) = (AtomicBool::new(false), Gauge::default());
         // Every commit of a backlog is full: the same counter is both clocks here.
         let clocks = Clocks { commits: &full, full_commits: &full };
@@ -215,7 +216,8 @@ mod tests {
 
     #[test]
     fn a_stop_ends_the_wait() {
-        let (stop, full) = (AtomicBool::new(true), Counter::default());
+        let (stop, full) = (CancellationToken::new(), Counter::default());
+        stop.cancel();
         let started = Instant::now();
         let clocks = Clocks { commits: &full, full_commits: &full };
         let (interval, max) = (Duration::from_secs(30), Duration::from_secs(60));
