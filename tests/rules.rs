@@ -8,8 +8,8 @@ use common::TestDb;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use tokentrail::cli::output::Format;
 use tokentrail::generate::{Event, Generator, GroundTruth, Scenario, THREAT_INTEL_IPS, Tenant};
-use tokentrail::query::Format;
 use tokentrail::rules::findings::{self, Status};
 use tokentrail::rules::{DetectionConfig, Detector, ParamValue};
 
@@ -663,7 +663,7 @@ fn detect_prints_the_findings_of_a_period_as_json_or_a_table() {
     let path = dir.path().join("test.duckdb");
     let detect = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>, format: Format| {
         let mut out = Vec::new();
-        tokentrail::rules::detect_with(&path, &config, from, to, format, &mut out).unwrap();
+        tokentrail::cli::detect::detect_with(&path, &config, from, to, format, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     };
     let json: serde_json::Value = serde_json::from_str(&detect(None, None, Format::Json)).unwrap();

@@ -14,7 +14,6 @@
 
 pub mod append;
 pub mod chain;
-pub mod cli;
 mod csv_file;
 pub mod pack;
 pub mod populations;

@@ -9,7 +9,10 @@
 //!   checkpoint is the event time generated up to.
 //! - [`eventhubs`]: Azure Event Hubs partitions; the checkpoint is each
 //!   partition's sequence number, offset and enqueued time.
+//! - [`produce`]: the other direction, records from files sent to an event hub
+//!   (`tokentrail produce`, the tests and benchmarks).
 
 pub mod eventhubs;
 pub mod file;
 pub mod generated;
+pub mod produce;

@@ -1,8 +1,9 @@
-//! `tokentrail evidence` and `tokentrail verify`: what the commands print and return.
+//! `tokentrail evidence` (make, verify, public key) and `tokentrail verify` (the integrity
+//! chains): what the commands print and return.
 
-use super::pack::{self, PackRequest};
-use super::sign::{self, PackKey};
-use super::{Criterion, GeneratedBy, Period, chain};
+use crate::evidence::pack::{self, PackRequest};
+use crate::evidence::sign::{self, PackKey};
+use crate::evidence::{Criterion, GeneratedBy, Period, chain};
 use crate::progress::bar;
 use crate::rules::DetectionConfig;
 use crate::store::{Store, StoreOptions};
@@ -49,7 +50,7 @@ pub fn make_pack(args: PackArgs) -> Result<ExitCode> {
         period,
         generated_by: generated_by.clone(),
         rules: &rules,
-        budget: super::Budget::unlimited(),
+        budget: crate::evidence::Budget::unlimited(),
     };
     let progress = bar("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")?;
     let started = std::time::Instant::now();
@@ -101,7 +102,7 @@ fn record_export(
         "criteria": manifest.criteria, "from": manifest.period.from, "to": manifest.period.to,
         "manifest_sha256": manifest_sha256,
     });
-    super::append::append(store, "access_log", |conn| {
+    crate::evidence::append::append(store, "access_log", |conn| {
         conn.execute(
             "INSERT INTO access_log (time, name, method, endpoint, path, parameters, status, rows, duration_ms, auth)
              VALUES (get_current_timestamp(), ?, 'CLI', 'tokentrail evidence', ?, ?::JSON, 200, ?, ?, 'none')",
@@ -116,6 +117,17 @@ fn record_export(
         Ok(())
     })
     .context("recording the export in access_log")
+}
+
+/// `tokentrail evidence public-key --db PATH`.
+pub fn public_key(db: &Path, signing_key: Option<&Path>) -> Result<ExitCode> {
+    let path = sign::key_path(db, signing_key);
+    let key = PackKey::load_or_create(&path, true)?;
+    if key.created {
+        eprintln!("created signing key {} (mode 0600; keep it safe)", path.display());
+    }
+    print!("{}", key.public_pem());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `tokentrail evidence verify PACK.zip [--public-key KEY.pem]`.
@@ -170,7 +182,7 @@ pub fn verify_chain(db: &Path) -> Result<ExitCode> {
         println!("  batch {}: {}", failure.batch_id, failure.reason);
     }
     // The service's own audit trail (and later other append-only tables).
-    let appended = super::append::verify(&store)?;
+    let appended = crate::evidence::append::verify(&store)?;
     for table in &appended {
         println!("{}", table.summary());
         for (link, reason) in &table.failures {

@@ -1,10 +1,21 @@
-//! The command line: parses arguments and calls the library. Nothing else.
+//! The command line: parses arguments and runs one command, each in a file of its own
+//! here; what a command prints is there, what it does is in the library.
+
+mod demo;
+pub mod detect;
+mod evidence;
+mod generate;
+mod ingest;
+pub mod output;
+mod produce;
+mod query;
+mod serve;
+mod token;
 
 use crate::ingest::PipelineOptions;
-use crate::query::Format;
-use crate::store::StoreOptions;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use output::Format;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -229,67 +240,47 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(workers) = workers {
                 options.workers = workers.max(1);
             }
-            ingest(db, options, threads, paths)
+            ingest::ingest(db, options, threads, paths)
         }
         Command::Query { db, format, sql } => {
-            crate::query::run(&db, &sql, format, &mut std::io::stdout().lock())?;
+            query::run(&db, &sql, format, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Detect { db, from, to, format } => {
-            crate::rules::detect_command(&db, from, to, format, &mut std::io::stdout().lock())?;
+            detect::detect_command(&db, from, to, format, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Generate { out, days, seed, scenarios, scale } => {
-            let scenarios = crate::demo::parse_scenarios(&scenarios)?;
-            let summary = crate::demo::generate_files(&out, days, seed, &scenarios, scale)?;
+            let scenarios = generate::parse_scenarios(&scenarios)?;
+            let summary = generate::generate_files(&out, days, seed, &scenarios, scale)?;
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { config: path, check_config } => {
             let config = crate::config::ServeConfig::load(path.as_deref())?;
             if check_config {
-                let summary = crate::serve::check(&config)?;
+                let summary = serve::check(&config)?;
                 let source = path.map_or("the environment".into(), |p| p.display().to_string());
                 println!("configuration ok ({source} and TOKENTRAIL_* variables); serve would run:\n{summary}");
                 return Ok(ExitCode::SUCCESS);
             }
-            crate::serve::run(config)?;
+            serve::run(config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Produce { hub, namespace, credential, endpoint, partition, records_per_event, files } => {
-            produce(hub, namespace, credential, endpoint, partition, records_per_event, files)
+            produce::produce(hub, namespace, credential, endpoint, partition, records_per_event, files)
         }
-        Command::Token { role, db, name, minutes } => {
-            let role = crate::auth::Role::ALL
-                .into_iter()
-                .find(|r| {
-                    r.claim().eq_ignore_ascii_case(&role)
-                        || r.claim().trim_start_matches("TokenTrail.").eq_ignore_ascii_case(&role)
-                })
-                .ok_or_else(|| anyhow::anyhow!("--role {role:?}: use Responder, Auditor or Admin"))?;
-            if minutes == 0 {
-                anyhow::bail!("--minutes must be at least 1");
-            }
-            let lifetime = chrono::Duration::minutes(minutes.into());
-            println!("{}", crate::auth::dev_token(&db, role, &name, lifetime)?);
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Token { role, db, name, minutes } => token::print(&role, &db, &name, minutes),
         Command::Evidence { action: Some(EvidenceAction::Verify { pack, public_key }), .. } => {
-            crate::evidence::cli::verify_pack(&pack, public_key.as_deref())
+            evidence::verify_pack(&pack, public_key.as_deref())
         }
         Command::Evidence { action: Some(EvidenceAction::PublicKey { db, signing_key }), .. } => {
-            let path = crate::evidence::sign::key_path(&db, signing_key.as_deref());
-            let key = crate::evidence::sign::PackKey::load_or_create(&path, true)?;
-            if key.created {
-                eprintln!("created signing key {} (mode 0600; keep it safe)", path.display());
-            }
-            print!("{}", key.public_pem());
-            Ok(ExitCode::SUCCESS)
+            evidence::public_key(&db, signing_key.as_deref())
         }
         Command::Evidence { action: None, pack } => {
             let missing =
                 |name: &str| anyhow::anyhow!("evidence: --{name} is required (or use `evidence verify PACK.zip`)");
-            crate::evidence::cli::make_pack(crate::evidence::cli::PackArgs {
+            evidence::make_pack(evidence::PackArgs {
                 db: pack.db.ok_or_else(|| missing("db"))?,
                 criteria: pack.criteria.ok_or_else(|| missing("criteria"))?,
                 from: pack.from.ok_or_else(|| missing("from"))?,
@@ -299,74 +290,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 generated_by: pack.generated_by,
             })
         }
-        Command::Verify { db } => crate::evidence::cli::verify_chain(&db),
+        Command::Verify { db } => evidence::verify_chain(&db),
         Command::Demo { db, port, seed, days } => {
-            crate::demo::run(crate::demo::DemoOptions { db, port, seed, days })?;
+            demo::run(demo::DemoOptions { db, port, seed, days })?;
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn produce(
-    hub: String,
-    namespace: Option<String>,
-    credential: String,
-    endpoint: Option<String>,
-    partition: Option<String>,
-    records_per_event: usize,
-    files: Vec<PathBuf>,
-) -> Result<ExitCode> {
-    let credential = serde_json::from_value(serde_json::Value::String(credential.clone())).map_err(|_| {
-        anyhow::anyhow!("--credential {credential:?}: use default, managed_identity, workload_identity, client_secret, client_certificate, azure_cli or connection_string")
-    })?;
-    let config = crate::config::EventHubsConfig {
-        namespace,
-        hubs: vec![hub.clone()],
-        credential,
-        endpoint: endpoint.clone(),
-        ..crate::config::EventHubsConfig::for_hub(&hub)
-    };
-    let connect = crate::source::eventhubs::Connect::from_config(&config)?;
-    let progress = crate::progress::bar("{spinner} {pos}/{len} files {wide_msg}")?;
-    progress.set_length(files.len() as u64);
-    let options = crate::produce::ProduceOptions {
-        connect: &connect,
-        hub: &hub,
-        endpoint: endpoint.as_deref(),
-        partition,
-        records_per_event,
-        files: &files,
-    };
-    let runtime = tokio::runtime::Runtime::new()?;
-    let produced = runtime.block_on(crate::produce::produce(options, &progress))?;
-    progress.finish_and_clear();
-    println!("sent {} records in {} events ({} batches) to {hub}", produced.records, produced.events, produced.batches);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn ingest(db: PathBuf, options: PipelineOptions, threads: usize, paths: Vec<PathBuf>) -> Result<ExitCode> {
-    let progress = crate::progress::bar("{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}")?;
-    let store_options = StoreOptions { threads: Some(threads.max(1)), ..StoreOptions::default() };
-    let (store, report) = crate::source::file::ingest_files_at(&db, &store_options, &paths, options, progress)?;
-    println!("files: {} ({} unchanged, {} failed)", report.files, report.unchanged.len(), report.failed.len());
-    if let Some((first, last)) = report.batches {
-        for (table, category, rows) in crate::source::file::counts_by_category(&store, first, last)? {
-            println!("  {table:<16} {category:<36} {rows:>12}");
-        }
-    }
-    let c = report.counts;
-    println!(
-        "stored: {} cosmos requests, {} sign-ins, {} raw, {} quarantined",
-        c.cosmos, c.signins, c.raw, c.quarantined
-    );
-    if c.quarantined > 0 {
-        println!(
-            "see them with: tokentrail query --db {} \"SELECT source, line, reason FROM quarantine\"",
-            db.display()
-        );
-    }
-    for (file, error) in &report.failed {
-        eprintln!("error: {file}: {error}");
-    }
-    Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
