@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokentrail::alerts::config::{AlertsConfig, DestinationConfig, DestinationKind, RouteConfig};
 use tokentrail::ingest::PipelineOptions;
+use tokentrail::ingest::files::ingest_files;
 use tokentrail::rules::{DetectionConfig, Detector};
-use tokentrail::source::file::ingest_files;
 use tokentrail::store::{Store, StoreOptions};
 
 /// Findings per ingest batch, and the pause between batches (a steady trickle, 100/s).

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use tokentrail::auth::Role;
 use tokentrail::generate::{Generator, Scenario, Tenant};
 use tokentrail::ingest::PipelineOptions;
+use tokentrail::ingest::files::ingest_files;
 use tokentrail::rules::{DetectionConfig, Detector};
-use tokentrail::source::file::ingest_files;
 use tokentrail::store::{Store, StoreOptions};
 
 fn env_or(name: &str, default: usize) -> usize {

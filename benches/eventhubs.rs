@@ -290,7 +290,7 @@ fn main() {
         prefetch = tokentrail::config::EventHubsConfig::for_hub(HUB).prefetch,
         channel = tokentrail::source::eventhubs::CHANNEL_BYTES >> 20,
         commit = tokentrail::ingest::COMMIT_BYTES >> 20,
-        rows = tokentrail::ingest::COMMIT_ROWS,
+        rows = tokentrail::store::COMMIT_ROWS,
         limit = tokentrail::config::ServeConfig::default().db_memory_limit,
         threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
         gb = bytes as f64 / 1e9,

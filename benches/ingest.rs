@@ -221,7 +221,7 @@ fn main() {
         if b.0 / a.0 >= 1.0 { "met" } else { "not met" },
         lenient_us / fast_us,
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        commit_rows = tokentrail::ingest::COMMIT_ROWS,
+        commit_rows = tokentrail::store::COMMIT_ROWS,
         commit_mib = tokentrail::ingest::COMMIT_BYTES >> 20,
     );
     common::write_section("ingest", &section);

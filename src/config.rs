@@ -214,7 +214,7 @@ fn default_max_wait_ms() -> u64 {
     1000
 }
 fn default_commit_rows() -> usize {
-    crate::ingest::COMMIT_ROWS
+    crate::store::COMMIT_ROWS
 }
 fn default_stall_timeout() -> u64 {
     30

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use tokentrail::alerts::config::{AlertsConfig, DestinationConfig, DestinationKind, RouteConfig};
 use tokentrail::alerts::payload::{self, AlertStatus, FindingView};
 use tokentrail::ingest::PipelineOptions;
+use tokentrail::ingest::files::ingest_files;
 use tokentrail::rules::{DetectionConfig, Detector};
-use tokentrail::source::file::ingest_files;
 use tokentrail::store::{Store, StoreOptions, Writer};
 use tokio_util::sync::CancellationToken;
 

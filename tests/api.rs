@@ -14,8 +14,8 @@ use tokentrail::auth::Role;
 use tokentrail::generate::{Generator, Scenario, Tenant};
 use tokentrail::http::AppState;
 use tokentrail::ingest::PipelineOptions;
+use tokentrail::ingest::files::ingest_files;
 use tokentrail::rules::{DetectionConfig, Detector};
-use tokentrail::source::file::ingest_files;
 use tokentrail::store::{Store, StoreOptions};
 
 struct Fixture {

@@ -18,9 +18,9 @@ use tokentrail::evidence::sign::{self, PackKey};
 use tokentrail::evidence::{Criterion, GeneratedBy, Period, chain};
 use tokentrail::generate::{Generator, Scenario, Tenant};
 use tokentrail::ingest::PipelineOptions;
+use tokentrail::ingest::files::ingest_files;
 use tokentrail::rules::findings::{Status, set_status};
 use tokentrail::rules::{DetectionConfig, Detector};
-use tokentrail::source::file::ingest_files;
 use tokentrail::store::{Store, StoreOptions};
 
 const START: &str = "2025-03-03T00:00:00Z";

@@ -45,7 +45,7 @@ fn a_database_made_by_the_first_migration_upgrades_in_place() {
         assert_eq!(view, 0, "version 1 has no ingest_status view");
         let mut writer = old.writer().unwrap();
         let options = tokentrail::ingest::PipelineOptions::default();
-        tokentrail::source::file::ingest_files(
+        tokentrail::ingest::files::ingest_files(
             &old,
             &mut writer,
             std::slice::from_ref(&file),
@@ -165,7 +165,7 @@ fn one_writer_at_a_time_and_free_again_once_dropped() {
 /// at every checkpoint (BENCHMARKS.md, "Row groups, commit size and priorities").
 #[test]
 fn checkpoints_keep_the_row_groups_commits_wrote() {
-    const ROW_GROUP: i64 = tokentrail::ingest::ROW_GROUP_ROWS as i64;
+    const ROW_GROUP: i64 = tokentrail::store::ROW_GROUP_ROWS as i64;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("cosmos.ndjson");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
@@ -178,7 +178,7 @@ fn checkpoints_keep_the_row_groups_commits_wrote() {
         let store = Store::open(&path, &StoreOptions { threads: Some(1), ..StoreOptions::default() }).unwrap();
         let mut writer = store.writer().unwrap();
         let options = tokentrail::ingest::PipelineOptions { workers: 2, ..Default::default() };
-        tokentrail::source::file::ingest_files(
+        tokentrail::ingest::files::ingest_files(
             &store,
             &mut writer,
             &[input],

@@ -6,7 +6,8 @@
 //! first stopped, and Ctrl-C stops it between commits.
 
 use crate::http::{Application, Detection, Settings, SignIn, Source, SourceContext};
-use crate::ingest::{Chunk, PipelineOptions};
+use crate::ingest::PipelineOptions;
+use crate::source::chunk::Chunk;
 use crate::source::generated::GeneratedSource;
 use crate::store::{Store, StoreOptions};
 use anyhow::{Result, bail};

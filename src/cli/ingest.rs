@@ -9,10 +9,10 @@ use std::process::ExitCode;
 pub fn ingest(db: PathBuf, options: PipelineOptions, threads: usize, paths: Vec<PathBuf>) -> Result<ExitCode> {
     let progress = crate::progress::bar("{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}")?;
     let store_options = StoreOptions { threads: Some(threads.max(1)), ..StoreOptions::default() };
-    let (store, report) = crate::source::file::ingest_files_at(&db, &store_options, &paths, options, progress)?;
+    let (store, report) = crate::ingest::files::ingest_files_at(&db, &store_options, &paths, options, progress)?;
     println!("files: {} ({} unchanged, {} failed)", report.files, report.unchanged.len(), report.failed.len());
     if let Some((first, last)) = report.batches {
-        for (table, category, rows) in crate::source::file::counts_by_category(&store, first, last)? {
+        for (table, category, rows) in crate::ingest::files::counts_by_category(&store, first, last)? {
             println!("  {table:<16} {category:<36} {rows:>12}");
         }
     }

@@ -43,7 +43,7 @@ enum Command {
         threads: usize,
         /// Rows per commit, counted in the commit's largest table (each commit also
         /// records where every file stands).
-        #[arg(long, default_value_t = crate::ingest::COMMIT_ROWS)]
+        #[arg(long, default_value_t = crate::store::COMMIT_ROWS)]
         commit_rows: usize,
         #[arg(required = true)]
         paths: Vec<PathBuf>,

@@ -5,7 +5,7 @@
 
 use crate::config::ServeConfig;
 use crate::http::{Application, Detection, Settings, SignIn, Source, SourceContext};
-use crate::source::eventhubs::{self, Connect, HubsStatus};
+use crate::source::eventhubs::{Connect, HubsStatus};
 use crate::store::{Store, StoreOptions};
 use anyhow::{Result, bail};
 use std::sync::Arc;
@@ -116,7 +116,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
         settings.source = Some(Source {
             name: "eventhubs-ingest",
             run: Box::new(move |cx: SourceContext| {
-                eventhubs::run(&cx.store, &hubs, &connect, &cx.runtime, cx.stop, status, cx.metrics)
+                crate::ingest::eventhubs::run(&cx.store, &hubs, &connect, &cx.runtime, cx.stop, status, cx.metrics)
             }),
         });
     }

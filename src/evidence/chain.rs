@@ -809,7 +809,7 @@ mod tests {
             std::fs::write(&path, record(n)).unwrap();
             let mut writer = store.writer().unwrap();
             let options = crate::ingest::PipelineOptions::default();
-            crate::source::file::ingest_files(&store, &mut writer, &[path], options, indicatif::ProgressBar::hidden())
+            crate::ingest::files::ingest_files(&store, &mut writer, &[path], options, indicatif::ProgressBar::hidden())
                 .unwrap();
         };
         ingest("first.json", 1);

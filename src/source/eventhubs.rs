@@ -32,9 +32,9 @@
 //! the pipeline holds at most a few chunks and two commits of rows.
 
 use crate::config::{CONNECTION_STRING_ENV, CredentialKind, EventHubsConfig, OnReset, StartAt};
-use crate::ingest::{Chunk, PipelineOptions, Rejected, Unit, Units};
 use crate::metrics::{Metrics, PartitionLabels};
 use crate::record::Origin;
+use crate::source::chunk::{Chunk, Rejected, Unit, Units};
 use crate::store::{Checkpoint, SourceKind, Store};
 use anyhow::{Context, Result, anyhow, bail};
 use azure_core::credentials::TokenCredential;
@@ -56,7 +56,7 @@ pub const CHANNEL_BYTES: usize = 32 << 20;
 /// 886–918 MiB to 939 MiB with two (BENCHMARKS.md; measured before lanes streamed
 /// their rows), close to its 1 GiB budget, which also has the API's queries and
 /// detection in it. The stream's pace is set by the senders, not by the writer.
-const LANES: usize = 1;
+pub const LANES: usize = 1;
 
 const CHUNK_BYTES: usize = 8 << 20;
 /// Received events are committed once no other event came for this long (or
@@ -375,24 +375,33 @@ struct Resume {
     enqueued_us: Option<i64>,
 }
 
-/// Streams the configured hubs into `store` until `cancel` fires. Runs the ingest
-/// pipeline on the calling thread and the receivers on `runtime`.
-pub fn run(
+/// The configured hubs' partitions being received, each from after its checkpoint in
+/// `store`: [`Stream::chunks`] for the pipeline, [`Stream::committed`] to hear of each
+/// commit, and [`Stream::receivers`] to stop at the end.
+pub struct Stream {
+    pub chunks: Batcher,
+    pub committed: Committed,
+    pub receivers: Receivers,
+}
+
+/// Connects to every hub (retrying until `cancel` fires: then `None`) and starts a
+/// receiver per partition on `runtime`.
+pub fn open(
     store: &Store,
     config: &EventHubsConfig,
     connect: &Connect,
     runtime: &tokio::runtime::Handle,
-    cancel: CancellationToken,
-    status: Arc<HubsStatus>,
-    metrics: Arc<Metrics>,
-) -> Result<()> {
+    cancel: &CancellationToken,
+    status: &Arc<HubsStatus>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Stream>> {
     let namespace = connect.namespace().to_owned();
     let endpoint = config.endpoint.as_deref();
     // One client per hub; a hub that cannot be reached yet is retried, not fatal.
     let mut clients = Vec::new();
     let mut partitions = Vec::new();
     for (hub_index, hub) in config.hubs.iter().enumerate() {
-        let opened = runtime.block_on(retry(&cancel, &format!("connecting to hub {hub}"), || async {
+        let opened = runtime.block_on(retry(cancel, &format!("connecting to hub {hub}"), || async {
             let client = connect.consumer(hub, &config.consumer_group, endpoint).await?;
             let ids = client
                 .get_eventhub_properties()
@@ -401,7 +410,7 @@ pub fn run(
                 .partition_ids;
             Ok((client, ids))
         }));
-        let Some((client, ids)) = opened else { return Ok(()) };
+        let Some((client, ids)) = opened else { return Ok(None) };
         let chosen: Vec<String> = if config.partitions.is_empty() {
             ids.clone()
         } else {
@@ -494,22 +503,36 @@ pub fn run(
         source_ids: partitions.iter().map(|p| p.source_id.clone()).collect(),
         finished: false,
     };
-    let mut writer = store.writer()?;
-    let options = PipelineOptions {
-        commit_rows: config.commit_rows,
-        lanes: LANES,
-        full_commits: Some(metrics.full_commits.clone()),
-        ..PipelineOptions::default()
+    let committed = Committed {
+        partitions: partitions.into_iter().map(|p| (p.source_id, p.labels)).collect(),
+        commits,
+        status: status.clone(),
+        metrics: metrics.clone(),
     };
-    let outcome = crate::ingest::run(&mut writer, batcher, options, |receipt, checkpoints| {
-        commits.mark();
-        metrics.count_commit(&receipt.counts);
+    let receivers = Receivers { cancel: receivers, tasks, lag, runtime: runtime.clone() };
+    Ok(Some(Stream { chunks: batcher, committed, receivers }))
+}
+
+/// Hears of each commit: the partitions' committed positions go to the status page and
+/// the metrics, and the batcher learns when the last commit was.
+pub struct Committed {
+    /// Each partition's source id and labels, in the order of [`HubsStatus`].
+    partitions: Vec<(String, PartitionLabels)>,
+    commits: Arc<CommitClock>,
+    status: Arc<HubsStatus>,
+    metrics: Arc<Metrics>,
+}
+
+impl Committed {
+    pub fn record(&self, receipt: &crate::store::BatchReceipt, checkpoints: &[Checkpoint]) {
+        self.commits.mark();
+        self.metrics.count_commit(&receipt.counts);
         for checkpoint in checkpoints {
-            if let Some(index) = partitions.iter().position(|p| p.source_id == checkpoint.source_id) {
+            if let Some(index) = self.partitions.iter().position(|(id, _)| *id == checkpoint.source_id) {
                 let sequence = checkpoint.sequence_number;
-                status.update(index, |p| p.committed_sequence = sequence);
+                self.status.update(index, |p| p.committed_sequence = sequence);
                 if let Some(sequence) = sequence {
-                    metrics.committed_sequence.get_or_create(&partitions[index].labels).set(sequence);
+                    self.metrics.committed_sequence.get_or_create(&self.partitions[index].1).set(sequence);
                 }
             }
         }
@@ -519,24 +542,28 @@ pub fn run(
             partitions = checkpoints.len(),
             "committed"
         );
-    });
-    // Stop the receivers whatever ended the pipeline, and wait for them.
-    receivers.cancel();
-    runtime.block_on(async {
-        for task in tasks {
-            let _ = task.await;
-        }
-        let _ = lag.await;
-    });
-    outcome.map(|counts| {
-        tracing::info!(
-            cosmos = counts.cosmos,
-            signins = counts.signins,
-            raw = counts.raw,
-            quarantined = counts.quarantined,
-            "Event Hubs source stopped"
-        );
-    })
+    }
+}
+
+/// The receiver tasks and the lag watcher.
+pub struct Receivers {
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    lag: tokio::task::JoinHandle<()>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Receivers {
+    /// Stops them and waits until they have.
+    pub fn stop(self) {
+        self.cancel.cancel();
+        self.runtime.block_on(async {
+            for task in self.tasks {
+                let _ = task.await;
+            }
+            let _ = self.lag.await;
+        });
+    }
 }
 
 /// Calls `attempt` until it succeeds, with backoff; `None` if cancelled first.
@@ -912,8 +939,9 @@ impl CommitClock {
 /// Cuts received events into chunks: at [`CHUNK_BYTES`], and with a flush (commit)
 /// [`QUIET_FLUSH`] after the last event, or `max_wait` after the first event not yet
 /// flushed or after the last commit if that came later (the pipeline also commits by
-/// size, [`crate::ingest::COMMIT_ROWS`]).
-struct Batcher {
+/// size, [`crate::store::COMMIT_ROWS`]).
+/// Cuts received events into chunks: an iterator for the pipeline.
+pub struct Batcher {
     rx: mpsc::Receiver<Event>,
     runtime: tokio::runtime::Handle,
     cancel: CancellationToken,

@@ -21,17 +21,16 @@
 //! read ends the process (SIGBUS); what was committed before stays, and the next ingest
 //! resumes from it. A file appended to meanwhile is read up to its size when opened.
 
-use crate::ingest::{Chunk, Data, Rejected, Units};
 use crate::record::Origin;
-use crate::store::describe_all;
+use crate::source::chunk::{Chunk, Data, Rejected, Units};
 use crate::store::rows::MAX_QUARANTINED_BYTES;
-use crate::store::{Checkpoint, SourceKind, Store, StoreOptions, Writer};
+use crate::store::{Checkpoint, SourceKind};
+use crate::sys::mmap::Stretch;
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
 use memmap2::Mmap;
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use xxhash_rust::xxh3::Xxh3;
@@ -40,9 +39,9 @@ use xxhash_rust::xxh3::Xxh3;
 pub const CHUNK_BYTES: usize = 4 << 20;
 /// Chunk buffers kept for reuse: as many as can be parsed or waiting at once.
 const RECYCLED_BUFFERS: usize = 8;
-/// Longest line read as a record: see [`crate::ingest::MAX_UNIT_BYTES`]. The reader
+/// Longest line read as a record: see [`super::chunk::MAX_UNIT_BYTES`]. The reader
 /// stops buffering a line at this size, so memory stays bounded whatever the input.
-const MAX_LINE_BYTES: usize = crate::ingest::MAX_UNIT_BYTES;
+const MAX_LINE_BYTES: usize = super::chunk::MAX_UNIT_BYTES;
 /// Largest file read as one JSON document (not line by line).
 pub const MAX_DOCUMENT_BYTES: u64 = 512 << 20;
 
@@ -99,28 +98,6 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// A stretch of a mapped file: a chunk's bytes (see the module notes).
-pub struct Stretch {
-    map: Arc<Mmap>,
-    range: Range<usize>,
-}
-
-impl std::ops::Deref for Stretch {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.map[self.range.clone()]
-    }
-}
-
-impl Drop for Stretch {
-    /// Lets go of the pages only this stretch covers: the process's resident memory then
-    /// holds the chunks being parsed, not all of the file read so far.
-    fn drop(&mut self) {
-        crate::sys::mmap::release(&self.map, self.range.clone());
-    }
-}
-
 /// Where a file's bytes come from, and those read but not yet cut into chunks.
 enum Input {
     /// A plain file, mapped: what was read is `map[pos..end]`.
@@ -174,7 +151,7 @@ impl Input {
             Input::Mapped { map, pos, .. } => {
                 let range = *pos..*pos + len;
                 *pos += len;
-                Data::Mapped(Stretch { map: map.clone(), range })
+                Data::Mapped(Stretch::new(map.clone(), range))
             }
             Input::Read { carry, .. } => {
                 let rest = carry.split_off(len);
@@ -205,7 +182,7 @@ pub struct FileChunks {
     hasher: Box<Xxh3>,
     /// Where the parsers send chunk buffers they are done with, and where this reads
     /// them back to read into again.
-    recycle: crate::ingest::Recycle,
+    recycle: super::chunk::Recycle,
     recycled: mpsc::Receiver<Vec<u8>>,
     eof: bool,
     done: bool,
@@ -469,7 +446,7 @@ impl FileChunks {
         }
         self.next_line = line + 1;
         self.done = self.eof && self.input.window().is_empty();
-        let reason = crate::ingest::oversize_reason(size);
+        let reason = super::chunk::oversize_reason(size);
         let rejected = vec![(self.origin(line), Rejected { raw: prefix, size, reason })];
         let units = Units::Lines { source: self.display.clone(), first_line: line + 1 };
         Ok(Chunk {
@@ -499,204 +476,13 @@ impl Iterator for FileChunks {
     }
 }
 
-/// What `tokentrail ingest` did.
-#[derive(Debug, Default)]
-pub struct FilesReport {
-    pub files: usize,
-    /// Files with nothing new since they were last ingested.
-    pub unchanged: Vec<String>,
-    /// Files that could not be (fully) read, with why; what preceded the error is stored.
-    pub failed: Vec<(String, String)>,
-    pub counts: crate::store::rows::RowCounts,
-    /// The ingest batches this run committed.
-    pub batches: Option<(i64, i64)>,
-}
-
-/// Ingests every file under `paths` (see [`discover`]), each from its checkpoint.
-/// A file that fails is reported and the others go on.
-pub fn ingest_files(
-    store: &Store,
-    writer: &mut Writer,
-    paths: &[PathBuf],
-    options: crate::ingest::PipelineOptions,
-    progress: ProgressBar,
-) -> Result<FilesReport> {
-    ingest_into(&mut Opened { store, writer }, paths, options, progress)
-}
-
-/// [`ingest_files`] into the database at `db`, made if it does not exist: then the
-/// first file is read and parsed while DuckDB makes the database and its schema (~0.1 s
-/// of one core: the migrations), since a new database holds no checkpoints. Returns the
-/// store, open, with the report.
-pub fn ingest_files_at(
-    db: &Path,
-    store_options: &StoreOptions,
-    paths: &[PathBuf],
-    options: crate::ingest::PipelineOptions,
-    progress: ProgressBar,
-) -> Result<(Store, FilesReport)> {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push(".wal");
-    if db.exists() || Path::new(&wal).exists() {
-        let store = Store::open(db, store_options)?;
-        let mut writer = store.writer()?;
-        let report = ingest_files(&store, &mut writer, paths, options, progress)?;
-        return Ok((store, report));
-    }
-    let mut target = Creating { db, options: store_options, opened: None, assumed_new: Vec::new(), failed: None };
-    let report = ingest_into(&mut target, paths, options, progress)?;
-    let store = match target.opened {
-        Some((store, _)) => store,
-        None => target.open()?.0,
-    };
-    Ok((store, report))
-}
-
-/// Where [`ingest_into`] finds checkpoints and commits.
-trait Target {
-    fn checkpoint(&mut self, source_id: &str) -> Result<Option<Checkpoint>>;
-    /// The writer, for the first commit of a file.
-    fn writer(&mut self) -> Result<&mut Writer>;
-    /// Why nothing more can be stored, if so.
-    fn failed(&self) -> Option<&str>;
-}
-
-struct Opened<'a> {
-    store: &'a Store,
-    writer: &'a mut Writer,
-}
-
-impl Target for Opened<'_> {
-    fn checkpoint(&mut self, source_id: &str) -> Result<Option<Checkpoint>> {
-        self.store.checkpoint(source_id)
-    }
-
-    fn writer(&mut self) -> Result<&mut Writer> {
-        Ok(self.writer)
-    }
-
-    fn failed(&self) -> Option<&str> {
-        None
-    }
-}
-
-/// A database that did not exist when ingest started, opened (made) at the first
-/// commit. Until then every file starts from its beginning.
-struct Creating<'a> {
-    db: &'a Path,
-    options: &'a StoreOptions,
-    opened: Option<(Store, Writer)>,
-    /// The sources read from their beginning before the database was open.
-    assumed_new: Vec<String>,
-    /// Why the database could not be opened.
-    failed: Option<String>,
-}
-
-impl Creating<'_> {
-    fn open(&self) -> Result<(Store, Writer)> {
-        let store = Store::open(self.db, self.options)?;
-        // Another process may have made it meanwhile: then a file read from its
-        // beginning could be stored twice.
-        for source_id in &self.assumed_new {
-            if store.checkpoint(source_id)?.is_some() {
-                bail!(
-                    "{} was created by another process during this ingest, with {source_id} in it already; run the ingest again",
-                    self.db.display()
-                );
-            }
-        }
-        let writer = store.writer()?;
-        Ok((store, writer))
-    }
-}
-
-impl Target for Creating<'_> {
-    fn checkpoint(&mut self, source_id: &str) -> Result<Option<Checkpoint>> {
-        match &self.opened {
-            Some((store, _)) => store.checkpoint(source_id),
-            None => {
-                self.assumed_new.push(source_id.to_string());
-                Ok(None)
-            }
-        }
-    }
-
-    fn writer(&mut self) -> Result<&mut Writer> {
-        if self.opened.is_none() {
-            let opened = self.open().inspect_err(|error| self.failed = Some(format!("{error:#}")))?;
-            self.opened = Some(opened);
-        }
-        Ok(&mut self.opened.as_mut().expect("opened above").1)
-    }
-
-    fn failed(&self) -> Option<&str> {
-        self.failed.as_deref()
-    }
-}
-
-fn ingest_into(
-    target: &mut dyn Target,
-    paths: &[PathBuf],
-    options: crate::ingest::PipelineOptions,
-    progress: ProgressBar,
-) -> Result<FilesReport> {
-    let files = discover(paths)?;
-    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    progress.set_length(total);
-    let mut report = FilesReport { files: files.len(), ..FilesReport::default() };
-    for path in &files {
-        let shown = path.display().to_string();
-        progress.set_message(shown.clone());
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let started_at = progress.position();
-        let plan = source_id(path)
-            .and_then(|id| target.checkpoint(&id))
-            .and_then(|checkpoint| FileChunks::open(path, checkpoint.as_ref(), progress.clone()));
-        let outcome = match plan {
-            Ok(Plan::Unchanged) => {
-                tracing::info!(file = %shown, "unchanged since last ingest");
-                report.unchanged.push(shown.clone());
-                Ok(())
-            }
-            Ok(Plan::Read(chunks)) => {
-                crate::ingest::run_opening(|| target.writer(), chunks, options.clone(), |receipt, checkpoints| {
-                    let first = report.batches.map_or(receipt.batch_id, |(first, _)| first);
-                    report.batches = Some((first, receipt.batch_id));
-                    report.counts += receipt.counts;
-                    tracing::debug!(file = %shown, batch = receipt.batch_id, position = %describe_all(checkpoints), "committed");
-                })
-                .map(|_| ())
-            }
-            Err(error) => Err(error),
-        };
-        if let Err(error) = outcome {
-            if target.failed().is_some() {
-                return Err(error);
-            }
-            tracing::warn!(file = %shown, error = format!("{error:#}"), "file not fully ingested");
-            report.failed.push((shown, format!("{error:#}")));
-        }
-        progress.set_position(started_at + size);
-    }
-    progress.finish_and_clear();
-    Ok(report)
-}
-
-/// Rows the batches `first..=last` stored, by table and category.
-pub fn counts_by_category(store: &Store, first: i64, last: i64) -> Result<Vec<(String, String, i64)>> {
-    let conn = store.connection()?;
-    let mut stmt = conn.prepare(include_str!("ingest_counts.sql"))?;
-    let rows = stmt.query_map([first, last], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(rows.collect::<duckdb::Result<_>>()?)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
     /// Lines of `n` records of about `width` bytes each, and the file's bytes.
-    fn ndjson(n: usize, width: usize) -> Vec<u8> {
+    pub(crate) fn ndjson(n: usize, width: usize) -> Vec<u8> {
         let mut out = Vec::new();
         for i in 0..n {
             let pad = "x".repeat(width);
@@ -759,14 +545,14 @@ mod tests {
         let path = dir.path().join("pages.bin");
         std::fs::write(&path, &content).unwrap();
         let map = Arc::new(crate::sys::mmap::map(&File::open(&path).unwrap()).expect("a plain file maps"));
-        let whole = Stretch { map: map.clone(), range: 0..content.len() };
+        let whole = Stretch::new(map.clone(), 0..content.len());
         assert_eq!(&*whole, &content[..]);
         // A stretch over pages 1..5 (and parts of 0 and 5) is parsed and dropped: its
         // whole pages leave the process; what shares them reads the same bytes after.
-        drop(Stretch { map: map.clone(), range: page / 2..page * 5 + 7 });
+        drop(Stretch::new(map.clone(), page / 2..page * 5 + 7));
         assert_eq!(&*whole, &content[..]);
         drop(whole);
-        let again = Stretch { map, range: page..page * 2 };
+        let again = Stretch::new(map, page..page * 2);
         assert_eq!(&*again, &content[page..page * 2]);
     }
 
@@ -783,72 +569,5 @@ mod tests {
         let chunk = chunks.next().expect("one chunk ends the file").unwrap();
         assert!(chunk.data.is_empty() && chunk.checkpoints[0].complete);
         assert!(chunks.next().is_none());
-    }
-
-    fn ingest_at(db: &Path, paths: &[PathBuf]) -> Result<(Store, FilesReport)> {
-        let options = crate::ingest::PipelineOptions::default();
-        ingest_files_at(db, &StoreOptions::default(), paths, options, ProgressBar::hidden())
-    }
-
-    #[test]
-    fn a_new_database_is_made_while_its_first_file_is_parsed_and_resumed_after() {
-        let dir = tempfile::tempdir().unwrap();
-        let (db, file) = (dir.path().join("new.duckdb"), dir.path().join("a.ndjson"));
-        let record = r#"{"time":"2024-07-30T17:08:01Z","category":"DataPlaneRequests","operationName":"Read"}"#;
-        std::fs::write(&file, format!("{record}\n").repeat(3_000)).unwrap();
-        let (store, report) = ingest_at(&db, std::slice::from_ref(&file)).unwrap();
-        assert_eq!((report.files, report.counts.cosmos, report.failed.len()), (1, 3_000, 0));
-        let head = crate::evidence::chain::stored_head(&store.connection().unwrap()).unwrap();
-        assert!(head.is_some(), "the first commit into a new database is chained");
-        drop(store);
-        // Now the database exists: the file's checkpoint is read, and nothing is added.
-        let (store, again) = ingest_at(&db, std::slice::from_ref(&file)).unwrap();
-        assert_eq!((again.counts.total(), again.unchanged.len()), (0, 1));
-        let rows: i64 =
-            store.connection().unwrap().query_row("SELECT count(*) FROM cosmos_requests", [], |r| r.get(0)).unwrap();
-        assert_eq!(rows, 3_000);
-        assert!(crate::evidence::chain::verify(&store, &|_, _| {}).unwrap().verified());
-    }
-
-    #[test]
-    fn an_ingest_of_no_files_still_makes_the_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let (db, logs) = (dir.path().join("new.duckdb"), dir.path().join("logs"));
-        std::fs::create_dir(&logs).unwrap();
-        let (store, report) = ingest_at(&db, &[logs]).unwrap();
-        assert_eq!((report.files, report.counts.total()), (0, 0));
-        assert!(db.exists());
-        let migrated: i64 =
-            store.connection().unwrap().query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
-        assert!(migrated > 0);
-    }
-
-    #[test]
-    fn a_database_another_process_made_meanwhile_is_not_ingested_into_twice() {
-        let dir = tempfile::tempdir().unwrap();
-        let (db, file) = (dir.path().join("raced.duckdb"), dir.path().join("a.ndjson"));
-        std::fs::write(&file, ndjson(10, 50)).unwrap();
-        // This ingest found no database and reads the file from its start...
-        let options = StoreOptions::default();
-        let mut target = Creating { db: &db, options: &options, opened: None, assumed_new: Vec::new(), failed: None };
-        assert!(target.checkpoint(&source_id(&file).unwrap()).unwrap().is_none());
-        // ...while another one makes the database and stores the file.
-        drop(ingest_at(&db, std::slice::from_ref(&file)).unwrap());
-        let error = target.writer().err().expect("the first commit is refused");
-        assert!(format!("{error:#}").contains("created by another process during this ingest"), "{error:#}");
-        assert!(target.failed().is_some());
-    }
-
-    #[test]
-    fn a_database_that_cannot_be_made_fails_the_ingest_once_not_each_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let files: Vec<PathBuf> = ["a.ndjson", "b.ndjson"].iter().map(|name| dir.path().join(name)).collect();
-        for file in &files {
-            std::fs::write(file, ndjson(10, 50)).unwrap();
-        }
-        // Its directory would have to be made where a file is.
-        let db = files[0].join("x.duckdb");
-        let error = ingest_at(&db, &files).err().expect("no database, no ingest");
-        assert!(format!("{error:#}").contains(&files[0].display().to_string()), "{error:#}");
     }
 }

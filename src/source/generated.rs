@@ -6,8 +6,8 @@
 //! exactly the window after it, so nothing is stored twice or skipped.
 
 use crate::generate::{Event, Generator, GroundTruth, Scenario, Tenant};
-use crate::ingest::{Chunk, Units};
 use crate::record::Origin;
+use crate::source::chunk::{Chunk, Units};
 use crate::store::{Checkpoint, SourceKind};
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
 

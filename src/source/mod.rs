@@ -1,4 +1,4 @@
-//! Sources of diagnostic records. Each cuts its input into [`crate::ingest::Chunk`]s
+//! Sources of diagnostic records. Each cuts its input into [`chunk::Chunk`]s
 //! that carry the checkpoint the source stands at after them, and resumes from the
 //! checkpoint the store gives back (see `crate::store` for the exactly-once contract).
 //!
@@ -12,6 +12,7 @@
 //! - [`produce`]: the other direction, records from files sent to an event hub
 //!   (`tokentrail produce`, the tests and benchmarks).
 
+pub mod chunk;
 pub mod eventhubs;
 pub mod file;
 pub mod generated;

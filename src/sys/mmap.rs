@@ -3,8 +3,9 @@
 use memmap2::Mmap;
 use std::fs::File;
 use std::ops::Range;
+use std::sync::Arc;
 
-/// Lets go of the whole pages of `range` of a file's map (see `source::file::Stretch`); on Unix,
+/// Lets go of the whole pages of `range` of a file's map (see [`Stretch`]); on Unix,
 /// where `madvise` is.
 pub fn release(map: &Mmap, range: Range<usize>) {
     #[cfg(unix)]
@@ -41,4 +42,33 @@ pub fn map(file: &File) -> Option<Mmap> {
     // changes what is read (as `read` would); truncating it ends this process with
     // SIGBUS (see the module notes). Nothing here writes through it.
     unsafe { Mmap::map(file) }.ok()
+}
+
+/// A stretch of a mapped file (a chunk's bytes, read where the kernel keeps them) that
+/// lets its pages go when dropped.
+pub struct Stretch {
+    map: Arc<Mmap>,
+    range: Range<usize>,
+}
+
+impl Stretch {
+    pub fn new(map: Arc<Mmap>, range: Range<usize>) -> Stretch {
+        Stretch { map, range }
+    }
+}
+
+impl std::ops::Deref for Stretch {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.map[self.range.clone()]
+    }
+}
+
+impl Drop for Stretch {
+    /// Lets go of the pages only this stretch covers: the process's resident memory then
+    /// holds the chunks being parsed, not all of the file read so far.
+    fn drop(&mut self) {
+        release(&self.map, self.range.clone());
+    }
 }

@@ -9,7 +9,7 @@ pub mod jwks;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 use tokentrail::ingest::PipelineOptions;
-use tokentrail::source::file::{FilesReport, ingest_files};
+use tokentrail::ingest::files::{FilesReport, ingest_files};
 use tokentrail::store::{Store, StoreOptions};
 
 pub struct TestDb {
