@@ -18,8 +18,8 @@
 //! - [`verify`] recomputes each link from the rows as they are now: a changed, deleted
 //!   or inserted row, a row past the last link, or an edited link is named.
 
-use super::chain::{Digest, TableDigest, chain_digest, hex};
 use crate::store::Store;
+use crate::store::chain::{Digest, TableDigest, chain_digest, hex};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest as _, Sha256};
 use std::sync::Mutex;

@@ -159,7 +159,7 @@ fn over_budget<T>(budget: &Budget, outcome: Result<T>) -> Result<T> {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    chain::hex(&Sha256::digest(bytes).into())
+    crate::store::chain::hex(&Sha256::digest(bytes).into())
 }
 
 /// Builds a pack into `out`. `progress(done, total, what)` is called as it goes.

@@ -218,7 +218,7 @@ mod tests {
         std::fs::write(&file, format!("{record}\n").repeat(3_000)).unwrap();
         let (store, report) = ingest_at(&db, std::slice::from_ref(&file)).unwrap();
         assert_eq!((report.files, report.counts.cosmos, report.failed.len()), (1, 3_000, 0));
-        let head = crate::evidence::chain::stored_head(&store.connection().unwrap()).unwrap();
+        let head = crate::store::chain::stored_head(&store.connection().unwrap()).unwrap();
         assert!(head.is_some(), "the first commit into a new database is chained");
         drop(store);
         // Now the database exists: the file's checkpoint is read, and nothing is added.

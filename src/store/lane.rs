@@ -17,10 +17,10 @@
 //! So DuckDB stores a batch's Cosmos DB rows while later ones are parsed, and each
 //! Arrow batch is freed as soon as DuckDB has read it and the digest thread hashed it.
 
+use super::chain;
 use super::ffi::{self, Param, RawConnection};
 use super::rows::{CosmosRows, QuarantineRows, RawRows, RowCounts, SignInRows, TableBatches};
 use super::{BatchReceipt, Checkpoint, common_source, describe_all};
-use crate::evidence::chain;
 use anyhow::{Context, Result, bail};
 use arrow::array::{ArrayRef, Int64Array, RecordBatchReader};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};

@@ -6,37 +6,32 @@
 //! [`Store::checkpoint`] and resumes right after it, so every input record is stored
 //! once, whatever crashed when.
 
+pub mod chain;
 #[allow(unsafe_code)] // DuckDB's C API: opening the database, its Arrow scan.
 mod ffi;
 mod lane;
-/// Rows per commit (`commit_rows`, for files and Event Hubs alike), counted in the
-/// commit's largest table: one DuckDB row group. DuckDB writes a commit's whole row
-/// groups of a table straight to the database file, compressed; a commit of fewer
-/// rows of a table goes through the write-ahead log and is compressed again at the
-/// next checkpoint. (Counting all tables' rows together cut mixed traffic into
-/// commits under a row group of every table.) Larger commits held more memory for no
-/// gain once checkpoints stopped merging row groups (`max_vacuum_tasks`,
-/// `Store::open`): on the benchmark, with one writer and commits gathered whole,
-/// commits of two row groups took 700 MiB RSS and 5.9–6.8 CPU-s, commits of one
-/// 470–490 MiB and 5.3–5.9 CPU-s, in the same wall time (BENCHMARKS.md).
-pub const COMMIT_ROWS: usize = ROW_GROUP_ROWS;
-
-/// Rows of a DuckDB row group.
-pub const ROW_GROUP_ROWS: usize = 122_880;
-
 pub mod migrate;
 pub mod rows;
 
 use lane::Turns;
 pub use lane::{Lane, Part};
 
-use crate::evidence::chain;
 use anyhow::{Context, Result, bail};
 use ffi::{RawConnection, RawDatabase};
 use rows::{RowCounts, TableBatches};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Rows per commit (`commit_rows`, for files and Event Hubs alike), counted in the
+/// commit's largest table: one DuckDB row group. DuckDB writes a commit's whole row
+/// groups of a table straight to the database file, compressed; a commit of fewer rows
+/// goes through the write-ahead log and is compressed again at the next checkpoint.
+/// Larger commits held more memory for no gain (BENCHMARKS.md, design measurements).
+pub const COMMIT_ROWS: usize = ROW_GROUP_ROWS;
+
+/// Rows of a DuckDB row group.
+pub const ROW_GROUP_ROWS: usize = 122_880;
 
 /// How to open the database.
 #[derive(Debug, Clone, Default)]
