@@ -1,0 +1,78 @@
+//! TokenTrail's own heap over repeated work. The counter is process-wide, so this binary
+//! holds one test: other tests running beside it would move the count.
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::TestDb;
+use std::io::Write;
+use tokentrail::generate::{Event, Generator, Scenario, Tenant};
+use tokentrail::rules::{DetectionConfig, Detector};
+
+/// Counts the bytes this test binary's Rust code holds, so a test can tell TokenTrail's
+/// allocations from DuckDB's (which go to the C allocator directly).
+struct Counting;
+
+static RUST_HEAP: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+// SAFETY: every call is passed on to the system allocator unchanged; only counted.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        RUST_HEAP.fetch_add(layout.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is the system allocator's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        RUST_HEAP.fetch_sub(layout.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        RUST_HEAP.fetch_add(new_size as i64 - layout.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[test]
+fn detection_passes_over_a_fixed_database_do_not_grow_memory() {
+    let db = TestDb::new();
+    let generator = Generator::new(Tenant::new(3), 3);
+    let path = {
+        let monday = DateTime::parse_from_rfc3339("2025-03-03T00:00:00Z").unwrap().with_timezone(&Utc);
+        let (events, _) = generator.history(monday, monday + Duration::days(3), Scenario::all());
+        write_events(&db, &events)
+    };
+    db.ingest(&[path]);
+    let (detector, problems) = Detector::open(&db.store, &DetectionConfig::default()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    detector.evaluate_after_commit(&db.store).unwrap();
+    let mut rust = Vec::new();
+    for _ in 0..24 {
+        // A full pass: every rule over all history, evidence compared and kept.
+        detector.evaluate_period(&db.store, None, None).unwrap();
+        rust.push(RUST_HEAP.load(std::sync::atomic::Ordering::Relaxed));
+    }
+    // TokenTrail's own allocations are the same after every pass once warm. (DuckDB's own
+    // grow until its eviction queues reach the size at which it purges them: bounded, see
+    // BENCHMARKS.md, "Memory over time".)
+    let warm = rust[4];
+    let spread = rust[4..].iter().map(|r| (r - warm).abs()).max().unwrap_or(0);
+    assert!(spread < 64 * 1024, "TokenTrail's heap moved by {spread} bytes from pass to pass: {rust:?}");
+}
+
+fn write_events(db: &TestDb, events: &[Event]) -> std::path::PathBuf {
+    let path = db.dir.path().join("history.ndjson");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for event in events {
+        serde_json::to_writer(&mut file, &event.record).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+    file.flush().unwrap();
+    path
+}
