@@ -186,7 +186,7 @@ fn a_pack_holds_the_populations_of_the_database_and_verifies() {
     let db = copy_db(dir.path());
     let (zip_path, key) = build_pack(dir.path(), &db);
     let files = entries(&zip_path);
-    let manifest: pack::Manifest =
+    let manifest: tokentrail::evidence::manifest::Manifest =
         serde_json::from_slice(&files.iter().find(|(n, _)| n == "manifest.json").unwrap().1).unwrap();
 
     // Every CSV and Parquet file has the rows the manifest says, and each is a population

@@ -93,7 +93,7 @@ fn record_export(
     store: &Store,
     by: &GeneratedBy,
     out: &Path,
-    manifest: &pack::Manifest,
+    manifest: &crate::evidence::manifest::Manifest,
     manifest_sha256: &str,
     rows: u64,
     elapsed: std::time::Duration,

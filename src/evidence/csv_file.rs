@@ -52,6 +52,17 @@ enum Cell<'a> {
     Other(ArrayFormatter<'a>),
 }
 
+/// Cell `i` of `array` as the CSV files and the report show it.
+pub fn cell(array: &dyn Array, i: usize) -> String {
+    match array.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => Cell::Time(array).text(i),
+        _ => match ArrayFormatter::try_new(array, &FormatOptions::default().with_null("")) {
+            Ok(formatter) => Cell::Other(formatter).text(i),
+            Err(error) => format!("({error})"),
+        },
+    }
+}
+
 impl Cell<'_> {
     fn text(&self, i: usize) -> String {
         match self {

@@ -15,6 +15,7 @@
 pub mod append;
 pub mod chain;
 mod csv_file;
+pub mod manifest;
 pub mod pack;
 pub mod populations;
 mod report;

@@ -7,8 +7,10 @@
 //! manifest, the manifest by the signature, `SHA256SUMS` and `manifest.sig` by having exactly
 //! one correct form.
 
-use super::chain::{self, ChainReport};
+use super::chain;
+use super::manifest::{ChainInfo, FileEntry, KeyInfo, Manifest, PeriodInfo, ServiceInfo};
 use super::populations::{self, Bindings, Population};
+use super::report::Rows;
 use super::sign::{self, PackKey};
 use super::{Budget, Criterion, GeneratedBy, OverBudget, Period, csv_file, report, rfc3339};
 use crate::rules::rule::Rule;
@@ -18,7 +20,6 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -42,105 +43,12 @@ pub struct PackRequest<'a> {
     pub budget: Budget,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: String,
-    pub period: PeriodInfo,
-    pub criteria: Vec<String>,
-    pub generated_at: String,
-    pub generated_by: GeneratedBy,
-    pub service: ServiceInfo,
-    pub signing_key: KeyInfo,
-    pub files: Vec<FileEntry>,
-    /// Every source whose batches hold events of the period (rows of `cc7_2_sources.sql`).
-    pub sources: Vec<Map<String, Json>>,
-    /// Per stream, the hours of the period without events (rows of `cc7_2_gaps.sql`).
-    pub gaps: Vec<Map<String, Json>>,
-    pub integrity_chain: ChainInfo,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PeriodInfo {
-    pub from: String,
-    pub to: String,
-    pub timezone: String,
-    pub end: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServiceInfo {
-    pub name: String,
-    pub version: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KeyInfo {
-    pub algorithm: String,
-    pub key_id: String,
-    pub public_key_pem: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FileEntry {
-    pub path: String,
-    /// csv, parquet or html.
-    pub format: String,
-    pub criterion: Option<String>,
-    pub population: Option<String>,
-    pub rows: Option<u64>,
-    pub bytes: u64,
-    pub sha256: String,
-    /// The exact SQL that produced the rows, and the parameters bound to it.
-    pub sql: Option<String>,
-    pub parameters: Option<Map<String, Json>>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChainInfo {
-    pub head_batch: Option<i64>,
-    pub head_digest: Option<String>,
-    pub batches: u64,
-    pub batches_checked: u64,
-    pub verified: bool,
-    pub result: String,
-    pub failures: Vec<chain::BatchFailure>,
-    pub unchained_batches: Vec<i64>,
-}
-
-impl From<&ChainReport> for ChainInfo {
-    fn from(r: &ChainReport) -> ChainInfo {
-        ChainInfo {
-            head_batch: r.head_batch,
-            head_digest: r.head_digest.clone(),
-            batches: r.batches,
-            batches_checked: r.checked,
-            verified: r.verified(),
-            result: r.summary(),
-            failures: r.failures.clone(),
-            unchained_batches: r.unchained.clone(),
-        }
-    }
-}
-
 /// What a build produced.
 #[derive(Debug, Clone)]
 pub struct PackSummary {
     pub manifest: Manifest,
     /// SHA-256 of manifest.json, which the signature covers.
     pub manifest_sha256: String,
-}
-
-/// A population's rows, for the report.
-pub struct Rows {
-    pub population: Population,
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-}
-
-impl Rows {
-    pub fn count(&self) -> u64 {
-        self.batches.iter().map(|b| b.num_rows() as u64).sum()
-    }
 }
 
 /// `outcome`, or why the budget stopped it (an interrupted query's error says only
@@ -353,7 +261,7 @@ fn json_rows(batches: &[RecordBatch]) -> Vec<Map<String, Json>> {
                     match column.data_type() {
                         DataType::Int64 => column.as_primitive::<arrow::datatypes::Int64Type>().value(i).into(),
                         DataType::Int32 => column.as_primitive::<arrow::datatypes::Int32Type>().value(i).into(),
-                        _ => Json::String(report::cell(column.as_ref(), i)),
+                        _ => Json::String(csv_file::cell(column.as_ref(), i)),
                     }
                 };
                 row.insert(field.name().clone(), value);

@@ -3,27 +3,27 @@
 //! page, summary tables, simple inline SVG charts, and each population's first rows with
 //! the SQL that made it. The CSV and Parquet files hold every row.
 
-use super::pack::{Manifest, Rows};
-use super::rfc3339;
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use super::csv_file::cell;
+use super::manifest::Manifest;
+use super::populations::Population;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 const SHOWN_ROWS: usize = 25;
 
-/// One cell as text: times in RFC 3339 UTC, NULL empty.
-pub fn cell(array: &dyn Array, i: usize) -> String {
-    if array.is_null(i) {
-        return String::new();
+/// A population's rows, for the report.
+pub struct Rows {
+    pub population: Population,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Rows {
+    pub fn count(&self) -> u64 {
+        self.batches.iter().map(|b| b.num_rows() as u64).sum()
     }
-    if let DataType::Timestamp(TimeUnit::Microsecond, _) = array.data_type() {
-        return rfc3339(array.as_primitive::<TimestampMicrosecondType>().value(i));
-    }
-    ArrayFormatter::try_new(array, &FormatOptions::default())
-        .map(|f| f.value(i).to_string())
-        .unwrap_or_else(|e| format!("({e})"))
 }
 
 fn esc(text: &str) -> String {
