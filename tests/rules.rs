@@ -8,10 +8,10 @@ use common::TestDb;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tokentrail::generate::{Event, Generator, GroundTruth, Scenario, THREAT_INTEL_IPS, Tenant};
 use tokentrail::query::Format;
 use tokentrail::rules::findings::{self, Status};
 use tokentrail::rules::{DetectionConfig, Detector, ParamValue};
+use tokentrail::synth::{Event, Generator, GroundTruth, Scenario, THREAT_INTEL_IPS, Tenant};
 
 const MONDAY: &str = "2025-03-03T00:00:00Z";
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use tokentrail::generate::{Event, Generator, Scenario, Tenant, write_cosmos_ndjson_until};
+use tokentrail::synth::{Event, Generator, Scenario, Tenant, write_cosmos_ndjson_until};
 
 const END: &str = "2026-11-01T00:00:00Z";
 
