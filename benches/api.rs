@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokentrail::auth::Role;
-use tokentrail::generate::{Generator, Scenario, Tenant};
 use tokentrail::ingest::PipelineOptions;
 use tokentrail::ingest::files::ingest_files;
 use tokentrail::rules::{DetectionConfig, Detector};
 use tokentrail::store::{Store, StoreOptions};
+use tokentrail::synth::{Generator, Scenario, Tenant};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -179,7 +179,7 @@ fn main() {
     drop(file);
     let input: PathBuf = dir.path().join("load.ndjson");
     let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
-    let bytes = tokentrail::generate::write_cosmos_ndjson(&mut file, records, 3).unwrap();
+    let bytes = tokentrail::synth::write_cosmos_ndjson(&mut file, records, 3).unwrap();
     file.flush().unwrap();
     drop(file);
     println!("history: {} events; load file: {records} records, {:.2} GB", events.len(), bytes as f64 / 1e9);

@@ -164,7 +164,7 @@ impl Drop for Service {
 fn generate(dir: &Path, records: usize, seed: u64) -> (PathBuf, u64) {
     let path = dir.join(format!("cosmos-{seed}.ndjson"));
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let bytes = tokentrail::generate::write_cosmos_ndjson(&mut out, records, seed).unwrap();
+    let bytes = tokentrail::synth::write_cosmos_ndjson(&mut out, records, seed).unwrap();
     out.flush().unwrap();
     (path, bytes)
 }

@@ -121,7 +121,7 @@ fn main() {
     let input = dir.path().join("cosmos.ndjson");
     let started = Instant::now();
     let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
-    let bytes = tokentrail::generate::write_cosmos_ndjson(&mut file, records, 1).unwrap();
+    let bytes = tokentrail::synth::write_cosmos_ndjson(&mut file, records, 1).unwrap();
     file.flush().unwrap();
     drop(file);
     println!("generated {records} records, {:.2} GB, in {:.1} s", bytes as f64 / 1e9, started.elapsed().as_secs_f64());

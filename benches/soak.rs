@@ -146,7 +146,7 @@ fn serve(dir: &std::path::Path, minutes: usize) -> Vec<Sample> {
     }
     // A steady stream: 100 records a second in envelopes of 20, over the partitions.
     let mut records = Vec::new();
-    tokentrail::generate::write_cosmos_ndjson(&mut records, 20_000, 5).unwrap();
+    tokentrail::synth::write_cosmos_ndjson(&mut records, 20_000, 5).unwrap();
     let lines: Vec<&str> = std::str::from_utf8(&records).unwrap().lines().collect();
     let envelopes: Vec<Vec<u8>> =
         lines.chunks(20).map(|c| format!("{{\"records\":[{}]}}", c.join(",")).into_bytes()).collect();

@@ -11,12 +11,12 @@ use std::io::Write;
 use std::sync::{Arc, OnceLock};
 use tempfile::TempDir;
 use tokentrail::auth::Role;
-use tokentrail::generate::{Generator, Scenario, Tenant};
 use tokentrail::http::AppState;
 use tokentrail::ingest::PipelineOptions;
 use tokentrail::ingest::files::ingest_files;
 use tokentrail::rules::{DetectionConfig, Detector};
 use tokentrail::store::{Store, StoreOptions};
+use tokentrail::synth::{Generator, Scenario, Tenant};
 
 struct Fixture {
     db: Db,

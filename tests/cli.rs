@@ -84,7 +84,7 @@ fn generated_files_ingest_completely_in_both_layouts() {
     let records = std::fs::read_to_string(&file).unwrap().lines().count() as i64;
     let truth: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("traffic.truth.json")).unwrap()).unwrap();
-    assert_eq!(truth.len(), tokentrail::generate::Scenario::all().len());
+    assert_eq!(truth.len(), tokentrail::synth::Scenario::all().len());
 
     let archive = dir.path().join("archive");
     assert!(

@@ -24,7 +24,7 @@ fn hub(partitions: u32) -> TestHub {
 fn cosmos_file(dir: &Path, n: usize, seed: u64) -> PathBuf {
     let path = dir.join(format!("cosmos-{seed}.ndjson"));
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    tokentrail::generate::write_cosmos_ndjson(&mut out, n, seed).unwrap();
+    tokentrail::synth::write_cosmos_ndjson(&mut out, n, seed).unwrap();
     out.flush().unwrap();
     path
 }

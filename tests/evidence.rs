@@ -16,12 +16,12 @@ use tokentrail::auth::Role;
 use tokentrail::evidence::pack::{self, PackRequest, Verification};
 use tokentrail::evidence::sign::{self, PackKey};
 use tokentrail::evidence::{Criterion, GeneratedBy, Period, chain};
-use tokentrail::generate::{Generator, Scenario, Tenant};
 use tokentrail::ingest::PipelineOptions;
 use tokentrail::ingest::files::ingest_files;
 use tokentrail::rules::findings::{Status, set_status};
 use tokentrail::rules::{DetectionConfig, Detector};
 use tokentrail::store::{Store, StoreOptions};
+use tokentrail::synth::{Generator, Scenario, Tenant};
 
 const START: &str = "2025-03-03T00:00:00Z";
 const DAYS: i64 = 2;

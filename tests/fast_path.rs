@@ -75,14 +75,14 @@ fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
 fn generated_cosmos(n: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let end = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
-    tokentrail::generate::write_cosmos_ndjson_until(&mut out, n, 7, end).unwrap();
+    tokentrail::synth::write_cosmos_ndjson_until(&mut out, n, 7, end).unwrap();
     lines(&out).into_iter().filter(|l| !l.is_empty()).collect()
 }
 
 /// Two days of mixed traffic with every scenario, as `tokentrail generate` writes it
 /// (keys sorted), one record per line.
 fn generated_mixed() -> Vec<Vec<u8>> {
-    use tokentrail::generate::{Generator, Scenario, Tenant};
+    use tokentrail::synth::{Generator, Scenario, Tenant};
     let to = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
     let (events, _) = Generator::new(Tenant::new(3), 3).history(to - chrono::Duration::days(2), to, Scenario::all());
     events.iter().map(|e| serde_json::to_vec(&e.record).unwrap()).collect()

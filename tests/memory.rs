@@ -6,8 +6,8 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use common::TestDb;
 use std::io::Write;
-use tokentrail::generate::{Event, Generator, Scenario, Tenant};
 use tokentrail::rules::{DetectionConfig, Detector};
+use tokentrail::synth::{Event, Generator, Scenario, Tenant};
 
 /// Counts the bytes this test binary's Rust code holds, so a test can tell TokenTrail's
 /// allocations from DuckDB's (which go to the C allocator directly).

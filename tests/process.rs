@@ -14,7 +14,7 @@ fn ingest_killed_at_random_points_loses_and_repeats_nothing() {
     let input = dir.path().join("big.ndjson");
     let records = 150_000;
     let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
-    tokentrail::generate::write_cosmos_ndjson(&mut file, records, 7).unwrap();
+    tokentrail::synth::write_cosmos_ndjson(&mut file, records, 7).unwrap();
     file.flush().unwrap();
     drop(file);
     let db = dir.path().join("k.duckdb");

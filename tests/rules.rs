@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokentrail::cli::output::Format;
-use tokentrail::generate::{Event, Generator, GroundTruth, Scenario, THREAT_INTEL_IPS, Tenant};
 use tokentrail::rules::findings::{self, Status};
 use tokentrail::rules::{DetectionConfig, Detector, ParamValue};
+use tokentrail::synth::{Event, Generator, GroundTruth, Scenario, THREAT_INTEL_IPS, Tenant};
 
 const MONDAY: &str = "2025-03-03T00:00:00Z";
 

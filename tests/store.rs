@@ -169,7 +169,7 @@ fn checkpoints_keep_the_row_groups_commits_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("cosmos.ndjson");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
-    tokentrail::generate::write_cosmos_ndjson(&mut out, 260_000, 1).unwrap();
+    tokentrail::synth::write_cosmos_ndjson(&mut out, 260_000, 1).unwrap();
     std::io::Write::flush(&mut out).unwrap();
     drop(out);
     let path = dir.path().join("row_groups.duckdb");

@@ -1,6 +1,6 @@
 //! `tokentrail generate`: generated traffic and its scenarios' ground truth as files.
 
-use crate::generate::{GroundTruth, Scenario};
+use crate::synth::{GroundTruth, Scenario};
 use anyhow::{Context, Result};
 use chrono::{DurationRound, TimeDelta, Utc};
 use std::io::Write;
@@ -20,7 +20,7 @@ pub fn parse_scenarios(names: &[String]) -> Result<Vec<Scenario>> {
 pub fn generate_files(out: &Path, days: u32, seed: u64, scenarios: &[Scenario], scale: f64) -> Result<String> {
     let to = Utc::now().duration_trunc(TimeDelta::days(1))?;
     let from = to - TimeDelta::days(days as i64);
-    let generator = crate::generate::Generator::new(crate::generate::Tenant::new(seed), seed).with_scale(scale);
+    let generator = crate::synth::Generator::new(crate::synth::Tenant::new(seed), seed).with_scale(scale);
     let (events, truths) = generator.history(from, to, scenarios);
     let name = out.to_string_lossy().to_ascii_lowercase();
     let single_file = [".ndjson", ".json", ".jsonl"].iter().any(|ext| name.ends_with(ext));
@@ -61,7 +61,7 @@ fn write_truth(path: &Path, truths: &[GroundTruth]) -> Result<()> {
 
 /// `insights-logs-<category>/resourceId=<id>/y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json`,
 /// one record per line, as Azure Monitor archives to a storage account.
-fn write_archive(dir: &Path, events: &[crate::generate::Event]) -> Result<()> {
+fn write_archive(dir: &Path, events: &[crate::synth::Event]) -> Result<()> {
     let mut files: std::collections::BTreeMap<PathBuf, Vec<u8>> = Default::default();
     for event in events {
         let resource = event.record.get("resourceId").and_then(|v| v.as_str()).unwrap_or("/unknown");

@@ -5,10 +5,10 @@
 //! checkpoint is just the event time generated up to: a restarted demo regenerates
 //! exactly the window after it, so nothing is stored twice or skipped.
 
-use crate::generate::{Event, Generator, GroundTruth, Scenario, Tenant};
 use crate::record::Origin;
 use crate::source::chunk::{Chunk, Units};
 use crate::store::{Checkpoint, SourceKind};
+use crate::synth::{Event, Generator, GroundTruth, Scenario, Tenant};
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
 
 /// How often a scenario starts in generated traffic.

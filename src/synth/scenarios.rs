@@ -1,0 +1,503 @@
+//! The named attack scenarios: each one's events and the ground truth a detection is
+//! checked against.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, Utc};
+use rand::RngExt;
+use rand::seq::{IndexedRandom, SliceRandom};
+use serde::{Deserialize, Serialize};
+
+use super::cosmos::{
+    Caller, DELETES, EXPORT, Op, PROBES, READS, aad_caller, document_request, key_caller, key_request,
+    metadata_request, push_request,
+};
+use super::signins::{COSMOS_RESOURCE, SignIn};
+use super::tenant::{SERVICE_COSMOS_AGENTS, grant, place, public_ip};
+use super::wire::{Prng, STREAM_SCENARIO, guid, jitter, pick_weighted, rfc3339, stream_rng, whole_ticks};
+use super::{Burst, CosmosAccount, Event, Generator, Grant, Place, Principal, PrincipalKind, Workload};
+
+/// Addresses the scenarios use as "known bad" (Tor exit style); detections take them as a
+/// user-supplied threat-intelligence list.
+pub const THREAT_INTEL_IPS: &[&str] =
+    &["185.220.101.47", "185.220.100.252", "185.220.101.134", "185.220.102.8", "185.220.103.119"];
+
+/// Where attackers come from: no user lives in these countries.
+const FOREIGN_PLACES: &[Place] = &[
+    place("Lagos", "Lagos", "NG", 6.5244, 3.3792, 60, 36873, [105, 112]),
+    place("Sao Paulo", "Sao Paulo", "BR", -23.5505, -46.6333, -180, 28573, [177, 68]),
+    place("Singapore", "Singapore", "SG", 1.3521, 103.8198, 480, 14061, [159, 89]),
+    place("Hanoi", "Hanoi", "VN", 21.0278, 105.8342, 420, 45899, [113, 160]),
+    place("Bucharest", "Bucuresti", "RO", 44.4268, 26.1025, 120, 9009, [185, 181]),
+];
+const TOR_PLACE: Place = place("Frankfurt am Main", "Hesse", "DE", 50.1109, 8.6821, 60, 60729, [185, 220]);
+
+const KEY_THIEF_AGENT: &str = "azsdk-python-cosmos/4.5.1 Python/3.11.8 (Linux-6.6.9-amd64-x86_64-with-glibc2.37)";
+pub(super) const NOVEL_AGENTS: &[&str] = &["python-requests/2.31.0", "curl/8.5.0", "PostmanRuntime/7.37.3"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    ForeignIpToken,
+    KeyBasedAccess,
+    SprayThenDataAccess,
+    BulkExport,
+    MassDelete,
+    PermissionProbing,
+    CollectionEnumeration,
+    ImpossibleTravel,
+    DormantPrincipal,
+    NewUserAgent,
+    ThreatIntelIp,
+    TokenWithoutSignIn,
+}
+
+impl Scenario {
+    pub fn all() -> &'static [Scenario] {
+        use Scenario::*;
+        &[
+            ForeignIpToken,
+            KeyBasedAccess,
+            SprayThenDataAccess,
+            BulkExport,
+            MassDelete,
+            PermissionProbing,
+            CollectionEnumeration,
+            ImpossibleTravel,
+            DormantPrincipal,
+            NewUserAgent,
+            ThreatIntelIp,
+            TokenWithoutSignIn,
+        ]
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::ForeignIpToken => "foreign_ip_token",
+            Scenario::KeyBasedAccess => "key_based_access",
+            Scenario::SprayThenDataAccess => "spray_then_data_access",
+            Scenario::BulkExport => "bulk_export",
+            Scenario::MassDelete => "mass_delete",
+            Scenario::PermissionProbing => "permission_probing",
+            Scenario::CollectionEnumeration => "collection_enumeration",
+            Scenario::ImpossibleTravel => "impossible_travel",
+            Scenario::DormantPrincipal => "dormant_principal",
+            Scenario::NewUserAgent => "new_user_agent",
+            Scenario::ThreatIntelIp => "threat_intel_ip",
+            Scenario::TokenWithoutSignIn => "token_without_signin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Scenario, String> {
+        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
+        Scenario::all().iter().copied().find(|sc| sc.name() == wanted).ok_or_else(|| {
+            let names: Vec<&str> = Scenario::all().iter().map(Scenario::name).collect();
+            format!("unknown scenario {s:?}; valid: {}", names.join(", "))
+        })
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Scenario, String> {
+        Scenario::parse(s)
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroundTruth {
+    pub scenario: String,
+    pub principal_id: Option<String>,
+    pub principal_name: Option<String>,
+    /// Cosmos account name (the last segment of its `resourceId`, lower case).
+    pub account: String,
+    #[serde(with = "rfc3339")]
+    pub start: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    pub end: DateTime<Utc>,
+    pub source_ip: Option<String>,
+    pub description: String,
+}
+
+/// What a scenario reports about itself; the window comes from its events.
+struct Plan {
+    principal: Option<(String, String)>,
+    account: String,
+    source_ip: Option<String>,
+    description: String,
+}
+
+impl Plan {
+    fn by(p: &Principal, account: &CosmosAccount, ip: &str, description: String) -> Option<Plan> {
+        let principal = Some((p.object_id.clone(), p.name.clone()));
+        Some(Plan { principal, account: account.name.clone(), source_ip: Some(ip.to_string()), description })
+    }
+}
+
+impl Generator {
+    /// The events of one scenario starting at `at`, and its ground truth.
+    pub fn scenario(&self, scenario: Scenario, at: DateTime<Utc>) -> (Vec<Event>, GroundTruth) {
+        let at = whole_ticks(at);
+        let stream = STREAM_SCENARIO + scenario as u64;
+        let rng = &mut stream_rng(self.seed, stream, at.timestamp_micros() as u64);
+        let mut events = Vec::new();
+        let out = &mut events;
+        let plan = match scenario {
+            Scenario::ForeignIpToken => self.foreign_ip_token(rng, at, out),
+            Scenario::KeyBasedAccess => self.key_based_access(rng, at, out),
+            Scenario::SprayThenDataAccess => self.spray_then_data_access(rng, at, out),
+            Scenario::BulkExport => self.bulk_export(rng, at, out),
+            Scenario::MassDelete => self.mass_delete(rng, at, out),
+            Scenario::PermissionProbing => self.permission_probing(rng, at, out),
+            Scenario::CollectionEnumeration => self.collection_enumeration(rng, at, out),
+            Scenario::ImpossibleTravel => self.impossible_travel(rng, at, out),
+            Scenario::DormantPrincipal => self.dormant_principal(rng, at, out),
+            Scenario::NewUserAgent => self.new_user_agent(rng, at, out),
+            Scenario::ThreatIntelIp => self.threat_intel_ip(rng, at, out),
+            Scenario::TokenWithoutSignIn => self.token_without_sign_in(rng, at, out),
+        };
+        events.sort_by_key(|e| e.time);
+        let plan = plan.unwrap_or_else(|| {
+            events.clear();
+            let description = "the tenant has no principal or account eligible for this scenario".to_string();
+            Plan { principal: None, account: String::new(), source_ip: None, description }
+        });
+        let (principal_id, principal_name) = plan.principal.unzip();
+        let truth = GroundTruth {
+            scenario: scenario.name().to_string(),
+            principal_id,
+            principal_name,
+            account: plan.account,
+            start: events.first().map_or(at, |e| e.time),
+            end: events.last().map_or(at, |e| e.time),
+            source_ip: plan.source_ip,
+            description: plan.description,
+        };
+        (events, truth)
+    }
+
+    /// A data principal, excluding the dormant and the nightly batch, accepted by `allow`.
+    fn pick(&self, rng: &mut Prng, allow: impl Fn(&Principal) -> bool) -> Option<&Principal> {
+        let pool: Vec<&Principal> = self
+            .tenant
+            .principals()
+            .filter(|p| p.has_data() && !p.dormant && p.workload != Workload::Etl && allow(p))
+            .collect();
+        pool.choose(rng).copied()
+    }
+
+    fn grant_of<'a>(&'a self, rng: &mut Prng, p: &'a Principal) -> Option<(&'a Grant, &'a CosmosAccount)> {
+        let grant = p.grants.choose(rng)?;
+        Some((grant, self.tenant.accounts.get(grant.account)?))
+    }
+
+    fn token_sign_in(&self, rng: &mut Prng, p: &Principal, t: DateTime<Utc>, ip: &str, place: &Place) -> Event {
+        self.sign_in_event(rng, &SignIn::token(p, t, ip, place, COSMOS_RESOURCE))
+    }
+
+    fn foreign_ip_token(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p = self.pick(rng, |p| p.kind != PrincipalKind::ManagedIdentity)?;
+        let (grant, account) = self.grant_of(rng, p)?;
+        let home_ip = p.ips.first()?;
+        let place = FOREIGN_PLACES.choose(rng)?;
+        let ip = public_ip(rng, place);
+        // The owner keeps signing in from home while the stolen token is replayed abroad.
+        out.push(self.token_sign_in(rng, p, at, home_ip, p.home));
+        let refresh = at + Duration::minutes(30) + jitter(rng, Duration::minutes(15));
+        out.push(self.token_sign_in(rng, p, refresh, home_ip, p.home));
+        let count = rng.random_range(25..60);
+        let burst = Burst::one(grant, &ip, at + Duration::minutes(1), Duration::minutes(50), count, READS);
+        self.burst(rng, p, &burst, out, |_, _| {});
+        let what = format!(
+            "{} read {} from {ip} ({}), where it never signed in; its sign-ins stayed in {}",
+            p.name, account.name, place.country, p.home.country
+        );
+        Plan::by(p, account, &ip, what)
+    }
+
+    fn key_based_access(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let account = self.tenant.accounts.choose(rng)?;
+        let place = FOREIGN_PLACES.choose(rng)?;
+        let ip = public_ip(rng, place);
+        let span = Duration::minutes(rng.random_range(3..10));
+        let caller = key_caller("PrimaryMasterKey", &ip, KEY_THIEF_AGENT);
+        for _ in 0..rng.random_range(80..200) {
+            let time = at + jitter(rng, span);
+            let r = key_request(rng, account, time, EXPORT, caller)?;
+            push_request(rng, &r, out);
+        }
+        let description = format!(
+            "burst of primary-key requests on {} from {ip} ({}), not the known key client",
+            account.name, place.country
+        );
+        Some(Plan { principal: None, account: account.name.clone(), source_ip: Some(ip), description })
+    }
+
+    fn spray_then_data_access(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let victim = self.pick(rng, |p| p.kind == PrincipalKind::User)?;
+        let (grant, account) = self.grant_of(rng, victim)?;
+        let place = FOREIGN_PLACES.choose(rng)?;
+        let ip = public_ip(rng, place);
+        let mut targets: Vec<&Principal> =
+            self.tenant.users.iter().filter(|u| u.object_id != victim.object_id).collect();
+        targets.shuffle(rng);
+        targets.truncate(rng.random_range(11..=18));
+        let step = Duration::seconds(540 / targets.len().max(1) as i64);
+        for (i, user) in targets.iter().enumerate() {
+            let t = at + step * i as i32 + jitter(rng, Duration::seconds(5));
+            out.push(self.sign_in_event(rng, &SignIn { error: 50126, ..SignIn::spray(user, t, &ip, place) }));
+        }
+        let hit = at + Duration::seconds(560);
+        out.push(self.sign_in_event(rng, &SignIn { risk: "medium", ..SignIn::spray(victim, hit, &ip, place) }));
+        let token = SignIn {
+            risk: "medium",
+            ..SignIn::token(victim, hit + Duration::seconds(20), &ip, place, COSMOS_RESOURCE)
+        };
+        out.push(self.sign_in_event(rng, &token));
+        let count = rng.random_range(20..50);
+        let burst = Burst::one(grant, &ip, hit + Duration::seconds(30), Duration::minutes(20), count, READS);
+        self.burst(rng, victim, &burst, out, |_, _| {});
+        let what = format!(
+            "password spray on {} users from {ip} ({}), then {} signed in and read {}",
+            targets.len() + 1,
+            place.country,
+            victim.name,
+            account.name
+        );
+        Plan::by(victim, account, &ip, what)
+    }
+
+    fn bulk_export(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p = self.pick(rng, |p| p.kind != PrincipalKind::ManagedIdentity)?;
+        let (grant, account) = self.grant_of(rng, p)?;
+        let ip = p.ips.first()?;
+        out.push(self.token_sign_in(rng, p, at, ip, p.home));
+        let count = rng.random_range(200..400);
+        let span = Duration::minutes(rng.random_range(20..40));
+        let burst = Burst::one(grant, ip, at + Duration::seconds(10), span, count, EXPORT);
+        let bytes = self.burst(rng, p, &burst, out, |_, r| {
+            r.bulk = true;
+            r.status = 200;
+        });
+        let what = format!(
+            "{} pulled {} MB from {} in {count} ReadFeed/Query pages, far above its baseline",
+            p.name,
+            bytes >> 20,
+            account.name
+        );
+        Plan::by(p, account, ip, what)
+    }
+
+    fn mass_delete(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p = self.pick(rng, |p| p.kind != PrincipalKind::ManagedIdentity)?;
+        let (grant, account) = self.grant_of(rng, p)?;
+        let ip = p.ips.first()?;
+        // Everything lands on one collection, as a wiper script would do.
+        let target = Grant { collections: grant.collections.iter().take(1).copied().collect(), ..grant.clone() };
+        let (d, c) = *target.collections.first()?;
+        let collection = &account.databases.get(d)?.collections.get(c)?.name;
+        out.push(self.token_sign_in(rng, p, at, ip, p.home));
+        let count = rng.random_range(300..600);
+        let span = Duration::minutes(rng.random_range(3..8));
+        let burst = Burst::one(&target, ip, at + Duration::seconds(5), span, count, DELETES);
+        self.burst(rng, p, &burst, out, |rng, r| {
+            r.status = pick_weighted(rng, &[(204, 92), (404, 5), (429, 3)]);
+        });
+        let what = format!("{} deleted {count} documents from {}/{collection} in minutes", p.name, account.name);
+        Plan::by(p, account, ip, what)
+    }
+
+    fn permission_probing(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        // A role that leaves at least two collections of its account out of reach.
+        let probing_room = |g: &Grant| {
+            let total: usize = self
+                .tenant
+                .accounts
+                .get(g.account)
+                .map_or(0, |a| a.databases.iter().map(|d| d.collections.len()).sum());
+            total >= g.collections.len() + 2
+        };
+        let p = self.pick(rng, |p| p.kind != PrincipalKind::ManagedIdentity && p.grants.iter().any(probing_room))?;
+        let grant = p.grants.iter().find(|g| probing_room(g))?;
+        let account = self.tenant.accounts.get(grant.account)?;
+        let ip = p.ips.first()?;
+        out.push(self.token_sign_in(rng, p, at, ip, p.home));
+        let span = Duration::minutes(rng.random_range(5..15));
+        let count = rng.random_range(40..80);
+        let (inside, outside): (Vec<(usize, usize)>, _) = account
+            .databases
+            .iter()
+            .enumerate()
+            .flat_map(|(d, db)| (0..db.collections.len()).map(move |c| (d, c)))
+            .partition(|target| grant.collections.contains(target));
+        let caller = aad_caller(p, grant, ip);
+        for _ in 0..count {
+            // Mostly collections outside the role's scope: the caller is looking for what it can reach.
+            let allowed = outside.is_empty() || rng.random_bool(0.2);
+            let &(d, c) = if allowed { &inside } else { &outside }.choose(rng)?;
+            let db = account.databases.get(d)?;
+            let time = at + Duration::seconds(3) + jitter(rng, span);
+            let op = pick_weighted(rng, PROBES);
+            let mut r = document_request(rng, time, account, db, db.collections.get(c)?, op, caller);
+            r.status = if allowed { r.op.success_code() } else { 403 };
+            push_request(rng, &r, out);
+        }
+        let what = format!(
+            "{} tried {count} operations across the collections of {}, most outside its role (403)",
+            p.name, account.name
+        );
+        Plan::by(p, account, ip, what)
+    }
+
+    fn collection_enumeration(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p = self.pick(rng, |_| true)?;
+        let (grant, account) = self.grant_of(rng, p)?;
+        let ip = p.ips.first()?;
+        out.push(self.token_sign_in(rng, p, at, ip, p.home));
+        let caller = Caller { connection_mode: "Gateway", ..aad_caller(p, grant, ip) };
+        let mut t = at + Duration::seconds(5);
+        let mut next = |rng: &mut Prng| {
+            t += Duration::milliseconds(rng.random_range(150..3000));
+            t
+        };
+        let list_dbs = metadata_request(next(rng), account, Op::ReadFeed, "Database", "", "", caller);
+        push_request(rng, &list_dbs, out);
+        for (d, db) in account.databases.iter().enumerate() {
+            let list = metadata_request(next(rng), account, Op::ReadFeed, "Collection", &db.name, "", caller);
+            push_request(rng, &list, out);
+            for (c, coll) in db.collections.iter().enumerate() {
+                let read = metadata_request(next(rng), account, Op::Read, "Collection", &db.name, &coll.name, caller);
+                push_request(rng, &read, out);
+                // Then a first page of every collection, denied outside the role's scope.
+                let time = next(rng);
+                let mut page = document_request(rng, time, account, db, coll, Op::ReadFeed, caller);
+                page.status = if grant.collections.contains(&(d, c)) { 200 } else { 403 };
+                push_request(rng, &page, out);
+            }
+        }
+        let what =
+            format!("{} listed every database and collection of {} and read a page of each", p.name, account.name);
+        Plan::by(p, account, ip, what)
+    }
+
+    fn impossible_travel(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p = self.pick(rng, |p| p.kind == PrincipalKind::User)?;
+        let (grant, account) = self.grant_of(rng, p)?;
+        let home_ip = p.ips.first()?;
+        let far = FOREIGN_PLACES.choose(rng)?;
+        let far_ip = public_ip(rng, far);
+        out.push(self.sign_in_event(rng, &SignIn::interactive(p, at, home_ip, p.home)));
+        out.push(self.token_sign_in(rng, p, at + Duration::seconds(15), home_ip, p.home));
+        let count = rng.random_range(5..10);
+        let burst = Burst::one(grant, home_ip, at + Duration::seconds(30), Duration::minutes(15), count, READS);
+        self.burst(rng, p, &burst, out, |_, _| {});
+        let away = at + Duration::minutes(rng.random_range(25..45));
+        out.push(self.sign_in_event(rng, &SignIn::interactive(p, away, &far_ip, far)));
+        out.push(self.token_sign_in(rng, p, away + Duration::seconds(15), &far_ip, far));
+        let count = rng.random_range(5..15);
+        let burst = Burst::one(grant, &far_ip, away + Duration::seconds(30), Duration::minutes(10), count, READS);
+        self.burst(rng, p, &burst, out, |_, _| {});
+        let what = format!(
+            "{} signed in from {} and, {} minutes later, from {far_ip} in {}",
+            p.name,
+            p.home.country,
+            (away - at).num_minutes(),
+            far.country
+        );
+        Plan::by(p, account, &far_ip, what)
+    }
+
+    fn dormant_principal(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p = self.tenant.principals().find(|p| p.dormant && p.has_data())?;
+        let (grant, account) = self.grant_of(rng, p)?;
+        let ip = p.ips.first()?;
+        out.push(self.token_sign_in(rng, p, at, ip, p.home));
+        let count = rng.random_range(30..80);
+        let span = Duration::minutes(rng.random_range(10..30));
+        let burst = Burst::one(grant, ip, at + Duration::seconds(5), span, count, READS);
+        self.burst(rng, p, &burst, out, |_, _| {});
+        let what = format!("{}, silent until now, signed in and read {} ({count} requests)", p.name, account.name);
+        Plan::by(p, account, ip, what)
+    }
+
+    fn new_user_agent(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p = self.pick(rng, |_| true)?;
+        let (grant, account) = self.grant_of(rng, p)?;
+        let ip = p.ips.first()?;
+        let agent = *NOVEL_AGENTS.choose(rng)?;
+        out.push(self.token_sign_in(rng, p, at, ip, p.home));
+        let count = rng.random_range(15..40);
+        let span = Duration::minutes(rng.random_range(5..15));
+        let burst = Burst::one(grant, ip, at + Duration::seconds(5), span, count, READS);
+        self.burst(rng, p, &burst, out, |_, r| {
+            // Hand-rolled REST calls go through the gateway.
+            r.caller.user_agent = agent;
+            r.caller.connection_mode = "Gateway";
+            r.partition = "";
+        });
+        let what = format!("{} called {} with a user agent it never used: {agent}", p.name, account.name);
+        Plan::by(p, account, ip, what)
+    }
+
+    fn threat_intel_ip(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p = self.pick(rng, |p| p.kind != PrincipalKind::ManagedIdentity)?;
+        let (grant, account) = self.grant_of(rng, p)?;
+        let ip = *THREAT_INTEL_IPS.choose(rng)?;
+        let token = SignIn {
+            risk: "medium",
+            risk_events: &["anonymizedIPAddress"],
+            ..SignIn::token(p, at, ip, &TOR_PLACE, COSMOS_RESOURCE)
+        };
+        out.push(self.sign_in_event(rng, &token));
+        let count = rng.random_range(10..30);
+        let span = Duration::minutes(rng.random_range(5..20));
+        let burst = Burst::one(grant, ip, at + Duration::seconds(5), span, count, READS);
+        self.burst(rng, p, &burst, out, |_, _| {});
+        let what = format!("{} read {} from {ip}, an address on the threat-intelligence list", p.name, account.name);
+        Plan::by(p, account, ip, what)
+    }
+
+    /// A principal that no sign-in log knows reads data with a token from elsewhere: another
+    /// tenant's application, a forged token, or a sign-in log category nobody exports.
+    fn token_without_sign_in(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let index = rng.random_range(0..self.tenant.accounts.len());
+        let account = self.tenant.accounts.get(index)?;
+        let place = FOREIGN_PLACES.choose(rng)?;
+        let ip = public_ip(rng, place);
+        let object_id = guid(rng);
+        let stranger = Principal {
+            kind: PrincipalKind::ServicePrincipal,
+            app_id: guid(rng),
+            app_name: String::new(),
+            client_app_used: "",
+            name: format!("unknown-{}", &object_id[..8]),
+            display_name: String::new(),
+            object_id,
+            home: place,
+            ips: vec![ip.clone()],
+            browser: None,
+            cosmos_agent: SERVICE_COSMOS_AGENTS.choose(rng).copied().unwrap_or_default(),
+            connection_mode: "Gateway",
+            workload: Workload::Reader,
+            requests_per_hour: 0.0,
+            grants: vec![grant(rng, &self.tenant.accounts, index, 3)],
+            dormant: false,
+            credential_key_id: String::new(),
+        };
+        let count = rng.random_range(20..40);
+        let span = Duration::minutes(rng.random_range(10..30));
+        let burst = Burst::one(stranger.grants.first()?, &ip, at, span, count, READS);
+        self.burst(rng, &stranger, &burst, out, |_, _| {});
+        let what = format!(
+            "{} (in no sign-in log) read {} from {ip} ({}) with {count} requests",
+            stranger.object_id, account.name, place.country
+        );
+        Plan::by(&stranger, account, &ip, what)
+    }
+}

@@ -1,0 +1,492 @@
+//! Unit tests of the generator: tenant shape, determinism, correlation of sign-ins and
+//! requests, scenario signals, volumes, NDJSON.
+
+use super::cosmos::DATA_PLANE;
+use super::scenarios::NOVEL_AGENTS;
+use super::*;
+use std::collections::{HashMap, HashSet};
+
+const MONDAY: &str = "2025-03-03T00:00:00Z";
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).expect("test time").with_timezone(&Utc)
+}
+
+fn generator(seed: u64) -> Generator {
+    Generator::new(Tenant::new(seed), seed)
+}
+
+fn text<'a>(value: &'a Value, key: &str) -> &'a str {
+    value[key].as_str().unwrap_or_else(|| panic!("{key} is not a string in {value}"))
+}
+
+fn prop<'a>(e: &'a Event, key: &str) -> &'a str {
+    text(&e.record["properties"], key)
+}
+
+fn is_sign_in(e: &Event) -> bool {
+    e.category.ends_with("SignInLogs")
+}
+
+fn is_request(e: &Event) -> bool {
+    e.category == DATA_PLANE
+}
+
+/// The object id a sign-in is for: `userId` for users, `servicePrincipalId` otherwise.
+fn signed_in_id(e: &Event) -> &str {
+    let props = &e.record["properties"];
+    props["userId"].as_str().filter(|id| !id.is_empty()).unwrap_or_else(|| text(props, "servicePrincipalId"))
+}
+
+fn succeeded(e: &Event) -> bool {
+    e.record["properties"]["status"]["errorCode"] == json!(0)
+}
+
+fn all_scenarios(g: &Generator, at: DateTime<Utc>) -> Vec<(Scenario, Vec<Event>, GroundTruth)> {
+    Scenario::all()
+        .iter()
+        .map(|&s| {
+            let (events, truth) = g.scenario(s, at);
+            (s, events, truth)
+        })
+        .collect()
+}
+
+/// The largest hourly sum of `value` over the requests in `events`.
+fn busiest_hour(events: &[Event], value: impl Fn(&Event) -> u64) -> u64 {
+    let mut hours: HashMap<i64, u64> = HashMap::new();
+    for e in events.iter().filter(|e| is_request(e)) {
+        *hours.entry(e.time.timestamp().div_euclid(3600)).or_default() += value(e);
+    }
+    hours.into_values().max().unwrap_or(0)
+}
+
+#[test]
+fn tenant_is_deterministic_and_has_the_promised_shape() {
+    let tenant = Tenant::new(5);
+    let again = Tenant::new(5);
+    let other = Tenant::new(6);
+    assert_eq!(tenant.tenant_id, again.tenant_id);
+    let ids = |t: &Tenant| t.principals().map(|p| p.object_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&tenant), ids(&again));
+    assert_ne!(tenant.tenant_id, other.tenant_id);
+    assert_ne!(ids(&tenant), ids(&other));
+
+    assert_eq!(tenant.users.len(), 40);
+    assert_eq!(tenant.service_principals.len(), 10);
+    assert_eq!(tenant.managed_identities.len(), 6);
+    assert!((2..=3).contains(&tenant.accounts.len()));
+    let upns: HashSet<&str> = tenant.users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(upns.len(), 40, "UPNs are unique");
+    for user in &tenant.users {
+        let (local, domain) = user.name.split_once('@').expect("UPN has a domain");
+        assert_eq!(domain, "contoso.com");
+        assert!(local.contains('.') && local == local.to_lowercase(), "{local}");
+        assert!((1..=3).contains(&user.ips.len()));
+    }
+    let object_ids: HashSet<String> = ids(&tenant).into_iter().collect();
+    assert_eq!(object_ids.len(), 56, "object ids are unique");
+    assert!(tenant.principals().all(|p| p.object_id != p.app_id && p.object_id.len() == 36));
+    assert!(tenant.managed_identities.iter().all(|m| m.ips.iter().all(|ip| ip.starts_with("10."))));
+    assert_eq!(tenant.principals().filter(|p| p.dormant && p.has_data()).count(), 1);
+    assert!(tenant.principals().filter(|p| p.has_data()).count() >= 25);
+    assert!(tenant.principals().any(|p| !p.has_data()), "some principals have no Cosmos role");
+    for account in &tenant.accounts {
+        let expected = format!(
+            "/SUBSCRIPTIONS/{}/RESOURCEGROUPS/{}/PROVIDERS/MICROSOFT.DOCUMENTDB/DATABASEACCOUNTS/{}",
+            account.subscription_id.to_uppercase(),
+            account.resource_group.to_uppercase(),
+            account.name.to_uppercase()
+        );
+        assert_eq!(account.resource_id.to_uppercase(), expected);
+        assert!(account.databases.len() >= 2 && account.databases.iter().all(|d| !d.collections.is_empty()));
+    }
+}
+
+#[test]
+fn baseline_depends_only_on_the_seed() {
+    let (from, to) = (at(MONDAY), at(MONDAY) + Duration::hours(6));
+    let first = generator(1).baseline(from, to);
+    assert!(first.len() > 500, "six hours produced {} events", first.len());
+    assert_eq!(first, generator(1).baseline(from, to));
+    assert_ne!(first, generator(2).baseline(from, to));
+    assert!(first.windows(2).all(|w| w[0].time <= w[1].time), "sorted by time");
+    assert!(first.iter().all(|e| e.time >= from && e.time < to));
+}
+
+#[test]
+fn baseline_splits_on_hour_boundaries() {
+    let g = generator(3);
+    let a = at(MONDAY) + Duration::minutes(17);
+    let c = at(MONDAY) + Duration::hours(14) + Duration::minutes(40);
+    let whole = g.baseline(a, c);
+    assert!(whole.len() > 2000);
+    // Every boundary, since sessions spill into the hours on both sides of their own.
+    for hours in 1..=14 {
+        let b = at(MONDAY) + Duration::hours(hours);
+        let mut parts = g.baseline(a, b);
+        parts.extend(generator(3).baseline(b, c));
+        assert!(whole == parts, "split at {b} differs");
+    }
+}
+
+#[test]
+fn every_record_has_its_category_and_an_rfc3339_time() {
+    let g = generator(4);
+    let mut events = g.baseline(at(MONDAY), at(MONDAY) + Duration::days(1));
+    for (_, scenario_events, _) in all_scenarios(&g, at(MONDAY) + Duration::hours(30)) {
+        events.extend(scenario_events);
+    }
+    let mut categories = HashSet::new();
+    for e in &events {
+        assert_eq!(text(&e.record, "category"), e.category);
+        let time = text(&e.record, "time");
+        assert!(time.ends_with('Z') && time.len() == 28, "seven fractional digits: {time}");
+        assert_eq!(at(time), e.time);
+        if is_sign_in(e) {
+            let created = prop(e, "createdDateTime");
+            assert!(created.ends_with("+00:00"));
+            assert_eq!(at(created), e.time);
+            let code = e.record["properties"]["status"]["errorCode"].as_u64().expect("errorCode is an int");
+            assert_eq!(text(&e.record, "resultType"), code.to_string());
+            assert_eq!(e.record["Level"], json!(4));
+            assert_eq!(text(&e.record, "operationName"), "Sign-in activity");
+        }
+        categories.insert(e.category);
+    }
+    let expected = [
+        "SignInLogs",
+        "NonInteractiveUserSignInLogs",
+        "ServicePrincipalSignInLogs",
+        "ManagedIdentitySignInLogs",
+        DATA_PLANE,
+    ];
+    assert_eq!(categories, expected.into_iter().collect());
+}
+
+#[test]
+fn cosmos_numbers_are_strings() {
+    let g = generator(5);
+    let mut events = g.baseline(at(MONDAY), at(MONDAY) + Duration::hours(12));
+    for (_, scenario_events, _) in all_scenarios(&g, at(MONDAY) + Duration::hours(13)) {
+        events.extend(scenario_events);
+    }
+    let requests: Vec<&Event> = events.iter().filter(|e| is_request(e)).collect();
+    assert!(requests.len() > 1000);
+    for e in requests {
+        let props = e.record["properties"].as_object().expect("properties is an object");
+        assert_eq!(props.len(), 25);
+        assert!(props.values().all(Value::is_string), "non-string value in {props:?}");
+        for key in ["statusCode", "requestLength", "responseLength"] {
+            prop(e, key).parse::<u64>().unwrap_or_else(|_| panic!("{key} = {}", prop(e, key)));
+        }
+        for key in ["duration", "requestCharge"] {
+            prop(e, key).parse::<f64>().unwrap_or_else(|_| panic!("{key} = {}", prop(e, key)));
+        }
+        assert!(text(&e.record, "resourceId").starts_with("/SUBSCRIPTIONS/"));
+        assert!(e.record.get("tenantId").is_none());
+        if prop(e, "requestResourceType") == "Document" {
+            let path = format!("/dbs/{}/colls/{}/docs", prop(e, "databaseName"), prop(e, "collectionName"));
+            assert_eq!(prop(e, "requestResourceId"), path);
+        }
+    }
+}
+
+#[test]
+fn aad_requests_follow_a_recent_sign_in_of_the_same_principal_from_the_same_address() {
+    let g = generator(6);
+    let from = at(MONDAY);
+    let events = g.baseline(from, from + Duration::days(3));
+    let app_ids: HashSet<&str> = g.tenant().apps.iter().map(|a| a.app_id.as_str()).collect();
+    let mut sign_ins: HashMap<&str, Vec<(DateTime<Utc>, &str)>> = HashMap::new();
+    let mut checked = 0;
+    for e in &events {
+        if is_sign_in(e) {
+            if e.category == "ManagedIdentitySignInLogs" {
+                assert_eq!(prop(e, "ipAddress"), "");
+                assert!(e.record.get("callerIpAddress").is_none());
+            }
+            if e.category.starts_with("ServicePrincipal") || e.category.starts_with("Managed") {
+                assert!(e.record["properties"]["userId"].is_null());
+            }
+            if succeeded(e) {
+                sign_ins.entry(signed_in_id(e)).or_default().push((e.time, prop(e, "ipAddress")));
+            }
+            continue;
+        }
+        if prop(e, "authTokenType") != "AADToken" || e.time < from + Duration::hours(1) {
+            continue; // key traffic, or a token issued before the window
+        }
+        let principal = prop(e, "aadPrincipalId");
+        assert!(!app_ids.contains(principal), "aadPrincipalId is an object id, never an appId");
+        let ip = prop(e, "clientIpAddress");
+        let recent = sign_ins.get(principal).map(Vec::as_slice).unwrap_or_default();
+        let matching = recent
+            .iter()
+            .rev()
+            .take_while(|(t, _)| e.time - *t <= Duration::minutes(65))
+            .any(|&(_, signed_from)| signed_from == ip || (signed_from.is_empty() && ip.starts_with("10.")));
+        assert!(matching, "request by {principal} from {ip} at {} has no sign-in in the hour before", e.time);
+        checked += 1;
+    }
+    assert!(checked > 5000, "checked {checked} requests");
+}
+
+#[test]
+fn key_based_requests_have_no_principal() {
+    let events = generator(7).baseline(at(MONDAY), at(MONDAY) + Duration::days(2));
+    let requests: Vec<&Event> = events.iter().filter(|e| is_request(e)).collect();
+    let keyed: Vec<&&Event> = requests.iter().filter(|e| prop(e, "authTokenType") != "AADToken").collect();
+    let share = keyed.len() as f64 / requests.len() as f64;
+    assert!((0.01..0.06).contains(&share), "key-based share {share}");
+    for e in keyed {
+        assert_eq!(prop(e, "aadPrincipalId"), "");
+        assert_eq!(prop(e, "aadAppliedRoleAssignmentId"), "");
+        assert!(prop(e, "authTokenType").ends_with("MasterKey"));
+        assert_eq!(prop(e, "keyType"), prop(e, "authTokenType"));
+    }
+    for e in requests.iter().filter(|e| prop(e, "authTokenType") == "AADToken") {
+        assert_eq!(prop(e, "aadPrincipalId").len(), 36);
+        assert_eq!(prop(e, "keyType"), "");
+        if prop(e, "statusCode") != "403" {
+            assert_eq!(prop(e, "aadAppliedRoleAssignmentId").len(), 36);
+        }
+    }
+}
+
+#[test]
+fn scenario_events_lie_inside_their_ground_truth_window() {
+    let g = generator(8);
+    let start = at("2025-03-05T10:13:07.123456789Z");
+    let tenant_accounts: HashSet<&str> = g.tenant().accounts.iter().map(|a| a.name.as_str()).collect();
+    for (scenario, events, truth) in all_scenarios(&g, start) {
+        let name = scenario.name();
+        assert!(events.len() >= 10, "{name} emitted {} events", events.len());
+        assert_eq!(truth.scenario, name);
+        assert!(events.iter().all(|e| e.time >= truth.start && e.time <= truth.end), "{name}");
+        assert!(events.windows(2).all(|w| w[0].time <= w[1].time), "{name} is sorted");
+        assert!(truth.start >= start - Duration::nanoseconds(100) && truth.start - start < Duration::minutes(1));
+        assert!(truth.end > truth.start && truth.end - truth.start <= Duration::minutes(70), "{name}");
+        assert!(tenant_accounts.contains(truth.account.as_str()), "{name}: {}", truth.account);
+        assert!(truth.source_ip.is_some(), "{name}");
+        assert_eq!(truth.principal_id.is_none(), scenario == Scenario::KeyBasedAccess, "{name}");
+        assert!(!truth.description.is_empty());
+        assert_eq!(g.scenario(scenario, start), (events.clone(), truth.clone()), "{name} is deterministic");
+        assert_ne!(g.scenario(scenario, start + Duration::hours(1)).0, events, "{name} depends on its time");
+    }
+}
+
+/// Each scenario shows the signal its detection looks for, and the baseline does not.
+#[test]
+fn scenarios_carry_their_signal_and_the_baseline_does_not() {
+    let g = generator(9);
+    let baseline = g.baseline(at(MONDAY), at(MONDAY) + Duration::days(4));
+    let when = at(MONDAY) + Duration::days(4) + Duration::hours(15);
+    let by = |events: &[Event], id: &str| -> Vec<Event> {
+        let mine = |e: &&Event| if is_request(e) { prop(e, "aadPrincipalId") == id } else { signed_in_id(e) == id };
+        events.iter().filter(mine).cloned().collect()
+    };
+    let requests_from = |events: &[Event], ip: &str| {
+        events.iter().filter(|e| is_request(e) && prop(e, "clientIpAddress") == ip).count()
+    };
+    let baseline_ips: HashSet<&str> = baseline
+        .iter()
+        .map(|e| if is_request(e) { prop(e, "clientIpAddress") } else { prop(e, "ipAddress") })
+        .collect();
+    for (scenario, events, truth) in all_scenarios(&g, when) {
+        let ip = truth.source_ip.clone().unwrap_or_default();
+        let id = truth.principal_id.clone().unwrap_or_default();
+        let mine = by(&events, &id);
+        let before = by(&baseline, &id);
+        let requests = || mine.iter().filter(|e| is_request(e));
+        match scenario {
+            Scenario::ForeignIpToken => {
+                assert!(!baseline_ips.contains(ip.as_str()));
+                assert!(mine.iter().filter(|e| is_sign_in(e)).all(|e| prop(e, "ipAddress") != ip));
+                assert!(requests_from(&mine, &ip) >= 25);
+            }
+            Scenario::KeyBasedAccess => {
+                assert!(!baseline_ips.contains(ip.as_str()));
+                assert!(events.len() >= 80);
+                assert!(events.iter().all(
+                    |e| prop(e, "authTokenType") == "PrimaryMasterKey" && prop(e, "aadPrincipalId").is_empty()
+                ));
+                assert_eq!(requests_from(&events, &ip), events.len());
+            }
+            Scenario::SprayThenDataAccess => {
+                let failures: Vec<&Event> = events.iter().filter(|e| is_sign_in(e) && !succeeded(e)).collect();
+                let users: HashSet<&str> = failures.iter().map(|e| signed_in_id(e)).collect();
+                assert!(users.len() > 10 && !users.contains(id.as_str()));
+                assert!(
+                    failures.iter().all(|e| prop(e, "ipAddress") == ip && text(&e.record, "resultType") == "50126")
+                );
+                let last_failure = failures.iter().map(|e| e.time).max().expect("failures");
+                assert!(last_failure - truth.start <= Duration::minutes(10));
+                let hit = mine.iter().find(|e| e.category == "SignInLogs" && succeeded(e)).expect("successful spray");
+                assert!(hit.time > last_failure && prop(hit, "ipAddress") == ip);
+                assert!(requests().all(|e| e.time > hit.time && prop(e, "clientIpAddress") == ip));
+                assert!(requests().count() >= 20);
+            }
+            Scenario::BulkExport => {
+                let bytes = |e: &Event| prop(e, "responseLength").parse::<u64>().unwrap_or(0);
+                let exported: u64 = requests().map(bytes).sum();
+                assert!(exported > 200 << 20, "exported {exported} bytes");
+                let usual = busiest_hour(&before, bytes);
+                assert!(exported > 20 * usual, "baseline read up to {usual} bytes an hour");
+            }
+            Scenario::MassDelete => {
+                let deletes = requests().filter(|e| text(&e.record, "operationName") == "Delete").count();
+                assert!(deletes >= 300);
+                let usual = busiest_hour(&before, |e| u64::from(text(&e.record, "operationName") == "Delete"));
+                assert!(usual < 30, "baseline deleted up to {usual} documents an hour");
+            }
+            Scenario::PermissionProbing => {
+                let denied: Vec<&Event> = requests().filter(|e| prop(e, "statusCode") == "403").collect();
+                let collections: HashSet<&str> = denied.iter().map(|e| prop(e, "requestResourceId")).collect();
+                assert!(denied.len() >= 15 && collections.len() >= 2, "{} denials on {collections:?}", denied.len());
+                assert!(denied.iter().all(|e| prop(e, "aadAppliedRoleAssignmentId").is_empty()));
+                assert!(busiest_hour(&before, |e| u64::from(prop(e, "statusCode") == "403")) < 5);
+            }
+            Scenario::CollectionEnumeration => {
+                let account = g.tenant().accounts.iter().find(|a| a.name == truth.account).expect("account");
+                let listed = |kind: &str| {
+                    requests()
+                        .filter(|e| {
+                            prop(e, "requestResourceType") == kind && text(&e.record, "operationName") == "ReadFeed"
+                        })
+                        .count()
+                };
+                assert_eq!(listed("Database"), 1);
+                assert_eq!(listed("Collection"), account.databases.len());
+                assert!(
+                    baseline.iter().filter(|e| is_request(e)).all(|e| prop(e, "requestResourceType") == "Document")
+                );
+            }
+            Scenario::ImpossibleTravel => {
+                let logins: Vec<&Event> = mine.iter().filter(|e| e.category == "SignInLogs" && succeeded(e)).collect();
+                assert_eq!(logins.len(), 2);
+                assert_ne!(text(&logins[0].record, "location"), text(&logins[1].record, "location"));
+                assert!(logins[1].time - logins[0].time <= Duration::hours(1));
+                assert_eq!(prop(logins[1], "ipAddress"), ip);
+            }
+            Scenario::DormantPrincipal => {
+                assert!(before.is_empty(), "the dormant principal is silent in the baseline");
+                assert!(mine.iter().any(is_sign_in) && requests().count() >= 30);
+            }
+            Scenario::NewUserAgent => {
+                let known: HashSet<&str> =
+                    before.iter().filter(|e| is_request(e)).map(|e| prop(e, "userAgent")).collect();
+                assert!(!known.is_empty(), "the principal is known");
+                assert!(requests().all(|e| !known.contains(prop(e, "userAgent"))));
+                assert!(requests().all(|e| NOVEL_AGENTS.contains(&prop(e, "userAgent"))));
+            }
+            Scenario::TokenWithoutSignIn => {
+                assert!(g.tenant().principals().all(|p| p.object_id != id), "a stranger to the tenant");
+                assert!(mine.iter().all(is_request) && requests().count() >= 20, "requests, no sign-in");
+                assert!(requests().all(|e| prop(e, "clientIpAddress") == ip));
+            }
+            Scenario::ThreatIntelIp => {
+                assert!(THREAT_INTEL_IPS.contains(&ip.as_str()));
+                assert!(THREAT_INTEL_IPS.iter().all(|bad| !baseline_ips.contains(bad)));
+                assert!(requests().filter(|e| prop(e, "statusCode").starts_with('2')).count() >= 5);
+            }
+        }
+    }
+}
+
+#[test]
+fn daily_volume_and_mix_are_believable() {
+    let day = (at(MONDAY) + Duration::days(1), at(MONDAY) + Duration::days(2));
+    let events = generator(10).baseline(day.0, day.1);
+    let count = |category: &str| events.iter().filter(|e| e.category == category).count();
+    let requests = count(DATA_PLANE);
+    let interactive = count("SignInLogs");
+    let non_interactive = count("NonInteractiveUserSignInLogs");
+    let sign_ins = events.len() - requests;
+    assert!((2000..9000).contains(&requests), "{requests} requests");
+    assert!((300..2500).contains(&sign_ins), "{sign_ins} sign-ins");
+    let ratio = non_interactive as f64 / interactive as f64;
+    assert!((4.0..=12.0).contains(&ratio), "non-interactive / interactive = {ratio}");
+    assert!(count("ServicePrincipalSignInLogs") >= 150 && count("ManagedIdentitySignInLogs") >= 100);
+    let statuses: Vec<&str> = events.iter().filter(|e| is_request(e)).map(|e| prop(e, "statusCode")).collect();
+    let ok = statuses.iter().filter(|s| s.starts_with('2')).count();
+    assert!(ok as f64 / requests as f64 > 0.9);
+    for code in ["200", "201", "204", "404", "409", "429"] {
+        assert!(statuses.contains(&code), "no {code}");
+    }
+    let ops: HashSet<&str> =
+        events.iter().filter(|e| is_request(e)).map(|e| text(&e.record, "operationName")).collect();
+    assert_eq!(ops.len(), 8, "{ops:?}");
+    let failures: HashSet<&str> =
+        events.iter().filter(|e| e.category == "SignInLogs").map(|e| text(&e.record, "resultType")).collect();
+    assert!(failures.len() >= 2, "no failed interactive sign-in: {failures:?}");
+
+    let doubled = generator(10).with_scale(2.0).baseline(day.0, day.1);
+    let doubled_requests = doubled.iter().filter(|e| is_request(e)).count();
+    let growth = doubled_requests as f64 / requests as f64;
+    assert!((1.7..2.3).contains(&growth), "scale 2 grew requests by {growth}");
+    assert_eq!(doubled.len() - doubled_requests, sign_ins, "sign-ins follow sessions, not scale");
+}
+
+#[test]
+fn history_places_each_scenario_once_inside_the_window() {
+    let (from, to) = (at(MONDAY), at(MONDAY) + Duration::days(3));
+    let (events, truths) = generator(11).history(from, to, Scenario::all());
+    assert_eq!(truths.len(), Scenario::all().len());
+    let names: Vec<&str> = truths.iter().map(|t| t.scenario.as_str()).collect();
+    assert_eq!(names, Scenario::all().iter().map(Scenario::name).collect::<Vec<_>>());
+    for pair in truths.windows(2) {
+        assert!(pair[0].end < pair[1].start, "scenarios overlap: {pair:?}");
+    }
+    assert!(truths.iter().all(|t| t.start >= from + (to - from) / 4 && t.end < to));
+    assert!(events.windows(2).all(|w| w[0].time <= w[1].time));
+    let (again, _) = generator(11).history(from, to, Scenario::all());
+    assert_eq!(events, again);
+}
+
+#[test]
+fn ndjson_lines_are_one_kilobyte_records() {
+    let end = at(MONDAY);
+    let mut out = Vec::new();
+    let written = write_cosmos_ndjson_until(&mut out, 500, 12, end).expect("writes to memory");
+    assert_eq!(written, out.len() as u64);
+    let text_out = String::from_utf8(out.clone()).expect("UTF-8");
+    let lines: Vec<&str> = text_out.lines().collect();
+    assert_eq!(lines.len(), 500);
+    for line in &lines {
+        assert!((800..=1300).contains(&line.len()), "line of {} bytes", line.len());
+        let record: Value = serde_json::from_str(line).expect("valid JSON");
+        assert_eq!(record["category"], json!(DATA_PLANE));
+        let time = at(text(&record, "time"));
+        assert!(time >= end - Duration::days(7) && time < end);
+        assert!(record["properties"].as_object().expect("properties").values().all(Value::is_string));
+    }
+    let mut again = Vec::new();
+    write_cosmos_ndjson_until(&mut again, 500, 12, end).expect("writes to memory");
+    assert_eq!(out, again);
+    let mut other = Vec::new();
+    write_cosmos_ndjson_until(&mut other, 500, 13, end).expect("writes to memory");
+    assert_ne!(out, other);
+}
+
+#[test]
+fn scenario_names_round_trip() {
+    let names: HashSet<&str> = Scenario::all().iter().map(Scenario::name).collect();
+    assert_eq!(names.len(), 12);
+    for &scenario in Scenario::all() {
+        assert_eq!(Scenario::parse(scenario.name()), Ok(scenario));
+        assert_eq!(scenario.to_string().parse::<Scenario>(), Ok(scenario));
+    }
+    assert_eq!(Scenario::parse(" Mass-Delete "), Ok(Scenario::MassDelete));
+    let error = Scenario::parse("exfiltration").expect_err("unknown name");
+    assert!(error.contains("exfiltration") && error.contains("foreign_ip_token") && error.contains("threat_intel_ip"));
+}
+
+#[test]
+fn ground_truth_round_trips_through_json() {
+    let (_, truth) = generator(13).scenario(Scenario::BulkExport, at("2025-03-04T09:30:00.5Z"));
+    let encoded = serde_json::to_value(&truth).expect("serializes");
+    assert_eq!(encoded["start"], json!("2025-03-04T09:30:00.500Z"));
+    let decoded: GroundTruth = serde_json::from_value(encoded).expect("deserializes");
+    assert_eq!(decoded, truth);
+}
