@@ -247,7 +247,7 @@ fn main() {
          connections, development tokens validated like Entra ID ones) call the endpoints below round robin, while the \
          same process ingests {records} generated Cosmos DB records ({:.2} GB) into the same DuckDB database, which \
          already holds a week of generated history with its findings. The API runs at most {} database queries at a \
-         time, on threads of their own at nice +{} ([`api::pool`](src/api/pool.rs)); the others wait. Every call is \
+         time, on threads of their own at nice +{} ([`http::pool`](src/http/pool.rs)); the others wait. Every call is \
          also written to the access log.\n\n\
          {table}\n\
          {} requests in {seconds:.0} s ({:.0}/s), {} failed; {logged} access log rows.\n\n\
@@ -257,8 +257,8 @@ fn main() {
          Ingest under load keeps **{:.0}%** of its quiet rate (target at least 80%: {verdict}). \
          Generated {}.\n<!-- /bench:api -->\n",
         bytes as f64 / 1e9,
-        tokentrail::http::api::pool::QUERY_THREADS,
-        tokentrail::http::api::pool::QUERY_NICE,
+        tokentrail::http::pool::QUERY_THREADS,
+        tokentrail::http::pool::QUERY_NICE,
         load.requests,
         load.requests as f64 / seconds,
         load.errors,
@@ -364,7 +364,7 @@ fn slow_caller(base: &str, db: &Path) {
          | beside the slow Responder | {} | {l50:.1} | {l99:.1} | {lmax:.1} |\n\n\
          p99 beside the slow Responder is {:.2}x the baseline's; the slowest call took {lmax:.0} ms \
          (target under 1 s: {verdict}). A caller runs one database job at a time and exports run on threads of \
-         their own ([`api::callers`](src/api/callers.rs)). Generated {}.\n<!-- /bench:slow-caller -->\n",
+         their own ([`http::callers`](src/http/callers.rs)). Generated {}.\n<!-- /bench:slow-caller -->\n",
         alone.len(),
         loaded.len(),
         l99 / a99,

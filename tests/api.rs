@@ -896,7 +896,7 @@ fn made_up_methods_and_huge_headers_do_not_grow_metrics_or_the_access_log() {
 
 #[test]
 fn refused_calls_past_a_rate_are_counted_per_address_not_written_one_by_one() {
-    use tokentrail::http::api::audit::{AuditLog, Entry, REFUSED_PER_MINUTE};
+    use tokentrail::http::audit::{AuditLog, Entry, REFUSED_PER_MINUTE};
     let db = common::TestDb::new();
     let store = Arc::new(Store::open(&db.dir.path().join("refusals.duckdb"), &StoreOptions::default()).unwrap());
     let audit = AuditLog::start(store.clone());
@@ -990,8 +990,7 @@ fn one_caller_cannot_hold_every_query_thread_or_call_without_bound() {
     assert_eq!(status, 200);
     assert!(took < std::time::Duration::from_secs(2), "another caller waited {took:?} behind the hog");
     // Past its share of calls in flight, the hog is told to wait.
-    let more: Vec<_> =
-        (0..tokentrail::http::api::callers::MAX_CALLS).map(|_| slow_query(&base, hog, patience)).collect();
+    let more: Vec<_> = (0..tokentrail::http::callers::MAX_CALLS).map(|_| slow_query(&base, hog, patience)).collect();
     let statuses: Vec<Option<u16>> = more.into_iter().map(|t| t.join().unwrap()).collect();
     assert!(statuses.contains(&Some(429)), "a caller past its share is answered 429: {statuses:?}");
     for t in slow {
@@ -1003,7 +1002,7 @@ fn one_caller_cannot_hold_every_query_thread_or_call_without_bound() {
 fn readyz_says_not_ready_while_slow_queries_hold_every_query_thread() {
     let (_db, base) = limited_server();
     let patience = std::time::Duration::from_secs(4);
-    let slow: Vec<_> = (0..tokentrail::http::api::pool::QUERY_THREADS)
+    let slow: Vec<_> = (0..tokentrail::http::pool::QUERY_THREADS)
         .map(|i| slow_query(&base, &format!("22222222-2222-2222-2222-00000000000{i}"), patience))
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(800));

@@ -13,9 +13,10 @@
 //! - The source runs on a thread of its own at normal priority with a runtime of normal
 //!   priority; the HTTP side runs at the API's lower priority ([`http_runtime`]).
 
-use super::{AppState, Limits, StateParts, http_runtime};
 use crate::alerts::Alerts;
 use crate::auth::{Auth, AuthConfig, SignInSecret};
+use crate::http::router::{http_runtime, router};
+use crate::http::state::{AppState, Limits, StateParts};
 use crate::metrics::Metrics;
 use crate::rules::rule::Rule;
 use crate::rules::{DetectionConfig, Detector};
@@ -156,7 +157,8 @@ impl Application {
         let source = source.map(|source| start_source(source, &store, &metrics, &stop, work.handle())).transpose()?;
         // After detection has made its views: from here on SQL reads no file.
         store.lock_down()?;
-        let state = AppState::new(StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits });
+        let parts = StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits };
+        let state = AppState::new(parts, &crate::http::api::routes().into_openapi());
         Ok(Application { state, address, listener, stop, threads, source, http, work })
     }
 
@@ -179,7 +181,7 @@ impl Application {
     pub fn run_until_stopped(self) -> Result<()> {
         let Application { state, address: _, listener, stop, threads, source, http, work } = self;
         let audit = state.audit.clone();
-        let app = super::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let served =
             http.block_on(async { axum::serve(listener, app).with_graceful_shutdown(stopped(stop.clone())).await });
         stop.cancel();

@@ -44,7 +44,7 @@ pub const LANES: usize = crate::store::MAX_LANES;
 /// priority it got a core only part of the time, and the parsers then waited for it.
 /// On the benchmark file, `tokentrail ingest` took 3.6–4.4 s at 0, 3.2–3.6 s at 5 and
 /// 3.25–3.3 s at 10 (alternated runs, same CPU time). 5 keeps parsing above detection
-/// and the API ([`crate::rules::live::NICE`], [`crate::http::api::pool::QUERY_NICE`]).
+/// and the API ([`crate::rules::live::NICE`], [`crate::http::pool::QUERY_NICE`]).
 pub const PARSE_NICE: i32 = 5;
 
 /// Parses a chunk's units (and records what the source rejected) into `rows`.

@@ -30,7 +30,7 @@ pub const SETTLE: Duration = Duration::from_millis(100);
 pub const MAX_DEFER: Duration = Duration::from_secs(60);
 
 /// How much lower than ingest the detection thread runs (nice; the API's threads run
-/// lower still, [`crate::http::api::pool::QUERY_NICE`]). Detection is incremental over what
+/// lower still, [`crate::http::pool::QUERY_NICE`]). Detection is incremental over what
 /// was committed, so when the CPU is short it falls behind and catches up in fewer,
 /// larger passes, while ingest keeps its pace.
 pub const NICE: i32 = 10;

@@ -2,13 +2,13 @@
 //! gave up (dead), and sending a dead one again by hand. Destination URLs and signing
 //! keys are not in the database, so nothing here can return them.
 
-use super::error::{ApiError, ApiResult, Path, Query};
 use super::filter::{self, Filter};
 use super::findings::{Page, page};
 use super::rows::{RowCount, objects};
 use super::{AuditNote, Granted};
 use crate::alerts::outbox::{self, Retry};
-use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult, Path, Query};
+use crate::http::state::AppState;
 use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
@@ -40,7 +40,7 @@ const COLUMNS: &str = "id, webhook_id, destination, destination_kind, alert_stat
 /// Alert messages, newest first: `delivery=dead` lists those that gave up.
 #[utoipa::path(get, path = "/api/alerts/messages", tag = "alerts", params(ListQuery),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
-    responses((status = 200, body = Page), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Page), (status = 400, body = crate::http::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
@@ -78,8 +78,8 @@ pub async fn list(
 #[utoipa::path(post, path = "/api/alerts/messages/{id}/retry", tag = "alerts",
     params(("id" = i64, Path, description = "Alert message id")),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Admin"])),
-    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody),
-              (status = 409, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Object), (status = 404, body = crate::http::error::ErrorBody),
+              (status = 409, body = crate::http::error::ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
     Extension(granted): Extension<Granted>,

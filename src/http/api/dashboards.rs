@@ -3,10 +3,10 @@
 //! over a period that ends at the newest data unless the caller gives one.
 
 use super::console::{self, SqlResult};
-use super::error::{ApiError, ApiResult, Path, Query};
 use super::filter;
 use super::rows::{RowCount, objects};
-use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult, Path, Query};
+use crate::http::state::AppState;
 use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
@@ -133,7 +133,7 @@ const PANEL_ROWS: usize = 500;
 #[utoipa::path(get, path = "/api/dashboards/{name}", tag = "dashboards",
     params(("name" = String, Path, description = "Dashboard name (file name without .toml)"), filter::PeriodQuery),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
-    responses((status = 200, body = Rendered), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Rendered), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn render(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
@@ -142,8 +142,8 @@ pub async fn render(
     Query(q): Query<filter::PeriodQuery>,
 ) -> ApiResult<axum::Json<Rendered>> {
     let dashboard = find(&name)?;
-    let to = q.to.as_deref().map(|t| super::error::parse_time("to", t)).transpose()?;
-    let from = q.from.as_deref().map(|t| super::error::parse_time("from", t)).transpose()?;
+    let to = q.to.as_deref().map(|t| crate::http::error::parse_time("to", t)).transpose()?;
+    let from = q.from.as_deref().map(|t| crate::http::error::parse_time("from", t)).transpose()?;
     let roles = granted.caller.roles.clone();
     let rendered = super::db(&state, move |store| {
         let conn = store.connection()?;

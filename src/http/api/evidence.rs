@@ -3,13 +3,13 @@
 //! that verifies packs. The download is recorded in the access log like every call,
 //! with the manifest's SHA-256 added.
 
-use super::error::{ApiError, ApiResult, ErrorBody, Json, parse_time};
 use super::rows::{RowCount, Streamed};
 use super::{AuditNote, Granted};
 use crate::evidence::pack::{self, PackRequest};
 use crate::evidence::sign::{self, PackKey};
 use crate::evidence::{Budget, Criterion, GeneratedBy, OverBudget, Period};
-use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, parse_time};
+use crate::http::state::AppState;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;

@@ -1,7 +1,7 @@
 //! WHERE clauses built from query parameters: fixed SQL text with `?` placeholders,
 //! values bound, never spliced into the SQL.
 
-use super::error::ApiError;
+use crate::http::error::ApiError;
 use duckdb::types::{TimeUnit, Value};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -57,11 +57,11 @@ impl Filter {
     /// `column >= from` and `column < to`, from RFC 3339 parameters.
     pub fn time_range(&mut self, column: &str, from: &Option<String>, to: &Option<String>) -> Result<(), ApiError> {
         if let Some(from) = from.as_deref().filter(|v| !v.trim().is_empty()) {
-            let micros = super::error::parse_time("from", from)?;
+            let micros = crate::http::error::parse_time("from", from)?;
             self.add(&format!("{column} >= ?"), [timestamp(micros)]);
         }
         if let Some(to) = to.as_deref().filter(|v| !v.trim().is_empty()) {
-            let micros = super::error::parse_time("to", to)?;
+            let micros = crate::http::error::parse_time("to", to)?;
             self.add(&format!("{column} < ?"), [timestamp(micros)]);
         }
         Ok(())

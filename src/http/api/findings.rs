@@ -2,11 +2,11 @@
 //! principal's context, the lifecycle (acknowledge, resolve, reopen, suppress) and
 //! its history.
 
-use super::error::{ApiError, ApiResult, Json, Path, Query};
 use super::filter::{self, Filter};
 use super::rows::{RowCount, objects};
 use super::{AuditNote, Granted};
-use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult, Json, Path, Query};
+use crate::http::state::AppState;
 use crate::rules::findings::{self as lifecycle, Status};
 use axum::Extension;
 use axum::extract::State;
@@ -55,7 +55,7 @@ const COLUMNS: &str = "f.id, f.rule_id, f.title, f.severity, f.status, f.princip
 /// Findings, most recently active first.
 #[utoipa::path(get, path = "/api/findings", tag = "findings", params(ListQuery),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
-    responses((status = 200, body = Page), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Page), (status = 400, body = crate::http::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
@@ -133,7 +133,7 @@ const EVIDENCE_ROWS: i64 = 200;
 #[utoipa::path(get, path = "/api/findings/{id}", tag = "findings",
     params(("id" = i64, Path, description = "Finding id")),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
-    responses((status = 200, body = Detail), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Detail), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn detail(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
@@ -220,7 +220,7 @@ fn evidence(conn: &duckdb::Connection, id: i64) -> ApiResult<Vec<Object>> {
 #[utoipa::path(get, path = "/api/findings/{id}/history", tag = "findings",
     params(("id" = i64, Path, description = "Finding id")),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
-    responses((status = 200, body = Vec<Object>), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Vec<Object>), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn history(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
@@ -293,8 +293,8 @@ macro_rules! transition {
                             params(("id" = i64, Path, description = "Finding id")),
                             request_body = Comment,
                             security(("entra" = $roles)),
-                            responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody),
-                                      (status = 409, body = super::error::ErrorBody)))]
+                            responses((status = 200, body = Object), (status = 404, body = crate::http::error::ErrorBody),
+                                      (status = 409, body = crate::http::error::ErrorBody)))]
         pub async fn $name(
             State(state): State<AppState>,
             Extension(granted): Extension<Granted>,

@@ -8,30 +8,26 @@
 //! and the tests walk the same document, so a new endpoint cannot skip the check.
 
 pub mod alerts;
-pub mod audit;
-pub mod callers;
 pub mod console;
 pub mod dashboards;
-pub mod error;
 pub mod evidence;
 pub mod filter;
 pub mod findings;
-pub mod pool;
 pub mod principal;
 pub mod rows;
 pub mod search;
 pub mod status;
 
 use crate::auth::{AuthError, Caller, Role, Via};
-use crate::http::AppState;
-use audit::{AuditLog, Entry};
+use crate::http::audit::{AuditLog, Entry};
+use crate::http::callers;
+use crate::http::error::{self, ApiError};
+use crate::http::state::AppState;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use error::ApiError;
 use rows::RowCount;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -98,45 +94,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dashboards::list))
         .routes(routes!(dashboards::render))
         .merge(crate::http::ui::routes())
-}
-
-/// Who may call what: (method, route template) → roles, read from the OpenAPI
-/// document's `security` requirements.
-#[derive(Debug, Default)]
-pub struct AccessTable {
-    routes: HashMap<(String, String), Vec<Role>>,
-}
-
-impl AccessTable {
-    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> AccessTable {
-        let doc = serde_json::to_value(doc).expect("the OpenAPI document serialises");
-        let mut routes = HashMap::new();
-        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
-            for (method, operation) in item.as_object().into_iter().flatten() {
-                let roles: Vec<Role> = operation["security"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|req| req["entra"].as_array().cloned().unwrap_or_default())
-                    .filter_map(|r| r.as_str().and_then(Role::from_claim))
-                    .collect();
-                routes.insert((method.to_ascii_uppercase(), path.clone()), roles);
-            }
-        }
-        AccessTable { routes }
-    }
-
-    /// Whether any method of `route` is declared.
-    pub fn has_route(&self, route: &str) -> bool {
-        self.routes.keys().any(|(_, r)| r == route)
-    }
-
-    /// The roles that may call `method route`; None when the route declares none.
-    pub fn roles(&self, method: &Method, route: &str) -> Option<&[Role]> {
-        // HEAD is served by the GET handler, so it has the GET's roles.
-        let method = if method == Method::HEAD { "GET" } else { method.as_str() };
-        self.routes.get(&(method.to_string(), route.to_string())).map(|r| r.as_slice()).filter(|r| !r.is_empty())
-    }
 }
 
 /// Runs `work` on one of the API's query threads ([`pool`]: a few at a time, at a

@@ -1,10 +1,10 @@
 //! One principal over a period: who it is, where it signed in from, what it touched,
 //! its volume per day, its findings, and one timeline of all of it.
 
-use super::error::{ApiError, ApiResult, Path, Query};
 use super::filter;
 use super::rows::{RowCount, objects};
-use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult, Path, Query};
+use crate::http::state::AppState;
 use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
@@ -42,15 +42,15 @@ pub struct Profile {
 #[utoipa::path(get, path = "/api/principals/{id}", tag = "principals",
     params(("id" = String, Path, description = "Principal id (Entra object id)"), filter::PeriodQuery),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor"])),
-    responses((status = 200, body = Profile), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Profile), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn profile(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
     Path(id): Path<String>,
     Query(q): Query<filter::PeriodQuery>,
 ) -> ApiResult<axum::Json<Profile>> {
-    let to = q.to.as_deref().map(|t| super::error::parse_time("to", t)).transpose()?;
-    let from = q.from.as_deref().map(|t| super::error::parse_time("from", t)).transpose()?;
+    let to = q.to.as_deref().map(|t| crate::http::error::parse_time("to", t)).transpose()?;
+    let from = q.from.as_deref().map(|t| crate::http::error::parse_time("from", t)).transpose()?;
     let profile = super::db(&state, move |store| -> ApiResult<Profile> {
         let conn = store.connection()?;
         // The `principals` view's columns for one principal, filtered before grouping

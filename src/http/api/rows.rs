@@ -2,7 +2,7 @@
 //! CSV (with spreadsheet formula injection neutralised) or NDJSON, streamed from a
 //! blocking thread so a million-row export never sits in memory.
 
-use super::error::ApiError;
+use crate::http::error::ApiError;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::record_batch::RecordBatch;
 use axum::body::Body;
@@ -291,7 +291,7 @@ pub const EXPORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(
 /// the client has gone, is too slow ([`SEND_TIMEOUT`]) or the export is past
 /// [`EXPORT_DEADLINE`]. Must be called on the tokio runtime.
 pub fn stream<F>(
-    exports: &super::pool::QueryPool,
+    exports: &crate::http::pool::QueryPool,
     format: Format,
     file_name: &str,
     rows: RowCount,

@@ -1,11 +1,11 @@
 //! Search over data operations and sign-ins, as a JSON page (keyset pagination) or
 //! streamed as CSV or NDJSON for large results.
 
-use super::error::{ApiError, ApiResult, Query};
 use super::filter::{self, Filter};
 use super::findings::{Page, page};
 use super::rows::{self, Format, RowCount, objects};
-use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult, Query};
+use crate::http::state::AppState;
 use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -80,7 +80,7 @@ const REQUEST_COLUMNS: &str = "rowid AS row_id, time, account, database_name, co
     security(("entra" = ["TokenTrail.Responder"])),
     responses((status = 200, description = "JSON page, or CSV/NDJSON stream by `format`", body = Page,
                content_type = "application/json"),
-              (status = 400, body = super::error::ErrorBody)))]
+              (status = 400, body = crate::http::error::ErrorBody)))]
 pub async fn requests(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
@@ -136,7 +136,7 @@ const SIGNIN_COLUMNS: &str = "rowid AS row_id, time, kind, principal_id, princip
     security(("entra" = ["TokenTrail.Responder"])),
     responses((status = 200, description = "JSON page, or CSV/NDJSON stream by `format`", body = Page,
                content_type = "application/json"),
-              (status = 400, body = super::error::ErrorBody)))]
+              (status = 400, body = crate::http::error::ErrorBody)))]
 pub async fn signins(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,

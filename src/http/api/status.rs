@@ -1,11 +1,11 @@
 //! Ingest status (per source and partition, quarantine samples), the rule catalogue,
 //! the access log, the OpenAPI document, and the status page.
 
-use super::error::{ApiResult, Query};
 use super::filter::{self, Filter};
 use super::findings::{Page, page};
 use super::rows::{RowCount, objects};
-use crate::http::AppState;
+use crate::http::error::{ApiResult, Query};
+use crate::http::state::AppState;
 use crate::source::eventhubs::PartitionStatus;
 use axum::Extension;
 use axum::extract::State;
@@ -102,7 +102,7 @@ pub struct QuarantineQuery {
 /// Quarantined records, newest first: why, where from, and the first 2 KiB of the bytes.
 #[utoipa::path(get, path = "/api/quarantine", tag = "status", params(QuarantineQuery),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Admin"])),
-    responses((status = 200, body = Page), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Page), (status = 400, body = crate::http::error::ErrorBody)))]
 pub async fn quarantine(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
@@ -177,7 +177,7 @@ pub struct AccessLogQuery {
 /// Who called what: TokenTrail's own access log, newest first. Read-only.
 #[utoipa::path(get, path = "/api/access-log", tag = "status", params(AccessLogQuery),
     security(("entra" = ["TokenTrail.Auditor", "TokenTrail.Admin"])),
-    responses((status = 200, body = Page), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Page), (status = 400, body = crate::http::error::ErrorBody)))]
 pub async fn access_log(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
@@ -225,7 +225,7 @@ pub struct ActivityQuery {
 /// hourly counts, so it is fast on any volume), newest hours last.
 #[utoipa::path(get, path = "/api/activity", tag = "status", params(ActivityQuery),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
-    responses((status = 200, body = Vec<Object>), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Vec<Object>), (status = 400, body = crate::http::error::ErrorBody)))]
 pub async fn activity(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,

@@ -4,7 +4,7 @@
 //! a page reach nothing but this service. The pages read the API of [`crate::http::api`]
 //! with the browser's session cookie.
 
-use crate::http::AppState;
+use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -107,16 +107,14 @@ page!(evidence, "/evidence", "SOC 2 evidence packs.");
 #[utoipa::path(get, path = "/assets/{file}", tag = "ui",
     params(("file" = String, Path)),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
-    responses((status = 200, body = String), (status = 404, body = crate::http::api::error::ErrorBody)))]
-pub async fn asset(crate::http::api::error::Path(file): crate::http::api::error::Path<String>) -> Response {
+    responses((status = 200, body = String), (status = 404, body = crate::http::error::ErrorBody)))]
+pub async fn asset(crate::http::error::Path(file): crate::http::error::Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
         Some((_, content_type, body)) => secure(
             ([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "private, max-age=300")], *body)
                 .into_response(),
         ),
-        None => {
-            crate::http::api::error::ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no asset {file:?}"))
-                .into_response()
-        }
+        None => crate::http::error::ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no asset {file:?}"))
+            .into_response(),
     }
 }

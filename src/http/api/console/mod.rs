@@ -22,11 +22,11 @@
 pub mod grants;
 pub mod guard;
 
-use super::error::{ApiError, ApiResult, Json};
 use super::rows::{BatchEvent, CellLimit, RowCount, cell, each_batch, objects};
 use super::{AuditNote, Granted};
 use crate::auth::Role;
-use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult, Json};
+use crate::http::state::AppState;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -79,8 +79,8 @@ pub struct SqlResult {
 /// Runs one read-only query.
 #[utoipa::path(post, path = "/api/sql", tag = "sql", request_body = SqlRequest,
     security(("entra" = ["TokenTrail.Responder"])),
-    responses((status = 200, body = SqlResult), (status = 400, body = super::error::ErrorBody),
-              (status = 408, body = super::error::ErrorBody)))]
+    responses((status = 200, body = SqlResult), (status = 400, body = crate::http::error::ErrorBody),
+              (status = 408, body = crate::http::error::ErrorBody)))]
 pub async fn run(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
@@ -372,7 +372,7 @@ pub struct SaveRequest {
 /// Saves a query for everyone with the Responder role.
 #[utoipa::path(post, path = "/api/sql/saved", tag = "sql", request_body = SaveRequest,
     security(("entra" = ["TokenTrail.Responder"])),
-    responses((status = 201, body = Object), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 201, body = Object), (status = 400, body = crate::http::error::ErrorBody)))]
 pub async fn saved_create(
     State(state): State<AppState>,
     Extension(granted): Extension<Granted>,

@@ -7,7 +7,7 @@
 //!   caller's turn before it queues for a query thread), so a caller with slow queries
 //!   holds at most one of the [`super::pool::QUERY_THREADS`] threads and the others
 //!   stay free for everyone else. Streamed exports run on a pool of their own
-//!   ([`crate::http::AppState::exports`]).
+//!   ([`crate::http::state::AppState::exports`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -136,7 +136,7 @@ impl AuditLog {
             .name("access-log".into())
             .spawn(move || {
                 // The API's own work, like its queries, yields the CPU to ingest.
-                crate::sys::priority::lower(super::pool::QUERY_NICE);
+                crate::sys::priority::lower(crate::http::pool::QUERY_NICE);
                 writer(&store, rx, refused_per_minute, &lost)
             })
             .expect("spawning the access log thread");
