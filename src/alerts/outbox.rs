@@ -73,58 +73,57 @@ pub fn findings(conn: &duckdb::Connection, ids_wanted: &[i64]) -> Result<Vec<Fin
 /// gives up the pending messages of destinations no longer configured. Returns how many
 /// events it routed.
 pub fn route(store: &Store, alerts: &Alerts) -> Result<usize> {
-    store.transaction(|conn| {
-        let configured: Vec<Value> = alerts.destinations.iter().map(|d| Value::Text(d.name.clone())).collect();
-        conn.execute(
-            "UPDATE alert_messages SET delivery = 'dead', dead_at = get_current_timestamp(),
+    store
+        .transaction(|conn| {
+            let configured: Vec<Value> = alerts.destinations.iter().map(|d| Value::Text(d.name.clone())).collect();
+            conn.execute(
+                "UPDATE alert_messages SET delivery = 'dead', dead_at = get_current_timestamp(),
                     last_error = 'the destination is no longer configured'
              WHERE delivery = 'pending' AND NOT list_contains(?::VARCHAR[], destination)",
-            [Value::List(configured)],
-        )?;
-        let events: Vec<(i64, i64, String)> = conn
-            .prepare(&format!(
-                "SELECT id, finding_id, change FROM alert_events WHERE routed_at IS NULL ORDER BY id LIMIT {ROUTE_BATCH}"
-            ))?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<duckdb::Result<_>>()?;
-        if events.is_empty() {
-            return Ok(0);
-        }
-        let wanted: BTreeSet<i64> = events.iter().map(|e| e.1).collect();
-        let found: BTreeMap<i64, FindingView> = if alerts.routes.is_empty() {
-            BTreeMap::new()
-        } else {
-            findings(conn, &wanted.into_iter().collect::<Vec<_>>())?.into_iter().map(|f| (f.id, f)).collect()
-        };
-        let (mut destination, mut event_id, mut finding_id, mut change) = (vec![], vec![], vec![], vec![]);
-        for (id, finding, what) in &events {
-            let Some(f) = found.get(finding) else { continue };
-            let severity = Severity::parse(&f.severity);
-            let mut to: BTreeSet<&str> = BTreeSet::new();
-            for route in alerts.routes.iter().filter(|r| r.matches(&f.rule_id, severity, f.account.as_deref())) {
-                to.extend(route.destinations.iter().map(String::as_str));
-            }
-            for name in to {
-                destination.push(Value::Text(name.to_owned()));
-                event_id.push(Value::BigInt(*id));
-                finding_id.push(Value::BigInt(*finding));
-                change.push(Value::Text(what.clone()));
-            }
-        }
-        if !destination.is_empty() {
-            conn.execute(
-                "INSERT INTO alert_pending (destination, event_id, finding_id, change)
-                 SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::VARCHAR[])",
-                [Value::List(destination), Value::List(event_id), Value::List(finding_id), Value::List(change)],
+                [Value::List(configured)],
             )?;
-        }
-        conn.execute(
-            "UPDATE alert_events SET routed_at = get_current_timestamp() WHERE list_contains(?::BIGINT[], id)",
-            [ids(events.iter().map(|e| e.0))],
-        )?;
-        Ok(events.len())
-    })
-    .context("routing alert events")
+            let events: Vec<(i64, i64, String)> = conn
+                .prepare("SELECT id, finding_id, change FROM alert_events WHERE routed_at IS NULL ORDER BY id LIMIT ?")?
+                .query_map([ROUTE_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<duckdb::Result<_>>()?;
+            if events.is_empty() {
+                return Ok(0);
+            }
+            let wanted: BTreeSet<i64> = events.iter().map(|e| e.1).collect();
+            let found: BTreeMap<i64, FindingView> = if alerts.routes.is_empty() {
+                BTreeMap::new()
+            } else {
+                findings(conn, &wanted.into_iter().collect::<Vec<_>>())?.into_iter().map(|f| (f.id, f)).collect()
+            };
+            let (mut destination, mut event_id, mut finding_id, mut change) = (vec![], vec![], vec![], vec![]);
+            for (id, finding, what) in &events {
+                let Some(f) = found.get(finding) else { continue };
+                let severity = Severity::parse(&f.severity);
+                let mut to: BTreeSet<&str> = BTreeSet::new();
+                for route in alerts.routes.iter().filter(|r| r.matches(&f.rule_id, severity, f.account.as_deref())) {
+                    to.extend(route.destinations.iter().map(String::as_str));
+                }
+                for name in to {
+                    destination.push(Value::Text(name.to_owned()));
+                    event_id.push(Value::BigInt(*id));
+                    finding_id.push(Value::BigInt(*finding));
+                    change.push(Value::Text(what.clone()));
+                }
+            }
+            if !destination.is_empty() {
+                conn.execute(
+                    "INSERT INTO alert_pending (destination, event_id, finding_id, change)
+                 SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::VARCHAR[])",
+                    [Value::List(destination), Value::List(event_id), Value::List(finding_id), Value::List(change)],
+                )?;
+            }
+            conn.execute(
+                "UPDATE alert_events SET routed_at = get_current_timestamp() WHERE list_contains(?::BIGINT[], id)",
+                [ids(events.iter().map(|e| e.0))],
+            )?;
+            Ok(events.len())
+        })
+        .context("routing alert events")
 }
 
 /// What [`compose`] did.

@@ -64,11 +64,8 @@ pub async fn list(
             [filter::timestamp(t), filter::timestamp(t), Value::BigInt(id)],
         );
     }
-    let sql = format!(
-        "SELECT {COLUMNS}, epoch_us(created_at) AS _sort FROM alert_messages {} ORDER BY created_at DESC, id DESC LIMIT {}",
-        f.sql(),
-        limit + 1
-    );
+    let rest = f.sql_limited("created_at DESC, id DESC", limit + 1);
+    let sql = format!("SELECT {COLUMNS}, epoch_us(created_at) AS _sort FROM alert_messages {rest}");
     let mut found = super::db(&state, move |store| objects(&*store.connection()?, &sql, &f.params)).await?;
     Ok(axum::Json(page(&mut found, limit, &rows)))
 }

@@ -92,6 +92,12 @@ impl Filter {
     pub fn sql(&self) -> String {
         if self.clauses.is_empty() { String::new() } else { format!("WHERE {}", self.clauses.join(" AND ")) }
     }
+
+    /// `WHERE … ORDER BY order_by LIMIT ?`, with `limit` bound as the last parameter.
+    pub fn sql_limited(&mut self, order_by: &str, limit: i64) -> String {
+        self.params.push(Value::BigInt(limit));
+        format!("{} ORDER BY {order_by} LIMIT ?", self.sql())
+    }
 }
 
 pub fn timestamp(micros: i64) -> Value {

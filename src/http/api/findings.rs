@@ -85,11 +85,8 @@ pub async fn list(
             [filter::timestamp(t), filter::timestamp(t), Value::BigInt(id)],
         );
     }
-    let sql = format!(
-        "SELECT {COLUMNS}, epoch_us(f.last_seen) AS _sort FROM findings f {} ORDER BY f.last_seen DESC, f.id DESC LIMIT {}",
-        f.sql(),
-        limit + 1
-    );
+    let rest = f.sql_limited("f.last_seen DESC, f.id DESC", limit + 1);
+    let sql = format!("SELECT {COLUMNS}, epoch_us(f.last_seen) AS _sort FROM findings f {rest}");
     let mut found = super::db(&state, move |store| objects(&*store.connection()?, &sql, &f.params)).await?;
     Ok(axum::Json(page(&mut found, limit, &rows)))
 }
@@ -185,11 +182,9 @@ pub async fn detail(
 fn evidence(conn: &duckdb::Connection, id: i64) -> ApiResult<Vec<Object>> {
     let mut events = objects(
         conn,
-        &format!(
-            "SELECT e.evidence_table, e.row_id, e.time, e.end_time, e.detail FROM finding_evidence e
-             JOIN findings f USING (fingerprint) WHERE f.id = ? ORDER BY e.time, e.row_id LIMIT {EVIDENCE_ROWS}"
-        ),
-        &[Value::BigInt(id)],
+        "SELECT e.evidence_table, e.row_id, e.time, e.end_time, e.detail FROM finding_evidence e
+         JOIN findings f USING (fingerprint) WHERE f.id = ? ORDER BY e.time, e.row_id LIMIT ?",
+        &[Value::BigInt(id), Value::BigInt(EVIDENCE_ROWS)],
     )?;
     // One query per table for the rows behind the events; the table name comes from
     // our own list, never from the data.

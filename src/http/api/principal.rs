@@ -55,107 +55,33 @@ pub async fn profile(
         let conn = store.connection()?;
         // The `principals` view's columns for one principal, filtered before grouping
         // (the view itself groups every principal first).
-        let principal = objects(&conn, include_str!("sql/principal_profile.sql"), &[Value::Text(id.clone()), Value::Text(id.clone())])?
-            .pop()
-            .ok_or_else(|| ApiError::not_found(format!("no sign-in or data operation of principal {id:?} is stored")))?;
-        let last_seen = principal.get("last_seen").and_then(|v| v.as_str()).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        let principal = objects(
+            &conn,
+            include_str!("sql/principal_profile.sql"),
+            &[Value::Text(id.clone()), Value::Text(id.clone())],
+        )?
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("no sign-in or data operation of principal {id:?} is stored")))?;
+        let last_seen = principal
+            .get("last_seen")
+            .and_then(|v| v.as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
         let to = to.unwrap_or_else(|| last_seen.map_or(0, |t| t.timestamp_micros() + 1));
         let from = from.unwrap_or(to - 14 * 86_400_000_000);
         if from >= to {
             return Err(ApiError::bad_request("from must be before to"));
         }
         let p = [Value::Text(id.clone()), filter::timestamp(from), filter::timestamp(to)];
-        let period = "principal_id = ? AND time >= ? AND time < ?";
-        let signin_sources = objects(
-            &conn,
-            &format!(
-                "SELECT ip_address, country, city, app_display_name, kind, count(*) AS signins,
-                        count(*) FILTER (WHERE coalesce(error_code, 0) <> 0) AS failed,
-                        max(risk_level) FILTER (WHERE risk_level NOT IN ('none', 'hidden')) AS risk,
-                        min(time) AS first, max(time) AS last
-                 FROM signins WHERE {period} GROUP BY ALL ORDER BY last DESC LIMIT 200"
-            ),
-            &p,
-        )?;
-        let data_access = objects(
-            &conn,
-            &format!(
-                "SELECT account, database_name, collection_name, operation, count(*) AS requests,
-                        sum(response_length) AS bytes_out, count(*) FILTER (WHERE status_code = 403) AS denied,
-                        min(time) AS first, max(time) AS last
-                 FROM cosmos_requests WHERE {period} GROUP BY ALL ORDER BY requests DESC LIMIT 500"
-            ),
-            &p,
-        )?;
-        let user_agents = objects(
-            &conn,
-            &format!(
-                "SELECT user_agent, 'data' AS seen_in, count(*) AS events, max(time) AS last FROM cosmos_requests
-                 WHERE {period} GROUP BY ALL
-                 UNION ALL
-                 SELECT user_agent, 'signin', count(*), max(time) FROM signins WHERE {period} GROUP BY ALL
-                 ORDER BY events DESC LIMIT 100"
-            ),
-            &[p.clone(), p.clone()].concat(),
-        )?;
-        let daily = objects(
-            &conn,
-            "WITH days AS (
-                SELECT date_trunc('day', time::TIMESTAMP) AS day, count(*) AS requests, sum(response_length) AS bytes_out
-                FROM cosmos_requests WHERE principal_id = ? AND time >= utc_add(?, - INTERVAL 28 DAY) AND time < ? GROUP BY 1
-             ), s AS (
-                SELECT date_trunc('day', time::TIMESTAMP) AS day, count(*) AS signins
-                FROM signins WHERE principal_id = ? AND time >= ? AND time < ? GROUP BY 1
-             ), baseline AS (
-                SELECT median(requests) AS baseline_requests, median(bytes_out) AS baseline_bytes_out
-                FROM days WHERE day < ?::TIMESTAMP
-             )
-             SELECT coalesce(d.day, s.day) AS day, coalesce(d.requests, 0) AS requests,
-                    coalesce(d.bytes_out, 0) AS bytes_out, coalesce(s.signins, 0) AS signins,
-                    b.baseline_requests, b.baseline_bytes_out
-             FROM days d FULL JOIN s USING (day), baseline b
-             WHERE coalesce(d.day, s.day) >= ?::TIMESTAMP
-             ORDER BY day",
-            &[
-                p[0].clone(),
-                p[1].clone(),
-                p[2].clone(),
-                p[0].clone(),
-                p[1].clone(),
-                p[2].clone(),
-                p[1].clone(),
-                filter::timestamp(from - from.rem_euclid(86_400_000_000)),
-            ],
-        )?;
-        let findings = objects(
-            &conn,
-            "SELECT id, rule_id, title, severity, status, entity, first_seen, last_seen, count FROM findings
-             WHERE principal_id = ? AND last_seen >= ? AND first_seen < ? ORDER BY last_seen DESC LIMIT 200",
-            &p,
-        )?;
-        let timeline = objects(
-            &conn,
-            &format!(
-                "SELECT * FROM (
-                    SELECT time, 'signin' AS type, rowid AS row_id,
-                           concat_ws(' ', kind, CASE WHEN coalesce(error_code, 0) <> 0 THEN 'failed ' || error_code END,
-                                     'from', coalesce(ip_address, '(no address)'), country, 'to', app_display_name) AS what
-                    FROM signins WHERE {period}
-                    UNION ALL
-                    SELECT time, 'data', rowid,
-                           concat_ws(' ', operation, status_code, account || '/' || database_name || '/' || collection_name,
-                                     'from', client_ip, response_length || ' bytes out')
-                    FROM cosmos_requests WHERE {period}
-                    UNION ALL
-                    SELECT last_seen, 'finding', id, severity || ' ' || title || ' (' || status || ')'
-                    FROM findings WHERE principal_id = ? AND last_seen >= ? AND last_seen < ?
-                 ) ORDER BY time DESC LIMIT 500"
-            ),
-            &[p.clone(), p.clone(), p.clone()].concat(),
-        )?;
-        let iso = |micros: i64| {
-            chrono::DateTime::from_timestamp_micros(micros).map(|t| t.to_rfc3339()).unwrap_or_default()
-        };
+        let day = filter::timestamp(from - from.rem_euclid(86_400_000_000));
+        let signin_sources = objects(&conn, include_str!("sql/principal_signin_sources.sql"), &p)?;
+        let data_access = objects(&conn, include_str!("sql/principal_data_access.sql"), &p)?;
+        let user_agents = objects(&conn, include_str!("sql/principal_user_agents.sql"), &p)?;
+        let daily =
+            objects(&conn, include_str!("sql/principal_daily.sql"), &[p[0].clone(), p[1].clone(), p[2].clone(), day])?;
+        let findings = objects(&conn, include_str!("sql/principal_findings.sql"), &p)?;
+        let timeline = objects(&conn, include_str!("sql/principal_timeline.sql"), &p)?;
+        let iso =
+            |micros: i64| chrono::DateTime::from_timestamp_micros(micros).map(|t| t.to_rfc3339()).unwrap_or_default();
         Ok(Profile {
             principal,
             from: iso(from),

@@ -176,16 +176,13 @@ async fn run(
     }
     if format == Format::Json {
         let limit = filter::limit(limit, 100, MAX_PAGE)?;
-        let sql = format!(
-            "SELECT {columns}, epoch_us(time) AS _sort FROM {table} {} ORDER BY time DESC, rowid DESC LIMIT {}",
-            f.sql(),
-            limit + 1
-        );
+        let rest = f.sql_limited("time DESC, rowid DESC", limit + 1);
+        let sql = format!("SELECT {columns}, epoch_us(time) AS _sort FROM {table} {rest}");
         let mut found = super::db(&state, move |store| objects(&*store.connection()?, &sql, &f.params)).await?;
         return Ok(axum::Json(page(&mut found, limit, &rows)).into_response());
     }
     let limit = filter::limit(limit, MAX_EXPORT, MAX_EXPORT)?;
-    let sql = format!("SELECT {columns} FROM {table} {} ORDER BY time DESC, rowid DESC LIMIT {limit}", f.sql());
+    let sql = format!("SELECT {columns} FROM {table} {}", f.sql_limited("time DESC, rowid DESC", limit));
     // Check the query before the 200 goes out, so a mistake is a 4xx, not a broken stream.
     let check_sql = sql.clone();
     super::db(&state, move |store| store.connection()?.prepare(&check_sql).map(|_| ()).map_err(ApiError::from)).await?;

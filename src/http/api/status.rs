@@ -122,10 +122,8 @@ pub async fn quarantine(
         "SELECT rowid AS row_id, time, reason, category, source, line, record_index, partition, sequence_number,
                 raw_size, truncated, try(decode(raw[1:2048])) AS raw_start, base64(raw[1:2048]) AS raw_start_base64,
                 epoch_us(time) AS _sort
-         FROM quarantine {}
-         ORDER BY time DESC, rowid DESC LIMIT {}",
-        f.sql(),
-        limit + 1
+         FROM quarantine {}",
+        f.sql_limited("time DESC, rowid DESC", limit + 1)
     );
     let mut found = super::db(&state, move |store| objects(&*store.connection()?, &sql, &f.params)).await?;
     Ok(axum::Json(page(&mut found, limit, &rows)))
@@ -197,9 +195,8 @@ pub async fn access_log(
     let sql = format!(
         "SELECT id, time, oid, tid, name, role, method, endpoint, path, parameters, status, rows, duration_ms,
                 client_ip, user_agent, auth, epoch_us(time) AS _sort
-         FROM access_log {} ORDER BY time DESC, id DESC LIMIT {}",
-        f.sql(),
-        limit + 1
+         FROM access_log {}",
+        f.sql_limited("time DESC, id DESC", limit + 1)
     );
     let mut found = super::db(&state, move |store| objects(&*store.connection()?, &sql, &f.params)).await?;
     Ok(axum::Json(page(&mut found, limit, &rows)))
