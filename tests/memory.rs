@@ -1,12 +1,22 @@
-//! TokenTrail's own heap over repeated work. The counter is process-wide, so this binary
-//! holds one test: other tests running beside it would move the count.
+//! TokenTrail's own heap over repeated work: live ingest's commits and detection passes
+//! leave it where it was. The counter is process-wide, so these tests run one at a time
+//! ([`ALONE`]) in a binary of their own: other tests beside them would move the count.
 
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::TestDb;
 use std::io::Write;
+use tokentrail::ingest::PipelineOptions;
 use tokentrail::rules::{DetectionConfig, Detector};
+use tokentrail::source::generated::GeneratedSource;
+
+/// Held by each test for its whole run.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heap() -> i64 {
+    RUST_HEAP.load(std::sync::atomic::Ordering::Relaxed)
+}
 use tokentrail::synth::{Event, Generator, Scenario, Tenant};
 
 /// Counts the bytes this test binary's Rust code holds, so a test can tell TokenTrail's
@@ -41,6 +51,7 @@ static ALLOCATOR: Counting = Counting;
 
 #[test]
 fn detection_passes_over_a_fixed_database_do_not_grow_memory() {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
     let db = TestDb::new();
     let generator = Generator::new(Tenant::new(3), 3);
     let path = {
@@ -56,7 +67,7 @@ fn detection_passes_over_a_fixed_database_do_not_grow_memory() {
     for _ in 0..24 {
         // A full pass: every rule over all history, evidence compared and kept.
         detector.evaluate_period(&db.store, None, None).unwrap();
-        rust.push(RUST_HEAP.load(std::sync::atomic::Ordering::Relaxed));
+        rust.push(heap());
     }
     // TokenTrail's own allocations are the same after every pass once warm. (DuckDB's own
     // grow until its eviction queues reach the size at which it purges them: bounded, see
@@ -75,4 +86,39 @@ fn write_events(db: &TestDb, events: &[Event]) -> std::path::PathBuf {
     }
     file.flush().unwrap();
     path
+}
+
+#[test]
+fn live_commits_do_not_grow_memory() {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let db = TestDb::new();
+    let source = GeneratedSource::new(5, 1.0);
+    let start = DateTime::parse_from_rfc3339("2025-03-03T09:00:00Z").unwrap().with_timezone(&Utc);
+    // As the live demo commits: a few seconds of traffic each, one commit per window.
+    let windows = 240;
+    let chunks = (0..windows).map(|i| {
+        let from = start + Duration::seconds(10 * i);
+        Ok(source.chunk(from, from + Duration::seconds(10), true).0)
+    });
+    let mut writer = db.store.writer().unwrap();
+    let mut after = Vec::new();
+    tokentrail::ingest::run(&mut writer, chunks, PipelineOptions::default(), |_, _| after.push(heap())).unwrap();
+    assert!(after.len() >= windows as usize / 2, "{} commits for {windows} windows", after.len());
+    // Warm after the first quarter; from there the heap after a commit stays put (each
+    // commit leaked its Arrow schema export, tens of KB, before it was fixed). What a commit
+    // holds varies with its window, so compare the medians of the first and last fifths.
+    let warm = &after[after.len() / 4..];
+    let fifth = warm.len() / 5;
+    let median = |part: &[i64]| {
+        let mut part = part.to_vec();
+        part.sort_unstable();
+        part[part.len() / 2]
+    };
+    let (early, late) = (median(&warm[..fifth]), median(&warm[warm.len() - fifth..]));
+    eprintln!("heap after a commit: median {early} early, {late} late, over {} commits", warm.len());
+    assert!(
+        late - early < 512 * 1024,
+        "TokenTrail's heap grew from {early} to {late} bytes over {} commits",
+        warm.len()
+    );
 }

@@ -13,7 +13,7 @@
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 use arrow::record_batch::RecordBatchReader;
 use duckdb::ffi;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::Path;
 use std::ptr;
 
@@ -192,15 +192,14 @@ impl RawConnection {
         self.scans += 1;
         let name = format!("arrow_scan_{}_{}", self.id, self.scans);
         // Boxed: DuckDB keeps a pointer to the stream struct itself.
-        let mut stream = Box::new(FFI_ArrowArrayStream::new(reader));
+        let mut stream = SchemaKeepingStream::export(FFI_ArrowArrayStream::new(reader));
         let c_name = CString::new(name.as_str())?;
         // duckdb_arrow_scan makes the view in the connection's default catalog.
         self.execute_batch("USE scratch")?;
         // SAFETY: `stream` is owned by the returned ArrowView, which outlives the
         // view (it is dropped only after DROP VIEW, or with the connection).
-        let state = unsafe {
-            ffi::duckdb_arrow_scan(self.con, c_name.as_ptr(), (&mut *stream as *mut FFI_ArrowArrayStream).cast())
-        };
+        let state =
+            unsafe { ffi::duckdb_arrow_scan(self.con, c_name.as_ptr(), (&mut *stream as *mut RawStream).cast()) };
         let restored = self.execute_batch(&format!("USE {home}"));
         if state != ffi::DuckDBSuccess {
             return Err(FfiError::Query { message: "DuckDB refused the Arrow stream".into() });
@@ -217,7 +216,140 @@ impl RawConnection {
 /// An Arrow stream readable from SQL by [`ArrowView::name`], once.
 pub struct ArrowView {
     pub name: String,
-    _stream: Box<FFI_ArrowArrayStream>,
+    _stream: Box<RawStream>,
+}
+
+// The Arrow C stream and schema structs as the C Data Interface defines them: arrow-rs
+// keeps their fields private, and the stream below must reach them.
+#[repr(C)]
+struct RawSchema {
+    format: *const c_char,
+    name: *const c_char,
+    metadata: *const c_char,
+    flags: i64,
+    n_children: i64,
+    children: *mut *mut RawSchema,
+    dictionary: *mut RawSchema,
+    release: Option<unsafe extern "C" fn(*mut RawSchema)>,
+    private_data: *mut c_void,
+}
+
+#[repr(C)]
+pub struct RawStream {
+    get_schema: Option<unsafe extern "C" fn(*mut RawStream, *mut RawSchema) -> c_int>,
+    get_next: Option<unsafe extern "C" fn(*mut RawStream, *mut c_void) -> c_int>,
+    get_last_error: Option<unsafe extern "C" fn(*mut RawStream) -> *const c_char>,
+    release: Option<unsafe extern "C" fn(*mut RawStream)>,
+    private_data: *mut c_void,
+}
+
+// SAFETY: the stream's private data is a `SchemaKeepingStream`, whose parts are Send
+// (arrow-rs's stream is; the kept schemas are owned heap memory no one else frees).
+unsafe impl Send for RawStream {}
+
+impl Drop for RawStream {
+    fn drop(&mut self) {
+        if let Some(release) = self.release {
+            // SAFETY: a live stream made by `SchemaKeepingStream::export`, released once.
+            unsafe { release(self) }
+        }
+    }
+}
+
+/// An Arrow stream whose schemas stay owned by it. `duckdb_arrow_scan` (DuckDB 1.4,
+/// `capi/v1/arrow-c.cpp`) asks the stream for its schema and never releases it, which
+/// leaked the whole schema export on every commit (tens of KB: 7 MB over 144 commits in
+/// tests/memory.rs). So every schema handed out here is a copy whose
+/// release does nothing, and the stream frees the originals when it is released itself
+/// (after DROP VIEW). A DuckDB that does release its schemas changes nothing.
+struct SchemaKeepingStream {
+    inner: FFI_ArrowArrayStream,
+    schemas: std::sync::Mutex<Vec<RawSchema>>,
+}
+
+impl SchemaKeepingStream {
+    fn export(inner: FFI_ArrowArrayStream) -> Box<RawStream> {
+        let keeper = Box::new(SchemaKeepingStream { inner, schemas: std::sync::Mutex::new(Vec::new()) });
+        Box::new(RawStream {
+            get_schema: Some(Self::get_schema),
+            get_next: Some(Self::get_next),
+            get_last_error: Some(Self::get_last_error),
+            release: Some(Self::release),
+            private_data: Box::into_raw(keeper).cast(),
+        })
+    }
+
+    /// # Safety
+    /// `stream` is a live stream made by [`Self::export`].
+    unsafe fn inner(stream: *mut RawStream) -> (*mut RawStream, &'static SchemaKeepingStream) {
+        // SAFETY: the private data is the boxed keeper until `release`.
+        let keeper = unsafe { &mut *(*stream).private_data.cast::<SchemaKeepingStream>() };
+        let inner = (&mut keeper.inner as *mut FFI_ArrowArrayStream).cast::<RawStream>();
+        (inner, keeper)
+    }
+
+    unsafe extern "C" fn get_schema(stream: *mut RawStream, out: *mut RawSchema) -> c_int {
+        // SAFETY: DuckDB calls this on the stream it was given, with room for a schema.
+        unsafe {
+            let (inner, keeper) = Self::inner(stream);
+            let Some(get_schema) = (*inner).get_schema else { return libc_einval() };
+            let status = get_schema(inner, out);
+            if status != 0 {
+                return status;
+            }
+            let mut kept = keeper.schemas.lock().unwrap_or_else(|p| p.into_inner());
+            kept.push(ptr::read(out));
+            (*out).release = Some(Self::release_nothing);
+            0
+        }
+    }
+
+    unsafe extern "C" fn release_nothing(schema: *mut RawSchema) {
+        // SAFETY: the caller's schema; releasing it marks it released, as the interface asks.
+        unsafe { (*schema).release = None }
+    }
+
+    unsafe extern "C" fn get_next(stream: *mut RawStream, out: *mut c_void) -> c_int {
+        // SAFETY: forwarded to arrow-rs's stream, which this one wraps.
+        unsafe {
+            let (inner, _) = Self::inner(stream);
+            match (*inner).get_next {
+                Some(get_next) => get_next(inner, out),
+                None => libc_einval(),
+            }
+        }
+    }
+
+    unsafe extern "C" fn get_last_error(stream: *mut RawStream) -> *const c_char {
+        // SAFETY: as above.
+        unsafe {
+            let (inner, _) = Self::inner(stream);
+            match (*inner).get_last_error {
+                Some(get_last_error) => get_last_error(inner),
+                None => ptr::null(),
+            }
+        }
+    }
+
+    unsafe extern "C" fn release(stream: *mut RawStream) {
+        // SAFETY: called once (the release field is cleared), with the keeper still boxed.
+        unsafe {
+            let keeper = Box::from_raw((*stream).private_data.cast::<SchemaKeepingStream>());
+            for mut schema in keeper.schemas.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                if let Some(release) = schema.release {
+                    release(&mut schema);
+                }
+            }
+            drop(keeper.inner);
+            (*stream).release = None;
+            (*stream).private_data = ptr::null_mut();
+        }
+    }
+}
+
+/// EINVAL, what the Arrow C stream interface returns for a call it cannot make.
+fn libc_einval() -> c_int {
+    22
 }
 
 impl Drop for RawConnection {
