@@ -36,9 +36,8 @@ enum Command {
         /// Parser threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
-        /// DuckDB threads. Default 1: on the benchmark (2 cores) 2 threads took a third
-        /// more CPU time (DuckDB's parallel insert) for no gain in wall time while the
-        /// parser threads need the cores (see BENCHMARKS.md).
+        /// DuckDB threads. Default 1: more took more CPU for no gain in wall time while the
+        /// parser threads need the cores (BENCHMARKS.md, design measurements).
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Rows per commit, counted in the commit's largest table (each commit also

@@ -26,12 +26,10 @@ use crate::store::{BatchReceipt, Checkpoint, Writer};
 use anyhow::Result;
 use std::sync::mpsc;
 
-/// Arrow bytes per commit: a commit is stored sooner than [`crate::store::COMMIT_ROWS`] once its
-/// batches hold this much, so that the commits in DuckDB's hands stay well under 1 GiB
-/// whatever the mix of tables (in `serve`, alongside DuckDB's
-/// buffer pool, the receivers' prefetch and queries). Room for a row group of
-/// Cosmos DB requests (~870 bytes a row in Arrow): at 96 MiB, commits were cut by
-/// bytes at ~115,000 rows, under a row group.
+/// Arrow bytes per commit: a commit is stored sooner than [`crate::store::COMMIT_ROWS`]
+/// once its batches hold this much, so that the commits in DuckDB's hands stay well
+/// under 1 GiB whatever the mix of tables; room for a row group of Cosmos DB requests
+/// (BENCHMARKS.md, design measurements).
 pub const COMMIT_BYTES: usize = 128 << 20;
 
 /// DuckDB writer lanes: three, so one commit's rows go in while the commit before waits
@@ -41,10 +39,9 @@ pub const LANES: usize = crate::store::MAX_LANES;
 
 /// How much lower than the rest of ingest the parser threads run (nice). The DuckDB
 /// writer thread is the pipeline's critical path: with the parsers at the same
-/// priority it got a core only part of the time, and the parsers then waited for it.
-/// On the benchmark file, `tokentrail ingest` took 3.6–4.4 s at 0, 3.2–3.6 s at 5 and
-/// 3.25–3.3 s at 10 (alternated runs, same CPU time). 5 keeps parsing above detection
-/// and the API ([`crate::rules::live::NICE`], [`crate::http::pool::QUERY_NICE`]).
+/// priority it got a core only part of the time (BENCHMARKS.md, design measurements).
+/// 5 keeps parsing above detection and the API ([`crate::rules::live::NICE`],
+/// [`crate::http::pool::QUERY_NICE`]).
 pub const PARSE_NICE: i32 = 5;
 
 /// Parses a chunk's units (and records what the source rejected) into `rows`.
@@ -219,12 +216,9 @@ pub fn run_opening<'w>(
     })
 }
 
-/// Parsed chunks that may wait for their commit, per parser thread. The next commit
-/// waits for a free lane, and a lane is free once its commit's turn came and it
-/// committed (10–60 ms after its rows were in, on the benchmark file); meanwhile the
-/// parsers go on. With 2 a parser, they stopped: `tokentrail ingest` of the benchmark
-/// file took 2.64 → 2.54 s and 2.80 → 2.75 s with 6 (medians of 5 alternated runs; 12
-/// was no faster and held ~30 MiB more).
+/// Parsed chunks that may wait for their commit, per parser thread: the next commit
+/// waits for a free lane, and meanwhile the parsers go on (BENCHMARKS.md, design
+/// measurements).
 const PARSED_PER_WORKER: usize = 6;
 
 #[cfg(test)]

@@ -50,27 +50,23 @@ use tokio_util::sync::CancellationToken;
 
 /// Event bodies waiting in the channel between the receivers and the batcher.
 pub const CHANNEL_BYTES: usize = 32 << 20;
-/// A chunk is cut at this many bytes of event bodies.
 /// DuckDB writer lanes for the stream: one. A second lane holds a second open commit in
-/// DuckDB's memory; with a backlog waiting in the hub, `serve`'s peak RSS went from
-/// 886–918 MiB to 939 MiB with two (BENCHMARKS.md; measured before lanes streamed
-/// their rows), close to its 1 GiB budget, which also has the API's queries and
-/// detection in it. The stream's pace is set by the senders, not by the writer.
+/// DuckDB's memory, close to `serve`'s 1 GiB budget, and the stream's pace is set by the
+/// senders, not by the writer (BENCHMARKS.md, design measurements).
 pub const LANES: usize = 1;
 
+/// A chunk is cut at this many bytes of event bodies.
 const CHUNK_BYTES: usize = 8 << 20;
+
 /// Received events are committed once no other event came for this long (or
 /// `max_wait_ms` after the first of them): the end of a burst is stored at once.
-/// Shorter (100 ms) cut more commits under a row group mid-stream on this machine,
-/// where a CPU-starved producer pauses that long.
+/// Shorter cut more commits under a row group (BENCHMARKS.md, design measurements).
 pub const QUIET_FLUSH: Duration = Duration::from_millis(250);
 
-/// The write-ahead log size at which `serve`'s DuckDB checkpoints. Its commits under a
-/// row group (flushes by time, tables with few rows) go through the log, and one such
-/// commit's rows can be more than DuckDB's default of 16 MiB: each commit was followed
-/// by a checkpoint, which recompresses the table's last, partial row group.
-/// Measured by hand on 1M records from the test hub (3 alternated runs each; noisy):
-/// 16MB 9.8–11.6 s, 256MB 9.6–9.7 s with one outlier; backlog peak RSS unchanged.
+/// The write-ahead log size at which `serve`'s DuckDB checkpoints. Commits under a row
+/// group go through the log and can be larger than DuckDB's default of 16 MiB, which
+/// checkpointed (recompressing the last row group) after each (BENCHMARKS.md, design
+/// measurements).
 pub const SERVE_CHECKPOINT_WAL: &str = "256MB";
 /// Longest wait for one call to the service (connect, properties, close).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);

@@ -13,8 +13,8 @@
 //! file was changed in place and is refused, not ingested twice.
 //!
 //! A plain file is mapped into memory and cut into chunks where it lies: the parsers
-//! read the kernel's cached pages, with no copy into buffers of our own (that copy was
-//! 7.5% of `tokentrail ingest`'s CPU on the benchmark file). A parsed chunk lets its
+//! read the kernel's cached pages, with no copy into buffers of our own (BENCHMARKS.md,
+//! design measurements). A parsed chunk lets its
 //! pages go ([`Stretch`]), so the process holds only the chunks in flight, not the whole
 //! file. Gzip, and whatever cannot be mapped (pipes, devices, empty files), is read into
 //! buffers instead. As with ripgrep, which maps files too: a file *truncated* while it is

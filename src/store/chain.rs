@@ -152,9 +152,8 @@ impl TableDigest {
     }
 
     /// In the current encoding, keeping its row digests in `rows` (emptied first): the
-    /// room of a [`TableDigest::finish_keeping`] before. A writer lane hashes ~145,000
-    /// rows a commit: growing a new vector for them took fresh (huge) pages from the
-    /// kernel, zeroed, and copies, every commit (~2% of ingest's samples).
+    /// room of a [`TableDigest::finish_keeping`] before: a new vector per commit took
+    /// fresh pages from the kernel every commit (BENCHMARKS.md, design measurements).
     pub fn reusing(table: &'static str, mut rows: Vec<Digest>) -> TableDigest {
         rows.clear();
         TableDigest { rows, ..TableDigest::new(table) }
