@@ -15,7 +15,7 @@
 //! a number belongs, a category other than `DataPlaneRequests`, anything after the
 //! record, or JSON that breaks off. Order of keys, whitespace between tokens and
 //! missing fields do not matter. A repeated key keeps its last value, as serde does.
-//! `tests/fast_path.rs` checks both readers give identical rows.
+//! `tests/it/fast_path.rs` checks both readers give identical rows.
 
 use super::lenient::{Num, Text};
 use super::{Properties, Record};

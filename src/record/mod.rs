@@ -249,7 +249,7 @@ pub fn parse_unit(unit: &[u8], origin: &Origin, sink: &mut impl RecordSink) {
     parse_unit_with(Readers::FastThenLenient, unit, origin, sink);
 }
 
-/// [`parse_unit`] with a choice of readers; `tests/fast_path.rs` compares them.
+/// [`parse_unit`] with a choice of readers; `tests/it/fast_path.rs` compares them.
 pub fn parse_unit_with(readers: Readers, unit: &[u8], origin: &Origin, sink: &mut impl RecordSink) {
     let trimmed = trim_ascii(unit);
     if trimmed.is_empty() {

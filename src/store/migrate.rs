@@ -19,7 +19,7 @@ macro_rules! migration {
     };
 }
 
-/// Every migration, oldest first. `tests/store.rs` checks this matches `migrations/`.
+/// Every migration, oldest first. `tests/it/store.rs` checks this matches `migrations/`.
 pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_initial"),
     migration!(2, "0002_ingest_status"),

@@ -3,7 +3,7 @@
 //! [`Rows`] is the [`RecordSink`] the parser writes into: each accepted or rejected
 //! record becomes one row of `cosmos_requests`, `signins`, `raw_events` or
 //! `quarantine`. Column names equal the table's (inserts are `BY NAME`), and
-//! `tests/store.rs` checks each schema against the migrated tables.
+//! `tests/it/store.rs` checks each schema against the migrated tables.
 
 use crate::record::{
     Accepted, ArmPath, Category, Origin, RecordSink, Rejection, SignInKind, resource_path_segment, tenant_of_resource,

@@ -15,7 +15,7 @@ use serde_json::Value as JsonValue;
 use std::sync::atomic::AtomicBool;
 use utoipa::ToSchema;
 
-/// The files of `dashboards/`, compiled in. `tests/api.rs` checks this matches the folder.
+/// The files of `dashboards/`, compiled in. `tests/it/api.rs` checks this matches the folder.
 pub const DASHBOARDS: &[(&str, &str)] = &[
     ("access-overview", include_str!("../../../dashboards/access-overview.toml")),
     ("data-movement", include_str!("../../../dashboards/data-movement.toml")),

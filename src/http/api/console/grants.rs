@@ -1,6 +1,6 @@
 //! Which tables and views each role may read through SQL (the console and
 //! dashboards), failing closed: a table not listed here, such as one a later migration
-//! adds, is invisible to everyone until a role is granted it. `tests/api.rs` checks
+//! adds, is invisible to everyone until a role is granted it. `tests/it/api.rs` checks
 //! that every table of the schema is either granted or named in [`INTERNAL`].
 //!
 //! The grants mirror the API's: the access log is the Auditor's and Admin's

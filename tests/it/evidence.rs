@@ -4,7 +4,7 @@
 //! then checked by `tokentrail evidence verify`; DuckDB edited behind TokenTrail's back and
 //! `tokentrail verify` asked to find it.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::jwks::TestIssuer;

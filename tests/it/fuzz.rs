@@ -2,7 +2,7 @@
 //! generated requests to every operation of a running `tokentrail demo`, once with a
 //! token of each role, and fails on any 5xx. Bad input must be a 4xx, never a 500.
 
-mod common;
+use crate::common;
 
 use common::demo::{Demo, token};
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Detection: correlation views, the rules of queries/ on generated traffic with attack
 //! scenarios, replay equivalence, rule loading, findings and their lifecycle.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::TestDb;
@@ -208,7 +208,7 @@ fn each_scenario_raises_its_rules_and_benign_principals_almost_nothing() {
         .flat_map(|t| intended(&t.scenario).0.iter().chain(intended(&t.scenario).1))
         .copied()
         // Rules of the sources' own health, tested where their cause is made:
-        // source_silent below, source_reset in tests/eventhubs.rs (a recreated hub).
+        // source_silent below, source_reset in tests/it/eventhubs.rs (a recreated hub).
         .chain(["source_silent", "source_reset"])
         .collect();
     let built_in: BTreeSet<&str> = tokentrail::rules::rule::BUILT_IN.iter().map(|(id, _)| *id).collect();

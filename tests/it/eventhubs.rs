@@ -3,8 +3,6 @@
 //! against the test hub (`tests/testhub`: no Event Hubs service or emulator can run
 //! on CI machines), into a real DuckDB file.
 
-mod common;
-
 use rand::{RngExt, SeedableRng};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! bearer tokens through `Auth::entra` + `authenticate`, the browser sign-in flow
 //! over HTTP, and the development issuer of `tokentrail demo`.
 
-mod common;
+use crate::common;
 
 use axum::http::request::Parts;
 use axum::http::{Method, Request, header};

@@ -1,6 +1,6 @@
 //! Every published sample (copies of shared/samples/public in tests/fixtures/samples) parses to the right values.
 
-mod common;
+use crate::common;
 use common::{TestDb, samples_dir};
 
 fn ingested_samples() -> TestDb {

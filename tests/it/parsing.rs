@@ -1,6 +1,6 @@
 //! Real-world quirks, and every kind of bad input, through the real pipeline.
 
-mod common;
+use crate::common;
 use common::TestDb;
 
 const COSMOS: &str = r#"{"time":"2024-07-30T17:08:01.3688943Z","resourceId":"/SUBSCRIPTIONS/S1/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.DOCUMENTDB/DATABASEACCOUNTS/ACME","category":"DataPlaneRequests","operationName":"Read","properties":{"statusCode":"200","duration":"1.5","requestCharge":"2.000000","requestLength":"10","responseLength":"2048","clientIpAddress":"203.0.113.7","aadPrincipalId":"AAAA0000-0000-0000-0000-00000000000A","authTokenType":"AADToken","requestResourceId":"/dbs/orders/colls/lines/docs"}}"#;

@@ -1,6 +1,6 @@
 //! Schema, migrations and the Arrow-to-table contract.
 
-mod common;
+use crate::common;
 use common::TestDb;
 use tokentrail::store::migrate::MIGRATIONS;
 use tokentrail::store::rows::{CosmosRows, QuarantineRows, RawRows, SignInRows};

@@ -5,7 +5,7 @@
 //! page go to `<target>/tmp/ui-screenshots/`. No page may request anything outside
 //! the service.
 
-mod common;
+use crate::common;
 
 use common::demo::Demo;
 use fantoccini::{Client, ClientBuilder, Locator};

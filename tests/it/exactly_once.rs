@@ -1,7 +1,7 @@
 //! Exactly once: re-ingest adds nothing, appends resume, in-place edits are refused,
 //! and a crash between commits neither loses nor repeats a record.
 
-mod common;
+use crate::common;
 use common::TestDb;
 use tokentrail::ingest::{PipelineOptions, run};
 use tokentrail::source::file::{FileChunks, Plan, source_id};

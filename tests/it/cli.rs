@@ -1,6 +1,6 @@
 //! The `tokentrail` binary as a user runs it.
 
-mod common;
+use crate::common;
 use common::samples_dir;
 use std::process::{Command, Output};
 

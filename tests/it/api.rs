@@ -2,7 +2,7 @@
 //! generated traffic and its findings, and real tokens signed by a test key that a
 //! local OpenID/JWKS server publishes (tests/common/jwks.rs). No switch skips validation.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::jwks::{OTHER_TENANT, TENANT, TestIssuer, TestKey};

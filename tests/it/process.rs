@@ -1,7 +1,7 @@
 //! The real binary killed and restarted: nothing lost, nothing twice; and the demo
 //! serving HTTP, stopping cleanly on Ctrl-C and resuming.
 
-mod common;
+use crate::common;
 use common::demo::{Demo, bin, http_get, http_post};
 use std::io::Write;
 use std::process::Stdio;

@@ -1,0 +1,25 @@
+//! The integration tests, one crate: the bundled DuckDB links into one test binary, not
+//! one per file. Each module is what was a file of tests/; `cargo test --release --test
+//! it <module>::` runs one. tests/memory.rs stays a binary of its own: it counts the
+//! process's heap.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod alerts;
+mod api;
+mod auth;
+mod cli;
+mod eventhubs;
+mod evidence;
+mod exactly_once;
+mod fast_path;
+mod fuzz;
+mod modules;
+mod parsing;
+mod process;
+mod rules;
+mod samples;
+mod store;
+mod synth_golden;
+mod ui;
