@@ -24,6 +24,12 @@ impl TestDb {
         TestDb { dir, store }
     }
 
+    /// The database file `name` already in `dir` (migrated as `Store::open` does).
+    pub fn open_in(dir: TempDir, name: &str) -> TestDb {
+        let store = Store::open(&dir.path().join(name), &StoreOptions::default()).expect("open store");
+        TestDb { dir, store }
+    }
+
     /// Writes `content` to a file named `name` in the temp dir and returns its path.
     pub fn file(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
         let path = self.dir.path().join(name);

@@ -23,3 +23,4 @@ mod samples;
 mod store;
 mod synth_golden;
 mod ui;
+mod upgrade;
