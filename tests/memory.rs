@@ -6,7 +6,6 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::TestDb;
-use std::io::Write;
 use tokentrail::ingest::PipelineOptions;
 use tokentrail::rules::{DetectionConfig, Detector};
 use tokentrail::source::generated::GeneratedSource;
@@ -79,12 +78,7 @@ fn detection_passes_over_a_fixed_database_do_not_grow_memory() {
 
 fn write_events(db: &TestDb, events: &[Event]) -> std::path::PathBuf {
     let path = db.dir.path().join("history.ndjson");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    for event in events {
-        serde_json::to_writer(&mut file, &event.record).unwrap();
-        file.write_all(b"\n").unwrap();
-    }
-    file.flush().unwrap();
+    common::write_ndjson(&path, events);
     path
 }
 

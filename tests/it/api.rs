@@ -7,7 +7,6 @@ use crate::common;
 use chrono::{DateTime, Duration, Utc};
 use common::jwks::{OTHER_TENANT, TENANT, TestIssuer, TestKey};
 use serde_json::{Value, json};
-use std::io::Write;
 use std::sync::{Arc, OnceLock};
 use tempfile::TempDir;
 use tokentrail::auth::Role;
@@ -44,13 +43,7 @@ fn fixture() -> &'static Fixture {
         formula.record["properties"]["activityId"] = json!("formula-injection-row");
         events.push(formula);
         let path = db._dir.path().join("history.ndjson");
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        for event in &events {
-            serde_json::to_writer(&mut file, &event.record).unwrap();
-            file.write_all(b"\n").unwrap();
-        }
-        file.flush().unwrap();
-        drop(file);
+        common::write_ndjson(&path, &events);
         let mut writer = store.writer().unwrap();
         let options = PipelineOptions { workers: 2, ..PipelineOptions::default() };
         let report = ingest_files(&store, &mut writer, &[path], options, indicatif::ProgressBar::hidden()).unwrap();

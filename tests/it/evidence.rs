@@ -55,13 +55,7 @@ fn fixture() -> &'static Fixture {
         let mut writer = store.writer().unwrap();
         for (i, slice) in events.chunks(events.len().div_ceil(12)).enumerate() {
             let path = dir.path().join(format!("history-{i}.ndjson"));
-            let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-            for event in slice {
-                serde_json::to_writer(&mut file, &event.record).unwrap();
-                file.write_all(b"\n").unwrap();
-            }
-            file.flush().unwrap();
-            drop(file);
+            common::write_ndjson(&path, slice);
             let options = PipelineOptions { workers: 2, ..PipelineOptions::default() };
             let report = ingest_files(&store, &mut writer, &[path], options, indicatif::ProgressBar::hidden()).unwrap();
             assert!(report.failed.is_empty());

@@ -6,7 +6,6 @@ use crate::common;
 use chrono::{DateTime, Duration, Utc};
 use common::TestDb;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokentrail::cli::output::Format;
 use tokentrail::rules::findings::{self, Status};
@@ -22,12 +21,7 @@ fn at(text: &str) -> DateTime<Utc> {
 /// Writes `events` as NDJSON to `name` in the test's temp dir.
 fn write_events(db: &TestDb, name: &str, events: &[&Event]) -> PathBuf {
     let path = db.dir.path().join(name);
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    for event in events {
-        serde_json::to_writer(&mut file, &event.record).unwrap();
-        file.write_all(b"\n").unwrap();
-    }
-    file.flush().unwrap();
+    common::write_ndjson(&path, events.iter().copied());
     path
 }
 

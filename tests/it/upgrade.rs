@@ -7,7 +7,6 @@
 use crate::common::TestDb;
 use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::pkcs8::DecodePublicKey;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokentrail::evidence::{append, chain, pack};
 use tokentrail::rules::{DetectionConfig, Detector};
@@ -58,13 +57,7 @@ fn an_old_database_opens_migrates_verifies_and_takes_more() {
         &[Scenario::all()[0]],
     );
     let path = db.dir.path().join("more.ndjson");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    for event in &events {
-        serde_json::to_writer(&mut file, &event.record).unwrap();
-        file.write_all(b"\n").unwrap();
-    }
-    file.flush().unwrap();
-    drop(file);
+    crate::common::write_ndjson(&path, &events);
     let report = db.ingest(&[path]);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(db.count("cosmos_requests") + db.count("signins"), 1568 + 991 + events.len() as i64);
