@@ -76,12 +76,7 @@ pub fn route(store: &Store, alerts: &Alerts) -> Result<usize> {
     store
         .transaction(|conn| {
             let configured: Vec<Value> = alerts.destinations.iter().map(|d| Value::Text(d.name.clone())).collect();
-            conn.execute(
-                "UPDATE alert_messages SET delivery = 'dead', dead_at = get_current_timestamp(),
-                    last_error = 'the destination is no longer configured'
-             WHERE delivery = 'pending' AND NOT list_contains(?::VARCHAR[], destination)",
-                [Value::List(configured)],
-            )?;
+            conn.execute(include_str!("sql/dead_unconfigured.sql"), [Value::List(configured)])?;
             let events: Vec<(i64, i64, String)> = conn
                 .prepare("SELECT id, finding_id, change FROM alert_events WHERE routed_at IS NULL ORDER BY id LIMIT ?")?
                 .query_map([ROUTE_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -112,8 +107,7 @@ pub fn route(store: &Store, alerts: &Alerts) -> Result<usize> {
             }
             if !destination.is_empty() {
                 conn.execute(
-                    "INSERT INTO alert_pending (destination, event_id, finding_id, change)
-                 SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::VARCHAR[])",
+                    include_str!("sql/route_pending.sql"),
                     [Value::List(destination), Value::List(event_id), Value::List(finding_id), Value::List(change)],
                 )?;
             }
@@ -142,11 +136,7 @@ pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: D
         .transaction(|conn| {
             let name = Value::Text(destination.name.clone());
             let items: Vec<Item> = conn
-                .prepare(
-                    "SELECT p.event_id, p.finding_id, p.change, epoch_us(e.created_at) FROM alert_pending p
-                 JOIN alert_events e ON e.id = p.event_id
-                 WHERE p.destination = ? AND p.message_id IS NULL ORDER BY p.event_id",
-                )?
+                .prepare(include_str!("sql/pending_events.sql"))?
                 .query_map([name.clone()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<duckdb::Result<_>>()?;
             let mut composed = Composed::default();
@@ -205,24 +195,21 @@ pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: D
                 let webhook_id = format!("msg_{:032x}", rand::random::<u128>());
                 let body = payload::build(destination, alerts, status, &views, &new, now);
                 let message_id: i64 = conn.query_row(
-                "INSERT INTO alert_messages (webhook_id, destination, destination_kind, alert_status, finding_ids, body,
-                     delivery, attempts, created_at, next_attempt_at, give_up_at, group_key)
-                 VALUES (?, ?, ?, ?, ?::BIGINT[], ?, 'pending', 0, ?, ?, ?, ?)
-                 RETURNING id",
-                [
-                    Value::Text(webhook_id),
-                    name.clone(),
-                    Value::Text(destination.kind.as_str().into()),
-                    Value::Text(status.as_str().into()),
-                    ids(views.iter().map(|v| v.id)),
-                    Value::Text(body.to_string()),
-                    timestamp(now),
-                    timestamp(now),
-                    timestamp(now + chrono::TimeDelta::from_std(alerts.give_up_after)?),
-                    key.map_or(Value::Null, Value::Text),
-                ],
-                |r| r.get(0),
-            )?;
+                    include_str!("sql/message_insert.sql"),
+                    [
+                        Value::Text(webhook_id),
+                        name.clone(),
+                        Value::Text(destination.kind.as_str().into()),
+                        Value::Text(status.as_str().into()),
+                        ids(views.iter().map(|v| v.id)),
+                        Value::Text(body.to_string()),
+                        timestamp(now),
+                        timestamp(now),
+                        timestamp(now + chrono::TimeDelta::from_std(alerts.give_up_after)?),
+                        key.map_or(Value::Null, Value::Text),
+                    ],
+                    |r| r.get(0),
+                )?;
                 assign(conn, &destination.name, group.iter().map(|g| g.0), message_id)?;
                 composed.messages += 1;
             }
@@ -238,11 +225,7 @@ fn last_messages<'a>(
     keys: impl Iterator<Item = &'a String>,
 ) -> Result<BTreeMap<String, i64>> {
     let keys = Value::List(keys.map(|k| Value::Text(k.clone())).collect());
-    let mut stmt = conn.prepare(
-        "SELECT group_key, epoch_us(max(created_at)) FROM alert_messages
-         WHERE destination = ? AND alert_status = 'firing' AND list_contains(?::VARCHAR[], group_key)
-         GROUP BY group_key",
-    )?;
+    let mut stmt = conn.prepare(include_str!("sql/last_firing_messages.sql"))?;
     let rows = stmt.query_map([Value::Text(destination.into()), keys], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<duckdb::Result<_>>()?)
 }
@@ -270,10 +253,7 @@ pub struct Due {
 pub fn next_due(store: &Store, destination: &str, now: DateTime<Utc>) -> Result<(Option<Due>, Option<DateTime<Utc>>)> {
     let conn = store.connection()?;
     let head = conn
-        .prepare(
-            "SELECT id, webhook_id, body, attempts, epoch_us(give_up_at), epoch_us(next_attempt_at)
-             FROM alert_messages WHERE destination = ? AND delivery = 'pending' ORDER BY id LIMIT 1",
-        )?
+        .prepare(include_str!("sql/next_due_message.sql"))?
         .query_map([destination], |r| {
             let due = Due {
                 id: r.get(0)?,
@@ -298,9 +278,7 @@ pub fn record_sent(store: &Store, id: i64, status: u16, now: DateTime<Utc>) -> R
     store
         .connection()?
         .execute(
-            "UPDATE alert_messages SET delivery = 'sent', attempts = attempts + 1, last_attempt_at = ?, last_status = ?,
-                    last_error = NULL, sent_at = ?
-             WHERE id = ?",
+            include_str!("sql/message_sent.sql"),
             [timestamp(now), Value::Int(status as i32), timestamp(now), Value::BigInt(id)],
         )
         .context("recording a delivered alert message")?;
@@ -323,9 +301,7 @@ pub fn record_failure(
     store
         .connection()?
         .execute(
-            "UPDATE alert_messages SET delivery = ?, attempts = attempts + 1, last_attempt_at = ?, last_status = ?,
-                    last_error = ?, next_attempt_at = ?, dead_at = ?
-             WHERE id = ?",
+            include_str!("sql/message_failed.sql"),
             [
                 Value::Text(delivery.into()),
                 timestamp(now),
@@ -370,9 +346,7 @@ pub fn retry(store: &Store, id: i64, by: &str) -> Result<Retry> {
             let now = Utc::now();
             let give_up_at = now + chrono::TimeDelta::microseconds(give_up - created);
             conn.execute(
-                "UPDATE alert_messages SET delivery = 'pending', next_attempt_at = ?, give_up_at = ?, dead_at = NULL,
-                    retried_by = ?, retried_at = ?
-             WHERE id = ?",
+                include_str!("sql/message_retry.sql"),
                 [timestamp(now), timestamp(give_up_at), Value::Text(by.into()), timestamp(now), Value::BigInt(id)],
             )?;
             Ok(Retry::Queued)

@@ -104,8 +104,7 @@ fn record_export(
     });
     crate::evidence::append::append(store, "access_log", |conn| {
         conn.execute(
-            "INSERT INTO access_log (time, name, method, endpoint, path, parameters, status, rows, duration_ms, auth)
-             VALUES (get_current_timestamp(), ?, 'CLI', 'tokentrail evidence', ?, ?::JSON, 200, ?, ?, 'none')",
+            include_str!("sql/access_log_export.sql"),
             duckdb::params![
                 by.name,
                 out.display().to_string(),

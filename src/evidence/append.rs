@@ -119,8 +119,7 @@ fn link(conn: &duckdb::Connection, table: &'static str) -> Result<()> {
     let rows = rows_digest(table, VERSION, first, last_id, count, &digest);
     let chain = chain_digest(&previous, number, &rows);
     conn.execute(
-        "INSERT INTO append_chain (table_name, link, first_id, last_id, rows, version, rows_digest, chain_digest, committed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, get_current_timestamp())",
+        include_str!("sql/append_link_insert.sql"),
         duckdb::params![table, number, first, last_id, count, VERSION, hex(&rows), hex(&chain)],
     )?;
     Ok(())
@@ -173,10 +172,7 @@ pub fn verify(store: &Store) -> Result<Vec<AppendReport>> {
     let conn = store.connection()?;
     let mut reports = Vec::new();
     for table in TABLES {
-        let mut stmt = conn.prepare(
-            "SELECT link, first_id, last_id, rows, version, rows_digest, chain_digest
-             FROM append_chain WHERE table_name = ? ORDER BY link",
-        )?;
+        let mut stmt = conn.prepare(include_str!("sql/append_links.sql"))?;
         let links: Vec<(i64, i64, i64, i64, i32, String, String)> = stmt
             .query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
             .collect::<duckdb::Result<_>>()?;

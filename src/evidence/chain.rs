@@ -84,10 +84,7 @@ struct StoredDigests {
 }
 
 fn load_headers(conn: &duckdb::Connection) -> Result<Vec<BatchHeader>> {
-    let mut stmt = conn.prepare(
-        "SELECT batch_id, epoch_us(committed_at), source_id, position, cosmos_rows, signin_rows, raw_rows, quarantined_rows
-         FROM ingest_batches ORDER BY batch_id",
-    )?;
+    let mut stmt = conn.prepare(include_str!("sql/chain_batches.sql"))?;
     let rows = stmt.query_map([], |r| {
         Ok(BatchHeader {
             batch_id: r.get(0)?,
@@ -101,10 +98,7 @@ fn load_headers(conn: &duckdb::Connection) -> Result<Vec<BatchHeader>> {
 }
 
 fn load_stored(conn: &duckdb::Connection) -> Result<BTreeMap<i64, StoredDigests>> {
-    let mut stmt = conn.prepare(
-        "SELECT batch_id, version, cosmos_digest, signin_digest, raw_digest, quarantine_digest, rows_digest, chain_digest
-         FROM ingest_chain ORDER BY batch_id",
-    )?;
+    let mut stmt = conn.prepare(include_str!("sql/chain_stored_digests.sql"))?;
     let mut rows = stmt.query([])?;
     let mut out = BTreeMap::new();
     while let Some(r) = rows.next()? {

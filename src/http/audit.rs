@@ -332,11 +332,7 @@ fn write_or_log(store: &Store, pending: &mut Vec<Entry>) {
 
 fn write(store: &Store, entries: &[Entry]) -> Result<()> {
     crate::evidence::append::append(store, "access_log", |conn| {
-        let mut stmt = conn.prepare(
-            "INSERT INTO access_log (time, oid, tid, name, role, method, endpoint, path, parameters, status, rows,
-                                     duration_ms, client_ip, user_agent, auth, request_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )?;
+        let mut stmt = conn.prepare(include_str!("sql/access_log_insert.sql"))?;
         for e in entries {
             stmt.execute(duckdb::params![
                 Value::Timestamp(TimeUnit::Microsecond, e.time.timestamp_micros()),

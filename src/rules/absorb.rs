@@ -75,18 +75,8 @@ fn absorb_step(conn: &duckdb::Connection) -> Result<Option<Absorbed>> {
 
 fn absorb_in_transaction(conn: &duckdb::Connection) -> Result<Option<Absorbed>> {
     let lo: i64 = conn.query_row("SELECT absorbed_batch FROM detection_state WHERE id = 1", [], |r| r.get(0))?;
-    let hi: Option<i64> = conn.query_row(
-        "SELECT max(batch_id) FROM (
-            SELECT
-                batch_id,
-                sum(cosmos_rows + signin_rows + raw_rows) OVER (ORDER BY batch_id) AS rows_upto,
-                row_number() OVER (ORDER BY batch_id) AS n
-            FROM ingest_batches
-            WHERE batch_id > ?
-        ) WHERE rows_upto <= ? OR n = 1",
-        duckdb::params![lo, CHUNK_ROWS],
-        |r| r.get(0),
-    )?;
+    let hi: Option<i64> =
+        conn.query_row(include_str!("sql/absorb_last_batch.sql"), duckdb::params![lo, CHUNK_ROWS], |r| r.get(0))?;
     let Some(hi) = hi else { return Ok(None) };
     script::run(conn, "absorb.sql", ABSORB, &[("lo", Value::BigInt(lo)), ("hi", Value::BigInt(hi))])?;
     absorb_addresses(conn)?;
@@ -100,15 +90,7 @@ fn absorb_in_transaction(conn: &duckdb::Connection) -> Result<Option<Absorbed>> 
     if let (Some(plo), Some(phi)) = (plo, phi) {
         correlate(conn, plo, phi)?;
     }
-    let earliest: Option<i64> = conn.query_row(
-        "SELECT epoch_us(min(time)) FROM (
-            SELECT min(time) AS time FROM new_requests
-            UNION ALL SELECT min(time) FROM new_signins
-            UNION ALL SELECT min(time) FROM new_raw
-        )",
-        [],
-        |r| r.get(0),
-    )?;
+    let earliest: Option<i64> = conn.query_row(include_str!("sql/absorb_earliest_time.sql"), [], |r| r.get(0))?;
     conn.execute(
         "UPDATE detection_state SET absorbed_batch = ?, absorbed_at = get_current_timestamp() WHERE id = 1",
         [hi],
@@ -128,14 +110,7 @@ fn correlate(conn: &duckdb::Connection, plo: i64, phi: i64) -> Result<()> {
 
 /// Adds the addresses of the new rows that `ip_addresses` does not know yet.
 fn absorb_addresses(conn: &duckdb::Connection) -> Result<()> {
-    let mut stmt = conn.prepare(
-        "SELECT DISTINCT ip FROM (
-            SELECT client_ip AS ip FROM new_requests
-            UNION ALL SELECT ip_address FROM new_signins
-        ) n
-        WHERE ip IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM ip_addresses a WHERE a.ip = n.ip)",
-    )?;
+    let mut stmt = conn.prepare(include_str!("sql/absorb_new_addresses.sql"))?;
     let ips: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<duckdb::Result<_>>()?;
     if ips.is_empty() {
         return Ok(());
@@ -150,8 +125,7 @@ fn absorb_addresses(conn: &duckdb::Connection) -> Result<()> {
     }
     let ips = ips.into_iter().map(Value::Text).collect();
     conn.execute(
-        "INSERT INTO ip_addresses (ip, version, ip_hex)
-         SELECT unnest($1::VARCHAR[]), nullif(unnest($2::INTEGER[]), 0), nullif(unnest($3::VARCHAR[]), '')",
+        include_str!("sql/ip_addresses_insert.sql"),
         duckdb::params![Value::List(ips), Value::List(versions), Value::List(hexes)],
     )
     .context("storing new addresses")?;

@@ -122,8 +122,7 @@ fn run_in_transaction(
     let window = [("rule_id", Value::Text(rule.id.clone())), ("from", timestamp(from)), ("to", timestamp(to))];
     // Most runs find nothing where nothing was: then there is nothing to update.
     let (returned, stored): (i64, i64) = conn.query_row(
-        "SELECT (SELECT count(*) FROM rule_output WHERE time >= $2 AND time < $3),
-                (SELECT count(*) FROM finding_evidence WHERE rule_id = $1 AND time >= $2 AND time < $3)",
+        include_str!("sql/rule_counts.sql"),
         [Value::Text(rule.id.clone()), timestamp(from), timestamp(to)],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;

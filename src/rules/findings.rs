@@ -102,13 +102,11 @@ pub fn set_status(store: &Store, id: i64, to: Status, by: &str, comment: &str) -
             return Err(Refused::CannotBecome { id, from, to }.into());
         }
         conn.execute(
-            "UPDATE findings SET status = ?, status_by = ?, status_at = get_current_timestamp(), status_comment = ?
-             WHERE id = ?",
+            include_str!("sql/finding_status_update.sql"),
             duckdb::params![to.as_str(), by, comment, id],
         )?;
         conn.execute(
-            "INSERT INTO finding_history (finding_id, changed_at, changed_by, from_status, to_status, comment)
-             VALUES (?, get_current_timestamp(), ?, ?, ?, ?)",
+            include_str!("sql/finding_history_insert.sql"),
             duckdb::params![id, by, from.as_str(), to.as_str(), comment],
         )?;
         if to == Status::Resolved {
@@ -125,10 +123,7 @@ pub fn set_status(store: &Store, id: i64, to: Status, by: &str, comment: &str) -
 /// The history of finding `id`, oldest first.
 pub fn history(store: &Store, id: i64) -> Result<Vec<Change>> {
     let conn = store.connection()?;
-    let mut stmt = conn.prepare(
-        "SELECT epoch_us(changed_at), changed_by, from_status, to_status, comment
-         FROM finding_history WHERE finding_id = ? ORDER BY changed_at, rowid",
-    )?;
+    let mut stmt = conn.prepare(include_str!("sql/finding_history.sql"))?;
     let rows = stmt.query_map([id], |r| {
         Ok(Change { changed_at: r.get(0)?, changed_by: r.get(1)?, from: r.get(2)?, to: r.get(3)?, comment: r.get(4)? })
     })?;

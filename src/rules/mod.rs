@@ -301,9 +301,7 @@ fn store_lists(store: &Store, entries: &[network::NetworkEntry]) -> Result<u64> 
             };
             if !entries.is_empty() {
                 conn.execute(
-                    "INSERT INTO network_lists (list, source, entry, lo_hex, hi_hex)
-                 SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]), unnest($4::VARCHAR[]),
-                        unnest($5::VARCHAR[])",
+                    include_str!("sql/network_lists_insert.sql"),
                     duckdb::params![
                         column(|e| &e.list),
                         column(|e| &e.source),

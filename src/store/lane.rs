@@ -335,17 +335,9 @@ impl<'w> Lane<'w> {
                 let mut params =
                     vec![position[0].clone(), Param::Int(batch_id.rem_euclid(crate::store::MAX_LANES as i64))];
                 params.extend_from_slice(&position[1..]);
-                self.raw.execute(
-                    "INSERT OR REPLACE INTO source_checkpoints VALUES
-                        (?, ?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?)",
-                    &params,
-                )?;
+                self.raw.execute(include_str!("sql/source_checkpoint_upsert.sql"), &params)?;
             } else {
-                self.raw.execute(
-                    "INSERT OR REPLACE INTO checkpoints VALUES
-                        (?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?)",
-                    &position,
-                )?;
+                self.raw.execute(include_str!("sql/checkpoint_upsert.sql"), &position)?;
             }
             if !chained {
                 continue;

@@ -40,15 +40,7 @@ fn checksum(sql: &str) -> String {
 /// Applies every migration not yet applied, up to `up_to` (all when `None`).
 /// Returns the versions it applied.
 pub fn migrate(conn: &Connection, up_to: Option<i32>) -> Result<Vec<i32>> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version INTEGER PRIMARY KEY,
-            name VARCHAR NOT NULL,
-            checksum VARCHAR NOT NULL,
-            applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
-        )",
-    )
-    .context("creating schema_migrations")?;
+    conn.execute_batch(include_str!("sql/schema_migrations.sql")).context("creating schema_migrations")?;
     let applied: Vec<(i32, String, String)> = conn
         .prepare("SELECT version, name, checksum FROM schema_migrations ORDER BY version")?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?

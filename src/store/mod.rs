@@ -301,11 +301,7 @@ impl Store {
     /// Where `source_id` stood after its last committed batch.
     pub fn checkpoint(&self, source_id: &str) -> Result<Option<Checkpoint>> {
         let conn = self.connection()?;
-        let mut stmt = conn.prepare(
-            "SELECT kind, byte_offset, line, fingerprint, complete, sequence_number, event_offset,
-                    epoch_us(event_time)
-             FROM checkpoints WHERE source_id = ?",
-        )?;
+        let mut stmt = conn.prepare(include_str!("sql/checkpoint.sql"))?;
         let mut rows = stmt.query([source_id])?;
         let Some(row) = rows.next()? else { return Ok(None) };
         let kind: String = row.get(0)?;

@@ -206,8 +206,7 @@ fn rule_findings(conn: &duckdb::Connection, rule: &str, from: i64, to: i64) -> A
     let started = std::time::Instant::now();
     let found = objects(
         conn,
-        "SELECT id, severity, status, principal_id, entity, first_seen, last_seen, count, summary FROM findings
-         WHERE rule_id = ? AND last_seen >= ? AND first_seen < ? ORDER BY last_seen DESC LIMIT 500",
+        include_str!("sql/rule_findings.sql"),
         &[Value::Text(rule.to_string()), filter::timestamp(from), filter::timestamp(to)],
     )?;
     let columns: Vec<String> =

@@ -139,9 +139,10 @@ pub async fn detail(
     let rules = state.rules.clone();
     let detail = super::db(&state, move |store| -> ApiResult<Detail> {
         let conn = store.connection()?;
-        let finding = objects(&conn, &format!("SELECT {COLUMNS} FROM findings f WHERE f.id = ?"), &[Value::BigInt(id)])?
-            .pop()
-            .ok_or_else(|| ApiError::not_found(format!("there is no finding {id}")))?;
+        let finding =
+            objects(&conn, &format!("SELECT {COLUMNS} FROM findings f WHERE f.id = ?"), &[Value::BigInt(id)])?
+                .pop()
+                .ok_or_else(|| ApiError::not_found(format!("there is no finding {id}")))?;
         let rule_id = finding.get("rule_id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let rule = rules.iter().find(|r| r.id == rule_id).map_or(JsonValue::Null, |r| {
             serde_json::json!({
@@ -155,22 +156,8 @@ pub async fn detail(
             [id],
             |r| r.get(0),
         )?;
-        let signins = objects(
-            &conn,
-            "SELECT s.rowid AS row_id, s.time, s.kind, s.ip_address, s.country, s.city, s.app_display_name, s.app_id,
-                    s.resource_display_name, s.error_code, s.risk_level, s.risk_level_aggregated, s.risk_state,
-                    s.conditional_access_status, s.user_agent
-             FROM signins s JOIN findings f ON s.principal_id = f.principal_id
-             WHERE f.id = ? AND s.time >= utc_add(f.last_seen, - INTERVAL 7 DAY) AND s.time <= utc_add(f.last_seen, INTERVAL 1 HOUR)
-             ORDER BY s.time DESC LIMIT 200",
-            &[Value::BigInt(id)],
-        )?;
-        let history = objects(
-            &conn,
-            "SELECT changed_at, changed_by, from_status, to_status, comment FROM finding_history
-             WHERE finding_id = ? ORDER BY changed_at, rowid",
-            &[Value::BigInt(id)],
-        )?;
+        let signins = objects(&conn, include_str!("sql/finding_signins.sql"), &[Value::BigInt(id)])?;
+        let history = objects(&conn, include_str!("sql/finding_history.sql"), &[Value::BigInt(id)])?;
         Ok(Detail { finding, rule, evidence, evidence_total, signins, history })
     })
     .await?;
@@ -180,12 +167,8 @@ pub async fn detail(
 
 /// The first evidence events of finding `id`, each with the columns of its row.
 fn evidence(conn: &duckdb::Connection, id: i64) -> ApiResult<Vec<Object>> {
-    let mut events = objects(
-        conn,
-        "SELECT e.evidence_table, e.row_id, e.time, e.end_time, e.detail FROM finding_evidence e
-         JOIN findings f USING (fingerprint) WHERE f.id = ? ORDER BY e.time, e.row_id LIMIT ?",
-        &[Value::BigInt(id), Value::BigInt(EVIDENCE_ROWS)],
-    )?;
+    let mut events =
+        objects(conn, include_str!("sql/finding_evidence.sql"), &[Value::BigInt(id), Value::BigInt(EVIDENCE_ROWS)])?;
     // One query per table for the rows behind the events; the table name comes from
     // our own list, never from the data.
     for table in ["cosmos_requests", "signins", "raw_events"] {
@@ -227,12 +210,7 @@ pub async fn history(
         if exists == 0 {
             return Err(ApiError::not_found(format!("there is no finding {id}")));
         }
-        objects(
-            &conn,
-            "SELECT changed_at, changed_by, from_status, to_status, comment FROM finding_history
-             WHERE finding_id = ? ORDER BY changed_at, rowid",
-            &[Value::BigInt(id)],
-        )
+        objects(&conn, include_str!("sql/finding_history.sql"), &[Value::BigInt(id)])
     })
     .await?;
     rows.add(found.len() as i64);

@@ -229,17 +229,5 @@ pub async fn activity(
     Query(q): Query<ActivityQuery>,
 ) -> ApiResult<axum::Json<Vec<Object>>> {
     let hours = filter::limit(q.hours, 48, 2160)?;
-    super::list(
-        &state,
-        &rows,
-        "SELECT hour,
-                    coalesce(sum(events) FILTER (WHERE stream LIKE 'cosmos:%'), 0) AS requests,
-                    coalesce(sum(events) FILTER (WHERE stream LIKE 'signins:%'), 0) AS signins,
-                    coalesce(sum(events) FILTER (WHERE stream LIKE 'raw:%'), 0) AS other
-             FROM stream_hours
-             WHERE hour > utc_add((SELECT max(hour) FROM stream_hours), - to_hours(?))
-             GROUP BY 1 ORDER BY 1",
-        vec![Value::BigInt(hours)],
-    )
-    .await
+    super::list(&state, &rows, include_str!("sql/activity.sql"), vec![Value::BigInt(hours)]).await
 }

@@ -289,11 +289,7 @@ pub fn check(conn: &duckdb::Connection, sql: &str, roles: &[Role]) -> ApiResult<
 /// DuckDB's built-in scalar, aggregate and window functions and macros, and the macros
 /// our migrations made (lower case).
 fn functions(conn: &duckdb::Connection) -> ApiResult<std::collections::HashSet<String>> {
-    let mut stmt = conn.prepare(
-        "SELECT DISTINCT lower(function_name) FROM duckdb_functions()
-         WHERE function_type IN ('scalar', 'aggregate', 'macro', 'window')
-           AND (internal OR (database_name = current_database() AND schema_name = 'main'))",
-    )?;
+    let mut stmt = conn.prepare(include_str!("sql/functions.sql"))?;
     let names = stmt.query_map([], |r| r.get(0))?.collect::<duckdb::Result<_>>()?;
     Ok(names)
 }
@@ -324,21 +320,8 @@ pub async fn schema(
     Extension(granted): Extension<Granted>,
 ) -> ApiResult<axum::Json<Vec<Object>>> {
     let readable = grants::tables_of(&granted.caller.roles);
-    let mut found = super::db(&state, |store| {
-        objects(
-            &*store.connection()?,
-            "SELECT c.table_name, any_value(t.kind) AS kind, any_value(t.comment) AS comment,
-                    list({'name': c.column_name, 'type': c.data_type} ORDER BY c.column_index) AS columns
-             FROM duckdb_columns() c
-             JOIN (SELECT table_name, 'table' AS kind, comment FROM duckdb_tables() WHERE schema_name = 'main'
-                   UNION ALL SELECT view_name, 'view', comment FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal) t
-               USING (table_name)
-             WHERE c.schema_name = 'main' AND c.database_name = current_database()
-             GROUP BY c.table_name ORDER BY c.table_name",
-            &[],
-        )
-    })
-    .await?;
+    let mut found =
+        super::db(&state, |store| objects(&*store.connection()?, include_str!("sql/schema.sql"), &[])).await?;
     found.retain(|t| t.get("table_name").and_then(JsonValue::as_str).is_some_and(|name| readable.contains(name)));
     rows.add(found.len() as i64);
     Ok(axum::Json(found))
@@ -390,8 +373,7 @@ pub async fn saved_create(
         check(&conn, &request.sql, &granted.caller.roles)?;
         let caller = &granted.caller;
         let id: i64 = conn.query_row(
-            "INSERT INTO saved_queries (name, sql, created_at, created_by_oid, created_by_tid, created_by_name)
-             VALUES (?, ?, get_current_timestamp(), ?, ?, ?) RETURNING id",
+            include_str!("sql/saved_query_insert.sql"),
             duckdb::params![name, request.sql, caller.oid, caller.tid, caller.name],
             |r| r.get(0),
         )?;

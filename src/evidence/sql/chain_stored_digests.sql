@@ -1,0 +1,2 @@
+SELECT batch_id, version, cosmos_digest, signin_digest, raw_digest, quarantine_digest, rows_digest, chain_digest
+FROM ingest_chain ORDER BY batch_id

@@ -1,0 +1,2 @@
+INSERT OR REPLACE INTO checkpoints VALUES
+(?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?)

@@ -1,0 +1,2 @@
+INSERT OR REPLACE INTO source_checkpoints VALUES
+(?, ?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT)::TIMESTAMPTZ, make_timestamp(?::BIGINT)::TIMESTAMPTZ, ?)
