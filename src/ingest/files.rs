@@ -195,7 +195,7 @@ fn ingest_into(
 /// Rows the batches `first..=last` stored, by table and category.
 pub fn counts_by_category(store: &Store, first: i64, last: i64) -> Result<Vec<(String, String, i64)>> {
     let conn = store.connection()?;
-    let mut stmt = conn.prepare(include_str!("counts_by_category.sql"))?;
+    let mut stmt = conn.prepare(include_str!("sql/counts_by_category.sql"))?;
     let rows = stmt.query_map([first, last], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<duckdb::Result<_>>()?)
 }
