@@ -5,7 +5,7 @@
 //! 2. `tokentrail serve` with a steady producer through the test hub (well under its
 //!    capacity) while a client polls the API.
 //!
-//! Each runs for TOKENTRAIL_SOAK_MINUTES (default 60); resident memory (and the kinds
+//! Both run side by side, each for TOKENTRAIL_SOAK_MINUTES (default 60); resident memory (and the kinds
 //! `/metrics` reports) is sampled every minute. After the first 10 minutes, the target
 //! is resident memory within ±10% of its mean and no upward trend (least-squares slope
 //! under 0.1 MiB/min). Writes a table to BENCHMARKS.md and a plot to
@@ -58,7 +58,7 @@ fn memory_kinds(address: &str) -> Vec<(String, f64)> {
 }
 
 /// Samples `child` every minute for `minutes`, calling `tick` every second meanwhile.
-fn sample(child: &mut Child, address: &str, minutes: usize, mut tick: impl FnMut()) -> Vec<Sample> {
+fn sample(name: &str, child: &mut Child, address: &str, minutes: usize, mut tick: impl FnMut()) -> Vec<Sample> {
     let started = Instant::now();
     let mut out = Vec::new();
     for minute in 0..=minutes {
@@ -73,7 +73,7 @@ fn sample(child: &mut Child, address: &str, minutes: usize, mut tick: impl FnMut
             resident: resident_mib(child.id()),
             kinds: memory_kinds(address),
         };
-        println!("  {:5.1} min  {:7.1} MiB  {:?}", s.minute, s.resident, s.kinds);
+        println!("  {name:5} {:5.1} min  {:7.1} MiB  {:?}", s.minute, s.resident, s.kinds);
         out.push(s);
     }
     out
@@ -93,8 +93,16 @@ fn judge(samples: &[Sample]) -> (f64, f64, f64) {
     (mean, spread, if den > 0.0 { num / den } else { 0.0 })
 }
 
+/// The binary, without this benchmark's own settings in its environment: `serve` refuses
+/// `TOKENTRAIL_` variables it does not know.
+fn child_command() -> Command {
+    let mut command = Command::new(bin());
+    command.env_remove("TOKENTRAIL_SOAK_BIN").env_remove("TOKENTRAIL_SOAK_MINUTES");
+    command
+}
+
 fn demo(dir: &std::path::Path, minutes: usize) -> Vec<Sample> {
-    let mut child = Command::new(bin())
+    let mut child = child_command()
         .args(["demo", "--db", dir.join("demo.duckdb").to_str().unwrap(), "--port", "0"])
         .env("TOKENTRAIL_LOG", "warn")
         .stderr(Stdio::piped())
@@ -109,7 +117,7 @@ fn demo(dir: &std::path::Path, minutes: usize) -> Vec<Sample> {
         }
     };
     std::thread::spawn(move || lines.for_each(drop));
-    let samples = sample(&mut child, &address, minutes, || {});
+    let samples = sample("demo", &mut child, &address, minutes, || {});
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let _ = child.wait();
     samples
@@ -129,19 +137,22 @@ fn serve(dir: &std::path::Path, minutes: usize) -> Vec<Sample> {
         ),
     )
     .unwrap();
-    let mut child = Command::new(bin())
+    let mut child = child_command()
         .args(["serve", "--config"])
         .arg(&config)
         .env("TOKENTRAIL_EVENTHUBS_CONNECTION_STRING", hub.connection_string(HUB))
         .env("TOKENTRAIL_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
         .spawn()
         .unwrap();
     let address = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(&address).is_err() {
-        assert!(Instant::now() < deadline, "serve did not start");
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+            panic!("serve did not start:\n{log}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     // A steady stream: 100 records a second in envelopes of 20, over the partitions.
@@ -153,7 +164,7 @@ fn serve(dir: &std::path::Path, minutes: usize) -> Vec<Sample> {
     let token = tokentrail::auth::dev_token(&db, tokentrail::auth::Role::Responder, "soak", chrono::Duration::hours(4))
         .unwrap();
     let (mut next, mut polled) = (0usize, Instant::now());
-    let samples = sample(&mut child, &address, minutes, || {
+    let samples = sample("serve", &mut child, &address, minutes, || {
         for _ in 0..5 {
             hub.append(HUB, (next % 4) as u32, envelopes[next % envelopes.len()].clone());
             next += 1;
@@ -219,10 +230,12 @@ fn plot(runs: &[(&str, &[Sample])]) -> String {
 fn main() {
     let minutes: usize = std::env::var("TOKENTRAIL_SOAK_MINUTES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
     let dir = tempfile::tempdir().unwrap();
-    println!("demo live, {minutes} min:");
-    let demo = demo(dir.path(), minutes);
-    println!("serve with a steady producer and an API poller, {minutes} min:");
+    // Side by side: each is its own process, sampled on its own.
+    println!("demo live and serve with a steady producer and an API poller, {minutes} min each, side by side:");
+    let demo_dir = dir.path().to_path_buf();
+    let demo = std::thread::spawn(move || demo(&demo_dir, minutes));
     let serve = serve(dir.path(), minutes);
+    let demo = demo.join().expect("the demo's soak ran");
     let svg = plot(&[("demo live", &demo), ("serve, 100 records/s", &serve)]);
     std::fs::write(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/soak.svg"), svg).unwrap();
 
