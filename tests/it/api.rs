@@ -838,7 +838,7 @@ fn table_grants_decide_every_table_and_the_access_log_is_not_a_responders() {
 #[test]
 fn every_duckdb_type_becomes_json_without_a_panic() {
     let conn = fixture().db.store.connection().unwrap();
-    let rows = tokentrail::http::api::rows::objects(&conn, "SELECT * FROM test_all_types()", &[]).unwrap();
+    let rows = tokentrail::http::api::results::objects(&conn, "SELECT * FROM test_all_types()", &[]).unwrap();
     assert!(rows.len() >= 3, "{rows:?}");
     let first = &rows[0];
     assert!(first.len() > 40, "every column is there: {}", first.len());

@@ -4,7 +4,7 @@
 
 use super::filter::{self, Filter};
 use super::findings::{Page, page};
-use super::rows::{RowCount, objects};
+use super::results::{RowCount, objects};
 use super::{AuditNote, Granted};
 use crate::alerts::outbox::{self, Retry};
 use crate::http::error::{ApiError, ApiResult, Path, Query};
@@ -15,7 +15,7 @@ use duckdb::types::Value;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::rows::Object;
+use super::results::Object;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

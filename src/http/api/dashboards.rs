@@ -4,7 +4,7 @@
 
 use super::console::{self, SqlResult};
 use super::filter;
-use super::rows::{RowCount, objects};
+use super::results::{RowCount, objects};
 use crate::http::error::{ApiError, ApiResult, Path, Query};
 use crate::http::state::AppState;
 use axum::Extension;

@@ -3,7 +3,7 @@
 //! that verifies packs. The download is recorded in the access log like every call,
 //! with the manifest's SHA-256 added.
 
-use super::rows::{RowCount, Streamed};
+use super::results::{RowCount, Streamed};
 use super::{AuditNote, Granted};
 use crate::evidence::pack::{self, PackRequest};
 use crate::evidence::sign::{self, PackKey};

@@ -3,7 +3,7 @@
 //! its history.
 
 use super::filter::{self, Filter};
-use super::rows::{RowCount, objects};
+use super::results::{RowCount, objects};
 use super::{AuditNote, Granted};
 use crate::http::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::http::state::AppState;
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use utoipa::{IntoParams, ToSchema};
 
-use super::rows::Object;
+use super::results::Object;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

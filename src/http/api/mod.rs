@@ -14,7 +14,7 @@ pub mod evidence;
 pub mod filter;
 pub mod findings;
 pub mod principal;
-pub mod rows;
+pub mod results;
 pub mod search;
 pub mod status;
 
@@ -27,7 +27,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rows::RowCount;
+use results::RowCount;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -124,8 +124,8 @@ pub async fn list(
     rows: &RowCount,
     sql: &'static str,
     params: Vec<duckdb::types::Value>,
-) -> error::ApiResult<axum::Json<Vec<rows::Object>>> {
-    let found = db(state, move |store| rows::objects(&*store.connection()?, sql, &params)).await?;
+) -> error::ApiResult<axum::Json<Vec<results::Object>>> {
+    let found = db(state, move |store| results::objects(&*store.connection()?, sql, &params)).await?;
     rows.add(found.len() as i64);
     Ok(axum::Json(found))
 }
@@ -309,7 +309,7 @@ fn finish(
         status: entry.status,
     };
     state.metrics.http_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-    let streamed = response.extensions().get::<rows::Streamed>().is_some();
+    let streamed = response.extensions().get::<results::Streamed>().is_some();
     if !streamed {
         entry.rows = rows.as_ref().map(|r| r.get()).filter(|_| response.status().is_success());
         entry.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -319,7 +319,7 @@ fn finish(
     let audit = state.audit.clone();
     let rows = rows.unwrap_or_default();
     let (parts, body) = response.into_parts();
-    let body = rows::on_end(body, move || {
+    let body = results::on_end(body, move || {
         drop(in_flight);
         entry.rows = Some(rows.get());
         entry.duration_ms = started.elapsed().as_secs_f64() * 1000.0;

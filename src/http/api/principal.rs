@@ -2,7 +2,7 @@
 //! its volume per day, its findings, and one timeline of all of it.
 
 use super::filter;
-use super::rows::{RowCount, objects};
+use super::results::{RowCount, objects};
 use crate::http::error::{ApiError, ApiResult, Path, Query};
 use crate::http::state::AppState;
 use axum::Extension;
@@ -11,7 +11,7 @@ use duckdb::types::Value;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::rows::Object;
+use super::results::Object;
 
 #[derive(Serialize, ToSchema)]
 pub struct Profile {

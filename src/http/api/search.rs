@@ -3,7 +3,7 @@
 
 use super::filter::{self, Filter};
 use super::findings::{Page, page};
-use super::rows::{self, Format, RowCount, objects};
+use super::results::{self, Format, RowCount, objects};
 use crate::http::error::{ApiError, ApiResult, Query};
 use crate::http::state::AppState;
 use axum::Extension;
@@ -187,9 +187,9 @@ async fn run(
     let check_sql = sql.clone();
     super::db(&state, move |store| store.connection()?.prepare(&check_sql).map(|_| ()).map_err(ApiError::from)).await?;
     let store = state.store.clone();
-    Ok(rows::stream(&state.exports, format, table, rows, move |sink| {
+    Ok(results::stream(&state.exports, format, table, rows, move |sink| {
         let conn = store.connection()?;
         let mut stmt = conn.prepare(&sql)?;
-        rows::each_row(&mut stmt, &f.params, sink)
+        results::each_row(&mut stmt, &f.params, sink)
     }))
 }

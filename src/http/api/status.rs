@@ -3,7 +3,7 @@
 
 use super::filter::{self, Filter};
 use super::findings::{Page, page};
-use super::rows::{RowCount, objects};
+use super::results::{RowCount, objects};
 use crate::http::error::{ApiResult, Query};
 use crate::http::state::AppState;
 use crate::source::eventhubs::PartitionStatus;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use utoipa::{IntoParams, ToSchema};
 
-use super::rows::Object;
+use super::results::Object;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Status {

@@ -22,7 +22,7 @@
 pub mod grants;
 pub mod guard;
 
-use super::rows::{BatchEvent, CellLimit, RowCount, cell, each_batch, objects};
+use super::results::{BatchEvent, CellLimit, RowCount, cell, each_batch, objects};
 use super::{AuditNote, Granted};
 use crate::auth::Role;
 use crate::http::error::{ApiError, ApiResult, Json};
@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
-use super::rows::Object;
+use super::results::Object;
 
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 pub const MAX_ROWS: usize = 10_000;
