@@ -627,7 +627,7 @@ fn every_dashboard_file_is_compiled_in_and_renders_without_a_failed_panel() {
     files.sort();
     let compiled: Vec<String> =
         tokentrail::http::api::dashboards::DASHBOARDS.iter().map(|(n, _)| n.to_string()).collect();
-    assert_eq!(files, compiled, "src/api/dashboards.rs lists every file of dashboards/");
+    assert_eq!(files, compiled, "src/http/api/dashboards.rs lists every file of dashboards/");
     let list = get("/api/dashboards", Role::Auditor).json();
     assert_eq!(list.as_array().unwrap().len(), compiled.len());
     for name in compiled {
@@ -823,7 +823,7 @@ fn table_grants_decide_every_table_and_the_access_log_is_not_a_responders() {
         let granted = Role::ALL.iter().any(|r| grants::tables(*r).contains(&table.as_str()));
         assert!(
             granted || grants::INTERNAL.contains(&table.as_str()),
-            "{table} is neither granted to a role nor listed as internal in src/api/sql/grants.rs"
+            "{table} is neither granted to a role nor listed as internal in src/http/api/console/grants.rs"
         );
     }
     let schema = get("/api/sql/schema", Role::Responder).json();

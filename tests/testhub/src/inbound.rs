@@ -20,7 +20,7 @@
 //! The real fix is on the client side: a client on a *current-thread* runtime cannot hit
 //! the race (no other thread can run the session task between the hand-over and the
 //! bookkeeping), and `tokentrail produce` runs its `ProducerClient` that way
-//! (`src/produce.rs`). For clients on multi-threaded runtimes (most tests here), the hub
+//! (`src/source/produce.rs` of tokentrail). For clients on multi-threaded runtimes (most tests here), the hub
 //! holds each disposition back [`crate::server::DEFAULT_DISPOSITION_DELAY`] (2 ms), which
 //! makes the race rarer but cannot rule it out; see [`crate::TestHub::set_disposition_delay`].
 //! The delay costs ~2 ms per send (per batch, not per event) on each link.
