@@ -265,7 +265,7 @@ fn main() {
     let section = format!(
         "<!-- bench:soak -->\n## Memory over time\n\n\
          `cargo bench --bench soak`: {minutes} minutes of `tokentrail demo` live (events every 2 s, detection on \
-         each commit, nobody using the UI), then {minutes} minutes of `tokentrail serve` with a producer appending \
+         each commit, nobody using the UI) and, side by side, {minutes} minutes of `tokentrail serve` with a producer appending \
          100 records a second to the test hub and a client polling `/api/status` and `/api/findings` every 5 s. \
          Resident memory every minute (plot: [benches/soak.svg](benches/soak.svg)):\n\n{rows}\n\
          After the first {WARM_UP} minutes (target: within ±10% of the mean and a slope under 0.1 MiB/min):\n\n\
