@@ -281,7 +281,7 @@ impl SchemaKeepingStream {
 
     /// # Safety
     /// `stream` is a live stream made by [`Self::export`].
-    unsafe fn inner(stream: *mut RawStream) -> (*mut RawStream, &'static SchemaKeepingStream) {
+    unsafe fn inner<'a>(stream: *mut RawStream) -> (*mut RawStream, &'a SchemaKeepingStream) {
         // SAFETY: the private data is the boxed keeper until `release`.
         let keeper = unsafe { &mut *(*stream).private_data.cast::<SchemaKeepingStream>() };
         let inner = (&mut keeper.inner as *mut FFI_ArrowArrayStream).cast::<RawStream>();
@@ -292,7 +292,7 @@ impl SchemaKeepingStream {
         // SAFETY: DuckDB calls this on the stream it was given, with room for a schema.
         unsafe {
             let (inner, keeper) = Self::inner(stream);
-            let Some(get_schema) = (*inner).get_schema else { return libc_einval() };
+            let Some(get_schema) = (*inner).get_schema else { return EINVAL };
             let status = get_schema(inner, out);
             if status != 0 {
                 return status;
@@ -315,7 +315,7 @@ impl SchemaKeepingStream {
             let (inner, _) = Self::inner(stream);
             match (*inner).get_next {
                 Some(get_next) => get_next(inner, out),
-                None => libc_einval(),
+                None => EINVAL,
             }
         }
     }
@@ -348,9 +348,7 @@ impl SchemaKeepingStream {
 }
 
 /// EINVAL, what the Arrow C stream interface returns for a call it cannot make.
-fn libc_einval() -> c_int {
-    22
-}
+const EINVAL: c_int = 22;
 
 impl Drop for RawConnection {
     fn drop(&mut self) {
