@@ -154,6 +154,10 @@ impl Application {
             "memory sampler",
             crate::metrics::spawn_memory_sampler(store.clone(), metrics.clone(), stop.clone())?,
         ));
+        threads.push((
+            "quiet checkpoint",
+            crate::store::quiet::spawn(store.clone(), metrics.full_commits.clone(), stop.clone())?,
+        ));
         let source = source.map(|source| start_source(source, &store, &metrics, &stop, work.handle())).transpose()?;
         // After detection has made its views: from here on SQL reads no file.
         store.lock_down()?;

@@ -11,6 +11,7 @@ pub mod chain;
 mod ffi;
 mod lane;
 pub mod migrate;
+pub mod quiet;
 pub mod rows;
 
 use lane::Turns;

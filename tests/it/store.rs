@@ -356,3 +356,26 @@ fn lanes_commit_in_order_and_a_failure_stops_the_batches_after_it() {
     let verified = tokentrail::evidence::chain::verify(&store, &|_, _| {}).unwrap();
     assert!(verified.failures.is_empty(), "the chain links the batches in commit order: {verified:?}");
 }
+
+#[test]
+fn a_quiet_checkpoint_empties_a_log_over_its_threshold_and_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    // As `serve` opens it: a high threshold, so DuckDB itself does not checkpoint.
+    let options = StoreOptions { checkpoint_threshold: Some("1GB".into()), ..StoreOptions::default() };
+    let db = TestDb { store: Store::open(&dir.path().join("q.duckdb"), &options).unwrap(), dir };
+    let events = {
+        let generator = tokentrail::synth::Generator::new(tokentrail::synth::Tenant::new(2), 2);
+        let monday = chrono::DateTime::parse_from_rfc3339("2025-03-03T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        generator.history(monday, monday + chrono::Duration::hours(12), &[]).0
+    };
+    let path = db.dir.path().join("h.ndjson");
+    common::write_ndjson(&path, &events);
+    db.ingest(&[path]);
+    let (rows, wal) = (db.count("cosmos_requests"), db.store.wal_bytes());
+    assert!(wal > 64 * 1024, "the commit went to the log: {wal} bytes");
+    assert!(!db.store.checkpoint_over(wal).unwrap(), "a log at the threshold is left alone");
+    assert!(db.store.checkpoint_over(64 * 1024).unwrap());
+    assert!(db.store.wal_bytes() < 64 * 1024, "{} bytes left in the log", db.store.wal_bytes());
+    assert_eq!(db.count("cosmos_requests"), rows);
+    assert!(!db.store.checkpoint_over(64 * 1024).unwrap(), "nothing left to checkpoint");
+}
