@@ -21,6 +21,7 @@ pub struct DemoOptions {
     pub port: u16,
     pub seed: u64,
     pub days: u32,
+    pub profile: crate::synth::Profile,
 }
 
 /// How often the live demo generates and commits the events since its last tick.
@@ -40,10 +41,13 @@ pub fn run(options: DemoOptions) -> Result<()> {
     settings.detection = Detection::Live(crate::rules::DetectionConfig::from_env());
     // Alerts from `TOKENTRAIL_ALERTS__*` (none by default: the outbox fills, nothing is sent).
     settings.alerts = Some(crate::alerts::AlertsConfig::from_env()?.resolve(&format!("http://{listen}"))?);
-    let (seed, days) = (options.seed, options.days);
+    let (seed, days, profile) = (options.seed, options.days, options.profile);
     settings.source = Some(Source {
         name: "demo-ingest",
-        run: Box::new(move |cx: SourceContext| stream(&cx.store, seed, days, &cx.stop, &cx.metrics)),
+        run: Box::new(move |cx: SourceContext| {
+            let source = GeneratedSource::new(seed, 1.0).with_profile(profile);
+            stream(&cx.store, &source, days, &cx.stop, &cx.metrics)
+        }),
     });
     let app = Application::build(settings)?;
     tracing::warn!("demo mode: generated data; sign-in by the development issuer (pick a role), loopback only");
@@ -54,12 +58,11 @@ pub fn run(options: DemoOptions) -> Result<()> {
 /// Backfills from the checkpoint (or `days` ago) to now, then follows the clock.
 fn stream(
     store: &Store,
-    seed: u64,
+    source: &GeneratedSource,
     days: u32,
     stop: &CancellationToken,
     metrics: &crate::metrics::Metrics,
 ) -> Result<()> {
-    let source = GeneratedSource::new(seed, 1.0);
     let mut writer = store.writer()?;
     let checkpoint = store.checkpoint(&source.source_id)?;
     let resume = checkpoint.and_then(|c| c.event_time).and_then(DateTime::from_timestamp_micros);
@@ -70,7 +73,7 @@ fn stream(
         None => now.duration_trunc(TimeDelta::hours(1))? - TimeDelta::days(days as i64),
     };
     if now - start > TimeDelta::from_std(TICK * 2)? {
-        backfill(&mut writer, &source, start, now, stop, metrics)?;
+        backfill(&mut writer, source, start, now, stop, metrics)?;
     }
     let mut position = now.max(start);
     let live = std::iter::from_fn(|| {

@@ -17,10 +17,18 @@ pub fn parse_scenarios(names: &[String]) -> Result<Vec<Scenario>> {
 /// the same day gives the same files. `out` is an `.ndjson`/`.json` file, or a
 /// directory filled in Azure's storage-archive layout. The scenarios' ground truth
 /// goes beside it, in `<out without extension>.truth.json`.
-pub fn generate_files(out: &Path, days: u32, seed: u64, scenarios: &[Scenario], scale: f64) -> Result<String> {
+pub fn generate_files(
+    out: &Path,
+    days: u32,
+    seed: u64,
+    scenarios: &[Scenario],
+    scale: f64,
+    profile: crate::synth::Profile,
+) -> Result<String> {
     let to = Utc::now().duration_trunc(TimeDelta::days(1))?;
     let from = to - TimeDelta::days(days as i64);
-    let generator = crate::synth::Generator::new(crate::synth::Tenant::new(seed), seed).with_scale(scale);
+    let generator =
+        crate::synth::Generator::new(crate::synth::Tenant::new(seed), seed).with_scale(scale).with_profile(profile);
     let (events, truths) = generator.history(from, to, scenarios);
     let name = out.to_string_lossy().to_ascii_lowercase();
     let single_file = [".ndjson", ".json", ".jsonl"].iter().any(|ext| name.ends_with(ext));

@@ -83,6 +83,11 @@ enum Command {
         /// Traffic volume multiplier.
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        /// `realistic` (shared office egress, benign failures, VPNs, address pools, new
+        /// hires, month-end jobs; attacks as they look there) or `tidy` (every user on its
+        /// own addresses: what the speed benchmarks use).
+        #[arg(long, default_value = "tidy")]
+        profile: crate::synth::Profile,
     },
     /// Run the service: stream Event Hubs into DuckDB (if configured) and serve HTTP.
     Serve {
@@ -161,6 +166,9 @@ enum Command {
         /// Days of history to backfill on first start.
         #[arg(long, default_value_t = 14)]
         days: u32,
+        /// The generated tenant: `realistic` or `tidy` (see `generate --help`).
+        #[arg(long, default_value = "realistic")]
+        profile: crate::synth::Profile,
     },
 }
 
@@ -249,9 +257,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             detect::detect_command(&db, from, to, format, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Generate { out, days, seed, scenarios, scale } => {
+        Command::Generate { out, days, seed, scenarios, scale, profile } => {
             let scenarios = generate::parse_scenarios(&scenarios)?;
-            let summary = generate::generate_files(&out, days, seed, &scenarios, scale)?;
+            let summary = generate::generate_files(&out, days, seed, &scenarios, scale, profile)?;
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
@@ -290,8 +298,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Verify { db } => evidence::verify_chain(&db),
-        Command::Demo { db, port, seed, days } => {
-            demo::run(demo::DemoOptions { db, port, seed, days })?;
+        Command::Demo { db, port, seed, days, profile } => {
+            demo::run(demo::DemoOptions { db, port, seed, days, profile })?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -8,7 +8,7 @@
 use crate::record::Origin;
 use crate::source::chunk::{Chunk, Units};
 use crate::store::{Checkpoint, SourceKind};
-use crate::synth::{Event, Generator, GroundTruth, Scenario, Tenant};
+use crate::synth::{Event, Generator, GroundTruth, Profile, Scenario, Tenant};
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
 
 /// How often a scenario starts in generated traffic.
@@ -26,6 +26,13 @@ impl GeneratedSource {
     pub fn new(seed: u64, scale: f64) -> GeneratedSource {
         let generator = Generator::new(Tenant::new(seed), seed).with_scale(scale);
         GeneratedSource { generator, seed, source_id: format!("generator:seed={seed}") }
+    }
+
+    /// The kind of tenant generated ([`Profile::Tidy`] unless set). The position does not
+    /// depend on it: a demo resumed under another profile goes on from where it was.
+    pub fn with_profile(mut self, profile: Profile) -> GeneratedSource {
+        self.generator = self.generator.with_profile(profile);
+        self
     }
 
     /// The scenario starting in slot `slot` (slots are SCENARIO_EVERY long since the epoch).

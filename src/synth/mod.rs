@@ -24,6 +24,7 @@
 //! baseline, hour by hour.
 
 mod cosmos;
+mod realistic;
 mod scenarios;
 mod signins;
 mod tenant;
@@ -42,8 +43,8 @@ use wire::{Prng, STREAM_HISTORY, STREAM_HOUR, jitter, stream_rng};
 pub use cosmos::{write_cosmos_ndjson, write_cosmos_ndjson_until};
 pub use scenarios::{GroundTruth, Scenario, THREAT_INTEL_IPS};
 pub use tenant::{
-    App, Browser, Collection, CosmosAccount, Database, Grant, KeyClient, Place, Principal, PrincipalKind, Tenant,
-    Workload,
+    App, Browser, Collection, CosmosAccount, Database, Grant, Habit, KeyClient, Office, Place, Principal,
+    PrincipalKind, Tenant, Workload,
 };
 
 const KEY_REQUESTS_PER_HOUR: f64 = 4.0;
@@ -61,10 +62,51 @@ pub fn envelope(events: &[Event]) -> Value {
     json!({ "records": events.iter().map(|e| &e.record).collect::<Vec<_>>() })
 }
 
+/// What kind of tenant the traffic comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// Every user signs in from its own addresses and fails only when attacked: the
+    /// benchmarks of ingest and rule speed use it.
+    Tidy,
+    /// A tenant as it is (`../shared/brief/realistic-tenants.md`): shared office egress,
+    /// benign failure codes, VPN and dual-stack users, a phone refreshing mail, App
+    /// Service address pools, a workload in two regions, new hires, month-end jobs, and
+    /// sign-in logs that arrive late; attacks in the form they take there.
+    #[default]
+    Realistic,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Tidy => "tidy",
+            Profile::Realistic => "realistic",
+        }
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Profile, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tidy" => Ok(Profile::Tidy),
+            "realistic" => Ok(Profile::Realistic),
+            other => Err(format!("unknown profile {other:?}; valid: tidy, realistic")),
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 pub struct Generator {
     tenant: Tenant,
     seed: u64,
     scale: f64,
+    profile: Profile,
 }
 
 /// A series of requests by one principal from one address.
@@ -94,7 +136,20 @@ impl<'a> Burst<'a> {
 
 impl Generator {
     pub fn new(tenant: Tenant, seed: u64) -> Generator {
-        Generator { tenant, seed, scale: 1.0 }
+        Generator { tenant, seed, scale: 1.0, profile: Profile::Tidy }
+    }
+
+    /// The kind of tenant ([`Profile::Tidy`] unless set).
+    pub fn with_profile(mut self, profile: Profile) -> Generator {
+        if profile == Profile::Realistic && self.profile != Profile::Realistic {
+            self.tenant.make_realistic(self.seed);
+        }
+        self.profile = profile;
+        self
+    }
+
+    pub fn profile(&self) -> Profile {
+        self.profile
     }
 
     /// Multiplies Cosmos request volume (sign-ins follow sessions, which do not scale).
@@ -164,15 +219,7 @@ impl Generator {
             if p.dormant || !rng.random_bool(chance) {
                 continue;
             }
-            let rng = &mut Prng::seed_from_u64(session_seed);
-            let signed_in = start + jitter(rng, Duration::minutes(50));
-            let ip = p.ips.choose(rng).map_or("", String::as_str);
-            self.session_sign_ins(rng, p, signed_in, ip, out);
-            let count = expected_count(rng, p.requests_per_hour * rhythm * self.scale);
-            let start = signed_in + Duration::seconds(2);
-            let ops = p.workload.operations();
-            let burst = Burst { ip, grants: &p.grants, start, span: Duration::minutes(55), count, ops };
-            self.burst(rng, p, &burst, out, |_, _| {});
+            self.session(p, session_seed, start, rhythm, out);
         }
         let key = &self.tenant.key_client;
         if let Some(account) = self.tenant.accounts.get(key.account) {
@@ -187,6 +234,41 @@ impl Generator {
                 }
             }
         }
+        if self.profile == Profile::Realistic {
+            self.realistic_hour(hour, start, out);
+        }
+    }
+
+    /// One working session of `p` in the hour from `start`: its sign-ins, then its requests.
+    fn session(&self, p: &Principal, session_seed: u64, start: DateTime<Utc>, rhythm: f64, out: &mut Vec<Event>) {
+        let rng = &mut Prng::seed_from_u64(session_seed);
+        let signed_in = start + jitter(rng, Duration::minutes(50));
+        let ip = p.ips.choose(rng).map_or("", String::as_str);
+        let ops = p.workload.operations();
+        if self.profile == Profile::Tidy {
+            self.session_sign_ins(rng, p, signed_in, ip, out);
+            let count = expected_count(rng, p.requests_per_hour * rhythm * self.scale);
+            let start = signed_in + Duration::seconds(2);
+            let burst = Burst { ip, grants: &p.grants, start, span: Duration::minutes(55), count, ops };
+            self.burst(rng, p, &burst, out, |_, _| {});
+            return;
+        }
+        if p.habit == Habit::Leaver {
+            return;
+        }
+        let extra = &mut realistic::session_rng(session_seed);
+        let addresses = self.addresses(extra, p, start, ip);
+        self.session_sign_ins(rng, p, signed_in, &addresses.sign_in, out);
+        let mean = p.requests_per_hour * rhythm * self.scale * realistic::month_end(p, start);
+        let count = expected_count(rng, mean);
+        let per_address = count.div_ceil(addresses.data.len().max(1));
+        for (i, ip) in addresses.data.iter().enumerate() {
+            let count = per_address.min(count.saturating_sub(i * per_address));
+            let start = signed_in + Duration::seconds(2);
+            let burst = Burst { ip, grants: &p.grants, start, span: Duration::minutes(55), count, ops };
+            self.burst(rng, p, &burst, out, |_, _| {});
+        }
+        self.session_extras(extra, p, signed_in, &addresses, count, out);
     }
 
     /// Issues `b.count` requests at random times in the burst's span; returns the response bytes.

@@ -13,10 +13,11 @@ use super::cosmos::{
     Caller, DELETES, EXPORT, Op, PROBES, READS, aad_caller, document_request, key_caller, key_request,
     metadata_request, push_request,
 };
+use super::realistic::residential_proxy;
 use super::signins::{COSMOS_RESOURCE, SignIn};
 use super::tenant::{SERVICE_COSMOS_AGENTS, grant, place, public_ip};
 use super::wire::{Prng, STREAM_SCENARIO, guid, jitter, pick_weighted, rfc3339, stream_rng, whole_ticks};
-use super::{Burst, CosmosAccount, Event, Generator, Grant, Place, Principal, PrincipalKind, Workload};
+use super::{Burst, CosmosAccount, Event, Generator, Grant, Place, Principal, PrincipalKind, Profile, Workload};
 
 /// Addresses the scenarios use as "known bad" (Tor exit style); detections take them as a
 /// user-supplied threat-intelligence list.
@@ -88,6 +89,29 @@ impl Scenario {
         }
     }
 
+    /// The rules this scenario is there to raise for its principal (or, for findings
+    /// without one, naming its address or account): the first list always; each rule of
+    /// the second by at least one of the scenarios naming it (a user sprayed from a country
+    /// earlier has no new country when travelling there later).
+    pub fn rules(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Scenario::ForeignIpToken => (&["ip_not_in_signins"], &[]),
+            Scenario::KeyBasedAccess => (&["key_auth_access"], &[]),
+            Scenario::SprayThenDataAccess => {
+                (&["spray_then_data_access", "password_spray"], &["risky_signin_data_access", "new_country_signin"])
+            }
+            Scenario::BulkExport => (&["data_volume_spike"], &[]),
+            Scenario::MassDelete => (&["mass_delete"], &[]),
+            Scenario::PermissionProbing => (&["permission_probing"], &["new_collection_for_principal"]),
+            Scenario::CollectionEnumeration => (&["collection_enumeration"], &[]),
+            Scenario::ImpossibleTravel => (&["impossible_travel"], &["new_country_signin"]),
+            Scenario::DormantPrincipal => (&["dormant_principal"], &[]),
+            Scenario::NewUserAgent => (&["new_user_agent"], &[]),
+            Scenario::ThreatIntelIp => (&["threat_intel_ip"], &["risky_signin_data_access"]),
+            Scenario::TokenWithoutSignIn => (&["no_prior_signin"], &["dormant_principal"]),
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Scenario, String> {
         let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
         Scenario::all().iter().copied().find(|sc| sc.name() == wanted).ok_or_else(|| {
@@ -95,6 +119,12 @@ impl Scenario {
             format!("unknown scenario {s:?}; valid: {}", names.join(", "))
         })
     }
+}
+
+/// A scenario's RNG stream key from its name (FNV-1a), so that adding or reordering
+/// scenarios leaves the others' events as they were.
+fn name_key(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) >> 8
 }
 
 impl FromStr for Scenario {
@@ -125,6 +155,31 @@ pub struct GroundTruth {
     pub description: String,
 }
 
+impl GroundTruth {
+    /// Whether a finding (its principal, entity, and first and last evidence times) is this
+    /// scenario's doing: it involves the scenario's principal (or, without one, names its
+    /// address or account) and overlaps its window, from two hours before to a day after it
+    /// (the compromised principal's next sign-in from home is impossible travel too).
+    pub fn explains(
+        &self,
+        principal_id: Option<&str>,
+        entity: &str,
+        first: DateTime<Utc>,
+        last: DateTime<Utc>,
+    ) -> bool {
+        let overlaps = first <= self.end + Duration::hours(24) && last >= self.start - Duration::hours(2);
+        let who = match (&self.principal_id, principal_id) {
+            (Some(ours), Some(theirs)) => ours == theirs,
+            (Some(_), None) | (None, None) => {
+                self.source_ip.as_deref().is_some_and(|ip| entity.contains(ip))
+                    || (!self.account.is_empty() && entity.contains(&self.account))
+            }
+            (None, Some(_)) => false,
+        };
+        overlaps && who
+    }
+}
+
 /// What a scenario reports about itself; the window comes from its events.
 struct Plan {
     principal: Option<(String, String)>,
@@ -144,7 +199,7 @@ impl Generator {
     /// The events of one scenario starting at `at`, and its ground truth.
     pub fn scenario(&self, scenario: Scenario, at: DateTime<Utc>) -> (Vec<Event>, GroundTruth) {
         let at = whole_ticks(at);
-        let stream = STREAM_SCENARIO + scenario as u64;
+        let stream = STREAM_SCENARIO + name_key(scenario.name());
         let rng = &mut stream_rng(self.seed, stream, at.timestamp_micros() as u64);
         let mut events = Vec::new();
         let out = &mut events;
@@ -207,6 +262,12 @@ impl Generator {
         let home_ip = p.ips.first()?;
         let place = FOREIGN_PLACES.choose(rng)?;
         let ip = public_ip(rng, place);
+        // Realistic: replayed through a residential proxy in the owner's own country.
+        let proxy = (self.profile == Profile::Realistic).then(|| residential_proxy(rng, p.home));
+        let (place, ip) = match &proxy {
+            Some(proxy) => (proxy, public_ip(rng, proxy)),
+            None => (place, ip),
+        };
         // The owner keeps signing in from home while the stolen token is replayed abroad.
         out.push(self.token_sign_in(rng, p, at, home_ip, p.home));
         let refresh = at + Duration::minutes(30) + jitter(rng, Duration::minutes(15));
@@ -244,6 +305,13 @@ impl Generator {
         let (grant, account) = self.grant_of(rng, victim)?;
         let place = FOREIGN_PLACES.choose(rng)?;
         let ip = public_ip(rng, place);
+        // Realistic: from residential proxies in the victim's country, one address per attempt.
+        let realistic = self.profile == Profile::Realistic;
+        let proxy = realistic.then(|| residential_proxy(rng, victim.home));
+        let (place, ip) = match &proxy {
+            Some(proxy) => (proxy, public_ip(rng, proxy)),
+            None => (place, ip),
+        };
         let mut targets: Vec<&Principal> =
             self.tenant.users.iter().filter(|u| u.object_id != victim.object_id).collect();
         targets.shuffle(rng);
@@ -251,7 +319,15 @@ impl Generator {
         let step = Duration::seconds(540 / targets.len().max(1) as i64);
         for (i, user) in targets.iter().enumerate() {
             let t = at + step * i as i32 + jitter(rng, Duration::seconds(5));
-            out.push(self.sign_in_event(rng, &SignIn { error: 50126, ..SignIn::spray(user, t, &ip, place) }));
+            let (place, ip) = match realistic {
+                true => {
+                    let other = residential_proxy(rng, victim.home);
+                    let ip = public_ip(rng, &other);
+                    (other, ip)
+                }
+                false => (place.clone(), ip.clone()),
+            };
+            out.push(self.sign_in_event(rng, &SignIn { error: 50126, ..SignIn::spray(user, t, &ip, &place) }));
         }
         let hit = at + Duration::seconds(560);
         out.push(self.sign_in_event(rng, &SignIn { risk: "medium", ..SignIn::spray(victim, hit, &ip, place) }));
@@ -489,6 +565,7 @@ impl Generator {
             grants: vec![grant(rng, &self.tenant.accounts, index, 3)],
             dormant: false,
             credential_key_id: String::new(),
+            habit: Default::default(),
         };
         let count = rng.random_range(20..40);
         let span = Duration::minutes(rng.random_range(10..30));

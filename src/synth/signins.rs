@@ -15,6 +15,10 @@ type Resource = (&'static str, &'static str);
 
 pub(super) const COSMOS_RESOURCE: Resource = ("Azure Cosmos DB", "a232010e-820c-4083-83bb-3ace5fc29d0b");
 const ARM_RESOURCE: Resource = ("Windows Azure Service Management API", "797f4846-ba00-4fd7-ba43-dac1f8f63013");
+pub(super) const EXCHANGE_RESOURCE: Resource = ("Office 365 Exchange Online", "00000002-0000-0ff1-ce00-000000000000");
+/// Outlook on a phone: (name, app id, clientAppUsed).
+pub(super) const OUTLOOK_MOBILE: (&str, &str, &str) =
+    ("Microsoft Outlook", "27922004-5251-4030-b22d-91ecd9a37ea4", "Mobile Apps and Desktop clients");
 const GRAPH_RESOURCE: Resource = ("Microsoft Graph", "00000003-0000-0000-c000-000000000000");
 
 const SPRAY_TOOL: Browser = Browser { os: "", browser: "Python Requests 2.31", agent: "python-requests/2.31.0" };
@@ -392,6 +396,18 @@ fn failure_reason(code: u32) -> &'static str {
         50126 => "Error validating credentials due to invalid username or password.",
         50074 => "Strong Authentication is required.",
         50140 => "This error occurred due to 'Keep me signed in' interrupt when the user was signing-in.",
+        50076 => {
+            "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access the resource."
+        }
+        50053 => {
+            "Account is locked because user tried to sign in too many times with an incorrect user ID or password."
+        }
+        50057 => "User account is disabled.",
+        53003 => "Access has been blocked by Conditional Access policies.",
+        70008 => "The provided authorization code or refresh token has expired due to inactivity.",
+        700082 => "The refresh token has expired due to inactivity.",
+        7000215 => "Invalid client secret is provided.",
+        7000222 => "The provided client secret keys are expired.",
         _ => "Other.",
     }
 }

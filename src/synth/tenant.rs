@@ -10,11 +10,11 @@ use super::wire::{Prng, STREAM_TENANT, guid, stream_rng};
 const DOMAIN: &str = "contoso.com";
 const USER_COUNT: usize = 40;
 /// Users with a Cosmos RBAC role assignment; the rest only sign in to Office, Teams, ARM.
-const DATA_USERS: usize = 16;
+pub(super) const DATA_USERS: usize = 16;
 const DORMANT_SP: &str = "legacy-migration";
 
 /// A city with the network its addresses come from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Place {
     pub city: &'static str,
     pub state: &'static str,
@@ -43,7 +43,7 @@ pub(super) const fn place(
 }
 
 /// Homes of the tenant's users; the first four (US) are the most common.
-const HOME_PLACES: &[Place] = &[
+pub(super) const HOME_PLACES: &[Place] = &[
     place("New York", "New York", "US", 40.7128, -74.006, -300, 7922, [73, 215]),
     place("Seattle", "Washington", "US", 47.6062, -122.3321, -480, 7922, [73, 97]),
     place("Chicago", "Illinois", "US", 41.8781, -87.6298, -360, 7018, [99, 61]),
@@ -106,7 +106,7 @@ pub(super) const USER_APPS: &[(&str, &str, &str)] = &[
     ("Microsoft Office", "d3590ed6-52b3-4102-aeff-aad2292ab01c", "Mobile Apps and Desktop clients"),
 ];
 
-const USER_COSMOS_AGENTS: &[&str] = &[
+pub(super) const USER_COSMOS_AGENTS: &[&str] = &[
     "azsdk-python-cosmos/4.5.1 Python/3.11.6 (Windows-10-10.0.22631-SP0)",
     "azsdk-python-cosmos/4.7.0 Python/3.12.2 (macOS-14.4.1-arm64-arm-64bit)",
     "azsdk-js-cosmos/4.0.0 core-rest-pipeline/1.15.1 Node/v20.11.1 OS/(arm64-Darwin-23.4.0)",
@@ -231,6 +231,32 @@ pub struct Principal {
     /// Role-assigned but silent: never appears in baseline traffic.
     pub dormant: bool,
     pub credential_key_id: String,
+    /// How its addresses behave in the realistic profile ([`Habit::Plain`] in the tidy one).
+    pub habit: Habit,
+}
+
+/// Where a principal's sign-ins and data requests come from, beyond its own addresses
+/// (the realistic profile: `realistic.rs`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Habit {
+    #[default]
+    Plain,
+    /// Works from an office on weekdays, behind its shared NAT addresses (`Tenant::offices`).
+    Office(usize),
+    /// Signs in through the corporate VPN; data goes straight from home (split tunnel).
+    Vpn,
+    /// Signs in over IPv6 (one /64, a new interface id each time); data over IPv4.
+    DualStack(String),
+    /// Also a phone refreshing Outlook from a carrier's addresses all day.
+    Phone,
+    /// A workload running in a second region too, with these addresses there.
+    TwoRegions(Vec<String>),
+    /// An App Service or Functions app: requests leave from any address of its pool.
+    AddressPool(Vec<String>),
+    /// Reaches Cosmos DB through a private endpoint: the data plane sees this private address.
+    PrivateEndpoint(String),
+    /// Left the company: the account is disabled, and an old device keeps trying.
+    Leaver,
 }
 
 impl Principal {
@@ -269,6 +295,13 @@ pub struct App {
     pub app_id: String,
 }
 
+/// An office: where it is and the NAT addresses its people share.
+#[derive(Debug, Clone)]
+pub struct Office {
+    pub place: &'static Place,
+    pub nat: Vec<String>,
+}
+
 /// The one legitimate client that still authenticates with an account key.
 #[derive(Debug, Clone)]
 pub struct KeyClient {
@@ -280,6 +313,8 @@ pub struct KeyClient {
 #[derive(Debug, Clone)]
 pub struct Tenant {
     pub tenant_id: String,
+    /// Offices and their shared NAT addresses (realistic profile only; empty otherwise).
+    pub offices: Vec<Office>,
     pub users: Vec<Principal>,
     pub service_principals: Vec<Principal>,
     pub managed_identities: Vec<Principal>,
@@ -364,6 +399,7 @@ impl Tenant {
                 grants,
                 dormant: false,
                 credential_key_id: String::new(),
+                habit: Habit::Plain,
             });
         }
 
@@ -405,6 +441,7 @@ impl Tenant {
                         } else {
                             String::new()
                         },
+                        habit: Habit::Plain,
                     }
                 })
                 .collect()
@@ -423,7 +460,16 @@ impl Tenant {
             )
             .collect();
         let key_client = KeyClient { account: 0, ip: public_ip(rng, &HOME_PLACES[0]), user_agent: LEGACY_KEY_AGENT };
-        Tenant { tenant_id, users, service_principals, managed_identities, accounts, apps, key_client }
+        Tenant {
+            tenant_id,
+            offices: Vec::new(),
+            users,
+            service_principals,
+            managed_identities,
+            accounts,
+            apps,
+            key_client,
+        }
     }
 
     /// Users, then service principals, then managed identities.

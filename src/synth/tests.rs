@@ -490,3 +490,58 @@ fn ground_truth_round_trips_through_json() {
     let decoded: GroundTruth = serde_json::from_value(encoded).expect("deserializes");
     assert_eq!(decoded, truth);
 }
+
+/// Each item of the realistic profile is in its traffic (two weeks spanning a month end).
+#[test]
+fn the_realistic_profile_has_what_real_tenants_have() {
+    let seed = 11;
+    let realistic = Generator::new(Tenant::new(seed), seed).with_profile(Profile::Realistic);
+    let (from, to) = (at("2025-03-24T00:00:00Z"), at("2025-04-07T00:00:00Z"));
+    let events = realistic.baseline(from, to);
+    let sign_ins: Vec<&Event> = events.iter().filter(|e| is_sign_in(e)).collect();
+    let code = |e: &Event| e.record["properties"]["status"]["errorCode"].as_u64().unwrap_or(0);
+    let codes: HashSet<u64> = sign_ins.iter().map(|e| code(e)).collect();
+    for benign in [50074, 50140, 70008, 700082, 53003, 50126, 50053, 50057, 7000215] {
+        assert!(codes.contains(&benign), "no benign failure {benign}: {codes:?}");
+    }
+    // Shared egress: some address has many users, failing and succeeding, within a Monday hour.
+    let mut users_by_ip: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for e in &sign_ins {
+        users_by_ip.entry(prop(e, "ipAddress")).or_default().insert(signed_in_id(e));
+    }
+    assert!(users_by_ip.values().any(|u| u.len() >= 20), "an office NAT shared by many users");
+    assert!(sign_ins.iter().any(|e| prop(e, "ipAddress").contains(':')), "IPv6 sign-ins");
+    assert!(
+        sign_ins.iter().any(|e| prop(e, "resourceId") == "00000002-0000-0ff1-ce00-000000000000"),
+        "a phone refreshing Exchange"
+    );
+    assert!(
+        sign_ins.iter().any(|e| e.record["identity"].as_str().is_some_and(|n| n.starts_with("New Hire"))),
+        "new hires work"
+    );
+    // Data from an address the principal never signed in from (VPN split tunnel, pools).
+    let mut signed_from: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for e in &sign_ins {
+        signed_from.entry(signed_in_id(e)).or_default().insert(prop(e, "ipAddress"));
+    }
+    let elsewhere = events
+        .iter()
+        .filter(|e| is_request(e) && !prop(e, "aadPrincipalId").is_empty())
+        .filter(|e| {
+            !signed_from.get(prop(e, "aadPrincipalId")).is_some_and(|ips| ips.contains(prop(e, "clientIpAddress")))
+        })
+        .filter(|e| !prop(e, "clientIpAddress").starts_with("10."))
+        .count();
+    assert!(elsewhere > 100, "{elsewhere} requests from an address the principal signed in from elsewhere");
+    // Month end: the nightly batch reads ten times its volume on March 31.
+    let etl = |day: &str| {
+        let day = at(day);
+        events.iter().filter(|e| is_request(e) && e.time >= day && e.time < day + Duration::days(1)).count()
+    };
+    assert!(etl("2025-03-31T00:00:00Z") > etl("2025-03-27T00:00:00Z") + 1000, "month-end volume");
+    // The tidy profile is as it was.
+    assert_eq!(
+        generator(seed).baseline(from, from + Duration::hours(6)),
+        Generator::new(Tenant::new(seed), seed).with_profile(Profile::Tidy).baseline(from, from + Duration::hours(6))
+    );
+}
