@@ -85,7 +85,7 @@ struct Finding {
 
 impl Finding {
     fn explained_by(&self, truth: &GroundTruth) -> bool {
-        truth.explains(self.principal_id.as_deref(), &self.entity, self.first, self.last)
+        truth.explains(&self.rule, self.principal_id.as_deref(), &self.entity, self.first, self.last)
     }
 }
 

@@ -97,7 +97,10 @@ fn judge(samples: &[Sample]) -> (f64, f64, f64) {
 /// `TOKENTRAIL_` variables it does not know.
 fn child_command() -> Command {
     let mut command = Command::new(bin());
-    command.env_remove("TOKENTRAIL_SOAK_BIN").env_remove("TOKENTRAIL_SOAK_MINUTES");
+    command
+        .env_remove("TOKENTRAIL_SOAK_BIN")
+        .env_remove("TOKENTRAIL_SOAK_MINUTES")
+        .env_remove("TOKENTRAIL_SOAK_DB_MEMORY_LIMIT");
     command
 }
 
@@ -123,6 +126,12 @@ fn demo(dir: &std::path::Path, minutes: usize) -> Vec<Sample> {
     samples
 }
 
+/// `serve`'s DuckDB memory limit: TOKENTRAIL_SOAK_DB_MEMORY_LIMIT, or its default.
+fn serve_limit() -> String {
+    std::env::var("TOKENTRAIL_SOAK_DB_MEMORY_LIMIT")
+        .unwrap_or_else(|_| tokentrail::config::DEFAULT_DB_MEMORY_LIMIT.into())
+}
+
 fn serve(dir: &std::path::Path, minutes: usize) -> Vec<Sample> {
     let hub = tokentrail_testhub::TestHub::start(&[tokentrail_testhub::HubSpec::new(HUB, 4)]).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -131,8 +140,9 @@ fn serve(dir: &std::path::Path, minutes: usize) -> Vec<Sample> {
     std::fs::write(
         &config,
         format!(
-            "db = {db:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\ndevelopment_sign_in = true\n[eventhubs]\n\
+            "db = {db:?}\ndb_memory_limit = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\ndevelopment_sign_in = true\n[eventhubs]\n\
              hubs = [\"{HUB}\"]\ncredential = \"connection_string\"\nendpoint = \"{}\"\n",
+            serve_limit(),
             hub.endpoint()
         ),
     )
@@ -266,13 +276,15 @@ fn main() {
         "<!-- bench:soak -->\n## Memory over time\n\n\
          `cargo bench --bench soak`: {minutes} minutes of `tokentrail demo` live (events every 2 s, detection on \
          each commit, nobody using the UI) and, side by side, {minutes} minutes of `tokentrail serve` with a producer appending \
-         100 records a second to the test hub and a client polling `/api/status` and `/api/findings` every 5 s. \
+         100 records a second to the test hub and a client polling `/api/status` and `/api/findings` every 5 s \
+         (DuckDB memory limit {limit}, as `db_memory_limit`; the demo's is the default). \
          Resident memory every minute (plot: [benches/soak.svg](benches/soak.svg)):\n\n{rows}\n\
          After the first {WARM_UP} minutes (target: within ±10% of the mean and a slope under 0.1 MiB/min):\n\n\
          | run | mean MiB | spread | slope MiB/min | target |\n|---|---|---|---|---|\n{verdicts}\n\
          At the end, `/metrics` said (MiB): demo: {}; serve: {}. {}Generated {}.\n<!-- /bench:soak -->\n",
         kinds(&demo),
         kinds(&serve),
+        limit = serve_limit(),
         if all_met { "" } else { "Not met: see the slope. " },
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
     );

@@ -7,8 +7,10 @@
 -- description: Two successful sign-ins of the same principal, the second from a place farther
 --   from the first than anyone can travel in the time between them (great-circle distance over
 --   max_speed_kmh), and at least min_km apart so that a city's different exits do not count.
---   Raises the second sign-in; all such sign-ins of a principal are one finding. Sign-ins
---   without coordinates (managed identities) are ignored.
+--   Raises the second sign-in; all such sign-ins of a principal are one finding. Only the sign-in
+--   kinds of `kinds` count: by default a person's interactive sign-ins, since workloads run in
+--   several regions at once and silent token refreshes come from wherever the device is (a
+--   phone on a carrier network). Sign-ins without coordinates (managed identities) are ignored.
 -- remediation: Ask the user which of the two was them. Revoke the sessions from the other
 --   place, reset the credential, and review the data accessed from it.
 -- param: max_speed_kmh = 900
@@ -17,12 +19,16 @@
 --   Sign-ins closer than this are never raised.
 -- param: max_gap_hours = 24
 --   Only sign-ins at most this far apart are compared.
+-- param: kinds = 'user_interactive'
+--   Comma-separated sign-in kinds compared: user_interactive, user_noninteractive,
+--   service_principal.
 WITH signed AS (
     SELECT rowid AS row_id, time, principal_id, ip_address, country, city, latitude, longitude
     FROM signins
     WHERE time >= utc_add($from, - to_hours($max_gap_hours)) AND time < $to
       AND coalesce(error_code, 0) = 0
       AND principal_id IS NOT NULL
+      AND list_contains(string_split($kinds, ','), kind)
       AND latitude IS NOT NULL AND longitude IS NOT NULL
       AND NOT (latitude = 0 AND longitude = 0)
 ),

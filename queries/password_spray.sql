@@ -5,45 +5,62 @@
 -- mitre: T1110.003 Brute Force: Password Spraying
 -- window: 1h
 -- description: One address fails to sign in as many different users in a few minutes: someone
---   is trying a common password across the tenant. Raises each failed sign-in from an address
---   that failed for at least min_users distinct users within spray_minutes before or after it.
---   Failures that are part of normal sign-in flows (ignored_error_codes: MFA required, keep me
---   signed in, session expired) do not count.
+--   is trying a common password across the tenant. Raises each failed password guess (guess_codes:
+--   bad password, locked, user not found, ...; not MFA prompts, expired sessions or Conditional
+--   Access) of a user from an address that failed for at least min_users distinct users within
+--   spray_minutes before or after it. IPv6 addresses count by their /64. Addresses in the trusted
+--   networks do not count, nor an address where at least as many users signed in successfully
+--   within success_minutes as failed: that is shared egress (an office, a VPN) on a Monday
+--   morning, whose people mistype and then get in.
 -- remediation: Block the address (named location or conditional access), check the targeted
 --   accounts for a successful sign-in from it (see spray_then_data_access), require MFA for them,
 --   and consider smart lockout thresholds.
 -- param: min_users = 5
 --   Distinct users that must fail from the address.
 -- param: spray_minutes = 10
---   Minutes before or after each failure in which they are counted.
--- param: ignored_error_codes = '50140,70043,50074,50076,50158'
---   Comma-separated error codes that are not a wrong password.
-WITH failures AS (
+--   Minutes before or after each failure in which they are counted (at most 25).
+-- param: success_minutes = 30
+--   Minutes before or after each failure in which successful users of the address are counted
+--   (at most 30).
+-- param: guess_codes = '50126,50053,50055,50056,50034,50064'
+--   Comma-separated error codes of a wrong guess: bad password, locked, user not found.
+WITH attempts AS (
     SELECT
-        rowid AS row_id, time, ip_address,
-        coalesce(principal_id, lower(principal_name)) AS who
-    FROM signins
-    WHERE time >= utc_add($from, - to_minutes($spray_minutes))
-      AND time < utc_add($to, to_minutes($spray_minutes))
-      AND coalesce(error_code, 0) <> 0
-      AND ip_address IS NOT NULL
-      AND NOT list_contains(string_split($ignored_error_codes, ','), error_code::VARCHAR)
+        s.rowid AS row_id, s.time, s.ip_address,
+        spray_source(s.ip_address, a.ip_hex, a.version) AS source,
+        coalesce(s.principal_id, lower(s.principal_name)) AS who,
+        coalesce(s.error_code, 0) = 0 AS ok
+    FROM signins s
+    JOIN ip_addresses a ON a.ip = s.ip_address
+    WHERE s.time >= utc_add($from, - to_minutes(greatest($spray_minutes, $success_minutes)))
+      AND s.time < utc_add($to, to_minutes(greatest($spray_minutes, $success_minutes)))
+      AND s.kind IN ('user_interactive', 'user_noninteractive')
+      AND (coalesce(s.error_code, 0) = 0 OR list_contains(string_split($guess_codes, ','), s.error_code::VARCHAR))
+      AND NOT EXISTS (
+          SELECT 1 FROM network_lists t
+          WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
+      )
 ),
 scored AS (
     SELECT
         *,
-        count(DISTINCT who) OVER (
-            PARTITION BY ip_address ORDER BY time::TIMESTAMP
+        count(DISTINCT CASE WHEN NOT ok THEN who END) OVER (
+            PARTITION BY source ORDER BY time::TIMESTAMP
             RANGE BETWEEN to_minutes($spray_minutes) PRECEDING AND to_minutes($spray_minutes) FOLLOWING
-        ) AS users
-    FROM failures
+        ) AS users,
+        count(DISTINCT CASE WHEN ok THEN who END) OVER (
+            PARTITION BY source ORDER BY time::TIMESTAMP
+            RANGE BETWEEN to_minutes($success_minutes) PRECEDING AND to_minutes($success_minutes) FOLLOWING
+        ) AS succeeded
+    FROM attempts
 )
 SELECT
     time,
     'signins' AS evidence_table,
     row_id,
     NULL AS principal_id,
-    'ip=' || ip_address AS entity,
-    users || ' users failed to sign in from ' || ip_address || ' within ' || $spray_minutes || ' minutes' AS detail
+    'ip=' || source AS entity,
+    users || ' users failed to sign in from ' || source || ' within ' || $spray_minutes || ' minutes ('
+        || succeeded || ' signed in from it)' AS detail
 FROM scored
-WHERE users >= $min_users AND time >= $from AND time < $to
+WHERE NOT ok AND users >= $min_users AND succeeded < users AND time >= $from AND time < $to

@@ -17,38 +17,55 @@
 --   How soon after a spray failure the successful sign-in must come.
 -- param: max_token_age_hours = 24
 --   How long a token can be used after the sign-in that issued it.
--- param: ignored_error_codes = '50140,70043,50074,50076,50158'
---   Comma-separated error codes that are not a wrong password.
-WITH failures AS (
-    SELECT time, ip_address, coalesce(principal_id, lower(principal_name)) AS who
-    FROM signins
-    WHERE time >= utc_add($from, - to_minutes($spray_minutes + $follow_minutes + 60 * $max_token_age_hours))
-      AND time < utc_add($to, to_minutes($spray_minutes))
-      AND coalesce(error_code, 0) <> 0
-      AND ip_address IS NOT NULL
-      AND NOT list_contains(string_split($ignored_error_codes, ','), error_code::VARCHAR)
+-- param: success_minutes = 30
+--   As password_spray: an address where at least as many users signed in successfully within
+--   this many minutes of a failure as failed is shared egress, not a spray.
+-- param: guess_codes = '50126,50053,50055,50056,50034,50064'
+--   Comma-separated error codes of a wrong guess: bad password, locked, user not found.
+WITH attempts AS (
+    -- as in password_spray: users' guesses and successes, trusted networks left out
+    SELECT
+        s.time, s.ip_address,
+        spray_source(s.ip_address, a.ip_hex, a.version) AS source,
+        coalesce(s.principal_id, lower(s.principal_name)) AS who,
+        coalesce(s.error_code, 0) = 0 AS ok
+    FROM signins s
+    JOIN ip_addresses a ON a.ip = s.ip_address
+    WHERE s.time >= utc_add($from, - to_minutes($spray_minutes + $follow_minutes + 60 * $max_token_age_hours + $success_minutes))
+      AND s.time < utc_add($to, to_minutes(greatest($spray_minutes, $success_minutes)))
+      AND s.kind IN ('user_interactive', 'user_noninteractive')
+      AND (coalesce(s.error_code, 0) = 0 OR list_contains(string_split($guess_codes, ','), s.error_code::VARCHAR))
+      AND NOT EXISTS (
+          SELECT 1 FROM network_lists t
+          WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
+      )
 ),
 sprays AS MATERIALIZED (
-    SELECT ip_address, time, users
+    SELECT source, time, users
     FROM (
         SELECT
             *,
-            count(DISTINCT who) OVER (
-                PARTITION BY ip_address ORDER BY time::TIMESTAMP
+            count(DISTINCT CASE WHEN NOT ok THEN who END) OVER (
+                PARTITION BY source ORDER BY time::TIMESTAMP
                 RANGE BETWEEN to_minutes($spray_minutes) PRECEDING AND to_minutes($spray_minutes) FOLLOWING
-            ) AS users
-        FROM failures
+            ) AS users,
+            count(DISTINCT CASE WHEN ok THEN who END) OVER (
+                PARTITION BY source ORDER BY time::TIMESTAMP
+                RANGE BETWEEN to_minutes($success_minutes) PRECEDING AND to_minutes($success_minutes) FOLLOWING
+            ) AS succeeded
+        FROM attempts
     )
-    WHERE users >= $min_users
+    WHERE NOT ok AND users >= $min_users AND succeeded < users
 ),
 tokens AS (
     -- requests whose token came from a spraying address (the sprays are few: filter by them first)
-    SELECT c.*
+    SELECT c.*, spray_source(c.signin_ip, i.ip_hex, i.version) AS source
     FROM request_signins c
-    CROSS JOIN (SELECT coalesce(list(DISTINCT ip_address), []) AS ips FROM sprays) a
+    JOIN ip_addresses i ON i.ip = c.signin_ip
+    CROSS JOIN (SELECT coalesce(list(DISTINCT source), []) AS sources FROM sprays) a
     WHERE c.time >= $from AND c.time < $to
       AND c.time <= (SELECT signins_until FROM data_clock)
-      AND list_contains(a.ips, c.signin_ip)
+      AND list_contains(a.sources, spray_source(c.signin_ip, i.ip_hex, i.version))
       AND epoch_us(c.signin_time) >= epoch_us(c.time) - $max_token_age_hours * 3600000000
 ),
 matched AS (
@@ -58,7 +75,7 @@ matched AS (
         max(s.users) AS users
     FROM tokens c
     JOIN sprays s
-      ON s.ip_address = c.signin_ip
+      ON s.source = c.source
      AND s.time <= c.signin_time
      AND s.time >= utc_add(c.signin_time, - to_minutes($follow_minutes))
     GROUP BY ALL

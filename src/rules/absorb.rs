@@ -80,6 +80,7 @@ fn absorb_in_transaction(conn: &duckdb::Connection) -> Result<Option<Absorbed>> 
     let Some(hi) = hi else { return Ok(None) };
     script::run(conn, "absorb.sql", ABSORB, &[("lo", Value::BigInt(lo)), ("hi", Value::BigInt(hi))])?;
     absorb_addresses(conn)?;
+    conn.execute_batch(include_str!("sql/absorb_networks.sql")).context("absorbing request networks")?;
     let since: Option<i64> = conn.query_row("SELECT epoch_us(min(since)) FROM late_signins", [], |r| r.get(0))?;
     let since = since.map_or(Value::Null, timestamp);
     script::run(conn, "pending_requests.sql", PENDING, &[("since", since), ("lo", Value::BigInt(lo))])?;

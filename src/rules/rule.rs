@@ -392,6 +392,8 @@ pub fn parse_duration(text: &str) -> Option<TimeDelta> {
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("collection_enumeration", include_str!("../../queries/collection_enumeration.sql")),
     ("data_volume_spike", include_str!("../../queries/data_volume_spike.sql")),
+    ("distributed_spray", include_str!("../../queries/distributed_spray.sql")),
+    ("distributed_spray_then_data_access", include_str!("../../queries/distributed_spray_then_data_access.sql")),
     ("dormant_principal", include_str!("../../queries/dormant_principal.sql")),
     ("impossible_travel", include_str!("../../queries/impossible_travel.sql")),
     ("ip_not_in_signins", include_str!("../../queries/ip_not_in_signins.sql")),

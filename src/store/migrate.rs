@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_checkpoint_lanes"),
     migration!(9, "0009_append_chain"),
     migration!(10, "0010_alert_groups"),
+    migration!(11, "0011_networks"),
 ];
 
 fn checksum(sql: &str) -> String {

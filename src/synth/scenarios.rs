@@ -51,6 +51,7 @@ pub enum Scenario {
     NewUserAgent,
     ThreatIntelIp,
     TokenWithoutSignIn,
+    DistributedSpray,
 }
 
 impl Scenario {
@@ -69,6 +70,7 @@ impl Scenario {
             NewUserAgent,
             ThreatIntelIp,
             TokenWithoutSignIn,
+            DistributedSpray,
         ]
     }
 
@@ -86,6 +88,7 @@ impl Scenario {
             Scenario::NewUserAgent => "new_user_agent",
             Scenario::ThreatIntelIp => "threat_intel_ip",
             Scenario::TokenWithoutSignIn => "token_without_signin",
+            Scenario::DistributedSpray => "distributed_spray",
         }
     }
 
@@ -109,6 +112,7 @@ impl Scenario {
             Scenario::NewUserAgent => (&["new_user_agent"], &[]),
             Scenario::ThreatIntelIp => (&["threat_intel_ip"], &["risky_signin_data_access"]),
             Scenario::TokenWithoutSignIn => (&["no_prior_signin"], &["dormant_principal"]),
+            Scenario::DistributedSpray => (&["distributed_spray", "distributed_spray_then_data_access"], &[]),
         }
     }
 
@@ -156,23 +160,32 @@ pub struct GroundTruth {
 }
 
 impl GroundTruth {
-    /// Whether a finding (its principal, entity, and first and last evidence times) is this
-    /// scenario's doing: it involves the scenario's principal (or, without one, names its
-    /// address or account) and overlaps its window, from two hours before to a day after it
-    /// (the compromised principal's next sign-in from home is impossible travel too).
+    /// Whether a finding (its rule, principal, entity, and first and last evidence times) is
+    /// this scenario's doing: it overlaps the scenario's window, from two hours before to a day
+    /// after it (the compromised principal's next sign-in from home is impossible travel too),
+    /// and involves the scenario's principal, or, without one, names its address or account,
+    /// or comes from a rule meant for it (a spray over many addresses names none of them).
     pub fn explains(
         &self,
+        rule: &str,
         principal_id: Option<&str>,
         entity: &str,
         first: DateTime<Utc>,
         last: DateTime<Utc>,
     ) -> bool {
         let overlaps = first <= self.end + Duration::hours(24) && last >= self.start - Duration::hours(2);
+        let meant = || {
+            Scenario::parse(&self.scenario).is_ok_and(|s| {
+                let (primary, also) = s.rules();
+                primary.contains(&rule) || also.contains(&rule)
+            })
+        };
         let who = match (&self.principal_id, principal_id) {
             (Some(ours), Some(theirs)) => ours == theirs,
             (Some(_), None) | (None, None) => {
                 self.source_ip.as_deref().is_some_and(|ip| entity.contains(ip))
                     || (!self.account.is_empty() && entity.contains(&self.account))
+                    || meant()
             }
             (None, Some(_)) => false,
         };
@@ -206,7 +219,8 @@ impl Generator {
         let plan = match scenario {
             Scenario::ForeignIpToken => self.foreign_ip_token(rng, at, out),
             Scenario::KeyBasedAccess => self.key_based_access(rng, at, out),
-            Scenario::SprayThenDataAccess => self.spray_then_data_access(rng, at, out),
+            Scenario::SprayThenDataAccess => self.spray_then_data_access(rng, at, out, false),
+            Scenario::DistributedSpray => self.spray_then_data_access(rng, at, out, true),
             Scenario::BulkExport => self.bulk_export(rng, at, out),
             Scenario::MassDelete => self.mass_delete(rng, at, out),
             Scenario::PermissionProbing => self.permission_probing(rng, at, out),
@@ -300,14 +314,21 @@ impl Generator {
         Some(Plan { principal: None, account: account.name.clone(), source_ip: Some(ip), description })
     }
 
-    fn spray_then_data_access(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+    /// A password spray that finds a password, and the victim's data read with it: from one
+    /// foreign address, or (`distributed`) from residential proxies in the victim's country,
+    /// one address per attempt.
+    fn spray_then_data_access(
+        &self,
+        rng: &mut Prng,
+        at: DateTime<Utc>,
+        out: &mut Vec<Event>,
+        distributed: bool,
+    ) -> Option<Plan> {
         let victim = self.pick(rng, |p| p.kind == PrincipalKind::User)?;
         let (grant, account) = self.grant_of(rng, victim)?;
         let place = FOREIGN_PLACES.choose(rng)?;
         let ip = public_ip(rng, place);
-        // Realistic: from residential proxies in the victim's country, one address per attempt.
-        let realistic = self.profile == Profile::Realistic;
-        let proxy = realistic.then(|| residential_proxy(rng, victim.home));
+        let proxy = distributed.then(|| residential_proxy(rng, victim.home));
         let (place, ip) = match &proxy {
             Some(proxy) => (proxy, public_ip(rng, proxy)),
             None => (place, ip),
@@ -319,7 +340,7 @@ impl Generator {
         let step = Duration::seconds(540 / targets.len().max(1) as i64);
         for (i, user) in targets.iter().enumerate() {
             let t = at + step * i as i32 + jitter(rng, Duration::seconds(5));
-            let (place, ip) = match realistic {
+            let (place, ip) = match distributed {
                 true => {
                     let other = residential_proxy(rng, victim.home);
                     let ip = public_ip(rng, &other);
@@ -339,8 +360,9 @@ impl Generator {
         let count = rng.random_range(20..50);
         let burst = Burst::one(grant, &ip, hit + Duration::seconds(30), Duration::minutes(20), count, READS);
         self.burst(rng, victim, &burst, out, |_, _| {});
+        let from = if distributed { "residential proxies, one address each, the last " } else { "" };
         let what = format!(
-            "password spray on {} users from {ip} ({}), then {} signed in and read {}",
+            "password spray on {} users from {from}{ip} ({}), then {} signed in and read {}",
             targets.len() + 1,
             place.country,
             victim.name,

@@ -327,6 +327,17 @@ fn scenarios_carry_their_signal_and_the_baseline_does_not() {
                 assert!(requests().all(|e| e.time > hit.time && prop(e, "clientIpAddress") == ip));
                 assert!(requests().count() >= 20);
             }
+            Scenario::DistributedSpray => {
+                let failures: Vec<&Event> = events.iter().filter(|e| is_sign_in(e) && !succeeded(e)).collect();
+                let users: HashSet<&str> = failures.iter().map(|e| signed_in_id(e)).collect();
+                let addresses: HashSet<&str> = failures.iter().map(|e| prop(e, "ipAddress")).collect();
+                assert!(users.len() > 10 && !users.contains(id.as_str()));
+                assert_eq!(addresses.len(), failures.len(), "one address per attempt");
+                assert!(!addresses.contains(ip.as_str()) && !baseline_ips.contains(ip.as_str()));
+                let hit = mine.iter().find(|e| e.category == "SignInLogs" && succeeded(e)).expect("successful spray");
+                assert_eq!(prop(hit, "ipAddress"), ip);
+                assert!(requests().all(|e| e.time > hit.time && prop(e, "clientIpAddress") == ip));
+            }
             Scenario::BulkExport => {
                 let bytes = |e: &Event| prop(e, "responseLength").parse::<u64>().unwrap_or(0);
                 let exported: u64 = requests().map(bytes).sum();
@@ -472,7 +483,7 @@ fn ndjson_lines_are_one_kilobyte_records() {
 #[test]
 fn scenario_names_round_trip() {
     let names: HashSet<&str> = Scenario::all().iter().map(Scenario::name).collect();
-    assert_eq!(names.len(), 12);
+    assert_eq!(names.len(), Scenario::all().len(), "names are unique");
     for &scenario in Scenario::all() {
         assert_eq!(Scenario::parse(scenario.name()), Ok(scenario));
         assert_eq!(scenario.to_string().parse::<Scenario>(), Ok(scenario));

@@ -18,6 +18,7 @@ mod fuzz;
 mod modules;
 mod parsing;
 mod process;
+mod rule_cases;
 mod rules;
 mod samples;
 mod store;

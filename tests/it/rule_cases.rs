@@ -1,0 +1,279 @@
+//! The rules against small hand-made tenants: each case is one thing real tenants do (shared
+//! office egress on a Monday morning, MFA prompts, an IPv6 client, a failing app secret)
+//! or one attack, built from records of the generator's own shape with the fields that
+//! matter set, ingested and evaluated by the real engine.
+
+use crate::common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::TestDb;
+use serde_json::{Value, json};
+use tokentrail::rules::{DetectionConfig, Detector};
+use tokentrail::synth::{Event, Generator, Tenant};
+
+const MONDAY_8AM: &str = "2025-03-03T08:00:00Z";
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).expect("test time").with_timezone(&Utc)
+}
+
+/// Records made to order, then ingested and evaluated.
+struct Case {
+    db: TestDb,
+    templates: Vec<Event>,
+    records: Vec<Value>,
+    next_id: u64,
+}
+
+impl Case {
+    fn new() -> Case {
+        // One generated hour holds a record of every category to copy the shape from.
+        let generator = Generator::new(Tenant::new(3), 3);
+        let templates = generator.baseline(at("2025-03-04T14:00:00Z"), at("2025-03-04T16:00:00Z"));
+        Case { db: TestDb::new(), templates, records: Vec::new(), next_id: 0 }
+    }
+
+    fn template(&self, category: &str) -> Value {
+        let event = self.templates.iter().find(|e| e.category == category);
+        event.unwrap_or_else(|| panic!("no {category} record in the generated hours")).record.clone()
+    }
+
+    fn id(&mut self) -> String {
+        self.next_id += 1;
+        format!("00000000-0000-4000-8000-{:012x}", self.next_id)
+    }
+
+    /// A sign-in of user `user` (an object id made from it) from `ip` at `time`.
+    fn user_sign_in(&mut self, user: u32, ip: &str, time: DateTime<Utc>, error: u32) {
+        let mut r = self.template("SignInLogs");
+        let id = self.id();
+        let stamp = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        r["time"] = json!(stamp);
+        r["resultType"] = json!(error.to_string());
+        r["callerIpAddress"] = json!(ip);
+        let p = &mut r["properties"];
+        p["id"] = json!(id);
+        p["createdDateTime"] = json!(stamp);
+        p["ipAddress"] = json!(ip);
+        p["status"] = json!({ "errorCode": error });
+        p["userId"] = json!(user_id(user));
+        p["userPrincipalName"] = json!(format!("user{user}@contoso.com"));
+        self.records.push(r);
+    }
+
+    /// A service principal's sign-in from `ip`.
+    fn app_sign_in(&mut self, app: u32, ip: &str, time: DateTime<Utc>, error: u32) {
+        let mut r = self.template("ServicePrincipalSignInLogs");
+        let id = self.id();
+        let stamp = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        r["time"] = json!(stamp);
+        r["resultType"] = json!(error.to_string());
+        r["callerIpAddress"] = json!(ip);
+        let p = &mut r["properties"];
+        p["id"] = json!(id);
+        p["createdDateTime"] = json!(stamp);
+        p["ipAddress"] = json!(ip);
+        p["status"] = json!({ "errorCode": error });
+        p["servicePrincipalId"] = json!(user_id(app + 1000));
+        p["servicePrincipalName"] = json!(format!("app{app}"));
+        self.records.push(r);
+    }
+
+    /// A data request by user `user` from `ip`.
+    fn request(&mut self, user: u32, ip: &str, time: DateTime<Utc>) {
+        let mut r = self.template("DataPlaneRequests");
+        let id = self.id();
+        r["time"] = json!(time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        r["properties"]["activityId"] = json!(id);
+        r["properties"]["aadPrincipalId"] = json!(user_id(user));
+        r["properties"]["clientIpAddress"] = json!(ip);
+        self.records.push(r);
+    }
+
+    /// Ingests everything and evaluates every rule: (rule, principal, entity) per finding.
+    fn findings(&self) -> Vec<(String, String, String)> {
+        let path = self.db.dir.path().join("case.ndjson");
+        let mut text = String::new();
+        for record in &self.records {
+            text.push_str(&record.to_string());
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        let report = self.db.ingest(&[path]);
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let (detector, problems) = Detector::open(&self.db.store, &DetectionConfig::default()).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let evaluation = detector.evaluate_after_commit(&self.db.store).unwrap();
+        assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+        self.db
+            .rows("SELECT rule_id, coalesce(principal_id, '-'), entity FROM findings WHERE status <> 'withdrawn' ORDER BY 1, 2, 3")
+            .into_iter()
+            .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+            .collect()
+    }
+
+    fn raised(&self, rule: &str) -> Vec<(String, String)> {
+        self.findings().into_iter().filter(|f| f.0 == rule).map(|f| (f.1, f.2)).collect()
+    }
+}
+
+fn user_id(n: u32) -> String {
+    format!("11111111-0000-4000-8000-{n:012}")
+}
+
+const OFFICE_NAT: &str = "73.215.40.10";
+const SPRAYER: &str = "185.181.20.33";
+
+#[test]
+fn a_monday_morning_of_typos_behind_the_office_nat_is_not_a_spray() {
+    let mut case = Case::new();
+    let t = at(MONDAY_8AM);
+    for user in 0..8 {
+        let failed = t + Duration::seconds(40 * user as i64);
+        case.user_sign_in(user, OFFICE_NAT, failed, 50126);
+        case.user_sign_in(user, OFFICE_NAT, failed + Duration::seconds(50), 0);
+        // ...and they go on to work, with tokens from the office address.
+        case.request(user, OFFICE_NAT, failed + Duration::minutes(5));
+    }
+    case.user_sign_in(90, "99.61.1.1", t + Duration::minutes(30), 0);
+    let findings = case.findings();
+    let sprays: Vec<_> = findings.iter().filter(|f| f.0.contains("spray")).collect();
+    assert!(sprays.is_empty(), "typos that were followed by the same users getting in: {sprays:?}");
+}
+
+#[test]
+fn prompts_expired_sessions_blocks_and_disabled_accounts_are_not_password_guesses() {
+    let mut case = Case::new();
+    let t = at(MONDAY_8AM);
+    for (user, code) in [50074, 70008, 700082, 53003, 50057, 50097, 50125].into_iter().enumerate() {
+        case.user_sign_in(user as u32, SPRAYER, t + Duration::seconds(30 * user as i64), code);
+    }
+    assert_eq!(case.raised("password_spray"), vec![], "no guess among them");
+}
+
+#[test]
+fn an_app_failing_with_an_expired_secret_is_not_a_spray() {
+    let mut case = Case::new();
+    let t = at(MONDAY_8AM);
+    for app in 0..8 {
+        case.app_sign_in(app, "20.121.4.5", t + Duration::seconds(20 * app as i64), 7000215);
+    }
+    assert_eq!(case.raised("password_spray"), vec![], "service principals do not guess passwords");
+}
+
+#[test]
+fn a_spray_is_raised_from_one_address_and_from_one_ipv6_network() {
+    let mut case = Case::new();
+    let t = at(MONDAY_8AM);
+    for user in 0..8 {
+        case.user_sign_in(user, SPRAYER, t + Duration::seconds(30 * user as i64), 50126);
+        // The same attacker from an IPv6 /64: a new interface id for every attempt.
+        let v6 = format!("2a02:c7c:4d21:9f00:{:x}::{:x}", 100 + user, 7 * user + 1);
+        case.user_sign_in(user + 20, &v6, t + Duration::seconds(30 * user as i64 + 7), 50126);
+    }
+    // One guess was right: the attacker gets in and reads data.
+    case.user_sign_in(3, SPRAYER, t + Duration::minutes(5), 0);
+    case.request(3, SPRAYER, t + Duration::minutes(6));
+    // Sign-in logs have come in past the request (correlation waits for them).
+    case.user_sign_in(90, "99.61.1.1", t + Duration::minutes(20), 0);
+    let sprays = case.raised("password_spray");
+    assert!(sprays.contains(&("-".into(), format!("ip={SPRAYER}"))), "{sprays:?}");
+    assert!(sprays.iter().any(|(_, entity)| entity.ends_with("/64")), "the /64 is one source: {sprays:?}");
+    let then = case.raised("spray_then_data_access");
+    assert_eq!(then, vec![(user_id(3), format!("ip={SPRAYER}"))]);
+}
+
+const VPN_EGRESS: &str = "165.225.8.20";
+const HOME: &str = "82.23.83.128";
+
+#[test]
+fn a_split_tunnel_vpn_user_and_a_nat_pool_are_not_token_replays() {
+    let mut case = Case::new();
+    let start = at(MONDAY_8AM);
+    for day in 0..12 {
+        let t = start + Duration::days(day);
+        // User 1 signs in through the VPN; its data goes straight from home.
+        case.user_sign_in(1, VPN_EGRESS, t, 0);
+        case.request(1, HOME, t + Duration::minutes(3));
+        // User 2 signs in from one NAT address, its requests leave from the next one.
+        case.user_sign_in(2, "73.215.40.10", t, 0);
+        case.request(2, "73.215.40.11", t + Duration::minutes(4));
+        case.user_sign_in(90, "99.61.1.1", t + Duration::hours(2), 0);
+    }
+    assert_eq!(case.raised("ip_not_in_signins"), vec![]);
+}
+
+#[test]
+fn a_token_replayed_from_a_new_network_is_raised_once_per_network() {
+    let mut case = Case::new();
+    let start = at(MONDAY_8AM);
+    for day in 0..12 {
+        let t = start + Duration::days(day);
+        case.user_sign_in(1, HOME, t, 0);
+        case.request(1, HOME, t + Duration::minutes(3));
+        case.user_sign_in(90, "99.61.1.1", t + Duration::hours(2), 0);
+    }
+    // Day 10: the token is replayed from abroad, from two addresses of one network.
+    let replay = start + Duration::days(10) + Duration::minutes(20);
+    case.request(1, "105.112.7.9", replay);
+    case.request(1, "105.112.7.10", replay + Duration::minutes(1));
+    assert_eq!(case.raised("ip_not_in_signins"), vec![(user_id(1), "ip=105.112.7.0/24".to_string())]);
+}
+
+#[test]
+fn a_workload_in_two_regions_does_not_travel_impossibly() {
+    let mut case = Case::new();
+    let t = at(MONDAY_8AM);
+    // Boydton (East US) and Amsterdam (West Europe) four minutes apart, every hour.
+    for hour in 0..6 {
+        let h = t + Duration::hours(hour);
+        case.app_sign_in(1, "20.121.4.5", h, 0);
+        case.app_sign_in(1, "20.103.9.7", h + Duration::minutes(4), 0);
+    }
+    let amsterdam = |r: &mut Value| {
+        let location = &mut r["properties"]["location"];
+        location["city"] = json!("Amsterdam");
+        location["countryOrRegion"] = json!("NL");
+        location["geoCoordinates"] = json!({ "latitude": 52.3676, "longitude": 4.9041 });
+    };
+    for r in case.records.iter_mut().filter(|r| r["properties"]["ipAddress"] == "20.103.9.7") {
+        amsterdam(r);
+    }
+    assert_eq!(case.raised("impossible_travel"), vec![]);
+}
+
+#[test]
+fn a_spray_from_many_proxies_is_raised_and_two_offices_mistyping_at_once_are_not() {
+    let mut case = Case::new();
+    let t = at(MONDAY_8AM);
+    // Two offices' Monday typos at the same minutes: 12 users from 2 addresses, all get in.
+    for user in 0..12 {
+        let nat = if user % 2 == 0 { OFFICE_NAT } else { "99.61.40.10" };
+        let failed = t + Duration::seconds(45 * user as i64);
+        case.user_sign_in(user, nat, failed, 50126);
+        case.user_sign_in(user, nat, failed + Duration::seconds(40), 0);
+    }
+    // An hour later: 10 users fail once each, each from a different residential proxy...
+    let spray = t + Duration::hours(1);
+    for user in 20..30 {
+        let proxy = format!("98.{}.{}.{}", 200 + user, user * 3, user + 7);
+        case.user_sign_in(user, &proxy, spray + Duration::seconds(50 * (user as i64 - 20)), 50126);
+    }
+    // ...then user 25, who always signed in from home, gets in from one more proxy and reads data.
+    case.user_sign_in(25, HOME, t - Duration::days(3), 0);
+    case.user_sign_in(25, "76.33.9.14", spray + Duration::minutes(9), 0);
+    case.request(25, "76.33.9.14", spray + Duration::minutes(10));
+    case.user_sign_in(90, "99.61.1.1", spray + Duration::minutes(40), 0);
+    let findings = case.findings();
+    let distributed: Vec<_> = findings.iter().filter(|f| f.0 == "distributed_spray").collect();
+    assert_eq!(distributed.len(), 1, "one finding for the day: {findings:?}");
+    let then: Vec<_> = findings.iter().filter(|f| f.0 == "distributed_spray_then_data_access").collect();
+    assert_eq!(then.len(), 1, "{findings:?}");
+    assert_eq!(then[0].1, user_id(25));
+    assert!(findings.iter().all(|f| !f.0.contains("spray") || f.2 != format!("ip={OFFICE_NAT}")), "{findings:?}");
+    let office_day: i64 = case.db.value(
+        "SELECT count(*) FROM finding_evidence e JOIN signins s ON s.rowid = e.row_id
+         WHERE e.rule_id = 'distributed_spray' AND s.ip_address IN ('73.215.40.10', '99.61.40.10')",
+    );
+    assert_eq!(office_day, 0, "the offices' typos are not evidence of the spray");
+}
