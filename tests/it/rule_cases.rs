@@ -43,9 +43,14 @@ impl Case {
         format!("00000000-0000-4000-8000-{:012x}", self.next_id)
     }
 
-    /// A sign-in of user `user` (an object id made from it) from `ip` at `time`.
+    /// An interactive sign-in of user `user` (an object id made from it) from `ip` at `time`.
     fn user_sign_in(&mut self, user: u32, ip: &str, time: DateTime<Utc>, error: u32) {
-        let mut r = self.template("SignInLogs");
+        self.user_sign_in_to("SignInLogs", user, ip, time, error);
+    }
+
+    /// A sign-in of `category` (interactive or not) of user `user`; the last record.
+    fn user_sign_in_to(&mut self, category: &str, user: u32, ip: &str, time: DateTime<Utc>, error: u32) -> &mut Value {
+        let mut r = self.template(category);
         let id = self.id();
         let stamp = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         r["time"] = json!(stamp);
@@ -59,6 +64,7 @@ impl Case {
         p["userId"] = json!(user_id(user));
         p["userPrincipalName"] = json!(format!("user{user}@contoso.com"));
         self.records.push(r);
+        self.records.last_mut().expect("just pushed")
     }
 
     /// A service principal's sign-in from `ip`.
@@ -276,4 +282,29 @@ fn a_spray_from_many_proxies_is_raised_and_two_offices_mistyping_at_once_are_not
          WHERE e.rule_id = 'distributed_spray' AND s.ip_address IN ('73.215.40.10', '99.61.40.10')",
     );
     assert_eq!(office_day, 0, "the offices' typos are not evidence of the spray");
+}
+
+#[test]
+fn a_risky_portal_sign_in_is_raised_when_its_silent_refresh_reaches_data() {
+    let mut case = Case::new();
+    let t = at(MONDAY_8AM);
+    case.user_sign_in(1, HOME, t - Duration::days(1), 0);
+    // High risk, interactive, to the portal: a refresh token for everything the user may do...
+    let risky = case.user_sign_in_to("SignInLogs", 1, "105.112.7.9", t, 0);
+    for field in ["riskLevelDuringSignIn", "riskLevelAggregated"] {
+        risky["properties"][field] = json!("high");
+    }
+    risky["properties"]["riskState"] = json!("atRisk");
+    risky["properties"]["resourceId"] = json!("797f4846-ba00-4fd7-ba43-dac1f8f63013");
+    risky["properties"]["authenticationRequirement"] = json!("singleFactorAuthentication");
+    // ...used minutes later, silently, for a Cosmos DB token rated on its own (no risk).
+    case.user_sign_in_to("NonInteractiveUserSignInLogs", 1, "105.112.7.9", t + Duration::minutes(10), 0);
+    case.request(1, "105.112.7.9", t + Duration::minutes(11));
+    // User 2's risky sign-in passed MFA: the risk policy remediated it.
+    let remediated = case.user_sign_in_to("SignInLogs", 2, HOME, t, 0);
+    remediated["properties"]["riskLevelDuringSignIn"] = json!("medium");
+    remediated["properties"]["authenticationRequirement"] = json!("multiFactorAuthentication");
+    case.request(2, HOME, t + Duration::minutes(2));
+    case.user_sign_in(90, "99.61.1.1", t + Duration::minutes(40), 0);
+    assert_eq!(case.raised("risky_signin_data_access"), vec![(user_id(1), "ip=105.112.7.9".to_string())]);
 }
