@@ -284,9 +284,9 @@ fn main() {
          At the end, `/metrics` said (MiB): demo: {}; serve: {}. {}Generated {}.\n<!-- /bench:soak -->\n",
         kinds(&demo),
         kinds(&serve),
-        limit = serve_limit(),
         if all_met { "" } else { "Not met: see the slope. " },
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        limit = serve_limit(),
     );
     print!("{section}");
     common::write_section("soak", &section);
