@@ -121,6 +121,14 @@ pub struct Param {
 }
 
 impl Param {
+    /// The largest value the rule's window allows, where its description says so ("(at most
+    /// 60)"): a larger one would look past the `window` the engine re-evaluates and miss
+    /// matches across batches.
+    pub fn limit(&self) -> Option<f64> {
+        let (_, rest) = self.description.split_once("(at most ")?;
+        rest.split(')').next()?.trim().parse().ok()
+    }
+
     /// The value the rule runs with.
     pub fn effective(&self) -> &ParamValue {
         self.value.as_ref().unwrap_or(&self.default)
@@ -361,6 +369,20 @@ pub fn apply_params(rule: &mut Rule, values: &BTreeMap<String, ParamValue>) -> R
                 });
             }
         };
+        let number = match value {
+            ParamValue::Int(v) => Some(v as f64),
+            ParamValue::Float(v) => Some(v),
+            ParamValue::Text(_) => None,
+        };
+        if let (Some(limit), Some(number)) = (param.limit(), number)
+            && number > limit
+        {
+            return Err(RuleError {
+                origin: "config".into(),
+                rule_id: Some(rule.id.clone()),
+                reason: format!("parameter `{name}` = {number} is above its limit of {limit} (the rule's window)"),
+            });
+        }
         param.value = Some(value);
     }
     Ok(())
@@ -550,6 +572,27 @@ mod tests {
         let mut unknown = BTreeMap::new();
         unknown.insert("nope".to_string(), ParamValue::Int(1));
         assert!(apply_params(&mut rule, &unknown).unwrap_err().reason.contains("no parameter `nope`"));
+    }
+
+    #[test]
+    fn a_window_parameter_above_its_documented_limit_is_refused() {
+        let (rules, errors) = load(None);
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut spray = rules.into_iter().find(|r| r.id == "password_spray").unwrap();
+        assert_eq!(spray.param("spray_minutes").unwrap().limit(), Some(25.0));
+        let at_limit = BTreeMap::from([("spray_minutes".to_string(), ParamValue::Int(25))]);
+        apply_params(&mut spray, &at_limit).unwrap();
+        let above = BTreeMap::from([("spray_minutes".to_string(), ParamValue::Int(90))]);
+        let error = apply_params(&mut spray, &above).unwrap_err();
+        assert!(error.reason.contains("above its limit of 25"), "{error}");
+        // Every built-in default is within its own limit.
+        for rule in load(None).0 {
+            for param in &rule.params {
+                if let (Some(limit), ParamValue::Int(v)) = (param.limit(), &param.default) {
+                    assert!(*v as f64 <= limit, "{}: {} = {v} above {limit}", rule.id, param.name);
+                }
+            }
+        }
     }
 
     #[test]
