@@ -96,6 +96,14 @@ impl Case {
         self.records.push(r);
     }
 
+    /// A request signed with the account's primary key from `ip`.
+    fn key_request(&mut self, ip: &str, time: DateTime<Utc>) {
+        self.request(0, ip, time);
+        let r = self.records.last_mut().expect("just pushed");
+        r["properties"]["aadPrincipalId"] = json!("");
+        r["properties"]["authTokenType"] = json!("PrimaryMasterKey");
+    }
+
     /// Ingests everything and evaluates every rule: (rule, principal, entity) per finding.
     fn findings(&self) -> Vec<(String, String, String)> {
         let path = self.db.dir.path().join("case.ndjson");
@@ -307,4 +315,24 @@ fn a_risky_portal_sign_in_is_raised_when_its_silent_refresh_reaches_data() {
     case.request(2, HOME, t + Duration::minutes(2));
     case.user_sign_in(90, "99.61.1.1", t + Duration::minutes(40), 0);
     assert_eq!(case.raised("risky_signin_data_access"), vec![(user_id(1), "ip=105.112.7.9".to_string())]);
+}
+
+#[test]
+fn a_new_key_client_is_raised_for_its_start_not_every_day_after() {
+    let mut case = Case::new();
+    let start = at(MONDAY_8AM);
+    for day in 0..10 {
+        let t = start + Duration::days(day);
+        case.user_sign_in(1, HOME, t, 0);
+        case.request(1, HOME, t + Duration::minutes(1));
+        // From day 4 (after the 3 learning days) an old app uses the key, three times a day.
+        if day >= 4 {
+            for n in 0..3 {
+                case.key_request("52.168.4.4", t + Duration::minutes(10 * n));
+            }
+        }
+    }
+    assert_eq!(case.raised("key_auth_access").len(), 1);
+    let evidence: i64 = case.db.value("SELECT count FROM findings WHERE rule_id = 'key_auth_access'");
+    assert_eq!(evidence, 3, "the client's first hour, not its next six days");
 }

@@ -546,11 +546,12 @@ fn a_finding_moves_through_its_lifecycle_and_keeps_its_history() {
     assert!(findings::set_status(&db.store, id, Status::Open, " ", "").is_err(), "who is required");
     assert!(findings::set_status(&db.store, 999_999, Status::Open, "alice", "").is_err());
 
-    // The same client comes back a day later: new evidence reopens the resolved finding.
+    // The same client comes back half an hour later (its first hour, which the rule raises):
+    // new evidence reopens the resolved finding.
     let mut again: Vec<Event> =
         events.iter().filter(|e| e.record["properties"]["clientIpAddress"] == ip.as_str()).take(5).cloned().collect();
     for (i, event) in again.iter_mut().enumerate() {
-        event.time += Duration::days(1);
+        event.time += Duration::minutes(30);
         let time = event.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         event.record["time"] = serde_json::json!(time);
         event.record["properties"]["activityId"] = serde_json::json!(format!("00000000-0000-4000-8000-00000000000{i}"));
