@@ -153,7 +153,8 @@ fn run_seed(settings: &Settings, seed: u64) -> Result<SeedRun> {
     phase(seed, "ingesting", || {
         let mut writer = store.writer()?;
         let progress = indicatif::ProgressBar::hidden();
-        let report = ingest_files(&store, &mut writer, std::slice::from_ref(&path), PipelineOptions::default(), progress)?;
+        let report =
+            ingest_files(&store, &mut writer, std::slice::from_ref(&path), PipelineOptions::default(), progress)?;
         if !report.failed.is_empty() {
             bail!("files failed: {:?}", report.failed);
         }

@@ -336,3 +336,35 @@ fn a_new_key_client_is_raised_for_its_start_not_every_day_after() {
     let evidence: i64 = case.db.value("SELECT count FROM findings WHERE rule_id = 'key_auth_access'");
     assert_eq!(evidence, 3, "the client's first hour, not its next six days");
 }
+
+#[test]
+fn a_token_used_past_its_lifetime_is_raised_once_an_hour_and_a_managed_identity_has_a_day() {
+    let mut case = Case::new();
+    let t = at(MONDAY_8AM) + Duration::days(2);
+    case.user_sign_in(1, HOME, t - Duration::days(2), 0);
+    // User 1 signs in once; its "token" is still used three hours later, every ten minutes,
+    // with no refresh on record: minted elsewhere.
+    case.user_sign_in(1, HOME, t, 0);
+    for n in 0..18 {
+        case.request(1, HOME, t + Duration::minutes(10 * n));
+    }
+    // A managed identity's token, cached by the platform, used ten hours after its sign-in.
+    let mut mi = case.template("ManagedIdentitySignInLogs");
+    let stamp = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    mi["time"] = json!(stamp);
+    mi["properties"]["createdDateTime"] = json!(stamp);
+    mi["properties"]["id"] = json!(case.id());
+    mi["properties"]["servicePrincipalId"] = json!(user_id(500));
+    case.records.push(mi);
+    case.request(500, "10.1.2.3", t + Duration::hours(10));
+    case.user_sign_in(90, "99.61.1.1", t + Duration::hours(12), 0);
+    assert_eq!(case.raised("no_prior_signin"), vec![(user_id(1), "account=".to_string() + &account(&case))]);
+    // 18 requests over three hours; the first 90 minutes are the token's life; then one an hour.
+    let count: i64 = case.db.value("SELECT count FROM findings WHERE rule_id = 'no_prior_signin'");
+    assert_eq!(count, 2, "one request for each hour past the token's life");
+}
+
+/// The account of the template's requests.
+fn account(case: &Case) -> String {
+    case.db.value("SELECT any_value(account) FROM cosmos_requests")
+}
