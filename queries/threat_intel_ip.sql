@@ -12,9 +12,16 @@
 -- remediation: Block the address. If a request or a sign-in from it succeeded, treat the
 --   principal (or the account key) as compromised: revoke sessions, rotate credentials, review
 --   the data touched.
-WITH listed AS (
+WITH seen AS (
+    -- the period's addresses only: ip_addresses holds every address of all history
+    SELECT client_ip AS ip FROM cosmos_requests WHERE time >= $from AND time < $to AND client_ip IS NOT NULL
+    UNION
+    SELECT ip_address FROM signins WHERE time >= $from AND time < $to AND ip_address IS NOT NULL
+),
+listed AS (
     SELECT a.ip, string_agg(DISTINCT n.source, ', ' ORDER BY n.source) AS lists
-    FROM ip_addresses a
+    FROM seen
+    JOIN ip_addresses a ON a.ip = seen.ip
     JOIN network_lists n ON n.list = 'threat_intel' AND a.ip_hex >= n.lo_hex AND a.ip_hex <= n.hi_hex
     GROUP BY a.ip
 )
