@@ -9,8 +9,9 @@
 --   (Elastic's "distributed" password spray). Raises each failed guess (guess_codes) of a user in
 --   a span of `minutes` where at least min_users users failed from at least min_sources sources
 --   (an IPv4 address, an IPv6 /64), with no more than two attempts per source on average.
---   Sources where at least as many users signed in successfully within an hour as failed (an
---   office, a VPN), and trusted networks, do not count. One finding a day.
+--   Trusted networks do not count, nor a failure from a source someone signed in from
+--   successfully within success_minutes of it (a typo before getting in; an office or a VPN on a
+--   Monday morning): proxies rented for a spray fail and never get in. One finding a day.
 -- remediation: Find the users who then signed in successfully from a new address (see
 --   distributed_spray_then_data_access) and treat them as compromised; require MFA and review
 --   smart lockout; block the proxy network if one stands out.
@@ -21,8 +22,7 @@
 -- param: minutes = 15
 --   The span, centred on each failure (at most 60).
 -- param: success_minutes = 30
---   Minutes before or after a failure in which successful users of its source are counted
---   (at most 30).
+--   Minutes before or after a failure in which a success from its source explains it (at most 30).
 -- param: guess_codes = '50126,50053,50055,50056,50034,50064'
 --   Comma-separated error codes of a wrong guess: bad password, locked, user not found.
 WITH attempts AS (
@@ -42,24 +42,22 @@ WITH attempts AS (
           WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
       )
 ),
-shared AS (
-    -- each attempt with how many users failed and succeeded from its source around it
-    SELECT
-        *,
-        count(DISTINCT CASE WHEN NOT ok THEN who END) OVER (
-            PARTITION BY source ORDER BY time::TIMESTAMP
-            RANGE BETWEEN to_minutes($success_minutes) PRECEDING AND to_minutes($success_minutes) FOLLOWING
-        ) AS failed_here,
-        count(DISTINCT CASE WHEN ok THEN who END) OVER (
-            PARTITION BY source ORDER BY time::TIMESTAMP
-            RANGE BETWEEN to_minutes($success_minutes) PRECEDING AND to_minutes($success_minutes) FOLLOWING
-        ) AS succeeded_here
-    FROM attempts
+explained AS (
+    -- a failure from a source someone signed in from successfully around it: a typo before
+    -- getting in, an office or a VPN on a bad morning; not a guess of a spray
+    SELECT DISTINCT f.row_id
+    FROM attempts f
+    JOIN attempts o
+      ON o.ok AND o.source = f.source
+     AND o.time >= utc_add(f.time, - to_minutes($success_minutes))
+     AND o.time <= utc_add(f.time, to_minutes($success_minutes))
+    WHERE NOT f.ok
 ),
 guesses AS (
-    SELECT * FROM shared WHERE NOT ok AND succeeded_here < failed_here
+    SELECT a.* FROM attempts a ANTI JOIN explained e ON e.row_id = a.row_id WHERE NOT a.ok
 ),
-scored AS (
+spans AS (
+    -- tenant-wide, over the unexplained failures (a distinct count over a window is costly)
     SELECT
         *,
         count(DISTINCT who) OVER span AS users,
@@ -70,7 +68,13 @@ scored AS (
         ORDER BY time::TIMESTAMP
         RANGE BETWEEN to_seconds($minutes * 30) PRECEDING AND to_seconds($minutes * 30) FOLLOWING
     )
+),
+scored AS MATERIALIZED (
+    SELECT * FROM spans
+    WHERE users >= $min_users AND sources >= $min_sources AND failures <= 2 * sources
+      AND time >= $from AND time < $to
 )
+
 SELECT
     time,
     'signins' AS evidence_table,

@@ -6,9 +6,9 @@
 -- window: 1h
 -- description: During a password spray spread over many addresses (as distributed_spray counts
 --   it) or within follow_minutes after, a user signed in successfully from a network it had not
---   signed in from in the 30 days before (up to follow_minutes before), and the token of that sign-in then read or changed
---   data: the spray found a password and the attacker is in the data. Raises the requests made
---   with such tokens.
+--   signed in from in the 7 days before (up to follow_minutes before), and the token of that
+--   sign-in then read or changed data: the spray found a password and the attacker is in the
+--   data. Raises the requests made with such tokens.
 -- remediation: Treat the principal as compromised now: revoke its sessions and refresh tokens,
 --   reset its password, and review everything the token touched; then see distributed_spray.
 -- param: min_users = 8
@@ -42,24 +42,22 @@ WITH attempts AS (
           WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
       )
 ),
-shared AS (
-    -- each attempt with how many users failed and succeeded from its source around it
-    SELECT
-        *,
-        count(DISTINCT CASE WHEN NOT ok THEN who END) OVER (
-            PARTITION BY source ORDER BY time::TIMESTAMP
-            RANGE BETWEEN to_minutes($success_minutes) PRECEDING AND to_minutes($success_minutes) FOLLOWING
-        ) AS failed_here,
-        count(DISTINCT CASE WHEN ok THEN who END) OVER (
-            PARTITION BY source ORDER BY time::TIMESTAMP
-            RANGE BETWEEN to_minutes($success_minutes) PRECEDING AND to_minutes($success_minutes) FOLLOWING
-        ) AS succeeded_here
-    FROM attempts
+explained AS (
+    -- a failure from a source someone signed in from successfully around it: a typo before
+    -- getting in, an office or a VPN on a bad morning; not a guess of a spray
+    SELECT DISTINCT f.row_id
+    FROM attempts f
+    JOIN attempts o
+      ON o.ok AND o.source = f.source
+     AND o.time >= utc_add(f.time, - to_minutes($success_minutes))
+     AND o.time <= utc_add(f.time, to_minutes($success_minutes))
+    WHERE NOT f.ok
 ),
 guesses AS (
-    SELECT * FROM shared WHERE NOT ok AND succeeded_here < failed_here
+    SELECT a.* FROM attempts a ANTI JOIN explained e ON e.row_id = a.row_id WHERE NOT a.ok
 ),
-scored AS (
+spans AS (
+    -- tenant-wide, over the unexplained failures (a distinct count over a window is costly)
     SELECT
         *,
         count(DISTINCT who) OVER span AS users,
@@ -71,6 +69,11 @@ scored AS (
         RANGE BETWEEN to_seconds($minutes * 30) PRECEDING AND to_seconds($minutes * 30) FOLLOWING
     )
 ),
+scored AS MATERIALIZED (
+    SELECT * FROM spans
+    WHERE users >= $min_users AND sources >= $min_sources AND failures <= 2 * sources
+)
+,
 sprays AS MATERIALIZED (
     SELECT time FROM scored
     WHERE users >= $min_users AND sources >= $min_sources AND failures <= 2 * sources
@@ -99,7 +102,7 @@ new_entries AS (
         WHERE o.principal_id = e.principal_id
           -- before the spray: the attacker's own sign-ins around it do not make the network known
           AND o.time < utc_add(e.time, - to_minutes($follow_minutes))
-          AND o.time >= utc_add(e.time, - INTERVAL 30 DAY)
+          AND o.time >= utc_add(e.time, - INTERVAL 7 DAY)
           AND coalesce(o.error_code, 0) = 0
           AND network_of(oa.ip_hex, oa.version) = e.network
     )

@@ -42,25 +42,37 @@ WITH attempts AS (
       )
 ),
 scored AS (
+    -- failures only: the distinct count over a window is costly, and successes are many
     SELECT
         *,
-        count(DISTINCT CASE WHEN NOT ok THEN who END) OVER (
+        count(DISTINCT who) OVER (
             PARTITION BY source ORDER BY time::TIMESTAMP
             RANGE BETWEEN to_minutes($spray_minutes) PRECEDING AND to_minutes($spray_minutes) FOLLOWING
-        ) AS users,
-        count(DISTINCT CASE WHEN ok THEN who END) OVER (
-            PARTITION BY source ORDER BY time::TIMESTAMP
-            RANGE BETWEEN to_minutes($success_minutes) PRECEDING AND to_minutes($success_minutes) FOLLOWING
-        ) AS succeeded
+        ) AS users
     FROM attempts
+    WHERE NOT ok
+),
+candidates AS MATERIALIZED (
+    SELECT * FROM scored WHERE users >= $min_users AND time >= $from AND time < $to
+),
+succeeded AS (
+    -- users who got in from a candidate's source around it (candidates are few: a join)
+    SELECT c.row_id, count(DISTINCT o.who) AS succeeded
+    FROM candidates c
+    JOIN attempts o
+      ON o.ok AND o.source = c.source
+     AND o.time >= utc_add(c.time, - to_minutes($success_minutes))
+     AND o.time <= utc_add(c.time, to_minutes($success_minutes))
+    GROUP BY c.row_id
 )
 SELECT
-    time,
+    c.time,
     'signins' AS evidence_table,
-    row_id,
+    c.row_id,
     NULL AS principal_id,
-    'ip=' || source AS entity,
-    users || ' users failed to sign in from ' || source || ' within ' || $spray_minutes || ' minutes ('
-        || succeeded || ' signed in from it)' AS detail
-FROM scored
-WHERE NOT ok AND users >= $min_users AND succeeded < users AND time >= $from AND time < $to
+    'ip=' || c.source AS entity,
+    c.users || ' users failed to sign in from ' || c.source || ' within ' || $spray_minutes || ' minutes ('
+        || coalesce(s.succeeded, 0) || ' signed in from it)' AS detail
+FROM candidates c
+LEFT JOIN succeeded s ON s.row_id = c.row_id
+WHERE coalesce(s.succeeded, 0) < c.users

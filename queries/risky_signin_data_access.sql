@@ -22,14 +22,8 @@
 --   1: a risky sign-in that passed multi-factor authentication is not raised; 0: it is.
 -- param: token_minutes = 90
 --   An access token's lifetime (60 to 90 minutes): how long after a risky sign-in requests are raised.
-WITH requests AS (
-    SELECT c.*
-    FROM request_signins c
-    WHERE c.time >= $from AND c.time < $to
-      AND c.time <= (SELECT signins_until FROM data_clock)
-      AND c.principal_id IS NOT NULL
-),
-risky AS (
+WITH risky AS MATERIALIZED (
+    -- risky sign-ins are few: find them first, then the requests of their principals
     SELECT
         s.time AS risky_time, s.principal_id, s.ip_address AS risky_ip,
         coalesce(nullif(lower(s.risk_level), 'none'), nullif(lower(s.risk_level_aggregated), 'none'), s.risk_state) AS rated
@@ -37,7 +31,7 @@ risky AS (
     CROSS JOIN (SELECT string_split(lower($risk_levels), ',') AS levels) r
     WHERE s.time >= utc_add($from, - to_minutes($token_minutes)) AND s.time < $to
       AND coalesce(s.error_code, 0) = 0
-      AND s.principal_id IN (SELECT principal_id FROM requests)
+      AND s.principal_id IS NOT NULL
       AND (
           list_contains(r.levels, lower(s.risk_level))
           OR list_contains(r.levels, lower(s.risk_level_aggregated))
@@ -49,6 +43,13 @@ risky AS (
           AND s.authentication_requirement = 'multiFactorAuthentication'
           AND lower(coalesce(s.risk_state, '')) <> 'confirmedcompromised'
       )
+),
+requests AS (
+    SELECT c.*
+    FROM request_signins c
+    WHERE c.time >= $from AND c.time < $to
+      AND c.time <= (SELECT signins_until FROM data_clock)
+      AND c.principal_id IN (SELECT principal_id FROM risky)
 )
 SELECT
     c.time,

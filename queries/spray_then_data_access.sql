@@ -25,7 +25,7 @@
 WITH attempts AS (
     -- as in password_spray: users' guesses and successes, trusted networks left out
     SELECT
-        s.time, s.ip_address,
+        s.rowid AS row_id, s.time, s.ip_address,
         spray_source(s.ip_address, a.ip_hex, a.version) AS source,
         coalesce(s.principal_id, lower(s.principal_name)) AS who,
         coalesce(s.error_code, 0) = 0 AS ok
@@ -40,22 +40,34 @@ WITH attempts AS (
           WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
       )
 ),
+scored AS (
+    -- as in password_spray: the failures' distinct users first, successes only for candidates
+    SELECT
+        *,
+        count(DISTINCT who) OVER (
+            PARTITION BY source ORDER BY time::TIMESTAMP
+            RANGE BETWEEN to_minutes($spray_minutes) PRECEDING AND to_minutes($spray_minutes) FOLLOWING
+        ) AS users
+    FROM attempts
+    WHERE NOT ok
+),
+candidates AS MATERIALIZED (
+    SELECT row_id, source, time, users FROM scored WHERE users >= $min_users
+),
+succeeded AS (
+    SELECT c.row_id, count(DISTINCT o.who) AS succeeded
+    FROM candidates c
+    JOIN attempts o
+      ON o.ok AND o.source = c.source
+     AND o.time >= utc_add(c.time, - to_minutes($success_minutes))
+     AND o.time <= utc_add(c.time, to_minutes($success_minutes))
+    GROUP BY c.row_id
+),
 sprays AS MATERIALIZED (
-    SELECT source, time, users
-    FROM (
-        SELECT
-            *,
-            count(DISTINCT CASE WHEN NOT ok THEN who END) OVER (
-                PARTITION BY source ORDER BY time::TIMESTAMP
-                RANGE BETWEEN to_minutes($spray_minutes) PRECEDING AND to_minutes($spray_minutes) FOLLOWING
-            ) AS users,
-            count(DISTINCT CASE WHEN ok THEN who END) OVER (
-                PARTITION BY source ORDER BY time::TIMESTAMP
-                RANGE BETWEEN to_minutes($success_minutes) PRECEDING AND to_minutes($success_minutes) FOLLOWING
-            ) AS succeeded
-        FROM attempts
-    )
-    WHERE NOT ok AND users >= $min_users AND succeeded < users
+    SELECT c.source, c.time, c.users
+    FROM candidates c
+    LEFT JOIN succeeded s ON s.row_id = c.row_id
+    WHERE coalesce(s.succeeded, 0) < c.users
 ),
 tokens AS (
     -- requests whose token came from a spraying address (the sprays are few: filter by them first)
