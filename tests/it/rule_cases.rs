@@ -50,6 +50,22 @@ impl Case {
 
     /// A sign-in of `category` (interactive or not) of user `user`; the last record.
     fn user_sign_in_to(&mut self, category: &str, user: u32, ip: &str, time: DateTime<Utc>, error: u32) -> &mut Value {
+        let r = self.sign_in(category, ip, time, error);
+        r["properties"]["userId"] = json!(user_id(user));
+        r["properties"]["userPrincipalName"] = json!(format!("user{user}@contoso.com"));
+        r
+    }
+
+    /// A service principal's sign-in from `ip`.
+    fn app_sign_in(&mut self, app: u32, ip: &str, time: DateTime<Utc>, error: u32) {
+        let r = self.sign_in("ServicePrincipalSignInLogs", ip, time, error);
+        r["properties"]["servicePrincipalId"] = json!(user_id(app + 1000));
+        r["properties"]["servicePrincipalName"] = json!(format!("app{app}"));
+    }
+
+    /// A sign-in record of `category` from `ip` at `time` with a new id; who it is for stays the
+    /// template's until the caller sets it.
+    fn sign_in(&mut self, category: &str, ip: &str, time: DateTime<Utc>, error: u32) -> &mut Value {
         let mut r = self.template(category);
         let id = self.id();
         let stamp = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -61,28 +77,8 @@ impl Case {
         p["createdDateTime"] = json!(stamp);
         p["ipAddress"] = json!(ip);
         p["status"] = json!({ "errorCode": error });
-        p["userId"] = json!(user_id(user));
-        p["userPrincipalName"] = json!(format!("user{user}@contoso.com"));
         self.records.push(r);
         self.records.last_mut().expect("just pushed")
-    }
-
-    /// A service principal's sign-in from `ip`.
-    fn app_sign_in(&mut self, app: u32, ip: &str, time: DateTime<Utc>, error: u32) {
-        let mut r = self.template("ServicePrincipalSignInLogs");
-        let id = self.id();
-        let stamp = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        r["time"] = json!(stamp);
-        r["resultType"] = json!(error.to_string());
-        r["callerIpAddress"] = json!(ip);
-        let p = &mut r["properties"];
-        p["id"] = json!(id);
-        p["createdDateTime"] = json!(stamp);
-        p["ipAddress"] = json!(ip);
-        p["status"] = json!({ "errorCode": error });
-        p["servicePrincipalId"] = json!(user_id(app + 1000));
-        p["servicePrincipalName"] = json!(format!("app{app}"));
-        self.records.push(r);
     }
 
     /// A data request by user `user` from `ip`.
@@ -349,13 +345,8 @@ fn a_token_used_past_its_lifetime_is_raised_once_an_hour_and_a_managed_identity_
         case.request(1, HOME, t + Duration::minutes(10 * n));
     }
     // A managed identity's token, cached by the platform, used ten hours after its sign-in.
-    let mut mi = case.template("ManagedIdentitySignInLogs");
-    let stamp = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    mi["time"] = json!(stamp);
-    mi["properties"]["createdDateTime"] = json!(stamp);
-    mi["properties"]["id"] = json!(case.id());
+    let mi = case.sign_in("ManagedIdentitySignInLogs", "", t, 0);
     mi["properties"]["servicePrincipalId"] = json!(user_id(500));
-    case.records.push(mi);
     case.request(500, "10.1.2.3", t + Duration::hours(10));
     case.user_sign_in(90, "99.61.1.1", t + Duration::hours(12), 0);
     assert_eq!(case.raised("no_prior_signin"), vec![(user_id(1), "account=".to_string() + &account(&case))]);
