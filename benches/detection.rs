@@ -119,13 +119,7 @@ fn phase<T>(seed: u64, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 
 /// Writes the records of `events` as NDJSON, one record a line, as Azure Monitor archives them.
 fn write_ndjson(path: &Path, events: &[Event]) -> Result<()> {
-    use std::io::Write;
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for event in events {
-        serde_json::to_writer(&mut file, &event.record)?;
-        file.write_all(b"\n")?;
-    }
-    file.flush()?;
+    tokentrail::synth::write_ndjson(std::fs::File::create(path)?, events)?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod periodic;
 pub mod progress;
 pub mod record;
 pub mod rules;

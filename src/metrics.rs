@@ -237,14 +237,5 @@ pub fn spawn_memory_sampler(
     metrics: std::sync::Arc<Metrics>,
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("memory-sampler".into()).spawn(move || {
-        while !stop.is_cancelled() {
-            sample_memory(&store, &metrics);
-            let mut waited = std::time::Duration::ZERO;
-            while waited < SAMPLE_EVERY && !stop.is_cancelled() {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                waited += std::time::Duration::from_millis(200);
-            }
-        }
-    })
+    crate::periodic::spawn_every("memory-sampler", SAMPLE_EVERY, stop, move || sample_memory(&store, &metrics))
 }

@@ -3,7 +3,6 @@
 use crate::synth::{GroundTruth, Scenario};
 use anyhow::{Context, Result};
 use chrono::{DurationRound, TimeDelta, Utc};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub fn parse_scenarios(names: &[String]) -> Result<Vec<Scenario>> {
@@ -36,13 +35,8 @@ pub fn generate_files(
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        let mut file =
-            std::io::BufWriter::new(std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?);
-        for event in &events {
-            serde_json::to_writer(&mut file, &event.record)?;
-            file.write_all(b"\n")?;
-        }
-        file.flush()?;
+        let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        crate::synth::write_ndjson(file, &events).with_context(|| format!("writing {}", out.display()))?;
         out.with_extension("truth.json")
     } else {
         write_archive(out, &events)?;

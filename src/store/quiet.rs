@@ -44,28 +44,18 @@ pub fn spawn(
     full_commits: Counter,
     stop: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("quiet-checkpoint".into()).spawn(move || {
-        let mut seen = full_commits.get();
-        loop {
-            let mut waited = Duration::ZERO;
-            while waited < LOOK_EVERY {
-                if stop.is_cancelled() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-                waited += Duration::from_millis(200);
-            }
-            let now = full_commits.get();
-            if now != seen {
-                seen = now;
-                continue;
-            }
-            let wal = store.wal_bytes();
-            match store.checkpoint_over(QUIET_WAL) {
-                Ok(true) => tracing::debug!(wal_bytes = wal, "checkpointed while ingest is quiet"),
-                Ok(false) => {}
-                Err(error) => tracing::debug!(error = format!("{error:#}"), "quiet checkpoint deferred"),
-            }
+    // The first look only notes where ingest is: a backlog shows as full commits since then.
+    let mut seen: Option<u64> = None;
+    crate::periodic::spawn_every("quiet-checkpoint", LOOK_EVERY, stop, move || {
+        let now = full_commits.get();
+        if seen.replace(now) != Some(now) {
+            return;
+        }
+        let wal = store.wal_bytes();
+        match store.checkpoint_over(QUIET_WAL) {
+            Ok(true) => tracing::debug!(wal_bytes = wal, "checkpointed while ingest is quiet"),
+            Ok(false) => {}
+            Err(error) => tracing::debug!(error = format!("{error:#}"), "quiet checkpoint deferred"),
         }
     })
 }

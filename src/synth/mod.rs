@@ -57,6 +57,17 @@ pub struct Event {
     pub record: Value,
 }
 
+/// Writes each event's record as one line of NDJSON (what `tokentrail ingest` reads).
+pub fn write_ndjson<'a>(out: impl std::io::Write, events: impl IntoIterator<Item = &'a Event>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(out);
+    for event in events {
+        serde_json::to_writer(&mut out, &event.record)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
 /// Wraps records the way diagnostic settings send them to Event Hubs.
 pub fn envelope(events: &[Event]) -> Value {
     json!({ "records": events.iter().map(|e| &e.record).collect::<Vec<_>>() })
@@ -245,22 +256,17 @@ impl Generator {
         let signed_in = start + jitter(rng, Duration::minutes(50));
         let ip = p.ips.choose(rng).map_or("", String::as_str);
         let ops = p.workload.operations();
-        if self.profile == Profile::Tidy {
-            self.session_sign_ins(rng, p, signed_in, ip, out);
-            let count = expected_count(rng, p.requests_per_hour * rhythm * self.scale);
-            let start = signed_in + Duration::seconds(2);
-            let burst = Burst { ip, grants: &p.grants, start, span: Duration::minutes(55), count, ops };
-            self.burst(rng, p, &burst, out, |_, _| {});
-            return;
-        }
+        // Only a realistic tenant has a leaver, or habits other than Plain; a Plain habit keeps
+        // the address drawn above and draws nothing more, so the tidy bytes stay as they were.
         if p.habit == Habit::Leaver {
             return;
         }
+        let realistic = self.profile == Profile::Realistic;
         let extra = &mut realistic::session_rng(session_seed);
         let addresses = self.addresses(extra, p, start, ip);
         self.session_sign_ins(rng, p, signed_in, &addresses.sign_in, out);
-        let mean = p.requests_per_hour * rhythm * self.scale * realistic::month_end(p, start);
-        let count = expected_count(rng, mean);
+        let month_end = if realistic { realistic::month_end(p, start) } else { 1.0 };
+        let count = expected_count(rng, p.requests_per_hour * rhythm * self.scale * month_end);
         let per_address = count.div_ceil(addresses.data.len().max(1));
         for (i, ip) in addresses.data.iter().enumerate() {
             let count = per_address.min(count.saturating_sub(i * per_address));
@@ -268,7 +274,9 @@ impl Generator {
             let burst = Burst { ip, grants: &p.grants, start, span: Duration::minutes(55), count, ops };
             self.burst(rng, p, &burst, out, |_, _| {});
         }
-        self.session_extras(extra, p, signed_in, &addresses, count, out);
+        if realistic {
+            self.session_extras(extra, p, signed_in, &addresses, count, out);
+        }
     }
 
     /// Issues `b.count` requests at random times in the burst's span; returns the response bytes.

@@ -62,7 +62,7 @@ impl Tenant {
         for office in 0..self.offices.len() {
             for n in 0..OFFICE_STAFF {
                 let name = format!("staff{office}.{n}");
-                let user = office_user(rng, self, office, name.clone(), format!("Staff {office}.{n}"), false);
+                let user = office_user(rng, self, office, name, format!("Staff {office}.{n}"), false);
                 self.users.push(user);
             }
         }

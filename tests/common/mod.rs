@@ -88,11 +88,5 @@ pub fn samples_dir() -> PathBuf {
 /// Writes the records of `events` to `path`, one JSON object a line, as Azure Monitor
 /// archives them.
 pub fn write_ndjson<'a>(path: &Path, events: impl IntoIterator<Item = &'a tokentrail::synth::Event>) {
-    use std::io::Write;
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    for event in events {
-        serde_json::to_writer(&mut file, &event.record).unwrap();
-        file.write_all(b"\n").unwrap();
-    }
-    file.flush().unwrap();
+    tokentrail::synth::write_ndjson(std::fs::File::create(path).unwrap(), events).unwrap();
 }
