@@ -124,6 +124,25 @@ fn bad_scenario_names_list_the_valid_ones() {
     assert!(stderr.contains("nope") && stderr.contains("mass_delete"), "{stderr}");
 }
 
+#[test]
+fn a_bad_profile_is_refused_with_the_valid_ones_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("x.ndjson");
+    let long = "r".repeat(10_000);
+    for profile in ["realistic; rm -rf /", "", "tidy,realistic", long.as_str()] {
+        let out = tokentrail(&["generate", "--out", out_file.to_str().unwrap(), "--profile", profile]);
+        assert!(!out.status.success(), "{profile:?} was accepted");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("valid: tidy, realistic"), "{stderr}");
+        assert!(!out_file.exists(), "nothing is generated for {profile:?}");
+    }
+    let db = dir.path().join("demo.duckdb");
+    let out = tokentrail(&["demo", "--db", db.to_str().unwrap(), "--port", "0", "--profile", "messy"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("unknown profile \"messy\""), "{}", text(&out.stderr));
+    assert!(!db.exists(), "the demo did not start");
+}
+
 fn check_config(config: &str, env: &[(String, String)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tokentrail"))
         .args(["serve", "--check-config", "--config", config])
