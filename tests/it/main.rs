@@ -10,6 +10,7 @@ mod alerts;
 mod api;
 mod auth;
 mod cli;
+mod detections;
 mod eventhubs;
 mod evidence;
 mod exactly_once;

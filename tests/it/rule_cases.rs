@@ -11,45 +11,52 @@ use serde_json::{Value, json};
 use tokentrail::rules::{DetectionConfig, Detector};
 use tokentrail::synth::{Event, Generator, Tenant};
 
-const MONDAY_8AM: &str = "2025-03-03T08:00:00Z";
+pub(crate) const MONDAY_8AM: &str = "2025-03-03T08:00:00Z";
 
-fn at(text: &str) -> DateTime<Utc> {
+pub(crate) fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).expect("test time").with_timezone(&Utc)
 }
 
 /// Records made to order, then ingested and evaluated.
-struct Case {
-    db: TestDb,
+pub(crate) struct Case {
+    pub(crate) db: TestDb,
     templates: Vec<Event>,
-    records: Vec<Value>,
+    pub(crate) records: Vec<Value>,
     next_id: u64,
 }
 
 impl Case {
-    fn new() -> Case {
+    pub(crate) fn new() -> Case {
         // One generated hour holds a record of every category to copy the shape from.
         let generator = Generator::new(Tenant::new(3), 3);
         let templates = generator.baseline(at("2025-03-04T14:00:00Z"), at("2025-03-04T16:00:00Z"));
         Case { db: TestDb::new(), templates, records: Vec::new(), next_id: 0 }
     }
 
-    fn template(&self, category: &str) -> Value {
+    pub(crate) fn template(&self, category: &str) -> Value {
         let event = self.templates.iter().find(|e| e.category == category);
         event.unwrap_or_else(|| panic!("no {category} record in the generated hours")).record.clone()
     }
 
-    fn id(&mut self) -> String {
+    pub(crate) fn id(&mut self) -> String {
         self.next_id += 1;
         format!("00000000-0000-4000-8000-{:012x}", self.next_id)
     }
 
     /// An interactive sign-in of user `user` (an object id made from it) from `ip` at `time`.
-    fn user_sign_in(&mut self, user: u32, ip: &str, time: DateTime<Utc>, error: u32) {
+    pub(crate) fn user_sign_in(&mut self, user: u32, ip: &str, time: DateTime<Utc>, error: u32) {
         self.user_sign_in_to("SignInLogs", user, ip, time, error);
     }
 
     /// A sign-in of `category` (interactive or not) of user `user`; the last record.
-    fn user_sign_in_to(&mut self, category: &str, user: u32, ip: &str, time: DateTime<Utc>, error: u32) -> &mut Value {
+    pub(crate) fn user_sign_in_to(
+        &mut self,
+        category: &str,
+        user: u32,
+        ip: &str,
+        time: DateTime<Utc>,
+        error: u32,
+    ) -> &mut Value {
         let r = self.sign_in(category, ip, time, error);
         r["properties"]["userId"] = json!(user_id(user));
         r["properties"]["userPrincipalName"] = json!(format!("user{user}@contoso.com"));
@@ -57,7 +64,7 @@ impl Case {
     }
 
     /// A service principal's sign-in from `ip`.
-    fn app_sign_in(&mut self, app: u32, ip: &str, time: DateTime<Utc>, error: u32) {
+    pub(crate) fn app_sign_in(&mut self, app: u32, ip: &str, time: DateTime<Utc>, error: u32) {
         let r = self.sign_in("ServicePrincipalSignInLogs", ip, time, error);
         r["properties"]["servicePrincipalId"] = json!(user_id(app + 1000));
         r["properties"]["servicePrincipalName"] = json!(format!("app{app}"));
@@ -65,7 +72,7 @@ impl Case {
 
     /// A sign-in record of `category` from `ip` at `time` with a new id; who it is for stays the
     /// template's until the caller sets it.
-    fn sign_in(&mut self, category: &str, ip: &str, time: DateTime<Utc>, error: u32) -> &mut Value {
+    pub(crate) fn sign_in(&mut self, category: &str, ip: &str, time: DateTime<Utc>, error: u32) -> &mut Value {
         let mut r = self.template(category);
         let id = self.id();
         let stamp = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -82,7 +89,7 @@ impl Case {
     }
 
     /// A data request by user `user` from `ip`.
-    fn request(&mut self, user: u32, ip: &str, time: DateTime<Utc>) {
+    pub(crate) fn request(&mut self, user: u32, ip: &str, time: DateTime<Utc>) {
         let mut r = self.template("DataPlaneRequests");
         let id = self.id();
         r["time"] = json!(time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
@@ -93,7 +100,7 @@ impl Case {
     }
 
     /// A request signed with the account's primary key from `ip`.
-    fn key_request(&mut self, ip: &str, time: DateTime<Utc>) {
+    pub(crate) fn key_request(&mut self, ip: &str, time: DateTime<Utc>) {
         self.request(0, ip, time);
         let r = self.records.last_mut().expect("just pushed");
         r["properties"]["aadPrincipalId"] = json!("");
@@ -101,7 +108,7 @@ impl Case {
     }
 
     /// Ingests everything and evaluates every rule: (rule, principal, entity) per finding.
-    fn findings(&self) -> Vec<(String, String, String)> {
+    pub(crate) fn findings(&self) -> Vec<(String, String, String)> {
         let path = self.db.dir.path().join("case.ndjson");
         let mut text = String::new();
         for record in &self.records {
@@ -122,12 +129,12 @@ impl Case {
             .collect()
     }
 
-    fn raised(&self, rule: &str) -> Vec<(String, String)> {
+    pub(crate) fn raised(&self, rule: &str) -> Vec<(String, String)> {
         self.findings().into_iter().filter(|f| f.0 == rule).map(|f| (f.1, f.2)).collect()
     }
 }
 
-fn user_id(n: u32) -> String {
+pub(crate) fn user_id(n: u32) -> String {
     format!("11111111-0000-4000-8000-{n:012}")
 }
 
@@ -194,7 +201,7 @@ fn a_spray_is_raised_from_one_address_and_from_one_ipv6_network() {
 }
 
 const VPN_EGRESS: &str = "165.225.8.20";
-const HOME: &str = "82.23.83.128";
+pub(crate) const HOME: &str = "82.23.83.128";
 
 #[test]
 fn a_split_tunnel_vpn_user_and_a_nat_pool_are_not_token_replays() {
@@ -356,6 +363,6 @@ fn a_token_used_past_its_lifetime_is_raised_once_an_hour_and_a_managed_identity_
 }
 
 /// The account of the template's requests.
-fn account(case: &Case) -> String {
+pub(crate) fn account(case: &Case) -> String {
     case.db.value("SELECT any_value(account) FROM cosmos_requests")
 }
