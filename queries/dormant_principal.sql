@@ -4,17 +4,17 @@
 -- soc2: CC6.2, CC6.3
 -- mitre: T1078.004 Valid Accounts: Cloud Accounts
 -- window: 0m
--- description: A principal that had not sent a single data request for dormant_days (or ever,
---   since history began) starts to. Forgotten identities with standing role assignments are
+-- description: A principal that had used the data before, then sent not a single data request
+--   for dormant_days, starts again. Forgotten identities with standing role assignments are
 --   what attackers look for; a legitimate owner should know why it woke up. Raises the first
---   request of each hour that ends such a silence, once learning_days of history are stored.
+--   request of the hour that ends such a silence. The silence is proven by the principal's
+--   own earlier request, stored at least dormant_days before: a principal never seen before
+--   (a new hire, a new workload, or data younger than dormant_days) is not dormant.
 -- remediation: Ask the owner why the principal is active again. If nobody expects it, disable
 --   it, remove its role assignments, and review what it read. Remove role assignments that are
 --   not used.
 -- param: dormant_days = 30
 --   Days without data requests that make a principal dormant.
--- param: learning_days = 3
---   Days of history before any principal can be called dormant.
 WITH recent AS (
     SELECT subject, hour, requests, first_request_time, first_request_row
     FROM activity_hours
@@ -27,18 +27,13 @@ candidates AS (
     ANTI JOIN activity_hours b
       ON b.subject = r.subject AND b.hour = utc_add(r.hour, - INTERVAL 1 HOUR) AND b.requests > 0
 ),
-timeline AS (
-    -- the active hours of the candidates, each with the one before
-    SELECT subject, hour, lag(hour) OVER (PARTITION BY subject ORDER BY hour) AS prev_hour
-    FROM activity_hours
-    WHERE hour >= utc_add(utc_hour($from), - to_days($dormant_days)) AND hour < $to
-      AND requests > 0
-      AND subject IN (SELECT subject FROM candidates)
-),
 active AS (
-    SELECT c.*, t.prev_hour
+    -- each candidate hour with the principal's latest active hour before it, however old; a
+    -- principal with none (never seen before) drops out here: nothing proves its silence
+    SELECT c.subject, c.hour, c.first_request_time, c.first_request_row, max(b.hour) AS prev_hour
     FROM candidates c
-    JOIN timeline t ON t.subject = c.subject AND t.hour = c.hour
+    JOIN activity_hours b ON b.subject = c.subject AND b.hour < c.hour AND b.requests > 0
+    GROUP BY ALL
 )
 SELECT
     a.first_request_time AS time,
@@ -46,8 +41,8 @@ SELECT
     a.first_request_row AS row_id,
     a.subject AS principal_id,
     '' AS entity,
-    'first data request since ' || $dormant_days || ' days or more (or since the data began)' AS detail
+    'first data request since ' || strftime(a.prev_hour::TIMESTAMP, '%Y-%m-%d %H:00') || ' UTC, '
+        || ((epoch_us(a.hour) - epoch_us(a.prev_hour)) // 86400000000) || ' days of silence' AS detail
 FROM active a
 WHERE a.first_request_time >= $from AND a.first_request_time < $to
-  AND (a.prev_hour IS NULL OR a.prev_hour < utc_add(a.hour, - to_days($dormant_days)))
-  AND a.hour >= utc_add((SELECT history_start FROM data_clock), to_days($learning_days))
+  AND a.prev_hour < utc_add(a.hour, - to_days($dormant_days))

@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_append_chain"),
     migration!(10, "0010_alert_groups"),
     migration!(11, "0011_networks"),
+    migration!(12, "0012_cosmos_signin"),
 ];
 
 fn checksum(sql: &str) -> String {

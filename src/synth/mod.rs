@@ -32,7 +32,7 @@ mod wire;
 
 use std::f64::consts::TAU;
 
-use chrono::{DateTime, Datelike, Duration, Timelike, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, DurationRound, Timelike, Utc, Weekday};
 use rand::seq::IndexedRandom;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
@@ -48,6 +48,9 @@ pub use tenant::{
 };
 
 const KEY_REQUESTS_PER_HOUR: f64 = 4.0;
+/// Days from the dormant principal's last use to its waking in a long enough window: more
+/// than `dormant_principal`'s default of 30.
+const DORMANT_DAYS: i64 = 32;
 
 /// One diagnostic record, as it would sit inside an Event Hubs `{"records": [...]}` body.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,7 +210,14 @@ impl Generator {
             // Leave room for the longest scenario (about an hour) inside its slot.
             let room = (slot - Duration::minutes(75)).max(Duration::zero());
             for (i, &scenario) in scenarios.iter().enumerate() {
-                let at = first + slot * i as i32 + jitter(rng, room);
+                let mut at = first + slot * i as i32 + jitter(rng, room);
+                if scenario == Scenario::DormantPrincipal {
+                    // Dormant means silent since an earlier use: the principal's last job runs in
+                    // the window's first hours, and it wakes at least DORMANT_DAYS later when the
+                    // window is that long (else in the window's last hours).
+                    self.dormant_last_use(from, &mut events);
+                    at = at.max((from + Duration::days(DORMANT_DAYS)).min(to - Duration::hours(2)));
+                }
                 let (scenario_events, truth) = self.scenario(scenario, at);
                 events.extend(scenario_events);
                 truths.push(truth);
@@ -215,6 +225,18 @@ impl Generator {
             events.sort_by_key(|e| e.time);
         }
         (events, truths)
+    }
+
+    /// The dormant principal's last working session, in the hour after `from`.
+    fn dormant_last_use(&self, from: DateTime<Utc>, out: &mut Vec<Event>) {
+        let Some(p) = self.tenant.principals().find(|p| p.dormant && p.has_data()) else {
+            return;
+        };
+        let start = from.duration_trunc(Duration::hours(1)).unwrap_or(from) + Duration::hours(1);
+        let session_seed = stream_rng(self.seed, STREAM_HISTORY, start.timestamp() as u64).random();
+        // Its rate is nil now; back then it ran like a small reader.
+        let then = Principal { requests_per_hour: 20.0, ..p.clone() };
+        self.session(&then, session_seed, start, 1.0, out);
     }
 
     fn hour(&self, hour: i64, out: &mut Vec<Event>) {

@@ -366,3 +366,57 @@ fn a_token_used_past_its_lifetime_is_raised_once_an_hour_and_a_managed_identity_
 pub(crate) fn account(case: &Case) -> String {
     case.db.value("SELECT any_value(account) FROM cosmos_requests")
 }
+
+#[test]
+fn a_principal_back_after_forty_days_is_dormant_and_a_new_hire_is_not() {
+    let mut case = Case::new();
+    let start = at(MONDAY_8AM);
+    // User 2 reads data on day 0, then nothing for 40 days, then reads again; someone else keeps
+    // the data flowing every day in between.
+    case.user_sign_in(2, HOME, start, 0);
+    case.request(2, HOME, start + Duration::minutes(1));
+    for day in 0..=41 {
+        let t = start + Duration::days(day);
+        case.user_sign_in(1, HOME, t, 0);
+        case.request(1, HOME, t + Duration::minutes(1));
+    }
+    let back = start + Duration::days(40) + Duration::hours(2);
+    case.user_sign_in(2, HOME, back, 0);
+    case.request(2, HOME, back + Duration::minutes(1));
+    // User 3 joins on day 40: the first request of someone never seen proves no silence.
+    case.user_sign_in(3, "73.215.40.11", back, 0);
+    case.request(3, "73.215.40.11", back + Duration::minutes(2));
+    assert_eq!(case.raised("dormant_principal"), vec![(user_id(2), String::new())]);
+    let detail: String = case.db.value("SELECT summary FROM findings WHERE rule_id = 'dormant_principal'");
+    assert!(detail.contains("40 days of silence"), "{detail}");
+}
+
+#[test]
+fn a_request_is_tied_to_the_sign_in_to_cosmos_db_not_a_later_one_for_mail() {
+    let mut case = Case::new();
+    let t = at(MONDAY_8AM) + Duration::days(1);
+    let phone = "172.58.20.7";
+    case.user_sign_in(4, HOME, t - Duration::days(1), 0);
+    case.user_sign_in_to("SignInLogs", 4, HOME, t, 0)["properties"]["resourceId"] = json!("a232010e-820c-4083-83bb-3ace5fc29d0b");
+    // Twenty minutes later the user's phone refreshes mail from the carrier's network.
+    let mail = case.user_sign_in_to("NonInteractiveUserSignInLogs", 4, phone, t + Duration::minutes(20), 0);
+    mail["properties"]["resourceId"] = json!("00000002-0000-0ff1-ce00-000000000000");
+    case.request(4, HOME, t + Duration::minutes(30));
+    // Without any sign-in to Cosmos DB, the latest sign-in of any kind still stands.
+    case.user_sign_in_to("SignInLogs", 5, HOME, t, 0)["properties"]["resourceId"] = json!("c44b4083-3bb0-49c1-b47d-974e53cbdf3c");
+    case.request(5, HOME, t + Duration::minutes(30));
+    case.findings();
+    for source in ["request_signins", "request_context"] {
+        let got = case.db.rows(&format!(
+            "SELECT principal_id, signin_ip, signin_resource_id FROM {source} ORDER BY principal_id"
+        ));
+        assert_eq!(
+            got,
+            [
+                vec![user_id(4), HOME.to_string(), "a232010e-820c-4083-83bb-3ace5fc29d0b".into()],
+                vec![user_id(5), HOME.to_string(), "c44b4083-3bb0-49c1-b47d-974e53cbdf3c".into()],
+            ],
+            "{source}"
+        );
+    }
+}

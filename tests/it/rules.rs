@@ -100,6 +100,9 @@ fn scenarios() -> Scenarios {
     // The scenarios start on day 3: ip_not_in_signins learns for 3 days, not its 7.
     let mut config = config(&db);
     config.params.insert("ip_not_in_signins".into(), BTreeMap::from([("learning_days".into(), ParamValue::Int(3))]));
+    // Two weeks cannot hold a 30-day silence: the dormant principal, last used on day 0, wakes
+    // on one of the last days.
+    config.params.insert("dormant_principal".into(), BTreeMap::from([("dormant_days".into(), ParamValue::Int(7))]));
     let (detector, problems) = Detector::open(&db.store, &config).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
