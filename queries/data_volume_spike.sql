@@ -4,12 +4,15 @@
 -- soc2: CC6.1, CC7.2
 -- mitre: T1530 Data from Cloud Storage
 -- window: 1h
--- description: A principal (or a key-based client) read far more in one hour than it usually
---   does. The baseline is the principal's own hourly read volume (Read, Query and ReadFeed
---   response bytes) over the baseline_days before, summarised by its median and median absolute
---   deviation, which a few earlier spikes do not move. An hour is raised when it is above
---   floor_mb, above `ratio` times the median, and more than `deviations` robust deviations above
---   it. Principals with too little history are judged against floor_mb alone.
+-- description: A principal (or a key-based client) read far more in 60 minutes than it usually
+--   does in an hour. The 60 minutes roll: an export from 10:30 to 11:30 counts whole, not as two
+--   half hours each under the floor. The baseline is the principal's own hourly read volume
+--   (Read, Query and ReadFeed response bytes) over the baseline_days before, summarised by its
+--   median and median absolute deviation, which a few earlier spikes do not move. A 60-minute
+--   span is raised when it is above floor_mb, above `ratio` times the median, and more than
+--   `deviations` robust deviations above it; its read requests are the evidence. Principals with
+--   too little history are judged against floor_mb alone. Slow drips under the floor are
+--   data_volume_spike_daily's.
 -- remediation: Ask the owner whether the export was expected (a migration, a backfill). If not,
 --   revoke the principal's sessions and credentials, and find where the data went from the
 --   client address.
@@ -23,17 +26,27 @@
 --   Days of history that form the baseline.
 -- param: min_baseline_hours = 6
 --   Active hours needed for a baseline; fewer and only the floor applies.
-WITH candidates AS (
-    SELECT subject, hour, read_bytes, read_requests
-    FROM activity_hours
-    WHERE hour >= utc_hour($from) AND hour < $to AND read_bytes >= $floor_mb * 1048576
+WITH pairs AS (
+    -- a 60-minute span ending in hour h lies in hours h-1 and h: only where those two together
+    -- pass the floor can one of the spans
+    SELECT subject, hour
+    FROM (
+        SELECT subject, hour, read_bytes,
+               lag(read_bytes) OVER (PARTITION BY subject ORDER BY hour) AS before,
+               lag(hour) OVER (PARTITION BY subject ORDER BY hour) AS before_hour
+        FROM activity_hours
+        WHERE hour >= utc_add(utc_hour($from), - INTERVAL 1 HOUR) AND hour < utc_add($to, INTERVAL 1 HOUR)
+          AND read_requests > 0
+    )
+    WHERE read_bytes + CASE WHEN before_hour = utc_add(hour, - INTERVAL 1 HOUR) THEN before ELSE 0 END
+          >= $floor_mb * 1048576
 ),
 history AS (
     SELECT c.subject, c.hour, h.read_bytes
-    FROM candidates c
+    FROM pairs c
     JOIN activity_hours h
       ON h.subject = c.subject
-     AND h.hour < c.hour
+     AND h.hour < utc_add(c.hour, - INTERVAL 1 HOUR)
      AND h.hour >= utc_add(c.hour, - to_days($baseline_days))
      AND h.read_requests > 0
 ),
@@ -45,29 +58,54 @@ spread AS (
     FROM history h JOIN centre m USING (subject, hour)
     GROUP BY h.subject, h.hour
 ),
-spikes AS (
-    SELECT c.subject, c.hour, c.read_bytes, c.read_requests, m.med, m.hours, s.mad
-    FROM candidates c
+reads AS (
+    -- the reads of the candidate hours and the hour before each, with the bytes read in the 60
+    -- minutes up to each (epoch microseconds: the frame needs no time zone arithmetic)
+    SELECT
+        r.rowid AS row_id, r.time, r.principal_id, r.account, r.client_ip, p.subject, p.hour,
+        sum(coalesce(r.response_length, 0)) OVER (
+            PARTITION BY p.subject, p.hour ORDER BY epoch_us(r.time)
+            RANGE BETWEEN 3599999999 PRECEDING AND CURRENT ROW
+        ) AS rolling
+    FROM pairs p
+    JOIN cosmos_requests r
+      ON request_subject(r.principal_id, r.account, r.client_ip) = p.subject
+     AND r.time >= utc_add(p.hour, - INTERVAL 1 HOUR) AND r.time < utc_add(p.hour, INTERVAL 1 HOUR)
+    WHERE r.operation IN ('Read', 'Query', 'ReadFeed')
+),
+peaks AS (
+    -- spans ending in the candidate hour that pass every threshold
+    SELECT r.subject, r.hour, r.time AS span_end, r.rolling, m.med, m.hours
+    FROM reads r
     LEFT JOIN centre m USING (subject, hour)
     LEFT JOIN spread s USING (subject, hour)
-    WHERE coalesce(m.hours, 0) < $min_baseline_hours
-       OR (c.read_bytes > $ratio * m.med AND c.read_bytes > m.med + $deviations * 1.4826 * s.mad)
+    WHERE r.time >= r.hour
+      AND r.rolling >= $floor_mb * 1048576
+      AND (coalesce(m.hours, 0) < $min_baseline_hours
+           OR (r.rolling > $ratio * m.med AND r.rolling > m.med + $deviations * 1.4826 * s.mad))
+),
+largest AS (
+    SELECT subject, hour, arg_max(span_end, rolling) AS span_end, max(rolling) AS rolling, any_value(med) AS med,
+           any_value(hours) AS hours
+    FROM peaks
+    GROUP BY subject, hour
 )
 SELECT
     r.time,
     'cosmos_requests' AS evidence_table,
-    r.rowid AS row_id,
+    r.row_id,
     r.principal_id,
     CASE WHEN r.principal_id IS NULL THEN 'account=' || coalesce(r.account, '') || ' ip=' || coalesce(r.client_ip, '')
          ELSE '' END AS entity,
-    'read ' || round(s.read_bytes / 1048576.0, 1) || ' MiB in ' || s.read_requests || ' requests in the hour from '
-        || strftime(s.hour::TIMESTAMP, '%Y-%m-%d %H:00') || ' UTC; ' || CASE
-            WHEN coalesce(s.hours, 0) < $min_baseline_hours THEN 'no baseline yet'
-            ELSE 'its median hour is ' || round(s.med / 1048576.0, 2) || ' MiB over ' || s.hours || ' active hours'
+    'read ' || round(l.rolling / 1048576.0, 1) || ' MiB in the 60 minutes to '
+        || strftime(l.span_end::TIMESTAMP, '%Y-%m-%d %H:%M') || ' UTC; ' || CASE
+            WHEN coalesce(l.hours, 0) < $min_baseline_hours THEN 'no baseline yet'
+            ELSE 'its median hour is ' || round(l.med / 1048576.0, 2) || ' MiB over ' || l.hours || ' active hours'
         END AS detail
-FROM cosmos_requests r
-JOIN spikes s
-  ON request_subject(r.principal_id, r.account, r.client_ip) = s.subject
- AND r.time >= s.hour AND r.time < utc_add(s.hour, INTERVAL 1 HOUR)
+FROM largest l
+JOIN reads r
+  ON r.subject = l.subject AND r.hour = l.hour
+ -- the reads of the largest span: the 60 minutes up to its end
+ AND epoch_us(r.time) > epoch_us(l.span_end) - 3600000000 AND r.time <= l.span_end
 WHERE r.time >= $from AND r.time < $to
-  AND r.operation IN ('Read', 'Query', 'ReadFeed')
+QUALIFY row_number() OVER (PARTITION BY r.row_id ORDER BY l.hour) = 1

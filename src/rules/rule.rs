@@ -413,13 +413,17 @@ pub fn parse_duration(text: &str) -> Option<TimeDelta> {
 /// The rules compiled into TokenTrail: `queries/*.sql` of the source tree.
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("collection_enumeration", include_str!("../../queries/collection_enumeration.sql")),
+    ("container_or_database_deleted", include_str!("../../queries/container_or_database_deleted.sql")),
     ("data_volume_spike", include_str!("../../queries/data_volume_spike.sql")),
+    ("data_volume_spike_daily", include_str!("../../queries/data_volume_spike_daily.sql")),
+    ("disabled_account_attempts", include_str!("../../queries/disabled_account_attempts.sql")),
     ("distributed_spray", include_str!("../../queries/distributed_spray.sql")),
     ("distributed_spray_then_data_access", include_str!("../../queries/distributed_spray_then_data_access.sql")),
     ("dormant_principal", include_str!("../../queries/dormant_principal.sql")),
     ("impossible_travel", include_str!("../../queries/impossible_travel.sql")),
     ("ip_not_in_signins", include_str!("../../queries/ip_not_in_signins.sql")),
     ("key_auth_access", include_str!("../../queries/key_auth_access.sql")),
+    ("key_client_auth_failures", include_str!("../../queries/key_client_auth_failures.sql")),
     ("mass_delete", include_str!("../../queries/mass_delete.sql")),
     ("new_collection_for_principal", include_str!("../../queries/new_collection_for_principal.sql")),
     ("new_country_signin", include_str!("../../queries/new_country_signin.sql")),
@@ -432,6 +436,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("source_silent", include_str!("../../queries/source_silent.sql")),
     ("spray_then_data_access", include_str!("../../queries/spray_then_data_access.sql")),
     ("threat_intel_ip", include_str!("../../queries/threat_intel_ip.sql")),
+    ("weak_auth_token_reaches_data", include_str!("../../queries/weak_auth_token_reaches_data.sql")),
 ];
 
 /// The built-in rules, then the `.sql` files of `dir` (sorted by name): a file whose id is

@@ -420,3 +420,55 @@ fn a_request_is_tied_to_the_sign_in_to_cosmos_db_not_a_later_one_for_mail() {
         );
     }
 }
+
+/// A read of `bytes` by user `user` from HOME.
+fn read(case: &mut Case, user: u32, time: DateTime<Utc>, bytes: u64) {
+    case.request(user, HOME, time);
+    let r = case.records.last_mut().expect("just pushed");
+    r["properties"]["operationName"] = json!("Read");
+    r["properties"]["responseLength"] = json!(bytes.to_string());
+}
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn an_export_across_two_clock_hours_is_one_spike_and_a_day_long_drip_is_a_daily_one() {
+    let mut case = Case::new();
+    let start = at(MONDAY_8AM);
+    for day in 0..12 {
+        let t = start + Duration::days(day);
+        case.user_sign_in(6, HOME, t, 0);
+        case.user_sign_in(7, HOME, t, 0);
+        read(&mut case, 6, t + Duration::minutes(10), MIB);
+        read(&mut case, 7, t + Duration::minutes(10), 5 * MIB);
+    }
+    // Day 12: user 6 exports 120 MiB from 10:30 to 11:29, 60 MiB in each clock hour (the floor
+    // is 100 MiB an hour).
+    let export = start + Duration::days(12) + Duration::minutes(150);
+    case.user_sign_in(6, HOME, export - Duration::minutes(5), 0);
+    for n in 0..60 {
+        read(&mut case, 6, export + Duration::minutes(n), 2 * MIB);
+    }
+    // Day 13: user 7 reads 30 MiB every hour of the day: 720 MiB, no hour near the floor.
+    let drip = start + Duration::days(13) - Duration::hours(8);
+    for hour in 0..24 {
+        let t = drip + Duration::hours(hour);
+        case.user_sign_in(7, HOME, t, 0);
+        read(&mut case, 7, t + Duration::minutes(5), 30 * MIB);
+    }
+    let findings = case.findings();
+    let of = |rule: &str| -> Vec<String> { findings.iter().filter(|f| f.0 == rule).map(|f| f.1.clone()).collect() };
+    assert_eq!(of("data_volume_spike"), vec![user_id(6)]);
+    assert_eq!(of("data_volume_spike_daily"), vec![user_id(7)]);
+    let counts = case.db.rows(
+        "SELECT rule_id, count::VARCHAR FROM findings WHERE rule_id LIKE 'data_volume_spike%' ORDER BY 1",
+    );
+    assert_eq!(
+        counts,
+        [
+            vec!["data_volume_spike".to_string(), "60".into()],
+            vec!["data_volume_spike_daily".to_string(), "24".into()]
+        ],
+        "the export's 60 reads; the first read of each of the drip's hours"
+    );
+}
