@@ -5,15 +5,16 @@
 -- mitre: T1078.004 Valid Accounts: Cloud Accounts
 -- window: 0m
 -- description: A user's interactive sign-in that proved only a password, or went through a flow that
---   Conditional Access and phishing-resistant methods do not cover (resource owner password
---   credentials, device code, a legacy protocol such as IMAP, POP, SMTP or ActiveSync), is how
---   sprayed, phished and leaked passwords are used. On its own it is a weak signal (Sigma's);
---   followed by the user's data being read it is not. Raises requests of a user made within
---   token_minutes after such a successful interactive sign-in of the same user, through the silent
---   refreshes that follow it or directly. Non-interactive sign-ins (refreshes), service principals
---   and managed identities are single-factor by nature and are not judged; single-factor
---   sign-ins from the trusted networks (where a policy may waive MFA) are not either, nor any
---   when single_factor = 0. Requests newer than the latest stored sign-in wait for the sign-in logs.
+--   Conditional Access and phishing-resistant methods do not cover (device code, phished with the
+--   user's own MFA; a legacy protocol such as IMAP, POP, SMTP or ActiveSync; resource owner password
+--   credentials when single-factor, as they always are), is how sprayed, phished and leaked
+--   passwords are used. On its own it is a weak signal (Sigma's); followed by the user's data being
+--   read it is not. Raises requests of a user made within token_minutes after such a successful
+--   interactive sign-in of the same user, through the silent refreshes that follow it or directly.
+--   Non-interactive sign-ins (refreshes), service principals and managed identities are
+--   single-factor by nature and are not judged; other single-factor sign-ins from the trusted
+--   networks (where a policy may waive MFA) are not either, nor any when single_factor = 0.
+--   Requests newer than the latest stored sign-in wait for the sign-in logs.
 -- remediation: Look at the sign-in (flow, client app, address, device). If the user did not do it,
 --   revoke their sessions, reset the password and review what was read. Block the flow tenant-wide
 --   with Conditional Access (authentication flows: device code and legacy authentication) and require
@@ -21,9 +22,14 @@
 -- param: token_minutes = 90
 --   How long after the weak sign-in its tokens are taken to be in use (60 to 90 minutes).
 -- param: single_factor = 1
---   1: a single-factor interactive sign-in is weak; 0: only the flows and protocols below are.
--- param: weak_protocols = 'ropc,devicecode'
---   Comma-separated authentication protocols (authenticationProtocol, any case) that are weak.
+--   1: any single-factor interactive sign-in outside the trusted networks is weak; 0: only the
+--   flows and protocols below are.
+-- param: weak_protocols = 'devicecode'
+--   Comma-separated authentication protocols (authenticationProtocol, any case) that are weak
+--   whatever the factors: device code is phished with the user's own MFA.
+-- param: password_flows = 'ropc'
+--   Comma-separated protocols that send a password alone (resource owner password credentials):
+--   weak when single-factor, from any network and whatever single_factor says.
 -- param: legacy_clients = 'exchange activesync,imap4,pop3,authenticated smtp,smtp,other clients,exchange web services,mapi over http,offline address book,autodiscover,outlook anywhere (rpc over http),exchange online powershell,reporting web services,universal outlook'
 --   Comma-separated client apps (clientAppUsed, any case) that are legacy protocols.
 WITH weak AS MATERIALIZED (
@@ -35,6 +41,8 @@ WITH weak AS MATERIALIZED (
                 THEN 'protocol ' || s.authentication_protocol
             WHEN list_contains(string_split(lower($legacy_clients), ','), lower(s.client_app_used))
                 THEN 'legacy client ' || s.client_app_used
+            WHEN list_contains(string_split(lower($password_flows), ','), lower(s.authentication_protocol))
+                THEN 'single factor, protocol ' || s.authentication_protocol
             ELSE 'single factor'
         END AS weakness
     FROM signins s
@@ -46,11 +54,13 @@ WITH weak AS MATERIALIZED (
       AND (
           list_contains(string_split(lower($weak_protocols), ','), lower(s.authentication_protocol))
           OR list_contains(string_split(lower($legacy_clients), ','), lower(s.client_app_used))
-          OR ($single_factor = 1
-              AND lower(s.authentication_requirement) = 'singlefactorauthentication'
-              AND NOT EXISTS (
-                  SELECT 1 FROM network_lists t
-                  WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
+          OR (lower(s.authentication_requirement) = 'singlefactorauthentication'
+              AND (
+                  list_contains(string_split(lower($password_flows), ','), lower(s.authentication_protocol))
+                  OR ($single_factor = 1 AND NOT EXISTS (
+                      SELECT 1 FROM network_lists t
+                      WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
+                  ))
               ))
       )
 ),

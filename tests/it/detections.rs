@@ -235,6 +235,9 @@ fn refreshes_workloads_mfa_and_single_factor_in_a_trusted_network_are_not_raised
     // User 3 from a network where policy waives MFA (a private range: trusted by default).
     interactive(&mut case, 3, "10.20.30.40", t, ONE_FACTOR, "none");
     case.request(3, "10.20.30.40", t + Duration::minutes(1));
+    // User 5's password flow satisfied MFA, as its record says: not a password alone.
+    interactive(&mut case, 5, HOME, t, MFA, "ropc");
+    case.request(5, HOME, t + Duration::minutes(1));
     // User 4's single-factor sign-in was yesterday: its tokens are long gone.
     interactive(&mut case, 4, HOME, t - Duration::days(1), ONE_FACTOR, "none");
     refresh(&mut case, 4, HOME, t);
