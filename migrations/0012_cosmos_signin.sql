@@ -68,3 +68,40 @@ SELECT
         AS ip_seen_in_signins_7d
 FROM matched m
 LEFT JOIN principals p ON p.principal_id = m.principal_id;
+
+-- The kind of principal behind a request, from the kind of its sign-in (`unknown` without one).
+CREATE MACRO principal_kind_of(signin_kind) AS CASE
+    WHEN signin_kind IN ('user_interactive', 'user_noninteractive') THEN 'user'
+    WHEN signin_kind IN ('service_principal', 'managed_identity') THEN signin_kind
+    ELSE 'unknown'
+END;
+
+-- One clock per kind of principal: how far the sign-in logs that kind signs in through have
+-- arrived (`until`, the earliest of them, since each arrives with its own delay), whether
+-- every one of them was ever received (`complete`) and which were not (`missing`). Users sign
+-- in through the interactive and the non-interactive logs (silent refreshes are in the
+-- latter), service principals and managed identities through their own; a principal with no
+-- sign-in on record (`unknown`) could be any of them. Rules judge a request by its principal's
+-- kind, so a late log of one kind does not hold back (or wrongly release) the others.
+CREATE VIEW signin_clock AS
+WITH categories(stream, kind) AS (
+    VALUES ('signins:SignInLogs', 'user'), ('signins:NonInteractiveUserSignInLogs', 'user'),
+           ('signins:ServicePrincipalSignInLogs', 'service_principal'),
+           ('signins:ManagedIdentitySignInLogs', 'managed_identity')
+),
+seen AS (
+    SELECT lower(stream) AS stream, max(last_time) AS until FROM stream_hours WHERE stream LIKE 'signins:%' GROUP BY ALL
+),
+per AS (
+    SELECT c.kind, c.stream, s.until FROM categories c LEFT JOIN seen s ON s.stream = lower(c.stream)
+)
+SELECT
+    kind, min(until) AS until, bool_and(until IS NOT NULL) AS complete,
+    string_agg(CASE WHEN until IS NULL THEN replace(stream, 'signins:', '') END, ', ' ORDER BY stream) AS missing
+FROM per
+GROUP BY kind
+UNION ALL
+SELECT
+    'unknown', min(until), bool_and(until IS NOT NULL),
+    string_agg(CASE WHEN until IS NULL THEN replace(stream, 'signins:', '') END, ', ' ORDER BY stream)
+FROM per;

@@ -119,5 +119,5 @@ SELECT
 FROM request_signins c
 JOIN new_entries e ON e.principal_id = c.principal_id AND e.time = c.signin_time
 WHERE c.time >= $from AND c.time < $to
-  AND c.time <= (SELECT signins_until FROM data_clock)
+  AND c.time <= (SELECT until FROM signin_clock WHERE kind = principal_kind_of(c.signin_kind))
   AND epoch_us(c.signin_time) >= epoch_us(c.time) - $max_token_age_hours * 3600000000

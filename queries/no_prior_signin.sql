@@ -9,8 +9,10 @@
 --   up to a day (the platform caches it). Raises the first request of each hour by a principal
 --   with no successful sign-in on record within its kind's token lifetime before the request: a
 --   token minted elsewhere (forged, or issued by another tenant) or sign-in logs that never reach
---   TokenTrail. Requests newer than the latest stored sign-in are not judged until the sign-in
---   logs catch up, so late Entra logs do not raise it.
+--   TokenTrail. Requests newer than the latest stored sign-in of the principal's kind are not
+--   judged until those logs catch up, so late Entra logs do not raise it; while a sign-in log
+--   the principal could sign in through was never received at all, signin_log_missing raises
+--   one finding instead.
 -- remediation: Check that every sign-in log category (interactive, non-interactive, service
 --   principal, managed identity) is exported. If they are, treat the principal as compromised:
 --   revoke its sessions and credentials and review the data it touched.
@@ -22,7 +24,10 @@ WITH late AS (
     SELECT
         c.time, c.request_row, c.principal_id, c.account, c.operation, c.client_ip, c.signin_time
     FROM request_signins c
+    JOIN signin_clock k ON k.kind = principal_kind_of(c.signin_kind)
     WHERE c.time >= utc_hour($from) AND c.time < $to
+      -- a kind whose sign-in logs never arrived is signin_log_missing's: one finding, not one an hour
+      AND k.complete
       AND (
           c.signin_time IS NULL
           OR c.signin_time < utc_add(c.time, CASE
@@ -31,8 +36,8 @@ WITH late AS (
       )
       -- learned: the sign-ins that could have issued the token are inside the data
       AND c.time >= utc_add((SELECT history_start FROM data_clock), to_hours($managed_identity_token_hours))
-      -- judged only once the sign-in logs have caught up with the request
-      AND c.time <= (SELECT signins_until FROM data_clock)
+      -- judged only once the sign-in logs of the principal's kind have caught up with the request
+      AND c.time <= k.until
     -- the first of each hour: one request says what the hour's others would
     QUALIFY row_number() OVER (PARTITION BY c.principal_id, utc_hour(c.time) ORDER BY c.time, c.request_row) = 1
 )

@@ -48,7 +48,7 @@ requests AS (
     SELECT c.*
     FROM request_signins c
     WHERE c.time >= $from AND c.time < $to
-      AND c.time <= (SELECT signins_until FROM data_clock)
+      AND c.time <= (SELECT until FROM signin_clock WHERE kind = principal_kind_of(c.signin_kind))
       AND c.principal_id IN (SELECT principal_id FROM risky)
 )
 SELECT

@@ -76,7 +76,7 @@ tokens AS (
     JOIN ip_addresses i ON i.ip = c.signin_ip
     CROSS JOIN (SELECT coalesce(list(DISTINCT source), []) AS sources FROM sprays) a
     WHERE c.time >= $from AND c.time < $to
-      AND c.time <= (SELECT signins_until FROM data_clock)
+      AND c.time <= (SELECT until FROM signin_clock WHERE kind = principal_kind_of(c.signin_kind))
       AND list_contains(a.sources, spray_source(c.signin_ip, i.ip_hex, i.version))
       AND epoch_us(c.signin_time) >= epoch_us(c.time) - $max_token_age_hours * 3600000000
 ),

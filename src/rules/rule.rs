@@ -433,6 +433,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("permission_probing", include_str!("../../queries/permission_probing.sql")),
     ("risky_signin_data_access", include_str!("../../queries/risky_signin_data_access.sql")),
     ("source_reset", include_str!("../../queries/source_reset.sql")),
+    ("signin_log_missing", include_str!("../../queries/signin_log_missing.sql")),
     ("source_silent", include_str!("../../queries/source_silent.sql")),
     ("spray_then_data_access", include_str!("../../queries/spray_then_data_access.sql")),
     ("threat_intel_ip", include_str!("../../queries/threat_intel_ip.sql")),

@@ -316,7 +316,9 @@ fn a_risky_portal_sign_in_is_raised_when_its_silent_refresh_reaches_data() {
     remediated["properties"]["riskLevelDuringSignIn"] = json!("medium");
     remediated["properties"]["authenticationRequirement"] = json!("multiFactorAuthentication");
     case.request(2, HOME, t + Duration::minutes(2));
+    // Both user logs go on past the requests (each is a clock of its own).
     case.user_sign_in(90, "99.61.1.1", t + Duration::minutes(40), 0);
+    case.user_sign_in_to("NonInteractiveUserSignInLogs", 90, "99.61.1.1", t + Duration::minutes(40), 0);
     assert_eq!(case.raised("risky_signin_data_access"), vec![(user_id(1), "ip=105.112.7.9".to_string())]);
 }
 
@@ -355,7 +357,10 @@ fn a_token_used_past_its_lifetime_is_raised_once_an_hour_and_a_managed_identity_
     let mi = case.sign_in("ManagedIdentitySignInLogs", "", t, 0);
     mi["properties"]["servicePrincipalId"] = json!(user_id(500));
     case.request(500, "10.1.2.3", t + Duration::hours(10));
+    // Every sign-in log arrives, up to past the requests.
     case.user_sign_in(90, "99.61.1.1", t + Duration::hours(12), 0);
+    case.user_sign_in_to("NonInteractiveUserSignInLogs", 90, "99.61.1.1", t + Duration::hours(12), 0);
+    case.app_sign_in(90, "52.168.9.9", t + Duration::hours(12), 0);
     assert_eq!(case.raised("no_prior_signin"), vec![(user_id(1), "account=".to_string() + &account(&case))]);
     // 18 requests over three hours; the first 90 minutes are the token's life; then one an hour.
     let count: i64 = case.db.value("SELECT count FROM findings WHERE rule_id = 'no_prior_signin'");
@@ -471,4 +476,58 @@ fn an_export_across_two_clock_hours_is_one_spike_and_a_day_long_drip_is_a_daily_
         ],
         "the export's 60 reads; the first read of each of the drip's hours"
     );
+}
+
+/// Sign-ins of every category but managed identities', each day of `days` from `start`, and a
+/// request of user 1 after each.
+fn every_log_but_managed_identities(case: &mut Case, start: DateTime<Utc>, days: i64) {
+    for day in 0..days {
+        let t = start + Duration::days(day);
+        case.user_sign_in(1, HOME, t, 0);
+        case.user_sign_in_to("NonInteractiveUserSignInLogs", 1, HOME, t + Duration::minutes(30), 0);
+        case.app_sign_in(1, "52.168.9.9", t, 0);
+        case.request(1, HOME, t + Duration::minutes(31));
+    }
+}
+
+#[test]
+fn a_managed_identity_log_never_exported_is_one_configuration_finding_not_one_an_hour() {
+    let mut case = Case::new();
+    let start = at(MONDAY_8AM);
+    every_log_but_managed_identities(&mut case, start, 4);
+    // A managed identity works every hour of days 2 and 3; its sign-ins are not exported.
+    for hour in 0..48 {
+        case.request(500, "10.1.2.3", start + Duration::days(2) + Duration::hours(hour));
+    }
+    let findings = case.findings();
+    assert!(findings.iter().all(|f| f.0 != "no_prior_signin"), "{findings:?}");
+    let missing: Vec<_> = findings.iter().filter(|f| f.0 == "signin_log_missing").collect();
+    assert_eq!(missing.len(), 1, "{findings:?}");
+    assert_eq!(missing[0].2, "missing=ManagedIdentitySignInLogs");
+}
+
+#[test]
+fn late_user_sign_in_logs_hold_back_user_requests_but_not_service_principals() {
+    let mut case = Case::new();
+    let start = at(MONDAY_8AM);
+    every_log_but_managed_identities(&mut case, start, 3);
+    for day in 0..3 {
+        let mi = case.sign_in("ManagedIdentitySignInLogs", "", start + Duration::days(day), 0);
+        mi["properties"]["servicePrincipalId"] = json!(user_id(500));
+    }
+    // The user logs stop at day 2 08:30; the service principal and managed identity logs go on
+    // to 13:00, as Entra ID's categories arrive with their own delays.
+    let t = start + Duration::days(2);
+    for hour in 1..=5 {
+        case.app_sign_in(1, "52.168.9.9", t + Duration::hours(hour), 0);
+        let mi = case.sign_in("ManagedIdentitySignInLogs", "", t + Duration::hours(hour), 0);
+        mi["properties"]["servicePrincipalId"] = json!(user_id(500));
+    }
+    // User 1 at 10:45: its refresh is in logs that have not arrived yet. App 2 at 10:45, last
+    // signed in on day 0: its log is here and has nothing.
+    case.request(1, HOME, t + Duration::minutes(165));
+    case.app_sign_in(2, "52.168.9.10", start, 0);
+    case.request(1002, "52.168.9.10", t + Duration::minutes(165));
+    assert_eq!(case.raised("no_prior_signin"), vec![(user_id(1002), "account=".to_string() + &account(&case))]);
+    assert!(case.raised("signin_log_missing").is_empty());
 }
