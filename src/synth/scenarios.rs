@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::RngExt;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::cosmos::{
     Caller, DELETES, EXPORT, Op, PROBES, READS, aad_caller, document_request, key_caller, key_request,
@@ -17,7 +18,7 @@ use super::realistic::residential_proxy;
 use super::signins::{COSMOS_RESOURCE, SignIn};
 use super::tenant::{SERVICE_COSMOS_AGENTS, grant, place, public_ip};
 use super::wire::{Prng, STREAM_SCENARIO, guid, jitter, pick_weighted, rfc3339, stream_rng, whole_ticks};
-use super::{Burst, CosmosAccount, Event, Generator, Grant, Place, Principal, PrincipalKind, Profile, Workload};
+use super::{Burst, CosmosAccount, Event, Generator, Grant, Habit, Place, Principal, PrincipalKind, Profile, Workload};
 
 /// Addresses the scenarios use as "known bad" (Tor exit style); detections take them as a
 /// user-supplied threat-intelligence list.
@@ -52,6 +53,10 @@ pub enum Scenario {
     ThreatIntelIp,
     TokenWithoutSignIn,
     DistributedSpray,
+    ContainerDeleted,
+    DisabledAccountAttempts,
+    DeviceCodePhish,
+    RotatedKeyTried,
 }
 
 impl Scenario {
@@ -71,6 +76,10 @@ impl Scenario {
             ThreatIntelIp,
             TokenWithoutSignIn,
             DistributedSpray,
+            ContainerDeleted,
+            DisabledAccountAttempts,
+            DeviceCodePhish,
+            RotatedKeyTried,
         ]
     }
 
@@ -89,6 +98,10 @@ impl Scenario {
             Scenario::ThreatIntelIp => "threat_intel_ip",
             Scenario::TokenWithoutSignIn => "token_without_signin",
             Scenario::DistributedSpray => "distributed_spray",
+            Scenario::ContainerDeleted => "container_deleted",
+            Scenario::DisabledAccountAttempts => "disabled_account_attempts",
+            Scenario::DeviceCodePhish => "device_code_phish",
+            Scenario::RotatedKeyTried => "rotated_key_tried",
         }
     }
 
@@ -113,6 +126,10 @@ impl Scenario {
             Scenario::ThreatIntelIp => (&["threat_intel_ip"], &["risky_signin_data_access"]),
             Scenario::TokenWithoutSignIn => (&["no_prior_signin"], &["dormant_principal"]),
             Scenario::DistributedSpray => (&["distributed_spray", "distributed_spray_then_data_access"], &[]),
+            Scenario::ContainerDeleted => (&["container_or_database_deleted"], &[]),
+            Scenario::DisabledAccountAttempts => (&["disabled_account_attempts"], &[]),
+            Scenario::DeviceCodePhish => (&["weak_auth_token_reaches_data"], &[]),
+            Scenario::RotatedKeyTried => (&["key_client_auth_failures"], &[]),
         }
     }
 
@@ -230,6 +247,10 @@ impl Generator {
             Scenario::NewUserAgent => self.new_user_agent(rng, at, out),
             Scenario::ThreatIntelIp => self.threat_intel_ip(rng, at, out),
             Scenario::TokenWithoutSignIn => self.token_without_sign_in(rng, at, out),
+            Scenario::ContainerDeleted => self.container_deleted(rng, at, out),
+            Scenario::DisabledAccountAttempts => self.disabled_account_attempts(rng, at, out),
+            Scenario::DeviceCodePhish => self.device_code_phish(rng, at, out),
+            Scenario::RotatedKeyTried => self.rotated_key_tried(rng, at, out),
         };
         events.sort_by_key(|e| e.time);
         let plan = plan.unwrap_or_else(|| {
@@ -598,5 +619,116 @@ impl Generator {
             stranger.object_id, account.name, place.country
         );
         Plan::by(&stranger, account, &ip, what)
+    }
+
+    /// A principal reads a little, plants a trigger, then drops a container of its role.
+    fn container_deleted(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p = self.pick(rng, |p| p.kind != PrincipalKind::ManagedIdentity)?;
+        let (grant, account) = self.grant_of(rng, p)?;
+        let ip = p.ips.first()?;
+        let &(d, c) = grant.collections.choose(rng)?;
+        let db = account.databases.get(d)?;
+        let coll = db.collections.get(c)?;
+        out.push(self.token_sign_in(rng, p, at, ip, p.home));
+        let count = rng.random_range(8..15);
+        let burst = Burst::one(grant, ip, at + Duration::seconds(5), Duration::minutes(10), count, READS);
+        self.burst(rng, p, &burst, out, |_, _| {});
+        let caller = Caller { connection_mode: "Gateway", ..aad_caller(p, grant, ip) };
+        let planted = at + Duration::minutes(11) + jitter(rng, Duration::minutes(2));
+        let mut trigger = metadata_request(planted, account, Op::Create, "Trigger", &db.name, &coll.name, caller);
+        trigger.resource_path =
+            format!("/dbs/{}/colls/{}/triggers/audit-{}", db.name, coll.name, rng.random_range(1..99));
+        trigger.status = 201;
+        push_request(rng, &trigger, out);
+        let dropped = planted + Duration::minutes(2) + jitter(rng, Duration::minutes(3));
+        let mut delete = metadata_request(dropped, account, Op::Delete, "Collection", &db.name, &coll.name, caller);
+        delete.status = 204;
+        push_request(rng, &delete, out);
+        let what = format!(
+            "{} wrote a trigger on {}/{}/{} and then deleted the container",
+            p.name, account.name, db.name, coll.name
+        );
+        Plan::by(p, account, ip, what)
+    }
+
+    /// A credential list tried at a disabled account (the leaver's, or a user without data
+    /// access in a tidy tenant) from one address, where another user's password then works.
+    fn disabled_account_attempts(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let users = &self.tenant.users;
+        let leaver = users.iter().find(|u| u.habit == Habit::Leaver);
+        let disabled = match leaver {
+            Some(leaver) => leaver,
+            None => *users.iter().filter(|u| !u.has_data()).collect::<Vec<_>>().choose(rng)?,
+        };
+        let pool: Vec<&Principal> =
+            users.iter().filter(|u| u.object_id != disabled.object_id && u.habit != Habit::Leaver).collect();
+        let other = *pool.choose(rng)?;
+        // A residential proxy near the account that works, so its sign-in does not stand out.
+        let place = residential_proxy(rng, other.home);
+        let ip = public_ip(rng, &place);
+        let attempts = rng.random_range(9..14);
+        for i in 0..attempts {
+            let t = at + Duration::seconds(40 * i) + jitter(rng, Duration::seconds(20));
+            let attempt = SignIn { error: 50057, ..SignIn::spray(disabled, t, &ip, &place) };
+            out.push(self.sign_in_event(rng, &attempt));
+        }
+        let hit = at + Duration::seconds(40 * attempts + 30);
+        out.push(self.sign_in_event(rng, &SignIn::spray(other, hit, &ip, &place)));
+        let what = format!(
+            "{attempts} sign-in attempts on the disabled account {} from {ip} ({}), where {} then signed in",
+            disabled.name, place.country, other.name
+        );
+        // Sign-ins only: no Cosmos DB account is involved.
+        let principal = Some((disabled.object_id.clone(), disabled.name.clone()));
+        Some(Plan { principal, account: String::new(), source_ip: Some(ip), description: what })
+    }
+
+    /// A device-code phish: the user enters the attacker's code, the attacker's client redeems
+    /// it (a flow Conditional Access rarely blocks) and reads Cosmos DB with the refresh token.
+    fn device_code_phish(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let victim = self.pick(rng, |p| p.kind == PrincipalKind::User)?;
+        let (grant, account) = self.grant_of(rng, victim)?;
+        let foreign = FOREIGN_PLACES.choose(rng)?.clone();
+        // Realistic: the attacker's infrastructure sits behind a proxy in the victim's country.
+        let place = match self.profile {
+            Profile::Realistic => residential_proxy(rng, victim.home),
+            Profile::Tidy => foreign,
+        };
+        let ip = public_ip(rng, &place);
+        let mut phished = self.sign_in_event(rng, &SignIn::interactive(victim, at, &ip, &place));
+        phished.record["properties"]["authenticationProtocol"] = json!("deviceCode");
+        out.push(phished);
+        let refresh = at + Duration::minutes(rng.random_range(3..20));
+        out.push(self.token_sign_in(rng, victim, refresh, &ip, &place));
+        let count = rng.random_range(15..40);
+        let burst = Burst::one(grant, &ip, refresh + Duration::seconds(10), Duration::minutes(25), count, READS);
+        self.burst(rng, victim, &burst, out, |_, _| {});
+        let what = format!(
+            "{} signed in through a phished device code from {ip} ({}); its token read {}",
+            victim.name, place.country, account.name
+        );
+        Plan::by(victim, account, &ip, what)
+    }
+
+    /// An account key that was rotated after a leak, still tried from outside: every request
+    /// is rejected (401) within minutes.
+    fn rotated_key_tried(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let account = self.tenant.accounts.choose(rng)?;
+        let place = FOREIGN_PLACES.choose(rng)?;
+        let ip = public_ip(rng, place);
+        let span = Duration::minutes(rng.random_range(4..12));
+        let caller = key_caller("PrimaryMasterKey", &ip, KEY_THIEF_AGENT);
+        let count = rng.random_range(30..90);
+        for _ in 0..count {
+            let time = at + jitter(rng, span);
+            let mut r = key_request(rng, account, time, READS, caller)?;
+            r.status = 401;
+            push_request(rng, &r, out);
+        }
+        let description = format!(
+            "{count} requests on {} from {ip} ({}) signed with a rotated primary key, all rejected (401)",
+            account.name, place.country
+        );
+        Some(Plan { principal: None, account: account.name.clone(), source_ip: Some(ip), description })
     }
 }

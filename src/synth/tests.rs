@@ -267,9 +267,12 @@ fn scenario_events_lie_inside_their_ground_truth_window() {
         assert!(events.windows(2).all(|w| w[0].time <= w[1].time), "{name} is sorted");
         assert!(truth.start >= start - Duration::nanoseconds(100) && truth.start - start < Duration::minutes(1));
         assert!(truth.end > truth.start && truth.end - truth.start <= Duration::minutes(70), "{name}");
-        assert!(tenant_accounts.contains(truth.account.as_str()), "{name}: {}", truth.account);
+        // Attempts at a disabled account are sign-ins only: no Cosmos DB account is involved.
+        let no_account = scenario == Scenario::DisabledAccountAttempts;
+        assert!(no_account || tenant_accounts.contains(truth.account.as_str()), "{name}: {}", truth.account);
         assert!(truth.source_ip.is_some(), "{name}");
-        assert_eq!(truth.principal_id.is_none(), scenario == Scenario::KeyBasedAccess, "{name}");
+        let keys = matches!(scenario, Scenario::KeyBasedAccess | Scenario::RotatedKeyTried);
+        assert_eq!(truth.principal_id.is_none(), keys, "{name}");
         assert!(!truth.description.is_empty());
         assert_eq!(g.scenario(scenario, start), (events.clone(), truth.clone()), "{name} is deterministic");
         assert_ne!(g.scenario(scenario, start + Duration::hours(1)).0, events, "{name} depends on its time");
@@ -400,6 +403,41 @@ fn scenarios_carry_their_signal_and_the_baseline_does_not() {
                 assert!(THREAT_INTEL_IPS.contains(&ip.as_str()));
                 assert!(THREAT_INTEL_IPS.iter().all(|bad| !baseline_ips.contains(bad)));
                 assert!(requests().filter(|e| prop(e, "statusCode").starts_with('2')).count() >= 5);
+            }
+            Scenario::ContainerDeleted => {
+                let of = |kind: &str, op: &str| {
+                    requests()
+                        .filter(|e| prop(e, "requestResourceType") == kind && text(&e.record, "operationName") == op)
+                        .count()
+                };
+                assert_eq!((of("Collection", "Delete"), of("Trigger", "Create")), (1, 1));
+                assert!(
+                    baseline.iter().filter(|e| is_request(e)).all(|e| prop(e, "requestResourceType") == "Document")
+                );
+            }
+            Scenario::DisabledAccountAttempts => {
+                let (failed, ok): (Vec<&Event>, Vec<&Event>) = events.iter().partition(|e| !succeeded(e));
+                assert!(failed.len() >= 9 && failed.iter().all(|e| text(&e.record, "resultType") == "50057"));
+                assert!(failed.iter().all(|e| signed_in_id(e) == id && prop(e, "ipAddress") == ip));
+                assert!(ok.len() == 1 && signed_in_id(ok[0]) != id && prop(ok[0], "ipAddress") == ip);
+                assert!(baseline.iter().filter(|e| is_sign_in(e)).all(|e| text(&e.record, "resultType") != "50057"));
+            }
+            Scenario::DeviceCodePhish => {
+                let phished: Vec<&Event> = mine.iter().filter(|e| e.category == "SignInLogs").collect();
+                assert_eq!(phished.len(), 1);
+                assert_eq!(prop(phished[0], "authenticationProtocol"), "deviceCode");
+                assert!(succeeded(phished[0]) && prop(phished[0], "ipAddress") == ip);
+                assert!(requests().count() >= 15);
+                assert!(requests().all(|e| e.time > phished[0].time && prop(e, "clientIpAddress") == ip));
+                let protocols: HashSet<&str> =
+                    baseline.iter().filter(|e| is_sign_in(e)).map(|e| prop(e, "authenticationProtocol")).collect();
+                assert!(!protocols.contains("deviceCode"), "{protocols:?}");
+            }
+            Scenario::RotatedKeyTried => {
+                assert!(!baseline_ips.contains(ip.as_str()));
+                assert!(events.len() >= 30);
+                assert!(events.iter().all(|e| prop(e, "aadPrincipalId").is_empty() && prop(e, "statusCode") == "401"));
+                assert_eq!(requests_from(&events, &ip), events.len());
             }
         }
     }
