@@ -14,7 +14,7 @@
 --   Non-interactive sign-ins (refreshes), service principals and managed identities are
 --   single-factor by nature and are not judged; other single-factor sign-ins from the trusted
 --   networks (where a policy may waive MFA) are not either, nor any when single_factor = 0.
---   Requests newer than the latest stored sign-in wait for the sign-in logs.
+--   Requests wait until the user sign-in logs (interactive and non-interactive) have caught up.
 -- remediation: Look at the sign-in (flow, client app, address, device). If the user did not do it,
 --   revoke their sessions, reset the password and review what was read. Block the flow tenant-wide
 --   with Conditional Access (authentication flows: device code and legacy authentication) and require
@@ -68,7 +68,7 @@ requests AS (
     SELECT c.*
     FROM request_signins c
     WHERE c.time >= $from AND c.time < $to
-      AND c.time <= (SELECT signins_until FROM data_clock)
+      AND c.time <= (SELECT until FROM signin_clock WHERE kind = principal_kind_of(c.signin_kind))
       AND c.principal_id IN (SELECT principal_id FROM weak)
 )
 SELECT

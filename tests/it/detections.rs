@@ -75,10 +75,11 @@ const PROXY: &str = "98.214.60.27";
 const CARRIER: &str = "172.56.14.9";
 const LATER: u32 = 90;
 
-/// A sign-in long after everything else, so that the sign-in logs have caught up with the
-/// requests (rules that correlate wait for them).
+/// Sign-ins in both user logs long after everything else, so that they have caught up with
+/// the requests (rules that correlate wait for them).
 fn logs_caught_up(case: &mut Case, time: DateTime<Utc>) {
     case.user_sign_in(LATER, "99.61.1.1", time, 0);
+    case.user_sign_in_to("NonInteractiveUserSignInLogs", LATER, "99.61.1.1", time, 0);
 }
 
 // --- container_or_database_deleted --------------------------------------------------------
