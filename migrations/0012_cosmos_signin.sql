@@ -105,3 +105,12 @@ SELECT
     'unknown', min(until), bool_and(until IS NOT NULL),
     string_agg(CASE WHEN until IS NULL THEN replace(stream, 'signins:', '') END, ', ' ORDER BY stream)
 FROM per;
+
+-- When a live source last found its hubs with nothing left to read (every enqueued event
+-- committed), by the wall clock: everything sent before then has arrived. Written by
+-- detection from the Event Hubs source's partition watch; source_silent measures a silence
+-- of every stream at once up to it (the streams' own clock stops with them).
+CREATE TABLE source_clock (
+    source VARCHAR PRIMARY KEY,
+    caught_up_until TIMESTAMPTZ NOT NULL
+);

@@ -11,15 +11,26 @@
 --   quiet hours counted as 0, times the hours of the silence): quiet nights and weekends are
 --   quiet every week, a removed diagnostic setting is not, and one burst a week ago does not
 --   make a quiet stream look busy. A silence still going on is
---   measured up to the latest event of any stream (the data's own clock) and updates as time
---   goes on; a stream needs a week of history first.
+--   measured up to the latest event of any stream (the data's own clock), or, when every stream
+--   stopped at once, up to when the Event Hubs source last found its hubs empty less
+--   delivery_minutes (`source_clock`), and updates as time goes on; a stream needs a week of
+--   history first.
 -- remediation: Check the diagnostic settings of the account or of Entra ID and the Event Hubs
 --   (or storage) they send to; restore them, and note the gap in the evidence for the auditor.
 -- param: min_gap_hours = 2
 --   Silences shorter than this are never raised.
 -- param: min_expected_events = 20
 --   Events the silence should have held, judged by the same hours a week earlier.
-WITH hours AS (
+-- param: delivery_minutes = 30
+--   How late Azure may deliver a log to the hub: an empty hub vouches for the time before that.
+WITH clock AS (
+    SELECT greatest(
+        d.history_end,
+        coalesce(utc_add((SELECT max(caught_up_until) FROM source_clock), - to_minutes($delivery_minutes)), d.history_end)
+    ) AS until
+    FROM data_clock d
+),
+hours AS (
     SELECT
         stream, hour, last_time, last_row,
         lead(first_time) OVER (PARTITION BY stream ORDER BY hour) AS next_time
@@ -29,7 +40,7 @@ WITH hours AS (
 gaps AS (
     SELECT
         h.stream, h.last_time AS gap_start, h.last_row, h.next_time IS NULL AS ongoing,
-        coalesce(h.next_time, (SELECT history_end FROM data_clock)) AS gap_end
+        coalesce(h.next_time, (SELECT until FROM clock)) AS gap_end
     FROM hours h
     WHERE h.last_time >= $from AND h.last_time < $to
 ),

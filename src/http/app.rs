@@ -144,8 +144,18 @@ impl Application {
                     }
                     None => Box::new(|_| {}),
                 };
-                let detection =
-                    crate::rules::live::spawn(store.clone(), detector, metrics.clone(), stop.clone(), raised)?;
+                let caught_up: Option<crate::rules::live::CaughtUp> = hubs.clone().map(|hubs| {
+                    Box::new(move || *hubs.caught_up.lock().unwrap_or_else(|p| p.into_inner()))
+                        as crate::rules::live::CaughtUp
+                });
+                let detection = crate::rules::live::spawn(
+                    store.clone(),
+                    detector,
+                    metrics.clone(),
+                    stop.clone(),
+                    caught_up,
+                    raised,
+                )?;
                 threads.push(("detection", detection));
                 rules
             }

@@ -37,17 +37,32 @@ pub const NICE: i32 = 10;
 
 /// Starts the detection thread; it ends soon after `stop` is cancelled. `raised` gets the ids
 /// of the findings each pass raised for the first time (alert hooks start there).
+/// When the Event Hubs source last had nothing left to read (see `HubsStatus::caught_up`).
+pub type CaughtUp = Box<dyn Fn() -> Option<chrono::DateTime<chrono::Utc>> + Send>;
+
 pub fn spawn(
     store: Arc<Store>,
     detector: Detector,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+    caught_up: Option<CaughtUp>,
     raised: impl Fn(Vec<i64>) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>> {
     Ok(std::thread::Builder::new().name("detection".into()).spawn(move || {
         crate::sys::priority::lower(NICE);
         let mut seen = metrics.commits.get();
+        let mut noted = false;
         while !stop.is_cancelled() {
+            if let Some(at) = caught_up.as_ref().and_then(|f| f()) {
+                match detector.note_caught_up(&store, "eventhubs", at) {
+                    Ok(()) if !noted => {
+                        noted = true;
+                        tracing::info!(%at, "Event Hubs caught up: silences are measured up to when the hubs were last empty");
+                    }
+                    Ok(()) => {}
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "storing the Event Hubs caught-up time failed"),
+                }
+            }
             match detector.evaluate_after_commit(&store) {
                 Ok(evaluation) => {
                     for failure in &evaluation.failures {

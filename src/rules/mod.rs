@@ -99,6 +99,9 @@ pub struct Detector {
     lists: u64,
     /// One evaluation at a time.
     running: Mutex<()>,
+    /// The latest `source_clock` a pass has seen (microseconds): when it moves past the data,
+    /// the rules that read it are evaluated again though no data came.
+    listened: Mutex<Option<i64>>,
 }
 
 impl Detector {
@@ -163,7 +166,7 @@ impl Detector {
         for problem in &problems {
             tracing::warn!(problem = %problem, "detection rule or list not used");
         }
-        Ok((Detector { rules, lists, running: Mutex::new(()) }, problems))
+        Ok((Detector { rules, lists, running: Mutex::new(()), listened: Mutex::new(None) }, problems))
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -180,6 +183,19 @@ impl Detector {
         let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let conn = store.connection()?;
         self.catch_up(&conn)
+    }
+
+    /// Stores that `source` had delivered everything its hubs held at `at` (`source_clock`),
+    /// when that moved by a minute or more: detection then measures a silence of every stream
+    /// up to it.
+    pub fn note_caught_up(&self, store: &Store, source: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        store.connection()?.execute(
+            "INSERT INTO source_clock VALUES (?, make_timestamp(?::BIGINT)::TIMESTAMPTZ)
+             ON CONFLICT (source) DO UPDATE SET caught_up_until = excluded.caught_up_until
+             WHERE epoch_us(excluded.caught_up_until) - epoch_us(source_clock.caught_up_until) >= 60000000",
+            duckdb::params![source, at.timestamp_micros()],
+        )?;
+        Ok(())
     }
 
     /// Brings detection up to date ([`Detector::evaluate_after_commit`]), then evaluates
@@ -212,6 +228,7 @@ impl Detector {
         let absorbing = started.elapsed();
         let mut evaluation = Evaluation { absorbed, ..Evaluation::default() };
         let Some((start, end)) = data_clock(conn)? else { return Ok(evaluation) };
+        let listened = self.listened_past(conn, end)?;
         let earliest = absorbed.and_then(|a| a.earliest).map(|earliest| match signins_before {
             Some(waiting) if waiting < earliest => waiting.max(earliest - DAY_MICROS),
             _ => earliest,
@@ -227,6 +244,9 @@ impl Detector {
                 start
             } else if let Some(earliest) = earliest {
                 earliest - rule.window.num_microseconds().unwrap_or(i64::MAX / 4)
+            } else if listened && rule.sql.contains("source_clock") {
+                // No data, but the sources confirmed they had none to give: a silence grew.
+                end - rule.window.num_microseconds().unwrap_or(i64::MAX / 4)
             } else {
                 continue;
             };
@@ -250,6 +270,16 @@ impl Detector {
             "detection pass"
         );
         Ok(evaluation)
+    }
+
+    /// Whether `source_clock` moved past the data's end (`end`) since the last pass.
+    fn listened_past(&self, conn: &duckdb::Connection, end: i64) -> Result<bool> {
+        let clock: Option<i64> =
+            conn.query_row("SELECT epoch_us(max(caught_up_until)) FROM source_clock", [], |r| r.get(0))?;
+        let mut seen = self.listened.lock().unwrap_or_else(|p| p.into_inner());
+        let moved = clock.is_some_and(|c| c > end && Some(c) != *seen);
+        *seen = clock;
+        Ok(moved)
     }
 
     /// Reports a rule that failed, and forgets its state so that the next evaluation runs it

@@ -330,6 +330,10 @@ pub struct PartitionStatus {
 #[derive(Default)]
 pub struct HubsStatus {
     pub partitions: Mutex<Vec<PartitionStatus>>,
+    /// When every partition was last found with nothing left to read (all enqueued events
+    /// committed): the hubs had delivered everything up to then. Detection measures a
+    /// silence of every log stream up to it (`source_clock`).
+    pub caught_up: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl HubsStatus {
@@ -893,6 +897,8 @@ async fn watch_lag(
     metrics: Arc<Metrics>,
 ) {
     loop {
+        let asked = chrono::Utc::now();
+        let mut answered = true;
         for (index, (hub, id, labels)) in partitions.iter().enumerate() {
             match clients[*hub].get_partition_properties(id).await {
                 Ok(properties) => {
@@ -901,11 +907,17 @@ async fn watch_lag(
                     status.update(index, |p| p.last_enqueued_sequence = Some(last));
                 }
                 Err(error) => {
+                    answered = false;
                     tracing::debug!(hub = %labels.hub, partition = %id, error = %error, "reading partition properties")
                 }
             }
         }
-        for (index, p) in status.snapshot().iter().enumerate() {
+        let snapshot = status.snapshot();
+        if answered && !snapshot.is_empty() && snapshot.iter().all(|p| p.lag == Some(0)) {
+            // Nothing was left to read when we asked: the hubs had delivered all they held.
+            *status.caught_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(asked);
+        }
+        for (index, p) in snapshot.iter().enumerate() {
             if let (Some(lag), Some((_, _, labels))) = (p.lag, partitions.get(index)) {
                 metrics.lag_events.get_or_create(labels).set(lag);
                 tracing::info!(hub = %p.hub, partition = %p.partition, committed = ?p.committed_sequence, last_enqueued = ?p.last_enqueued_sequence, lag, "partition lag");

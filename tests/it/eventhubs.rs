@@ -236,8 +236,15 @@ fn records_produced_to_several_partitions_are_stored_once() {
     // though no event follows it: every partition committed to its last event, no lag.
     let last: Vec<i64> = per_partition.iter().map(|n| *n as i64 - 1).collect();
     service.wait_for_no_lag(&last, Duration::from_secs(10));
+    // With nothing left to read, detection records that the hubs were empty: the clock a
+    // silence of every stream at once is measured by.
+    wait_for_log(&service, "Event Hubs caught up", Duration::from_secs(20));
     service.stop();
     assert_stored_once(&service, &hub, 6_000, 4);
+    let store = Store::open(&service.db, &StoreOptions::default()).unwrap();
+    let caught_up: i64 = value(&store, "SELECT count(*) FROM source_clock WHERE source = 'eventhubs'");
+    assert_eq!(caught_up, 1);
+    drop(store);
 
     // A restart resumes after the committed positions: nothing is read twice.
     service.start();

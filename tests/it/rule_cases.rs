@@ -402,19 +402,21 @@ fn a_request_is_tied_to_the_sign_in_to_cosmos_db_not_a_later_one_for_mail() {
     let t = at(MONDAY_8AM) + Duration::days(1);
     let phone = "172.58.20.7";
     case.user_sign_in(4, HOME, t - Duration::days(1), 0);
-    case.user_sign_in_to("SignInLogs", 4, HOME, t, 0)["properties"]["resourceId"] = json!("a232010e-820c-4083-83bb-3ace5fc29d0b");
+    case.user_sign_in_to("SignInLogs", 4, HOME, t, 0)["properties"]["resourceId"] =
+        json!("a232010e-820c-4083-83bb-3ace5fc29d0b");
     // Twenty minutes later the user's phone refreshes mail from the carrier's network.
     let mail = case.user_sign_in_to("NonInteractiveUserSignInLogs", 4, phone, t + Duration::minutes(20), 0);
     mail["properties"]["resourceId"] = json!("00000002-0000-0ff1-ce00-000000000000");
     case.request(4, HOME, t + Duration::minutes(30));
     // Without any sign-in to Cosmos DB, the latest sign-in of any kind still stands.
-    case.user_sign_in_to("SignInLogs", 5, HOME, t, 0)["properties"]["resourceId"] = json!("c44b4083-3bb0-49c1-b47d-974e53cbdf3c");
+    case.user_sign_in_to("SignInLogs", 5, HOME, t, 0)["properties"]["resourceId"] =
+        json!("c44b4083-3bb0-49c1-b47d-974e53cbdf3c");
     case.request(5, HOME, t + Duration::minutes(30));
     case.findings();
     for source in ["request_signins", "request_context"] {
-        let got = case.db.rows(&format!(
-            "SELECT principal_id, signin_ip, signin_resource_id FROM {source} ORDER BY principal_id"
-        ));
+        let got = case
+            .db
+            .rows(&format!("SELECT principal_id, signin_ip, signin_resource_id FROM {source} ORDER BY principal_id"));
         assert_eq!(
             got,
             [
@@ -465,15 +467,11 @@ fn an_export_across_two_clock_hours_is_one_spike_and_a_day_long_drip_is_a_daily_
     let of = |rule: &str| -> Vec<String> { findings.iter().filter(|f| f.0 == rule).map(|f| f.1.clone()).collect() };
     assert_eq!(of("data_volume_spike"), vec![user_id(6)]);
     assert_eq!(of("data_volume_spike_daily"), vec![user_id(7)]);
-    let counts = case.db.rows(
-        "SELECT rule_id, count::VARCHAR FROM findings WHERE rule_id LIKE 'data_volume_spike%' ORDER BY 1",
-    );
+    let counts =
+        case.db.rows("SELECT rule_id, count::VARCHAR FROM findings WHERE rule_id LIKE 'data_volume_spike%' ORDER BY 1");
     assert_eq!(
         counts,
-        [
-            vec!["data_volume_spike".to_string(), "60".into()],
-            vec!["data_volume_spike_daily".to_string(), "24".into()]
-        ],
+        [vec!["data_volume_spike".to_string(), "60".into()], vec!["data_volume_spike_daily".to_string(), "24".into()]],
         "the export's 60 reads; the first read of each of the drip's hours"
     );
 }
@@ -530,4 +528,48 @@ fn late_user_sign_in_logs_hold_back_user_requests_but_not_service_principals() {
     case.request(1002, "52.168.9.10", t + Duration::minutes(165));
     assert_eq!(case.raised("no_prior_signin"), vec![(user_id(1002), "account=".to_string() + &account(&case))]);
     assert!(case.raised("signin_log_missing").is_empty());
+}
+
+#[test]
+fn every_stream_stopping_at_once_is_a_silence_once_the_hubs_are_found_empty() {
+    let mut case = Case::new();
+    let start = at(MONDAY_8AM);
+    // Nine days of steady traffic on every stream, five events an hour each, until 12:00 on day
+    // 9, when the diagnostic settings are removed everywhere.
+    let stop = start + Duration::days(9) + Duration::hours(4);
+    let mut t = start;
+    while t < stop {
+        for n in 0..5 {
+            let at = t + Duration::minutes(10 * n);
+            case.user_sign_in(1, HOME, at, 0);
+            case.user_sign_in_to("NonInteractiveUserSignInLogs", 1, HOME, at, 0);
+            case.request(1, HOME, at + Duration::minutes(1));
+        }
+        t += Duration::hours(1);
+    }
+    assert!(case.findings().iter().all(|f| f.0 != "source_silent"), "nothing is silent yet");
+    // Six hours later the Event Hubs source finds its hubs empty: every stream stopped.
+    let (detector, _) = Detector::open(&case.db.store, &DetectionConfig::default()).unwrap();
+    detector.note_caught_up(&case.db.store, "eventhubs", stop + Duration::hours(6)).unwrap();
+    let evaluation = detector.evaluate_after_commit(&case.db.store).unwrap();
+    assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+    let silent = case.db.rows(
+        "SELECT entity, strftime(last_seen::TIMESTAMP, '%H:%M'), summary FROM findings
+         WHERE rule_id = 'source_silent' ORDER BY entity",
+    );
+    let streams: Vec<&str> = silent.iter().map(|r| r[0].as_str()).collect();
+    let account = account(&case);
+    assert_eq!(
+        streams,
+        [
+            format!("stream=cosmos:{account}").as_str(),
+            "stream=signins:NonInteractiveUserSignInLogs",
+            "stream=signins:SignInLogs"
+        ]
+    );
+    assert!(silent.iter().all(|r| r[2].contains("(still silent)")), "{silent:?}");
+    // The same hub found empty again a few seconds later changes nothing.
+    detector.note_caught_up(&case.db.store, "eventhubs", stop + Duration::hours(6) + Duration::seconds(5)).unwrap();
+    let clock: String = case.db.value("SELECT strftime(caught_up_until::TIMESTAMP, '%H:%M:%S') FROM source_clock");
+    assert_eq!(clock, "18:00:00");
 }
