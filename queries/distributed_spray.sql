@@ -25,6 +25,10 @@
 --   Minutes before or after a failure in which a success from its source explains it (at most 30).
 -- param: guess_codes = '50126,50053,50055,50056,50034,50064'
 --   Comma-separated error codes of a wrong guess: bad password, locked, user not found.
+-- param: surge = 3.0
+--   The span's failing users must also be this many times the tenant's usual number: the
+--   median span of the 7 days before its day (quiet spans count as 0; the first day of the
+--   data, with no day before it, is not judged).
 WITH attempts AS (
     SELECT
         s.rowid AS row_id, s.time,
@@ -41,6 +45,36 @@ WITH attempts AS (
           SELECT 1 FROM network_lists t
           WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
       )
+),
+failing AS (
+    -- users failing a guess per span, from the 7 days before the period on
+    SELECT epoch_us(s.time) // ($minutes * 60000000) AS span,
+           count(DISTINCT coalesce(s.principal_id, lower(s.principal_name))) AS users
+    FROM signins s
+    WHERE s.time >= utc_add($from, - INTERVAL 8 DAY) AND s.time < $to
+      AND s.kind IN ('user_interactive', 'user_noninteractive')
+      AND list_contains(string_split($guess_codes, ','), s.error_code::VARCHAR)
+    GROUP BY 1
+),
+background AS (
+    -- the tenant's usual number of users failing in a span, for each day: the median span of
+    -- the 7 days before it (quiet spans count as 0); a tenant whose thousands of users mistype
+    -- all day long is not sprayed every quarter hour
+    SELECT d.day, d.covered, coalesce(list_aggregate(list_concat(
+               coalesce(list(f.users) FILTER (WHERE f.users IS NOT NULL), []),
+               list_resize([]::BIGINT[], greatest(d.covered - count(f.users), 0)::INTEGER, 0)
+           ), 'median'), 0) AS users
+    FROM (
+        -- the spans of the 7 days before each day that the stored history covers
+        SELECT day, (day * 86400000000 - greatest((day - 7) * 86400000000, h.start)) // ($minutes * 60000000) AS covered
+        FROM (SELECT DISTINCT epoch_us(time) // 86400000000 AS day FROM signins
+              WHERE time >= utc_add($from, - INTERVAL 1 DAY) AND time < utc_add($to, INTERVAL 1 DAY))
+        CROSS JOIN (SELECT epoch_us(history_start) AS start FROM data_clock) h
+    ) d
+    LEFT JOIN failing f
+      ON f.span * $minutes * 60000000 >= (d.day - 7) * 86400000000
+     AND f.span * $minutes * 60000000 < d.day * 86400000000
+    GROUP BY d.day, d.covered
 ),
 explained AS (
     -- a failure from a source someone signed in from successfully around it: a typo before
@@ -70,9 +104,13 @@ spans AS (
     )
 ),
 scored AS MATERIALIZED (
-    SELECT * FROM spans
-    WHERE users >= $min_users AND sources >= $min_sources AND failures <= 2 * sources
-      AND time >= $from AND time < $to
+    SELECT x.*
+    FROM spans x
+    -- judged against the days before its own: the first day of the data has none and is not judged
+    JOIN background b ON b.day = epoch_us(x.time) // 86400000000 AND b.covered > 0
+    WHERE x.users >= $min_users AND x.sources >= $min_sources AND x.failures <= 2 * x.sources
+      AND x.users >= $surge * b.users
+      AND x.time >= $from AND x.time < $to
 )
 
 SELECT

@@ -21,6 +21,8 @@
 --   As distributed_spray (at most 30).
 -- param: guess_codes = '50126,50053,50055,50056,50034,50064'
 --   As distributed_spray.
+-- param: surge = 3.0
+--   As distributed_spray.
 -- param: follow_minutes = 60
 --   How soon after a spray failure the successful sign-in must come.
 -- param: max_token_age_hours = 24
@@ -41,6 +43,36 @@ WITH attempts AS (
           SELECT 1 FROM network_lists t
           WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
       )
+),
+failing AS (
+    -- users failing a guess per span, from the 7 days before the period on
+    SELECT epoch_us(s.time) // ($minutes * 60000000) AS span,
+           count(DISTINCT coalesce(s.principal_id, lower(s.principal_name))) AS users
+    FROM signins s
+    WHERE s.time >= utc_add($from, - INTERVAL 8 DAY) AND s.time < $to
+      AND s.kind IN ('user_interactive', 'user_noninteractive')
+      AND list_contains(string_split($guess_codes, ','), s.error_code::VARCHAR)
+    GROUP BY 1
+),
+background AS (
+    -- the tenant's usual number of users failing in a span, for each day: the median span of
+    -- the 7 days before it (quiet spans count as 0); a tenant whose thousands of users mistype
+    -- all day long is not sprayed every quarter hour
+    SELECT d.day, d.covered, coalesce(list_aggregate(list_concat(
+               coalesce(list(f.users) FILTER (WHERE f.users IS NOT NULL), []),
+               list_resize([]::BIGINT[], greatest(d.covered - count(f.users), 0)::INTEGER, 0)
+           ), 'median'), 0) AS users
+    FROM (
+        -- the spans of the 7 days before each day that the stored history covers
+        SELECT day, (day * 86400000000 - greatest((day - 7) * 86400000000, h.start)) // ($minutes * 60000000) AS covered
+        FROM (SELECT DISTINCT epoch_us(time) // 86400000000 AS day FROM signins
+              WHERE time >= utc_add($from, - INTERVAL 1 DAY) AND time < utc_add($to, INTERVAL 1 DAY))
+        CROSS JOIN (SELECT epoch_us(history_start) AS start FROM data_clock) h
+    ) d
+    LEFT JOIN failing f
+      ON f.span * $minutes * 60000000 >= (d.day - 7) * 86400000000
+     AND f.span * $minutes * 60000000 < d.day * 86400000000
+    GROUP BY d.day, d.covered
 ),
 explained AS (
     -- a failure from a source someone signed in from successfully around it: a typo before
@@ -70,8 +102,12 @@ spans AS (
     )
 ),
 scored AS MATERIALIZED (
-    SELECT * FROM spans
-    WHERE users >= $min_users AND sources >= $min_sources AND failures <= 2 * sources
+    SELECT x.*
+    FROM spans x
+    -- judged against the days before its own: the first day of the data has none and is not judged
+    JOIN background b ON b.day = epoch_us(x.time) // 86400000000 AND b.covered > 0
+    WHERE x.users >= $min_users AND x.sources >= $min_sources AND x.failures <= 2 * x.sources
+      AND x.users >= $surge * b.users
 )
 ,
 sprays AS MATERIALIZED (

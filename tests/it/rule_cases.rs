@@ -573,3 +573,26 @@ fn every_stream_stopping_at_once_is_a_silence_once_the_hubs_are_found_empty() {
     let clock: String = case.db.value("SELECT strftime(caught_up_until::TIMESTAMP, '%H:%M:%S') FROM source_clock");
     assert_eq!(clock, "18:00:00");
 }
+
+#[test]
+fn a_large_tenant_mistyping_all_day_is_not_a_distributed_spray_but_a_surge_is() {
+    let mut case = Case::new();
+    let start = at(MONDAY_8AM);
+    // Eight days in which, every quarter of an hour, ten users somewhere fail a password once
+    // and give up: the background of a big tenant.
+    for span in 0..(8 * 96) {
+        let t = start + Duration::minutes(15 * span);
+        for n in 0..10 {
+            let user = 100 + ((span * 10 + n) % 500) as u32;
+            let ip = format!("98.{}.{}.{}", 10 + n, (span / 200) % 200, span % 200 + 1);
+            case.user_sign_in(user, &ip, t + Duration::seconds(60 * n), 50126);
+        }
+    }
+    // Then forty users fail within ten minutes from thirty proxies.
+    let spray = start + Duration::days(8) + Duration::hours(3);
+    for n in 0..40 {
+        case.user_sign_in(700 + n, &format!("45.83.{}.{}", n % 30, 7), spray + Duration::seconds(15 * i64::from(n)), 50126);
+    }
+    let days: Vec<String> = case.raised("distributed_spray").into_iter().map(|(_, entity)| entity).collect();
+    assert_eq!(days, vec![format!("day={}", spray.format("%Y-%m-%d"))], "only the surge");
+}
