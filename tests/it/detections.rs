@@ -285,3 +285,74 @@ fn a_rotated_key_tried_twice_and_expired_resource_tokens_are_not_raised() {
     }
     assert_eq!(raised(&case, "key_client_auth_failures"), vec![]);
 }
+
+// --- workload_identity_new_network -------------------------------------------------------
+
+const MI: u32 = 500;
+
+/// Twelve days from `MONDAY_8AM` of a managed identity (its private address) and a service
+/// principal (app 1) at work, each signing in and reading Cosmos DB every hour of the working
+/// day from its usual networks; `extra` adds what the case is about on day `day`.
+fn workloads_at_work(case: &mut Case, mut extra: impl FnMut(&mut Case, i64, DateTime<Utc>)) {
+    let start = at(MONDAY_8AM);
+    for day in 0..12 {
+        for hour in 0..8 {
+            let t = start + Duration::days(day) + Duration::hours(hour);
+            case.sign_in("ManagedIdentitySignInLogs", "", t, 0)["properties"]["servicePrincipalId"] =
+                json!(user_id(MI));
+            case.request(MI, "10.1.2.3", t + Duration::minutes(1));
+            case.app_sign_in(1, "20.121.4.5", t, 0);
+            // An App Service's outbound addresses: any of its pool, in one /24.
+            let pool = if hour % 2 == 0 { "20.121.4.5" } else { "20.121.4.77" };
+            case.request(1001, pool, t + Duration::minutes(2));
+        }
+        extra(case, day, start + Duration::days(day));
+    }
+    // Both logs catch up with the last requests.
+    let end = start + Duration::days(12);
+    case.sign_in("ManagedIdentitySignInLogs", "", end, 0)["properties"]["servicePrincipalId"] = json!(user_id(MI));
+    case.app_sign_in(1, "20.121.4.5", end, 0);
+}
+
+#[test]
+fn a_managed_identitys_token_used_outside_azure_and_a_service_principal_from_a_new_network_are_raised() {
+    let mut case = Case::new();
+    workloads_at_work(&mut case, |case, day, t| {
+        if day == 10 {
+            // The managed identity's token, taken through SSRF, read from a VPS an hour later.
+            for n in 0..6 {
+                case.request(MI, "104.28.3.9", t + Duration::hours(2) + Duration::minutes(2 * n));
+            }
+            // The service principal's secret, from a leaked repository.
+            case.app_sign_in(1, "185.181.20.33", t + Duration::hours(3), 0);
+            case.request(1001, "185.181.20.33", t + Duration::hours(3) + Duration::minutes(1));
+        }
+    });
+    let found = raised(&case, "workload_identity_new_network");
+    assert_eq!(
+        found,
+        vec![(user_id(MI), "ip=104.28.3.0/24".to_string()), (user_id(1001), "ip=185.181.20.0/24".to_string())]
+    );
+    let count: i64 = case.db.value("SELECT sum(count) FROM findings WHERE rule_id = 'workload_identity_new_network'");
+    assert_eq!(count, 7);
+}
+
+#[test]
+fn a_new_deployment_an_address_pool_two_regions_and_a_private_endpoint_are_not_raised() {
+    let mut case = Case::new();
+    workloads_at_work(&mut case, |case, day, t| {
+        // App 2 runs in two regions from its first day.
+        case.app_sign_in(2, "20.121.9.9", t, 0);
+        case.request(1002, "20.121.9.9", t + Duration::minutes(1));
+        case.app_sign_in(2, "20.103.9.7", t + Duration::minutes(4), 0);
+        case.request(1002, "20.103.9.7", t + Duration::minutes(5));
+        if day == 10 {
+            // App 3 is deployed today: no history to compare with.
+            case.app_sign_in(3, "20.119.7.1", t, 0);
+            case.request(1003, "20.119.7.1", t + Duration::minutes(1));
+            // The managed identity moves behind a private endpoint.
+            case.request(MI, "10.40.8.9", t + Duration::hours(2));
+        }
+    });
+    assert_eq!(raised(&case, "workload_identity_new_network"), vec![]);
+}
