@@ -48,9 +48,6 @@ pub use tenant::{
 };
 
 const KEY_REQUESTS_PER_HOUR: f64 = 4.0;
-/// Days from the dormant principal's last use to its waking in a long enough window: more
-/// than `dormant_principal`'s default of 30.
-const DORMANT_DAYS: i64 = 32;
 
 /// One diagnostic record, as it would sit inside an Event Hubs `{"records": [...]}` body.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,13 +207,12 @@ impl Generator {
             // Leave room for the longest scenario (about an hour) inside its slot.
             let room = (slot - Duration::minutes(75)).max(Duration::zero());
             for (i, &scenario) in scenarios.iter().enumerate() {
-                let mut at = first + slot * i as i32 + jitter(rng, room);
+                let at = first + slot * i as i32 + jitter(rng, room);
                 if scenario == Scenario::DormantPrincipal {
                     // Dormant means silent since an earlier use: the principal's last job runs in
-                    // the window's first hours, and it wakes at least DORMANT_DAYS later when the
-                    // window is that long (else in the window's last hours).
+                    // the window's first hours (the scenario comes last in `Scenario::all`, so in
+                    // a window of 40 days or more it wakes over 30 days later).
                     self.dormant_last_use(from, &mut events);
-                    at = at.max((from + Duration::days(DORMANT_DAYS)).min(to - Duration::hours(2)));
                 }
                 let (scenario_events, truth) = self.scenario(scenario, at);
                 events.extend(scenario_events);
