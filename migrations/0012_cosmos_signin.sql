@@ -114,3 +114,88 @@ CREATE TABLE source_clock (
     source VARCHAR PRIMARY KEY,
     caught_up_until TIMESTAMPTZ NOT NULL
 );
+
+-- The password guesses behind distributed_spray and distributed_spray_then_data_access:
+-- users' failed guesses (guess_codes, a comma-separated list of error codes) in [lo, hi) from
+-- outside the trusted networks that no success from the same source (an IPv4 address, an IPv6
+-- /64) within success_minutes explains, each with the distinct users, sources and failures of
+-- the span of `minutes` around it, and `usual_users`: the tenant's usual number of users
+-- failing in a span, the median span of the 7 days before its day (quiet spans count as 0;
+-- NULL on the data's first day, which has none before it).
+CREATE MACRO spray_spans(lo, hi, minutes, success_minutes, guess_codes) AS TABLE
+WITH attempts AS (
+    SELECT
+        s.rowid AS row_id, s.time,
+        spray_source(s.ip_address, a.ip_hex, a.version) AS source,
+        coalesce(s.principal_id, lower(s.principal_name)) AS who,
+        coalesce(s.error_code, 0) = 0 AS ok
+    FROM signins s
+    JOIN ip_addresses a ON a.ip = s.ip_address
+    WHERE s.time >= lo
+      AND s.time < hi
+      AND s.kind IN ('user_interactive', 'user_noninteractive')
+      AND (coalesce(s.error_code, 0) = 0 OR list_contains(string_split(guess_codes, ','), s.error_code::VARCHAR))
+      AND NOT EXISTS (
+          SELECT 1 FROM network_lists t
+          WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
+      )
+),
+failing AS (
+    -- users failing a guess per span, from the 7 days before the period on
+    SELECT epoch_us(s.time) // (minutes * 60000000) AS span,
+           count(DISTINCT coalesce(s.principal_id, lower(s.principal_name))) AS users
+    FROM signins s
+    WHERE s.time >= utc_add(lo, - INTERVAL 8 DAY) AND s.time < hi
+      AND s.kind IN ('user_interactive', 'user_noninteractive')
+      AND list_contains(string_split(guess_codes, ','), s.error_code::VARCHAR)
+    GROUP BY 1
+),
+background AS (
+    -- the tenant's usual number of users failing in a span, for each day: the median span of
+    -- the 7 days before it (quiet spans count as 0); a tenant whose thousands of users mistype
+    -- all day long is not sprayed every quarter hour
+    SELECT d.day, d.covered, coalesce(list_aggregate(list_concat(
+               coalesce(list(f.users) FILTER (WHERE f.users IS NOT NULL), []),
+               list_resize([]::BIGINT[], greatest(d.covered - count(f.users), 0)::INTEGER, 0)
+           ), 'median'), 0) AS users
+    FROM (
+        -- the spans of the 7 days before each day that the stored history covers
+        SELECT day, (day * 86400000000 - greatest((day - 7) * 86400000000, h.start)) // (minutes * 60000000) AS covered
+        FROM (SELECT DISTINCT epoch_us(time) // 86400000000 AS day FROM attempts WHERE NOT ok)
+        CROSS JOIN (SELECT epoch_us(history_start) AS start FROM data_clock) h
+    ) d
+    LEFT JOIN failing f
+      ON f.span * minutes * 60000000 >= (d.day - 7) * 86400000000
+     AND f.span * minutes * 60000000 < d.day * 86400000000
+    GROUP BY d.day, d.covered
+),
+explained AS (
+    -- a failure from a source someone signed in from successfully around it: a typo before
+    -- getting in, an office or a VPN on a bad morning; not a guess of a spray
+    SELECT DISTINCT f.row_id
+    FROM attempts f
+    JOIN attempts o
+      ON o.ok AND o.source = f.source
+     AND o.time >= utc_add(f.time, - to_minutes(success_minutes))
+     AND o.time <= utc_add(f.time, to_minutes(success_minutes))
+    WHERE NOT f.ok
+),
+guesses AS (
+    SELECT a.* FROM attempts a ANTI JOIN explained e ON e.row_id = a.row_id WHERE NOT a.ok
+),
+spans AS (
+    -- tenant-wide, over the unexplained failures (a distinct count over a window is costly)
+    SELECT
+        *,
+        count(DISTINCT who) OVER span AS users,
+        count(DISTINCT source) OVER span AS sources,
+        count(*) OVER span AS failures
+    FROM guesses
+    WINDOW span AS (
+        ORDER BY time::TIMESTAMP
+        RANGE BETWEEN to_seconds(minutes * 30) PRECEDING AND to_seconds(minutes * 30) FOLLOWING
+    )
+)
+SELECT x.*, b.users AS usual_users
+FROM spans x
+LEFT JOIN background b ON b.day = epoch_us(x.time) // 86400000000 AND b.covered > 0;

@@ -27,92 +27,19 @@
 --   How soon after a spray failure the successful sign-in must come.
 -- param: max_token_age_hours = 24
 --   How long a token can be used after the sign-in that issued it.
-WITH attempts AS (
-    SELECT
-        s.rowid AS row_id, s.time,
-        spray_source(s.ip_address, a.ip_hex, a.version) AS source,
-        coalesce(s.principal_id, lower(s.principal_name)) AS who,
-        coalesce(s.error_code, 0) = 0 AS ok
-    FROM signins s
-    JOIN ip_addresses a ON a.ip = s.ip_address
-    WHERE s.time >= utc_add($from, - to_minutes(60 * $max_token_age_hours + $follow_minutes + $minutes + $success_minutes))
-      AND s.time < utc_add($to, to_minutes($minutes + $success_minutes))
-      AND s.kind IN ('user_interactive', 'user_noninteractive')
-      AND (coalesce(s.error_code, 0) = 0 OR list_contains(string_split($guess_codes, ','), s.error_code::VARCHAR))
-      AND NOT EXISTS (
-          SELECT 1 FROM network_lists t
-          WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
-      )
-),
-failing AS (
-    -- users failing a guess per span, from the 7 days before the period on
-    SELECT epoch_us(s.time) // ($minutes * 60000000) AS span,
-           count(DISTINCT coalesce(s.principal_id, lower(s.principal_name))) AS users
-    FROM signins s
-    WHERE s.time >= utc_add($from, - INTERVAL 8 DAY) AND s.time < $to
-      AND s.kind IN ('user_interactive', 'user_noninteractive')
-      AND list_contains(string_split($guess_codes, ','), s.error_code::VARCHAR)
-    GROUP BY 1
-),
-background AS (
-    -- the tenant's usual number of users failing in a span, for each day: the median span of
-    -- the 7 days before it (quiet spans count as 0); a tenant whose thousands of users mistype
-    -- all day long is not sprayed every quarter hour
-    SELECT d.day, d.covered, coalesce(list_aggregate(list_concat(
-               coalesce(list(f.users) FILTER (WHERE f.users IS NOT NULL), []),
-               list_resize([]::BIGINT[], greatest(d.covered - count(f.users), 0)::INTEGER, 0)
-           ), 'median'), 0) AS users
-    FROM (
-        -- the spans of the 7 days before each day that the stored history covers
-        SELECT day, (day * 86400000000 - greatest((day - 7) * 86400000000, h.start)) // ($minutes * 60000000) AS covered
-        FROM (SELECT DISTINCT epoch_us(time) // 86400000000 AS day FROM signins
-              WHERE time >= utc_add($from, - INTERVAL 1 DAY) AND time < utc_add($to, INTERVAL 1 DAY))
-        CROSS JOIN (SELECT epoch_us(history_start) AS start FROM data_clock) h
-    ) d
-    LEFT JOIN failing f
-      ON f.span * $minutes * 60000000 >= (d.day - 7) * 86400000000
-     AND f.span * $minutes * 60000000 < d.day * 86400000000
-    GROUP BY d.day, d.covered
-),
-explained AS (
-    -- a failure from a source someone signed in from successfully around it: a typo before
-    -- getting in, an office or a VPN on a bad morning; not a guess of a spray
-    SELECT DISTINCT f.row_id
-    FROM attempts f
-    JOIN attempts o
-      ON o.ok AND o.source = f.source
-     AND o.time >= utc_add(f.time, - to_minutes($success_minutes))
-     AND o.time <= utc_add(f.time, to_minutes($success_minutes))
-    WHERE NOT f.ok
-),
-guesses AS (
-    SELECT a.* FROM attempts a ANTI JOIN explained e ON e.row_id = a.row_id WHERE NOT a.ok
-),
-spans AS (
-    -- tenant-wide, over the unexplained failures (a distinct count over a window is costly)
-    SELECT
-        *,
-        count(DISTINCT who) OVER span AS users,
-        count(DISTINCT source) OVER span AS sources,
-        count(*) OVER span AS failures
-    FROM guesses
-    WINDOW span AS (
-        ORDER BY time::TIMESTAMP
-        RANGE BETWEEN to_seconds($minutes * 30) PRECEDING AND to_seconds($minutes * 30) FOLLOWING
+WITH scored AS MATERIALIZED (
+    -- the guesses, their spans and the tenant's usual span: the macro spray_spans (migrations)
+    SELECT *
+    FROM spray_spans(
+        utc_add($from, - to_minutes(60 * $max_token_age_hours + $follow_minutes + $minutes + $success_minutes)),
+        utc_add($to, to_minutes($minutes + $success_minutes)),
+        $minutes, $success_minutes, $guess_codes
     )
+    WHERE users >= $min_users AND sources >= $min_sources AND failures <= 2 * sources
+      AND users >= $surge * usual_users
 ),
-scored AS MATERIALIZED (
-    SELECT x.*
-    FROM spans x
-    -- judged against the days before its own: the first day of the data has none and is not judged
-    JOIN background b ON b.day = epoch_us(x.time) // 86400000000 AND b.covered > 0
-    WHERE x.users >= $min_users AND x.sources >= $min_sources AND x.failures <= 2 * x.sources
-      AND x.users >= $surge * b.users
-)
-,
 sprays AS MATERIALIZED (
     SELECT time FROM scored
-    WHERE users >= $min_users AND sources >= $min_sources AND failures <= 2 * sources
 ),
 entries AS (
     -- users' successful sign-ins during or soon after a spray, from a network new to them
