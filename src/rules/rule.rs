@@ -438,6 +438,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("spray_then_data_access", include_str!("../../queries/spray_then_data_access.sql")),
     ("threat_intel_ip", include_str!("../../queries/threat_intel_ip.sql")),
     ("weak_auth_token_reaches_data", include_str!("../../queries/weak_auth_token_reaches_data.sql")),
+    ("workload_identity_new_network", include_str!("../../queries/workload_identity_new_network.sql")),
 ];
 
 /// The built-in rules, then the `.sql` files of `dir` (sorted by name): a file whose id is
