@@ -34,6 +34,8 @@ const FOREIGN_PLACES: &[Place] = &[
     place("Bucharest", "Bucuresti", "RO", 44.4268, 26.1025, 120, 9009, [185, 181]),
 ];
 const TOR_PLACE: Place = place("Frankfurt am Main", "Hesse", "DE", 50.1109, 8.6821, 60, 60729, [185, 220]);
+/// A virtual private server at a hosting provider: outside Azure, in the tenant's own country.
+const VPS_PLACE: Place = place("North Bergen", "New Jersey", "US", 40.8043, -74.0121, -300, 14061, [167, 99]);
 
 const KEY_THIEF_AGENT: &str = "azsdk-python-cosmos/4.5.1 Python/3.11.8 (Linux-6.6.9-amd64-x86_64-with-glibc2.37)";
 pub(super) const NOVEL_AGENTS: &[&str] = &["python-requests/2.31.0", "curl/8.5.0", "PostmanRuntime/7.37.3"];
@@ -57,6 +59,7 @@ pub enum Scenario {
     DisabledAccountAttempts,
     DeviceCodePhish,
     RotatedKeyTried,
+    WorkloadTokenStolen,
 }
 
 impl Scenario {
@@ -80,6 +83,7 @@ impl Scenario {
             DisabledAccountAttempts,
             DeviceCodePhish,
             RotatedKeyTried,
+            WorkloadTokenStolen,
         ]
     }
 
@@ -102,6 +106,7 @@ impl Scenario {
             Scenario::DisabledAccountAttempts => "disabled_account_attempts",
             Scenario::DeviceCodePhish => "device_code_phish",
             Scenario::RotatedKeyTried => "rotated_key_tried",
+            Scenario::WorkloadTokenStolen => "workload_token_stolen",
         }
     }
 
@@ -130,6 +135,7 @@ impl Scenario {
             Scenario::DisabledAccountAttempts => (&["disabled_account_attempts"], &[]),
             Scenario::DeviceCodePhish => (&["weak_auth_token_reaches_data"], &[]),
             Scenario::RotatedKeyTried => (&["key_client_auth_failures"], &[]),
+            Scenario::WorkloadTokenStolen => (&["workload_identity_new_network"], &[]),
         }
     }
 
@@ -251,6 +257,7 @@ impl Generator {
             Scenario::DisabledAccountAttempts => self.disabled_account_attempts(rng, at, out),
             Scenario::DeviceCodePhish => self.device_code_phish(rng, at, out),
             Scenario::RotatedKeyTried => self.rotated_key_tried(rng, at, out),
+            Scenario::WorkloadTokenStolen => self.workload_token_stolen(rng, at, out),
         };
         events.sort_by_key(|e| e.time);
         let plan = plan.unwrap_or_else(|| {
@@ -730,5 +737,28 @@ impl Generator {
             account.name, place.country
         );
         Some(Plan { principal: None, account: account.name.clone(), source_ip: Some(ip), description })
+    }
+
+    /// A managed identity's token taken from its instance metadata endpoint (server-side request
+    /// forgery) and used from a server outside Azure: no sign-in, its cached token read data.
+    fn workload_token_stolen(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p = self.pick(rng, |p| p.kind == PrincipalKind::ManagedIdentity)?;
+        let (grant, account) = self.grant_of(rng, p)?;
+        let foreign = FOREIGN_PLACES.choose(rng)?;
+        let place = if self.profile == Profile::Realistic { &VPS_PLACE } else { foreign };
+        let ip = public_ip(rng, place);
+        let count = rng.random_range(20..50);
+        let span = Duration::minutes(rng.random_range(10..30));
+        let burst = Burst::one(grant, &ip, at, span, count, READS);
+        self.burst(rng, p, &burst, out, |_, r| {
+            // Hand-rolled calls with the stolen token go through the gateway.
+            r.caller.connection_mode = "Gateway";
+            r.partition = "";
+        });
+        let what = format!(
+            "the managed identity {}'s token, taken through SSRF, read {} from {ip} ({}) outside Azure",
+            p.name, account.name, place.country
+        );
+        Plan::by(p, account, &ip, what)
     }
 }

@@ -433,6 +433,12 @@ fn scenarios_carry_their_signal_and_the_baseline_does_not() {
                     baseline.iter().filter(|e| is_sign_in(e)).map(|e| prop(e, "authenticationProtocol")).collect();
                 assert!(!protocols.contains("deviceCode"), "{protocols:?}");
             }
+            Scenario::WorkloadTokenStolen => {
+                assert!(g.tenant().managed_identities.iter().any(|p| p.object_id == id));
+                assert!(!baseline_ips.contains(ip.as_str()) && !ip.starts_with("10."));
+                assert!(mine.iter().all(is_request) && requests().count() >= 20, "requests, no sign-in");
+                assert!(requests().all(|e| prop(e, "clientIpAddress") == ip));
+            }
             Scenario::RotatedKeyTried => {
                 assert!(!baseline_ips.contains(ip.as_str()));
                 assert!(events.len() >= 30);

@@ -43,6 +43,7 @@ const ADDED: &[(Scenario, &str)] = &[
     (Scenario::DisabledAccountAttempts, "ffb38618b26091bc1f2bc9dcfab289032e755d005e405da659fba49cd05a15b7"),
     (Scenario::DeviceCodePhish, "30398ba25d26eae7b0f7756d5957fef4da8083a43d43e40ebea188fd8cd91199"),
     (Scenario::RotatedKeyTried, "64f3f95628824598183f47be9b1defaa412be3c879981090ca00c877f970e1c0"),
+    (Scenario::WorkloadTokenStolen, "94347bf043abd3cc16956325a33746d8bf2e31515d574d5241182386005dda46"),
 ];
 
 fn at(text: &str) -> DateTime<Utc> {
