@@ -74,16 +74,18 @@ impl Scenario {
             PermissionProbing,
             CollectionEnumeration,
             ImpossibleTravel,
-            DormantPrincipal,
-            NewUserAgent,
-            ThreatIntelIp,
-            TokenWithoutSignIn,
-            DistributedSpray,
+            // Before DormantPrincipal: a history places scenarios in order, and the dormant
+            // principal (last used in the window's first hours) must wake more than 30 days later.
             ContainerDeleted,
             DisabledAccountAttempts,
             DeviceCodePhish,
             RotatedKeyTried,
             WorkloadTokenStolen,
+            DormantPrincipal,
+            NewUserAgent,
+            ThreatIntelIp,
+            TokenWithoutSignIn,
+            DistributedSpray,
         ]
     }
 
