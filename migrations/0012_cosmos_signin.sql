@@ -24,19 +24,21 @@ r AS (
     SELECT rowid AS request_row, * FROM cosmos_requests
 ),
 matched AS (
+    -- the joins carry only the sign-in's row; its columns are looked up once it is chosen
     SELECT
         r.*,
-        CASE WHEN c.time >= utc_add(r.time, - INTERVAL 24 HOUR) THEN c.s ELSE a.s END AS s,
+        CASE WHEN c.time >= utc_add(r.time, - INTERVAL 24 HOUR) THEN c.signin_row ELSE a.signin_row END AS chosen,
         i.time AS ip_time
     FROM r
-    ASOF LEFT JOIN (SELECT principal_id, time, ok AS s FROM ok) a
+    ASOF LEFT JOIN (SELECT principal_id, time, signin_row FROM ok) a
       ON r.principal_id = a.principal_id AND r.time >= a.time
-    ASOF LEFT JOIN (SELECT principal_id, time, ok AS s FROM ok WHERE lower(resource_id) = cosmos_resource_app()) c
-      ON r.principal_id = c.principal_id AND r.time >= c.time
+    ASOF LEFT JOIN (
+        SELECT principal_id, time, signin_row FROM ok WHERE lower(resource_id) = cosmos_resource_app()
+    ) c ON r.principal_id = c.principal_id AND r.time >= c.time
     ASOF LEFT JOIN by_ip i ON r.principal_id = i.principal_id AND r.client_ip = i.ip_address AND r.time >= i.time
 )
 SELECT
-    m.* EXCLUDE (s, ip_time),
+    m.* EXCLUDE (chosen, ip_time),
     CASE
         WHEN m.principal_id IS NOT NULL THEN 'entra_id'
         WHEN m.auth_token_type ILIKE '%resource%' THEN 'resource_token'
@@ -48,25 +50,26 @@ SELECT
     p.principal_name,
     p.app_id AS principal_app_id,
     p.app_name AS principal_app_name,
-    m.s.signin_row,
-    m.s.signin_id,
-    m.s.time AS signin_time,
-    m.s.kind AS signin_kind,
-    m.s.ip_address AS signin_ip,
-    m.s.country AS signin_country,
-    m.s.city AS signin_city,
-    m.s.app_id AS signin_app_id,
-    m.s.app_display_name AS signin_app_name,
-    m.s.risk_level AS signin_risk_level,
-    m.s.risk_level_aggregated AS signin_risk_level_aggregated,
-    m.s.risk_state AS signin_risk_state,
-    m.s.conditional_access_status AS signin_ca_status,
-    m.s.resource_id AS signin_resource_id,
-    m.s.resource_display_name AS signin_resource_name,
+    s.signin_row,
+    s.signin_id,
+    s.time AS signin_time,
+    s.kind AS signin_kind,
+    s.ip_address AS signin_ip,
+    s.country AS signin_country,
+    s.city AS signin_city,
+    s.app_id AS signin_app_id,
+    s.app_display_name AS signin_app_name,
+    s.risk_level AS signin_risk_level,
+    s.risk_level_aggregated AS signin_risk_level_aggregated,
+    s.risk_state AS signin_risk_state,
+    s.conditional_access_status AS signin_ca_status,
+    s.resource_id AS signin_resource_id,
+    s.resource_display_name AS signin_resource_name,
     CASE WHEN m.ip_time >= utc_add(m.time, - INTERVAL 7 DAY) THEN m.ip_time END AS ip_signin_time,
     CASE WHEN m.principal_id IS NOT NULL THEN coalesce(m.ip_time >= utc_add(m.time, - INTERVAL 7 DAY), false) END
         AS ip_seen_in_signins_7d
 FROM matched m
+LEFT JOIN ok s ON s.signin_row = m.chosen
 LEFT JOIN principals p ON p.principal_id = m.principal_id;
 
 -- The kind of principal behind a request, from the kind of its sign-in (`unknown` without one).

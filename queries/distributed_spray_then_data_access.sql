@@ -80,7 +80,8 @@ SELECT
         || strftime(e.time::TIMESTAMP, '%Y-%m-%d %H:%M') || ' UTC from ' || e.ip_address
         || ', a network new to the user, during a password spray over many addresses' AS detail
 FROM request_signins c
+JOIN signin_clock k ON k.kind = principal_kind_of(c.signin_kind)
 JOIN new_entries e ON e.principal_id = c.principal_id AND e.time = c.signin_time
 WHERE c.time >= $from AND c.time < $to
-  AND c.time <= (SELECT until FROM signin_clock WHERE kind = principal_kind_of(c.signin_kind))
+  AND c.time <= k.until
   AND epoch_us(c.signin_time) >= epoch_us(c.time) - $max_token_age_hours * 3600000000

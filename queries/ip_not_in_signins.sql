@@ -24,9 +24,10 @@
 WITH candidates AS (
     SELECT c.*, network_of(a.ip_hex, a.version) AS network
     FROM request_signins c
+    JOIN signin_clock k ON k.kind = principal_kind_of(c.signin_kind)
     LEFT JOIN ip_addresses a ON a.ip = c.client_ip
     WHERE c.time >= $from AND c.time < $to
-      AND c.time <= (SELECT until FROM signin_clock WHERE kind = principal_kind_of(c.signin_kind))
+      AND c.time <= k.until
       AND c.time >= utc_add((SELECT history_start FROM data_clock), to_days($learning_days))
       AND c.client_ip IS NOT NULL
       AND c.signin_time IS NOT NULL

@@ -10,7 +10,7 @@
 --   of Entra ID does not export it. Until it does, TokenTrail cannot tell a forged token from
 --   an unlogged refresh, so no_prior_signin does not judge these requests; this rule raises one
 --   finding per set of missing categories instead of one per principal and hour. The evidence
---   is the first such request of each principal and hour.
+--   is the first such request of each principal and UTC day.
 -- remediation: In Entra ID > Diagnostic settings, export every sign-in category (SignInLogs,
 --   NonInteractiveUserSignInLogs, ServicePrincipalSignInLogs, ManagedIdentitySignInLogs) to the
 --   Event Hub TokenTrail reads. Then review the principals in the evidence.
@@ -22,7 +22,7 @@ WITH unjudged AS (
     SELECT c.time, c.request_row, c.principal_id, c.client_ip, k.kind, k.missing
     FROM request_signins c
     JOIN signin_clock k ON k.kind = principal_kind_of(c.signin_kind)
-    WHERE c.time >= utc_hour($from) AND c.time < $to
+    WHERE c.time >= date_trunc('day', $from::TIMESTAMP)::TIMESTAMPTZ AND c.time < $to
       AND NOT k.complete
       AND (
           c.signin_time IS NULL
@@ -33,7 +33,7 @@ WITH unjudged AS (
       AND c.time >= utc_add((SELECT history_start FROM data_clock), to_hours($managed_identity_token_hours))
       -- the logs that did arrive have caught up with the request (none arrived: nothing to wait for)
       AND c.time <= coalesce(k.until, c.time)
-    QUALIFY row_number() OVER (PARTITION BY c.principal_id, utc_hour(c.time) ORDER BY c.time, c.request_row) = 1
+    QUALIFY row_number() OVER (PARTITION BY c.principal_id, epoch_us(c.time) // 86400000000 ORDER BY c.time, c.request_row) = 1
 )
 SELECT
     time,

@@ -73,10 +73,11 @@ tokens AS (
     -- requests whose token came from a spraying address (the sprays are few: filter by them first)
     SELECT c.*, spray_source(c.signin_ip, i.ip_hex, i.version) AS source
     FROM request_signins c
+    JOIN signin_clock k ON k.kind = principal_kind_of(c.signin_kind)
     JOIN ip_addresses i ON i.ip = c.signin_ip
     CROSS JOIN (SELECT coalesce(list(DISTINCT source), []) AS sources FROM sprays) a
     WHERE c.time >= $from AND c.time < $to
-      AND c.time <= (SELECT until FROM signin_clock WHERE kind = principal_kind_of(c.signin_kind))
+      AND c.time <= k.until
       AND list_contains(a.sources, spray_source(c.signin_ip, i.ip_hex, i.version))
       AND epoch_us(c.signin_time) >= epoch_us(c.time) - $max_token_age_hours * 3600000000
 ),

@@ -67,8 +67,9 @@ WITH weak AS MATERIALIZED (
 requests AS (
     SELECT c.*
     FROM request_signins c
+    JOIN signin_clock k ON k.kind = principal_kind_of(c.signin_kind)
     WHERE c.time >= $from AND c.time < $to
-      AND c.time <= (SELECT until FROM signin_clock WHERE kind = principal_kind_of(c.signin_kind))
+      AND c.time <= k.until
       AND c.principal_id IN (SELECT principal_id FROM weak)
 )
 SELECT

@@ -26,11 +26,12 @@
 WITH candidates AS (
     SELECT c.*, network_of(a.ip_hex, a.version) AS network
     FROM request_signins c
+    JOIN signin_clock k ON k.kind = principal_kind_of(c.signin_kind)
     JOIN ip_addresses a ON a.ip = c.client_ip
     WHERE c.time >= $from AND c.time < $to
       AND principal_kind_of(c.signin_kind) IN ('service_principal', 'managed_identity')
       -- the kind comes from the sign-in behind the request: judged once its log has caught up
-      AND c.time <= (SELECT until FROM signin_clock WHERE kind = principal_kind_of(c.signin_kind))
+      AND c.time <= k.until
       AND a.version IN (4, 6)
       AND NOT EXISTS (
           SELECT 1 FROM network_lists t

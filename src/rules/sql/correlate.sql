@@ -18,25 +18,27 @@ WITH ok AS (
 matched AS (
     SELECT
         p.*,
-        CASE WHEN c.time >= utc_add(p.time, - INTERVAL 24 HOUR) THEN c.s ELSE a.s END AS s,
+        CASE WHEN c.time >= utc_add(p.time, - INTERVAL 24 HOUR) THEN c.signin_row ELSE a.signin_row END AS chosen,
         i.time AS ip_signin_time
     FROM pending p
-    ASOF LEFT JOIN (SELECT principal_id, time, ok AS s FROM ok WHERE time >= utc_add($plo, - INTERVAL 6 HOUR)) a
+    ASOF LEFT JOIN (SELECT principal_id, time, signin_row FROM ok WHERE time >= utc_add($plo, - INTERVAL 6 HOUR)) a
       ON p.principal_id = a.principal_id AND p.time >= a.time
-    ASOF LEFT JOIN (SELECT principal_id, time, ok AS s FROM ok WHERE lower(resource_id) = cosmos_resource_app()) c
-      ON p.principal_id = c.principal_id AND p.time >= c.time
+    ASOF LEFT JOIN (
+        SELECT principal_id, time, signin_row FROM ok WHERE lower(resource_id) = cosmos_resource_app()
+    ) c ON p.principal_id = c.principal_id AND p.time >= c.time
     ASOF LEFT JOIN (
         SELECT time, principal_id, ip_address FROM ok
         WHERE time >= utc_add($plo, - INTERVAL 6 HOUR) AND ip_address IS NOT NULL
     ) i ON p.principal_id = i.principal_id AND p.client_ip = i.ip_address AND p.time >= i.time
 )
 SELECT
-    m.* EXCLUDE (s),
-    m.s.signin_row, m.s.signin_id, m.s.time AS signin_time, m.s.kind AS signin_kind, m.s.ip_address AS signin_ip,
-    m.s.country AS signin_country, m.s.city AS signin_city, m.s.app_id AS signin_app_id,
-    m.s.app_display_name AS signin_app_name, m.s.risk_level AS signin_risk_level,
-    m.s.risk_level_aggregated AS signin_risk_level_aggregated, m.s.risk_state AS signin_risk_state,
-    m.s.conditional_access_status AS signin_ca_status,
-    m.s.resource_id AS signin_resource_id, m.s.resource_display_name AS signin_resource_name,
+    m.* EXCLUDE (chosen, ip_signin_time),
+    s.signin_row, s.signin_id, s.time AS signin_time, s.kind AS signin_kind, s.ip_address AS signin_ip,
+    s.country AS signin_country, s.city AS signin_city, s.app_id AS signin_app_id,
+    s.app_display_name AS signin_app_name, s.risk_level AS signin_risk_level,
+    s.risk_level_aggregated AS signin_risk_level_aggregated, s.risk_state AS signin_risk_state,
+    s.conditional_access_status AS signin_ca_status,
+    s.resource_id AS signin_resource_id, s.resource_display_name AS signin_resource_name,
     m.ip_signin_time
-FROM matched m;
+FROM matched m
+LEFT JOIN ok s ON s.signin_row = m.chosen;
