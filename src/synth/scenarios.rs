@@ -131,7 +131,7 @@ impl Scenario {
             Scenario::DormantPrincipal => (&["dormant_principal"], &[]),
             Scenario::NewUserAgent => (&["new_user_agent"], &[]),
             Scenario::ThreatIntelIp => (&["threat_intel_ip"], &["risky_signin_data_access"]),
-            Scenario::TokenWithoutSignIn => (&["no_prior_signin"], &["dormant_principal"]),
+            Scenario::TokenWithoutSignIn => (&["no_prior_signin"], &[]),
             Scenario::DistributedSpray => (&["distributed_spray", "distributed_spray_then_data_access"], &[]),
             Scenario::ContainerDeleted => (&["container_or_database_deleted"], &[]),
             Scenario::DisabledAccountAttempts => (&["disabled_account_attempts"], &[]),
