@@ -439,7 +439,7 @@ fn read(case: &mut Case, user: u32, time: DateTime<Utc>, bytes: u64) {
 const MIB: u64 = 1 << 20;
 
 #[test]
-fn an_export_across_two_clock_hours_is_one_spike_and_a_day_long_drip_is_a_daily_one() {
+fn an_export_across_two_clock_hours_is_one_spike_and_drips_over_a_day_or_across_midnight_are_daily_ones() {
     let mut case = Case::new();
     let start = at(MONDAY_8AM);
     for day in 0..12 {
@@ -448,6 +448,8 @@ fn an_export_across_two_clock_hours_is_one_spike_and_a_day_long_drip_is_a_daily_
         case.user_sign_in(7, HOME, t, 0);
         read(&mut case, 6, t + Duration::minutes(10), MIB);
         read(&mut case, 7, t + Duration::minutes(10), 5 * MIB);
+        case.user_sign_in(8, HOME, t, 0);
+        read(&mut case, 8, t + Duration::minutes(10), 5 * MIB);
     }
     // Day 12: user 6 exports 120 MiB from 10:30 to 11:29, 60 MiB in each clock hour (the floor
     // is 100 MiB an hour).
@@ -463,16 +465,30 @@ fn an_export_across_two_clock_hours_is_one_spike_and_a_day_long_drip_is_a_daily_
         case.user_sign_in(7, HOME, t, 0);
         read(&mut case, 7, t + Duration::minutes(5), 30 * MIB);
     }
+    // User 8 drips 50 MiB an hour from 18:00 on day 12 to 06:00 on day 13: 600 MiB in twelve
+    // hours, 300 MiB on each side of midnight.
+    let night = start + Duration::days(12) + Duration::hours(10);
+    for hour in 0..12 {
+        let t = night + Duration::hours(hour);
+        case.user_sign_in(8, HOME, t, 0);
+        read(&mut case, 8, t + Duration::minutes(5), 50 * MIB);
+    }
     let findings = case.findings();
     let of = |rule: &str| -> Vec<String> { findings.iter().filter(|f| f.0 == rule).map(|f| f.1.clone()).collect() };
     assert_eq!(of("data_volume_spike"), vec![user_id(6)]);
-    assert_eq!(of("data_volume_spike_daily"), vec![user_id(7)]);
-    let counts =
-        case.db.rows("SELECT rule_id, count::VARCHAR FROM findings WHERE rule_id LIKE 'data_volume_spike%' ORDER BY 1");
+    assert_eq!(of("data_volume_spike_daily"), vec![user_id(7), user_id(8)]);
+    let counts = case.db.rows(
+        "SELECT rule_id, coalesce(principal_id, ''), count::VARCHAR FROM findings
+         WHERE rule_id LIKE 'data_volume_spike%' ORDER BY 1, 2",
+    );
     assert_eq!(
         counts,
-        [vec!["data_volume_spike".to_string(), "60".into()], vec!["data_volume_spike_daily".to_string(), "24".into()]],
-        "the export's 60 reads; the first read of each of the drip's hours"
+        [
+            vec!["data_volume_spike".to_string(), user_id(6), "60".into()],
+            vec!["data_volume_spike_daily".to_string(), user_id(7), "24".into()],
+            vec!["data_volume_spike_daily".to_string(), user_id(8), "12".into()],
+        ],
+        "the export's 60 reads; the first read of each of the drips' hours"
     );
 }
 
