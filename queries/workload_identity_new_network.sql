@@ -23,16 +23,30 @@
 --   Days of a principal's data history before a network can be new to it.
 -- param: first_hours = 1
 --   Hours from a network's first request whose requests are raised.
-WITH candidates AS (
-    SELECT c.*, network_of(a.ip_hex, a.version) AS network
+WITH fresh AS MATERIALIZED (
+    -- networks first used within the period's reach by principals with a history: few, unlike
+    -- requests, so the requests are looked up from them
+    SELECT n.subject AS principal_id, n.value AS network, n.first_time, d.first_time AS data_since
+    FROM first_seen n
+    JOIN first_seen d ON d.subject = n.subject AND d.facet = 'data' AND d.value = ''
+    WHERE n.facet = 'network'
+      AND n.first_time >= utc_add($from, - to_hours($first_hours)) AND n.first_time < $to
+      -- learned: the principal used Cosmos DB for learning_days before the network's first request
+      -- (so the first learning_days of the history are never judged)
+      AND d.first_time <= utc_add(n.first_time, - to_days($learning_days))
+),
+candidates AS (
+    SELECT c.*, f.network, f.first_time, f.data_since
     FROM request_signins c
+    JOIN fresh f ON f.principal_id = c.principal_id
     JOIN signin_clock k ON k.kind = principal_kind_of(c.signin_kind)
     JOIN ip_addresses a ON a.ip = c.client_ip
     WHERE c.time >= $from AND c.time < $to
+      AND c.time >= f.first_time AND c.time < utc_add(f.first_time, to_hours($first_hours))
       AND principal_kind_of(c.signin_kind) IN ('service_principal', 'managed_identity')
       -- the kind comes from the sign-in behind the request: judged once its log has caught up
       AND c.time <= k.until
-      AND a.version IN (4, 6)
+      AND network_of(a.ip_hex, a.version) = f.network
       AND NOT EXISTS (
           SELECT 1 FROM network_lists t
           WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
@@ -46,12 +60,6 @@ SELECT
     'ip=' || c.network AS entity,
     coalesce(c.operation, 'request') || ' on ' || coalesce(c.account, '?') || ' from ' || c.client_ip || ' by a '
         || replace(principal_kind_of(c.signin_kind), '_', ' ') || ' that first used ' || c.network || ' at '
-        || strftime(n.first_time::TIMESTAMP, '%Y-%m-%d %H:%M') || ' UTC, after using Cosmos DB since '
-        || strftime(d.first_time::TIMESTAMP, '%Y-%m-%d') AS detail
+        || strftime(c.first_time::TIMESTAMP, '%Y-%m-%d %H:%M') || ' UTC, after using Cosmos DB since '
+        || strftime(c.data_since::TIMESTAMP, '%Y-%m-%d') AS detail
 FROM candidates c
-JOIN first_seen n ON n.subject = c.principal_id AND n.facet = 'network' AND n.value = c.network
-JOIN first_seen d ON d.subject = c.principal_id AND d.facet = 'data' AND d.value = ''
--- learned: the principal used Cosmos DB for learning_days before the network's first request
--- (so the first learning_days of the history are never judged)
-WHERE d.first_time <= utc_add(n.first_time, - to_days($learning_days))
-  AND c.time < utc_add(n.first_time, to_hours($first_hours))
