@@ -203,11 +203,17 @@ impl Generator {
         if to > from && !scenarios.is_empty() {
             let rng = &mut stream_rng(self.seed, STREAM_HISTORY, from.timestamp() as u64);
             let first = from + (to - from) / 4;
-            let slot = (to - first) / scenarios.len() as i32;
-            // Leave room for the longest scenario (about an hour) inside its slot.
-            let room = (slot - Duration::minutes(75)).max(Duration::zero());
-            for (i, &scenario) in scenarios.iter().enumerate() {
-                let at = first + slot * i as i32 + jitter(rng, room);
+            // Each scenario's slot is in proportion to how long it lasts, with a quarter of an
+            // hour to spare; within its slot it starts where it still ends inside.
+            let weight = |s: &Scenario| (s.lasts() + Duration::minutes(15)).num_seconds();
+            let total: i64 = scenarios.iter().map(weight).sum::<i64>().max(1);
+            let span = (to - first).num_seconds();
+            let mut start = first;
+            for &scenario in scenarios {
+                let slot = Duration::seconds(span * weight(&scenario) / total);
+                let room = (slot - scenario.lasts() - Duration::minutes(15)).max(Duration::zero());
+                let at = start + jitter(rng, room);
+                start += slot;
                 if scenario == Scenario::DormantPrincipal {
                     // Dormant means silent since an earlier use: the principal's last job runs in
                     // the window's first hours (the scenario comes last in `Scenario::all`, so in

@@ -38,6 +38,8 @@ const TOR_PLACE: Place = place("Frankfurt am Main", "Hesse", "DE", 50.1109, 8.68
 const VPS_PLACE: Place = place("North Bergen", "New Jersey", "US", 40.8043, -74.0121, -300, 14061, [167, 99]);
 
 const KEY_THIEF_AGENT: &str = "azsdk-python-cosmos/4.5.1 Python/3.11.8 (Linux-6.6.9-amd64-x86_64-with-glibc2.37)";
+/// Hours of the slow exfiltration scenario.
+const SLOW_HOURS: i64 = 10;
 pub(super) const NOVEL_AGENTS: &[&str] = &["python-requests/2.31.0", "curl/8.5.0", "PostmanRuntime/7.37.3"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +62,7 @@ pub enum Scenario {
     DeviceCodePhish,
     RotatedKeyTried,
     WorkloadTokenStolen,
+    SlowExfiltration,
 }
 
 impl Scenario {
@@ -81,6 +84,7 @@ impl Scenario {
             DeviceCodePhish,
             RotatedKeyTried,
             WorkloadTokenStolen,
+            SlowExfiltration,
             DormantPrincipal,
             NewUserAgent,
             ThreatIntelIp,
@@ -109,6 +113,7 @@ impl Scenario {
             Scenario::DeviceCodePhish => "device_code_phish",
             Scenario::RotatedKeyTried => "rotated_key_tried",
             Scenario::WorkloadTokenStolen => "workload_token_stolen",
+            Scenario::SlowExfiltration => "slow_exfiltration",
         }
     }
 
@@ -138,6 +143,16 @@ impl Scenario {
             Scenario::DeviceCodePhish => (&["weak_auth_token_reaches_data"], &[]),
             Scenario::RotatedKeyTried => (&["key_client_auth_failures"], &[]),
             Scenario::WorkloadTokenStolen => (&["workload_identity_new_network"], &[]),
+            Scenario::SlowExfiltration => (&["data_volume_spike_daily"], &[]),
+        }
+    }
+
+    /// About how long the scenario's events last from its start: a history gives it a slot
+    /// that holds it.
+    pub fn lasts(&self) -> Duration {
+        match self {
+            Scenario::SlowExfiltration => Duration::hours(SLOW_HOURS + 1),
+            _ => Duration::hours(1),
         }
     }
 
@@ -260,6 +275,7 @@ impl Generator {
             Scenario::DeviceCodePhish => self.device_code_phish(rng, at, out),
             Scenario::RotatedKeyTried => self.rotated_key_tried(rng, at, out),
             Scenario::WorkloadTokenStolen => self.workload_token_stolen(rng, at, out),
+            Scenario::SlowExfiltration => self.slow_exfiltration(rng, at, out),
         };
         events.sort_by_key(|e| e.time);
         let plan = plan.unwrap_or_else(|| {
@@ -743,6 +759,32 @@ impl Generator {
 
     /// A managed identity's token taken from its instance metadata endpoint (server-side request
     /// forgery) and used from a server outside Azure: no sign-in, its cached token read data.
+    /// A reader's token drains an account slowly: about 60 MiB an hour, under
+    /// data_volume_spike's hourly floor, for SLOW_HOURS hours (some 600 MiB), each hour after a
+    /// silent refresh from the principal's own address.
+    fn slow_exfiltration(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p = self.pick(rng, |p| p.kind == PrincipalKind::User)?;
+        let (grant, account) = self.grant_of(rng, p)?;
+        let ip = p.ips.first()?;
+        let mut bytes = 0;
+        for hour in 0..SLOW_HOURS {
+            let start = at + Duration::hours(hour);
+            out.push(self.token_sign_in(rng, p, start, ip, p.home));
+            let burst = Burst::one(grant, ip, start + Duration::seconds(10), Duration::minutes(55), 24, EXPORT);
+            bytes += self.burst(rng, p, &burst, out, |_, r| {
+                r.bulk = true;
+                r.status = 200;
+            });
+        }
+        let what = format!(
+            "{} read {} MB from {} over {SLOW_HOURS} hours, about 60 MB an hour: under an hourly limit, far above its day",
+            p.name,
+            bytes >> 20,
+            account.name
+        );
+        Plan::by(p, account, ip, what)
+    }
+
     fn workload_token_stolen(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
         let p = self.pick(rng, |p| p.kind == PrincipalKind::ManagedIdentity)?;
         let (grant, account) = self.grant_of(rng, p)?;

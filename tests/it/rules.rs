@@ -182,9 +182,7 @@ fn each_scenario_raises_its_rules_and_benign_principals_almost_nothing() {
         // Rules of the sources' own health, tested where their cause is made:
         // source_silent below, source_reset in tests/it/eventhubs.rs (a recreated hub),
         // signin_log_missing in tests/it/rule_cases.rs (a sign-in log never exported).
-        // data_volume_spike_daily has no scenario yet (a day-long drip does not fit a
-        // scenario's slot): tested in rule_cases.rs (an_export_across_two_clock_hours_...).
-        .chain(["source_silent", "source_reset", "signin_log_missing", "data_volume_spike_daily"])
+        .chain(["source_silent", "source_reset", "signin_log_missing"])
         .collect();
     let built_in: BTreeSet<&str> = tokentrail::rules::rule::BUILT_IN.iter().map(|(id, _)| *id).collect();
     assert_eq!(covered, built_in, "every rule has a scenario");
