@@ -607,7 +607,12 @@ fn a_large_tenant_mistyping_all_day_is_not_a_distributed_spray_but_a_surge_is() 
     // Then forty users fail within ten minutes from thirty proxies.
     let spray = start + Duration::days(8) + Duration::hours(3);
     for n in 0..40 {
-        case.user_sign_in(700 + n, &format!("45.83.{}.{}", n % 30, 7), spray + Duration::seconds(15 * i64::from(n)), 50126);
+        case.user_sign_in(
+            700 + n,
+            &format!("45.83.{}.{}", n % 30, 7),
+            spray + Duration::seconds(15 * i64::from(n)),
+            50126,
+        );
     }
     let days: Vec<String> = case.raised("distributed_spray").into_iter().map(|(_, entity)| entity).collect();
     assert_eq!(days, vec![format!("day={}", spray.format("%Y-%m-%d"))], "only the surge");
