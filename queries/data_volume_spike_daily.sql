@@ -26,9 +26,10 @@
 -- param: min_baseline_days = 7
 --   Active days needed for a baseline; fewer and only the floor applies.
 WITH hours AS (
+    -- the hours whose 24 hours can hold the period's evidence (a day after it included)
     SELECT subject, hour, read_bytes, read_requests, first_request_time, first_request_row
     FROM activity_hours
-    WHERE hour >= utc_add(utc_hour($from), - to_days($baseline_days + 2)) AND hour < utc_add($to, INTERVAL 1 DAY)
+    WHERE hour >= utc_add(utc_hour($from), - INTERVAL 23 HOUR) AND hour < utc_add($to, INTERVAL 1 DAY)
       AND read_requests > 0
 ),
 rolling AS (
@@ -42,13 +43,15 @@ rolling AS (
     WINDOW last_day AS (PARTITION BY subject ORDER BY epoch_us(hour) RANGE BETWEEN 82800000000 PRECEDING AND CURRENT ROW)
 ),
 candidates AS (
-    -- 24 hours that can hold evidence of the period: ending in it or up to a day after it
-    SELECT * FROM rolling
-    WHERE hour >= utc_hour($from) AND hour < utc_add($to, INTERVAL 1 DAY) AND day_bytes >= $floor_mb * 1048576
+    SELECT * FROM rolling WHERE hour >= utc_hour($from) AND day_bytes >= $floor_mb * 1048576
 ),
 days AS (
+    -- the candidates' UTC days of reads before, for their baselines
     SELECT subject, date_trunc('day', hour::TIMESTAMP)::TIMESTAMPTZ AS day, sum(read_bytes) AS read_bytes
-    FROM hours
+    FROM activity_hours
+    WHERE hour >= utc_add(utc_hour($from), - to_days($baseline_days + 2)) AND hour < $to
+      AND read_requests > 0
+      AND subject IN (SELECT subject FROM candidates)
     GROUP BY ALL
 ),
 history AS (
