@@ -69,16 +69,21 @@ sprays AS MATERIALIZED (
     LEFT JOIN succeeded s ON s.row_id = c.row_id
     WHERE coalesce(s.succeeded, 0) < c.users
 ),
+spray_addresses AS MATERIALIZED (
+    -- the addresses the sprays came from (every address of an IPv6 /64); none most of the time,
+    -- and then the requests are not read at all
+    SELECT i.ip, spray_source(i.ip, i.ip_hex, i.version) AS source
+    FROM ip_addresses i
+    WHERE spray_source(i.ip, i.ip_hex, i.version) IN (SELECT source FROM sprays)
+),
 tokens AS (
-    -- requests whose token came from a spraying address (the sprays are few: filter by them first)
-    SELECT c.*, spray_source(c.signin_ip, i.ip_hex, i.version) AS source
+    -- requests whose token came from a spraying address
+    SELECT c.*, a.source
     FROM request_signins c
+    JOIN spray_addresses a ON a.ip = c.signin_ip
     JOIN signin_clock k ON k.kind = principal_kind_of(c.signin_kind)
-    JOIN ip_addresses i ON i.ip = c.signin_ip
-    CROSS JOIN (SELECT coalesce(list(DISTINCT source), []) AS sources FROM sprays) a
     WHERE c.time >= $from AND c.time < $to
       AND c.time <= k.until
-      AND list_contains(a.sources, spray_source(c.signin_ip, i.ip_hex, i.version))
       AND epoch_us(c.signin_time) >= epoch_us(c.time) - $max_token_age_hours * 3600000000
 ),
 matched AS (
