@@ -13,8 +13,10 @@ use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
 
 /// How often a scenario starts in generated traffic.
 pub const SCENARIO_EVERY: TimeDelta = TimeDelta::minutes(45);
-/// Longest a scenario lasts; windows look back this far for scenarios still running.
-const SCENARIO_SPAN: TimeDelta = TimeDelta::hours(2);
+/// How far a window looks back for scenarios still running: the longest one lasts, and an hour.
+fn scenario_span() -> TimeDelta {
+    Scenario::all().iter().map(Scenario::lasts).max().unwrap_or_default() + TimeDelta::hours(1)
+}
 
 pub struct GeneratedSource {
     generator: Generator,
@@ -56,11 +58,12 @@ impl GeneratedSource {
         }
         let mut truths = Vec::new();
         let every = SCENARIO_EVERY.num_seconds();
-        let first = (from - SCENARIO_SPAN).timestamp().div_euclid(every);
+        let span = scenario_span();
+        let first = (from - span).timestamp().div_euclid(every);
         let last = to.timestamp().div_euclid(every);
         for slot in first..=last {
             let (scenario, start) = self.scheduled(slot);
-            if start >= to || start + SCENARIO_SPAN < from {
+            if start >= to || start + span < from {
                 continue;
             }
             let (scenario_events, truth) = self.generator.scenario(scenario, start);

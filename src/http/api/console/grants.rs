@@ -27,6 +27,8 @@ const SHARED: &[&str] = &[
     "finding_evidence",
     "finding_history",
     "data_clock",
+    "signin_clock",
+    "source_clock",
     "ingest_status",
     "ingest_batches",
     "checkpoints",
