@@ -202,3 +202,13 @@ spans AS (
 SELECT x.*, b.users AS usual_users
 FROM spans x
 LEFT JOIN background b ON b.day = epoch_us(x.time) // 86400000000 AND b.covered > 0;
+
+-- Whether a request at `t` came after the life of the token its sign-in (at `signin_time`, of
+-- `signin_kind`; NULL when there is none) could have issued: `minutes` for users and service
+-- principals, `mi_hours` for a managed identity, whose platform caches its token.
+CREATE MACRO token_outlived(t, signin_time, signin_kind, minutes, mi_hours) AS
+    signin_time IS NULL
+    OR epoch_us(signin_time) < epoch_us(t) - CASE
+        WHEN signin_kind = 'managed_identity' THEN mi_hours * 3600000000
+        ELSE minutes * 60000000
+    END;

@@ -21,25 +21,24 @@
 -- param: managed_identity_token_hours = 24
 --   How long a managed identity's token is used after its sign-in.
 WITH late AS (
-    SELECT
-        c.time, c.request_row, c.principal_id, c.account, c.operation, c.client_ip, c.signin_time
+    -- the first of each hour (an aggregate, not a sort of them all): one request says what the
+    -- hour's others would
+    SELECT unnest(arg_min(
+        {'time': c.time, 'request_row': c.request_row, 'principal_id': c.principal_id, 'account': c.account,
+         'operation': c.operation, 'client_ip': c.client_ip, 'signin_time': c.signin_time},
+        (epoch_us(c.time), c.request_row)
+    ))
     FROM request_signins c
     JOIN signin_clock k ON k.kind = principal_kind_of(c.signin_kind)
     WHERE c.time >= utc_hour($from) AND c.time < $to
       -- a kind whose sign-in logs never arrived is signin_log_missing's: one finding, not one an hour
       AND k.complete
-      AND (
-          c.signin_time IS NULL
-          OR c.signin_time < utc_add(c.time, CASE
-              WHEN c.signin_kind = 'managed_identity' THEN to_hours($managed_identity_token_hours)
-              ELSE to_minutes($token_minutes) END * -1)
-      )
+      AND token_outlived(c.time, c.signin_time, c.signin_kind, $token_minutes, $managed_identity_token_hours)
       -- learned: the sign-ins that could have issued the token are inside the data
       AND c.time >= utc_add((SELECT history_start FROM data_clock), to_hours($managed_identity_token_hours))
       -- judged only once the sign-in logs of the principal's kind have caught up with the request
       AND c.time <= k.until
-    -- the first of each hour: one request says what the hour's others would
-    QUALIFY row_number() OVER (PARTITION BY c.principal_id, utc_hour(c.time) ORDER BY c.time, c.request_row) = 1
+    GROUP BY c.principal_id, epoch_us(c.time) // 3600000000
 )
 SELECT
     time,

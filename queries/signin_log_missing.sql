@@ -19,21 +19,21 @@
 -- param: managed_identity_token_hours = 24
 --   How long a managed identity's token is used after its sign-in.
 WITH unjudged AS (
-    SELECT c.time, c.request_row, c.principal_id, c.client_ip, k.kind, k.missing
+    -- the first such request of each principal and day (an aggregate, not a sort of them all)
+    SELECT unnest(arg_min(
+        {'time': c.time, 'request_row': c.request_row, 'principal_id': c.principal_id, 'client_ip': c.client_ip,
+         'kind': k.kind, 'missing': k.missing},
+        (epoch_us(c.time), c.request_row)
+    ))
     FROM request_signins c
     JOIN signin_clock k ON k.kind = principal_kind_of(c.signin_kind)
     WHERE c.time >= date_trunc('day', $from::TIMESTAMP)::TIMESTAMPTZ AND c.time < $to
       AND NOT k.complete
-      AND (
-          c.signin_time IS NULL
-          OR c.signin_time < utc_add(c.time, CASE
-              WHEN c.signin_kind = 'managed_identity' THEN to_hours($managed_identity_token_hours)
-              ELSE to_minutes($token_minutes) END * -1)
-      )
+      AND token_outlived(c.time, c.signin_time, c.signin_kind, $token_minutes, $managed_identity_token_hours)
       AND c.time >= utc_add((SELECT history_start FROM data_clock), to_hours($managed_identity_token_hours))
       -- the logs that did arrive have caught up with the request (none arrived: nothing to wait for)
       AND c.time <= coalesce(k.until, c.time)
-    QUALIFY row_number() OVER (PARTITION BY c.principal_id, epoch_us(c.time) // 86400000000 ORDER BY c.time, c.request_row) = 1
+    GROUP BY c.principal_id, epoch_us(c.time) // 86400000000
 )
 SELECT
     time,
