@@ -18,7 +18,7 @@ const REFRESH_FINDINGS: &str = include_str!("sql/refresh_findings.sql");
 /// Columns a rule must return (others are cast; `NULL AS principal_id` has no type of its own).
 const REQUIRED: [&str; 5] = ["time", "evidence_table", "row_id", "principal_id", "entity"];
 const TIME_TYPES: [&str; 2] = ["TIMESTAMP WITH TIME ZONE", "TIMESTAMP"];
-/// Columns a rule may return; missing ones are NULL.
+/// Columns a rule may return; missing ones are NULL. Constant text, spliced into the statement.
 const OPTIONAL: [(&str, &str); 2] = [("end_time", "TIMESTAMPTZ"), ("detail", "VARCHAR")];
 
 /// What one rule run did.
@@ -56,8 +56,14 @@ fn bind_rule(stmt: &duckdb::Statement<'_>, rule: &Rule, from: i64, to: i64) -> R
 
 /// Runs the rule's query into the temp table `rule_output` and checks its columns.
 fn run_query(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64) -> Result<()> {
-    // The rule file is code written to be run; its values come in as parameters.
-    let sql = format!("CREATE OR REPLACE TEMP TABLE rule_output AS\n{}\n", rule.sql);
+    // The rule file is code written to be run; its values come in as parameters. The optional
+    // columns it does not return are added by name as NULL (no ALTER TABLE on every run).
+    let optional: Vec<String> = OPTIONAL.iter().map(|(name, ty)| format!("NULL::{ty} AS {name}")).collect();
+    let sql = format!(
+        "CREATE OR REPLACE TEMP TABLE rule_output AS\n(\n{}\n)\nUNION ALL BY NAME\nSELECT {} WHERE false\n",
+        rule.sql,
+        optional.join(", ")
+    );
     let mut stmt = conn.prepare(&sql).context("the query is not valid")?;
     let values = bind_rule(&stmt, rule, from, to)?;
     stmt.execute(duckdb::params_from_iter(values)).context("the query failed")?;
@@ -75,12 +81,6 @@ fn run_query(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64) -> Resu
                 bail!("the query's `time` column is {ty}, not TIMESTAMPTZ")
             }
             Some(_) => {}
-        }
-    }
-    for (name, ty) in OPTIONAL {
-        if !columns.iter().any(|(n, _)| n == name) {
-            // Constant text: the name and type come from OPTIONAL above.
-            conn.execute_batch(&format!("ALTER TABLE rule_output ADD COLUMN {name} {ty}"))?;
         }
     }
     Ok(())
