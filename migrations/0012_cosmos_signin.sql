@@ -121,11 +121,12 @@ CREATE TABLE source_clock (
 -- The password guesses behind distributed_spray and distributed_spray_then_data_access:
 -- users' failed guesses (guess_codes, a comma-separated list of error codes) in [lo, hi) from
 -- outside the trusted networks that no success from the same source (an IPv4 address, an IPv6
--- /64) within success_minutes explains, each with the distinct users, sources and failures of
--- the span of `minutes` around it, and `usual_users`: the tenant's usual number of users
--- failing in a span, the median span of the 7 days before its day (quiet spans count as 0;
--- NULL on the data's first day, which has none before it).
-CREATE MACRO spray_spans(lo, hi, minutes, success_minutes, guess_codes) AS TABLE
+-- /64) within success_minutes explains, whose span of `minutes` around it holds at least
+-- min_users users and min_sources sources, no more than two attempts a source, and at least
+-- `surge` times the tenant's usual number of users failing in a span (`usual_users`: the
+-- median span of the 7 days before its day, quiet spans counting as 0; the data's first day,
+-- with none before it, is not judged). Each comes with its span's users, sources and failures.
+CREATE MACRO spray_spans(lo, hi, minutes, success_minutes, guess_codes, min_users, min_sources, surge) AS TABLE
 WITH attempts AS (
     SELECT
         s.rowid AS row_id, s.time,
@@ -172,19 +173,47 @@ background AS (
      AND f.span * minutes * 60000000 < d.day * 86400000000
     GROUP BY d.day, d.covered
 ),
+rough AS (
+    -- every failure's span before any success explains one: the counts below can only be
+    -- lower, so only failures that pass here can pass there (and the costly check of
+    -- successes is made for their neighbours only)
+    SELECT
+        f.time,
+        count(DISTINCT f.who) OVER span AS users,
+        count(DISTINCT f.source) OVER span AS sources
+    FROM attempts f
+    WHERE NOT f.ok
+    WINDOW span AS (
+        ORDER BY f.time::TIMESTAMP
+        RANGE BETWEEN to_seconds(minutes * 30) PRECEDING AND to_seconds(minutes * 30) FOLLOWING
+    )
+),
+hot AS MATERIALIZED (
+    SELECT DISTINCT r.time, b.users AS usual_users
+    FROM rough r
+    JOIN background b ON b.day = epoch_us(r.time) // 86400000000 AND b.covered > 0
+    WHERE r.users >= min_users AND r.sources >= min_sources AND r.users >= surge * b.users
+),
+near AS (
+    -- the failures within a span of a hot one: all that the spans of the hot ones hold
+    SELECT DISTINCT f.*
+    FROM attempts f
+    JOIN hot h
+      ON f.time >= utc_add(h.time, - to_seconds(minutes * 30)) AND f.time <= utc_add(h.time, to_seconds(minutes * 30))
+    WHERE NOT f.ok
+),
 explained AS (
     -- a failure from a source someone signed in from successfully around it: a typo before
     -- getting in, an office or a VPN on a bad morning; not a guess of a spray
     SELECT DISTINCT f.row_id
-    FROM attempts f
+    FROM near f
     JOIN attempts o
       ON o.ok AND o.source = f.source
      AND o.time >= utc_add(f.time, - to_minutes(success_minutes))
      AND o.time <= utc_add(f.time, to_minutes(success_minutes))
-    WHERE NOT f.ok
 ),
 guesses AS (
-    SELECT a.* FROM attempts a ANTI JOIN explained e ON e.row_id = a.row_id WHERE NOT a.ok
+    SELECT n.* FROM near n ANTI JOIN explained e ON e.row_id = n.row_id
 ),
 spans AS (
     -- tenant-wide, over the unexplained failures (a distinct count over a window is costly)
@@ -199,9 +228,12 @@ spans AS (
         RANGE BETWEEN to_seconds(minutes * 30) PRECEDING AND to_seconds(minutes * 30) FOLLOWING
     )
 )
-SELECT x.*, b.users AS usual_users
+-- only the hot failures' own spans are whole (a neighbour's may reach past the near ones)
+SELECT x.*, h.usual_users
 FROM spans x
-LEFT JOIN background b ON b.day = epoch_us(x.time) // 86400000000 AND b.covered > 0;
+JOIN hot h ON h.time = x.time
+WHERE x.users >= min_users AND x.sources >= min_sources AND x.failures <= 2 * x.sources
+  AND x.users >= surge * h.usual_users;
 
 -- Whether a request at `t` came after the life of the token its sign-in (at `signin_time`, of
 -- `signin_kind`; NULL when there is none) could have issued: `minutes` for users and service

@@ -34,12 +34,9 @@ WITH scored AS MATERIALIZED (
     SELECT *
     FROM spray_spans(
         utc_add($from, - to_minutes($minutes + $success_minutes)), utc_add($to, to_minutes($minutes + $success_minutes)),
-        $minutes, $success_minutes, $guess_codes
+        $minutes, $success_minutes, $guess_codes, $min_users, $min_sources, $surge
     )
-    WHERE users >= $min_users AND sources >= $min_sources AND failures <= 2 * sources
-      -- against the days before its own: the data's first day has none and is not judged
-      AND users >= $surge * usual_users
-      AND time >= $from AND time < $to
+    WHERE time >= $from AND time < $to
 )
 SELECT
     time,

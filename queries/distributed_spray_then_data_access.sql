@@ -33,10 +33,8 @@ WITH scored AS MATERIALIZED (
     FROM spray_spans(
         utc_add($from, - to_minutes(60 * $max_token_age_hours + $follow_minutes + $minutes + $success_minutes)),
         utc_add($to, to_minutes($minutes + $success_minutes)),
-        $minutes, $success_minutes, $guess_codes
+        $minutes, $success_minutes, $guess_codes, $min_users, $min_sources, $surge
     )
-    WHERE users >= $min_users AND sources >= $min_sources AND failures <= 2 * sources
-      AND users >= $surge * usual_users
 ),
 sprays AS MATERIALIZED (
     SELECT time FROM scored
