@@ -118,6 +118,63 @@ CREATE TABLE source_clock (
     caught_up_until TIMESTAMPTZ NOT NULL
 );
 
+-- Users' sign-in attempts in [lo, hi) that count for password sprays: successes and failed
+-- guesses (guess_codes, a comma-separated list of error codes), from outside the trusted
+-- networks, each with its source (an IPv4 address, an IPv6 /64) and who tried.
+CREATE MACRO guess_attempts(lo, hi, guess_codes) AS TABLE
+SELECT
+    s.rowid AS row_id, s.time, s.ip_address,
+    spray_source(s.ip_address, a.ip_hex, a.version) AS source,
+    coalesce(s.principal_id, lower(s.principal_name)) AS who,
+    coalesce(s.error_code, 0) = 0 AS ok
+FROM signins s
+JOIN ip_addresses a ON a.ip = s.ip_address
+WHERE s.time >= lo AND s.time < hi
+  AND s.kind IN ('user_interactive', 'user_noninteractive')
+  AND (coalesce(s.error_code, 0) = 0 OR list_contains(string_split(guess_codes, ','), s.error_code::VARCHAR))
+  AND NOT EXISTS (
+      SELECT 1 FROM network_lists t
+      WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
+  );
+
+-- The failed guesses behind password_spray and spray_then_data_access: attempts in [lo, hi)
+-- (guess_attempts), of which the failures in [from_t, to_t) whose source saw at least
+-- min_users users fail within spray_minutes either side, and fewer users get in from it within
+-- success_minutes (shared egress: an office whose staff mistype, then sign in). Each with its
+-- source, `users` and `succeeded`.
+CREATE MACRO address_sprays(lo, hi, from_t, to_t, spray_minutes, success_minutes, guess_codes, min_users) AS TABLE
+WITH attempts AS (
+    SELECT * FROM guess_attempts(lo, hi, guess_codes)
+),
+scored AS (
+    -- failures only: the distinct count over a window is costly, and successes are many
+    SELECT
+        *,
+        count(DISTINCT who) OVER (
+            PARTITION BY source ORDER BY time::TIMESTAMP
+            RANGE BETWEEN to_minutes(spray_minutes) PRECEDING AND to_minutes(spray_minutes) FOLLOWING
+        ) AS users
+    FROM attempts
+    WHERE NOT ok
+),
+candidates AS MATERIALIZED (
+    SELECT * FROM scored WHERE users >= min_users AND time >= from_t AND time < to_t
+),
+succeeded AS (
+    -- users who got in from a candidate's source around it (candidates are few: a join)
+    SELECT c.row_id, count(DISTINCT o.who) AS succeeded
+    FROM candidates c
+    JOIN attempts o
+      ON o.ok AND o.source = c.source
+     AND o.time >= utc_add(c.time, - to_minutes(success_minutes))
+     AND o.time <= utc_add(c.time, to_minutes(success_minutes))
+    GROUP BY c.row_id
+)
+SELECT c.row_id, c.time, c.source, c.users, coalesce(s.succeeded, 0) AS succeeded
+FROM candidates c
+LEFT JOIN succeeded s ON s.row_id = c.row_id
+WHERE coalesce(s.succeeded, 0) < c.users;
+
 -- The password guesses behind distributed_spray and distributed_spray_then_data_access:
 -- users' failed guesses (guess_codes, a comma-separated list of error codes) in [lo, hi) from
 -- outside the trusted networks that no success from the same source (an IPv4 address, an IPv6
@@ -128,21 +185,7 @@ CREATE TABLE source_clock (
 -- with none before it, is not judged). Each comes with its span's users, sources and failures.
 CREATE MACRO spray_spans(lo, hi, minutes, success_minutes, guess_codes, min_users, min_sources, surge) AS TABLE
 WITH attempts AS (
-    SELECT
-        s.rowid AS row_id, s.time,
-        spray_source(s.ip_address, a.ip_hex, a.version) AS source,
-        coalesce(s.principal_id, lower(s.principal_name)) AS who,
-        coalesce(s.error_code, 0) = 0 AS ok
-    FROM signins s
-    JOIN ip_addresses a ON a.ip = s.ip_address
-    WHERE s.time >= lo
-      AND s.time < hi
-      AND s.kind IN ('user_interactive', 'user_noninteractive')
-      AND (coalesce(s.error_code, 0) = 0 OR list_contains(string_split(guess_codes, ','), s.error_code::VARCHAR))
-      AND NOT EXISTS (
-          SELECT 1 FROM network_lists t
-          WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
-      )
+    SELECT * FROM guess_attempts(lo, hi, guess_codes)
 ),
 failing AS (
     -- users failing a guess per span, from the 7 days before the period on

@@ -24,47 +24,6 @@
 --   (at most 30).
 -- param: guess_codes = '50126,50053,50055,50056,50034,50064'
 --   Comma-separated error codes of a wrong guess: bad password, locked, user not found.
-WITH attempts AS (
-    SELECT
-        s.rowid AS row_id, s.time, s.ip_address,
-        spray_source(s.ip_address, a.ip_hex, a.version) AS source,
-        coalesce(s.principal_id, lower(s.principal_name)) AS who,
-        coalesce(s.error_code, 0) = 0 AS ok
-    FROM signins s
-    JOIN ip_addresses a ON a.ip = s.ip_address
-    WHERE s.time >= utc_add($from, - to_minutes(greatest($spray_minutes, $success_minutes)))
-      AND s.time < utc_add($to, to_minutes(greatest($spray_minutes, $success_minutes)))
-      AND s.kind IN ('user_interactive', 'user_noninteractive')
-      AND (coalesce(s.error_code, 0) = 0 OR list_contains(string_split($guess_codes, ','), s.error_code::VARCHAR))
-      AND NOT EXISTS (
-          SELECT 1 FROM network_lists t
-          WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
-      )
-),
-scored AS (
-    -- failures only: the distinct count over a window is costly, and successes are many
-    SELECT
-        *,
-        count(DISTINCT who) OVER (
-            PARTITION BY source ORDER BY time::TIMESTAMP
-            RANGE BETWEEN to_minutes($spray_minutes) PRECEDING AND to_minutes($spray_minutes) FOLLOWING
-        ) AS users
-    FROM attempts
-    WHERE NOT ok
-),
-candidates AS MATERIALIZED (
-    SELECT * FROM scored WHERE users >= $min_users AND time >= $from AND time < $to
-),
-succeeded AS (
-    -- users who got in from a candidate's source around it (candidates are few: a join)
-    SELECT c.row_id, count(DISTINCT o.who) AS succeeded
-    FROM candidates c
-    JOIN attempts o
-      ON o.ok AND o.source = c.source
-     AND o.time >= utc_add(c.time, - to_minutes($success_minutes))
-     AND o.time <= utc_add(c.time, to_minutes($success_minutes))
-    GROUP BY c.row_id
-)
 SELECT
     c.time,
     'signins' AS evidence_table,
@@ -72,7 +31,10 @@ SELECT
     NULL AS principal_id,
     'ip=' || c.source AS entity,
     c.users || ' users failed to sign in from ' || c.source || ' within ' || $spray_minutes || ' minutes ('
-        || coalesce(s.succeeded, 0) || ' signed in from it)' AS detail
-FROM candidates c
-LEFT JOIN succeeded s ON s.row_id = c.row_id
-WHERE coalesce(s.succeeded, 0) < c.users
+        || c.succeeded || ' signed in from it)' AS detail
+-- the guesses, their sources' users and successes: the macro address_sprays (migrations)
+FROM address_sprays(
+    utc_add($from, - to_minutes(greatest($spray_minutes, $success_minutes))),
+    utc_add($to, to_minutes(greatest($spray_minutes, $success_minutes))),
+    $from, $to, $spray_minutes, $success_minutes, $guess_codes, $min_users
+) c

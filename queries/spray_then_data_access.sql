@@ -22,52 +22,16 @@
 --   this many minutes of a failure as failed is shared egress, not a spray.
 -- param: guess_codes = '50126,50053,50055,50056,50034,50064'
 --   Comma-separated error codes of a wrong guess: bad password, locked, user not found.
-WITH attempts AS (
-    -- as in password_spray: users' guesses and successes, trusted networks left out
-    SELECT
-        s.rowid AS row_id, s.time, s.ip_address,
-        spray_source(s.ip_address, a.ip_hex, a.version) AS source,
-        coalesce(s.principal_id, lower(s.principal_name)) AS who,
-        coalesce(s.error_code, 0) = 0 AS ok
-    FROM signins s
-    JOIN ip_addresses a ON a.ip = s.ip_address
-    WHERE s.time >= utc_add($from, - to_minutes($spray_minutes + $follow_minutes + 60 * $max_token_age_hours + $success_minutes))
-      AND s.time < utc_add($to, to_minutes(greatest($spray_minutes, $success_minutes)))
-      AND s.kind IN ('user_interactive', 'user_noninteractive')
-      AND (coalesce(s.error_code, 0) = 0 OR list_contains(string_split($guess_codes, ','), s.error_code::VARCHAR))
-      AND NOT EXISTS (
-          SELECT 1 FROM network_lists t
-          WHERE t.list = 'trusted' AND a.ip_hex >= t.lo_hex AND a.ip_hex <= t.hi_hex
-      )
-),
-scored AS (
-    -- as in password_spray: the failures' distinct users first, successes only for candidates
-    SELECT
-        *,
-        count(DISTINCT who) OVER (
-            PARTITION BY source ORDER BY time::TIMESTAMP
-            RANGE BETWEEN to_minutes($spray_minutes) PRECEDING AND to_minutes($spray_minutes) FOLLOWING
-        ) AS users
-    FROM attempts
-    WHERE NOT ok
-),
-candidates AS MATERIALIZED (
-    SELECT row_id, source, time, users FROM scored WHERE users >= $min_users
-),
-succeeded AS (
-    SELECT c.row_id, count(DISTINCT o.who) AS succeeded
-    FROM candidates c
-    JOIN attempts o
-      ON o.ok AND o.source = c.source
-     AND o.time >= utc_add(c.time, - to_minutes($success_minutes))
-     AND o.time <= utc_add(c.time, to_minutes($success_minutes))
-    GROUP BY c.row_id
-),
-sprays AS MATERIALIZED (
-    SELECT c.source, c.time, c.users
-    FROM candidates c
-    LEFT JOIN succeeded s ON s.row_id = c.row_id
-    WHERE coalesce(s.succeeded, 0) < c.users
+WITH sprays AS MATERIALIZED (
+    -- as password_spray raises them: the macro address_sprays (migrations)
+    SELECT source, time, users
+    FROM address_sprays(
+        utc_add($from, - to_minutes($spray_minutes + $follow_minutes + 60 * $max_token_age_hours + $success_minutes)),
+        utc_add($to, to_minutes(greatest($spray_minutes, $success_minutes))),
+        utc_add($from, - to_minutes($spray_minutes + $follow_minutes + 60 * $max_token_age_hours + $success_minutes)),
+        utc_add($to, to_minutes(greatest($spray_minutes, $success_minutes))),
+        $spray_minutes, $success_minutes, $guess_codes, $min_users
+    )
 ),
 spray_addresses AS MATERIALIZED (
     -- the addresses the sprays came from (every address of an IPv6 /64); none most of the time,

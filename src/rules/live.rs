@@ -51,15 +51,18 @@ pub fn spawn(
     Ok(std::thread::Builder::new().name("detection".into()).spawn(move || {
         crate::sys::priority::lower(NICE);
         let mut seen = metrics.commits.get();
-        let mut noted = false;
+        // The caught-up time last stored: it is written once it moved a minute, not every pass.
+        let mut noted: Option<chrono::DateTime<chrono::Utc>> = None;
         while !stop.is_cancelled() {
-            if let Some(at) = caught_up.as_ref().and_then(|f| f()) {
+            let at = caught_up.as_ref().and_then(|f| f());
+            if let Some(at) = at.filter(|at| noted.is_none_or(|n| *at - n >= chrono::TimeDelta::minutes(1))) {
                 match detector.note_caught_up(&store, "eventhubs", at) {
-                    Ok(()) if !noted => {
-                        noted = true;
-                        tracing::info!(%at, "Event Hubs caught up: silences are measured up to when the hubs were last empty");
+                    Ok(()) => {
+                        if noted.is_none() {
+                            tracing::info!(%at, "Event Hubs caught up: silences are measured up to when the hubs were last empty");
+                        }
+                        noted = Some(at);
                     }
-                    Ok(()) => {}
                     Err(error) => tracing::warn!(error = format!("{error:#}"), "storing the Event Hubs caught-up time failed"),
                 }
             }

@@ -299,12 +299,16 @@ impl Detector {
         for param in &rule.params {
             text.push_str(&format!("{}={}\n", param.name, param.effective()));
         }
-        if rule.sql.contains("network_lists") {
+        if READS_LISTS.iter().any(|name| rule.sql.contains(name)) {
             text.push_str(&format!("lists={:016x}\n", self.lists));
         }
         format!("{:016x}", xxh3_64(text.as_bytes()))
     }
 }
+
+/// What a rule names when its results depend on the address lists: the table, or a macro of
+/// the migrations that reads it (the spray rules' shared parts).
+const READS_LISTS: &[&str] = &["network_lists", "guess_attempts", "address_sprays", "spray_spans"];
 
 /// (start, end) of the stored events, microseconds since the epoch.
 pub fn data_clock(conn: &duckdb::Connection) -> Result<Option<(i64, i64)>> {
