@@ -11,6 +11,7 @@
 //! the same [`Record`] without serde; anything else, or anything it is unsure of,
 //! goes through the lenient reader as before.
 
+pub mod change;
 pub mod fast;
 pub mod lenient;
 pub mod time;

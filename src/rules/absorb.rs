@@ -1,14 +1,15 @@
 //! Absorbs committed ingest batches into the tables rules read besides the public ones:
 //! `stream_hours`, `activity_hours`, `first_seen`, `ip_addresses` and `request_signins`
-//! (the correlation, materialised).
+//! (the correlation, materialised), and `control_changes` and `directory_changes` (the
+//! Activity log and AuditLogs records of `raw_events`, typed by [`super::changes`]).
 //!
 //! Contract: each batch is absorbed once, in batch order, in the transaction that moves
 //! `detection_state.absorbed_batch`; a failure rolls the whole step back. Aggregates are sums,
 //! minima and maxima, and the correlation of a request is recomputed whenever a sign-in
 //! at or before it arrives, so the tables do not depend on the order data arrived in.
 
-use super::network;
 use super::script::{self, timestamp};
+use super::{changes, network};
 use anyhow::{Context, Result};
 use duckdb::types::Value;
 
@@ -80,6 +81,10 @@ fn absorb_in_transaction(conn: &duckdb::Connection) -> Result<Option<Absorbed>> 
     let Some(hi) = hi else { return Ok(None) };
     script::run(conn, "absorb.sql", ABSORB, &[("lo", Value::BigInt(lo)), ("hi", Value::BigInt(hi))])?;
     absorb_addresses(conn)?;
+    let typed = changes::absorb(conn, lo, hi).context("typing control-plane and directory changes")?;
+    if typed.untyped > 0 {
+        tracing::warn!(untyped = typed.untyped, "change records kept raw only");
+    }
     conn.execute_batch(include_str!("sql/absorb_networks.sql")).context("absorbing request networks")?;
     let since: Option<i64> = conn.query_row("SELECT epoch_us(min(since)) FROM late_signins", [], |r| r.get(0))?;
     let since = since.map_or(Value::Null, timestamp);

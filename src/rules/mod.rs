@@ -18,6 +18,7 @@
 //!   start, [`Detector::open`], or when it fails) and the others go on.
 
 mod absorb;
+mod changes;
 mod evaluate;
 pub mod findings;
 pub mod live;

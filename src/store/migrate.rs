@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(10, "0010_alert_groups"),
     migration!(11, "0011_networks"),
     migration!(12, "0012_cosmos_signin"),
+    migration!(13, "0013_changes"),
 ];
 
 fn checksum(sql: &str) -> String {
