@@ -171,7 +171,7 @@ fn evidence(conn: &duckdb::Connection, id: i64) -> ApiResult<Vec<Object>> {
         objects(conn, include_str!("sql/finding_evidence.sql"), &[Value::BigInt(id), Value::BigInt(EVIDENCE_ROWS)])?;
     // One query per table for the rows behind the events; the table name comes from
     // our own list, never from the data.
-    for table in ["cosmos_requests", "signins", "raw_events"] {
+    for table in ["cosmos_requests", "signins", "raw_events", "control_changes", "directory_changes"] {
         let ids: Vec<Value> = events
             .iter()
             .filter(|e| e.get("evidence_table").and_then(|t| t.as_str()) == Some(table))
