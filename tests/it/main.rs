@@ -9,6 +9,7 @@ mod common;
 mod alerts;
 mod api;
 mod auth;
+mod changes;
 mod cli;
 mod detections;
 mod eventhubs;

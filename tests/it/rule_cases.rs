@@ -109,6 +109,11 @@ impl Case {
 
     /// Ingests everything and evaluates every rule: (rule, principal, entity) per finding.
     pub(crate) fn findings(&self) -> Vec<(String, String, String)> {
+        self.findings_with(&DetectionConfig::default())
+    }
+
+    /// [`Case::findings`] with the rules configured by `config`.
+    pub(crate) fn findings_with(&self, config: &DetectionConfig) -> Vec<(String, String, String)> {
         let path = self.db.dir.path().join("case.ndjson");
         let mut text = String::new();
         for record in &self.records {
@@ -118,7 +123,7 @@ impl Case {
         std::fs::write(&path, text).unwrap();
         let report = self.db.ingest(&[path]);
         assert!(report.failed.is_empty(), "{:?}", report.failed);
-        let (detector, problems) = Detector::open(&self.db.store, &DetectionConfig::default()).unwrap();
+        let (detector, problems) = Detector::open(&self.db.store, config).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         let evaluation = detector.evaluate_after_commit(&self.db.store).unwrap();
         assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
@@ -130,7 +135,11 @@ impl Case {
     }
 
     pub(crate) fn raised(&self, rule: &str) -> Vec<(String, String)> {
-        self.findings().into_iter().filter(|f| f.0 == rule).map(|f| (f.1, f.2)).collect()
+        self.raised_with(&DetectionConfig::default(), rule)
+    }
+
+    pub(crate) fn raised_with(&self, config: &DetectionConfig, rule: &str) -> Vec<(String, String)> {
+        self.findings_with(config).into_iter().filter(|f| f.0 == rule).map(|f| (f.1, f.2)).collect()
     }
 }
 
