@@ -350,3 +350,48 @@ fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
 fn contains_ignore_case(text: &str, needle: &str) -> bool {
     text.to_ascii_lowercase().contains(needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(record: serde_json::Value) -> ControlChange {
+        match read(&record.to_string()) {
+            Some(Change::Control(c)) => *c,
+            other => panic!("not a control change: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_shape_decides_not_the_category_alone() {
+        // Cosmos DB's own ControlPlaneRequests: an ARM resource, but no provider operation
+        let cosmos = serde_json::json!({"category": "ControlPlaneRequests", "operationName": "SqlRoleAssignmentCreate",
+            "resourceId": "/SUBSCRIPTIONS/S/RESOURCEGROUPS/R/PROVIDERS/MICROSOFT.DOCUMENTDB/DATABASEACCOUNTS/A",
+            "properties": {"eventCategory": "x"}});
+        assert_eq!(read(&cosmos.to_string()), None);
+        // category Write with no ARM resource
+        assert_eq!(read(r#"{"category":"Write","operationName":"a/b"}"#), None);
+        // an Activity log record exported with its log category on top, names in lower case
+        let lower = control(
+            serde_json::json!({"category": "Administrative", "operationname": "microsoft.documentdb/databaseaccounts/listkeys/action",
+            "resourceid": "/subscriptions/s/resourcegroups/r/providers/microsoft.documentdb/databaseaccounts/a", "resulttype": "Success",
+            "identity": {"authorization": {"evidence": {"principalId": "1F0C6F2E3B7D4F1A9A512C8E7D6B5A41"}}}}),
+        );
+        assert_eq!(lower.kind, "list_keys");
+        assert_eq!(lower.account.as_deref(), Some("a"));
+        assert_eq!(lower.caller_id.as_deref(), Some("1f0c6f2e-3b7d-4f1a-9a51-2c8e7d6b5a41"), "evidence's id, dashed");
+    }
+
+    #[test]
+    fn a_body_given_as_an_object_or_with_string_flags_is_read_and_a_broken_one_ignored() {
+        let base = serde_json::json!({"category": "Write", "operationName": "Microsoft.DocumentDB/databaseAccounts/write",
+            "resourceId": "/subscriptions/s/resourceGroups/r/providers/Microsoft.DocumentDB/databaseAccounts/A", "identity": {}});
+        let mut object = base.clone();
+        object["properties"] = serde_json::json!({"requestbody": {"properties": {"disableLocalAuth": "True"}}});
+        assert_eq!(control(object).disable_local_auth, Some(true));
+        let mut broken = base.clone();
+        broken["properties"] = serde_json::json!({"requestbody": "{\"properties\": {\"disableLocalAuth\": fa"});
+        let broken = control(broken);
+        assert_eq!((broken.kind, broken.disable_local_auth), ("account_write", None));
+    }
+}
