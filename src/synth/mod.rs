@@ -1,8 +1,9 @@
 //! Synthetic audit traffic for one Entra ID tenant and its Azure Cosmos DB accounts.
 //!
-//! Job: produce `DataPlaneRequests` records and Entra sign-in records (all four sign-in
-//! categories) exactly as diagnostic settings deliver them to Event Hubs, plus named attack
-//! scenarios with ground truth, for demos, detection tests and the ingest benchmark.
+//! Job: produce `DataPlaneRequests` records, Entra sign-in records (all four sign-in
+//! categories), Azure Activity log records and Entra ID AuditLogs records exactly as
+//! diagnostic settings deliver them to Event Hubs, plus named attack scenarios with ground
+//! truth, for demos, detection tests and the ingest benchmark.
 //!
 //! Contract:
 //! - Everything is a pure function of the seed. `Tenant::new(seed)` always builds the same
@@ -16,13 +17,17 @@
 //!   request comes from that sign-in's IP; managed identities sign in without an IP and reach
 //!   Cosmos from a private 10.x address.
 //! - Every scenario event lies inside its ground-truth window [start, end].
+//! - An Activity log operation is a Start and a Success event with one correlation id; benign
+//!   grants come from admins, Monday to Friday, 09:00 to 17:00 UTC (`control.rs`).
 //!
 //! Layout: `tenant.rs` builds the tenant (principals, role assignments, accounts, places,
 //! devices); `signins.rs` renders sign-in records, `cosmos.rs` DataPlaneRequests records (and
-//! the benchmark's NDJSON); `scenarios.rs` holds the attacks, `Generator::scenario` and the
+//! the benchmark's NDJSON); `control.rs` the Activity log and AuditLogs records, the admins'
+//! routine and the attacks on them; `scenarios.rs` holds the attacks, `Generator::scenario` and the
 //! ground truth; `wire.rs` the wire formats and RNG streams. This file: the public API and the
 //! baseline, hour by hour.
 
+mod control;
 mod cosmos;
 mod realistic;
 mod scenarios;
@@ -118,6 +123,8 @@ pub struct Generator {
     seed: u64,
     scale: f64,
     profile: Profile,
+    /// Who runs the control plane (admins, the key rotation identity); follows the tenant.
+    control: control::Control,
 }
 
 /// A series of requests by one principal from one address.
@@ -147,13 +154,16 @@ impl<'a> Burst<'a> {
 
 impl Generator {
     pub fn new(tenant: Tenant, seed: u64) -> Generator {
-        Generator { tenant, seed, scale: 1.0, profile: Profile::Tidy }
+        let control = control::Control::new(seed, &tenant);
+        Generator { tenant, seed, scale: 1.0, profile: Profile::Tidy, control }
     }
 
     /// The kind of tenant ([`Profile::Tidy`] unless set).
     pub fn with_profile(mut self, profile: Profile) -> Generator {
         if profile == Profile::Realistic && self.profile != Profile::Realistic {
             self.tenant.make_realistic(self.seed);
+            // Admins and rotated principals are chosen among the habits the tenant has now.
+            self.control = control::Control::new(self.seed, &self.tenant);
         }
         self.profile = profile;
         self
@@ -199,6 +209,8 @@ impl Generator {
         scenarios: &[Scenario],
     ) -> (Vec<Event>, Vec<GroundTruth>) {
         let mut events = self.baseline(from, to);
+        self.control_setup(from, to, &mut events);
+        events.sort_by_key(|e| e.time);
         let mut truths = Vec::with_capacity(scenarios.len());
         if to > from && !scenarios.is_empty() {
             let rng = &mut stream_rng(self.seed, STREAM_HISTORY, from.timestamp() as u64);
@@ -272,6 +284,7 @@ impl Generator {
         if self.profile == Profile::Realistic {
             self.realistic_hour(hour, start, out);
         }
+        self.control_hour(hour, start, out);
     }
 
     /// One working session of `p` in the hour from `start`: its sign-ins, then its requests.

@@ -31,10 +31,10 @@ const CARRIER_PLACE: Place = place("New York", "New York", "US", 40.7128, -74.00
 /// The second region of the two-region workload (Azure West Europe egress).
 const WEST_EUROPE: Place = place("Amsterdam", "Noord-Holland", "NL", 52.3676, 4.9041, 60, 8075, [20, 103]);
 /// A new hire joins every this many weeks and stays (in the data) for `HIRE_TENURE_WEEKS`.
-const HIRE_EVERY_WEEKS: i64 = 3;
+pub(super) const HIRE_EVERY_WEEKS: i64 = 3;
 const HIRE_TENURE_WEEKS: i64 = 12;
 /// Monday 1970-01-05, where hire slots are counted from.
-const FIRST_MONDAY: i64 = 4 * 86_400;
+pub(super) const FIRST_MONDAY: i64 = 4 * 86_400;
 
 impl Tenant {
     /// Gives the tenant offices and its principals the habits of the realistic profile.
@@ -292,7 +292,7 @@ impl Generator {
         (latest - tenure + 1..=latest).map(|slot| self.hire(slot)).collect()
     }
 
-    fn hire(&self, slot: i64) -> Principal {
+    pub(super) fn hire(&self, slot: i64) -> Principal {
         let rng = &mut stream_rng(self.seed, STREAM_REALISTIC, (1 << 48) | slot as u64);
         let office = rng.random_range(0..self.tenant.offices.len().max(1));
         let n = slot.rem_euclid(10_000);

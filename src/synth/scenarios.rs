@@ -26,7 +26,7 @@ pub const THREAT_INTEL_IPS: &[&str] =
     &["185.220.101.47", "185.220.100.252", "185.220.101.134", "185.220.102.8", "185.220.103.119"];
 
 /// Where attackers come from: no user lives in these countries.
-const FOREIGN_PLACES: &[Place] = &[
+pub(super) const FOREIGN_PLACES: &[Place] = &[
     place("Lagos", "Lagos", "NG", 6.5244, 3.3792, 60, 36873, [105, 112]),
     place("Sao Paulo", "Sao Paulo", "BR", -23.5505, -46.6333, -180, 28573, [177, 68]),
     place("Singapore", "Singapore", "SG", 1.3521, 103.8198, 480, 14061, [159, 89]),
@@ -35,9 +35,11 @@ const FOREIGN_PLACES: &[Place] = &[
 ];
 const TOR_PLACE: Place = place("Frankfurt am Main", "Hesse", "DE", 50.1109, 8.6821, 60, 60729, [185, 220]);
 /// A virtual private server at a hosting provider: outside Azure, in the tenant's own country.
-const VPS_PLACE: Place = place("North Bergen", "New Jersey", "US", 40.8043, -74.0121, -300, 14061, [167, 99]);
+pub(super) const VPS_PLACE: Place =
+    place("North Bergen", "New Jersey", "US", 40.8043, -74.0121, -300, 14061, [167, 99]);
 
-const KEY_THIEF_AGENT: &str = "azsdk-python-cosmos/4.5.1 Python/3.11.8 (Linux-6.6.9-amd64-x86_64-with-glibc2.37)";
+pub(super) const KEY_THIEF_AGENT: &str =
+    "azsdk-python-cosmos/4.5.1 Python/3.11.8 (Linux-6.6.9-amd64-x86_64-with-glibc2.37)";
 /// Hours of the slow exfiltration scenario.
 const SLOW_HOURS: i64 = 10;
 pub(super) const NOVEL_AGENTS: &[&str] = &["python-requests/2.31.0", "curl/8.5.0", "PostmanRuntime/7.37.3"];
@@ -63,6 +65,11 @@ pub enum Scenario {
     RotatedKeyTried,
     WorkloadTokenStolen,
     SlowExfiltration,
+    KeysListedThenUsed,
+    OffHoursRoleGrant,
+    LocalAuthReenabled,
+    SpCredentialAdded,
+    DiagnosticSettingRemoved,
 }
 
 impl Scenario {
@@ -85,6 +92,11 @@ impl Scenario {
             RotatedKeyTried,
             WorkloadTokenStolen,
             SlowExfiltration,
+            KeysListedThenUsed,
+            OffHoursRoleGrant,
+            LocalAuthReenabled,
+            SpCredentialAdded,
+            DiagnosticSettingRemoved,
             DormantPrincipal,
             NewUserAgent,
             ThreatIntelIp,
@@ -114,6 +126,11 @@ impl Scenario {
             Scenario::RotatedKeyTried => "rotated_key_tried",
             Scenario::WorkloadTokenStolen => "workload_token_stolen",
             Scenario::SlowExfiltration => "slow_exfiltration",
+            Scenario::KeysListedThenUsed => "keys_listed_then_used",
+            Scenario::OffHoursRoleGrant => "off_hours_role_grant",
+            Scenario::LocalAuthReenabled => "local_auth_reenabled",
+            Scenario::SpCredentialAdded => "sp_credential_added",
+            Scenario::DiagnosticSettingRemoved => "diagnostic_setting_removed",
         }
     }
 
@@ -144,6 +161,11 @@ impl Scenario {
             Scenario::RotatedKeyTried => (&["key_client_auth_failures"], &[]),
             Scenario::WorkloadTokenStolen => (&["workload_identity_new_network"], &[]),
             Scenario::SlowExfiltration => (&["data_volume_spike_daily"], &[]),
+            Scenario::KeysListedThenUsed => (&["listkeys_then_key_access"], &["key_auth_access"]),
+            Scenario::OffHoursRoleGrant => (&["role_granted_then_used"], &[]),
+            Scenario::LocalAuthReenabled => (&["local_auth_reenabled"], &[]),
+            Scenario::SpCredentialAdded => (&["sp_credential_added_then_data_access"], &[]),
+            Scenario::DiagnosticSettingRemoved => (&["diagnostic_setting_removed"], &[]),
         }
     }
 
@@ -152,6 +174,8 @@ impl Scenario {
     pub fn lasts(&self) -> Duration {
         match self {
             Scenario::SlowExfiltration => Duration::hours(SLOW_HOURS + 1),
+            // Waits for the end of a working day (at most twelve hours), then an hour.
+            Scenario::OffHoursRoleGrant => Duration::hours(14),
             _ => Duration::hours(1),
         }
     }
@@ -234,7 +258,7 @@ impl GroundTruth {
 }
 
 /// What a scenario reports about itself; the window comes from its events.
-struct Plan {
+pub(super) struct Plan {
     principal: Option<(String, String)>,
     account: String,
     source_ip: Option<String>,
@@ -242,7 +266,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn by(p: &Principal, account: &CosmosAccount, ip: &str, description: String) -> Option<Plan> {
+    pub(super) fn by(p: &Principal, account: &CosmosAccount, ip: &str, description: String) -> Option<Plan> {
         let principal = Some((p.object_id.clone(), p.name.clone()));
         Some(Plan { principal, account: account.name.clone(), source_ip: Some(ip.to_string()), description })
     }
@@ -276,6 +300,11 @@ impl Generator {
             Scenario::RotatedKeyTried => self.rotated_key_tried(rng, at, out),
             Scenario::WorkloadTokenStolen => self.workload_token_stolen(rng, at, out),
             Scenario::SlowExfiltration => self.slow_exfiltration(rng, at, out),
+            Scenario::KeysListedThenUsed => self.keys_listed_then_used(rng, at, out),
+            Scenario::OffHoursRoleGrant => self.off_hours_role_grant(rng, at, out),
+            Scenario::LocalAuthReenabled => self.local_auth_reenabled(rng, at, out),
+            Scenario::SpCredentialAdded => self.sp_credential_added(rng, at, out),
+            Scenario::DiagnosticSettingRemoved => self.diagnostic_setting_removed(rng, at, out),
         };
         events.sort_by_key(|e| e.time);
         let plan = plan.unwrap_or_else(|| {
@@ -298,7 +327,7 @@ impl Generator {
     }
 
     /// A data principal, excluding the dormant and the nightly batch, accepted by `allow`.
-    fn pick(&self, rng: &mut Prng, allow: impl Fn(&Principal) -> bool) -> Option<&Principal> {
+    pub(super) fn pick(&self, rng: &mut Prng, allow: impl Fn(&Principal) -> bool) -> Option<&Principal> {
         let pool: Vec<&Principal> = self
             .tenant
             .principals()
@@ -307,7 +336,7 @@ impl Generator {
         pool.choose(rng).copied()
     }
 
-    fn grant_of<'a>(&'a self, rng: &mut Prng, p: &'a Principal) -> Option<(&'a Grant, &'a CosmosAccount)> {
+    pub(super) fn grant_of<'a>(&'a self, rng: &mut Prng, p: &'a Principal) -> Option<(&'a Grant, &'a CosmosAccount)> {
         let grant = p.grants.choose(rng)?;
         Some((grant, self.tenant.accounts.get(grant.account)?))
     }

@@ -14,7 +14,8 @@ use super::{Browser, Event, Generator, Place, Principal, PrincipalKind};
 type Resource = (&'static str, &'static str);
 
 pub(super) const COSMOS_RESOURCE: Resource = ("Azure Cosmos DB", "a232010e-820c-4083-83bb-3ace5fc29d0b");
-const ARM_RESOURCE: Resource = ("Windows Azure Service Management API", "797f4846-ba00-4fd7-ba43-dac1f8f63013");
+pub(super) const ARM_RESOURCE: Resource =
+    ("Windows Azure Service Management API", "797f4846-ba00-4fd7-ba43-dac1f8f63013");
 pub(super) const EXCHANGE_RESOURCE: Resource = ("Office 365 Exchange Online", "00000002-0000-0ff1-ce00-000000000000");
 /// Outlook on a phone: (name, app id, clientAppUsed).
 pub(super) const OUTLOOK_MOBILE: (&str, &str, &str) =

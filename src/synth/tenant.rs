@@ -57,7 +57,7 @@ pub(super) const HOME_PLACES: &[Place] = &[
 ];
 
 /// Azure East US egress, where the tenant's workloads run.
-const AZURE_PLACE: Place = place("Boydton", "Virginia", "US", 36.6676, -78.3875, -300, 8075, [20, 121]);
+pub(super) const AZURE_PLACE: Place = place("Boydton", "Virginia", "US", 36.6676, -78.3875, -300, 8075, [20, 121]);
 /// Managed identity sign-ins carry no location at all.
 pub(super) const NOWHERE: Place = place("", "", "", 0.0, 0.0, 0, 0, [0, 0]);
 

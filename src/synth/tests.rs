@@ -32,6 +32,11 @@ fn is_request(e: &Event) -> bool {
     e.category == DATA_PLANE
 }
 
+/// An Azure Activity log record (its top-level category is the operation's kind).
+fn is_control(e: &Event) -> bool {
+    matches!(e.category, "Write" | "Delete" | "Action")
+}
+
 /// The object id a sign-in is for: `userId` for users, `servicePrincipalId` otherwise.
 fn signed_in_id(e: &Event) -> &str {
     let props = &e.record["properties"];
@@ -160,6 +165,10 @@ fn every_record_has_its_category_and_an_rfc3339_time() {
         "ServicePrincipalSignInLogs",
         "ManagedIdentitySignInLogs",
         DATA_PLANE,
+        "Write",
+        "Delete",
+        "Action",
+        "AuditLogs",
     ];
     assert_eq!(categories, expected.into_iter().collect());
 }
@@ -214,6 +223,9 @@ fn aad_requests_follow_a_recent_sign_in_of_the_same_principal_from_the_same_addr
             }
             continue;
         }
+        if !is_request(e) {
+            continue; // the control plane and the directory
+        }
         if prop(e, "authTokenType") != "AADToken" || e.time < from + Duration::hours(1) {
             continue; // key traffic, or a token issued before the window
         }
@@ -265,7 +277,11 @@ fn scenario_events_lie_inside_their_ground_truth_window() {
         assert_eq!(truth.scenario, name);
         assert!(events.iter().all(|e| e.time >= truth.start && e.time <= truth.end), "{name}");
         assert!(events.windows(2).all(|w| w[0].time <= w[1].time), "{name} is sorted");
-        assert!(truth.start >= start - Duration::nanoseconds(100) && truth.start - start < Duration::minutes(1));
+        // An out-of-hours grant waits for the end of the working day.
+        let waits = if scenario == Scenario::OffHoursRoleGrant { Duration::hours(12) } else { Duration::zero() };
+        assert!(
+            truth.start >= start - Duration::nanoseconds(100) && truth.start - start < waits + Duration::minutes(1)
+        );
         // Each lasts what it says it does (a history sizes its slot by that).
         assert!(
             truth.end > truth.start && truth.end - truth.start <= scenario.lasts() + Duration::minutes(10),
@@ -290,7 +306,11 @@ fn scenarios_carry_their_signal_and_the_baseline_does_not() {
     let baseline = g.baseline(at(MONDAY), at(MONDAY) + Duration::days(4));
     let when = at(MONDAY) + Duration::days(4) + Duration::hours(15);
     let by = |events: &[Event], id: &str| -> Vec<Event> {
-        let mine = |e: &&Event| if is_request(e) { prop(e, "aadPrincipalId") == id } else { signed_in_id(e) == id };
+        let mine = |e: &&Event| match e {
+            e if is_request(e) => prop(e, "aadPrincipalId") == id,
+            e if is_sign_in(e) => signed_in_id(e) == id,
+            _ => false,
+        };
         events.iter().filter(mine).cloned().collect()
     };
     let requests_from = |events: &[Event], ip: &str| {
@@ -298,6 +318,7 @@ fn scenarios_carry_their_signal_and_the_baseline_does_not() {
     };
     let baseline_ips: HashSet<&str> = baseline
         .iter()
+        .filter(|e| is_request(e) || is_sign_in(e))
         .map(|e| if is_request(e) { prop(e, "clientIpAddress") } else { prop(e, "ipAddress") })
         .collect();
     for (scenario, events, truth) in all_scenarios(&g, when) {
@@ -454,6 +475,18 @@ fn scenarios_carry_their_signal_and_the_baseline_does_not() {
                 assert!(!baseline_ips.contains(ip.as_str()) && !ip.starts_with("10."));
                 assert!(mine.iter().all(is_request) && requests().count() >= 20, "requests, no sign-in");
                 assert!(requests().all(|e| prop(e, "clientIpAddress") == ip));
+            }
+            // What their records hold is checked in control_plane_scenarios_carry_what_their_rules_need.
+            Scenario::KeysListedThenUsed | Scenario::SpCredentialAdded => {
+                assert!(!baseline_ips.contains(ip.as_str()), "{ip} is new");
+                assert!(requests_from(&events, &ip) >= 10);
+            }
+            Scenario::OffHoursRoleGrant => {
+                assert!(requests().count() >= 10 && requests().all(|e| prop(e, "clientIpAddress") == ip));
+            }
+            Scenario::LocalAuthReenabled | Scenario::DiagnosticSettingRemoved => {
+                assert!(events.iter().any(is_control));
+                assert!(requests_from(&events, &ip) >= 6);
             }
             Scenario::RotatedKeyTried => {
                 assert!(!baseline_ips.contains(ip.as_str()));
@@ -615,4 +648,324 @@ fn the_realistic_profile_has_what_real_tenants_have() {
         generator(seed).baseline(from, from + Duration::hours(6)),
         Generator::new(Tenant::new(seed), seed).with_profile(Profile::Tidy).baseline(from, from + Duration::hours(6))
     );
+}
+
+fn operation(e: &Event) -> &str {
+    text(&e.record, "operationName")
+}
+
+/// The caller's object id in an Activity log record's claims.
+fn caller(e: &Event) -> &str {
+    text(&e.record["identity"]["claims"], "http://schemas.microsoft.com/identity/claims/objectidentifier")
+}
+
+/// A body the Activity log carries as JSON in a string.
+fn body(e: &Event, key: &str) -> Value {
+    serde_json::from_str(prop(e, key)).unwrap_or_else(|_| panic!("{key} is not JSON in {}", e.record))
+}
+
+/// The successful Activity log events of `action`, each after its Start (same correlation id).
+fn succeeded_ops<'a>(events: &'a [Event], action: &str) -> Vec<&'a Event> {
+    let upper = action.to_uppercase();
+    let mine: Vec<&Event> = events.iter().filter(|e| is_control(e) && operation(e) == upper).collect();
+    let started: HashMap<&str, &Event> = mine
+        .iter()
+        .filter(|e| text(&e.record, "resultType") == "Start")
+        .map(|e| (text(&e.record, "correlationId"), *e))
+        .collect();
+    let done: Vec<&Event> = mine.into_iter().filter(|e| text(&e.record, "resultType") == "Success").collect();
+    for e in &done {
+        let start = started.get(text(&e.record, "correlationId")).expect("a Start before each Success");
+        assert!(start.time < e.time && e.time - start.time < Duration::seconds(5), "{}", e.record);
+        assert_eq!(text(&start.record, "resultSignature"), "Started.");
+        // A write's body goes in with its Start and comes back with its Success.
+        let request = start.record["properties"].get("requestbody").map(|_| body(start, "requestbody"));
+        let response = e.record["properties"].get("responseBody").map(|_| body(e, "responseBody"));
+        if text(&e.record, "category") == "Write" {
+            assert!(request.is_some() && response.is_some(), "{}", e.record);
+        }
+        if let (Some(request), Some(response)) = (request, response) {
+            let (request, response) = (&request["properties"], &response["properties"]);
+            assert!(request.is_null() || request == response, "{request} came back as {response}");
+        }
+    }
+    done
+}
+
+fn audits<'a>(events: &'a [Event], operation_name: &str) -> Vec<&'a Event> {
+    events.iter().filter(|e| e.category == "AuditLogs" && operation(e) == operation_name).collect()
+}
+
+fn in_change_window(t: DateTime<Utc>) -> bool {
+    !matches!(t.weekday(), Weekday::Sat | Weekday::Sun) && (7..19).contains(&t.hour())
+}
+
+/// Three weeks of benign traffic in both profiles hold what the control-plane rules learn
+/// from, and nothing they raise.
+#[test]
+fn benign_control_plane_traffic_has_the_routine_and_nothing_the_rules_raise() {
+    use super::control::*;
+    for profile in [Profile::Tidy, Profile::Realistic] {
+        let seed = 21;
+        let g = Generator::new(Tenant::new(seed), seed).with_profile(profile);
+        let (from, to) = (at(MONDAY) + Duration::hours(5), at(MONDAY) + Duration::days(21) + Duration::hours(5));
+        let (events, truths) = g.history(from, to, &[]);
+        assert!(truths.is_empty());
+        let tenant = g.tenant();
+        let control = &g.control;
+        let admins: HashSet<&str> = control.admins.iter().map(|a| a.object_id.as_str()).collect();
+        assert_eq!(admins.len(), 2, "{profile}");
+
+        // The admins join their group at the start; so does every account's diagnostic setting.
+        let joined: Vec<&Event> = audits(&events, ADD_MEMBER)
+            .into_iter()
+            .filter(|e| e.record["properties"]["targetResources"][1]["displayName"] == json!(ADMIN_GROUP))
+            .collect();
+        let members: HashSet<&str> =
+            joined.iter().map(|e| text(&e.record["properties"]["targetResources"][0], "id")).collect();
+        assert_eq!(members, admins);
+        assert!(joined.iter().all(|e| e.time < from + Duration::hours(1)));
+        let group = &joined[0].record["properties"]["targetResources"][0]["modifiedProperties"][0];
+        assert_eq!(text(group, "displayName"), "Group.ObjectID");
+        assert_eq!(text(group, "newValue"), format!("\"{}\"", control.admin_group_id));
+        let settings = succeeded_ops(&events, DIAGNOSTIC_WRITE);
+        assert_eq!(settings.len(), tenant.accounts.len());
+        for e in &settings {
+            let logs = body(e, "responseBody")["properties"]["logs"].clone();
+            assert!(logs.as_array().is_some_and(|l| l.iter().all(|log| log["enabled"] == json!(true))));
+        }
+        assert!(events.iter().all(|e| operation(e) != DIAGNOSTIC_DELETE.to_uppercase()), "no setting deleted");
+
+        // The weekly key rotation: one identity, from its one Azure address; the key client stays
+        // the only one, at its own address.
+        let listed = succeeded_ops(&events, LIST_KEYS);
+        assert!(listed.len() >= 3 * tenant.accounts.len(), "{} listings", listed.len());
+        assert!(succeeded_ops(&events, REGENERATE_KEY).len() >= 3 * tenant.accounts.len());
+        let rotation = &control.rotation;
+        for e in &listed {
+            assert_eq!(caller(e), rotation.object_id);
+            assert_eq!(text(&e.record, "callerIpAddress"), rotation.ips[0]);
+            assert_eq!(text(&e.record, "category"), "Action");
+        }
+        let key_clients: HashSet<(&str, &str)> = events
+            .iter()
+            .filter(|e| is_request(e) && prop(e, "authTokenType") != "AADToken")
+            .map(|e| (text(&e.record, "resourceId"), prop(e, "clientIpAddress")))
+            .collect();
+        let key_account = &tenant.accounts[tenant.key_client.account].resource_id;
+        assert_eq!(key_clients, HashSet::from([(key_account.as_str(), tenant.key_client.ip.as_str())]));
+
+        // Grants: by admins, in working hours only.
+        let grants = succeeded_ops(&events, DATA_ROLE_WRITE);
+        let key_roles = succeeded_ops(&events, ROLE_WRITE);
+        assert!(grants.len() >= 2 && !key_roles.is_empty(), "{} grants, {} key roles", grants.len(), key_roles.len());
+        for e in grants.iter().chain(&key_roles) {
+            assert!(admins.contains(caller(e)), "granted by {}", caller(e));
+            assert!(in_change_window(e.time) && (9..17).contains(&e.time.hour()), "granted at {}", e.time);
+            assert_eq!(text(&e.record, "category"), "Write");
+        }
+        for e in &grants {
+            let request = body(e, "responseBody");
+            let role = text(&request["properties"], "roleDefinitionId");
+            assert!(role.ends_with(DATA_READER) || role.ends_with(DATA_CONTRIBUTOR), "{role}");
+            let id = text(&request["properties"], "principalId");
+            let uses: Vec<DateTime<Utc>> =
+                events.iter().filter(|r| is_request(r) && prop(r, "aadPrincipalId") == id).map(|r| r.time).collect();
+            assert!(!uses.is_empty(), "the grantee {id} uses its role");
+            // New hires are granted before their first request.
+            if tenant.principals().all(|p| p.object_id != id) {
+                assert!(uses.iter().all(|t| *t > e.time), "hire {id} worked before its grant");
+            }
+        }
+        if profile == Profile::Realistic {
+            let hires = grants.iter().filter(|e| {
+                let id = text(&body(e, "responseBody")["properties"], "principalId").to_string();
+                tenant.principals().all(|p| p.object_id != id)
+            });
+            assert!(hires.count() >= 1, "a new hire's grant");
+        }
+
+        // Account writes re-state disableLocalAuth: never true to false; keys-only stays false.
+        let writes = succeeded_ops(&events, ACCOUNT_WRITE);
+        assert!(writes.len() >= tenant.accounts.len(), "{} account writes", writes.len());
+        let mut last: HashMap<&str, bool> = HashMap::new();
+        for e in &writes {
+            assert!(admins.contains(caller(e)) && in_change_window(e.time));
+            let disabled = body(e, "responseBody")["properties"]["disableLocalAuth"].as_bool().expect("a flag");
+            let account = text(&e.record, "resourceId");
+            assert!(last.get(account) != Some(&true) || disabled, "{account} re-enabled local auth");
+            assert!(!(account == key_account && disabled), "the key client's account refuses keys");
+            last.insert(account, disabled);
+        }
+
+        // Credentials rotated; the principal goes on signing in from where it always did.
+        let rotations: Vec<&Event> =
+            audits(&events, SP_CREDENTIALS).into_iter().chain(audits(&events, APP_CREDENTIALS)).collect();
+        assert!(!rotations.is_empty(), "a credential rotation");
+        for e in &rotations {
+            let app_id = text(&e.record["properties"]["additionalDetails"][0], "value");
+            let sp = tenant.service_principals.iter().find(|p| p.app_id == app_id).expect("a tenant principal");
+            let ips: HashSet<&str> = events
+                .iter()
+                .filter(|s| is_sign_in(s) && signed_in_id(s) == sp.object_id)
+                .map(|s| prop(s, "ipAddress"))
+                .collect();
+            assert!(ips.iter().all(|ip| sp.ips.iter().any(|own| own == ip)), "{} from {ips:?}", sp.name);
+        }
+
+        // Light: a handful of records a day.
+        let changes = events.iter().filter(|e| is_control(e) || e.category == "AuditLogs").count();
+        assert!((21..=21 * 12).contains(&changes), "{changes} control and directory records in 21 days");
+        assert!(events.windows(2).all(|w| w[0].time <= w[1].time));
+    }
+}
+
+/// Each control-plane scenario holds the records its rule joins, in order, naming its principal.
+#[test]
+fn control_plane_scenarios_carry_what_their_rules_need() {
+    use super::control::*;
+    for profile in [Profile::Tidy, Profile::Realistic] {
+        let g = Generator::new(Tenant::new(14), 14).with_profile(profile);
+        let tenant = g.tenant();
+        // A Wednesday morning: the out-of-hours grant waits until 19:00.
+        let when = at("2025-03-05T10:13:07Z");
+        let baseline = g.baseline(when - Duration::days(7), when);
+        let admins: HashSet<&str> = g.control.admins.iter().map(|a| a.object_id.as_str()).collect();
+        let keys = |events: &[Event], ip: &str| -> Vec<DateTime<Utc>> {
+            events
+                .iter()
+                .filter(|e| {
+                    is_request(e)
+                        && prop(e, "authTokenType") == "PrimaryMasterKey"
+                        && prop(e, "aadPrincipalId").is_empty()
+                        && prop(e, "clientIpAddress") == ip
+                })
+                .map(|e| e.time)
+                .collect()
+        };
+        let local_auth = |account: &str| {
+            let i = tenant.accounts.iter().position(|a| a.name == account).expect("a tenant account");
+            g.control.local_auth_disabled[i]
+        };
+        for &scenario in &[
+            Scenario::KeysListedThenUsed,
+            Scenario::OffHoursRoleGrant,
+            Scenario::LocalAuthReenabled,
+            Scenario::SpCredentialAdded,
+            Scenario::DiagnosticSettingRemoved,
+        ] {
+            let (events, truth) = g.scenario(scenario, when);
+            let id = truth.principal_id.clone().expect("a principal");
+            let ip = truth.source_ip.clone().expect("an address");
+            let name = format!("{profile} {}", scenario.name());
+            assert!(!admins.contains(id.as_str()), "{name}: the principal is no admin");
+            match scenario {
+                Scenario::KeysListedThenUsed => {
+                    let listed = succeeded_ops(&events, LIST_KEYS);
+                    assert_eq!(listed.len(), 1, "{name}");
+                    assert_eq!(
+                        (caller(listed[0]), text(&listed[0].record, "callerIpAddress")),
+                        (id.as_str(), ip.as_str())
+                    );
+                    assert!(text(&listed[0].record, "resourceId").ends_with(&truth.account.to_uppercase()));
+                    let used = keys(&events, &ip);
+                    assert!((20..=60).contains(&used.len()), "{name}: {} key requests", used.len());
+                    let wait = used.iter().min().copied().expect("key requests") - listed[0].time;
+                    assert!(wait >= Duration::minutes(15) && wait <= Duration::minutes(41), "{name}: {wait}");
+                    assert!(keys(&baseline, &ip).is_empty(), "{name}: {ip} never used a key before");
+                    assert!(!local_auth(&truth.account), "{name}: the account takes keys");
+                }
+                Scenario::OffHoursRoleGrant => {
+                    let granted = succeeded_ops(&events, DATA_ROLE_WRITE);
+                    assert_eq!(granted.len(), 1, "{name}");
+                    let grant = granted[0];
+                    assert!(!in_change_window(grant.time), "{name}: granted at {}", grant.time);
+                    assert_eq!(grant.time.date_naive(), when.date_naive(), "{name}: that evening");
+                    assert!(grant.time.hour() == 19, "{name}: the first moment out of hours");
+                    assert!(caller(grant) != id && !admins.contains(caller(grant)), "{name}: granted by a non-admin");
+                    let request = body(grant, "responseBody");
+                    assert_eq!(text(&request["properties"], "principalId"), id);
+                    assert!(text(&request["properties"], "roleDefinitionId").ends_with(DATA_CONTRIBUTOR));
+                    let account = tenant.accounts.iter().find(|a| a.name == truth.account).expect("account");
+                    let scope = text(&request["properties"], "scope");
+                    assert!(scope.ends_with(&format!("/databaseAccounts/{}", account.name)), "{scope}");
+                    let index = tenant.accounts.iter().position(|a| a.name == truth.account);
+                    let grantee = tenant.principals().find(|p| p.object_id == id).expect("a tenant principal");
+                    assert!(grantee.grants.iter().all(|gr| Some(gr.account) != index), "{name}: no grant before");
+                    let sign_in = events.iter().find(|e| is_sign_in(e) && signed_in_id(e) == id).expect("sign-in");
+                    assert!(succeeded(sign_in) && prop(sign_in, "resourceDisplayName") == "Azure Cosmos DB");
+                    assert!(grantee.kind != PrincipalKind::User || sign_in.category == "SignInLogs");
+                    let wait = sign_in.time - grant.time;
+                    assert!(wait >= Duration::minutes(10) && wait <= Duration::minutes(51), "{name}: {wait}");
+                    let reads: Vec<&Event> = events.iter().filter(|e| is_request(e)).collect();
+                    assert!((10..=40).contains(&reads.len()), "{name}");
+                    assert!(reads.iter().all(|e| prop(e, "aadPrincipalId") == id
+                        && prop(e, "clientIpAddress") == prop(sign_in, "ipAddress")
+                        && e.time > sign_in.time
+                        && matches!(text(&e.record, "operationName"), "Read" | "Query")));
+                }
+                Scenario::LocalAuthReenabled => {
+                    let writes = succeeded_ops(&events, ACCOUNT_WRITE);
+                    assert_eq!(writes.len(), 2, "{name}");
+                    let flag = |e: &Event| body(e, "responseBody")["properties"]["disableLocalAuth"].as_bool();
+                    assert_eq!((flag(writes[0]), flag(writes[1])), (Some(true), Some(false)), "{name}");
+                    assert!(admins.contains(caller(writes[0])) && caller(writes[1]) == id, "{name}");
+                    assert_eq!(text(&writes[1].record, "callerIpAddress"), ip);
+                    let gap = writes[1].time - writes[0].time;
+                    assert!(gap >= Duration::minutes(20) && gap <= Duration::minutes(41), "{name}: {gap}");
+                    let used = keys(&events, &ip);
+                    assert!(used.len() >= 6 && used.iter().all(|t| *t > writes[1].time), "{name}");
+                }
+                Scenario::SpCredentialAdded => {
+                    let added = audits(&events, SP_CREDENTIALS);
+                    assert_eq!(added.len(), 1, "{name}");
+                    let props = &added[0].record["properties"];
+                    let sp = tenant.service_principals.iter().find(|p| p.object_id == id).expect("a service principal");
+                    assert_eq!(text(&props["targetResources"][0], "id"), id);
+                    assert_eq!(text(&props["targetResources"][0], "type"), "ServicePrincipal");
+                    assert_eq!(text(&props["additionalDetails"][0], "value"), sp.app_id);
+                    let by = text(&props["initiatedBy"]["user"], "id");
+                    assert!(by != id && tenant.users.iter().any(|u| u.object_id == by), "{name}");
+                    let new_value = text(&props["targetResources"][0]["modifiedProperties"][0], "newValue");
+                    assert!(new_value.starts_with("[\"[KeyIdentifier=") && new_value.contains("KeyType=Password"));
+                    let sign_in = events
+                        .iter()
+                        .find(|e| e.category == "ServicePrincipalSignInLogs" && signed_in_id(e) == id)
+                        .expect("the service principal signs in");
+                    assert!(succeeded(sign_in) && prop(sign_in, "ipAddress") == ip);
+                    assert!(!sp.ips.contains(&ip), "{name}: {ip} is new to it");
+                    let wait = sign_in.time - added[0].time;
+                    assert!(wait >= Duration::minutes(10) && wait <= Duration::minutes(31), "{name}: {wait}");
+                    assert!(sp.has_data(), "{name}: it reads the account normally");
+                    let reads = events.iter().filter(|e| is_request(e));
+                    assert!(reads.clone().count() >= 10);
+                    assert!(reads.into_iter().all(|e| prop(e, "aadPrincipalId") == id
+                        && prop(e, "clientIpAddress") == ip
+                        && e.time > sign_in.time));
+                }
+                Scenario::DiagnosticSettingRemoved => {
+                    let deleted = succeeded_ops(&events, DIAGNOSTIC_DELETE);
+                    assert_eq!(deleted.len(), 1, "{name}");
+                    assert_eq!(text(&deleted[0].record, "category"), "Delete");
+                    assert_eq!(caller(deleted[0]), id);
+                    assert!(text(&deleted[0].record, "resourceId").ends_with("/DIAGNOSTICSETTINGS/COSMOS-TO-EVENTHUB"));
+                    let used = keys(&events, &ip);
+                    assert!(used.len() >= 8 && used.iter().all(|t| *t > deleted[0].time), "{name}");
+                    assert!(!local_auth(&truth.account), "{name}: the account takes keys");
+                }
+                _ => unreachable!(),
+            }
+        }
+    }
+}
+
+#[test]
+fn out_of_hours_is_outside_monday_to_friday_seven_to_nineteen() {
+    use super::control::off_hours;
+    // Wednesday morning waits for 19:00; a weekday night and a Saturday are out of hours already.
+    assert_eq!(off_hours(at("2025-03-05T10:13:07Z")), at("2025-03-05T19:00:00Z"));
+    assert_eq!(off_hours(at("2025-03-05T07:00:00Z")), at("2025-03-05T19:00:00Z"));
+    assert_eq!(off_hours(at("2025-03-05T19:00:00Z")), at("2025-03-05T19:00:00Z"));
+    assert_eq!(off_hours(at("2025-03-05T06:59:00Z")), at("2025-03-05T06:59:00Z"));
+    assert_eq!(off_hours(at("2025-03-08T12:00:00Z")), at("2025-03-08T12:00:00Z"));
 }

@@ -14,7 +14,13 @@ const END: &str = "2026-11-01T00:00:00Z";
 // since it carries the realistic profile's offices and habits (empty and plain here).
 // HISTORY again since the dormant principal's last use is in the window's first hours and
 // slots are sized by how long each scenario lasts.
+// HISTORY is what the history held before the Activity log and Entra ID audit records came
+// (with those taken out: `sign_ins_and_requests`); HISTORY_ALL pins all of it, the control
+// plane and the directory included, and CONTROL those alone over two weeks. BASELINE's 30 hours
+// (Friday 18:00 to Sunday 00:00) hold none of them, so it is as it was.
 const HISTORY: &str = "6fefaabe5f855fa148b95ddbe1bf19c8f9dd426bdd45f38403dd0b9b83d4e0b5";
+const HISTORY_ALL: &str = "f60082058366f26482a044c378df23bc9abbde9159136424fbbd52d281973023";
+const CONTROL: &str = "a03ae87d47065465e729bc76a3e86ea79749b4461d4c963eef2b17a6fdc6d9bd";
 const HISTORY_TRUTH: &str = "496dcc5306fe1fa1f9335c8d4485ecf37422d59ccc378ae5a8b00d1a44824ad1";
 const BASELINE: &str = "1bd4cfff9a5c397b3ad37c5975c623d3758dc22a00cd59128ce69fb8a892395c";
 const SCENARIOS: &str = "60862aacd070ffd264d6a9a6dccf971aeb4858d7856c2e58bc2f545458b04d6e";
@@ -47,6 +53,11 @@ const ADDED: &[(Scenario, &str)] = &[
     (Scenario::RotatedKeyTried, "64f3f95628824598183f47be9b1defaa412be3c879981090ca00c877f970e1c0"),
     (Scenario::WorkloadTokenStolen, "94347bf043abd3cc16956325a33746d8bf2e31515d574d5241182386005dda46"),
     (Scenario::SlowExfiltration, "89a1441deffb4e9a4a7801b9c516e217a1d253567901281de5112cd4b8ed345e"),
+    (Scenario::KeysListedThenUsed, "3dac8ab8012e078d15328d196d74b510ee77705216f9d860f0bae03a5923c841"),
+    (Scenario::OffHoursRoleGrant, "c0d2377d8327865fb3f465b709681b6a442c205759c9874bfa83bc90b438e948"),
+    (Scenario::LocalAuthReenabled, "151c47a34d0444e40eaf3fb428ff018359934063875701a78abd22240c4c85c0"),
+    (Scenario::SpCredentialAdded, "8353e0f9d2bde91351fd041e0b67f2ece2efb9af2f921356ee7fdee4fbb6b5eb"),
+    (Scenario::DiagnosticSettingRemoved, "3164b74385c1180cc034f5851e78347bd47d4fd5ea9031e2579d5c79e6772522"),
 ];
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -55,6 +66,23 @@ fn at(text: &str) -> DateTime<Utc> {
 
 fn hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Activity log's categories (an operation's kind) and Entra ID's audit log.
+const CHANGE_CATEGORIES: &[&str] = &["Write", "Delete", "Action", "AuditLogs"];
+/// The identity of the weekly key rotation, which exists for the control plane alone.
+const ROTATION_IDENTITY: &str = "func-key-rotation";
+
+/// Whether an event came with the control plane and the directory: their records, and the
+/// key rotation identity's sign-ins.
+fn control_or_directory(e: &Event) -> bool {
+    CHANGE_CATEGORIES.contains(&e.category)
+        || e.record["properties"]["servicePrincipalName"].as_str() == Some(ROTATION_IDENTITY)
+}
+
+/// The events that were there before the control plane and the directory.
+fn sign_ins_and_requests(events: &[Event]) -> Vec<Event> {
+    events.iter().filter(|e| !control_or_directory(e)).cloned().collect()
 }
 
 /// Category, time and record of each event, one line each (the record as the CLI writes it).
@@ -76,19 +104,24 @@ fn history_with_every_scenario_is_unchanged() {
 
     let categories: BTreeSet<&str> = events.iter().map(|e| e.category).collect();
     let expected = [
+        "AuditLogs",
         "DataPlaneRequests",
         "ManagedIdentitySignInLogs",
         "NonInteractiveUserSignInLogs",
         "ServicePrincipalSignInLogs",
         "SignInLogs",
+        "Write",
     ];
     assert_eq!(categories, expected.into_iter().collect(), "every category is covered");
     assert_eq!(truths.len(), RECORDED.len());
     assert!(truths.iter().all(|t| t.end > t.start), "every scenario emitted events");
 
     let truth = serde_json::to_vec_pretty(&truths).expect("truth serializes");
-    assert_eq!(events.len(), 5_502);
-    assert_eq!(hex(&event_bytes(&events)), HISTORY, "history events");
+    let before = sign_ins_and_requests(&events);
+    assert_eq!(before.len(), 5_502);
+    assert_eq!(hex(&event_bytes(&before)), HISTORY, "history events as they were");
+    assert_eq!(events.len(), 5_511);
+    assert_eq!(hex(&event_bytes(&events)), HISTORY_ALL, "history events");
     assert_eq!(hex(&truth), HISTORY_TRUTH, "ground truth");
 }
 
@@ -97,6 +130,7 @@ fn baseline_and_single_scenarios_are_unchanged() {
     let to = at(END);
     let generator = Generator::new(Tenant::new(7), 7);
     let baseline = generator.baseline(to - Duration::hours(30), to);
+    // Friday 18:00 to Sunday 00:00: no control-plane or directory record falls in it.
     assert_eq!(hex(&event_bytes(&baseline)), BASELINE, "baseline at scale 1");
 
     // A start between two 100 ns ticks, on a Saturday afternoon.
@@ -118,6 +152,17 @@ fn baseline_and_single_scenarios_are_unchanged() {
     all.sort();
     every.sort();
     assert_eq!(all, every, "every scenario is recorded here");
+}
+
+/// The control plane and the directory of two weeks of baseline, alone.
+#[test]
+fn control_plane_is_unchanged() {
+    let to = at(END);
+    let generator = Generator::new(Tenant::new(7), 7).with_scale(0.05);
+    let baseline = generator.baseline(to - Duration::days(14), to);
+    let ours: Vec<Event> = baseline.into_iter().filter(control_or_directory).collect();
+    assert_eq!(ours.len(), 43);
+    assert_eq!(hex(&event_bytes(&ours)), CONTROL, "control plane and directory");
 }
 
 #[test]
