@@ -947,8 +947,8 @@ impl Generator {
         Plan::by(grantee, account, ip, what)
     }
 
-    /// An admin turns local auth off; half an hour later another user turns it back on and
-    /// uses a key from their address.
+    /// An admin turns local auth off; half an hour later another user turns it back on, lists
+    /// the keys and uses one from their address.
     pub(super) fn local_auth_reenabled(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
         let admin = self.control.admins.choose(rng)?;
         let account = self.tenant.accounts.choose(rng)?;
@@ -959,6 +959,9 @@ impl Generator {
         let events = self.account_write(rng, reenabled, account, false, &by(p, ip, ACCOUNT_CONTRIBUTOR));
         let done = events.last().map_or(reenabled, |e| e.time);
         out.extend(events);
+        // The keys have to come from somewhere: the same user lists them.
+        let listed = done + Duration::seconds(rng.random_range(30..150));
+        let done = self.arm(rng, &ArmOp::on(listed, account, LIST_KEYS), &by(p, ip, ACCOUNT_CONTRIBUTOR), out);
         let count = rng.random_range(6..=15);
         let start = done + Duration::minutes(rng.random_range(2..6));
         self.key_reads(rng, account, start, Duration::minutes(8), count, ip, p.cosmos_agent, out);
@@ -1005,7 +1008,7 @@ impl Generator {
         Plan::by(sp, account, &y, what)
     }
 
-    /// A user deletes an account's diagnostic setting, then reads it with a key.
+    /// A user deletes an account's diagnostic setting, then lists its keys and reads with one.
     pub(super) fn diagnostic_setting_removed(
         &self,
         rng: &mut Prng,
@@ -1017,6 +1020,9 @@ impl Generator {
         let ip = p.ips.first()?;
         let delete = ArmOp { below: diagnostic_path(), ..ArmOp::on(at, account, DIAGNOSTIC_DELETE) };
         let done = self.arm(rng, &delete, &by(p, ip, ACCOUNT_CONTRIBUTOR), out);
+        // Unseen now, the user lists the keys and reads with one.
+        let listed = done + Duration::seconds(rng.random_range(30..150));
+        let done = self.arm(rng, &ArmOp::on(listed, account, LIST_KEYS), &by(p, ip, ACCOUNT_CONTRIBUTOR), out);
         let start = done + Duration::minutes(rng.random_range(2..8));
         let count = rng.random_range(8..=20);
         self.key_reads(rng, account, start, Duration::minutes(10), count, ip, p.cosmos_agent, out);

@@ -183,6 +183,23 @@ impl Generator {
         &self.tenant
     }
 
+    /// The members of the "Cosmos DB Admins" group, who make the benign grants and account
+    /// writes (what a rule's admin list names).
+    pub fn admins(&self) -> &[Principal] {
+        &self.control.admins
+    }
+
+    /// The object id of the "Cosmos DB Admins" group.
+    pub fn admin_group_id(&self) -> &str {
+        &self.control.admin_group_id
+    }
+
+    /// The managed identity that lists and regenerates every account's keys each week (what
+    /// a rule's list of key rotation identities names). Not among the tenant's principals.
+    pub fn key_rotation_identity(&self) -> &Principal {
+        &self.control.rotation
+    }
+
     /// All baseline traffic with time in [from, to), sorted by time. Each hour comes from an RNG
     /// seeded by (seed, hour since epoch), so [a,c) equals [a,b) + [b,c) for any hour-aligned b.
     pub fn baseline(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Event> {

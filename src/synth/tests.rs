@@ -713,7 +713,9 @@ fn benign_control_plane_traffic_has_the_routine_and_nothing_the_rules_raise() {
         assert!(truths.is_empty());
         let tenant = g.tenant();
         let control = &g.control;
-        let admins: HashSet<&str> = control.admins.iter().map(|a| a.object_id.as_str()).collect();
+        let admins: HashSet<&str> = g.admins().iter().map(|a| a.object_id.as_str()).collect();
+        assert_eq!(g.key_rotation_identity().object_id, control.rotation.object_id);
+        assert!(tenant.principals().all(|p| p.object_id != g.key_rotation_identity().object_id));
         assert_eq!(admins.len(), 2, "{profile}");
 
         // The admins join their group at the start; so does every account's diagnostic setting.
@@ -913,8 +915,10 @@ fn control_plane_scenarios_carry_what_their_rules_need() {
                     assert_eq!(text(&writes[1].record, "callerIpAddress"), ip);
                     let gap = writes[1].time - writes[0].time;
                     assert!(gap >= Duration::minutes(20) && gap <= Duration::minutes(41), "{name}: {gap}");
+                    let listed = succeeded_ops(&events, LIST_KEYS);
+                    assert!(listed.len() == 1 && caller(listed[0]) == id && listed[0].time > writes[1].time);
                     let used = keys(&events, &ip);
-                    assert!(used.len() >= 6 && used.iter().all(|t| *t > writes[1].time), "{name}");
+                    assert!(used.len() >= 6 && used.iter().all(|t| *t > listed[0].time), "{name}");
                 }
                 Scenario::SpCredentialAdded => {
                     let added = audits(&events, SP_CREDENTIALS);
@@ -949,8 +953,10 @@ fn control_plane_scenarios_carry_what_their_rules_need() {
                     assert_eq!(text(&deleted[0].record, "category"), "Delete");
                     assert_eq!(caller(deleted[0]), id);
                     assert!(text(&deleted[0].record, "resourceId").ends_with("/DIAGNOSTICSETTINGS/COSMOS-TO-EVENTHUB"));
+                    let listed = succeeded_ops(&events, LIST_KEYS);
+                    assert!(listed.len() == 1 && caller(listed[0]) == id && listed[0].time > deleted[0].time);
                     let used = keys(&events, &ip);
-                    assert!(used.len() >= 8 && used.iter().all(|t| *t > deleted[0].time), "{name}");
+                    assert!(used.len() >= 8 && used.iter().all(|t| *t > listed[0].time), "{name}");
                     assert!(!local_auth(&truth.account), "{name}: the account takes keys");
                 }
                 _ => unreachable!(),

@@ -55,9 +55,9 @@ const ADDED: &[(Scenario, &str)] = &[
     (Scenario::SlowExfiltration, "89a1441deffb4e9a4a7801b9c516e217a1d253567901281de5112cd4b8ed345e"),
     (Scenario::KeysListedThenUsed, "3dac8ab8012e078d15328d196d74b510ee77705216f9d860f0bae03a5923c841"),
     (Scenario::OffHoursRoleGrant, "c0d2377d8327865fb3f465b709681b6a442c205759c9874bfa83bc90b438e948"),
-    (Scenario::LocalAuthReenabled, "151c47a34d0444e40eaf3fb428ff018359934063875701a78abd22240c4c85c0"),
+    (Scenario::LocalAuthReenabled, "983a7e2b98360eab9157b7b6a09122421b973d8cb53cff4fb6aa1a459954da52"),
     (Scenario::SpCredentialAdded, "8353e0f9d2bde91351fd041e0b67f2ece2efb9af2f921356ee7fdee4fbb6b5eb"),
-    (Scenario::DiagnosticSettingRemoved, "3164b74385c1180cc034f5851e78347bd47d4fd5ea9031e2579d5c79e6772522"),
+    (Scenario::DiagnosticSettingRemoved, "f18da37ecb987811ebda69a8eb4390daa0849716db6759ecb3ee41cf23db421e"),
 ];
 
 fn at(text: &str) -> DateTime<Utc> {
