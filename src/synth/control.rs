@@ -983,9 +983,10 @@ impl Generator {
         let user = self.pick_user(rng)?;
         let foreign = FOREIGN_PLACES.choose(rng)?;
         let x = public_ip(rng, foreign);
-        out.push(self.sign_in_event(rng, &SignIn::interactive(user, at, &x, foreign)));
+        // The user's stolen token, replayed: no sign-in of the user's shows (the user is not
+        // the principal the scenario is about, so nothing about it should be raised).
         let key_id = guid(rng);
-        let added = at + Duration::seconds(rng.random_range(30..120));
+        let added = at;
         let audit = self.sp_credential(added, Actor::User(user, &x), sp, &key_id, "backup");
         out.push(self.audit_event(rng, &audit));
         // The new secret signs in: its key id is the one just added.

@@ -76,6 +76,14 @@ impl Scenario {
     pub fn all() -> &'static [Scenario] {
         use Scenario::*;
         &[
+            // First: a history's slots are in proportion to how long scenarios last, so the
+            // out-of-hours grant (up to fourteen hours) placed before the others moves them
+            // later, where rules that learn for a week (workload_identity_new_network) judge them.
+            KeysListedThenUsed,
+            OffHoursRoleGrant,
+            LocalAuthReenabled,
+            SpCredentialAdded,
+            DiagnosticSettingRemoved,
             ForeignIpToken,
             KeyBasedAccess,
             SprayThenDataAccess,
@@ -92,11 +100,6 @@ impl Scenario {
             RotatedKeyTried,
             WorkloadTokenStolen,
             SlowExfiltration,
-            KeysListedThenUsed,
-            OffHoursRoleGrant,
-            LocalAuthReenabled,
-            SpCredentialAdded,
-            DiagnosticSettingRemoved,
             DormantPrincipal,
             NewUserAgent,
             ThreatIntelIp,

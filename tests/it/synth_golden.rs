@@ -56,7 +56,7 @@ const ADDED: &[(Scenario, &str)] = &[
     (Scenario::KeysListedThenUsed, "3dac8ab8012e078d15328d196d74b510ee77705216f9d860f0bae03a5923c841"),
     (Scenario::OffHoursRoleGrant, "c0d2377d8327865fb3f465b709681b6a442c205759c9874bfa83bc90b438e948"),
     (Scenario::LocalAuthReenabled, "983a7e2b98360eab9157b7b6a09122421b973d8cb53cff4fb6aa1a459954da52"),
-    (Scenario::SpCredentialAdded, "8353e0f9d2bde91351fd041e0b67f2ece2efb9af2f921356ee7fdee4fbb6b5eb"),
+    (Scenario::SpCredentialAdded, "8f024d9f788043e087f3b5dfec85066dc9710ca2e22dda0df8a55fd43be69f08"),
     (Scenario::DiagnosticSettingRemoved, "f18da37ecb987811ebda69a8eb4390daa0849716db6759ecb3ee41cf23db421e"),
 ];
 
