@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_networks"),
     migration!(12, "0012_cosmos_signin"),
     migration!(13, "0013_changes"),
+    migration!(14, "0014_inventory"),
 ];
 
 fn checksum(sql: &str) -> String {
