@@ -61,6 +61,69 @@ pub struct ServeConfig {
     pub alerts: crate::alerts::AlertsConfig,
     /// Evidence packs (`[evidence]`): the key that signs them.
     pub evidence: EvidenceConfig,
+    /// The entitlements inventory (`[inventory]`): off unless enabled.
+    pub inventory: InventoryConfig,
+}
+
+/// `[inventory]`: read who may do what in Cosmos DB from Azure Resource Manager every
+/// `interval_hours` (see `crate::inventory`). The identity needs Reader on each subscription.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    pub enabled: bool,
+    /// Hours between inventories (the first runs at start).
+    pub interval_hours: u32,
+    /// Subscription ids to read; empty: every subscription the identity can see.
+    pub subscriptions: Vec<String>,
+    /// The Azure Resource Manager endpoint (another one for sovereign clouds).
+    pub endpoint: String,
+    /// The Entra ID identity, as in `[eventhubs]` (no connection string here).
+    pub credential: CredentialKind,
+    pub managed_identity_client_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig {
+            enabled: false,
+            interval_hours: 24,
+            subscriptions: Vec::new(),
+            endpoint: "https://management.azure.com".into(),
+            credential: CredentialKind::Default,
+            managed_identity_client_id: None,
+            tenant_id: None,
+            client_id: None,
+        }
+    }
+}
+
+impl InventoryConfig {
+    fn check(&self) -> Result<()> {
+        if self.interval_hours == 0 || self.interval_hours > 24 * 31 {
+            bail!("inventory.interval_hours: set between 1 and 744 (a month); 24 reads once a day");
+        }
+        let guid = |s: &str| {
+            s.len() == 36
+                && s.char_indices()
+                    .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+        };
+        if let Some(bad) = self.subscriptions.iter().find(|s| !guid(s.trim())) {
+            bail!(
+                "inventory.subscriptions: {bad:?} is not a subscription id (a GUID like \
+                 \"00000000-0000-0000-0000-000000000000\"); leave the list empty to read every subscription"
+            );
+        }
+        let endpoint = url::Url::parse(&self.endpoint).ok();
+        if endpoint.as_ref().is_none_or(|u| !matches!(u.scheme(), "https" | "http") || u.host_str().is_none()) {
+            bail!("inventory.endpoint: {:?} is not an https URL like \"https://management.azure.com\"", self.endpoint);
+        }
+        if self.credential == CredentialKind::ConnectionString {
+            bail!("inventory.credential: connection_string is for the Event Hubs emulator; use an Entra ID identity");
+        }
+        Ok(())
+    }
 }
 
 /// `[evidence]`: how packs are signed, and how much work one pack over the API may take.
@@ -97,6 +160,7 @@ impl Default for ServeConfig {
             detection: Default::default(),
             alerts: Default::default(),
             evidence: EvidenceConfig::default(),
+            inventory: InventoryConfig::default(),
         }
     }
 }
@@ -322,6 +386,7 @@ impl ServeConfig {
         if e.max_period_days == 0 || e.max_rows == 0 || e.timeout_secs == 0 {
             bail!("evidence: max_period_days, max_rows and timeout_secs must be above 0");
         }
+        self.inventory.check()?;
         // Reads the alert secrets too, so a missing one stops the start, with its name.
         self.alerts.resolve(&format!("http://{}", self.http.listen))?;
         let Some(hubs) = &self.eventhubs else { return Ok(()) };
@@ -412,6 +477,16 @@ mod tests {
         assert!(format!("{e:#}").contains("managed_identity"), "{e:#}");
         let e = load("db_threads = 0\n").unwrap_err();
         assert!(format!("{e:#}").contains("db_threads: set at least 1"), "{e:#}");
+        let e = load("[inventory]\nenabled = true\ninterval_hours = 0\n").unwrap_err();
+        assert!(format!("{e:#}").contains("inventory.interval_hours"), "{e:#}");
+        let e = load("[inventory]\nsubscriptions = [\"prod\"]\n").unwrap_err();
+        assert!(format!("{e:#}").contains("\"prod\" is not a subscription id"), "{e:#}");
+        let e = load("[inventory]\nendpoint = \"management.azure.com\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("inventory.endpoint"), "{e:#}");
+        let e = load("[inventory]\nintervall_hours = 3\n").unwrap_err();
+        assert!(format!("{e:#}").contains("intervall_hours"), "{e:#}");
+        let off = load("").unwrap().inventory;
+        assert!(!off.enabled && off.interval_hours == 24 && off.subscriptions.is_empty());
         let e = ServeConfig::load(Some(Path::new("/nonexistent/tokentrail.toml"))).unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
     }

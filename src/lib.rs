@@ -13,6 +13,7 @@ pub mod config;
 pub mod evidence;
 pub mod http;
 pub mod ingest;
+pub mod inventory;
 pub mod metrics;
 pub mod periodic;
 pub mod progress;

@@ -6,6 +6,7 @@ pub mod detect;
 mod evidence;
 mod generate;
 mod ingest;
+mod inventory;
 pub mod output;
 mod produce;
 mod query;
@@ -155,6 +156,26 @@ enum Command {
         #[arg(long, env = "TOKENTRAIL_DB")]
         db: PathBuf,
     },
+    /// Read who may do what in Cosmos DB (accounts, data-plane role definitions and
+    /// assignments, Azure role assignments) from Azure Resource Manager, or from `az`
+    /// output with --from-file, and store it with history. Needs Reader on each subscription.
+    Inventory {
+        #[arg(long, env = "TOKENTRAIL_DB")]
+        db: PathBuf,
+        /// A subscription id to read (repeatable); default: every subscription the identity sees.
+        #[arg(long = "subscription")]
+        subscriptions: Vec<String>,
+        /// Files printed by `az cosmosdb show`/`list`, `az cosmosdb sql role definition list`,
+        /// `az cosmosdb sql role assignment list` or `az role assignment list --all` (JSON).
+        #[arg(long = "from-file", num_args = 1..)]
+        from_file: Vec<PathBuf>,
+        /// default, managed_identity, workload_identity, client_secret, client_certificate or azure_cli.
+        #[arg(long, default_value = "default")]
+        credential: String,
+        /// The management endpoint (sovereign clouds, tests).
+        #[arg(long, hide = true)]
+        endpoint: Option<String>,
+    },
     /// Run everything locally on generated traffic: no Azure account needed.
     Demo {
         #[arg(long, default_value = "data/tokentrail.duckdb")]
@@ -298,6 +319,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Verify { db } => evidence::verify_chain(&db),
+        Command::Inventory { db, subscriptions, from_file, credential, endpoint } => {
+            let credential: crate::config::CredentialKind =
+                serde_json::from_value(serde_json::Value::String(credential.clone())).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--credential {credential:?}: use default, managed_identity, workload_identity, client_secret, \
+                         client_certificate or azure_cli"
+                    )
+                })?;
+            inventory::run(inventory::InventoryArgs { db, subscriptions, from_file, endpoint, credential })
+        }
         Command::Demo { db, port, seed, days, profile } => {
             demo::run(demo::DemoOptions { db, port, seed, days, profile })?;
             Ok(ExitCode::SUCCESS)

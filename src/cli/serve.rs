@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub struct Startup {
     pub connect: Option<Connect>,
     pub alerts: crate::alerts::Alerts,
+    /// `[inventory]` enabled: its ARM client.
+    pub inventory: Option<crate::inventory::arm::ArmClient>,
 }
 
 /// The start-up checks of a loaded configuration: the Event Hubs identity (a connection
@@ -35,7 +37,8 @@ pub fn startup(config: &ServeConfig) -> Result<Startup> {
              its sign-in page then asks for a secret printed at start"
         );
     }
-    Ok(Startup { connect, alerts })
+    let inventory = config.inventory.enabled.then(|| crate::inventory::client(&config.inventory)).transpose()?;
+    Ok(Startup { connect, alerts, inventory })
 }
 
 /// DuckDB's threads: `db_threads`, else half the cores (at least 1).
@@ -47,7 +50,7 @@ fn db_threads(config: &ServeConfig) -> usize {
 /// `serve --check-config`: [`startup`]'s checks and nothing else (no database, port or
 /// connection), and a few lines saying what would run. No secret is in them.
 pub fn check(config: &ServeConfig) -> Result<String> {
-    let Startup { connect, alerts } = startup(config)?;
+    let Startup { connect, alerts, inventory } = startup(config)?;
     let mut lines = vec![
         format!(
             "database: {} (memory limit {}, DuckDB threads {})",
@@ -82,11 +85,24 @@ pub fn check(config: &ServeConfig) -> Result<String> {
     } else {
         format!("alerts: {} ({} routes)", names.join(", "), alerts.routes.len())
     });
+    lines.push(match &inventory {
+        Some(client) => format!(
+            "inventory: every {} h from {} ({})",
+            config.inventory.interval_hours,
+            client.endpoint(),
+            if config.inventory.subscriptions.is_empty() {
+                "every subscription the identity sees".to_owned()
+            } else {
+                config.inventory.subscriptions.join(", ")
+            }
+        ),
+        None => "inventory: off".into(),
+    });
     Ok(lines.join("\n"))
 }
 
 pub fn run(config: ServeConfig) -> Result<()> {
-    let Startup { connect, alerts } = startup(&config)?;
+    let Startup { connect, alerts, inventory } = startup(&config)?;
     let options = StoreOptions {
         memory_limit: Some(config.db_memory_limit.clone()),
         threads: Some(db_threads(&config)),
@@ -120,7 +136,12 @@ pub fn run(config: ServeConfig) -> Result<()> {
             }),
         });
     }
+    let store = settings.store.clone();
     let app = Application::build(settings)?;
+    // Its own thread: an inventory waits on ARM, never on ingest, and ingest never on it.
+    let inventory = inventory
+        .map(|client| crate::inventory::spawn_schedule(store, client, &config.inventory, app.stopper()))
+        .transpose()?;
     tracing::info!(address = %app.address(), db = %config.db.display(), "serving");
     if let Some(secret) = secret {
         // On the terminal only: a secret never goes to the log.
@@ -130,5 +151,10 @@ pub fn run(config: ServeConfig) -> Result<()> {
             app.address().port(),
         );
     }
-    app.run_until_stopped()
+    let result = app.run_until_stopped();
+    // The database closes once the inventory (holding it) has ended too.
+    if let Some(thread) = inventory {
+        let _ = thread.join();
+    }
+    result
 }

@@ -102,52 +102,14 @@ impl Connect {
             return Connect::from_connection_string_env(config.endpoint.as_deref());
         }
         let namespace = config.namespace.clone().context("eventhubs.namespace is not set")?;
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let tenant = config.tenant_id.clone().or_else(|| env("AZURE_TENANT_ID"));
-        let client = config.client_id.clone().or_else(|| env("AZURE_CLIENT_ID"));
-        let need = |value: Option<String>, what: &str| {
-            value.with_context(|| {
-                format!("credential {kind:?} needs {what}: set it in the configuration or the environment")
-            })
-        };
         tracing::info!(credential = ?kind, namespace = %namespace, "authenticating to Event Hubs with Entra ID");
-        let credential: Arc<dyn TokenCredential> = match kind {
-            CredentialKind::ManagedIdentity => {
-                use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
-                let options = ManagedIdentityCredentialOptions {
-                    user_assigned_id: config.managed_identity_client_id.clone().map(UserAssignedId::ClientId),
-                    ..Default::default()
-                };
-                ManagedIdentityCredential::new(Some(options))?
-            }
-            CredentialKind::WorkloadIdentity => {
-                use azure_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialOptions};
-                let options =
-                    WorkloadIdentityCredentialOptions { tenant_id: tenant, client_id: client, ..Default::default() };
-                WorkloadIdentityCredential::new(Some(options))?
-            }
-            CredentialKind::ClientSecret => {
-                let secret = need(env("AZURE_CLIENT_SECRET"), "AZURE_CLIENT_SECRET")?;
-                let tenant = need(tenant, "tenant_id (or AZURE_TENANT_ID)")?;
-                let client = need(client, "client_id (or AZURE_CLIENT_ID)")?;
-                azure_identity::ClientSecretCredential::new(&tenant, client, secret.into(), None)?
-            }
-            CredentialKind::ClientCertificate => {
-                use azure_identity::{ClientCertificateCredential, ClientCertificateCredentialOptions};
-                let path =
-                    need(env("AZURE_CLIENT_CERTIFICATE_PATH"), "AZURE_CLIENT_CERTIFICATE_PATH (a PKCS #12 file)")?;
-                let bytes = std::fs::read(&path).with_context(|| format!("reading the client certificate {path}"))?;
-                let options = ClientCertificateCredentialOptions {
-                    password: env("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(Into::into),
-                    ..Default::default()
-                };
-                let tenant = need(tenant, "tenant_id (or AZURE_TENANT_ID)")?;
-                let client = need(client, "client_id (or AZURE_CLIENT_ID)")?;
-                ClientCertificateCredential::new(tenant, client, bytes.into(), Some(options))?
-            }
-            CredentialKind::AzureCli => azure_identity::AzureCliCredential::new(None)?,
-            CredentialKind::Default | CredentialKind::ConnectionString => unreachable!("resolved above"),
+        let identity = Identity {
+            credential: kind,
+            managed_identity_client_id: config.managed_identity_client_id.clone(),
+            tenant_id: config.tenant_id.clone(),
+            client_id: config.client_id.clone(),
         };
+        let credential = identity.credential()?;
         Ok(Connect::Credential { namespace, credential })
     }
 
@@ -230,6 +192,74 @@ impl Connect {
             Connect::ConnectionString { secret, .. } => builder.open_with_connection_string(secret, Some(hub)).await,
         };
         client.map_err(|e| anyhow!("opening a producer for hub {hub} on {}: {e}", self.namespace()))
+    }
+}
+
+/// An Entra ID identity as configured: the kind (`default` picks one from the
+/// environment), and the ids some kinds need. `[eventhubs]` and `[inventory]` both name one.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub credential: CredentialKind,
+    pub managed_identity_client_id: Option<String>,
+    /// Default `AZURE_TENANT_ID`.
+    pub tenant_id: Option<String>,
+    /// Default `AZURE_CLIENT_ID`.
+    pub client_id: Option<String>,
+}
+
+impl Identity {
+    /// The credential (built, not yet used). A connection string is not an identity.
+    pub fn credential(&self) -> Result<Arc<dyn TokenCredential>> {
+        let kind = match self.credential {
+            CredentialKind::Default => default_credential_kind(),
+            kind => kind,
+        };
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let tenant = self.tenant_id.clone().or_else(|| env("AZURE_TENANT_ID"));
+        let client = self.client_id.clone().or_else(|| env("AZURE_CLIENT_ID"));
+        let need = |value: Option<String>, what: &str| {
+            value.with_context(|| {
+                format!("credential {kind:?} needs {what}: set it in the configuration or the environment")
+            })
+        };
+        Ok(match kind {
+            CredentialKind::ManagedIdentity => {
+                use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
+                let options = ManagedIdentityCredentialOptions {
+                    user_assigned_id: self.managed_identity_client_id.clone().map(UserAssignedId::ClientId),
+                    ..Default::default()
+                };
+                ManagedIdentityCredential::new(Some(options))?
+            }
+            CredentialKind::WorkloadIdentity => {
+                use azure_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialOptions};
+                let options =
+                    WorkloadIdentityCredentialOptions { tenant_id: tenant, client_id: client, ..Default::default() };
+                WorkloadIdentityCredential::new(Some(options))?
+            }
+            CredentialKind::ClientSecret => {
+                let secret = need(env("AZURE_CLIENT_SECRET"), "AZURE_CLIENT_SECRET")?;
+                let tenant = need(tenant, "tenant_id (or AZURE_TENANT_ID)")?;
+                let client = need(client, "client_id (or AZURE_CLIENT_ID)")?;
+                azure_identity::ClientSecretCredential::new(&tenant, client, secret.into(), None)?
+            }
+            CredentialKind::ClientCertificate => {
+                use azure_identity::{ClientCertificateCredential, ClientCertificateCredentialOptions};
+                let path =
+                    need(env("AZURE_CLIENT_CERTIFICATE_PATH"), "AZURE_CLIENT_CERTIFICATE_PATH (a PKCS #12 file)")?;
+                let bytes = std::fs::read(&path).with_context(|| format!("reading the client certificate {path}"))?;
+                let options = ClientCertificateCredentialOptions {
+                    password: env("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(Into::into),
+                    ..Default::default()
+                };
+                let tenant = need(tenant, "tenant_id (or AZURE_TENANT_ID)")?;
+                let client = need(client, "client_id (or AZURE_CLIENT_ID)")?;
+                ClientCertificateCredential::new(tenant, client, bytes.into(), Some(options))?
+            }
+            CredentialKind::AzureCli => azure_identity::AzureCliCredential::new(None)?,
+            CredentialKind::ConnectionString => bail!("a connection string is not an Entra ID identity"),
+            CredentialKind::Default => unreachable!("resolved above"),
+        })
     }
 }
 
