@@ -17,6 +17,7 @@ mod evidence;
 mod exactly_once;
 mod fast_path;
 mod fuzz;
+mod inventory;
 mod modules;
 mod parsing;
 mod process;
