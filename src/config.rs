@@ -100,7 +100,8 @@ impl Default for InventoryConfig {
 }
 
 impl InventoryConfig {
-    fn check(&self) -> Result<()> {
+    /// The checks `serve` makes of `[inventory]` (the CLI makes them of its flags too).
+    pub fn check(&self) -> Result<()> {
         if self.interval_hours == 0 || self.interval_hours > 24 * 31 {
             bail!("inventory.interval_hours: set between 1 and 744 (a month); 24 reads once a day");
         }

@@ -24,6 +24,14 @@ pub fn run(args: InventoryArgs) -> Result<ExitCode> {
         if let Some(endpoint) = args.endpoint {
             config.endpoint = endpoint;
         }
+        config.check().map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.to_string()
+                    .replace("inventory.subscriptions", "--subscription")
+                    .replace("inventory.endpoint", "--endpoint")
+            )
+        })?;
         let client = inventory::client(&config)?;
         eprintln!("reading the inventory from {}", client.endpoint());
         let store = open(&args.db)?;

@@ -160,6 +160,7 @@ enum Command {
     /// assignments, Azure role assignments) from Azure Resource Manager, or from `az`
     /// output with --from-file, and store it with history. Needs Reader on each subscription.
     Inventory {
+        /// The DuckDB file (created if missing).
         #[arg(long, env = "TOKENTRAIL_DB")]
         db: PathBuf,
         /// A subscription id to read (repeatable); default: every subscription the identity sees.

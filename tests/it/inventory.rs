@@ -445,5 +445,8 @@ fn a_file_that_is_not_az_output_is_an_error_naming_it_and_nothing_is_stored() {
             "{name}: {stderr}"
         );
     }
+    let out = tokentrail(&["inventory", "--db", db.to_str().unwrap(), "--subscription", "prod"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--subscription: \"prod\" is not a subscription id"), "{stderr}");
     assert!(!db.exists(), "a failed read stores nothing, not even an empty database");
 }
