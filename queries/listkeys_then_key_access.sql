@@ -11,7 +11,8 @@
 --   are learned), naming the identity that listed them: the latest listing before the client's first
 --   key request. The listing itself is evidence too. Listings by the identities in rotation_ids (a
 --   job that rotates the keys into a vault) are raised only when the new client uses the address the
---   keys were listed from.
+--   keys were listed from. A client whose first request used a read-write key is not attributed to
+--   a listing of the read-only keys.
 -- remediation: Ask the identity that listed the keys why, and who received them. If nobody knows the
 --   client, regenerate both account keys, review what the client read or changed, remove listKeys
 --   from roles that do not need it (Cosmos DB Operator cannot read keys), and set disableLocalAuth
@@ -29,18 +30,37 @@ WITH listings AS (
     FROM control_operations
     WHERE succeeded AND kind IN ('list_keys', 'read_only_keys', 'list_connection_strings') AND account IS NOT NULL
 ),
-clients AS MATERIALIZED (
-    -- key clients first seen in the period's reach (its requests, or its listing's max_hours), each
-    -- with the latest listing before it
+-- read-only keys sign only reads: a client using a read-write key did not get it there
+full_listings AS (
+    SELECT * FROM listings WHERE kind <> 'read_only_keys'
+),
+fresh AS MATERIALIZED (
+    -- key clients first seen in the period's reach (its requests, or a listing's max_hours), once
+    -- learned, with the kind of key their first request used
     SELECT f.subject AS account, f.value AS client_ip, f.first_time,
-           l.change_row, l.time AS listed_at, l.caller_id, l.caller_name, l.caller_ip, l.kind
+           coalesce(r.key_type, r.auth_token_type, '') ILIKE '%readonly%' AS read_only_key
     FROM first_seen f
-    ASOF JOIN listings l ON l.account = f.subject AND f.first_time >= l.time
+    JOIN cosmos_requests r ON r.time = f.first_time AND r.account = f.subject AND r.client_ip = f.value
+        AND r.principal_id IS NULL
     WHERE f.facet = 'key_client'
       AND f.first_time >= utc_add($from, - to_hours($first_hours)) AND f.first_time < utc_add($to, to_hours($max_hours))
       AND f.first_time >= utc_add((SELECT history_start FROM data_clock), to_days($learning_days))
-      AND f.first_time < utc_add(l.time, to_hours($max_hours))
-      AND (NOT list_contains(string_split($rotation_ids, ','), l.caller_id) OR f.value = l.caller_ip)
+),
+chosen AS (
+    -- the latest listing before the client's first key request that could have given it its key
+    SELECT DISTINCT c.account, c.client_ip, c.first_time,
+           CASE WHEN c.read_only_key THEN a.change_row ELSE w.change_row END AS change_row
+    FROM fresh c
+    ASOF LEFT JOIN listings a ON a.account = c.account AND c.first_time >= a.time
+    ASOF LEFT JOIN full_listings w ON w.account = c.account AND c.first_time >= w.time
+),
+clients AS MATERIALIZED (
+    SELECT c.account, c.client_ip, c.first_time,
+           l.change_row, l.time AS listed_at, l.caller_id, l.caller_name, l.caller_ip, l.kind
+    FROM chosen c
+    JOIN listings l USING (change_row)
+    WHERE c.first_time < utc_add(l.time, to_hours($max_hours))
+      AND (NOT list_contains(string_split($rotation_ids, ','), l.caller_id) OR c.client_ip = l.caller_ip)
 ),
 described AS (
     SELECT *,

@@ -458,3 +458,35 @@ fn a_deleted_diagnostic_setting_or_a_watched_log_turned_off_is_raised_and_other_
     let entity = format!("account={name}");
     assert_eq!(raised, vec![(user_id(2), entity.clone()), (user_id(3), entity)]);
 }
+
+#[test]
+fn a_look_at_the_read_only_keys_explains_only_a_client_using_a_read_only_key() {
+    let build = |key: &str| {
+        let mut case = Case::new();
+        let (resource, _) = account(&case);
+        for day in 0..8 {
+            case.key_request("52.1.1.1", at("2025-03-03T09:00:00Z") + Duration::days(day));
+        }
+        let t = at("2025-03-11T10:00:00Z");
+        operation(
+            &mut case,
+            "MICROSOFT.DOCUMENTDB/DATABASEACCOUNTS/READONLYKEYS/ACTION",
+            &resource,
+            &user_id(5),
+            "73.2.2.2",
+            t,
+            None,
+        );
+        case.key_request(ATTACKER, t + Duration::minutes(30));
+        let r = case.records.last_mut().unwrap();
+        r["properties"]["authTokenType"] = json!(key);
+        r["properties"]["keyType"] = json!(key);
+        case
+    };
+    assert_eq!(build("PrimaryMasterKey").raised("listkeys_then_key_access"), vec![], "a read-write key");
+    let (_, name) = account(&build("x"));
+    assert_eq!(
+        build("PrimaryReadonlyMasterKey").raised("listkeys_then_key_access"),
+        vec![(user_id(5), format!("account={name} ip={ATTACKER}"))]
+    );
+}
