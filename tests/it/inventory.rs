@@ -12,6 +12,8 @@ use futures::future::BoxFuture;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokentrail::auth::Role;
+use tokentrail::http::api::console;
 use tokentrail::inventory::arm::{self, ArmClient, RetryPolicy, TokenSource};
 use tokentrail::inventory::{Snapshot, history};
 use tokentrail_armstub::{ArmStub, Tenant};
@@ -324,6 +326,11 @@ fn two_snapshots_make_history_and_answer_who_could_read_a_container_on_a_day() {
                AND data_action_allowed(data_actions, not_data_actions, '{ITEMS_READ}')
              ORDER BY 1"
         );
+        // The plain query is one a Responder may run in the SQL console.
+        let conn = db.store.connection().unwrap();
+        if let Err(error) = console::check(&conn, &sql, &[Role::Responder]) {
+            panic!("the console refuses {sql}: {error:?}");
+        }
         let plain: Vec<String> = db.rows(&sql).into_iter().map(|r| r[0].clone()).collect();
         let by_macro: Vec<String> = db
             .rows(&format!(
