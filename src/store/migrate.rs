@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_cosmos_signin"),
     migration!(13, "0013_changes"),
     migration!(14, "0014_inventory"),
+    migration!(15, "0015_access"),
 ];
 
 fn checksum(sql: &str) -> String {

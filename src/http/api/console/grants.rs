@@ -26,6 +26,8 @@ const SHARED: &[&str] = &[
     "data_role_assignments",
     "azure_role_assignments",
     "data_access_grants",
+    "data_role_assignment_history",
+    "known_groups",
     "principals",
     "request_signins",
     "request_context",
