@@ -69,8 +69,10 @@ pub(super) struct Control {
     /// Members of "Cosmos DB Admins": users without data roles who grant them.
     pub(super) admins: Vec<Principal>,
     pub(super) admin_group_id: String,
-    /// The managed identity of the weekly key rotation; `ips[0]` is its Azure egress.
+    /// The managed identity of the weekly key rotation, and the public Azure address its
+    /// calls to ARM come from.
     pub(super) rotation: Principal,
+    pub(super) rotation_ip: String,
     /// Each account's `disableLocalAuth` (false where the key client works).
     pub(super) local_auth_disabled: Vec<bool>,
     /// Service principals whose secret is rotated every four weeks: (index into
@@ -91,28 +93,34 @@ impl Control {
         candidates.shuffle(rng);
         let admins: Vec<Principal> = candidates.into_iter().take(2).cloned().collect();
         let admin_group_id = guid(rng);
-        let object_id = guid(rng);
-        let app_id = guid(rng);
-        let rotation = Principal {
-            kind: PrincipalKind::ManagedIdentity,
-            object_id,
-            app_id,
-            app_name: "func-key-rotation".into(),
-            client_app_used: "",
-            name: "func-key-rotation".into(),
-            display_name: "func-key-rotation".into(),
-            home: &AZURE_PLACE,
-            ips: vec![public_ip(rng, &AZURE_PLACE)],
-            browser: None,
-            cosmos_agent: "",
-            connection_mode: "Gateway",
-            workload: Workload::NoData,
-            requests_per_hour: 0.0,
-            grants: Vec::new(),
-            dormant: false,
-            credential_key_id: String::new(),
-            habit: Habit::Plain,
-        };
+        let (object_id, app_id) = (guid(rng), guid(rng));
+        let rotation_ip = public_ip(rng, &AZURE_PLACE);
+        // The rotation runs in one of the tenant's function apps, as its managed identity: a
+        // principal the tenant already has (its sign-ins and requests are as they were), calling
+        // ARM from the app's public Azure address. A tenant without one gets its own.
+        let rotation =
+            tenant.managed_identities.iter().find(|m| m.name.starts_with("func-")).cloned().unwrap_or_else(|| {
+                Principal {
+                    kind: PrincipalKind::ManagedIdentity,
+                    object_id,
+                    app_id,
+                    app_name: "func-key-rotation".into(),
+                    client_app_used: "",
+                    name: "func-key-rotation".into(),
+                    display_name: "func-key-rotation".into(),
+                    home: &AZURE_PLACE,
+                    ips: vec![rotation_ip.clone()],
+                    browser: None,
+                    cosmos_agent: "",
+                    connection_mode: "Gateway",
+                    workload: Workload::NoData,
+                    requests_per_hour: 0.0,
+                    grants: Vec::new(),
+                    dormant: false,
+                    credential_key_id: String::new(),
+                    habit: Habit::Plain,
+                }
+            });
         let key_account = tenant.key_client.account;
         let local_auth_disabled =
             (0..tenant.accounts.len()).map(|i| rng.random_bool(0.6) && i != key_account).collect();
@@ -129,7 +137,17 @@ impl Control {
         let groups = GROUPS.iter().map(|&name| (name, guid(rng))).collect();
         let graph_sp_id = guid(rng);
         let consent_app = ("Contoso Expenses", guid(rng), guid(rng));
-        Control { admins, admin_group_id, rotation, local_auth_disabled, rotated, groups, graph_sp_id, consent_app }
+        Control {
+            admins,
+            admin_group_id,
+            rotation,
+            rotation_ip,
+            local_auth_disabled,
+            rotated,
+            groups,
+            graph_sp_id,
+            consent_app,
+        }
     }
 
     pub(super) fn is_admin(&self, p: &Principal) -> bool {
@@ -344,8 +362,7 @@ impl Generator {
         match job {
             Job::RotateKeys(a) => {
                 let Some(account) = accounts.get(a) else { return };
-                let mi = &self.control.rotation;
-                let ip = mi.ips.first().map_or("", String::as_str);
+                let (mi, ip) = (&self.control.rotation, self.control.rotation_ip.as_str());
                 out.push(self.sign_in_event(rng, &SignIn::token(mi, at, ip, mi.home, ARM_RESOURCE)));
                 let listed = at + Duration::seconds(rng.random_range(3..20));
                 let done = self.arm(rng, &ArmOp::on(listed, account, LIST_KEYS), &by(mi, ip, ACCOUNT_CONTRIBUTOR), out);

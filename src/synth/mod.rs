@@ -195,7 +195,7 @@ impl Generator {
     }
 
     /// The managed identity that lists and regenerates every account's keys each week (what
-    /// a rule's list of key rotation identities names). Not among the tenant's principals.
+    /// a rule's list of key rotation identities names): one of the tenant's own.
     pub fn key_rotation_identity(&self) -> &Principal {
         &self.control.rotation
     }

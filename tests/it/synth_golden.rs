@@ -15,12 +15,12 @@ const END: &str = "2026-11-01T00:00:00Z";
 // HISTORY again since the dormant principal's last use is in the window's first hours and
 // slots are sized by how long each scenario lasts.
 // HISTORY is what the history held before the Activity log and Entra ID audit records came
-// (with those taken out: `sign_ins_and_requests`); HISTORY_ALL pins all of it, the control
+// (with those and the key rotation's sign-ins to ARM taken out: `sign_ins_and_requests`); HISTORY_ALL pins all of it, the control
 // plane and the directory included, and CONTROL those alone over two weeks. BASELINE's 30 hours
 // (Friday 18:00 to Sunday 00:00) hold none of them, so it is as it was.
 const HISTORY: &str = "6fefaabe5f855fa148b95ddbe1bf19c8f9dd426bdd45f38403dd0b9b83d4e0b5";
 const HISTORY_ALL: &str = "f60082058366f26482a044c378df23bc9abbde9159136424fbbd52d281973023";
-const CONTROL: &str = "a03ae87d47065465e729bc76a3e86ea79749b4461d4c963eef2b17a6fdc6d9bd";
+const CONTROL: &str = "bae5520ae94db49ca9e50e459e835b73a30f241ccd1bed39a652a72da4cb2402";
 const HISTORY_TRUTH: &str = "496dcc5306fe1fa1f9335c8d4485ecf37422d59ccc378ae5a8b00d1a44824ad1";
 const BASELINE: &str = "1bd4cfff9a5c397b3ad37c5975c623d3758dc22a00cd59128ce69fb8a892395c";
 const SCENARIOS: &str = "60862aacd070ffd264d6a9a6dccf971aeb4858d7856c2e58bc2f545458b04d6e";
@@ -70,14 +70,15 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The Activity log's categories (an operation's kind) and Entra ID's audit log.
 const CHANGE_CATEGORIES: &[&str] = &["Write", "Delete", "Action", "AuditLogs"];
-/// The identity of the weekly key rotation, which exists for the control plane alone.
-const ROTATION_IDENTITY: &str = "func-key-rotation";
+/// The resource of the key rotation identity's token for ARM (nothing else signs in to it
+/// without a user).
+const ARM: &str = "Windows Azure Service Management API";
 
 /// Whether an event came with the control plane and the directory: their records, and the
-/// key rotation identity's sign-ins.
+/// key rotation identity's sign-ins to ARM.
 fn control_or_directory(e: &Event) -> bool {
     CHANGE_CATEGORIES.contains(&e.category)
-        || e.record["properties"]["servicePrincipalName"].as_str() == Some(ROTATION_IDENTITY)
+        || (e.category == "ManagedIdentitySignInLogs" && e.record["properties"]["resourceDisplayName"] == ARM)
 }
 
 /// The events that were there before the control plane and the directory.
