@@ -1,5 +1,6 @@
 //! One principal over a period: who it is, where it signed in from, what it touched,
-//! its volume per day, its findings, and one timeline of all of it.
+//! its volume per day, its findings, and one timeline of all of it; and the changes it
+//! made and that were made to it (Activity log and Entra ID audit logs).
 
 use super::filter;
 use super::results::{RowCount, objects};
@@ -8,7 +9,7 @@ use crate::http::state::AppState;
 use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::results::Object;
@@ -37,6 +38,81 @@ pub struct Profile {
     /// Sign-ins, data operations and findings in one list, newest first (500 at most).
     #[schema(value_type = Vec<Object>)]
     pub timeline: Vec<Object>,
+    /// Changes this principal made (it is the actor), newest first, 200 at most, whatever the
+    /// period: role grants, key listings, group memberships, credentials, consents.
+    pub changes_made: Vec<Change>,
+    /// How many changes it made in all.
+    pub changes_made_total: i64,
+    /// Changes made to this principal (it is the target), newest first, 200 at most.
+    pub changes_received: Vec<Change>,
+    /// How many changes were made to it in all.
+    pub changes_received_total: i64,
+}
+
+/// How many changes of each side a profile lists.
+const CHANGES: i64 = 200;
+
+/// One change from the `identity_changes` view: an Activity log operation (its final event)
+/// or an Entra ID audit record.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Change {
+    /// `control_changes` (Activity log) or `directory_changes` (Entra ID AuditLogs).
+    pub source: String,
+    /// The rowid of the change in `source` (what finding evidence's `row_id` names).
+    pub change_row: i64,
+    pub time: String,
+    /// list_keys, read_only_keys, list_connection_strings, regenerate_key,
+    /// data_role_assignment_write, role_assignment_write, account_write,
+    /// diagnostic_setting_delete, group_member_added, app_role_assigned,
+    /// sp_credentials_changed, consent, ... (migrations/0013_changes.sql).
+    pub kind: String,
+    /// The operation's name as logged.
+    pub operation: String,
+    /// Success, Failure, ... (Activity log) or success, failure (AuditLogs).
+    pub result: Option<String>,
+    pub succeeded: Option<bool>,
+    /// Who made the change (Entra object id), its name and address.
+    pub actor_id: Option<String>,
+    pub actor_name: Option<String>,
+    pub actor_ip: Option<String>,
+    /// The principal the change was made to: who was granted a role, added to a group, ...
+    pub target_id: Option<String>,
+    /// Its name when known (a sign-in name, or the audit log's).
+    pub target_name: Option<String>,
+    /// Activity log: the Cosmos DB account (or resource) changed.
+    pub account: Option<String>,
+    /// Role assignments: the role definition's GUID, and its name when it is a known Cosmos DB role.
+    pub role: Option<String>,
+    pub role_name: Option<String>,
+    /// Role assignments: where the role applies.
+    pub scope: Option<String>,
+    /// Group membership: the group, and its name when the audit record carries it.
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+    /// App role assignments: the role's value.
+    pub app_role: Option<String>,
+    /// The `raw_events` rowid of the record as received.
+    pub raw_row: Option<i64>,
+}
+
+/// The newest [`CHANGES`] changes principal `id` made (`side` "made") or received ("received"),
+/// and how many there are in all.
+fn changes(conn: &duckdb::Connection, id: &str, side: &str) -> ApiResult<(Vec<Change>, i64)> {
+    let found = objects(
+        conn,
+        include_str!("sql/principal_changes.sql"),
+        &[Value::Text(id.to_owned()), Value::Text(side.to_owned()), Value::BigInt(CHANGES)],
+    )?;
+    let total = found.first().and_then(|row| row.get("total")).and_then(|t| t.as_i64()).unwrap_or(0);
+    let changes = found
+        .into_iter()
+        .map(|mut row| {
+            row.remove("total");
+            serde_json::from_value(serde_json::Value::Object(row))
+                .map_err(|e| ApiError::internal(anyhow::anyhow!("a change row does not fit its schema: {e}")))
+        })
+        .collect::<ApiResult<Vec<Change>>>()?;
+    Ok((changes, total))
 }
 
 #[utoipa::path(get, path = "/api/principals/{id}", tag = "principals",
@@ -60,8 +136,16 @@ pub async fn profile(
             include_str!("sql/principal_profile.sql"),
             &[Value::Text(id.clone()), Value::Text(id.clone())],
         )?
-        .pop()
-        .ok_or_else(|| ApiError::not_found(format!("no sign-in or data operation of principal {id:?} is stored")))?;
+        .pop();
+        // One that never signed in nor touched data may still have made or received changes.
+        let principal = match principal {
+            Some(principal) => principal,
+            None => objects(&conn, include_str!("sql/principal_changes_principal.sql"), &[Value::Text(id.clone())])?
+                .pop()
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("no sign-in, data operation or change of principal {id:?} is stored"))
+                })?,
+        };
         let last_seen = principal
             .get("last_seen")
             .and_then(|v| v.as_str())
@@ -80,6 +164,8 @@ pub async fn profile(
             objects(&conn, include_str!("sql/principal_daily.sql"), &[p[0].clone(), p[1].clone(), p[2].clone(), day])?;
         let findings = objects(&conn, include_str!("sql/principal_findings.sql"), &p)?;
         let timeline = objects(&conn, include_str!("sql/principal_timeline.sql"), &p)?;
+        let (changes_made, changes_made_total) = changes(&conn, &id, "made")?;
+        let (changes_received, changes_received_total) = changes(&conn, &id, "received")?;
         let iso =
             |micros: i64| chrono::DateTime::from_timestamp_micros(micros).map(|t| t.to_rfc3339()).unwrap_or_default();
         Ok(Profile {
@@ -92,9 +178,19 @@ pub async fn profile(
             daily,
             findings,
             timeline,
+            changes_made,
+            changes_made_total,
+            changes_received,
+            changes_received_total,
         })
     })
     .await?;
-    rows.add((profile.timeline.len() + profile.signin_sources.len() + profile.data_access.len()) as i64);
+    rows.add(
+        (profile.timeline.len()
+            + profile.signin_sources.len()
+            + profile.data_access.len()
+            + profile.changes_made.len()
+            + profile.changes_received.len()) as i64,
+    );
     Ok(axum::Json(profile))
 }

@@ -1,0 +1,30 @@
+-- A principal known only from the changes it made or that were made to it (no sign-in or
+-- data operation stored: an administrator who works in the portal, a group's new member),
+-- in the columns of principal_profile.sql. $1 the principal id. No row when it has none.
+WITH c AS (
+    SELECT
+        time,
+        CASE WHEN lower(actor_id) = lower($1) THEN actor_name
+             WHEN source = 'directory_changes' THEN target_name END AS name
+    FROM identity_changes
+    WHERE lower(actor_id) = lower($1) OR lower(target_id) = lower($1)
+)
+SELECT
+    $1 AS principal_id,
+    'unknown' AS kind,
+    arg_max(name, time) FILTER (WHERE name IS NOT NULL) AS principal_name,
+    coalesce(list_sort(list(DISTINCT name) FILTER (WHERE name IS NOT NULL)), []) AS names,
+    NULL AS display_name,
+    NULL AS app_id,
+    NULL AS app_name,
+    min(time) AS first_seen,
+    max(time) AS last_seen,
+    0 AS signins,
+    0 AS failed_signins,
+    0 AS data_ops,
+    NULL AS first_signin,
+    NULL AS last_signin,
+    NULL AS first_data_op,
+    NULL AS last_data_op
+FROM c
+HAVING count(*) > 0
