@@ -173,6 +173,132 @@ function sizeBars(root) {
   for (const fill of root.querySelectorAll(".fill[data-w]")) fill.style.width = `${fill.dataset.w}%`;
 }
 
+// ---- Changes: the Activity log and Entra ID audit logs -----------------------
+
+/** Names of the built-in roles (the API names them from `cosmos_roles`; finding evidence
+ * carries the raw row, with only the GUID). */
+const BUILT_IN_ROLES = {
+  "00000000-0000-0000-0000-000000000001": "Cosmos DB Built-in Data Reader",
+  "00000000-0000-0000-0000-000000000002": "Cosmos DB Built-in Data Contributor",
+  "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+  "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+  "5bd9cd88-fe45-4216-938b-f97437e15450": "DocumentDB Account Contributor",
+  "fbdf93bf-df7d-467e-a4d2-9458aa1360c8": "Cosmos DB Account Reader Role",
+};
+
+const roleOf = (c, fallback) => c.role_name || BUILT_IN_ROLES[String(c.role || "").toLowerCase()] || (c.role ? `role ${c.role}` : fallback);
+const groupOf = (c) => c.group_name || (c.group_id ? `group ${c.group_id}` : "a group");
+
+/** What a change did, in words, by its kind (migrations/0013_changes.sql). */
+const CHANGE_WORDS = {
+  list_keys: () => "listed the account keys",
+  read_only_keys: () => "listed the read-only keys",
+  list_connection_strings: () => "listed the connection strings",
+  regenerate_key: () => "regenerated an account key",
+  data_role_assignment_write: (c) => `granted ${roleOf(c, "a data-plane role")}`,
+  data_role_assignment_delete: (c) => `removed a data-plane grant${c.role ? ` of ${roleOf(c)}` : ""}`,
+  data_role_definition_write: () => "wrote a data-plane role definition",
+  data_role_definition_delete: () => "deleted a data-plane role definition",
+  role_assignment_write: (c) => `granted ${roleOf(c, "an Azure role")} (Azure role)`,
+  role_assignment_delete: (c) => `removed an Azure role assignment${c.role ? ` of ${roleOf(c)}` : ""}`,
+  account_write: () => "changed the account's settings",
+  account_delete: () => "deleted the account",
+  diagnostic_setting_write: () => "wrote a diagnostic setting",
+  diagnostic_setting_delete: () => "deleted a diagnostic setting",
+  group_member_added: (c) => `added a member to ${groupOf(c)}`,
+  group_member_removed: (c) => `removed a member from ${groupOf(c)}`,
+  app_role_assigned: (c) => `assigned the app role ${c.app_role || "(unnamed)"}`,
+  app_role_removed: (c) => `removed the app role ${c.app_role || "(unnamed)"}`,
+  sp_credentials_changed: () => "changed a service principal's credentials",
+  app_credentials_changed: () => "changed an application's credentials",
+  consent: () => "consented to an application",
+};
+
+const changeWords = (c) => (CHANGE_WORDS[c.kind] ? CHANGE_WORDS[c.kind](c) : c.operation || c.kind || "changed something");
+const changeAnchor = (c) => `change-${c.source}-${c.change_row}`;
+const principalLink = (id, name, hash) =>
+  id ? el("a", { href: `/principals/${encodeURIComponent(id)}${hash ? `#${hash}` : ""}`, title: id }, name || id) : "–";
+
+/** What a change was made on: the account and the scope (Activity log), or the group or object (audit logs). */
+function changeOn(c) {
+  if (c.source === "control_changes") {
+    const scope = c.scope && c.scope !== c.account ? el("div", { class: "muted small" }, c.scope) : null;
+    return [c.account || "–", scope];
+  }
+  if (c.kind === "group_member_added" || c.kind === "group_member_removed") return [c.group_name || c.group_id || "a group", c.group_name && c.group_id ? el("div", { class: "muted small" }, c.group_id) : null];
+  return c.target_name || c.target_id || "–";
+}
+
+function changeResult(c) {
+  const ok = c.succeeded === true || /^succe/i.test(String(c.result || ""));
+  return el("span", { class: ok ? "ok" : "failed" }, ok ? "succeeded" : c.result || "unknown");
+}
+
+/** A table of changes; `side` "made" names whom each was made to, "received" who made it. */
+function changesTable(changes, side) {
+  if (!changes.length) return el("p", { class: "muted empty-changes" }, "No changes recorded for this identity in the Activity log or Entra ID audit logs.");
+  const who = side === "made" ? "to whom" : "by whom";
+  const head = el("tr", {}, ["time", "what", "on what", who, "from address", "result"].map((c) => el("th", { scope: "col" }, c)));
+  const rows = changes.map((c) => el("tr", { id: changeAnchor(c), "data-kind": c.kind },
+    el("td", {}, time(c.time)),
+    el("td", {}, changeWords(c)),
+    el("td", {}, changeOn(c)),
+    el("td", {}, side === "made" ? principalLink(c.target_id, c.target_name) : principalLink(c.actor_id, c.actor_name)),
+    el("td", {}, c.actor_ip || "–"),
+    el("td", {}, changeResult(c))));
+  return el("div", { class: "scroll" }, el("table", { class: `changes changes-${side}` }, el("thead", {}, head), el("tbody", {}, rows)));
+}
+
+/** A change from finding evidence (the raw row of `control_changes` or `directory_changes`), in the API's shape. */
+function evidenceChange(e) {
+  const r = e.row;
+  if (e.evidence_table === "control_changes") {
+    return { source: e.evidence_table, change_row: e.row_id, time: r.time || e.time, kind: r.kind, operation: r.operation, result: r.result,
+      actor_id: r.caller_id, actor_name: r.caller_name, actor_ip: r.caller_ip, target_id: r.target_principal_id,
+      account: r.account || r.resource_id, role: r.role_definition_id, scope: r.scope };
+  }
+  let modified = r.modified;
+  if (typeof modified === "string") { try { modified = JSON.parse(modified); } catch { modified = null; } }
+  const value = (name) => {
+    const m = Array.isArray(modified) ? modified.find((x) => x && x.name === name) : null;
+    return m ? (m.new ?? m.old ?? null) : null;
+  };
+  return { source: e.evidence_table, change_row: e.row_id, time: r.time || e.time, kind: r.kind, operation: r.operation, result: r.result,
+    actor_id: r.actor_id, actor_name: r.actor_name, actor_ip: r.actor_ip, target_id: r.target_id, target_name: r.target_name,
+    group_id: r.group_id, group_name: value("Group.DisplayName"), app_role: value("AppRole.Value") };
+}
+
+/** The changes among a finding's evidence, each linked to its place on the actor's page. */
+function evidenceChanges(evidence) {
+  const changes = evidence.filter((e) => e.row && (e.evidence_table === "control_changes" || e.evidence_table === "directory_changes")).map(evidenceChange);
+  if (!changes.length) return null;
+  const head = el("tr", {}, ["time", "what", "on what", "by whom", "to whom", "role", "from address", "result"].map((c) => el("th", { scope: "col" }, c)));
+  const rows = changes.map((c) => el("tr", { class: "evidence-change", "data-change": changeAnchor(c) },
+    el("td", {}, time(c.time)),
+    el("td", {}, changeWords(c)),
+    el("td", {}, changeOn(c)),
+    el("td", {}, principalLink(c.actor_id, c.actor_name, changeAnchor(c))),
+    el("td", {}, principalLink(c.target_id, c.target_name)),
+    el("td", {}, c.role ? roleOf(c) : c.group_id ? groupOf(c) : "–"),
+    el("td", {}, c.actor_ip || "–"),
+    el("td", {}, changeResult(c))));
+  return section(`Changes in the evidence (${changes.length})`,
+    el("p", { class: "muted" }, "From the Azure Activity log and the Entra ID audit logs. Who made each links to it on their page."),
+    el("div", { class: "scroll" }, el("table", { class: "changes" }, el("thead", {}, head), el("tbody", {}, rows))));
+}
+
+/** After a page is drawn: the row its URL's #fragment names (drawn after the browser looked for it). */
+function showTarget() {
+  if (!location.hash.startsWith("#change-")) return;
+  let id = location.hash.slice(1);
+  try { id = decodeURIComponent(id); } catch { /* as it is */ }
+  const row = document.getElementById(id);
+  if (!row) return;
+  row.classList.add("targeted");
+  row.setAttribute("aria-current", "true");
+  row.scrollIntoView({ block: "center" });
+}
+
 // ---- Pages --------------------------------------------------------------------
 
 async function overview() {
@@ -287,6 +413,7 @@ async function finding(id) {
     ...d.signins.map((s) => ({ time: s.time, what: "sign-in", detail: `${s.kind} ${s.error_code ? "FAILED " + s.error_code : "ok"} from ${s.ip_address || "(no address)"} ${s.country || ""} ${s.city || ""} to ${s.app_display_name || s.app_id || "?"}`, risk: s.risk_level_aggregated || s.risk_level })),
     ...d.evidence.filter((e) => e.row && e.evidence_table === "cosmos_requests").map((e) => ({ time: e.time, what: "data (evidence)", detail: `${e.row.operation} ${e.row.status_code} ${e.row.account}/${e.row.database_name}/${e.row.collection_name} from ${e.row.client_ip} (${bytes(e.row.response_length)} out, ${e.row.auth_token_type})`, risk: null })),
     ...d.evidence.filter((e) => e.row && e.evidence_table === "signins").map((e) => ({ time: e.time, what: "sign-in (evidence)", detail: `${e.row.kind} from ${e.row.ip_address} ${e.row.country || ""} to ${e.row.app_display_name || ""}`, risk: e.row.risk_level })),
+    ...d.evidence.filter((e) => e.row && (e.evidence_table === "control_changes" || e.evidence_table === "directory_changes")).map(evidenceChange).map((c) => ({ time: c.time, what: "change (evidence)", detail: `${c.actor_name || c.actor_id || "?"} ${changeWords(c)}${c.target_id ? ` for ${c.target_name || c.target_id}` : ""} on ${c.account || c.target_name || "?"} from ${c.actor_ip || "(no address)"}`, risk: null })),
   ].sort((a, b) => (a.time < b.time ? 1 : -1)).slice(0, 300);
   render(
     el("p", {}, el("a", { href: "/findings" }, "← Findings")),
@@ -302,6 +429,7 @@ async function finding(id) {
       el("form", { class: "act" }, el("label", { for: "comment" }, "Comment"), comment,
         el("div", {}, actions.map(([action, label]) => el("button", { type: "button", "data-action": action, onclick: act(action) }, label))), note)) : null,
     section(`Timeline: the principal's sign-ins beside the evidence (${timeline.length})`, table(["time", "what", "detail", "risk"], timeline)),
+    evidenceChanges(d.evidence),
     section(`Evidence (${d.evidence.length} of ${number(d.evidence_total)})`,
       table(["time", "evidence_table", "row_id", "detail"], d.evidence)),
     section("History", table(["changed_at", "changed_by", "from_status", "to_status", "comment"], d.history)),
@@ -323,7 +451,21 @@ async function principal(id) {
     section("User agents", table(["user_agent", "seen_in", "events", "last"], d.user_agents)),
     section("Findings", table(["id", "severity", "status", "title", "entity", "last_seen", "count"], d.findings)),
     section("Timeline", table(["time", "type", "what"], d.timeline)),
+    changesSection("Changes made by this identity", "changes-made", d.changes_made || [], d.changes_made_total || 0, "made"),
+    changesSection("Changes made to this identity", "changes-received", d.changes_received || [], d.changes_received_total || 0, "received"),
   );
+  showTarget();
+}
+
+/** One side of a principal's changes, all of them whatever the period (the newest 200). */
+function changesSection(title, id, changes, total, side) {
+  const count = total > changes.length ? ` (newest ${number(changes.length)} of ${number(total)})` : ` (${number(total)})`;
+  return el("section", { id, "aria-labelledby": `${id}-title` },
+    el("h2", { id: `${id}-title` }, title + count),
+    el("p", { class: "muted" }, side === "made"
+      ? "What it did in the Azure Activity log and the Entra ID audit logs, whatever the period above."
+      : "What others did to it in the Azure Activity log and the Entra ID audit logs, whatever the period above."),
+    changesTable(changes, side));
 }
 
 const SEARCH_FIELDS = {
