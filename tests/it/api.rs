@@ -1021,3 +1021,168 @@ fn evidence_packs_are_posted_and_bounded() {
     let get = get("/api/evidence?criteria=CC6.1&from=2025-03-03T00:00:00Z&to=2025-03-04T00:00:00Z", Role::Auditor);
     assert_eq!(get.status, 405, "a link cannot build a pack: {}", get.body);
 }
+
+/// The Activity log and Entra ID AuditLogs fixture (alice grants bob roles, adds him to a
+/// group, ...) with one more audit record whose actor's id and name are SQL and HTML,
+/// ingested, detected and served on a server of its own (the shared fixture's generated
+/// traffic is not these records).
+struct ChangesServer {
+    db: Db,
+    issuer: TestIssuer,
+    base: String,
+}
+
+pub(crate) const ALICE: &str = "1f0c6f2e-3b7d-4f1a-9a51-2c8e7d6b5a41";
+pub(crate) const BOB: &str = "6a2d9c1b-8e4f-4b3a-a7c2-5d1e0f9b8c72";
+pub(crate) const HOSTILE_ID: &str = "x' or '1'='1\"; drop table findings; --<script>";
+pub(crate) const HOSTILE_NAME: &str = "<img src=x onerror=\"document.title='pwned'\">'; DROP TABLE signins; --";
+
+/// The fixture's records and the hostile one, as NDJSON.
+pub(crate) fn changes_records() -> String {
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/changes/activity_and_audit.ndjson"
+    ))
+    .unwrap();
+    let mut hostile: Value = fixture
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["operationName"] == "Add member to group")
+        .expect("the fixture adds bob to a group");
+    hostile["time"] = json!("2026-11-02T12:00:00Z");
+    hostile["correlationId"] = json!("a0000000-0000-4000-8000-0000000000ff");
+    hostile["properties"]["id"] = json!("Directory_a0000000-0000-4000-8000-0000000000ff_1");
+    hostile["properties"]["correlationId"] = json!("a0000000-0000-4000-8000-0000000000ff");
+    hostile["properties"]["activityDateTime"] = json!("2026-11-02T12:00:00Z");
+    hostile["properties"]["initiatedBy"]["user"]["id"] = json!(HOSTILE_ID);
+    hostile["properties"]["initiatedBy"]["user"]["userPrincipalName"] = json!(HOSTILE_NAME);
+    hostile["properties"]["initiatedBy"]["user"]["ipAddress"] = json!("192.0.2.66");
+    format!("{}\n{hostile}\n", fixture.trim_end())
+}
+
+fn changes_server() -> &'static ChangesServer {
+    static SERVER: OnceLock<ChangesServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("changes.duckdb"), &StoreOptions::default()).unwrap());
+        let path = dir.path().join("changes.ndjson");
+        std::fs::write(&path, changes_records()).unwrap();
+        let mut writer = store.writer().unwrap();
+        let options = PipelineOptions { workers: 2, ..PipelineOptions::default() };
+        let report = ingest_files(&store, &mut writer, &[path], options, indicatif::ProgressBar::hidden()).unwrap();
+        assert!(report.failed.is_empty());
+        drop(writer);
+        let db = Db { _dir: dir, store: store.clone() };
+        let (detector, problems) = Detector::open(&db.store, &DetectionConfig::default()).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        detector.evaluate_after_commit(&db.store).unwrap();
+        assert!(db.count("directory_changes") >= 7, "the audit records are typed");
+        let issuer = TestIssuer::start();
+        let (_, base) = common::app::serve(store, &issuer, detector.rules().to_vec());
+        ChangesServer { db, issuer, base }
+    })
+}
+
+fn changes_get(path: &str) -> Reply {
+    let server = changes_server();
+    let token = server.issuer.token(&[Role::Responder]);
+    let mut response = agent()
+        .get(&format!("{}{path}", server.base))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().expect("body");
+    Reply { status, headers: Vec::new(), body }
+}
+
+pub(crate) fn path_segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[test]
+fn a_principal_profile_lists_the_changes_it_made_and_those_made_to_it() {
+    // Alice never signed in nor touched data here: her page is there for her changes.
+    let reply = changes_get(&format!("/api/principals/{ALICE}"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let alice = reply.json();
+    assert_eq!(alice["principal"]["principal_name"], "alice@contoso.com", "{alice}");
+    let made = alice["changes_made"].as_array().unwrap();
+    assert_eq!(alice["changes_made_total"].as_i64().unwrap(), made.len() as i64);
+    assert!(made.len() >= 10, "her key listings, grants, group changes, consent: {made:?}");
+    assert!(made.iter().all(|c| c["actor_id"] == ALICE), "only hers: {made:?}");
+    let times: Vec<&str> = made.iter().map(|c| c["time"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    let grant = made
+        .iter()
+        .find(|c| c["kind"] == "data_role_assignment_write")
+        .unwrap_or_else(|| panic!("the data-plane grant is among her changes: {made:?}"));
+    assert_eq!(grant["source"], "control_changes");
+    assert_eq!(grant["target_id"], BOB);
+    assert_eq!(grant["target_name"], "bob@contoso.com", "bob is named from the audit log");
+    assert_eq!(grant["role"], "00000000-0000-0000-0000-000000000002");
+    assert_eq!(grant["role_name"], "Cosmos DB Built-in Data Contributor");
+    assert_eq!(grant["account"], "contoso-orders");
+    assert!(grant["scope"].as_str().unwrap().ends_with("/databaseaccounts/contoso-orders/dbs/orders"), "{grant}");
+    assert_eq!(grant["actor_ip"], "203.0.113.7");
+    assert_eq!(grant["succeeded"], true);
+    assert!(made.iter().any(|c| c["kind"] == "list_keys" && c["account"] == "contoso-orders"));
+    // The change_row is the control_changes rowid of the operation's final event, as findings name it.
+    let row = grant["change_row"].as_i64().unwrap();
+    let kind: String =
+        changes_server().db.value(&format!("SELECT kind || ' ' || result FROM control_changes WHERE rowid = {row}"));
+    assert_eq!(kind, "data_role_assignment_write Success");
+    assert!(alice["changes_received"].as_array().unwrap().is_empty(), "nobody changed alice: {alice}");
+    assert_eq!(alice["changes_received_total"], 0);
+
+    let reply = changes_get(&format!("/api/principals/{BOB}"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let bob = reply.json();
+    let received = bob["changes_received"].as_array().unwrap();
+    assert!(received.iter().all(|c| c["target_id"] == BOB), "{received:?}");
+    let grant = received.iter().find(|c| c["kind"] == "data_role_assignment_write").expect("the grant, seen from bob");
+    assert_eq!(grant["actor_id"], ALICE);
+    assert_eq!(grant["actor_name"], "alice@contoso.com");
+    assert_eq!(grant["role_name"], "Cosmos DB Built-in Data Contributor");
+    let member = received
+        .iter()
+        .find(|c| c["kind"] == "group_member_added" && c["actor_id"] == ALICE)
+        .expect("the group membership alice made");
+    assert_eq!(member["source"], "directory_changes");
+    assert_eq!(member["group_id"], "4c3b2a19-0f8e-4d7c-b6a5-948372615abc");
+    assert_eq!(member["group_name"], "Cosmos DB Admins");
+    assert_eq!(member["actor_ip"], "198.51.100.23");
+    assert!(!received.iter().any(|c| c["kind"] == "list_keys"), "listing keys was not done to bob");
+    assert!(bob["changes_made"].as_array().unwrap().is_empty());
+
+    // A principal with nothing at all is still a 404.
+    let reply = changes_get("/api/principals/00000000-0000-4000-8000-000000000000");
+    assert_eq!(reply.status, 404, "{}", reply.body);
+}
+
+#[test]
+fn hostile_principal_ids_and_names_in_changes_are_only_data() {
+    let before = (changes_server().db.count("findings"), changes_server().db.count("identity_changes"));
+    for attack in ["' OR '1'='1", "x'; DROP TABLE findings; --", "%", "_", "\" OR \"\"=\"", "<script>alert(1)</script>"]
+    {
+        let reply = changes_get(&format!("/api/principals/{}", path_segment(attack)));
+        assert_eq!(reply.status, 404, "{attack}: {}", reply.body);
+        assert!(reply.json()["error"]["message"].is_string());
+    }
+    // The actor whose id and name are SQL and HTML has a page with its one change, as data.
+    let reply = changes_get(&format!("/api/principals/{}", path_segment(HOSTILE_ID)));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let hostile = reply.json();
+    assert_eq!(hostile["principal"]["principal_id"], HOSTILE_ID);
+    let made = hostile["changes_made"].as_array().unwrap();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0]["actor_name"], HOSTILE_NAME);
+    assert_eq!(made[0]["target_id"], BOB);
+    // Bob sees it among the changes made to him, the name as sent.
+    let bob = changes_get(&format!("/api/principals/{BOB}")).json();
+    assert!(bob["changes_received"].as_array().unwrap().iter().any(|c| c["actor_name"] == HOSTILE_NAME));
+    let after = (changes_server().db.count("findings"), changes_server().db.count("identity_changes"));
+    assert_eq!(before, after);
+}

@@ -289,3 +289,166 @@ async fn an_on_call_engineer_and_an_auditor_use_the_ui() {
     assert!(demo.interrupt().success());
     println!("screenshots in {}", screenshots().display());
 }
+
+/// The Activity log and Entra ID AuditLogs fixture (with the hostile audit record of
+/// `api::changes_records`) ingested and detected, served with the development sign-in
+/// (as `demo` does) on a loopback port. Returns the base URL and what stops the server.
+fn serve_changes(dir: &std::path::Path) -> (String, tokio_util::sync::CancellationToken, std::thread::JoinHandle<()>) {
+    use std::sync::Arc;
+    use tokentrail::http::{Application, Detection, Settings, SignIn};
+    use tokentrail::ingest::PipelineOptions;
+    use tokentrail::rules::{DetectionConfig, Detector};
+    use tokentrail::store::{Store, StoreOptions};
+    let db = dir.join("changes.duckdb");
+    let store = Arc::new(Store::open(&db, &StoreOptions::default()).unwrap());
+    let path = dir.join("changes.ndjson");
+    std::fs::write(&path, crate::api::changes_records()).unwrap();
+    let mut writer = store.writer().unwrap();
+    let options = PipelineOptions { workers: 2, ..PipelineOptions::default() };
+    let report = tokentrail::ingest::files::ingest_files(
+        &store,
+        &mut writer,
+        &[path],
+        options,
+        indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    assert!(report.failed.is_empty());
+    drop(writer);
+    let (detector, problems) = Detector::open(&store, &DetectionConfig::default()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    detector.evaluate_after_commit(&store).unwrap();
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let mut settings = Settings::new(store, listen, "test: changes fixture", SignIn::Development { db, secret: None });
+    settings.detection = Detection::Catalogue(detector.rules().to_vec());
+    let app = Application::build(settings).unwrap();
+    let (base, stop) = (format!("http://{}", app.address()), app.stopper());
+    let thread = std::thread::spawn(move || app.run_until_stopped().unwrap());
+    (base, stop, thread)
+}
+
+/// The finding's evidence row in `control_changes` of a rule, from the database the server reads.
+async fn finding_with_change(client: &Client, base: &str, rule: &str) -> (i64, i64) {
+    open(client, base, &format!("/findings?rule={rule}")).await;
+    let href = client
+        .find(Locator::Css("main table a[href^='/findings/']"))
+        .await
+        .unwrap_or_else(|_| panic!("a {rule} finding is listed"))
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let id: i64 = href.trim_start_matches("/findings/").parse().unwrap();
+    let row = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(arguments[0], {credentials: 'same-origin', headers: {Accept: 'application/json'}})
+               .then(r => r.json()).then(d => done(d.evidence.find(e => e.evidence_table === 'control_changes').row_id))
+               .catch(e => done(String(e)));",
+            vec![json!(format!("/api/findings/{id}"))],
+        )
+        .await
+        .unwrap();
+    (id, row.as_i64().unwrap_or_else(|| panic!("the finding's evidence has a control_changes row: {row}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_page_lists_its_changes_and_a_finding_links_to_the_change() {
+    use crate::api::{ALICE, BOB, HOSTILE_ID, HOSTILE_NAME, path_segment};
+    let dir = tempfile::tempdir().unwrap();
+    let (base, stop, server) = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || serve_changes(&dir)
+    })
+    .await
+    .unwrap();
+    let (_driver, client) = browser(&dir.path().join("profile")).await;
+    sign_in(&client, &base, "Responder").await;
+
+    // Alice's page: the grant she made to bob, in words, linking to bob.
+    open(&client, &base, &format!("/principals/{ALICE}")).await;
+    shot(&client, "principal-changes-made").await;
+    let made = text(&client, "#changes-made").await;
+    assert!(made.contains("Changes made by this identity"), "{made}");
+    let grant = client
+        .find(Locator::Css("#changes-made tr[data-kind=data_role_assignment_write]"))
+        .await
+        .expect("the data-plane grant is a row of the changes alice made");
+    let anchor = grant.attr("id").await.unwrap().unwrap();
+    assert!(anchor.starts_with("change-control_changes-"), "{anchor}");
+    let row = grant.text().await.unwrap();
+    for part in
+        ["granted Cosmos DB Built-in Data Contributor", "contoso-orders", "bob@contoso.com", "203.0.113.7", "succeeded"]
+    {
+        assert!(row.contains(part), "{part} in the grant's row: {row}");
+    }
+    let to_bob =
+        grant.find(Locator::Css("a[href^='/principals/']")).await.unwrap().attr("href").await.unwrap().unwrap();
+    assert_eq!(to_bob, format!("/principals/{BOB}"));
+    assert!(text(&client, "#changes-made").await.contains("listed the account keys"));
+    assert!(
+        text(&client, "#changes-received").await.contains("No changes recorded for this identity"),
+        "nobody changed alice"
+    );
+
+    // Bob's page: the same grant and the group membership, made to him, by alice.
+    open(&client, &base, &format!("/principals/{BOB}")).await;
+    shot(&client, "principal-changes-received").await;
+    let received = text(&client, "#changes-received").await;
+    assert!(received.contains("Changes made to this identity"), "{received}");
+    assert!(received.contains("granted Cosmos DB Built-in Data Contributor"), "{received}");
+    assert!(received.contains("added a member to Cosmos DB Admins"), "{received}");
+    assert!(received.contains("alice@contoso.com"), "{received}");
+    assert!(
+        client.find(Locator::Css(&format!("#changes-received #{anchor}"))).await.is_ok(),
+        "same anchor on bob's page"
+    );
+    assert!(client.find(Locator::Css(&format!("#changes-received a[href='/principals/{ALICE}']"))).await.is_ok());
+    // The hostile actor's name is text: no element of it, no script of it run.
+    assert!(received.contains(HOSTILE_NAME), "the hostile name is shown as it is: {received}");
+    let injected = client
+        .execute("return document.querySelectorAll('main img').length + (document.title === 'pwned' ? 100 : 0)", vec![])
+        .await
+        .unwrap();
+    assert_eq!(injected, json!(0), "the hostile name made an element or ran");
+    // And its own page, whose id is SQL and HTML too.
+    open(&client, &base, &format!("/principals/{}", path_segment(HOSTILE_ID))).await;
+    assert_eq!(text(&client, "main h1").await, HOSTILE_NAME);
+    assert!(text(&client, "#changes-made").await.contains("added a member to Cosmos DB Admins"));
+    let injected =
+        client.execute("return document.querySelectorAll('main img, main script').length", vec![]).await.unwrap();
+    assert_eq!(injected, json!(0));
+
+    // A finding whose evidence is a change links to it on the actor's page.
+    let (finding, change_row) = finding_with_change(&client, &base, "diagnostic_setting_removed").await;
+    open(&client, &base, &format!("/findings/{finding}")).await;
+    shot(&client, "finding-change-evidence").await;
+    let target = format!("change-control_changes-{change_row}");
+    let link = client
+        .find(Locator::Css(&format!("tr.evidence-change a[href='/principals/{ALICE}#{target}']")))
+        .await
+        .expect("the change in the evidence links to alice's page at the change");
+    let evidence = text(&client, "tr.evidence-change").await;
+    for part in ["deleted a diagnostic setting", "contoso-orders", "alice@contoso.com", "203.0.113.7"] {
+        assert!(evidence.contains(part), "{part} in the evidence change: {evidence}");
+    }
+    link.click().await.unwrap();
+    ready(&client).await;
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), format!("/principals/{ALICE}"));
+    assert_eq!(url.fragment(), Some(target.as_str()));
+    let marked = client
+        .execute("const r = document.getElementById(arguments[0]); return r ? r.classList.contains('targeted') && r.textContent : null", vec![json!(target)])
+        .await
+        .unwrap();
+    assert!(
+        marked.as_str().is_some_and(|t| t.contains("deleted a diagnostic setting")),
+        "the change's row is marked: {marked}"
+    );
+    shot(&client, "principal-change-targeted").await;
+    only_local_requests(&client, &base).await;
+
+    client.close().await.unwrap();
+    stop.cancel();
+    tokio::task::spawn_blocking(move || server.join().unwrap()).await.unwrap();
+}
