@@ -165,6 +165,13 @@ usage AS MATERIALIZED (
       AND coalesce(status_code, 0) NOT IN (401, 403)
     GROUP BY ALL
 ),
+-- which assignment grants which of the actions used: few of each, so judged pair by pair
+-- here rather than inside the join with the usage
+allowed AS MATERIALIZED (
+    SELECT g.assignment_id, a.action
+    FROM grants g, (SELECT DISTINCT action FROM usage) a
+    WHERE data_action_allowed(g.data_actions, g.not_data_actions, a.action)
+),
 used AS (
     SELECT g.assignment_id,
         sum(u.requests) AS requests,
@@ -179,7 +186,7 @@ used AS (
     JOIN usage u ON u.principal_id = g.principal_id AND u.account = g.account
         AND (g.scope_db IS NULL OR lower(u.db) = g.scope_db)
         AND (g.scope_coll IS NULL OR lower(u.coll) = g.scope_coll)
-        AND data_action_allowed(g.data_actions, g.not_data_actions, u.action)
+    JOIN allowed x ON x.assignment_id = g.assignment_id AND x.action = u.action
     GROUP BY g.assignment_id
 )
 SELECT
