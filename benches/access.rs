@@ -30,8 +30,9 @@ fn main() {
         .and_then(|v| v.replace('_', "").parse().ok())
         .unwrap_or(10_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("access.duckdb"), &StoreOptions { threads: Some(2), ..StoreOptions::default() })
-        .unwrap();
+    let store =
+        Store::open(&dir.path().join("access.duckdb"), &StoreOptions { threads: Some(2), ..StoreOptions::default() })
+            .unwrap();
     let conn = store.connection().unwrap();
     let start = chrono::DateTime::parse_from_rfc3339(START).unwrap();
     let span = DAYS * 86_400_000_000;
@@ -52,7 +53,9 @@ fn main() {
         for _ in 0..5 {
             let begun = Instant::now();
             result = conn
-                .query_row(sql, [&since, &until], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1).ok().flatten().unwrap_or(0))))
+                .query_row(sql, [&since, &until], |r| {
+                    Ok((r.get(0)?, r.get::<_, Option<i64>>(1).ok().flatten().unwrap_or(0)))
+                })
                 .unwrap();
             seconds.push(begun.elapsed().as_secs_f64());
         }
@@ -62,7 +65,9 @@ fn main() {
     let (review, (reviewed, recommended)) = time(REVIEW);
     assert_eq!(reviewed, ASSIGNMENTS, "every assignment in force is reviewed");
     let ratio = review / yardstick;
-    println!("yardstick (grouped scan, {groups} groups): {yardstick:.3} s; access review: {review:.3} s ({ratio:.2}x); {recommended} with a recommendation");
+    println!(
+        "yardstick (grouped scan, {groups} groups): {yardstick:.3} s; access review: {review:.3} s ({ratio:.2}x); {recommended} with a recommendation"
+    );
     let met = if review < TARGET_SECONDS { "met" } else { "NOT met" };
     let section = format!(
         "<!-- bench:access -->\n## Granted against used\n\n\
