@@ -7,6 +7,7 @@
 //! access log. A route missing from the table is refused to everyone (fail closed),
 //! and the tests walk the same document, so a new endpoint cannot skip the check.
 
+pub mod access;
 pub mod alerts;
 pub mod console;
 pub mod dashboards;
@@ -79,6 +80,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(findings::reopen))
         .routes(routes!(findings::suppress))
         .routes(routes!(principal::profile))
+        .routes(routes!(access::review_access))
         .routes(routes!(search::requests))
         .routes(routes!(search::signins))
         .routes(routes!(console::run))

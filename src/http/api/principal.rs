@@ -47,6 +47,55 @@ pub struct Profile {
     pub changes_received: Vec<Change>,
     /// How many changes were made to it in all.
     pub changes_received_total: i64,
+    /// What it may do, beside what it did: its data-plane role assignments with their use
+    /// and recommendation (the access review of the last 90 days of data, whatever the
+    /// period), and its Azure role assignments in force.
+    pub entitlements: Entitlements,
+}
+
+/// A principal's entitlements from the inventory.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Entitlements {
+    /// The access review's period: 90 days up to the end of the data.
+    pub since: String,
+    pub until: String,
+    /// Its data-plane role assignments in force at `until`, with use and recommendation.
+    pub assignments: Vec<super::access::AssignmentReview>,
+    /// Its Azure (control-plane) role assignments in force.
+    pub azure_roles: Vec<AzureRole>,
+}
+
+/// An Azure role assignment of the principal, in force in the latest inventory.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct AzureRole {
+    pub assignment_id: String,
+    pub principal_type: Option<String>,
+    pub role_definition_id: String,
+    /// The role's name when known (a built-in, or as `az` printed it).
+    pub role_name: Option<String>,
+    /// Subscription, resource group, account or below.
+    pub scope: String,
+    pub granted_since: Option<String>,
+    /// The role may list the keys of the Cosmos DB accounts under its scope (cosmos_roles of kind 'keys').
+    pub reads_keys: bool,
+}
+
+/// Principal `id`'s entitlements: the access review over the last 90 days of data, and its Azure roles.
+fn entitlements(conn: &duckdb::Connection, id: &str) -> ApiResult<Entitlements> {
+    let (since, until) = super::access::period(conn, super::access::DEFAULT_DAYS)?;
+    let assignments = super::access::typed(
+        objects(
+            conn,
+            include_str!("sql/principal_entitlements.sql"),
+            &[Value::Text(id.to_owned()), filter::timestamp(since), filter::timestamp(until)],
+        )?,
+        "entitlement",
+    )?;
+    let azure_roles = super::access::typed(
+        objects(conn, include_str!("sql/principal_azure_roles.sql"), &[Value::Text(id.to_owned())])?,
+        "Azure role",
+    )?;
+    Ok(Entitlements { since: super::access::iso(since), until: super::access::iso(until), assignments, azure_roles })
 }
 
 /// How many changes of each side a profile lists.
@@ -139,11 +188,20 @@ pub async fn profile(
         .pop();
         // One that never signed in nor touched data may still have made or received changes.
         let principal = match principal {
+            Some(principal) => Some(principal),
+            None => {
+                objects(&conn, include_str!("sql/principal_changes_principal.sql"), &[Value::Text(id.clone())])?.pop()
+            }
+        };
+        // or only from the inventory: a role assignment, nothing done with it yet
+        let principal = match principal {
             Some(principal) => principal,
-            None => objects(&conn, include_str!("sql/principal_changes_principal.sql"), &[Value::Text(id.clone())])?
+            None => objects(&conn, include_str!("sql/principal_inventory_principal.sql"), &[Value::Text(id.clone())])?
                 .pop()
                 .ok_or_else(|| {
-                    ApiError::not_found(format!("no sign-in, data operation or change of principal {id:?} is stored"))
+                    ApiError::not_found(format!(
+                        "no sign-in, data operation, change or role assignment of principal {id:?} is stored"
+                    ))
                 })?,
         };
         let last_seen = principal
@@ -166,6 +224,7 @@ pub async fn profile(
         let timeline = objects(&conn, include_str!("sql/principal_timeline.sql"), &p)?;
         let (changes_made, changes_made_total) = changes(&conn, &id, "made")?;
         let (changes_received, changes_received_total) = changes(&conn, &id, "received")?;
+        let entitlements = entitlements(&conn, &id)?;
         let iso =
             |micros: i64| chrono::DateTime::from_timestamp_micros(micros).map(|t| t.to_rfc3339()).unwrap_or_default();
         Ok(Profile {
@@ -182,6 +241,7 @@ pub async fn profile(
             changes_made_total,
             changes_received,
             changes_received_total,
+            entitlements,
         })
     })
     .await?;
@@ -190,7 +250,9 @@ pub async fn profile(
             + profile.signin_sources.len()
             + profile.data_access.len()
             + profile.changes_made.len()
-            + profile.changes_received.len()) as i64,
+            + profile.changes_received.len()
+            + profile.entitlements.assignments.len()
+            + profile.entitlements.azure_roles.len()) as i64,
     );
     Ok(axum::Json(profile))
 }
