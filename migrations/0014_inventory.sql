@@ -97,6 +97,13 @@ CREATE MACRO data_action_allowed(data_actions, not_data_actions, action) AS
 CREATE MACRO scope_covers(scope, path) AS
     lower(path) = lower(scope) OR starts_with(lower(path), rtrim(lower(scope), '/') || '/');
 
+-- The assignments' history the grants read: the inventory's versions as they are here;
+-- migration 15 dates them by the Activity log.
+CREATE VIEW data_role_assignment_history AS
+SELECT assignment_id, account, subscription_id, principal_id, role_definition_id, scope, valid_from, valid_to,
+       'inventory' AS origin
+FROM data_role_assignments;
+
 -- One row per data-plane role assignment version joined to the version of its role that
 -- was in force at the same time: valid_from/valid_to are the overlap of the two. The two
 -- built-in roles are known even when no definition was read (a file of assignments only).
@@ -124,8 +131,9 @@ SELECT
         WHEN a.valid_to IS NULL THEN d.valid_to
         WHEN d.valid_to IS NULL THEN a.valid_to
         ELSE least(a.valid_to, d.valid_to)
-    END AS valid_to
-FROM data_role_assignments a
+    END AS valid_to,
+    a.origin
+FROM data_role_assignment_history a
 LEFT JOIN data_role_definitions d
     ON d.account = a.account AND d.role_definition_id = a.role_definition_id
    AND d.valid_from < coalesce(a.valid_to, 'infinity'::TIMESTAMPTZ)

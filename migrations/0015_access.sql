@@ -38,7 +38,7 @@ CREATE MACRO data_action_reads(action) AS
 -- Activity log says it was written (not when a later snapshot first saw it) and ending when
 -- the log says it was deleted; and the assignments the log shows that no snapshot holds (made
 -- after the last one, or an account never inventoried).
-CREATE VIEW data_role_assignment_history AS
+CREATE OR REPLACE VIEW data_role_assignment_history AS
 WITH writes AS (
     SELECT resource_id AS assignment_id, account, target_principal_id AS principal_id, role_definition_id, scope, time
     FROM control_operations
@@ -87,41 +87,6 @@ WHERE NOT EXISTS (
       WHERE x.assignment_id = w.assignment_id
         AND NOT EXISTS (SELECT 1 FROM deletes d WHERE d.assignment_id = w.assignment_id AND d.time > x.time AND d.time < w.time)
   );
-
--- The grants with their role's actions, from the folded history (migration 14's view read
--- the snapshots alone): `data_readers_at` and the access review read this.
-CREATE OR REPLACE VIEW data_access_grants AS
-WITH builtin(role_definition_id, role_name, role_type, data_actions, not_data_actions) AS (
-    VALUES
-    ('00000000-0000-0000-0000-000000000001', 'Cosmos DB Built-in Data Reader', 'BuiltInRole',
-     ['Microsoft.DocumentDB/databaseAccounts/readMetadata',
-      'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/executeQuery',
-      'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/readChangeFeed',
-      'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/items/read'], []::VARCHAR[]),
-    ('00000000-0000-0000-0000-000000000002', 'Cosmos DB Built-in Data Contributor', 'BuiltInRole',
-     ['Microsoft.DocumentDB/databaseAccounts/readMetadata',
-      'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/*',
-      'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/items/*'], []::VARCHAR[])
-)
-SELECT
-    a.principal_id, a.account, a.subscription_id, a.assignment_id, a.scope, a.role_definition_id,
-    coalesce(d.role_name, b.role_name) AS role_name,
-    coalesce(d.role_type, b.role_type) AS role_type,
-    CASE WHEN d.role_definition_id IS NULL THEN b.data_actions ELSE d.data_actions END AS data_actions,
-    CASE WHEN d.role_definition_id IS NULL THEN b.not_data_actions ELSE d.not_data_actions END AS not_data_actions,
-    greatest(a.valid_from, coalesce(d.valid_from, a.valid_from)) AS valid_from,
-    CASE
-        WHEN a.valid_to IS NULL THEN d.valid_to
-        WHEN d.valid_to IS NULL THEN a.valid_to
-        ELSE least(a.valid_to, d.valid_to)
-    END AS valid_to,
-    a.origin
-FROM data_role_assignment_history a
-LEFT JOIN data_role_definitions d
-    ON d.account = a.account AND d.role_definition_id = a.role_definition_id
-   AND d.valid_from < coalesce(a.valid_to, 'infinity'::TIMESTAMPTZ)
-   AND a.valid_from < coalesce(d.valid_to, 'infinity'::TIMESTAMPTZ)
-LEFT JOIN builtin b ON b.role_definition_id = a.role_definition_id;
 
 -- Principals known to be groups: named as a group by an Azure role assignment, or the group
 -- of a membership change. Their members' requests carry the members' own ids, so a group's
