@@ -34,6 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dashboards))
         .routes(routes!(dashboard))
         .routes(routes!(evidence))
+        .routes(routes!(access))
         .routes(routes!(asset))
 }
 
@@ -67,7 +68,7 @@ fn shell(state: &AppState) -> Response {
 </head><body data-mode="{mode}">
 {banner}
 <header><a class=brand href="/">TokenTrail</a>
-<nav aria-label=Main><a href="/">Overview</a><a href="/findings">Findings</a><a href="/search">Search</a><a href="/sql">SQL</a><a href="/dashboards">Dashboards</a><a href="/evidence">Evidence</a></nav>
+<nav aria-label=Main><a href="/">Overview</a><a href="/findings">Findings</a><a href="/search">Search</a><a href="/sql">SQL</a><a href="/dashboards">Dashboards</a><a href="/access">Access</a><a href="/evidence">Evidence</a></nav>
 <div id=who aria-live=polite></div></header>
 <main id=main tabindex=-1><p class=muted>Loading…</p></main>
 <footer class=muted>{mode}</footer>
@@ -102,6 +103,7 @@ page!(sql, "/sql", "The read-only SQL console.");
 page!(dashboards, "/dashboards", "The dashboards of dashboards/.");
 page!(dashboard, "/dashboards/{name}", "One dashboard.", "name");
 page!(evidence, "/evidence", "SOC 2 evidence packs.");
+page!(access, "/access", "Granted against used: accounts, who can read their keys, the access review.");
 
 /// Script, styles and the chart library.
 #[utoipa::path(get, path = "/assets/{file}", tag = "ui",

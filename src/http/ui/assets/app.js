@@ -299,6 +299,145 @@ function showTarget() {
   row.scrollIntoView({ block: "center" });
 }
 
+// ---- Access: granted against used (the inventory and the access review) ------
+
+const RECOMMENDATIONS = ["remove", "reader", "narrow scope", "unused so far", "group", "keep"];
+const recommendationBadge = (r) => el("span", { class: `rec rec-${String(r).replace(/[^a-z]+/g, "-")}`, "data-recommendation": r }, r);
+
+/** A scope without its subscription and resource group: what follows `databaseaccounts/`. */
+function shortScope(scope) {
+  const s = String(scope || "");
+  const i = s.toLowerCase().indexOf("databaseaccounts/");
+  return i >= 0 ? s.slice(i + "databaseaccounts/".length) : s;
+}
+
+const scopeCell = (scope) => el("span", { title: scope || "" }, shortScope(scope) || "–");
+const roleName = (a) => a.role_name || BUILT_IN_ROLES[String(a.role_definition_id || "").toLowerCase()] || `role ${a.role_definition_id}`;
+
+/** How to fill the inventory when there is none. */
+function inventoryHint() {
+  return el("p", { class: "muted" }, "Take an inventory with ", el("code", {}, "tokentrail inventory"),
+    " (reads Azure Resource Manager) or ", el("code", {}, "tokentrail inventory --from-file"),
+    " (reads saved ", el("code", {}, "az"), " output); the README says how.");
+}
+
+function assignmentRow(a, withPrincipal) {
+  return el("tr", { class: "assignment", "data-recommendation": a.recommendation },
+    withPrincipal ? el("td", {}, principalLink(a.principal_id), a.is_group ? el("span", { class: "muted" }, " (group)") : null) : null,
+    el("td", {}, a.account),
+    el("td", {}, roleName(a)),
+    el("td", {}, scopeCell(a.scope)),
+    el("td", { class: "n" }, number(a.requests)),
+    el("td", {}, time(a.last_use)),
+    el("td", {}, recommendationBadge(a.recommendation)),
+    el("td", {}, a.advice));
+}
+
+function assignmentsTable(assignments, withPrincipal, id) {
+  const columns = [withPrincipal ? "principal" : null, "account", "role", "scope", "requests", "last use", "recommendation", "advice"].filter(Boolean);
+  return el("div", { class: "scroll" }, el("table", { id, class: "assignments" },
+    el("thead", {}, el("tr", {}, columns.map((c) => el("th", { scope: "col" }, c)))),
+    el("tbody", {}, assignments.map((a) => assignmentRow(a, withPrincipal)))));
+}
+
+function keyReaders(readers) {
+  if (!readers.length) return el("span", { class: "muted" }, "nobody in the inventory");
+  return el("ul", { class: "readers" }, readers.map((r) => el("li", {}, principalLink(r.principal_id),
+    ` (${r.role_name}${r.principal_type ? `, ${r.principal_type}` : ""})`,
+    el("div", { class: "muted small", title: r.scope }, shortScope(r.scope) === r.scope ? r.scope : `at ${shortScope(r.scope)}`))));
+}
+
+function accountsTable(accounts) {
+  const head = ["account", "local auth (keys)", "public network access", "key clients", "key requests", "last key use", "who can read the keys"];
+  return el("div", { class: "scroll" }, el("table", { id: "access-accounts" },
+    el("thead", {}, el("tr", {}, head.map((c) => el("th", { scope: "col" }, c)))),
+    el("tbody", {}, accounts.map((a) => el("tr", { "data-account": a.account },
+      el("td", { title: a.resource_id }, a.account),
+      el("td", {}, a.disable_local_auth === true ? el("span", { class: "ok" }, "off")
+        : el("span", { class: "exposed" }, a.disable_local_auth === false ? "on" : "on (not set)")),
+      el("td", {}, a.public_network_access || "–"),
+      el("td", { class: "n" }, number(a.key_clients)),
+      el("td", { class: "n" }, number(a.key_requests)),
+      el("td", {}, time(a.last_use)),
+      el("td", {}, keyReaders(a.key_readers)))))));
+}
+
+async function access() {
+  const p = params();
+  const d = await api(`/api/access${query({ days: p.get("days") })}`);
+  const heading = el("h1", {}, "Access: granted against used");
+  const period = el("p", { class: "facts" }, `Use over ${d.days} days: `, time(d.since), " to ", time(d.until),
+    d.inventory_taken_at ? [" · inventory of ", time(d.inventory_taken_at)] : " · no inventory taken yet");
+  const form = filterForm([["days", "Days (1 to 365)"]], new URLSearchParams({ days: p.get("days") || String(d.days) }), "/access");
+  if (!d.accounts.length && !d.assignments.length) {
+    render(heading, period, form, el("section", { id: "access-empty" }, el("h2", {}, "Nothing inventoried yet"),
+      el("p", {}, "This page compares what each identity may do in Cosmos DB (its role assignments and who may list the account keys) with what it did. It needs an inventory of the accounts and their role assignments."),
+      inventoryHint()));
+    return;
+  }
+  // The recommendation filter works on the drawn rows; the choice is kept in the URL.
+  let chosen = p.get("recommendation") || "";
+  const select = el("select", { id: "recommendation-filter", name: "recommendation" },
+    el("option", { value: "" }, `any (${number(d.assignments.length)})`),
+    RECOMMENDATIONS.map((r) => el("option", { value: r, selected: chosen === r }, `${r} (${number(d.counts[r] || 0)})`)));
+  const shown = el("p", { class: "muted", role: "status", "aria-live": "polite" });
+  const rows = assignmentsTable(d.assignments, true, "access-assignments");
+  const apply = () => {
+    let n = 0;
+    for (const row of rows.querySelectorAll("tr.assignment")) {
+      const show = !chosen || row.dataset.recommendation === chosen;
+      row.hidden = !show;
+      if (show) n++;
+    }
+    shown.textContent = chosen ? `${number(n)} of ${number(d.assignments.length)} assignments: ${chosen}` : `${number(n)} assignments`;
+  };
+  select.addEventListener("change", () => {
+    chosen = select.value;
+    const q = new URLSearchParams(location.search);
+    if (chosen) q.set("recommendation", chosen); else q.delete("recommendation");
+    history.replaceState(null, "", `/access${q.toString() ? `?${q}` : ""}`);
+    apply();
+  });
+  apply();
+  render(heading, period, form,
+    el("div", { class: "cards" }, RECOMMENDATIONS.map((r) => el("span", { class: "card" }, el("strong", {}, number(d.counts[r] || 0)), " ", recommendationBadge(r)))),
+    section(`Accounts (${d.accounts.length})`,
+      el("p", { class: "muted" }, "Local auth on: the account keys open it. Key clients are the clients that signed requests with a key in the period. Who can read the keys: Azure roles that may list them, at the account or above."),
+      d.accounts.length ? accountsTable(d.accounts) : [el("p", { class: "muted" }, "No account in the inventory."), inventoryHint()]),
+    section(`Data-plane role assignments (${d.assignments.length})`,
+      el("p", { class: "muted" }, "Each assignment in force at the end of the period, what its principal used through it, and what to change."),
+      el("label", { for: "recommendation-filter", class: "inline" }, "Recommendation ", select), shown,
+      d.assignments.length ? rows : el("p", { class: "muted" }, "No data-plane role assignment in the inventory.")),
+  );
+}
+
+/** A principal's entitlements: what it may do beside what it did. */
+function entitlementsSection(e) {
+  const assignments = (e && e.assignments) || [];
+  const roles = (e && e.azure_roles) || [];
+  const body = [];
+  if (!assignments.length && !roles.length) {
+    body.push(el("p", { class: "muted" }, "No role assignment of this identity in the inventory."), inventoryHint());
+  } else {
+    body.push(el("h3", {}, `Data-plane role assignments (${assignments.length})`),
+      assignments.length ? [el("p", { class: "muted" }, "Use over 90 days: ", time(e.since), " to ", time(e.until)), assignmentsTable(assignments, false, "entitlement-assignments")]
+        : el("p", { class: "muted" }, "None."),
+      el("h3", {}, `Azure roles (${roles.length})`),
+      roles.length ? el("div", { class: "scroll" }, el("table", { id: "entitlement-azure-roles" },
+        el("thead", {}, el("tr", {}, ["role", "scope", "account keys", "since"].map((c) => el("th", { scope: "col" }, c)))),
+        el("tbody", {}, roles.map((r) => el("tr", { "data-reads-keys": r.reads_keys ? "true" : "false" },
+          el("td", {}, r.role_name || BUILT_IN_ROLES[r.role_definition_id] || `role ${r.role_definition_id}`),
+          el("td", { title: r.scope }, r.scope),
+          el("td", {}, r.reads_keys ? el("span", { class: "exposed" }, "can read account keys") : "–"),
+          el("td", {}, time(r.granted_since)))))))
+        : el("p", { class: "muted" }, "None."));
+  }
+  return el("section", { id: "entitlements", "aria-labelledby": "entitlements-title" },
+    el("h2", { id: "entitlements-title" }, "Entitlements"),
+    el("p", { class: "muted" }, "What this identity may do (the inventory's role assignments), beside what it did."),
+    ...body);
+}
+
 // ---- Pages --------------------------------------------------------------------
 
 async function overview() {
@@ -451,6 +590,7 @@ async function principal(id) {
     section("User agents", table(["user_agent", "seen_in", "events", "last"], d.user_agents)),
     section("Findings", table(["id", "severity", "status", "title", "entity", "last_seen", "count"], d.findings)),
     section("Timeline", table(["time", "type", "what"], d.timeline)),
+    entitlementsSection(d.entitlements),
     changesSection("Changes made by this identity", "changes-made", d.changes_made || [], d.changes_made_total || 0, "made"),
     changesSection("Changes made to this identity", "changes-received", d.changes_received || [], d.changes_received_total || 0, "received"),
   );
@@ -650,7 +790,7 @@ async function showUser() {
 
 const ROUTES = [
   [/^\/$/, overview], [/^\/findings$/, findings], [/^\/findings\/(\d+)$/, finding], [/^\/principals\/([^/]+)$/, principal],
-  [/^\/search$/, search], [/^\/sql$/, sql], [/^\/dashboards$/, dashboards], [/^\/dashboards\/([\w-]+)$/, dashboard], [/^\/evidence$/, evidence],
+  [/^\/search$/, search], [/^\/sql$/, sql], [/^\/dashboards$/, dashboards], [/^\/dashboards\/([\w-]+)$/, dashboard], [/^\/evidence$/, evidence], [/^\/access$/, access],
 ];
 
 async function start() {
