@@ -1186,3 +1186,254 @@ fn hostile_principal_ids_and_names_in_changes_are_only_data() {
     let after = (changes_server().db.count("findings"), changes_server().db.count("identity_changes"));
     assert_eq!(before, after);
 }
+
+// ---- Access: granted against used (/api/access, a principal's entitlements) ----------
+
+/// A principal id and a custom data role name from the inventory that are HTML and SQL.
+pub(crate) const ACCESS_HOSTILE_ID: &str = "<img src=x onerror=\"document.title='pwned'\">' or '1'='1";
+pub(crate) const ACCESS_HOSTILE_ROLE: &str = "<script>document.title='pwned'</script> Orders Reader";
+/// A group with Cosmos DB Account Reader Role on the subscription and a data-plane role.
+pub(crate) const ACCESS_GROUP: &str = "33333333-0000-4000-8000-000000000005";
+pub(crate) const LOCKED_ACCOUNT: &str = "locked-account";
+
+/// A store with 88 days of requests (as tests/it/access.rs builds them), a few key requests,
+/// and one inventory taken on the first day: the requests' account (local auth on) and a
+/// second one with local auth off, four users' data-plane assignments, a group's, a custom
+/// role with a hostile name given to a hostile principal id who also owns the account, and
+/// the group's Account Reader Role on the subscription. Returns the store's directory (keep
+/// it), the store, and the requests' account name.
+pub(crate) fn access_store() -> (TempDir, Arc<Store>, String) {
+    use crate::rule_cases::{Case, at, user_id};
+    let mut case = Case::new();
+    let account_id = case.template("DataPlaneRequests")["resourceId"].as_str().unwrap().to_string();
+    let account = account_id.rsplit('/').next().unwrap().to_ascii_lowercase();
+    let lower = account_id.to_ascii_lowercase();
+    let subscription = &account_id[..lower.find("/resourcegroups/").unwrap()];
+    let locked_id = format!(
+        "{subscription}/resourceGroups/rg-locked/providers/Microsoft.DocumentDB/databaseAccounts/{LOCKED_ACCOUNT}"
+    );
+    let start = at("2025-01-02T09:00:00Z");
+    let request = |case: &mut Case, user: u32, time: DateTime<Utc>, operation: &str, coll: &str| {
+        case.request(user, "73.9.9.9", time);
+        let r = case.records.last_mut().unwrap();
+        r["operationName"] = json!(operation);
+        r["properties"]["requestResourceType"] = json!("Document");
+        r["properties"]["requestResourceId"] = json!(format!("/dbs/shop/colls/{coll}/docs/x"));
+        r["properties"]["databaseName"] = json!("shop");
+        r["properties"]["collectionName"] = json!(coll);
+        r["properties"]["statusCode"] = json!(200);
+    };
+    for day in (0..90).step_by(3) {
+        let t = start + Duration::days(day);
+        request(&mut case, 1, t, "Read", "orders");
+        request(&mut case, 1, t + Duration::minutes(1), "Query", "orders");
+        request(&mut case, 2, t, "Read", "carts");
+        request(&mut case, 4, t, "Upsert", "orders");
+        request(&mut case, 4, t + Duration::minutes(2), "Read", "carts");
+    }
+    for i in 0..3 {
+        case.key_request("198.51.100.77", start + Duration::days(80) + Duration::hours(i));
+    }
+    case.findings(); // ingest and absorb (key clients are absorbed by detection)
+    let custom = "cccccccc-0000-4000-8000-000000000001";
+    let grants = [
+        (user_id(1), "00000000-0000-0000-0000-000000000002".to_string(), String::new()),
+        (user_id(2), "00000000-0000-0000-0000-000000000001".to_string(), String::new()),
+        (user_id(3), "00000000-0000-0000-0000-000000000002".to_string(), "/dbs/shop".to_string()),
+        (user_id(4), "00000000-0000-0000-0000-000000000002".to_string(), String::new()),
+        (ACCESS_GROUP.to_string(), "00000000-0000-0000-0000-000000000001".to_string(), String::new()),
+        (ACCESS_HOSTILE_ID.to_string(), custom.to_string(), "/dbs/shop/colls/orders".to_string()),
+    ];
+    let assignments: Vec<Value> = grants
+        .iter()
+        .enumerate()
+        .map(|(i, (principal, role, below))| {
+            let name = format!("aaaaaaaa-0000-4000-8000-{i:012}");
+            json!({"id": format!("{account_id}/sqlRoleAssignments/{name}"), "name": name, "principalId": principal,
+                   "roleDefinitionId": format!("{account_id}/sqlRoleDefinitions/{role}"),
+                   "scope": format!("{account_id}{below}"),
+                   "type": "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments"})
+        })
+        .collect();
+    let definitions = json!([{
+        "id": format!("{account_id}/sqlRoleDefinitions/{custom}"), "name": custom, "roleName": ACCESS_HOSTILE_ROLE,
+        "typePropertiesType": "CustomRole", "assignableScopes": [account_id],
+        "permissions": [{"dataActions": ["Microsoft.DocumentDB/databaseAccounts/readMetadata"], "notDataActions": []}],
+        "type": "Microsoft.DocumentDB/databaseAccounts/sqlRoleDefinitions"}]);
+    let accounts = json!([
+        {"id": account_id, "name": account, "location": "West Europe", "disableLocalAuth": false,
+         "publicNetworkAccess": "Enabled", "type": "Microsoft.DocumentDB/databaseAccounts"},
+        {"id": locked_id, "name": LOCKED_ACCOUNT, "location": "North Europe", "disableLocalAuth": true,
+         "publicNetworkAccess": "Disabled", "type": "Microsoft.DocumentDB/databaseAccounts"},
+    ]);
+    let azure = json!([
+        {"id": format!("{account_id}/providers/Microsoft.Authorization/roleAssignments/8f7e6d5c-4b3a-4291-8f0e-9d8c7b6a5f4e"),
+         "principalId": ACCESS_HOSTILE_ID, "principalType": "User",
+         "roleDefinitionId": format!("{subscription}/providers/Microsoft.Authorization/roleDefinitions/8e3af657-a8ff-443c-a75c-2fe8c4bcb635"),
+         "roleDefinitionName": "Owner", "scope": account_id, "type": "Microsoft.Authorization/roleAssignments"},
+        {"id": format!("{subscription}/providers/Microsoft.Authorization/roleAssignments/1e2d3c4b-5a69-4788-9a0b-1c2d3e4f5a6b"),
+         "principalId": ACCESS_GROUP, "principalType": "Group",
+         "roleDefinitionId": format!("{subscription}/providers/Microsoft.Authorization/roleDefinitions/fbdf93bf-df7d-467e-a4d2-9458aa1360c8"),
+         "roleDefinitionName": "Cosmos DB Account Reader Role", "scope": subscription, "type": "Microsoft.Authorization/roleAssignments"},
+    ]);
+    let files = [
+        case.db.file("cosmosdb-list.json", accounts.to_string()),
+        case.db.file("sql-role-definition-list.json", definitions.to_string()),
+        case.db.file("sql-role-assignment-list.json", Value::Array(assignments).to_string()),
+        case.db.file("role-assignment-list.json", azure.to_string()),
+    ];
+    let snapshot = tokentrail::inventory::files::read(&files, start).unwrap();
+    tokentrail::inventory::history::record(&case.db.store, &snapshot).unwrap();
+    let db = case.db;
+    (db.dir, Arc::new(db.store), account)
+}
+
+struct AccessServer {
+    _dir: TempDir,
+    issuer: TestIssuer,
+    base: String,
+    account: String,
+}
+
+fn access_server() -> &'static AccessServer {
+    static SERVER: OnceLock<AccessServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let (dir, store, account) = access_store();
+        let issuer = TestIssuer::start();
+        let (_, base) = common::app::serve(store, &issuer, Vec::new());
+        AccessServer { _dir: dir, issuer, base, account }
+    })
+}
+
+fn access_get(path: &str, role: Option<Role>) -> Reply {
+    let server = access_server();
+    let mut request = agent().get(&format!("{}{path}", server.base));
+    if let Some(role) = role {
+        request = request.header("Authorization", &format!("Bearer {}", server.issuer.token(&[role])));
+    }
+    let mut response = request.call().unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().expect("body");
+    Reply { status, headers: Vec::new(), body }
+}
+
+#[test]
+fn the_access_review_recommends_per_assignment_and_names_who_can_read_the_keys() {
+    use crate::rule_cases::user_id;
+    let reply = access_get("/api/access?days=90", Some(Role::Responder));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let review = reply.json();
+    let assignments = review["assignments"].as_array().unwrap();
+    assert_eq!(assignments.len(), 6, "{assignments:?}");
+    let of = |review: &Value, p: &str| -> Value {
+        review["assignments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["principal_id"] == p)
+            .unwrap_or_else(|| panic!("{p} not in {review}"))
+            .clone()
+    };
+    assert_eq!(of(&review, &user_id(1))["recommendation"], "reader");
+    assert!(of(&review, &user_id(1))["advice"].as_str().unwrap().contains("dbs/shop/colls/orders"));
+    assert!(of(&review, &user_id(1))["requests"].as_i64().unwrap() > 0);
+    assert_eq!(of(&review, &user_id(2))["recommendation"], "narrow scope");
+    assert_eq!(of(&review, &user_id(3))["recommendation"], "unused so far", "the logs start after 90 days back");
+    assert_eq!(of(&review, &user_id(4))["recommendation"], "keep");
+    assert_eq!(of(&review, ACCESS_GROUP)["recommendation"], "group");
+    let hostile = of(&review, ACCESS_HOSTILE_ID);
+    assert_eq!(hostile["role_name"], ACCESS_HOSTILE_ROLE, "the role name as the inventory read it");
+    let counts = &review["counts"];
+    for (recommendation, n) in
+        [("reader", 1), ("narrow scope", 1), ("unused so far", 2), ("keep", 1), ("group", 1), ("remove", 0)]
+    {
+        assert_eq!(counts[recommendation], n, "{recommendation}: {counts}");
+    }
+    assert!(review["until"].as_str().unwrap().starts_with("2025-03-3"), "the end of the data: {review}");
+    assert!(review["inventory_taken_at"].as_str().unwrap().starts_with("2025-01-02"));
+
+    // The accounts: the one the keys open, with its key clients and who may list the keys,
+    // and the one with local auth off, whose key readers are listed all the same.
+    let accounts = review["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 2, "{accounts:?}");
+    let account = |name: &str| accounts.iter().find(|a| a["account"] == name).unwrap_or_else(|| panic!("{name}"));
+    let open = account(&access_server().account);
+    assert_eq!(open["disable_local_auth"], false);
+    assert_eq!(open["public_network_access"], "Enabled");
+    assert_eq!(open["key_clients"], 1, "{open}");
+    assert_eq!(open["key_requests"], 3, "{open}");
+    let readers: Vec<(String, String)> = open["key_readers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["principal_id"].as_str().unwrap().to_string(), r["role_name"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(readers.contains(&(ACCESS_HOSTILE_ID.to_string(), "Owner".to_string())), "{readers:?}");
+    assert!(readers.contains(&(ACCESS_GROUP.to_string(), "Cosmos DB Account Reader Role".to_string())), "{readers:?}");
+    let locked = account(LOCKED_ACCOUNT);
+    assert_eq!(locked["disable_local_auth"], true);
+    assert_eq!(locked["public_network_access"], "Disabled");
+    assert_eq!(locked["key_clients"], 0);
+    let locked_readers = locked["key_readers"].as_array().unwrap();
+    assert_eq!(locked_readers.len(), 1, "the group on the subscription, not the owner of the other account: {locked}");
+    assert_eq!(locked_readers[0]["principal_id"], ACCESS_GROUP);
+
+    // From a start the logs cover, the unused assignment is to be removed.
+    let later = access_get("/api/access?days=30", Some(Role::Responder)).json();
+    assert_eq!(of(&later, &user_id(3))["recommendation"], "remove");
+    assert_eq!(later["counts"]["remove"], 2, "user 3 and the hostile principal: {}", later["counts"]);
+    assert_eq!(later["days"], 30);
+}
+
+#[test]
+fn the_access_review_checks_days_and_who_calls() {
+    for bad in ["0", "366", "abc", "-5", "7.5"] {
+        let reply = access_get(&format!("/api/access?days={bad}"), Some(Role::Responder));
+        assert_eq!(reply.status, 400, "days={bad}: {}", reply.body);
+        let message = reply.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("days") && message.contains("1 to 365"), "days={bad}: {message}");
+    }
+    let reply = access_get("/api/access?day=3", Some(Role::Responder));
+    assert_eq!(reply.status, 400, "an unknown parameter is named: {}", reply.body);
+    for role in [Role::Responder, Role::Auditor, Role::Admin] {
+        assert_eq!(access_get("/api/access", Some(role)).status, 200, "{role:?}");
+    }
+    let reply = access_get("/api/access", None);
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert_eq!(reply.json()["error"]["code"], "unauthorized");
+}
+
+#[test]
+fn a_principal_profile_shows_its_entitlements_beside_its_use() {
+    use crate::rule_cases::user_id;
+    let reply = access_get(&format!("/api/principals/{}", user_id(1)), Some(Role::Responder));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let profile = reply.json();
+    let e = &profile["entitlements"];
+    let assignments = e["assignments"].as_array().unwrap();
+    assert_eq!(assignments.len(), 1, "{e}");
+    assert_eq!(assignments[0]["role_name"], "Cosmos DB Built-in Data Contributor");
+    assert_eq!(assignments[0]["recommendation"], "reader");
+    assert!(e["azure_roles"].as_array().unwrap().is_empty());
+
+    // The hostile principal: known only from the inventory, it has a page all the same,
+    // with its custom role and the Owner role that can read the account keys.
+    let reply = access_get(&format!("/api/principals/{}", path_segment(ACCESS_HOSTILE_ID)), Some(Role::Auditor));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let hostile = reply.json();
+    assert_eq!(hostile["principal"]["principal_id"], ACCESS_HOSTILE_ID);
+    let e = &hostile["entitlements"];
+    assert_eq!(e["assignments"][0]["role_name"], ACCESS_HOSTILE_ROLE, "{e}");
+    let roles = e["azure_roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 1, "{e}");
+    assert_eq!(roles[0]["role_name"], "Owner");
+    assert_eq!(roles[0]["reads_keys"], true);
+
+    // The group: Account Reader Role (which lists the read-only keys) on the subscription.
+    let group = access_get(&format!("/api/principals/{ACCESS_GROUP}"), Some(Role::Responder)).json();
+    assert_eq!(group["entitlements"]["azure_roles"][0]["reads_keys"], true, "{group}");
+    assert_eq!(group["entitlements"]["assignments"][0]["recommendation"], "group");
+    // Still nothing at all is a 404.
+    let reply = access_get("/api/principals/00000000-0000-4000-8000-000000000000", Some(Role::Responder));
+    assert_eq!(reply.status, 404, "{}", reply.body);
+}
