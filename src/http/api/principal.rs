@@ -208,7 +208,12 @@ pub async fn profile(
             .get("last_seen")
             .and_then(|v| v.as_str())
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-        let to = to.unwrap_or_else(|| last_seen.map_or(0, |t| t.timestamp_micros() + 1));
+        let to = match (to, last_seen) {
+            (Some(to), _) => to,
+            (None, Some(t)) => t.timestamp_micros() + 1,
+            // known only from the inventory: the end of the data
+            (None, None) => super::access::period(&conn, 0)?.1,
+        };
         let from = from.unwrap_or(to - 14 * 86_400_000_000);
         if from >= to {
             return Err(ApiError::bad_request("from must be before to"));

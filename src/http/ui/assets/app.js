@@ -587,10 +587,10 @@ async function principal(id) {
     section("Volume per day against its baseline (median of the 28 days before)", lineChart(["day", "requests", "baseline_requests", "signins"], d.daily)),
     section("Where it signed in from", table(["country", "city", "ip_address", "app_display_name", "kind", "signins", "failed", "risk", "first", "last"], d.signin_sources)),
     section("What it touched", table(["account", "database_name", "collection_name", "operation", "requests", "bytes_out", "denied", "first", "last"], d.data_access)),
+    entitlementsSection(d.entitlements),
     section("User agents", table(["user_agent", "seen_in", "events", "last"], d.user_agents)),
     section("Findings", table(["id", "severity", "status", "title", "entity", "last_seen", "count"], d.findings)),
     section("Timeline", table(["time", "type", "what"], d.timeline)),
-    entitlementsSection(d.entitlements),
     changesSection("Changes made by this identity", "changes-made", d.changes_made || [], d.changes_made_total || 0, "made"),
     changesSection("Changes made to this identity", "changes-received", d.changes_received || [], d.changes_received_total || 0, "received"),
   );
