@@ -452,3 +452,125 @@ async fn a_principal_page_lists_its_changes_and_a_finding_links_to_the_change() 
     stop.cancel();
     tokio::task::spawn_blocking(move || server.join().unwrap()).await.unwrap();
 }
+
+/// `api::access_store` (an inventory and 88 days of requests) served with the development
+/// sign-in on a loopback port. Returns the base URL, what stops the server, and the
+/// requests' account name.
+fn serve_access()
+-> (String, tokio_util::sync::CancellationToken, std::thread::JoinHandle<()>, tempfile::TempDir, String) {
+    use tokentrail::http::{Application, Settings, SignIn};
+    let (dir, store, account) = crate::api::access_store();
+    let db = dir.path().join("test.duckdb");
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let settings = Settings::new(store, listen, "test: access", SignIn::Development { db, secret: None });
+    let app = Application::build(settings).unwrap();
+    let (base, stop) = (format!("http://{}", app.address()), app.stopper());
+    let thread = std::thread::spawn(move || app.run_until_stopped().unwrap());
+    (base, stop, thread, dir, account)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_page_shows_accounts_and_assignments_and_a_principal_its_entitlements() {
+    use crate::api::{ACCESS_HOSTILE_ID, ACCESS_HOSTILE_ROLE, LOCKED_ACCOUNT};
+    use crate::rule_cases::user_id;
+    let profile = tempfile::tempdir().unwrap();
+    let (base, stop, server, _dir, account) = tokio::task::spawn_blocking(serve_access).await.unwrap();
+    let (_driver, client) = browser(&profile.path().join("profile")).await;
+    sign_in(&client, &base, "Responder").await;
+
+    // The nav leads to it.
+    client.find(Locator::Css("header nav a[href='/access']")).await.expect("Access in the nav").click().await.unwrap();
+    ready(&client).await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/access");
+    shot(&client, "access").await;
+    let accounts = text(&client, "#access-accounts").await;
+    for part in [account.as_str(), "Enabled", LOCKED_ACCOUNT, "Disabled", "Owner", "Cosmos DB Account Reader Role"] {
+        assert!(accounts.contains(part), "{part} in the accounts: {accounts}");
+    }
+    let local_auth = |name: &str| format!("#access-accounts tr[data-account='{name}'] td:nth-child(2)");
+    assert_eq!(text(&client, &local_auth(&account)).await, "on", "the keys open {account}");
+    assert_eq!(text(&client, &local_auth(LOCKED_ACCOUNT)).await, "off");
+    let readers = text(&client, &format!("#access-accounts tr[data-account='{account}'] td:nth-child(7)")).await;
+    assert!(readers.contains(ACCESS_HOSTILE_ID), "the hostile owner is listed as text: {readers}");
+    // Who can read the keys links to their page.
+    let links = client
+        .execute(
+            "return [...document.querySelectorAll('#access-accounts a[href^=\"/principals/\"]')].map(a => [a.textContent, a.getAttribute('href')])",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let hostile_href = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l[0] == ACCESS_HOSTILE_ID)
+        .unwrap_or_else(|| panic!("the owner's link: {links}"))[1]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // An assignment with its recommendation as a badge.
+    let reader = client
+        .find(Locator::Css("#access-assignments tr.assignment[data-recommendation='reader']"))
+        .await
+        .expect("user 1's assignment is to become a reader's");
+    let row = reader.text().await.unwrap();
+    for part in [user_id(1).as_str(), "Cosmos DB Built-in Data Contributor", "Data Reader", "dbs/shop/colls/orders"] {
+        assert!(row.contains(part), "{part} in {row}");
+    }
+    assert_eq!(reader.find(Locator::Css("span.rec")).await.unwrap().text().await.unwrap(), "reader");
+    assert!(
+        text(&client, "#access-assignments").await.contains(ACCESS_HOSTILE_ROLE),
+        "the hostile role name is shown as text"
+    );
+    // Filtered by recommendation, in the page.
+    client.find(Locator::Css("#recommendation-filter")).await.unwrap().select_by_value("narrow scope").await.unwrap();
+    let visible = wait_for(
+        &client,
+        "the filter",
+        "const v = [...document.querySelectorAll('#access-assignments tr.assignment')].filter(r => !r.hidden);
+         return v.length === 1 ? v.map(r => r.dataset.recommendation) : null;",
+    )
+    .await;
+    assert_eq!(visible, json!(["narrow scope"]));
+    assert!(client.current_url().await.unwrap().query().unwrap_or_default().contains("recommendation=narrow"));
+    let injected = client
+        .execute(
+            "return document.querySelectorAll('main img, main script').length + (document.title === 'pwned' ? 100 : 0)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(injected, json!(0), "the hostile id or role name made an element or ran");
+
+    // The hostile owner's page: known from the inventory only, its entitlements as text.
+    open(&client, &base, &hostile_href).await;
+    shot(&client, "principal-entitlements-hostile").await;
+    assert_eq!(text(&client, "main h1").await, ACCESS_HOSTILE_ID);
+    let entitlements = text(&client, "#entitlements").await;
+    for part in ["Entitlements", ACCESS_HOSTILE_ROLE, "Owner", "can read account keys"] {
+        assert!(entitlements.contains(part), "{part} in {entitlements}");
+    }
+    let injected = client
+        .execute(
+            "return document.querySelectorAll('main img, main script').length + (document.title === 'pwned' ? 100 : 0)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(injected, json!(0));
+
+    // User 1's page: what it may do beside what it did.
+    open(&client, &base, &format!("/principals/{}", user_id(1))).await;
+    shot(&client, "principal-entitlements").await;
+    let entitlements = text(&client, "#entitlements").await;
+    assert!(entitlements.contains("Cosmos DB Built-in Data Contributor"), "{entitlements}");
+    assert_eq!(text(&client, "#entitlements span.rec").await, "reader");
+    assert!(text(&client, "main").await.contains("What it touched"));
+    only_local_requests(&client, &base).await;
+
+    client.close().await.unwrap();
+    stop.cancel();
+    tokio::task::spawn_blocking(move || server.join().unwrap()).await.unwrap();
+}
