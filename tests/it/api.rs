@@ -1437,3 +1437,19 @@ fn a_principal_profile_shows_its_entitlements_beside_its_use() {
     let reply = access_get("/api/principals/00000000-0000-4000-8000-000000000000", Some(Role::Responder));
     assert_eq!(reply.status, 404, "{}", reply.body);
 }
+
+#[test]
+fn without_an_inventory_the_access_review_has_only_the_activity_logs_grants() {
+    let reply = get("/api/access", Role::Auditor);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let review = reply.json();
+    assert!(review["accounts"].as_array().unwrap().is_empty(), "no inventory, no account: {review}");
+    assert_eq!(review["inventory_taken_at"], Value::Null);
+    assert_eq!(review["days"], 90);
+    // The generated tenant's grants come from the Activity log alone.
+    let assignments = review["assignments"].as_array().unwrap();
+    assert!(assignments.iter().all(|a| a["origin"] == "activity_log"), "{assignments:?}");
+    let counted: i64 = review["counts"].as_object().unwrap().values().map(|n| n.as_i64().unwrap()).sum();
+    assert_eq!(counted, assignments.len() as i64, "{}", review["counts"]);
+    assert_eq!(review["counts"].as_object().unwrap().len(), 6, "every recommendation counted");
+}

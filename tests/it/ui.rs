@@ -574,3 +574,26 @@ async fn the_access_page_shows_accounts_and_assignments_and_a_principal_its_enti
     stop.cancel();
     tokio::task::spawn_blocking(move || server.join().unwrap()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_inventory_the_access_page_says_how_to_take_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, stop, server) = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || serve_changes(&dir)
+    })
+    .await
+    .unwrap();
+    let (_driver, client) = browser(&dir.path().join("profile")).await;
+    sign_in(&client, &base, "Auditor").await;
+    open(&client, &base, "/access").await;
+    shot(&client, "access-empty").await;
+    let empty = text(&client, "#access-empty").await;
+    for part in ["tokentrail inventory", "--from-file", "README"] {
+        assert!(empty.contains(part), "{part} in {empty}");
+    }
+    assert!(client.find(Locator::Css("#access-accounts")).await.is_err(), "no table of nothing");
+    client.close().await.unwrap();
+    stop.cancel();
+    tokio::task::spawn_blocking(move || server.join().unwrap()).await.unwrap();
+}
