@@ -31,7 +31,7 @@ pub(super) const ADMIN_GROUP: &str = "Cosmos DB Admins";
 pub(super) const DIAGNOSTIC_SETTING: &str = "cosmos-to-eventhub";
 pub(super) const DATA_READER: &str = "00000000-0000-0000-0000-000000000001";
 pub(super) const DATA_CONTRIBUTOR: &str = "00000000-0000-0000-0000-000000000002";
-const ACCOUNT_READER: &str = "fbdf93bf-df7d-467e-a4d2-9458aa1360c8";
+pub(super) const ACCOUNT_READER: &str = "fbdf93bf-df7d-467e-a4d2-9458aa1360c8";
 
 pub(super) const LIST_KEYS: &str = "Microsoft.DocumentDB/databaseAccounts/listKeys/action";
 pub(super) const READ_ONLY_KEYS: &str = "Microsoft.DocumentDB/databaseAccounts/readonlykeys/action";
@@ -172,7 +172,7 @@ pub(super) fn off_hours(at: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// The account's ARM path as request bodies spell it (normal case).
-fn arm_path(account: &CosmosAccount) -> String {
+pub(super) fn arm_path(account: &CosmosAccount) -> String {
     format!(
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.DocumentDB/databaseAccounts/{}",
         account.subscription_id, account.resource_group, account.name
@@ -180,7 +180,7 @@ fn arm_path(account: &CosmosAccount) -> String {
 }
 
 /// The narrowest scope covering a grant's collections: one collection, one database, or the account.
-fn grant_scope(account: &CosmosAccount, grant: &Grant) -> String {
+pub(super) fn grant_scope(account: &CosmosAccount, grant: &Grant) -> String {
     let base = arm_path(account);
     let db = |d: usize| account.databases.get(d);
     let same_db = grant.collections.windows(2).all(|w| w[0].0 == w[1].0);
@@ -198,7 +198,7 @@ fn grant_scope(account: &CosmosAccount, grant: &Grant) -> String {
 }
 
 /// The data role a workload needs: readers read, everyone else writes too.
-fn data_role(p: &Principal) -> &'static str {
+pub(super) fn data_role(p: &Principal) -> &'static str {
     if p.workload == Workload::Reader { DATA_READER } else { DATA_CONTRIBUTOR }
 }
 

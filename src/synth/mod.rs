@@ -24,11 +24,13 @@
 //! devices); `signins.rs` renders sign-in records, `cosmos.rs` DataPlaneRequests records (and
 //! the benchmark's NDJSON); `control.rs` the Activity log and AuditLogs records, the admins'
 //! routine and the attacks on them; `scenarios.rs` holds the attacks, `Generator::scenario` and the
-//! ground truth; `wire.rs` the wire formats and RNG streams. This file: the public API and the
+//! ground truth; `inventory.rs` the tenant's role assignments and accounts as `az` prints them
+//! (some over-granted on purpose); `wire.rs` the wire formats and RNG streams. This file: the public API and the
 //! baseline, hour by hour.
 
 mod control;
 mod cosmos;
+mod inventory;
 mod realistic;
 mod scenarios;
 mod signins;
@@ -46,6 +48,7 @@ use cosmos::{Op, READS, Request, key_caller, key_request, principal_request, pus
 use wire::{Prng, STREAM_HISTORY, STREAM_HOUR, jitter, stream_rng};
 
 pub use cosmos::{write_cosmos_ndjson, write_cosmos_ndjson_until};
+pub use inventory::{INVENTORY_FILES, Inventory, OverGrant};
 pub use scenarios::{GroundTruth, Scenario, THREAT_INTEL_IPS};
 pub use tenant::{
     App, Browser, Collection, CosmosAccount, Database, Grant, Habit, KeyClient, Office, Place, Principal,

@@ -976,3 +976,100 @@ fn out_of_hours_is_outside_monday_to_friday_seven_to_nineteen() {
     assert_eq!(off_hours(at("2025-03-05T06:59:00Z")), at("2025-03-05T06:59:00Z"));
     assert_eq!(off_hours(at("2025-03-08T12:00:00Z")), at("2025-03-08T12:00:00Z"));
 }
+
+/// The data-plane assignment with ARM id `id` (lower case) in `inventory`.
+fn assignment<'a>(inventory: &'a Inventory, id: &str) -> &'a Value {
+    let rows = inventory.role_assignments.as_array().expect("a list");
+    rows.iter().find(|a| text(a, "id").eq_ignore_ascii_case(id)).unwrap_or_else(|| panic!("{id} not in the list"))
+}
+
+#[test]
+fn the_inventory_holds_its_over_grants_and_is_deterministic() {
+    for profile in [Profile::Tidy, Profile::Realistic] {
+        for seed in [1, 42, 7] {
+            let g = generator(seed).with_profile(profile);
+            let inventory = g.inventory();
+            assert_eq!(inventory, generator(seed).with_profile(profile).inventory(), "{profile} seed {seed}");
+            let by = |r: &str| inventory.over_grants.iter().filter(|o| o.recommendation == r).collect::<Vec<_>>();
+            let principal = |id: &str| g.tenant().principals().find(|p| p.object_id.eq_ignore_ascii_case(id));
+            let account_path = |name: &str| {
+                let a = g.tenant().accounts.iter().find(|a| a.name == name).expect("an account");
+                control::arm_path(a)
+            };
+            // readers holding Data Contributor on the whole account
+            assert_eq!(by("reader").len(), 2, "{profile} seed {seed}");
+            for o in by("reader") {
+                let p = principal(&o.principal_id).expect("a principal");
+                assert_eq!(p.workload, Workload::Reader);
+                let a = assignment(&inventory, &o.assignment_id);
+                assert!(text(a, "roleDefinitionId").ends_with(control::DATA_CONTRIBUTOR));
+                assert_eq!(text(a, "scope"), account_path(&o.account));
+            }
+            // writers in one container holding the whole account
+            assert_eq!(by("narrow scope").len(), 2);
+            for o in by("narrow scope") {
+                let p = principal(&o.principal_id).expect("a principal");
+                assert!(matches!(p.workload, Workload::Service | Workload::Analyst));
+                assert_eq!((p.grants.len(), p.grants[0].collections.len()), (1, 1), "{}", p.name);
+                assert_eq!(text(assignment(&inventory, &o.assignment_id), "scope"), account_path(&o.account));
+            }
+            // principals that never send a request
+            assert_eq!(by("remove").len(), 3);
+            for o in by("remove") {
+                let p = principal(&o.principal_id).expect("a principal");
+                assert!(!p.has_data() && p.workload == Workload::NoData && !g.control.is_admin(p), "{}", p.name);
+            }
+            // a group, named one by an Azure role assignment
+            let group = by("group");
+            assert_eq!(group.len(), 1);
+            assert_eq!(group[0].principal_id, inventory.group_id);
+            let azure = inventory.azure_role_assignments.as_array().expect("a list");
+            assert!(
+                azure
+                    .iter()
+                    .any(|a| text(a, "principalId") == inventory.group_id && text(a, "principalType") == "Group")
+            );
+            let custom = text(assignment(&inventory, &group[0].assignment_id), "roleDefinitionId").to_string();
+            let definitions = inventory.role_definitions.as_array().expect("a list");
+            let role = definitions.iter().find(|d| text(d, "id") == custom).expect("the custom role defined");
+            assert_eq!(text(role, "typePropertiesType"), "CustomRole");
+            assert!(!role["permissions"][0]["dataActions"].to_string().contains("delete"));
+            // every grant of the tenant has its assignment, under the id its requests carry
+            for p in g.tenant().principals() {
+                for grant in &p.grants {
+                    let a = assignment(
+                        &inventory,
+                        &format!(
+                            "{}/sqlRoleAssignments/{}",
+                            control::arm_path(&g.tenant().accounts[grant.account]),
+                            grant.role_assignment_id
+                        ),
+                    );
+                    assert_eq!(text(a, "principalId"), p.object_id);
+                }
+            }
+            // local auth as control.rs has it; the key readers of the key client's account
+            let accounts = inventory.accounts.as_array().expect("a list");
+            for (i, a) in accounts.iter().enumerate() {
+                assert_eq!(a["disableLocalAuth"], json!(g.control.local_auth_disabled[i]));
+            }
+            assert_eq!(accounts[g.tenant().key_client.account]["disableLocalAuth"], json!(false));
+            let rotation = &g.key_rotation_identity().object_id;
+            assert!(inventory.key_readers.contains(&(rotation.clone(), "DocumentDB Account Contributor")));
+            assert!(inventory.key_readers.iter().any(|(_, role)| *role == "Cosmos DB Account Reader Role"));
+            for admin in g.admins() {
+                assert!(inventory.key_readers.contains(&(admin.object_id.clone(), "Owner")));
+            }
+        }
+    }
+    assert_ne!(generator(1).inventory(), generator(2).inventory());
+}
+
+#[test]
+fn the_inventory_leaves_every_other_stream_as_it_was() {
+    let g = generator(42);
+    let from = at(MONDAY);
+    let before = g.history(from, from + Duration::days(2), &[]).0;
+    let _ = g.inventory();
+    assert_eq!(before, g.history(from, from + Duration::days(2), &[]).0);
+}

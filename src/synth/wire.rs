@@ -17,6 +17,7 @@ pub(super) const STREAM_HISTORY: u64 = 3;
 pub(super) const STREAM_NDJSON: u64 = 4;
 pub(super) const STREAM_REALISTIC: u64 = 5;
 pub(super) const STREAM_CONTROL: u64 = 6;
+pub(super) const STREAM_INVENTORY: u64 = 7;
 pub(super) const STREAM_SCENARIO: u64 = 16;
 
 pub(super) fn stream_rng(seed: u64, stream: u64, index: u64) -> Prng {

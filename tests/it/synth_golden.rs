@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use tokentrail::synth::{Event, Generator, Scenario, Tenant, write_cosmos_ndjson_until};
+use tokentrail::synth::{Event, Generator, Profile, Scenario, Tenant, write_cosmos_ndjson_until};
 
 const END: &str = "2026-11-01T00:00:00Z";
 
@@ -26,6 +26,8 @@ const BASELINE: &str = "1bd4cfff9a5c397b3ad37c5975c623d3758dc22a00cd59128ce69fb8
 const SCENARIOS: &str = "60862aacd070ffd264d6a9a6dccf971aeb4858d7856c2e58bc2f545458b04d6e";
 const COSMOS_NDJSON: &str = "b1d03d8c22a79f4aea5f279799cc4379154e6bff605fc0aa4862fb6d35487d48";
 const TENANTS: &str = "1c6d02b1bfc9a146fed9a4b088bc994ed2a07ec728f73bfdee4087022728b63a";
+/// The inventory's four `az` documents (seed 42, tidy and realistic), as `generate` writes them.
+const INVENTORY: &str = "1aa05a7775a440cc465f84d979a2afe332f00c74a519edfcec8b008084423ec4";
 
 /// The scenarios HISTORY and SCENARIOS were recorded with. Scenarios added since have hashes of
 /// their own (ADDED): the history places scenarios in slots by their count, so adding one to
@@ -178,4 +180,17 @@ fn cosmos_ndjson_is_unchanged() {
 fn tenant_is_unchanged() {
     let tenants = format!("{:?}\n{:?}", Tenant::new(42), Tenant::new(7));
     assert_eq!(hex(tenants.as_bytes()), TENANTS, "Tenant::new");
+}
+
+#[test]
+fn inventory_is_unchanged() {
+    let mut out = Vec::new();
+    for profile in [Profile::Tidy, Profile::Realistic] {
+        let inventory = Generator::new(Tenant::new(42), 42).with_profile(profile).inventory();
+        for (name, document) in inventory.documents() {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(serde_json::to_string_pretty(document).unwrap().as_bytes());
+        }
+    }
+    assert_eq!(hex(&out), INVENTORY, "Generator::inventory");
 }
