@@ -46,7 +46,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
         name: "demo-ingest",
         run: Box::new(move |cx: SourceContext| {
             let source = GeneratedSource::new(seed, 1.0).with_profile(profile);
-            stream(&cx.store, &source, days, &cx.stop, &cx.metrics)
+            stream(&cx.store, &source, (seed, profile), days, &cx.stop, &cx.metrics)
         }),
     });
     let app = Application::build(settings)?;
@@ -59,6 +59,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
 fn stream(
     store: &Store,
     source: &GeneratedSource,
+    (seed, profile): (u64, crate::synth::Profile),
     days: u32,
     stop: &CancellationToken,
     metrics: &crate::metrics::Metrics,
@@ -72,6 +73,12 @@ fn stream(
         Some(t) => t,
         None => now.duration_trunc(TimeDelta::hours(1))? - TimeDelta::days(days as i64),
     };
+    if !has_inventory(store)? {
+        // Taken at the start of the history (of this start's, for a database from before the
+        // demo had an inventory), so every assignment predates the period an access review looks at.
+        let taken_at = if resume.is_some() { now - TimeDelta::days(days as i64) } else { start };
+        load_inventory(store, seed, profile, taken_at)?;
+    }
     if now - start > TimeDelta::from_std(TICK * 2)? {
         backfill(&mut writer, source, start, now, stop, metrics)?;
     }
@@ -96,6 +103,27 @@ fn stream(
         metrics.count_commit(&receipt.counts);
         tracing::debug!(batch = receipt.batch_id, rows = receipt.counts.total(), "live batch committed");
     })?;
+    Ok(())
+}
+
+fn has_inventory(store: &Store) -> Result<bool> {
+    let runs: i64 = store.connection()?.query_row("SELECT count(*) FROM inventory_runs", [], |r| r.get(0))?;
+    Ok(runs > 0)
+}
+
+/// Stores the generated tenant's inventory as `tokentrail inventory --from-file` would: its
+/// `az` output files written to a directory of their own, read back, and recorded.
+fn load_inventory(store: &Store, seed: u64, profile: crate::synth::Profile, taken_at: DateTime<Utc>) -> Result<()> {
+    let generator = crate::synth::Generator::new(crate::synth::Tenant::new(seed), seed).with_profile(profile);
+    let dir = std::env::temp_dir().join(format!("tokentrail-demo-inventory-{}", std::process::id()));
+    let result = (|| {
+        let files = super::generate::write_inventory(&generator, &dir)?;
+        let snapshot = crate::inventory::files::read(&files, taken_at)?;
+        crate::inventory::history::record(store, &snapshot)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let changes = result?;
+    tracing::info!(run_id = changes.run_id, opened = changes.opened, taken_at = %taken_at, "stored the generated inventory");
     Ok(())
 }
 

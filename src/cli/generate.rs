@@ -15,7 +15,8 @@ pub fn parse_scenarios(names: &[String]) -> Result<Vec<Scenario>> {
 /// Writes `days` of traffic ending at the start of today (UTC), so the same seed on
 /// the same day gives the same files. `out` is an `.ndjson`/`.json` file, or a
 /// directory filled in Azure's storage-archive layout. The scenarios' ground truth
-/// goes beside it, in `<out without extension>.truth.json`.
+/// goes beside it, in `<out without extension>.truth.json`, and the tenant's inventory (what
+/// `tokentrail inventory --from-file <DIR>/*.json` reads) in `<out without extension>.inventory/`.
 pub fn generate_files(
     out: &Path,
     days: u32,
@@ -44,15 +45,25 @@ pub fn generate_files(
         out.with_extension("truth.json")
     };
     write_truth(&truth_path, &truths)?;
+    let inventory_dir = out.with_extension("inventory");
+    write_inventory(&generator, &inventory_dir)?;
     Ok(format!(
-        "wrote {} records ({} to {}) to {}, ground truth of {} scenarios to {}",
+        "wrote {} records ({} to {}) to {}, ground truth of {} scenarios to {}, the inventory to {}",
         events.len(),
         from.format("%Y-%m-%d"),
         to.format("%Y-%m-%d"),
         out.display(),
         truths.len(),
-        truth_path.display()
+        truth_path.display(),
+        inventory_dir.display()
     ))
+}
+
+/// Writes the generated tenant's inventory (`az cosmosdb list`, `az cosmosdb sql role
+/// definition list`, `az cosmosdb sql role assignment list`, `az role assignment list`) as four
+/// JSON files into `dir`; returns their paths.
+pub fn write_inventory(generator: &crate::synth::Generator, dir: &Path) -> Result<Vec<PathBuf>> {
+    generator.inventory().write(dir).with_context(|| format!("writing the inventory to {}", dir.display()))
 }
 
 fn write_truth(path: &Path, truths: &[GroundTruth]) -> Result<()> {

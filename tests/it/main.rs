@@ -12,6 +12,7 @@ mod api;
 mod auth;
 mod changes;
 mod cli;
+mod demo_access;
 mod detections;
 mod eventhubs;
 mod evidence;
