@@ -106,7 +106,9 @@ SELECT DISTINCT group_id FROM directory_changes WHERE group_id IS NOT NULL;
 --   narrow scope     account- or database-wide, used in one container;
 --   group            a group: members' use is not attributed (needs Microsoft Graph);
 --   keep             used as granted.
-CREATE MACRO access_review(since, until) AS TABLE
+-- `access_review_of(who, since, until)` is the same for one principal (`who`, lower case; NULL
+-- for all), reading only its requests: what a principal's page shows.
+CREATE MACRO access_review_of(who, since, until) AS TABLE
 WITH grants AS MATERIALIZED (
     SELECT g.*,
         -- older than the period: granted before it, or already there at the first inventory
@@ -119,6 +121,7 @@ WITH grants AS MATERIALIZED (
         g.principal_id IN (SELECT principal_id FROM known_groups) AS is_group
     FROM data_access_grants g
     WHERE g.valid_from <= until AND (g.valid_to IS NULL OR g.valid_to > until)
+      AND (who IS NULL OR g.principal_id = who)
 ),
 usage AS MATERIALIZED (
     -- grouped before the assignments are looked at: few rows per principal
@@ -185,6 +188,9 @@ SELECT
     END AS advice
 FROM grants g
 LEFT JOIN used u USING (assignment_id);
+
+CREATE MACRO access_review(since, until) AS TABLE
+SELECT * FROM access_review_of(NULL, since, until);
 
 -- Accounts whose keys still open them: local auth on in the latest inventory, with their
 -- key clients active in [since, until) (and those clients' requests since first seen) and

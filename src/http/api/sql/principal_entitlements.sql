@@ -3,6 +3,5 @@
 SELECT
     principal_id, account, assignment_id, role_definition_id, role_name, scope, data_actions,
     granted_since, origin, is_group, requests::BIGINT AS requests, last_use, used_actions, recommendation, advice
-FROM access_review($2::TIMESTAMPTZ, $3::TIMESTAMPTZ)
-WHERE principal_id = lower($1)
+FROM access_review_of(lower($1), $2::TIMESTAMPTZ, $3::TIMESTAMPTZ)
 ORDER BY account, scope, assignment_id
