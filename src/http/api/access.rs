@@ -223,7 +223,7 @@ fn review(conn: &duckdb::Connection, days: i64) -> ApiResult<AccessReview> {
 /// the last `days` of data, with a recommendation each.
 #[utoipa::path(get, path = "/api/access", tag = "access",
     params(AccessQuery),
-    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
+    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor"])),
     responses((status = 200, body = AccessReview), (status = 400, body = crate::http::error::ErrorBody)))]
 pub async fn review_access(
     State(state): State<AppState>,

@@ -363,6 +363,10 @@ function accountsTable(accounts) {
 }
 
 async function access() {
+  if (!has("Responder") && !has("Auditor")) {
+    render(el("h1", {}, "Access"), el("p", {}, "Who may read what is for the TokenTrail.Responder and TokenTrail.Auditor roles."));
+    return;
+  }
   const p = params();
   const d = await api(`/api/access${query({ days: p.get("days") })}`);
   const heading = el("h1", {}, "Access: granted against used");
