@@ -151,7 +151,9 @@ fn main() {
         let (evaluation, elapsed) = timed(|| detector.evaluate_after_commit(&store).unwrap());
         assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
         assert_eq!(evaluation.absorbed.map(|a| (a.first_batch, a.last_batch)), Some((2 + i, 2 + i)));
-        assert_eq!(evaluation.runs.len(), detector.rules().len());
+        // a batch without raw records leaves the rules on control-plane changes alone
+        let expected = detector.rules().iter().filter(|r| !tokentrail::rules::reads_only_changes(r)).count();
+        assert_eq!(evaluation.runs.len(), expected);
         let rules: Duration = evaluation.runs.iter().map(|r| r.elapsed).sum();
         incremental.push(ms(elapsed));
         incremental_absorb.push(ms(elapsed - rules));
@@ -198,7 +200,8 @@ fn main() {
          | rule | ms | vs one scan | evidence rows |\n|---|---|---|---|\n{rows}\n\
          - **After a 10,000-row batch** (9,000 requests and 1,000 sign-ins, the next 20 minutes of traffic) on top \
          of that history, `Detector::evaluate_after_commit`, absorbing the batch (correlation, hourly activity, \
-         first-seen values) and evaluating every rule from the batch's earliest event minus the rule's window: \
+         first-seen values) and evaluating every rule from the batch's earliest event minus the rule's window (but \
+         the rules that read only control-plane changes, which a batch without raw records cannot change): \
          **{incremental_total:.0} ms** together, of which absorbing {incremental_absorb:.0} ms; median of {ROUNDS} \
          batches. Target: under 1 s ({target_incremental}).\n\
          - **Correlation view** `request_context` over all {requests} requests (`SELECT count(*), \

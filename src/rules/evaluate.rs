@@ -54,7 +54,8 @@ fn bind_rule(stmt: &duckdb::Statement<'_>, rule: &Rule, from: i64, to: i64) -> R
     })
 }
 
-/// Runs the rule's query into the temp table `rule_output` and checks its columns.
+/// Runs the rule's query into the temp table `rule_output`. Its columns are checked once, by
+/// [`check`] when the detector opens: they depend on the query and the schema alone.
 fn run_query(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64) -> Result<()> {
     // The rule file is code written to be run; its values come in as parameters. The optional
     // columns it does not return are added by name as NULL (no ALTER TABLE on every run).
@@ -67,6 +68,11 @@ fn run_query(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64) -> Resu
     let mut stmt = conn.prepare(&sql).context("the query is not valid")?;
     let values = bind_rule(&stmt, rule, from, to)?;
     stmt.execute(duckdb::params_from_iter(values)).context("the query failed")?;
+    Ok(())
+}
+
+/// Whether `rule_output` has the columns a rule must return, of the right types.
+fn check_columns(conn: &duckdb::Connection) -> Result<()> {
     let columns: Vec<(String, String)> = conn
         .prepare("SELECT name, type FROM pragma_table_info('rule_output')")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -90,7 +96,7 @@ fn run_query(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64) -> Resu
 /// are declared and its columns are right. Runs it over an empty period and keeps nothing.
 pub fn check(conn: &duckdb::Connection, rule: &Rule) -> Result<(), RuleError> {
     conn.execute_batch("BEGIN TRANSACTION").map_err(|e| rule_error(rule, anyhow::Error::from(e)))?;
-    let outcome = run_query(conn, rule, 0, 0);
+    let outcome = run_query(conn, rule, 0, 0).and_then(|()| check_columns(conn));
     let _ = conn.execute_batch("ROLLBACK");
     outcome.map_err(|error| rule_error(rule, error))
 }

@@ -234,6 +234,15 @@ impl Detector {
             Some(waiting) if waiting < earliest => waiting.max(earliest - DAY_MICROS),
             _ => earliest,
         });
+        // Rules that read only the typed changes cannot change unless change records came.
+        let changes_came = match absorbed {
+            Some(a) => conn.query_row(
+                "SELECT coalesce(sum(raw_rows), 0) > 0 FROM ingest_batches WHERE batch_id BETWEEN ? AND ?",
+                [a.first_batch, a.last_batch],
+                |r| r.get::<_, bool>(0),
+            )?,
+            None => false,
+        };
         let known: BTreeMap<String, String> = conn
             .prepare("SELECT rule_id, definition FROM rule_state")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -243,6 +252,8 @@ impl Detector {
             let changed = known.get(&rule.id) != Some(&definition);
             let from = if changed {
                 start
+            } else if reads_only_changes(rule) && !changes_came {
+                continue;
             } else if let Some(earliest) = earliest {
                 earliest - rule.window.num_microseconds().unwrap_or(i64::MAX / 4)
             } else if listened && rule.sql.contains("source_clock") {
@@ -305,6 +316,45 @@ impl Detector {
         }
         format!("{:016x}", xxh3_64(text.as_bytes()))
     }
+}
+
+/// Whether a built-in rule reads the typed control-plane and directory changes and nothing
+/// else that ingest adds to: only a batch with raw records (where those changes come from)
+/// can change its results. A user's rule is always evaluated.
+pub fn reads_only_changes(rule: &Rule) -> bool {
+    const CHANGES: &[&str] = &["control_changes", "control_operations", "directory_changes", "identity_changes"];
+    const OTHERS: &[&str] = &[
+        "cosmos_requests",
+        "signins",
+        "signin_clock",
+        "request_context",
+        "request_signins",
+        "activity_hours",
+        "first_seen",
+        "principals",
+        "ip_addresses",
+        "stream_hours",
+        "data_clock",
+        "source_clock",
+        "network_lists",
+        "raw_events",
+        "quarantine",
+        "finding",
+        "ingest_",
+        "checkpoints",
+        "inventory",
+        "data_role",
+        "azure_role",
+        "cosmos_accounts",
+        "access_review",
+        "key_exposure",
+        "data_access",
+        "known_groups",
+    ];
+    let sql = rule.sql.to_ascii_lowercase();
+    matches!(rule.origin, rule::Origin::BuiltIn(_))
+        && CHANGES.iter().any(|name| sql.contains(name))
+        && !OTHERS.iter().any(|name| sql.contains(name))
 }
 
 /// What a rule names when its results depend on the address lists: the table, or a macro of
