@@ -34,28 +34,40 @@ CREATE MACRO data_action_of(operation, resource_type) AS
 CREATE MACRO data_action_reads(action) AS
     lower(action) SIMILAR TO '.*/(readmetadata|items/read|executequery|readchangefeed)';
 
--- Role assignments as they were over time: the inventory's versions, each starting when the
--- Activity log says it was written (not when a later snapshot first saw it) and ending when
--- the log says it was deleted; and the assignments the log shows that no snapshot holds (made
--- after the last one, or an account never inventoried).
-CREATE OR REPLACE VIEW data_role_assignment_history AS
+-- Role assignments as they were over time, data-plane (`plane` 'data') and Azure ('azure'):
+-- the inventory's versions, each starting when the Activity log says it was written (not
+-- when a later snapshot first saw it) and ending when the log says it was deleted; and the
+-- assignments the log shows that no snapshot holds (made after the last one, or in a
+-- subscription never inventoried).
+CREATE VIEW role_assignment_history AS
 WITH writes AS (
-    SELECT resource_id AS assignment_id, account, target_principal_id AS principal_id, role_definition_id, scope, time
+    SELECT CASE kind WHEN 'role_assignment_write' THEN 'azure' ELSE 'data' END AS plane,
+           resource_id AS assignment_id, account, subscription_id, target_principal_id AS principal_id,
+           target_principal_type AS principal_type, role_definition_id, scope, time
     FROM control_operations
-    WHERE succeeded AND kind = 'data_role_assignment_write' AND target_principal_id IS NOT NULL
+    WHERE succeeded AND kind IN ('data_role_assignment_write', 'role_assignment_write') AND target_principal_id IS NOT NULL
 ),
 deletes AS (
     SELECT resource_id AS assignment_id, time
     FROM control_operations
-    WHERE succeeded AND kind = 'data_role_assignment_delete'
+    WHERE succeeded AND kind IN ('data_role_assignment_delete', 'role_assignment_delete')
 ),
 snapshots AS (
-    SELECT a.*, lag(a.valid_to) OVER (PARTITION BY a.assignment_id ORDER BY a.valid_from) AS previous_end
-    FROM data_role_assignments a
+    SELECT *, lag(valid_to) OVER (PARTITION BY assignment_id ORDER BY valid_from) AS previous_end
+    FROM (
+        SELECT 'data' AS plane, assignment_id, account, subscription_id, principal_id, NULL AS principal_type,
+               role_definition_id, scope, valid_from, valid_to
+        FROM data_role_assignments
+        UNION ALL
+        SELECT 'azure', assignment_id, NULL, subscription_id, principal_id, principal_type,
+               role_definition_id, scope, valid_from, valid_to
+        FROM azure_role_assignments
+    )
 ),
 folded AS (
     SELECT
-        s.assignment_id, s.account, s.subscription_id, s.principal_id, s.role_definition_id, s.scope,
+        s.plane, s.assignment_id, s.account, s.subscription_id, s.principal_id, s.principal_type,
+        s.role_definition_id, s.scope,
         coalesce((
             SELECT max(w.time) FROM writes w
             WHERE w.assignment_id = s.assignment_id AND w.time <= s.valid_from
@@ -72,7 +84,8 @@ folded AS (
 SELECT * FROM folded
 UNION ALL
 SELECT
-    w.assignment_id, w.account, NULL, w.principal_id, w.role_definition_id, w.scope, w.time,
+    w.plane, w.assignment_id, w.account, w.subscription_id, w.principal_id, w.principal_type,
+    w.role_definition_id, w.scope, w.time,
     (SELECT min(d.time) FROM deletes d WHERE d.assignment_id = w.assignment_id AND d.time >= w.time),
     'activity_log'
 FROM writes w
@@ -88,11 +101,30 @@ WHERE NOT EXISTS (
         AND NOT EXISTS (SELECT 1 FROM deletes d WHERE d.assignment_id = w.assignment_id AND d.time > x.time AND d.time < w.time)
   );
 
+CREATE OR REPLACE VIEW data_role_assignment_history AS
+SELECT assignment_id, account, subscription_id, principal_id, role_definition_id, scope, valid_from, valid_to, origin
+FROM role_assignment_history
+WHERE plane = 'data';
+
+-- Azure role assignments over time, with the role's name when known: who could list an
+-- account's keys on any day (the `keys` roles of cosmos_roles at the account or above).
+CREATE VIEW azure_role_assignment_history AS
+SELECT
+    h.assignment_id, h.subscription_id, h.principal_id, h.principal_type, h.role_definition_id,
+    coalesce(
+        (SELECT any_value(r.role_name) FROM azure_role_assignments r WHERE r.assignment_id = h.assignment_id),
+        c.role_name
+    ) AS role_name,
+    h.scope, h.valid_from, h.valid_to, h.origin
+FROM role_assignment_history h
+LEFT JOIN cosmos_roles c USING (role_definition_id)
+WHERE h.plane = 'azure';
+
 -- Principals known to be groups: named as a group by an Azure role assignment, or the group
 -- of a membership change. Their members' requests carry the members' own ids, so a group's
 -- assignment is never "used" by its own id: expanding it needs Microsoft Graph.
 CREATE VIEW known_groups AS
-SELECT DISTINCT principal_id FROM azure_role_assignments WHERE lower(principal_type) IN ('group', 'foreigngroup')
+SELECT DISTINCT principal_id FROM azure_role_assignment_history WHERE lower(principal_type) IN ('group', 'foreigngroup')
 UNION
 SELECT DISTINCT group_id FROM directory_changes WHERE group_id IS NOT NULL;
 
@@ -192,12 +224,24 @@ LEFT JOIN used u USING (assignment_id);
 CREATE MACRO access_review(since, until) AS TABLE
 SELECT * FROM access_review_of(NULL, since, until);
 
--- Accounts whose keys still open them: local auth on in the latest inventory, with their
+-- Accounts whose keys still open them: local auth on in the latest inventory (or in the
+-- Activity log's account writes since), with their
 -- key clients active in [since, until) (and those clients' requests since first seen) and
 -- who may list their keys (Azure roles with listKeys or readonlykeys at the account or above).
 CREATE MACRO key_exposure(since, until) AS TABLE
-WITH accounts AS (
-    SELECT account, resource_id, disable_local_auth FROM cosmos_accounts WHERE valid_to IS NULL
+WITH logged AS (
+    -- the Activity log's latest setting of each account, for changes after the inventory
+    SELECT account, arg_max(disable_local_auth, time) AS disable_local_auth, max(time) AS at
+    FROM control_operations
+    WHERE succeeded AND kind = 'account_write' AND disable_local_auth IS NOT NULL
+    GROUP BY account
+),
+accounts AS (
+    SELECT a.account, a.resource_id,
+           CASE WHEN l.at > a.valid_from THEN l.disable_local_auth ELSE a.disable_local_auth END AS disable_local_auth
+    FROM cosmos_accounts a
+    LEFT JOIN logged l USING (account)
+    WHERE a.valid_to IS NULL
 ),
 traffic AS (
     SELECT subject AS account, count(*) AS clients, sum(events) AS requests, max(last_time) AS last_use
@@ -209,7 +253,7 @@ holders AS (
     SELECT a.account, list(DISTINCT r.principal_id || ' (' || coalesce(r.role_name, c.role_name, r.role_definition_id) || ')'
                            ORDER BY r.principal_id || ' (' || coalesce(r.role_name, c.role_name, r.role_definition_id) || ')') AS key_readers
     FROM accounts a
-    JOIN azure_role_assignments r ON r.valid_to IS NULL AND scope_covers(r.scope, a.resource_id)
+    JOIN azure_role_assignment_history r ON r.valid_to IS NULL AND scope_covers(r.scope, a.resource_id)
     JOIN cosmos_roles c ON c.role_definition_id = r.role_definition_id AND c.kind = 'keys'
     GROUP BY a.account
 )

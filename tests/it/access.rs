@@ -129,6 +129,16 @@ fn the_activity_log_dates_grants_and_removals_between_snapshots() {
     done["properties"].as_object_mut().unwrap().remove("requestbody");
     case.records.push(start);
     case.records.push(done);
+    // an Azure role that reads the keys, granted on the account after the snapshot
+    let reader = json!({"Properties": {"PrincipalId": user_id(9), "PrincipalType": "User", "Scope": account_id,
+        "RoleDefinitionId": "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/fbdf93bf-df7d-467e-a4d2-9458aa1360c8"}});
+    let azure_write = "MICROSOFT.AUTHORIZATION/ROLEASSIGNMENTS/WRITE";
+    let mut start = event(azure_write, "Start", granted + Duration::days(6), Some(reader), "c3");
+    start["resourceId"] = json!(format!("{account_id}/providers/Microsoft.Authorization/roleAssignments/cccc"));
+    let mut done = start.clone();
+    done["resultType"] = json!("Success");
+    case.records.push(start);
+    case.records.push(done);
     case.findings();
     // the weekly snapshot sees the first grant two days later
     inventory(&case, granted + Duration::days(2), &[(&user_id(7), CONTRIBUTOR, "")]);
@@ -143,10 +153,42 @@ fn the_activity_log_dates_grants_and_removals_between_snapshots() {
         "dated by the log, not the snapshot"
     );
     assert_eq!(rows[1][..3], [user_id(8), "activity_log".into(), "2025-03-09 10:00".into()]);
+    let azure = case.db.rows(
+        "SELECT principal_id, role_name, origin, strftime(valid_from::TIMESTAMP, '%Y-%m-%d') FROM azure_role_assignment_history",
+    );
+    assert_eq!(
+        azure,
+        vec![vec![user_id(9), "Cosmos DB Account Reader Role".into(), "activity_log".into(), "2025-03-10".into()]]
+    );
     // who could read the account's items on the 5th: user 7 already
     let readers = case.db.rows(&format!(
         "SELECT principal_id FROM data_readers_at('{}', '2025-03-05'::TIMESTAMPTZ)",
         account_id.to_ascii_lowercase() + "/dbs/shop/colls/orders"
     ));
     assert_eq!(readers, vec![vec![user_id(7)]]);
+}
+
+#[test]
+fn key_exposure_takes_an_account_write_after_the_inventory() {
+    let db = crate::common::TestDb::new();
+    let fixture = std::path::Path::new("tests/fixtures/inventory/cosmosdb-list.json");
+    let taken = at("2026-11-01T00:00:00Z");
+    history::record(&db.store, &files::read(&[fixture], taken).unwrap()).unwrap();
+    let exposed = |db: &crate::common::TestDb| {
+        db.rows("SELECT account FROM key_exposure('2026-10-01'::TIMESTAMPTZ, '2026-12-01'::TIMESTAMPTZ) ORDER BY 1")
+    };
+    assert_eq!(exposed(&db), vec![vec!["contoso-orders".to_string()]], "telemetry has local auth off");
+    // someone turns key auth back on for telemetry after the inventory
+    let account = "/subscriptions/3f2a9c1e-7b4d-4e8a-9f0c-2d6b1a8e5c47/resourceGroups/rg-telemetry/providers/Microsoft.DocumentDB/databaseAccounts/contoso-telemetry";
+    let record = |result: &str| {
+        json!({"time": "2026-11-03T10:00:00Z", "resourceId": account, "category": "Write", "resultType": result,
+               "operationName": "MICROSOFT.DOCUMENTDB/DATABASEACCOUNTS/WRITE", "correlationId": "c-telemetry",
+               "identity": {}, "properties": {"eventCategory": "Administrative",
+               "requestbody": json!({"properties": {"disableLocalAuth": false}}).to_string()}})
+    };
+    let path = db.file("write.ndjson", format!("{}\n{}\n", record("Start"), record("Success")));
+    db.ingest(&[path]);
+    let (detector, _) = tokentrail::rules::Detector::open(&db.store, &Default::default()).unwrap();
+    detector.evaluate_after_commit(&db.store).unwrap();
+    assert_eq!(exposed(&db), vec![vec!["contoso-orders".to_string()], vec!["contoso-telemetry".to_string()]]);
 }

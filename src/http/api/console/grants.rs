@@ -27,6 +27,8 @@ const SHARED: &[&str] = &[
     "azure_role_assignments",
     "data_access_grants",
     "data_role_assignment_history",
+    "role_assignment_history",
+    "azure_role_assignment_history",
     "known_groups",
     "principals",
     "request_signins",

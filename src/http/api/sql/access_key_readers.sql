@@ -6,7 +6,7 @@ SELECT
     coalesce(r.role_name, c.role_name, r.role_definition_id) AS role_name,
     r.scope, r.assignment_id
 FROM cosmos_accounts a
-JOIN azure_role_assignments r ON r.valid_to IS NULL AND scope_covers(r.scope, a.resource_id)
+JOIN azure_role_assignment_history r ON r.valid_to IS NULL AND scope_covers(r.scope, a.resource_id)
 JOIN cosmos_roles c ON c.role_definition_id = r.role_definition_id AND c.kind = 'keys'
 WHERE a.valid_to IS NULL
 ORDER BY a.resource_id, r.principal_id, role_name, r.scope

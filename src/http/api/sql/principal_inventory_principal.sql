@@ -4,7 +4,7 @@
 WITH seen AS (
     SELECT principal_id, NULL AS principal_type, valid_from FROM data_role_assignments WHERE principal_id = lower($1)
     UNION ALL
-    SELECT principal_id, principal_type, valid_from FROM azure_role_assignments WHERE principal_id = lower($1)
+    SELECT principal_id, principal_type, valid_from FROM azure_role_assignment_history WHERE principal_id = lower($1)
 )
 SELECT
     $1 AS principal_id,
