@@ -15,9 +15,14 @@ pub struct InventoryArgs {
     pub from_file: Vec<PathBuf>,
     pub endpoint: Option<String>,
     pub credential: CredentialKind,
+    /// When the `--from-file` output was taken (default: now).
+    pub taken_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub fn run(args: InventoryArgs) -> Result<ExitCode> {
+    if args.from_file.is_empty() && args.taken_at.is_some() {
+        anyhow::bail!("--taken-at dates files given with --from-file; an inventory from Azure is taken now");
+    }
     let (snapshot, store) = if args.from_file.is_empty() {
         let mut config =
             InventoryConfig { subscriptions: args.subscriptions, credential: args.credential, ..Default::default() };
@@ -44,7 +49,12 @@ pub fn run(args: InventoryArgs) -> Result<ExitCode> {
                 "--subscription reads from Azure; with --from-file the files say which subscriptions they hold"
             );
         }
-        let snapshot = inventory::files::read(&args.from_file, chrono::Utc::now())?;
+        let now = chrono::Utc::now();
+        let taken_at = args.taken_at.unwrap_or(now);
+        if taken_at > now {
+            anyhow::bail!("--taken-at {}: in the future; give when the az commands ran", taken_at.to_rfc3339());
+        }
+        let snapshot = inventory::files::read(&args.from_file, taken_at)?;
         eprintln!("read {} file(s)", args.from_file.len());
         let store = open(&args.db)?;
         let changes = inventory::history::record(&store, &snapshot)?;

@@ -176,6 +176,10 @@ enum Command {
         /// The management endpoint (sovereign clouds, tests).
         #[arg(long, hide = true)]
         endpoint: Option<String>,
+        /// When the `--from-file` output was taken (RFC 3339; default: now). Inventories are
+        /// stored oldest first.
+        #[arg(long)]
+        taken_at: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Run everything locally on generated traffic: no Azure account needed.
     Demo {
@@ -320,7 +324,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Verify { db } => evidence::verify_chain(&db),
-        Command::Inventory { db, subscriptions, from_file, credential, endpoint } => {
+        Command::Inventory { db, subscriptions, from_file, credential, endpoint, taken_at } => {
             let credential: crate::config::CredentialKind =
                 serde_json::from_value(serde_json::Value::String(credential.clone())).map_err(|_| {
                     anyhow::anyhow!(
@@ -328,7 +332,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                          client_certificate or azure_cli"
                     )
                 })?;
-            inventory::run(inventory::InventoryArgs { db, subscriptions, from_file, endpoint, credential })
+            inventory::run(inventory::InventoryArgs { db, subscriptions, from_file, endpoint, credential, taken_at })
         }
         Command::Demo { db, port, seed, days, profile } => {
             demo::run(demo::DemoOptions { db, port, seed, days, profile })?;

@@ -196,6 +196,18 @@ pub fn record(store: &Store, snapshot: &Snapshot) -> Result<Changes> {
         .transaction(|conn| {
             let run_id: i64 =
                 conn.query_row("SELECT coalesce(max(run_id), 0) + 1 FROM inventory_runs", [], |r| r.get(0))?;
+            // History only moves forward: an older snapshot stored after a newer one would close
+            // rows before they were opened.
+            let latest: Option<i64> =
+                conn.query_row("SELECT epoch_us(max(started_at)) FROM inventory_runs", [], |r| r.get(0))?;
+            if let Some(latest) = latest.filter(|latest| *latest > snapshot.taken_at.timestamp_micros()) {
+                let latest = chrono::DateTime::from_timestamp_micros(latest).unwrap_or_default();
+                anyhow::bail!(
+                    "this inventory was taken at {}, before the latest one stored ({}): history only moves forward",
+                    snapshot.taken_at.to_rfc3339(),
+                    latest.to_rfc3339()
+                );
+            }
             let at = snapshot.taken_at.to_rfc3339();
             let mut changes = Changes { run_id, ..Changes::default() };
             apply(conn, snapshot, &snapshot.accounts, run_id, &at, &mut changes)?;

@@ -387,3 +387,30 @@ fn compose_pins_its_images_publishes_on_loopback_and_waits_for_a_healthy_emulato
     let waits = compose_block(&compose_service(&compose, "tokentrail"), "depends_on:");
     assert_eq!(waits, ["eventhubs-emulator:", "condition: service_healthy"]);
 }
+
+#[test]
+fn inventory_files_are_dated_as_told_and_history_only_moves_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("inventory.duckdb");
+    let db = db.to_str().unwrap();
+    let file = "tests/fixtures/inventory/sql-role-assignment-list.json";
+    let out = tokentrail(&["inventory", "--db", db, "--from-file", file, "--taken-at", "2026-11-01T00:00:00Z"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tokentrail(&[
+        "query",
+        "--db",
+        db,
+        "--format",
+        "csv",
+        "SELECT min(valid_from)::VARCHAR FROM data_role_assignments",
+    ]);
+    assert!(text(&out.stdout).contains("2026-11-01 00:00:00"), "{}", text(&out.stdout));
+    let older = tokentrail(&["inventory", "--db", db, "--from-file", file, "--taken-at", "2026-10-01T00:00:00Z"]);
+    assert!(!older.status.success());
+    assert!(text(&older.stderr).contains("history only moves forward"), "{}", text(&older.stderr));
+    let future = tokentrail(&["inventory", "--db", db, "--from-file", file, "--taken-at", "2999-01-01T00:00:00Z"]);
+    assert!(!future.status.success());
+    assert!(text(&future.stderr).contains("in the future"), "{}", text(&future.stderr));
+    let from_azure = tokentrail(&["inventory", "--db", db, "--taken-at", "2026-11-02T00:00:00Z"]);
+    assert!(text(&from_azure.stderr).contains("--taken-at dates files"), "{}", text(&from_azure.stderr));
+}
