@@ -186,17 +186,11 @@ pub async fn profile(
             &[Value::Text(id.clone()), Value::Text(id.clone())],
         )?
         .pop();
-        // One that never signed in nor touched data may still have made or received changes.
-        let principal = match principal {
-            Some(principal) => Some(principal),
-            None => {
-                objects(&conn, include_str!("sql/principal_changes_principal.sql"), &[Value::Text(id.clone())])?.pop()
-            }
-        };
-        // or only from the inventory: a role assignment, nothing done with it yet
+        // One that never signed in nor touched data may still have made or received changes, or
+        // hold a role assignment it has not used.
         let principal = match principal {
             Some(principal) => principal,
-            None => objects(&conn, include_str!("sql/principal_inventory_principal.sql"), &[Value::Text(id.clone())])?
+            None => objects(&conn, include_str!("sql/principal_elsewhere.sql"), &[Value::Text(id.clone())])?
                 .pop()
                 .ok_or_else(|| {
                     ApiError::not_found(format!(
