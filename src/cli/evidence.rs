@@ -129,8 +129,8 @@ pub fn public_key(db: &Path, signing_key: Option<&Path>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `tokentrail evidence verify PACK.zip [--public-key KEY.pem]`.
-pub fn verify_pack(path: &Path, public_key: Option<&Path>) -> Result<ExitCode> {
+/// `tokentrail evidence verify PACK.zip [--public-key KEY.pem | --trust-embedded-key]`.
+pub fn verify_pack(path: &Path, public_key: Option<&Path>, trust_embedded_key: bool) -> Result<ExitCode> {
     let key = match public_key {
         Some(file) => {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
@@ -153,14 +153,35 @@ pub fn verify_pack(path: &Path, public_key: Option<&Path>) -> Result<ExitCode> {
     for line in &result.passed {
         println!("ok: {line}");
     }
-    if result.ok() {
+    // A pack is only as good as the key that signed it: one edited and signed again with the
+    // forger's key carries the forger's key. And a pack that reports a broken chain proves
+    // that the data was changed, not that it is whole.
+    let mut refusals = Vec::new();
+    if key.is_none() && !trust_embedded_key {
+        refusals.push(
+            "no public key pinned: give --public-key with the service's key (tokentrail evidence public-key, or \
+             GET /api/evidence/public-key), or --trust-embedded-key to accept the key inside the pack, which whoever \
+             made the pack chose"
+                .to_string(),
+        );
+    }
+    if let Some(manifest) = result.manifest.as_ref().filter(|m| !m.integrity_chain.verified) {
+        refusals.push(format!(
+            "the integrity chain did not verify when the pack was made: {}",
+            manifest.integrity_chain.result
+        ));
+    }
+    if result.ok() && refusals.is_empty() {
         println!("VERIFIED: {}", path.display());
         return Ok(ExitCode::SUCCESS);
     }
     for problem in &result.problems {
         println!("DIFFERS: {problem}");
     }
-    println!("NOT VERIFIED: {} ({} problem(s))", path.display(), result.problems.len());
+    for refusal in &refusals {
+        println!("NOT TRUSTED: {refusal}");
+    }
+    println!("NOT VERIFIED: {} ({} problem(s))", path.display(), result.problems.len() + refusals.len());
     Ok(ExitCode::FAILURE)
 }
 

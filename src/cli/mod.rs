@@ -228,10 +228,13 @@ enum EvidenceAction {
     /// Check a pack: signature, every file's SHA-256 and row count, SHA256SUMS.
     Verify {
         pack: PathBuf,
-        /// The service's public key (PEM, from /api/evidence/public-key or `evidence public-key`);
-        /// without it the key named inside the pack is used.
-        #[arg(long)]
+        /// The service's public key (PEM, from /api/evidence/public-key or `evidence public-key`).
+        #[arg(long, conflicts_with = "trust_embedded_key")]
         public_key: Option<PathBuf>,
+        /// Accept the key named inside the pack (whoever made the pack chose it): checks that
+        /// the pack is whole, not who made it.
+        #[arg(long)]
+        trust_embedded_key: bool,
     },
     /// Print the public key that verifies this database's packs (PEM), creating the key if needed.
     PublicKey {
@@ -304,8 +307,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             produce::produce(hub, namespace, credential, endpoint, partition, records_per_event, files)
         }
         Command::Token { role, db, name, minutes } => token::print(&role, &db, &name, minutes),
-        Command::Evidence { action: Some(EvidenceAction::Verify { pack, public_key }), .. } => {
-            evidence::verify_pack(&pack, public_key.as_deref())
+        Command::Evidence { action: Some(EvidenceAction::Verify { pack, public_key, trust_embedded_key }), .. } => {
+            evidence::verify_pack(&pack, public_key.as_deref(), trust_embedded_key)
         }
         Command::Evidence { action: Some(EvidenceAction::PublicKey { db, signing_key }), .. } => {
             evidence::public_key(&db, signing_key.as_deref())

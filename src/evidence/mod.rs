@@ -110,8 +110,17 @@ pub struct Period {
 }
 
 impl Period {
-    /// Checks that `from` is before `to`.
+    /// Checks that `from` is before `to`, and `to` not after now: a pack is evidence of what
+    /// happened, and an hour still to come would read as a gap.
     pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Period> {
+        let now = Utc::now();
+        if to > now {
+            bail!(
+                "the period ends in the future ({}, now is {}): end it at or before now",
+                rfc3339(to.timestamp_micros()),
+                rfc3339(now.timestamp_micros())
+            );
+        }
         if from >= to {
             bail!(
                 "the period is empty: from ({}) must be before to ({})",

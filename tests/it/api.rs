@@ -1014,10 +1014,14 @@ fn readyz_says_not_ready_while_slow_queries_hold_every_query_thread() {
 
 #[test]
 fn evidence_packs_are_posted_and_bounded() {
-    let body = json!({"criteria": "CC6.1", "from": "2010-01-01T00:00:00Z", "to": "2030-01-01T00:00:00Z"});
+    let body = json!({"criteria": "CC6.1", "from": "2010-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"});
     let reply = post("/api/evidence", Role::Auditor, body);
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(reply.json()["error"]["message"].as_str().unwrap().contains("400 days"), "{}", reply.body);
+    let future = json!({"criteria": "CC6.1", "from": "2026-01-01T00:00:00Z", "to": "2999-01-01T00:00:00Z"});
+    let reply = post("/api/evidence", Role::Auditor, future);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("in the future"), "{}", reply.body);
     let get = get("/api/evidence?criteria=CC6.1&from=2025-03-03T00:00:00Z&to=2025-03-04T00:00:00Z", Role::Auditor);
     assert_eq!(get.status, 405, "a link cannot build a pack: {}", get.body);
 }

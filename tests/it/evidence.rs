@@ -499,6 +499,8 @@ fn the_command_line_makes_a_pack_with_a_key_beside_the_database() {
         assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
     }
     let (ok, text) = tokentrail(&["evidence", "verify", out.to_str().unwrap()]);
+    assert!(!ok && text.contains("no public key pinned"), "a pack's own key proves nothing: {text}");
+    let (ok, text) = tokentrail(&["evidence", "verify", out.to_str().unwrap(), "--trust-embedded-key"]);
     assert!(ok && text.contains("VERIFIED"), "{text}");
     // The export itself is in the access log.
     let logged = value(&db, "SELECT count(*) FROM access_log WHERE endpoint = 'tokentrail evidence'");
@@ -630,4 +632,75 @@ fn a_pack_past_its_row_budget_or_cancelled_is_refused_and_not_built() {
     };
     let error = pack::build_file(&store, &key, &request(past), &dir.path().join("c.zip"), &|_, _, _| {}).unwrap_err();
     assert!(format!("{error:#}").contains("took longer than allowed"), "{error:#}");
+}
+
+/// A pack edited and signed again with the forger's own key is whole, and signed: only the
+/// service's pinned key tells it apart.
+#[test]
+fn a_pack_signed_again_by_another_key_fails_unless_its_key_is_trusted() {
+    use sha2::Digest as _;
+    let hex = |bytes: &[u8]| sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    let (zip_path, service) = build_pack(dir.path(), &db);
+    let mut files = entries(&zip_path);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&files.iter().find(|(n, _)| n == pack::MANIFEST).unwrap().1).unwrap();
+    // the forger rewrites the report and every hash that covers it, and signs with its own key
+    let report = files.iter_mut().find(|(n, _)| n == "report.html").unwrap();
+    report.1 = b"<html>nothing to see</html>".to_vec();
+    let (report_hash, report_len) = (hex(&report.1), report.1.len());
+    let entry = manifest["files"].as_array_mut().unwrap().iter_mut().find(|f| f["path"] == "report.html").unwrap();
+    entry["sha256"] = serde_json::json!(report_hash);
+    entry["bytes"] = serde_json::json!(report_len);
+    let forger = PackKey::load_or_create(&dir.path().join("forger.pem"), true).unwrap();
+    manifest["signing_key"]["public_key_pem"] = serde_json::json!(forger.public_pem());
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    let mut sums = String::new();
+    for file in manifest["files"].as_array().unwrap() {
+        sums.push_str(&format!("{}  {}\n", file["sha256"].as_str().unwrap(), file["path"].as_str().unwrap()));
+    }
+    sums.push_str(&format!("{}  {}\n", hex(&manifest_bytes), pack::MANIFEST));
+    for (name, bytes) in files.iter_mut() {
+        match name.as_str() {
+            pack::MANIFEST => *bytes = manifest_bytes.clone(),
+            pack::SIGNATURE => *bytes = format!("{}\n", forger.sign(&manifest_bytes)).into_bytes(),
+            pack::SUMS => *bytes = sums.clone().into_bytes(),
+            _ => {}
+        }
+    }
+    let forged = dir.path().join("forged.zip");
+    std::fs::write(&forged, zip_of(&files)).unwrap();
+    let forged = forged.to_str().unwrap();
+    let (ok, text) = tokentrail(&["evidence", "verify", forged, "--trust-embedded-key"]);
+    assert!(ok, "whole and signed, by someone: {text}");
+    let (ok, text) = tokentrail(&["evidence", "verify", forged]);
+    assert!(!ok && text.contains("NOT TRUSTED: no public key pinned"), "{text}");
+    let pem = dir.path().join("service.pem");
+    std::fs::write(&pem, service.public_pem()).unwrap();
+    let (ok, text) = tokentrail(&["evidence", "verify", forged, "--public-key", pem.to_str().unwrap()]);
+    assert!(!ok && text.contains("NOT VERIFIED"), "{text}");
+}
+
+#[test]
+fn a_period_ending_in_the_future_is_refused() {
+    let e = Period::new(Utc::now() - Duration::days(1), Utc::now() + Duration::hours(1)).unwrap_err().to_string();
+    assert!(e.contains("in the future"), "{e}");
+}
+
+#[test]
+fn a_pack_made_over_a_broken_chain_does_not_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = copy_db(dir.path());
+    {
+        let store = Store::open(&db, &StoreOptions::default()).unwrap();
+        let edit = "UPDATE cosmos_requests SET status_code = -7 WHERE rowid = (SELECT min(rowid) FROM cosmos_requests)";
+        store.connection().unwrap().execute_batch(edit).unwrap();
+    }
+    let (zip_path, key) = build_pack(dir.path(), &db);
+    let pem = dir.path().join("service.pem");
+    std::fs::write(&pem, key.public_pem()).unwrap();
+    let (ok, text) =
+        tokentrail(&["evidence", "verify", zip_path.to_str().unwrap(), "--public-key", pem.to_str().unwrap()]);
+    assert!(!ok && text.contains("NOT TRUSTED: the integrity chain did not verify"), "{text}");
 }

@@ -774,7 +774,7 @@ async function evidence() {
     el("p", {}, "Pick the criteria and the period (UTC days; the end is exclusive). The pack is one zip an auditor can verify on their own: a signed manifest, SHA-256 sums, each population as CSV and Parquet, and a report."),
     el("form", { class: "evidence", onsubmit: download }, el("fieldset", {}, el("legend", {}, "Criteria"), boxes),
       el("label", { for: "ev-from" }, "From"), from, el("label", { for: "ev-to" }, "To"), to, el("p", {}, button), status),
-    el("p", { class: "muted" }, "Verify a pack: ", el("code", {}, "tokentrail evidence verify PACK.zip"), " · ", el("a", { href: "/api/evidence/public-key" }, "signing public key")),
+    el("p", { class: "muted" }, "Verify a pack: ", el("code", {}, "tokentrail evidence verify PACK.zip --public-key key.pem"), " · ", el("a", { href: "/api/evidence/public-key" }, "signing public key")),
   );
 }
 
