@@ -351,10 +351,10 @@ pub fn reads_only_changes(rule: &Rule) -> bool {
         "data_access",
         "known_groups",
     ];
-    let sql = rule.sql.to_ascii_lowercase();
+    // built-in rule files name tables in lower case
     matches!(rule.origin, rule::Origin::BuiltIn(_))
-        && CHANGES.iter().any(|name| sql.contains(name))
-        && !OTHERS.iter().any(|name| sql.contains(name))
+        && CHANGES.iter().any(|name| rule.sql.contains(name))
+        && !OTHERS.iter().any(|name| rule.sql.contains(name))
 }
 
 /// What a rule names when its results depend on the address lists: the table, or a macro of

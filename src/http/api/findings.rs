@@ -165,13 +165,26 @@ pub async fn detail(
     Ok(axum::Json(detail))
 }
 
+/// The tables evidence rows come from, each with what names its ids: the role of a change
+/// by `cosmos_roles` (the page shows names, not GUIDs).
+const EVIDENCE_TABLES: [(&str, &str); 5] = [
+    ("cosmos_requests", " FROM cosmos_requests t"),
+    ("signins", " FROM signins t"),
+    ("raw_events", " FROM raw_events t"),
+    (
+        "control_changes",
+        ", r.role_name FROM control_changes t LEFT JOIN cosmos_roles r ON r.role_definition_id = t.role_definition_id",
+    ),
+    ("directory_changes", " FROM directory_changes t"),
+];
+
 /// The first evidence events of finding `id`, each with the columns of its row.
 fn evidence(conn: &duckdb::Connection, id: i64) -> ApiResult<Vec<Object>> {
     let mut events =
         objects(conn, include_str!("sql/finding_evidence.sql"), &[Value::BigInt(id), Value::BigInt(EVIDENCE_ROWS)])?;
     // One query per table for the rows behind the events; the table name comes from
     // our own list, never from the data.
-    for table in ["cosmos_requests", "signins", "raw_events", "control_changes", "directory_changes"] {
+    for (table, named) in EVIDENCE_TABLES {
         let ids: Vec<Value> = events
             .iter()
             .filter(|e| e.get("evidence_table").and_then(|t| t.as_str()) == Some(table))
@@ -183,7 +196,7 @@ fn evidence(conn: &duckdb::Connection, id: i64) -> ApiResult<Vec<Object>> {
         let marks = vec!["?"; ids.len()].join(", ");
         let found = objects(
             conn,
-            &format!("SELECT rowid AS row_id, * EXCLUDE (batch_id) FROM {table} WHERE rowid IN ({marks})"),
+            &format!("SELECT t.rowid AS row_id, t.* EXCLUDE (batch_id){named} WHERE t.rowid IN ({marks})"),
             &ids,
         )?;
         for event in events.iter_mut().filter(|e| e.get("evidence_table").and_then(|t| t.as_str()) == Some(table)) {

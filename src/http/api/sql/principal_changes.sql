@@ -2,37 +2,37 @@
 -- migrations/0013_changes.sql) that one principal made or that were made to it: $1 the
 -- principal id, $2 'made' (it is the actor) or 'received' (it is the target), $3 how many.
 -- All of them, newest first, not only the page's period: a role granted months ago is why
--- today's access works. `total` counts every match. Ids are compared lower-cased (the
--- Activity log's are stored lower-cased, AuditLogs' as sent).
+-- today's access works. `total` counts every match. Ids are stored lower-cased (ingest and
+-- src/record/change.rs lower them), so only $1 is.
 WITH found AS (
     SELECT c.*, count(*) OVER () AS total
     FROM identity_changes c
-    WHERE lower(CASE WHEN $2 = 'made' THEN c.actor_id ELSE c.target_id END) = lower($1)
+    WHERE CASE WHEN $2 = 'made' THEN c.actor_id ELSE c.target_id END = lower($1)
     ORDER BY c.time DESC, c.source, c.change_row DESC
     LIMIT $3
 ),
 -- A name for each other principal on the page: its latest sign-in name, else what the
 -- audit log called it as a target or as an actor.
 others AS (
-    SELECT DISTINCT lower(id) AS id FROM (
+    SELECT DISTINCT id FROM (
         SELECT actor_id AS id FROM found UNION ALL SELECT target_id FROM found
     ) WHERE id IS NOT NULL
 ),
 names AS (
     SELECT id, arg_min(name, rank) AS name FROM (
-        SELECT lower(principal_id) AS id, arg_max(principal_name, time) AS name, 1 AS rank
+        SELECT principal_id AS id, arg_max(principal_name, time) AS name, 1 AS rank
         FROM signins
-        WHERE lower(principal_id) IN (SELECT id FROM others) AND principal_name IS NOT NULL
+        WHERE principal_id IN (SELECT id FROM others) AND principal_name IS NOT NULL
         GROUP BY 1
         UNION ALL
-        SELECT lower(target_id), arg_max(target_name, time), 2
+        SELECT target_id, arg_max(target_name, time), 2
         FROM directory_changes
-        WHERE lower(target_id) IN (SELECT id FROM others) AND target_name IS NOT NULL
+        WHERE target_id IN (SELECT id FROM others) AND target_name IS NOT NULL
         GROUP BY 1
         UNION ALL
-        SELECT lower(actor_id), arg_max(actor_name, time), 3
+        SELECT actor_id, arg_max(actor_name, time), 3
         FROM identity_changes
-        WHERE lower(actor_id) IN (SELECT id FROM others) AND actor_name IS NOT NULL
+        WHERE actor_id IN (SELECT id FROM others) AND actor_name IS NOT NULL
         GROUP BY 1
     ) GROUP BY id
 )
@@ -68,8 +68,8 @@ SELECT
     f.raw_row,
     f.total
 FROM found f
-LEFT JOIN cosmos_roles r ON f.source = 'control_changes' AND r.role_definition_id = lower(f.role)
+LEFT JOIN cosmos_roles r ON f.source = 'control_changes' AND r.role_definition_id = f.role
 LEFT JOIN directory_changes d ON f.source = 'directory_changes' AND d.rowid = f.change_row
-LEFT JOIN names an ON an.id = lower(f.actor_id)
-LEFT JOIN names tn ON tn.id = lower(f.target_id)
+LEFT JOIN names an ON an.id = f.actor_id
+LEFT JOIN names tn ON tn.id = f.target_id
 ORDER BY f.time DESC, f.source, f.change_row DESC

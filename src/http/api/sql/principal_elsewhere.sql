@@ -5,11 +5,11 @@
 WITH c AS (
     SELECT
         time,
-        CASE WHEN lower(actor_id) = lower($1) THEN actor_name
+        CASE WHEN actor_id = lower($1) THEN actor_name
              WHEN source = 'directory_changes' THEN target_name END AS name,
         NULL AS principal_type
     FROM identity_changes
-    WHERE lower(actor_id) = lower($1) OR lower(target_id) = lower($1)
+    WHERE actor_id = lower($1) OR target_id = lower($1)
     UNION ALL
     SELECT NULL, NULL, NULL FROM data_role_assignments WHERE principal_id = lower($1)
     UNION ALL

@@ -175,18 +175,7 @@ function sizeBars(root) {
 
 // ---- Changes: the Activity log and Entra ID audit logs -----------------------
 
-/** Names of the built-in roles (the API names them from `cosmos_roles`; finding evidence
- * carries the raw row, with only the GUID). */
-const BUILT_IN_ROLES = {
-  "00000000-0000-0000-0000-000000000001": "Cosmos DB Built-in Data Reader",
-  "00000000-0000-0000-0000-000000000002": "Cosmos DB Built-in Data Contributor",
-  "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
-  "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
-  "5bd9cd88-fe45-4216-938b-f97437e15450": "DocumentDB Account Contributor",
-  "fbdf93bf-df7d-467e-a4d2-9458aa1360c8": "Cosmos DB Account Reader Role",
-};
-
-const roleOf = (c, fallback) => c.role_name || BUILT_IN_ROLES[String(c.role || "").toLowerCase()] || (c.role ? `role ${c.role}` : fallback);
+const roleOf = (c, fallback) => c.role_name || (c.role ? `role ${c.role}` : fallback);
 const groupOf = (c) => c.group_name || (c.group_id ? `group ${c.group_id}` : "a group");
 
 /** What a change did, in words, by its kind (migrations/0013_changes.sql). */
@@ -255,7 +244,7 @@ function evidenceChange(e) {
   if (e.evidence_table === "control_changes") {
     return { source: e.evidence_table, change_row: e.row_id, time: r.time || e.time, kind: r.kind, operation: r.operation, result: r.result,
       actor_id: r.caller_id, actor_name: r.caller_name, actor_ip: r.caller_ip, target_id: r.target_principal_id,
-      account: r.account || r.resource_id, role: r.role_definition_id, scope: r.scope };
+      account: r.account || r.resource_id, role: r.role_definition_id, role_name: r.role_name, scope: r.scope };
   }
   let modified = r.modified;
   if (typeof modified === "string") { try { modified = JSON.parse(modified); } catch { modified = null; } }
@@ -312,7 +301,7 @@ function shortScope(scope) {
 }
 
 const scopeCell = (scope) => el("span", { title: scope || "" }, shortScope(scope) || "–");
-const roleName = (a) => a.role_name || BUILT_IN_ROLES[String(a.role_definition_id || "").toLowerCase()] || `role ${a.role_definition_id}`;
+const roleName = (a) => a.role_name || `role ${a.role_definition_id}`;
 
 /** How to fill the inventory when there is none. */
 function inventoryHint() {
@@ -430,7 +419,7 @@ function entitlementsSection(e) {
       roles.length ? el("div", { class: "scroll" }, el("table", { id: "entitlement-azure-roles" },
         el("thead", {}, el("tr", {}, ["role", "scope", "account keys", "since"].map((c) => el("th", { scope: "col" }, c)))),
         el("tbody", {}, roles.map((r) => el("tr", { "data-reads-keys": r.reads_keys ? "true" : "false" },
-          el("td", {}, r.role_name || BUILT_IN_ROLES[r.role_definition_id] || `role ${r.role_definition_id}`),
+          el("td", {}, roleName(r)),
           el("td", { title: r.scope }, r.scope),
           el("td", {}, r.reads_keys ? el("span", { class: "exposed" }, "can read account keys") : "–"),
           el("td", {}, time(r.granted_since)))))))
