@@ -81,7 +81,6 @@ pub fn build<W: Write + Seek>(
     let generated_at = rfc3339(chrono::Utc::now().timestamp_micros());
     let chosen = populations::of(&request.criteria);
     let total = chosen.len() as u64 + 2;
-    let bindings = Bindings::new(&request.period, request.rules);
     let by_name = |name: &str| *populations::ALL.iter().find(|p| p.name == name).expect("known population");
 
     let budget = &request.budget;
@@ -90,6 +89,10 @@ pub fn build<W: Write + Seek>(
     let (chain, ran) = std::thread::scope(|scope| -> Result<_> {
         let chain = scope.spawn(|| chain::verify_unless(store, &|_, _| {}, &|| budget.spent()));
         let conn = store.connection()?;
+        // One read snapshot for every population: a batch committing meanwhile is in none of them.
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let as_of: i64 = conn.query_row("SELECT coalesce(max(batch_id), 0) FROM ingest_batches", [], |r| r.get(0))?;
+        let bindings = Bindings::new(&request.period, request.rules, as_of);
         // Stops the population query under way once the budget is spent.
         let interrupt = conn.interrupt_handle();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();

@@ -111,7 +111,9 @@ pub struct Bindings {
 }
 
 impl Bindings {
-    pub fn new(period: &Period, rules: &[Rule]) -> Bindings {
+    /// `as_of` is the last ingest batch the populations read: rows of later batches (data
+    /// that arrived after the pack was made) are left out, so a re-run gives the same rows.
+    pub fn new(period: &Period, rules: &[Rule], as_of: i64) -> Bindings {
         let catalogue: Vec<serde_json::Value> = rules
             .iter()
             .map(|r| {
@@ -127,6 +129,7 @@ impl Bindings {
                 ("from", script::timestamp(period.from), serde_json::json!(super::rfc3339(period.from))),
                 ("to", script::timestamp(period.to), serde_json::json!(super::rfc3339(period.to))),
                 ("catalogue", Value::Text(catalogue.clone()), serde_json::json!(catalogue)),
+                ("as_of", Value::BigInt(as_of), serde_json::json!(as_of)),
             ],
         }
     }
