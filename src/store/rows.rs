@@ -14,6 +14,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use sha2::{Digest as _, Sha256};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -114,6 +115,12 @@ arrow_table! {
         resource_token_permission_mode: text,
         resource_token_user_rid: text,
         level: text,
+        source: text,
+        line: bigint,
+        record_index: int,
+        partition: text,
+        sequence_number: bigint,
+        record_sha256: blob,
     }
 }
 
@@ -163,6 +170,12 @@ arrow_table! {
         user_type: text,
         correlation_id: text,
         log_time: time,
+        source: text,
+        line: bigint,
+        record_index: int,
+        partition: text,
+        sequence_number: bigint,
+        record_sha256: blob,
     }
 }
 
@@ -195,6 +208,21 @@ arrow_table! {
         raw_size: bigint,
         truncated: bool,
     }
+}
+
+/// Where a typed record came from and the SHA-256 of its bytes as received
+/// (`Accepted::raw`), into the position columns `cosmos_requests` and `signins` share
+/// (migration 17). The digest lives on the stack: no allocation per record.
+macro_rules! push_position {
+    ($table:expr, $accepted:expr, $origin:expr, $index:expr) => {{
+        let t = &mut *$table;
+        t.source.append_value(&$origin.source);
+        t.line.append_option($origin.line);
+        t.record_index.append_option($index);
+        t.partition.append_option($origin.partition.as_deref());
+        t.sequence_number.append_option($origin.sequence);
+        t.record_sha256.append_value(Sha256::digest($accepted.raw));
+    }};
 }
 
 /// Lower-cased object id: Entra sends GUIDs in lower case, but joins must not
@@ -245,7 +273,7 @@ impl Rows {
         self.len() == 0
     }
 
-    fn push_cosmos(&mut self, a: &Accepted<'_, '_>) {
+    fn push_cosmos(&mut self, a: &Accepted<'_, '_>, origin: &Origin, index: Option<i32>) {
         let (r, p, c) = (a.record, &a.record.properties, &mut self.cosmos);
         let arm = ArmPath::parse(r.resource_id.get().unwrap_or(""));
         let resource = p.request_resource_id.get();
@@ -279,10 +307,11 @@ impl Rows {
         c.resource_token_permission_mode.append_option(p.resource_token_permission_mode.get());
         c.resource_token_user_rid.append_option(p.resource_token_user_rid.get());
         c.level.append_option(r.level.get());
+        push_position!(c, a, origin, index);
         c.len += 1;
     }
 
-    fn push_signin(&mut self, a: &Accepted<'_, '_>, kind: SignInKind) {
+    fn push_signin(&mut self, a: &Accepted<'_, '_>, kind: SignInKind, origin: &Origin, index: Option<i32>) {
         let (r, p, s) = (a.record, &a.record.properties, &mut self.signins);
         let (user, sp) = (p.user_id.get(), p.service_principal_id.get());
         // The principal that Cosmos DB logs as aadPrincipalId (formats.md).
@@ -354,6 +383,7 @@ impl Rows {
         s.user_type.append_option(p.user_type.get());
         s.correlation_id.append_option(p.correlation_id.get().or(r.correlation_id.get()));
         s.log_time.append_option(r.time.get().and_then(crate::record::time::parse_timestamp));
+        push_position!(s, a, origin, index);
         s.len += 1;
     }
 
@@ -375,8 +405,8 @@ impl Rows {
 impl RecordSink for Rows {
     fn accept(&mut self, record: Accepted<'_, '_>, origin: &Origin, index: Option<i32>) {
         match record.category {
-            Category::DataPlaneRequests => self.push_cosmos(&record),
-            Category::SignIn(kind) => self.push_signin(&record, kind),
+            Category::DataPlaneRequests => self.push_cosmos(&record, origin, index),
+            Category::SignIn(kind) => self.push_signin(&record, kind, origin, index),
             Category::Other => self.push_raw(&record, origin, index),
         }
     }

@@ -65,6 +65,17 @@ fn an_old_database_opens_migrates_verifies_and_takes_more() {
     assert_eq!(stored, 1568 + 991 + events.len() as i64);
     assert_eq!(db.count("quarantine"), 1);
     assert_chains_verify(&db, 4);
+    // Old rows have no position (migration 17 added it), new rows all have one; the chain
+    // above verified both.
+    for (table, old) in [("cosmos_requests", 1568), ("signins", 991)] {
+        let without: i64 = db.value(&format!(
+            "SELECT count(*) FROM {table} WHERE source IS NULL AND line IS NULL AND record_sha256 IS NULL"
+        ));
+        let with: i64 = db.value(&format!(
+            "SELECT count(*) FROM {table} WHERE octet_length(record_sha256) = 32 AND line > 0 AND source IS NOT NULL"
+        ));
+        assert_eq!((without, without + with), (old, db.count(table)), "{table}");
+    }
 
     // Detection runs over old and new rows alike.
     let (detector, problems) = Detector::open(&db.store, &DetectionConfig::default()).unwrap();
