@@ -48,6 +48,13 @@ pub const ALL: &[Population] = &[
     ),
     population!(
         Cc6_1,
+        "key_access_events",
+        "cc6_1_key_access_events",
+        "Key-based requests, one by one",
+        "Every request without an identity (account key, resource token) in the period, with a stable id, where its record came from (file and line, or Event Hubs partition and sequence number) and the SHA-256 of the record as received: a sample of them traces to the original log record (tokentrail evidence sample)."
+    ),
+    population!(
+        Cc6_1,
         "role_assignments",
         "cc6_1_role_assignments",
         "Role assignments in use",
@@ -83,6 +90,13 @@ pub const ALL: &[Population] = &[
         "The detection rules the service runs, with their SOC 2 criteria and when each was last evaluated."
     ),
     population!(Cc7_2, "findings", "cc7_2_findings", "Findings raised", "Findings with evidence in the period."),
+    population!(
+        Cc7_2,
+        "finding_evidence",
+        "cc7_2_finding_evidence",
+        "Evidence of each finding",
+        "Each evidence event in the period of the findings not withdrawn, with the event's stable id, its activity or sign-in id, the principal, where its record came from and the SHA-256 of the record: a sample of them traces to the original log record (tokentrail evidence sample)."
+    ),
     population!(
         Cc7_3,
         "response",
