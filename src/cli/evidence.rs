@@ -185,6 +185,56 @@ pub fn verify_pack(path: &Path, public_key: Option<&Path>, trust_embedded_key: b
     Ok(ExitCode::FAILURE)
 }
 
+pub struct SampleArgs {
+    pub pack: PathBuf,
+    pub size: usize,
+    pub seed: String,
+    pub population: Option<String>,
+    pub db: Option<PathBuf>,
+    pub out: PathBuf,
+    pub public_key: Option<PathBuf>,
+    pub trust_embedded_key: bool,
+}
+
+/// `tokentrail evidence sample PACK.zip --size N --seed S --out DIR`.
+pub fn sample_pack(args: SampleArgs) -> Result<ExitCode> {
+    let key = match &args.public_key {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("--public-key {}", file.display()))?;
+            Some(sign::parse_public_key(&text).with_context(|| format!("--public-key {}", file.display()))?)
+        }
+        None => None,
+    };
+    let request = crate::evidence::sample::SampleRequest {
+        pack: &args.pack,
+        public_key: key.as_ref(),
+        trust_embedded_key: args.trust_embedded_key,
+        size: args.size,
+        seed: &args.seed,
+        population: args.population.as_deref(),
+        db: args.db.as_deref(),
+        out: &args.out,
+    };
+    let progress = bar("{spinner} [{bar:30}] {pos}/{len} items {wide_msg}")?;
+    let summary = crate::evidence::sample::sample(&request, &|done, total, what| {
+        progress.set_length(total);
+        progress.set_position(done);
+        progress.set_message(what.to_string());
+    })?;
+    progress.finish_and_clear();
+    println!("VERIFIED: {} (sampled only after it verified)", args.pack.display());
+    for (population, rows, drawn) in &summary.populations {
+        println!("  {population}: {drawn} of {rows} rows drawn");
+    }
+    println!("draw: {}", crate::evidence::sample::METHOD.replace("<seed>", &args.seed));
+    println!(
+        "raw records: {} found and matching record_sha256, {} found and different, {} not found (see note)",
+        summary.matched, summary.differed, summary.not_found
+    );
+    println!("wrote {} items to {} (sample.csv, sample.json, items/)", summary.items, args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `tokentrail verify --db PATH`.
 pub fn verify_chain(db: &Path) -> Result<ExitCode> {
     if !db.exists() {

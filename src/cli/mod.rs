@@ -236,6 +236,34 @@ enum EvidenceAction {
         #[arg(long)]
         trust_embedded_key: bool,
     },
+    /// Draw a sample of a pack's event-level populations (key_access_events of CC6.1,
+    /// finding_evidence of CC7.2) and trace each item to its original log record: the pack is
+    /// verified first; the draw orders items by SHA-256 of "<seed>:<event_id>" and takes the
+    /// first N of each population, so an auditor can redraw it with sha256sum.
+    Sample {
+        pack: PathBuf,
+        /// Items to draw from each population.
+        #[arg(long)]
+        size: usize,
+        /// Any text; the same seed draws the same items.
+        #[arg(long)]
+        seed: String,
+        /// Sample one population (key_access_events or finding_evidence); default: each one the pack holds.
+        #[arg(long)]
+        population: Option<String>,
+        /// The database, for records kept whole in raw_events (control and directory changes) whose file is gone.
+        #[arg(long, env = "TOKENTRAIL_DB")]
+        db: Option<PathBuf>,
+        /// The folder to write sample.csv, sample.json and items/ to (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// The service's public key (PEM, from /api/evidence/public-key or `evidence public-key`).
+        #[arg(long, conflicts_with = "trust_embedded_key")]
+        public_key: Option<PathBuf>,
+        /// Accept the key named inside the pack (whoever made the pack chose it).
+        #[arg(long)]
+        trust_embedded_key: bool,
+    },
     /// Print the public key that verifies this database's packs (PEM), creating the key if needed.
     PublicKey {
         #[arg(long, env = "TOKENTRAIL_DB")]
@@ -310,6 +338,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Evidence { action: Some(EvidenceAction::Verify { pack, public_key, trust_embedded_key }), .. } => {
             evidence::verify_pack(&pack, public_key.as_deref(), trust_embedded_key)
         }
+        Command::Evidence {
+            action:
+                Some(EvidenceAction::Sample { pack, size, seed, population, db, out, public_key, trust_embedded_key }),
+            ..
+        } => evidence::sample_pack(evidence::SampleArgs {
+            pack,
+            size,
+            seed,
+            population,
+            db,
+            out,
+            public_key,
+            trust_embedded_key,
+        }),
         Command::Evidence { action: Some(EvidenceAction::PublicKey { db, signing_key }), .. } => {
             evidence::public_key(&db, signing_key.as_deref())
         }

@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod pack;
 pub mod populations;
 mod report;
+pub mod sample;
 pub mod sign;
 
 use anyhow::{Result, bail};
