@@ -141,11 +141,21 @@ pub struct EvidenceConfig {
     pub max_rows: u64,
     /// How long building a pack may take before it is stopped.
     pub timeout_secs: u64,
+    /// Streams every pack's coverage must list even without events (`cosmos:<account>`,
+    /// `signins:<category>`, `raw:<category>`), so one that never arrived shows as
+    /// "not ingested"; the inventory's accounts always are.
+    pub expected_streams: Vec<String>,
 }
 
 impl Default for EvidenceConfig {
     fn default() -> Self {
-        EvidenceConfig { signing_key: None, max_period_days: 400, max_rows: 2_000_000, timeout_secs: 300 }
+        EvidenceConfig {
+            signing_key: None,
+            max_period_days: 400,
+            max_rows: 2_000_000,
+            timeout_secs: 300,
+            expected_streams: Vec::new(),
+        }
     }
 }
 

@@ -19,12 +19,16 @@ pub struct PackArgs {
     pub out: PathBuf,
     pub signing_key: Option<PathBuf>,
     pub generated_by: Option<String>,
+    pub expected: Vec<String>,
 }
 
 /// `tokentrail evidence --db --criteria --from --to --out`.
-pub fn make_pack(args: PackArgs) -> Result<ExitCode> {
+pub fn make_pack(mut args: PackArgs) -> Result<ExitCode> {
     let criteria = Criterion::parse_list(&args.criteria)?;
     let period = Period::new(args.from, args.to)?;
+    if args.out.is_dir() {
+        args.out = args.out.join(pack::file_name(&criteria, &period));
+    }
     if !args.db.exists() {
         anyhow::bail!("no database at {}: run `tokentrail ingest --db {}` first", args.db.display(), args.db.display());
     }
@@ -51,6 +55,8 @@ pub fn make_pack(args: PackArgs) -> Result<ExitCode> {
         generated_by: generated_by.clone(),
         rules: &rules,
         budget: crate::evidence::Budget::unlimited(),
+        expected: crate::evidence::expected_streams(&args.expected)?,
+        development_signer: false,
     };
     let progress = bar("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")?;
     let started = std::time::Instant::now();

@@ -212,9 +212,14 @@ struct EvidenceArgs {
     /// End of the period, exclusive (RFC 3339).
     #[arg(long)]
     to: Option<chrono::DateTime<chrono::Utc>>,
-    /// The zip to write.
+    /// The zip to write, or a folder to write it in under a name that says the criteria and
+    /// period (tokentrail-evidence_CC6.1+CC7.2_2025-01-01_to_2025-04-01.zip).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// A stream that must be in the pack's coverage even without events: cosmos:<account>,
+    /// signins:<category> or raw:<category> (repeat it; the inventory's accounts always are).
+    #[arg(long = "expect", value_name = "STREAM")]
+    expect: Vec<String>,
     /// Ed25519 private key (PKCS#8 PEM); default `<db>.evidence-key.pem`, created on first use.
     #[arg(long, env = "TOKENTRAIL_EVIDENCE_SIGNING_KEY")]
     signing_key: Option<PathBuf>,
@@ -366,6 +371,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out: pack.out.ok_or_else(|| missing("out"))?,
                 signing_key: pack.signing_key,
                 generated_by: pack.generated_by,
+                expected: pack.expect,
             })
         }
         Command::Verify { db } => evidence::verify_chain(&db),

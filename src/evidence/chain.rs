@@ -83,9 +83,9 @@ struct StoredDigests {
     chain: String,
 }
 
-fn load_headers(conn: &duckdb::Connection) -> Result<Vec<BatchHeader>> {
+fn load_headers(conn: &duckdb::Connection, up_to: i64) -> Result<Vec<BatchHeader>> {
     let mut stmt = conn.prepare(include_str!("sql/chain_batches.sql"))?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([up_to], |r| {
         Ok(BatchHeader {
             batch_id: r.get(0)?,
             committed_at: r.get(1)?,
@@ -97,9 +97,9 @@ fn load_headers(conn: &duckdb::Connection) -> Result<Vec<BatchHeader>> {
     Ok(rows.collect::<duckdb::Result<_>>()?)
 }
 
-fn load_stored(conn: &duckdb::Connection) -> Result<BTreeMap<i64, StoredDigests>> {
+fn load_stored(conn: &duckdb::Connection, up_to: i64) -> Result<BTreeMap<i64, StoredDigests>> {
     let mut stmt = conn.prepare(include_str!("sql/chain_stored_digests.sql"))?;
-    let mut rows = stmt.query([])?;
+    let mut rows = stmt.query([up_to])?;
     let mut out = BTreeMap::new();
     while let Some(r) = rows.next()? {
         let encoding = Encoding::of(r.get(1)?)?;
@@ -152,18 +152,23 @@ fn orphan_rows(conn: &duckdb::Connection) -> Result<Vec<(&'static str, i64, i64)
 /// Recomputes every chained batch's digests from the stored rows, in batch order, and
 /// checks each link. `progress(done, total)` is called as batches are checked.
 pub fn verify(store: &Store, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<ChainReport> {
-    verify_unless(store, progress, &|| false)
+    verify_unless(store, None, progress, &|| false)
 }
 
-/// [`verify`], giving up (with an error) once `stop()` says so.
+/// [`verify`] of the batches up to `up_to` (all when `None`), giving up (with an error)
+/// once `stop()` says so. What is stored is read in one snapshot, so a batch committing
+/// meanwhile is either wholly in it or not at all (never "rows without their batch").
 pub fn verify_unless(
     store: &Store,
+    up_to: Option<i64>,
     progress: &(dyn Fn(u64, u64) + Sync),
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<ChainReport> {
     let conn = store.connection()?;
-    let headers = load_headers(&conn)?;
-    let stored = load_stored(&conn)?;
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let up_to = up_to.unwrap_or(i64::MAX);
+    let headers = load_headers(&conn, up_to)?;
+    let stored = load_stored(&conn, up_to)?;
     let first_chained = stored.keys().next().copied();
     let unchained: Vec<i64> =
         headers.iter().map(|h| h.batch_id).filter(|id| first_chained.is_none_or(|first| *id < first)).collect();
@@ -294,13 +299,13 @@ fn row_counts(conn: &duckdb::Connection, batch_id: i64) -> Result<Vec<i64>> {
 /// on; it vouches for nothing that happened before it ran.
 pub fn seal_unchained(store: &Store) -> Result<u64> {
     let conn = store.connection()?;
-    let stored = load_stored(&conn)?;
+    let stored = load_stored(&conn, i64::MAX)?;
     let (last, mut previous) = match stored.iter().next_back() {
         Some((id, saved)) => (*id, decode_hex(&saved.chain).context("ingest_chain head is not a digest")?),
         None => (i64::MIN, [0u8; 32]),
     };
     let mut sealed = 0;
-    for header in load_headers(&conn)?.into_iter().filter(|h| h.batch_id > last) {
+    for header in load_headers(&conn, i64::MAX)?.into_iter().filter(|h| h.batch_id > last) {
         let tables = recompute_tables(&conn, header.batch_id, Encoding::CURRENT)?;
         let rows = rows_digest(&header, &tables, VERSION);
         let chain = chain_digest(&previous, header.batch_id, &rows);
@@ -356,7 +361,7 @@ mod tests {
             .unwrap();
         assert_eq!(version, VERSION);
         // Seal the batch again as a version-1 TokenTrail did.
-        let header = load_headers(&conn).unwrap().into_iter().find(|h| h.batch_id == id).unwrap();
+        let header = load_headers(&conn, i64::MAX).unwrap().into_iter().find(|h| h.batch_id == id).unwrap();
         let tables = recompute_tables(&conn, id, Encoding::of(1).unwrap()).unwrap();
         assert_ne!(hex(&tables[0]), stored, "the two encodings give different digests");
         let rows = rows_digest(&header, &tables, 1);

@@ -18,9 +18,58 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
     /// Every source whose batches hold events of the period (rows of `cc7_2_sources.sql`).
     pub sources: Vec<Map<String, Json>>,
-    /// Per stream, the hours of the period without events (rows of `cc7_2_gaps.sql`).
+    /// Where a stream is known to have stopped in the period (rows of `cc7_2_gaps.sql`).
     pub gaps: Vec<Map<String, Json>>,
+    /// Every stream expected or seen and what arrived of it (rows of `cc7_2_coverage.sql`).
+    #[serde(default)]
+    pub coverage: Vec<Map<String, Json>>,
     pub integrity_chain: ChainInfo,
+    /// The stored state the populations read.
+    #[serde(default)]
+    pub as_of: AsOf,
+    /// What ran the SQL, so it can be run again the same way.
+    #[serde(default)]
+    pub engine: EngineInfo,
+    /// Tenants, accounts and sources the pack covers.
+    #[serde(default)]
+    pub scope: Scope,
+    /// Why this pack is not evidence of a real tenant (generated data, a development signer);
+    /// `None` for a real pack.
+    #[serde(default)]
+    pub demo: Option<String>,
+}
+
+/// The last ingest batch the populations include (`$as_of`), and when it was committed:
+/// rows stored after it are in none of the populations.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AsOf {
+    pub batch_id: Option<i64>,
+    pub committed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EngineInfo {
+    pub duckdb_version: String,
+    /// The session time zone the SQL ran in.
+    pub timezone: String,
+    /// Macros the populations' SQL calls, with their definitions as stored.
+    pub macros: Vec<MacroInfo>,
+    /// Views the populations' SQL reads, with their definitions as stored.
+    #[serde(default)]
+    pub views: Vec<MacroInfo>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MacroInfo {
+    pub name: String,
+    pub definition: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Scope {
+    pub tenants: Vec<String>,
+    pub accounts: Vec<String>,
+    pub sources: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -21,6 +21,7 @@ pub mod populations;
 mod report;
 pub mod sample;
 pub mod sign;
+mod snapshot;
 
 use anyhow::{Result, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -143,6 +144,24 @@ impl Period {
     pub fn describe(&self) -> String {
         format!("{} to {} (UTC, end exclusive)", rfc3339(self.from), rfc3339(self.to))
     }
+}
+
+/// Checks the names of expected streams: `cosmos:<account>` (lower-cased, as stored),
+/// `signins:<category>` or `raw:<category>`.
+pub fn expected_streams(names: &[String]) -> Result<Vec<String>> {
+    names
+        .iter()
+        .map(|name| {
+            let name = name.trim();
+            match name.split_once(':') {
+                Some(("cosmos", account)) if !account.is_empty() => Ok(format!("cosmos:{}", account.to_lowercase())),
+                Some(("signins" | "raw", category)) if !category.is_empty() => Ok(name.to_string()),
+                _ => bail!(
+                    "expected stream {name:?}: write cosmos:<account>, signins:<category> (e.g. signins:SignInLogs) or raw:<category>"
+                ),
+            }
+        })
+        .collect()
 }
 
 /// RFC 3339 in UTC with a `Z`.

@@ -12,7 +12,7 @@ use super::manifest::{ChainInfo, FileEntry, KeyInfo, Manifest, PeriodInfo, Servi
 use super::populations::{self, Bindings, Population};
 use super::report::Rows;
 use super::sign::{self, PackKey};
-use super::{Budget, Criterion, GeneratedBy, OverBudget, Period, csv_file, report, rfc3339};
+use super::{Budget, Criterion, GeneratedBy, OverBudget, Period, csv_file, report, rfc3339, snapshot};
 use crate::rules::rule::Rule;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
@@ -41,6 +41,12 @@ pub struct PackRequest<'a> {
     pub rules: &'a [Rule],
     /// How much work it may take.
     pub budget: Budget,
+    /// Streams that must be there (`cosmos:<account>`, `signins:<category>`, `raw:<category>`),
+    /// besides the inventory's accounts and what was seen before: `[evidence] expected_streams`.
+    pub expected: Vec<String>,
+    /// Whether the service signs people in with its development issuer (the demo), so the
+    /// pack says it is not evidence of a real tenant.
+    pub development_signer: bool,
 }
 
 /// What a build produced.
@@ -78,21 +84,27 @@ pub fn build<W: Write + Seek>(
     out: W,
     progress: &(dyn Fn(u64, u64, &str) + Sync),
 ) -> Result<PackSummary> {
-    let generated_at = rfc3339(chrono::Utc::now().timestamp_micros());
+    let made_at = chrono::Utc::now().timestamp_micros();
+    let generated_at = rfc3339(made_at);
     let chosen = populations::of(&request.criteria);
     let total = chosen.len() as u64 + 2;
     let by_name = |name: &str| *populations::ALL.iter().find(|p| p.name == name).expect("known population");
 
     let budget = &request.budget;
     let mut rows_left = budget.max_rows;
-    // The chain is recomputed from every stored row while the populations are queried.
+    let conn = store.connection()?;
+    let timezone = snapshot::utc_session(&conn)?;
+    // One read snapshot for every population: a batch committing meanwhile is in none of them.
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let facts = snapshot::read(&conn, timezone, &request.period, &chosen)?;
+    let expected = super::expected_streams(&request.expected)?;
+    let as_of = facts.as_of.batch_id.unwrap_or(0);
+    let bindings = Bindings::new(&request.period, request.rules, as_of, made_at, &expected);
+    // The chain is recomputed from every stored row of the same batches while the
+    // populations are queried.
     let (chain, ran) = std::thread::scope(|scope| -> Result<_> {
-        let chain = scope.spawn(|| chain::verify_unless(store, &|_, _| {}, &|| budget.spent()));
-        let conn = store.connection()?;
-        // One read snapshot for every population: a batch committing meanwhile is in none of them.
-        conn.execute_batch("BEGIN TRANSACTION")?;
-        let as_of: i64 = conn.query_row("SELECT coalesce(max(batch_id), 0) FROM ingest_batches", [], |r| r.get(0))?;
-        let bindings = Bindings::new(&request.period, request.rules, as_of);
+        let up_to = facts.as_of.batch_id.unwrap_or(0);
+        let chain = scope.spawn(move || chain::verify_unless(store, Some(up_to), &|_, _| {}, &|| budget.spent()));
         // Stops the population query under way once the budget is spent.
         let interrupt = conn.interrupt_handle();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -117,8 +129,8 @@ pub fn build<W: Write + Seek>(
             let (batches, schema, parameters) = run(population)?;
             ran.push((Rows { population: *population, schema, batches }, parameters));
         }
-        // The manifest states sources and gaps whatever the criteria.
-        for name in ["sources", "gaps"] {
+        // The manifest states sources, coverage and gaps whatever the criteria.
+        for name in ["sources", "coverage", "gaps"] {
             if !chosen.iter().any(|p| p.name == name) {
                 let population = by_name(name);
                 let (batches, schema, _) = run(&population)?;
@@ -138,11 +150,13 @@ pub fn build<W: Write + Seek>(
     let mut files = Vec::new();
     let mut sources = Vec::new();
     let mut gaps = Vec::new();
+    let mut coverage = Vec::new();
     for (rows, parameters) in &ran {
         let p = &rows.population;
         match p.name {
             "sources" => sources = json_rows(&rows.batches),
             "gaps" => gaps = json_rows(&rows.batches),
+            "coverage" => coverage = json_rows(&rows.batches),
             _ => {}
         }
         if !chosen.iter().any(|c| c.name == p.name) {
@@ -169,6 +183,10 @@ pub fn build<W: Write + Seek>(
         }
     }
 
+    let demo = facts.demo(request.development_signer);
+    let mut scope = facts.scope;
+    scope.sources = sources.iter().filter_map(|r| r.get("source_id")?.as_str().map(str::to_string)).collect();
+    scope.sources.dedup();
     let mut manifest = Manifest {
         format: FORMAT.into(),
         period: PeriodInfo {
@@ -185,7 +203,12 @@ pub fn build<W: Write + Seek>(
         files,
         sources,
         gaps,
+        coverage,
         integrity_chain: ChainInfo::from(&chain),
+        demo,
+        as_of: facts.as_of,
+        engine: facts.engine,
+        scope,
     };
     let shown: Vec<&Rows> =
         ran.iter().map(|(r, _)| r).filter(|r| chosen.iter().any(|c| c.name == r.population.name)).collect();
@@ -215,6 +238,21 @@ pub fn build<W: Write + Seek>(
     zip.finish()?.flush()?;
     progress(total, total, "done");
     Ok(PackSummary { manifest, manifest_sha256 })
+}
+
+/// A pack's file name that says what it holds:
+/// `tokentrail-evidence_CC6.1+CC7.2_2025-01-01_to_2025-04-01.zip` (whole days), with hours and
+/// minutes when the period does not start or end at midnight UTC.
+pub fn file_name(criteria: &[Criterion], period: &Period) -> String {
+    let names: Vec<&str> = criteria.iter().map(|c| c.as_str()).collect();
+    let day = |us: i64| {
+        let t = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
+        match t.time() == chrono::NaiveTime::MIN {
+            true => t.format("%Y-%m-%d").to_string(),
+            false => t.format("%Y-%m-%dT%H%MZ").to_string(),
+        }
+    };
+    format!("tokentrail-evidence_{}_{}_to_{}.zip", names.join("+"), day(period.from), day(period.to))
 }
 
 /// The one correct `SHA256SUMS` of a manifest.
@@ -513,4 +551,46 @@ pub fn build_file(
 /// The criteria named in a manifest, parsed back.
 pub fn criteria_of(manifest: &Manifest) -> Vec<Criterion> {
     manifest.criteria.iter().filter_map(|c| Criterion::parse(c)).collect()
+}
+
+/// One population of a pack run again: its rows and SHA-256 then (the manifest) and now.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Rerun {
+    pub path: String,
+    pub criterion: Option<String>,
+    pub population: Option<String>,
+    pub rows_then: Option<u64>,
+    pub rows_now: u64,
+    pub sha256_then: String,
+    pub sha256_now: String,
+    pub same: bool,
+}
+
+/// Runs the populations of a pack's manifest again, with the SQL and parameters it states,
+/// in one read snapshot of `store`, and compares each CSV's SHA-256 with the manifest's. The
+/// caller checks first that the manifest is signed by this service's key: its SQL is run.
+pub fn rerun(store: &Store, manifest: &Manifest) -> Result<Vec<Rerun>> {
+    let conn = store.connection()?;
+    // The same session the pack was made in.
+    snapshot::utc_session(&conn)?;
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let mut out = Vec::new();
+    for file in manifest.files.iter().filter(|f| f.format == "csv") {
+        let (Some(sql), Some(parameters)) = (&file.sql, &file.parameters) else { continue };
+        let bindings = Bindings::from_stated(parameters).with_context(|| format!("{} in the manifest", file.path))?;
+        let (batches, schema, _) = bindings.query(&conn, sql, &file.path, &mut u64::MAX.clone())?;
+        let csv = csv_file::write(&schema, &batches)?;
+        let sha256_now = sha256_hex(&csv);
+        out.push(Rerun {
+            path: file.path.clone(),
+            criterion: file.criterion.clone(),
+            population: file.population.clone(),
+            rows_then: file.rows,
+            rows_now: batches.iter().map(|b| b.num_rows() as u64).sum(),
+            same: sha256_now == file.sha256,
+            sha256_then: file.sha256.clone(),
+            sha256_now,
+        });
+    }
+    Ok(out)
 }

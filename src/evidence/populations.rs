@@ -72,7 +72,14 @@ pub const ALL: &[Population] = &[
         "sources",
         "cc7_2_sources",
         "Sources monitored",
-        "Each source with the batches that hold the period's events and the positions they cover."
+        "Each source with the batches that hold the period's events, the positions they cover, and their rows reconciled with what each batch committed."
+    ),
+    population!(
+        Cc7_2,
+        "coverage",
+        "cc7_2_coverage",
+        "Coverage of expected sources",
+        "Every stream expected (configured, in the inventory, or seen in the 30 days before) and whether it was ingested, quiet, interrupted, stopped or not ingested."
     ),
     population!(
         Cc7_2,
@@ -81,15 +88,27 @@ pub const ALL: &[Population] = &[
         "Completeness per hour",
         "Events per stream per hour of the period; zero is a gap."
     ),
-    population!(Cc7_2, "gaps", "cc7_2_gaps", "Gaps", "Runs of hours in which a stream had no events."),
+    population!(
+        Cc7_2,
+        "gaps",
+        "cc7_2_gaps",
+        "Gaps",
+        "Where a stream is known to have stopped: silences judged by the source_silent rule, within the period."
+    ),
     population!(
         Cc7_2,
         "rules",
         "cc7_2_rules",
         "Rules in force",
-        "The detection rules the service runs, with their SOC 2 criteria and when each was last evaluated."
+        "Each version of the detection rules in force during the period, as it was, with its SOC 2 criteria and when it was in force."
     ),
-    population!(Cc7_2, "findings", "cc7_2_findings", "Findings raised", "Findings with evidence in the period."),
+    population!(
+        Cc7_2,
+        "findings",
+        "cc7_2_findings",
+        "Findings raised",
+        "Findings with evidence in the period or raised in it, with their status at the period's end."
+    ),
     population!(
         Cc7_2,
         "finding_evidence",
@@ -102,9 +121,15 @@ pub const ALL: &[Population] = &[
         "response",
         "cc7_3_response",
         "Finding response",
-        "Each finding with who acknowledged and resolved it, when, and the minutes to the first response."
+        "Each finding with who acknowledged and resolved it and when, by the period's end, and the minutes to the first response."
     ),
-    population!(Cc7_3, "history", "cc7_3_history", "Finding history", "Every status change of those findings."),
+    population!(
+        Cc7_3,
+        "history",
+        "cc7_3_history",
+        "Finding history",
+        "Every status change of those findings before the period's end."
+    ),
     population!(
         AccessLog,
         "access_log",
@@ -127,7 +152,12 @@ pub struct Bindings {
 impl Bindings {
     /// `as_of` is the last ingest batch the populations read: rows of later batches (data
     /// that arrived after the pack was made) are left out, so a re-run gives the same rows.
-    pub fn new(period: &Period, rules: &[Rule], as_of: i64) -> Bindings {
+    /// `expected` are the streams configured as expected (`cosmos:<account>`,
+    /// `signins:<category>`, `raw:<category>`).
+    /// `made_at` is when the pack is made: findings raised after it are in none of the
+    /// populations, whenever they are run again.
+    pub fn new(period: &Period, rules: &[Rule], as_of: i64, made_at: i64, expected: &[String]) -> Bindings {
+        let expected = serde_json::json!(expected).to_string();
         let catalogue: Vec<serde_json::Value> = rules
             .iter()
             .map(|r| {
@@ -144,8 +174,41 @@ impl Bindings {
                 ("to", script::timestamp(period.to), serde_json::json!(super::rfc3339(period.to))),
                 ("catalogue", Value::Text(catalogue.clone()), serde_json::json!(catalogue)),
                 ("as_of", Value::BigInt(as_of), serde_json::json!(as_of)),
+                ("made_at", script::timestamp(made_at), serde_json::json!(super::rfc3339(made_at))),
+                ("expected", Value::Text(expected.clone()), serde_json::json!(expected)),
             ],
         }
+    }
+
+    /// The parameters a manifest states for one population (`FileEntry::parameters`), bound
+    /// again as they were: `from` and `to` as times, numbers as integers, the rest as text.
+    pub fn from_stated(stated: &serde_json::Map<String, serde_json::Value>) -> Result<Bindings> {
+        let mut values = Vec::new();
+        for (name, shown) in stated {
+            // Only the names Bindings::new binds; a manifest is read back, not trusted with names.
+            let name: &'static str = match name.as_str() {
+                "from" => "from",
+                "to" => "to",
+                "catalogue" => "catalogue",
+                "as_of" => "as_of",
+                "made_at" => "made_at",
+                "expected" => "expected",
+                other => anyhow::bail!("parameter {other:?} is not one TokenTrail binds"),
+            };
+            let value = match (name, shown) {
+                ("from" | "to" | "made_at", serde_json::Value::String(t)) => {
+                    let t = chrono::DateTime::parse_from_rfc3339(t).with_context(|| format!("parameter {name}"))?;
+                    script::timestamp(t.timestamp_micros())
+                }
+                (_, serde_json::Value::Number(n)) => {
+                    Value::BigInt(n.as_i64().with_context(|| format!("parameter {name} is not an integer"))?)
+                }
+                (_, serde_json::Value::String(t)) => Value::Text(t.clone()),
+                _ => anyhow::bail!("parameter {name} has a value of the wrong type"),
+            };
+            values.push((name, value, shown.clone()));
+        }
+        Ok(Bindings { values })
     }
 
     /// Runs `population` and returns its rows, and the parameters it bound (name → value).
@@ -156,8 +219,20 @@ impl Bindings {
         population: &Population,
         rows_left: &mut u64,
     ) -> Result<(Vec<RecordBatch>, arrow::datatypes::SchemaRef, serde_json::Map<String, serde_json::Value>)> {
-        let context = || format!("population {} of {}", population.name, population.criterion.as_str());
-        let mut stmt = conn.prepare(population.sql).with_context(context)?;
+        let name = format!("population {} of {}", population.name, population.criterion.as_str());
+        self.query(conn, population.sql, &name, rows_left)
+    }
+
+    /// Runs `sql` (named `name` in errors) with these parameters: [`Bindings::run`].
+    pub fn query(
+        &self,
+        conn: &duckdb::Connection,
+        sql: &str,
+        name: &str,
+        rows_left: &mut u64,
+    ) -> Result<(Vec<RecordBatch>, arrow::datatypes::SchemaRef, serde_json::Map<String, serde_json::Value>)> {
+        let context = || name.to_string();
+        let mut stmt = conn.prepare(sql).with_context(context)?;
         let named: Vec<(&str, Value)> = self.values.iter().map(|(n, v, _)| (*n, v.clone())).collect();
         let bound = script::bind(&stmt, &named).with_context(context)?;
         let mut shown = serde_json::Map::new();
@@ -167,11 +242,13 @@ impl Bindings {
                 shown.insert(name, text.clone());
             }
         }
-        let stream = stmt.stream_arrow(duckdb::params_from_iter(bound)).with_context(context)?;
-        let schema = stream.get_schema();
+        // Materialized, not streamed: DuckDB's streaming result handed the chunks of an ORDER BY
+        // out of order now and then (under parallel load), and a population's bytes must be
+        // the same on every run.
+        let result = stmt.query_arrow(duckdb::params_from_iter(bound)).with_context(context)?;
+        let schema = result.get_schema();
         let mut batches = Vec::new();
-        for batch in stream {
-            let batch = batch.with_context(context)?;
+        for batch in result {
             let rows = batch.num_rows() as u64;
             if rows > *rows_left {
                 // The pack's limit is filled in by the caller, which knows it.

@@ -155,6 +155,8 @@ impl Detector {
             }));
         }
         let lists = store_lists(store, &entries)?;
+        // Status changes from before finding_history was chained (an upgraded database)
+        // are chained now, so from here on every row is covered.
 
         let conn = store.connection()?;
         rules.retain(|rule| match evaluate::check(&conn, rule) {
@@ -167,7 +169,54 @@ impl Detector {
         for problem in &problems {
             tracing::warn!(problem = %problem, "detection rule or list not used");
         }
-        Ok((Detector { rules, lists, running: Mutex::new(()), listened: Mutex::new(None) }, problems))
+        let detector = Detector { rules, lists, running: Mutex::new(()), listened: Mutex::new(None) };
+        detector.record_versions(store).context("recording the rules in force (rule_versions)")?;
+        Ok((detector, problems))
+    }
+
+    /// Records the rules this detector runs in `rule_versions` (migration 18), so an evidence
+    /// pack lists the rules in force in its period as they were: a new rule or a changed
+    /// definition opens a version (closing the one before), a rule no longer run is closed.
+    fn record_versions(&self, store: &Store) -> Result<()> {
+        store.transaction(|conn| {
+            let open: BTreeMap<String, String> = conn
+                .prepare("SELECT rule_id, definition FROM rule_versions WHERE in_force_to IS NULL")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<duckdb::Result<_>>()?;
+            let close = "UPDATE rule_versions SET in_force_to = get_current_timestamp()
+                         WHERE rule_id = ? AND in_force_to IS NULL";
+            for rule in &self.rules {
+                let definition = self.definition(rule);
+                match open.get(&rule.id) {
+                    Some(known) if *known == definition => continue,
+                    Some(_) => {
+                        conn.execute(close, [&rule.id])?;
+                    }
+                    None => {}
+                }
+                let parameters: serde_json::Map<String, serde_json::Value> =
+                    rule.params.iter().map(|p| (p.name.clone(), p.effective().to_string().into())).collect();
+                conn.execute(
+                    "INSERT INTO rule_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, get_current_timestamp(), NULL)",
+                    duckdb::params![
+                        rule.id,
+                        definition,
+                        rule.title,
+                        rule.severity.as_str(),
+                        rule.soc2.join(", "),
+                        rule.mitre,
+                        rule.window.num_seconds(),
+                        rule.origin.to_string(),
+                        serde_json::Value::Object(parameters).to_string(),
+                        rule.sql,
+                    ],
+                )?;
+            }
+            for id in open.keys().filter(|id| !self.rules.iter().any(|r| &r.id == *id)) {
+                conn.execute(close, [id])?;
+            }
+            Ok(())
+        })
     }
 
     pub fn rules(&self) -> &[Rule] {

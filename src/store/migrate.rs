@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(14, "0014_inventory"),
     migration!(15, "0015_access"),
     migration!(17, "0017_record_positions"),
+    migration!(18, "0018_evidence_as_of"),
 ];
 
 fn checksum(sql: &str) -> String {

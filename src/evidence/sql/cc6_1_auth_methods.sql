@@ -16,6 +16,6 @@ SELECT
     min(time) AS first_request,
     max(time) AS last_request
 FROM cosmos_requests
-WHERE time >= $from AND time < $to
+WHERE time >= $from AND time < $to AND batch_id <= $as_of
 GROUP BY ALL
 ORDER BY account, attribution, auth_token_type

@@ -12,6 +12,6 @@ SELECT
     min(time) AS first_request,
     max(time) AS last_request
 FROM cosmos_requests
-WHERE time >= $from AND time < $to AND principal_id IS NULL
+WHERE time >= $from AND time < $to AND batch_id <= $as_of AND principal_id IS NULL
 GROUP BY ALL
-ORDER BY requests DESC, account, client_ip
+ORDER BY requests DESC, account, key, client_ip, user_agent_family

@@ -7,6 +7,6 @@ SELECT
     min(time) AS first_request,
     max(time) AS last_request
 FROM cosmos_requests
-WHERE time >= $from AND time < $to AND role_assignment_id IS NOT NULL
+WHERE time >= $from AND time < $to AND batch_id <= $as_of AND role_assignment_id IS NOT NULL
 GROUP BY ALL
 ORDER BY account, role_assignment_id

@@ -4,11 +4,11 @@
 WITH events AS (
     SELECT principal_id, time, 1 AS signin, CASE WHEN coalesce(error_code, 0) <> 0 THEN 1 ELSE 0 END AS failed, 0 AS request
     FROM signins
-    WHERE principal_id IS NOT NULL AND time < $to
+    WHERE principal_id IS NOT NULL AND time < $to AND batch_id <= $as_of
     UNION ALL
     SELECT principal_id, time, 0, 0, 1
     FROM cosmos_requests
-    WHERE principal_id IS NOT NULL AND time < $to
+    WHERE principal_id IS NOT NULL AND time < $to AND batch_id <= $as_of
 ),
 activity AS (
     SELECT
@@ -30,7 +30,7 @@ names AS (
         arg_max(principal_name, time) FILTER (WHERE principal_name IS NOT NULL) AS principal_name,
         arg_max(app_display_name, time) FILTER (WHERE app_display_name IS NOT NULL) AS app_name
     FROM signins
-    WHERE principal_id IS NOT NULL AND time < $to
+    WHERE principal_id IS NOT NULL AND time < $to AND batch_id <= $as_of
     GROUP BY principal_id
 )
 SELECT
@@ -46,7 +46,7 @@ SELECT
     a.last_in_period,
     a.first_seen,
     a.last_seen,
-    date_diff('day', a.last_seen::TIMESTAMP, $to::TIMESTAMP) AS days_since_last_seen
+    (epoch_us($to) - epoch_us(a.last_seen)) // 86400000000 AS days_since_last_seen
 FROM activity a
 LEFT JOIN names n USING (principal_id)
 ORDER BY status, a.principal_id

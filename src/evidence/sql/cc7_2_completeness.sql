@@ -1,22 +1,14 @@
--- CC7.2: events per stream per hour of [$from, $to), zero for an hour without any (a gap).
--- A stream is a Cosmos DB account (cosmos:<account>), a sign-in log (signins:<category>) or
--- another category (raw:<category>); every stream with an event in the period is listed for
--- every hour of it. Counted from the stored rows themselves.
+-- CC7.2: events per stream per hour (UTC) of [$from, $to), zero for an hour without any, for
+-- every stream with an event in the period. Counted from the stored rows of batches up to
+-- $as_of. Zero hours are not gaps by themselves: see cc7_2_gaps.sql.
 WITH events AS (
-    SELECT 'cosmos:' || coalesce(account, '') AS stream, date_trunc('hour', time::TIMESTAMP) AS hour, count(*) AS events
-    FROM cosmos_requests WHERE time >= $from AND time < $to GROUP BY ALL
-    UNION ALL
-    SELECT 'signins:' || category, date_trunc('hour', time::TIMESTAMP), count(*)
-    FROM signins WHERE time >= $from AND time < $to GROUP BY ALL
-    UNION ALL
-    SELECT 'raw:' || category, date_trunc('hour', time::TIMESTAMP), count(*)
-    FROM raw_events WHERE time >= $from AND time < $to GROUP BY ALL
+    SELECT stream, hour, events FROM stream_events($from, $to, $as_of)
 ),
 hours AS (
-    SELECT unnest(generate_series(date_trunc('hour', $from::TIMESTAMP), $to::TIMESTAMP - INTERVAL 1 MICROSECOND, INTERVAL 1 HOUR)) AS hour
+    SELECT to_timestamp(unnest(range((epoch_us($from) // 3600000000) * 3600, epoch_us($to) // 1000000, 3600))) AS hour
 ),
 streams AS (SELECT DISTINCT stream FROM events)
-SELECT s.stream, h.hour::TIMESTAMPTZ AS hour, coalesce(e.events, 0)::BIGINT AS events
+SELECT s.stream, h.hour, coalesce(e.events, 0)::BIGINT AS events
 FROM streams s
 CROSS JOIN hours h
 LEFT JOIN events e ON e.stream = s.stream AND e.hour = h.hour

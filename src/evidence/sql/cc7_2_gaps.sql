@@ -1,29 +1,24 @@
--- CC7.2: the gaps of [$from, $to): runs of hours in which a stream that has events in the
--- period has none (see cc7_2_completeness.sql), with their length.
-WITH events AS (
-    SELECT 'cosmos:' || coalesce(account, '') AS stream, date_trunc('hour', time::TIMESTAMP) AS hour
-    FROM cosmos_requests WHERE time >= $from AND time < $to GROUP BY ALL
-    UNION
-    SELECT 'signins:' || category, date_trunc('hour', time::TIMESTAMP)
-    FROM signins WHERE time >= $from AND time < $to GROUP BY ALL
-    UNION
-    SELECT 'raw:' || category, date_trunc('hour', time::TIMESTAMP)
-    FROM raw_events WHERE time >= $from AND time < $to GROUP BY ALL
+-- CC7.2: the gaps of [$from, $to): where a stream is known to have stopped, that is a
+-- silence the source_silent rule judged (the same hours a week earlier were busy), cut to
+-- the period; one with no event of its stream after it, up to the period's end, lasts to the
+-- end. Quiet hours of a stream that is quiet at those hours every week are not gaps; see
+-- cc7_2_coverage.sql for streams with no events at all.
+WITH last AS (
+    SELECT stream, max(last_time) AS last_event FROM stream_events($from, $to, $as_of) GROUP BY stream
 ),
-hours AS (
-    SELECT unnest(generate_series(date_trunc('hour', $from::TIMESTAMP), $to::TIMESTAMP - INTERVAL 1 MICROSECOND, INTERVAL 1 HOUR)) AS hour
-),
-empty AS (
-    SELECT s.stream, h.hour
-    FROM (SELECT DISTINCT stream FROM events) s
-    CROSS JOIN hours h
-    ANTI JOIN events e ON e.stream = s.stream AND e.hour = h.hour
-),
-runs AS (
-    SELECT stream, hour, hour - to_hours(row_number() OVER (PARTITION BY stream ORDER BY hour)) AS run
-    FROM empty
+silences AS (
+    SELECT s.*, coalesce(l.last_event <= s.silent_from, true) AS still_silent_at_end
+    FROM stream_silences($from, $to, $made_at) s
+    LEFT JOIN last l USING (stream)
 )
-SELECT stream, min(hour)::TIMESTAMPTZ AS gap_from, (max(hour) + INTERVAL 1 HOUR)::TIMESTAMPTZ AS gap_to, count(*) AS hours
-FROM runs
-GROUP BY stream, run
+SELECT
+    stream,
+    greatest(silent_from, $from) AS gap_from,
+    CASE WHEN still_silent_at_end THEN $to ELSE least(silent_until, $to) END AS gap_to,
+    round((epoch_us(CASE WHEN still_silent_at_end THEN $to ELSE least(silent_until, $to) END)
+           - epoch_us(greatest(silent_from, $from))) / 3.6e9, 1) AS hours,
+    still_silent_at_end,
+    finding_id,
+    detail
+FROM silences
 ORDER BY stream, gap_from

@@ -1,11 +1,14 @@
--- CC7.3/CC7.4: every status change of the findings of cc7_3_response.sql, oldest first.
+-- CC7.3/CC7.4: every status change before $to of the findings of cc7_3_response.sql, oldest
+-- first, with the id that chains it (finding_history is append-only and chained).
 WITH chosen AS (
-    SELECT id FROM findings WHERE created_at >= $from AND created_at < $to
-    UNION
-    SELECT f.id FROM findings f JOIN finding_evidence e ON e.fingerprint = f.fingerprint
-    WHERE e.time >= $from AND e.time < $to
+    SELECT f.id
+    FROM findings_at($made_at) f
+    WHERE f.status <> 'withdrawn'
+      AND ((f.created_at >= $from AND f.created_at < $to)
+           OR EXISTS (SELECT 1 FROM finding_evidence e WHERE e.fingerprint = f.fingerprint AND e.time >= $from AND e.time < $to))
 )
-SELECT h.finding_id, h.changed_at, h.changed_by, h.from_status, h.to_status, h.comment
+SELECT h.id AS change_id, h.finding_id, h.changed_at, h.changed_by, h.from_status, h.to_status, h.comment
 FROM finding_history h
 JOIN chosen c ON c.id = h.finding_id
-ORDER BY h.finding_id, h.changed_at, h.rowid
+WHERE h.changed_at < $to
+ORDER BY h.finding_id, h.changed_at, h.id

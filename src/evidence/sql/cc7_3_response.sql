@@ -1,23 +1,32 @@
--- CC7.3/CC7.4: each finding with evidence in [$from, $to) or raised in it, with who
--- acknowledged and resolved it and when, and the minutes from raised to the first response
--- by a person (acknowledged, resolved or suppressed).
+-- CC7.3/CC7.4: the findings of cc7_2_findings.sql as they stood at the period's end: who
+-- acknowledged and resolved each and when, and the minutes from raised to the first response
+-- by a person (acknowledged, resolved or suppressed). Changes after $to are not counted: a
+-- finding not answered by the period's end shows no response.
 WITH chosen AS (
-    SELECT id FROM findings WHERE created_at >= $from AND created_at < $to
-    UNION
-    SELECT f.id FROM findings f JOIN finding_evidence e ON e.fingerprint = f.fingerprint
-    WHERE e.time >= $from AND e.time < $to
+    SELECT f.id, f.rule_id, f.severity, f.title, f.principal_id, f.entity, f.created_at
+    FROM findings_at($made_at) f
+    WHERE f.status <> 'withdrawn'
+      AND ((f.created_at >= $from AND f.created_at < $to)
+           OR EXISTS (SELECT 1 FROM finding_evidence e WHERE e.fingerprint = f.fingerprint AND e.time >= $from AND e.time < $to))
 ),
 h AS (
     SELECT
         finding_id,
         min(changed_at) FILTER (WHERE to_status = 'acknowledged') AS acknowledged_at,
-        arg_min(changed_by, changed_at) FILTER (WHERE to_status = 'acknowledged') AS acknowledged_by,
+        arg_min(changed_by, (changed_at, id)) FILTER (WHERE to_status = 'acknowledged') AS acknowledged_by,
         max(changed_at) FILTER (WHERE to_status = 'resolved') AS resolved_at,
-        arg_max(changed_by, changed_at) FILTER (WHERE to_status = 'resolved') AS resolved_by,
+        arg_max(changed_by, (changed_at, id)) FILTER (WHERE to_status = 'resolved') AS resolved_by,
         min(changed_at) FILTER (WHERE changed_by <> 'tokentrail' AND to_status IN ('acknowledged', 'resolved', 'suppressed')) AS first_response_at,
         count(*) AS changes
     FROM finding_history
+    WHERE changed_at < $to
     GROUP BY finding_id
+),
+names AS (
+    SELECT principal_id, arg_max(principal_name, time) AS principal_name
+    FROM signins
+    WHERE principal_name IS NOT NULL AND batch_id <= $as_of
+    GROUP BY principal_id
 )
 SELECT
     f.id,
@@ -25,19 +34,21 @@ SELECT
     f.severity,
     f.title,
     f.principal_id,
+    n.principal_name,
     f.entity,
     f.created_at AS raised_at,
-    f.status,
+    at_end.status AS status_at_end,
     h.acknowledged_at,
     h.acknowledged_by,
     h.resolved_at,
     h.resolved_by,
     h.first_response_at,
-    date_diff('minute', f.created_at::TIMESTAMP, h.first_response_at::TIMESTAMP) AS minutes_to_respond,
-    date_diff('minute', f.created_at::TIMESTAMP, h.resolved_at::TIMESTAMP) AS minutes_to_resolve,
-    f.status_comment,
+    (epoch_us(h.first_response_at) - epoch_us(f.created_at)) // 60000000 AS minutes_to_respond,
+    (epoch_us(h.resolved_at) - epoch_us(f.created_at)) // 60000000 AS minutes_to_resolve,
+    at_end.status_comment,
     coalesce(h.changes, 0) AS changes
-FROM findings f
-JOIN chosen USING (id)
+FROM chosen f
+LEFT JOIN findings_at($to) at_end USING (id)
 LEFT JOIN h ON h.finding_id = f.id
+LEFT JOIN names n ON n.principal_id = f.principal_id
 ORDER BY f.id

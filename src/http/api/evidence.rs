@@ -79,9 +79,19 @@ pub async fn download(
     // The client going away drops this future and stops the work.
     let _cancel = StopOnDrop(budget.stop.clone());
     let rules = state.rules.clone();
+    let expected = crate::evidence::expected_streams(&state.evidence.expected_streams).map_err(ApiError::from)?;
+    let development_signer = state.mode.contains("development sign-in");
     let (file, summary) = super::db(&state, move |store| -> ApiResult<_> {
         let key = PackKey::load_or_create(&sign::key_path(store.path(), None), true)?;
-        let request = PackRequest { criteria, period, generated_by, rules: &rules, budget };
+        let request = PackRequest {
+            criteria,
+            period,
+            generated_by,
+            rules: &rules,
+            budget,
+            expected,
+            development_signer,
+        };
         let path = std::env::temp_dir().join(format!("tokentrail-evidence-{}.zip", unique()));
         let summary = pack::build_file(&store, &key, &request, &path, &|_, _, _| {});
         let opened = summary.and_then(|s| Ok((std::fs::File::open(&path)?, s)));
@@ -107,7 +117,7 @@ pub async fn download(
             Err(error) => Some((Err(error), file)),
         }
     });
-    let name = format!("tokentrail-evidence-{}.zip", period.slug());
+    let name = pack::file_name(&pack::criteria_of(&summary.manifest), &period);
     let mut response = (
         [
             (header::CONTENT_TYPE, "application/zip".to_string()),
@@ -154,4 +164,70 @@ pub async fn public_key(State(state): State<AppState>) -> ApiResult<axum::Json<P
     })
     .await?;
     Ok(axum::Json(PublicKey { algorithm: "Ed25519".into(), key_id: key.key_id(), public_key_pem: key.public_pem() }))
+}
+
+/// The largest pack `POST /api/evidence/rerun` reads.
+pub const MAX_RERUN_PACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// What running a pack's populations again found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RerunReport {
+    /// Every population gave the same rows, byte for byte (same SHA-256 as in the pack).
+    pub all_same: bool,
+    /// The last ingest batch the pack's populations included (they are bounded by it).
+    pub as_of_batch: Option<i64>,
+    pub period_from: String,
+    pub period_to: String,
+    pub populations: Vec<pack::Rerun>,
+}
+
+/// Runs the populations of a pack this service signed again, with the SQL and parameters
+/// its manifest states, and compares their SHA-256 with the pack's. The body is the pack
+/// (the zip as downloaded). A pack that is not whole, or not signed by this service's key,
+/// is refused (its SQL is run only when it is this service's own).
+#[utoipa::path(post, path = "/api/evidence/rerun", tag = "evidence",
+    request_body(content = Vec<u8>, content_type = "application/zip", description = "The pack"),
+    security(("entra" = ["TokenTrail.Auditor"])),
+    responses(
+        (status = 200, body = RerunReport),
+        (status = 400, description = "Not a pack, not whole, or not signed by this service", body = ErrorBody),
+        (status = 413, description = "Larger than 256 MiB", body = ErrorBody)))]
+pub async fn rerun(
+    State(state): State<AppState>,
+    Extension(note): Extension<AuditNote>,
+    body: Body,
+) -> ApiResult<axum::Json<RerunReport>> {
+    // Not the API's default JSON body limit: a pack is larger; read up to its own bound.
+    let body = axum::body::to_bytes(body, MAX_RERUN_PACK_BYTES).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "pack_too_large",
+            format!("the pack is larger than {} MiB, or its upload broke off", MAX_RERUN_PACK_BYTES >> 20),
+        )
+    })?;
+    note.add("pack_bytes", body.len());
+    let report = super::db(&state, move |store| -> ApiResult<RerunReport> {
+        let key = PackKey::load_or_create(&sign::key_path(store.path(), None), true)?;
+        let checked = pack::verify_reader(std::io::Cursor::new(&body[..]), Some(&key.public()))
+            .map_err(|e| ApiError::bad_request(format!("the body is not a readable evidence pack (zip): {e}")))?;
+        if !checked.ok() {
+            let problems: Vec<String> = checked.problems.iter().map(|p| p.to_string()).collect();
+            return Err(ApiError::bad_request(format!(
+                "the pack does not verify with this service's key, so its populations are not run again: {}",
+                problems.join("; ")
+            )));
+        }
+        let manifest = checked.manifest.expect("a verified pack has its manifest");
+        let populations = pack::rerun(&store, &manifest)?;
+        Ok(RerunReport {
+            all_same: populations.iter().all(|p| p.same),
+            as_of_batch: manifest.as_of.batch_id,
+            period_from: manifest.period.from.clone(),
+            period_to: manifest.period.to.clone(),
+            populations,
+        })
+    })
+    .await?;
+    note.add("all_same", report.all_same.to_string());
+    Ok(axum::Json(report))
 }

@@ -72,6 +72,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::retry))
         .routes(routes!(evidence::download))
         .routes(routes!(evidence::public_key))
+        .routes(routes!(evidence::rerun))
         .routes(routes!(findings::list))
         .routes(routes!(findings::detail))
         .routes(routes!(findings::history))
