@@ -1,38 +1,73 @@
-//! The integrity chain of append-only tables (the access log; finding history and
-//! review decisions can join it): each transaction that appends rows also stores a
-//! link over them in `append_chain` (migration 9), chained to the table's previous
-//! link, so `tokentrail verify` can name the first link whose rows changed.
+//! The integrity chain of append-only tables (the access log and finding history; review
+//! decisions can join it): each transaction that appends rows also stores a link over
+//! them in `append_chain` (migration 9), chained to the table's previous link, so
+//! `tokentrail verify` can name the first link whose rows changed.
 //!
 //! Contract:
 //! - A chained table has an `id` that only grows (a sequence) and is only inserted
-//!   into, by [`append`]: rows and their link commit in one transaction, one appender
-//!   per table at a time (a lock in this process), so each link covers the ids after
-//!   the previous link's last one, with no gap and no overlap.
+//!   into, in a transaction that also links what it inserted, in one of two ways:
+//!   - [`append`] takes the table's lock (in this process), then runs the transaction,
+//!     inserts, links and commits, then lets go: what people's actions and the access
+//!     log's writer use.
+//!   - [`link_in`] links inside a transaction the caller already holds (detection's
+//!     refresh of findings, whose rows come from a statement run in a bigger
+//!     transaction). It takes the table's lock and returns it as [`Linked`], which the
+//!     caller keeps until its COMMIT (or ROLLBACK) has run and only then drops: holding
+//!     it to the end is what keeps another appender from starting meanwhile.
+//!
+//!   Each link also updates the table's row of `append_heads` (migration 16). A
+//!   transaction that began before another one linked the table and committed (its
+//!   snapshot does not show that link) therefore fails on DuckDB's write conflict
+//!   ("Conflict on update") when it links, and is run again ([`crate::store::retrying_conflicts`]);
+//!   so is one that meets another's link not yet committed. Two transactions that
+//!   appended to the same table never both commit, and a link never covers ids of rows
+//!   another transaction commits later.
+//! - Locks: one per table, and a transaction appends to one chained table (none takes
+//!   two tables' locks). Nobody holding one waits for anything else of this process (a
+//!   thread, a lock) before letting go, and DuckDB's transactions never wait for each
+//!   other (its concurrency is optimistic), so waiting for one cannot deadlock:
+//!   [`link_in`] waits for the lock with its transaction open, and the holder it waits
+//!   for never waits for that transaction.
+//! - Ids drawn by a transaction that rolled back are skipped by the sequence: a link
+//!   covers every id after the previous link's last one up to its own last, so such a
+//!   gap is inside it (its row count says how many rows are there).
 //! - A link's digest is the table digest of [`super::chain`] (order-free SHA-256 over
 //!   each row's canonical encoding: every column but none left out, a NULL column
 //!   absent, so a column added later with a NULL default changes no digest) over the
 //!   rows `first_id..=last_id`, plus its bounds and count; `chain_digest` follows the
 //!   previous link's, as the ingest chain does. The first link of a table covers every
 //!   row stored before it (rows written before the chain existed are vouched for from
-//!   then on, not before).
+//!   then on, not before: the service chains them when it starts).
+//! - Linking reads only the rows after the previous link's last id (the table is
+//!   filtered on `id`, its row groups skipped by their id range): its cost follows what
+//!   was appended, not the table's size.
 //! - [`verify`] recomputes each link from the rows as they are now: a changed, deleted
-//!   or inserted row, a row past the last link, or an edited link is named.
+//!   or inserted row, a row past the last link, an edited link, or links deleted from
+//!   the end (`append_heads` names a later one) is named.
 
 use crate::store::Store;
 use crate::store::chain::{Digest, TableDigest, chain_digest, hex};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest as _, Sha256};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// The tables chained by append, each with an `id` column.
-pub const TABLES: [&str; 1] = ["access_log"];
+pub const TABLES: [&str; 2] = ["access_log", "finding_history"];
 
 /// Encoding version of the links written now.
 pub const VERSION: i32 = 1;
 
-/// One appender at a time per table (all of them live in this process: DuckDB lets one
-/// process write the file).
-static APPENDING: Mutex<()> = Mutex::new(());
+/// One appender at a time per table, in the order of [`TABLES`] (all of them live in
+/// this process: DuckDB lets one process write the file).
+static APPENDING: [Mutex<()>; TABLES.len()] = [const { Mutex::new(()) }; TABLES.len()];
+
+/// The lock of `table`, held.
+fn lock(table: &str) -> Result<MutexGuard<'static, ()>> {
+    let Some(i) = TABLES.iter().position(|t| *t == table) else {
+        bail!("{table} is not a chained append-only table");
+    };
+    Ok(APPENDING[i].lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+}
 
 /// Runs `insert` (which appends rows to `table`) and chains what it appended, in one
 /// transaction, run again on a write conflict ([`Store::transaction`]).
@@ -41,15 +76,36 @@ pub fn append<T>(
     table: &'static str,
     mut insert: impl FnMut(&duckdb::Connection) -> Result<T>,
 ) -> Result<T> {
-    if !TABLES.contains(&table) {
-        bail!("{table} is not a chained append-only table");
-    }
-    let _one_at_a_time = APPENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one_at_a_time = lock(table)?;
     store.transaction(|conn| {
         let out = insert(conn)?;
         link(conn, table)?;
         Ok(out)
     })
+}
+
+/// The lock of a table linked by [`link_in`]: keep it until the transaction has
+/// committed or rolled back, then drop it.
+#[must_use = "hold it until the transaction has committed"]
+pub struct Linked {
+    _held: MutexGuard<'static, ()>,
+}
+
+impl std::fmt::Debug for Linked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Linked")
+    }
+}
+
+/// Chains the rows appended to `table` inside the transaction the caller holds on
+/// `conn` (and not yet linked), as the transaction's last write to `table`. Returns the
+/// table's lock, to hold until COMMIT has run (see the module's contract). Fails with
+/// DuckDB's write conflict when another transaction linked the table since this one
+/// began: run the transaction again.
+pub fn link_in(conn: &duckdb::Connection, table: &'static str) -> Result<Linked> {
+    let held = lock(table)?;
+    link(conn, table)?;
+    Ok(Linked { _held: held })
 }
 
 /// The last link of `table`: its number, last id and chain digest.
@@ -115,9 +171,24 @@ fn link(conn: &duckdb::Connection, table: &'static str) -> Result<()> {
         None => (1, i64::MIN, [0u8; 32]),
     };
     let Rows { digest, count, bounds } = digest_rows(conn, table, (after.saturating_add(1), i64::MAX))?;
-    let Some((first, last_id)) = bounds else { return Ok(()) };
+    let Some((lowest, last_id)) = bounds else { return Ok(()) };
+    // Right after the previous link, so ids skipped by a rolled-back transaction are
+    // inside this one; the first link starts at the table's first row.
+    let first = if last.is_some() { after + 1 } else { lowest };
     let rows = rows_digest(table, VERSION, first, last_id, count, &digest);
     let chain = chain_digest(&previous, number, &rows);
+    // The head first: a transaction whose snapshot misses a link committed meanwhile (or
+    // that meets one not yet committed) fails here on DuckDB's write conflict.
+    let updated = conn.execute(
+        "UPDATE append_heads SET link = ?, last_id = ?, updated_at = get_current_timestamp() WHERE table_name = ?",
+        duckdb::params![number, last_id, table],
+    )?;
+    if updated == 0 {
+        conn.execute(
+            "INSERT INTO append_heads VALUES (?, ?, ?, get_current_timestamp())",
+            duckdb::params![table, number, last_id],
+        )?;
+    }
     conn.execute(
         include_str!("sql/append_link_insert.sql"),
         duckdb::params![table, number, first, last_id, count, VERSION, hex(&rows), hex(&chain)],
@@ -219,7 +290,27 @@ pub fn verify(store: &Store) -> Result<Vec<AppendReport>> {
             conn.query_row(&format!("SELECT count(*) FROM {table} WHERE id > ? OR id < ?"), [after, before], |r| {
                 r.get(0)
             })?;
-        if unchained > 0 && links.is_empty() {
+        // The last link written, by the head every link updates (none for a table no
+        // TokenTrail of migration 16 or later has linked).
+        let head: Option<i64> = conn
+            .prepare("SELECT link FROM append_heads WHERE table_name = ?")?
+            .query_map([table], |r| r.get(0))?
+            .next()
+            .transpose()?;
+        let last_link = links.last().map_or(0, |l| l.0);
+        if head.is_some_and(|h| h > last_link) {
+            let written = head.unwrap_or_default();
+            report.failures.push((
+                0,
+                match last_link {
+                    0 => format!("append_chain was emptied: link {written} was written, none is there"),
+                    _ => {
+                        format!("append_chain ends at link {last_link}, but link {written} was written (links deleted)")
+                    }
+                },
+            ));
+        }
+        if unchained > 0 && links.is_empty() && head.is_none_or(|h| h == 0) {
             report.failures.push((
                 0,
                 format!(

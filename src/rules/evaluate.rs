@@ -7,6 +7,7 @@
 
 use super::rule::{Rule, RuleError};
 use super::script::{self, timestamp};
+use crate::evidence::append::{Linked, link_in};
 use anyhow::{Context, Result, bail};
 use duckdb::types::Value;
 
@@ -108,10 +109,12 @@ pub fn rule_error(rule: &Rule, error: anyhow::Error) -> RuleError {
 /// Evaluates `rule` over [from, to) and updates its evidence and findings (`refresh`: the
 /// findings it touches even if its evidence did not change, for a changed title or severity).
 /// A person changing a finding's status meanwhile can make the transaction fail on a
-/// write conflict: it is then run again (`store::retrying_conflicts`).
+/// write conflict: it is then run again (`store::retrying_conflicts`). The status changes
+/// it writes to finding_history are chained in the same transaction
+/// (`evidence::append::link_in`), whose lock is let go once it has committed.
 pub fn run(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64, refresh: bool) -> Result<RuleRun> {
     let started = std::time::Instant::now();
-    let (evidence, raised) = crate::store::retrying_conflicts(|| {
+    let (evidence, raised, _linked) = crate::store::retrying_conflicts(|| {
         crate::store::in_transaction(conn, |conn| run_in_transaction(conn, rule, from, to, refresh))
     })?;
     Ok(RuleRun { rule_id: rule.id.clone(), from, to, evidence, raised, elapsed: started.elapsed() })
@@ -123,7 +126,7 @@ fn run_in_transaction(
     from: i64,
     to: i64,
     refresh: bool,
-) -> Result<(u64, Vec<i64>)> {
+) -> Result<(u64, Vec<i64>, Option<Linked>)> {
     run_query(conn, rule, from, to)?;
     let window = [("rule_id", Value::Text(rule.id.clone())), ("from", timestamp(from)), ("to", timestamp(to))];
     // Most runs find nothing where nothing was: then there is nothing to update.
@@ -133,14 +136,14 @@ fn run_in_transaction(
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     if returned == 0 && stored == 0 && !refresh {
-        return Ok((0, Vec::new()));
+        return Ok((0, Vec::new(), None));
     }
     script::run(conn, "rule_evidence.sql", RULE_EVIDENCE, &window)?;
     let evidence: i64 = conn.query_row("SELECT count(*) FROM new_evidence", [], |r| r.get(0))?;
     // Or the same evidence as before: the findings stay as they are.
     let changes: i64 = script::value(conn, "evidence_changes.sql", EVIDENCE_CHANGES, &window)?;
     if changes == 0 && !refresh {
-        return Ok((evidence as u64, Vec::new()));
+        return Ok((evidence as u64, Vec::new(), None));
     }
     script::run(conn, "replace_evidence.sql", REPLACE_EVIDENCE, &window)?;
     let finding = [
@@ -149,9 +152,10 @@ fn run_in_transaction(
         ("severity", Value::Text(rule.severity.as_str().to_owned())),
     ];
     script::run(conn, "refresh_findings.sql", REFRESH_FINDINGS, &finding)?;
+    let linked = link_in(conn, "finding_history")?;
     let raised: Vec<i64> = conn
         .prepare("SELECT id FROM new_findings ORDER BY id")?
         .query_map([], |r| r.get(0))?
         .collect::<duckdb::Result<_>>()?;
-    Ok((evidence as u64, raised))
+    Ok((evidence as u64, raised, Some(linked)))
 }

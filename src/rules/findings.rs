@@ -2,6 +2,8 @@
 //! with who, when and a comment, and kept as history in `finding_history`. The engine
 //! makes its own changes (raised, withdrawn, reopened) in `refresh_findings.sql`. A resolution
 //! writes its alert event (`alert_events`, see `crate::alerts`) in the same transaction.
+//! `finding_history` is append-only and chained (`crate::evidence::append`): each change is
+//! linked in the transaction that writes it.
 
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
@@ -81,15 +83,16 @@ pub enum Refused {
     CannotBecome { id: i64, from: Status, to: Status },
 }
 
-/// Moves finding `id` to `to` on behalf of `by`, with a comment, and records it, in one
-/// transaction ([`Store::transaction`]: a change that meets another change of the
-/// finding, someone's or detection's, is tried again). What refuses it is a [`Refused`]
+/// Moves finding `id` to `to` on behalf of `by`, with a comment, and records it, chained
+/// ([`crate::evidence::append::append`]), in one transaction ([`Store::transaction`]: a
+/// change that meets another change of the finding, someone's or detection's, is tried
+/// again). What refuses it is a [`Refused`]
 /// (or `store::Busy`) in the error.
 pub fn set_status(store: &Store, id: i64, to: Status, by: &str, comment: &str) -> Result<()> {
     if by.trim().is_empty() {
         bail!("a status change needs the name of who makes it");
     }
-    store.transaction(|conn| {
+    crate::evidence::append::append(store, "finding_history", |conn| {
         let current: Option<String> = conn
             .prepare("SELECT status FROM findings WHERE id = ?")?
             .query_map([id], |r| r.get(0))?
@@ -101,10 +104,7 @@ pub fn set_status(store: &Store, id: i64, to: Status, by: &str, comment: &str) -
         if !from.can_become(to) {
             return Err(Refused::CannotBecome { id, from, to }.into());
         }
-        conn.execute(
-            include_str!("sql/finding_status_update.sql"),
-            duckdb::params![to.as_str(), by, comment, id],
-        )?;
+        conn.execute(include_str!("sql/finding_status_update.sql"), duckdb::params![to.as_str(), by, comment, id])?;
         conn.execute(
             include_str!("sql/finding_history_insert.sql"),
             duckdb::params![id, by, from.as_str(), to.as_str(), comment],

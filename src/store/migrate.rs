@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_changes"),
     migration!(14, "0014_inventory"),
     migration!(15, "0015_access"),
+    migration!(16, "0016_finding_history_chain"),
     migration!(17, "0017_record_positions"),
     migration!(18, "0018_evidence_as_of"),
 ];

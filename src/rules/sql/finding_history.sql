@@ -1,2 +1,2 @@
 SELECT epoch_us(changed_at), changed_by, from_status, to_status, comment
-FROM finding_history WHERE finding_id = ? ORDER BY changed_at, rowid
+FROM finding_history WHERE finding_id = ? ORDER BY changed_at, id

@@ -64,6 +64,7 @@ pub const INTERNAL: &[&str] = &[
     "ingest_positions",
     "detection_state",
     "rule_state",
+    "append_heads",
     "alert_events",
     "alert_pending",
 ];
