@@ -19,6 +19,7 @@ mod evidence;
 mod evidence_sample;
 mod exactly_once;
 mod fast_path;
+mod finding_chain;
 mod fuzz;
 mod inventory;
 mod modules;

@@ -101,3 +101,53 @@ fn an_old_evidence_pack_verifies_with_its_key_and_not_with_another() {
     .unwrap();
     assert!(!pack::verify(&fixtures().join("pack.zip"), Some(&other)).unwrap().ok());
 }
+
+/// A database from before finding history was chained (migration 16): its rows get ids
+/// in the order they were written, `id` first as in access_log; verify says they are not
+/// chained yet until detection starts, which chains them; new rows go on after them.
+#[test]
+fn finding_history_from_before_its_chain_gets_ids_in_order_and_is_chained_when_detection_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.duckdb");
+    {
+        let options = tokentrail::store::StoreOptions { migrate_up_to: Some(15), ..Default::default() };
+        let old = tokentrail::store::Store::open(&path, &options).unwrap();
+        // Written in this order; the second and third at the same time, so rowid decides.
+        old.connection()
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO finding_history VALUES (7, '2026-12-01 10:00:00+00', 'tokentrail', NULL, 'open', 'raised');
+                 INSERT INTO finding_history VALUES (7, '2026-12-01 11:00:00+00', 'alice', 'open', 'acknowledged', 'a');
+                 INSERT INTO finding_history VALUES (7, '2026-12-01 11:00:00+00', 'bob', 'acknowledged', 'resolved', 'b');
+                 INSERT INTO finding_history VALUES (3, '2026-11-30 09:00:00+00', 'tokentrail', NULL, 'open', 'raised');",
+            )
+            .unwrap();
+    }
+    let db = crate::common::TestDb::open_in(dir, "old.duckdb");
+    let columns: Vec<Vec<String>> = db.rows("SELECT name FROM pragma_table_info('finding_history') ORDER BY cid");
+    let columns: Vec<&str> = columns.iter().map(|c| c[0].as_str()).collect();
+    assert_eq!(columns, ["id", "finding_id", "changed_at", "changed_by", "from_status", "to_status", "comment"]);
+    let rows = db.rows("SELECT id::VARCHAR, finding_id::VARCHAR, changed_by FROM finding_history ORDER BY id");
+    assert_eq!(rows, [["1", "3", "tokentrail"], ["2", "7", "tokentrail"], ["3", "7", "alice"], ["4", "7", "bob"]]);
+    let history = |db: &crate::common::TestDb| {
+        append::verify(&db.store).unwrap().into_iter().find(|t| t.table == "finding_history").unwrap()
+    };
+    let before = history(&db);
+    assert!(!before.verified() && before.summary().contains("upgraded and not served since"), "{}", before.summary());
+
+    let (_detector, problems) = Detector::open(&db.store, &DetectionConfig::default()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let chained = history(&db);
+    assert!(chained.verified(), "{}", chained.summary());
+    assert_eq!((chained.links, chained.rows), (1, 4));
+    append::append(&db.store, "finding_history", |conn| {
+        conn.execute_batch(
+            "INSERT INTO finding_history (finding_id, changed_at, changed_by, to_status) VALUES (3, now(), 'carol', 'resolved')",
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(db.value::<i64>("SELECT id FROM finding_history WHERE changed_by = 'carol'"), 5, "after the old ids");
+    let after = history(&db);
+    assert!(after.verified() && after.links == 2 && after.rows == 5, "{}", after.summary());
+}
