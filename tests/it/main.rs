@@ -16,6 +16,7 @@ mod demo_access;
 mod detections;
 mod eventhubs;
 mod evidence;
+mod evidence_report;
 mod evidence_sample;
 mod exactly_once;
 mod fast_path;
