@@ -22,6 +22,12 @@ CREATE TABLE rule_versions (
     PRIMARY KEY (rule_id, in_force_from)
 );
 
+-- The rules running before this migration, from when their current definition was first
+-- evaluated; the next start of detection fills in what they are (title, SQL, ...).
+INSERT INTO rule_versions
+SELECT rule_id, definition, '', '', '', NULL, 0, '', NULL, '', evaluated_at, NULL
+FROM rule_state;
+
 -- Findings raised before `t`, each with its status, comment and last change as of `t`,
 -- from finding_history (the findings table holds only the status now).
 CREATE MACRO findings_at(t) AS TABLE

@@ -155,6 +155,23 @@ pub fn verify_pack(path: &Path, public_key: Option<&Path>, trust_embedded_key: b
             manifest.generated_by.name
         );
         println!("integrity chain at generation: {}", manifest.integrity_chain.result);
+        if let Some(batch) = manifest.as_of.batch_id {
+            println!(
+                "populations as of ingest batch {batch} (committed {})",
+                manifest.as_of.committed_at.as_deref().unwrap_or("?")
+            );
+        }
+        if !manifest.coverage.is_empty() {
+            let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+            for row in &manifest.coverage {
+                *counts.entry(row.get("status").and_then(|s| s.as_str()).unwrap_or("unknown")).or_default() += 1;
+            }
+            let said: Vec<String> = counts.iter().map(|(status, n)| format!("{n} {status}")).collect();
+            println!("coverage: {} streams: {}", manifest.coverage.len(), said.join(", "));
+        }
+        if let Some(demo) = &manifest.demo {
+            println!("{demo}");
+        }
     }
     for line in &result.passed {
         println!("ok: {line}");

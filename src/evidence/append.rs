@@ -241,6 +241,13 @@ impl AppendReport {
 /// Recomputes every link of every chained table from the rows as they are now.
 pub fn verify(store: &Store) -> Result<Vec<AppendReport>> {
     let conn = store.connection()?;
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    verify_in(&conn)
+}
+
+/// [`verify`] through `conn`: in a transaction, everything is read from one snapshot, so an
+/// append committing meanwhile is wholly in it (rows and link) or not at all.
+pub fn verify_in(conn: &duckdb::Connection) -> Result<Vec<AppendReport>> {
     let mut reports = Vec::new();
     for table in TABLES {
         let mut stmt = conn.prepare(include_str!("sql/append_links.sql"))?;

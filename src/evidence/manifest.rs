@@ -2,6 +2,7 @@
 //! period, made by whom and with which key, and where the integrity chain stood.
 
 use super::GeneratedBy;
+use super::append::AppendReport;
 use super::chain::{self, ChainReport};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -118,6 +119,39 @@ pub struct ChainInfo {
     pub result: String,
     pub failures: Vec<chain::BatchFailure>,
     pub unchained_batches: Vec<i64>,
+    /// The append-only tables (access log, finding history), checked in the populations'
+    /// snapshot; `verified` and `result` cover them too.
+    #[serde(default)]
+    pub append_chains: Vec<AppendChainInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppendChainInfo {
+    pub table: String,
+    pub links: u64,
+    pub rows: u64,
+    pub verified: bool,
+    pub result: String,
+}
+
+impl ChainInfo {
+    /// Adds the append-only tables' chains: the pack's chain is verified only if they are.
+    pub fn with_appended(mut self, reports: &[AppendReport]) -> ChainInfo {
+        for report in reports {
+            self.verified &= report.verified();
+            if !report.verified() {
+                self.result = format!("{}; {}", self.result, report.summary());
+            }
+            self.append_chains.push(AppendChainInfo {
+                table: report.table.clone(),
+                links: report.links,
+                rows: report.rows,
+                verified: report.verified(),
+                result: report.summary(),
+            });
+        }
+        self
+    }
 }
 
 impl From<&ChainReport> for ChainInfo {
@@ -131,6 +165,7 @@ impl From<&ChainReport> for ChainInfo {
             result: r.summary(),
             failures: r.failures.clone(),
             unchained_batches: r.unchained.clone(),
+            append_chains: Vec::new(),
         }
     }
 }

@@ -138,8 +138,9 @@ pub fn build<W: Write + Seek>(
             }
         }
         progress(chosen.len() as u64, total, "integrity chain");
+        let appended = over_budget(budget, super::append::verify_in(&conn))?;
         let chain = chain.join().map_err(|_| anyhow::anyhow!("the chain verification thread panicked"))?;
-        Ok((over_budget(budget, chain)?, ran))
+        Ok((ChainInfo::from(&over_budget(budget, chain)?).with_appended(&appended), ran))
     })?;
     progress(chosen.len() as u64 + 1, total, "writing the pack");
 
@@ -204,7 +205,7 @@ pub fn build<W: Write + Seek>(
         sources,
         gaps,
         coverage,
-        integrity_chain: ChainInfo::from(&chain),
+        integrity_chain: chain,
         demo,
         as_of: facts.as_of,
         engine: facts.engine,

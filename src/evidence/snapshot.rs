@@ -60,8 +60,9 @@ pub fn read(conn: &duckdb::Connection, timezone: String, period: &Period, chosen
              WHERE function_type IN ('macro', 'table_macro') AND NOT internal AND macro_definition IS NOT NULL
              ORDER BY 1, 2",
             &sql,
+            Use::Call,
         )?,
-        views: used(conn, "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1", &sql)?,
+        views: used(conn, "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1", &sql, Use::Read)?,
     };
     let as_of_id = batch_id.unwrap_or(0);
     let list = |query: &str| -> Result<Vec<String>> {
@@ -97,9 +98,16 @@ pub fn read(conn: &duckdb::Connection, timezone: String, period: &Period, chosen
     Ok(Facts { as_of, engine, scope, generated_data })
 }
 
+/// How SQL uses a definition: a macro is called (`name(`), a view read (`FROM name`, `JOIN name`).
+#[derive(Clone, Copy)]
+enum Use {
+    Call,
+    Read,
+}
+
 /// The definitions (name, text) of `query` whose name the SQL texts use, and those the
 /// definitions so found use in turn.
-fn used(conn: &duckdb::Connection, query: &str, sql: &[&str]) -> Result<Vec<MacroInfo>> {
+fn used(conn: &duckdb::Connection, query: &str, sql: &[&str], how: Use) -> Result<Vec<MacroInfo>> {
     let mut stmt = conn.prepare(query)?;
     let all: Vec<(String, String)> =
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<duckdb::Result<_>>()?;
@@ -109,7 +117,7 @@ fn used(conn: &duckdb::Connection, query: &str, sql: &[&str]) -> Result<Vec<Macr
         let before = chosen.len();
         for (name, definition) in &all {
             let taken = chosen.iter().any(|m| &m.name == name && &m.definition == definition);
-            if !taken && texts.iter().any(|t| mentions(t, &name.to_ascii_lowercase())) {
+            if !taken && texts.iter().any(|t| mentions(t, &name.to_ascii_lowercase(), how)) {
                 chosen.push(MacroInfo { name: name.clone(), definition: definition.clone() });
                 texts.push(definition.to_ascii_lowercase());
             }
@@ -122,12 +130,21 @@ fn used(conn: &duckdb::Connection, query: &str, sql: &[&str]) -> Result<Vec<Macr
     Ok(chosen)
 }
 
-/// Whether `text` uses `name` as a whole word.
-fn mentions(text: &str, name: &str) -> bool {
+/// Whether `text` (lower case) uses `name` the way `how` says.
+fn mentions(text: &str, name: &str, how: Use) -> bool {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     text.match_indices(name).any(|(i, _)| {
-        let before = text[..i].chars().next_back();
-        let after = text[i + name.len()..].chars().next();
-        !before.is_some_and(word) && !after.is_some_and(word)
+        let before = &text[..i];
+        let after = text[i + name.len()..].trim_start();
+        if before.chars().next_back().is_some_and(word) || after.chars().next().is_some_and(word) {
+            return false;
+        }
+        match how {
+            Use::Call => after.starts_with('('),
+            Use::Read => {
+                let before = before.trim_end();
+                before.ends_with("from") || before.ends_with("join")
+            }
+        }
     })
 }

@@ -189,14 +189,31 @@ impl Detector {
             for rule in &self.rules {
                 let definition = self.definition(rule);
                 match open.get(&rule.id) {
-                    Some(known) if *known == definition => continue,
+                    Some(known) if *known == definition => {
+                        // A version carried over from before rule_versions existed (migration 18).
+                        conn.execute(
+                            "UPDATE rule_versions SET title = ?, severity = ?, soc2 = ?, mitre = ?, window_seconds = ?,
+                                 origin = ?, parameters = ?, sql = ?
+                             WHERE rule_id = ? AND in_force_to IS NULL AND sql = ''",
+                            duckdb::params![
+                                rule.title,
+                                rule.severity.as_str(),
+                                rule.soc2.join(", "),
+                                rule.mitre,
+                                rule.window.num_seconds(),
+                                rule.origin.to_string(),
+                                parameters_json(rule),
+                                rule.sql,
+                                rule.id,
+                            ],
+                        )?;
+                        continue;
+                    }
                     Some(_) => {
                         conn.execute(close, [&rule.id])?;
                     }
                     None => {}
                 }
-                let parameters: serde_json::Map<String, serde_json::Value> =
-                    rule.params.iter().map(|p| (p.name.clone(), p.effective().to_string().into())).collect();
                 conn.execute(
                     "INSERT INTO rule_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, get_current_timestamp(), NULL)",
                     duckdb::params![
@@ -208,7 +225,7 @@ impl Detector {
                         rule.mitre,
                         rule.window.num_seconds(),
                         rule.origin.to_string(),
-                        serde_json::Value::Object(parameters).to_string(),
+                        parameters_json(rule),
                         rule.sql,
                     ],
                 )?;
@@ -366,6 +383,13 @@ impl Detector {
         }
         format!("{:016x}", xxh3_64(text.as_bytes()))
     }
+}
+
+/// A rule's effective parameter values as a JSON object.
+fn parameters_json(rule: &Rule) -> String {
+    let values: serde_json::Map<String, serde_json::Value> =
+        rule.params.iter().map(|p| (p.name.clone(), p.effective().to_string().into())).collect();
+    serde_json::Value::Object(values).to_string()
 }
 
 /// Whether a built-in rule reads the typed control-plane and directory changes and nothing

@@ -740,19 +740,26 @@ fn a_period_ending_in_the_future_is_refused() {
 
 #[test]
 fn a_pack_made_over_a_broken_chain_does_not_verify() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = copy_db(dir.path());
-    {
-        let store = Store::open(&db, &StoreOptions::default()).unwrap();
-        let edit = "UPDATE cosmos_requests SET status_code = -7 WHERE rowid = (SELECT min(rowid) FROM cosmos_requests)";
-        store.connection().unwrap().execute_batch(edit).unwrap();
+    // A stored request edited, and a finding's history rewritten (who resolved it).
+    let edits = [
+        ("UPDATE cosmos_requests SET status_code = -7 WHERE rowid = (SELECT min(rowid) FROM cosmos_requests)", "batch"),
+        ("UPDATE finding_history SET changed_by = 'Someone Else' WHERE id = (SELECT max(id) FROM finding_history)", "finding_history chain BROKEN"),
+    ];
+    for (edit, named) in edits {
+        let dir = tempfile::tempdir().unwrap();
+        let db = copy_db(dir.path());
+        {
+            let store = Store::open(&db, &StoreOptions::default()).unwrap();
+            store.connection().unwrap().execute_batch(edit).unwrap();
+        }
+        let (zip_path, key) = build_pack(dir.path(), &db);
+        let pem = dir.path().join("service.pem");
+        std::fs::write(&pem, key.public_pem()).unwrap();
+        let (ok, text) =
+            tokentrail(&["evidence", "verify", zip_path.to_str().unwrap(), "--public-key", pem.to_str().unwrap()]);
+        assert!(!ok && text.contains("NOT TRUSTED: the integrity chain did not verify"), "{edit}: {text}");
+        assert!(text.contains(named), "{edit}: {text}");
     }
-    let (zip_path, key) = build_pack(dir.path(), &db);
-    let pem = dir.path().join("service.pem");
-    std::fs::write(&pem, key.public_pem()).unwrap();
-    let (ok, text) =
-        tokentrail(&["evidence", "verify", zip_path.to_str().unwrap(), "--public-key", pem.to_str().unwrap()]);
-    assert!(!ok && text.contains("NOT TRUSTED: the integrity chain did not verify"), "{text}");
 }
 
 /// Builds a pack of `criteria` for `period` with the library and returns its manifest.

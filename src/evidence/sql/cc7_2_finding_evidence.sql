@@ -1,12 +1,12 @@
--- CC7.2: each evidence event in [$from, $to) of the findings raised before $to and not
--- withdrawn by then (as cc7_2_findings.sql), one by one, joined to the event it points at
+-- CC7.2: each evidence event in [$from, $to) of the findings known when the pack was made
+-- and not withdrawn then (as cc7_2_findings.sql), one by one, joined to the event it points at
 -- (finding_evidence.row_id is the rowid in evidence_table; a control or directory change
 -- points at its raw_events record through raw_row) for its stable id and where its record
 -- came from: event_id as in cc6_1_key_access_events.sql (macro record_event_id), the
 -- record's SHA-256 (for raw_events, of the record as stored). Evidence without an event row
 -- (a gap) has the id `finding <id> <entity> <time>`. Events are looked up by rowid, once each.
 WITH f AS (
-    SELECT id, fingerprint, severity FROM findings_at($to) WHERE status <> 'withdrawn'
+    SELECT id, fingerprint, severity FROM findings_at($made_at) WHERE status <> 'withdrawn'
 ),
 e AS (
     SELECT
