@@ -31,9 +31,6 @@ fn every_migration_file_is_applied_in_order() {
 fn a_database_made_by_the_first_migration_upgrades_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.duckdb");
-    let record = r#"{"time":"2024-01-01T00:00:00Z","category":"DataPlaneRequests","operationName":"Read","properties":{"statusCode":"200"}}"#;
-    let file = dir.path().join("r.json");
-    std::fs::write(&file, record).unwrap();
     {
         let old = Store::open(&path, &StoreOptions { migrate_up_to: Some(1), ..StoreOptions::default() }).unwrap();
         let conn = old.connection().unwrap();
@@ -43,14 +40,14 @@ fn a_database_made_by_the_first_migration_upgrades_in_place() {
             .query_row("SELECT count(*) FROM duckdb_views() WHERE view_name = 'ingest_status'", [], |r| r.get(0))
             .unwrap();
         assert_eq!(view, 0, "version 1 has no ingest_status view");
-        let mut writer = old.writer().unwrap();
-        let options = tokentrail::ingest::PipelineOptions::default();
-        tokentrail::ingest::files::ingest_files(
-            &old,
-            &mut writer,
-            std::slice::from_ref(&file),
-            options,
-            indicatif::ProgressBar::hidden(),
+        // What the version-1 binary's ingest wrote (today's writer also fills columns that
+        // later migrations added, so it cannot write a version-1 database).
+        conn.execute_batch(
+            "INSERT INTO cosmos_requests (time, operation, status_code, batch_id)
+                 VALUES ('2024-01-01T00:00:00Z', 'Read', 200, 1);
+             INSERT INTO ingest_batches VALUES (1, now(), 'file:r.json', 'line 1', 1, 0, 0, 0);
+             INSERT INTO checkpoints (source_id, kind, byte_offset, line, complete, updated_at, batch_id)
+                 VALUES ('file:r.json', 'file', 120, 1, true, now(), 1);",
         )
         .unwrap();
     }
