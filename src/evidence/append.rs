@@ -271,7 +271,7 @@ pub fn verify_in(conn: &duckdb::Connection) -> Result<Vec<AppendReport>> {
             if expected_first.is_some_and(|e| e != *first) {
                 report.failures.push((*number, format!("it starts at id {first}, not right after the link before")));
             }
-            let Rows { digest, count, .. } = digest_rows(&conn, table, (*first, *last))?;
+            let Rows { digest, count, .. } = digest_rows(conn, table, (*first, *last))?;
             let recomputed = rows_digest(table, *version, *first, *last, count, &digest);
             if count != *rows {
                 report.failures.push((
