@@ -213,20 +213,21 @@ pub fn build<W: Write + Seek>(
     };
     let shown: Vec<&Rows> =
         ran.iter().map(|(r, _)| r).filter(|r| chosen.iter().any(|c| c.name == r.population.name)).collect();
-    let html = report::render(&manifest, &shown);
-    zip.start_file(REPORT, deflate)?;
-    zip.write_all(html.as_bytes())?;
-    manifest.files.push(FileEntry {
-        path: REPORT.into(),
-        format: "html".into(),
-        criterion: None,
-        population: None,
-        rows: None,
-        bytes: html.len() as u64,
-        sha256: sha256_hex(html.as_bytes()),
-        sql: None,
-        parameters: None,
-    });
+    for file in report::files(&manifest, &shown, request.rules)? {
+        zip.start_file(file.path, deflate)?;
+        zip.write_all(&file.bytes)?;
+        manifest.files.push(FileEntry {
+            path: file.path.into(),
+            format: file.format.into(),
+            criterion: None,
+            population: None,
+            rows: None,
+            bytes: file.bytes.len() as u64,
+            sha256: sha256_hex(&file.bytes),
+            sql: None,
+            parameters: None,
+        });
+    }
 
     let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
     let manifest_sha256 = sha256_hex(&manifest_bytes);
