@@ -114,11 +114,13 @@ impl Fonts {
     }
 
     /// `text` as the font can draw it: a character it lacks becomes `[U+XXXX]`, control
-    /// characters spaces.
+    /// characters but line breaks spaces.
     fn printable(&self, text: &str) -> String {
         let mut out = String::with_capacity(text.len());
         for c in text.chars() {
-            if c.is_control() {
+            if c == '\n' {
+                out.push(c);
+            } else if c.is_control() {
                 out.push(' ');
             } else if self.regular.glyph_index(c).is_some() && self.bold.glyph_index(c).is_some() {
                 out.push(c);
@@ -427,8 +429,8 @@ impl Layout<'_> {
     }
 
     fn code(&mut self, text: &str) {
-        let size = 6.5;
-        let line_h = size * PT * 1.3;
+        let size = 6.2;
+        let line_h = size * PT * 1.22;
         let width = self.width() - 4.0;
         for source in text.lines() {
             let indent: String = source.chars().take_while(|c| *c == ' ').collect();
@@ -631,7 +633,13 @@ pub fn write(document: &Document) -> Result<Vec<u8>> {
             }
         }
     }
-    doc.save_to_bytes().context("writing the PDF")
+    let bytes = doc.save_to_bytes().context("writing the PDF")?;
+    // printpdf leaves the embedded fonts uncompressed (1.4 MB); Flate is as valid for them.
+    let mut pdf = printpdf::lopdf::Document::load_mem(&bytes).context("reading the PDF back")?;
+    pdf.compress();
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    pdf.save_to(&mut out).context("writing the compressed PDF")?;
+    Ok(out)
 }
 
 /// The text of each page of a PDF this module wrote, one line per text run, read back

@@ -90,6 +90,7 @@ fn files_of(
 }
 
 /// The HTML report alone (what packs held before `files`).
+#[allow(dead_code)]
 pub fn render(manifest: &Manifest, populations: &[&Rows]) -> String {
     Report::new(manifest, &json_of(manifest), populations).html()
 }
@@ -1082,7 +1083,7 @@ fn more(s: &Shown) -> String {
     } else {
         format!("All rows shown; also in {}.", s.file)
     };
-    if !s.file_only.is_empty() {
+    if !s.file_only.is_empty() && !s.rows.is_empty() {
         let _ = write!(text, " Only in the file: {}.", s.file_only.join(", "));
     }
     text
