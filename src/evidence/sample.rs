@@ -576,3 +576,31 @@ fn pretty(value: &Json) -> Result<Vec<u8>> {
     bytes.push(b'\n');
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{draw_key, record_in};
+
+    #[test]
+    fn the_draw_key_is_what_sha256sum_prints() {
+        // printf '%s' "audit:file.ndjson:7#2" | sha256sum
+        assert_eq!(
+            draw_key("audit", "file.ndjson:7#2"),
+            "b2e454850b200114da4f371556d16a8638a38c1ea09dfb0f3807677561cdd3ab"
+        );
+    }
+
+    #[test]
+    fn the_record_is_the_span_the_parser_took() {
+        let a = r#"{"category":"Other","time":"2026-01-01T00:00:00Z","x": 1}"#;
+        let b = r#"{ "category" : "Other", "time":"2026-01-01T00:00:01Z" }"#;
+        let envelope = format!("{{\"records\": [ {a} ,\t{b}\n]}}\r");
+        assert_eq!(record_in(envelope.as_bytes(), Some(0)).unwrap(), a.as_bytes());
+        assert_eq!(record_in(envelope.as_bytes(), Some(1)).unwrap(), b.as_bytes());
+        assert_eq!(record_in(envelope.as_bytes(), Some(2)), None);
+        let line = format!("  {b} \r");
+        assert_eq!(record_in(line.as_bytes(), None).unwrap(), b.as_bytes());
+        // What no longer parses is still taken whole, to be compared (and differ).
+        assert_eq!(record_in(b"{ broken ", None).unwrap(), b"{ broken");
+    }
+}
