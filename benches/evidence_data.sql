@@ -28,7 +28,7 @@ INSERT INTO finding_evidence
 SELECT f.fingerprint, f.rule_id, 'cosmos_requests', j, utc_add(f.first_seen, to_seconds(j * 60)), NULL, f.principal_id, f.entity, 'synthetic'
 FROM findings f, range(10) t(j);
 
-INSERT INTO finding_history
+INSERT INTO finding_history (finding_id, changed_at, changed_by, from_status, to_status, comment)
 SELECT id, created_at, 'tokentrail', NULL, 'open', 'raised' FROM findings
 UNION ALL
 SELECT id, utc_add(created_at, INTERVAL 30 MINUTE), status_by, 'open', 'acknowledged', 'on it' FROM findings WHERE status IN ('acknowledged', 'resolved')

@@ -41,6 +41,7 @@ const SHARED: &[&str] = &[
     "findings",
     "finding_evidence",
     "finding_history",
+    "rule_versions",
     "data_clock",
     "signin_clock",
     "source_clock",
