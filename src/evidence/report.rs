@@ -54,6 +54,11 @@ impl Rows {
         Some(out)
     }
 
+    /// A finding's status as at the period's end (`status_at_end`), else `status`.
+    fn status(&self) -> Option<Vec<String>> {
+        self.column("status_at_end").or_else(|| self.column("status"))
+    }
+
     fn sum(&self, name: &str) -> f64 {
         self.column(name).map(|v| v.iter().filter_map(|t| t.parse::<f64>().ok()).sum()).unwrap_or(0.0)
     }
@@ -610,6 +615,9 @@ fn line<'a>(
         Criterion::Cc7_2 => {
             if let Some(n) = count("rules") {
                 parts.push(plural(n, "rule in force", "rules in force"));
+                if n == 0.0 {
+                    exceptions.push("no detection rule was recorded as in force in the period".into());
+                }
             }
             if let Some(n) = count("findings") {
                 parts.push(plural(n, "finding", "findings"));
@@ -654,8 +662,8 @@ fn line<'a>(
                 let total = rows.count() as f64;
                 let filled =
                     |c: &str| rows.column(c).map(|v| v.iter().filter(|x| !x.is_empty()).count() as f64).unwrap_or(0.0);
-                let statuses = rows.column("status").unwrap_or_default();
-                let open_unanswered = match (rows.column("first_response_at"), rows.column("status")) {
+                let statuses = rows.status().unwrap_or_default();
+                let open_unanswered = match (rows.column("first_response_at"), rows.status()) {
                     (Some(first), Some(status)) => {
                         first.iter().zip(&status).filter(|(f, s)| f.is_empty() && s.as_str() == "open").count() as f64
                     }
@@ -675,6 +683,10 @@ fn line<'a>(
                     number(filled("acknowledged_at")),
                     number(statuses.iter().filter(|s| *s == "open").count() as f64)
                 ));
+                let later = statuses.iter().filter(|s| s.is_empty()).count() as f64;
+                if later > 0.0 && rows.column("status_at_end").is_some() {
+                    parts.push(format!("{} raised after the period ended", number(later)));
+                }
                 if !minutes.is_empty() {
                     parts.push(format!(
                         "median {} to first response",
@@ -776,14 +788,20 @@ fn show(rows: &Rows, manifest: &Manifest, names: &HashMap<(&str, String), String
 }
 
 fn sum_by(rows: &Rows, key: &str, value: Option<&str>, label: &dyn Fn(&str) -> String) -> Vec<(String, f64)> {
-    let Some(keys) = rows.column(key) else { return Vec::new() };
+    let keys = if key == "status" { rows.status() } else { rows.column(key) };
+    let Some(keys) = keys else { return Vec::new() };
     let values: Vec<f64> = match value.and_then(|v| rows.column(v)) {
         Some(v) => v.iter().map(|t| t.parse().unwrap_or(0.0)).collect(),
         None => vec![1.0; keys.len()],
     };
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     for (k, v) in keys.into_iter().zip(values) {
-        *sums.entry(if k.is_empty() { "(none)".into() } else { label(&k) }).or_default() += v;
+        let name = match (k.is_empty(), key) {
+            (true, "status") if rows.column("status_at_end").is_some() => "not raised by the period's end".into(),
+            (true, _) => "(none)".into(),
+            (false, _) => label(&k),
+        };
+        *sums.entry(name).or_default() += v;
     }
     let mut bars: Vec<(String, f64)> = sums.into_iter().collect();
     bars.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -814,7 +832,7 @@ fn chart(rows: &Rows) -> Option<Chart> {
         }
         "principals" => bars("Principals by status", "principals", sum_by(rows, "status", None, &plain)),
         "findings" => bars("Findings by severity", "findings", sum_by(rows, "severity", None, &plain)),
-        "response" => bars("Findings by status", "findings", sum_by(rows, "status", None, &plain)),
+        "response" => bars("Findings by status at the period's end", "findings", sum_by(rows, "status", None, &plain)),
         "access_log" => {
             let mut b = sum_by(rows, "endpoint", None, &plain);
             b.truncate(10);
@@ -1372,13 +1390,7 @@ fn controls(
             .lines
             .iter()
             .find(|l| l.criterion == p.criterion)
-            .map(|l| {
-                if l.exceptions.is_empty() {
-                    "no exceptions".to_string()
-                } else {
-                    format!("exceptions: {}", l.exceptions.join("; "))
-                }
-            })
+            .map(|l| format!("; {}: {}", code(p.criterion), l.result().to_lowercase()))
             .unwrap_or_default();
         out.push([
             p.criterion.as_str().to_string(),
@@ -1388,7 +1400,7 @@ fn controls(
             p.description.to_string(),
             file_of(p.name),
             String::new(),
-            format!("{}; criterion: {result}", plural(rows.count() as f64, "row", "rows")),
+            format!("{}{result}", plural(rows.count() as f64, "row", "rows")),
         ]);
         counts.push(Some(rows.count() as i64));
     }
@@ -1401,22 +1413,33 @@ fn controls(
             *findings.entry(id).or_default() += 1;
         }
     }
-    let mut evaluated: BTreeMap<String, String> = BTreeMap::new();
+    // When each rule was in force in the period (rule versions), or last evaluated.
+    let mut in_force: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut catalogue: Vec<(String, String, String)> =
         rules.iter().map(|r| (r.id.clone(), r.title.clone(), r.soc2.join(", "))).collect();
     if let Some(rows) = shown.iter().find(|r| r.population.name == "rules")
         && let Some(ids) = rows.column("rule_id")
     {
-        let last = rows.column("last_evaluated").unwrap_or_else(|| vec![String::new(); ids.len()]);
-        let titles = rows.column("title").unwrap_or_else(|| vec![String::new(); ids.len()]);
-        let soc2 = rows.column("soc2").unwrap_or_else(|| vec![String::new(); ids.len()]);
+        let blank = || vec![String::new(); ids.len()];
+        let from = rows.column("in_force_from");
+        let until = rows.column("in_force_until").unwrap_or_else(blank);
+        let last = rows.column("last_evaluated").unwrap_or_else(blank);
+        let titles = rows.column("title").unwrap_or_else(blank);
+        let soc2 = rows.column("soc2").unwrap_or_else(blank);
         for (i, id) in ids.iter().enumerate() {
-            evaluated.insert(id.clone(), last[i].clone());
-            if rules.is_empty() {
+            let when = match &from {
+                Some(from) if until[i].is_empty() => format!("in force from {}", from[i]),
+                Some(from) => format!("in force from {} until {}", from[i], until[i]),
+                None if !last[i].is_empty() => format!("last evaluated {}", last[i]),
+                None => "in force".to_string(),
+            };
+            in_force.entry(id.clone()).or_default().push(when);
+            if rules.is_empty() && !catalogue.iter().any(|(c, ..)| c == id) {
                 catalogue.push((id.clone(), titles[i].clone(), soc2[i].clone()));
             }
         }
     }
+    let recorded = shown.iter().any(|r| r.population.name == "rules");
     let rules_file = file_of("rules");
     let findings_file = file_of("findings");
     for (id, title, soc2) in catalogue {
@@ -1425,19 +1448,20 @@ fn controls(
         let n = findings.get(&id).copied().unwrap_or(0);
         let mut result =
             if n == 0 { "no findings in the period".to_string() } else { plural(n as f64, "finding", "findings") };
-        match evaluated.get(&id).filter(|t| !t.is_empty()) {
-            Some(t) => {
-                let _ = write!(result, "; last evaluated {t}");
+        match in_force.get(&id) {
+            Some(when) => {
+                let _ = write!(result, "; {}", when.join("; "));
             }
-            None if !evaluated.is_empty() => result.push_str("; not evaluated yet"),
+            None if recorded => result.push_str("; not recorded as in force in the period"),
             None => {}
         }
+        let what = if in_force.contains_key(&id) { format!("{title} (rule listed in {rules_file})") } else { title };
         out.push([
             if criteria.is_empty() { "CC7.2".to_string() } else { criteria.join(", ") },
             if titles.is_empty() { Criterion::Cc7_2.title().to_string() } else { titles.join("; ") },
             id,
             "detection rule".to_string(),
-            if rules_file.is_empty() { title } else { format!("{title} (rule listed in {rules_file})") },
+            what,
             findings_file.clone(),
             String::new(),
             result,
