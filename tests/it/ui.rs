@@ -268,6 +268,18 @@ async fn an_on_call_engineer_and_an_auditor_use_the_ui() {
     .await;
     let status = status.as_str().unwrap_or_default().to_string();
     assert!(status.contains("Downloaded"), "{status}");
+    // The pack just downloaded, run again by the service: the same rows.
+    client.find(Locator::Css("#rerun")).await.unwrap().click().await.unwrap();
+    let checked = wait_for(
+        &client,
+        "the pack's re-run",
+        "const s = document.querySelector('#rerun-status').textContent;
+         return s.startsWith('Same') || s.startsWith('Different') || s.startsWith('Not run') ? s : null;",
+    )
+    .await;
+    let checked = checked.as_str().unwrap_or_default().to_string();
+    assert!(checked.starts_with("Same: all"), "{checked}");
+    shot(&client, "evidence-rerun").await;
     // The same POST without the CSRF token (a form on another site) is refused; a GET
     // (a link) is not a way to build one at all.
     let refused = client

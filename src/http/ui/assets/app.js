@@ -727,6 +727,7 @@ async function evidence() {
   // not make a signed-in Auditor build a pack); the zip is saved from the answer.
   const button = el("button", { id: "download", class: "button", type: "submit" }, "Download evidence pack");
   const status = el("p", { id: "download-status", class: "muted", role: "status" });
+  let lastPack = null;
   const download = async (event) => {
     event.preventDefault();
     const criteria = boxes.map((b) => b.querySelector("input")).filter((i) => i.checked).map((i) => i.value).join(",");
@@ -746,7 +747,10 @@ async function evidence() {
         throw new Error(message);
       }
       const blob = await response.blob();
-      const a = el("a", { href: URL.createObjectURL(blob), download: `tokentrail-evidence-${from.value}-${to.value}.zip` });
+      lastPack = blob;
+      // The name the service gives it says the criteria and the period.
+      const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+      const a = el("a", { href: URL.createObjectURL(blob), download: named ? named[1] : `tokentrail-evidence-${from.value}-${to.value}.zip` });
       document.body.append(a);
       a.click();
       a.remove();
@@ -758,12 +762,48 @@ async function evidence() {
       button.disabled = false;
     }
   };
+  // Run a pack's populations again (the pack chosen, or the one just downloaded) and compare.
+  const packFile = el("input", { id: "rerun-file", type: "file", accept: ".zip,application/zip" });
+  const rerunButton = el("button", { id: "rerun", class: "button", type: "submit" }, "Run its populations again");
+  const rerunStatus = el("p", { id: "rerun-status", class: "muted", role: "status" });
+  const rerunResult = el("div", { id: "rerun-result" });
+  const rerun = async (event) => {
+    event.preventDefault();
+    const pack = packFile.files[0] || lastPack;
+    if (!pack) { rerunStatus.textContent = "Choose a pack (.zip) made by this service, or download one first."; return; }
+    rerunButton.disabled = true;
+    rerunStatus.textContent = "Running the pack's SQL again…";
+    rerunResult.replaceChildren();
+    try {
+      const response = await fetch("/api/evidence/rerun", {
+        method: "POST",
+        headers: { "Content-Type": "application/zip", "X-CSRF-Token": me ? me.csrf_token : "" },
+        body: pack,
+        credentials: "same-origin",
+      });
+      const answer = await response.json().catch(() => null);
+      if (!response.ok) throw new Error(answer && answer.error ? answer.error.message : `${response.status}`);
+      const differ = answer.populations.filter((p) => !p.same).length;
+      rerunStatus.textContent = differ === 0
+        ? `Same: all ${answer.populations.length} populations of ${answer.period_from} to ${answer.period_to} gave the same rows, byte for byte (as of ingest batch ${answer.as_of_batch}).`
+        : `Different: ${differ} of ${answer.populations.length} populations no longer give the rows of the pack.`;
+      rerunResult.append(table(["population", "rows in the pack", "rows now", "same"],
+        answer.populations.map((p) => ({ population: p.path, "rows in the pack": p.rows_then, "rows now": p.rows_now, same: p.same ? "yes" : "NO" }))));
+    } catch (error) {
+      rerunStatus.textContent = `Not run: ${error.message}`;
+    } finally {
+      rerunButton.disabled = false;
+    }
+  };
   render(
     el("h1", {}, "SOC 2 evidence"),
     el("p", {}, "Pick the criteria and the period (UTC days; the end is exclusive). The pack is one zip an auditor can verify on their own: a signed manifest, SHA-256 sums, each population as CSV and Parquet, and a report."),
     el("form", { class: "evidence", onsubmit: download }, el("fieldset", {}, el("legend", {}, "Criteria"), boxes),
       el("label", { for: "ev-from" }, "From"), from, el("label", { for: "ev-to" }, "To"), to, el("p", {}, button), status),
     el("p", { class: "muted" }, "Verify a pack: ", el("code", {}, "tokentrail evidence verify PACK.zip --public-key key.pem"), " · ", el("a", { href: "/api/evidence/public-key" }, "signing public key")),
+    el("h2", {}, "Check a pack again"),
+    el("p", {}, "The service runs a pack's SQL again, with the parameters its signed manifest states, and compares each population with the pack's, byte for byte. Packs hold what was stored when they were made, so the answer stays the same unless stored data changed."),
+    el("form", { class: "evidence", onsubmit: rerun }, el("label", { for: "rerun-file" }, "Pack"), packFile, el("p", {}, rerunButton), rerunStatus, rerunResult),
   );
 }
 
