@@ -397,31 +397,7 @@ impl Report {
 
         let chain = &manifest.integrity_chain;
         let integrity_ok = chain.verified;
-        let integrity = if chain.verified {
-            let mut text = format!(
-                "All {} ingest batches verified; no row was changed, added or removed since ingest.",
-                number(chain.batches_checked as f64)
-            );
-            if !chain.unchained_batches.is_empty() {
-                let _ = write!(
-                    text,
-                    " {} from before the integrity chain existed cannot be checked this way.",
-                    plural(chain.unchained_batches.len() as f64, "batch", "batches")
-                );
-            }
-            text
-        } else {
-            let first = chain
-                .failures
-                .first()
-                .map(|f| format!(" The first is batch {}: {}.", f.batch_id, f.reason))
-                .unwrap_or_default();
-            format!(
-                "Integrity check FAILED: {} of {} ingest batches no longer match what was ingested: rows were changed, added or removed after ingest.{first}",
-                number(chain.failures.len().max(1) as f64),
-                number(chain.batches as f64)
-            )
-        };
+        let integrity = integrity(chain);
 
         let mut sections: Vec<(Criterion, Vec<Shown>)> = Vec::new();
         for rows in shown {
@@ -532,6 +508,62 @@ impl Report {
             macros,
         }
     }
+}
+
+/// The integrity chain in plain words: the ingest batches, then the append-only tables.
+fn integrity(chain: &super::manifest::ChainInfo) -> String {
+    let mut text = if chain.failures.is_empty() {
+        let mut text = format!(
+            "All {} ingest batches verified; no row was changed, added or removed since ingest.",
+            number(chain.batches_checked as f64)
+        );
+        if !chain.unchained_batches.is_empty() {
+            let _ = write!(
+                text,
+                " {} from before the integrity chain existed cannot be checked this way.",
+                plural(chain.unchained_batches.len() as f64, "batch", "batches")
+            );
+        }
+        text
+    } else {
+        let first = chain
+            .failures
+            .first()
+            .map(|f| format!(" The first is batch {}: {}.", f.batch_id, f.reason))
+            .unwrap_or_default();
+        format!(
+            "Integrity check FAILED: {} of {} ingest batches no longer match what was ingested: rows were changed, added or removed after ingest.{first}",
+            number(chain.failures.len() as f64),
+            number(chain.batches as f64)
+        )
+    };
+    let name = |table: &str| table.replace('_', " ");
+    let whole: Vec<String> = chain
+        .append_chains
+        .iter()
+        .filter(|a| a.verified)
+        .map(|a| format!("{} ({})", name(&a.table), plural(a.rows as f64, "entry", "entries")))
+        .collect();
+    if !whole.is_empty() {
+        let _ = write!(
+            text,
+            " The {} {} whole: no entry was changed or removed.",
+            whole.join(" and the "),
+            if whole.len() == 1 { "is" } else { "are" }
+        );
+    }
+    for broken in chain.append_chains.iter().filter(|a| !a.verified) {
+        let _ = write!(
+            text,
+            " Integrity check FAILED for the {}: {}.",
+            name(&broken.table),
+            broken.result.trim_end_matches('.')
+        );
+    }
+    if !chain.verified && chain.failures.is_empty() && chain.append_chains.iter().all(|a| a.verified) {
+        let _ = write!(text, " Integrity check FAILED: {}.", chain.result.trim_end_matches('.'));
+    }
+    text
 }
 
 /// The page-1 line of `criterion`, read from its populations' columns by name.
@@ -1512,6 +1544,44 @@ mod tests {
         assert_eq!(short_time("2025-03-03T01:00:07Z").as_deref(), Some("2025-03-03 01:00:07"));
         assert_eq!(short_time("2025-03-03T01:00:07.123Z").as_deref(), Some("2025-03-03 01:00:07"));
         assert_eq!(short_time("not a time"), None);
+    }
+
+    #[test]
+    fn integrity_in_plain_words() {
+        use crate::evidence::manifest::{AppendChainInfo, ChainInfo};
+        let append = |verified: bool| AppendChainInfo {
+            table: "finding_history".into(),
+            links: 3,
+            rows: 12,
+            verified,
+            result: if verified { "verified".into() } else { "link 2 does not match its rows".into() },
+        };
+        let mut chain = ChainInfo {
+            head_batch: Some(9),
+            head_digest: None,
+            batches: 9,
+            batches_checked: 9,
+            verified: true,
+            result: "chain verified".into(),
+            failures: Vec::new(),
+            unchained_batches: Vec::new(),
+            append_chains: vec![append(true)],
+        };
+        assert_eq!(
+            integrity(&chain),
+            "All 9 ingest batches verified; no row was changed, added or removed since ingest. \
+             The finding history (12 entries) is whole: no entry was changed or removed."
+        );
+        chain.verified = false;
+        chain.failures = vec![crate::evidence::chain::BatchFailure { batch_id: 4, reason: "rows differ".into() }];
+        chain.append_chains = vec![append(false)];
+        let text = integrity(&chain);
+        assert!(text.starts_with("Integrity check FAILED: 1 of 9 ingest batches no longer match"), "{text}");
+        assert!(text.contains("The first is batch 4: rows differ."), "{text}");
+        assert!(
+            text.contains("Integrity check FAILED for the finding history: link 2 does not match its rows."),
+            "{text}"
+        );
     }
 
     const NAME: &str = "José Müller 李雷";
