@@ -74,8 +74,8 @@ fn main() {
         let sealing = started.elapsed();
         assert_eq!(sealed, BATCHES as u64);
         // The append-only tables too: their first link covers the rows written before it.
-        for table in tokentrail::evidence::append::TABLES {
-            tokentrail::evidence::append::append(&store, table, |_| Ok(())).unwrap();
+        for table in tokentrail::store::append::TABLES {
+            tokentrail::store::append::append(&store, table, |_| Ok(())).unwrap();
         }
         conn.execute_batch("CHECKPOINT").unwrap();
         let rows = (requests + signins) as f64;

@@ -108,7 +108,7 @@ fn record_export(
         "criteria": manifest.criteria, "from": manifest.period.from, "to": manifest.period.to,
         "manifest_sha256": manifest_sha256,
     });
-    crate::evidence::append::append(store, "access_log", |conn| {
+    crate::store::append::append(store, "access_log", |conn| {
         conn.execute(
             include_str!("sql/access_log_export.sql"),
             duckdb::params![
@@ -275,7 +275,7 @@ pub fn verify_chain(db: &Path) -> Result<ExitCode> {
         println!("  batch {}: {}", failure.batch_id, failure.reason);
     }
     // The service's own audit trail (and later other append-only tables).
-    let appended = crate::evidence::append::verify(&store)?;
+    let appended = crate::store::append::verify(&store)?;
     for table in &appended {
         println!("{}", table.summary());
         for (link, reason) in &table.failures {

@@ -2,7 +2,7 @@
 //! period, made by whom and with which key, and where the integrity chain stood.
 
 use super::GeneratedBy;
-use super::append::AppendReport;
+use crate::store::append::AppendReport;
 use super::chain::{self, ChainReport};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};

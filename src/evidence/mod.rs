@@ -12,7 +12,6 @@
 //! - `pack`: building and verifying the zip; `csv_file`, `report`: its files.
 //! - `sign`: the signing key.
 
-pub mod append;
 pub mod chain;
 mod csv_file;
 pub mod manifest;

@@ -138,7 +138,7 @@ pub fn build<W: Write + Seek>(
             }
         }
         progress(chosen.len() as u64, total, "integrity chain");
-        let appended = over_budget(budget, super::append::verify_in(&conn))?;
+        let appended = over_budget(budget, crate::store::append::verify_in(&conn))?;
         let chain = chain.join().map_err(|_| anyhow::anyhow!("the chain verification thread panicked"))?;
         Ok((ChainInfo::from(&over_budget(budget, chain)?).with_appended(&appended), ran))
     })?;

@@ -8,7 +8,7 @@
 //! most the last [`FLUSH_EVERY`], except a call that wrote its start row first
 //! ([`super::AuditNote::record_start`], the SQL console). No endpoint updates or
 //! deletes this table, and each transaction chains the rows it adds
-//! ([`crate::evidence::append`]), so `tokentrail verify` proves none was changed since.
+//! ([`crate::store::append`]), so `tokentrail verify` proves none was changed since.
 //!
 //! Hostile callers cannot grow it without bound: text fields are cut
 //! ([`Entry::bounded`]), and refused calls (401, 403, 405) of one address past
@@ -269,7 +269,7 @@ impl Refusals {
 fn writer(store: &Store, rx: Receiver<Message>, refused_per_minute: u32, overflow: &std::sync::atomic::AtomicU64) {
     // Rows from before the chain existed (an upgraded database) are chained now, so
     // from here on every row is covered.
-    if let Err(error) = crate::evidence::append::append(store, "access_log", |_| Ok(())) {
+    if let Err(error) = crate::store::append::append(store, "access_log", |_| Ok(())) {
         tracing::error!(error = format!("{error:#}"), "chaining the access log's earlier rows failed");
     }
     let mut pending: Vec<Entry> = Vec::new();
@@ -331,7 +331,7 @@ fn write_or_log(store: &Store, pending: &mut Vec<Entry>) {
 }
 
 fn write(store: &Store, entries: &[Entry]) -> Result<()> {
-    crate::evidence::append::append(store, "access_log", |conn| {
+    crate::store::append::append(store, "access_log", |conn| {
         let mut stmt = conn.prepare(include_str!("sql/access_log_insert.sql"))?;
         for e in entries {
             stmt.execute(duckdb::params![

@@ -7,7 +7,7 @@
 
 use super::rule::{Rule, RuleError};
 use super::script::{self, timestamp};
-use crate::evidence::append::{Linked, link_in};
+use crate::store::append::{Linked, link_in};
 use anyhow::{Context, Result, bail};
 use duckdb::types::Value;
 
@@ -111,7 +111,7 @@ pub fn rule_error(rule: &Rule, error: anyhow::Error) -> RuleError {
 /// A person changing a finding's status meanwhile can make the transaction fail on a
 /// write conflict: it is then run again (`store::retrying_conflicts`). The status changes
 /// it writes to finding_history are chained in the same transaction
-/// (`evidence::append::link_in`), whose lock is let go once it has committed.
+/// (`store::append::link_in`), whose lock is let go once it has committed.
 pub fn run(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64, refresh: bool) -> Result<RuleRun> {
     let started = std::time::Instant::now();
     let (evidence, raised, _linked) = crate::store::retrying_conflicts(|| {

@@ -2,7 +2,7 @@
 //! with who, when and a comment, and kept as history in `finding_history`. The engine
 //! makes its own changes (raised, withdrawn, reopened) in `refresh_findings.sql`. A resolution
 //! writes its alert event (`alert_events`, see `crate::alerts`) in the same transaction.
-//! `finding_history` is append-only and chained (`crate::evidence::append`): each change is
+//! `finding_history` is append-only and chained (`crate::store::append`): each change is
 //! linked in the transaction that writes it.
 
 use crate::store::Store;
@@ -84,7 +84,7 @@ pub enum Refused {
 }
 
 /// Moves finding `id` to `to` on behalf of `by`, with a comment, and records it, chained
-/// ([`crate::evidence::append::append`]), in one transaction ([`Store::transaction`]: a
+/// ([`crate::store::append::append`]), in one transaction ([`Store::transaction`]: a
 /// change that meets another change of the finding, someone's or detection's, is tried
 /// again). What refuses it is a [`Refused`]
 /// (or `store::Busy`) in the error.
@@ -92,7 +92,7 @@ pub fn set_status(store: &Store, id: i64, to: Status, by: &str, comment: &str) -
     if by.trim().is_empty() {
         bail!("a status change needs the name of who makes it");
     }
-    crate::evidence::append::append(store, "finding_history", |conn| {
+    crate::store::append::append(store, "finding_history", |conn| {
         let current: Option<String> = conn
             .prepare("SELECT status FROM findings WHERE id = ?")?
             .query_map([id], |r| r.get(0))?

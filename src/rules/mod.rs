@@ -157,7 +157,7 @@ impl Detector {
         let lists = store_lists(store, &entries)?;
         // Status changes from before finding_history was chained (an upgraded database)
         // are chained now, so from here on every row is covered.
-        crate::evidence::append::append(store, "finding_history", |_| Ok(())).context("chaining finding_history")?;
+        crate::store::append::append(store, "finding_history", |_| Ok(())).context("chaining finding_history")?;
 
         let conn = store.connection()?;
         rules.retain(|rule| match evaluate::check(&conn, rule) {

@@ -6,6 +6,7 @@
 //! [`Store::checkpoint`] and resumes right after it, so every input record is stored
 //! once, whatever crashed when.
 
+pub mod append;
 pub mod chain;
 #[allow(unsafe_code)] // DuckDB's C API: opening the database, its Arrow scan.
 mod ffi;

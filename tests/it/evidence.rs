@@ -72,7 +72,7 @@ fn fixture() -> &'static Fixture {
         set_status(&store, ids[0], Status::Resolved, "Ann Responder (oid a tid t)", "key rotated").unwrap();
         set_status(&store, ids[1], Status::Acknowledged, "Bob Responder (oid b tid t)", "").unwrap();
         // Through the access log's own writer path, which chains what it appends.
-        tokentrail::evidence::append::append(&store, "access_log", |conn| {
+        tokentrail::store::append::append(&store, "access_log", |conn| {
             for (i, name) in FORMULAS.iter().enumerate() {
                 conn.execute(
                     "INSERT INTO access_log (time, oid, tid, name, role, method, endpoint, path, parameters, status, duration_ms, auth)

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use tokentrail::auth::Role;
-use tokentrail::evidence::append::{self, AppendReport};
+use tokentrail::store::append::{self, AppendReport};
 use tokentrail::ingest::PipelineOptions;
 use tokentrail::ingest::files::ingest_files;
 use tokentrail::rules::findings::{self, Status};

@@ -8,7 +8,8 @@ use crate::common::TestDb;
 use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::pkcs8::DecodePublicKey;
 use std::path::{Path, PathBuf};
-use tokentrail::evidence::{append, chain, pack};
+use tokentrail::evidence::{chain, pack};
+use tokentrail::store::append;
 use tokentrail::rules::{DetectionConfig, Detector};
 use tokentrail::synth::{Generator, Scenario, Tenant};
 

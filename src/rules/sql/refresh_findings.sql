@@ -4,7 +4,7 @@
 -- arrived later explained it), `open` again when a withdrawn finding has evidence again or
 -- a resolved one has newer evidence. Parameters: $rule_id, $title, $severity.
 -- finding_history is append-only and chained: its rows take their id from its default
--- (a sequence), and evaluate.rs links them (evidence::append::link_in) before committing,
+-- (a sequence), and evaluate.rs links them (store::append::link_in) before committing,
 -- when new_findings or finding_changes has rows: write history only from those two.
 --
 -- The alert outbox (alert_events, src/alerts) is written here too, in the same transaction:
