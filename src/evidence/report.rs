@@ -263,10 +263,7 @@ fn is_long(column: &str) -> bool {
         || column.contains("sha256")
         || column.contains("digest")
         || column.contains("fingerprint")
-        || matches!(
-            column,
-            "oid" | "tid" | "entity" | "path" | "stream" | "user_agent" | "client_ip" | "key" | "endpoint"
-        )
+        || matches!(column, "oid" | "tid" | "entity" | "path" | "stream" | "user_agent" | "key" | "endpoint")
 }
 
 /// Columns left to the files: SQL, rule definitions, hashes, raw parameters.
@@ -937,7 +934,7 @@ fn esc(text: &str) -> String {
 
 const STYLE: &str = r#"
 * { box-sizing: border-box; }
-body { font: 10pt/1.45 "DejaVu Sans", system-ui, -apple-system, "Segoe UI", sans-serif; color: #111; margin: 0 auto; max-width: 250mm; padding: 14mm 8mm; }
+body { font: 10pt/1.45 "DejaVu Sans", system-ui, -apple-system, "Segoe UI", sans-serif; color: #111; margin: 0 auto; max-width: 290mm; padding: 14mm 8mm; }
 header.run { font-size: 7.5pt; color: #555; border-bottom: 1px solid #bbb; padding-bottom: 2px; margin-bottom: 6mm; display: flex; justify-content: space-between; }
 h1 { font-size: 20pt; margin: 0 0 1mm; } p.sub { color: #444; margin: 0 0 5mm; }
 h2 { font-size: 13.5pt; border-bottom: 2px solid #333; margin: 7mm 0 2mm; padding-bottom: 1mm; }
@@ -946,7 +943,7 @@ table { border-collapse: collapse; width: 100%; font-size: 8pt; margin: 1.5mm 0 
 th, td { border-bottom: 1px solid #ccd; padding: 2px 4px; text-align: left; vertical-align: top;
   word-break: normal; overflow-wrap: normal; hyphens: none; }
 th { background: #e4e7ec; font-weight: 600; }
-td.long { overflow-wrap: anywhere; } td.num { text-align: right; white-space: nowrap; }
+td.long { overflow-wrap: anywhere; min-width: 9em; } table.wide { font-size: 7pt; } td.num { text-align: right; white-space: nowrap; }
 tbody tr:nth-child(even) td { background: #f5f6f8; }
 table.kv th { width: 42mm; background: none; } table.kv td, table.kv th { border-bottom: 1px solid #e3e3e3; font-size: 9.5pt; }
 table.criteria td, table.criteria th { font-size: 9pt; padding: 4px 5px; }
@@ -966,6 +963,8 @@ section.criterion, section.appendix { break-before: page; }
 .population { break-inside: auto; }
 tr { break-inside: avoid; } thead { display: table-header-group; }
 @page { size: A4; margin: 14mm 12mm; }
+@page wide { size: A4 landscape; margin: 12mm 12mm; }
+section.criterion { page: wide; }
 @media print { body { padding: 0; max-width: none; } }
 "#;
 
@@ -1140,7 +1139,9 @@ fn more(s: &Shown) -> String {
 }
 
 fn html_table(headers: &[String], long: &[bool], rows: &[Vec<String>]) -> String {
-    let mut h = String::from("<table><thead><tr>");
+    // A table of many columns: smaller type (the criteria's pages print landscape).
+    let mut h =
+        String::from(if headers.len() > 12 { r#"<table class="wide"><thead><tr>"# } else { "<table><thead><tr>" });
     for header in headers {
         let _ = write!(h, "<th>{}</th>", esc(header));
     }
