@@ -298,11 +298,17 @@ impl Report {
                 .unwrap_or_else(|| manifest.generated_at.clone()),
             manifest.generated_by.name
         );
+        // The manifest says why (generated data, a development signer); a reason that names
+        // neither gets the general warning.
         let demo = json.get("demo").map(text_of).filter(|d| !d.is_empty()).map(|why| {
-            format!(
-                "DEMO PACK: not evidence about any real system. {why}{} It holds generated data, and/or it is signed by the development key; do not use it in an audit.",
-                if why.ends_with('.') { "" } else { "." }
-            )
+            let why = why.trim_end_matches('.');
+            let lower = why.to_lowercase();
+            let general = if lower.contains("generat") || lower.contains("development") {
+                ""
+            } else {
+                " It holds generated data and/or is signed by the development key."
+            };
+            format!("DEMO PACK: do not use it in an audit. {why}.{general}")
         });
 
         // Scope: from the manifest, else from what the populations show.
@@ -1684,7 +1690,7 @@ mod tests {
         let shown: Vec<&Rows> = rows.iter().collect();
         let mut json = json_of(&manifest);
         let plain = files_of(&manifest, &json, &shown, &rules).unwrap();
-        json["demo"] = Json::String("Made by tokentrail demo from generated traffic".into());
+        json["demo"] = Json::String("Made by tokentrail demo from traffic it made up".into());
         let demo = files_of(&manifest, &json, &shown, &rules).unwrap();
         if let Ok(out) = std::env::var("TT_REPORT_OUT") {
             for (prefix, files) in [("", &plain), ("demo-", &demo)] {
@@ -1735,7 +1741,9 @@ mod tests {
         let demo_pdf = pdf::page_texts(file(&demo, "report.pdf"));
         let demo_page1 = demo_pdf[0].replace('\n', " ");
         assert!(
-            demo_page1.contains("DEMO PACK: not evidence about any real system. Made by tokentrail demo"),
+            demo_page1.contains(
+                "DEMO PACK: do not use it in an audit. Made by tokentrail demo from traffic it made up. It holds generated data and/or is signed by the development key."
+            ),
             "{demo_page1}"
         );
         assert!(demo_pdf.iter().all(|p| p.contains("DEMO PACK")), "the demo footer is on every page");
