@@ -2,7 +2,8 @@
 //!
 //! Layout: `manifest.json`, `manifest.sig` (the base64 Ed25519 signature of the manifest's
 //! bytes, one line), `SHA256SUMS` (`sha256sum -c` format, every file but itself and the
-//! signature), `report.html`, and `<criterion>/<population>_<period>.csv|.parquet`.
+//! signature), `report.html` and `report.pdf` (for people), `controls.csv` (populations and rules
+//! mapped to criteria), and `<criterion>/<population>_<period>.csv|.parquet`.
 //! Every byte of every file is covered: populations and the report by their SHA-256 in the
 //! manifest, the manifest by the signature, `SHA256SUMS` and `manifest.sig` by having exactly
 //! one correct form.
@@ -30,7 +31,6 @@ pub const FORMAT: &str = "tokentrail-evidence-pack/1";
 pub const MANIFEST: &str = "manifest.json";
 pub const SIGNATURE: &str = "manifest.sig";
 pub const SUMS: &str = "SHA256SUMS";
-pub const REPORT: &str = "report.html";
 
 /// What to put in a pack.
 pub struct PackRequest<'a> {

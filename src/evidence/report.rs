@@ -66,7 +66,6 @@ impl Rows {
 
 /// A file of the report, for the pack.
 // Used by pack.rs once it writes report.pdf and controls.csv (until then by the tests).
-#[allow(dead_code)]
 pub struct ReportFile {
     pub path: &'static str,
     pub format: &'static str,
@@ -74,7 +73,6 @@ pub struct ReportFile {
 }
 
 /// report.html, report.pdf and controls.csv for a pack.
-#[allow(dead_code)]
 pub fn files(manifest: &Manifest, shown: &[&Rows], rules: &[crate::rules::rule::Rule]) -> Result<Vec<ReportFile>> {
     files_of(manifest, &json_of(manifest), shown, rules)
 }
@@ -92,12 +90,6 @@ fn files_of(
         ReportFile { path: "report.pdf", format: "pdf", bytes: pdf::write(&report.pdf())? },
         ReportFile { path: "controls.csv", format: "csv", bytes: controls(manifest, shown, rules, &report)? },
     ])
-}
-
-/// The HTML report alone (what packs held before `files`).
-#[allow(dead_code)]
-pub fn render(manifest: &Manifest, populations: &[&Rows]) -> String {
-    Report::new(manifest, &json_of(manifest), populations).html()
 }
 
 // ---------------------------------------------------------------------------------------
