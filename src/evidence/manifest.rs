@@ -2,8 +2,8 @@
 //! period, made by whom and with which key, and where the integrity chain stood.
 
 use super::GeneratedBy;
-use crate::store::append::AppendReport;
 use super::chain::{self, ChainReport};
+use crate::store::append::AppendReport;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 

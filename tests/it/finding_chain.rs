@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use tokentrail::auth::Role;
-use tokentrail::store::append::{self, AppendReport};
 use tokentrail::ingest::PipelineOptions;
 use tokentrail::ingest::files::ingest_files;
 use tokentrail::rules::findings::{self, Status};
 use tokentrail::rules::{DetectionConfig, Detector, ParamValue};
+use tokentrail::store::append::{self, AppendReport};
 use tokentrail::store::{Store, StoreOptions};
 use tokentrail::synth::{Event, Generator, Scenario, Tenant};
 

@@ -9,8 +9,8 @@ use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::pkcs8::DecodePublicKey;
 use std::path::{Path, PathBuf};
 use tokentrail::evidence::{chain, pack};
-use tokentrail::store::append;
 use tokentrail::rules::{DetectionConfig, Detector};
+use tokentrail::store::append;
 use tokentrail::synth::{Generator, Scenario, Tenant};
 
 fn fixtures() -> PathBuf {

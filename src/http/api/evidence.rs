@@ -83,15 +83,8 @@ pub async fn download(
     let development_signer = state.mode.contains("development sign-in");
     let (file, summary) = super::db(&state, move |store| -> ApiResult<_> {
         let key = PackKey::load_or_create(&sign::key_path(store.path(), None), true)?;
-        let request = PackRequest {
-            criteria,
-            period,
-            generated_by,
-            rules: &rules,
-            budget,
-            expected,
-            development_signer,
-        };
+        let request =
+            PackRequest { criteria, period, generated_by, rules: &rules, budget, expected, development_signer };
         let path = std::env::temp_dir().join(format!("tokentrail-evidence-{}.zip", unique()));
         let summary = pack::build_file(&store, &key, &request, &path, &|_, _, _| {});
         let opened = summary.and_then(|s| Ok((std::fs::File::open(&path)?, s)));
