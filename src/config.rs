@@ -397,6 +397,7 @@ impl ServeConfig {
         if e.max_period_days == 0 || e.max_rows == 0 || e.timeout_secs == 0 {
             bail!("evidence: max_period_days, max_rows and timeout_secs must be above 0");
         }
+        crate::evidence::expected_streams(&e.expected_streams).context("evidence.expected_streams")?;
         self.inventory.check()?;
         // Reads the alert secrets too, so a missing one stops the start, with its name.
         self.alerts.resolve(&format!("http://{}", self.http.listen))?;
@@ -494,6 +495,13 @@ mod tests {
         assert!(format!("{e:#}").contains("\"prod\" is not a subscription id"), "{e:#}");
         let e = load("[inventory]\nendpoint = \"management.azure.com\"\n").unwrap_err();
         assert!(format!("{e:#}").contains("inventory.endpoint"), "{e:#}");
+        let e = load("[evidence]\nexpected_streams = [\"orders-prod\"]\n").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("evidence.expected_streams") && format!("{e:#}").contains("cosmos:<account>"),
+            "{e:#}"
+        );
+        let streams = load("[evidence]\nexpected_streams = [\"cosmos:Orders\", \"signins:SignInLogs\"]\n").unwrap();
+        assert_eq!(streams.evidence.expected_streams.len(), 2);
         let e = load("[inventory]\nintervall_hours = 3\n").unwrap_err();
         assert!(format!("{e:#}").contains("intervall_hours"), "{e:#}");
         let off = load("").unwrap().inventory;
