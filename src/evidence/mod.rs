@@ -16,7 +16,7 @@ pub mod chain;
 mod csv_file;
 pub mod manifest;
 pub mod pack;
-mod pdf;
+pub mod pdf;
 pub mod populations;
 mod report;
 pub mod sample;

@@ -643,9 +643,10 @@ pub fn write(document: &Document) -> Result<Vec<u8>> {
 }
 
 /// The text of each page of a PDF this module wrote, one line per text run, read back
-/// through each font's ToUnicode map (what a PDF reader extracts).
-#[cfg(test)]
-pub(crate) fn page_texts(bytes: &[u8]) -> Vec<String> {
+/// through each font's ToUnicode map (what a PDF reader extracts): how the tests read a
+/// report.pdf. Panics on a PDF it cannot read: it is for tests, never for input.
+#[doc(hidden)]
+pub fn page_texts(bytes: &[u8]) -> Vec<String> {
     use printpdf::lopdf::{Document as Pdf, content::Content};
     use std::collections::HashMap;
     let pdf = Pdf::load_mem(bytes).expect("a PDF");

@@ -180,42 +180,38 @@ impl Detector {
     /// definition opens a version (closing the one before), a rule no longer run is closed.
     fn record_versions(&self, store: &Store) -> Result<()> {
         store.transaction(|conn| {
-            let open: BTreeMap<String, String> = conn
-                .prepare("SELECT rule_id, definition FROM rule_versions WHERE in_force_to IS NULL")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            // rule → (definition, carried over from rule_state without what the rule is, since)
+            let open: BTreeMap<String, (String, bool, i64)> = conn
+                .prepare(
+                    "SELECT rule_id, definition, sql = '', epoch_us(in_force_from) FROM rule_versions
+                     WHERE in_force_to IS NULL",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))?
                 .collect::<duckdb::Result<_>>()?;
             let close = "UPDATE rule_versions SET in_force_to = get_current_timestamp()
                          WHERE rule_id = ? AND in_force_to IS NULL";
             for rule in &self.rules {
                 let definition = self.definition(rule);
-                match open.get(&rule.id) {
-                    Some(known) if *known == definition => {
-                        // A version carried over from before rule_versions existed (migration 18).
+                let since = match open.get(&rule.id) {
+                    Some((known, false, _)) if *known == definition => continue,
+                    // A version carried over from before rule_versions existed (migration 18):
+                    // written again, whole, from when it came into force.
+                    Some((known, true, since)) if *known == definition => {
                         conn.execute(
-                            "UPDATE rule_versions SET title = ?, severity = ?, soc2 = ?, mitre = ?, window_seconds = ?,
-                                 origin = ?, parameters = ?, sql = ?
-                             WHERE rule_id = ? AND in_force_to IS NULL AND sql = ''",
-                            duckdb::params![
-                                rule.title,
-                                rule.severity.as_str(),
-                                rule.soc2.join(", "),
-                                rule.mitre,
-                                rule.window.num_seconds(),
-                                rule.origin.to_string(),
-                                parameters_json(rule),
-                                rule.sql,
-                                rule.id,
-                            ],
+                            "DELETE FROM rule_versions WHERE rule_id = ? AND in_force_to IS NULL",
+                            [&rule.id],
                         )?;
-                        continue;
+                        Some(*since)
                     }
                     Some(_) => {
                         conn.execute(close, [&rule.id])?;
+                        None
                     }
-                    None => {}
-                }
+                    None => None,
+                };
                 conn.execute(
-                    "INSERT INTO rule_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, get_current_timestamp(), NULL)",
+                    "INSERT INTO rule_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                         coalesce(make_timestamp(?::BIGINT)::TIMESTAMPTZ, get_current_timestamp()), NULL)",
                     duckdb::params![
                         rule.id,
                         definition,
@@ -227,6 +223,7 @@ impl Detector {
                         rule.origin.to_string(),
                         parameters_json(rule),
                         rule.sql,
+                        since,
                     ],
                 )?;
             }

@@ -90,3 +90,17 @@ pub fn samples_dir() -> PathBuf {
 pub fn write_ndjson<'a>(path: &Path, events: impl IntoIterator<Item = &'a tokentrail::synth::Event>) {
     tokentrail::synth::write_ndjson(std::fs::File::create(path).unwrap(), events).unwrap();
 }
+
+/// Ingests `events` into `store` as `files` NDJSON files written in `dir` (`<name>-<i>.ndjson`),
+/// one by one: a batch each at least, as many files arriving over time give.
+pub fn ingest_in_files(store: &Store, dir: &Path, name: &str, events: &[tokentrail::synth::Event], files: usize) {
+    let mut writer = store.writer().expect("writer");
+    for (i, slice) in events.chunks(events.len().div_ceil(files).max(1)).enumerate() {
+        let path = dir.join(format!("{name}-{i}.ndjson"));
+        write_ndjson(&path, slice);
+        let options = PipelineOptions { workers: 2, ..PipelineOptions::default() };
+        let report =
+            ingest_files(store, &mut writer, &[path], options, indicatif::ProgressBar::hidden()).expect("ingest");
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+    }
+}

@@ -52,15 +52,7 @@ fn fixture() -> &'static Fixture {
         let generator = Generator::new(Tenant::new(7), 7);
         let (events, _) = generator.history(start(), start() + Duration::days(DAYS), Scenario::all());
         // Twelve files, ingested one by one: many batches to chain.
-        let mut writer = store.writer().unwrap();
-        for (i, slice) in events.chunks(events.len().div_ceil(12)).enumerate() {
-            let path = dir.path().join(format!("history-{i}.ndjson"));
-            common::write_ndjson(&path, slice);
-            let options = PipelineOptions { workers: 2, ..PipelineOptions::default() };
-            let report = ingest_files(&store, &mut writer, &[path], options, indicatif::ProgressBar::hidden()).unwrap();
-            assert!(report.failed.is_empty());
-        }
-        drop(writer);
+        common::ingest_in_files(&store, dir.path(), "history", &events, 12);
         let (detector, problems) = Detector::open(&store, &DetectionConfig::default()).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         detector.evaluate_after_commit(&store).unwrap();
@@ -644,19 +636,27 @@ fn the_access_log_is_chained_and_verify_names_a_changed_deleted_or_inserted_row(
             "INSERT INTO access_log (time, method, endpoint, path, status, duration_ms) VALUES (now(), 'GET', '/x', '/x', 200, 1)",
             "outside every link",
         ),
-        ("UPDATE append_chain SET rows_digest = chain_digest", "rows differ"),
-        ("DELETE FROM append_chain", "append_chain was emptied"),
+        ("UPDATE append_chain SET rows_digest = chain_digest WHERE table_name = 'access_log'", "rows differ"),
+        ("DELETE FROM append_chain WHERE table_name = 'access_log'", "append_chain was emptied"),
     ];
+    each_edit_breaks_the_chain(&db, dir.path(), "access_log", &edits);
+}
+
+/// `tokentrail verify` on a copy of `db` with each edit (SQL, and what verify must say)
+/// fails and names `table`'s chain as broken, and only that chain.
+pub fn each_edit_breaks_the_chain(db: &Path, dir: &Path, table: &str, edits: &[(&str, &str)]) {
+    let other = if table == "access_log" { "finding_history" } else { "access_log" };
     for (edit, said) in edits {
-        let edited = dir.path().join("edited.duckdb");
-        std::fs::copy(&db, &edited).unwrap();
+        let edited = dir.join("edited.duckdb");
+        std::fs::copy(db, &edited).unwrap();
         {
             let store = Store::open(&edited, &StoreOptions::default()).unwrap();
             store.connection().unwrap().execute_batch(edit).unwrap();
         }
         let (ok, text) = tokentrail(&["verify", "--db", edited.to_str().unwrap()]);
         assert!(!ok, "{edit}: {text}");
-        assert!(text.contains("access_log chain BROKEN") && text.contains(said), "{edit}: {text}");
+        assert!(text.contains(&format!("{table} chain BROKEN")) && text.contains(said), "{edit}: {text}");
+        assert!(!text.contains(&format!("{other} chain BROKEN")), "{edit}: {text}");
     }
 }
 
@@ -805,18 +805,6 @@ fn population_digests(manifest: &tokentrail::evidence::manifest::Manifest) -> Ve
         .collect()
 }
 
-/// Ingests `events` as `files` files into `store`, one batch each at least.
-fn ingest_events(store: &Store, dir: &Path, name: &str, events: &[tokentrail::synth::Event], files: usize) {
-    let mut writer = store.writer().unwrap();
-    for (i, slice) in events.chunks(events.len().div_ceil(files).max(1)).enumerate() {
-        let path = dir.join(format!("{name}-{i}.ndjson"));
-        common::write_ndjson(&path, slice);
-        let options = PipelineOptions { workers: 2, ..PipelineOptions::default() };
-        let report = ingest_files(store, &mut writer, &[path], options, indicatif::ProgressBar::hidden()).unwrap();
-        assert!(report.failed.is_empty());
-    }
-}
-
 /// A closed period's pack says the same whenever it is made: status changes after the
 /// period's end, a rule disabled later, and late logs of the period stored after the pack
 /// change none of its populations, and the Auditor's re-run of its SQL gives the same bytes.
@@ -846,7 +834,7 @@ fn a_closed_period_says_the_same_whenever_its_pack_is_made() {
     let config = DetectionConfig { disabled_rules: vec!["key_auth_access".into()], ..DetectionConfig::default() };
     Detector::open(&store, &config).unwrap();
     let (late, _) = Generator::new(Tenant::new(7), 99).history(start(), start() + Duration::hours(2), &[]);
-    ingest_events(&store, dir.path(), "late", &late, 2);
+    common::ingest_in_files(&store, dir.path(), "late", &late, 2);
 
     // The Auditor's re-run of the first pack: the same bytes, late logs and all.
     let rerun = pack::rerun(&store, &first).unwrap();
@@ -885,7 +873,7 @@ fn a_pack_made_while_batches_commit_is_consistent() {
     let writer = {
         let (store, done, dir) = (store.clone(), done.clone(), dir.path().to_path_buf());
         std::thread::spawn(move || {
-            ingest_events(&store, &dir, "more", &more, 24);
+            common::ingest_in_files(&store, &dir, "more", &more, 24);
             done.store(true, std::sync::atomic::Ordering::SeqCst);
         })
     };
@@ -933,7 +921,7 @@ fn a_stream_that_stops_is_reported_and_quiet_hours_are_not_gaps() {
     events.retain(|e| {
         !(e.category == "DataPlaneRequests" && account_of(e).as_deref() == Some(&busiest) && e.time >= cut)
     });
-    ingest_events(&store, dir.path(), "history", &events, 4);
+    common::ingest_in_files(&store, dir.path(), "history", &events, 4);
     let (detector, _) = Detector::open(&store, &DetectionConfig::default()).unwrap();
     detector.evaluate_after_commit(&store).unwrap();
 

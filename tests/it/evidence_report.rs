@@ -13,8 +13,6 @@ use std::path::Path;
 use tokentrail::evidence::pack::{self, PackRequest};
 use tokentrail::evidence::sign::{self, PackKey};
 use tokentrail::evidence::{Budget, Criterion, GeneratedBy, Period};
-use tokentrail::ingest::PipelineOptions;
-use tokentrail::ingest::files::ingest_files;
 use tokentrail::rules::findings::{Status, set_status};
 use tokentrail::rules::{DetectionConfig, Detector};
 use tokentrail::store::{Store, StoreOptions};
@@ -30,15 +28,7 @@ fn build(dir: &Path) -> (HashMap<String, Vec<u8>>, usize) {
     let store = Store::open(&db, &StoreOptions::default()).unwrap();
     let (events, _) =
         Generator::new(Tenant::new(11), 11).history(start(), start() + Duration::days(2), Scenario::all());
-    let mut writer = store.writer().unwrap();
-    for (i, slice) in events.chunks(events.len().div_ceil(4)).enumerate() {
-        let path = dir.join(format!("history-{i}.ndjson"));
-        common::write_ndjson(&path, slice);
-        let options = PipelineOptions { workers: 2, ..PipelineOptions::default() };
-        let report = ingest_files(&store, &mut writer, &[path], options, indicatif::ProgressBar::hidden()).unwrap();
-        assert!(report.failed.is_empty());
-    }
-    drop(writer);
+    common::ingest_in_files(&store, dir, "history", &events, 4);
     let (detector, problems) = Detector::open(&store, &DetectionConfig::default()).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     detector.evaluate_after_commit(&store).unwrap();
@@ -72,60 +62,6 @@ fn build(dir: &Path) -> (HashMap<String, Vec<u8>>, usize) {
         })
         .collect();
     (files, rules.len())
-}
-
-/// The text of each page of a PDF, one line per text run, read through the ToUnicode map
-/// of the font each run is set in (what a PDF reader extracts and searches).
-fn pdf_pages(bytes: &[u8]) -> Vec<String> {
-    use printpdf::lopdf::{Document, content::Content};
-    let pdf = Document::load_mem(bytes).expect("a PDF lopdf reads");
-    let mut pages = Vec::new();
-    for (_, page) in pdf.get_pages() {
-        let mut maps: HashMap<Vec<u8>, HashMap<u16, char>> = HashMap::new();
-        let resolve = |o: &'_ printpdf::lopdf::Object| match o {
-            printpdf::lopdf::Object::Reference(id) => pdf.get_object(*id).expect("a referenced object").clone(),
-            other => other.clone(),
-        };
-        let page_dict = pdf.get_object(page).and_then(|o| o.as_dict()).expect("a page").clone();
-        let resources = resolve(page_dict.get(b"Resources").expect("page resources"));
-        let fonts = resolve(resources.as_dict().unwrap().get(b"Font").expect("page fonts"));
-        for (name, font) in fonts.as_dict().unwrap().iter() {
-            let (name, font) = (name.clone(), resolve(font).as_dict().expect("a font").clone());
-            let reference = font.get(b"ToUnicode").and_then(|o| o.as_reference()).expect("every font has ToUnicode");
-            let stream = pdf.get_object(reference).and_then(|o| o.as_stream()).expect("a ToUnicode stream");
-            let data = stream.decompressed_content().unwrap_or_else(|_| stream.content.clone());
-            let mut map = HashMap::new();
-            for line in String::from_utf8_lossy(&data).lines() {
-                let hex = |t: &str| t.strip_prefix('<').and_then(|t| t.strip_suffix('>')).map(str::to_string);
-                let parts: Vec<String> = line.split_whitespace().filter_map(hex).collect();
-                if let [g, u] = &parts[..]
-                    && let (Ok(g), Ok(u)) = (u16::from_str_radix(g, 16), u32::from_str_radix(u, 16))
-                    && let Some(c) = char::from_u32(u)
-                {
-                    map.insert(g, c);
-                }
-            }
-            maps.insert(name, map);
-        }
-        let content = Content::decode(&pdf.get_page_content(page).unwrap()).unwrap();
-        let (mut font, mut text) = (Vec::new(), String::new());
-        for op in content.operations {
-            match op.operator.as_str() {
-                "Tf" => font = op.operands[0].as_name().unwrap().to_vec(),
-                "Tj" => {
-                    let glyphs = op.operands[0].as_str().unwrap();
-                    for pair in glyphs.chunks(2) {
-                        let gid = u16::from_be_bytes([pair[0], pair[1]]);
-                        text.push(*maps[&font].get(&gid).unwrap_or_else(|| panic!("glyph {gid} has no Unicode")));
-                    }
-                    text.push('\n');
-                }
-                _ => {}
-            }
-        }
-        pages.push(text);
-    }
-    pages
 }
 
 /// A principal with a name in the pack's principals CSV: (id, name).
@@ -199,7 +135,7 @@ fn report_files_read_as_a_report() {
     {
         let pdf = &files["report.pdf"];
         assert!(pdf.starts_with(b"%PDF-"));
-        let pages = pdf_pages(pdf);
+        let pages = tokentrail::evidence::pdf::page_texts(pdf);
         let total = pages.len();
         assert!((4..=40).contains(&total), "{total} pages");
         let page1 = pages[0].replace('\n', " ");

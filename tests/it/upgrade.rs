@@ -81,6 +81,10 @@ fn an_old_database_opens_migrates_verifies_and_takes_more() {
     // Detection runs over old and new rows alike.
     let (detector, problems) = Detector::open(&db.store, &DetectionConfig::default()).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
+    // The rules in force are recorded whole, those carried over from before migration 18 too.
+    let in_force: i64 = db.value("SELECT count(*) FROM rule_versions WHERE in_force_to IS NULL AND sql <> ''");
+    assert_eq!(in_force, detector.rules().len() as i64);
+    assert_eq!(db.value::<i64>("SELECT count(*) FROM rule_versions WHERE sql = ''"), 0);
     let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
     assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
     assert!(db.count("findings") > 0, "the scenarios of the old data raise findings");

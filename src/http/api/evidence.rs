@@ -179,7 +179,8 @@ pub struct RerunReport {
 /// (the zip as downloaded). A pack that is not whole, or not signed by this service's key,
 /// is refused (its SQL is run only when it is this service's own).
 #[utoipa::path(post, path = "/api/evidence/rerun", tag = "evidence",
-    request_body(content = Vec<u8>, content_type = "application/zip", description = "The pack"),
+    request_body(content = String, content_type = "application/octet-stream",
+        description = "The pack: the zip's bytes as downloaded (sent as application/octet-stream or application/zip)"),
     security(("entra" = ["TokenTrail.Auditor"])),
     responses(
         (status = 200, body = RerunReport),
