@@ -79,3 +79,19 @@ SELECT
 FROM finding_evidence e
 JOIN findings_at(known_at) f USING (fingerprint)
 WHERE e.rule_id = 'source_silent' AND f.status <> 'withdrawn' AND e.time < hi AND coalesce(e.end_time, e.time) > lo;
+
+-- The findings a pack for [lo, hi) covers, as known at `made_at`: raised in the period, or
+-- with evidence in it, and not withdrawn by then (status as of `made_at`).
+CREATE MACRO findings_in(lo, hi, made_at) AS TABLE
+SELECT f.*
+FROM findings_at(made_at) f
+WHERE f.status <> 'withdrawn'
+  AND ((f.created_at >= lo AND f.created_at < hi)
+       OR EXISTS (SELECT 1 FROM finding_evidence e WHERE e.fingerprint = f.fingerprint AND e.time >= lo AND e.time < hi));
+
+-- Each principal's latest name in the sign-ins of batches up to `as_of`.
+CREATE MACRO principal_names(as_of) AS TABLE
+SELECT principal_id, arg_max(principal_name, time) AS principal_name
+FROM signins
+WHERE principal_name IS NOT NULL AND batch_id <= as_of
+GROUP BY principal_id;

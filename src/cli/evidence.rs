@@ -55,7 +55,7 @@ pub fn make_pack(mut args: PackArgs) -> Result<ExitCode> {
         generated_by: generated_by.clone(),
         rules: &rules,
         budget: crate::evidence::Budget::unlimited(),
-        expected: crate::evidence::expected_streams(&args.expected)?,
+        expected: args.expected,
         development_signer: false,
     };
     let progress = bar("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")?;

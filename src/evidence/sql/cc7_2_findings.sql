@@ -14,12 +14,6 @@ WITH evidence AS (
     FROM finding_evidence
     WHERE time >= $from AND time < $to
     GROUP BY fingerprint
-),
-names AS (
-    SELECT principal_id, arg_max(principal_name, time) AS principal_name
-    FROM signins
-    WHERE principal_name IS NOT NULL AND batch_id <= $as_of
-    GROUP BY principal_id
 )
 SELECT
     f.id,
@@ -35,9 +29,8 @@ SELECT
     e.last_evidence,
     coalesce(e.evidence_in_period, 0) AS evidence_in_period,
     e.latest_detail
-FROM findings_at($made_at) f
+FROM findings_in($from, $to, $made_at) f
 LEFT JOIN findings_at($to) at_end USING (id)
 LEFT JOIN evidence e ON e.fingerprint = f.fingerprint
-LEFT JOIN names n ON n.principal_id = f.principal_id
-WHERE f.status <> 'withdrawn' AND (e.fingerprint IS NOT NULL OR (f.created_at >= $from AND f.created_at < $to))
+LEFT JOIN principal_names($as_of) n ON n.principal_id = f.principal_id
 ORDER BY f.id

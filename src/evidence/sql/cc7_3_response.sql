@@ -2,14 +2,7 @@
 -- acknowledged and resolved each and when, and the minutes from raised to the first response
 -- by a person (acknowledged, resolved or suppressed). Changes after $to are not counted: a
 -- finding not answered by the period's end shows no response.
-WITH chosen AS (
-    SELECT f.id, f.rule_id, f.severity, f.title, f.principal_id, f.entity, f.created_at
-    FROM findings_at($made_at) f
-    WHERE f.status <> 'withdrawn'
-      AND ((f.created_at >= $from AND f.created_at < $to)
-           OR EXISTS (SELECT 1 FROM finding_evidence e WHERE e.fingerprint = f.fingerprint AND e.time >= $from AND e.time < $to))
-),
-h AS (
+WITH h AS (
     SELECT
         finding_id,
         min(changed_at) FILTER (WHERE to_status = 'acknowledged') AS acknowledged_at,
@@ -21,12 +14,6 @@ h AS (
     FROM finding_history
     WHERE changed_at < $to
     GROUP BY finding_id
-),
-names AS (
-    SELECT principal_id, arg_max(principal_name, time) AS principal_name
-    FROM signins
-    WHERE principal_name IS NOT NULL AND batch_id <= $as_of
-    GROUP BY principal_id
 )
 SELECT
     f.id,
@@ -47,8 +34,8 @@ SELECT
     (epoch_us(h.resolved_at) - epoch_us(f.created_at)) // 60000000 AS minutes_to_resolve,
     at_end.status_comment,
     coalesce(h.changes, 0) AS changes
-FROM chosen f
+FROM findings_in($from, $to, $made_at) f
 LEFT JOIN findings_at($to) at_end USING (id)
 LEFT JOIN h ON h.finding_id = f.id
-LEFT JOIN names n ON n.principal_id = f.principal_id
+LEFT JOIN principal_names($as_of) n ON n.principal_id = f.principal_id
 ORDER BY f.id

@@ -79,7 +79,8 @@ pub async fn download(
     // The client going away drops this future and stops the work.
     let _cancel = StopOnDrop(budget.stop.clone());
     let rules = state.rules.clone();
-    let expected = crate::evidence::expected_streams(&state.evidence.expected_streams).map_err(ApiError::from)?;
+    // Checked when the service started (`ServeConfig::check`).
+    let expected = state.evidence.expected_streams.clone();
     let development_signer = state.mode.contains("development sign-in");
     let (file, summary) = super::db(&state, move |store| -> ApiResult<_> {
         let key = PackKey::load_or_create(&sign::key_path(store.path(), None), true)?;
