@@ -484,6 +484,33 @@ fn bad_criteria_and_periods_say_what_to_fix() {
         out.to_str().unwrap(),
     ]);
     assert!(!ok && text.contains("CC1.1"), "{text}");
+    // An expected stream that is not one: refused with the form to use, no pack written.
+    let db = copy_db(dir.path());
+    for hostile in ["orders-prod", "cosmos:", "signins:x'); DROP TABLE findings; --x"] {
+        let (ok, text) = tokentrail(&[
+            "evidence",
+            "--db",
+            db.to_str().unwrap(),
+            "--criteria",
+            "CC7.2",
+            "--from",
+            START,
+            "--to",
+            "2025-03-04T00:00:00Z",
+            "--out",
+            out.to_str().unwrap(),
+            "--expect",
+            hostile,
+        ]);
+        if hostile.starts_with("signins:x") {
+            // A category is data: bound as a parameter, it is one more stream, never SQL.
+            assert!(ok, "{text}");
+            let findings = value(&db, "SELECT count(*) FROM findings");
+            assert!(findings > 0, "the findings table is still there");
+            continue;
+        }
+        assert!(!ok && text.contains("cosmos:<account>") && !out.exists(), "{hostile}: {text}");
+    }
 }
 
 #[test]
@@ -588,6 +615,18 @@ fn the_api_streams_a_pack_that_verifies() {
     );
     // Refused before the body is read (a large one would meet a closed connection).
     assert_eq!(rerun(b"PK", Role::Responder).0, 403, "only auditors re-run packs");
+    // Larger than the bound: refused with 413 (or the connection closed while the rest was
+    // still being sent), never read whole; the service goes on answering.
+    let oversized = vec![0u8; tokentrail::http::api::evidence::MAX_RERUN_PACK_BYTES + 1];
+    let sent = agent
+        .post(&format!("{base}/api/evidence/rerun"))
+        .header("Authorization", format!("Bearer {}", issuer.token(&[Role::Auditor])))
+        .header("Content-Type", "application/octet-stream")
+        .send(&oversized[..]);
+    if let Ok(response) = sent {
+        assert_eq!(response.status().as_u16(), 413);
+    }
+    drop(oversized);
     let (status, text) = rerun(b"not a zip", Role::Auditor);
     assert!(status == 400 && text.contains("not a readable evidence pack"), "{status} {text}");
     // A pack signed by another key (made elsewhere, or forged) is not run.
