@@ -5,159 +5,20 @@
 //! page go to `<target>/tmp/ui-screenshots/`. No page may request anything outside
 //! the service.
 
+use crate::browser::{
+    browser, only_local_requests, open, ready, screenshots, shot, sign_in_as, sign_out, text, wait_for,
+};
 use crate::common;
 
 use common::demo::Demo;
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use fantoccini::{Client, Locator};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// chromedriver on a free port, and a WebDriver session in headless Chromium.
-async fn browser(profile: &std::path::Path) -> (Driver, Client) {
-    let port = free_port();
-    let driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver is installed (.ci/run installs Debian's chromium-driver)");
-    let driver = Driver(driver);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                "--window-size=1280,900", format!("--user-data-dir={}", profile.display()),
-            ]
-        }),
-    );
-    let client = ClientBuilder::rustls()
-        .expect("TLS roots")
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("WebDriver session");
-    (driver, client)
-}
-
-fn screenshots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn shot(client: &Client, name: &str) {
-    let png = client.screenshot().await.unwrap();
-    assert!(png.len() > 1000, "a real screenshot of {name}");
-    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
-}
-
-/// Waits until the page script has drawn the page (`body[data-ready]`).
-async fn ready(client: &Client) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let done =
-            client.execute("return document.body && document.body.dataset.ready === 'true'", vec![]).await.unwrap();
-        if done == Value::Bool(true) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "page {} not drawn in 30 s", client.current_url().await.unwrap());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn open(client: &Client, base: &str, path: &str) {
-    client.goto(&format!("{base}{path}")).await.unwrap();
-    ready(client).await;
-    let error = client
-        .execute("const e = document.querySelector('main .error'); return e ? e.textContent : null", vec![])
-        .await
-        .unwrap();
-    assert_eq!(error, Value::Null, "{path} shows an error");
-}
-
-async fn text(client: &Client, css: &str) -> String {
-    client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
-}
-
-/// Signs in through the development issuer's page (the same OIDC code + PKCE flow as Entra ID).
+/// Signs in as "UI {role}", landing on the overview.
 async fn sign_in(client: &Client, base: &str, role: &str) {
-    client.goto(&format!("{base}/")).await.unwrap();
-    let url = client.current_url().await.unwrap();
-    assert!(url.path().starts_with("/dev-issuer/authorize"), "sent to sign in: {url}");
-    let page = client.source().await.unwrap();
-    assert!(page.to_lowercase().contains("development"), "the sign-in page says it is for development");
-    client
-        .find(Locator::Css("select[name=role]"))
-        .await
-        .unwrap()
-        .select_by_value(&format!("TokenTrail.{role}"))
-        .await
-        .unwrap();
-    let name = client.find(Locator::Css("input[name=name]")).await.unwrap();
-    name.clear().await.unwrap();
-    name.send_keys(&format!("UI {role}")).await.unwrap();
-    client.find(Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
-    ready(client).await;
+    sign_in_as(client, base, role, &format!("UI {role}"), None).await;
     assert_eq!(client.current_url().await.unwrap().path(), "/");
-    assert!(text(client, "#who").await.contains(role));
-    assert!(text(client, ".dev").await.contains("DEVELOPMENT"));
-}
-
-async fn sign_out(client: &Client) {
-    client.find(Locator::Css("#who button")).await.unwrap().click().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !client.current_url().await.unwrap().path().starts_with("/dev-issuer/") {
-        assert!(Instant::now() < deadline, "signed out and sent to sign in again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Every resource the page loaded came from the service.
-async fn only_local_requests(client: &Client, base: &str) {
-    let urls = client
-        .execute("return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])", vec![])
-        .await
-        .unwrap();
-    for url in urls.as_array().unwrap() {
-        let url = url.as_str().unwrap();
-        assert!(url.starts_with(base), "{url} is outside the service");
-    }
-}
-
-async fn wait_for(client: &Client, what: &str, script: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let value = client.execute(script, vec![]).await.unwrap();
-        if !value.is_null() && value != Value::Bool(false) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
