@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod periodic;
 pub mod progress;
 pub mod record;
+pub mod reviews;
 pub mod rules;
 pub mod source;
 pub mod store;

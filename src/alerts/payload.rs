@@ -979,3 +979,110 @@ mod tests {
         assert_eq!(message["truncatedAlerts"], 50);
     }
 }
+
+/// A message that is not about findings (an access review's reminder): a headline, lines
+/// of `(label, value)` (values are data: shown as plain text only), and one link.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// The webhook's `alertname`, e.g. `access_review_due`.
+    pub kind: &'static str,
+    pub headline: String,
+    pub lines: Vec<(&'static str, String)>,
+    pub link_text: &'static str,
+    pub url: String,
+    /// Webhook labels (keys are ours, values data).
+    pub labels: Vec<(&'static str, String)>,
+}
+
+/// The body of `notice` for `destination`, within each kind's limits.
+pub fn notice(destination: &Destination, notice: &Notice, now: DateTime<Utc>) -> Value {
+    let caps = match destination.kind {
+        DestinationKind::Slack => SLACK_CAPS,
+        DestinationKind::Teams => TEAMS_CAPS,
+        DestinationKind::Webhook => WEBHOOK_CAPS,
+    };
+    let headline = format!("TokenTrail: {}", notice.headline);
+    match destination.kind {
+        DestinationKind::Slack => {
+            let plain = |text: String| json!({"type": "plain_text", "text": text, "emoji": false});
+            let fields: Vec<Value> = notice
+                .lines
+                .iter()
+                .take(SLACK_MAX_FIELDS)
+                .map(|(label, value)| plain(format!("{label}: {}", or_dash(plain_value(value, caps.summary)))))
+                .collect();
+            let mut fallback = vec![headline.clone()];
+            fallback.push(format!("{}: {}", notice.link_text, notice.url));
+            json!({
+                "text": fit(fallback.join("\n").chars(), SLACK_TEXT_CHARS, slack_entity, chars),
+                "blocks": [
+                    {"type": "header", "text": {"type": "plain_text", "text": cut(&headline, SLACK_HEADER_CHARS), "emoji": true}},
+                    {"type": "section", "fields": fields},
+                    {"type": "actions", "elements": [{
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": cut(notice.link_text, SLACK_BUTTON_CHARS)},
+                        "url": cut(&notice.url, SLACK_URL_CHARS)
+                    }]}
+                ]
+            })
+        }
+        DestinationKind::Teams => {
+            let mut body = vec![json!({"type": "TextBlock", "text": headline, "weight": "Bolder", "size": "Medium", "wrap": true})];
+            for (label, value) in &notice.lines {
+                body.push(json!({"type": "RichTextBlock", "spacing": "None", "inlines": [
+                    {"type": "TextRun", "text": format!("{label}: "), "weight": "Bolder"},
+                    {"type": "TextRun", "text": or_dash(teams_value(value, caps.summary))}
+                ]}));
+            }
+            json!({
+                "type": "message",
+                "attachments": [{
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "contentUrl": null,
+                    "content": {
+                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                        "type": "AdaptiveCard",
+                        "version": ADAPTIVE_CARD_VERSION,
+                        "body": body,
+                        "actions": [{"type": "Action.OpenUrl", "title": notice.link_text, "url": notice.url}],
+                        "msteams": {"width": "Full"}
+                    }
+                }]
+            })
+        }
+        DestinationKind::Webhook => {
+            let mut labels = serde_json::Map::new();
+            labels.insert("alertname".into(), json!(notice.kind));
+            for (key, value) in &notice.labels {
+                labels.insert((*key).into(), json!(plain_value(value, caps.short)));
+            }
+            let mut annotations = serde_json::Map::new();
+            annotations.insert("summary".into(), json!(plain_value(&notice.headline, caps.title)));
+            for (label, value) in &notice.lines {
+                annotations.insert(label.to_lowercase().replace(' ', "_"), json!(plain_value(value, caps.summary)));
+            }
+            let alert = json!({
+                "status": "firing",
+                "labels": labels,
+                "annotations": annotations,
+                "startsAt": time(now),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": notice.url,
+                "fingerprint": plain_value(&format!("{}:{}", notice.kind, notice.url), caps.short),
+            });
+            let receiver = &destination.name;
+            json!({
+                "version": "4",
+                "groupKey": format!("{{}}:{{destination=\"{receiver}\"}}"),
+                "truncatedAlerts": 0,
+                "status": "firing",
+                "receiver": receiver,
+                "groupLabels": {"destination": receiver},
+                "commonLabels": labels,
+                "commonAnnotations": {},
+                "externalURL": notice.url,
+                "alerts": [alert],
+            })
+        }
+    }
+}

@@ -126,7 +126,7 @@ impl DevKey {
 
 /// A stable, GUID-shaped object id for a development user name: the same name is the
 /// same user in the access log.
-fn dev_oid(name: &str) -> String {
+pub fn dev_oid(name: &str) -> String {
     let h = Sha256::digest(format!("tokentrail-dev-user:{name}").as_bytes());
     let hex: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
@@ -429,7 +429,7 @@ async fn authorize(
     let Some(role) = request.role.as_deref().and_then(Role::from_claim) else {
         return refuse(
             StatusCode::BAD_REQUEST,
-            "role must be one of TokenTrail.Responder, TokenTrail.Auditor, TokenTrail.Admin",
+            "role must be one of TokenTrail.Responder, TokenTrail.Auditor, TokenTrail.Admin, TokenTrail.Reviewer",
         );
     };
     let name = request.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or("Demo User");

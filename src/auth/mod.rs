@@ -23,7 +23,7 @@ mod signin;
 mod token;
 
 pub use config::{AuthConfig, CLIENT_SECRET_ENV};
-pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DEV_TENANT_ID, SignInSecret, dev_token, key_path as dev_key_path};
+pub use dev::{DEV_AUDIENCE, DEV_ISSUER, DEV_TENANT_ID, SignInSecret, dev_oid, dev_token, key_path as dev_key_path};
 
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -49,16 +49,20 @@ pub enum Role {
     /// Rules, suppressions, configuration views.
     #[serde(rename = "TokenTrail.Admin")]
     Admin,
+    /// Access reviews: decides on the reviews that name them, and nothing else.
+    #[serde(rename = "TokenTrail.Reviewer")]
+    Reviewer,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Responder, Role::Auditor, Role::Admin];
+    pub const ALL: [Role; 4] = [Role::Responder, Role::Auditor, Role::Admin, Role::Reviewer];
 
     pub fn claim(self) -> &'static str {
         match self {
             Role::Responder => "TokenTrail.Responder",
             Role::Auditor => "TokenTrail.Auditor",
             Role::Admin => "TokenTrail.Admin",
+            Role::Reviewer => "TokenTrail.Reviewer",
         }
     }
 

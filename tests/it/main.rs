@@ -29,6 +29,7 @@ mod parsing;
 mod process;
 mod rule_cases;
 mod rules;
+mod reviews;
 mod samples;
 mod store;
 mod synth_golden;

@@ -16,6 +16,7 @@ pub mod filter;
 pub mod findings;
 pub mod principal;
 pub mod results;
+pub mod reviews;
 pub mod search;
 pub mod status;
 
@@ -82,6 +83,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(findings::suppress))
         .routes(routes!(principal::profile))
         .routes(routes!(access::review_access))
+        .routes(routes!(reviews::list, reviews::start))
+        .routes(routes!(reviews::reviewers))
+        .routes(routes!(reviews::detail_of))
+        .routes(routes!(reviews::decide))
+        .routes(routes!(reviews::complete))
+        .routes(routes!(reviews::decisions))
         .routes(routes!(search::requests))
         .routes(routes!(search::signins))
         .routes(routes!(console::run))

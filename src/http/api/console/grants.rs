@@ -54,8 +54,21 @@ const SHARED: &[&str] = &[
 /// Responders' own: their team's saved queries.
 const RESPONDER: &[&str] = &["saved_queries"];
 
-/// Auditors' and Admins' own: the service's audit trail and the integrity chains.
-const AUDIT: &[&str] = &["access_log", "ingest_chain", "append_chain"];
+/// Auditors' and Admins' own: the service's audit trail, the integrity chains, access
+/// reviews and their decisions, and the lists of leavers (people's HR facts).
+const AUDIT: &[&str] = &[
+    "access_log",
+    "ingest_chain",
+    "append_chain",
+    "access_reviews",
+    "access_review_items",
+    "access_review_log",
+    "access_review_decisions",
+    "access_review_status",
+    "leaver_lists",
+    "leavers_listed",
+    "leavers",
+];
 
 /// Tables no role reads through SQL: bookkeeping of ingest, detection and alerting,
 /// whose contents the API shows in other forms (status, rules, alerts).
@@ -70,11 +83,13 @@ pub const INTERNAL: &[&str] = &[
     "alert_pending",
 ];
 
-/// The tables and views `role` may read.
+/// The tables and views `role` may read. Reviewers read none: they see the reviews that
+/// name them through the API, not the logs.
 pub fn tables(role: Role) -> Vec<&'static str> {
     let own: &[&str] = match role {
         Role::Responder => RESPONDER,
         Role::Auditor | Role::Admin => AUDIT,
+        Role::Reviewer => return Vec::new(),
     };
     SHARED.iter().chain(own).copied().collect()
 }
@@ -92,6 +107,7 @@ mod tests {
     fn responders_never_read_the_access_log() {
         assert!(!tables(Role::Responder).contains(&"access_log"));
         assert!(tables(Role::Auditor).contains(&"access_log"));
+        assert!(tables(Role::Reviewer).is_empty());
         for internal in INTERNAL {
             assert!(Role::ALL.iter().all(|r| !tables(*r).contains(internal)), "{internal}");
         }
