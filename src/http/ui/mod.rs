@@ -4,9 +4,12 @@
 //! a page reach nothing but this service. The pages read the API of [`crate::http::api`]
 //! with the browser's session cookie.
 
+use crate::auth::Role;
+use crate::http::api::Granted;
 use crate::http::state::AppState;
+use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,6 +38,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dashboard))
         .routes(routes!(evidence))
         .routes(routes!(access))
+        .routes(routes!(reviews))
+        .routes(routes!(review))
         .routes(routes!(asset))
 }
 
@@ -51,8 +56,32 @@ fn secure(mut response: Response) -> Response {
     response
 }
 
+/// The nav: each page's link, and the API call the page cannot do without. A link is
+/// shown to a caller holding one of the roles that call allows (read from the same
+/// access table the guard enforces), so nobody is offered a page that would refuse them.
+const NAV: &[(&str, &str, Method, &str)] = &[
+    ("/", "Overview", Method::GET, "/api/status"),
+    ("/findings", "Findings", Method::GET, "/api/findings"),
+    ("/search", "Search", Method::GET, "/api/search/requests"),
+    ("/sql", "SQL", Method::POST, "/api/sql"),
+    ("/dashboards", "Dashboards", Method::GET, "/api/dashboards"),
+    ("/access", "Access", Method::GET, "/api/access"),
+    ("/evidence", "Evidence", Method::POST, "/api/evidence"),
+    ("/reviews", "Reviews", Method::GET, "/api/reviews"),
+];
+
+/// The nav links `roles` may use.
+fn nav(state: &AppState, roles: &[Role]) -> String {
+    NAV.iter()
+        .filter(|(_, _, method, api)| {
+            state.access.roles(method, api).is_some_and(|allowed| allowed.iter().any(|r| roles.contains(r)))
+        })
+        .map(|(href, label, _, _)| format!(r#"<a href="{href}">{label}</a>"#))
+        .collect()
+}
+
 /// The shell: the page's content is drawn by app.js from the URL.
-fn shell(state: &AppState) -> Response {
+fn shell(state: &AppState, granted: &Granted) -> Response {
     let development = state.auth.is_development();
     let banner = if development {
         "<div class=dev role=note>DEVELOPMENT sign-in: tokens from the built-in issuer, loopback only. Not for real data.</div>"
@@ -68,12 +97,13 @@ fn shell(state: &AppState) -> Response {
 </head><body data-mode="{mode}">
 {banner}
 <header><a class=brand href="/">TokenTrail</a>
-<nav aria-label=Main><a href="/">Overview</a><a href="/findings">Findings</a><a href="/search">Search</a><a href="/sql">SQL</a><a href="/dashboards">Dashboards</a><a href="/access">Access</a><a href="/evidence">Evidence</a></nav>
+<nav aria-label=Main>{nav}</nav>
 <div id=who aria-live=polite></div></header>
 <main id=main tabindex=-1><p class=muted>Loading…</p></main>
 <footer class=muted>{mode}</footer>
 </body></html>"#,
         mode = escape(state.mode),
+        nav = nav(state, &granted.caller.roles),
     );
     secure(
         ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], html)
@@ -86,15 +116,28 @@ macro_rules! page {
         #[doc = $doc]
         #[utoipa::path(get, path = $path, tag = "ui",
             $(params(($param = String, Path)),)?
-            security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
+            security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin", "TokenTrail.Reviewer"])),
             responses((status = 200, content_type = "text/html", body = String)))]
-        pub async fn $name(State(state): State<AppState>) -> Response {
-            shell(&state)
+        pub async fn $name(State(state): State<AppState>, Extension(granted): Extension<Granted>) -> Response {
+            shell(&state, &granted)
         }
     };
 }
 
-page!(overview, "/", "Overview: ingest health, open findings, activity.");
+/// Overview: ingest health, open findings, activity. Someone whose only role is
+/// Reviewer has nothing here, and is sent to their reviews.
+#[utoipa::path(get, path = "/", tag = "ui",
+    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin", "TokenTrail.Reviewer"])),
+    responses((status = 200, content_type = "text/html", body = String),
+        (status = 303, description = "a Reviewer only: to /reviews")))]
+pub async fn overview(State(state): State<AppState>, Extension(granted): Extension<Granted>) -> Response {
+    if granted.caller.roles.iter().all(|r| *r == Role::Reviewer) {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/reviews"), (header::CACHE_CONTROL, "no-store")])
+            .into_response();
+    }
+    shell(&state, &granted)
+}
+
 page!(findings, "/findings", "Findings, filterable.");
 page!(finding, "/findings/{id}", "One finding: evidence, the principal's sign-ins, actions.", "id");
 page!(principal, "/principals/{id}", "One principal over a period.", "id");
@@ -104,11 +147,13 @@ page!(dashboards, "/dashboards", "The dashboards of dashboards/.");
 page!(dashboard, "/dashboards/{name}", "One dashboard.", "name");
 page!(evidence, "/evidence", "SOC 2 evidence packs.");
 page!(access, "/access", "Granted against used: accounts, who can read their keys, the access review.");
+page!(reviews, "/reviews", "Access reviews: the list, and for Admins a form to start one.");
+page!(review, "/reviews/{id}", "One access review: its items, the decisions, its log.", "id");
 
 /// Script, styles and the chart library.
 #[utoipa::path(get, path = "/assets/{file}", tag = "ui",
     params(("file" = String, Path)),
-    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin"])),
+    security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor", "TokenTrail.Admin", "TokenTrail.Reviewer"])),
     responses((status = 200, body = String), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn asset(crate::http::error::Path(file): crate::http::error::Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {

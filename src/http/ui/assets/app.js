@@ -83,7 +83,8 @@ function problem(error) {
 }
 
 function render(...nodes) {
-  main().replaceChildren(...nodes);
+  // Absent parts (null, false) are left out, as el() leaves them out.
+  main().replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
 }
 
 // ---- API ----------------------------------------------------------------------
@@ -807,6 +808,292 @@ async function evidence() {
   );
 }
 
+// ---- Access reviews (SOC 2 CC6.2, CC6.3) --------------------------------------
+
+const DECISIONS = [["approve", "Approve"], ["revoke", "Revoke"], ["dont_know", "Don't know"]];
+const DECISION_WORDS = { approve: "Approve", revoke: "Revoke", dont_know: "Don't know" };
+const reviewStateBadge = (s) => el("span", { class: `state state-${s}`, "data-state": s }, s === "overdue" ? "overdue" : s);
+/** A decision in our words, also from Graph's (the log keeps Approve, Deny, DontKnow). */
+const GRAPH_DECISIONS = { Approve: "approve", Deny: "revoke", DontKnow: "dont_know", NotReviewed: null };
+const ourDecision = (d) => (d in GRAPH_DECISIONS ? GRAPH_DECISIONS[d] : d);
+const decisionBadge = (d) => el("span", { class: `decision decision-${d || "none"}`, "data-decision": d || "" }, DECISION_WORDS[d] || "not decided");
+const reviewRecommendation = (r) => el("span", { class: `rec rec-review-${r}`, "data-recommendation": r }, r === "unknown" ? "no advice" : r);
+/** A review's reviewers, [{oid, name}] (a JSON text is read too). */
+function reviewersOf(r) {
+  let v = r.reviewers;
+  if (typeof v === "string") { try { v = JSON.parse(v); } catch { v = []; } }
+  return Array.isArray(v) ? v : [];
+}
+/** An ARM path as one token per segment: a line may break after a "/", never inside a name. */
+function pathToken(text, title) {
+  const parts = String(text || "–").split(/(?<=\/)/);
+  return el("span", { class: "token path", title: title || null }, parts.flatMap((p, i) => (i ? [el("wbr"), el("span", {}, p)] : [el("span", {}, p)])));
+}
+const everyAssignment = (scope) => !scope || scope === "/";
+const reviewerNames = (r) => reviewersOf(r).map((x) => x.name || x.oid).join(", ") || "–";
+
+/** Decided of items, as words and a bar. */
+function reviewProgress(r) {
+  return el("span", { class: "progress-text" },
+    el("progress", { value: r.decided, max: Math.max(r.items, 1), "aria-hidden": "true" }), " ",
+    `${number(r.decided)} of ${number(r.items)} decided`);
+}
+
+/** When it is due; an overdue review says so in red. */
+function dueCell(r) {
+  const overdue = r.state === "overdue";
+  return el("span", { class: overdue ? "due overdue" : "due", title: overdue ? "overdue" : null }, time(r.due_at));
+}
+
+/** Admins: the form that starts a review; the API's answer is shown beside it. */
+async function startReviewForm() {
+  let people = [];
+  let peopleError = null;
+  try { people = await api("/api/reviews/reviewers"); } catch (e) { peopleError = e; }
+  const due = new Date(Date.now() + 14 * 86400000).toISOString().slice(0, 10);
+  const name = el("input", { id: "review-name", name: "name", required: true, maxlength: 200, placeholder: "Cosmos DB data access, Q4" });
+  const scope = el("input", { id: "review-scope", name: "scope", placeholder: "contoso-orders, or /subscriptions/…/databaseAccounts/…" });
+  const boxes = people.map((p) => el("label", { class: "check" },
+    el("input", { type: "checkbox", name: "reviewer", value: p.oid }), ` ${p.name || p.oid} `,
+    el("span", { class: "muted small" }, "last signed in ", time(p.last_seen))));
+  const others = el("input", { id: "review-oids", name: "oids", placeholder: "object ids, comma-separated" });
+  const dueInput = el("input", { id: "review-due", name: "due", type: "date", required: true, value: due });
+  const days = el("input", { id: "review-days", name: "days", type: "number", min: 1, max: 365, value: 90 });
+  const status = el("div", { id: "start-review-status", role: "status", "aria-live": "polite" });
+  const button = el("button", { type: "submit", id: "start-review-submit" }, "Start the review");
+  const submit = async (event) => {
+    event.preventDefault();
+    status.replaceChildren();
+    const reviewers = [...boxes.map((b) => b.querySelector("input")).filter((i) => i.checked).map((i) => i.value),
+      ...others.value.split(/[\s,;]+/).map((s) => s.trim()).filter(Boolean)];
+    const body = { name: name.value.trim(), scope: scope.value.trim() || null, reviewers: [...new Set(reviewers)],
+      due: dueInput.value, days: days.value ? Number(days.value) : null };
+    button.disabled = true;
+    try {
+      const started = await api("/api/reviews", { method: "POST", body });
+      location.assign(`/reviews/${encodeURIComponent(started.id)}`);
+    } catch (e) {
+      status.replaceChildren(problem(e));
+      button.disabled = false;
+    }
+  };
+  return el("section", { id: "start-review", "aria-labelledby": "start-review-title" },
+    el("h2", { id: "start-review-title" }, "Start a review"),
+    el("form", { class: "review-start", onsubmit: submit },
+      el("label", { for: "review-name" }, "Name"), name,
+      el("label", { for: "review-scope" }, "Scope (optional: an account, or an ARM path; empty for every assignment)"), scope,
+      el("fieldset", { id: "review-reviewers" }, el("legend", {}, "Reviewers"),
+        peopleError ? problem(peopleError)
+          : boxes.length ? boxes
+          : el("p", { class: "muted" }, "Nobody has signed in with the TokenTrail.Reviewer role yet: name them by object id below."),
+        el("label", { for: "review-oids" }, "Others by object id"), others),
+      el("div", { class: "pair" },
+        el("label", { for: "review-due" }, "Due", dueInput),
+        el("label", { for: "review-days" }, "Days of use to show", days)),
+      el("div", {}, button),
+      status));
+}
+
+async function reviews() {
+  if (!has("Reviewer") && !has("Auditor") && !has("Admin")) {
+    render(el("h1", {}, "Access reviews"), el("p", {}, "Access reviews are for the TokenTrail.Reviewer, Auditor and Admin roles."));
+    return;
+  }
+  const [list, form] = await Promise.all([api("/api/reviews"), has("Admin") ? startReviewForm() : null]);
+  const head = ["review", "scope", "due", "state", "progress", "reviewers"];
+  const rows = list.map((r) => el("tr", { class: "review", "data-review": r.id, "data-state": r.state },
+    el("td", { "data-label": "review" }, el("a", { href: `/reviews/${encodeURIComponent(r.id)}` }, r.name),
+      r.mine ? el("span", { class: "muted small" }, " (yours to review)") : null),
+    el("td", { "data-label": "scope" }, everyAssignment(r.scope) ? el("span", { class: "muted" }, "every assignment") : pathToken(shortScope(r.scope), r.scope)),
+    el("td", { "data-label": "due" }, dueCell(r)),
+    el("td", { "data-label": "state" }, reviewStateBadge(r.state)),
+    el("td", { "data-label": "progress" }, reviewProgress(r)),
+    el("td", { "data-label": "reviewers" }, reviewerNames(r))));
+  render(
+    el("h1", {}, "Access reviews"),
+    el("p", { class: "muted" }, "Each review lists the role assignments in its scope with what their principals used; the reviewers approve or revoke each, with a reason (SOC 2 CC6.2, CC6.3). A reviewer never decides on access they granted."),
+    form,
+    section(`Reviews (${list.length})`, list.length
+      ? el("div", { class: "scroll" }, el("table", { id: "reviews-list", class: "stack" },
+        el("thead", {}, el("tr", {}, head.map((c) => el("th", { scope: "col" }, c)))), el("tbody", {}, rows)))
+      : el("p", { class: "muted", id: "reviews-none" }, has("Reviewer") && !has("Admin") ? "No review names you as a reviewer." : "No review yet.")),
+  );
+}
+
+/** A list of actions, short, with the rest behind a <details>. */
+function actionList(actions, none) {
+  if (!actions || !actions.length) return el("span", { class: "muted" }, none);
+  const items = actions.map((a) => el("li", {}, el("code", { title: a }, a.replace(/^Microsoft\.DocumentDB\/databaseAccounts\/(sqlDatabases\/)?/i, ""))));
+  if (actions.length <= 3) return el("ul", { class: "actions" }, items);
+  return el("details", {}, el("summary", {}, `${actions.length} actions`), el("ul", { class: "actions" }, items));
+}
+
+/** The current decision of an item, and who made it. */
+function decisionNow(item) {
+  return el("div", { class: "decided" }, decisionBadge(item.decision),
+    item.justification ? el("p", { class: "justification" }, item.justification) : null,
+    item.decided_by_name || item.decided_at ? el("div", { class: "muted small" }, `by ${item.decided_by_name || "?"} `, time(item.decided_at)) : null);
+}
+
+/** The row of one item; `review` for the review's state, `changed` when an item was saved. */
+function reviewItemRow(reviewId, item, completed, changed) {
+  const row = el("tr", { id: `item-${item.item_id}`, class: "review-item", "data-item": item.item_id,
+    "data-decision": item.decision || "", "data-can-decide": item.can_decide ? "true" : "false" });
+  const decisionCell = el("td", { class: "decision-cell", "data-label": "decision" }, decisionNow(item));
+  const note = el("p", { class: "item-note", role: "status", "aria-live": "polite", tabindex: -1 });
+  if (item.can_decide && !completed) {
+    const group = `decision-${item.item_id}`;
+    const radios = DECISIONS.map(([value, label]) => el("label", { class: "choice" },
+      el("input", { type: "radio", name: group, value, checked: item.decision === value, required: true }), ` ${label}`));
+    const reason = el("textarea", { id: `justification-${item.item_id}`, name: "justification", rows: 2, required: true,
+      maxlength: 2000, placeholder: "Why: what the access is for, or why it should go" }, item.justification || "");
+    const save = el("button", { type: "submit" }, "Save");
+    const submit = async (event) => {
+      event.preventDefault();
+      note.replaceChildren();
+      note.className = "item-note";
+      const chosen = radios.map((l) => l.querySelector("input")).find((i) => i.checked);
+      if (!chosen) { note.textContent = "Choose Approve, Revoke or Don't know."; return; }
+      if (!reason.value.trim()) { note.textContent = "Write a justification: the auditor reads it."; reason.focus(); return; }
+      save.disabled = true;
+      try {
+        const saved = await api(`/api/reviews/${encodeURIComponent(reviewId)}/items/${encodeURIComponent(item.item_id)}/decision`,
+          { method: "POST", body: { decision: chosen.value, justification: reason.value } });
+        await itemSaved(reviewId, saved);
+      } catch (e) {
+        save.disabled = false;
+        note.className = e.status === 403 ? "item-note refusal" : "item-note";
+        note.replaceChildren(problem(e));
+      }
+    };
+    decisionCell.append(el("form", { class: "decide", onsubmit: submit, "aria-label": `Decide on ${item.principal_name || item.principal_id}` },
+      el("fieldset", {}, el("legend", {}, "Your decision"), radios),
+      el("label", { for: reason.id }, "Justification"), reason,
+      el("div", {}, save)));
+  } else if (item.refusal && has("Reviewer") && !completed) {
+    // Why this reviewer may not decide it (their own access, or access they granted).
+    decisionCell.append(el("p", { class: "refusal" }, item.refusal));
+  }
+  if (changed) note.textContent = "Saved.";
+  decisionCell.append(note);
+  row.append(
+    el("td", { "data-label": "principal" },
+      principalLink(item.principal_id, item.principal_name),
+      el("div", { class: "muted small token id" }, item.principal_id),
+      item.principal_kind ? el("div", { class: "muted small" }, item.principal_kind) : null),
+    el("td", { "data-label": "access" },
+      el("div", {}, item.role_name || `role ${item.role_definition_id}`, el("span", { class: "muted small" }, item.plane === "azure" ? " (Azure role)" : " (data plane)")),
+      el("div", { class: "small" }, "at ", pathToken(shortScope(item.scope) || item.account, item.scope)),
+      item.data_actions ? el("div", { class: "small" }, "grants: ", actionList(item.data_actions, "nothing")) : null,
+      el("div", { class: "small granted" }, "granted ", time(item.granted_at), " by ",
+        item.granted_by_name || item.granted_by_oid ? principalLink(item.granted_by_oid, item.granted_by_name) : el("span", { class: "muted" }, "(not in the logs)"))),
+    el("td", { "data-label": "use" },
+      el("div", {}, `${number(item.requests || 0)} requests`),
+      el("div", { class: "small" }, "last ", item.last_use ? time(item.last_use) : el("span", { class: "muted" }, "never in the period")),
+      el("div", { class: "small" }, "used: ", actionList(item.used_actions, "nothing"))),
+    el("td", { "data-label": "TokenTrail suggests" }, reviewRecommendation(item.recommendation),
+      item.advice ? el("p", { class: "small advice" }, item.advice) : null),
+    decisionCell);
+  return row;
+}
+
+function reviewHeader(r) {
+  const facts = el("p", { class: "facts", id: "review-facts" },
+    el("span", { id: "review-state" }, reviewStateBadge(r.state)), " · due ", dueCell(r), " · ",
+    el("span", { id: "review-progress" }, reviewProgress(r)));
+  const lines = el("dl", { class: "review-facts" },
+    el("dt", {}, "Reviewers"), el("dd", { id: "review-reviewers" }, reviewerNames(r)),
+    el("dt", {}, "Scope"), el("dd", {}, everyAssignment(r.scope) ? "every assignment" : pathToken(r.scope)),
+    el("dt", {}, "Use shown"), el("dd", {}, time(r.usage_since), " to ", time(r.usage_until)),
+    el("dt", {}, "Started"), el("dd", {}, `by ${r.created_by || "?"} `, time(r.created_at)),
+    r.completed_at ? [el("dt", {}, "Completed"), el("dd", { id: "review-completed" }, `by ${r.completed_by || "?"} `, time(r.completed_at))] : null);
+  return el("div", { id: "review-header" }, facts, lines);
+}
+
+const LOG_WORDS = { started: "started the review", decided: "decided", reminded: "reminded the reviewers", completed: "completed the review" };
+
+function reviewLog(log) {
+  if (!log.length) return el("p", { class: "muted" }, "Nothing recorded yet.");
+  const head = ["time", "who", "what", "item", "decision", "justification"];
+  return el("div", { class: "scroll" }, el("table", { id: "review-log-table", class: "stack" },
+    el("thead", {}, el("tr", {}, head.map((c) => el("th", { scope: "col" }, c)))),
+    el("tbody", {}, log.map((l) => el("tr", { "data-action": l.action },
+      el("td", { "data-label": "time" }, time(l.at)),
+      el("td", { "data-label": "who" }, l.by_name || "–"),
+      el("td", { "data-label": "what" }, LOG_WORDS[l.action] || l.action),
+      el("td", { "data-label": "item" }, l.item_id ? el("a", { href: `#item-${l.item_id}` }, `#${l.item_id}`) : "–"),
+      el("td", { "data-label": "decision" }, ourDecision(l.decision) ? decisionBadge(ourDecision(l.decision)) : "–"),
+      el("td", { "data-label": "justification" }, l.justification || "–"))))));
+}
+
+/** After a decision is saved: its row in place, then the header and log as the service now has them. */
+async function itemSaved(reviewId, saved) {
+  const old = document.getElementById(`item-${saved.item_id}`);
+  const d = await api(`/api/reviews/${encodeURIComponent(reviewId)}`);
+  const completed = d.review.state === "completed";
+  const item = d.items.find((i) => i.item_id === saved.item_id) || saved;
+  if (old) old.replaceWith(reviewItemRow(reviewId, item, completed, true));
+  document.getElementById("review-header").replaceWith(reviewHeader(d.review));
+  document.getElementById("review-log").replaceChildren(reviewLog(d.log));
+  if (completed) {
+    // The last decision completed it: no form is left to fill.
+    for (const other of d.items) {
+      if (other.item_id === saved.item_id) continue;
+      const row = document.getElementById(`item-${other.item_id}`);
+      if (row) row.replaceWith(reviewItemRow(reviewId, other, true, false));
+    }
+    for (const b of document.querySelectorAll("#complete-review")) b.remove();
+  }
+  document.querySelector(`#item-${saved.item_id} .item-note`)?.focus();
+}
+
+async function review(id) {
+  if (!has("Reviewer") && !has("Auditor") && !has("Admin")) {
+    render(el("h1", {}, "Access review"), el("p", {}, "Access reviews are for the TokenTrail.Reviewer, Auditor and Admin roles."));
+    return;
+  }
+  const d = await api(`/api/reviews/${encodeURIComponent(id)}`);
+  const r = d.review;
+  const completed = r.state === "completed";
+  const note = el("div", { id: "review-note", role: "status", "aria-live": "polite" });
+  const actions = [];
+  if (has("Admin") && !completed) {
+    const complete = async () => {
+      const open = r.items - r.decided;
+      if (!confirm(`Complete "${r.name}" now?${open ? ` ${open} item${open === 1 ? "" : "s"} not decided will stay "not reviewed".` : ""}`)) return;
+      try {
+        await api(`/api/reviews/${encodeURIComponent(id)}/complete`, { method: "POST", body: {} });
+        await review(id);
+      } catch (e) { note.replaceChildren(problem(e)); }
+    };
+    actions.push(el("button", { type: "button", id: "complete-review", onclick: complete }, "Complete review"));
+  }
+  if (has("Auditor") || has("Admin")) {
+    actions.push(el("a", { id: "download-decisions", class: "button", href: `/api/reviews/${encodeURIComponent(id)}/decisions`,
+      download: `access-review-${id}-decisions.json` }, "Download decisions (Microsoft Graph JSON)"));
+  }
+  const mine = d.items.filter((i) => i.can_decide && !i.decision).length;
+  const head = ["principal", "access (granted by)", "use", "TokenTrail suggests", "decision"];
+  render(
+    el("p", {}, el("a", { href: "/reviews" }, "← Access reviews")),
+    el("h1", {}, r.name),
+    reviewHeader(r),
+    actions.length ? el("p", { class: "review-actions" }, actions.flatMap((a, i) => (i ? [" ", a] : [a]))) : null,
+    note,
+    section(`Items (${d.items.length})`,
+      has("Reviewer") && !completed ? el("p", { class: "muted", id: "review-yours" }, mine
+        ? `${mine} item${mine === 1 ? "" : "s"} wait for your decision. Each needs a justification.`
+        : "Nothing waits for your decision.") : null,
+      d.items.length ? el("div", { class: "scroll" }, el("table", { id: "review-items", class: "stack" },
+        el("thead", {}, el("tr", {}, head.map((c) => el("th", { scope: "col" }, c)))),
+        el("tbody", {}, d.items.map((item) => reviewItemRow(id, item, completed, false)))))
+        : el("p", { class: "muted" }, "No item.")),
+    el("section", { "aria-labelledby": "review-log-title" }, el("h2", { id: "review-log-title" }, "Log"),
+      el("p", { class: "muted" }, "Every step, in a chain TokenTrail verifies (tokentrail verify)."),
+      el("div", { id: "review-log" }, reviewLog(d.log))),
+  );
+}
+
 // ---- Start --------------------------------------------------------------------
 
 async function showUser() {
@@ -824,6 +1111,7 @@ async function showUser() {
 const ROUTES = [
   [/^\/$/, overview], [/^\/findings$/, findings], [/^\/findings\/(\d+)$/, finding], [/^\/principals\/([^/]+)$/, principal],
   [/^\/search$/, search], [/^\/sql$/, sql], [/^\/dashboards$/, dashboards], [/^\/dashboards\/([\w-]+)$/, dashboard], [/^\/evidence$/, evidence], [/^\/access$/, access],
+  [/^\/reviews$/, reviews], [/^\/reviews\/([^/]+)$/, review],
 ];
 
 async function start() {
