@@ -27,6 +27,7 @@ mod inventory;
 mod modules;
 mod parsing;
 mod process;
+mod reviews_ui;
 mod rule_cases;
 mod rules;
 mod reviews;
