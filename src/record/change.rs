@@ -222,7 +222,7 @@ fn directory(
             modified.push(serde_json::json!({ "target": text(target, "id"), "name": name, "old": old, "new": new }));
         }
     }
-    let kind = directory_kind(&operation);
+    let kind = directory_kind(&operation, &modified);
     let first = targets.first();
     if group_id.is_none() && kind.starts_with("group_member") {
         let group = targets.iter().find(|t| text(t, "type").is_some_and(|ty| ty.eq_ignore_ascii_case("group")));
@@ -260,9 +260,25 @@ fn directory(
     }
 }
 
-fn directory_kind(operation: &str) -> &'static str {
+fn directory_kind(operation: &str, modified: &[Value]) -> &'static str {
     let op = operation.trim().to_lowercase();
-    if op == "add member to group" {
+    // "Update user" disables an account when it sets AccountEnabled to false (its new value
+    // arrives as `[false]`).
+    let disables = || {
+        modified.iter().any(|m| {
+            m.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case("AccountEnabled"))
+                && match m.get("new") {
+                    Some(Value::Array(values)) => values.first().is_some_and(is_false),
+                    Some(value) => is_false(value),
+                    None => false,
+                }
+        })
+    };
+    if op == "disable account" || (op == "update user" && disables()) {
+        "user_disabled"
+    } else if op == "delete user" {
+        "user_deleted"
+    } else if op == "add member to group" {
         "group_member_added"
     } else if op == "remove member from group" {
         "group_member_removed"
@@ -278,6 +294,14 @@ fn directory_kind(operation: &str) -> &'static str {
         "consent"
     } else {
         "other"
+    }
+}
+
+fn is_false(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => !b,
+        Value::String(s) => s.trim().eq_ignore_ascii_case("false"),
+        _ => false,
     }
 }
 
@@ -360,6 +384,29 @@ mod tests {
             Some(Change::Control(c)) => *c,
             other => panic!("not a control change: {other:?}"),
         }
+    }
+
+    #[test]
+    fn accounts_disabled_or_deleted_are_leavers_kinds() {
+        let kind = |operation: &str, modified: serde_json::Value| {
+            let record = serde_json::json!({"category": "AuditLogs", "operationName": operation,
+                "properties": {"activityDateTime": "2025-03-03T12:00:00Z", "result": "success",
+                    "targetResources": [{"id": "u1", "type": "User", "modifiedProperties": modified}]}});
+            match read(&record.to_string()) {
+                Some(Change::Directory(d)) => d.kind,
+                other => panic!("not a directory change: {other:?}"),
+            }
+        };
+        assert_eq!(kind("Disable account", serde_json::json!([])), "user_disabled");
+        assert_eq!(kind("Delete user", serde_json::json!([])), "user_deleted");
+        let enabled =
+            |new: &str| serde_json::json!([{"displayName": "AccountEnabled", "oldValue": "[true]", "newValue": new}]);
+        assert_eq!(kind("Update user", enabled("[false]")), "user_disabled");
+        assert_eq!(kind("Update user", enabled("[true]")), "other");
+        assert_eq!(
+            kind("Update user", serde_json::json!([{"displayName": "Department", "newValue": "[\"x\"]"}])),
+            "other"
+        );
     }
 
     #[test]
