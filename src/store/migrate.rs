@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(16, "0016_finding_history_chain"),
     migration!(17, "0017_record_positions"),
     migration!(18, "0018_evidence_as_of"),
+    migration!(19, "0019_access_evidence"),
     migration!(20, "0020_access_reviews"),
 ];
 
