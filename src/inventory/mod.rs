@@ -12,6 +12,7 @@
 pub mod arm;
 pub mod files;
 pub mod history;
+pub mod leavers;
 
 use crate::config::InventoryConfig;
 use crate::store::Store;

@@ -14,6 +14,7 @@ pub mod dashboards;
 pub mod evidence;
 pub mod filter;
 pub mod findings;
+pub mod leavers;
 pub mod principal;
 pub mod results;
 pub mod reviews;
@@ -74,6 +75,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(evidence::download))
         .routes(routes!(evidence::public_key))
         .routes(routes!(evidence::rerun))
+        .routes(routes!(leavers::import))
         .routes(routes!(findings::list))
         .routes(routes!(findings::detail))
         .routes(routes!(findings::history))
