@@ -145,6 +145,9 @@ pub struct EvidenceConfig {
     /// `signins:<category>`, `raw:<category>`), so one that never arrived shows as
     /// "not ingested"; the inventory's accounts always are.
     pub expected_streams: Vec<String>,
+    /// How many hours after a person leaves their role assignments must be removed: the
+    /// deadline the CC6.2 leavers population judges each removal by (on time, late).
+    pub removal_deadline_hours: u32,
 }
 
 impl Default for EvidenceConfig {
@@ -155,6 +158,7 @@ impl Default for EvidenceConfig {
             max_rows: 2_000_000,
             timeout_secs: 300,
             expected_streams: Vec::new(),
+            removal_deadline_hours: 24,
         }
     }
 }
@@ -394,8 +398,8 @@ impl ServeConfig {
             bail!("db_threads: set at least 1 (or leave it out: half the cores)");
         }
         let e = &self.evidence;
-        if e.max_period_days == 0 || e.max_rows == 0 || e.timeout_secs == 0 {
-            bail!("evidence: max_period_days, max_rows and timeout_secs must be above 0");
+        if e.max_period_days == 0 || e.max_rows == 0 || e.timeout_secs == 0 || e.removal_deadline_hours == 0 {
+            bail!("evidence: max_period_days, max_rows, timeout_secs and removal_deadline_hours must be above 0");
         }
         crate::evidence::expected_streams(&e.expected_streams).context("evidence.expected_streams")?;
         self.inventory.check()?;

@@ -31,7 +31,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub enum Criterion {
     /// Logical access: who can reach the data and how they authenticate.
     Cc6_1,
-    /// CC6.2/CC6.3: provisioning and removal: principals for access review.
+    /// CC6.2/CC6.3: access granted, removed (leavers' too) and reviewed; least privilege.
     Cc6_2,
     /// Monitoring: sources and completeness, rules, findings.
     Cc7_2,
@@ -59,7 +59,7 @@ impl Criterion {
     pub fn title(self) -> &'static str {
         match self {
             Criterion::Cc6_1 => "CC6.1 Logical access: who can reach the data and how they authenticate",
-            Criterion::Cc6_2 => "CC6.2 / CC6.3 Access provisioning and removal: principals for access review",
+            Criterion::Cc6_2 => "CC6.2 / CC6.3 Access granted, removed and reviewed; leavers and least privilege",
             Criterion::Cc7_2 => "CC7.2 Monitoring: sources, completeness, detection rules and findings",
             Criterion::Cc7_3 => "CC7.3 / CC7.4 Evaluation of and response to findings",
             Criterion::AccessLog => "Use of the monitoring tool itself (access log)",

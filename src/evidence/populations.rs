@@ -7,6 +7,7 @@ use crate::rules::script;
 use anyhow::{Context, Result};
 use arrow::record_batch::RecordBatch;
 use duckdb::types::Value;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// One population of a pack.
 #[derive(Debug, Clone, Copy)]
@@ -54,18 +55,74 @@ pub const ALL: &[Population] = &[
         "Every request without an identity (account key, resource token) in the period, with a stable id, where its record came from (file and line, or Event Hubs partition and sequence number) and the SHA-256 of the record as received: a sample of them traces to the original log record (tokentrail evidence sample)."
     ),
     population!(
-        Cc6_1,
-        "role_assignments",
-        "cc6_1_role_assignments",
-        "Role assignments in use",
-        "Cosmos DB RBAC role assignments that allowed requests, with how many principals used each."
+        Cc6_2,
+        "entitlements_start",
+        "cc6_2_entitlements_start",
+        "Access at the period's start",
+        "Every role assignment that reached Cosmos DB at the start of the period: data-plane roles, and Azure roles that may list the account keys or are assigned on an account. Each with who holds it (id, name, user, service principal, managed identity or group), the role and what it allows, where it applies, and who granted it and when (the Activity log's record), or the inventory that first saw it."
+    ),
+    population!(
+        Cc6_2,
+        "entitlements_end",
+        "cc6_2_entitlements_end",
+        "Access at the period's end",
+        "The same list at the end of the period: compared with the start, it shows every access granted and removed."
+    ),
+    population!(
+        Cc6_2,
+        "grants",
+        "cc6_2_grants",
+        "Access granted in the period",
+        "Every role assignment reaching Cosmos DB made in the period: who made it and from which IP address (the Activity log), to whom, which role, where. Assignments the inventory found new with no Activity log record are listed too, marked \"not in the Activity log\"."
+    ),
+    population!(
+        Cc6_2,
+        "removals",
+        "cc6_2_removals",
+        "Access removed in the period",
+        "Every role assignment reaching Cosmos DB removed in the period: who removed it and from which IP address, whose it was, which role, where, and since when it had been held. Removals the inventory found with no Activity log record are marked \"not in the Activity log\"."
+    ),
+    population!(
+        Cc6_2,
+        "leavers",
+        "cc6_2_leavers",
+        "Leavers' access removed",
+        "Each person who left (from the leavers lists imported and from Entra ID accounts disabled or deleted), each role assignment they held when they left, when it was removed, the hours it took, and whether that was on time, late or not done against the removal deadline (deadline_hours)."
     ),
     population!(
         Cc6_2,
         "principals",
         "cc6_2_principals",
         "Principals for access review",
-        "Every principal seen up to the end of the period: new, active or dormant, with its activity in the period."
+        "Every principal seen up to the end of the period, and every one holding a role assignment at its end: new, active, dormant (not seen in the period, including holders of an assignment who were never seen) or group, with its activity in the period."
+    ),
+    population!(
+        Cc6_2,
+        "exceptions",
+        "cc6_3_exceptions",
+        "Least-privilege exceptions",
+        "Role assignments at the end of the period that grant more than is used or needed, each with why: not used in the period (remove), used only to read (Data Reader instead), used in one container only (narrow the scope), or an over-broad scope (a key-listing Azure role on a subscription or resource group, wildcard data actions on a whole account)."
+    ),
+    population!(
+        Cc6_2,
+        "role_assignments",
+        "cc6_3_role_assignments",
+        "Role assignments in use",
+        "Cosmos DB data-plane role assignments that allowed requests in the period, with the role's name, its scope, who holds it and who used it (ids and names), and how many requests."
+    ),
+    population!(
+        Cc6_2,
+        "access_reviews",
+        "cc6_3_reviews",
+        "Access reviews",
+        "The access reviews open in the period: scope, reviewers, due date, who started each and when, items and items decided, when and by whom it was completed, and its state (open, overdue, completed) when the pack was made."
+    ),
+    population!(
+        Cc6_2,
+        "review_decisions",
+        "cc6_3_review_decisions",
+        "Access review decisions",
+        "Every item of those reviews with its decision when the pack was made (Approve, Deny, DontKnow, or NotReviewed), who decided, when, the justification, and the id of the review log's entry that records it (the log is chained)."
     ),
     population!(
         Cc7_2,
@@ -139,6 +196,21 @@ pub const ALL: &[Population] = &[
     ),
 ];
 
+/// The removal deadline for leavers' access, in hours (`[evidence] removal_deadline_hours`).
+/// Process-wide, so packs made anywhere in the process state the one configured.
+static REMOVAL_DEADLINE_HOURS: AtomicU32 = AtomicU32::new(24);
+
+/// Sets the deadline every pack made afterwards judges leavers' removals by (from the
+/// configuration, when the service starts).
+pub fn set_removal_deadline_hours(hours: u32) {
+    REMOVAL_DEADLINE_HOURS.store(hours.max(1), Ordering::Relaxed);
+}
+
+/// The removal deadline in hours: 24 unless [`set_removal_deadline_hours`] said otherwise.
+pub fn removal_deadline_hours() -> u32 {
+    REMOVAL_DEADLINE_HOURS.load(Ordering::Relaxed)
+}
+
 /// The populations of `criteria`, in pack order.
 pub fn of(criteria: &[Criterion]) -> Vec<Population> {
     ALL.iter().filter(|p| criteria.contains(&p.criterion)).copied().collect()
@@ -156,6 +228,8 @@ impl Bindings {
     /// `signins:<category>`, `raw:<category>`).
     /// `made_at` is when the pack is made: findings raised after it are in none of the
     /// populations, whenever they are run again.
+    /// `removal_hours` is [`removal_deadline_hours`]: the deadline the leavers population
+    /// judges removals by, stated in the manifest like every parameter.
     pub fn new(period: &Period, rules: &[Rule], as_of: i64, made_at: i64, expected: &[String]) -> Bindings {
         let expected = serde_json::json!(expected).to_string();
         let catalogue: Vec<serde_json::Value> = rules
@@ -168,6 +242,7 @@ impl Bindings {
             })
             .collect();
         let catalogue = serde_json::Value::Array(catalogue).to_string();
+        let removal_hours = i64::from(removal_deadline_hours());
         Bindings {
             values: vec![
                 ("from", script::timestamp(period.from), serde_json::json!(super::rfc3339(period.from))),
@@ -176,6 +251,7 @@ impl Bindings {
                 ("as_of", Value::BigInt(as_of), serde_json::json!(as_of)),
                 ("made_at", script::timestamp(made_at), serde_json::json!(super::rfc3339(made_at))),
                 ("expected", Value::Text(expected.clone()), serde_json::json!(expected)),
+                ("removal_hours", Value::BigInt(removal_hours), serde_json::json!(removal_hours)),
             ],
         }
     }
@@ -193,6 +269,7 @@ impl Bindings {
                 "as_of" => "as_of",
                 "made_at" => "made_at",
                 "expected" => "expected",
+                "removal_hours" => "removal_hours",
                 other => anyhow::bail!("parameter {other:?} is not one TokenTrail binds"),
             };
             let value = match (name, shown) {

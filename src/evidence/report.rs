@@ -609,9 +609,6 @@ fn line<'a>(
                     ));
                 }
             }
-            if let Some(n) = count("role_assignments") {
-                parts.push(format!("{} in use", plural(n, "role assignment", "role assignments")));
-            }
             if let Some(n) = count("key_access_events") {
                 parts.push(format!("{} listed one by one", plural(n, "key-based request", "key-based requests")));
             }
@@ -636,6 +633,71 @@ fn line<'a>(
                 let failed = rows.sum("failed_signins");
                 if failed > 0.0 {
                     parts.push(format!("{} in the period", plural(failed, "failed sign-in", "failed sign-ins")));
+                }
+            }
+            if let (Some(start), Some(end)) = (count("entitlements_start"), count("entitlements_end")) {
+                parts.push(format!(
+                    "{} at the start, {} at the end",
+                    plural(start, "role assignment", "role assignments"),
+                    number(end)
+                ));
+            }
+            if let (Some(granted), Some(removed)) = (find("grants"), find("removals")) {
+                parts.push(format!(
+                    "{} granted, {} removed",
+                    plural(granted.count() as f64, "assignment", "assignments"),
+                    number(removed.count() as f64)
+                ));
+                let unlogged = |rows: &Rows| {
+                    rows.column("source").map(|v| v.iter().filter(|s| *s == "inventory").count()).unwrap_or(0) as f64
+                };
+                let unlogged = unlogged(granted) + unlogged(removed);
+                if unlogged > 0.0 {
+                    exceptions.push(format!(
+                        "{} not in the Activity log (seen only by the inventory)",
+                        plural(unlogged, "access change", "access changes")
+                    ));
+                }
+            }
+            if let Some(rows) = find("leavers")
+                && let Some(verdicts) = rows.column("verdict")
+            {
+                let n = |v: &str| verdicts.iter().filter(|x| *x == v).count() as f64;
+                let leavers = rows.column("principal_id").map(|p| p.into_iter().collect::<BTreeSet<_>>().len());
+                parts.push(format!(
+                    "{}: {} removed on time",
+                    plural(leavers.unwrap_or(0) as f64, "leaver", "leavers"),
+                    plural(n("on time"), "assignment", "assignments")
+                ));
+                if n("late") > 0.0 {
+                    exceptions
+                        .push(format!("{} of leavers removed late", plural(n("late"), "assignment", "assignments")));
+                }
+                if n("not removed") > 0.0 {
+                    exceptions.push(format!(
+                        "{} of leavers not removed",
+                        plural(n("not removed"), "assignment", "assignments")
+                    ));
+                }
+            }
+            if let Some(n) = count("exceptions")
+                && n > 0.0
+            {
+                exceptions.push(format!("{} of least privilege", plural(n, "exception", "exceptions")));
+            }
+            if let Some(n) = count("role_assignments") {
+                parts.push(format!("{} in use", plural(n, "role assignment", "role assignments")));
+            }
+            if let Some(rows) = find("access_reviews") {
+                let states = rows.column("state_at_pack").unwrap_or_default();
+                let n = |s: &str| states.iter().filter(|x| *x == s).count() as f64;
+                parts.push(format!(
+                    "{} ({} completed)",
+                    plural(rows.count() as f64, "access review", "access reviews"),
+                    number(n("completed"))
+                ));
+                if n("overdue") > 0.0 {
+                    exceptions.push(plural(n("overdue"), "overdue access review", "overdue access reviews"));
                 }
             }
         }
@@ -1110,7 +1172,7 @@ fn code(criterion: Criterion) -> &'static str {
 fn short_title(criterion: Criterion) -> &'static str {
     match criterion {
         Criterion::Cc6_1 => "Logical access",
-        Criterion::Cc6_2 => "Access provisioning and removal",
+        Criterion::Cc6_2 => "Access provisioning, removal and review",
         Criterion::Cc7_2 => "Monitoring",
         Criterion::Cc7_3 => "Response to findings",
         Criterion::AccessLog => "Use of TokenTrail (access log)",

@@ -17,6 +17,7 @@ mod demo_access;
 mod detections;
 mod eventhubs;
 mod evidence;
+mod evidence_access;
 mod evidence_report;
 mod evidence_sample;
 mod exactly_once;
