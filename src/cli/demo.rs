@@ -83,7 +83,15 @@ fn stream(
         backfill(&mut writer, source, start, now, stop, metrics)?;
     }
     let mut position = now.max(start);
+    // Once detection has absorbed the backfill (the access review judges use by it).
+    let mut reviews_seeded = false;
     let live = std::iter::from_fn(|| {
+        if !reviews_seeded {
+            match seed_reviews(store, Utc::now()) {
+                Ok(done) => reviews_seeded = done,
+                Err(error) => return Some(Err(error.context("starting the demo's access reviews"))),
+            }
+        }
         let deadline = std::time::Instant::now() + TICK;
         while std::time::Instant::now() < deadline {
             if stop.is_cancelled() {
@@ -104,6 +112,66 @@ fn stream(
         tracing::debug!(batch = receipt.batch_id, rows = receipt.counts.total(), "live batch committed");
     })?;
     Ok(())
+}
+
+/// The demo's reviewers: sign in with one of these names and the Reviewer role to decide.
+pub const REVIEWERS: [&str; 2] = ["Reviewer One", "Reviewer Two"];
+
+/// Two access reviews of the generated tenant, once per database: one completed (every
+/// item decided by the two reviewers, as TokenTrail recommends) and one open (half decided),
+/// so the Reviews page, its export and the evidence pack have something to show. False
+/// while detection has not absorbed any data yet (try again later).
+fn seed_reviews(store: &Store, now: DateTime<Utc>) -> Result<bool> {
+    use crate::reviews::{self, Decision, NewReview, Person};
+    let conn = store.connection()?;
+    let started: i64 = conn.query_row("SELECT count(*) FROM access_reviews", [], |r| r.get(0))?;
+    let end: Option<i64> = conn.query_row("SELECT epoch_us(history_end) FROM data_clock", [], |r| r.get(0))?;
+    if started > 0 {
+        return Ok(true);
+    }
+    let Some(end) = end.and_then(DateTime::from_timestamp_micros) else { return Ok(false) };
+    let person = |name: &str| Person { oid: crate::auth::dev_oid(name), name: Some(name.to_string()) };
+    let admin = person("Demo Admin");
+    let reviewers: Vec<Person> = REVIEWERS.iter().map(|n| person(n)).collect();
+    let account: Option<String> =
+        conn.query_row("SELECT min(account) FROM cosmos_accounts WHERE valid_to IS NULL", [], |r| r.get(0))?;
+    let plans = [
+        ("Quarterly Cosmos DB access review (demo, completed)", "/".to_string(), TimeDelta::days(7), 1.0),
+        ("Cosmos DB access review (demo, open)", account.unwrap_or_else(|| "/".into()), TimeDelta::days(10), 0.5),
+    ];
+    for (name, scope, due, share) in plans {
+        let review = NewReview {
+            name: name.into(),
+            scope,
+            reviewers: reviewers.clone(),
+            due_at: now + due,
+            since: end - TimeDelta::days(90),
+            until: end,
+        };
+        let id = reviews::start(store, &review, &admin)?;
+        let items: Vec<(i64, String, String)> = conn
+            .prepare("SELECT item_id, recommendation, advice FROM access_review_items WHERE review_id = ? ORDER BY item_id")?
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<duckdb::Result<_>>()?;
+        let decide = (items.len() as f64 * share).ceil() as usize;
+        for (i, (item, recommendation, advice)) in items.into_iter().take(decide).enumerate() {
+            let decision = match recommendation.as_str() {
+                "approve" => Decision::Approve,
+                "revoke" => Decision::Revoke,
+                _ => Decision::DontKnow,
+            };
+            // Alternate reviewers; one who may not decide an item (a grant of theirs) leaves it to the other.
+            let mut order = [&reviewers[i % 2], &reviewers[(i + 1) % 2]];
+            if reviews::refusal(&conn, id, item, &order[0].oid).is_err() {
+                order.swap(0, 1);
+            }
+            if reviews::refusal(&conn, id, item, &order[0].oid).is_ok() {
+                reviews::decide(store, id, item, decision, &format!("demo: {advice}"), order[0])?;
+            }
+        }
+    }
+    tracing::info!(reviewers = ?REVIEWERS, "started the demo's access reviews: sign in with a reviewer's name and the Reviewer role to decide");
+    Ok(true)
 }
 
 fn has_inventory(store: &Store) -> Result<bool> {

@@ -125,6 +125,8 @@ fn a_review_from_start_to_completion_with_a_reviewer_refused_their_own_grant() {
     assert_eq!(status, 201, "{review}");
     assert_eq!(review["items"], 3, "{review}");
     assert_eq!(review["state"], "open");
+    assert_eq!(review["reviewers"][0], json!({"oid": ONE, "name": "Reviewer One"}), "named as they signed in");
+    assert_eq!(review["reviewers"][1], json!({"oid": TWO, "name": null}), "{review}");
     let id = review["id"].as_i64().unwrap();
 
     // what each reviewer sees: last use and what was used, and who granted what
