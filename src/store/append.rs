@@ -1,5 +1,5 @@
-//! The integrity chain of append-only tables (the access log and finding history; review
-//! decisions can join it): each transaction that appends rows also stores a link over
+//! The integrity chain of append-only tables (the access log, finding history and the
+//! access review log): each transaction that appends rows also stores a link over
 //! them in `append_chain` (migration 9), chained to the table's previous link, so
 //! `tokentrail verify` can name the first link whose rows changed.
 //!
