@@ -38,8 +38,8 @@ fn stamp(time: DateTime<Utc>) -> String {
 /// The database: three data-plane assignments on one account (user 1 Contributor on the
 /// account, granted by Reviewer Two in the Activity log; user 2 Reader on a container;
 /// user 3 Contributor on a database, unused), their principals' sign-ins and requests.
-/// Returns the principals in that order.
-fn build(dir: &Path, db: &Path) -> [String; 3] {
+/// Returns the principals in that order, and the account's name.
+fn build(dir: &Path, db: &Path) -> ([String; 3], String) {
     let mut case = Case::new();
     let now = Utc::now();
     let account_id = case.template("DataPlaneRequests")["resourceId"].as_str().unwrap().to_string();
@@ -134,7 +134,7 @@ fn build(dir: &Path, db: &Path) -> [String; 3] {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    [user_id(1), user_id(2), user_id(3)]
+    ([user_id(1), user_id(2), user_id(3)], account)
 }
 
 /// `tokentrail serve` with the development sign-in on a free loopback port.
@@ -283,7 +283,7 @@ async fn an_admin_starts_a_review_reviewers_decide_and_an_auditor_exports_it() {
     })
     .await
     .unwrap();
-    let [granted_by_two, container_reader, unused] = principals;
+    let ([granted_by_two, container_reader, unused], account) = principals;
     let base = serve.base.clone();
     let secret = Some(serve.secret.as_str());
     let (_driver, client) = browser(&dir.path().join("profile")).await;
@@ -374,6 +374,52 @@ async fn an_admin_starts_a_review_reviewers_decide_and_an_auditor_exports_it() {
         "{listed}"
     );
     shot(&client, "reviews-list").await;
+
+    // A second review, of the account by name, with its reviewer given by object id,
+    // which the Admin completes before anyone decides (after a confirm).
+    client.find(Locator::Css("#review-name")).await.unwrap().send_keys("Early close").await.unwrap();
+    client.find(Locator::Css("#review-scope")).await.unwrap().send_keys(&account).await.unwrap();
+    client.find(Locator::Css("#review-oids")).await.unwrap().send_keys(&one.to_uppercase()).await.unwrap();
+    client.find(Locator::Css("#start-review-submit")).await.unwrap().click().await.unwrap();
+    let early = wait_for(
+        &client,
+        "the second review's page",
+        &format!(
+            "return /^\\/reviews\\/\\d+$/.test(location.pathname) && location.pathname !== '{path}' && document.body.dataset.ready === 'true' ? location.pathname : null"
+        ),
+    )
+    .await;
+    let early = early.as_str().unwrap().to_string();
+    assert_eq!(text(&client, "#review-reviewers").await, ONE);
+    assert!(text(&client, "#review-progress").await.contains("0 of 3 decided"));
+    client.find(Locator::Css("#complete-review")).await.unwrap().click().await.unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    let asked = loop {
+        match client.get_alert_text().await {
+            Ok(asked) => break asked,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Err(e) => panic!("Complete asks first: {e}"),
+        }
+    };
+    assert!(asked.contains("3 items not decided"), "{asked}");
+    client.accept_alert().await.unwrap();
+    wait_for(
+        &client,
+        "the review completed",
+        "return document.querySelector('#review-state')?.textContent === 'completed' || null",
+    )
+    .await;
+    assert!(text(&client, "#review-completed").await.contains("Ada Admin"));
+    assert!(client.find(Locator::Css("#complete-review")).await.is_err());
+    let undecided = client
+        .execute(
+            "return [...document.querySelectorAll('#review-items .decided .decision')].map(d => d.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(undecided, json!(["not reviewed", "not reviewed", "not reviewed"]));
+    shot(&client, "reviews-completed-early").await;
     sign_out(&client).await;
 
     // Reviewer Two decides what they did not grant, and is refused what they granted.
@@ -518,6 +564,12 @@ async fn an_admin_starts_a_review_reviewers_decide_and_an_auditor_exports_it() {
         assert!(by == one || by == two, "reviewedBy.id is the reviewer's object id: {d}");
         assert!(!d["justification"].as_str().unwrap_or_default().is_empty(), "{d}");
     }
+    // The review completed early: every item not reviewed.
+    let (status, graph) =
+        fetch(&client, "GET", &format!("/api/{}/decisions", early.trim_start_matches('/')), None).await;
+    assert_eq!(status, 200, "{graph}");
+    let not_reviewed = graph["value"].as_array().unwrap().iter().filter(|d| d["decision"] == "NotReviewed").count();
+    assert_eq!(not_reviewed, 3, "{graph}");
     only_local_requests(&client, &base).await;
     client.close().await.unwrap();
 

@@ -816,7 +816,8 @@ const reviewStateBadge = (s) => el("span", { class: `state state-${s}`, "data-st
 /** A decision in our words, also from Graph's (the log keeps Approve, Deny, DontKnow). */
 const GRAPH_DECISIONS = { Approve: "approve", Deny: "revoke", DontKnow: "dont_know", NotReviewed: null };
 const ourDecision = (d) => (d in GRAPH_DECISIONS ? GRAPH_DECISIONS[d] : d);
-const decisionBadge = (d) => el("span", { class: `decision decision-${d || "none"}`, "data-decision": d || "" }, DECISION_WORDS[d] || "not decided");
+const decisionBadge = (d, completed) => el("span", { class: `decision decision-${d || "none"}`, "data-decision": d || "" },
+  DECISION_WORDS[d] || (completed ? "not reviewed" : "not decided"));
 const reviewRecommendation = (r) => el("span", { class: `rec rec-review-${r}`, "data-recommendation": r }, r === "unknown" ? "no advice" : r);
 /** A review's reviewers, [{oid, name}] (a JSON text is read too). */
 function reviewersOf(r) {
@@ -929,8 +930,8 @@ function actionList(actions, none) {
 }
 
 /** The current decision of an item, and who made it. */
-function decisionNow(item) {
-  return el("div", { class: "decided" }, decisionBadge(item.decision),
+function decisionNow(item, completed) {
+  return el("div", { class: "decided" }, decisionBadge(item.decision, completed),
     item.justification ? el("p", { class: "justification" }, item.justification) : null,
     item.decided_by_name || item.decided_at ? el("div", { class: "muted small" }, `by ${item.decided_by_name || "?"} `, time(item.decided_at)) : null);
 }
@@ -939,7 +940,7 @@ function decisionNow(item) {
 function reviewItemRow(reviewId, item, completed, changed) {
   const row = el("tr", { id: `item-${item.item_id}`, class: "review-item", "data-item": item.item_id,
     "data-decision": item.decision || "", "data-can-decide": item.can_decide ? "true" : "false" });
-  const decisionCell = el("td", { class: "decision-cell", "data-label": "decision" }, decisionNow(item));
+  const decisionCell = el("td", { class: "decision-cell", "data-label": "decision" }, decisionNow(item, completed));
   const note = el("p", { class: "item-note", role: "status", "aria-live": "polite", tabindex: -1 });
   if (item.can_decide && !completed) {
     const group = `decision-${item.item_id}`;
