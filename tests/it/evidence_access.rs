@@ -735,9 +735,25 @@ fn the_pack_shows_access_granted_removed_and_leavers_against_the_deadline() {
         manifest.files.iter().find(|f| f.path.contains("/leavers_") && f.path.ends_with(".csv")).unwrap();
     assert_eq!(leavers_file.parameters.as_ref().unwrap().get("removal_hours"), Some(&json!(24)));
 
-    // Made again later, after more logs and another inventory, the pack gives the same rows.
-    let later = dir.path().join("later");
-    std::fs::create_dir_all(&later).unwrap();
+    // Made again later, after a grant of the period logged late and another inventory
+    // (which finds most assignments gone), the pack gives the same rows.
+    let late = activity(
+        "2025-03-04T10:00:00Z",
+        &data_id(9),
+        "MICROSOFT.DOCUMENTDB/DATABASEACCOUNTS/SQLROLEASSIGNMENTS/WRITE",
+        "Write",
+        (ADMIN, "admin@contoso.com", "203.0.113.7"),
+        9,
+        Some(data_body(DAVE, CONTRIBUTOR, "")),
+    );
+    let lines: Vec<String> = late.iter().map(Value::to_string).collect();
+    let path = db.file("late.ndjson", lines.join("\n") + "\n");
+    assert!(db.ingest(&[path]).failed.is_empty());
+    let (detector, _) = Detector::open(&db.store, &DetectionConfig::default()).unwrap();
+    detector.evaluate_after_commit(&db.store).unwrap();
+    let logged: i64 =
+        db.value(&format!("SELECT count(*) FROM control_operations WHERE resource_id = '{}'", data_id(9)));
+    assert_eq!(logged, 1, "the late record is typed");
     let mut third = snapshot("2025-03-04T23:00:00Z", vec![data(4, DAVE, READER, "/dbs/orders")], Vec::new());
     third.taken_at = Utc::now();
     history::record(&db.store, &third).unwrap();
