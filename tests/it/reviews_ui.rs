@@ -430,6 +430,10 @@ async fn an_admin_starts_a_review_reviewers_decide_and_an_auditor_exports_it() {
     assert!(text(&client, &format!("#reviews-list tr[data-review='{id}']")).await.contains("yours to review"));
     client.find(Locator::Css(&format!("#reviews-list a[href='{path}']"))).await.unwrap().click().await.unwrap();
     ready(&client).await;
+    assert!(
+        client.find(Locator::Css("#review-items a[href^='/principals/']")).await.is_err(),
+        "no link to principal pages, which refuse a Reviewer"
+    );
     let own = item_of(&client, &granted_by_two).await;
     let reader = item_of(&client, &container_reader).await;
     let idle = item_of(&client, &unused).await;
@@ -515,6 +519,10 @@ async fn an_admin_starts_a_review_reviewers_decide_and_an_auditor_exports_it() {
     assert_eq!(nav(&client).await, json!(["/", "/findings", "/dashboards", "/access", "/evidence", "/reviews"]));
     open(&client, &base, &path).await;
     assert_eq!(text(&client, "#review-state").await, "completed");
+    client
+        .find(Locator::Css(&format!("#review-items a[href='/principals/{granted_by_two}']")))
+        .await
+        .expect("an Auditor opens the principal's page from the item");
     let actions = client
         .execute(
             "return [...document.querySelectorAll('#review-log tr[data-action]')].map(r => r.dataset.action)",

@@ -929,6 +929,12 @@ function actionList(actions, none) {
   return el("details", {}, el("summary", {}, `${actions.length} actions`), el("ul", { class: "actions" }, items));
 }
 
+/** A principal: a link to its page for the roles that may open one (/api/principals), else its name. */
+function reviewPrincipal(id, name) {
+  if (has("Responder") || has("Auditor")) return principalLink(id, name);
+  return el("span", { class: "principal", title: id || "" }, name || id || "–");
+}
+
 /** The current decision of an item, and who made it. */
 function decisionNow(item, completed) {
   return el("div", { class: "decided" }, decisionBadge(item.decision, completed),
@@ -979,7 +985,7 @@ function reviewItemRow(reviewId, item, completed, changed) {
   decisionCell.append(note);
   row.append(
     el("td", { "data-label": "principal" },
-      principalLink(item.principal_id, item.principal_name),
+      reviewPrincipal(item.principal_id, item.principal_name),
       el("div", { class: "muted small token id" }, item.principal_id),
       item.principal_kind ? el("div", { class: "muted small" }, item.principal_kind) : null),
     el("td", { "data-label": "access" },
@@ -987,7 +993,7 @@ function reviewItemRow(reviewId, item, completed, changed) {
       el("div", { class: "small" }, "at ", pathToken(shortScope(item.scope) || item.account, item.scope)),
       item.data_actions ? el("div", { class: "small" }, "grants: ", actionList(item.data_actions, "nothing")) : null,
       el("div", { class: "small granted" }, "granted ", time(item.granted_at), " by ",
-        item.granted_by_name || item.granted_by_oid ? principalLink(item.granted_by_oid, item.granted_by_name) : el("span", { class: "muted" }, "(not in the logs)"))),
+        item.granted_by_name || item.granted_by_oid ? reviewPrincipal(item.granted_by_oid, item.granted_by_name) : el("span", { class: "muted" }, "(not in the logs)"))),
     el("td", { "data-label": "use" },
       el("div", {}, `${number(item.requests || 0)} requests`),
       el("div", { class: "small" }, "last ", item.last_use ? time(item.last_use) : el("span", { class: "muted" }, "never in the period")),
