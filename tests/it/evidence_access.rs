@@ -64,7 +64,7 @@ fn guid(n: u32) -> String {
 }
 
 fn azure_id(scope: &str, n: u32) -> String {
-    format!("{scope}/providers/microsoft.authorization/roleassignments/{}", format!("cccc0000-0000-4000-8000-{n:012}"))
+    format!("{scope}/providers/microsoft.authorization/roleassignments/cccc0000-0000-4000-8000-{n:012}")
 }
 
 fn subscription() -> String {

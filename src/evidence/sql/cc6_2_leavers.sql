@@ -7,7 +7,8 @@
 -- made). Leavers of earlier periods are listed while an assignment of theirs was still in
 -- force at $from. A leaver holding no assignment is one row, "no assignment held"; a listed
 -- UPN that matches no principal seen (sign-ins, directory audit records) is one row, "not
--- matched", to be checked by hand.
+-- matched", to be checked by hand. Access held through a group is not listed: the logs name
+-- the group, and expanding it needs Microsoft Graph.
 WITH sources AS (
     -- a listed UPN matched to no principal stays one row of its own: it cannot be checked
     SELECT principal_id, any_value(upn) FILTER (WHERE principal_id IS NULL) AS unmatched_upn,
