@@ -423,6 +423,17 @@ async fn an_admin_starts_a_review_reviewers_decide_and_an_auditor_exports_it() {
         .unwrap();
     assert_eq!(undecided, json!(["not reviewed", "not reviewed", "not reviewed"]));
     shot(&client, "reviews-completed-early").await;
+    // A third, left open: it is made overdue below.
+    open(&client, &base, "/reviews").await;
+    client.find(Locator::Css("#review-name")).await.unwrap().send_keys("Left open").await.unwrap();
+    client.find(Locator::Css(&format!("#review-reviewers input[value='{one}']"))).await.unwrap().click().await.unwrap();
+    client.find(Locator::Css("#start-review-submit")).await.unwrap().click().await.unwrap();
+    wait_for(
+        &client,
+        "the third review's page",
+        "return document.querySelector('h1')?.textContent === 'Left open' && document.body.dataset.ready === 'true' || null",
+    )
+    .await;
     sign_out(&client).await;
 
     // Reviewer Two decides what they did not grant, and is refused what they granted.
@@ -579,7 +590,7 @@ async fn an_admin_starts_a_review_reviewers_decide_and_an_auditor_exports_it() {
     let not_reviewed = graph["value"].as_array().unwrap().iter().filter(|d| d["decision"] == "NotReviewed").count();
     assert_eq!(not_reviewed, 3, "{graph}");
     only_local_requests(&client, &base).await;
-    client.close().await.unwrap();
+    sign_out(&client).await;
 
     // Stopped, the database's chains verify, the review's log among them.
     let status = tokio::task::spawn_blocking(move || serve.stop()).await.unwrap();
@@ -588,5 +599,54 @@ async fn an_admin_starts_a_review_reviewers_decide_and_an_auditor_exports_it() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("access_review_log chain verified"), "{stdout}");
+
+    // The open review's due date moved into the past (the API takes only future ones):
+    // the list and its page say it is overdue.
+    let serve = tokio::task::spawn_blocking({
+        let (dir, db) = (dir.path().to_path_buf(), db.clone());
+        move || {
+            {
+                let store = tokentrail::store::Store::open(&db, &tokentrail::store::StoreOptions::default()).unwrap();
+                let changed = store
+                    .connection()
+                    .unwrap()
+                    .execute(
+                        "UPDATE access_reviews SET due_at = ?::TIMESTAMPTZ WHERE name = 'Left open'",
+                        [stamp(Utc::now() - Duration::days(2))],
+                    )
+                    .unwrap();
+                assert_eq!(changed, 1);
+            }
+            Serve::start(&dir, &db)
+        }
+    })
+    .await
+    .unwrap();
+    let base = serve.base.clone();
+    sign_in_as(&client, &base, "Auditor", "Avery Auditor", Some(&serve.secret)).await;
+    open(&client, &base, "/reviews").await;
+    let late = client
+        .execute(
+            "return [...document.querySelectorAll('#reviews-list tr.review')].map(r => [r.querySelector('a').textContent, r.dataset.state, !!r.querySelector('.due.overdue'), r.querySelector('.state').textContent])",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        late,
+        json!([
+            ["Left open", "overdue", true, "overdue"],
+            ["Early close", "completed", false, "completed"],
+            ["Q4 Cosmos DB data access", "completed", false, "completed"]
+        ])
+    );
+    shot(&client, "reviews-overdue").await;
+    client.find(Locator::Css("#reviews-list tr[data-state=overdue] a")).await.unwrap().click().await.unwrap();
+    ready(&client).await;
+    assert_eq!(text(&client, "#review-state").await, "overdue");
+    assert!(client.find(Locator::Css("#review-facts .due.overdue")).await.is_ok());
+    client.close().await.unwrap();
+    let status = tokio::task::spawn_blocking(move || serve.stop()).await.unwrap();
+    assert!(status.success(), "serve stopped cleanly: {status}");
     println!("screenshots in {}", screenshots().display());
 }
