@@ -397,6 +397,13 @@ fn make_pack(db: &TestDb, dir: &Path) -> std::path::PathBuf {
 #[test]
 fn the_pack_shows_access_granted_removed_and_leavers_against_the_deadline() {
     let db = tenant();
+    assert_eq!(
+        db.rows("SELECT target_id, kind FROM directory_changes WHERE kind LIKE 'user_%' ORDER BY time"),
+        strings(&[&[BOB, "user_disabled"], &[CAROL, "user_disabled"]])
+    );
+    // Rows typed before those kinds existed are recognised by their operation and modified
+    // properties: the populations below are the same with them.
+    db.store.connection().unwrap().execute_batch("UPDATE directory_changes SET kind = 'other'").unwrap();
     // An access review started in the period: two items, one decided twice (the latest
     // counts), one not decided.
     {
@@ -828,6 +835,16 @@ fn a_leavers_list_is_data_and_a_bad_line_is_refused_by_line() {
     };
     let (status, body) = post(b"upn,left_at\nann@contoso.com,2025-03-04\n".to_vec(), Role::Auditor);
     assert_eq!(status, 403, "{body}");
+    let (status, body) = {
+        let mut response = agent
+            .post(&format!("{base}/api/leavers"))
+            .header("Authorization", format!("Bearer {}", issuer.token(&[Role::Admin])))
+            .header("Content-Type", "application/json")
+            .send(&b"{}"[..])
+            .unwrap();
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
+    };
+    assert_eq!(status, 415, "{body}");
     let (status, body) =
         post(b"upn,left_at\nann@contoso.com,2025-03-04\nbo@contoso.com,yesterday\n".to_vec(), Role::Admin);
     assert_eq!(status, 400, "{body}");
