@@ -27,7 +27,7 @@ pub struct StartBody {
     pub scope: Option<String>,
     /// Object ids of the reviewers (1 to 20).
     pub reviewers: Vec<String>,
-    /// The due date: `YYYY-MM-DD` (the end of that day, UTC) or an RFC 3339 time; in the future.
+    /// The due date: `YYYY-MM-DD` (that day's last second, 23:59:59 UTC) or an RFC 3339 time; in the future.
     pub due: String,
     /// Items show their use over this many days before the end of the data (1 to 365, default 90).
     #[serde(default)]
@@ -181,7 +181,7 @@ pub async fn start(
 fn due(text: &str, now: chrono::DateTime<chrono::Utc>) -> ApiResult<chrono::DateTime<chrono::Utc>> {
     let text = text.trim();
     let at = if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        day.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+        day.and_hms_opt(23, 59, 59).map(|t| t.and_utc())
     } else {
         chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&chrono::Utc))
     };
@@ -339,7 +339,7 @@ mod tests {
     #[test]
     fn due_dates_are_days_or_times_in_the_next_year() {
         let now = chrono::DateTime::parse_from_rfc3339("2026-12-05T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
-        assert_eq!(due("2026-12-06", now).unwrap().to_rfc3339(), "2026-12-07T00:00:00+00:00");
+        assert_eq!(due("2026-12-06", now).unwrap().to_rfc3339(), "2026-12-06T23:59:59+00:00");
         assert_eq!(due("2026-12-05T12:00:00Z", now).unwrap().to_rfc3339(), "2026-12-05T12:00:00+00:00");
         for bad in ["2026-12-04", "2028-01-01", "tomorrow", "", "2026-13-01", "'; DROP TABLE access_reviews; --"] {
             assert!(due(bad, now).is_err(), "{bad}");
