@@ -295,9 +295,9 @@ impl<'de: 'a, 'a> de::Deserialize<'de> for Key<'a> {
 
 /// Declares a struct read from a JSON object whose keys match case-insensitively.
 /// Unknown keys are skipped; a field of the wrong type fails with the key's name.
-/// Keys are written in lower case.
+/// Keys are written in lower case; `"a" | "b" => field` reads either spelling.
 macro_rules! lenient_object {
-    ($(#[$meta:meta])* pub struct $name:ident<'a> { $($key:literal => $field:ident : $ty:ty,)* }) => {
+    ($(#[$meta:meta])* pub struct $name:ident<'a> { $($($key:literal)|+ => $field:ident : $ty:ty,)* }) => {
         $(#[$meta])*
         #[derive(Debug, Default)]
         pub struct $name<'a> {
@@ -325,7 +325,7 @@ macro_rules! lenient_object {
                         let mut buf = [0u8; 64];
                         while let Some(key) = map.next_key::<$crate::record::lenient::Key<'de>>()? {
                             match $crate::record::lenient::lowercase_key(&key.0, &mut buf) {
-                                $($key => {
+                                $($($key)|+ => {
                                     out.$field = map.next_value().map_err(|e| A::Error::custom(format!("{}: {}", key.0, e)))?;
                                 })*
                                 _ => { map.next_value::<serde::de::IgnoredAny>()?; }

@@ -14,10 +14,13 @@
 pub mod change;
 pub mod fast;
 pub mod lenient;
+pub mod shapes;
 pub mod time;
 
 use lenient::{Flag, Level, Num, Text, TextList, lenient_object};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 lenient_object! {
     /// One diagnostic record as Azure Monitor delivers it (common schema).
@@ -46,7 +49,8 @@ lenient_object! {
     pub struct Properties<'a> {
         // Cosmos DB DataPlaneRequests
         "activityid" => activity_id: Text<'a>,
-        "requestresourcetype" => request_resource_type: Text<'a>,
+        // `resourceType` in older Cosmos DB records.
+        "requestresourcetype" | "resourcetype" => request_resource_type: Text<'a>,
         "requestresourceid" => request_resource_id: Text<'a>,
         "collectionrid" => collection_rid: Text<'a>,
         "databaserid" => database_rid: Text<'a>,
@@ -198,6 +202,8 @@ pub struct Origin {
     pub line: Option<i64>,
     pub partition: Option<String>,
     pub sequence: Option<i64>,
+    /// The header of the CSV export the unit is a row of (a unit is JSON otherwise).
+    pub csv: Option<Arc<shapes::CsvHeader>>,
 }
 
 /// A record that was read and typed, ready for its table.
@@ -256,6 +262,9 @@ pub fn parse_unit_with(readers: Readers, unit: &[u8], origin: &Origin, sink: &mu
     if trimmed.is_empty() {
         return;
     }
+    if let Some(header) = &origin.csv {
+        return parse_csv_row(header, trimmed, origin, sink);
+    }
     // Validating UTF-8 once here lets serde read every string without checking it again.
     let Ok(text) = simdutf8::basic::from_utf8(trimmed) else {
         let valid = std::str::from_utf8(trimmed).map_or_else(|e| e.valid_up_to(), |_| trimmed.len());
@@ -270,6 +279,29 @@ pub fn parse_unit_with(readers: Readers, unit: &[u8], origin: &Origin, sink: &mu
         return;
     }
     parse_record(readers, text, origin, None, sink);
+}
+
+/// A row of a Log Analytics CSV export: read in diagnostic-settings shape, kept as its
+/// own bytes.
+#[cold]
+fn parse_csv_row(header: &shapes::CsvHeader, row: &[u8], origin: &Origin, sink: &mut impl RecordSink) {
+    let text = match std::str::from_utf8(row) {
+        Ok(text) => text,
+        Err(e) => {
+            let reason = format!("invalid CSV: not UTF-8 after byte {}", e.valid_up_to());
+            return sink.reject(Rejection::new(row, reason, None), origin, None);
+        }
+    };
+    match shapes::csv_row(header, row) {
+        Ok(json) => match serde_json::from_str::<Record>(&json) {
+            Ok(record) => store_record(&record, text, origin, None, sink),
+            Err(e) => {
+                let rejection = Rejection::new(row, format!("wrong type: {e}"), None);
+                sink.reject(rejection, origin, None)
+            }
+        },
+        Err(reason) => sink.reject(Rejection::new(row, reason, None), origin, None),
+    }
 }
 
 fn parse_many(readers: Readers, items: &[&RawValue], origin: &Origin, sink: &mut impl RecordSink) {
@@ -312,7 +344,37 @@ fn parse_record(readers: Readers, text: &str, origin: &Origin, index: Option<i32
         let rejection = Rejection::new(text.as_bytes(), "nested records envelope", None);
         return sink.reject(rejection, origin, index);
     }
+    // A Graph signIn or page, a Log Analytics row: no category, or `TimeGenerated` and
+    // no `time` (two checks on the path of every record, nothing more).
+    if (record.category.0.is_none() || (record.time.0.is_none() && record.time_generated.0.is_some()))
+        && reshaped(readers, text, origin, index, sink)
+    {
+        return;
+    }
     store_record(&record, text, origin, index, sink);
+}
+
+/// Reads `text` in one of the other shapes ([`shapes`]), if it is in one; says whether
+/// it was (and so handed to `sink`).
+#[cold]
+fn reshaped(readers: Readers, text: &str, origin: &Origin, index: Option<i32>, sink: &mut impl RecordSink) -> bool {
+    match shapes::reshape(text, index.is_none()) {
+        None => false,
+        Some(shapes::Reshaped::Page(items)) => {
+            parse_many(readers, &items, origin, sink);
+            true
+        }
+        Some(shapes::Reshaped::Record(json)) => {
+            match serde_json::from_str::<Record>(&json) {
+                Ok(record) => store_record(&record, text, origin, index, sink),
+                Err(e) => {
+                    let rejection = Rejection::new(text.as_bytes(), format!("wrong type: {e}"), None);
+                    sink.reject(rejection, origin, index);
+                }
+            }
+            true
+        }
+    }
 }
 
 /// Hands a record that was read to `sink`, or rejects it for what it lacks.
@@ -362,6 +424,10 @@ fn reject_unreadable(
         let rejection = Rejection::new(raw, format!("invalid JSON: {syntax}"), None);
         return sink.reject(rejection, origin, index);
     }
+    // A Graph signIn (its `location` is an object) or a Log Analytics row.
+    if reshaped(Readers::LenientOnly, text, origin, index, sink) {
+        return;
+    }
     let category = serde_json::from_str::<CategoryOnly>(text).ok().and_then(|c| c.category.map(|cat| (cat, c.time)));
     if let Some((category_text, time)) = &category
         && Category::of(category_text) == Category::Other
@@ -387,9 +453,17 @@ pub struct ArmPath<'a> {
 }
 
 impl<'a> ArmPath<'a> {
+    /// Names pair with the segment right after them, empty or not
+    /// (`/SUBSCRIPTIONS//RESOURCEGROUPS/rg` has no subscription, and the group `rg`).
+    /// A bare name with no `/` (older Cosmos DB records) is the account's.
     pub fn parse(resource_id: &'a str) -> ArmPath<'a> {
         let mut path = ArmPath { subscription: None, resource_group: None, account: None };
-        let mut parts = resource_id.split('/').filter(|p| !p.is_empty());
+        let bare = resource_id.trim();
+        if !bare.is_empty() && !bare.contains('/') {
+            path.account = Some(bare);
+            return path;
+        }
+        let mut parts = resource_id.split('/');
         while let Some(part) = parts.next() {
             let slot = if part.eq_ignore_ascii_case("subscriptions") {
                 &mut path.subscription
@@ -400,10 +474,32 @@ impl<'a> ArmPath<'a> {
             } else {
                 continue;
             };
-            *slot = parts.next();
+            *slot = parts.next().filter(|value| !value.is_empty());
         }
         path
     }
+}
+
+/// An object id as stored: a GUID lower-cased (Entra sends them in lower case, but
+/// joins must not depend on every exporter doing so), anything else as it is
+/// ("ParseMe", "<USER ID>" are not GUIDs and keep their case). Borrowed unless changed.
+pub fn object_id(text: &str) -> Cow<'_, str> {
+    let text = text.trim();
+    if is_guid(text) && text.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in hex digits of either case, optionally in braces.
+pub fn is_guid(text: &str) -> bool {
+    let b = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')).unwrap_or(text).as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// `/dbs/<db>/colls/<coll>/docs` → the segment after `marker` (`dbs` or `colls`).

@@ -93,7 +93,15 @@ fn parse_slow(text: &str) -> Option<i64> {
         return Some(t.timestamp_micros());
     }
     // "11/14/2025 1:48:53 AM": US format, no zone, UTC.
-    for format in ["%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M:%S%.f %p", "%m/%d/%Y %H:%M:%S"] {
+    // "12/1/2023, 4:03:35.000 PM": the Log Analytics portal's CSV export, also UTC.
+    for format in [
+        "%m/%d/%Y %I:%M:%S %p",
+        "%m/%d/%Y %I:%M:%S%.f %p",
+        "%m/%d/%Y %H:%M:%S",
+        "%m/%d/%Y, %I:%M:%S%.f %p",
+        "%m/%d/%Y, %I:%M:%S %p",
+        "%m/%d/%Y, %H:%M:%S%.f",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
             return Some(t.and_utc().timestamp_micros());
         }

@@ -1,9 +1,10 @@
 //! Files and directories of diagnostic records.
 //!
 //! Accepts NDJSON (a record or an envelope per line), a single JSON document
-//! (pretty-printed envelope, array or record), gzip of either, and directories of
-//! them, including Azure's storage-archive layout
-//! (`insights-logs-<category>/resourceId=.../PT1H.json`).
+//! (pretty-printed envelope, array or record), Log Analytics CSV exports (`.csv`, or a
+//! first line that is such a header: each row a unit carrying the header, see
+//! [`crate::record::shapes`]), gzip of any, and directories of them, including Azure's
+//! storage-archive layout (`insights-logs-<category>/resourceId=.../PT1H.json`).
 //!
 //! Exactly once: a file's source id is its canonical path. Its checkpoint records
 //! the bytes consumed (after decompression), the lines, and an xxh3-128 hash of
@@ -22,6 +23,7 @@
 //! resumes from it. A file appended to meanwhile is read up to its size when opened.
 
 use crate::record::Origin;
+use crate::record::shapes::{self, CsvHeader};
 use crate::source::chunk::{Chunk, Data, Rejected, Units};
 use crate::store::rows::MAX_QUARANTINED_BYTES;
 use crate::store::{Checkpoint, SourceKind};
@@ -46,7 +48,7 @@ const MAX_LINE_BYTES: usize = super::chunk::MAX_UNIT_BYTES;
 pub const MAX_DOCUMENT_BYTES: u64 = 512 << 20;
 
 /// The files under `paths`, sorted: a named file is taken whatever its name; a
-/// directory contributes its `.json`, `.ndjson`, `.jsonl` and `.gz` files.
+/// directory contributes its `.json`, `.ndjson`, `.jsonl`, `.csv` and `.gz` files.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
@@ -59,7 +61,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         for entry in walkdir::WalkDir::new(path).follow_links(true) {
             let entry = entry.with_context(|| format!("{}: cannot list", path.display()))?;
             let name = entry.file_name().to_string_lossy().to_ascii_lowercase();
-            let wanted = [".json", ".ndjson", ".jsonl", ".gz"].iter().any(|ext| name.ends_with(ext));
+            let wanted = [".json", ".ndjson", ".jsonl", ".csv", ".gz"].iter().any(|ext| name.ends_with(ext));
             if entry.file_type().is_file() && wanted {
                 found.push(entry.into_path());
             }
@@ -187,6 +189,10 @@ pub struct FileChunks {
     eof: bool,
     done: bool,
     document: bool,
+    /// A CSV export: its header, carried by each row's origin.
+    csv: Option<Arc<CsvHeader>>,
+    /// The header is the next record to read (a CSV file read from its start).
+    csv_header_next: bool,
     /// The file's size, when it is the size of what is read (not compressed).
     size: Option<u64>,
 }
@@ -199,6 +205,8 @@ impl FileChunks {
         let file = File::open(path).with_context(|| format!("{display}: cannot open"))?;
         let size = file.metadata().ok().map(|m| m.len());
         let gzip = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+        let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        let csv_named = name.ends_with(".csv") || name.ends_with(".csv.gz");
         let read = |reader: Box<dyn Read + Send>| Input::Read { reader, carry: Vec::new() };
         let (input, progress) = if gzip {
             let file = BufReader::with_capacity(1 << 20, file);
@@ -225,8 +233,13 @@ impl FileChunks {
             eof: false,
             done: false,
             document: false,
+            csv: None,
+            csv_header_next: false,
             size: if gzip { None } else { size },
         };
+        // Read before a checkpoint's bytes are skipped: rows after it need the header.
+        chunks.csv = chunks.csv_header(csv_named)?.map(Arc::new);
+        chunks.csv_header_next = chunks.csv.is_some() && checkpoint.is_none_or(|c| c.byte_offset.unwrap_or(0) <= 0);
         if let Some(checkpoint) = checkpoint {
             let done = checkpoint.byte_offset.unwrap_or(0).max(0) as u64;
             chunks.skip_verified(done, checkpoint.fingerprint.as_deref().unwrap_or(""))?;
@@ -234,7 +247,7 @@ impl FileChunks {
             if checkpoint.complete && chunks.at_end()? {
                 return Ok(Plan::Unchanged);
             }
-        } else {
+        } else if chunks.csv.is_none() {
             chunks.document = chunks.looks_like_document()?;
         }
         Ok(Plan::Read(chunks))
@@ -288,6 +301,19 @@ impl FileChunks {
             return Ok(true); // a first line over 64 KiB: a document, or one huge record
         }
         Ok(serde_json::from_slice::<serde::de::IgnoredAny>(&window[start..line_end]).is_err())
+    }
+
+    /// The header of a CSV export: the file's first record, if the file is named `.csv`
+    /// or that record is a Log Analytics export's header.
+    fn csv_header(&mut self, named: bool) -> Result<Option<CsvHeader>> {
+        self.fill(64 << 10)?;
+        let window = self.input.window();
+        let end = csv_record_ends(window).next().unwrap_or(window.len());
+        let line = window[..end].trim_ascii_end();
+        if named && !line.trim_ascii().is_empty() {
+            return Ok(Some(shapes::csv_header(line)));
+        }
+        Ok(shapes::looks_like_csv_header(line).then(|| shapes::csv_header(line)))
     }
 
     /// Reads until `carry` holds at least `want` bytes or the file ends.
@@ -390,6 +416,60 @@ impl FileChunks {
         })
     }
 
+    /// The next run of whole CSV records (a quoted field may hold line breaks), each a
+    /// unit whose origin carries the header; the header itself is no record, unless
+    /// the file is no table TokenTrail reads: then every record, the header first, is
+    /// quarantined with why.
+    fn csv_chunk(&mut self) -> Result<Chunk> {
+        let mut want = CHUNK_BYTES;
+        loop {
+            self.fill(want)?;
+            let window = self.input.window().len();
+            if let Some(last) = csv_record_ends(self.input.window()).last() {
+                let data = self.input.take(last);
+                self.done = self.eof && self.input.window().is_empty();
+                return Ok(self.csv_units(data));
+            }
+            if self.eof {
+                let data = self.input.take(window);
+                self.done = true;
+                return Ok(self.csv_units(data));
+            }
+            if window > MAX_LINE_BYTES {
+                return self.oversized_line(self.next_line);
+            }
+            want = window + CHUNK_BYTES;
+        }
+    }
+
+    fn csv_units(&mut self, data: Data) -> Chunk {
+        let header = self.csv.clone();
+        let mut units = Vec::new();
+        let (mut start, mut line) = (0, self.next_line);
+        let mut ends: Vec<usize> = csv_record_ends(&data).collect();
+        if ends.last().is_none_or(|e| *e < data.len()) {
+            ends.push(data.len()); // the file's last record, without a newline
+        }
+        for end in ends {
+            let record = &data[start..end];
+            let skip_header =
+                std::mem::take(&mut self.csv_header_next) && header.as_ref().is_some_and(|h| h.refused.is_none());
+            if !skip_header && !record.trim_ascii().is_empty() {
+                let origin = Origin { line: Some(line), csv: header.clone(), ..self.origin(line) };
+                units.push((start..end, origin));
+            }
+            line += memchr::memchr_iter(b'\n', record).count() as i64;
+            start = end;
+        }
+        self.next_line += self.consume(&data);
+        if data.last().is_some_and(|b| *b != b'\n') {
+            self.next_line += 1;
+        }
+        let recycle = Some(self.recycle.clone());
+        let (checkpoints, flush, remaining) = (vec![self.checkpoint()], self.done, self.remaining());
+        Chunk { data, units: Units::Listed(units), rejected: Vec::new(), checkpoints, flush, remaining, recycle }
+    }
+
     /// The next run of whole lines (NDJSON mode).
     fn lines_chunk(&mut self) -> Result<Chunk> {
         let first_line = self.next_line;
@@ -468,12 +548,33 @@ impl Iterator for FileChunks {
         if self.done {
             return None;
         }
-        let chunk = if self.document { self.document_chunk() } else { self.lines_chunk() };
+        let chunk = if self.csv.is_some() {
+            self.csv_chunk()
+        } else if self.document {
+            self.document_chunk()
+        } else {
+            self.lines_chunk()
+        };
         if chunk.is_err() {
             self.done = true;
         }
         Some(chunk)
     }
+}
+
+/// Where each CSV record in `bytes` ends (just after its `\n`), for records that start
+/// at `bytes[0]`: a newline inside a quoted field ends nothing (RFC 4180; a doubled
+/// quote inside a field toggles twice).
+fn csv_record_ends(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut quoted = false;
+    memchr::memchr2_iter(b'"', b'\n', bytes).filter_map(move |i| {
+        if bytes[i] == b'"' {
+            quoted = !quoted;
+            None
+        } else {
+            (!quoted).then_some(i + 1)
+        }
+    })
 }
 
 #[cfg(test)]
