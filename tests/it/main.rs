@@ -23,6 +23,7 @@ mod evidence_sample;
 mod exactly_once;
 mod fast_path;
 mod finding_chain;
+mod formats;
 mod fuzz;
 mod inventory;
 mod modules;
