@@ -290,3 +290,27 @@ fn mutated_records_give_the_same_rows() {
     // Some mutations keep the shape (whitespace, order, unicode, blanks): not all fall back.
     assert!(fast_hits > bases.len() * 10 && fast_hits < total / 2, "{fast_hits} of {total} took the fast path");
 }
+
+/// The other shapes of issue 31 (Graph signIn objects and pages, Log Analytics rows,
+/// older Cosmos DB records) and Cosmos records with its quirks (an empty ARM segment,
+/// ids that are not GUIDs, in Azure's own layout so the fast path reads them): both
+/// readers give the same rows.
+#[test]
+fn other_shapes_and_issue_31_quirks_give_the_same_rows() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !matches!(path.extension().and_then(|e| e.to_str()), Some("json" | "ndjson")) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let what = path.display().to_string();
+        assert_same_rows(&what, std::slice::from_ref(&bytes));
+        assert_same_rows(&what, &lines(&bytes));
+    }
+    let azure = r#"{ "time": "2024-07-30T17:08:01.3688943Z", "resourceId": "/SUBSCRIPTIONS//RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.DOCUMENTDB/DATABASEACCOUNTS/ACME", "category": "DataPlaneRequests", "operationName": "Read", "properties": {"activityId": "66a0c647-af38-4b8d-a92a-c48a805d6460","statusCode": "200","aadPrincipalId": "ParseMe","subscriptionId": "<USER ID>","requestResourceId": "/dbs/orders/colls/lines/docs"}}"#;
+    let bare =
+        azure.replace("/SUBSCRIPTIONS//RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.DOCUMENTDB/DATABASEACCOUNTS/ACME", "acme");
+    let units = [azure.as_bytes().to_vec(), bare.into_bytes()];
+    assert_eq!(assert_same_rows("issue 31 quirks", &units), 2, "Azure's layout takes the fast path");
+}
