@@ -87,15 +87,6 @@ async fn route_loop(
             }
             Err(error) => tracing::warn!(error = format!("{error:#}"), "routing alert events failed; retrying"),
         }
-        let (s, a) = (store.clone(), alerts.clone());
-        match blocking(move || crate::reviews::remind::send_due(&s, &a, Utc::now())).await {
-            Ok(0) => {}
-            Ok(sent) => {
-                tracing::info!(messages = sent, "access review reminders queued");
-                destinations.iter().for_each(|d| d.notify_one());
-            }
-            Err(error) => tracing::warn!(error = format!("{error:#}"), "queueing access review reminders failed; retrying"),
-        }
         if again {
             continue;
         }

@@ -20,6 +20,7 @@ pub struct PackArgs {
     pub signing_key: Option<PathBuf>,
     pub generated_by: Option<String>,
     pub expected: Vec<String>,
+    pub removal_hours: u32,
 }
 
 /// `tokentrail evidence --db --criteria --from --to --out`.
@@ -57,6 +58,7 @@ pub fn make_pack(mut args: PackArgs) -> Result<ExitCode> {
         budget: crate::evidence::Budget::unlimited(),
         expected: args.expected,
         development_signer: false,
+        removal_hours: args.removal_hours,
     };
     let progress = bar("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")?;
     let started = std::time::Instant::now();

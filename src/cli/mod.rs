@@ -226,6 +226,10 @@ struct EvidenceArgs {
     /// signins:<category> or raw:<category> (repeat it; the inventory's accounts always are).
     #[arg(long = "expect", value_name = "STREAM")]
     expect: Vec<String>,
+    /// Hours within which a leaver's access is to be removed: the CC6.2 leavers population
+    /// says on time, late or not removed against it (as `[evidence] removal_deadline_hours`).
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=8760))]
+    removal_hours: u32,
     /// Ed25519 private key (PKCS#8 PEM); default `<db>.evidence-key.pem`, created on first use.
     #[arg(long, env = "TOKENTRAIL_EVIDENCE_SIGNING_KEY")]
     signing_key: Option<PathBuf>,
@@ -390,6 +394,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 signing_key: pack.signing_key,
                 generated_by: pack.generated_by,
                 expected: pack.expect,
+                removal_hours: pack.removal_hours,
             })
         }
         Command::Verify { db } => evidence::verify_chain(&db),

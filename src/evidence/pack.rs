@@ -47,6 +47,9 @@ pub struct PackRequest<'a> {
     /// Whether the service signs people in with its development issuer (the demo), so the
     /// pack says it is not evidence of a real tenant.
     pub development_signer: bool,
+    /// Hours within which a leaver's access is to be removed (`[evidence]
+    /// removal_deadline_hours`): what the leavers population judges removals by.
+    pub removal_hours: u32,
 }
 
 /// What a build produced.
@@ -99,7 +102,7 @@ pub fn build<W: Write + Seek>(
     let facts = snapshot::read(&conn, timezone, &request.period, &chosen)?;
     let expected = super::expected_streams(&request.expected)?;
     let as_of = facts.as_of.batch_id.unwrap_or(0);
-    let bindings = Bindings::new(&request.period, request.rules, as_of, made_at, &expected);
+    let bindings = Bindings::new(&request.period, request.rules, as_of, made_at, &expected, request.removal_hours);
     // The chain is recomputed from every stored row of the same batches while the
     // populations are queried.
     let (chain, ran) = std::thread::scope(|scope| -> Result<_> {

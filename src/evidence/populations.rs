@@ -7,7 +7,6 @@ use crate::rules::script;
 use anyhow::{Context, Result};
 use arrow::record_batch::RecordBatch;
 use duckdb::types::Value;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// One population of a pack.
 #[derive(Debug, Clone, Copy)]
@@ -196,21 +195,6 @@ pub const ALL: &[Population] = &[
     ),
 ];
 
-/// The removal deadline for leavers' access, in hours (`[evidence] removal_deadline_hours`).
-/// Process-wide, so packs made anywhere in the process state the one configured.
-static REMOVAL_DEADLINE_HOURS: AtomicU32 = AtomicU32::new(24);
-
-/// Sets the deadline every pack made afterwards judges leavers' removals by (from the
-/// configuration, when the service starts).
-pub fn set_removal_deadline_hours(hours: u32) {
-    REMOVAL_DEADLINE_HOURS.store(hours.max(1), Ordering::Relaxed);
-}
-
-/// The removal deadline in hours: 24 unless [`set_removal_deadline_hours`] said otherwise.
-pub fn removal_deadline_hours() -> u32 {
-    REMOVAL_DEADLINE_HOURS.load(Ordering::Relaxed)
-}
-
 /// The populations of `criteria`, in pack order.
 pub fn of(criteria: &[Criterion]) -> Vec<Population> {
     ALL.iter().filter(|p| criteria.contains(&p.criterion)).copied().collect()
@@ -228,9 +212,16 @@ impl Bindings {
     /// `signins:<category>`, `raw:<category>`).
     /// `made_at` is when the pack is made: findings raised after it are in none of the
     /// populations, whenever they are run again.
-    /// `removal_hours` is [`removal_deadline_hours`]: the deadline the leavers population
-    /// judges removals by, stated in the manifest like every parameter.
-    pub fn new(period: &Period, rules: &[Rule], as_of: i64, made_at: i64, expected: &[String]) -> Bindings {
+    /// `removal_hours` is the deadline the leavers population judges removals by
+    /// (`[evidence] removal_deadline_hours`), stated in the manifest like every parameter.
+    pub fn new(
+        period: &Period,
+        rules: &[Rule],
+        as_of: i64,
+        made_at: i64,
+        expected: &[String],
+        removal_hours: u32,
+    ) -> Bindings {
         let expected = serde_json::json!(expected).to_string();
         let catalogue: Vec<serde_json::Value> = rules
             .iter()
@@ -242,7 +233,7 @@ impl Bindings {
             })
             .collect();
         let catalogue = serde_json::Value::Array(catalogue).to_string();
-        let removal_hours = i64::from(removal_deadline_hours());
+        let removal_hours = i64::from(removal_hours.max(1));
         Bindings {
             values: vec![
                 ("from", script::timestamp(period.from), serde_json::json!(super::rfc3339(period.from))),

@@ -1694,6 +1694,7 @@ mod tests {
             budget: Budget::unlimited(),
             expected: Vec::new(),
             development_signer: false,
+            removal_hours: 24,
         };
         let mut zip_bytes = std::io::Cursor::new(Vec::new());
         let summary = pack::build(&store, &key, &request, &mut zip_bytes, &|_, _, _| {}).unwrap();

@@ -2,7 +2,7 @@
 //! requirements. A route that declares no roles is refused ([`crate::http::api::guard`]
 //! fails closed).
 
-use crate::auth::Role;
+use crate::auth::{Caller, Role};
 use axum::http::Method;
 use std::collections::HashMap;
 
@@ -42,5 +42,23 @@ impl AccessTable {
         // HEAD is served by the GET handler, so it has the GET's roles.
         let method = if method == Method::HEAD { "GET" } else { method.as_str() };
         self.routes.get(&(method.to_string(), route.to_string())).map(|r| r.as_slice()).filter(|r| !r.is_empty())
+    }
+}
+
+/// The caller and the role that let it in, for handlers.
+#[derive(Clone)]
+pub struct Granted {
+    pub caller: Caller,
+    pub role: Role,
+}
+
+impl Granted {
+    /// How a person appears in finding history: name, then the ids that identify them.
+    pub fn who(&self) -> String {
+        let c = &self.caller;
+        match &c.name {
+            Some(name) => format!("{name} (oid {} tid {})", c.oid, c.tid),
+            None => format!("oid {} tid {}", c.oid, c.tid),
+        }
     }
 }

@@ -138,6 +138,10 @@ impl Application {
                 let rules = detector.rules().to_vec();
                 let raised: Box<dyn Fn(Vec<i64>) + Send> = match alerts {
                     Some(alerts) => {
+                        threads.push((
+                            "review reminders",
+                            crate::reviews::remind::spawn(store.clone(), alerts.clone(), stop.clone())?,
+                        ));
                         let worker =
                             crate::alerts::start(store.clone(), alerts, metrics.clone(), work.handle(), stop.clone())?;
                         Box::new(move |_| worker.wake())

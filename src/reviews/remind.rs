@@ -2,7 +2,7 @@
 //! with items left, due within [`BEFORE`] or overdue, is announced to every destination
 //! at most once per [`EVERY`]. Each reminder is a message in the alert outbox (delivered,
 //! retried and listed like any alert) and a `reminded` row of the review's chained log,
-//! written in one transaction.
+//! written in one transaction. [`spawn`] looks every [`LOOK_EVERY`] while the service runs.
 
 use super::{LOG, Person};
 use crate::alerts::config::Alerts;
@@ -29,6 +29,25 @@ struct Due {
 
 fn micros(t: DateTime<Utc>) -> Value {
     Value::Timestamp(TimeUnit::Microsecond, t.timestamp_micros())
+}
+
+/// How often the service looks for reviews to remind of; the destinations' senders pick
+/// the messages up within the alerts' poll interval.
+pub const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The thread that sends reminders while the service runs.
+pub fn spawn(
+    store: std::sync::Arc<Store>,
+    alerts: Alerts,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    crate::periodic::spawn_every("review-reminders", LOOK_EVERY, stop, move || {
+        match send_due(&store, &alerts, Utc::now()) {
+            Ok(0) => {}
+            Ok(sent) => tracing::info!(messages = sent, "access review reminders queued"),
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "queueing access review reminders failed; retrying"),
+        }
+    })
 }
 
 /// Sends the reminders due at `now`; returns how many messages went into the outbox.

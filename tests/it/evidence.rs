@@ -114,6 +114,7 @@ fn build_pack(dir: &Path, db: &Path) -> (PathBuf, PackKey) {
         budget: tokentrail::evidence::Budget::unlimited(),
         expected: vec!["cosmos:never-sent".into()],
         development_signer: false,
+        removal_hours: 24,
     };
     let out = dir.join("pack.zip");
     pack::build_file(&store, &key, &request, &out, &|_, _, _| {}).unwrap();
@@ -714,6 +715,7 @@ fn a_pack_past_its_row_budget_or_cancelled_is_refused_and_not_built() {
         budget,
         expected: Vec::new(),
         development_signer: false,
+        removal_hours: 24,
     };
     let small = tokentrail::evidence::Budget { max_rows: 10, ..tokentrail::evidence::Budget::unlimited() };
     let error = pack::build_file(&store, &key, &request(small), &dir.path().join("a.zip"), &|_, _, _| {}).unwrap_err();
@@ -830,6 +832,7 @@ fn pack_of(
         budget: tokentrail::evidence::Budget::unlimited(),
         expected: expected.iter().map(|s| s.to_string()).collect(),
         development_signer: false,
+        removal_hours: 24,
     };
     pack::build_file(store, key, &request, out, &|_, _, _| {}).unwrap().manifest
 }

@@ -388,6 +388,7 @@ fn make_pack(db: &TestDb, dir: &Path) -> std::path::PathBuf {
         budget: tokentrail::evidence::Budget::unlimited(),
         expected: Vec::new(),
         development_signer: false,
+        removal_hours: 24,
     };
     let out = dir.join("pack.zip");
     pack::build_file(&db.store, &key, &request, &out, &|_, _, _| {}).unwrap();

@@ -82,10 +82,19 @@ pub async fn download(
     // Checked when the service started (`ServeConfig::check`).
     let expected = state.evidence.expected_streams.clone();
     let development_signer = state.mode.contains("development sign-in");
+    let removal_hours = state.evidence.removal_deadline_hours;
     let (file, summary) = super::db(&state, move |store| -> ApiResult<_> {
         let key = PackKey::load_or_create(&sign::key_path(store.path(), None), true)?;
-        let request =
-            PackRequest { criteria, period, generated_by, rules: &rules, budget, expected, development_signer };
+        let request = PackRequest {
+            criteria,
+            period,
+            generated_by,
+            rules: &rules,
+            budget,
+            expected,
+            development_signer,
+            removal_hours,
+        };
         let path = std::env::temp_dir().join(format!("tokentrail-evidence-{}.zip", unique()));
         let summary = pack::build_file(&store, &key, &request, &path, &|_, _, _| {});
         let opened = summary.and_then(|s| Ok((std::fs::File::open(&path)?, s)));

@@ -21,7 +21,8 @@ pub mod reviews;
 pub mod search;
 pub mod status;
 
-use crate::auth::{AuthError, Caller, Role, Via};
+use crate::auth::{AuthError, Via};
+pub use crate::http::access::Granted;
 use crate::http::audit::{AuditLog, Entry};
 use crate::http::callers;
 use crate::http::error::{self, ApiError};
@@ -171,24 +172,6 @@ impl AuditNote {
         }
         audit.record(entry);
         audit.flush();
-    }
-}
-
-/// The caller and the role that let it in, for handlers.
-#[derive(Clone)]
-pub struct Granted {
-    pub caller: Caller,
-    pub role: Role,
-}
-
-impl Granted {
-    /// How a person appears in finding history: name, then the ids that identify them.
-    pub fn who(&self) -> String {
-        let c = &self.caller;
-        match &c.name {
-            Some(name) => format!("{name} (oid {} tid {})", c.oid, c.tid),
-            None => format!("oid {} tid {}", c.oid, c.tid),
-        }
     }
 }
 

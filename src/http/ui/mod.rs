@@ -5,7 +5,7 @@
 //! with the browser's session cookie.
 
 use crate::auth::Role;
-use crate::http::api::Granted;
+use crate::http::access::Granted;
 use crate::http::state::AppState;
 use axum::Extension;
 use axum::extract::State;

@@ -709,8 +709,8 @@ async function dashboard(name) {
 
 const CRITERIA = [
   ["CC6.1", "Logical access: who can reach the data and how they authenticate"],
-  ["CC6.2", "Access provisioning: principals active in the period, new and dormant"],
-  ["CC6.3", "Access review: the same population, for review"],
+  ["CC6.2", "Access granted and removed: grants, removals, leavers and how fast their access ended"],
+  ["CC6.3", "Access reviewed: role assignments, exceptions, access reviews and each decision"],
   ["CC7.2", "Monitoring: sources and their completeness, rules, findings"],
   ["CC7.3", "Incident evaluation: each finding with who acknowledged it, when"],
   ["CC7.4", "Incident response: resolutions and time to acknowledge"],
