@@ -143,6 +143,24 @@ fn detection_and_people_through_the_api_keep_finding_history_verified() {
     let issuer = TestIssuer::start();
     let (_state, base) = common::app::serve(store.clone(), &issuer, detector.rules().to_vec());
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    // Detection reopened it, setting its status and author anew: who acknowledged it, and
+    // why, is still in its detail (read from its history).
+    let reopened: i64 = value(
+        &store,
+        "SELECT finding_id FROM finding_history WHERE comment LIKE 'reopened%' AND changed_by = 'tokentrail'",
+    );
+    let detail: serde_json::Value = agent
+        .get(&format!("{base}/api/findings/{reopened}"))
+        .header("Authorization", &format!("Bearer {}", issuer.token(&[Role::Responder])))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(detail["finding"]["status"], "open");
+    assert_eq!(detail["finding"]["status_by"], "tokentrail");
+    assert_eq!(detail["acknowledged"]["acknowledged_by"], "alice", "{detail}");
+    assert_eq!(detail["acknowledged"]["comment"], "looking at it", "{detail}");
     let reply = agent
         .post(&format!("{base}/api/findings/{id}/acknowledge"))
         .header("Authorization", &format!("Bearer {}", issuer.token(&[Role::Responder])))

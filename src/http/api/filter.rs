@@ -70,15 +70,30 @@ impl Filter {
     /// An address or CIDR range: `a.b.c.d`, `a.b.c.d/n`, IPv6 and `v6/n`.
     pub fn ip(&mut self, column: &str, value: &Option<String>) -> Result<(), ApiError> {
         let Some(text) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else { return Ok(()) };
+        let wrong = || {
+            ApiError::bad_request(format!(
+                "ip={text:?} is not an address or a CIDR range: give an IPv4 address like 203.0.113.7, an IPv6 \
+                 address like 2001:db8::1, or a range like 10.0.0.0/8 or 2001:db8::/32"
+            ))
+        };
         if !text.contains('/') {
-            self.add(&format!("{column} = ?"), [Value::Text(text.to_string())]);
+            // A value that is no address would match nothing: say so rather than answer 0 rows.
+            let address: std::net::IpAddr = text.parse().map_err(|_| wrong())?;
+            // Stored as Azure writes it, which is the canonical text (IPv6 lower case).
+            let canonical = match address {
+                std::net::IpAddr::V6(v6) => v6.to_string(),
+                std::net::IpAddr::V4(_) => text.to_string(),
+            };
+            let mut values = vec![Value::Text(text.to_string())];
+            if canonical != text {
+                values.push(Value::Text(canonical));
+                self.add(&format!("{column} IN (?, ?)"), values);
+            } else {
+                self.add(&format!("{column} = ?"), values);
+            }
             return Ok(());
         }
-        let (lo, hi) = crate::rules::network::parse_range(text).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "ip={text:?} is neither an address nor a CIDR range like 10.0.0.0/8 or 2001:db8::/32"
-            ))
-        })?;
+        let (lo, hi) = crate::rules::network::parse_range(text).ok_or_else(wrong)?;
         // ip_addresses holds every address seen, as fixed-width hex, so a range is a
         // text comparison (DuckDB here has no inet type).
         self.add(
@@ -98,6 +113,17 @@ impl Filter {
         self.params.push(Value::BigInt(limit));
         format!("{} ORDER BY {order_by} LIMIT ?", self.sql())
     }
+}
+
+/// Refuses a comma-separated parameter `name` holding a value not in `known`: it would
+/// match nothing, and 0 rows would not say why.
+pub fn known(name: &str, value: &Option<String>, known: &[&str]) -> Result<(), ApiError> {
+    for v in value.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()) {
+        if !known.contains(&v) {
+            return Err(ApiError::bad_request(format!("{name}={v:?} is not one of {}", known.join(", "))));
+        }
+    }
+    Ok(())
 }
 
 pub fn timestamp(micros: i64) -> Value {

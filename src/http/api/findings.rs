@@ -63,16 +63,8 @@ pub async fn list(
 ) -> ApiResult<axum::Json<Page>> {
     let limit = filter::limit(q.limit, 50, 500)?;
     let mut f = Filter::default();
-    for (name, value, known) in [
-        ("status", &q.status, &["open", "acknowledged", "resolved", "suppressed", "withdrawn"][..]),
-        ("severity", &q.severity, &["low", "medium", "high", "critical"][..]),
-    ] {
-        for v in value.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()) {
-            if !known.contains(&v) {
-                return Err(ApiError::bad_request(format!("{name}={v:?} is not one of {}", known.join(", "))));
-            }
-        }
-    }
+    filter::known("status", &q.status, &["open", "acknowledged", "resolved", "suppressed", "withdrawn"])?;
+    filter::known("severity", &q.severity, &["low", "medium", "high", "critical"])?;
     f.any_of("f.status", &q.status);
     f.any_of("f.severity", &q.severity);
     f.eq("f.rule_id", &q.rule);
@@ -123,6 +115,11 @@ pub struct Detail {
     pub signins: Vec<Object>,
     #[schema(value_type = Vec<Object>)]
     pub history: Vec<Object>,
+    /// The last time a person acknowledged it (`acknowledged_by`, `acknowledged_at`,
+    /// `comment`), from its history: kept when detection reopens it, which sets its
+    /// status (and `status_by`) again. Absent if nobody ever did.
+    #[schema(value_type = Option<Object>)]
+    pub acknowledged: Option<JsonValue>,
 }
 
 const EVIDENCE_ROWS: i64 = 200;
@@ -148,6 +145,7 @@ pub async fn detail(
             serde_json::json!({
                 "id": r.id, "title": r.title, "severity": r.severity.as_str(), "description": r.description,
                 "remediation": r.remediation, "soc2": r.soc2, "mitre": r.mitre,
+                "window_seconds": r.window.num_seconds(),
             })
         });
         let evidence = evidence(&conn, id)?;
@@ -158,7 +156,10 @@ pub async fn detail(
         )?;
         let signins = objects(&conn, include_str!("sql/finding_signins.sql"), &[Value::BigInt(id)])?;
         let history = objects(&conn, include_str!("sql/finding_history.sql"), &[Value::BigInt(id)])?;
-        Ok(Detail { finding, rule, evidence, evidence_total, signins, history })
+        let acknowledged = objects(&conn, include_str!("sql/finding_acknowledged.sql"), &[Value::BigInt(id)])?
+            .pop()
+            .map(JsonValue::Object);
+        Ok(Detail { finding, rule, evidence, evidence_total, signins, history, acknowledged })
     })
     .await?;
     rows.add(detail.evidence.len() as i64 + detail.signins.len() as i64);

@@ -127,6 +127,9 @@ pub struct SigninQuery {
     pub format: Option<Format>,
 }
 
+/// The values of `signins.kind` (`record::SignInKind`).
+const SIGNIN_KINDS: [&str; 4] = ["user_interactive", "user_noninteractive", "service_principal", "managed_identity"];
+
 const SIGNIN_COLUMNS: &str = "rowid AS row_id, time, kind, principal_id, principal_name, app_id, app_display_name,
     ip_address, country, city, error_code, failure_reason, risk_level, risk_level_aggregated, risk_state,
     conditional_access_status, resource_display_name, user_agent, signin_id, correlation_id";
@@ -145,6 +148,9 @@ pub async fn signins(
     let mut f = Filter::default();
     f.eq("principal_id", &q.principal);
     f.ip("ip_address", &q.ip)?;
+    // `kind` is one of the four sign-in logs; anything else (`kind=signins`, the search
+    // page's tab name) would match nothing and answer 0 rows without saying why.
+    filter::known("kind", &q.kind, &SIGNIN_KINDS)?;
     f.any_of("kind", &q.kind);
     f.eq("country", &q.country.as_ref().map(|c| c.to_ascii_uppercase()));
     f.eq("app_id", &q.app);

@@ -80,7 +80,8 @@ pub struct SqlResult {
 #[utoipa::path(post, path = "/api/sql", tag = "sql", request_body = SqlRequest,
     security(("entra" = ["TokenTrail.Responder"])),
     responses((status = 200, body = SqlResult), (status = 400, body = crate::http::error::ErrorBody),
-              (status = 408, body = crate::http::error::ErrorBody)))]
+              (status = 504, description = "`query_timeout`: the query ran past the timeout and was stopped",
+               body = crate::http::error::ErrorBody)))]
 pub async fn run(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
@@ -188,9 +189,11 @@ pub fn execute_with(
         }
         (Err(error), TIMED_OUT) => {
             tracing::info!(error = %error, "SQL console query interrupted at the timeout");
+            // 504, not 408: browsers silently send a request answered 408 again, which
+            // would run the query again (and again) while the page says "Running…".
             Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
+                StatusCode::GATEWAY_TIMEOUT,
+                "query_timeout",
                 format!(
                     "the query ran longer than {} s and was stopped; narrow it (a time range, a LIMIT)",
                     TIMEOUT.as_secs()
