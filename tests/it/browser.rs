@@ -164,3 +164,59 @@ pub(crate) async fn sign_in_as(client: &Client, base: &str, role: &str, name: &s
     assert!(text(client, "#who").await.contains(role));
     assert!(text(client, ".dev").await.contains("DEVELOPMENT"));
 }
+
+/// Words (runs of non-space text) in `css` elements of the page that a line break cuts in
+/// two: each word's range has one box per line it is on. Raw bytes (`code.raw`) and text
+/// that may break (`[data-may-break]`) are left out; at most 20 are returned.
+pub(crate) async fn broken_words(client: &Client, css: &str) -> Vec<String> {
+    let found = client
+        .execute(
+            "const bad = [];
+             for (const root of document.querySelectorAll(arguments[0])) {
+               const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+               let node;
+               while ((node = walker.nextNode()) && bad.length < 20) {
+                 if (node.parentElement.closest('code.raw, [data-may-break]')) continue;
+                 const words = /\\S+/g;
+                 let m;
+                 while ((m = words.exec(node.data))) {
+                   const range = document.createRange();
+                   range.setStart(node, m.index);
+                   range.setEnd(node, m.index + m[0].length);
+                   const boxes = [...range.getClientRects()].filter((r) => r.width > 0 && r.height > 0);
+                   const lines = new Set(boxes.map((r) => Math.round(r.top)));
+                   if (lines.size > 1) bad.push(m[0] + ' (in ' + root.tagName.toLowerCase() + ')');
+                 }
+               }
+             }
+             return bad;",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    found.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+}
+
+/// "null", "undefined" or "NaN" printed as a word in the page's main part (a value that
+/// was absent, shown as text), with the text around it.
+pub(crate) async fn absent_values_shown(client: &Client) -> Option<String> {
+    let found = client
+        .execute(
+            "const t = document.querySelector('main').innerText;
+             const m = /\\b(null|undefined|NaN)\\b/.exec(t);
+             return m ? t.slice(Math.max(0, m.index - 60), m.index + 40) : null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    found.as_str().map(String::from)
+}
+
+/// How many CSS pixels the page is wider than the window (0 when it fits).
+pub(crate) async fn page_overflow(client: &Client) -> i64 {
+    let wider = client
+        .execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth", vec![])
+        .await
+        .unwrap();
+    wider.as_i64().unwrap_or(0)
+}

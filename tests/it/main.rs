@@ -27,6 +27,7 @@ mod formats;
 mod fuzz;
 mod inventory;
 mod modules;
+mod oncall_ui;
 mod parsing;
 mod process;
 mod reviews_ui;

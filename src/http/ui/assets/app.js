@@ -17,7 +17,7 @@ function el(tag, attrs, ...children) {
     else if (value === true) node.setAttribute(key, "");
     else node.setAttribute(key, String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -59,8 +59,18 @@ function cell(name, value) {
   if (/bytes|_length$/.test(name) && typeof value === "number") return el("span", { title: number(value) }, bytes(value));
   if (typeof value === "number") return number(value);
   if (typeof value === "object") return JSON.stringify(value);
+  if (/\//.test(value) && !/\s/.test(value) && value.length > 24) return breakAfterSlash(value);
   return String(value);
 }
+
+/** A path (no spaces): a line may break after a "/", never inside a segment (the CSS keeps words whole). */
+function breakAfterSlash(text) {
+  const parts = String(text).split(/(?<=\/)/);
+  return el("span", { class: "path" }, parts.flatMap((p, i) => (i ? [el("wbr"), p] : [p])));
+}
+
+/** Present parts joined by a space: an absent value is left out, never printed "null". */
+const words = (...parts) => parts.flat().filter((p) => p !== null && p !== undefined && p !== false && p !== "").join(" ");
 
 /** A table of row objects (or arrays with `columns`). */
 function table(columns, rows, caption) {
@@ -85,6 +95,25 @@ function problem(error) {
 function render(...nodes) {
   // Absent parts (null, false) are left out, as el() leaves them out.
   main().replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
+  keepTokens(main());
+}
+
+/**
+ * A hyphen is a place a browser may break a line, which cuts ids ("d3416059-67f7-…") and
+ * names ("contoso-orders-prod") in two: in table cells and facts, each word holding one is
+ * kept whole (a `nowrap` span). Text keeps its characters, so copying it gives the id.
+ */
+function keepTokens(root) {
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
+    acceptNode: (n) => (/\S-|-\S/.test(n.data) && n.parentElement.closest("td, .facts") && !n.parentElement.closest(".nw, code.raw, textarea, pre")
+      ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_SKIP),
+  });
+  const found = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) found.push(n);
+  for (const node of found) {
+    const parts = node.data.split(/(\S*-\S*)/).filter((p) => p !== "");
+    node.replaceWith(...parts.map((p) => (/^\S+$/.test(p) && p.includes("-") ? el("span", { class: "nw" }, p) : p)));
+  }
 }
 
 // ---- API ----------------------------------------------------------------------
@@ -333,7 +362,7 @@ function assignmentsTable(assignments, withPrincipal, id) {
 function keyReaders(readers) {
   if (!readers.length) return el("span", { class: "muted" }, "nobody in the inventory");
   return el("ul", { class: "readers" }, readers.map((r) => el("li", {}, principalLink(r.principal_id),
-    ` (${r.role_name}${r.principal_type ? `, ${r.principal_type}` : ""})`,
+    ` (${r.role_name || `role ${r.role_definition_id || "?"}`}${r.principal_type ? `, ${r.principal_type}` : ""})`,
     el("div", { class: "muted small", title: r.scope }, shortScope(r.scope) === r.scope ? r.scope : `at ${shortScope(r.scope)}`))));
 }
 
@@ -358,7 +387,9 @@ async function access() {
     return;
   }
   const p = params();
-  const d = await api(`/api/access${query({ days: p.get("days") })}`);
+  const d = await filtered([el("h1", {}, "Access: granted against used"), filterForm([["days", "Days (1 to 365)"]], p, "/access")],
+    () => api(`/api/access${query({ days: p.get("days") })}`));
+  if (!d) return;
   const heading = el("h1", {}, "Access: granted against used");
   const period = el("p", { class: "facts" }, `Use over ${d.days} days: `, time(d.since), " to ", time(d.until),
     d.inventory_taken_at ? [" · inventory of ", time(d.inventory_taken_at)] : " · no inventory taken yet");
@@ -441,25 +472,59 @@ async function overview() {
     api("/api/findings?status=open,acknowledged&limit=10"),
     api("/api/alerts/messages?delivery=dead&limit=20"),
   ]);
-  const bySeverity = {};
-  for (const f of status.findings) if (f.status === "open" || f.status === "acknowledged") bySeverity[f.severity] = (bySeverity[f.severity] || 0) + f.findings;
-  const quarantined = status.tables.find((t) => t.table_name === "quarantine");
+  // "Open" counts findings nobody has acknowledged yet; acknowledged ones are counted beside.
+  const openBy = {};
+  const acknowledgedBy = {};
+  for (const f of status.findings) {
+    if (f.status === "open") openBy[f.severity] = (openBy[f.severity] || 0) + f.findings;
+    if (f.status === "acknowledged") acknowledgedBy[f.severity] = (acknowledgedBy[f.severity] || 0) + f.findings;
+  }
+  const quarantinedTable = status.tables.find((t) => t.table_name === "quarantine");
+  const quarantined = quarantinedTable ? quarantinedTable.rows || 0 : 0;
+  // Quarantined records are shown (GET /api/quarantine) to Responders and Admins, here below.
+  const seesQuarantine = has("Responder") || has("Admin");
+  const quarantine = seesQuarantine ? await api("/api/quarantine?limit=20") : null;
   render(
     el("h1", {}, "Overview"),
-    el("div", { class: "cards" },
+    el("div", { class: "cards", id: "overview-cards" },
       ["critical", "high", "medium", "low"].map((s) =>
-        el("a", { class: `card sev-${s}`, href: `/findings${query({ status: "open,acknowledged", severity: s })}` },
-          el("strong", {}, number(bySeverity[s] || 0)), ` open ${s}`)),
-      el("a", { class: "card", href: "/search" }, el("strong", {}, number(quarantined ? quarantined.rows : 0)), " quarantined records")),
+        el("a", { class: `card sev-${s}`, "data-severity": s, href: `/findings${query({ status: "open", severity: s })}` },
+          el("strong", {}, number(openBy[s] || 0)), ` open ${s}`,
+          acknowledgedBy[s] ? el("span", { class: "small muted card-note" }, `+${number(acknowledgedBy[s])} acknowledged`) : null)),
+      seesQuarantine
+        ? el("a", { class: "card", id: "quarantine-card", href: "#quarantine" }, el("strong", {}, number(quarantined)), " quarantined records")
+        : el("span", { class: "card", id: "quarantine-card" }, el("strong", {}, number(quarantined)), " quarantined records")),
     detectionState(status.detection),
     section("Activity (last 7 days of data, per hour, UTC)", lineChart(["hour", "requests", "signins", "other"], activity)),
-    section("Open findings", table(["id", "severity", "title", "principal_name", "entity", "last_seen", "count", "status"], open.rows),
-      el("p", {}, el("a", { href: "/findings?status=open,acknowledged" }, "All open findings →"))),
+    section("Open and acknowledged findings", table(["id", "severity", "title", "principal_name", "entity", "last_seen", "count", "status"], open.rows),
+      el("p", {}, el("a", { href: "/findings?status=open,acknowledged" }, "All open and acknowledged findings →"))),
+    quarantine ? quarantineSection(quarantine.rows, quarantined) : null,
     deadAlerts(dead.rows),
     section("Ingest sources", table(["source_id", "kind", "event_time", "updated_at", "cosmos_rows", "signin_rows", "raw_rows", "quarantined_rows"], status.sources)),
     status.eventhubs.length ? section("Event Hubs partitions", table(["hub", "partition", "committed_sequence", "last_enqueued_sequence", "lag", "receive_errors", "last_error", "resets", "last_reset"], status.eventhubs)) : null,
     section("Tables", table(["table_name", "rows", "first_time", "last_time"], status.tables)),
   );
+}
+
+/** The newest quarantined records: why each was set aside, where it came from, its first bytes. */
+function quarantineSection(rows, total) {
+  const body = rows.length
+    ? el("div", { class: "scroll" }, el("table", { id: "quarantine-table" },
+      el("thead", {}, el("tr", {}, ["time", "reason", "category", "source", "where", "size", "first bytes"].map((c) => el("th", { scope: "col" }, c)))),
+      el("tbody", {}, rows.map((q) => el("tr", {},
+        el("td", {}, time(q.time)),
+        el("td", {}, q.reason || "–"),
+        el("td", {}, q.category || "–"),
+        el("td", {}, q.source ? breakAfterSlash(q.source) : "–"),
+        el("td", {}, q.partition !== null && q.partition !== undefined ? words("partition", q.partition, "sequence", q.sequence_number)
+          : words(q.line !== null && q.line !== undefined ? `line ${q.line}` : null, q.record_index !== null && q.record_index !== undefined ? `record ${q.record_index}` : null) || "–"),
+        el("td", { class: "n" }, bytes(q.raw_size)),
+        el("td", {}, el("code", { class: "raw" }, q.raw_start !== null && q.raw_start !== undefined ? String(q.raw_start).slice(0, 400) : `(not UTF-8) ${String(q.raw_start_base64 || "").slice(0, 80)}`)))))))
+    : el("p", { class: "muted" }, "Nothing is quarantined: every record read was stored.");
+  return el("section", { id: "quarantine", "aria-labelledby": "quarantine-title" },
+    el("h2", { id: "quarantine-title" }, `Quarantined records (${rows.length < total ? `newest ${number(rows.length)} of ${number(total)}` : number(total)})`),
+    el("p", { class: "muted" }, "Records ingest could not read, kept as they came (GET /api/quarantine pages through all of them)."),
+    body);
 }
 
 /** Whether the rules have taken in every committed ingest batch, and if not, why. */
@@ -491,7 +556,8 @@ function filterForm(fields, values, action) {
     fields.map(([name, label, options]) => {
       const id = `f-${name}`;
       const input = options
-        ? el("select", { id, name }, el("option", { value: "" }, "any"), options.map((o) => el("option", { value: o, selected: values.get(name) === o }, o)))
+        ? el("select", { id, name }, el("option", { value: "" }, "any"), options.map((o) => el("option", { value: o, selected: values.get(name) === o }, o)),
+          values.get(name) && !options.includes(values.get(name)) ? el("option", { value: values.get(name), selected: true }, values.get(name)) : null)
         : el("input", { id, name, value: values.get(name) || "", type: name === "from" || name === "to" ? "text" : "search", placeholder: name === "from" || name === "to" ? "2026-11-26T00:00:00Z" : "" });
       return el("label", { for: id }, label, input);
     }),
@@ -499,18 +565,31 @@ function filterForm(fields, values, action) {
   return form;
 }
 
+/** Loads a page's data; a filter value the API refuses (400) is shown next to the form, which stays. */
+async function filtered(shell, load) {
+  try {
+    return await load();
+  } catch (e) {
+    if (e.status !== 400) throw e;
+    render(...shell, el("p", { class: "error filter-error", id: "filter-error", role: "alert" }, e.message));
+    return null;
+  }
+}
+
 async function findings() {
   const p = params();
-  const page = await api(`/api/findings${query({ status: p.get("status"), severity: p.get("severity"), rule: p.get("rule"), principal: p.get("principal"), from: p.get("from"), to: p.get("to"), cursor: p.get("cursor"), limit: 50 })}`);
-  const next = new URLSearchParams(p);
-  if (page.next_cursor) next.set("cursor", page.next_cursor);
-  render(
-    el("h1", {}, "Findings"),
+  const shell = [el("h1", {}, "Findings"),
     filterForm([
       ["status", "Status", ["open", "acknowledged", "resolved", "suppressed", "withdrawn", "open,acknowledged"]],
       ["severity", "Severity", ["critical", "high", "medium", "low", "critical,high"]],
       ["rule", "Rule"], ["principal", "Principal id"], ["from", "From (UTC)"], ["to", "To (UTC)"],
-    ], p, "/findings"),
+    ], p, "/findings")];
+  const page = await filtered(shell, () => api(`/api/findings${query({ status: p.get("status"), severity: p.get("severity"), rule: p.get("rule"), principal: p.get("principal"), from: p.get("from"), to: p.get("to"), cursor: p.get("cursor"), limit: 50 })}`));
+  if (!page) return;
+  const next = new URLSearchParams(p);
+  if (page.next_cursor) next.set("cursor", page.next_cursor);
+  render(
+    ...shell,
     table(["id", "severity", "status", "title", "principal_id", "principal_name", "entity", "first_seen", "last_seen", "count"], page.rows),
     page.next_cursor ? el("p", {}, el("a", { href: `/findings?${next}`, rel: "next" }, "Next page →")) : null,
   );
@@ -541,42 +620,129 @@ async function finding(id) {
     if (f.status === "resolved" || f.status === "suppressed") actions.push(["reopen", "Reopen"]);
   }
   if (has("Admin") && (f.status === "open" || f.status === "acknowledged")) actions.push(["suppress", "Suppress"]);
-  // Sign-ins and data operations of the principal on one timeline.
+  // Sign-ins and data operations of the principal on one timeline; each row says its own address.
   const timeline = [
-    ...d.signins.map((s) => ({ time: s.time, what: "sign-in", detail: `${s.kind} ${s.error_code ? "FAILED " + s.error_code : "ok"} from ${s.ip_address || "(no address)"} ${s.country || ""} ${s.city || ""} to ${s.app_display_name || s.app_id || "?"}`, risk: s.risk_level_aggregated || s.risk_level })),
-    ...d.evidence.filter((e) => e.row && e.evidence_table === "cosmos_requests").map((e) => ({ time: e.time, what: "data (evidence)", detail: `${e.row.operation} ${e.row.status_code} ${e.row.account}/${e.row.database_name}/${e.row.collection_name} from ${e.row.client_ip} (${bytes(e.row.response_length)} out, ${e.row.auth_token_type})`, risk: null })),
-    ...d.evidence.filter((e) => e.row && e.evidence_table === "signins").map((e) => ({ time: e.time, what: "sign-in (evidence)", detail: `${e.row.kind} from ${e.row.ip_address} ${e.row.country || ""} to ${e.row.app_display_name || ""}`, risk: e.row.risk_level })),
-    ...d.evidence.filter((e) => e.row && (e.evidence_table === "control_changes" || e.evidence_table === "directory_changes")).map(evidenceChange).map((c) => ({ time: c.time, what: "change (evidence)", detail: `${c.actor_name || c.actor_id || "?"} ${changeWords(c)}${c.target_id ? ` for ${c.target_name || c.target_id}` : ""} on ${c.account || c.target_name || "?"} from ${c.actor_ip || "(no address)"}`, risk: null })),
+    ...d.signins.map((s) => ({ time: s.time, what: "sign-in", detail: words(s.kind, s.error_code ? `FAILED ${s.error_code}` : "ok", "from", s.ip_address || "(no address)", s.country, s.city, "to", s.app_display_name || s.app_id || "?"), risk: s.risk_level_aggregated || s.risk_level })),
+    ...d.evidence.filter((e) => e.row && e.evidence_table !== "control_changes" && e.evidence_table !== "directory_changes").map((e) => {
+      const own = evidenceOwn(e);
+      return { time: e.time, what: e.evidence_table === "signins" ? "sign-in (evidence)" : e.evidence_table === "cosmos_requests" ? "data (evidence)" : "record (evidence)",
+        detail: words(own.what, own.address ? `from ${own.address}` : null, own.status ? `(${own.status}${own.bytes ? `, ${own.bytes} out` : ""})` : null), risk: e.evidence_table === "signins" ? e.row.risk_level : null };
+    }),
+    ...d.evidence.filter((e) => e.row && (e.evidence_table === "control_changes" || e.evidence_table === "directory_changes")).map(evidenceChange).map((c) => ({ time: c.time, what: "change (evidence)", detail: words(c.actor_name || c.actor_id || "?", changeWords(c), c.target_id ? `for ${c.target_name || c.target_id}` : null, "on", c.account || c.target_name || "?", "from", c.actor_ip || "(no address)"), risk: null })),
   ].sort((a, b) => (a.time < b.time ? 1 : -1)).slice(0, 300);
+  const warning = actions.some(([a]) => a === "resolve") ? stillArriving(f, d.rule) : null;
   render(
     el("p", {}, el("a", { href: "/findings" }, "← Findings")),
     el("h1", {}, `#${f.id} ${f.title}`),
     el("p", { class: "facts" }, severityBadge(f.severity), " ", el("span", { id: "finding-status", tabindex: -1 }, statusBadge(f.status)), " ",
       f.principal_id ? el("a", { href: `/principals/${encodeURIComponent(f.principal_id)}` }, f.principal_name || f.principal_id) : "no principal",
-      ` · ${f.entity} · ${number(f.count)} events · first `, time(f.first_seen), " · last ", time(f.last_seen)),
+      f.entity ? ` · ${f.entity}` : "", ` · ${number(f.count)} events · first `, time(f.first_seen), " · last ", time(f.last_seen)),
+    acknowledgement(f, d.acknowledged),
     f.summary ? el("p", { class: "summary" }, f.summary) : null,
     d.rule ? section("What this rule looks for", el("p", {}, d.rule.description),
       el("h3", {}, "What to do"), el("p", {}, d.rule.remediation),
       el("p", { class: "muted" }, `Rule ${d.rule.id} · SOC 2 ${(d.rule.soc2 || []).join(", ")} · MITRE ${d.rule.mitre || "–"}`)) : null,
     actions.length ? section("Act on it",
-      el("form", { class: "act" }, el("label", { for: "comment" }, "Comment"), comment,
+      el("form", { class: "act" }, warning, el("label", { for: "comment" }, "Comment"), comment,
         el("div", {}, actions.map(([action, label]) => el("button", { type: "button", "data-action": action, onclick: act(action) }, label))), note)) : null,
     section(`Timeline: the principal's sign-ins beside the evidence (${timeline.length})`, table(["time", "what", "detail", "risk"], timeline)),
     evidenceChanges(d.evidence),
-    section(`Evidence (${d.evidence.length} of ${number(d.evidence_total)})`,
-      table(["time", "evidence_table", "row_id", "detail"], d.evidence)),
-    section("History", table(["changed_at", "changed_by", "from_status", "to_status", "comment"], d.history)),
+    section(`Evidence (${d.evidence.length} of ${number(d.evidence_total)})`, evidenceTable(d.evidence)),
+    el("section", { id: "finding-history" }, el("h2", {}, "History"),
+      table(["changed_at", "changed_by", "from_status", "to_status", "comment"], d.history)),
     section("Alert messages about it", table(["id", "destination", "alert_status", "delivery", "attempts", "sent_at", "last_error"], alerts.rows)),
   );
 }
 
+/** What one evidence row is by its own columns: its address, status and bytes, never the finding's. */
+function evidenceOwn(e) {
+  const r = e.row || {};
+  const join = (...parts) => parts.filter((p) => p !== null && p !== undefined && p !== "").join("/");
+  switch (e.evidence_table) {
+    case "cosmos_requests":
+      return { what: words(r.operation, "on", join(r.account, r.database_name, r.collection_name) || "?", r.auth_token_type ? `(${r.auth_token_type})` : null),
+        address: r.client_ip, status: r.status_code !== null && r.status_code !== undefined ? String(r.status_code) : null,
+        bytes: typeof r.response_length === "number" ? bytes(r.response_length) : null };
+    case "signins":
+      return { what: words(r.kind, "sign-in to", r.app_display_name || r.app_id || "?", r.country ? `(${words(r.country, r.city)})` : null),
+        address: r.ip_address, status: r.error_code ? `failed ${r.error_code}` : "ok", bytes: null };
+    case "control_changes":
+    case "directory_changes": {
+      const c = evidenceChange(e);
+      return { what: words(c.actor_name || c.actor_id, changeWords(c)), address: c.actor_ip, status: c.result || null, bytes: null };
+    }
+    default:
+      return { what: words(r.category || e.evidence_table, r.operation_name || r.operation), address: null, status: null, bytes: null };
+  }
+}
+
+/** The evidence rows, each described by itself; the rule's note is about the finding, shown once when it is the same for all. */
+function evidenceTable(evidence) {
+  if (!evidence.length) return el("p", { class: "muted" }, "No rows.");
+  const notes = [...new Set(evidence.map((e) => e.detail).filter(Boolean))];
+  const shared = notes.length === 1 && evidence.every((e) => e.detail === notes[0]);
+  const head = ["time", "event", "from address", "status", "bytes out", shared ? null : "rule's note", "row"].filter(Boolean);
+  return [
+    shared ? el("p", { class: "rule-note", id: "evidence-note" }, el("strong", {}, "The rule's note (about the finding as a whole): "), notes[0]) : null,
+    el("div", { class: "scroll" }, el("table", { id: "evidence-table" },
+      el("thead", {}, el("tr", {}, head.map((c) => el("th", { scope: "col" }, c)))),
+      el("tbody", {}, evidence.map((e) => {
+        const own = e.row ? evidenceOwn(e) : { what: "(row no longer stored)" };
+        return el("tr", { class: "evidence-row", "data-table": e.evidence_table, "data-row": e.row_id, "data-address": own.address || "" },
+          el("td", {}, time(e.time)),
+          el("td", {}, own.what || "–"),
+          el("td", { class: "address" }, own.address || "–"),
+          el("td", { class: "evidence-status" }, own.status || "–"),
+          el("td", { class: "n" }, own.bytes || "–"),
+          shared ? null : el("td", { class: "muted" }, e.detail || "–"),
+          el("td", { class: "muted small" }, `${e.evidence_table} #${e.row_id}`));
+      })))),
+  ];
+}
+
+/** A span of time as words: "12 s", "4 min", "3 h". */
+function ago(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s / 3600)} h`;
+}
+
+/**
+ * A warning in the resolve form while the finding's events are still arriving (the last
+ * within the hour): newer evidence reopens a resolved finding, so resolving it now would
+ * likely be undone within minutes.
+ */
+function stillArriving(f, rule) {
+  const last = new Date(f.last_seen);
+  if (isNaN(last)) return null;
+  const age = Date.now() - last.getTime();
+  if (age > 3600 * 1000) return null;
+  return el("p", { class: "warning", id: "resolve-warning", role: "note" },
+    `Events still arriving: the last ${ago(age)} ago. Resolving now will likely reopen it: new evidence after a resolution reopens a finding`,
+    rule && rule.window_seconds ? ` (this rule looks back ${ago(rule.window_seconds * 1000)}).` : ".");
+}
+
+/** Who acknowledged the finding, kept in view after detection reopened it (from its history). */
+function acknowledgement(f, ack) {
+  if (!ack) return null;
+  const now = f.status === "acknowledged";
+  return el("p", { class: "acknowledged", id: "finding-acknowledged" },
+    now ? "Acknowledged by " : "Acknowledged earlier by ", el("strong", {}, ack.acknowledged_by || "?"), " ", time(ack.acknowledged_at),
+    ack.comment ? [": ", el("q", {}, ack.comment)] : null,
+    !now && f.status_by ? [`. Since then ${f.status}`, f.status_by === "tokentrail" ? " by detection" : ` by ${f.status_by}`, " ", time(f.status_at),
+      f.status_comment ? [": ", f.status_comment] : null, "."] : null);
+}
+
 async function principal(id) {
   const p = params();
-  const d = await api(`/api/principals/${encodeURIComponent(id)}${query({ from: p.get("from"), to: p.get("to") })}`);
+  const d = await filtered([el("h1", {}, id), filterForm([["from", "From (UTC)"], ["to", "To (UTC)"]], p, location.pathname)],
+    () => api(`/api/principals/${encodeURIComponent(id)}${query({ from: p.get("from"), to: p.get("to") })}`));
+  if (!d) return;
   const pr = d.principal;
   render(
     el("h1", {}, pr.principal_name || pr.display_name || pr.principal_id),
-    el("p", { class: "facts" }, `${pr.kind} · ${pr.principal_id} · app ${pr.app_name || pr.app_id || "–"} · first seen `, time(pr.first_seen), " · last seen ", time(pr.last_seen)),
+    el("p", { class: "facts" }, [pr.kind, pr.principal_id, `app ${pr.app_name || pr.app_id || "–"}`].filter(Boolean).join(" · "), " · first seen ", time(pr.first_seen), " · last seen ", time(pr.last_seen)),
     filterForm([["from", "From (UTC)"], ["to", "To (UTC)"]], new URLSearchParams({ from: p.get("from") || d.from, to: p.get("to") || d.to }), location.pathname),
     section("Volume per day against its baseline (median of the 28 days before)", lineChart(["day", "requests", "baseline_requests", "signins"], d.daily)),
     section("Where it signed in from", table(["country", "city", "ip_address", "app_display_name", "kind", "signins", "failed", "risk", "first", "last"], d.signin_sources)),
@@ -607,30 +773,54 @@ const SEARCH_FIELDS = {
   signins: [["principal", "Principal id"], ["ip", "IP or CIDR"], ["kind", "Kind", ["user_interactive", "user_noninteractive", "service_principal", "managed_identity"]], ["country", "Country"], ["app", "App id"], ["failed", "Failed", ["true", "false"]], ["from", "From (UTC)"], ["to", "To (UTC)"]],
 };
 
+/**
+ * The search page's tab (`tab=requests|signins`) and its filters. `kind` is the sign-ins'
+ * Kind filter only; links from before `tab` existed (`kind=signins`, `kind=requests`,
+ * which are no sign-in kinds) still open their tab.
+ */
+function searchState(p) {
+  const q = new URLSearchParams(p);
+  let tab = q.get("tab");
+  if (!tab && (q.get("kind") === "signins" || q.get("kind") === "requests")) {
+    tab = q.get("kind");
+    q.delete("kind");
+  }
+  tab = tab === "signins" ? "signins" : "requests";
+  q.set("tab", tab);
+  return { tab, q };
+}
+
 async function search() {
-  const p = params();
-  const kind = p.get("kind") === "signins" ? "signins" : "requests";
+  const { tab: kind, q: p } = searchState(params());
+  if (p.toString() !== new URLSearchParams(location.search).toString()) history.replaceState(null, "", `/search?${p}`);
   const filters = {};
   for (const [name] of SEARCH_FIELDS[kind]) if (p.get(name)) filters[name] = p.get(name);
   const tabs = el("p", { class: "tabs" }, ["requests", "signins"].map((k) =>
-    el("a", { href: `/search?kind=${k}`, "aria-current": k === kind ? "page" : null }, k === "requests" ? "Data operations" : "Sign-ins")));
+    el("a", { href: `/search?tab=${k}`, "data-tab": k, "aria-current": k === kind ? "page" : null }, k === "requests" ? "Data operations" : "Sign-ins")));
   const form = filterForm(SEARCH_FIELDS[kind], p, "/search");
-  form.append(el("input", { type: "hidden", name: "kind", value: kind }));
+  form.prepend(el("input", { type: "hidden", name: "tab", value: kind }));
   const shell = [el("h1", {}, "Search"), tabs, form];
   if (!Object.keys(filters).length && !p.has("all")) {
-    render(...shell, el("p", { class: "muted" }, "Set a filter, or ", el("a", { href: `/search?kind=${kind}&all=1` }, "show the newest"), "."));
+    render(...shell, el("p", { class: "muted" }, "Set a filter, or ", el("a", { href: `/search?tab=${kind}&all=1` }, "show the newest"), "."));
     return;
   }
-  const page = await api(`/api/search/${kind}${query({ ...filters, cursor: p.get("cursor"), limit: 100 })}`);
+  const page = await filtered(shell, () => api(`/api/search/${kind}${query({ ...filters, cursor: p.get("cursor"), limit: 100 })}`));
+  if (!page) return;
   const next = new URLSearchParams(p);
   if (page.next_cursor) next.set("cursor", page.next_cursor);
   const columns = page.rows.length ? Object.keys(page.rows[0]) : [];
   render(...shell,
-    el("p", {}, `${page.rows.length} rows `, el("a", { href: `/api/search/${kind}${query({ ...filters, format: "csv" })}`, download: `${kind}.csv` }, "Download CSV (all matches)"), " · ",
+    el("p", { id: "search-count" }, `${page.rows.length} rows `, el("a", { href: `/api/search/${kind}${query({ ...filters, format: "csv" })}`, download: `${kind}.csv` }, "Download CSV (all matches)"), " · ",
       el("a", { href: `/api/search/${kind}${query({ ...filters, format: "ndjson" })}`, download: `${kind}.ndjson` }, "NDJSON")),
     table(columns, page.rows),
     page.next_cursor ? el("p", {}, el("a", { href: `/search?${next}`, rel: "next" }, "Next page →")) : null);
 }
+
+/** The console's running query; Esc anywhere on the page cancels it. */
+let sqlRunning = null;
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && sqlRunning) { e.preventDefault(); sqlRunning.abort(); }
+});
 
 async function sql() {
   if (!has("Responder")) { render(el("h1", {}, "SQL"), el("p", {}, "The SQL console is for the TokenTrail.Responder role.")); return; }
@@ -643,7 +833,9 @@ async function sql() {
   let controller = null;
   const execute = async (event) => {
     event && event.preventDefault();
+    if (controller) return;
     controller = new AbortController();
+    sqlRunning = controller;
     run.disabled = true; cancel.disabled = false;
     const started = performance.now();
     const progress = el("p", { class: "muted" }, "Running… 0.0 s");
@@ -653,10 +845,16 @@ async function sql() {
       const r = await api("/api/sql", { method: "POST", body: { sql: editor.value }, signal: controller.signal });
       history.replaceState(null, "", `/sql?q=${encodeURIComponent(editor.value)}`);
       out.replaceChildren(el("p", { class: "muted" }, `${r.rows.length} rows in ${r.elapsed_ms.toFixed(0)} ms${r.truncated ? " (truncated)" : ""}`), table(r.columns, r.rows));
+      keepTokens(out);
     } catch (e) {
-      out.replaceChildren(e.name === "AbortError" ? el("p", { role: "alert" }, "Cancelled.") : problem(e));
+      const took = `${((performance.now() - started) / 1000).toFixed(1)} s`;
+      out.replaceChildren(e.name === "AbortError" ? el("p", { role: "alert", id: "sql-cancelled" }, `Cancelled after ${took}; the service stopped the query.`)
+        : e.code === "query_timeout" ? el("p", { class: "error", role: "alert", id: "sql-timeout" }, `Stopped at the timeout (${took}): ${e.message}`)
+        : problem(e));
     } finally {
       clearInterval(tick); run.disabled = false; cancel.disabled = true;
+      if (sqlRunning === controller) sqlRunning = null;
+      controller = null;
     }
   };
   cancel.addEventListener("click", () => controller && controller.abort());
@@ -671,7 +869,7 @@ async function sql() {
     el("h1", {}, "SQL (read-only)"),
     el("div", { class: "console" },
       el("div", {},
-        el("form", { onsubmit: execute }, el("label", { for: "sql" }, "Query: one SELECT over TokenTrail's tables"), editor, el("div", {}, run, " ", cancel)),
+        el("form", { onsubmit: execute }, el("label", { for: "sql" }, "Query: one SELECT over TokenTrail's tables"), editor, el("div", {}, run, " ", cancel, el("span", { class: "muted small" }, " Esc cancels a running query"))),
         el("form", { class: "save", onsubmit: save }, el("label", { for: "save-name" }, "Save as"), name, el("button", { type: "submit" }, "Save")),
         out),
       el("aside", { "aria-label": "Schema and saved queries" },
@@ -691,7 +889,10 @@ async function dashboards() {
 
 async function dashboard(name) {
   const p = params();
-  const d = await api(`/api/dashboards/${encodeURIComponent(name)}${query({ from: p.get("from"), to: p.get("to") })}`);
+  const d = await filtered([el("p", {}, el("a", { href: "/dashboards" }, "← Dashboards")), el("h1", {}, name),
+    filterForm([["from", "From (UTC)"], ["to", "To (UTC)"]], p, location.pathname)],
+    () => api(`/api/dashboards/${encodeURIComponent(name)}${query({ from: p.get("from"), to: p.get("to") })}`));
+  if (!d) return;
   render(
     el("p", {}, el("a", { href: "/dashboards" }, "← Dashboards")),
     el("h1", {}, d.title), el("p", { class: "muted" }, d.description),
