@@ -1,6 +1,8 @@
 //! Ingest benchmark: `tokentrail ingest` against DuckDB's own `read_json` on the
 //! same generated file, into the same typed table, both on 2 threads, measured
-//! in the same run. Writes its section of BENCHMARKS.md.
+//! in the same run; and both again on the same records re-serialised in another
+//! layout (keys sorted, a space after every `:` and `,`), so that a layout the fast
+//! path was not written for shows. Writes its section of BENCHMARKS.md.
 //!
 //! `cargo bench --bench ingest` (TOKENTRAIL_BENCH_RECORDS to change the 1,000,000).
 
@@ -59,8 +61,49 @@ fn parse_only(input: &Path, n: usize) -> (f64, f64) {
         started.elapsed().as_secs_f64() * 1e6 / lines.len() as f64
     };
     let rounds = || [time(Readers::LenientOnly), time(Readers::FastThenLenient)];
+    let before = tokentrail::record::fast::records_read();
     let (first, second) = (rounds(), rounds());
+    let fast = tokentrail::record::fast::records_read() - before;
+    assert_eq!(fast, 2 * lines.len() as u64, "the fast path read every record of {}", input.display());
     (first[0].min(second[0]), first[1].min(second[1]))
+}
+
+/// Writes JSON with a space after every `:` and `,`, as Python's `json.dumps` and many
+/// re-serialisers do.
+struct Spaced;
+
+impl serde_json::ser::Formatter for Spaced {
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
+/// The records of `input` re-serialised into `output`: each line read as a JSON value
+/// (its keys then sorted, as serde_json keeps them) and written [`Spaced`]. Returns the
+/// bytes written.
+fn reserialise(input: &Path, output: &Path) -> u64 {
+    use serde::Serialize;
+    use std::io::BufRead;
+    let lines = std::io::BufReader::new(std::fs::File::open(input).unwrap());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(output).unwrap());
+    let mut buf = Vec::with_capacity(4096);
+    let mut bytes = 0;
+    for line in lines.split(b'\n') {
+        let value: serde_json::Value = serde_json::from_slice(&line.unwrap()).unwrap();
+        buf.clear();
+        value.serialize(&mut serde_json::Serializer::with_formatter(&mut buf, Spaced)).unwrap();
+        buf.push(b'\n');
+        out.write_all(&buf).unwrap();
+        bytes += buf.len() as u64;
+    }
+    out.flush().unwrap();
+    bytes
 }
 
 /// Wall time, CPU time and peak RSS of one path's rounds.
@@ -125,10 +168,23 @@ fn main() {
     file.flush().unwrap();
     drop(file);
     println!("generated {records} records, {:.2} GB, in {:.1} s", bytes as f64 / 1e9, started.elapsed().as_secs_f64());
+    let spaced = dir.path().join("cosmos-spaced.ndjson");
+    let started = Instant::now();
+    let spaced_bytes = reserialise(&input, &spaced);
+    let first = std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(&spaced).unwrap())).next();
+    let first = first.unwrap().unwrap();
+    assert!(first.starts_with(r#"{"category": "DataPlaneRequests", "operationName": "#), "another key order: {first}");
+    println!(
+        "re-serialised them (keys sorted, spaces after separators), {:.2} GB, in {:.1} s",
+        spaced_bytes as f64 / 1e9,
+        started.elapsed().as_secs_f64()
+    );
 
     // (a) the CLI's default (2 parser threads, 1 DuckDB thread), (a') with 2 DuckDB
     // threads, (b) read_json with 2 DuckDB threads; alternated, fresh files each time.
+    // (d) the CLI's default and (e) read_json on the re-serialised file.
     let (mut ours, mut ours_2, mut baseline) = (Runs::default(), Runs::default(), Runs::default());
+    let (mut spaced_ours, mut spaced_baseline) = (Runs::default(), Runs::default());
     let mut statements = Vec::new();
     for round in 0..ROUNDS {
         let db = |name: &str| dir.path().join(format!("{name}{round}.duckdb"));
@@ -139,7 +195,11 @@ fn main() {
         let a2 = common::run_ingest(&db("c"), &input, Some(THREADS));
         common::settle();
         let (b, statement) = run_read_json_child(&db("b"), &input);
-        let digests = [table_digest(&db("a")), table_digest(&db("c")), table_digest(&db("b"))];
+        common::settle();
+        let d = common::run_ingest(&db("d"), &spaced, None);
+        common::settle();
+        let (e, _) = run_read_json_child(&db("e"), &spaced);
+        let digests = [db("a"), db("c"), db("b"), db("d"), db("e")].map(|db| table_digest(&db));
         assert_eq!(digests[0].0, records as i64, "tokentrail stored every record");
         for d in &digests[1..] {
             assert_eq!((digests[0].0, digests[0].1), (d.0, d.1), "every path stored the same data");
@@ -156,11 +216,21 @@ fn main() {
             statement.as_secs_f64(),
             b.cpu.as_secs_f64(),
         );
+        println!(
+            "round {round}, re-serialised: tokentrail ingest {:.2} s, {:.2} CPU-s (peak RSS {} MiB); read_json {:.2} s, {:.2} CPU-s",
+            d.elapsed.as_secs_f64(),
+            d.cpu.as_secs_f64(),
+            d.peak_rss_kib / 1024,
+            e.elapsed.as_secs_f64(),
+            e.cpu.as_secs_f64(),
+        );
+        spaced_ours.push(d.elapsed, d.cpu, d.peak_rss_kib);
+        spaced_baseline.push(e.elapsed, e.cpu, e.peak_rss_kib);
         statements.push(statement.as_secs_f64());
         ours.push(a.elapsed, a.cpu, a.peak_rss_kib);
         ours_2.push(a2.elapsed, a2.cpu, a2.peak_rss_kib);
         baseline.push(b.elapsed, b.cpu, b.peak_rss_kib);
-        for name in ["a", "b", "c"] {
+        for name in ["a", "b", "c", "d", "e"] {
             let _ = std::fs::remove_file(db(name));
             let _ = std::fs::remove_file(db(name).with_extension("duckdb.wal"));
         }
@@ -169,8 +239,14 @@ fn main() {
     // memory in their peak RSS (it is theirs between fork and exec).
     let (lenient_us, fast_us) = parse_only(&input, 200_000);
     println!("parsing alone, one thread: lenient reader {lenient_us:.2} µs a record, fast path {fast_us:.2} µs");
+    let (spaced_lenient_us, spaced_fast_us) = parse_only(&spaced, 200_000);
+    println!(
+        "parsing alone, re-serialised: lenient reader {spaced_lenient_us:.2} µs a record, fast path {spaced_fast_us:.2} µs"
+    );
     let (peak, peak_2, peak_b) = (ours.peak_mib(), ours_2.peak_mib(), baseline.peak_mib());
+    let (peak_d, peak_e) = (spaced_ours.peak_mib(), spaced_baseline.peak_mib());
     let (a, a2, b) = (ours.median(), ours_2.median(), baseline.median());
+    let (d, e) = (spaced_ours.median(), spaced_baseline.median());
     let statement = common::median(statements);
     let rate = |seconds: f64| records as f64 / seconds;
     println!(
@@ -185,42 +261,69 @@ fn main() {
         b.1,
         statement / a.0,
     );
+    println!(
+        "median, re-serialised: tokentrail {:.0} rec/s ({:.2}x of read_json on that file), read_json {:.0} rec/s; target >= 0.90x; CPU-s {:.2}, {:.2}; peak RSS {peak_d} MiB, read_json {peak_e} MiB",
+        rate(d.0),
+        e.0 / d.0,
+        rate(e.0),
+        d.1,
+        e.1,
+    );
 
+    let met = |ratio: f64, target: f64| if ratio >= target { "met" } else { "not met" };
     let section = format!(
         "<!-- bench:ingest -->\n## File ingest vs DuckDB `read_json`\n\n\
-         `cargo bench --bench ingest` on this machine ({} cores): {records} generated Cosmos DB records \
-         ({:.2} GB NDJSON), median of {ROUNDS} rounds, each into a fresh DuckDB file, all measured in the same run. \
-         Every round checks that all paths stored the same row count and byte total. Seconds: wall time of \
-         the whole process, from its start to its exit, median of the rounds: `read_json` runs in a child process \
-         of its own that, like `tokentrail ingest`, makes the database and its tables, fills the table and closes \
-         it. CPU-s: user plus system CPU time of the process, median of the rounds.\n\n\
-         | path | seconds | records/s | vs read_json | CPU-s |\n|---|---|---|---|---|\n\
-         | `tokentrail ingest` (default: 2 parser threads, 3 writer lanes on 1 DuckDB thread each; parse → Arrow → DuckDB Arrow scan, committed with checkpoints every {commit_rows} rows of a table, a row group (near the end of the file, equal shares of at least that), or {commit_mib} MiB of Arrow data; the file is read and parsed while the new database and its tables are made) | {:.2} | {:.0} | **{:.2}x** | {:.2} |\n\
-         | `tokentrail ingest --threads 2` (2 DuckDB threads) | {:.2} | {:.0} | {:.2}x | {:.2} |\n\
-         | DuckDB `read_json` → `INSERT … SELECT` into the same table, 2 DuckDB threads, one transaction | {:.2} | {:.0} | 1.00x | {:.2} |\n\
-         | the same, its `INSERT … SELECT` and `CHECKPOINT` statements alone (timed inside the child) | {statement:.2} | {:.0} | `tokentrail ingest`: {:.2}x of it | |\n\n\
-         Peak RSS of `tokentrail ingest`: **{peak} MiB** (target under 1024), {peak_2} MiB with `--threads 2`, {peak_b} MiB for `read_json`. Target for records/s: 1.00x; {}. \
-         Parsing alone (one thread, the first 200,000 records into Arrow batches, best of 2): \
-         {lenient_us:.2} µs a record with the lenient serde reader only, {fast_us:.2} µs with the fast path \
-         for Azure's Cosmos DB layout ({:.1}x). Generated {}.\n<!-- /bench:ingest -->\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        bytes as f64 / 1e9,
-        a.0,
-        rate(a.0),
-        b.0 / a.0,
-        a.1,
-        a2.0,
-        rate(a2.0),
-        b.0 / a2.0,
-        a2.1,
-        b.0,
-        rate(b.0),
-        b.1,
-        rate(statement),
-        statement / a.0,
-        if b.0 / a.0 >= 1.0 { "met" } else { "not met" },
-        lenient_us / fast_us,
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+         `cargo bench --bench ingest` on this machine ({cores} cores): {records} generated Cosmos DB records \
+         in two files: Azure's layout ({gb:.2} GB NDJSON) and the same records re-serialised ({spaced_gb:.2} GB: \
+         each line read as a JSON value and written again with its keys sorted, so `category` comes first and \
+         `time` last, and a space after every `:` and `,`, as Python's `json.dumps` writes). Median of {ROUNDS} \
+         rounds, each into fresh DuckDB files, all measured in the same run; each ratio is against `read_json` \
+         on the same file. Every round checks that all paths on both files stored the same row count and byte \
+         total. Seconds: wall time of the whole process, from its start to its exit, median of the rounds: \
+         `read_json` runs in a child process of its own that, like `tokentrail ingest`, makes the database and \
+         its tables, fills the table and closes it. CPU-s: user plus system CPU time of the process, median of \
+         the rounds.\n\n\
+         | file | path | seconds | records/s | vs read_json | CPU-s |\n|---|---|---|---|---|---|\n\
+         | Azure's layout | `tokentrail ingest` (default: 2 parser threads, 3 writer lanes on 1 DuckDB thread each; parse → Arrow → DuckDB Arrow scan, committed with checkpoints every {commit_rows} rows of a table, a row group (near the end of the file, equal shares of at least that), or {commit_mib} MiB of Arrow data; the file is read and parsed while the new database and its tables are made) | {a_s:.2} | {a_r:.0} | **{a_x:.2}x** | {a_c:.2} |\n\
+         | Azure's layout | `tokentrail ingest --threads 2` (2 DuckDB threads) | {a2_s:.2} | {a2_r:.0} | {a2_x:.2}x | {a2_c:.2} |\n\
+         | Azure's layout | DuckDB `read_json` → `INSERT … SELECT` into the same table, 2 DuckDB threads, one transaction | {b_s:.2} | {b_r:.0} | 1.00x | {b_c:.2} |\n\
+         | Azure's layout | the same, its `INSERT … SELECT` and `CHECKPOINT` statements alone (timed inside the child) | {statement:.2} | {st_r:.0} | `tokentrail ingest`: {st_x:.2}x of it | |\n\
+         | re-serialised | `tokentrail ingest` (default) | {d_s:.2} | {d_r:.0} | **{d_x:.2}x** | {d_c:.2} |\n\
+         | re-serialised | DuckDB `read_json` → `INSERT … SELECT`, as above | {e_s:.2} | {e_r:.0} | 1.00x | {e_c:.2} |\n\n\
+         Peak RSS of `tokentrail ingest`: **{peak} MiB** (target under 1024), {peak_2} MiB with `--threads 2`, {peak_b} MiB for `read_json`; \
+         re-serialised: {peak_d} MiB, `read_json` {peak_e} MiB. Target for records/s: 1.00x on Azure's layout, {a_met}; \
+         at least 0.90x on the re-serialised file, {d_met}. \
+         Parsing alone (one thread, the first 200,000 records into Arrow batches, best of 2; every record read by the fast path): \
+         Azure's layout {lenient_us:.2} µs a record with the lenient serde reader only, {fast_us:.2} µs with the fast path \
+         ({fast_x:.1}x); re-serialised {spaced_lenient_us:.2} µs and {spaced_fast_us:.2} µs ({spaced_x:.1}x). Generated {when}.\n<!-- /bench:ingest -->\n",
+        cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
+        gb = bytes as f64 / 1e9,
+        spaced_gb = spaced_bytes as f64 / 1e9,
+        a_s = a.0,
+        a_r = rate(a.0),
+        a_x = b.0 / a.0,
+        a_c = a.1,
+        a2_s = a2.0,
+        a2_r = rate(a2.0),
+        a2_x = b.0 / a2.0,
+        a2_c = a2.1,
+        b_s = b.0,
+        b_r = rate(b.0),
+        b_c = b.1,
+        st_r = rate(statement),
+        st_x = statement / a.0,
+        d_s = d.0,
+        d_r = rate(d.0),
+        d_x = e.0 / d.0,
+        d_c = d.1,
+        e_s = e.0,
+        e_r = rate(e.0),
+        e_c = e.1,
+        a_met = met(b.0 / a.0, 1.0),
+        d_met = met(e.0 / d.0, 0.9),
+        fast_x = lenient_us / fast_us,
+        spaced_x = spaced_lenient_us / spaced_fast_us,
+        when = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         commit_rows = tokentrail::store::COMMIT_ROWS,
         commit_mib = tokentrail::ingest::COMMIT_BYTES >> 20,
     );

@@ -211,6 +211,18 @@ impl Level {
         self.0.as_deref()
     }
 
+    /// What a value read as [`Text`] means as a level (shared by the serde reader and
+    /// `fast`): a number is a code, anything else a name.
+    pub(crate) fn from_text(text: &Text) -> Level {
+        match text.get().map(str::trim) {
+            None => Level(None),
+            Some(t) => match t.parse::<i64>() {
+                Ok(code) => Level::from_code(code),
+                Err(_) => Level(Some(Cow::Owned(t.to_owned()))),
+            },
+        }
+    }
+
     fn from_code(code: i64) -> Level {
         let name = match code {
             1 => "Critical",
@@ -226,14 +238,7 @@ impl Level {
 
 impl<'de> de::Deserialize<'de> for Level {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = Text::deserialize(deserializer)?;
-        Ok(match text.get().map(str::trim) {
-            None => Level(None),
-            Some(t) => match t.parse::<i64>() {
-                Ok(code) => Level::from_code(code),
-                Err(_) => Level(Some(Cow::Owned(t.to_owned()))),
-            },
-        })
+        Ok(Level::from_text(&Text::deserialize(deserializer)?))
     }
 }
 
@@ -303,6 +308,13 @@ macro_rules! lenient_object {
         pub struct $name<'a> {
             $(pub $field: $ty,)*
             _borrow: std::marker::PhantomData<&'a str>,
+        }
+
+        impl<'a> $name<'a> {
+            /// Every key this object reads, lower-cased: `fast` must hand over a
+            /// record with one of these it does not read itself.
+            #[allow(dead_code)]
+            pub const LOWERCASE_KEYS: &'static [&'static str] = &[$($($key),+),*];
         }
 
         impl<'de: 'a, 'a> serde::Deserialize<'de> for $name<'a> {

@@ -7,9 +7,9 @@
 //! [`RecordSink`]: a Cosmos DB request, a sign-in, a record of another category (kept
 //! whole), or a rejection with the raw bytes and the reason. Nothing is dropped.
 //!
-//! Cosmos DB requests in Azure's own layout take a fast path ([`fast`]) that builds
-//! the same [`Record`] without serde; anything else, or anything it is unsure of,
-//! goes through the lenient reader as before.
+//! Cosmos DB requests take a fast path ([`fast`]) that builds the same [`Record`]
+//! without serde, whatever their layout (key order and casing, whitespace, escapes);
+//! anything else, or anything it is unsure of, goes through the lenient reader.
 
 pub mod change;
 pub mod fast;
