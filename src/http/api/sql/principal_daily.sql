@@ -1,7 +1,7 @@
 -- A principal's days in a period ($1 principal, $2 from, $3 to, $4 the day $2 falls in),
 -- with the median day of the 28 before as its baseline.
 WITH days AS (
-    SELECT date_trunc('day', time::TIMESTAMP) AS day, count(*) AS requests, sum(response_length) AS bytes_out
+    SELECT date_trunc('day', time::TIMESTAMP) AS day, count(*) AS requests, sum(response_length)::BIGINT AS bytes_out
     FROM cosmos_requests WHERE principal_id = $1 AND time >= utc_add($2, - INTERVAL 28 DAY) AND time < $3 GROUP BY 1
 ), s AS (
     SELECT date_trunc('day', time::TIMESTAMP) AS day, count(*) AS signins
