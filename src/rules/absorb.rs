@@ -9,7 +9,7 @@
 //! at or before it arrives, so the tables do not depend on the order data arrived in.
 
 use super::script::{self, timestamp};
-use super::{changes, network};
+use super::{changes, cosmos_logs, network};
 use anyhow::{Context, Result};
 use duckdb::types::Value;
 
@@ -84,6 +84,10 @@ fn absorb_in_transaction(conn: &duckdb::Connection) -> Result<Option<Absorbed>> 
     let typed = changes::absorb(conn, lo, hi).context("typing control-plane and directory changes")?;
     if typed.untyped > 0 {
         tracing::warn!(untyped = typed.untyped, "change records kept raw only");
+    }
+    let cosmos = cosmos_logs::absorb(conn, lo, hi).context("typing Cosmos DB queries and control-plane requests")?;
+    if cosmos.untyped > 0 {
+        tracing::warn!(untyped = cosmos.untyped, "Cosmos DB query and control-plane records kept raw only");
     }
     conn.execute_batch(include_str!("sql/absorb_networks.sql")).context("absorbing request networks")?;
     let since: Option<i64> = conn.query_row("SELECT epoch_us(min(since)) FROM late_signins", [], |r| r.get(0))?;

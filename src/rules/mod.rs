@@ -19,6 +19,7 @@
 
 mod absorb;
 mod changes;
+mod cosmos_logs;
 mod evaluate;
 pub mod findings;
 pub mod live;

@@ -414,6 +414,7 @@ pub fn parse_duration(text: &str) -> Option<TimeDelta> {
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("collection_enumeration", include_str!("../../queries/collection_enumeration.sql")),
     ("container_or_database_deleted", include_str!("../../queries/container_or_database_deleted.sql")),
+    ("cosmos_query_injection", include_str!("../../queries/cosmos_query_injection.sql")),
     ("data_volume_spike", include_str!("../../queries/data_volume_spike.sql")),
     ("data_volume_spike_daily", include_str!("../../queries/data_volume_spike_daily.sql")),
     ("diagnostic_setting_removed", include_str!("../../queries/diagnostic_setting_removed.sql")),

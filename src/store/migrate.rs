@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(18, "0018_evidence_as_of"),
     migration!(19, "0019_access_evidence"),
     migration!(20, "0020_access_reviews"),
+    migration!(21, "0021_cosmos_queries"),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -400,3 +400,102 @@ pub fn write_cosmos_ndjson_until(out: &mut impl Write, n: usize, seed: u64, end:
     out.flush()?;
     Ok(written + buf.len() as u64)
 }
+
+pub(super) const QUERY_STATISTICS: &str = "QueryRuntimeStatistics";
+
+/// Benign queries as applications send them: parameterised, some with a literal kept in the
+/// text by the developer (an apostrophe escaped or inside double quotes, words like `or`,
+/// `select` and `--` inside literals), a query builder's `1=1`, a comment, `NOT IS_DEFINED` for
+/// documents written before a property existed, the .NET LINQ provider's `root["..."]`.
+/// (query, parameters as name and example value)
+const BENIGN_QUERIES: &[(&str, &[(&str, &str)])] = &[
+    ("SELECT * FROM c WHERE c.customerId = @customerId", &[("@customerId", "c-18427")]),
+    (
+        "SELECT c.id, c.status, c.total FROM c WHERE c.customerId = @customerId AND c.createdAt >= @since ORDER BY c.createdAt DESC",
+        &[("@customerId", "c-20931"), ("@since", "2025-01-01T00:00:00Z")],
+    ),
+    ("SELECT VALUE COUNT(1) FROM c WHERE c.type = @type", &[("@type", "invoice")]),
+    (
+        "SELECT TOP 50 * FROM c WHERE c.tenantId = @tenantId AND ARRAY_CONTAINS(c.tags, @tag)",
+        &[("@tenantId", "t-07"), ("@tag", "priority")],
+    ),
+    ("SELECT * FROM c WHERE c.type = 'order' AND c.status IN (@s0, @s1)", &[("@s0", "open"), ("@s1", "held")]),
+    ("SELECT * FROM c WHERE 1=1 AND c.region = @region", &[("@region", "emea")]),
+    ("SELECT * FROM c WHERE c.id = @id OR c.legacyId = @id", &[("@id", "8815")]),
+    ("SELECT * FROM c WHERE (c.deleted = false OR NOT IS_DEFINED(c.deleted)) AND c.pk = @pk", &[("@pk", "store-112")]),
+    ("SELECT * FROM c WHERE c.sku = @sku -- catalogue lookup", &[("@sku", "SKU-4471")]),
+    ("SELECT * FROM c WHERE c.name = 'O\\'Brien Ltd' AND c.active = true", &[]),
+    ("SELECT * FROM c WHERE c.name = \"O'Brien & Sons\" OR c.alias = @alias", &[("@alias", "obs")]),
+    (
+        "SELECT c.id, c.title FROM c WHERE CONTAINS(LOWER(c.title), 'select or union') AND c.type = @type",
+        &[("@type", "article")],
+    ),
+    ("SELECT * FROM c WHERE c.note = 'don\\'t ship; hold -- call first' AND c.pk = @pk", &[("@pk", "store-9")]),
+    ("SELECT VALUE root FROM root WHERE ((root[\"status\"] = \"open\") OR (root[\"status\"] = \"held\"))", &[]),
+    ("SELECT * FROM c WHERE c.total > 100 OR c.vip = true", &[]),
+];
+
+/// The QueryRuntimeStatistics record of a query request (`request`, a DataPlaneRequests
+/// record), in diagnostic-settings shape: `querytext` is a JSON string of the query and its
+/// parameters; with `full_text` off, as Cosmos DB logs by default, values are masked.
+pub(super) fn query_statistics(request: &Event, query: &str, parameters: &[(&str, &str)], full_text: bool) -> Event {
+    let p = &request.record["properties"];
+    let parameters: Vec<serde_json::Value> = parameters
+        .iter()
+        .map(|(name, value)| serde_json::json!({ "name": name, "value": if full_text { *value } else { "__" } }))
+        .collect();
+    let text = if full_text { query.to_string() } else { obfuscate(query) };
+    let querytext = serde_json::json!({ "query": text, "parameters": parameters }).to_string();
+    let record = serde_json::json!({
+        "time": request.record["time"],
+        "resourceId": request.record["resourceId"],
+        "category": QUERY_STATISTICS,
+        "operationName": "Query",
+        "properties": {
+            "activityId": p["activityId"],
+            "databasename": p["databaseName"],
+            "collectionname": p["collectionName"],
+            "partitionkeyrangeid": "0",
+            "querytext": querytext,
+        },
+    });
+    Event { time: request.time, category: QUERY_STATISTICS, record }
+}
+
+/// Literal values masked, the query's shape kept (a rendering of Cosmos DB's default
+/// obfuscation, whose exact form Microsoft does not publish): strings become `'__'`.
+fn obfuscate(query: &str) -> String {
+    let mut out = String::with_capacity(query.len());
+    let mut chars = query.chars();
+    while let Some(c) = chars.next() {
+        if c == '\'' || c == '"' {
+            let mut escaped = false;
+            for d in chars.by_ref() {
+                match d {
+                    '\\' if !escaped => escaped = true,
+                    _ if d == c && !escaped => break,
+                    _ => escaped = false,
+                }
+            }
+            out.push_str("'__'");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The benign QueryRuntimeStatistics records of the query requests among `events`: full text
+/// on `full_text_account` (which enabled it), masked elsewhere.
+pub(super) fn benign_query_statistics(rng: &mut Prng, events: &[Event], full_text_account: &str) -> Vec<Event> {
+    let mut out = Vec::new();
+    for e in events {
+        if e.category != DATA_PLANE || e.record["operationName"] != "Query" {
+            continue;
+        }
+        let Some(&(query, parameters)) = BENIGN_QUERIES.choose(rng) else { continue };
+        let full_text = e.record["resourceId"].as_str() == Some(full_text_account);
+        out.push(query_statistics(e, query, parameters, full_text));
+    }
+    out
+}

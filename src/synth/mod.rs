@@ -45,7 +45,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
 use cosmos::{Op, READS, Request, key_caller, key_request, principal_request, push_request};
-use wire::{Prng, STREAM_HISTORY, STREAM_HOUR, jitter, stream_rng};
+use wire::{Prng, STREAM_HISTORY, STREAM_HOUR, STREAM_QUERIES, jitter, stream_rng};
 
 pub use cosmos::{write_cosmos_ndjson, write_cosmos_ndjson_until};
 pub use inventory::{INVENTORY_FILES, Inventory, OverGrant};
@@ -277,6 +277,7 @@ impl Generator {
         let Some(start) = DateTime::from_timestamp(hour * 3600, 0) else {
             return;
         };
+        let first = out.len();
         let rng = &mut stream_rng(self.seed, STREAM_HOUR, hour as u64);
         for p in self.tenant.principals() {
             // Each session draws from its own stream, so a different scale (more or fewer requests)
@@ -305,6 +306,13 @@ impl Generator {
             self.realistic_hour(hour, start, out);
         }
         self.control_hour(hour, start, out);
+        if self.profile == Profile::Realistic {
+            // The hour's queries, as QueryRuntimeStatistics logs them: on a stream of its own.
+            let rng = &mut stream_rng(self.seed, STREAM_QUERIES, hour as u64);
+            let full_text = self.tenant.accounts.first().map_or("", |a| a.resource_id.as_str());
+            let statistics = cosmos::benign_query_statistics(rng, &out[first..], full_text);
+            out.extend(statistics);
+        }
     }
 
     /// One working session of `p` in the hour from `start`: its sign-ins, then its requests.

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::cosmos::{
     Caller, DELETES, EXPORT, Op, PROBES, READS, aad_caller, document_request, key_caller, key_request,
-    metadata_request, push_request,
+    metadata_request, push_request, query_statistics,
 };
 use super::realistic::residential_proxy;
 use super::signins::{COSMOS_RESOURCE, SignIn};
@@ -40,6 +40,17 @@ pub(super) const VPS_PLACE: Place =
 
 pub(super) const KEY_THIEF_AGENT: &str =
     "azsdk-python-cosmos/4.5.1 Python/3.11.8 (Linux-6.6.9-amd64-x86_64-with-glibc2.37)";
+/// What an attacker types into a customer id field that is pasted into a query: fuzzing
+/// (each leaves the query malformed: Cosmos DB rejects it, 400), then filters that widen it.
+const FUZZ_INPUTS: &[&str] = &["'", "')", "' AND", "'--", "1' ORDER BY 1", "' OR", "'))", "x'y"];
+const INJECTED_INPUTS: &[&str] = &[
+    "' OR 1=1 --",
+    "x' OR 'a'='a",
+    "' OR true --",
+    "' OR IS_DEFINED(c.id) --",
+    "'; SELECT * FROM c --",
+    "' UNION SELECT * FROM c --",
+];
 /// Hours of the slow exfiltration scenario.
 const SLOW_HOURS: i64 = 10;
 pub(super) const NOVEL_AGENTS: &[&str] = &["python-requests/2.31.0", "curl/8.5.0", "PostmanRuntime/7.37.3"];
@@ -70,6 +81,7 @@ pub enum Scenario {
     LocalAuthReenabled,
     SpCredentialAdded,
     DiagnosticSettingRemoved,
+    QueryInjection,
 }
 
 impl Scenario {
@@ -105,6 +117,7 @@ impl Scenario {
             ThreatIntelIp,
             TokenWithoutSignIn,
             DistributedSpray,
+            QueryInjection,
         ]
     }
 
@@ -134,6 +147,7 @@ impl Scenario {
             Scenario::LocalAuthReenabled => "local_auth_reenabled",
             Scenario::SpCredentialAdded => "sp_credential_added",
             Scenario::DiagnosticSettingRemoved => "diagnostic_setting_removed",
+            Scenario::QueryInjection => "query_injection",
         }
     }
 
@@ -169,6 +183,7 @@ impl Scenario {
             Scenario::LocalAuthReenabled => (&["local_auth_reenabled"], &[]),
             Scenario::SpCredentialAdded => (&["sp_credential_added_then_data_access"], &[]),
             Scenario::DiagnosticSettingRemoved => (&["diagnostic_setting_removed"], &[]),
+            Scenario::QueryInjection => (&["cosmos_query_injection"], &[]),
         }
     }
 
@@ -308,6 +323,7 @@ impl Generator {
             Scenario::LocalAuthReenabled => self.local_auth_reenabled(rng, at, out),
             Scenario::SpCredentialAdded => self.sp_credential_added(rng, at, out),
             Scenario::DiagnosticSettingRemoved => self.diagnostic_setting_removed(rng, at, out),
+            Scenario::QueryInjection => self.query_injection(rng, at, out),
         };
         events.sort_by_key(|e| e.time);
         let plan = plan.unwrap_or_else(|| {
@@ -833,6 +849,46 @@ impl Generator {
         });
         let what = format!(
             "the managed identity {}'s token, taken through SSRF, read {} from {ip} ({}) outside Azure",
+            p.name, account.name, place.country
+        );
+        Plan::by(p, account, &ip, what)
+    }
+
+    /// A stolen token in the hands of someone who found an application building queries from
+    /// its input: first fuzzing (queries Cosmos DB rejects as malformed, 400), then injected
+    /// filters that widen what the query returns. The account logs full query text (the
+    /// tenant's first account; the others log it obfuscated, as Cosmos DB does by default).
+    fn query_injection(&self, rng: &mut Prng, at: DateTime<Utc>, out: &mut Vec<Event>) -> Option<Plan> {
+        let p =
+            self.pick(rng, |p| p.kind != PrincipalKind::ManagedIdentity && p.grants.iter().any(|g| g.account == 0))?;
+        let grants: Vec<&Grant> = p.grants.iter().filter(|g| g.account == 0).collect();
+        let grant = *grants.choose(rng)?;
+        let account = self.tenant.accounts.first()?;
+        let home_ip = p.ips.first()?;
+        let place = FOREIGN_PLACES.choose(rng)?;
+        let ip = public_ip(rng, place);
+        // The owner keeps signing in from home while the stolen token is used abroad.
+        out.push(self.token_sign_in(rng, p, at, home_ip, p.home));
+        let fuzz = rng.random_range(12..25);
+        let inject = rng.random_range(6..12);
+        let span = Duration::minutes(rng.random_range(6..15));
+        let mut t = at + Duration::minutes(2);
+        for i in 0..fuzz + inject {
+            t += jitter(rng, span / (fuzz + inject)) + Duration::seconds(1);
+            let &(d, c) = grant.collections.choose(rng)?;
+            let db = account.databases.get(d)?;
+            let coll = db.collections.get(c)?;
+            let mut r = document_request(rng, t, account, db, coll, Op::Query, aad_caller(p, grant, &ip));
+            let (input, status) =
+                if i < fuzz { (*FUZZ_INPUTS.choose(rng)?, 400) } else { (*INJECTED_INPUTS.choose(rng)?, 200) };
+            r.status = status;
+            push_request(rng, &r, out);
+            let request = out.last()?.clone();
+            let query = format!("SELECT * FROM c WHERE c.customerId = '{input}' AND c.type = 'order'");
+            out.push(query_statistics(&request, &query, &[], true));
+        }
+        let what = format!(
+            "{}'s token sent {fuzz} malformed and {inject} injection-shaped queries to {} from {ip} ({})",
             p.name, account.name, place.country
         );
         Plan::by(p, account, &ip, what)

@@ -169,6 +169,7 @@ fn every_record_has_its_category_and_an_rfc3339_time() {
         "Delete",
         "Action",
         "AuditLogs",
+        "QueryRuntimeStatistics",
     ];
     assert_eq!(categories, expected.into_iter().collect());
 }
@@ -493,6 +494,15 @@ fn scenarios_carry_their_signal_and_the_baseline_does_not() {
                 assert!(events.len() >= 30);
                 assert!(events.iter().all(|e| prop(e, "aadPrincipalId").is_empty() && prop(e, "statusCode") == "401"));
                 assert_eq!(requests_from(&events, &ip), events.len());
+            }
+            Scenario::QueryInjection => {
+                assert!(!baseline_ips.contains(ip.as_str()));
+                let activity = |e: &&Event| e.record["properties"]["activityId"].as_str().unwrap_or("").to_string();
+                let queries: Vec<&Event> = events.iter().filter(|e| e.category == "QueryRuntimeStatistics").collect();
+                assert!(requests_from(&events, &ip) >= 18 && queries.len() == requests_from(&events, &ip));
+                let ids: HashSet<String> = requests().map(|e| activity(&e)).collect();
+                assert!(queries.iter().all(|q| ids.contains(&activity(q))), "each query names its request");
+                assert!(requests().any(|e| prop(e, "statusCode") == "400"), "fuzzing first");
             }
         }
     }

@@ -18,6 +18,7 @@ pub(super) const STREAM_NDJSON: u64 = 4;
 pub(super) const STREAM_REALISTIC: u64 = 5;
 pub(super) const STREAM_CONTROL: u64 = 6;
 pub(super) const STREAM_INVENTORY: u64 = 7;
+pub(super) const STREAM_QUERIES: u64 = 8;
 pub(super) const STREAM_SCENARIO: u64 = 16;
 
 pub(super) fn stream_rng(seed: u64, stream: u64, index: u64) -> Prng {

@@ -13,6 +13,7 @@ mod auth;
 mod browser;
 mod changes;
 mod cli;
+mod cosmos_queries;
 mod demo_access;
 mod detections;
 mod eventhubs;

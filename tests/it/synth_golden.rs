@@ -60,6 +60,7 @@ const ADDED: &[(Scenario, &str)] = &[
     (Scenario::LocalAuthReenabled, "983a7e2b98360eab9157b7b6a09122421b973d8cb53cff4fb6aa1a459954da52"),
     (Scenario::SpCredentialAdded, "8f024d9f788043e087f3b5dfec85066dc9710ca2e22dda0df8a55fd43be69f08"),
     (Scenario::DiagnosticSettingRemoved, "f18da37ecb987811ebda69a8eb4390daa0849716db6759ecb3ee41cf23db421e"),
+    (Scenario::QueryInjection, "d6add5fe12e2f800e017c671abc5a71634db5dbce3d7b5274f866dce208f6bf2"),
 ];
 
 fn at(text: &str) -> DateTime<Utc> {
