@@ -42,7 +42,7 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    let (principal, finding): (String, i64) = {
+    let (principal, finding, incident): (String, i64, i64) = {
         let conn = store.connection().unwrap();
         (
             conn.query_row(
@@ -52,6 +52,14 @@ fn main() {
             )
             .unwrap(),
             conn.query_row("SELECT coalesce(min(id), 1) FROM findings", [], |r| r.get(0)).unwrap(),
+            // The incident with the most evidence: the longest story to draw.
+            conn.query_row(
+                "SELECT coalesce((SELECT m.incident_id FROM incident_findings m JOIN findings f ON f.id = m.finding_id
+                                  GROUP BY 1 ORDER BY sum(f.count) DESC LIMIT 1), 1)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap(),
         )
     };
     let token = tokentrail::auth::dev_token(&db, Role::Responder, "bench", chrono::Duration::hours(1)).unwrap();
@@ -62,12 +70,15 @@ fn main() {
         (
             "Overview",
             vec![
+                "/api/incidents?status=open,acknowledged&limit=10".into(),
                 "/api/status".into(),
                 "/api/activity?hours=168".into(),
                 "/api/findings?status=open,acknowledged&limit=10".into(),
                 "/api/alerts/messages?delivery=dead&limit=20".into(),
             ],
         ),
+        ("Incidents", vec!["/api/incidents?status=open,acknowledged&limit=50".into()]),
+        ("Incident", vec![format!("/api/incidents/{incident}?limit=200")]),
         ("Findings", vec!["/api/findings?limit=50".into()]),
         (
             "Finding",

@@ -22,6 +22,7 @@ mod changes;
 mod cosmos_logs;
 mod evaluate;
 pub mod findings;
+pub mod incidents;
 pub mod live;
 pub mod network;
 pub mod rule;
@@ -248,7 +249,9 @@ impl Detector {
     pub fn evaluate_after_commit(&self, store: &Store) -> Result<Evaluation> {
         let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let conn = store.connection()?;
-        self.catch_up(&conn)
+        let evaluation = self.catch_up(&conn)?;
+        group_incidents(store);
+        Ok(evaluation)
     }
 
     /// Stores that `source` had delivered everything its hubs held at `at` (`source_clock`),
@@ -280,6 +283,7 @@ impl Detector {
                 Err(error) => self.failed(&conn, rule, error, &mut evaluation),
             }
         }
+        group_incidents(store);
         Ok(evaluation)
     }
 
@@ -380,6 +384,16 @@ impl Detector {
             text.push_str(&format!("lists={:016x}\n", self.lists));
         }
         format!("{:016x}", xxh3_64(text.as_bytes()))
+    }
+}
+
+/// Groups the findings of a pass into incidents. A failure is logged and does not fail the
+/// pass: the next pass groups whatever is still without an incident.
+fn group_incidents(store: &Store) {
+    match incidents::group(store) {
+        Ok(grouped) if grouped != incidents::Grouped::default() => tracing::info!(?grouped, "incidents grouped"),
+        Ok(_) => {}
+        Err(error) => tracing::error!(error = format!("{error:#}"), "grouping findings into incidents failed"),
     }
 }
 

@@ -52,7 +52,7 @@ use sha2::{Digest as _, Sha256};
 use std::sync::{Mutex, MutexGuard};
 
 /// The tables chained by append, each with an `id` column.
-pub const TABLES: [&str; 3] = ["access_log", "finding_history", "access_review_log"];
+pub const TABLES: [&str; 4] = ["access_log", "finding_history", "access_review_log", "incident_log"];
 
 /// Encoding version of the links written now.
 pub const VERSION: i32 = 1;

@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(19, "0019_access_evidence"),
     migration!(20, "0020_access_reviews"),
     migration!(21, "0021_cosmos_queries"),
+    migration!(22, "0022_incidents"),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -291,7 +291,10 @@ async fn an_admin_starts_a_review_reviewers_decide_and_an_auditor_exports_it() {
     // A Responder is offered no Evidence (the API refuses them packs) and no Reviews.
     sign_in_as(&client, &base, "Responder", "Rory Responder", secret).await;
     assert_eq!(client.current_url().await.unwrap().path(), "/");
-    assert_eq!(nav(&client).await, json!(["/", "/findings", "/search", "/sql", "/dashboards", "/access"]));
+    assert_eq!(
+        nav(&client).await,
+        json!(["/", "/incidents", "/findings", "/search", "/sql", "/dashboards", "/access"])
+    );
     sign_out(&client).await;
 
     // The reviewers sign in once (so the Admin can pick them): a Reviewer lands on
@@ -314,7 +317,7 @@ async fn an_admin_starts_a_review_reviewers_decide_and_an_auditor_exports_it() {
     assert_eq!(client.current_url().await.unwrap().path(), "/");
     // Each link only where the API lets the role in: no Evidence (packs are the
     // Auditor's), no Search, SQL or Access.
-    assert_eq!(nav(&client).await, json!(["/", "/findings", "/dashboards", "/reviews"]));
+    assert_eq!(nav(&client).await, json!(["/", "/incidents", "/findings", "/dashboards", "/reviews"]));
     client.find(Locator::Css("header nav a[href='/reviews']")).await.unwrap().click().await.unwrap();
     ready(&client).await;
     assert_eq!(client.current_url().await.unwrap().path(), "/reviews");
@@ -527,7 +530,10 @@ async fn an_admin_starts_a_review_reviewers_decide_and_an_auditor_exports_it() {
 
     // The Auditor: the log, and the decisions in Microsoft Graph's shape.
     sign_in_as(&client, &base, "Auditor", "Avery Auditor", secret).await;
-    assert_eq!(nav(&client).await, json!(["/", "/findings", "/dashboards", "/access", "/evidence", "/reviews"]));
+    assert_eq!(
+        nav(&client).await,
+        json!(["/", "/incidents", "/findings", "/dashboards", "/access", "/evidence", "/reviews"])
+    );
     open(&client, &base, &path).await;
     assert_eq!(text(&client, "#review-state").await, "completed");
     client

@@ -183,6 +183,12 @@ const EVIDENCE_TABLES: [(&str, &str); 5] = [
 fn evidence(conn: &duckdb::Connection, id: i64) -> ApiResult<Vec<Object>> {
     let mut events =
         objects(conn, include_str!("sql/finding_evidence.sql"), &[Value::BigInt(id), Value::BigInt(EVIDENCE_ROWS)])?;
+    attach_rows(conn, &mut events)?;
+    Ok(events)
+}
+
+/// Gives each evidence event (`evidence_table`, `row_id`) its row from its table, as `row`.
+pub(super) fn attach_rows(conn: &duckdb::Connection, events: &mut [Object]) -> ApiResult<()> {
     // One query per table for the rows behind the events; the table name comes from
     // our own list, never from the data.
     for (table, named) in EVIDENCE_TABLES {
@@ -206,7 +212,7 @@ fn evidence(conn: &duckdb::Connection, id: i64) -> ApiResult<Vec<Object>> {
             event.insert("row".into(), row.cloned().map_or(JsonValue::Null, JsonValue::Object));
         }
     }
-    Ok(events)
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/findings/{id}/history", tag = "findings",

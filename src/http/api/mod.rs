@@ -14,6 +14,7 @@ pub mod dashboards;
 pub mod evidence;
 pub mod filter;
 pub mod findings;
+pub mod incidents;
 pub mod leavers;
 pub mod principal;
 pub mod results;
@@ -84,6 +85,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(findings::resolve))
         .routes(routes!(findings::reopen))
         .routes(routes!(findings::suppress))
+        .routes(routes!(incidents::list))
+        .routes(routes!(incidents::bulk))
+        .routes(routes!(incidents::detail))
+        .routes(routes!(incidents::acknowledge))
+        .routes(routes!(incidents::resolve))
+        .routes(routes!(incidents::reopen))
+        .routes(routes!(incidents::owner))
         .routes(routes!(principal::profile))
         .routes(routes!(access::review_access))
         .routes(routes!(reviews::list, reviews::start))

@@ -29,6 +29,8 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(overview))
+        .routes(routes!(incidents))
+        .routes(routes!(incident))
         .routes(routes!(findings))
         .routes(routes!(finding))
         .routes(routes!(principal))
@@ -61,6 +63,7 @@ fn secure(mut response: Response) -> Response {
 /// access table the guard enforces), so nobody is offered a page that would refuse them.
 const NAV: &[(&str, &str, Method, &str)] = &[
     ("/", "Overview", Method::GET, "/api/status"),
+    ("/incidents", "Incidents", Method::GET, "/api/incidents"),
     ("/findings", "Findings", Method::GET, "/api/findings"),
     ("/search", "Search", Method::GET, "/api/search/requests"),
     ("/sql", "SQL", Method::POST, "/api/sql"),
@@ -138,6 +141,13 @@ pub async fn overview(State(state): State<AppState>, Extension(granted): Extensi
     shell(&state, &granted)
 }
 
+page!(incidents, "/incidents", "Incidents: related findings as one story, with bulk triage.");
+page!(
+    incident,
+    "/incidents/{id}",
+    "One incident: its story, who, what, from where, whether it is still going on.",
+    "id"
+);
 page!(findings, "/findings", "Findings, filterable.");
 page!(finding, "/findings/{id}", "One finding: evidence, the principal's sign-ins, actions.", "id");
 page!(principal, "/principals/{id}", "One principal over a period.", "id");

@@ -466,7 +466,8 @@ function entitlementsSection(e) {
 // ---- Pages --------------------------------------------------------------------
 
 async function overview() {
-  const [status, activity, open, dead] = await Promise.all([
+  const [incidentsOpen, status, activity, open, dead] = await Promise.all([
+    api("/api/incidents?status=open,acknowledged&limit=10"),
     api("/api/status"),
     api("/api/activity?hours=168"),
     api("/api/findings?status=open,acknowledged&limit=10"),
@@ -486,6 +487,8 @@ async function overview() {
   const quarantine = seesQuarantine ? await api("/api/quarantine?limit=20") : null;
   render(
     el("h1", {}, "Overview"),
+    el("section", { id: "open-incidents" }, el("h2", {}, "Open incidents"), incidentTable(incidentsOpen.rows, false),
+      el("p", {}, el("a", { href: "/incidents" }, "All incidents →"))),
     el("div", { class: "cards", id: "overview-cards" },
       ["critical", "high", "medium", "low"].map((s) =>
         el("a", { class: `card sev-${s}`, "data-severity": s, href: `/findings${query({ status: "open", severity: s })}` },
@@ -1302,6 +1305,190 @@ async function review(id) {
   );
 }
 
+// ---- Incidents ----------------------------------------------------------------
+
+/** An address as a link to its data operations in Search, for the roles Search lets in (Responders). */
+const addressLink = (ip) => (has("Responder") ? el("a", { href: `/search${query({ tab: "requests", ip })}`, class: "nw" }, ip) : el("span", { class: "nw" }, ip));
+
+/** An incident's principal ({id, name}) as a link to its page. */
+const principalOf = (p) => principalLink(p.id, p.name);
+
+/** "active · last event 12 s ago", kept current every second while the page shows it. */
+function activeBadge(latest, serverNow) {
+  if (!latest) return el("span", { class: "quiet" }, "no event of its principals or addresses since it began");
+  // The server's clock against ours, so a skewed laptop clock does not say "in 3 min".
+  const skew = serverNow ? Date.now() - new Date(serverNow).getTime() : 0;
+  const badge = el("span", { id: "active-badge", "aria-live": "off" });
+  const draw = () => {
+    const age = Date.now() - skew - new Date(latest).getTime();
+    const active = age <= 15 * 60 * 1000;
+    badge.className = active ? "active" : "quiet";
+    // To the second within the hour, so it visibly counts while someone watches.
+    const secs = Math.max(0, Math.round(age / 1000));
+    const span = secs >= 120 && secs < 3600 ? `${Math.floor(secs / 60)} min ${secs % 60} s` : ago(age);
+    badge.replaceChildren(active ? "ACTIVE · " : "", `last event ${span} ago`);
+  };
+  draw();
+  const timer = setInterval(() => (badge.isConnected ? draw() : clearInterval(timer)), 1000);
+  return badge;
+}
+
+/** One incident as a row of the list. */
+function incidentRow(i, select) {
+  const age = Date.now() - new Date(i.last_seen).getTime();
+  return el("tr", { "data-incident": i.id },
+    select ? el("td", {}, el("input", { type: "checkbox", class: "pick", value: i.id, "aria-label": `Select incident ${i.id}` })) : null,
+    el("td", {}, time(i.last_seen), age <= 15 * 60 * 1000 ? [" ", el("span", { class: "active" }, "ACTIVE")] : null),
+    el("td", {}, severityBadge(i.severity)),
+    el("td", {}, el("a", { href: `/incidents/${i.id}` }, `#${i.id} ${i.title}`)),
+    el("td", {}, statusBadge(i.status)),
+    el("td", {}, (i.principals || []).length ? i.principals.map((p, n) => [n ? ", " : "", principalOf(p)]) : "–"),
+    el("td", {}, (i.addresses || []).length ? i.addresses.map((a, n) => [n ? ", " : "", addressLink(a)]) : "–"),
+    el("td", { class: "n" }, number(i.findings)),
+    el("td", {}, i.owner || "–"));
+}
+
+function incidentTable(rows, select) {
+  if (!rows.length) return el("p", { class: "muted" }, "No incidents.");
+  const head = [select ? "" : null, "last evidence", "severity", "incident", "status", "who", "from", "findings", "owner"].filter((c) => c !== null);
+  return el("div", { class: "scroll", tabindex: 0 }, el("table", { id: "incident-table" },
+    el("thead", {}, el("tr", {}, head.map((c) => el("th", { scope: "col" }, c)))),
+    el("tbody", {}, rows.map((i) => incidentRow(i, select)))));
+}
+
+async function incidents() {
+  const p = params();
+  const shell = [el("h1", {}, "Incidents"),
+    el("p", { class: "muted" }, "Findings that tell one story (the same principal, the same address, or a key's use after its listing, within a day) grouped into one incident."),
+    filterForm([
+      ["status", "Status", ["open", "acknowledged", "resolved", "suppressed", "open,acknowledged"]],
+      ["severity", "Severity", ["critical", "high", "medium", "low", "critical,high"]],
+    ], p, "/incidents")];
+  const page = await filtered(shell, () => api(`/api/incidents${query({ status: p.get("status") || "open,acknowledged", severity: p.get("severity"), cursor: p.get("cursor"), limit: 50 })}`));
+  if (!page) return;
+  const next = new URLSearchParams(p);
+  if (page.next_cursor) next.set("cursor", page.next_cursor);
+  const triage = has("Responder");
+  const comment = el("input", { id: "bulk-comment", type: "text", placeholder: "Why (the next person on call reads it)", size: 40 });
+  const note = el("p", { role: "status", "aria-live": "polite", id: "bulk-note" });
+  const bulk = (action) => async () => {
+    const ids = [...document.querySelectorAll("input.pick:checked")].map((c) => Number(c.value));
+    if (!ids.length) { note.textContent = "Select incidents first."; return; }
+    if (!comment.value.trim()) { note.textContent = "Write a comment first."; comment.focus(); return; }
+    try {
+      const r = await api("/api/incidents/bulk", { method: "POST", body: { ids, action, comment: comment.value } });
+      const failed = r.results.filter((x) => x.error);
+      await incidents();
+      document.getElementById("bulk-note").replaceChildren(
+        `${action}: ${r.results.length - failed.length} of ${r.results.length} incidents changed.`,
+        failed.map((x) => el("span", { class: "error" }, ` #${x.incident}: ${x.error.message}`)));
+    } catch (e) { note.replaceChildren(problem(e)); }
+  };
+  render(...shell,
+    triage && page.rows.length ? el("div", { class: "bulk" }, el("label", { for: "bulk-comment" }, "Selected: "), comment,
+      ["acknowledge", "resolve", "reopen"].map((a) => el("button", { type: "button", "data-bulk": a, onclick: bulk(a) }, a[0].toUpperCase() + a.slice(1))), note) : null,
+    incidentTable(page.rows, triage),
+    page.next_cursor ? el("p", {}, el("a", { href: `/incidents?${next}`, rel: "next" }, "Next page →")) : null);
+}
+
+/** Why a finding is part of its incident, in words. */
+function linkedBy(link) {
+  if (!link) return "where it began";
+  const [kind, value] = [link.slice(0, link.indexOf("=")), link.slice(link.indexOf("=") + 1)];
+  if (kind === "principal") return "the same principal";
+  if (kind === "ip") return `the same address ${value}`;
+  if (kind === "account") return `a key's use on ${value} after the keys were listed`;
+  return link;
+}
+
+/** Who / what / from where / how it started / still going on, in one block. */
+function glance(d) {
+  const i = d.incident;
+  const reads = d.reads.slice(0, 3).map((r) => words(r.account + "/" + (r.database_name || "?") + "/" + (r.collection_name || "?"), `${number(r.requests)} requests`, typeof r.bytes_out === "number" ? `${bytes(r.bytes_out)} out` : null));
+  const first = d.findings[0];
+  const used = [...new Set(d.reads.flatMap((r) => r.addresses || []))].slice(0, 5);
+  const sprayed = d.targets.length > 1 ? `${number(d.targets.length)} accounts tried, ${number(d.targets.filter((t) => t.succeeded > 0).length)} signed in` : null;
+  const row = (label, ...value) => [el("dt", {}, label), el("dd", {}, ...value)];
+  return el("dl", { class: "glance", id: "glance" },
+    row("Who", (i.principals || []).length ? i.principals.map((p, n) => [n ? ", " : "", principalOf(p)]) : "no principal named (a key, a spray)"),
+    row("From where", (i.addresses || []).length ? i.addresses.map((a, n) => [n ? ", " : "", addressLink(a)])
+      : used.length ? [used.map((a, n) => [n ? ", " : "", addressLink(a)]), el("span", { class: "muted" }, " (its requests)")] : "no address known",
+      sprayed ? ` · ${sprayed}` : null),
+    row("What", reads.length ? reads.join("; ") + (d.reads.length > 3 ? ` (+${d.reads.length - 3} more)` : "") : "no data operation of its principals or addresses"),
+    row("How it started", first ? [el("a", { href: `/findings/${first.id}` }, first.title), " at ", time(first.first_seen)] : "–"),
+    row("Still going on", activeBadge(i.latest_event, i.now)));
+}
+
+async function incident(id) {
+  const p = params();
+  const offset = Math.max(0, Number(p.get("offset")) || 0);
+  const d = await api(`/api/incidents/${encodeURIComponent(id)}${query({ offset: offset || null, limit: 200 })}`);
+  const i = d.incident;
+  const comment = el("textarea", { id: "comment", name: "comment", rows: 2, placeholder: "Why: what you found, what you did" });
+  const owner = el("input", { id: "owner", type: "text", value: i.owner || "", placeholder: "who is on it", size: 28 });
+  const note = el("p", { role: "status", "aria-live": "polite", id: "incident-note" });
+  const act = (action, confirm) => async (event) => {
+    event.preventDefault();
+    note.textContent = "";
+    if (!comment.value.trim()) { note.textContent = "Write a comment first: the next person on call reads it."; comment.focus(); return; }
+    try {
+      await api(`/api/incidents/${i.id}/${action}`, { method: "POST", body: { comment: comment.value, confirm: !!confirm } });
+      await incident(id);
+      document.getElementById("incident-status").focus();
+    } catch (e) {
+      if (e.code === "still_active") {
+        note.replaceChildren(el("span", { class: "warning", id: "still-active" }, e.message, " "),
+          el("button", { type: "button", id: "resolve-anyway", onclick: act("resolve", true) }, "Resolve anyway"));
+      } else note.replaceChildren(problem(e));
+    }
+  };
+  const setOwner = async (event) => {
+    event.preventDefault();
+    try {
+      await api(`/api/incidents/${i.id}/owner`, { method: "POST", body: { owner: owner.value.trim() || null } });
+      await incident(id);
+    } catch (e) { note.replaceChildren(problem(e)); }
+  };
+  const actions = [];
+  if (has("Responder")) {
+    if (i.status === "open") actions.push(["acknowledge", "Acknowledge"], ["resolve", "Resolve"]);
+    if (i.status === "acknowledged") actions.push(["resolve", "Resolve"]);
+    if (i.status === "resolved" || i.status === "suppressed" || d.findings.some((f) => f.status === "resolved")) actions.push(["reopen", "Reopen"]);
+  }
+  const more = offset + d.story.length < d.story_total;
+  render(
+    el("p", {}, el("a", { href: "/incidents" }, "← Incidents")),
+    el("h1", {}, `Incident #${i.id}: ${i.title}`),
+    el("p", { class: "facts" }, severityBadge(i.severity), " ", el("span", { id: "incident-status", tabindex: -1 }, statusBadge(i.status)), " · ",
+      `${number(i.findings)} findings, ${number(i.events)} evidence events · first `, time(i.first_seen), " · last ", time(i.last_seen),
+      " · owner ", i.owner ? el("strong", {}, i.owner) : "nobody"),
+    glance(d),
+    has("Responder") ? section("Act on it",
+      el("form", { class: "act", id: "incident-act" },
+        el("div", {}, el("label", { for: "owner" }, "Owner "), owner, el("button", { type: "button", id: "set-owner", onclick: setOwner }, "Set owner")),
+        el("label", { for: "comment" }, "Comment (goes into each finding's history)"), comment,
+        el("div", {}, actions.map(([a, label]) => el("button", { type: "button", "data-action": a, onclick: act(a) }, label))), note)) : null,
+    el("section", { id: "story-line" }, el("h2", {}, "How it unfolded"),
+      el("ol", { class: "story" }, d.findings.map((f) => el("li", {},
+        time(f.first_seen), " ", severityBadge(f.severity), " ", el("a", { href: `/findings/${f.id}` }, f.title), " ", statusBadge(f.status),
+        el("span", { class: "muted small" }, " ", words(f.principal_id && i.principals ? (i.principals.find((x) => x.id === f.principal_id) || {}).name : null, f.entity || null,
+          `· ${linkedBy(f.linked_by)}`)))))),
+    d.targets.length ? section(`Whom its sign-ins went after (${d.targets.length})`, el("div", { class: "scroll", tabindex: 0 }, el("table", { id: "targets" },
+      el("thead", {}, el("tr", {}, ["principal", "attempts", "succeeded", "first", "last", "from"].map((c) => el("th", { scope: "col" }, c)))),
+      el("tbody", {}, d.targets.map((t) => el("tr", { class: t.succeeded > 0 ? "succeeded" : null },
+        el("td", {}, principalLink(t.principal_id, t.principal_name)), el("td", { class: "n" }, number(t.attempts)),
+        el("td", { class: "n" }, number(t.succeeded)), el("td", {}, time(t.first)), el("td", {}, time(t.last)),
+        el("td", {}, (t.addresses || []).map((a, n) => [n ? ", " : "", addressLink(a)])))))))) : null,
+    section("What was done to data since it began (its principals, or from its addresses)",
+      table(["account", "database_name", "collection_name", "requests", "bytes_out", "operations", "failed", "first", "last"], d.reads)),
+    el("section", { id: "incident-events" }, el("h2", {}, `Evidence, in time order (${number(offset + 1)}–${number(offset + d.story.length)} of ${number(d.story_total)})`),
+      evidenceTable(d.story),
+      el("p", {}, offset > 0 ? el("a", { href: `/incidents/${i.id}${query({ offset: Math.max(0, offset - 200) || null })}`, rel: "prev" }, "← Earlier") : null, " ",
+        more ? el("a", { href: `/incidents/${i.id}${query({ offset: offset + 200 })}`, rel: "next" }, "Later →") : null)),
+    el("section", { id: "incident-log" }, el("h2", {}, "Log"), table(["logged_at", "changed_by", "action", "finding_id", "detail"], d.log)),
+  );
+}
+
 // ---- Start --------------------------------------------------------------------
 
 async function showUser() {
@@ -1317,7 +1504,7 @@ async function showUser() {
 }
 
 const ROUTES = [
-  [/^\/$/, overview], [/^\/findings$/, findings], [/^\/findings\/(\d+)$/, finding], [/^\/principals\/([^/]+)$/, principal],
+  [/^\/$/, overview], [/^\/incidents$/, incidents], [/^\/incidents\/(\d+)$/, incident], [/^\/findings$/, findings], [/^\/findings\/(\d+)$/, finding], [/^\/principals\/([^/]+)$/, principal],
   [/^\/search$/, search], [/^\/sql$/, sql], [/^\/dashboards$/, dashboards], [/^\/dashboards\/([\w-]+)$/, dashboard], [/^\/evidence$/, evidence], [/^\/access$/, access],
   [/^\/reviews$/, reviews], [/^\/reviews\/([^/]+)$/, review],
 ];
