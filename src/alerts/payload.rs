@@ -1027,7 +1027,9 @@ pub fn notice(destination: &Destination, notice: &Notice, now: DateTime<Utc>) ->
             })
         }
         DestinationKind::Teams => {
-            let mut body = vec![json!({"type": "TextBlock", "text": headline, "weight": "Bolder", "size": "Medium", "wrap": true})];
+            let mut body = vec![
+                json!({"type": "TextBlock", "text": headline, "weight": "Bolder", "size": "Medium", "wrap": true}),
+            ];
             for (label, value) in &notice.lines {
                 body.push(json!({"type": "RichTextBlock", "spacing": "None", "inlines": [
                     {"type": "TextRun", "text": format!("{label}: "), "weight": "Bolder"},

@@ -150,7 +150,9 @@ fn seed_reviews(store: &Store, now: DateTime<Utc>) -> Result<bool> {
         };
         let id = reviews::start(store, &review, &admin)?;
         let items: Vec<(i64, String, String)> = conn
-            .prepare("SELECT item_id, recommendation, advice FROM access_review_items WHERE review_id = ? ORDER BY item_id")?
+            .prepare(
+                "SELECT item_id, recommendation, advice FROM access_review_items WHERE review_id = ? ORDER BY item_id",
+            )?
             .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<duckdb::Result<_>>()?;
         let decide = (items.len() as f64 * share).ceil() as usize;

@@ -9,11 +9,12 @@ use serde_json::{Value, json};
 
 /// The decisions of review `review` (its id), or None when there is no such review.
 pub fn decisions(conn: &duckdb::Connection, review: i64) -> Result<Option<Value>> {
-    let uuid: Option<String> = match conn.query_row("SELECT uuid FROM access_reviews WHERE id = ?", [review], |r| r.get(0)) {
-        Ok(uuid) => Some(uuid),
-        Err(duckdb::Error::QueryReturnedNoRows) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let uuid: Option<String> =
+        match conn.query_row("SELECT uuid FROM access_reviews WHERE id = ?", [review], |r| r.get(0)) {
+            Ok(uuid) => Some(uuid),
+            Err(duckdb::Error::QueryReturnedNoRows) => None,
+            Err(e) => return Err(e.into()),
+        };
     let Some(uuid) = uuid else { return Ok(None) };
     let mut stmt = conn.prepare(include_str!("sql/graph_decisions.sql"))?;
     let rows = stmt.query_map([review], |r| {

@@ -277,7 +277,16 @@ pub fn decide(
         // Checked inside the transaction that writes, under the log's lock: a completion
         // or another decision committed meanwhile is seen.
         may_decide(conn, review, item, &by.oid)?;
-        log(conn, review, Some(item), "decided", Some(decision.graph()), Some(justification), Some(by), serde_json::json!({}))?;
+        log(
+            conn,
+            review,
+            Some(item),
+            "decided",
+            Some(decision.graph()),
+            Some(justification),
+            Some(by),
+            serde_json::json!({}),
+        )?;
         let now = state(conn, review)?;
         let done = now.decided >= now.items;
         if done {

@@ -45,7 +45,9 @@ pub fn spawn(
         match send_due(&store, &alerts, Utc::now()) {
             Ok(0) => {}
             Ok(sent) => tracing::info!(messages = sent, "access review reminders queued"),
-            Err(error) => tracing::warn!(error = format!("{error:#}"), "queueing access review reminders failed; retrying"),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "queueing access review reminders failed; retrying")
+            }
         }
     })
 }

@@ -217,8 +217,10 @@ fn reviews_due_soon_are_reminded_once_a_day_through_every_destination() {
     let admin = api.token(Role::Admin, ADMIN, "Ada Admin");
     let soon = (Utc::now() + Duration::hours(20)).to_rfc3339();
     let later = (Utc::now() + Duration::days(30)).format("%Y-%m-%d").to_string();
-    let (s1, due) = api.call("POST", "/api/reviews", &admin, Some(json!({"name": "due <soon>", "reviewers": [ONE], "due": soon})));
-    let (s2, _) = api.call("POST", "/api/reviews", &admin, Some(json!({"name": "later", "reviewers": [ONE], "due": later})));
+    let (s1, due) =
+        api.call("POST", "/api/reviews", &admin, Some(json!({"name": "due <soon>", "reviewers": [ONE], "due": soon})));
+    let (s2, _) =
+        api.call("POST", "/api/reviews", &admin, Some(json!({"name": "later", "reviewers": [ONE], "due": later})));
     assert_eq!((s1, s2), (201, 201));
     let config: tokentrail::alerts::config::AlertsConfig = serde_json::from_value(json!({
         "ui_base_url": "https://tokentrail.example",
@@ -236,11 +238,16 @@ fn reviews_due_soon_are_reminded_once_a_day_through_every_destination() {
     }
     let alerts = config.resolve("http://127.0.0.1").unwrap();
     let now = Utc::now();
-    assert_eq!(tokentrail::reviews::remind::send_due(&api.store, &alerts, now).unwrap(), 2, "one review, two destinations");
+    assert_eq!(
+        tokentrail::reviews::remind::send_due(&api.store, &alerts, now).unwrap(),
+        2,
+        "one review, two destinations"
+    );
     assert_eq!(tokentrail::reviews::remind::send_due(&api.store, &alerts, now + Duration::hours(1)).unwrap(), 0);
     assert_eq!(tokentrail::reviews::remind::send_due(&api.store, &alerts, now + Duration::hours(25)).unwrap(), 2);
     let conn = api.store.connection().unwrap();
-    let mut stmt = conn.prepare("SELECT destination, alert_status, body FROM alert_messages ORDER BY id LIMIT 2").unwrap();
+    let mut stmt =
+        conn.prepare("SELECT destination, alert_status, body FROM alert_messages ORDER BY id LIMIT 2").unwrap();
     let messages: Vec<(String, String, String)> =
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
     let slack: Value = serde_json::from_str(&messages[0].2).unwrap();

@@ -349,7 +349,9 @@ mod tests {
     #[test]
     fn reviewers_are_object_ids() {
         assert!(uuid_shaped("0d9a2c4e-1111-4b2c-9d3e-0123456789ab").is_some());
-        for bad in ["", "someone@contoso.com", "0d9a2c4e11114b2c9d3e0123456789ab", "0d9a2c4e-1111-4b2c-9d3e-0123456789ag"] {
+        for bad in
+            ["", "someone@contoso.com", "0d9a2c4e11114b2c9d3e0123456789ab", "0d9a2c4e-1111-4b2c-9d3e-0123456789ag"]
+        {
             assert!(uuid_shaped(bad).is_none(), "{bad}");
         }
     }
