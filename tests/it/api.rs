@@ -553,6 +553,36 @@ fn the_sql_console_runs_selects_and_refuses_everything_else() {
     assert!(broken.json()["error"]["message"].as_str().unwrap().contains("no_such_column"));
 }
 
+/// DuckDB here has no ICU: `now() - INTERVAL 1 DAY` is a binder error listing every
+/// candidate of `-`. The 400 is short and names the forms that work, and they do.
+#[test]
+fn time_arithmetic_without_icu_is_answered_with_the_form_that_works() {
+    for sql in [
+        "SELECT count(*) FROM signins WHERE time > now() - INTERVAL 1 DAY",
+        "SELECT current_timestamp - INTERVAL '1 hour' AS t",
+        "SELECT date_trunc('hour', time) FROM signins",
+    ] {
+        let reply = post("/api/sql", Role::Responder, json!({"sql": sql}));
+        assert_eq!(reply.status, 400, "{sql}: {}", reply.body);
+        let message = reply.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("utc_add(now(), - INTERVAL 1 DAY)"), "{sql}: {message}");
+        assert!(message.contains("now()::TIMESTAMP - INTERVAL 1 DAY"), "{sql}: {message}");
+        assert!(!message.contains("Candidate functions") && message.lines().count() == 1, "{sql}: {message}");
+    }
+    for sql in [
+        "SELECT count(*) AS n FROM signins WHERE time > utc_add(now(), - INTERVAL 1 DAY)",
+        "SELECT count(*) AS n FROM signins WHERE time > now()::TIMESTAMP - INTERVAL 1 DAY",
+        "SELECT count(*) AS n FROM (SELECT utc_hour(time), date_trunc('hour', time::TIMESTAMP) FROM signins)",
+    ] {
+        let reply = post("/api/sql", Role::Responder, json!({"sql": sql}));
+        assert_eq!(reply.status, 200, "{sql}: {}", reply.body);
+    }
+    // Other errors keep DuckDB's own message.
+    let other = post("/api/sql", Role::Responder, json!({"sql": "SELECT no_such_column FROM signins"}));
+    assert_eq!(other.status, 400);
+    assert!(!other.json()["error"]["message"].as_str().unwrap().contains("utc_add"), "{}", other.body);
+}
+
 #[test]
 fn a_long_query_is_stopped_at_the_timeout() {
     let started = std::time::Instant::now();
@@ -598,6 +628,66 @@ fn a_principal_profile_shows_where_it_signed_in_and_what_it_touched() {
     assert!(!profile["daily"].as_array().unwrap().is_empty());
     let timeline = profile["timeline"].as_array().unwrap();
     assert!(timeline.iter().any(|e| e["type"] == "signin") && timeline.iter().any(|e| e["type"] == "data"));
+}
+
+/// On-call is told a UPN or a name, not an object id: the principal page and Search's
+/// principal filter take either (ignoring case), as bound parameters.
+#[test]
+fn a_principal_is_found_by_upn_or_display_name_as_well_as_id() {
+    let db = &fixture().db;
+    // A user whose UPN and display name belong to it alone.
+    let (id, upn, display): (String, String, String) = {
+        let conn = db.store.connection().unwrap();
+        conn.query_row(
+            "SELECT principal_id, any_value(principal_name), any_value(user_display_name) FROM signins
+             WHERE principal_name LIKE '%@%' AND user_display_name IS NOT NULL
+               AND lower(user_display_name) IN (SELECT lower(user_display_name) FROM signins
+                   GROUP BY 1 HAVING count(DISTINCT principal_id) = 1)
+               AND lower(principal_name) IN (SELECT lower(principal_name) FROM signins
+                   GROUP BY 1 HAVING count(DISTINCT principal_id) = 1)
+               AND principal_id IN (SELECT principal_id FROM cosmos_requests)
+             GROUP BY principal_id ORDER BY count(*) DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    let by_id = get(&format!("/api/principals/{id}"), Role::Responder).json();
+    let segment = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    for name in [upn.clone(), upn.to_uppercase(), display.clone(), display.to_lowercase()] {
+        let reply = get(&format!("/api/principals/{}", path_segment(&name)), Role::Responder);
+        assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+        let profile = reply.json();
+        assert_eq!(profile["principal"]["principal_id"], id.as_str(), "{name}");
+        assert_eq!(profile["timeline"], by_id["timeline"], "{name}");
+        for tab in ["requests", "signins"] {
+            let by_name = get(&format!("/api/search/{tab}?principal={}&limit=1000", segment(&name)), Role::Responder);
+            let by_id = get(&format!("/api/search/{tab}?principal={id}&limit=1000"), Role::Responder);
+            assert_eq!(by_name.status, 200, "{tab} {name}: {}", by_name.body);
+            let rows = by_name.json()["rows"].clone();
+            assert!(!rows.as_array().unwrap().is_empty(), "{tab} {name}");
+            assert_eq!(rows, by_id.json()["rows"], "{tab} {name}");
+        }
+    }
+    // A name no sign-in carries is still a 404; one several principals share names them.
+    let reply = get("/api/principals/nobody%40nowhere.example", Role::Responder);
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    let shared: Option<String> = db
+        .store
+        .connection()
+        .unwrap()
+        .query_row(
+            "SELECT user_display_name FROM signins WHERE user_display_name IS NOT NULL
+             GROUP BY 1 HAVING count(DISTINCT principal_id) > 1 LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    if let Some(shared) = shared {
+        let reply = get(&format!("/api/principals/{}", path_segment(&shared)), Role::Responder);
+        assert_eq!(reply.status, 400, "{shared}: {}", reply.body);
+        assert!(reply.json()["error"]["message"].as_str().unwrap().contains("by its id"), "{}", reply.body);
+    }
 }
 
 #[test]

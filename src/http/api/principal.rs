@@ -164,8 +164,25 @@ fn changes(conn: &duckdb::Connection, id: &str, side: &str) -> ApiResult<(Vec<Ch
     Ok((changes, total))
 }
 
+/// The one principal whose sign-in name (UPN) or display name is `name`, ignoring case;
+/// `None` if none, a 400 naming them if several are.
+pub fn lookup(conn: &duckdb::Connection, name: &str) -> ApiResult<Option<String>> {
+    let found = objects(conn, include_str!("sql/principal_lookup.sql"), &[Value::Text(name.to_owned())])?;
+    let ids: Vec<String> =
+        found.iter().filter_map(|row| row.get("principal_id").and_then(|v| v.as_str()).map(str::to_owned)).collect();
+    match ids.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        several => Err(ApiError::bad_request(format!(
+            "{} principals are named {name:?}: open one by its id ({})",
+            several.len(),
+            several.join(", ")
+        ))),
+    }
+}
+
 #[utoipa::path(get, path = "/api/principals/{id}", tag = "principals",
-    params(("id" = String, Path, description = "Principal id (Entra object id)"), filter::PeriodQuery),
+    params(("id" = String, Path, description = "Principal id (Entra object id), or its UPN or display name (ignoring case)"), filter::PeriodQuery),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor"])),
     responses((status = 200, body = Profile), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn profile(
@@ -180,12 +197,22 @@ pub async fn profile(
         let conn = store.connection()?;
         // The `principals` view's columns for one principal, filtered before grouping
         // (the view itself groups every principal first).
-        let principal = objects(
-            &conn,
-            include_str!("sql/principal_profile.sql"),
-            &[Value::Text(id.clone()), Value::Text(id.clone())],
-        )?
-        .pop();
+        let one = |id: &str| {
+            objects(
+                &conn,
+                include_str!("sql/principal_profile.sql"),
+                &[Value::Text(id.to_owned()), Value::Text(id.to_owned())],
+            )
+        };
+        let mut id = id;
+        let mut principal = one(&id)?.pop();
+        // No principal has that id: it may be a UPN or a display name, as on-call is told.
+        if principal.is_none()
+            && let Some(found) = lookup(&conn, &id)?
+        {
+            principal = one(&found)?.pop();
+            id = found;
+        }
         // One that never signed in nor touched data may still have made or received changes, or
         // hold a role assignment it has not used.
         let principal = match principal {

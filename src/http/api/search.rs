@@ -21,7 +21,7 @@ pub const MAX_PAGE: i64 = 1_000;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RequestQuery {
-    /// Principal id (`aadPrincipalId`, the Entra object id).
+    /// Principal id (`aadPrincipalId`, the Entra object id), or a UPN or display name its sign-ins carry.
     pub principal: Option<String>,
     /// Client address, or a CIDR range (10.0.0.0/8, 2001:db8::/32).
     pub ip: Option<String>,
@@ -75,6 +75,27 @@ const REQUEST_COLUMNS: &str = "rowid AS row_id, time, account, database_name, co
     principal_id, auth_token_type, key_type, role_assignment_id, client_ip, user_agent, duration_ms, request_charge,
     request_length, response_length, region, connection_mode, activity_id";
 
+/// The principal filter: its id, or (ignoring case) a UPN or display name its sign-ins
+/// carry, which is what on-call is usually told. A GUID is only ever an id, which keeps
+/// the plain comparison for it.
+fn principal(f: &mut Filter, value: &Option<String>) {
+    let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) else { return };
+    if uuid_like(v) {
+        f.add("principal_id = ?", [Value::Text(v.to_string())]);
+    } else {
+        f.add(
+            "(principal_id = ? OR principal_id IN (SELECT s.principal_id FROM signins s \
+             WHERE lower(s.principal_name) = lower(?) OR lower(s.user_display_name) = lower(?)))",
+            [Value::Text(v.to_string()), Value::Text(v.to_string()), Value::Text(v.to_string())],
+        );
+    }
+}
+
+fn uuid_like(v: &str) -> bool {
+    v.len() == 36
+        && v.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+}
+
 /// Cosmos DB data operations, newest first.
 #[utoipa::path(get, path = "/api/search/requests", tag = "search", params(RequestQuery),
     security(("entra" = ["TokenTrail.Responder"])),
@@ -87,7 +108,7 @@ pub async fn requests(
     Query(q): Query<RequestQuery>,
 ) -> ApiResult<Response> {
     let mut f = Filter::default();
-    f.eq("principal_id", &q.principal);
+    principal(&mut f, &q.principal);
     f.ip("client_ip", &q.ip)?;
     f.eq("account", &q.account.as_ref().map(|a| a.to_ascii_lowercase()));
     f.eq("database_name", &q.database);
@@ -107,7 +128,7 @@ pub async fn requests(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SigninQuery {
-    /// Principal id (userId for users, servicePrincipalId otherwise).
+    /// Principal id (userId for users, servicePrincipalId otherwise), or a UPN or display name.
     pub principal: Option<String>,
     /// Address, or a CIDR range.
     pub ip: Option<String>,
@@ -146,7 +167,7 @@ pub async fn signins(
     Query(q): Query<SigninQuery>,
 ) -> ApiResult<Response> {
     let mut f = Filter::default();
-    f.eq("principal_id", &q.principal);
+    principal(&mut f, &q.principal);
     f.ip("ip_address", &q.ip)?;
     // `kind` is one of the four sign-in logs; anything else (`kind=signins`, the search
     // page's tab name) would match nothing and answer 0 rows without saying why.

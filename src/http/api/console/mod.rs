@@ -215,8 +215,30 @@ pub fn execute_with(
             format!("the query needs more memory than the service gives DuckDB; narrow it ({error:#})"),
         )),
         // DuckDB's message names what is wrong (a column, a type, a function).
-        (Err(error), _) => Err(ApiError::new(StatusCode::BAD_REQUEST, "sql_error", format!("{error:#}"))),
+        (Err(error), _) => {
+            let message = format!("{error:#}");
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "sql_error", without_icu(&message).unwrap_or(message)))
+        }
     }
+}
+
+/// DuckDB here is built without ICU, so `now() - INTERVAL 1 DAY` (any TIMESTAMPTZ with an
+/// INTERVAL) fails with a binder error listing every candidate of `-`, and `date_trunc` on
+/// one tries to load the extension: for those, the first line and the form that works.
+fn without_icu(message: &str) -> Option<String> {
+    let tz_arithmetic = message.contains("(TIMESTAMP WITH TIME ZONE, INTERVAL)")
+        || message.contains("(INTERVAL, TIMESTAMP WITH TIME ZONE)");
+    let icu = message.contains("extension 'icu") || message.contains("Extension \"icu\"");
+    if !tz_arithmetic && !icu {
+        return None;
+    }
+    let first = message.lines().next().unwrap_or_default().trim_end_matches(':').trim();
+    Some(format!(
+        "{first}. This DuckDB has no time-zone support (ICU), so now(), current_timestamp and the time \
+         columns (TIMESTAMP WITH TIME ZONE) take no INTERVAL arithmetic or date_trunc directly. \
+         Use utc_add(now(), - INTERVAL 1 DAY) or now()::TIMESTAMP - INTERVAL 1 DAY (both UTC), \
+         and utc_hour(time) or date_trunc('hour', time::TIMESTAMP) for an hour"
+    ))
 }
 
 /// The resident memory at which a console query is stopped: DuckDB's limit plus
