@@ -630,6 +630,40 @@ fn a_principal_profile_shows_where_it_signed_in_and_what_it_touched() {
     assert!(timeline.iter().any(|e| e["type"] == "signin") && timeline.iter().any(|e| e["type"] == "data"));
 }
 
+/// The principal's timeline is paged, not cut at 500 rows: the total in the period, and
+/// pages by `timeline_offset` that neither repeat nor skip a row.
+#[test]
+fn a_principal_timeline_is_paged_with_its_total() {
+    let principal: String = fixture().db.value(
+        "SELECT principal_id FROM cosmos_requests WHERE principal_id IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+    );
+    let first = get(&format!("/api/principals/{principal}"), Role::Responder).json();
+    let total = first["timeline_total"].as_i64().unwrap();
+    assert!(total > 500, "the busiest principal has more than a page: {total}");
+    let (from, to) = (first["from"].as_str().unwrap().to_string(), first["to"].as_str().unwrap().to_string());
+    let enc = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    let key = |r: &Value| format!("{}/{}/{}", r["type"], r["row_id"], r["time"]);
+    let mut seen = std::collections::HashSet::new();
+    let mut offset = 0;
+    while offset < total {
+        let path = format!("/api/principals/{principal}?from={}&to={}&timeline_offset={offset}", enc(&from), enc(&to));
+        let page = get(&path, Role::Responder);
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let page = page.json();
+        assert_eq!(page["timeline_total"], total);
+        assert_eq!(page["timeline_offset"], offset);
+        let rows = page["timeline"].as_array().unwrap();
+        assert_eq!(rows.len() as i64, (total - offset).min(500), "{path}");
+        for row in rows {
+            assert!(seen.insert(key(row)), "{path}: {} is on an earlier page too", key(row));
+        }
+        offset += rows.len() as i64;
+    }
+    assert_eq!(seen.len() as i64, total);
+    let bad = get(&format!("/api/principals/{principal}?timeline_offset=-1"), Role::Responder);
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}
+
 /// On-call is told a UPN or a name, not an object id: the principal page and Search's
 /// principal filter take either (ignoring case), as bound parameters.
 #[test]

@@ -29,6 +29,7 @@ mod fuzz;
 mod incidents;
 mod incidents_ui;
 mod inventory;
+mod investigation_ui;
 mod modules;
 mod oncall_ui;
 mod parsing;

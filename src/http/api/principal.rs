@@ -10,7 +10,7 @@ use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::results::Object;
 
@@ -35,9 +35,14 @@ pub struct Profile {
     pub daily: Vec<Object>,
     #[schema(value_type = Vec<Object>)]
     pub findings: Vec<Object>,
-    /// Sign-ins, data operations and findings in one list, newest first (500 at most).
+    /// Sign-ins, data operations and findings in one list, newest first: a page of 500 at
+    /// most, from `timeline_offset`.
     #[schema(value_type = Vec<Object>)]
     pub timeline: Vec<Object>,
+    /// How many rows the timeline has in the period, all pages.
+    pub timeline_total: i64,
+    /// How many newer rows come before this page.
+    pub timeline_offset: i64,
     /// Changes this principal made (it is the actor), newest first, 200 at most, whatever the
     /// period: role grants, key listings, group memberships, credentials, consents.
     pub changes_made: Vec<Change>,
@@ -164,6 +169,19 @@ fn changes(conn: &duckdb::Connection, id: &str, side: &str) -> ApiResult<(Vec<Ch
     Ok((changes, total))
 }
 
+/// The period of a principal's page, and which page of its timeline.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileQuery {
+    /// Start (RFC 3339); 14 days before `to` by default.
+    pub from: Option<String>,
+    /// End, exclusive (RFC 3339); just after its newest event by default.
+    pub to: Option<String>,
+    /// Timeline rows to skip (newest first): 500 per page.
+    pub timeline_offset: Option<i64>,
+}
+
 /// The one principal whose sign-in name (UPN) or display name is `name`, ignoring case;
 /// `None` if none, a 400 naming them if several are.
 pub fn lookup(conn: &duckdb::Connection, name: &str) -> ApiResult<Option<String>> {
@@ -182,15 +200,20 @@ pub fn lookup(conn: &duckdb::Connection, name: &str) -> ApiResult<Option<String>
 }
 
 #[utoipa::path(get, path = "/api/principals/{id}", tag = "principals",
-    params(("id" = String, Path, description = "Principal id (Entra object id), or its UPN or display name (ignoring case)"), filter::PeriodQuery),
+    params(("id" = String, Path, description = "Principal id (Entra object id), or its UPN or display name (ignoring case)"), ProfileQuery),
     security(("entra" = ["TokenTrail.Responder", "TokenTrail.Auditor"])),
     responses((status = 200, body = Profile), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn profile(
     State(state): State<AppState>,
     Extension(rows): Extension<RowCount>,
     Path(id): Path<String>,
-    Query(q): Query<filter::PeriodQuery>,
+    Query(q): Query<ProfileQuery>,
 ) -> ApiResult<axum::Json<Profile>> {
+    let offset = match q.timeline_offset {
+        None => 0,
+        Some(n) if n >= 0 => n,
+        Some(n) => return Err(ApiError::bad_request(format!("timeline_offset={n} is out of range; use 0 or more"))),
+    };
     let to = q.to.as_deref().map(|t| crate::http::error::parse_time("to", t)).transpose()?;
     let from = q.from.as_deref().map(|t| crate::http::error::parse_time("from", t)).transpose()?;
     let profile = super::db(&state, move |store| -> ApiResult<Profile> {
@@ -247,7 +270,14 @@ pub async fn profile(
         let daily =
             objects(&conn, include_str!("sql/principal_daily.sql"), &[p[0].clone(), p[1].clone(), p[2].clone(), day])?;
         let findings = objects(&conn, include_str!("sql/principal_findings.sql"), &p)?;
-        let timeline = objects(&conn, include_str!("sql/principal_timeline.sql"), &p)?;
+        let timeline = objects(
+            &conn,
+            include_str!("sql/principal_timeline.sql"),
+            &[p[0].clone(), p[1].clone(), p[2].clone(), Value::BigInt(offset)],
+        )?;
+        let timeline_total: i64 = conn
+            .prepare_cached(include_str!("sql/principal_timeline_count.sql"))?
+            .query_row(duckdb::params_from_iter(p.iter()), |r| r.get(0))?;
         let (changes_made, changes_made_total) = changes(&conn, &id, "made")?;
         let (changes_received, changes_received_total) = changes(&conn, &id, "received")?;
         let entitlements = entitlements(&conn, &id)?;
@@ -263,6 +293,8 @@ pub async fn profile(
             daily,
             findings,
             timeline,
+            timeline_total,
+            timeline_offset: offset,
             changes_made,
             changes_made_total,
             changes_received,

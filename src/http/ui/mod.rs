@@ -98,6 +98,7 @@ fn shell(state: &AppState, granted: &Granted) -> Response {
 <link rel=stylesheet href="/assets/uPlot.min.css"><link rel=stylesheet href="/assets/app.css">
 <script src="/assets/uPlot.iife.min.js" defer></script><script src="/assets/app.js" defer></script>
 </head><body data-mode="{mode}">
+<a class=skip href=#main>Skip to content</a>
 {banner}
 <header><a class=brand href="/">TokenTrail</a>
 <nav aria-label=Main>{nav}</nav>

@@ -49,8 +49,13 @@ const statusBadge = (s) => el("span", { class: `status status-${s}` }, s);
 /** How a cell of column `name` is shown: ids become links, times <time>. */
 function cell(name, value) {
   if (value === null || value === undefined) return "–";
-  if (name === "principal_id" && typeof value === "string" && !value.startsWith("key:"))
+  // The principal page lets in Responders and Auditors; others get the id as text.
+  if (name === "principal_id" && typeof value === "string" && !value.startsWith("key:") && (has("Responder") || has("Auditor")))
     return el("a", { href: `/principals/${encodeURIComponent(value)}` }, value);
+  const filter = searchFilter(name);
+  // Search answers Responders only, so only they are offered its links.
+  if (filter && typeof value === "string" && value !== "" && has("Responder"))
+    return el("a", { href: `/search${query({ tab: filter[0], [filter[1]]: value })}`, class: "nw", title: `Search ${filter[0] === "signins" ? "sign-ins" : "data operations"} with ${filter[1]} ${value}` }, value);
   if (name === "id" && typeof value === "number") return el("a", { href: `/findings/${value}` }, String(value));
   if (name === "severity") return severityBadge(value);
   if (name === "status" && typeof value === "string") return statusBadge(value);
@@ -61,6 +66,16 @@ function cell(name, value) {
   if (typeof value === "object") return JSON.stringify(value);
   if (/\//.test(value) && !/\s/.test(value) && value.length > 24) return breakAfterSlash(value);
   return String(value);
+}
+
+/** The Search tab and filter a column's value opens ([tab, parameter]), if any. */
+function searchFilter(name) {
+  if (/^(ip_address|signin_ip|prev_ip|weak_ip|risky_ip)$/.test(name)) return ["signins", "ip"];
+  if (/^(client_ip|ip|address|request_ip)$/.test(name)) return ["requests", "ip"];
+  if (name === "account") return ["requests", "account"];
+  if (name === "database_name") return ["requests", "database"];
+  if (/^(collection_name|collection)$/.test(name)) return ["requests", "collection"];
+  return null;
 }
 
 /** A path (no spaces): a line may break after a "/", never inside a segment (the CSS keeps words whole). */
@@ -81,7 +96,9 @@ function table(columns, rows, caption) {
       const value = Array.isArray(row) ? row[i] : row[c];
       return el("td", { class: typeof value === "number" ? "n" : null }, cell(c, value));
     })));
-  return el("div", { class: "scroll" }, el("table", {}, caption ? el("caption", {}, caption) : null, el("thead", {}, head), el("tbody", {}, body)));
+  // A region a keyboard can reach and scroll (a wide table scrolls sideways), named for screen readers.
+  return el("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": caption || `Table of ${columns.slice(0, 4).join(", ")}` },
+    el("table", {}, caption ? el("caption", {}, caption) : null, el("thead", {}, head), el("tbody", {}, body)));
 }
 
 function section(title, ...content) {
@@ -96,6 +113,12 @@ function render(...nodes) {
   // Absent parts (null, false) are left out, as el() leaves them out.
   main().replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
   keepTokens(main());
+  // Every scrolling table a keyboard can reach, named by its section (those table() made are already).
+  for (const box of main().querySelectorAll(".scroll:not([tabindex])")) {
+    box.tabIndex = 0;
+    box.setAttribute("role", "region");
+    box.setAttribute("aria-label", box.querySelector("caption")?.textContent || box.closest("section")?.querySelector("h2")?.textContent || "Table");
+  }
 }
 
 /**
@@ -568,6 +591,24 @@ function filterForm(fields, values, action) {
   return form;
 }
 
+/**
+ * The last 1 h, 24 h or 7 d up to now, the page's other filters kept (not its cursor);
+ * "custom" is the From and To fields of the form.
+ */
+function timePresets(p, path) {
+  const now = Date.now();
+  const iso = (ms) => new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
+  const link = (label, ms) => {
+    const q = new URLSearchParams(p);
+    for (const k of ["cursor", "all", "timeline_offset"]) q.delete(k);
+    q.set("from", iso(now - ms));
+    q.set("to", iso(now));
+    return el("a", { href: `${path}?${q}`, "data-preset": label }, label);
+  };
+  return el("p", { class: "presets" }, "Last ", link("1 h", 3600e3), " · ", link("24 h", 86400e3), " · ", link("7 d", 7 * 86400e3),
+    " · or a custom period in From and To");
+}
+
 /** Loads a page's data; a filter value the API refuses (400) is shown next to the form, which stays. */
 async function filtered(shell, load) {
   try {
@@ -596,6 +637,22 @@ async function findings() {
     table(["id", "severity", "status", "title", "principal_id", "principal_name", "entity", "first_seen", "last_seen", "count"], page.rows),
     page.next_cursor ? el("p", {}, el("a", { href: `/findings?${next}`, rel: "next" }, "Next page →")) : null,
   );
+}
+
+/** The SQL behind a finding's evidence: every event with its data operation or sign-in, for the console. */
+function evidenceSql(id) {
+  // The id is the finding's number from the API, checked to be one: nothing else goes into the text.
+  if (!Number.isInteger(id)) return "";
+  return `-- The evidence of finding ${id}: each event, with its data operation or sign-in
+SELECT e.time, e.evidence_table, e.detail,
+       c.operation, c.status_code, c.client_ip, c.account, c.database_name, c.collection_name, c.response_length,
+       s.ip_address, s.kind, s.error_code, s.app_display_name
+FROM finding_evidence e
+JOIN findings f USING (fingerprint)
+LEFT JOIN cosmos_requests c ON e.evidence_table = 'cosmos_requests' AND c.rowid = e.row_id
+LEFT JOIN signins s ON e.evidence_table = 'signins' AND s.rowid = e.row_id
+WHERE f.id = ${id}
+ORDER BY e.time, e.row_id`;
 }
 
 async function finding(id) {
@@ -650,7 +707,9 @@ async function finding(id) {
         el("div", {}, actions.map(([action, label]) => el("button", { type: "button", "data-action": action, onclick: act(action) }, label))), note)) : null,
     section(`Timeline: the principal's sign-ins beside the evidence (${timeline.length})`, table(["time", "what", "detail", "risk"], timeline)),
     evidenceChanges(d.evidence),
-    section(`Evidence (${d.evidence.length} of ${number(d.evidence_total)})`, evidenceTable(d.evidence)),
+    section(`Evidence (${d.evidence.length} of ${number(d.evidence_total)})`,
+      has("Responder") ? el("p", {}, el("a", { href: `/sql${query({ q: evidenceSql(d.finding.id) })}`, id: "evidence-sql" }, "Open its evidence in the SQL console"), " (all of it, to copy or change)") : null,
+      evidenceTable(d.evidence)),
     el("section", { id: "finding-history" }, el("h2", {}, "History"),
       table(["changed_at", "changed_by", "from_status", "to_status", "comment"], d.history)),
     section("Alert messages about it", table(["id", "destination", "alert_status", "delivery", "attempts", "sent_at", "last_error"], alerts.rows)),
@@ -739,25 +798,64 @@ function acknowledgement(f, ack) {
 
 async function principal(id) {
   const p = params();
-  const d = await filtered([el("h1", {}, id), filterForm([["from", "From (UTC)"], ["to", "To (UTC)"]], p, location.pathname)],
-    () => api(`/api/principals/${encodeURIComponent(id)}${query({ from: p.get("from"), to: p.get("to") })}`));
+  const d = await filtered([el("h1", {}, id), filterForm([["from", "From (UTC)"], ["to", "To (UTC)"]], p, location.pathname), timePresets(p, location.pathname)],
+    () => api(`/api/principals/${encodeURIComponent(id)}${query({ from: p.get("from"), to: p.get("to"), timeline_offset: p.get("timeline_offset") })}`));
   if (!d) return;
   const pr = d.principal;
   render(
     el("h1", {}, pr.principal_name || pr.display_name || pr.principal_id),
     el("p", { class: "facts" }, [pr.kind, pr.principal_id, `app ${pr.app_name || pr.app_id || "–"}`].filter(Boolean).join(" · "), " · first seen ", time(pr.first_seen), " · last seen ", time(pr.last_seen)),
+    entraLinks(pr),
     filterForm([["from", "From (UTC)"], ["to", "To (UTC)"]], new URLSearchParams({ from: p.get("from") || d.from, to: p.get("to") || d.to }), location.pathname),
+    timePresets(p, location.pathname),
     section("Volume per day against its baseline (median of the 28 days before)", lineChart(["day", "requests", "baseline_requests", "signins"], d.daily)),
     section("Where it signed in from", table(["country", "city", "ip_address", "app_display_name", "kind", "signins", "failed", "risk", "first", "last"], d.signin_sources)),
     section("What it touched", table(["account", "database_name", "collection_name", "operation", "requests", "bytes_out", "denied", "first", "last"], d.data_access)),
     entitlementsSection(d.entitlements),
     section("User agents", table(["user_agent", "seen_in", "events", "last"], d.user_agents)),
     section("Findings", table(["id", "severity", "status", "title", "entity", "last_seen", "count"], d.findings)),
-    section("Timeline", table(["time", "type", "what"], d.timeline)),
+    timelineSection(d, p),
     changesSection("Changes made by this identity", "changes-made", d.changes_made || [], d.changes_made_total || 0, "made"),
     changesSection("Changes made to this identity", "changes-received", d.changes_received || [], d.changes_received_total || 0, "received"),
   );
   showTarget();
+}
+
+/** The principal's timeline, 500 rows a page, with how many in all and links to the pages beside (the period kept fixed). */
+function timelineSection(d, p) {
+  const total = d.timeline_total ?? d.timeline.length;
+  const offset = d.timeline_offset || 0;
+  const page = (at) => {
+    const q = new URLSearchParams(p);
+    q.set("from", d.from); q.set("to", d.to);
+    if (at > 0) q.set("timeline_offset", at); else q.delete("timeline_offset");
+    return `${location.pathname}?${q}#timeline`;
+  };
+  const shown = d.timeline.length ? `rows ${number(offset + 1)}–${number(offset + d.timeline.length)} of ${number(total)}, newest first` : `${number(total)} rows`;
+  return el("section", { id: "timeline", "aria-labelledby": "timeline-title" },
+    el("h2", { id: "timeline-title" }, `Timeline (${shown})`),
+    table(["time", "type", "what"], d.timeline),
+    offset > 0 || offset + d.timeline.length < total ? el("p", { class: "pager" },
+      offset > 0 ? el("a", { href: page(Math.max(0, offset - 500)), rel: "prev" }, "← Newer") : null,
+      offset > 0 && offset + d.timeline.length < total ? " · " : null,
+      offset + d.timeline.length < total ? el("a", { href: page(offset + d.timeline.length), rel: "next", id: "timeline-older" }, "Older →") : null) : null);
+}
+
+/**
+ * Links out to the principal in the Entra admin pages of the Azure portal, whose menu holds
+ * its sign-in log (the full log: TokenTrail keeps what reached it). Only for an object id.
+ */
+function entraLinks(pr) {
+  const id = pr.principal_id;
+  if (typeof id !== "string" || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return null;
+  const portal = "https://portal.azure.com/#view/";
+  const href = pr.kind === "user"
+    ? `${portal}Microsoft_AAD_UsersAndTenants/UserProfileMenuBlade/~/overview/userId/${encodeURIComponent(id)}`
+    : `${portal}Microsoft_AAD_IAM/ManagedAppMenuBlade/~/Overview/objectId/${encodeURIComponent(id)}${pr.app_id ? `/appId/${encodeURIComponent(pr.app_id)}` : ""}`;
+  return el("p", { class: "links-out" },
+    el("a", { href, id: "entra-link", rel: "noopener noreferrer", target: "_blank" }, "In Entra ID (its sign-in logs are in the menu)"),
+    " · ",
+    el("a", { href: `${portal}Microsoft_AAD_IAM/SignInEventsV3Blade`, rel: "noopener noreferrer", target: "_blank" }, "Entra ID sign-in logs"));
 }
 
 /** One side of a principal's changes, all of them whatever the period (the newest 200). */
@@ -772,8 +870,8 @@ function changesSection(title, id, changes, total, side) {
 }
 
 const SEARCH_FIELDS = {
-  requests: [["principal", "Principal id"], ["ip", "IP or CIDR"], ["account", "Account"], ["database", "Database"], ["collection", "Collection"], ["operation", "Operation"], ["status", "Status code"], ["auth", "Auth", ["entra_id", "account_key", "resource_token", "unknown"]], ["from", "From (UTC)"], ["to", "To (UTC)"]],
-  signins: [["principal", "Principal id"], ["ip", "IP or CIDR"], ["kind", "Kind", ["user_interactive", "user_noninteractive", "service_principal", "managed_identity"]], ["country", "Country"], ["app", "App id"], ["failed", "Failed", ["true", "false"]], ["from", "From (UTC)"], ["to", "To (UTC)"]],
+  requests: [["principal", "Principal (id, UPN or name)"], ["ip", "IP or CIDR"], ["account", "Account"], ["database", "Database"], ["collection", "Collection"], ["operation", "Operation"], ["status", "Status code"], ["auth", "Auth", ["entra_id", "account_key", "resource_token", "unknown"]], ["from", "From (UTC)"], ["to", "To (UTC)"]],
+  signins: [["principal", "Principal (id, UPN or name)"], ["ip", "IP or CIDR"], ["kind", "Kind", ["user_interactive", "user_noninteractive", "service_principal", "managed_identity"]], ["country", "Country"], ["app", "App id"], ["failed", "Failed", ["true", "false"]], ["from", "From (UTC)"], ["to", "To (UTC)"]],
 };
 
 /**
@@ -802,7 +900,7 @@ async function search() {
     el("a", { href: `/search?tab=${k}`, "data-tab": k, "aria-current": k === kind ? "page" : null }, k === "requests" ? "Data operations" : "Sign-ins")));
   const form = filterForm(SEARCH_FIELDS[kind], p, "/search");
   form.prepend(el("input", { type: "hidden", name: "tab", value: kind }));
-  const shell = [el("h1", {}, "Search"), tabs, form];
+  const shell = [el("h1", {}, "Search"), tabs, form, timePresets(p, "/search")];
   if (!Object.keys(filters).length && !p.has("all")) {
     render(...shell, el("p", { class: "muted" }, "Set a filter, or ", el("a", { href: `/search?tab=${kind}&all=1` }, "show the newest"), "."));
     return;

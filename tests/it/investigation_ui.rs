@@ -1,0 +1,200 @@
+//! Issue 32's investigation, the way on-call meets it: signed in on `tokentrail demo` in
+//! real headless Chromium. Every address, principal, account and collection in a table is
+//! a link (to Search with that filter, or the principal's page) for the roles those pages
+//! let in; a principal's page opens by its UPN or display name and links out to Entra ID.
+
+use crate::api::path_segment;
+use crate::browser::{browser, open, sign_in_as, sign_out, text, wait_for};
+use crate::common;
+
+use common::demo::{Demo, http_get};
+use fantoccini::{Client, Locator};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn api(demo: &Demo, path: &str) -> Value {
+    let (status, body) = http_get(&demo.address, path, Some(&demo.token)).expect("the API answers");
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+fn rows(page: &Value) -> Vec<Value> {
+    page["rows"].as_array().cloned().unwrap_or_default()
+}
+
+/// The `href` of every link in `main` whose href starts with `prefix`.
+async fn hrefs(client: &Client, prefix: &str) -> Vec<String> {
+    let found = client
+        .execute(
+            "return [...document.querySelectorAll('main a[href]')].map(a => a.getAttribute('href'))\
+             .filter(h => h.startsWith(arguments[0]))",
+            vec![Value::String(prefix.into())],
+        )
+        .await
+        .unwrap();
+    found.as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect()
+}
+
+/// Clicks `css` and waits until the page it loads is drawn.
+async fn follow(client: &Client, css: &str) {
+    client.execute("window.leaving = true", vec![]).await.unwrap();
+    client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    wait_for(client, "the next page", "return (!window.leaving && document.body?.dataset.ready === 'true') || null")
+        .await;
+}
+
+async fn value_of(client: &Client, css: &str) -> String {
+    client.find(Locator::Css(css)).await.unwrap().prop("value").await.unwrap().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_principals_accounts_and_collections_are_links_for_those_let_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("investigation.duckdb");
+    let demo = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || Demo::start(&db)
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", demo.address);
+    let (_driver, client) = browser(&dir.path().join("profile")).await;
+    client.set_window_size(1400, 900).await.unwrap();
+    sign_in_as(&client, &base, "Responder", "Investigating Responder", None).await;
+
+    // A data operation of a principal that signed in, with an address, account and collection.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let request = loop {
+        let found = rows(&api(&demo, "/api/search/requests?auth=entra_id&limit=200"))
+            .into_iter()
+            .find(|r| r["client_ip"].is_string() && r["collection_name"].is_string() && r["account"].is_string());
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no data operation within 90 s of the demo start");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let s = |k: &str| request[k].as_str().unwrap().to_string();
+    let (ip, account, collection, principal) = (s("client_ip"), s("account"), s("collection_name"), s("principal_id"));
+
+    // Search's table: each value a link to Search with that filter (encoded), the principal to its page.
+    open(&client, &base, &format!("/search?tab=requests&principal={principal}")).await;
+    let to_search = hrefs(&client, "/search?").await;
+    let enc = |v: &str| -> String { url::form_urlencoded::byte_serialize(v.as_bytes()).collect() };
+    for (param, value) in [("ip", &ip), ("account", &account), ("collection", &collection)] {
+        let want = format!("/search?tab=requests&{param}={}", enc(value));
+        assert!(to_search.contains(&want), "a link {want} among {to_search:?}");
+    }
+    assert!(hrefs(&client, "/principals/").await.contains(&format!("/principals/{principal}")));
+    // Following the address opens Search filtered by it, with rows, the filter in its form.
+    follow(&client, &format!("main td a[href='/search?tab=requests&ip={}']", enc(&ip))).await;
+    assert_eq!(value_of(&client, "#f-ip").await, ip);
+    assert_eq!(text(&client, ".tabs a[aria-current]").await, "Data operations");
+    let shown: usize = text(&client, "#search-count").await.split(' ').next().unwrap().parse().unwrap();
+    assert!(shown > 0, "Search by the linked address shows rows");
+
+    // The sign-ins tab: the sign-in address links to the sign-ins filtered by it.
+    let signin = rows(&api(&demo, &format!("/api/search/signins?principal={principal}&limit=100")))
+        .into_iter()
+        .find(|r| r["ip_address"].is_string());
+    if let Some(signin) = signin {
+        let address = signin["ip_address"].as_str().unwrap();
+        open(&client, &base, &format!("/search?tab=signins&principal={principal}")).await;
+        let want = format!("/search?tab=signins&ip={}", enc(address));
+        assert!(hrefs(&client, "/search?").await.contains(&want), "a link {want}");
+    }
+
+    // The principal page opens by its UPN (or display name) as well as its id, and links out to Entra ID.
+    let profile = api(&demo, &format!("/api/principals/{principal}"));
+    let names = [profile["principal"]["principal_name"].as_str(), profile["principal"]["display_name"].as_str()];
+    let mut opened = 0;
+    for name in names.into_iter().flatten() {
+        // Only a name that is this principal's alone resolves to it.
+        let (status, _) =
+            http_get(&demo.address, &format!("/api/principals/{}", path_segment(name)), Some(&demo.token)).unwrap();
+        if status != 200 {
+            continue;
+        }
+        open(&client, &base, &format!("/principals/{}", path_segment(name))).await;
+        assert!(text(&client, "main .facts").await.contains(&principal), "{name} opens {principal}");
+        let entra = client.find(Locator::Css("#entra-link")).await.unwrap().attr("href").await.unwrap().unwrap();
+        assert!(entra.starts_with("https://portal.azure.com/#view/") && entra.contains(&principal), "{entra}");
+        // Its tables link addresses and accounts to Search too.
+        assert!(!hrefs(&client, "/search?tab=").await.is_empty(), "the principal page links to Search");
+        opened += 1;
+    }
+    assert!(opened > 0, "the principal's page opened by a name of its own: {names:?}");
+    // Search's principal filter takes the UPN.
+    if let Some(upn) = names[0] {
+        open(&client, &base, &format!("/search?tab=requests&principal={}", enc(upn))).await;
+        let shown: usize = text(&client, "#search-count").await.split(' ').next().unwrap().parse().unwrap();
+        assert!(shown > 0, "Search by {upn} shows rows");
+    }
+
+    // Presets: the last 24 h up to now on the principal page and on Search, into the From and To fields.
+    open(&client, &base, &format!("/principals/{principal}")).await;
+    assert!(text(&client, "#timeline-title").await.contains(" of "), "the timeline says how many rows in all");
+    for path in [format!("/principals/{principal}"), format!("/search?tab=requests&principal={principal}")] {
+        open(&client, &base, &path).await;
+        follow(&client, "main a[data-preset='24 h']").await;
+        let url = client.current_url().await.unwrap();
+        let query: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        let from = chrono::DateTime::parse_from_rfc3339(&query["from"]).unwrap();
+        let to = chrono::DateTime::parse_from_rfc3339(&query["to"]).unwrap();
+        assert_eq!((to - from).num_hours(), 24, "{url}");
+        assert!((chrono::Utc::now() - to.to_utc()).num_minutes().abs() < 5, "{url} ends now");
+        assert_eq!(value_of(&client, "#f-from").await, query["from"], "{url}");
+        assert!(client.find(Locator::Css("#filter-error")).await.is_err(), "{url} is accepted");
+    }
+
+    // Readable tables: a skip link first, and every scrolling table reachable and named for a keyboard.
+    let first = client
+        .execute("const a = document.querySelector('body a'); return [a.className, a.getAttribute('href')]", vec![])
+        .await
+        .unwrap();
+    assert_eq!(first, serde_json::json!(["skip", "#main"]));
+    let unreachable = client
+        .execute(
+            "return [...document.querySelectorAll('main .scroll')].filter(s => s.tabIndex !== 0 || !s.getAttribute('aria-label')).length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(unreachable, 0, "every .scroll has tabindex=0 and a label");
+
+    // A finding's evidence opens in the SQL console, pre-filled, and runs there.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let finding = loop {
+        if let Some(found) = rows(&api(&demo, "/api/findings?limit=1")).into_iter().next() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no finding within 90 s of the demo start");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    {
+        open(&client, &base, &format!("/findings/{}", finding["id"])).await;
+        follow(&client, "#evidence-sql").await;
+        let sql = value_of(&client, "#sql").await;
+        assert!(sql.contains(&format!("WHERE f.id = {}", finding["id"])), "{sql}");
+        client.find(Locator::Css("#run")).await.unwrap().click().await.unwrap();
+        let outcome = wait_for(
+            &client,
+            "the evidence query's result",
+            "const r = document.querySelector('#result'); return (r && (r.querySelector('table') || r.querySelector('.error'))) ? r.textContent : null",
+        )
+        .await;
+        assert!(!text(&client, "#result").await.is_empty());
+        assert!(client.find(Locator::Css("#result .error")).await.is_err(), "the evidence SQL runs: {outcome}");
+        assert!(client.find(Locator::Css("#result table")).await.is_ok(), "the evidence SQL gives rows: {outcome}");
+    }
+
+    // An Auditor may open principals but not Search: the addresses are text, not links that refuse them.
+    sign_out(&client).await;
+    sign_in_as(&client, &base, "Auditor", "Looking Auditor", None).await;
+    open(&client, &base, &format!("/principals/{principal}")).await;
+    assert!(hrefs(&client, "/search").await.is_empty(), "an Auditor is offered no Search link");
+    assert!(text(&client, "main").await.contains(&account));
+
+    client.close().await.unwrap();
+    assert!(demo.interrupt().success());
+}
