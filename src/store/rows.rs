@@ -225,10 +225,10 @@ macro_rules! push_position {
     }};
 }
 
-/// Lower-cased object id: Entra sends GUIDs in lower case, but joins must not
-/// depend on every exporter doing so. Borrowed when it already is (no allocation).
+/// An object id as stored ([`crate::record::object_id`]): GUIDs lower-cased, so joins do
+/// not depend on every exporter's casing; anything else ("ParseMe") as it came.
 fn object_id(text: Option<&str>) -> Option<Cow<'_, str>> {
-    text.map(|t| lower_case(t.trim()))
+    text.map(crate::record::object_id)
 }
 
 fn lower_case(text: &str) -> Cow<'_, str> {

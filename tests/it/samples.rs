@@ -25,7 +25,7 @@ fn cosmos_samples_have_their_values() {
         vec![
             "2019-04-23 23:12:52.381484+00",
             "<your_database_account>",
-            "<your_subscription_id>",
+            "<your_subscription_ID>", // no GUID: kept as published
             "<your_resource_group>",
             "East US",
             "ReadFeed",
