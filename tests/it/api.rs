@@ -630,6 +630,42 @@ fn a_principal_profile_shows_where_it_signed_in_and_what_it_touched() {
     assert!(timeline.iter().any(|e| e["type"] == "signin") && timeline.iter().any(|e| e["type"] == "data"));
 }
 
+/// Each data operation among a finding's evidence carries the address its token was signed
+/// in from (request_signins), so the page can mark a request from elsewhere; the fixture's
+/// token-theft scenarios give some that differ.
+#[test]
+fn evidence_requests_carry_their_tokens_signin_address() {
+    let db = &fixture().db;
+    let expected = |row: i64| -> Option<String> {
+        db.store
+            .connection()
+            .unwrap()
+            .query_row("SELECT signin_ip FROM request_signins WHERE request_row = ?", [row], |r| r.get(0))
+            .ok()
+            .flatten()
+    };
+    let ids: Vec<i64> = {
+        let conn = db.store.connection().unwrap();
+        let mut stmt = conn.prepare("SELECT id FROM findings ORDER BY id").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let (mut checked, mut elsewhere) = (0, 0);
+    for id in ids {
+        let detail = get(&format!("/api/findings/{id}"), Role::Responder).json();
+        for e in detail["evidence"].as_array().unwrap().iter().filter(|e| e["evidence_table"] == "cosmos_requests") {
+            let row = &e["row"];
+            let signin_ip = expected(e["row_id"].as_i64().unwrap());
+            assert_eq!(row["signin_ip"].as_str().map(String::from), signin_ip, "finding {id}: {row}");
+            checked += 1;
+            if signin_ip.is_some_and(|ip| row["client_ip"].as_str() != Some(ip.as_str())) {
+                elsewhere += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "some evidence is data operations");
+    assert!(elsewhere > 0, "some evidence requests came from another address than their token's sign-in");
+}
+
 /// The principal's timeline is paged, not cut at 500 rows: the total in the period, and
 /// pages by `timeline_offset` that neither repeat nor skip a row.
 #[test]

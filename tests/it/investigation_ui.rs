@@ -173,6 +173,22 @@ async fn addresses_principals_accounts_and_collections_are_links_for_those_let_i
     };
     {
         open(&client, &base, &format!("/findings/{}", finding["id"])).await;
+        // Each evidence row says where its token was signed in from, marked when the request came from elsewhere.
+        let (rows_shown, signin_cells, marked, elsewhere) = {
+            let counts = client
+                .execute(
+                    "return ['#evidence-table tr.evidence-row', '#evidence-table td.signin-address',
+                             '#evidence-table tr[data-elsewhere] .elsewhere', '#evidence-table tr[data-elsewhere]']
+                        .map(css => document.querySelectorAll(css).length)",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let n = |i: usize| counts[i].as_u64().unwrap();
+            (n(0), n(1), n(2), n(3))
+        };
+        assert_eq!(rows_shown, signin_cells, "each evidence row has its token's sign-in address");
+        assert_eq!(marked, elsewhere, "each row from elsewhere is marked");
         follow(&client, "#evidence-sql").await;
         let sql = value_of(&client, "#sql").await;
         assert!(sql.contains(&format!("WHERE f.id = {}", finding["id"])), "{sql}");

@@ -169,7 +169,11 @@ pub async fn detail(
 /// The tables evidence rows come from, each with what names its ids: the role of a change
 /// by `cosmos_roles` (the page shows names, not GUIDs).
 const EVIDENCE_TABLES: [(&str, &str); 5] = [
-    ("cosmos_requests", " FROM cosmos_requests t"),
+    // The address its token was signed in from (request_signins), to mark a request from elsewhere.
+    (
+        "cosmos_requests",
+        ", s.signin_ip, s.signin_time FROM cosmos_requests t LEFT JOIN request_signins s ON s.request_row = t.rowid",
+    ),
     ("signins", " FROM signins t"),
     ("raw_events", " FROM raw_events t"),
     (

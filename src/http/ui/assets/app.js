@@ -723,7 +723,7 @@ function evidenceOwn(e) {
   switch (e.evidence_table) {
     case "cosmos_requests":
       return { what: words(r.operation, "on", join(r.account, r.database_name, r.collection_name) || "?", r.auth_token_type ? `(${r.auth_token_type})` : null),
-        address: r.client_ip, status: r.status_code !== null && r.status_code !== undefined ? String(r.status_code) : null,
+        address: r.client_ip, signinIp: r.signin_ip, status: r.status_code !== null && r.status_code !== undefined ? String(r.status_code) : null,
         bytes: typeof r.response_length === "number" ? bytes(r.response_length) : null };
     case "signins":
       return { what: words(r.kind, "sign-in to", r.app_display_name || r.app_id || "?", r.country ? `(${words(r.country, r.city)})` : null),
@@ -743,17 +743,21 @@ function evidenceTable(evidence) {
   if (!evidence.length) return el("p", { class: "muted" }, "No rows.");
   const notes = [...new Set(evidence.map((e) => e.detail).filter(Boolean))];
   const shared = notes.length === 1 && evidence.every((e) => e.detail === notes[0]);
-  const head = ["time", "event", "from address", "status", "bytes out", shared ? null : "rule's note", "row"].filter(Boolean);
+  const head = ["time", "event", "from address", "token signed in from", "status", "bytes out", shared ? null : "rule's note", "row"].filter(Boolean);
   return [
     shared ? el("p", { class: "rule-note", id: "evidence-note" }, el("strong", {}, "The rule's note (about the finding as a whole): "), notes[0]) : null,
     el("div", { class: "scroll" }, el("table", { id: "evidence-table" },
       el("thead", {}, el("tr", {}, head.map((c) => el("th", { scope: "col" }, c)))),
       el("tbody", {}, evidence.map((e) => {
         const own = e.row ? evidenceOwn(e) : { what: "(row no longer stored)" };
-        return el("tr", { class: "evidence-row", "data-table": e.evidence_table, "data-row": e.row_id, "data-address": own.address || "" },
+        // A request from another address than the one its token was signed in from: a stolen token's mark.
+        const elsewhere = Boolean(own.signinIp && own.address && own.signinIp !== own.address);
+        return el("tr", { class: "evidence-row", "data-table": e.evidence_table, "data-row": e.row_id, "data-address": own.address || "", "data-elsewhere": elsewhere ? "true" : null },
           el("td", {}, time(e.time)),
           el("td", {}, own.what || "–"),
           el("td", { class: "address" }, own.address || "–"),
+          el("td", { class: "signin-address" }, own.signinIp || "–",
+            elsewhere ? el("strong", { class: "elsewhere", title: "The request came from another address than its token's sign-in" }, " ≠ request address") : null),
           el("td", { class: "evidence-status" }, own.status || "–"),
           el("td", { class: "n" }, own.bytes || "–"),
           shared ? null : el("td", { class: "muted" }, e.detail || "–"),
