@@ -385,29 +385,41 @@ async fn the_console_shows_its_timeout_and_esc_cancels_a_logged_query(night: &Ni
 /// none on a finding quiet for hours. Acknowledged, resolved and open again, it still shows
 /// who acknowledged it and why. (Detection's reopening, which the demo cannot be made to do
 /// on cue, is `finding_chain`'s: the API's `acknowledged` after detection reopened a finding.)
+///
+/// Whether the demo has a finding with evidence in the last hour depends on when the test
+/// runs (a scenario starts every 45 to 55 minutes, and not every one raises a finding at
+/// once), so the live finding is the one with the latest evidence, and the browser's clock
+/// is its `last_seen` plus 10 minutes when that is earlier than now (the page then judges it
+/// as it would have then): the warning is checked against the finding's own `last_seen`.
 async fn resolving_warns_while_events_arrive_and_a_reopen_keeps_the_acknowledgement(night: &Night) {
     let Night { demo, client, base, .. } = night;
-    let age = |f: &Value| {
-        let last = chrono::DateTime::parse_from_rfc3339(f["last_seen"].as_str().unwrap()).unwrap();
-        chrono::Utc::now().signed_duration_since(last)
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (live, quiet) = loop {
-        let open_now = rows(&api(demo, &demo.token, "/api/findings?status=open&limit=200"));
-        // A margin either side of the page's hour: the page is drawn a few seconds later.
-        let live = open_now.iter().find(|f| age(f) < chrono::TimeDelta::minutes(50));
-        let quiet = open_now.iter().find(|f| age(f) > chrono::TimeDelta::hours(2));
-        if let (Some(live), Some(quiet)) = (live, quiet) {
-            break (live["id"].as_i64().unwrap(), quiet["id"].as_i64().unwrap());
-        }
-        assert!(Instant::now() < deadline, "no open finding seen within the last 50 minutes, or none quiet for 2 h");
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    };
+    let last_seen =
+        |f: &Value| chrono::DateTime::parse_from_rfc3339(f["last_seen"].as_str().unwrap()).unwrap().to_utc();
+    let open_now = rows(&api(demo, &demo.token, "/api/findings?status=open&limit=200"));
+    let live = open_now.iter().max_by_key(|f| last_seen(f)).expect("an open finding");
+    let browser_now = chrono::Utc::now().min(last_seen(live) + chrono::TimeDelta::minutes(10));
+    // Quiet for 2 h by the browser's clock: far outside the page's hour either way.
+    let quiet = open_now
+        .iter()
+        .find(|f| browser_now - last_seen(f) > chrono::TimeDelta::hours(2))
+        .unwrap_or_else(|| panic!("no open finding quiet for 2 h before {browser_now}"));
+    eprintln!(
+        "finding {} last seen {}, {} {}; the browser's clock {browser_now}",
+        live["id"],
+        last_seen(live),
+        quiet["id"],
+        last_seen(quiet)
+    );
+    let (live, quiet) = (live["id"].as_i64().unwrap(), quiet["id"].as_i64().unwrap());
+    let clock = set_browser_clock(client, browser_now).await;
     open(client, base, &format!("/findings/{quiet}")).await;
     assert!(client.find(Locator::Css("button[data-action=resolve]")).await.is_ok());
     assert!(client.find(Locator::Css("#resolve-warning")).await.is_err(), "finding {quiet} is quiet: no warning");
 
     open(client, base, &format!("/findings/{live}")).await;
+    let page_now = client.execute("return Date.now()", vec![]).await.unwrap().as_i64().unwrap();
+    let drift = page_now - browser_now.timestamp_millis();
+    assert!((0..60_000).contains(&drift), "the page's clock is {drift} ms from the one set");
     let warning = text(client, "#resolve-warning").await;
     assert!(warning.starts_with("Events still arriving: the last "), "{warning}");
     assert!(warning.contains("Resolving now will likely reopen it"), "{warning}");
@@ -441,6 +453,41 @@ async fn resolving_warns_while_events_arrive_and_a_reopen_keeps_the_acknowledgem
     let history = text(client, "#finding-history").await;
     assert!(history.contains("looking: the app owner is paged") && history.contains("resolved at 3 a.m."), "{history}");
     shot(client, "oncall-finding-reopened").await;
+    cdp(client, "Page.removeScriptToEvaluateOnNewDocument", serde_json::json!({ "identifier": clock })).await;
+}
+
+/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`): its result.
+async fn cdp(client: &Client, cmd: &str, params: Value) -> Value {
+    #[derive(Debug)]
+    struct Cdp(Value);
+    impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+        fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+            base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+        }
+        fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+            (axum::http::Method::POST, Some(self.0.to_string()))
+        }
+    }
+    client
+        .issue_cmd(Cdp(serde_json::json!({ "cmd": cmd, "params": params })))
+        .await
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
+/// Every page loaded from now on sees `now` as the time (and the clock running on from
+/// there); the script's identifier, to remove it.
+async fn set_browser_clock(client: &Client, now: chrono::DateTime<chrono::Utc>) -> Value {
+    let shift = now.timestamp_millis() - chrono::Utc::now().timestamp_millis();
+    let source = format!(
+        "(() => {{ const Real = Date, shift = {shift};
+           class Shifted extends Real {{
+             constructor(...a) {{ super(...(a.length ? a : [Real.now() + shift])); }}
+             static now() {{ return Real.now() + shift; }}
+           }}
+           window.Date = Shifted; }})();"
+    );
+    let added = cdp(client, "Page.addScriptToEvaluateOnNewDocument", serde_json::json!({ "source": source })).await;
+    added["identifier"].clone()
 }
 
 /// An Auditor is offered nothing that refuses them either: no Search or SQL in the nav,
