@@ -434,6 +434,13 @@ fn search_filters_by_principal_cidr_and_auth_and_streams_csv_and_ndjson() {
     let exact = exact["rows"].as_array().unwrap();
     assert!(!exact.is_empty() && exact.iter().all(|r| r["client_ip"] == ip.as_str()), "an address finds its rows");
 
+    // The total is every match, the same on every page.
+    let first = get("/api/search/requests?auth=account_key&limit=2", Role::Responder).json();
+    let matching: i64 = fixture().db.value("SELECT count(*) FROM cosmos_requests WHERE principal_id IS NULL AND auth_token_type ILIKE '%key%' AND auth_token_type NOT ILIKE '%resource%'");
+    assert_eq!(first["total"], matching, "{first}");
+    let cursor = first["next_cursor"].as_str().expect("more than one page");
+    let second = get(&format!("/api/search/requests?auth=account_key&limit=2&cursor={cursor}"), Role::Responder).json();
+    assert_eq!(second["total"], matching);
     let keys = get("/api/search/requests?auth=account_key&limit=1000", Role::Responder).json();
     let keys = keys["rows"].as_array().unwrap();
     assert!(!keys.is_empty(), "the key-based scenario's requests");

@@ -2,7 +2,7 @@
 //! streamed as CSV or NDJSON for large results.
 
 use super::filter::{self, Filter};
-use super::findings::{Page, page};
+use super::findings::page;
 use super::results::{self, Format, RowCount, objects};
 use crate::http::error::{ApiError, ApiResult, Query};
 use crate::http::state::AppState;
@@ -99,7 +99,7 @@ fn uuid_like(v: &str) -> bool {
 /// Cosmos DB data operations, newest first.
 #[utoipa::path(get, path = "/api/search/requests", tag = "search", params(RequestQuery),
     security(("entra" = ["TokenTrail.Responder"])),
-    responses((status = 200, description = "JSON page, or CSV/NDJSON stream by `format`", body = Page,
+    responses((status = 200, description = "JSON page, or CSV/NDJSON stream by `format`", body = SearchPage,
                content_type = "application/json"),
               (status = 400, body = crate::http::error::ErrorBody)))]
 pub async fn requests(
@@ -158,7 +158,7 @@ const SIGNIN_COLUMNS: &str = "rowid AS row_id, time, kind, principal_id, princip
 /// Entra ID sign-ins of all four kinds, newest first.
 #[utoipa::path(get, path = "/api/search/signins", tag = "search", params(SigninQuery),
     security(("entra" = ["TokenTrail.Responder"])),
-    responses((status = 200, description = "JSON page, or CSV/NDJSON stream by `format`", body = Page,
+    responses((status = 200, description = "JSON page, or CSV/NDJSON stream by `format`", body = SearchPage,
                content_type = "application/json"),
               (status = 400, body = crate::http::error::ErrorBody)))]
 pub async fn signins(
@@ -184,6 +184,16 @@ pub async fn signins(
     run(state, rows, "signins", SIGNIN_COLUMNS, f, q.limit, &q.cursor, q.format.unwrap_or_default()).await
 }
 
+/// A page of search results, newest first, with the number of rows matching the filters
+/// in all (every page, not only this one).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SearchPage {
+    #[schema(value_type = Vec<super::results::Object>)]
+    pub rows: Vec<super::results::Object>,
+    pub next_cursor: Option<String>,
+    pub total: i64,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run(
     state: AppState,
@@ -195,6 +205,8 @@ async fn run(
     cursor: &Option<String>,
     format: Format,
 ) -> ApiResult<Response> {
+    // Every match, whichever page this is: counted before the cursor narrows the filter.
+    let counted = (format!("SELECT count(*) FROM {table} {}", f.sql()), f.params.clone());
     if let Some((t, id)) = filter::parse_cursor(cursor)? {
         f.add(
             "(time < ? OR (time = ? AND rowid < ?))",
@@ -205,8 +217,15 @@ async fn run(
         let limit = filter::limit(limit, 100, MAX_PAGE)?;
         let rest = f.sql_limited("time DESC, rowid DESC", limit + 1);
         let sql = format!("SELECT {columns}, epoch_us(time) AS _sort FROM {table} {rest}");
-        let mut found = super::db(&state, move |store| objects(&*store.connection()?, &sql, &f.params)).await?;
-        return Ok(axum::Json(page(&mut found, limit, &rows)).into_response());
+        let (mut found, total) = super::db(&state, move |store| -> ApiResult<(Vec<super::results::Object>, i64)> {
+            let conn = store.connection()?;
+            let found = objects(&conn, &sql, &f.params)?;
+            let total = conn.query_row(&counted.0, duckdb::params_from_iter(counted.1.iter()), |r| r.get(0))?;
+            Ok((found, total))
+        })
+        .await?;
+        let page = page(&mut found, limit, &rows);
+        return Ok(axum::Json(SearchPage { rows: page.rows, next_cursor: page.next_cursor, total }).into_response());
     }
     let limit = filter::limit(limit, MAX_EXPORT, MAX_EXPORT)?;
     let sql = format!("SELECT {columns} FROM {table} {}", f.sql_limited("time DESC, rowid DESC", limit));

@@ -915,7 +915,7 @@ async function search() {
   if (page.next_cursor) next.set("cursor", page.next_cursor);
   const columns = page.rows.length ? Object.keys(page.rows[0]) : [];
   render(...shell,
-    el("p", { id: "search-count" }, `${page.rows.length} rows `, el("a", { href: `/api/search/${kind}${query({ ...filters, format: "csv" })}`, download: `${kind}.csv` }, "Download CSV (all matches)"), " · ",
+    el("p", { id: "search-count" }, `${number(page.rows.length)} of ${number(page.total)} matching rows `, el("a", { href: `/api/search/${kind}${query({ ...filters, format: "csv" })}`, download: `${kind}.csv` }, "Download CSV (all matches)"), " · ",
       el("a", { href: `/api/search/${kind}${query({ ...filters, format: "ndjson" })}`, download: `${kind}.ndjson` }, "NDJSON")),
     table(columns, page.rows),
     page.next_cursor ? el("p", {}, el("a", { href: `/search?${next}`, rel: "next" }, "Next page →")) : null);
