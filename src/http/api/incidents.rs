@@ -234,7 +234,9 @@ pub async fn detail(
         super::findings::attach_rows(&conn, &mut story)?;
         let story_total = conn.query_row(include_str!("sql/incident_evidence_count.sql"), [id], |r| r.get(0))?;
         let targets = objects(&conn, include_str!("sql/incident_targets.sql"), &[Value::BigInt(id)])?;
-        let (reads, latest) = activity(&conn, &incident)?;
+        let who = activity_of(&incident);
+        let reads = objects(&conn, include_str!("sql/incident_reads.sql"), &who)?;
+        let latest = latest_event(&conn, &who)?;
         let now = Utc::now();
         incident.insert("latest_event".into(), latest.map(|t| t.to_rfc3339()).into());
         incident.insert("active".into(), latest.is_some_and(|t| now - t <= ACTIVE_WITHIN).into());
@@ -302,14 +304,18 @@ fn act(store: &crate::store::Store, id: i64, action: Action, who: &str, triage: 
             ));
         }
     }
-    let done = grouping::triage(store, id, action, who, &triage.comment).map_err(|error| {
-        match error.downcast_ref::<IncidentRefused>() {
-            Some(refused @ IncidentRefused::NoIncident(_)) => ApiError::not_found(refused.to_string()),
-            Some(refused) => ApiError::conflict(refused.to_string()),
-            None => error.into(),
-        }
-    })?;
+    let done = grouping::triage(store, id, action, who, &triage.comment).map_err(refused)?;
     Ok(Triaged { incident: id, changed: done.changed, skipped: done.skipped })
+}
+
+/// An incident action's refusal as the API says it: 404 for an unknown incident, 409 for
+/// the rest (merged, nothing to change).
+fn refused(error: anyhow::Error) -> ApiError {
+    match error.downcast_ref::<IncidentRefused>() {
+        Some(refused @ IncidentRefused::NoIncident(_)) => ApiError::not_found(refused.to_string()),
+        Some(refused) => ApiError::conflict(refused.to_string()),
+        None => error.into(),
+    }
 }
 
 /// How long ago the incident's latest event was, if within [`ACTIVE_WITHIN`].
@@ -318,13 +324,13 @@ fn still_active(conn: &duckdb::Connection, id: i64) -> ApiResult<Option<TimeDelt
         objects(conn, &format!("SELECT {COLUMNS} FROM incident_status s WHERE s.id = ?"), &[Value::BigInt(id)])?;
     let Some(incident) = incident.first_mut() else { return Ok(None) };
     describe(conn, std::slice::from_mut(incident))?;
-    let (_, latest) = activity(conn, incident)?;
+    let latest = latest_event(conn, &activity_of(incident))?;
     Ok(latest.map(|t| Utc::now() - t).filter(|ago| *ago <= ACTIVE_WITHIN))
 }
 
-/// What the incident's principals did to data, and from its addresses, since it began;
-/// and their latest event, request or sign-in.
-fn activity(conn: &duckdb::Connection, incident: &Object) -> ApiResult<(Vec<Object>, Option<DateTime<Utc>>)> {
+/// What identifies the incident's activity: since when, its principals and its addresses
+/// (JSON arrays), the parameters of `incident_reads.sql` and, twice, `incident_latest.sql`.
+fn activity_of(incident: &Object) -> [Value; 3] {
     let since = incident.get("first_seen").and_then(|v| v.as_str()).unwrap_or_default().to_string();
     let principals: Vec<&str> = incident
         .get("principals")
@@ -332,15 +338,17 @@ fn activity(conn: &duckdb::Connection, incident: &Object) -> ApiResult<(Vec<Obje
         .map(|ps| ps.iter().filter_map(|p| p["id"].as_str()).collect())
         .unwrap_or_default();
     let addresses = incident.get("addresses").cloned().unwrap_or_else(|| json!([]));
-    let who =
-        [Value::Text(since), Value::Text(JsonValue::from(principals).to_string()), Value::Text(addresses.to_string())];
-    let reads = objects(conn, include_str!("sql/incident_reads.sql"), &who)?;
+    [Value::Text(since), Value::Text(JsonValue::from(principals).to_string()), Value::Text(addresses.to_string())]
+}
+
+/// The latest event of the incident's principals or addresses, request or sign-in.
+fn latest_event(conn: &duckdb::Connection, who: &[Value; 3]) -> ApiResult<Option<DateTime<Utc>>> {
     let latest: Option<i64> = conn.query_row(
         include_str!("sql/incident_latest.sql"),
-        duckdb::params_from_iter(who.iter().chain(who.iter()).cloned()),
+        duckdb::params_from_iter(who.iter().chain(who.iter())),
         |r| r.get(0),
     )?;
-    Ok((reads, latest.and_then(DateTime::from_timestamp_micros)))
+    Ok(latest.and_then(DateTime::from_timestamp_micros))
 }
 
 fn human(ago: TimeDelta) -> String {
@@ -422,13 +430,7 @@ pub async fn owner(
     note.add("owner", owner.clone().unwrap_or_default());
     let who = granted.who();
     super::db(&state, move |store| -> ApiResult<Object> {
-        grouping::set_owner(&store, id, owner.as_deref(), &who).map_err(|error| {
-            match error.downcast_ref::<IncidentRefused>() {
-                Some(refused @ IncidentRefused::NoIncident(_)) => ApiError::not_found(refused.to_string()),
-                Some(refused) => ApiError::conflict(refused.to_string()),
-                None => error.into(),
-            }
-        })?;
+        grouping::set_owner(&store, id, owner.as_deref(), &who).map_err(refused)?;
         let conn = store.connection()?;
         objects(&conn, &format!("SELECT {COLUMNS} FROM incident_status s WHERE s.id = ?"), &[Value::BigInt(id)])?
             .pop()
