@@ -312,6 +312,28 @@ fn bad_requests_and_other_roles_are_refused_with_what_to_fix() {
             400,
             "1 to 200",
         ),
+        (
+            Role::Responder,
+            "/api/incidents/bulk".to_string(),
+            Some(json!({"ids": (1..=201).collect::<Vec<i64>>(), "action": "resolve", "comment": "x"})),
+            400,
+            "1 to 200",
+        ),
+        (
+            Role::Responder,
+            format!("/api/incidents/{incident}/resolve"),
+            Some(json!({"comment": "x".repeat(4001)})),
+            400,
+            "4,000",
+        ),
+        (
+            Role::Responder,
+            format!("/api/incidents/{incident}/owner"),
+            Some(json!({"owner": "o".repeat(201)})),
+            400,
+            "200",
+        ),
+        (Role::Responder, "/api/incidents?limit=501".to_string(), None, 400, "limit"),
         (Role::Reviewer, "/api/incidents".to_string(), None, 403, ""),
         (Role::Auditor, format!("/api/incidents/{incident}/acknowledge"), Some(json!({"comment": "x"})), 403, ""),
     ] {
