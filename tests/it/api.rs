@@ -1669,3 +1669,127 @@ fn without_an_inventory_the_access_review_has_only_the_activity_logs_grants() {
     assert_eq!(counted, assignments.len() as i64, "{}", review["counts"]);
     assert_eq!(review["counts"].as_object().unwrap().len(), 6, "every recommendation counted");
 }
+
+/// The principal page's activity per hour and its addresses, on a hand-made tenant: user 41
+/// signs in from HOME and reads from it, reads from an address it never signed in from, and
+/// fails a sign-in from a third it never reads from.
+#[test]
+fn a_principal_profile_counts_per_hour_and_marks_data_access_from_an_address_without_a_sign_in() {
+    use crate::rule_cases::{Case, at, user_id};
+    const HOME: &str = "82.23.83.128";
+    const ELSEWHERE: &str = "45.134.26.7";
+    const SIGNIN_ONLY: &str = "73.215.40.99";
+    let mut case = Case::new();
+    let t = at("2025-03-05T09:10:00Z");
+    let read = |case: &mut Case, ip: &str, time: DateTime<Utc>, bytes: u64| {
+        case.request(41, ip, time);
+        case.records.last_mut().unwrap()["properties"]["responseLength"] = json!(bytes.to_string());
+    };
+    case.user_sign_in(41, HOME, t, 0);
+    read(&mut case, HOME, t + Duration::minutes(1), 1000);
+    read(&mut case, HOME, t + Duration::minutes(40), 2500);
+    // Nothing at 10:00 and 11:00; then reads from elsewhere at 12:20, and a failed sign-in.
+    read(&mut case, ELSEWHERE, t + Duration::minutes(190), 70_000);
+    read(&mut case, ELSEWHERE, t + Duration::minutes(195), 30_000);
+    case.user_sign_in(41, SIGNIN_ONLY, t + Duration::minutes(200), 50126);
+    // Outside the period asked for: not counted.
+    read(&mut case, HOME, t + Duration::days(3), 9);
+    case.findings();
+    let crate::common::TestDb { dir, store } = case.db;
+    let store = Arc::new(store);
+    let issuer = TestIssuer::start();
+    let (_, base) = common::app::serve(store.clone(), &issuer, Vec::new());
+    let token = issuer.token(&[Role::Responder]);
+    let profile = |query: &str| -> Value {
+        let mut reply = agent()
+            .get(&format!("{base}/api/principals/{}?{query}", user_id(41)))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        assert_eq!(reply.status().as_u16(), 200);
+        serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let db = |sql: &str| -> i64 {
+        store.connection().unwrap().query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let (from, to) = ("2025-03-05T08:30:00Z", "2025-03-05T14:00:00Z");
+    let p = profile(&format!("from={from}&to={to}"));
+
+    // Per hour: every hour from 08:00 to 13:00, the empty ones as zeros, summing to the database's counts.
+    assert_eq!(p["hourly_bucket_secs"], 3600);
+    let hourly = p["hourly"].as_array().unwrap();
+    let starts: Vec<&str> = hourly.iter().map(|h| h["start"].as_str().unwrap()).collect();
+    assert_eq!(starts.len(), 6, "{starts:?}");
+    assert!(starts[0].starts_with("2025-03-05T08:00:00") && starts[5].starts_with("2025-03-05T13:00:00"), "{starts:?}");
+    let sum = |k: &str| hourly.iter().map(|h| h[k].as_i64().unwrap()).sum::<i64>();
+    let user = user_id(41);
+    let period = format!("principal_id = '{user}' AND time >= TIMESTAMPTZ '{from}' AND time < TIMESTAMPTZ '{to}'");
+    assert_eq!(sum("requests"), db(&format!("SELECT count(*) FROM cosmos_requests WHERE {period}")));
+    assert_eq!(sum("requests"), 4);
+    assert_eq!(sum("bytes_out"), db(&format!("SELECT sum(response_length) FROM cosmos_requests WHERE {period}")));
+    assert_eq!(sum("signins"), db(&format!("SELECT count(*) FROM signins WHERE {period}")));
+    assert_eq!(sum("failed_signins"), db(&format!("SELECT count(*) FROM signins WHERE {period} AND error_code <> 0")));
+    assert_eq!(sum("failed_signins"), 1);
+    let at_hour = |h: usize, k: &str| hourly[h][k].as_i64().unwrap();
+    assert_eq!((at_hour(1, "requests"), at_hour(1, "bytes_out"), at_hour(1, "signins")), (2, 3500, 1), "09:00");
+    assert_eq!(
+        (at_hour(2, "requests"), at_hour(3, "requests"), at_hour(2, "signins")),
+        (0, 0, 0),
+        "10:00 and 11:00 are empty"
+    );
+    assert_eq!(
+        (at_hour(4, "requests"), at_hour(4, "bytes_out"), at_hour(4, "failed_signins")),
+        (2, 100_000, 1),
+        "12:00"
+    );
+
+    // Addresses: the one read from without a sign-in is marked; the one with both, and the sign-in-only one, are not.
+    let addresses = p["addresses"].as_array().unwrap();
+    let of =
+        |ip: &str| addresses.iter().find(|a| a["address"] == ip).unwrap_or_else(|| panic!("{ip} in {addresses:?}"));
+    assert_eq!(addresses.len(), 3, "{addresses:?}");
+    assert_eq!(addresses[0]["address"], ELSEWHERE, "the marked address first");
+    let elsewhere = of(ELSEWHERE);
+    assert_eq!(
+        (&elsewhere["no_signin"], &elsewhere["requests"], &elsewhere["bytes_out"]),
+        (&json!(true), &json!(2), &json!(100_000))
+    );
+    assert_eq!((&elsewhere["signed_in"], &elsewhere["accounts"]), (&json!(false), &json!(1)));
+    let home = of(HOME);
+    assert_eq!(
+        (&home["no_signin"], &home["data_access"], &home["signed_in"]),
+        (&json!(false), &json!(true), &json!(true))
+    );
+    assert_eq!(
+        (&home["requests"], &home["signins"], &home["signin_kinds"]),
+        (&json!(2), &json!(1), &json!("user_interactive"))
+    );
+    let only = of(SIGNIN_ONLY);
+    assert_eq!(
+        (&only["no_signin"], &only["data_access"], &only["failed_signins"]),
+        (&json!(false), &json!(false), &json!(1))
+    );
+
+    // What it touched carries each account's subscription and resource group (the portal link).
+    let touched = &p["data_access"][0];
+    let subscription: String = store
+        .connection()
+        .unwrap()
+        .query_row("SELECT any_value(subscription_id) FROM cosmos_requests", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(touched["subscription_id"], subscription.as_str());
+    assert!(touched["resource_group"].is_string(), "{touched}");
+
+    // A period longer than 14 days is shown per day, still summing to the database's counts.
+    let (from, to) = ("2025-02-20T00:00:00Z", "2025-03-10T00:00:00Z");
+    let p = profile(&format!("from={from}&to={to}"));
+    assert_eq!(p["hourly_bucket_secs"], 86400);
+    let hourly = p["hourly"].as_array().unwrap();
+    assert_eq!(hourly.len(), 18);
+    let period = format!("principal_id = '{user}' AND time >= TIMESTAMPTZ '{from}' AND time < TIMESTAMPTZ '{to}'");
+    let sum = |k: &str| hourly.iter().map(|h| h[k].as_i64().unwrap()).sum::<i64>();
+    assert_eq!(sum("requests"), db(&format!("SELECT count(*) FROM cosmos_requests WHERE {period}")));
+    assert_eq!(sum("requests"), 5);
+    assert_eq!(sum("signins"), db(&format!("SELECT count(*) FROM signins WHERE {period}")));
+    drop(dir);
+}

@@ -33,6 +33,25 @@ pub struct Profile {
     /// Requests, bytes out and sign-ins per day, with the median of the days before `from` as baseline.
     #[schema(value_type = Vec<Object>)]
     pub daily: Vec<Object>,
+    /// Requests, bytes out, sign-ins and failed sign-ins per hour of the period, oldest
+    /// first, every hour listed (one without activity as zeros), each row's `start` the
+    /// hour's start (UTC). Hours are cut at [`HOURLY_MAX_HOURS`] (14 days): a longer period
+    /// is shown per day, and past [`HOURLY_MAX_BUCKETS`] days per a whole number of days, so
+    /// never more than that many rows; `hourly_bucket_secs` says which. The first bucket
+    /// starts at the hour (or day) `from` falls in, but only events from `from` to `to` count.
+    #[schema(value_type = Vec<Object>)]
+    pub hourly: Vec<Object>,
+    /// The width of an `hourly` row in seconds: 3600 for a period of up to 14 days, else
+    /// 86400 or a multiple of it.
+    pub hourly_bucket_secs: i64,
+    /// Its data-access addresses against its sign-in addresses in the period: each client
+    /// address its Cosmos DB requests came from (requests, bytes out, accounts, first, last)
+    /// with its sign-ins from that address if any (count, failed, kinds, apps), and each
+    /// sign-in address never used for data access. `no_signin` is true for an address
+    /// requests came from but no sign-in of the period did (its token was used from
+    /// elsewhere); those come first. 300 addresses at most.
+    #[schema(value_type = Vec<Object>)]
+    pub addresses: Vec<Object>,
     #[schema(value_type = Vec<Object>)]
     pub findings: Vec<Object>,
     /// Sign-ins, data operations and findings in one list, newest first: a page of 500 at
@@ -101,6 +120,28 @@ fn entitlements(conn: &duckdb::Connection, id: &str) -> ApiResult<Entitlements> 
         "Azure role",
     )?;
     Ok(Entitlements { since: super::access::iso(since), until: super::access::iso(until), assignments, azure_roles })
+}
+
+/// The most hours `hourly` lists one by one: a longer period is shown per day.
+pub const HOURLY_MAX_HOURS: i64 = 14 * 24;
+/// The most rows `hourly` has: past this many days a row covers several days.
+pub const HOURLY_MAX_BUCKETS: i64 = 400;
+
+/// The buckets of the `hourly` chart of the period `from`..`to` (epoch microseconds): the
+/// first bucket's start, a bucket's width and the end of the last bucket.
+pub fn hourly_buckets(from: i64, to: i64) -> (i64, i64, i64) {
+    const HOUR: i64 = 3_600_000_000;
+    const DAY: i64 = 24 * HOUR;
+    let width = if to - from <= HOURLY_MAX_HOURS * HOUR {
+        HOUR
+    } else {
+        let start = from - from.rem_euclid(DAY);
+        let days = (to - start + DAY - 1) / DAY;
+        DAY * ((days + HOURLY_MAX_BUCKETS - 1) / HOURLY_MAX_BUCKETS).max(1)
+    };
+    let start = from - from.rem_euclid(width.min(DAY));
+    let end = start + (to - start + width - 1) / width * width;
+    (start, width, end)
 }
 
 /// How many changes of each side a profile lists.
@@ -269,6 +310,13 @@ pub async fn profile(
         let user_agents = objects(&conn, include_str!("sql/principal_user_agents.sql"), &p)?;
         let daily =
             objects(&conn, include_str!("sql/principal_daily.sql"), &[p[0].clone(), p[1].clone(), p[2].clone(), day])?;
+        let (start, width, end) = hourly_buckets(from, to);
+        let hourly = objects(
+            &conn,
+            include_str!("sql/principal_hourly.sql"),
+            &[p[0].clone(), p[1].clone(), p[2].clone(), Value::BigInt(start), Value::BigInt(width), Value::BigInt(end)],
+        )?;
+        let addresses = objects(&conn, include_str!("sql/principal_addresses.sql"), &p)?;
         let findings = objects(&conn, include_str!("sql/principal_findings.sql"), &p)?;
         let timeline = objects(
             &conn,
@@ -291,6 +339,9 @@ pub async fn profile(
             data_access,
             user_agents,
             daily,
+            hourly,
+            hourly_bucket_secs: width / 1_000_000,
+            addresses,
             findings,
             timeline,
             timeline_total,
@@ -307,10 +358,35 @@ pub async fn profile(
         (profile.timeline.len()
             + profile.signin_sources.len()
             + profile.data_access.len()
+            + profile.addresses.len()
             + profile.changes_made.len()
             + profile.changes_received.len()
             + profile.entitlements.assignments.len()
             + profile.entitlements.azure_roles.len()) as i64,
     );
     Ok(axum::Json(profile))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HOURLY_MAX_BUCKETS, hourly_buckets};
+
+    const HOUR: i64 = 3_600_000_000;
+    const DAY: i64 = 24 * HOUR;
+
+    #[test]
+    fn hourly_buckets_are_hours_up_to_fourteen_days_then_days_and_never_too_many() {
+        let from = 20_000 * DAY + 90 * 60_000_000; // 01:30
+        assert_eq!(hourly_buckets(from, from + HOUR), (from - 30 * 60_000_000, HOUR, from + 30 * 60_000_000 + HOUR));
+        let (start, width, end) = hourly_buckets(from, from + 14 * DAY);
+        assert_eq!((width, (end - start) / width), (HOUR, 14 * 24 + 1));
+        let (start, width, end) = hourly_buckets(from, from + 15 * DAY);
+        assert_eq!((start, width, (end - start) / width), (20_000 * DAY, DAY, 16));
+        for days in [399, 400, 401, 1000, 3650] {
+            let (start, width, end) = hourly_buckets(from, from + days * DAY);
+            assert_eq!(width % DAY, 0);
+            assert!((end - start) / width <= HOURLY_MAX_BUCKETS, "{days} days");
+            assert!(start <= from && end >= from + days * DAY);
+        }
+    }
 }

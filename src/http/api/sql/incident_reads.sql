@@ -1,7 +1,8 @@
 -- What was done to data since the incident began: the requests of its principals, or from
 -- its addresses, by account, database and container. Parameters: since, principals and
--- addresses (JSON arrays of strings).
-SELECT r.account, r.database_name, r.collection_name,
+-- addresses (JSON arrays of strings). Each account with its subscription and resource group
+-- (the page's link to it in the Azure portal).
+SELECT r.account, r.subscription_id, r.resource_group, r.database_name, r.collection_name,
        count(*) AS requests,
        sum(r.response_length)::BIGINT AS bytes_out,
        sum(r.request_length)::BIGINT AS bytes_in,
