@@ -87,14 +87,19 @@ function breakAfterSlash(text) {
 /** Present parts joined by a space: an absent value is left out, never printed "null". */
 const words = (...parts) => parts.flat().filter((p) => p !== null && p !== undefined && p !== false && p !== "").join(" ");
 
-/** A table of row objects (or arrays with `columns`). */
-function table(columns, rows, caption) {
+/**
+ * A table of row objects (or arrays with `columns`). Each cell carries its column's name as
+ * `data-label`, which a narrow screen shows before it (each row a card). `options.render`
+ * draws a column's cell from the whole row; `options.row` gives a row's attributes.
+ */
+function table(columns, rows, caption, options = {}) {
   if (!rows.length) return el("p", { class: "muted" }, caption ? `${caption}: none` : "No rows.");
   const head = el("tr", {}, columns.map((c) => el("th", { scope: "col" }, c)));
+  const render = options.render || {};
   const body = rows.map((row) =>
-    el("tr", {}, columns.map((c, i) => {
+    el("tr", options.row ? options.row(row) : {}, columns.map((c, i) => {
       const value = Array.isArray(row) ? row[i] : row[c];
-      return el("td", { class: typeof value === "number" ? "n" : null }, cell(c, value));
+      return el("td", { class: typeof value === "number" ? "n" : null, "data-label": c }, render[c] ? render[c](row) : cell(c, value));
     })));
   // A region a keyboard can reach and scroll (a wide table scrolls sideways), named for screen readers.
   return el("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": caption || `Table of ${columns.slice(0, 4).join(", ")}` },
@@ -113,6 +118,7 @@ function render(...nodes) {
   // Absent parts (null, false) are left out, as el() leaves them out.
   main().replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
   keepTokens(main());
+  labelCells(main());
   // Every scrolling table a keyboard can reach, named by its section (those table() made are already).
   for (const box of main().querySelectorAll(".scroll:not([tabindex])")) {
     box.tabIndex = 0;
@@ -138,6 +144,37 @@ function keepTokens(root) {
     node.replaceWith(...parts.map((p) => (/^\S+$/.test(p) && p.includes("-") ? el("span", { class: "nw" }, p) : p)));
   }
 }
+
+/**
+ * Every cell of a table drawn by hand (not by table()) gets its column's heading as
+ * `data-label`, as table()'s cells have: on a narrow screen each row is a card and each cell
+ * says what it is.
+ */
+function labelCells(root) {
+  for (const t of root.querySelectorAll("table")) {
+    const heads = [...t.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+    if (!heads.length) continue;
+    for (const tr of t.querySelectorAll("tbody tr")) {
+      [...tr.children].forEach((td, i) => {
+        if (td.tagName === "TD" && !td.hasAttribute("data-label") && heads[i]) td.setAttribute("data-label", heads[i]);
+      });
+    }
+  }
+}
+
+/**
+ * A link out to a Cosmos DB account's overview in the Azure portal, each path segment
+ * encoded; none unless its subscription and resource group are known.
+ */
+function portalLink(account, subscription, group) {
+  if (!account || !subscription || !group) return null;
+  const e = encodeURIComponent;
+  const href = `https://portal.azure.com/#@/resource/subscriptions/${e(subscription)}/resourceGroups/${e(group)}/providers/Microsoft.DocumentDB/databaseAccounts/${e(account)}/overview`;
+  return el("a", { href, class: "portal-link nw", rel: "noopener noreferrer", target: "_blank", title: `${account} in the Azure portal` }, "portal ↗");
+}
+
+/** An account cell: the account (a link to Search for those let in) and its link out to the Azure portal. */
+const accountCell = (r) => (r.account ? [cell("account", r.account), " ", portalLink(r.account, r.subscription_id, r.resource_group)] : "–");
 
 // ---- API ----------------------------------------------------------------------
 
@@ -199,6 +236,85 @@ function lineChart(columns, rows, height = 220) {
       scales: { x: { time: true } },
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
     }, [xs, ...series], box);
+  };
+  requestAnimationFrame(draw);
+  let timer = null;
+  addEventListener("resize", () => { clearTimeout(timer); timer = setTimeout(draw, 150); });
+  return box;
+}
+
+/** An SVG element (the SVG namespace), attributes and children as el() takes them. */
+function svgEl(tag, attrs, ...children) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attrs || {})) if (value !== null && value !== undefined) node.setAttribute(key, String(value));
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+/** The series of the principal's hourly chart: one strip of bars each. */
+const HOURLY_SERIES = [["requests", "requests"], ["bytes_out", "bytes out"], ["signins", "sign-ins"], ["failed_signins", "failed sign-ins"]];
+
+/**
+ * A principal's activity per hour (or per `bucketSecs`) as an SVG: one strip of bars per
+ * series, sharing the time axis. Axis labels are thinned to a step that leaves room for
+ * them; any that would still overlap the one before is dropped after measuring.
+ */
+function hourlyChart(rows, bucketSecs) {
+  const box = el("div", { class: "hourly-chart", id: "hourly-chart" });
+  if (!rows.length) return el("p", { class: "muted" }, "No data in this period.");
+  const totals = Object.fromEntries(HOURLY_SERIES.map(([k]) => [k, rows.reduce((a, r) => a + (Number(r[k]) || 0), 0)]));
+  box.setAttribute("role", "img");
+  box.setAttribute("aria-label", `Per ${bucketSecs === 3600 ? "hour" : "day"}: ` + HOURLY_SERIES.map(([k, label]) => `${k === "bytes_out" ? bytes(totals[k]) : number(totals[k])} ${label}`).join(", "));
+  const starts = rows.map((r) => new Date(r.start.endsWith("Z") || /[+-]\d\d:\d\d$/.test(r.start) ? r.start : `${r.start}Z`));
+  const pad2 = (n) => String(n).padStart(2, "0");
+  const day = (d) => `${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}`;
+  const hour = (d) => `${pad2(d.getUTCHours())}:00`;
+  const draw = () => {
+    const width = Math.max(260, box.clientWidth || 600);
+    const strip = 46, title = 16, axis = 20, left = 4, right = 4;
+    const height = HOURLY_SERIES.length * (strip + title) + axis;
+    const step = (width - left - right) / rows.length;
+    const svg = svgEl("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "hourly", "aria-hidden": "true" });
+    HOURLY_SERIES.forEach(([key, label], n) => {
+      const top = n * (strip + title);
+      const max = Math.max(...rows.map((r) => Number(r[key]) || 0));
+      const shown = key === "bytes_out" ? bytes(max) : number(max);
+      svg.append(svgEl("text", { x: left, y: top + 12, class: "strip-title" }, `${label} (highest ${shown}, in all ${key === "bytes_out" ? bytes(totals[key]) : number(totals[key])})`));
+      svg.append(svgEl("line", { x1: left, x2: width - right, y1: top + title + strip, y2: top + title + strip, class: "baseline" }));
+      rows.forEach((r, i) => {
+        const v = Number(r[key]) || 0;
+        if (!v || !max) return;
+        const h = Math.max(1, (strip * v) / max);
+        svg.append(svgEl("rect", { x: (left + i * step).toFixed(1), y: (top + title + strip - h).toFixed(1), width: Math.max(1, step - (step > 3 ? 1 : 0)).toFixed(1), height: h.toFixed(1), class: `hbar bar-${key}` },
+          svgEl("title", {}, `${starts[i].toISOString().slice(0, 16).replace("T", " ")} UTC: ${key === "bytes_out" ? bytes(v) : number(v)} ${label}`)));
+      });
+    });
+    // Ticks every k buckets, k from a ladder of whole hours or days, at least ~80 px apart.
+    const ladder = bucketSecs === 3600 ? [1, 2, 3, 6, 12, 24, 48, 72, 168, 336] : [1, 2, 7, 14, 28, 56, 91, 182, 364];
+    const k = ladder.find((c) => c * step >= 80) || Math.ceil(80 / step);
+    const y = height - 5;
+    let lastDay = null;
+    rows.forEach((r, i) => {
+      const d = starts[i];
+      const index = Math.round(d.getTime() / 1000 / bucketSecs);
+      if (index % k !== 0) return;
+      const text = bucketSecs === 3600 && k < 24 ? (lastDay === day(d) ? hour(d) : `${day(d)} ${hour(d)}`) : day(d);
+      lastDay = day(d);
+      const x = left + i * step;
+      svg.append(svgEl("line", { x1: x, x2: x, y1: height - axis, y2: height - axis + 4, class: "tick" }));
+      svg.append(svgEl("text", { x, y, class: "x-label", "text-anchor": "start" }, text));
+    });
+    box.replaceChildren(svg);
+    // Measured: a label that would touch the one before it (or run past the edge) is dropped.
+    let end = -Infinity;
+    for (const label of [...svg.querySelectorAll("text.x-label")]) {
+      const b = label.getBBox();
+      if (b.x < end + 6 || b.x + b.width > width) label.remove();
+      else end = b.x + b.width;
+    }
   };
   requestAnimationFrame(draw);
   let timer = null;
@@ -723,7 +839,7 @@ function evidenceOwn(e) {
   switch (e.evidence_table) {
     case "cosmos_requests":
       return { what: words(r.operation, "on", join(r.account, r.database_name, r.collection_name) || "?", r.auth_token_type ? `(${r.auth_token_type})` : null),
-        address: r.client_ip, signinIp: r.signin_ip, status: r.status_code !== null && r.status_code !== undefined ? String(r.status_code) : null,
+        portal: portalLink(r.account, r.subscription_id, r.resource_group), address: r.client_ip, signinIp: r.signin_ip, status: r.status_code !== null && r.status_code !== undefined ? String(r.status_code) : null,
         bytes: typeof r.response_length === "number" ? bytes(r.response_length) : null };
     case "signins":
       return { what: words(r.kind, "sign-in to", r.app_display_name || r.app_id || "?", r.country ? `(${words(r.country, r.city)})` : null),
@@ -754,7 +870,7 @@ function evidenceTable(evidence) {
         const elsewhere = Boolean(own.signinIp && own.address && own.signinIp !== own.address);
         return el("tr", { class: "evidence-row", "data-table": e.evidence_table, "data-row": e.row_id, "data-address": own.address || "", "data-elsewhere": elsewhere ? "true" : null },
           el("td", {}, time(e.time)),
-          el("td", {}, own.what || "–"),
+          el("td", {}, own.what || "–", own.portal ? [" ", own.portal] : null),
           el("td", { class: "address" }, own.address || "–"),
           el("td", { class: "signin-address" }, own.signinIp || "–",
             elsewhere ? el("strong", { class: "elsewhere", title: "The request came from another address than its token's sign-in" }, " ≠ request address") : null),
@@ -812,9 +928,14 @@ async function principal(id) {
     entraLinks(pr),
     filterForm([["from", "From (UTC)"], ["to", "To (UTC)"]], new URLSearchParams({ from: p.get("from") || d.from, to: p.get("to") || d.to }), location.pathname),
     timePresets(p, location.pathname),
+    addressesSection(pr, d.addresses || []),
+    el("section", { id: "hourly" }, el("h2", {}, d.hourly_bucket_secs > 3600
+      ? `Per ${d.hourly_bucket_secs === 86400 ? "day" : `${d.hourly_bucket_secs / 86400} days`} (the period is longer than 14 days): requests, bytes out, sign-ins and failed sign-ins`
+      : "Per hour: requests, bytes out, sign-ins and failed sign-ins"), hourlyChart(d.hourly || [], d.hourly_bucket_secs || 3600)),
     section("Volume per day against its baseline (median of the 28 days before)", lineChart(["day", "requests", "baseline_requests", "signins"], d.daily)),
     section("Where it signed in from", table(["country", "city", "ip_address", "app_display_name", "kind", "signins", "failed", "risk", "first", "last"], d.signin_sources)),
-    section("What it touched", table(["account", "database_name", "collection_name", "operation", "requests", "bytes_out", "denied", "first", "last"], d.data_access)),
+    el("section", { id: "data-access" }, el("h2", {}, "What it touched"),
+      table(["account", "database_name", "collection_name", "operation", "requests", "bytes_out", "denied", "first", "last"], d.data_access, null, { render: { account: accountCell } })),
     entitlementsSection(d.entitlements),
     section("User agents", table(["user_agent", "seen_in", "events", "last"], d.user_agents)),
     section("Findings", table(["id", "severity", "status", "title", "entity", "last_seen", "count"], d.findings)),
@@ -823,6 +944,29 @@ async function principal(id) {
     changesSection("Changes made to this identity", "changes-received", d.changes_received || [], d.changes_received_total || 0, "received"),
   );
   showTarget();
+}
+
+/**
+ * Where its data access came from against where it signed in from: each address with its
+ * requests and its sign-ins from there; an address requests came from that no sign-in of the
+ * period did is marked (its token was used from elsewhere) and listed first.
+ */
+function addressesSection(pr, rows) {
+  const elsewhere = rows.filter((r) => r.no_signin).length;
+  const link = (r) => (r.data_access ? addressLink(r.address)
+    : has("Responder") ? el("a", { href: `/search${query({ tab: "signins", ip: r.address })}`, class: "nw" }, r.address) : el("span", { class: "nw" }, r.address));
+  const mark = (r) => (r.no_signin ? el("strong", { class: "no-signin", title: "Requests came from this address, but no sign-in of the period did: its token was used from elsewhere" }, "data access, no sign-in from here")
+    : r.data_access ? el("span", { class: "both" }, "data access and sign-in")
+    : el("span", { class: "muted" }, "sign-in only, no data access"));
+  const signedInWith = (r) => (r.signed_in ? words(`${number(r.signins)}${r.failed_signins ? ` (${number(r.failed_signins)} failed)` : ""}`, r.signin_kinds ? `· ${r.signin_kinds}` : null, r.signin_apps ? `· ${r.signin_apps}` : null) : "–");
+  return el("section", { id: "addresses", "aria-labelledby": "addresses-title" },
+    el("h2", { id: "addresses-title" }, "Data-access addresses against sign-in addresses",
+      elsewhere ? el("span", { class: "no-signin-count" }, ` (${number(elsewhere)} with data access and no sign-in)`) : null),
+    pr.kind === "managed_identity" ? el("p", { class: "muted" }, "A managed identity's sign-ins carry no address: every address it used is one without a sign-in.") : null,
+    table(["address", "seen", "requests", "bytes_out", "accounts", "first", "last", "sign-ins", "last sign-in"], rows, null, {
+      render: { address: link, seen: mark, "sign-ins": signedInWith, "last sign-in": (r) => time(r.signin_last) },
+      row: (r) => ({ class: r.no_signin ? "no-signin-row" : null, "data-address": r.address, "data-no-signin": r.no_signin ? "true" : null }),
+    }));
 }
 
 /** The principal's timeline, 500 rows a page, with how many in all and links to the pages beside (the period kept fixed). */
@@ -1582,7 +1726,7 @@ async function incident(id) {
         el("td", { class: "n" }, number(t.succeeded)), el("td", {}, time(t.first)), el("td", {}, time(t.last)),
         el("td", {}, (t.addresses || []).map((a, n) => [n ? ", " : "", addressLink(a)])))))))) : null,
     section("What was done to data since it began (its principals, or from its addresses)",
-      table(["account", "database_name", "collection_name", "requests", "bytes_out", "operations", "failed", "first", "last"], d.reads)),
+      table(["account", "database_name", "collection_name", "requests", "bytes_out", "operations", "failed", "first", "last"], d.reads, null, { render: { account: accountCell } })),
     el("section", { id: "incident-events" }, el("h2", {}, `Evidence, in time order (${number(offset + 1)}–${number(offset + d.story.length)} of ${number(d.story_total)})`),
       evidenceTable(d.story),
       el("p", {}, offset > 0 ? el("a", { href: `/incidents/${i.id}${query({ offset: Math.max(0, offset - 200) || null })}`, rel: "prev" }, "← Earlier") : null, " ",
