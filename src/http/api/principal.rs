@@ -144,6 +144,25 @@ pub fn hourly_buckets(from: i64, to: i64) -> (i64, i64, i64) {
     (start, width, end)
 }
 
+/// The profile's `hourly` and `addresses`, from one query (one scan of the principal's requests
+/// and one of its sign-ins): `params` are those of `principal_hours_addresses.sql`.
+fn hours_and_addresses(conn: &duckdb::Connection, params: &[Value]) -> ApiResult<(Vec<Object>, Vec<Object>)> {
+    const HOUR: [&str; 5] = ["start", "requests", "bytes_out", "signins", "failed_signins"];
+    let (mut hours, mut addresses) = (Vec::new(), Vec::new());
+    for mut row in objects(conn, include_str!("sql/principal_hours_addresses.sql"), params)? {
+        let part = row.remove("part");
+        row.remove("sort");
+        if part.as_ref().and_then(|p| p.as_str()) == Some("hour") {
+            row.retain(|k, _| HOUR.contains(&k.as_str()));
+            hours.push(row);
+        } else {
+            row.remove("start");
+            addresses.push(row);
+        }
+    }
+    Ok((hours, addresses))
+}
+
 /// How many changes of each side a profile lists.
 const CHANGES: i64 = 200;
 
@@ -311,12 +330,10 @@ pub async fn profile(
         let daily =
             objects(&conn, include_str!("sql/principal_daily.sql"), &[p[0].clone(), p[1].clone(), p[2].clone(), day])?;
         let (start, width, end) = hourly_buckets(from, to);
-        let hourly = objects(
+        let (hourly, addresses) = hours_and_addresses(
             &conn,
-            include_str!("sql/principal_hourly.sql"),
             &[p[0].clone(), p[1].clone(), p[2].clone(), Value::BigInt(start), Value::BigInt(width), Value::BigInt(end)],
         )?;
-        let addresses = objects(&conn, include_str!("sql/principal_addresses.sql"), &p)?;
         let findings = objects(&conn, include_str!("sql/principal_findings.sql"), &p)?;
         let timeline = objects(
             &conn,
