@@ -161,6 +161,9 @@ fn main() {
     let records: usize =
         std::env::var("TOKENTRAIL_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
+    // TOKENTRAIL_BENCH_KEEP=DIR leaves a copy of both input files there, for profiling
+    // `tokentrail ingest` on them outside this benchmark.
+    let keep = std::env::var_os("TOKENTRAIL_BENCH_KEEP").map(std::path::PathBuf::from);
     let input = dir.path().join("cosmos.ndjson");
     let started = Instant::now();
     let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
@@ -179,6 +182,13 @@ fn main() {
         spaced_bytes as f64 / 1e9,
         started.elapsed().as_secs_f64()
     );
+    if let Some(keep) = &keep {
+        std::fs::create_dir_all(keep).unwrap();
+        for file in [&input, &spaced] {
+            std::fs::copy(file, keep.join(file.file_name().unwrap())).unwrap();
+        }
+        println!("kept both files in {}", keep.display());
+    }
 
     // (a) the CLI's default (2 parser threads, 1 DuckDB thread), (a') with 2 DuckDB
     // threads, (b) read_json with 2 DuckDB threads; alternated, fresh files each time.
