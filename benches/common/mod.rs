@@ -2,6 +2,7 @@
 //! section of BENCHMARKS.md.
 #![allow(dead_code)]
 
+pub mod hub;
 pub mod synthetic;
 
 use std::path::Path;
@@ -10,6 +11,11 @@ use std::time::{Duration, Instant};
 
 /// Parser threads of `tokentrail ingest` in the benchmarks (this machine has 2 cores).
 pub const THREADS: usize = 2;
+
+/// The number in environment variable `name`, else `default`.
+pub fn env_count<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
 /// Runs `tokentrail ingest` with `duckdb_threads` (None: the CLI's default).
 pub fn run_ingest(db: &Path, input: &Path, duckdb_threads: Option<usize>) -> Measured {
