@@ -46,7 +46,7 @@ pub fn run(options: DemoOptions) -> Result<()> {
         name: "demo-ingest",
         run: Box::new(move |cx: SourceContext| {
             let source = GeneratedSource::new(seed, 1.0).with_profile(profile);
-            stream(&cx.store, &source, (seed, profile), days, &cx.stop, &cx.metrics)
+            stream(&cx.store, cx.writer, &source, (seed, profile), days, &cx.stop, &cx.metrics)
         }),
     });
     let app = Application::build(settings)?;
@@ -58,13 +58,13 @@ pub fn run(options: DemoOptions) -> Result<()> {
 /// Backfills from the checkpoint (or `days` ago) to now, then follows the clock.
 fn stream(
     store: &Store,
+    mut writer: crate::store::Writer,
     source: &GeneratedSource,
     (seed, profile): (u64, crate::synth::Profile),
     days: u32,
     stop: &CancellationToken,
     metrics: &crate::metrics::Metrics,
 ) -> Result<()> {
-    let mut writer = store.writer()?;
     let checkpoint = store.checkpoint(&source.source_id)?;
     let resume = checkpoint.and_then(|c| c.event_time).and_then(DateTime::from_timestamp_micros);
     let now = Utc::now();

@@ -132,7 +132,16 @@ pub fn run(config: ServeConfig) -> Result<()> {
         settings.source = Some(Source {
             name: "eventhubs-ingest",
             run: Box::new(move |cx: SourceContext| {
-                crate::ingest::eventhubs::run(&cx.store, &hubs, &connect, &cx.runtime, cx.stop, status, cx.metrics)
+                crate::ingest::eventhubs::run(
+                    &cx.store,
+                    cx.writer,
+                    &hubs,
+                    &connect,
+                    &cx.runtime,
+                    cx.stop,
+                    status,
+                    cx.metrics,
+                )
             }),
         });
     }

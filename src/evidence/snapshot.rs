@@ -33,14 +33,8 @@ impl Facts {
 /// Sets the session's time zone to UTC where the engine has one to set, and says which it
 /// is. Call it before the transaction: a refused SET would abort it.
 pub fn utc_session(conn: &duckdb::Connection) -> Result<String> {
-    // The store opens with preserve_insertion_order = false (for ingest), under which DuckDB
-    // handed a large ORDER BY result back with its chunks out of order (the CC7.2
-    // completeness grid, 170k rows, under parallel load): a population's bytes must be the
-    // same on every run, so this session keeps the order its SQL states. A service's
-    // configuration is locked (Store::lock_down) and this SET then fails: not fixed there.
-    if let Err(error) = conn.execute_batch("SET SESSION preserve_insertion_order = true") {
-        tracing::warn!(%error, "preserve_insertion_order stays as configured: a large population may come out in another order");
-    }
+    // Insertion order is kept on every connection but the ingest writer's (Store::open):
+    // a population's rows come out in the order its SQL states, the same on every run.
     // Without the ICU extension DuckDB has no TimeZone setting and reads TIMESTAMPTZ in UTC.
     Ok(match conn.execute_batch("SET TimeZone = 'UTC'") {
         Ok(()) => conn.query_row("SELECT current_setting('TimeZone')", [], |r| r.get::<_, String>(0))?,

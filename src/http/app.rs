@@ -38,6 +38,9 @@ pub struct SourceContext {
     pub stop: CancellationToken,
     /// A runtime of normal priority, for network clients.
     pub runtime: tokio::runtime::Handle,
+    /// The store's ingest writer, opened before the store is locked down (its
+    /// connections configure their sessions).
+    pub writer: crate::store::Writer,
 }
 
 /// Events into the database until stopped: the Event Hubs consumer, the demo's generator.
@@ -228,8 +231,13 @@ fn start_source(
     stop: &CancellationToken,
     runtime: &tokio::runtime::Handle,
 ) -> Result<JoinHandle<Result<()>>> {
-    let context =
-        SourceContext { store: store.clone(), metrics: metrics.clone(), stop: stop.clone(), runtime: runtime.clone() };
+    let context = SourceContext {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+        runtime: runtime.clone(),
+        writer: store.writer()?,
+    };
     let stop = stop.clone();
     Ok(std::thread::Builder::new().name(source.name.into()).spawn(move || {
         let outcome = (source.run)(context);

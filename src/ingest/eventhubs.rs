@@ -7,15 +7,17 @@ use super::PipelineOptions;
 use crate::config::EventHubsConfig;
 use crate::metrics::Metrics;
 use crate::source::eventhubs::{self, Connect, HubsStatus, Stream};
-use crate::store::Store;
+use crate::store::{Store, Writer};
 use anyhow::Result;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// Streams the configured hubs into `store` until `cancel` fires. Runs the pipeline on
 /// the calling thread and the receivers on `runtime`.
+#[allow(clippy::too_many_arguments)] // the service's parts, each used once
 pub fn run(
     store: &Store,
+    mut writer: Writer,
     config: &EventHubsConfig,
     connect: &Connect,
     runtime: &tokio::runtime::Handle,
@@ -34,9 +36,8 @@ pub fn run(
         full_commits: Some(metrics.full_commits.clone()),
         ..PipelineOptions::default()
     };
-    let outcome = store.writer().and_then(|mut writer| {
-        super::run(&mut writer, chunks, options, |receipt, checkpoints| committed.record(receipt, checkpoints))
-    });
+    let outcome =
+        super::run(&mut writer, chunks, options, |receipt, checkpoints| committed.record(receipt, checkpoints));
     // Stop the receivers whatever ended the pipeline, and wait for them.
     receivers.stop();
     let counts = outcome?;

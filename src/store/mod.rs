@@ -176,9 +176,11 @@ impl Store {
                 path.display()
             );
         }
+        // preserve_insertion_order stays on for everyone but the ingest writer's
+        // connections ([`Store::writer`]): with it off, DuckDB handed a large ORDER BY
+        // result back with its chunks out of order under parallel load, and an evidence
+        // population must come out byte for byte the same on every run.
         let mut settings = vec![
-            // Log rows have no meaningful insertion order; dropping it speeds up inserts.
-            ("preserve_insertion_order", "false".to_string()),
             // Never reach for the network: everything needed is built in.
             ("autoinstall_known_extensions", "false".to_string()),
             ("autoload_known_extensions", "false".to_string()),
@@ -277,8 +279,7 @@ impl Store {
             bail!("the ingest writer of {} is already in use", self.path.display());
         }
         let opened = (|| -> Result<(RawConnection, Option<i64>, Option<chain::Digest>, bool)> {
-            let mut raw = self.db.raw_connection()?;
-            raw.attach_scratch(&self.catalog)?;
+            let raw = writer_connection(&self.db, &self.catalog)?;
             let conn = self.connection()?;
             let last = conn.query_row("SELECT max(batch_id) FROM ingest_batches", [], |r| r.get(0))?;
             let lane_checkpoints: i64 = conn.query_row(
@@ -290,8 +291,17 @@ impl Store {
         })();
         let (raw, last, head, lane_checkpoints) =
             opened.inspect_err(|_| self.writer_taken.store(false, Ordering::SeqCst))?;
+        let mut conns = vec![raw];
+        // Every lane's connection now, while its session can still be configured (after
+        // Store::lock_down no SET is accepted).
+        while lane_checkpoints && conns.len() < MAX_LANES {
+            conns.push(
+                writer_connection(&self.db, &self.catalog)
+                    .inspect_err(|_| self.writer_taken.store(false, Ordering::SeqCst))?,
+            );
+        }
         Ok(Writer {
-            conns: vec![raw],
+            conns,
             turns: Turns::new(last.unwrap_or(0), head),
             lane_checkpoints,
             catalog: self.catalog.clone(),
@@ -319,6 +329,19 @@ impl Store {
             event_time: row.get(7)?,
         }))
     }
+}
+
+/// A connection of the ingest writer: the `scratch` catalog attached for its Arrow scan
+/// views, and insertion order not kept (log rows have none that matters, and keeping it
+/// slowed inserts). Made before [`Store::lock_down`], which refuses the SET: a writer
+/// opened later still stores everything, keeping the order, more slowly.
+fn writer_connection(db: &RawDatabase, catalog: &str) -> Result<RawConnection> {
+    let mut raw = db.raw_connection()?;
+    raw.attach_scratch(catalog)?;
+    if let Err(error) = raw.execute_batch("SET SESSION preserve_insertion_order = false") {
+        tracing::warn!(%error, "an ingest connection keeps insertion order (the writer was opened after lock-down)");
+    }
+    Ok(raw)
 }
 
 /// What kind of source a checkpoint belongs to.
@@ -487,9 +510,7 @@ impl Writer {
     pub fn lanes(&mut self, count: usize) -> Result<Vec<Lane<'_>>> {
         let count = count.clamp(1, if self.lane_checkpoints { MAX_LANES } else { 1 });
         while self.conns.len() < count {
-            let mut raw = self.db.raw_connection()?;
-            raw.attach_scratch(&self.catalog)?;
-            self.conns.push(raw);
+            self.conns.push(writer_connection(&self.db, &self.catalog)?);
         }
         self.turns.start();
         let (turns, lane_checkpoints) = (&self.turns, self.lane_checkpoints);

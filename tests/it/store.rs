@@ -161,6 +161,26 @@ fn one_writer_at_a_time_and_free_again_once_dropped() {
     assert!(db.store.writer().is_ok());
 }
 
+/// Insertion order is dropped only on the ingest writer's connections: every other
+/// connection, a locked-down service's included, keeps it (an evidence population must
+/// come out in the same order on every run), and a writer opened before lock-down keeps
+/// committing with all its lanes after it.
+#[test]
+fn readers_keep_insertion_order_and_a_writer_opened_before_lock_down_still_commits() {
+    use tokentrail::store::rows::TableBatches;
+    let db = TestDb::new();
+    let mut writer = db.store.writer().unwrap();
+    db.store.lock_down().unwrap();
+    let conn = db.store.connection().unwrap();
+    let kept: bool = conn.query_row("SELECT current_setting('preserve_insertion_order')", [], |r| r.get(0)).unwrap();
+    assert!(kept, "a reading connection keeps insertion order");
+    let refused = conn.execute_batch("SET SESSION preserve_insertion_order = false");
+    assert!(refused.is_err(), "a locked-down store refuses to change it");
+    writer.commit(TableBatches::default(), &at_line("file:locked", 7)).unwrap();
+    assert_eq!(writer.lanes(3).unwrap().len(), 3, "every lane's connection was opened before lock-down");
+    assert_eq!(db.store.checkpoint("file:locked").unwrap().unwrap().line, Some(7));
+}
+
 /// A commit is written as whole DuckDB row groups plus one partial row group, and
 /// checkpoints leave them so. DuckDB's default merges runs of row groups that fit in
 /// fewer, which rewrote the whole row groups between two partial ones, single-threaded,
