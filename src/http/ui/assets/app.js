@@ -1573,6 +1573,9 @@ function activeBadge(latest, serverNow) {
     const secs = Math.max(0, Math.round(age / 1000));
     const span = secs >= 120 && secs < 3600 ? `${Math.floor(secs / 60)} min ${secs % 60} s` : ago(age);
     badge.replaceChildren(active ? "ACTIVE · " : "", `last event ${span} ago`);
+    // The age to the second, for a tooltip and for tests: past an hour the text shows hours.
+    badge.dataset.ageSeconds = String(secs);
+    badge.title = `last event at ${latest}`;
   };
   draw();
   const timer = setInterval(() => (badge.isConnected ? draw() : clearInterval(timer)), 1000);
