@@ -33,18 +33,22 @@ impl Service {
             ),
         )
         .unwrap();
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        // `serve` refuses TOKENTRAIL_ variables that are not configuration keys.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("TOKENTRAIL_BENCH_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
             .args(["serve", "--config"])
             .arg(&config)
             .env("TOKENTRAIL_EVENTHUBS_CONNECTION_STRING", hub.connection_string(HUB))
             .env("TOKENTRAIL_LOG", "warn")
-            // `serve` refuses TOKENTRAIL_ variables that are not configuration keys.
-            .env_remove("TOKENTRAIL_BENCH_RECORDS")
-            .env_remove("TOKENTRAIL_BENCH_BACKLOG")
             .stdout(Stdio::null())
             .spawn()
             .expect("tokentrail serve runs");
-        let service = Service { child, port, db: dir.join(format!("{name}.duckdb")), token: Default::default() };
+        let mut service = Service { child, port, db: dir.join(format!("{name}.duckdb")), token: Default::default() };
         service.wait(|status| status["eventhubs"].as_array().is_some_and(|p| p.len() == PARTITIONS as usize));
         service
     }
@@ -77,9 +81,12 @@ impl Service {
             .unwrap_or(0)
     }
 
-    pub fn wait(&self, done: impl Fn(&serde_json::Value) -> bool) {
+    pub fn wait(&mut self, done: impl Fn(&serde_json::Value) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(600);
         while !self.status().is_some_and(|s| done(&s)) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("tokentrail serve exited ({status}) before it was ready: see its output above");
+            }
             assert!(Instant::now() < deadline, "the service did not get there in 10 minutes");
             std::thread::sleep(Duration::from_millis(50));
         }
