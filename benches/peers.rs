@@ -130,37 +130,25 @@ fn main() {
     for per_event in SHAPES {
         let (mut ours, mut peer) = (Vec::new(), Vec::new());
         for round in 0..rounds {
-            let name = |who: &str| format!("{who}-{per_event}-{round}");
-            let run_ours = |ours: &mut Vec<Drain>| {
+            type DrainFn = fn(&Path, &TestHub, &str, usize) -> Drain;
+            let run = |who: &str, drain: DrainFn, drains: &mut Vec<Drain>| {
                 common::settle();
                 let hub = loaded_hub(&input, per_event);
-                let d = drain_tokentrail(dir.path(), &hub, &name("tokentrail"), records);
+                let d = drain(dir.path(), &hub, &format!("{who}-{per_event}-{round}"), records);
                 println!(
-                    "envelopes of {per_event}, round {round}: tokentrail {:.2} s, {:.2} CPU-s, {} MiB",
+                    "envelopes of {per_event}, round {round}: {who} {:.2} s, {:.2} CPU-s, {} MiB",
                     d.seconds,
                     d.cpu.as_secs_f64(),
                     d.peak_rss_mib
                 );
-                ours.push(d);
-            };
-            let run_peer = |peer: &mut Vec<Drain>| {
-                common::settle();
-                let hub = loaded_hub(&input, per_event);
-                let d = drain_peer(dir.path(), &hub, &name("python"), records);
-                println!(
-                    "envelopes of {per_event}, round {round}: Python peer {:.2} s, {:.2} CPU-s, {} MiB",
-                    d.seconds,
-                    d.cpu.as_secs_f64(),
-                    d.peak_rss_mib
-                );
-                peer.push(d);
+                drains.push(d);
             };
             if round % 2 == 1 {
-                run_peer(&mut peer);
-                run_ours(&mut ours);
+                run("python", drain_peer, &mut peer);
+                run("tokentrail", drain_tokentrail, &mut ours);
             } else {
-                run_ours(&mut ours);
-                run_peer(&mut peer);
+                run("tokentrail", drain_tokentrail, &mut ours);
+                run("python", drain_peer, &mut peer);
             }
         }
         let (ours, peer) = (summarise(&ours, records), summarise(&peer, records));

@@ -22,6 +22,20 @@ pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// `tokentrail demo` on a fresh database `name` in `dir` (started off the async runtime: it
+/// takes a core for most of a minute), its base URL, and headless Chromium at 1400 × 900.
+pub(crate) async fn demo_and_browser(
+    dir: &std::path::Path,
+    name: &str,
+) -> (crate::common::demo::Demo, String, Driver, Client) {
+    let db = dir.join(name);
+    let demo = tokio::task::spawn_blocking(move || crate::common::demo::Demo::start(&db)).await.unwrap();
+    let base = format!("http://{}", demo.address);
+    let (driver, client) = browser(&dir.join("profile")).await;
+    client.set_window_size(1400, 900).await.unwrap();
+    (demo, base, driver, client)
+}
+
 /// chromedriver on a free port, and a WebDriver session in headless Chromium.
 pub(crate) async fn browser(profile: &std::path::Path) -> (Driver, Client) {
     let port = free_port();

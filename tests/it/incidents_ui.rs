@@ -4,7 +4,7 @@
 //! the first screen at 1400 px; the story line, the evidence in time order and the log
 //! are below; bulk acknowledge from the list reaches each incident's findings.
 
-use crate::browser::{absent_values_shown, browser, open, ready, shot, sign_in_as, text, wait_for};
+use crate::browser::{absent_values_shown, demo_and_browser, open, ready, shot, sign_in_as, text, wait_for};
 use crate::common;
 
 use common::demo::{Demo, http_get};
@@ -21,14 +21,7 @@ fn api(demo: &Demo, path: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_the_overview_to_an_incident_that_answers_who_what_where_and_whether_it_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("incidents-ui.duckdb");
-    let demo = tokio::task::spawn_blocking({
-        let db = db.clone();
-        move || Demo::start(&db)
-    })
-    .await
-    .unwrap();
-    let base = format!("http://{}", demo.address);
+    let (demo, base, _driver, client) = demo_and_browser(dir.path(), "incidents-ui.duckdb").await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let incidents = loop {
         let page = api(&demo, "/api/incidents?status=open&limit=50");
@@ -40,8 +33,6 @@ async fn from_the_overview_to_an_incident_that_answers_who_what_where_and_whethe
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
 
-    let (_driver, client) = browser(&dir.path().join("profile")).await;
-    client.set_window_size(1400, 900).await.unwrap();
     sign_in_as(&client, &base, "Responder", "Night Responder", None).await;
 
     // The overview leads with open incidents: above the findings' cards.

@@ -4,7 +4,7 @@
 //! let in; a principal's page opens by its UPN or display name and links out to Entra ID.
 
 use crate::api::path_segment;
-use crate::browser::{browser, open, shot, sign_in_as, sign_out, text, wait_for};
+use crate::browser::{demo_and_browser, open, shot, sign_in_as, sign_out, text, wait_for};
 use crate::common;
 
 use common::demo::{Demo, http_get};
@@ -50,16 +50,7 @@ async fn value_of(client: &Client, css: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn addresses_principals_accounts_and_collections_are_links_for_those_let_in() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("investigation.duckdb");
-    let demo = tokio::task::spawn_blocking({
-        let db = db.clone();
-        move || Demo::start(&db)
-    })
-    .await
-    .unwrap();
-    let base = format!("http://{}", demo.address);
-    let (_driver, client) = browser(&dir.path().join("profile")).await;
-    client.set_window_size(1400, 900).await.unwrap();
+    let (demo, base, _driver, client) = demo_and_browser(dir.path(), "investigation.duckdb").await;
     sign_in_as(&client, &base, "Responder", "Investigating Responder", None).await;
 
     // A data operation of a principal that signed in, with an address, account and collection.
@@ -262,16 +253,7 @@ async fn wider_than_window(client: &Client) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_principal_page_shows_hours_addresses_and_portal_links_and_cards_on_a_phone() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("oncall-page.duckdb");
-    let demo = tokio::task::spawn_blocking({
-        let db = db.clone();
-        move || Demo::start(&db)
-    })
-    .await
-    .unwrap();
-    let base = format!("http://{}", demo.address);
-    let (_driver, client) = browser(&dir.path().join("profile")).await;
-    client.set_window_size(1400, 900).await.unwrap();
+    let (demo, base, _driver, client) = demo_and_browser(dir.path(), "oncall-page.duckdb").await;
     sign_in_as(&client, &base, "Responder", "Paged Responder", None).await;
 
     // A principal whose requests came from an address none of its sign-ins did, one that signed

@@ -7,7 +7,8 @@
 //! events still arrive, and who acknowledged a finding after detection reopened it.
 
 use crate::browser::{
-    absent_values_shown, broken_words, browser, open, page_overflow, ready, shot, sign_in_as, sign_out, text, wait_for,
+    absent_values_shown, broken_words, demo_and_browser, open, page_overflow, ready, shot, sign_in_as, sign_out, text,
+    wait_for,
 };
 use crate::common;
 
@@ -87,17 +88,8 @@ struct Night {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_on_call_engineer_at_3_am_meets_no_broken_path() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("oncall.duckdb");
-    let demo = tokio::task::spawn_blocking({
-        let db = db.clone();
-        move || Demo::start(&db)
-    })
-    .await
-    .unwrap();
-    let auditor = common::demo::token(&db, "Auditor");
-    let base = format!("http://{}", demo.address);
-    let (_driver, client) = browser(&dir.path().join("profile")).await;
-    client.set_window_size(1400, 900).await.unwrap();
+    let (demo, base, _driver, client) = demo_and_browser(dir.path(), "oncall.duckdb").await;
+    let auditor = common::demo::token(&dir.path().join("oncall.duckdb"), "Auditor");
     sign_in_as(&client, &base, "Responder", NAME, None).await;
 
     // Findings once detection has run over the backfilled day.
