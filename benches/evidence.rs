@@ -24,10 +24,6 @@ const PRINCIPALS: i64 = 2_000;
 const FINDINGS: i64 = 5_000;
 const CALLS: i64 = 100_000;
 
-fn env_count(name: &str, default: i64) -> i64 {
-    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
-}
-
 /// Runs the real binary; wall time, peak RSS (KiB) from wait4, and what it printed.
 fn run(args: &[&str], out: &Path) -> (Duration, i64, String) {
     let measured = common::run_measured(args, std::fs::File::create(out).unwrap().into());
@@ -42,8 +38,8 @@ fn insert_detection(conn: &duckdb::Connection, start: i64, span: i64) {
 }
 
 fn main() {
-    let requests = env_count("TOKENTRAIL_BENCH_REQUESTS", 10_000_000);
-    let signins = env_count("TOKENTRAIL_BENCH_SIGNINS", 1_000_000);
+    let requests = common::env_count("TOKENTRAIL_BENCH_REQUESTS", 10_000_000i64);
+    let signins = common::env_count("TOKENTRAIL_BENCH_SIGNINS", 1_000_000i64);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("evidence.duckdb");
     let start = chrono::DateTime::parse_from_rfc3339(START).unwrap().timestamp_micros();

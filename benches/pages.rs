@@ -16,13 +16,9 @@ use tokentrail::store::{Store, StoreOptions};
 
 const ROUNDS: usize = 5;
 
-fn env_count(name: &str, default: i64) -> i64 {
-    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
-}
-
 fn main() {
-    let requests = env_count("TOKENTRAIL_BENCH_REQUESTS", 10_000_000);
-    let signins = env_count("TOKENTRAIL_BENCH_SIGNINS", 1_000_000);
+    let requests = common::env_count("TOKENTRAIL_BENCH_REQUESTS", 10_000_000i64);
+    let signins = common::env_count("TOKENTRAIL_BENCH_SIGNINS", 1_000_000i64);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("pages.duckdb");
     let store = Arc::new(Store::open(&db, &StoreOptions { threads: Some(2), ..StoreOptions::default() }).unwrap());

@@ -22,10 +22,6 @@ const BATCH_REQUESTS: i64 = 9_000;
 const BATCH_SIGNINS: i64 = 1_000;
 const BATCH_MINUTES: i64 = 20;
 
-fn env_count(name: &str, default: i64) -> i64 {
-    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
-}
-
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -46,8 +42,8 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 }
 
 fn main() {
-    let requests = env_count("TOKENTRAIL_BENCH_REQUESTS", 10_000_000);
-    let signins = env_count("TOKENTRAIL_BENCH_SIGNINS", 1_000_000);
+    let requests = common::env_count("TOKENTRAIL_BENCH_REQUESTS", 10_000_000i64);
+    let signins = common::env_count("TOKENTRAIL_BENCH_SIGNINS", 1_000_000i64);
     let dir = tempfile::tempdir().unwrap();
     // TOKENTRAIL_BENCH_COPY=path: keep a copy of the absorbed history there, for profiling.
     let keep = std::env::var("TOKENTRAIL_BENCH_COPY").ok();

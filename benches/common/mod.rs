@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 /// Parser threads of `tokentrail ingest` in the benchmarks (this machine has 2 cores).
 pub const THREADS: usize = 2;
 
-/// The number in environment variable `name`, else `default`.
+/// The number in environment variable `name` (`10_000_000` reads as well), else `default`.
 pub fn env_count<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
 }
 
 /// Runs `tokentrail ingest` with `duckdb_threads` (None: the CLI's default).

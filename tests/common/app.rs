@@ -8,6 +8,23 @@ use tokentrail::http::{AppState, Application, Limits, Settings, SignIn};
 use tokentrail::rules::rule::Rule;
 use tokentrail::store::Store;
 
+/// Calls the API at `base`: GET `path`, or POST `body` as JSON, with `token` as bearer.
+/// Returns the status and the answer (JSON, or the text as a JSON string), whatever the
+/// status: the tests assert on refusals too.
+pub fn call_json(base: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("{base}{path}");
+    let auth = format!("Bearer {token}");
+    let response = match body {
+        None => agent.get(&url).header("Authorization", &auth).call(),
+        Some(body) => agent.post(&url).header("Authorization", &auth).send_json(body),
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{path}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
 /// Serves `store` (locked down, as `serve` does) on 127.0.0.1 from a thread of its own;
 /// returns the state and the base URL.
 pub fn serve(store: Arc<Store>, issuer: &TestIssuer, rules: Vec<Rule>) -> (AppState, String) {

@@ -25,17 +25,7 @@ struct Api {
 impl Api {
     fn call(&self, role: Role, path: &str, body: Option<Value>) -> (u16, Value) {
         let token = self.issuer.token_with(&[role], json!({"name": "On Call"}));
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {token}");
-        let response = match body {
-            None => agent.get(&url).header("Authorization", &auth).call(),
-            Some(body) => agent.post(&url).header("Authorization", &auth).send_json(body),
-        };
-        let mut response = response.unwrap_or_else(|e| panic!("{path}: {e}"));
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        common::app::call_json(&self.base, path, &token, body)
     }
 
     fn value<T: duckdb::types::FromSql>(&self, sql: &str, params: impl duckdb::Params) -> T {

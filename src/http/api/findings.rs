@@ -62,25 +62,38 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<Page>> {
     let limit = filter::limit(q.limit, 50, 500)?;
-    let mut f = Filter::default();
-    filter::known("status", &q.status, &["open", "acknowledged", "resolved", "suppressed", "withdrawn"])?;
-    filter::known("severity", &q.severity, &["low", "medium", "high", "critical"])?;
-    f.any_of("f.status", &q.status);
-    f.any_of("f.severity", &q.severity);
+    let mut f = triage_filter("f", &q.status, &q.severity, &q.cursor)?;
     f.eq("f.rule_id", &q.rule);
     f.eq("f.principal_id", &q.principal);
     f.time_range("f.last_seen", &q.from, &None)?;
     f.time_range("f.first_seen", &None, &q.to)?;
-    if let Some((t, id)) = filter::parse_cursor(&q.cursor)? {
-        f.add(
-            "(f.last_seen < ? OR (f.last_seen = ? AND f.id < ?))",
-            [filter::timestamp(t), filter::timestamp(t), Value::BigInt(id)],
-        );
-    }
     let rest = f.sql_limited("f.last_seen DESC, f.id DESC", limit + 1);
     let sql = format!("SELECT {COLUMNS}, epoch_us(f.last_seen) AS _sort FROM findings f {rest}");
     let mut found = super::db(&state, move |store| objects(&*store.connection()?, &sql, &f.params)).await?;
     Ok(axum::Json(page(&mut found, limit, &rows)))
+}
+
+/// What the findings and incidents lists filter on alike: statuses, severities (both
+/// checked against their known values), and the keyset cursor on (`last_seen`, `id`) of
+/// the table aliased `alias`.
+pub fn triage_filter(
+    alias: &str,
+    status: &Option<String>,
+    severity: &Option<String>,
+    cursor: &Option<String>,
+) -> ApiResult<Filter> {
+    let mut f = Filter::default();
+    filter::known("status", status, &["open", "acknowledged", "resolved", "suppressed", "withdrawn"])?;
+    filter::known("severity", severity, &["low", "medium", "high", "critical"])?;
+    f.any_of(&format!("{alias}.status"), status);
+    f.any_of(&format!("{alias}.severity"), severity);
+    if let Some((t, id)) = filter::parse_cursor(cursor)? {
+        f.add(
+            &format!("({alias}.last_seen < ? OR ({alias}.last_seen = ? AND {alias}.id < ?))"),
+            [filter::timestamp(t), filter::timestamp(t), Value::BigInt(id)],
+        );
+    }
+    Ok(f)
 }
 
 /// Cuts a page of `limit` from `limit + 1` rows with a `_sort` column and `id`.

@@ -3,7 +3,7 @@
 //! started and whether it is still going on; triage (owner, acknowledge, resolve, reopen,
 //! in bulk too) changes each of its findings, which keep their own history.
 
-use super::filter::{self, Filter};
+use super::filter;
 use super::findings::page;
 use super::results::{Object, RowCount, objects};
 use super::{AuditNote, Granted};
@@ -50,17 +50,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<super::findings::Page>> {
     let limit = filter::limit(q.limit, 50, 500)?;
-    let mut f = Filter::default();
-    filter::known("status", &q.status, &["open", "acknowledged", "resolved", "suppressed", "withdrawn"])?;
-    filter::known("severity", &q.severity, &["low", "medium", "high", "critical"])?;
-    f.any_of("s.status", &q.status);
-    f.any_of("s.severity", &q.severity);
-    if let Some((t, id)) = filter::parse_cursor(&q.cursor)? {
-        f.add(
-            "(s.last_seen < ? OR (s.last_seen = ? AND s.id < ?))",
-            [filter::timestamp(t), filter::timestamp(t), Value::BigInt(id)],
-        );
-    }
+    let mut f = super::findings::triage_filter("s", &q.status, &q.severity, &q.cursor)?;
     let rest = f.sql_limited("s.last_seen DESC, s.id DESC", limit + 1);
     let sql = format!("SELECT {COLUMNS}, epoch_us(s.last_seen) AS _sort FROM incident_status s {rest}");
     let mut found = super::db(&state, move |store| -> ApiResult<Vec<Object>> {
