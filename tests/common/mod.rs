@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod azurite;
 pub mod demo;
 pub mod jwks;
 

@@ -10,6 +10,7 @@ mod access;
 mod alerts;
 mod api;
 mod auth;
+mod azurite;
 mod browser;
 mod changes;
 mod cli;
