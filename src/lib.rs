@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod http;
 pub mod ingest;
 pub mod inventory;
+pub mod lake;
 pub mod metrics;
 pub mod periodic;
 pub mod progress;

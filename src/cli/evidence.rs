@@ -260,17 +260,24 @@ pub fn sample_pack(args: SampleArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `tokentrail verify --db PATH`.
-pub fn verify_chain(db: &Path) -> Result<ExitCode> {
+/// `tokentrail verify --db PATH [--lake LOCATION]`.
+pub fn verify_chain(db: &Path, lake: Option<&str>) -> Result<ExitCode> {
     if !db.exists() {
         anyhow::bail!("no database at {}", db.display());
     }
     let store = Store::open(db, &StoreOptions::default())?;
+    let lake = lake.map(super::archive::open_lake).transpose()?;
     let progress = bar("{spinner} [{bar:30}] {pos}/{len} batches {wide_msg}")?;
-    let report = chain::verify(&store, &|done, total| {
-        progress.set_length(total);
-        progress.set_position(done);
-    })?;
+    let report = chain::verify_unless(
+        &store,
+        None,
+        lake.as_ref(),
+        &|done, total| {
+            progress.set_length(total);
+            progress.set_position(done);
+        },
+        &|| false,
+    )?;
     progress.finish_and_clear();
     println!("{}", report.summary());
     for failure in &report.failures {

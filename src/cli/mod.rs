@@ -1,6 +1,7 @@
 //! The command line: parses arguments and runs one command, each in a file of its own
 //! here; what a command prints is there, what it does is in the library.
 
+mod archive;
 mod demo;
 pub mod detect;
 mod evidence;
@@ -156,6 +157,34 @@ enum Command {
     Verify {
         #[arg(long, env = "TOKENTRAIL_DB")]
         db: PathBuf,
+        /// The lake rows were archived to: rows deleted from the database by retention are
+        /// recomputed from its files (a directory, or an Azure Storage URL).
+        #[arg(long, env = "TOKENTRAIL_LAKE")]
+        lake: Option<String>,
+    },
+    /// Copy committed batches to the Parquet lake (a directory, or Azure Blob / ADLS Gen2
+    /// with the environment's Entra ID identity), read them back against the integrity
+    /// chain; with --hot-days, delete from the database archived rows older than that.
+    Archive {
+        #[arg(long, env = "TOKENTRAIL_DB")]
+        db: PathBuf,
+        /// A directory, https://<account>.blob.core.windows.net/<container>[/<prefix>],
+        /// abfss://<container>@<account>.dfs.core.windows.net[/<prefix>], or Azurite's
+        /// http://127.0.0.1:<port>/<account>/<container> (key in TOKENTRAIL_LAKE_ACCOUNT_KEY).
+        #[arg(long, env = "TOKENTRAIL_LAKE")]
+        lake: String,
+        /// Days every archived table keeps in the database; older archived rows are deleted.
+        #[arg(long)]
+        hot_days: Option<u32>,
+        /// One table's days, TABLE=DAYS (repeatable; overrides --hot-days for it).
+        #[arg(long = "table-hot-days", value_parser = archive::table_days)]
+        table_hot_days: Vec<(String, u32)>,
+        /// Rows per segment of whole batches.
+        #[arg(long, default_value_t = crate::lake::archive::SEGMENT_ROWS)]
+        segment_rows: i64,
+        /// Apply the retention as of this time (RFC 3339) instead of now.
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Read who may do what in Cosmos DB (accounts, data-plane role definitions and
     /// assignments, Azure role assignments) from Azure Resource Manager, or from `az`
@@ -397,7 +426,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 removal_hours: pack.removal_hours,
             })
         }
-        Command::Verify { db } => evidence::verify_chain(&db),
+        Command::Verify { db, lake } => evidence::verify_chain(&db, lake.as_deref()),
+        Command::Archive { db, lake, hot_days, table_hot_days, segment_rows, as_of } => archive::run(archive::Args {
+            db: &db,
+            lake: &lake,
+            retention: crate::lake::evict::Retention { hot_days, tables: table_hot_days.into_iter().collect() },
+            segment_rows,
+            as_of,
+        }),
         Command::Inventory { db, subscriptions, from_file, credential, endpoint, taken_at } => {
             let credential: crate::config::CredentialKind =
                 serde_json::from_value(serde_json::Value::String(credential.clone())).map_err(|_| {

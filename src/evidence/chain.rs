@@ -2,6 +2,7 @@
 //! from the rows DuckDB holds, with the encoding the writer used
 //! ([`crate::store::chain`]), and names the batches that no longer match.
 
+use crate::lake::Lake;
 use crate::store::Store;
 use crate::store::chain::{
     BatchHeader, Digest, Encoding, TABLES, TableDigest, VERSION, chain_digest, decode_hex, hex, rows_digest,
@@ -24,6 +25,11 @@ pub struct ChainReport {
     pub unchained: Vec<i64>,
     /// Every batch that no longer matches, first first (at most [`MAX_FAILURES`]).
     pub failures: Vec<BatchFailure>,
+    /// Batches with rows evicted to the lake whose archived rows were recomputed from it.
+    pub archived_checked: u64,
+    /// Batches with rows evicted to the lake, not read (no lake given): their chain links
+    /// are checked with the archived tables' stored digests.
+    pub archived_unchecked: u64,
 }
 
 pub const MAX_FAILURES: usize = 20;
@@ -53,9 +59,17 @@ impl ChainReport {
             ),
             _ => String::new(),
         };
+        let archived = match (self.archived_checked, self.archived_unchecked) {
+            (0, 0) => String::new(),
+            (checked, 0) => format!("; {checked} batch(es) with rows in the lake, recomputed from it"),
+            (checked, unchecked) => format!(
+                "; {checked} batch(es) with rows in the lake recomputed from it, {unchecked} NOT read \
+                 (give --lake to check the archived rows)"
+            ),
+        };
         match self.failures.first() {
             None => format!(
-                "chain verified: {} of {} batches recomputed and match; {head}{legacy}",
+                "chain verified: {} of {} batches recomputed and match{archived}; {head}{legacy}",
                 self.checked, self.batches
             ),
             Some(first) => format!(
@@ -116,10 +130,19 @@ fn load_stored(conn: &duckdb::Connection, up_to: i64) -> Result<BTreeMap<i64, St
     Ok(out)
 }
 
-/// The four table digests of `batch_id` as the rows are now, in `encoding`.
-fn recompute_tables(conn: &duckdb::Connection, batch_id: i64, encoding: Encoding) -> Result<[Digest; 4]> {
+/// The four table digests of `batch_id` as the rows are now, in `encoding`; tables
+/// `evicted` (their rows in the lake) are left zero.
+fn recompute_tables(
+    conn: &duckdb::Connection,
+    batch_id: i64,
+    encoding: Encoding,
+    evicted: [bool; 4],
+) -> Result<[Digest; 4]> {
     let mut out = [[0u8; 32]; 4];
     for (i, table) in TABLES.into_iter().enumerate() {
+        if evicted[i] {
+            continue;
+        }
         let schema = table_schema(table);
         let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         // Column and table names come from our own schema, never from data.
@@ -152,15 +175,17 @@ fn orphan_rows(conn: &duckdb::Connection) -> Result<Vec<(&'static str, i64, i64)
 /// Recomputes every chained batch's digests from the stored rows, in batch order, and
 /// checks each link. `progress(done, total)` is called as batches are checked.
 pub fn verify(store: &Store, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<ChainReport> {
-    verify_unless(store, None, progress, &|| false)
+    verify_unless(store, None, None, progress, &|| false)
 }
 
 /// [`verify`] of the batches up to `up_to` (all when `None`), giving up (with an error)
 /// once `stop()` says so. What is stored is read in one snapshot, so a batch committing
 /// meanwhile is either wholly in it or not at all (never "rows without their batch").
+/// Rows evicted to the lake are recomputed from `lake` when given.
 pub fn verify_unless(
     store: &Store,
     up_to: Option<i64>,
+    lake: Option<&Lake>,
     progress: &(dyn Fn(u64, u64) + Sync),
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<ChainReport> {
@@ -174,6 +199,8 @@ pub fn verify_unless(
         headers.iter().map(|h| h.batch_id).filter(|id| first_chained.is_none_or(|first| *id < first)).collect();
     let to_check: Vec<&BatchHeader> = headers.iter().filter(|h| !unchained.contains(&h.batch_id)).collect();
     let total = to_check.len() as u64;
+    let evicted = crate::lake::read::evicted(&conn)?;
+    let evicted_of = |id: i64| evicted.get(&id).copied().unwrap_or([false; 4]);
 
     // The table digests of each batch are independent: spread them over the cores.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
@@ -198,8 +225,8 @@ pub fn verify_unless(
                             if stop() {
                                 bail!("verifying the chain was stopped");
                             }
-                            let tables =
-                                recompute_tables(&conn, id, encoding).with_context(|| format!("batch {id}"))?;
+                            let tables = recompute_tables(&conn, id, encoding, evicted_of(id))
+                                .with_context(|| format!("batch {id}"))?;
                             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                             progress(n, total);
                             Ok((id, tables))
@@ -222,6 +249,33 @@ pub fn verify_unless(
             failures.push(BatchFailure { batch_id, reason });
         }
     };
+    // Evicted tables: recomputed from the lake, or (no lake given) their stored digests.
+    let (mut archived_checked, mut archived_unchecked) = (0, 0);
+    let from_lake = match lake {
+        Some(lake) => crate::lake::read::evicted_digests(&conn, lake, up_to)?,
+        None => Default::default(),
+    };
+    for (lake_failure_batch, reason) in &from_lake.failures {
+        fail(*lake_failure_batch, reason.clone());
+    }
+    for (id, mask) in &evicted {
+        let (Some(saved), Some(digests)) = (stored.get(id), tables.get_mut(id)) else { continue };
+        let mut read = true;
+        for i in (0..4).filter(|i| mask[*i]) {
+            match from_lake.digests.get(&(*id, i)) {
+                Some(digest) => digests[i] = *digest,
+                None => {
+                    read = false;
+                    digests[i] = decode_hex(&saved.tables[i]).unwrap_or([0u8; 32]);
+                }
+            }
+        }
+        if read && lake.is_some() {
+            archived_checked += 1;
+        } else {
+            archived_unchecked += 1;
+        }
+    }
     let mut previous = [0u8; 32];
     let mut head = None;
     for header in &to_check {
@@ -283,6 +337,8 @@ pub fn verify_unless(
         head_digest: head.map(|(_, d)| d),
         unchained,
         failures,
+        archived_checked,
+        archived_unchecked,
     })
 }
 
@@ -306,7 +362,7 @@ pub fn seal_unchained(store: &Store) -> Result<u64> {
     };
     let mut sealed = 0;
     for header in load_headers(&conn, i64::MAX)?.into_iter().filter(|h| h.batch_id > last) {
-        let tables = recompute_tables(&conn, header.batch_id, Encoding::CURRENT)?;
+        let tables = recompute_tables(&conn, header.batch_id, Encoding::CURRENT, [false; 4])?;
         let rows = rows_digest(&header, &tables, VERSION);
         let chain = chain_digest(&previous, header.batch_id, &rows);
         conn.execute(

@@ -107,7 +107,7 @@ pub fn build<W: Write + Seek>(
     // populations are queried.
     let (chain, ran) = std::thread::scope(|scope| -> Result<_> {
         let up_to = facts.as_of.batch_id.unwrap_or(0);
-        let chain = scope.spawn(move || chain::verify_unless(store, Some(up_to), &|_, _| {}, &|| budget.spent()));
+        let chain = scope.spawn(move || chain::verify_unless(store, Some(up_to), None, &|_, _| {}, &|| budget.spent()));
         // Stops the population query under way once the budget is spent.
         let interrupt = conn.interrupt_handle();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();

@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(20, "0020_access_reviews"),
     migration!(21, "0021_cosmos_queries"),
     migration!(22, "0022_incidents"),
+    migration!(23, "0023_lake"),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -31,6 +31,7 @@ mod incidents;
 mod incidents_ui;
 mod inventory;
 mod investigation_ui;
+mod lake;
 mod modules;
 mod oncall_ui;
 mod parsing;

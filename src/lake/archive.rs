@@ -1,0 +1,341 @@
+//! `tokentrail archive`: committed, absorbed batches to the lake, one segment at a time
+//! (see the module notes of [`super`] for the order that makes a crash harmless).
+
+use super::manifest::{BatchEntry, ChainEntry, FileEntry, Manifest};
+use super::read::{BatchDigests, fetch_checked};
+use super::{Lake, Put, TABLES};
+use crate::store::Store;
+use crate::store::chain::{self, Encoding};
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use std::collections::BTreeMap;
+
+/// A segment holds whole batches up to about this many rows (more when one batch has
+/// more): its largest file is built in memory before it is written.
+pub const SEGMENT_ROWS: i64 = 1_000_000;
+
+/// A row's day: its event time, or its batch's commit when it has none (quarantine).
+const DAY: &str = "CAST(CAST(coalesce(t.time, (SELECT b.committed_at FROM ingest_batches b WHERE b.batch_id = t.batch_id)) AS TIMESTAMP) AS DATE)";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub segment_rows: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { segment_rows: SEGMENT_ROWS }
+    }
+}
+
+/// One archived segment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Segment {
+    pub first_batch: i64,
+    pub last_batch: i64,
+    pub files: usize,
+    pub rows: i64,
+    pub bytes: u64,
+    /// Files a previous, interrupted run had already written (kept, not written again).
+    pub files_found: usize,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    pub segments: Vec<Segment>,
+    /// Committed batches detection has not absorbed yet (their derived rows are not all
+    /// there): archived by a later run.
+    pub not_absorbed: i64,
+}
+
+/// Archives every absorbed batch not archived yet; first finishes a segment an earlier
+/// run left unverified. `progress(segment)` is called after each.
+pub fn run(store: &Store, lake: &Lake, options: &Options, progress: &dyn Fn(&Segment)) -> Result<Report> {
+    let mut report = Report::default();
+    loop {
+        let conn = store.connection()?;
+        let planned = match pending(&conn)? {
+            Some((first, last, planned_for)) => {
+                if planned_for != lake.describe() {
+                    bail!(
+                        "batches {first}..{last} were being archived to {planned_for} when that run stopped: \
+                         archive to that lake again to finish them (this run was given {})",
+                        lake.describe()
+                    );
+                }
+                Some((first, last))
+            }
+            None => plan(store, lake, options)?,
+        };
+        let Some((first, last)) = planned else { break };
+        let segment = archive_segment(store, lake, first, last)?;
+        progress(&segment);
+        report.segments.push(segment);
+    }
+    let conn = store.connection()?;
+    report.not_absorbed = conn.query_row(include_str!("sql/not_absorbed.sql"), [], |r| r.get(0))?;
+    Ok(report)
+}
+
+/// A segment planned but not verified: (first, last, lake).
+fn pending(conn: &duckdb::Connection) -> Result<Option<(i64, i64, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT first_batch, last_batch, lake FROM lake_segments WHERE verified_at IS NULL ORDER BY first_batch LIMIT 1",
+    )?;
+    let mut rows = stmt.query([])?;
+    Ok(match rows.next()? {
+        Some(r) => Some((r.get(0)?, r.get(1)?, r.get(2)?)),
+        None => None,
+    })
+}
+
+/// Chooses the next segment's batches and records them before any file is written.
+fn plan(store: &Store, lake: &Lake, options: &Options) -> Result<Option<(i64, i64)>> {
+    store.transaction(|conn| {
+        let mut stmt = conn.prepare(include_str!("sql/next_batches.sql"))?;
+        let mut rows = stmt.query([])?;
+        let (mut first, mut last, mut total) = (None, None, 0i64);
+        while let Some(r) = rows.next()? {
+            let (id, count): (i64, i64) = (r.get(0)?, r.get(1)?);
+            if first.is_some() && total + count > options.segment_rows {
+                break;
+            }
+            first.get_or_insert(id);
+            last = Some(id);
+            total += count;
+        }
+        let (Some(first), Some(last)) = (first, last) else { return Ok(None) };
+        conn.execute(
+            "INSERT INTO lake_segments (first_batch, last_batch, lake, planned_at) VALUES (?, ?, ?, now())",
+            duckdb::params![first, last, lake.describe()],
+        )?;
+        Ok(Some((first, last)))
+    })
+}
+
+fn archive_segment(store: &Store, lake: &Lake, first: i64, last: i64) -> Result<Segment> {
+    let conn = store.connection()?;
+    let batches = batch_entries(&conn, first, last)?;
+    let previous: Option<String> = conn
+        .query_row(
+            "SELECT chain_digest FROM ingest_chain WHERE batch_id < ? ORDER BY batch_id DESC LIMIT 1",
+            [first],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| if matches!(e, duckdb::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })?;
+    let mut files = Vec::new();
+    let mut files_found = 0;
+    for (table, extra) in TABLES {
+        for day in days(&conn, table, first, last)? {
+            let path = super::file_path(table, day, first, last);
+            let bytes = table_day_parquet(&conn, table, extra, first, last, day)
+                .with_context(|| format!("writing {table} of {day} (batches {first}..{last})"))?;
+            let (bytes, found) = match lake.put_new(&path, bytes.clone())? {
+                Put::Written => (bytes, false),
+                Put::Existed(existing) => (existing, true),
+            };
+            files_found += usize::from(found);
+            let rows = parquet_rows(&bytes).with_context(|| format!("{path} in the lake {}", lake.describe()))?;
+            files.push(FileEntry {
+                sha256: super::sha256_hex(&bytes),
+                path,
+                table: table.into(),
+                date: day.to_string(),
+                rows,
+                bytes: bytes.len() as u64,
+            });
+        }
+    }
+    let manifest = Manifest {
+        format: super::manifest::FORMAT.into(),
+        schema_version: super::SCHEMA_VERSION,
+        first_batch: first,
+        last_batch: last,
+        files,
+        batches,
+        previous_chain_digest: previous,
+    };
+    let text = Bytes::from(serde_json::to_vec_pretty(&manifest)?);
+    let manifest_path = super::manifest_path(first, last);
+    let text = match lake.put_new(&manifest_path, text.clone())? {
+        Put::Written => text,
+        Put::Existed(existing) => {
+            let theirs: Manifest = serde_json::from_slice(&existing)
+                .with_context(|| format!("{manifest_path} in the lake {} is not a manifest", lake.describe()))?;
+            if theirs != manifest {
+                bail!(
+                    "{manifest_path} in the lake {} describes other files or batches than this database holds \
+                     for batches {first}..{last}: was another database archived to the same place?",
+                    lake.describe()
+                );
+            }
+            existing
+        }
+    };
+    verify_segment(&conn, lake, &manifest)?;
+    let segment = Segment {
+        first_batch: first,
+        last_batch: last,
+        files: manifest.files.len(),
+        rows: manifest.files.iter().map(|f| f.rows).sum(),
+        bytes: manifest.files.iter().map(|f| f.bytes).sum(),
+        files_found,
+    };
+    let manifest_sha = super::sha256_hex(&text);
+    store.transaction(|conn| {
+        conn.execute(
+            "UPDATE lake_segments SET manifest = ?, manifest_sha256 = ?, files = ?, rows = ?, bytes = ?, \
+             verified_at = now() WHERE first_batch = ?",
+            duckdb::params![
+                manifest_path,
+                manifest_sha,
+                segment.files as i64,
+                segment.rows,
+                segment.bytes as i64,
+                first
+            ],
+        )?;
+        let mut insert = conn.prepare(
+            "INSERT INTO lake_files (first_batch, path, table_name, day, rows, bytes, sha256) \
+             VALUES (?, ?, ?, CAST(? AS DATE), ?, ?, ?)",
+        )?;
+        for f in &manifest.files {
+            insert.execute(duckdb::params![first, f.path, f.table, f.date, f.rows, f.bytes as i64, f.sha256])?;
+        }
+        Ok(())
+    })?;
+    tracing::info!(first, last, files = segment.files, rows = segment.rows, lake = lake.describe(), "archived");
+    Ok(segment)
+}
+
+/// Reads every file of the segment back from the lake and checks it against the chain:
+/// each chained table's per-batch digests and counts, the others' row counts.
+pub fn verify_segment(conn: &duckdb::Connection, lake: &Lake, manifest: &Manifest) -> Result<()> {
+    let (first, last) = (manifest.first_batch, manifest.last_batch);
+    let ids: Vec<i64> = manifest.batches.iter().map(|b| b.batch_id).collect();
+    for (i, table) in chain::TABLES.into_iter().enumerate() {
+        let encodings: BTreeMap<i64, Encoding> = manifest
+            .batches
+            .iter()
+            .map(|b| Ok((b.batch_id, b.chain.as_ref().map_or(Ok(Encoding::CURRENT), |c| Encoding::of(c.version))?)))
+            .collect::<Result<_>>()?;
+        let mut digests = BatchDigests::new(table, encodings);
+        for file in manifest.files.iter().filter(|f| f.table == table) {
+            digests.add_file(fetch_checked(lake, &file.path, &file.sha256)?)?;
+        }
+        let found = digests.finish(ids.iter().copied());
+        for batch in &manifest.batches {
+            let (digest, rows) = found[&batch.batch_id];
+            if rows != batch.counts[i] {
+                bail!(
+                    "batch {}: the lake holds {rows} {table} rows, the batch committed {}",
+                    batch.batch_id,
+                    batch.counts[i]
+                );
+            }
+            if let Some(stored) = &batch.chain
+                && chain::hex(&digest) != stored.tables[i]
+            {
+                bail!("batch {}: the archived {table} rows do not match the batch's chain digest", batch.batch_id);
+            }
+        }
+        if let Some(stray) = found.keys().find(|id| !(first..=last).contains(*id)) {
+            bail!("the archived {table} files of batches {first}..{last} hold rows of batch {stray}");
+        }
+    }
+    for (table, _) in &TABLES[chain::TABLES.len()..] {
+        let mut archived = 0;
+        for file in manifest.files.iter().filter(|f| f.table == *table) {
+            archived += parquet_rows(&fetch_checked(lake, &file.path, &file.sha256)?)?;
+        }
+        let hot: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM {table} WHERE batch_id BETWEEN ? AND ?"),
+            [first, last],
+            |r| r.get(0),
+        )?;
+        if hot != archived {
+            bail!("batches {first}..{last}: the lake holds {archived} {table} rows, the database {hot}");
+        }
+    }
+    Ok(())
+}
+
+fn batch_entries(conn: &duckdb::Connection, first: i64, last: i64) -> Result<Vec<BatchEntry>> {
+    let mut stmt = conn.prepare(include_str!("sql/segment_batches.sql"))?;
+    let rows = stmt.query_map([first, last], |r| {
+        let version: Option<i32> = r.get(8)?;
+        Ok(BatchEntry {
+            batch_id: r.get(0)?,
+            committed_at_us: r.get(1)?,
+            source_id: r.get(2)?,
+            position: r.get(3)?,
+            counts: [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+            chain: match version {
+                Some(version) => Some(ChainEntry {
+                    version,
+                    tables: [r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?],
+                    rows_digest: r.get(13)?,
+                    chain_digest: r.get(14)?,
+                }),
+                None => None,
+            },
+        })
+    })?;
+    Ok(rows.collect::<duckdb::Result<_>>()?)
+}
+
+fn days(conn: &duckdb::Connection, table: &str, first: i64, last: i64) -> Result<Vec<chrono::NaiveDate>> {
+    // The table name comes from our own list.
+    let sql = format!(
+        "SELECT DISTINCT strftime({DAY}, '%Y-%m-%d') AS day FROM {table} t WHERE t.batch_id BETWEEN ? AND ? ORDER BY day"
+    );
+    let mut stmt = conn.prepare(&sql).with_context(|| format!("reading {table}"))?;
+    let days = stmt.query_map([first, last], |r| r.get::<_, String>(0))?;
+    days.map(|d| Ok(chrono::NaiveDate::parse_from_str(&d?, "%Y-%m-%d")?)).collect()
+}
+
+/// One table's rows of one day in the segment, as a Parquet file in memory.
+fn table_day_parquet(
+    conn: &duckdb::Connection,
+    table: &str,
+    extra: &str,
+    first: i64,
+    last: i64,
+    day: chrono::NaiveDate,
+) -> Result<Bytes> {
+    let sql = format!(
+        "SELECT t.*{extra} FROM {table} t WHERE t.batch_id BETWEEN ? AND ? AND {DAY} = CAST(? AS DATE) ORDER BY t.batch_id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut writer: Option<ArrowWriter<Vec<u8>>> = None;
+    for batch in stmt.stream_arrow(duckdb::params![first, last, day.to_string()])? {
+        let batch = batch?;
+        let writer = match &mut writer {
+            Some(writer) => writer,
+            None => writer.insert(ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties()))?),
+        };
+        writer.write(&batch)?;
+    }
+    let writer = writer.context("no rows for a day that has rows")?;
+    Ok(Bytes::from(writer.into_inner()?))
+}
+
+/// Zstandard: a Cosmos DB request is mostly repeated names and ids.
+pub fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("a valid level")))
+        .set_max_row_group_row_count(Some(crate::store::ROW_GROUP_ROWS))
+        .set_created_by(format!("tokentrail {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// The row count a Parquet file's footer states.
+pub fn parquet_rows(bytes: &Bytes) -> Result<i64> {
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone())?;
+    use parquet::file::reader::FileReader as _;
+    Ok(reader.metadata().file_metadata().num_rows())
+}

@@ -1,0 +1,126 @@
+//! Retention: a table's rows of a verified segment leave DuckDB once every one of them is
+//! older than the table's `hot_days`, in whole segments (whole batches).
+//!
+//! Space: DuckDB reuses the blocks of deleted rows for new rows once a whole row group's
+//! rows are deleted and checkpointed; the file does not shrink while serving (vacuum is
+//! off, `Store::open`). `tokentrail compact` writes a new, smaller file offline.
+
+use super::{Lake, TABLES};
+use crate::store::Store;
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+
+/// `[retention]`: days each table keeps in DuckDB (tables not named stay whole).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Every archived table, unless `tables` says otherwise.
+    pub hot_days: Option<u32>,
+    pub tables: BTreeMap<String, u32>,
+}
+
+impl Retention {
+    pub fn check(&self) -> Result<()> {
+        for name in self.tables.keys() {
+            if !TABLES.iter().any(|(t, _)| t == name) {
+                let known: Vec<&str> = TABLES.iter().map(|(t, _)| *t).collect();
+                bail!("[retention.tables] names {name:?}, which is not archived: use one of {}", known.join(", "));
+            }
+        }
+        let zero = self.tables.iter().find(|(_, days)| **days == 0).map(|(name, _)| name.as_str());
+        if let Some(name) = zero.or((self.hot_days == Some(0)).then_some("every table")) {
+            bail!("retention of {name} is 0 days: keep at least 1 (detection reads the last day's sign-ins)");
+        }
+        Ok(())
+    }
+
+    pub fn days(&self, table: &str) -> Option<u32> {
+        self.tables.get(table).copied().or(self.hot_days)
+    }
+}
+
+/// One table's rows of one segment, deleted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Eviction {
+    pub first_batch: i64,
+    pub last_batch: i64,
+    pub table: String,
+    pub rows: i64,
+}
+
+/// Deletes what `retention` lets go as of `now`, segment by segment, oldest first.
+pub fn run(
+    store: &Store,
+    lake: &Lake,
+    retention: &Retention,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Eviction>> {
+    retention.check()?;
+    let conn = store.connection()?;
+    let mut stmt = conn.prepare(include_str!("sql/evictable.sql"))?;
+    let candidates: Vec<(i64, i64, String, String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<duckdb::Result<_>>()?;
+    let mut files =
+        conn.prepare("SELECT path, bytes FROM lake_files WHERE first_batch = ? AND table_name = ? ORDER BY path")?;
+    let mut done = Vec::new();
+    for (first, last, table, newest, rows) in candidates {
+        let Some(days) = retention.days(&table) else { continue };
+        let cutoff = (now - chrono::Duration::days(i64::from(days))).date_naive();
+        let newest = chrono::NaiveDate::parse_from_str(&newest, "%Y-%m-%d")?;
+        if newest >= cutoff {
+            continue;
+        }
+        // Archived and verified; still there? (A lake emptied by hand must not cost rows.)
+        let archived: Vec<(String, i64)> = files
+            .query_map(duckdb::params![first, table], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<duckdb::Result<_>>()?;
+        for (path, size) in &archived {
+            match lake.size(path)? {
+                Some(found) if found == *size as u64 => {}
+                Some(found) => bail!(
+                    "{path} in the lake {} is {found} bytes, {size} when archived: nothing deleted \
+                     (run tokentrail verify --lake to see what changed)",
+                    lake.describe()
+                ),
+                None => bail!(
+                    "{path} is no longer in the lake {}: nothing deleted from {table} (batches {first}..{last})",
+                    lake.describe()
+                ),
+            }
+        }
+        let table_name: &'static str =
+            TABLES.iter().map(|(t, _)| *t).find(|t| *t == table).context("an archived table")?;
+        store.transaction(|conn| evict(conn, table_name, first, last, rows))?;
+        tracing::info!(table, first, last, rows, "evicted: answered from the lake from now on");
+        done.push(Eviction { first_batch: first, last_batch: last, table: table.clone(), rows });
+    }
+    Ok(done)
+}
+
+fn evict(conn: &duckdb::Connection, table: &'static str, first: i64, last: i64, archived: i64) -> Result<()> {
+    // Table names come from our own list.
+    let hot: i64 =
+        conn.query_row(&format!("SELECT count(*) FROM {table} WHERE batch_id BETWEEN ? AND ?"), [first, last], |r| {
+            r.get(0)
+        })?;
+    if hot != archived {
+        bail!(
+            "{table} holds {hot} rows of batches {first}..{last}, the lake {archived}: nothing deleted \
+             (were rows added or deleted since they were archived? run tokentrail verify)"
+        );
+    }
+    if table == "cosmos_requests" {
+        // The requests' correlation goes with them (it points at their rowids).
+        conn.execute(
+            "DELETE FROM request_signins WHERE request_row IN (SELECT rowid FROM cosmos_requests WHERE batch_id BETWEEN ? AND ?)",
+            [first, last],
+        )?;
+    }
+    conn.execute(&format!("DELETE FROM {table} WHERE batch_id BETWEEN ? AND ?"), [first, last])?;
+    conn.execute(
+        "INSERT INTO lake_evictions (first_batch, table_name, rows, evicted_at) VALUES (?, ?, ?, now())",
+        duckdb::params![first, table, archived],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The Parquet lake: committed ingest batches copied, in segments of whole batches, to
+//! Hive-partitioned Parquet files in a directory or on Azure Storage, where Spark,
+//! Fabric, Azure Data Explorer and DuckDB read them; and retention, which deletes from
+//! DuckDB only rows archived and read back.
+//!
+//! Contract (migration 23):
+//! - [`archive::run`] chooses a segment's batches in DuckDB before writing anything, so a
+//!   crash or a retry finishes the same segment with the same file names. Files are
+//!   written create-if-absent: a file already there is a previous attempt's (object
+//!   stores write whole objects) and is kept. The manifest comes last, then every file is
+//!   read back and each batch's table digests recomputed and compared with
+//!   `ingest_chain`; only then is the segment marked verified, with its files, in one
+//!   transaction.
+//! - [`evict::run`] deletes a table's rows of a verified segment once all of them are
+//!   older than the table's `hot_days`, after checking the files are still there, and
+//!   records it in the same transaction. Each row is then in exactly one place: DuckDB
+//!   until its eviction commits, the lake after.
+//! - `tokentrail verify --lake` recomputes evicted rows' digests from the lake
+//!   ([`read::segment_digests`]), so the chain covers archived and hot rows alike.
+
+pub mod archive;
+pub mod evict;
+pub mod location;
+pub mod manifest;
+pub mod read;
+
+pub use location::Location;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+/// The tables archived, with what each file holds beyond the table's columns: the row's
+/// `rowid` where other tables point at it (`raw_row`, `request_row`, `signin_row`).
+pub const TABLES: [(&str, &str); 8] = [
+    ("cosmos_requests", ", rowid AS row_id"),
+    ("signins", ", rowid AS row_id"),
+    ("raw_events", ", rowid AS row_id"),
+    ("quarantine", ""),
+    ("control_changes", ""),
+    ("directory_changes", ""),
+    ("cosmos_queries", ""),
+    ("cosmos_control_requests", ""),
+];
+
+/// Version of the files' layout and columns, in every manifest. Columns are only added.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A lake and the runtime its object store's calls run on (the callers are threads that
+/// hold DuckDB connections, never async tasks).
+pub struct Lake {
+    pub location: Location,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// What a create-if-absent write found.
+pub enum Put {
+    Written,
+    /// A file of that name was there already: its bytes.
+    Existed(Bytes),
+}
+
+impl Lake {
+    pub fn new(location: Location) -> Result<Lake> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(Lake { location, runtime })
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.location.description
+    }
+
+    /// Writes `bytes` at `relative` unless something is there already.
+    pub fn put_new(&self, relative: &str, bytes: Bytes) -> Result<Put> {
+        self.location.remove_staging(relative)?;
+        let path = self.location.path(relative);
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        let store = &self.location.store;
+        match self.runtime.block_on(store.put_opts(&path, PutPayload::from_bytes(bytes), options)) {
+            Ok(_) => Ok(Put::Written),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::Existed(self.get(relative)?)),
+            Err(error) => Err(error).with_context(|| format!("writing {relative} to the lake {}", self.describe())),
+        }
+    }
+
+    pub fn get(&self, relative: &str) -> Result<Bytes> {
+        let path = self.location.path(relative);
+        let store = &self.location.store;
+        self.runtime
+            .block_on(async { store.get(&path).await?.bytes().await })
+            .with_context(|| format!("reading {relative} from the lake {}", self.describe()))
+    }
+
+    /// The size of `relative`, or `None` when it is not there.
+    pub fn size(&self, relative: &str) -> Result<Option<u64>> {
+        let path = self.location.path(relative);
+        match self.runtime.block_on(self.location.store.head(&path)) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("looking for {relative} in the lake {}", self.describe())),
+        }
+    }
+}
+
+/// `table=<t>/date=<day>/batches-<first>-<last>.parquet`: the table and day for readers'
+/// partition discovery, the batches for a retry to find its own file.
+pub fn file_path(table: &str, day: chrono::NaiveDate, first: i64, last: i64) -> String {
+    format!("table={table}/date={day}/batches-{first:012}-{last:012}.parquet")
+}
+
+pub fn manifest_path(first: i64, last: i64) -> String {
+    format!("manifests/batches-{first:012}-{last:012}.json")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    crate::store::chain::hex(&sha2::Sha256::digest(bytes).into())
+}
