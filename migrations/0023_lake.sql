@@ -28,12 +28,13 @@ CREATE TABLE lake_files (
     PRIMARY KEY (path)
 );
 
--- Retention: a table's rows of a verified segment deleted from this file, in the same
--- transaction as the delete. Those rows are answered from the lake from then on.
+-- Retention: a table's rows of one batch of a verified segment deleted from this file, in
+-- the same transaction as the delete. They are answered from the lake from then on.
 CREATE TABLE lake_evictions (
-    first_batch BIGINT NOT NULL,            -- lake_segments
+    batch_id BIGINT NOT NULL,
     table_name VARCHAR NOT NULL,
+    first_batch BIGINT NOT NULL,            -- its lake_segments row
     rows BIGINT NOT NULL,
     evicted_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (first_batch, table_name)
+    PRIMARY KEY (batch_id, table_name)
 );

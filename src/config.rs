@@ -24,8 +24,10 @@ pub const CONNECTION_STRING_ENV: &str = "TOKENTRAIL_EVENTHUBS_CONNECTION_STRING"
 pub const DEFAULT_DB_MEMORY_LIMIT: &str = "384MB";
 
 /// Environment variables with the `TOKENTRAIL_` prefix that are not configuration keys.
-const NOT_KEYS: [&str; 7] = [
+const NOT_KEYS: [&str; 9] = [
     "log",
+    "lake_url",
+    "lake_account_key",
     "config",
     "eventhubs_connection_string",
     "rules_dir",
@@ -63,6 +65,48 @@ pub struct ServeConfig {
     pub evidence: EvidenceConfig,
     /// The entitlements inventory (`[inventory]`): off unless enabled.
     pub inventory: InventoryConfig,
+    /// The Parquet lake (`[lake]`): committed batches archived there every
+    /// `interval_minutes`; absent: nothing is archived.
+    pub lake: Option<LakeConfig>,
+    /// `[retention]`: days each table keeps in DuckDB once archived (needs `[lake]`).
+    pub retention: crate::lake::evict::Retention,
+}
+
+/// `[lake]`: where archived batches go (see `crate::lake`) and with which identity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// A directory, `https://<account>.blob.core.windows.net/<container>[/<prefix>]`,
+    /// `abfss://<container>@<account>.dfs.core.windows.net[/<prefix>]`, or Azurite's
+    /// `http://<host>:<port>/devstoreaccount1/<container>` (key in `TOKENTRAIL_LAKE_ACCOUNT_KEY`).
+    pub url: String,
+    /// Minutes between archive runs (the first runs at start).
+    #[serde(default = "default_lake_interval")]
+    pub interval_minutes: u32,
+    /// The Entra ID identity, as in `[eventhubs]` (no connection string here).
+    #[serde(default)]
+    pub credential: CredentialKind,
+    #[serde(default)]
+    pub managed_identity_client_id: Option<String>,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+fn default_lake_interval() -> u32 {
+    60
+}
+
+impl LakeConfig {
+    pub fn identity(&self) -> crate::source::eventhubs::Identity {
+        crate::source::eventhubs::Identity {
+            credential: self.credential,
+            managed_identity_client_id: self.managed_identity_client_id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            client_id: self.client_id.clone(),
+        }
+    }
 }
 
 /// `[inventory]`: read who may do what in Cosmos DB from Azure Resource Manager every
@@ -176,6 +220,8 @@ impl Default for ServeConfig {
             alerts: Default::default(),
             evidence: EvidenceConfig::default(),
             inventory: InventoryConfig::default(),
+            lake: None,
+            retention: Default::default(),
         }
     }
 }
@@ -403,6 +449,20 @@ impl ServeConfig {
         }
         crate::evidence::expected_streams(&e.expected_streams).context("evidence.expected_streams")?;
         self.inventory.check()?;
+        self.retention.check().context("retention")?;
+        match &self.lake {
+            None if self.retention != crate::lake::evict::Retention::default() => bail!(
+                "[retention] is set but [lake] is not: rows leave the database only once archived; \
+                 set lake.url (a directory or an Azure Storage URL)"
+            ),
+            Some(lake) if lake.url.trim().is_empty() || lake.interval_minutes == 0 => {
+                bail!("lake: url must be set and interval_minutes above 0")
+            }
+            Some(lake) if lake.credential == CredentialKind::ConnectionString => bail!(
+                "lake.credential: a connection string is not an identity; Azurite's key comes from TOKENTRAIL_LAKE_ACCOUNT_KEY"
+            ),
+            _ => {}
+        }
         // Reads the alert secrets too, so a missing one stops the start, with its name.
         self.alerts.resolve(&format!("http://{}", self.http.listen))?;
         let Some(hubs) = &self.eventhubs else { return Ok(()) };

@@ -36,7 +36,7 @@ pub fn run(args: Args<'_>) -> Result<ExitCode> {
     let store = Store::open(args.db, &StoreOptions::default())?;
     let lake = open_lake(args.lake)?;
     let progress = crate::progress::bar("{spinner} {pos} segment(s) archived {wide_msg}")?;
-    let options = archive::Options { segment_rows: args.segment_rows.max(1) };
+    let options = archive::Options { segment_rows: args.segment_rows.max(1), ..Default::default() };
     let report = archive::run(&store, &lake, &options, &|segment| {
         progress.inc(1);
         progress.set_message(format!("batches {}..{}", segment.first_batch, segment.last_batch));
@@ -72,8 +72,8 @@ pub fn run(args: Args<'_>) -> Result<ExitCode> {
         let evicted = evict::run(&store, &lake, &args.retention, now)?;
         for e in &evicted {
             println!(
-                "deleted {} {} rows of batches {}..{} from the database: archived and verified",
-                e.rows, e.table, e.first_batch, e.last_batch
+                "deleted {} {} rows of {} batch(es) of segment {}..{} from the database: archived and verified",
+                e.rows, e.table, e.batches, e.first_batch, e.last_batch
             );
         }
         if evicted.is_empty() {

@@ -159,7 +159,7 @@ enum Command {
         db: PathBuf,
         /// The lake rows were archived to: rows deleted from the database by retention are
         /// recomputed from its files (a directory, or an Azure Storage URL).
-        #[arg(long, env = "TOKENTRAIL_LAKE")]
+        #[arg(long, env = "TOKENTRAIL_LAKE_URL")]
         lake: Option<String>,
     },
     /// Copy committed batches to the Parquet lake (a directory, or Azure Blob / ADLS Gen2
@@ -171,7 +171,7 @@ enum Command {
         /// A directory, https://<account>.blob.core.windows.net/<container>[/<prefix>],
         /// abfss://<container>@<account>.dfs.core.windows.net[/<prefix>], or Azurite's
         /// http://127.0.0.1:<port>/<account>/<container> (key in TOKENTRAIL_LAKE_ACCOUNT_KEY).
-        #[arg(long, env = "TOKENTRAIL_LAKE")]
+        #[arg(long, env = "TOKENTRAIL_LAKE_URL")]
         lake: String,
         /// Days every archived table keeps in the database; older archived rows are deleted.
         #[arg(long)]

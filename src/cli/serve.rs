@@ -98,6 +98,22 @@ pub fn check(config: &ServeConfig) -> Result<String> {
         ),
         None => "inventory: off".into(),
     });
+    lines.push(match &config.lake {
+        Some(lake) => format!(
+            "lake: {} every {} min, retention {}",
+            lake.url.split('?').next().unwrap_or_default(),
+            lake.interval_minutes,
+            match (config.retention.hot_days, config.retention.tables.is_empty()) {
+                (None, true) => "off (nothing deleted)".to_owned(),
+                (days, _) => format!(
+                    "{} days{}",
+                    days.map_or("all".to_owned(), |d| d.to_string()),
+                    config.retention.tables.iter().map(|(t, d)| format!(", {t} {d}")).collect::<String>()
+                ),
+            }
+        ),
+        None => "lake: off".into(),
+    });
     Ok(lines.join("\n"))
 }
 
@@ -108,6 +124,11 @@ pub fn run(config: ServeConfig) -> Result<()> {
         threads: Some(db_threads(&config)),
         checkpoint_threshold: Some(crate::source::eventhubs::SERVE_CHECKPOINT_WAL.into()),
         ..StoreOptions::default()
+    };
+    // Opened before the database: a lake that cannot be reached stops the start, with why.
+    let lake = match &config.lake {
+        Some(lake) => Some(crate::lake::Lake::new(crate::lake::Location::parse(&lake.url, &lake.identity())?)?),
+        None => None,
     };
     let store = Arc::new(Store::open(&config.db, &options)?);
     if let Some(key) = &config.evidence.signing_key {
@@ -148,6 +169,16 @@ pub fn run(config: ServeConfig) -> Result<()> {
     let store = settings.store.clone();
     let app = Application::build(settings)?;
     // Its own thread: an inventory waits on ARM, never on ingest, and ingest never on it.
+    let archive = match (lake, &config.lake) {
+        (Some(lake), Some(settings)) => Some(crate::lake::spawn_schedule(
+            store.clone(),
+            lake,
+            config.retention.clone(),
+            std::time::Duration::from_secs(u64::from(settings.interval_minutes) * 60),
+            app.stopper(),
+        )?),
+        _ => None,
+    };
     let inventory = inventory
         .map(|client| crate::inventory::spawn_schedule(store, client, &config.inventory, app.stopper()))
         .transpose()?;
@@ -163,6 +194,9 @@ pub fn run(config: ServeConfig) -> Result<()> {
     let result = app.run_until_stopped();
     // The database closes once the inventory (holding it) has ended too.
     if let Some(thread) = inventory {
+        let _ = thread.join();
+    }
+    if let Some(thread) = archive {
         let _ = thread.join();
     }
     result

@@ -18,16 +18,18 @@ use std::collections::BTreeMap;
 pub const SEGMENT_ROWS: i64 = 1_000_000;
 
 /// A row's day: its event time, or its batch's commit when it has none (quarantine).
-const DAY: &str = "CAST(CAST(coalesce(t.time, (SELECT b.committed_at FROM ingest_batches b WHERE b.batch_id = t.batch_id)) AS TIMESTAMP) AS DATE)";
+pub(crate) const DAY: &str = "CAST(CAST(coalesce(t.time, (SELECT b.committed_at FROM ingest_batches b WHERE b.batch_id = t.batch_id)) AS TIMESTAMP) AS DATE)";
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub segment_rows: i64,
+    /// Stops between segments once cancelled (the service stopping).
+    pub stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { segment_rows: SEGMENT_ROWS }
+        Options { segment_rows: SEGMENT_ROWS, stop: None }
     }
 }
 
@@ -55,7 +57,7 @@ pub struct Report {
 /// run left unverified. `progress(segment)` is called after each.
 pub fn run(store: &Store, lake: &Lake, options: &Options, progress: &dyn Fn(&Segment)) -> Result<Report> {
     let mut report = Report::default();
-    loop {
+    while !options.stop.as_ref().is_some_and(|s| s.is_cancelled()) {
         let conn = store.connection()?;
         let planned = match pending(&conn)? {
             Some((first, last, planned_for)) => {

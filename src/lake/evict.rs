@@ -7,7 +7,7 @@
 
 use super::{Lake, TABLES};
 use crate::store::Store;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use std::collections::BTreeMap;
 
 /// `[retention]`: days each table keeps in DuckDB (tables not named stay whole).
@@ -39,16 +39,18 @@ impl Retention {
     }
 }
 
-/// One table's rows of one segment, deleted.
+/// One table's rows of some batches of one segment, deleted.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Eviction {
     pub first_batch: i64,
     pub last_batch: i64,
     pub table: String,
+    pub batches: usize,
     pub rows: i64,
 }
 
-/// Deletes what `retention` lets go as of `now`, segment by segment, oldest first.
+/// Deletes what `retention` lets go as of `now`: per verified segment and table, the
+/// batches whose rows in that table are all older than its days, oldest first.
 pub fn run(
     store: &Store,
     lake: &Lake,
@@ -58,17 +60,27 @@ pub fn run(
     retention.check()?;
     let conn = store.connection()?;
     let mut stmt = conn.prepare(include_str!("sql/evictable.sql"))?;
-    let candidates: Vec<(i64, i64, String, String, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-        .collect::<duckdb::Result<_>>()?;
+    let candidates: Vec<(i64, i64, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<duckdb::Result<_>>()?;
     let mut files =
         conn.prepare("SELECT path, bytes FROM lake_files WHERE first_batch = ? AND table_name = ? ORDER BY path")?;
     let mut done = Vec::new();
-    for (first, last, table, newest, rows) in candidates {
+    for (first, last, table) in candidates {
         let Some(days) = retention.days(&table) else { continue };
+        let Some(table) = TABLES.iter().map(|(t, _)| *t).find(|t| *t == table) else { continue };
         let cutoff = (now - chrono::Duration::days(i64::from(days))).date_naive();
-        let newest = chrono::NaiveDate::parse_from_str(&newest, "%Y-%m-%d")?;
-        if newest >= cutoff {
+        // Table names come from our own list.
+        let sql = include_str!("sql/batch_ages.sql").replace("{table}", table).replace("{day}", super::archive::DAY);
+        let ages: Vec<(i64, String, i64)> = conn
+            .prepare(&sql)?
+            .query_map(duckdb::params![first, last, table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<duckdb::Result<_>>()?;
+        let old: Vec<(i64, i64)> = ages
+            .into_iter()
+            .filter(|(_, newest, _)| chrono::NaiveDate::parse_from_str(newest, "%Y-%m-%d").is_ok_and(|d| d < cutoff))
+            .map(|(id, _, rows)| (id, rows))
+            .collect();
+        if old.is_empty() {
             continue;
         }
         // Archived and verified; still there? (A lake emptied by hand must not cost rows.)
@@ -89,38 +101,50 @@ pub fn run(
                 ),
             }
         }
-        let table_name: &'static str =
-            TABLES.iter().map(|(t, _)| *t).find(|t| *t == table).context("an archived table")?;
-        store.transaction(|conn| evict(conn, table_name, first, last, rows))?;
-        tracing::info!(table, first, last, rows, "evicted: answered from the lake from now on");
-        done.push(Eviction { first_batch: first, last_batch: last, table: table.clone(), rows });
+        let rows = store.transaction(|conn| evict(conn, table, first, &old))?;
+        tracing::info!(table, first, last, batches = old.len(), rows, "evicted: answered from the lake from now on");
+        done.push(Eviction { first_batch: first, last_batch: last, table: table.into(), batches: old.len(), rows });
     }
     Ok(done)
 }
 
-fn evict(conn: &duckdb::Connection, table: &'static str, first: i64, last: i64, archived: i64) -> Result<()> {
-    // Table names come from our own list.
-    let hot: i64 =
-        conn.query_row(&format!("SELECT count(*) FROM {table} WHERE batch_id BETWEEN ? AND ?"), [first, last], |r| {
-            r.get(0)
-        })?;
-    if hot != archived {
-        bail!(
-            "{table} holds {hot} rows of batches {first}..{last}, the lake {archived}: nothing deleted \
-             (were rows added or deleted since they were archived? run tokentrail verify)"
-        );
-    }
-    if table == "cosmos_requests" {
-        // The requests' correlation goes with them (it points at their rowids).
+/// Deletes `table`'s rows of `batches` (id, rows counted when chosen), checking each
+/// count again inside the transaction and, for the chained tables, against what the batch
+/// committed.
+fn evict(conn: &duckdb::Connection, table: &'static str, first: i64, batches: &[(i64, i64)]) -> Result<i64> {
+    let chained = crate::store::chain::TABLES.iter().position(|t| *t == table);
+    let mut total = 0;
+    for (id, counted) in batches {
+        let hot: i64 =
+            conn.query_row(&format!("SELECT count(*) FROM {table} WHERE batch_id = ?"), [id], |r| r.get(0))?;
+        let committed: Option<i64> = match chained {
+            Some(i) => Some(conn.query_row(
+                "SELECT [cosmos_rows, signin_rows, raw_rows, quarantined_rows][? + 1] FROM ingest_batches WHERE batch_id = ?",
+                duckdb::params![i as i64, id],
+                |r| r.get(0),
+            )?),
+            None => None,
+        };
+        if hot != *counted || committed.is_some_and(|c| c != hot) {
+            bail!(
+                "{table} holds {hot} rows of batch {id}{}: nothing deleted (were rows added or deleted since \
+                 they were archived? run tokentrail verify)",
+                committed.map_or(String::new(), |c| format!(", the batch committed {c}"))
+            );
+        }
+        if table == "cosmos_requests" {
+            // The requests' correlation goes with them (it points at their rowids).
+            conn.execute(
+                "DELETE FROM request_signins WHERE request_row IN (SELECT rowid FROM cosmos_requests WHERE batch_id = ?)",
+                [id],
+            )?;
+        }
+        conn.execute(&format!("DELETE FROM {table} WHERE batch_id = ?"), [id])?;
         conn.execute(
-            "DELETE FROM request_signins WHERE request_row IN (SELECT rowid FROM cosmos_requests WHERE batch_id BETWEEN ? AND ?)",
-            [first, last],
+            "INSERT INTO lake_evictions (batch_id, table_name, first_batch, rows, evicted_at) VALUES (?, ?, ?, ?, now())",
+            duckdb::params![id, table, first, hot],
         )?;
+        total += hot;
     }
-    conn.execute(&format!("DELETE FROM {table} WHERE batch_id BETWEEN ? AND ?"), [first, last])?;
-    conn.execute(
-        "INSERT INTO lake_evictions (first_batch, table_name, rows, evicted_at) VALUES (?, ?, ?, now())",
-        duckdb::params![first, table, archived],
-    )?;
-    Ok(())
+    Ok(total)
 }

@@ -14,6 +14,9 @@ use std::sync::Arc;
 /// The environment variable holding the Azurite account key (emulator only; never logged).
 pub const EMULATOR_KEY_ENV: &str = "TOKENTRAIL_LAKE_ACCOUNT_KEY";
 
+/// Azurite's development account.
+const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
+
 /// Storage's token audience.
 const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
 
@@ -121,15 +124,19 @@ impl Location {
 
     fn emulator(url: &url::Url) -> Result<Location> {
         let host = url.host_str().unwrap_or_default();
-        if !matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1") {
+        let segments: Vec<&str> =
+            url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
+        let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1");
+        // Plain http carries the key's signatures in the clear: loopback, or Azurite's own
+        // development account (a compose network's `azurite` host), never a real account.
+        if !loopback && segments.first() != Some(&EMULATOR_ACCOUNT) {
             bail!(
-                "the lake location {} uses plain http to {host}: only the Azurite emulator on loopback may; \
-                 use https://<account>.blob.core.windows.net/<container> with an Entra ID identity",
+                "the lake location {} uses plain http to {host}: only the Azurite emulator (on loopback, or \
+                 its account {EMULATOR_ACCOUNT}) may; use https://<account>.blob.core.windows.net/<container> \
+                 with an Entra ID identity",
                 without_query(url)
             );
         }
-        let segments: Vec<&str> =
-            url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
         let [account, container, rest @ ..] = segments.as_slice() else {
             bail!("an Azurite lake location is http://127.0.0.1:<port>/<account>/<container>[/<prefix>]");
         };

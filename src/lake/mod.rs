@@ -26,9 +26,13 @@ pub mod read;
 
 pub use location::Location;
 
+use crate::store::Store;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The tables archived, with what each file holds beyond the table's columns: the row's
 /// `rowid` where other tables point at it (`raw_row`, `request_row`, `signin_row`).
@@ -100,6 +104,35 @@ impl Lake {
             Err(error) => Err(error).with_context(|| format!("looking for {relative} in the lake {}", self.describe())),
         }
     }
+}
+
+/// `serve`'s archive thread: at start and every `interval`, archives what is new, then
+/// applies `retention`. A failed run is logged and tried again at the next interval.
+pub fn spawn_schedule(
+    store: Arc<Store>,
+    lake: Lake,
+    retention: evict::Retention,
+    interval: Duration,
+    stop: CancellationToken,
+) -> Result<std::thread::JoinHandle<()>> {
+    let options = archive::Options { stop: Some(stop.clone()), ..Default::default() };
+    Ok(crate::periodic::spawn_every("lake", interval, stop, move || {
+        match archive::run(&store, &lake, &options, &|_| {}) {
+            Ok(report) if report.not_absorbed > 0 => {
+                tracing::debug!(batches = report.not_absorbed, "archive: batches wait for detection")
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), lake = lake.describe(), "archiving failed");
+                return;
+            }
+        }
+        if retention != evict::Retention::default()
+            && let Err(error) = evict::run(&store, &lake, &retention, chrono::Utc::now())
+        {
+            tracing::error!(error = format!("{error:#}"), lake = lake.describe(), "retention failed");
+        }
+    })?)
 }
 
 /// `table=<t>/date=<day>/batches-<first>-<last>.parquet`: the table and day for readers'

@@ -71,11 +71,12 @@ fn hot_days(conn: &duckdb::Connection) -> BTreeMap<(String, String), i64> {
     out
 }
 
-/// The files whose rows were evicted from the database, as a DuckDB list literal.
+/// The files holding rows evicted from the database, as a DuckDB list literal (they may
+/// hold rows of batches still in the database too: [`EVICTED`] picks the others).
 fn evicted_files(conn: &duckdb::Connection, lake: &Path, table: &str) -> Option<String> {
     let mut stmt = conn
         .prepare(
-            "SELECT f.path FROM lake_files f JOIN lake_evictions e ON e.first_batch = f.first_batch \
+            "SELECT DISTINCT f.path FROM lake_files f JOIN lake_evictions e ON e.first_batch = f.first_batch \
              AND e.table_name = f.table_name WHERE f.table_name = ? ORDER BY f.path",
         )
         .unwrap();
@@ -86,14 +87,20 @@ fn evicted_files(conn: &duckdb::Connection, lake: &Path, table: &str) -> Option<
     })
 }
 
-/// Rows per (table, day) the lake answers for: evicted segments only (the others are
-/// still in the database), counted by the `date` partition readers discover.
+/// The rows of a read_parquet the lake answers for: evicted batches only (the others are
+/// still in the database).
+const EVICTED: &str = "batch_id IN (SELECT batch_id FROM lake_evictions WHERE table_name = '{table}')";
+
+/// Rows per (table, day) the lake answers for, counted by the `date` partition readers
+/// discover.
 fn archived_days(conn: &duckdb::Connection, lake: &Path) -> BTreeMap<(String, String), i64> {
     let mut out = BTreeMap::new();
     for table in TABLES {
         let Some(files) = evicted_files(conn, lake, table) else { continue };
-        let sql =
-            format!("SELECT date::VARCHAR, count(*) FROM read_parquet({files}, hive_partitioning = true) GROUP BY 1");
+        let only = EVICTED.replace("{table}", table);
+        let sql = format!(
+            "SELECT date::VARCHAR, count(*) FROM read_parquet({files}, hive_partitioning = true) WHERE {only} GROUP BY 1"
+        );
         let mut stmt = conn.prepare(&sql).unwrap();
         for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap() {
             let (day, n) = row.unwrap();
@@ -115,7 +122,10 @@ fn sum(a: &BTreeMap<(String, String), i64>, b: &BTreeMap<(String, String), i64>)
 fn requests_by_principal(conn: &duckdb::Connection, lake: Option<&Path>) -> Vec<(String, String, String, i64)> {
     let archived = lake
         .and_then(|lake| evicted_files(conn, lake, "cosmos_requests"))
-        .map(|files| format!("UNION ALL SELECT principal_id, operation, time FROM read_parquet({files})"))
+        .map(|files| {
+            let only = EVICTED.replace("{table}", "cosmos_requests");
+            format!("UNION ALL SELECT principal_id, operation, time FROM read_parquet({files}) WHERE {only}")
+        })
         .unwrap_or_default();
     let sql = format!(
         "SELECT coalesce(principal_id, '-'), operation, CAST(CAST(time AS TIMESTAMP) AS DATE)::VARCHAR, count(*) \
@@ -403,7 +413,7 @@ fn bad_lake_locations_and_retentions_are_refused_with_what_to_fix() {
     ok(tokentrail(&["ingest", "--db", db.to_str().unwrap(), empty.to_str().unwrap()]));
     let db_arg = db.to_str().unwrap();
     let cases: [(&[&str], &str); 6] = [
-        (&["--lake", "http://storage.example.com/acct/lake"], "only the Azurite emulator on loopback"),
+        (&["--lake", "http://storage.example.com/acct/lake"], "only the Azurite emulator"),
         (&["--lake", "ftp://example.com/lake"], "not one TokenTrail writes to"),
         (&["--lake", "http://127.0.0.1:10000/acct"], "http://127.0.0.1:<port>/<account>/<container>"),
         (&["--lake", "x", "--table-hot-days", "users=3"], "not archived: use one of"),
@@ -418,4 +428,57 @@ fn bad_lake_locations_and_retentions_are_refused_with_what_to_fix() {
         assert!(!out.status.success() && stderr.contains(expected), "{extra:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+#[test]
+fn serve_archives_on_its_schedule_and_keeps_the_hot_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path(), "5", "31");
+    let lake = dir.path().join("lake");
+    let before = hot_days(&connect(&db));
+    let config = dir.path().join("tokentrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "db = {db:?}\n[http]\nlisten = \"127.0.0.1:0\"\ndevelopment_sign_in = true\n\
+             [lake]\nurl = {lake:?}\ninterval_minutes = 1\n[retention]\nhot_days = 2\n"
+        ),
+    )
+    .unwrap();
+    let checked = ok(tokentrail(&["serve", "--config", config.to_str().unwrap(), "--check-config"]));
+    assert!(checked.contains("lake: ") && checked.contains("retention 2 days"), "{checked}");
+    let mut child = command(&["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first run starts with the service: its manifest appears in the lake.
+    let started = std::time::Instant::now();
+    while files_in(&lake.join("manifests")) == 0 && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Retention follows the archive in the same run; SIGTERM then lets it finish.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) } == 0);
+    assert!(child.wait().unwrap().success());
+
+    let conn = connect(&db);
+    assert!(count(&conn, "SELECT count(*) FROM lake_segments WHERE verified_at IS NOT NULL") >= 1);
+    assert!(count(&conn, "SELECT count(*) FROM lake_evictions") >= 1, "rows older than 2 days left the database");
+    let oldest_hot: String = conn
+        .query_row("SELECT min(CAST(CAST(time AS TIMESTAMP) AS DATE))::VARCHAR FROM cosmos_requests", [], |r| r.get(0))
+        .unwrap_or_default();
+    let first_day = before.keys().find(|(t, _)| t == "cosmos_requests").map(|(_, d)| d.clone()).unwrap();
+    assert!(oldest_hot.is_empty() || oldest_hot > first_day, "the oldest day left: {oldest_hot} > {first_day}");
+    assert_eq!(sum(&hot_days(&conn), &archived_days(&conn, &lake)), before);
+}
+
+#[test]
+fn retention_without_a_lake_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tokentrail.toml");
+    std::fs::write(&config, "[http]\ndevelopment_sign_in = true\n[retention]\nhot_days = 30\n").unwrap();
+    let out = tokentrail(&["serve", "--config", config.to_str().unwrap(), "--check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("[retention] is set but [lake] is not"), "{stderr}");
 }
