@@ -7,6 +7,8 @@ use super::{Lake, Put, TABLES};
 use crate::store::Store;
 use crate::store::chain::{self, Encoding};
 use anyhow::{Context, Result, bail};
+use arrow::array::{AsArray, Date32Array, RecordBatch};
+use arrow::datatypes::Date32Type;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -132,10 +134,10 @@ fn archive_segment(store: &Store, lake: &Lake, first: i64, last: i64) -> Result<
     let mut files = Vec::new();
     let mut files_found = 0;
     for (table, extra) in TABLES {
-        for day in days(&conn, table, first, last)? {
+        let parts = table_parquet(&conn, table, extra, first, last)
+            .with_context(|| format!("writing {table} (batches {first}..{last})"))?;
+        for (day, bytes) in parts {
             let path = super::file_path(table, day, first, last);
-            let bytes = table_day_parquet(&conn, table, extra, first, last, day)
-                .with_context(|| format!("writing {table} of {day} (batches {first}..{last})"))?;
             let (bytes, found) = match lake.put_new(&path, bytes.clone())? {
                 Put::Written => (bytes, false),
                 Put::Existed(existing) => (existing, true),
@@ -225,10 +227,9 @@ pub fn verify_segment(conn: &duckdb::Connection, lake: &Lake, manifest: &Manifes
             .iter()
             .map(|b| Ok((b.batch_id, b.chain.as_ref().map_or(Ok(Encoding::CURRENT), |c| Encoding::of(c.version))?)))
             .collect::<Result<_>>()?;
-        let mut digests = BatchDigests::new(table, encodings);
-        for file in manifest.files.iter().filter(|f| f.table == table) {
-            digests.add_file(fetch_checked(lake, &file.path, &file.sha256)?)?;
-        }
+        let files: Vec<(&str, &str)> =
+            manifest.files.iter().filter(|f| f.table == table).map(|f| (f.path.as_str(), f.sha256.as_str())).collect();
+        let digests = BatchDigests::read_files(table, &encodings, lake, &files, ENCODERS)?;
         let found = digests.finish(ids.iter().copied());
         for batch in &manifest.batches {
             let (digest, rows) = found[&batch.batch_id];
@@ -290,40 +291,87 @@ fn batch_entries(conn: &duckdb::Connection, first: i64, last: i64) -> Result<Vec
     Ok(rows.collect::<duckdb::Result<_>>()?)
 }
 
-fn days(conn: &duckdb::Connection, table: &str, first: i64, last: i64) -> Result<Vec<chrono::NaiveDate>> {
-    // The table name comes from our own list.
-    let sql = format!(
-        "SELECT DISTINCT strftime({DAY}, '%Y-%m-%d') AS day FROM {table} t WHERE t.batch_id BETWEEN ? AND ? ORDER BY day"
-    );
-    let mut stmt = conn.prepare(&sql).with_context(|| format!("reading {table}"))?;
-    let days = stmt.query_map([first, last], |r| r.get::<_, String>(0))?;
-    days.map(|d| Ok(chrono::NaiveDate::parse_from_str(&d?, "%Y-%m-%d")?)).collect()
-}
+/// Threads encoding a table's files (zstd is most of the work): each day's file is
+/// written by one of them, while this thread scans DuckDB and splits the rows by day.
+const ENCODERS: usize = 2;
 
-/// One table's rows of one day in the segment, as a Parquet file in memory.
-fn table_day_parquet(
+/// One table's rows of the segment, one Parquet file (in memory) per day, from one scan.
+fn table_parquet(
     conn: &duckdb::Connection,
     table: &str,
     extra: &str,
     first: i64,
     last: i64,
-    day: chrono::NaiveDate,
-) -> Result<Bytes> {
+) -> Result<Vec<(chrono::NaiveDate, Bytes)>> {
+    // The table name and extra columns come from our own list.
     let sql = format!(
-        "SELECT t.*{extra} FROM {table} t WHERE t.batch_id BETWEEN ? AND ? AND {DAY} = CAST(? AS DATE) ORDER BY t.batch_id"
+        "SELECT t.*{extra}, CAST(CAST(coalesce(t.time, b.committed_at) AS TIMESTAMP) AS DATE) AS lake_day \
+         FROM {table} t JOIN ingest_batches b ON b.batch_id = t.batch_id WHERE t.batch_id BETWEEN ? AND ?"
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut writer: Option<ArrowWriter<Vec<u8>>> = None;
-    for batch in stmt.stream_arrow(duckdb::params![first, last, day.to_string()])? {
-        let batch = batch?;
-        let writer = match &mut writer {
-            Some(writer) => writer,
-            None => writer.insert(ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties()))?),
-        };
-        writer.write(&batch)?;
-    }
-    let writer = writer.context("no rows for a day that has rows")?;
-    Ok(Bytes::from(writer.into_inner()?))
+    std::thread::scope(|scope| {
+        let (senders, encoders): (Vec<_>, Vec<_>) = (0..ENCODERS)
+            .map(|_| {
+                let (send, receive) = std::sync::mpsc::sync_channel::<(i32, RecordBatch)>(8);
+                let encoder = scope.spawn(move || -> Result<Vec<(i32, Vec<u8>)>> {
+                    let mut writers: BTreeMap<i32, ArrowWriter<Vec<u8>>> = BTreeMap::new();
+                    for (day, rows) in receive {
+                        let writer = match writers.entry(day) {
+                            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                            std::collections::btree_map::Entry::Vacant(entry) => {
+                                entry.insert(ArrowWriter::try_new(Vec::new(), rows.schema(), Some(properties()))?)
+                            }
+                        };
+                        writer.write(&rows)?;
+                    }
+                    writers.into_iter().map(|(day, writer)| Ok((day, writer.into_inner()?))).collect()
+                });
+                (send, encoder)
+            })
+            .unzip();
+        let scanned = (|| -> Result<()> {
+            let mut owner: BTreeMap<i32, usize> = BTreeMap::new();
+            for batch in stmt.stream_arrow(duckdb::params![first, last])? {
+                let batch = batch?;
+                let at = batch.schema().index_of("lake_day")?;
+                let days = batch.column(at).as_primitive_opt::<Date32Type>().context("lake_day is a DATE")?.clone();
+                let keep: Vec<usize> = (0..batch.num_columns()).filter(|i| *i != at).collect();
+                let rows = batch.project(&keep)?;
+                let mut distinct = days.values().to_vec();
+                distinct.sort_unstable();
+                distinct.dedup();
+                for &day in &distinct {
+                    let part = if distinct.len() == 1 {
+                        rows.clone()
+                    } else {
+                        let mask = arrow::compute::kernels::cmp::eq(&days, &Date32Array::new_scalar(day))?;
+                        arrow::compute::filter_record_batch(&rows, &mask)?
+                    };
+                    let next = owner.len() % ENCODERS;
+                    let encoder = *owner.entry(day).or_insert(next);
+                    // A closed channel means that encoder failed: its error is reported below.
+                    if senders[encoder].send((day, part)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })();
+        drop(senders);
+        let mut files = Vec::new();
+        for encoder in encoders {
+            files.extend(encoder.join().map_err(|_| anyhow::anyhow!("a Parquet encoder panicked"))??);
+        }
+        scanned?;
+        files.sort_by_key(|(day, _)| *day);
+        files
+            .into_iter()
+            .map(|(day, bytes)| {
+                let date = chrono::NaiveDate::from_num_days_from_ce_opt(day + 719_163).context("a day out of range")?;
+                Ok((date, Bytes::from(bytes)))
+            })
+            .collect()
+    })
 }
 
 /// Zstandard: a Cosmos DB request is mostly repeated names and ids.

@@ -1,9 +1,11 @@
 //! Retention: a table's rows of a verified segment leave DuckDB once every one of them is
 //! older than the table's `hot_days`, in whole segments (whole batches).
 //!
-//! Space: DuckDB reuses the blocks of deleted rows for new rows once a whole row group's
-//! rows are deleted and checkpointed; the file does not shrink while serving (vacuum is
-//! off, `Store::open`). `tokentrail compact` writes a new, smaller file offline.
+//! Space: DuckDB frees the blocks of deleted rows at its next checkpoint and new rows reuse
+//! them; the file does not shrink (vacuum is off, `Store::open`). Measured: after the rows
+//! of two ingests were evicted, a third of the same size left the file at its size
+//! (BENCHMARKS.md, design measurements). A file can be made smaller offline by copying the
+//! database (DuckDB's `COPY FROM DATABASE`); TokenTrail has no command for it.
 
 use super::{Lake, TABLES};
 use crate::store::Store;

@@ -37,9 +37,9 @@ use tokio_util::sync::CancellationToken;
 /// The tables archived, with what each file holds beyond the table's columns: the row's
 /// `rowid` where other tables point at it (`raw_row`, `request_row`, `signin_row`).
 pub const TABLES: [(&str, &str); 8] = [
-    ("cosmos_requests", ", rowid AS row_id"),
-    ("signins", ", rowid AS row_id"),
-    ("raw_events", ", rowid AS row_id"),
+    ("cosmos_requests", ", t.rowid AS row_id"),
+    ("signins", ", t.rowid AS row_id"),
+    ("raw_events", ", t.rowid AS row_id"),
     ("quarantine", ""),
     ("control_changes", ""),
     ("directory_changes", ""),

@@ -83,6 +83,54 @@ impl BatchDigests {
         Ok(())
     }
 
+    /// Takes in what `other` (the same table and encodings, other files) was fed.
+    pub fn merge(&mut self, other: BatchDigests) {
+        for (id, (digest, rows)) in other.digests {
+            match self.digests.entry(id) {
+                std::collections::btree_map::Entry::Occupied(mut entry) => {
+                    let (mine, count) = entry.get_mut();
+                    mine.merge(digest);
+                    *count += rows;
+                }
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert((digest, rows));
+                }
+            }
+        }
+    }
+
+    /// Reads `paths` (each checked against its SHA-256) on `threads` threads.
+    pub fn read_files(
+        table: &'static str,
+        encodings: &BTreeMap<i64, Encoding>,
+        lake: &Lake,
+        files: &[(&str, &str)],
+        threads: usize,
+    ) -> Result<BatchDigests> {
+        let parts: Vec<Result<BatchDigests>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads.max(1))
+                .map(|t| {
+                    scope.spawn(move || {
+                        let mut digests = BatchDigests::new(table, encodings.clone());
+                        for (path, sha256) in files.iter().skip(t).step_by(threads.max(1)) {
+                            digests.add_file(fetch_checked(lake, path, sha256)?)?;
+                        }
+                        Ok(digests)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a reader panicked"))))
+                .collect()
+        });
+        let mut all = BatchDigests::new(table, encodings.clone());
+        for part in parts {
+            all.merge(part?);
+        }
+        Ok(all)
+    }
+
     /// Each batch's digest and row count; `ids` with no row get the empty digest.
     pub fn finish(mut self, ids: impl IntoIterator<Item = i64>) -> BTreeMap<i64, (Digest, i64)> {
         let mut out = BTreeMap::new();
@@ -115,6 +163,9 @@ pub fn evicted(conn: &duckdb::Connection) -> Result<BTreeMap<i64, [bool; 4]>> {
     Ok(out)
 }
 
+/// Threads reading a table's files back.
+const READERS: usize = 2;
+
 /// Evicted rows' digests recomputed from the lake, and what could not be read.
 #[derive(Default)]
 pub struct LakeDigests {
@@ -145,15 +196,17 @@ pub fn evicted_digests(conn: &duckdb::Connection, lake: &Lake, up_to: i64) -> Re
             .iter()
             .map(|(id, v)| Ok((*id, v.map_or(Ok(Encoding::CURRENT), Encoding::of)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        let mut digests = BatchDigests::new(chain::TABLES[index], encodings);
         let paths: Vec<(String, String)> = files
             .query_map(duckdb::params![first, table], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<duckdb::Result<_>>()?;
-        let read = paths.iter().try_for_each(|(path, sha)| digests.add_file(fetch_checked(lake, path, sha)?));
-        if let Err(error) = read {
-            out.failures.push((first, format!("archived {table} rows of batches {first}..{last}: {error:#}")));
-            continue;
-        }
+        let paths: Vec<(&str, &str)> = paths.iter().map(|(p, s)| (p.as_str(), s.as_str())).collect();
+        let digests = match BatchDigests::read_files(chain::TABLES[index], &encodings, lake, &paths, READERS) {
+            Ok(digests) => digests,
+            Err(error) => {
+                out.failures.push((first, format!("archived {table} rows of batches {first}..{last}: {error:#}")));
+                continue;
+            }
+        };
         for (id, (digest, _)) in digests.finish(batches.iter().map(|(id, _)| *id)) {
             if (first..=last).contains(&id) {
                 out.digests.insert((id, index), digest);

@@ -194,6 +194,13 @@ impl TableDigest {
         self.finish_keeping().0
     }
 
+    /// Takes in the rows `other` was fed: one table's rows of a batch read in parts on
+    /// several threads give the digest of all of them (row order never matters).
+    pub fn merge(&mut self, other: TableDigest) {
+        debug_assert!(self.table == other.table && self.encoding == other.encoding);
+        self.rows.extend(other.rows);
+    }
+
     /// The digest, and the vector its rows' digests were in, for [`TableDigest::reusing`].
     pub fn finish_keeping(mut self) -> (Digest, Vec<Digest>) {
         // Byte order, as two big-endian u128 (inline compares, where comparing the
