@@ -244,7 +244,19 @@ fn compose_block(service: &[&str], key: &str) -> Vec<String> {
     let indent = |l: &str| l.len() - l.trim_start().len();
     lines
         .take_while(|l| indent(l) > indent(head))
+        .filter(|l| !l.trim_start().starts_with('#'))
         .map(|l| l.trim().trim_start_matches("- ").trim_matches('"').to_owned())
+        .collect()
+}
+
+/// The `environment:` of a compose service as KEY, value pairs.
+fn compose_env(service: &[&str]) -> Vec<(String, String)> {
+    compose_block(service, "environment:")
+        .iter()
+        .map(|entry| {
+            let (key, value) = entry.split_once(": ").unwrap_or_else(|| panic!("not KEY: value: {entry}"));
+            (key.to_owned(), value.trim_matches('"').to_owned())
+        })
         .collect()
 }
 
@@ -299,14 +311,10 @@ fn the_emulator_configuration_is_valid_for_the_pinned_emulator_and_has_what_toke
 fn the_service_configuration_loads_as_compose_runs_it_and_bad_ones_say_why() {
     let compose = repo_file("docker-compose.yml");
     let service = compose_service(&compose, "tokentrail");
-    let env: Vec<(String, String)> = compose_block(&service, "environment:")
-        .iter()
-        .map(|entry| {
-            let (key, value) = entry.split_once(": ").unwrap_or_else(|| panic!("not KEY: value: {entry}"));
-            (key.to_owned(), value.trim_matches('"').to_owned())
-        })
-        .collect();
+    let env = compose_env(&service);
     assert!(env.iter().any(|(k, _)| k == "TOKENTRAIL_EVENTHUBS_CONNECTION_STRING"), "{env:?}");
+    // The lake's key is Azurite's published development one, the only kind accepted.
+    assert!(env.contains(&("TOKENTRAIL_LAKE_ACCOUNT_KEY".to_owned(), common::azurite::KEY.to_owned())), "{env:?}");
     // The file compose mounts is the one the image's command reads.
     let mount = "./docker/tokentrail.toml:/etc/tokentrail/tokentrail.toml";
     assert!(compose_block(&service, "volumes:").iter().any(|v| v.starts_with(mount)), "{service:#?}");
@@ -323,10 +331,12 @@ fn the_service_configuration_loads_as_compose_runs_it_and_bad_ones_say_why() {
         "sign-in: development issuer",
         "eventhubs: insights-logs-dataplanerequests, insights-logs-signinlogs (consumer group tokentrail, \
          start earliest), connection string for eventhubs-emulator",
+        "lake: http://azurite:10000/devstoreaccount1/lake every 5 min, retention off (nothing deleted)",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
     assert!(!stdout.contains("SAS_KEY_VALUE") && !text(&out.stderr).contains("SAS_KEY_VALUE"));
+    assert!(!stdout.contains(common::azurite::KEY) && !text(&out.stderr).contains(common::azurite::KEY));
 
     let dir = tempfile::tempdir().unwrap();
     let without_auth = dir.path().join("no-auth.toml");
@@ -374,7 +384,7 @@ fn compose_pins_its_images_publishes_on_loopback_and_waits_for_a_healthy_emulato
     assert!(repo_file(".gitignore").lines().any(|l| l == "/.env"));
 
     // Published ports are on the host's loopback only; the UI and API on 8080.
-    let ports: Vec<String> = ["tokentrail", "eventhubs-emulator", "probe-install", "azurite"]
+    let ports: Vec<String> = ["tokentrail", "eventhubs-emulator", "probe-install", "azurite", "lake-container"]
         .iter()
         .flat_map(|name| compose_block(&compose_service(&compose, name), "ports:"))
         .collect();
@@ -387,7 +397,70 @@ fn compose_pins_its_images_publishes_on_loopback_and_waits_for_a_healthy_emulato
     let health = compose_block(&emulator, "healthcheck:");
     assert!(health.iter().any(|l| l.contains("http://127.0.0.1:5300/health")), "{health:?}");
     let waits = compose_block(&compose_service(&compose, "tokentrail"), "depends_on:");
-    assert_eq!(waits, ["eventhubs-emulator:", "condition: service_healthy"]);
+    assert_eq!(
+        waits,
+        [
+            "eventhubs-emulator:",
+            "condition: service_healthy",
+            "lake-container:",
+            "condition: service_completed_successfully"
+        ]
+    );
+}
+
+/// The lake compose archives to: lake-container creates the container in compose's Azurite
+/// with Azurite's key, TokenTrail starts once that succeeded, and its [lake] (in
+/// docker/tokentrail.toml, key from compose's environment) archives to such an Azurite:
+/// this test's own, the same version, the host swapped for 127.0.0.1 and its port.
+#[test]
+fn compose_creates_the_lake_container_and_tokentrail_archives_to_it() {
+    let compose = repo_file("docker-compose.yml");
+    let creator = compose_service(&compose, "lake-container");
+    let image = creator.iter().find_map(|l| l.trim().strip_prefix("image: ")).expect("lake-container's image");
+    assert!(image.starts_with("mcr.microsoft.com/azure-cli:"), "{image}");
+    assert_eq!(compose_block(&creator, "depends_on:"), ["azurite:", "condition: service_started"]);
+    // The service's lines, joined: its command is a bash script folded over several lines.
+    let command = creator.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+    assert!(command.contains("command: - bash - -c - >-") && command.contains("&& exit 0"), "{command}");
+    let create = command.find("az storage container create --name ").expect("az creates the container");
+    let container = command[create..].split_whitespace().nth(5).unwrap();
+    let connection = command.split_once("--connection-string \"").and_then(|(_, c)| c.split_once('"')).unwrap().0;
+    let part = |name: &str| {
+        connection.split(';').find_map(|p| p.strip_prefix(name)).unwrap_or_else(|| panic!("{name} in {connection}"))
+    };
+    assert_eq!(part("AccountName="), common::azurite::ACCOUNT);
+    assert_eq!(part("AccountKey="), common::azurite::KEY);
+    let endpoint = part("BlobEndpoint=");
+
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/tokentrail.toml");
+    let serve = tokentrail::config::ServeConfig::load(Some(std::path::Path::new(config))).unwrap();
+    let lake = serve.lake.expect("docker/tokentrail.toml archives to a lake");
+    assert_eq!(lake.url, format!("{endpoint}/{container}"), "TokenTrail's lake is the container lake-container makes");
+    let env = compose_env(&compose_service(&compose, "tokentrail"));
+
+    let azurite = common::azurite::Azurite::start();
+    assert!(azurite.create_container(container));
+    let local = lake.url.replace("http://azurite:10000", &format!("http://127.0.0.1:{}", azurite.port()));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.duckdb");
+    let db = db.to_str().unwrap();
+    let sample = samples_dir().join("cosmos_dataplanerequests_eventhub_googlesecops.json");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+            .args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{args:?}: {}{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    };
+    run(&["ingest", "--db", db, sample.to_str().unwrap()]);
+    run(&["detect", "--db", db]);
+    let archived = run(&["archive", "--db", db, "--lake", &local]);
+    assert!(archived.contains("read back and verified"), "{archived}");
+    let verified = run(&["verify", "--db", db, "--lake", &local]);
+    assert!(verified.starts_with("chain verified"), "{verified}");
 }
 
 #[test]
