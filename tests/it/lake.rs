@@ -207,6 +207,23 @@ fn archived_rows_verify_against_the_chain_and_answer_beside_the_hot_ones() {
     let unread = ok(tokentrail(&["verify", "--db", db_arg]));
     assert!(unread.contains("NOT read (give --lake"), "{unread}");
 
+    // The status API and page say what is in the lake and what left the database.
+    {
+        let store = std::sync::Arc::new(
+            tokentrail::store::Store::open(&db, &tokentrail::store::StoreOptions::default()).unwrap(),
+        );
+        let issuer = crate::common::jwks::TestIssuer::start();
+        let (_, base) = crate::common::app::serve(store, &issuer, Vec::new());
+        let token = issuer.token(&[tokentrail::auth::Role::Responder]);
+        let (code, status) = crate::common::app::call_json(&base, "/api/status", &token, None);
+        assert_eq!(code, 200, "{status}");
+        let lake_rows = status["lake"].as_array().expect("a lake list");
+        let requests = lake_rows.iter().find(|r| r["table_name"] == "cosmos_requests").expect("cosmos_requests");
+        assert_eq!(requests["archived_rows"].as_i64(), Some(total), "{requests}");
+        assert!(requests["evicted_rows"].as_i64().unwrap() > 0 && requests["evicted_rows"].as_i64() < Some(total));
+        assert_eq!(requests["unfinished_segments"].as_i64(), Some(0));
+    }
+
     // A changed archived file is named by verify.
     let conn = connect(&db);
     let victim: String = count_path(&conn);

@@ -36,6 +36,11 @@ pub struct Status {
     /// rules have taken in, and whether a pass is waiting for ingest to stop running flat
     /// out (it waits at most a minute).
     pub detection: DetectionStatus,
+    /// The Parquet lake per archived table: rows archived, rows retention deleted from the
+    /// database (answered from the lake only), days held, the last archive. Empty: nothing
+    /// archived.
+    #[schema(value_type = Vec<Object>)]
+    pub lake: Vec<Object>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,7 +58,7 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
     let hubs = state.hubs.as_ref().map(|h| h.snapshot()).unwrap_or_default();
     let mode = state.mode.to_string();
     let waiting_for_ingest = state.metrics.detection_waiting.get() > 0;
-    let (tables, sources, findings, detection) = super::db(state, move |store| -> ApiResult<_> {
+    let (tables, sources, findings, detection, lake) = super::db(state, move |store| -> ApiResult<_> {
         let conn = store.connection()?;
         let detection = conn.query_row(include_str!("sql/status_detection.sql"), [], |r| {
             let (committed_batch, absorbed_batch): (i64, i64) = (r.get(0)?, r.get(1)?);
@@ -74,10 +79,11 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
                 &[],
             )?,
             detection,
+            objects(&conn, include_str!("sql/status_lake.sql"), &[])?,
         ))
     })
     .await?;
-    Ok(Status { mode, tables, sources, eventhubs: hubs, findings, detection })
+    Ok(Status { mode, tables, sources, eventhubs: hubs, findings, detection, lake })
 }
 
 /// Ingest health: tables, sources, partitions and their lag, findings by status.

@@ -645,6 +645,7 @@ async function overview() {
     section("Ingest sources", table(["source_id", "kind", "event_time", "updated_at", "cosmos_rows", "signin_rows", "raw_rows", "quarantined_rows"], status.sources)),
     status.eventhubs.length ? section("Event Hubs partitions", table(["hub", "partition", "committed_sequence", "last_enqueued_sequence", "lag", "receive_errors", "last_error", "resets", "last_reset"], status.eventhubs)) : null,
     section("Tables", table(["table_name", "rows", "first_time", "last_time"], status.tables)),
+    status.lake.length ? section("Parquet lake (evicted rows are answered from the lake only)", table(["table_name", "archived_rows", "evicted_rows", "first_day", "last_day", "archived_up_to_batch", "last_archived_at", "unfinished_segments"], status.lake)) : null,
   );
 }
 
