@@ -35,6 +35,8 @@ CREATE TABLE lake_evictions (
     table_name VARCHAR NOT NULL,
     first_batch BIGINT NOT NULL,            -- its lake_segments row
     rows BIGINT NOT NULL,
+    first_day DATE NOT NULL,                -- the days of the rows (as in the files' date=)
+    last_day DATE NOT NULL,
     evicted_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (batch_id, table_name)
 );

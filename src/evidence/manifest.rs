@@ -38,6 +38,10 @@ pub struct Manifest {
     /// `None` for a real pack.
     #[serde(default)]
     pub demo: Option<String>,
+    /// Rows of the period retention moved to the Parquet lake, which the populations do
+    /// not hold; `None` when they hold every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
 }
 
 /// The last ingest batch the populations include (`$as_of`), and when it was committed:

@@ -210,6 +210,7 @@ pub fn build<W: Write + Seek>(
         coverage,
         integrity_chain: chain,
         demo,
+        archived: facts.archived,
         as_of: facts.as_of,
         engine: facts.engine,
         scope,

@@ -147,6 +147,7 @@ struct Report {
     header: String,
     generated: String,
     demo: Option<String>,
+    archived: Option<String>,
     scope: Vec<(String, String)>,
     lines: Vec<Line>,
     integrity_ok: bool,
@@ -302,6 +303,9 @@ impl Report {
             };
             format!("DEMO PACK: do not use it in an audit. {why}.{general}")
         });
+
+        let archived =
+            json.get("archived").map(text_of).filter(|a| !a.is_empty()).map(|a| format!("INCOMPLETE PERIOD: {a}"));
 
         // Scope: from the manifest, else from what the populations show.
         let scope_json = json.get("scope");
@@ -492,6 +496,7 @@ impl Report {
             header,
             generated,
             demo,
+            archived,
             scope,
             lines,
             integrity_ok,
@@ -1041,8 +1046,8 @@ impl Report {
             g = esc(&self.generated)
         );
         h.push_str(r#"<section class="summary">"#);
-        if let Some(demo) = &self.demo {
-            let _ = write!(h, r#"<div class="banner" role="alert">{}</div>"#, esc(demo));
+        for banner in [&self.demo, &self.archived].into_iter().flatten() {
+            let _ = write!(h, r#"<div class="banner" role="alert">{}</div>"#, esc(banner));
         }
         let _ = write!(h, r#"<h1>SOC 2 evidence report</h1><p class="sub">{}</p>"#, esc(&self.period));
         h.push_str(r#"<table class="kv"><tbody>"#);
@@ -1312,8 +1317,8 @@ fn svg_timeline(chart: &Timeline) -> String {
 impl Report {
     fn pdf(&self) -> pdf::Document {
         let mut blocks = Vec::new();
-        if let Some(demo) = &self.demo {
-            blocks.push(Block::Banner(demo.clone()));
+        for banner in [&self.demo, &self.archived].into_iter().flatten() {
+            blocks.push(Block::Banner(banner.clone()));
         }
         blocks.push(Block::Title("SOC 2 evidence report".into()));
         blocks.push(Block::Paragraph(self.period.clone()));

@@ -14,6 +14,8 @@ pub struct Facts {
     pub scope: Scope,
     /// Some batch came from the demo's generator.
     pub generated_data: bool,
+    /// Rows of the period that retention moved to the lake (not in the populations).
+    pub archived: Option<String>,
 }
 
 impl Facts {
@@ -97,7 +99,30 @@ pub fn read(conn: &duckdb::Connection, timezone: String, period: &Period, chosen
         [as_of_id],
         |r| r.get(0),
     )?;
-    Ok(Facts { as_of, engine, scope, generated_data })
+    let archived = archived(conn, period, as_of_id)?;
+    Ok(Facts { as_of, engine, scope, generated_data, archived })
+}
+
+/// What of the period retention deleted from the database (it is in the lake), in words,
+/// or `None` when the populations hold every row the period had.
+fn archived(conn: &duckdb::Connection, period: &Period, as_of: i64) -> Result<Option<String>> {
+    let mut stmt = conn.prepare(include_str!("sql/archived.sql"))?;
+    let from = crate::rules::script::timestamp(period.from);
+    let to = crate::rules::script::timestamp(period.to);
+    let parts: Vec<String> = stmt
+        .query_map(duckdb::params![from, to, as_of], |r| {
+            let (table, rows, first, last): (String, i64, String, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            Ok(format!("{rows} {table} rows (days {first} to {last})"))
+        })?
+        .collect::<duckdb::Result<_>>()?;
+    Ok((!parts.is_empty()).then(|| {
+        format!(
+            "Rows of this period that retention moved from TokenTrail's database to its Parquet lake are not in \
+             these populations: {}. They are in the lake (tokentrail verify --lake checks them against the chain).",
+            parts.join(", ")
+        )
+    }))
 }
 
 /// How SQL uses a definition: a macro is called (`name(`), a view read (`FROM name`, `JOIN name`).

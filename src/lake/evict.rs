@@ -73,14 +73,15 @@ pub fn run(
         let cutoff = (now - chrono::Duration::days(i64::from(days))).date_naive();
         // Table names come from our own list.
         let sql = include_str!("sql/batch_ages.sql").replace("{table}", table).replace("{day}", super::archive::DAY);
-        let ages: Vec<(i64, String, i64)> = conn
+        let ages: Vec<Old> = conn
             .prepare(&sql)?
-            .query_map(duckdb::params![first, last, table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map(duckdb::params![first, last, table], |r| {
+                Ok(Old { batch_id: r.get(0)?, first_day: r.get(1)?, last_day: r.get(2)?, rows: r.get(3)? })
+            })?
             .collect::<duckdb::Result<_>>()?;
-        let old: Vec<(i64, i64)> = ages
+        let old: Vec<Old> = ages
             .into_iter()
-            .filter(|(_, newest, _)| chrono::NaiveDate::parse_from_str(newest, "%Y-%m-%d").is_ok_and(|d| d < cutoff))
-            .map(|(id, _, rows)| (id, rows))
+            .filter(|b| chrono::NaiveDate::parse_from_str(&b.last_day, "%Y-%m-%d").is_ok_and(|d| d < cutoff))
             .collect();
         if old.is_empty() {
             continue;
@@ -110,13 +111,22 @@ pub fn run(
     Ok(done)
 }
 
-/// Deletes `table`'s rows of `batches` (id, rows counted when chosen), checking each
-/// count again inside the transaction and, for the chained tables, against what the batch
-/// committed.
-fn evict(conn: &duckdb::Connection, table: &'static str, first: i64, batches: &[(i64, i64)]) -> Result<i64> {
+/// A batch whose rows of a table are all older than the retention.
+struct Old {
+    batch_id: i64,
+    /// YYYY-MM-DD of its oldest and newest row.
+    first_day: String,
+    last_day: String,
+    /// Counted when chosen.
+    rows: i64,
+}
+
+/// Deletes `table`'s rows of `batches`, checking each count again inside the transaction
+/// and, for the chained tables, against what the batch committed.
+fn evict(conn: &duckdb::Connection, table: &'static str, first: i64, batches: &[Old]) -> Result<i64> {
     let chained = crate::store::chain::TABLES.iter().position(|t| *t == table);
     let mut total = 0;
-    for (id, counted) in batches {
+    for Old { batch_id: id, first_day, last_day, rows: counted } in batches {
         let hot: i64 =
             conn.query_row(&format!("SELECT count(*) FROM {table} WHERE batch_id = ?"), [id], |r| r.get(0))?;
         let committed: Option<i64> = match chained {
@@ -143,8 +153,9 @@ fn evict(conn: &duckdb::Connection, table: &'static str, first: i64, batches: &[
         }
         conn.execute(&format!("DELETE FROM {table} WHERE batch_id = ?"), [id])?;
         conn.execute(
-            "INSERT INTO lake_evictions (batch_id, table_name, first_batch, rows, evicted_at) VALUES (?, ?, ?, ?, now())",
-            duckdb::params![id, table, first, hot],
+            "INSERT INTO lake_evictions (batch_id, table_name, first_batch, rows, first_day, last_day, evicted_at) \
+             VALUES (?, ?, ?, ?, CAST(? AS DATE), CAST(? AS DATE), now())",
+            duckdb::params![id, table, first, hot, first_day, last_day],
         )?;
         total += hot;
     }

@@ -207,7 +207,49 @@ fn archived_rows_verify_against_the_chain_and_answer_beside_the_hot_ones() {
     let unread = ok(tokentrail(&["verify", "--db", db_arg]));
     assert!(unread.contains("NOT read (give --lake"), "{unread}");
 
+    // An evidence pack over the period says which of its rows are in the lake, not in it.
+    let pack = dir.path().join("pack.zip");
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    ok(tokentrail(&[
+        "evidence",
+        "--db",
+        db_arg,
+        "--criteria",
+        "CC7.2",
+        "--from",
+        "2020-01-01T00:00:00Z",
+        "--to",
+        &now,
+        "--out",
+        pack.to_str().unwrap(),
+    ]));
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&pack).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_reader(zip.by_name("manifest.json").unwrap()).unwrap();
+    let archived = manifest["archived"].as_str().expect("the manifest states the archived rows");
+    let evicted_requests = {
+        let conn = connect(&db);
+        count(&conn, "SELECT sum(rows) FROM lake_evictions WHERE table_name = 'cosmos_requests'")
+    };
+    assert!(archived.contains(&format!("{evicted_requests} cosmos_requests rows")), "{archived}");
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("report.html").unwrap(), &mut report).unwrap();
+    assert!(report.contains("INCOMPLETE PERIOD: Rows of this period that retention moved"), "the report's banner");
+
+    // A changed archived file is named by verify.
+    let conn = connect(&db);
+    let victim: String = count_path(&conn);
+    drop(conn);
+    let path = lake.join(&victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&path, bytes).unwrap();
+    let broken = tokentrail(&["verify", "--db", db_arg, "--lake", lake_arg]);
+    let text = String::from_utf8_lossy(&broken.stdout);
+    assert!(!broken.status.success() && text.contains("chain BROKEN") && text.contains(&victim), "{text}");
+
     // The status API and page say what is in the lake and what left the database.
+    // (last: the application keeps the database open)
     {
         let store = std::sync::Arc::new(
             tokentrail::store::Store::open(&db, &tokentrail::store::StoreOptions::default()).unwrap(),
@@ -223,19 +265,6 @@ fn archived_rows_verify_against_the_chain_and_answer_beside_the_hot_ones() {
         assert!(requests["evicted_rows"].as_i64().unwrap() > 0 && requests["evicted_rows"].as_i64() < Some(total));
         assert_eq!(requests["unfinished_segments"].as_i64(), Some(0));
     }
-
-    // A changed archived file is named by verify.
-    let conn = connect(&db);
-    let victim: String = count_path(&conn);
-    drop(conn);
-    let path = lake.join(&victim);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x20;
-    std::fs::write(&path, bytes).unwrap();
-    let broken = tokentrail(&["verify", "--db", db_arg, "--lake", lake_arg]);
-    let text = String::from_utf8_lossy(&broken.stdout);
-    assert!(!broken.status.success() && text.contains("chain BROKEN") && text.contains(&victim), "{text}");
 }
 
 /// An evicted signins file.

@@ -1,6 +1,7 @@
--- A table's rows per batch of a segment not evicted yet: the newest day and the count.
+-- A table's rows per batch of a segment not evicted yet: the oldest and newest day, and
+-- the count.
 -- {table} and {day} come from our own lists.
-SELECT t.batch_id, strftime(max({day}), '%Y-%m-%d'), count(*)
+SELECT t.batch_id, strftime(min({day}), '%Y-%m-%d'), strftime(max({day}), '%Y-%m-%d'), count(*)
 FROM {table} t
 WHERE t.batch_id BETWEEN ? AND ?
   AND t.batch_id NOT IN (SELECT batch_id FROM lake_evictions WHERE table_name = ?)
