@@ -418,7 +418,7 @@ mod tests {
         assert_eq!(version, VERSION);
         // Seal the batch again as a version-1 TokenTrail did.
         let header = load_headers(&conn, i64::MAX).unwrap().into_iter().find(|h| h.batch_id == id).unwrap();
-        let tables = recompute_tables(&conn, id, Encoding::of(1).unwrap()).unwrap();
+        let tables = recompute_tables(&conn, id, Encoding::of(1).unwrap(), [false; 4]).unwrap();
         assert_ne!(hex(&tables[0]), stored, "the two encodings give different digests");
         let rows = rows_digest(&header, &tables, 1);
         let chain = chain_digest(&[0u8; 32], id, &rows);
