@@ -109,31 +109,6 @@ fn reserialise(input: &Path, output: &Path) -> u64 {
     bytes
 }
 
-/// Wall time, CPU time and peak RSS of one path's rounds.
-#[derive(Default)]
-struct Runs {
-    wall: Vec<f64>,
-    cpu: Vec<f64>,
-    peak_rss_kib: i64,
-}
-
-impl Runs {
-    fn push(&mut self, wall: Duration, cpu: Duration, peak_rss_kib: i64) {
-        self.wall.push(wall.as_secs_f64());
-        self.cpu.push(cpu.as_secs_f64());
-        self.peak_rss_kib = self.peak_rss_kib.max(peak_rss_kib);
-    }
-
-    /// Median wall seconds and median CPU seconds.
-    fn median(self) -> (f64, f64) {
-        (common::median(self.wall), common::median(self.cpu))
-    }
-
-    fn peak_mib(&self) -> i64 {
-        self.peak_rss_kib / 1024
-    }
-}
-
 /// Set in the child process that runs the `read_json` baseline: `DB\tINPUT`.
 const READ_JSON_CHILD: &str = "TOKENTRAIL_BENCH_READ_JSON";
 
@@ -196,8 +171,8 @@ fn main() {
     // (a) the CLI's default (2 parser threads, 1 DuckDB thread), (a') with 2 DuckDB
     // threads, (b) read_json with 2 DuckDB threads; alternated, fresh files each time.
     // (d) the CLI's default and (e) read_json on the re-serialised file.
-    let (mut ours, mut ours_2, mut baseline) = (Runs::default(), Runs::default(), Runs::default());
-    let (mut spaced_ours, mut spaced_baseline) = (Runs::default(), Runs::default());
+    let (mut ours, mut ours_2, mut baseline) = (common::Runs::default(), common::Runs::default(), common::Runs::default());
+    let (mut spaced_ours, mut spaced_baseline) = (common::Runs::default(), common::Runs::default());
     let mut statements = Vec::new();
     for round in 0..ROUNDS {
         let db = |name: &str| dir.path().join(format!("{name}{round}.duckdb"));
@@ -243,12 +218,12 @@ fn main() {
             e.elapsed.as_secs_f64(),
             e.cpu.as_secs_f64(),
         );
-        spaced_ours.push(d.elapsed, d.cpu, d.peak_rss_kib);
-        spaced_baseline.push(e.elapsed, e.cpu, e.peak_rss_kib);
+        spaced_ours.push(&d);
+        spaced_baseline.push(&e);
         statements.push(statement.as_secs_f64());
-        ours.push(a.elapsed, a.cpu, a.peak_rss_kib);
-        ours_2.push(a2.elapsed, a2.cpu, a2.peak_rss_kib);
-        baseline.push(b.elapsed, b.cpu, b.peak_rss_kib);
+        ours.push(&a);
+        ours_2.push(&a2);
+        baseline.push(&b);
         for name in ["a", "b", "c", "d", "e"] {
             let _ = std::fs::remove_file(db(name));
             let _ = std::fs::remove_file(db(name).with_extension("duckdb.wal"));

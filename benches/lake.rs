@@ -126,25 +126,6 @@ fn remove_db(db: &Path) {
     let _ = std::fs::remove_file(format!("{}.wal", db.display()));
 }
 
-#[derive(Default)]
-struct Runs {
-    wall: Vec<f64>,
-    cpu: Vec<f64>,
-    peak_rss_kib: i64,
-}
-
-impl Runs {
-    fn push(&mut self, m: &common::Measured) {
-        self.wall.push(m.elapsed.as_secs_f64());
-        self.cpu.push(m.cpu.as_secs_f64());
-        self.peak_rss_kib = self.peak_rss_kib.max(m.peak_rss_kib);
-    }
-
-    fn median(&self) -> (f64, f64) {
-        (common::median(self.wall.clone()), common::median(self.cpu.clone()))
-    }
-}
-
 fn main() {
     if let Ok(spec) = std::env::var(COPY_CHILD) {
         let (db, dir) = spec.split_once('\t').expect("DB<TAB>DIR");
@@ -197,7 +178,7 @@ fn main() {
 
     // 1. Into a local directory: ours and COPY alternated, each on a fresh copy of the
     // database and into a fresh directory.
-    let (mut ours, mut baseline) = (Runs::default(), Runs::default());
+    let (mut ours, mut baseline) = (common::Runs::default(), common::Runs::default());
     let (mut ours_sizes, mut copy_sizes) = (Vec::new(), Vec::new());
     let mut statements = Vec::new();
     for round in 0..ROUNDS {
@@ -276,7 +257,7 @@ fn main() {
 
     // 2. Into Azurite: a fresh container each round.
     let azurite = azurite::Azurite::start();
-    let mut azure = Runs::default();
+    let mut azure = common::Runs::default();
     let mut azure_bytes = 0;
     for round in 0..ROUNDS {
         let db = path(&format!("azure{round}.duckdb"));

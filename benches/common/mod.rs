@@ -44,6 +44,31 @@ pub fn settle() {
     unsafe { libc::sync() };
 }
 
+/// Wall time, CPU time and peak RSS of one path's rounds.
+#[derive(Default)]
+pub struct Runs {
+    pub wall: Vec<f64>,
+    pub cpu: Vec<f64>,
+    pub peak_rss_kib: i64,
+}
+
+impl Runs {
+    pub fn push(&mut self, measured: &Measured) {
+        self.wall.push(measured.elapsed.as_secs_f64());
+        self.cpu.push(measured.cpu.as_secs_f64());
+        self.peak_rss_kib = self.peak_rss_kib.max(measured.peak_rss_kib);
+    }
+
+    /// Median wall seconds and median CPU seconds.
+    pub fn median(&self) -> (f64, f64) {
+        (median(self.wall.clone()), median(self.cpu.clone()))
+    }
+
+    pub fn peak_mib(&self) -> i64 {
+        self.peak_rss_kib / 1024
+    }
+}
+
 /// What one run of the real binary took.
 pub struct Measured {
     pub elapsed: Duration,

@@ -278,6 +278,11 @@ fn count_path(conn: &duckdb::Connection) -> String {
     .unwrap()
 }
 
+/// `tokentrail archive` with a retention that lets every archived row go.
+fn archive_keeping_nothing(db: &str, lake: &str) -> Output {
+    tokentrail(&["archive", "--db", db, "--lake", lake, "--hot-days", "1", "--as-of", "2099-01-01T00:00:00Z"])
+}
+
 #[test]
 fn retention_deletes_only_rows_that_are_archived() {
     let dir = tempfile::tempdir().unwrap();
@@ -299,17 +304,7 @@ fn retention_deletes_only_rows_that_are_archived() {
         )
     };
     assert!(new_batches > 0 && new_rows > 0);
-    let printed = ok(tokentrail(&[
-        "archive",
-        "--db",
-        db_arg,
-        "--lake",
-        lake_arg,
-        "--hot-days",
-        "1",
-        "--as-of",
-        "2099-01-01T00:00:00Z",
-    ]));
+    let printed = ok(archive_keeping_nothing(db_arg, lake_arg));
     assert!(printed.contains(&format!("{new_batches} batch(es) wait for detection")), "{printed}");
     let conn = connect(&db);
     assert_eq!(count(&conn, "SELECT count(*) FROM cosmos_requests"), new_rows, "only the unarchived rows stay");
@@ -329,17 +324,7 @@ fn retention_deletes_only_rows_that_are_archived() {
         .unwrap();
     drop(conn);
     std::fs::remove_file(lake.join(&gone)).unwrap();
-    let refused = tokentrail(&[
-        "archive",
-        "--db",
-        db_arg,
-        "--lake",
-        lake_arg,
-        "--hot-days",
-        "1",
-        "--as-of",
-        "2099-01-01T00:00:00Z",
-    ]);
+    let refused = archive_keeping_nothing(db_arg, lake_arg);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success() && stderr.contains(&gone) && stderr.contains("no longer in the lake"),
