@@ -7,7 +7,7 @@ use crate::config::ServeConfig;
 use crate::http::{Application, Detection, Settings, SignIn, Source, SourceContext};
 use crate::source::eventhubs::{Connect, HubsStatus};
 use crate::store::{Store, StoreOptions};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 
 /// What `serve` starts with once the configuration has passed every check that needs
@@ -25,6 +25,9 @@ pub struct Startup {
 /// `serve --check-config` both call it, so the check passes exactly what `run` would.
 pub fn startup(config: &ServeConfig) -> Result<Startup> {
     let connect = config.eventhubs.as_ref().map(Connect::from_config).transpose()?;
+    if let Some(lake) = &config.lake {
+        crate::lake::Location::check(&lake.url, &lake.identity()).context("[lake]")?;
+    }
     let alerts = config.alerts.resolve(&format!("http://{}", config.http.listen))?;
     if config.auth.is_some() && config.http.development_sign_in {
         bail!("http.development_sign_in = true and [auth] are both set: choose one (use [auth] for real data)");

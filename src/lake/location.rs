@@ -66,6 +66,18 @@ impl Location {
         }
     }
 
+    /// [`Location::parse`]'s checks without touching the disk or the network: a URL's
+    /// form, an Azurite key's presence, the identity's configuration. A directory is
+    /// made when the lake is opened.
+    pub fn check(text: &str, identity: &Identity) -> Result<()> {
+        if text.contains("://") && !text.trim().starts_with("file://") {
+            Location::parse(text, identity)?;
+        } else if text.trim().is_empty() {
+            bail!("the lake location is empty: give a directory or an Azure Storage URL");
+        }
+        Ok(())
+    }
+
     pub fn directory(path: &std::path::Path) -> Result<Location> {
         std::fs::create_dir_all(path).with_context(|| format!("creating the lake directory {}", path.display()))?;
         let path = path.canonicalize().with_context(|| format!("opening the lake directory {}", path.display()))?;

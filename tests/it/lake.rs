@@ -505,11 +505,22 @@ fn serve_archives_on_its_schedule_and_keeps_the_hot_days() {
 }
 
 #[test]
-fn retention_without_a_lake_is_refused() {
+fn lake_configuration_mistakes_stop_the_check_with_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tokentrail.toml");
-    std::fs::write(&config, "[http]\ndevelopment_sign_in = true\n[retention]\nhot_days = 30\n").unwrap();
-    let out = tokentrail(&["serve", "--config", config.to_str().unwrap(), "--check-config"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("[retention] is set but [lake] is not"), "{stderr}");
+    let cases = [
+        ("[retention]\nhot_days = 30\n", "[retention] is set but [lake] is not"),
+        ("[lake]\nurl = \"http://127.0.0.1:10000/devstoreaccount1/lake\"\n", "TOKENTRAIL_LAKE_ACCOUNT_KEY"),
+        ("[lake]\nurl = \"http://storage.example.com/acct/lake\"\n", "only the Azurite emulator"),
+        ("[lake]\nurl = \"/tmp/x\"\n[retention.tables]\nusers = 3\n", "not archived: use one of"),
+    ];
+    for (section, expected) in cases {
+        std::fs::write(&config, format!("[http]\ndevelopment_sign_in = true\n{section}")).unwrap();
+        let out = command(&["serve", "--config", config.to_str().unwrap(), "--check-config"])
+            .env_remove("TOKENTRAIL_LAKE_ACCOUNT_KEY")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(expected), "{section}: {stderr}");
+    }
 }
