@@ -171,7 +171,8 @@ fn main() {
     // (a) the CLI's default (2 parser threads, 1 DuckDB thread), (a') with 2 DuckDB
     // threads, (b) read_json with 2 DuckDB threads; alternated, fresh files each time.
     // (d) the CLI's default and (e) read_json on the re-serialised file.
-    let (mut ours, mut ours_2, mut baseline) = (common::Runs::default(), common::Runs::default(), common::Runs::default());
+    let (mut ours, mut ours_2, mut baseline) =
+        (common::Runs::default(), common::Runs::default(), common::Runs::default());
     let (mut spaced_ours, mut spaced_baseline) = (common::Runs::default(), common::Runs::default());
     let mut statements = Vec::new();
     for round in 0..ROUNDS {
