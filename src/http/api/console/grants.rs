@@ -55,6 +55,9 @@ const SHARED: &[&str] = &[
     "ingest_status",
     "ingest_batches",
     "checkpoints",
+    "lake_segments",
+    "lake_files",
+    "lake_evictions",
     "alert_messages",
 ];
 
