@@ -98,17 +98,6 @@ fn default_lake_interval() -> u32 {
     60
 }
 
-impl LakeConfig {
-    pub fn identity(&self) -> crate::source::eventhubs::Identity {
-        crate::source::eventhubs::Identity {
-            credential: self.credential,
-            managed_identity_client_id: self.managed_identity_client_id.clone(),
-            tenant_id: self.tenant_id.clone(),
-            client_id: self.client_id.clone(),
-        }
-    }
-}
-
 /// `[inventory]`: read who may do what in Cosmos DB from Azure Resource Manager every
 /// `interval_hours` (see `crate::inventory`). The identity needs Reader on each subscription.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -81,6 +81,16 @@ pub struct Metrics {
     pub alert_deliveries: Family<DeliveryLabels, Counter>,
     /// The process's memory by kind ([`sample_memory`]).
     pub memory: Family<MemoryLabels, Gauge>,
+    /// The Parquet lake ([`crate::lake`]): segments archived and verified, rows retention
+    /// deleted by table, and runs that failed by step (`archive`, `retention`).
+    pub lake_segments: Counter,
+    pub lake_evicted_rows: Family<TableLabels, Counter>,
+    pub lake_failures: Family<LakeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LakeLabels {
+    pub step: String,
 }
 
 impl Default for Metrics {
@@ -152,7 +162,24 @@ impl Default for Metrics {
             "The process's memory by kind: resident, peak_resident, duckdb, duckdb_temporary, malloc_in_use, malloc_free",
             memory.clone(),
         );
+        let lake_segments = Counter::default();
+        registry.register("lake_segments", "Segments archived to the Parquet lake and verified", lake_segments.clone());
+        let lake_evicted_rows = Family::<TableLabels, Counter>::default();
+        registry.register(
+            "lake_evicted_rows",
+            "Rows retention deleted from DuckDB, archived in the lake, by table",
+            lake_evicted_rows.clone(),
+        );
+        let lake_failures = Family::<LakeLabels, Counter>::default();
+        registry.register(
+            "lake_failures",
+            "Archive runs that failed, by step (archive, retention); the next interval tries again",
+            lake_failures.clone(),
+        );
         Metrics {
+            lake_segments,
+            lake_evicted_rows,
+            lake_failures,
             memory,
             alert_deliveries,
             registry,

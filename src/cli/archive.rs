@@ -25,7 +25,7 @@ pub fn open_lake(text: &str) -> Result<Lake> {
         tenant_id: None,
         client_id: None,
     };
-    Lake::new(Location::parse(text, &identity)?)
+    Lake::new(Location::parse(text, &move || identity.credential())?)
 }
 
 pub fn run(args: Args<'_>) -> Result<ExitCode> {

@@ -26,7 +26,8 @@ pub struct Startup {
 pub fn startup(config: &ServeConfig) -> Result<Startup> {
     let connect = config.eventhubs.as_ref().map(Connect::from_config).transpose()?;
     if let Some(lake) = &config.lake {
-        crate::lake::Location::check(&lake.url, &lake.identity()).context("[lake]")?;
+        let identity = lake_identity(lake);
+        crate::lake::Location::check(&lake.url, &move || identity.credential()).context("[lake]")?;
     }
     let alerts = config.alerts.resolve(&format!("http://{}", config.http.listen))?;
     if config.auth.is_some() && config.http.development_sign_in {
@@ -42,6 +43,16 @@ pub fn startup(config: &ServeConfig) -> Result<Startup> {
     }
     let inventory = config.inventory.enabled.then(|| crate::inventory::client(&config.inventory)).transpose()?;
     Ok(Startup { connect, alerts, inventory })
+}
+
+/// `[lake]`'s Entra ID identity.
+fn lake_identity(lake: &crate::config::LakeConfig) -> crate::source::eventhubs::Identity {
+    crate::source::eventhubs::Identity {
+        credential: lake.credential,
+        managed_identity_client_id: lake.managed_identity_client_id.clone(),
+        tenant_id: lake.tenant_id.clone(),
+        client_id: lake.client_id.clone(),
+    }
 }
 
 /// DuckDB's threads: `db_threads`, else half the cores (at least 1).
@@ -130,7 +141,10 @@ pub fn run(config: ServeConfig) -> Result<()> {
     };
     // Opened before the database: a lake that cannot be reached stops the start, with why.
     let lake = match &config.lake {
-        Some(lake) => Some(crate::lake::Lake::new(crate::lake::Location::parse(&lake.url, &lake.identity())?)?),
+        Some(lake) => {
+            let identity = lake_identity(lake);
+            Some(crate::lake::Lake::new(crate::lake::Location::parse(&lake.url, &move || identity.credential())?)?)
+        }
         None => None,
     };
     let store = Arc::new(Store::open(&config.db, &options)?);
@@ -178,6 +192,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
             lake,
             config.retention.clone(),
             std::time::Duration::from_secs(u64::from(settings.interval_minutes) * 60),
+            app.state().metrics.clone(),
             app.stopper(),
         )?),
         _ => None,

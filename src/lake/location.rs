@@ -2,7 +2,6 @@
 //! Blob Storage / ADLS Gen2 with the service's Entra ID identity (an account key only for
 //! the Azurite emulator on loopback, from the environment).
 
-use crate::source::eventhubs::Identity;
 use anyhow::{Context, Result, bail};
 use azure_core::credentials::TokenCredential;
 use object_store::azure::{AzureCredential, MicrosoftAzureBuilder};
@@ -13,6 +12,9 @@ use std::sync::Arc;
 
 /// The environment variable holding the Azurite account key (emulator only; never logged).
 pub const EMULATOR_KEY_ENV: &str = "TOKENTRAIL_LAKE_ACCOUNT_KEY";
+
+/// Builds the lake's Entra ID credential (not yet used).
+pub type Credential = dyn Fn() -> Result<Arc<dyn TokenCredential>>;
 
 /// Azurite's development account.
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
@@ -43,8 +45,9 @@ impl Location {
     /// (`https://<account>.blob.core.windows.net/<container>[/<prefix>]`,
     /// `abfss://<container>@<account>.dfs.core.windows.net[/<prefix>]`) read with
     /// `identity`, or Azurite: `http://127.0.0.1:<port>/<account>/<container>[/<prefix>]`
-    /// with the account key in `TOKENTRAIL_LAKE_ACCOUNT_KEY`.
-    pub fn parse(text: &str, identity: &Identity) -> Result<Location> {
+    /// with the account key in `TOKENTRAIL_LAKE_ACCOUNT_KEY`. `identity` builds the
+    /// Entra ID credential when an Azure URL needs one (`source::eventhubs::Identity`).
+    pub fn parse(text: &str, identity: &Credential) -> Result<Location> {
         let text = text.trim();
         if text.is_empty() {
             bail!("the lake location is empty: give a directory or an Azure Storage URL");
@@ -69,7 +72,7 @@ impl Location {
     /// [`Location::parse`]'s checks without touching the disk or the network: a URL's
     /// form, an Azurite key's presence, the identity's configuration. A directory is
     /// made when the lake is opened.
-    pub fn check(text: &str, identity: &Identity) -> Result<()> {
+    pub fn check(text: &str, identity: &Credential) -> Result<()> {
         if text.contains("://") && !text.trim().starts_with("file://") {
             Location::parse(text, identity)?;
         } else if text.trim().is_empty() {
@@ -119,8 +122,8 @@ impl Location {
         Ok(())
     }
 
-    fn azure(url: &url::Url, identity: &Identity) -> Result<Location> {
-        let credential = identity.credential().context("the lake's Entra ID identity")?;
+    fn azure(url: &url::Url, identity: &Credential) -> Result<Location> {
+        let credential = identity().context("the lake's Entra ID identity")?;
         let store = MicrosoftAzureBuilder::new()
             .with_url(url.as_str())
             .with_credentials(Arc::new(EntraCredential { credential }))

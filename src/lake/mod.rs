@@ -113,24 +113,36 @@ pub fn spawn_schedule(
     lake: Lake,
     retention: evict::Retention,
     interval: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
     stop: CancellationToken,
 ) -> Result<std::thread::JoinHandle<()>> {
     let options = archive::Options { stop: Some(stop.clone()), ..Default::default() };
+    let failed = |metrics: &crate::metrics::Metrics, step: &str, error: anyhow::Error| {
+        metrics.lake_failures.get_or_create(&crate::metrics::LakeLabels { step: step.into() }).inc();
+        tracing::error!(error = format!("{error:#}"), step, "the lake's run failed; the next interval tries again");
+    };
     Ok(crate::periodic::spawn_every("lake", interval, stop, move || {
-        match archive::run(&store, &lake, &options, &|_| {}) {
+        let archived = archive::run(&store, &lake, &options, &|_| {
+            metrics.lake_segments.inc();
+        });
+        match archived {
             Ok(report) if report.not_absorbed > 0 => {
                 tracing::debug!(batches = report.not_absorbed, "archive: batches wait for detection")
             }
             Ok(_) => {}
-            Err(error) => {
-                tracing::error!(error = format!("{error:#}"), lake = lake.describe(), "archiving failed");
-                return;
-            }
+            Err(error) => return failed(&metrics, "archive", error.context(lake.describe().to_owned())),
         }
-        if retention != evict::Retention::default()
-            && let Err(error) = evict::run(&store, &lake, &retention, chrono::Utc::now())
-        {
-            tracing::error!(error = format!("{error:#}"), lake = lake.describe(), "retention failed");
+        if retention == evict::Retention::default() {
+            return;
+        }
+        match evict::run(&store, &lake, &retention, chrono::Utc::now()) {
+            Ok(evictions) => {
+                for e in evictions {
+                    let labels = crate::metrics::TableLabels { table: e.table };
+                    metrics.lake_evicted_rows.get_or_create(&labels).inc_by(e.rows as u64);
+                }
+            }
+            Err(error) => failed(&metrics, "retention", error.context(lake.describe().to_owned())),
         }
     })?)
 }

@@ -468,10 +468,11 @@ fn serve_archives_on_its_schedule_and_keeps_the_hot_days() {
     let lake = dir.path().join("lake");
     let before = hot_days(&connect(&db));
     let config = dir.path().join("tokentrail.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(
         &config,
         format!(
-            "db = {db:?}\n[http]\nlisten = \"127.0.0.1:0\"\ndevelopment_sign_in = true\n\
+            "db = {db:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\ndevelopment_sign_in = true\n\
              [lake]\nurl = {lake:?}\ninterval_minutes = 1\n[retention]\nhot_days = 2\n"
         ),
     )
@@ -488,8 +489,21 @@ fn serve_archives_on_its_schedule_and_keeps_the_hot_days() {
     while files_in(&lake.join("manifests")) == 0 && started.elapsed() < std::time::Duration::from_secs(60) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    // Retention follows the archive in the same run; SIGTERM then lets it finish.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Retention follows the archive in the same run, and /metrics counts both.
+    let metrics = |name: &str| -> f64 {
+        let text =
+            ureq::get(&format!("http://127.0.0.1:{port}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+        text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    };
+    let waiting = std::time::Instant::now();
+    while metrics("tokentrail_lake_evicted_rows_total{table=\"cosmos_requests\"}") == 0.0
+        && waiting.elapsed() < std::time::Duration::from_secs(30)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(metrics("tokentrail_lake_segments_total") >= 1.0);
+    assert!(metrics("tokentrail_lake_evicted_rows_total{table=\"cosmos_requests\"}") > 0.0);
+    assert_eq!(metrics("tokentrail_lake_failures_total"), 0.0);
     assert!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) } == 0);
     assert!(child.wait().unwrap().success());
 
