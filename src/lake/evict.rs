@@ -1,5 +1,5 @@
-//! Retention: a table's rows of a verified segment leave DuckDB once every one of them is
-//! older than the table's `hot_days`, in whole segments (whole batches).
+//! Retention: a table's rows of a batch of a verified segment leave DuckDB once every one
+//! of them is older than the table's days (`[retention]`), a whole batch at a time.
 //!
 //! Space: DuckDB frees the blocks of deleted rows at its next checkpoint and new rows reuse
 //! them; the file does not shrink (vacuum is off, `Store::open`). Measured: after the rows

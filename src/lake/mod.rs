@@ -11,12 +11,12 @@
 //!   read back and each batch's table digests recomputed and compared with
 //!   `ingest_chain`; only then is the segment marked verified, with its files, in one
 //!   transaction.
-//! - [`evict::run`] deletes a table's rows of a verified segment once all of them are
-//!   older than the table's `hot_days`, after checking the files are still there, and
-//!   records it in the same transaction. Each row is then in exactly one place: DuckDB
-//!   until its eviction commits, the lake after.
+//! - [`evict::run`] deletes a table's rows of a batch of a verified segment once all of
+//!   them are older than the table's `hot_days`, after checking the segment's files are
+//!   still there, and records it in the same transaction. Each row is then in exactly one
+//!   place: DuckDB until its eviction commits, the lake after.
 //! - `tokentrail verify --lake` recomputes evicted rows' digests from the lake
-//!   ([`read::segment_digests`]), so the chain covers archived and hot rows alike.
+//!   ([`read::evicted_digests`]), so the chain covers archived and hot rows alike.
 
 pub mod archive;
 pub mod evict;
