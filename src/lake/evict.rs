@@ -62,15 +62,19 @@ pub fn run(
     retention.check()?;
     let conn = store.connection()?;
     let mut stmt = conn.prepare(include_str!("sql/evictable.sql"))?;
-    let candidates: Vec<(i64, i64, String)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<duckdb::Result<_>>()?;
+    let candidates: Vec<(i64, i64, String, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<duckdb::Result<_>>()?;
     let mut files =
         conn.prepare("SELECT path, bytes FROM lake_files WHERE first_batch = ? AND table_name = ? ORDER BY path")?;
     let mut done = Vec::new();
-    for (first, last, table) in candidates {
+    for (first, last, table, oldest) in candidates {
         let Some(days) = retention.days(&table) else { continue };
         let Some(table) = TABLES.iter().map(|(t, _)| *t).find(|t| *t == table) else { continue };
         let cutoff = (now - chrono::Duration::days(i64::from(days))).date_naive();
+        // No row of the segment is old enough: no batch is.
+        if chrono::NaiveDate::parse_from_str(&oldest, "%Y-%m-%d").is_ok_and(|d| d >= cutoff) {
+            continue;
+        }
         // Table names come from our own list.
         let sql = include_str!("sql/batch_ages.sql").replace("{table}", table).replace("{day}", super::archive::DAY);
         let ages: Vec<Old> = conn

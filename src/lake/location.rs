@@ -48,15 +48,8 @@ impl Location {
     /// with the account key in `TOKENTRAIL_LAKE_ACCOUNT_KEY`. `identity` builds the
     /// Entra ID credential when an Azure URL needs one (`source::eventhubs::Identity`).
     pub fn parse(text: &str, identity: &Credential) -> Result<Location> {
-        let text = text.trim();
-        if text.is_empty() {
-            bail!("the lake location is empty: give a directory or an Azure Storage URL");
-        }
-        if let Some(path) = text.strip_prefix("file://") {
-            return Location::directory(std::path::Path::new(path));
-        }
-        if !text.contains("://") {
-            return Location::directory(std::path::Path::new(text));
+        if let Some(path) = directory_of(text)? {
+            return Location::directory(path);
         }
         let url = url::Url::parse(text).with_context(|| format!("the lake location {text:?} is not a URL"))?;
         match url.scheme() {
@@ -73,10 +66,8 @@ impl Location {
     /// form, an Azurite key's presence, the identity's configuration. A directory is
     /// made when the lake is opened.
     pub fn check(text: &str, identity: &Credential) -> Result<()> {
-        if text.contains("://") && !text.trim().starts_with("file://") {
+        if directory_of(text)?.is_none() {
             Location::parse(text, identity)?;
-        } else if text.trim().is_empty() {
-            bail!("the lake location is empty: give a directory or an Azure Storage URL");
         }
         Ok(())
     }
@@ -130,8 +121,7 @@ impl Location {
             .build()
             .with_context(|| format!("the lake location {url}"))?;
         // abfss://container@account.dfs…/prefix and https://account.blob…/container/prefix.
-        let segments: Vec<&str> =
-            url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
+        let segments = segments(url);
         let skip = usize::from(url.scheme() == "https" && url.username().is_empty());
         let prefix = StorePath::from_iter(segments.into_iter().skip(skip));
         Ok(Location { store: Arc::new(store), prefix, description: without_query(url), directory: None })
@@ -139,8 +129,7 @@ impl Location {
 
     fn emulator(url: &url::Url) -> Result<Location> {
         let host = url.host_str().unwrap_or_default();
-        let segments: Vec<&str> =
-            url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
+        let segments = segments(url);
         let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1");
         // Plain http carries the key's signatures in the clear: loopback, or Azurite's own
         // development account (a compose network's `azurite` host), never a real account.
@@ -182,6 +171,23 @@ impl Location {
             self.prefix.parts().map(|p| p.as_ref().to_owned()).chain(relative.split('/').map(str::to_owned)),
         )
     }
+}
+
+/// The directory `text` names (a path, or `file://…`), or `None` for a URL.
+fn directory_of(text: &str) -> Result<Option<&std::path::Path>> {
+    let text = text.trim();
+    if text.is_empty() {
+        bail!("the lake location is empty: give a directory or an Azure Storage URL");
+    }
+    Ok(match text.strip_prefix("file://") {
+        Some(path) => Some(std::path::Path::new(path)),
+        None => (!text.contains("://")).then(|| std::path::Path::new(text)),
+    })
+}
+
+/// The URL's path segments, empty ones left out.
+fn segments(url: &url::Url) -> Vec<&str> {
+    url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default()
 }
 
 /// A URL as stored and shown: no query (a SAS would be there) and no password.

@@ -64,10 +64,10 @@ impl BatchDigests {
             let projected = batch.project(&indices)?;
             let mut start = 0;
             while start < ids.len() {
-                let id = ids.value(start);
                 if ids.is_null(start) {
                     bail!("{}: an archived row has no batch_id", self.table);
                 }
+                let id = ids.value(start);
                 let mut end = start + 1;
                 while end < ids.len() && !ids.is_null(end) && ids.value(end) == id {
                     end += 1;
@@ -84,7 +84,7 @@ impl BatchDigests {
     }
 
     /// Takes in what `other` (the same table and encodings, other files) was fed.
-    pub fn merge(&mut self, other: BatchDigests) {
+    fn merge(&mut self, other: BatchDigests) {
         for (id, (digest, rows)) in other.digests {
             match self.digests.entry(id) {
                 std::collections::btree_map::Entry::Occupied(mut entry) => {
@@ -99,20 +99,19 @@ impl BatchDigests {
         }
     }
 
-    /// Reads `paths` (each checked against its SHA-256) on `threads` threads.
-    pub fn read_files(
+    /// Reads `files` (path, SHA-256; each checked first) on [`READERS`] threads.
+    fn read_files(
         table: &'static str,
         encodings: &BTreeMap<i64, Encoding>,
         lake: &Lake,
         files: &[(&str, &str)],
-        threads: usize,
     ) -> Result<BatchDigests> {
         let parts: Vec<Result<BatchDigests>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads.max(1))
+            let handles: Vec<_> = (0..READERS)
                 .map(|t| {
                     scope.spawn(move || {
                         let mut digests = BatchDigests::new(table, encodings.clone());
-                        for (path, sha256) in files.iter().skip(t).step_by(threads.max(1)) {
+                        for (path, sha256) in files.iter().skip(t).step_by(READERS) {
                             digests.add_file(fetch_checked(lake, path, sha256)?)?;
                         }
                         Ok(digests)
@@ -132,7 +131,7 @@ impl BatchDigests {
     }
 
     /// Each batch's digest and row count; `ids` with no row get the empty digest.
-    pub fn finish(mut self, ids: impl IntoIterator<Item = i64>) -> BTreeMap<i64, (Digest, i64)> {
+    fn finish(mut self, ids: impl IntoIterator<Item = i64>) -> BTreeMap<i64, (Digest, i64)> {
         let mut out = BTreeMap::new();
         for id in ids {
             let (digest, rows) = self.digests.remove(&id).unwrap_or_else(|| {
@@ -147,6 +146,30 @@ impl BatchDigests {
         }
         out
     }
+}
+
+/// Each batch's encoding from its stored version (none: a batch from before the chain,
+/// read in the current encoding).
+pub fn encodings(versions: impl IntoIterator<Item = (i64, Option<i32>)>) -> Result<BTreeMap<i64, Encoding>> {
+    versions.into_iter().map(|(id, version)| Ok((id, version.map_or(Ok(Encoding::CURRENT), Encoding::of)?))).collect()
+}
+
+/// One chained table's rows of the segment `first..=last`, read back from its `files`
+/// (path, SHA-256; each checked first): the digest and row count of every batch of
+/// `encodings` (the segment's), the empty digest for a batch with no row. A row of any
+/// other batch is an error.
+pub fn segment_digests(
+    lake: &Lake,
+    table: &'static str,
+    encodings: &BTreeMap<i64, Encoding>,
+    files: &[(&str, &str)],
+    (first, last): (i64, i64),
+) -> Result<BTreeMap<i64, (Digest, i64)>> {
+    let found = BatchDigests::read_files(table, encodings, lake, files)?.finish(encodings.keys().copied());
+    if let Some(stray) = found.keys().find(|id| !(first..=last).contains(*id)) {
+        bail!("the archived {table} files of batches {first}..{last} hold rows of batch {stray}");
+    }
+    Ok(found)
 }
 
 /// Which chained tables (`store::chain::TABLES` order) of each batch were evicted.
@@ -192,29 +215,15 @@ pub fn evicted_digests(conn: &duckdb::Connection, lake: &Lake, up_to: i64) -> Re
         let Some(index) = chain::TABLES.iter().position(|t| *t == table) else { continue };
         let batches: Vec<(i64, Option<i32>)> =
             versions.query_map([first, last], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<duckdb::Result<_>>()?;
-        let encodings = batches
-            .iter()
-            .map(|(id, v)| Ok((*id, v.map_or(Ok(Encoding::CURRENT), Encoding::of)?)))
-            .collect::<Result<BTreeMap<_, _>>>()?;
+        let encodings = encodings(batches)?;
         let paths: Vec<(String, String)> = files
             .query_map(duckdb::params![first, table], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<duckdb::Result<_>>()?;
         let paths: Vec<(&str, &str)> = paths.iter().map(|(p, s)| (p.as_str(), s.as_str())).collect();
-        let digests = match BatchDigests::read_files(chain::TABLES[index], &encodings, lake, &paths, READERS) {
-            Ok(digests) => digests,
+        match segment_digests(lake, chain::TABLES[index], &encodings, &paths, (first, last)) {
+            Ok(found) => out.digests.extend(found.into_iter().map(|(id, (digest, _))| ((id, index), digest))),
             Err(error) => {
-                out.failures.push((first, format!("archived {table} rows of batches {first}..{last}: {error:#}")));
-                continue;
-            }
-        };
-        for (id, (digest, _)) in digests.finish(batches.iter().map(|(id, _)| *id)) {
-            if (first..=last).contains(&id) {
-                out.digests.insert((id, index), digest);
-            } else {
-                out.failures.push((
-                    first,
-                    format!("the archived {table} files of batches {first}..{last} hold rows of batch {id}"),
-                ));
+                out.failures.push((first, format!("archived {table} rows of batches {first}..{last}: {error:#}")))
             }
         }
     }

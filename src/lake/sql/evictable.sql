@@ -1,9 +1,14 @@
--- Per verified segment, the archived tables with rows in it (from its files) and some of
--- the segment's batches not evicted yet.
-SELECT s.first_batch, s.last_batch, f.table_name
-FROM lake_segments s JOIN lake_files f USING (first_batch)
-WHERE s.verified_at IS NOT NULL
-  AND (SELECT count(*) FROM lake_evictions e WHERE e.first_batch = s.first_batch AND e.table_name = f.table_name)
-      < s.last_batch - s.first_batch + 1
-GROUP BY s.first_batch, s.last_batch, f.table_name
-ORDER BY s.first_batch, f.table_name
+-- Per verified segment, the archived tables some of whose rows are still in the database
+-- (archived rows more than evicted ones), with the oldest day their files hold: a segment
+-- whose every table is evicted, or whose oldest day is within the retention, costs no scan.
+WITH archived AS (
+    SELECT first_batch, table_name, sum(rows) AS rows, min(day) AS first_day FROM lake_files GROUP BY ALL
+), evicted AS (
+    SELECT first_batch, table_name, sum(rows) AS rows FROM lake_evictions GROUP BY ALL
+)
+SELECT a.first_batch, s.last_batch, a.table_name, strftime(a.first_day, '%Y-%m-%d')
+FROM archived a
+JOIN lake_segments s USING (first_batch)
+LEFT JOIN evicted e USING (first_batch, table_name)
+WHERE s.verified_at IS NOT NULL AND a.rows > coalesce(e.rows, 0)
+ORDER BY a.first_batch, a.table_name
