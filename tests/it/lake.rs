@@ -538,3 +538,45 @@ fn lake_configuration_mistakes_stop_the_check_with_what_to_fix() {
         assert!(!out.status.success() && stderr.contains(expected), "{section}: {stderr}");
     }
 }
+
+#[test]
+fn files_planted_in_the_lake_never_count_as_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path(), "2", "41");
+    let lake = dir.path().join("lake");
+    let (db_arg, lake_arg) = (db.to_str().unwrap(), lake.to_str().unwrap());
+    let (last, day, rows) = {
+        let conn = connect(&db);
+        let last = count(&conn, "SELECT max(batch_id) FROM ingest_batches");
+        let day: String = conn
+            .query_row("SELECT min(CAST(CAST(time AS TIMESTAMP) AS DATE))::VARCHAR FROM signins", [], |r| r.get(0))
+            .unwrap();
+        (last, day, count(&conn, "SELECT count(*) FROM signins"))
+    };
+    // What the first segment (every batch: under a million rows) will name: one file not
+    // Parquet at all, and a manifest that is not one.
+    let name = format!("batches-{:012}-{last:012}", 1);
+    let parquet = lake.join(format!("table=signins/date={day}/{name}.parquet"));
+    let manifest = lake.join(format!("manifests/{name}.json"));
+    for (path, bytes) in [(&parquet, &b"PAR1 not really"[..]), (&manifest, &b"{\"files\": 1}"[..])] {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    let refused = archive_keeping_nothing(db_arg, lake_arg);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains(&format!("{name}.parquet")), "{stderr}");
+    std::fs::remove_file(&parquet).unwrap();
+    let refused = archive_keeping_nothing(db_arg, lake_arg);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("is not a manifest"), "{stderr}");
+    {
+        let conn = connect(&db);
+        assert_eq!(count(&conn, "SELECT count(*) FROM lake_segments WHERE verified_at IS NOT NULL"), 0);
+        assert_eq!(count(&conn, "SELECT count(*) FROM signins"), rows, "nothing deleted");
+    }
+    // Once the planted manifest is gone the same segment is finished, and verifies.
+    std::fs::remove_file(&manifest).unwrap();
+    ok(archive_keeping_nothing(db_arg, lake_arg));
+    assert_eq!(count(&connect(&db), "SELECT count(*) FROM signins"), 0);
+    ok(tokentrail(&["verify", "--db", db_arg, "--lake", lake_arg]));
+}
