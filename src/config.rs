@@ -92,6 +92,11 @@ pub struct LakeConfig {
     pub tenant_id: Option<String>,
     #[serde(default)]
     pub client_id: Option<String>,
+    /// Where files of an Azure Storage lake are kept once fetched for answers past
+    /// retention (default: beside the database, `<db>.lake-cache`). A directory lake is
+    /// read in place.
+    #[serde(default)]
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 fn default_lake_interval() -> u32 {

@@ -19,13 +19,18 @@ pub struct Args<'a> {
 /// The lake a CLI command was given: the identity is the environment's (as `default`
 /// picks it for Event Hubs), an account key only for Azurite.
 pub fn open_lake(text: &str) -> Result<Lake> {
+    Lake::new(open_location(text)?)
+}
+
+/// A lake's location, reached with the environment's Entra ID identity.
+pub fn open_location(text: &str) -> Result<Location> {
     let identity = Identity {
         credential: crate::config::CredentialKind::Default,
         managed_identity_client_id: None,
         tenant_id: None,
         client_id: None,
     };
-    Lake::new(Location::parse(text, &move || identity.credential())?)
+    Location::parse(text, &move || identity.credential())
 }
 
 pub fn run(args: Args<'_>) -> Result<ExitCode> {

@@ -21,6 +21,7 @@ pub struct PackArgs {
     pub generated_by: Option<String>,
     pub expected: Vec<String>,
     pub removal_hours: u32,
+    pub lake: Option<String>,
 }
 
 /// `tokentrail evidence --db --criteria --from --to --out`.
@@ -34,6 +35,13 @@ pub fn make_pack(mut args: PackArgs) -> Result<ExitCode> {
         anyhow::bail!("no database at {}: run `tokentrail ingest --db {}` first", args.db.display(), args.db.display());
     }
     let store = Store::open(&args.db, &StoreOptions::default())?;
+    let lake = match &args.lake {
+        Some(text) => {
+            let cache = args.db.with_extension("lake-cache");
+            Some(crate::lake::view::Reader::new(super::archive::open_location(text)?, &cache)?)
+        }
+        None => None,
+    };
     let key_path = sign::key_path(&args.db, args.signing_key.as_deref());
     let key = PackKey::load_or_create(&key_path, true)?;
     if key.created {
@@ -59,6 +67,7 @@ pub fn make_pack(mut args: PackArgs) -> Result<ExitCode> {
         expected: args.expected,
         development_signer: false,
         removal_hours: args.removal_hours,
+        lake: lake.as_ref(),
     };
     let progress = bar("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")?;
     let started = std::time::Instant::now();

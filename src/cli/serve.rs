@@ -161,6 +161,15 @@ pub fn run(config: ServeConfig) -> Result<()> {
         }
     };
     let mut settings = Settings::new(store, config.http.listen, mode, sign_in);
+    settings.lake = match &config.lake {
+        Some(lake) => {
+            let identity = lake_identity(lake);
+            let location = crate::lake::Location::parse(&lake.url, &move || identity.credential())?;
+            let cache = lake.cache_dir.clone().unwrap_or_else(|| config.db.with_extension("lake-cache"));
+            Some(Arc::new(crate::lake::view::Reader::new(location, &cache)?))
+        }
+        None => None,
+    };
     settings.detection = Detection::Live(config.detection.clone());
     settings.alerts = Some(alerts);
     settings.evidence = config.evidence.clone();

@@ -42,6 +42,23 @@ pub struct Manifest {
     /// not hold; `None` when they hold every row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived: Option<String>,
+    /// The Parquet lake files the populations read those rows from, when they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lake: Option<LakeRead>,
+}
+
+/// Where the populations read archived rows: the lake and each file, with the SHA-256 it
+/// matched (the one recorded when it was archived).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LakeRead {
+    pub location: String,
+    pub files: Vec<LakeFile>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LakeFile {
+    pub path: String,
+    pub sha256: String,
 }
 
 /// The last ingest batch the populations include (`$as_of`), and when it was committed:

@@ -9,7 +9,7 @@
 //! one correct form.
 
 use super::chain;
-use super::manifest::{ChainInfo, FileEntry, KeyInfo, Manifest, PeriodInfo, ServiceInfo};
+use super::manifest::{ChainInfo, FileEntry, KeyInfo, LakeFile, LakeRead, Manifest, PeriodInfo, ServiceInfo};
 use super::populations::{self, Bindings, Population};
 use super::report::Rows;
 use super::sign::{self, PackKey};
@@ -50,6 +50,32 @@ pub struct PackRequest<'a> {
     /// Hours within which a leaver's access is to be removed (`[evidence]
     /// removal_deadline_hours`): what the leavers population judges removals by.
     pub removal_hours: u32,
+    /// The Parquet lake: the period's rows retention moved there are read from it.
+    pub lake: Option<&'a crate::lake::view::Reader>,
+}
+
+/// The lake's part of a pack's populations: each reads the archived rows of its tables
+/// and period beside the hot ones, from files whose SHA-256 is checked (once per pack)
+/// against the one recorded when they were archived and verified against the chain.
+struct LakeReads<'a> {
+    reader: &'a crate::lake::view::Reader,
+    hashed: std::collections::BTreeSet<String>,
+    files: std::collections::BTreeMap<String, String>,
+}
+
+impl LakeReads<'_> {
+    /// `sql` reading the lake too, where `period` reaches rows retention moved there.
+    fn sql(&mut self, conn: &duckdb::Connection, sql: &str, period: &Period) -> Result<String> {
+        let tables: Vec<&'static str> = crate::lake::evictable().filter(|t| sql.contains(t)).collect();
+        if tables.is_empty() {
+            return Ok(sql.to_owned());
+        }
+        // A population without `$from` reads everything before `to` (principals ever seen).
+        let from = sql.contains("$from").then_some(period.from);
+        let scope = self.reader.scope(conn, &tables, (from, Some(period.to)), Some(&mut self.hashed), false)?;
+        self.files.extend(scope.files.iter().cloned());
+        Ok(scope.wrap(sql))
+    }
 }
 
 /// What a build produced.
@@ -103,6 +129,8 @@ pub fn build<W: Write + Seek>(
     let expected = super::expected_streams(&request.expected)?;
     let as_of = facts.as_of.batch_id.unwrap_or(0);
     let bindings = Bindings::new(&request.period, request.rules, as_of, made_at, &expected, request.removal_hours);
+    let mut lake =
+        request.lake.map(|reader| LakeReads { reader, hashed: Default::default(), files: Default::default() });
     // The chain is recomputed from every stored row of the same batches while the
     // populations are queried.
     let (chain, ran) = std::thread::scope(|scope| -> Result<_> {
@@ -124,7 +152,11 @@ pub fn build<W: Write + Seek>(
         let _done = done_tx;
         let mut ran: Vec<(Rows, Map<String, Json>)> = Vec::new();
         let mut run = |population: &Population| -> Result<_> {
-            let outcome = bindings.run(&conn, population, &mut rows_left);
+            let sql = match lake.as_mut() {
+                Some(lake) => lake.sql(&conn, population.sql, &request.period).context("reading the lake")?,
+                None => population.sql.to_owned(),
+            };
+            let outcome = bindings.run(&conn, population, &sql, &mut rows_left);
             over_budget(budget, outcome)
         };
         for (i, population) in chosen.iter().enumerate() {
@@ -210,7 +242,11 @@ pub fn build<W: Write + Seek>(
         coverage,
         integrity_chain: chain,
         demo,
-        archived: facts.archived,
+        archived: archived_text(&facts.archived, lake.as_ref().map(|l| l.files.len())),
+        lake: lake.filter(|l| !l.files.is_empty()).map(|l| LakeRead {
+            location: l.reader.describe().to_owned(),
+            files: l.files.into_iter().map(|(path, sha256)| LakeFile { path, sha256 }).collect(),
+        }),
         as_of: facts.as_of,
         engine: facts.engine,
         scope,
@@ -244,6 +280,27 @@ pub fn build<W: Write + Seek>(
     zip.finish()?.flush()?;
     progress(total, total, "done");
     Ok(PackSummary { manifest, manifest_sha256 })
+}
+
+/// What the manifest says of the period's rows retention moved to the lake (`parts`, per
+/// table), read from `lake_files` files of it or not read at all.
+fn archived_text(parts: &[String], lake_files: Option<usize>) -> Option<String> {
+    if parts.is_empty() {
+        return None;
+    }
+    let parts = parts.join(", ");
+    Some(match lake_files {
+        Some(files) => format!(
+            "Rows of this period that retention moved from TokenTrail's database to its Parquet lake were read \
+             from the lake: {parts}. Each of the {files} files read matched the SHA-256 recorded when it was \
+             archived, after its rows had been checked against the integrity chain."
+        ),
+        None => format!(
+            "Rows of this period that retention moved from TokenTrail's database to its Parquet lake are not in \
+             these populations: {parts}. They are in the lake (tokentrail verify --lake checks them against the \
+             chain; tokentrail evidence --lake reads them)."
+        ),
+    })
 }
 
 /// A pack's file name that says what it holds:
@@ -573,18 +630,28 @@ pub struct Rerun {
 }
 
 /// Runs the populations of a pack's manifest again, with the SQL and parameters it states,
-/// in one read snapshot of `store`, and compares each CSV's SHA-256 with the manifest's. The
-/// caller checks first that the manifest is signed by this service's key: its SQL is run.
-pub fn rerun(store: &Store, manifest: &Manifest) -> Result<Vec<Rerun>> {
+/// in one read snapshot of `store` (and the period's archived rows in `lake`), and compares
+/// each CSV's SHA-256 with the manifest's. The caller checks first that the manifest is
+/// signed by this service's key: its SQL is run.
+pub fn rerun(store: &Store, manifest: &Manifest, lake: Option<&crate::lake::view::Reader>) -> Result<Vec<Rerun>> {
     let conn = store.connection()?;
     // The same session the pack was made in.
     snapshot::utc_session(&conn)?;
     conn.execute_batch("BEGIN TRANSACTION")?;
+    let time = |t: &str| -> Result<chrono::DateTime<chrono::Utc>> {
+        Ok(chrono::DateTime::parse_from_rfc3339(t).with_context(|| format!("the manifest's period {t:?}"))?.into())
+    };
+    let period = Period::new(time(&manifest.period.from)?, time(&manifest.period.to)?)?;
+    let mut lake = lake.map(|reader| LakeReads { reader, hashed: Default::default(), files: Default::default() });
     let mut out = Vec::new();
     for file in manifest.files.iter().filter(|f| f.format == "csv") {
         let (Some(sql), Some(parameters)) = (&file.sql, &file.parameters) else { continue };
         let bindings = Bindings::from_stated(parameters).with_context(|| format!("{} in the manifest", file.path))?;
-        let (batches, schema, _) = bindings.query(&conn, sql, &file.path, &mut u64::MAX.clone())?;
+        let sql = match lake.as_mut() {
+            Some(lake) => lake.sql(&conn, sql, &period).context("reading the lake")?,
+            None => sql.clone(),
+        };
+        let (batches, schema, _) = bindings.query(&conn, &sql, &file.path, &mut u64::MAX.clone())?;
         let csv = csv_file::write(&schema, &batches)?;
         let sha256_now = sha256_hex(&csv);
         out.push(Rerun {

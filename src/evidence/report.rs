@@ -304,8 +304,11 @@ impl Report {
             format!("DEMO PACK: do not use it in an audit. {why}.{general}")
         });
 
-        let archived =
-            json.get("archived").map(text_of).filter(|a| !a.is_empty()).map(|a| format!("INCOMPLETE PERIOD: {a}"));
+        // Rows retention moved to the lake: read from it (the manifest lists the files), or
+        // missing from the populations.
+        let read = json.get("lake").is_some_and(|l| !l.is_null());
+        let heading = if read { "ARCHIVED ROWS INCLUDED" } else { "INCOMPLETE PERIOD" };
+        let archived = json.get("archived").map(text_of).filter(|a| !a.is_empty()).map(|a| format!("{heading}: {a}"));
 
         // Scope: from the manifest, else from what the populations show.
         let scope_json = json.get("scope");
@@ -1700,6 +1703,7 @@ mod tests {
             expected: Vec::new(),
             development_signer: false,
             removal_hours: 24,
+            lake: None,
         };
         let mut zip_bytes = std::io::Cursor::new(Vec::new());
         let summary = pack::build(&store, &key, &request, &mut zip_bytes, &|_, _, _| {}).unwrap();

@@ -83,6 +83,8 @@ pub struct Settings {
     pub hubs: Option<Arc<HubsStatus>>,
     /// Counters shared with the source, detection and `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The Parquet lake, for answers past retention.
+    pub lake: Option<Arc<crate::lake::view::Reader>>,
 }
 
 impl Settings {
@@ -100,6 +102,7 @@ impl Settings {
             source: None,
             hubs: None,
             metrics: Arc::default(),
+            lake: None,
         }
     }
 }
@@ -118,7 +121,7 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: Settings) -> Result<Application> {
-        let Settings { store, listen, mode, sign_in, detection, alerts, evidence, limits, source, hubs, metrics } =
+        let Settings { store, listen, mode, sign_in, detection, alerts, evidence, limits, source, hubs, metrics, lake } =
             settings;
         let work = tokio::runtime::Runtime::new()?;
         let http = http_runtime()?;
@@ -177,8 +180,8 @@ impl Application {
         ));
         let source = source.map(|source| start_source(source, &store, &metrics, &stop, work.handle())).transpose()?;
         // After detection has made its views: from here on SQL reads no file.
-        store.lock_down()?;
-        let parts = StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits };
+        store.lock_down(lake.as_ref().map(|l| l.directory()))?;
+        let parts = StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits, lake };
         let state = AppState::new(parts, &crate::http::api::routes().into_openapi());
         Ok(Application { state, address, listener, stop, threads, source, http, work })
     }

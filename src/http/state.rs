@@ -37,6 +37,8 @@ pub struct AppState {
     pub callers: Callers,
     /// Evidence packs: their bounds over the API.
     pub evidence: crate::config::EvidenceConfig,
+    /// The Parquet lake, read by answers whose period reaches rows retention moved there.
+    pub lake: Option<Arc<crate::lake::view::Reader>>,
 }
 
 /// What [`AppState::new`] is made from.
@@ -49,6 +51,7 @@ pub struct StateParts {
     pub rules: Vec<Rule>,
     pub evidence: crate::config::EvidenceConfig,
     pub limits: Limits,
+    pub lake: Option<Arc<crate::lake::view::Reader>>,
 }
 
 /// The API's limits per caller and per source address.
@@ -77,7 +80,7 @@ impl AppState {
     /// Starts the access log and the query threads, and derives the access table from the
     /// OpenAPI document, so the state is whole before any request can see it.
     pub fn new(parts: StateParts, doc: &utoipa::openapi::OpenApi) -> AppState {
-        let StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits } = parts;
+        let StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits, lake } = parts;
         AppState {
             audit: AuditLog::start_with(store.clone(), limits.refused_per_minute),
             store,
@@ -92,6 +95,7 @@ impl AppState {
             exports: QueryPool::start("api-export", pool::EXPORT_THREADS, pool::QUERY_NICE),
             callers: Callers::new(limits.calls_per_caller, limits.database_jobs_per_caller),
             evidence,
+            lake,
         }
     }
 }

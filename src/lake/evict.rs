@@ -12,7 +12,8 @@ use crate::store::Store;
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
 
-/// `[retention]`: days each table keeps in DuckDB (tables not named stay whole).
+/// `[retention]`: days each table keeps in DuckDB (tables not named stay whole, and so do
+/// [`super::KEPT_HOT`]).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retention {
@@ -28,6 +29,12 @@ impl Retention {
                 let known: Vec<&str> = TABLES.iter().map(|(t, _)| *t).collect();
                 bail!("[retention.tables] names {name:?}, which is not archived: use one of {}", known.join(", "));
             }
+            if super::KEPT_HOT.contains(&name.as_str()) {
+                bail!(
+                    "[retention.tables] names {name:?}: it stays whole in the database (entitlements and access \
+                     reviews are replayed from it); it is archived, never deleted"
+                );
+            }
         }
         let zero = self.tables.iter().find(|(_, days)| **days == 0).map(|(name, _)| name.as_str());
         if let Some(name) = zero.or((self.hot_days == Some(0)).then_some("every table")) {
@@ -37,6 +44,9 @@ impl Retention {
     }
 
     pub fn days(&self, table: &str) -> Option<u32> {
+        if super::KEPT_HOT.contains(&table) {
+            return None;
+        }
         self.tables.get(table).copied().or(self.hot_days)
     }
 }

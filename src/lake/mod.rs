@@ -23,6 +23,7 @@ pub mod evict;
 pub mod location;
 pub mod manifest;
 pub mod read;
+pub mod view;
 
 pub use location::Location;
 
@@ -47,6 +48,15 @@ pub const TABLES: [(&str, &str); 8] = [
     ("cosmos_control_requests", ""),
 ];
 
+/// Archived but never deleted by retention: the role and directory histories that
+/// entitlements, access reviews and leavers are replayed from (a few rows a day).
+pub const KEPT_HOT: [&str; 2] = ["control_changes", "directory_changes"];
+
+/// The tables retention may delete rows of.
+pub fn evictable() -> impl Iterator<Item = &'static str> {
+    TABLES.iter().map(|(t, _)| *t).filter(|t| !KEPT_HOT.contains(t))
+}
+
 /// Version of the files' layout and columns, in every manifest. Columns are only added.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -54,7 +64,17 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// hold DuckDB connections, never async tasks).
 pub struct Lake {
     pub location: Location,
-    runtime: tokio::runtime::Runtime,
+    /// `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Lake {
+    fn drop(&mut self) {
+        // The service's state drops its reader on an async thread, where waiting is not allowed.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// What a create-if-absent write found.
@@ -67,11 +87,15 @@ pub enum Put {
 impl Lake {
     pub fn new(location: Location) -> Result<Lake> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Lake { location, runtime })
+        Ok(Lake { location, runtime: Some(runtime) })
     }
 
     pub fn describe(&self) -> &str {
         &self.location.description
+    }
+
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.as_ref().expect("a lake's runtime lives until it is dropped").block_on(future)
     }
 
     /// Writes `bytes` at `relative` unless something is there already.
@@ -80,7 +104,7 @@ impl Lake {
         let path = self.location.path(relative);
         let options = PutOptions { mode: PutMode::Create, ..Default::default() };
         let store = &self.location.store;
-        match self.runtime.block_on(store.put_opts(&path, PutPayload::from_bytes(bytes), options)) {
+        match self.block_on(store.put_opts(&path, PutPayload::from_bytes(bytes), options)) {
             Ok(_) => Ok(Put::Written),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::Existed(self.get(relative)?)),
             Err(error) => Err(error).with_context(|| format!("writing {relative} to the lake {}", self.describe())),
@@ -90,15 +114,14 @@ impl Lake {
     pub fn get(&self, relative: &str) -> Result<Bytes> {
         let path = self.location.path(relative);
         let store = &self.location.store;
-        self.runtime
-            .block_on(async { store.get(&path).await?.bytes().await })
+        self.block_on(async { store.get(&path).await?.bytes().await })
             .with_context(|| format!("reading {relative} from the lake {}", self.describe()))
     }
 
     /// The size of `relative`, or `None` when it is not there.
     pub fn size(&self, relative: &str) -> Result<Option<u64>> {
         let path = self.location.path(relative);
-        match self.runtime.block_on(self.location.store.head(&path)) {
+        match self.block_on(self.location.store.head(&path)) {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(error) => Err(error).with_context(|| format!("looking for {relative} in the lake {}", self.describe())),

@@ -36,19 +36,37 @@ pub fn serve(store: Arc<Store>, issuer: &TestIssuer, rules: Vec<Rule>) -> (AppSt
         database_jobs_per_caller: usize::MAX >> 4,
         refused_per_minute: u32::MAX,
     };
-    serve_as(store, issuer, rules, lifted)
+    serve_as(store, issuer, rules, lifted, None)
 }
 
 /// [`serve`] with the service's own limits on refused calls and on each caller's share.
 pub fn serve_with_limits(store: Arc<Store>, issuer: &TestIssuer) -> (AppState, String) {
-    serve_as(store, issuer, Vec::new(), Limits::default())
+    serve_as(store, issuer, Vec::new(), Limits::default(), None)
 }
 
-fn serve_as(store: Arc<Store>, issuer: &TestIssuer, rules: Vec<Rule>, limits: Limits) -> (AppState, String) {
+/// [`serve`] with answers past retention read from `lake`.
+pub fn serve_with_lake(
+    store: Arc<Store>,
+    issuer: &TestIssuer,
+    lake: tokentrail::lake::view::Reader,
+) -> (AppState, String) {
+    let lifted =
+        Limits { calls_per_caller: usize::MAX, database_jobs_per_caller: 1 << 20, refused_per_minute: u32::MAX };
+    serve_as(store, issuer, Vec::new(), lifted, Some(Arc::new(lake)))
+}
+
+fn serve_as(
+    store: Arc<Store>,
+    issuer: &TestIssuer,
+    rules: Vec<Rule>,
+    limits: Limits,
+    lake: Option<Arc<tokentrail::lake::view::Reader>>,
+) -> (AppState, String) {
     let listen = "127.0.0.1:0".parse().unwrap();
     let mut settings = Settings::new(store, listen, "test", SignIn::Entra(issuer.config()));
     settings.detection = tokentrail::http::Detection::Catalogue(rules);
     settings.limits = limits;
+    settings.lake = lake;
     let app = Application::build(settings).unwrap();
     let (state, base) = (app.state().clone(), format!("http://{}", app.address()));
     std::thread::spawn(move || app.run_until_stopped().unwrap());

@@ -115,6 +115,7 @@ fn build_pack(dir: &Path, db: &Path) -> (PathBuf, PackKey) {
         expected: vec!["cosmos:never-sent".into()],
         development_signer: false,
         removal_hours: 24,
+        lake: None,
     };
     let out = dir.join("pack.zip");
     pack::build_file(&store, &key, &request, &out, &|_, _, _| {}).unwrap();
@@ -716,6 +717,7 @@ fn a_pack_past_its_row_budget_or_cancelled_is_refused_and_not_built() {
         expected: Vec::new(),
         development_signer: false,
         removal_hours: 24,
+        lake: None,
     };
     let small = tokentrail::evidence::Budget { max_rows: 10, ..tokentrail::evidence::Budget::unlimited() };
     let error = pack::build_file(&store, &key, &request(small), &dir.path().join("a.zip"), &|_, _, _| {}).unwrap_err();
@@ -833,6 +835,7 @@ fn pack_of(
         expected: expected.iter().map(|s| s.to_string()).collect(),
         development_signer: false,
         removal_hours: 24,
+        lake: None,
     };
     pack::build_file(store, key, &request, out, &|_, _, _| {}).unwrap().manifest
 }
@@ -879,7 +882,7 @@ fn a_closed_period_says_the_same_whenever_its_pack_is_made() {
     common::ingest_in_files(&store, dir.path(), "late", &late, 2);
 
     // The Auditor's re-run of the first pack: the same bytes, late logs and all.
-    let rerun = pack::rerun(&store, &first).unwrap();
+    let rerun = pack::rerun(&store, &first, None).unwrap();
     assert_eq!(rerun.len(), first.files.iter().filter(|f| f.format == "csv" && f.sql.is_some()).count());
     for population in &rerun {
         assert!(population.same, "{population:?}");
@@ -934,7 +937,11 @@ fn a_pack_made_while_batches_commit_is_consistent() {
     let as_of: Vec<Option<i64>> = packs.iter().map(|m| m.as_of.batch_id).collect();
     assert!(as_of.first() < as_of.last(), "packs were made while batches committed: {as_of:?}");
     for manifest in &packs {
-        assert!(pack::rerun(&store, manifest).unwrap().iter().all(|p| p.same), "as of batch {:?}", manifest.as_of);
+        assert!(
+            pack::rerun(&store, manifest, None).unwrap().iter().all(|p| p.same),
+            "as of batch {:?}",
+            manifest.as_of
+        );
     }
 }
 

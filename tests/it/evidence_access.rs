@@ -389,6 +389,7 @@ fn make_pack(db: &TestDb, dir: &Path) -> std::path::PathBuf {
         expected: Vec::new(),
         development_signer: false,
         removal_hours: 24,
+        lake: None,
     };
     let out = dir.join("pack.zip");
     pack::build_file(&db.store, &key, &request, &out, &|_, _, _| {}).unwrap();
@@ -765,7 +766,7 @@ fn the_pack_shows_access_granted_removed_and_leavers_against_the_deadline() {
     let mut third = snapshot("2025-03-04T23:00:00Z", vec![data(4, DAVE, READER, "/dbs/orders")], Vec::new());
     third.taken_at = Utc::now();
     history::record(&db.store, &third).unwrap();
-    let rerun = pack::rerun(&db.store, &manifest).unwrap();
+    let rerun = pack::rerun(&db.store, &manifest, None).unwrap();
     let changed: Vec<&str> = rerun.iter().filter(|r| !r.same).map(|r| r.path.as_str()).collect();
     assert!(changed.is_empty(), "populations changed by an inventory run after the pack was made: {changed:?}");
 }

@@ -50,6 +50,7 @@ fn build(dir: &Path) -> (HashMap<String, Vec<u8>>, usize) {
         expected: Vec::new(),
         development_signer: false,
         removal_hours: 24,
+        lake: None,
     };
     let out = dir.join("pack.zip");
     pack::build_file(&store, &key, &request, &out, &|_, _, _| {}).unwrap();

@@ -36,7 +36,7 @@ fn ok(output: Output) -> String {
 
 /// A database with `days` of generated traffic in batches of about 3,000 records,
 /// absorbed by detection (archiving waits for that).
-fn database(dir: &Path, days: &str, seed: &str) -> PathBuf {
+pub(crate) fn database(dir: &Path, days: &str, seed: &str) -> PathBuf {
     let db = dir.join("t.duckdb");
     let file = dir.join(format!("g{seed}.ndjson"));
     let path = |p: &Path| p.to_str().unwrap().to_owned();
@@ -136,7 +136,7 @@ fn requests_by_principal(conn: &duckdb::Connection, lake: Option<&Path>) -> Vec<
 }
 
 /// The last day with rows, and the retention time that evicts the days before `keep` of them.
-fn as_of_keeping(conn: &duckdb::Connection, keep: i64) -> String {
+pub(crate) fn as_of_keeping(conn: &duckdb::Connection, keep: i64) -> String {
     let last: String = conn
         .query_row("SELECT max(CAST(CAST(time AS TIMESTAMP) AS DATE))::VARCHAR FROM cosmos_requests", [], |r| r.get(0))
         .unwrap();

@@ -83,6 +83,7 @@ pub async fn download(
     let expected = state.evidence.expected_streams.clone();
     let development_signer = state.mode.contains("development sign-in");
     let removal_hours = state.evidence.removal_deadline_hours;
+    let lake = state.lake.clone();
     let (file, summary) = super::db(&state, move |store| -> ApiResult<_> {
         let key = PackKey::load_or_create(&sign::key_path(store.path(), None), true)?;
         let request = PackRequest {
@@ -94,6 +95,7 @@ pub async fn download(
             expected,
             development_signer,
             removal_hours,
+            lake: lake.as_deref(),
         };
         let path = std::env::temp_dir().join(format!("tokentrail-evidence-{}.zip", unique()));
         let summary = pack::build_file(&store, &key, &request, &path, &|_, _, _| {});
@@ -210,6 +212,7 @@ pub async fn rerun(
         )
     })?;
     note.add("pack_bytes", body.len());
+    let lake = state.lake.clone();
     let report = super::db(&state, move |store| -> ApiResult<RerunReport> {
         let key = PackKey::load_or_create(&sign::key_path(store.path(), None), true)?;
         let checked = pack::verify_reader(std::io::Cursor::new(&body[..]), Some(&key.public()))
@@ -222,7 +225,7 @@ pub async fn rerun(
             )));
         }
         let manifest = checked.manifest.expect("a verified pack has its manifest");
-        let populations = pack::rerun(&store, &manifest)?;
+        let populations = pack::rerun(&store, &manifest, lake.as_deref())?;
         Ok(RerunReport {
             all_same: populations.iter().all(|p| p.same),
             as_of_batch: manifest.as_of.batch_id,

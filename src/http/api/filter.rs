@@ -54,17 +54,26 @@ impl Filter {
         }
     }
 
-    /// `column >= from` and `column < to`, from RFC 3339 parameters.
-    pub fn time_range(&mut self, column: &str, from: &Option<String>, to: &Option<String>) -> Result<(), ApiError> {
+    /// `column >= from` and `column < to`, from RFC 3339 parameters; returns the period
+    /// (epoch microseconds, `None` where unbounded).
+    pub fn time_range(
+        &mut self,
+        column: &str,
+        from: &Option<String>,
+        to: &Option<String>,
+    ) -> Result<(Option<i64>, Option<i64>), ApiError> {
+        let mut period = (None, None);
         if let Some(from) = from.as_deref().filter(|v| !v.trim().is_empty()) {
             let micros = crate::http::error::parse_time("from", from)?;
             self.add(&format!("{column} >= ?"), [timestamp(micros)]);
+            period.0 = Some(micros);
         }
         if let Some(to) = to.as_deref().filter(|v| !v.trim().is_empty()) {
             let micros = crate::http::error::parse_time("to", to)?;
             self.add(&format!("{column} < ?"), [timestamp(micros)]);
+            period.1 = Some(micros);
         }
-        Ok(())
+        Ok(period)
     }
 
     /// An address or CIDR range: `a.b.c.d`, `a.b.c.d/n`, IPv6 and `v6/n`.

@@ -117,6 +117,27 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::http::ui::routes())
 }
 
+/// The lake's part of an answer over `period` ([`crate::lake::view`]), made readable on
+/// `conn`; empty when no lake is configured or the period reaches no evicted row. A lake
+/// file missing or changed answers 503, naming it.
+pub fn lake_scope(
+    lake: &Option<Arc<crate::lake::view::Reader>>,
+    conn: &duckdb::Connection,
+    tables: &[&'static str],
+    period: (Option<i64>, Option<i64>),
+    origin: bool,
+) -> error::ApiResult<crate::lake::view::Scope> {
+    let Some(lake) = lake else { return Ok(Default::default()) };
+    lake.scope(conn, tables, period, None, origin).map_err(|error| {
+        tracing::error!(error = format!("{error:#}"), "the lake cannot answer");
+        error::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "lake_unavailable",
+            format!("part of this period is in the Parquet lake, which cannot be read now: {error:#}"),
+        )
+    })
+}
+
 /// Runs `work` on one of the API's query threads ([`pool`]: a few at a time, at a
 /// lower CPU priority than ingest, so ingest keeps its pace under a crowd of users;
 /// see BENCHMARKS.md).

@@ -6,6 +6,7 @@ use super::filter;
 use super::results::{RowCount, objects};
 use crate::http::error::{ApiError, ApiResult, Path, Query};
 use crate::http::state::AppState;
+use crate::lake::view::Scope;
 use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
@@ -75,6 +76,9 @@ pub struct Profile {
     /// and recommendation (the access review of the last 90 days of data, whatever the
     /// period), and its Azure role assignments in force.
     pub entitlements: Entitlements,
+    /// The Parquet lake's files read for the period's sign-ins and requests (retention moved
+    /// them there), per table; empty when DuckDB alone answered.
+    pub lake: Vec<crate::lake::view::Part>,
 }
 
 /// A principal's entitlements from the inventory.
@@ -146,10 +150,14 @@ pub fn hourly_buckets(from: i64, to: i64) -> (i64, i64, i64) {
 
 /// The profile's `hourly` and `addresses`, from one query (one scan of the principal's requests
 /// and one of its sign-ins): `params` are those of `principal_hours_addresses.sql`.
-fn hours_and_addresses(conn: &duckdb::Connection, params: &[Value]) -> ApiResult<(Vec<Object>, Vec<Object>)> {
+fn hours_and_addresses(
+    conn: &duckdb::Connection,
+    sql: &str,
+    params: &[Value],
+) -> ApiResult<(Vec<Object>, Vec<Object>)> {
     const HOUR: [&str; 5] = ["start", "requests", "bytes_out", "signins", "failed_signins"];
     let (mut hours, mut addresses) = (Vec::new(), Vec::new());
-    for mut row in objects(conn, include_str!("sql/principal_hours_addresses.sql"), params)? {
+    for mut row in objects(conn, sql, params)? {
         let part = row.remove("part");
         row.remove("sort");
         if part.as_ref().and_then(|p| p.as_str()) == Some("hour") {
@@ -244,8 +252,8 @@ pub struct ProfileQuery {
 
 /// The one principal whose sign-in name (UPN) or display name is `name`, ignoring case;
 /// `None` if none, a 400 naming them if several are.
-pub fn lookup(conn: &duckdb::Connection, name: &str) -> ApiResult<Option<String>> {
-    let found = objects(conn, include_str!("sql/principal_lookup.sql"), &[Value::Text(name.to_owned())])?;
+pub fn lookup(conn: &duckdb::Connection, scope: &Scope, name: &str) -> ApiResult<Option<String>> {
+    let found = objects(conn, &scope.wrap(include_str!("sql/principal_lookup.sql")), &[Value::Text(name.to_owned())])?;
     let ids: Vec<String> =
         found.iter().filter_map(|row| row.get("principal_id").and_then(|v| v.as_str()).map(str::to_owned)).collect();
     match ids.as_slice() {
@@ -276,14 +284,22 @@ pub async fn profile(
     };
     let to = q.to.as_deref().map(|t| crate::http::error::parse_time("to", t)).transpose()?;
     let from = q.from.as_deref().map(|t| crate::http::error::parse_time("from", t)).transpose()?;
+    let on = state.clone();
     let profile = super::db(&state, move |store| -> ApiResult<Profile> {
         let conn = store.connection()?;
+        const TABLES: [&str; 2] = ["cosmos_requests", "signins"];
+        // A period asked for reaches the lake from the start; without one, the principal
+        // is found in DuckDB and its last 14 days may reach it (below).
+        let asked = match from {
+            Some(from) => super::lake_scope(&on.lake, &conn, &TABLES, (Some(from), to), false)?,
+            None => Scope::default(),
+        };
         // The `principals` view's columns for one principal, filtered before grouping
         // (the view itself groups every principal first).
         let one = |id: &str| {
             objects(
                 &conn,
-                include_str!("sql/principal_profile.sql"),
+                &asked.wrap(include_str!("sql/principal_profile.sql")),
                 &[Value::Text(id.to_owned()), Value::Text(id.to_owned())],
             )
         };
@@ -291,7 +307,7 @@ pub async fn profile(
         let mut principal = one(&id)?.pop();
         // No principal has that id: it may be a UPN or a display name, as on-call is told.
         if principal.is_none()
-            && let Some(found) = lookup(&conn, &id)?
+            && let Some(found) = lookup(&conn, &asked, &id)?
         {
             principal = one(&found)?.pop();
             id = found;
@@ -303,8 +319,13 @@ pub async fn profile(
             None => objects(&conn, include_str!("sql/principal_elsewhere.sql"), &[Value::Text(id.clone())])?
                 .pop()
                 .ok_or_else(|| {
+                    let older = if on.lake.is_some() && from.is_none() {
+                        "; rows past retention are in the Parquet lake: give from= to search them too"
+                    } else {
+                        ""
+                    };
                     ApiError::not_found(format!(
-                        "no sign-in, data operation, change or role assignment of principal {id:?} is stored"
+                        "no sign-in, data operation, change or role assignment of principal {id:?} is stored{older}"
                     ))
                 })?,
         };
@@ -322,26 +343,34 @@ pub async fn profile(
         if from >= to {
             return Err(ApiError::bad_request("from must be before to"));
         }
+        // The daily baseline reads the 28 days before `from` too.
+        let since = from - 28 * 86_400_000_000;
+        let scope = super::lake_scope(&on.lake, &conn, &TABLES, (Some(since), Some(to)), false)?;
+        let q = |sql: &str| scope.wrap(sql);
         let p = [Value::Text(id.clone()), filter::timestamp(from), filter::timestamp(to)];
         let day = filter::timestamp(from - from.rem_euclid(86_400_000_000));
-        let signin_sources = objects(&conn, include_str!("sql/principal_signin_sources.sql"), &p)?;
-        let data_access = objects(&conn, include_str!("sql/principal_data_access.sql"), &p)?;
-        let user_agents = objects(&conn, include_str!("sql/principal_user_agents.sql"), &p)?;
-        let daily =
-            objects(&conn, include_str!("sql/principal_daily.sql"), &[p[0].clone(), p[1].clone(), p[2].clone(), day])?;
+        let signin_sources = objects(&conn, &q(include_str!("sql/principal_signin_sources.sql")), &p)?;
+        let data_access = objects(&conn, &q(include_str!("sql/principal_data_access.sql")), &p)?;
+        let user_agents = objects(&conn, &q(include_str!("sql/principal_user_agents.sql")), &p)?;
+        let daily = objects(
+            &conn,
+            &q(include_str!("sql/principal_daily.sql")),
+            &[p[0].clone(), p[1].clone(), p[2].clone(), day],
+        )?;
         let (start, width, end) = hourly_buckets(from, to);
         let (hourly, addresses) = hours_and_addresses(
             &conn,
+            &q(include_str!("sql/principal_hours_addresses.sql")),
             &[p[0].clone(), p[1].clone(), p[2].clone(), Value::BigInt(start), Value::BigInt(width), Value::BigInt(end)],
         )?;
         let findings = objects(&conn, include_str!("sql/principal_findings.sql"), &p)?;
         let timeline = objects(
             &conn,
-            include_str!("sql/principal_timeline.sql"),
+            &q(include_str!("sql/principal_timeline.sql")),
             &[p[0].clone(), p[1].clone(), p[2].clone(), Value::BigInt(offset)],
         )?;
         let timeline_total: i64 = conn
-            .prepare_cached(include_str!("sql/principal_timeline_count.sql"))?
+            .prepare(&q(include_str!("sql/principal_timeline_count.sql")))?
             .query_row(duckdb::params_from_iter(p.iter()), |r| r.get(0))?;
         let (changes_made, changes_made_total) = changes(&conn, &id, "made")?;
         let (changes_received, changes_received_total) = changes(&conn, &id, "received")?;
@@ -368,6 +397,7 @@ pub async fn profile(
             changes_received,
             changes_received_total,
             entitlements,
+            lake: scope.parts,
         })
     })
     .await?;

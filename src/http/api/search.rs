@@ -6,6 +6,7 @@ use super::findings::page;
 use super::results::{self, Format, RowCount, objects};
 use crate::http::error::{ApiError, ApiResult, Query};
 use crate::http::state::AppState;
+use crate::lake::view::Scope;
 use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -120,8 +121,12 @@ pub async fn requests(
     if let Some(kind) = q.auth {
         f.add(auth_condition(kind), []);
     }
-    f.time_range("time", &q.from, &q.to)?;
-    run(state, rows, "cosmos_requests", REQUEST_COLUMNS, f, q.limit, &q.cursor, q.format.unwrap_or_default()).await
+    let period = f.time_range("time", &q.from, &q.to)?;
+    // A UPN or display name is looked up in the period's sign-ins, archived ones too.
+    let named = q.principal.as_deref().map(str::trim).is_some_and(|p| !p.is_empty() && !uuid_like(p));
+    let tables: &'static [&'static str] = if named { &["cosmos_requests", "signins"] } else { &["cosmos_requests"] };
+    let search = Search { table: "cosmos_requests", columns: REQUEST_COLUMNS, tables, period };
+    run(state, rows, search, f, q.limit, &q.cursor, q.format.unwrap_or_default()).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -180,8 +185,9 @@ pub async fn signins(
         Some(false) => f.add("coalesce(error_code, 0) = 0", []),
         None => {}
     }
-    f.time_range("time", &q.from, &q.to)?;
-    run(state, rows, "signins", SIGNIN_COLUMNS, f, q.limit, &q.cursor, q.format.unwrap_or_default()).await
+    let period = f.time_range("time", &q.from, &q.to)?;
+    let search = Search { table: "signins", columns: SIGNIN_COLUMNS, tables: &["signins"], period };
+    run(state, rows, search, f, q.limit, &q.cursor, q.format.unwrap_or_default()).await
 }
 
 /// A page of search results, newest first, with the number of rows matching the filters
@@ -192,19 +198,42 @@ pub struct SearchPage {
     pub rows: Vec<super::results::Object>,
     pub next_cursor: Option<String>,
     pub total: i64,
+    /// Of `total`, the rows read from the Parquet lake (retention moved them there); each
+    /// row's `stored_in` says where it was read (`duckdb` or `lake`).
+    pub total_from_lake: i64,
+    /// The lake's files this answer read, per table (empty: DuckDB alone answered).
+    pub lake: Vec<crate::lake::view::Part>,
 }
 
-#[allow(clippy::too_many_arguments)]
+#[derive(Clone)]
+/// One search: its table and columns, the tables the lake may add rows of, its period.
+struct Search {
+    table: &'static str,
+    columns: &'static str,
+    tables: &'static [&'static str],
+    period: (Option<i64>, Option<i64>),
+}
+
+impl Search {
+    /// The lake's part on `conn`, and the columns with each row's `stored_in`.
+    fn scope(&self, state: &AppState, conn: &duckdb::Connection) -> ApiResult<(Scope, String)> {
+        let scope = super::lake_scope(&state.lake, conn, self.tables, self.period, true)?;
+        let origin =
+            if scope.parts.iter().any(|p| p.table == self.table) { "stored_in" } else { "'duckdb' AS stored_in" };
+        Ok((scope, format!("{}, {origin}", self.columns)))
+    }
+}
+
 async fn run(
     state: AppState,
     rows: RowCount,
-    table: &'static str,
-    columns: &'static str,
+    search: Search,
     mut f: Filter,
     limit: Option<i64>,
     cursor: &Option<String>,
     format: Format,
 ) -> ApiResult<Response> {
+    let table = search.table;
     // Every match, whichever page this is: counted before the cursor narrows the filter.
     let counted = (format!("SELECT count(*) FROM {table} {}", f.sql()), f.params.clone());
     if let Some((t, id)) = filter::parse_cursor(cursor)? {
@@ -216,25 +245,44 @@ async fn run(
     if format == Format::Json {
         let limit = filter::limit(limit, 100, MAX_PAGE)?;
         let rest = f.sql_limited("time DESC, rowid DESC", limit + 1);
-        let sql = format!("SELECT {columns}, epoch_us(time) AS _sort FROM {table} {rest}");
-        let (mut found, total) = super::db(&state, move |store| -> ApiResult<(Vec<super::results::Object>, i64)> {
+        let on = state.clone();
+        let (mut found, total, total_from_lake, lake) = super::db(&state, move |store| -> ApiResult<_> {
             let conn = store.connection()?;
+            let (scope, columns) = search.scope(&on, &conn)?;
+            let sql = scope.wrap(&format!("SELECT {columns}, epoch_us(time) AS _sort FROM {table} {rest}"));
             let found = objects(&conn, &sql, &f.params)?;
-            let total = conn.query_row(&counted.0, duckdb::params_from_iter(counted.1.iter()), |r| r.get(0))?;
-            Ok((found, total))
+            let params = duckdb::params_from_iter(counted.1.iter());
+            let (total, from_lake) = if scope.parts.iter().any(|p| p.table == table) {
+                let sql = counted.0.replacen("count(*)", "count(*), count(*) FILTER (WHERE stored_in = 'lake')", 1);
+                conn.query_row(&scope.wrap(&sql), params, |r| Ok((r.get(0)?, r.get(1)?)))?
+            } else {
+                (conn.query_row(&scope.wrap(&counted.0), params, |r| r.get(0))?, 0)
+            };
+            Ok((found, total, from_lake, scope.parts))
         })
         .await?;
         let page = page(&mut found, limit, &rows);
-        return Ok(axum::Json(SearchPage { rows: page.rows, next_cursor: page.next_cursor, total }).into_response());
+        let body = SearchPage { rows: page.rows, next_cursor: page.next_cursor, total, total_from_lake, lake };
+        return Ok(axum::Json(body).into_response());
     }
     let limit = filter::limit(limit, MAX_EXPORT, MAX_EXPORT)?;
-    let sql = format!("SELECT {columns} FROM {table} {}", f.sql_limited("time DESC, rowid DESC", limit));
-    // Check the query before the 200 goes out, so a mistake is a 4xx, not a broken stream.
-    let check_sql = sql.clone();
-    super::db(&state, move |store| store.connection()?.prepare(&check_sql).map(|_| ()).map_err(ApiError::from)).await?;
-    let store = state.store.clone();
+    let rest = f.sql_limited("time DESC, rowid DESC", limit);
+    let sql = move |state: &AppState, conn: &duckdb::Connection| -> ApiResult<String> {
+        let (scope, columns) = search.scope(state, conn)?;
+        Ok(scope.wrap(&format!("SELECT {columns} FROM {table} {rest}")))
+    };
+    // Check the query (and the lake's files) before the 200 goes out, so a mistake is a
+    // 4xx or 503, not a broken stream.
+    let (check, on) = (sql.clone(), state.clone());
+    super::db(&state, move |store| {
+        let conn = store.connection()?;
+        conn.prepare(&check(&on, &conn)?).map(|_| ()).map_err(ApiError::from)
+    })
+    .await?;
+    let (store, on) = (state.store.clone(), state.clone());
     Ok(results::stream(&state.exports, format, table, rows, move |sink| {
         let conn = store.connection()?;
+        let sql = sql(&on, &conn).map_err(|e| anyhow::anyhow!(e.message))?;
         let mut stmt = conn.prepare(&sql)?;
         results::each_row(&mut stmt, &f.params, sink)
     }))

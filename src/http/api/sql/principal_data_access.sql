@@ -4,4 +4,4 @@ SELECT account, subscription_id, resource_group, database_name, collection_name,
        sum(response_length)::BIGINT AS bytes_out, count(*) FILTER (WHERE status_code = 403) AS denied,
        min(time) AS first, max(time) AS last
 FROM cosmos_requests WHERE principal_id = $1 AND time >= $2 AND time < $3
-GROUP BY ALL ORDER BY requests DESC LIMIT 500
+GROUP BY ALL ORDER BY requests DESC, account, database_name, collection_name, operation LIMIT 500

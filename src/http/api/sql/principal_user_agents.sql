@@ -4,4 +4,4 @@ WHERE principal_id = $1 AND time >= $2 AND time < $3 GROUP BY ALL
 UNION ALL
 SELECT user_agent, 'signin', count(*), max(time) FROM signins
 WHERE principal_id = $1 AND time >= $2 AND time < $3 GROUP BY ALL
-ORDER BY events DESC LIMIT 100
+ORDER BY events DESC, seen_in, user_agent LIMIT 100
