@@ -20,6 +20,7 @@
 
 pub mod archive;
 pub mod evict;
+pub mod journal;
 pub mod location;
 pub mod manifest;
 pub mod read;

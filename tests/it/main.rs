@@ -32,6 +32,7 @@ mod incidents_ui;
 mod inventory;
 mod investigation_ui;
 mod lake;
+mod lake_journal;
 mod modules;
 mod oncall_ui;
 mod parsing;
