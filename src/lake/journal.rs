@@ -164,7 +164,9 @@ fn plan_links(store: &Store, lake: &Lake, table: &str) -> Result<Option<Planned>
              AND link > coalesce((SELECT max(last_link) FROM lake_links WHERE table_name = ?), 0) ORDER BY link",
         )?;
         let mut rows = stmt.query([table, table])?;
-        let (mut first, mut last, mut total): (Option<(i64, i64)>, Option<(i64, i64)>, i64) = (None, None, 0);
+        // (link, id) of the first and the last link chosen.
+        let (mut first, mut last) = (None::<(i64, i64)>, None::<(i64, i64)>);
+        let mut total = 0i64;
         while let Some(r) = rows.next()? {
             let (link, first_id, last_id, count): (i64, i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
             if first.is_some() && total + count > LINK_ROWS {
@@ -540,7 +542,9 @@ fn snapshot(store: &Store, lake: &Lake) -> Result<Vec<Snapshot>> {
 }
 
 /// Writes snapshot `n` (the rows as they are now) unless an interrupted run already did,
-/// writes its manifest, reads it back and records it.
+/// writes its manifest, reads it back and records it. Its `taken_at` stays the planned
+/// time: an interrupted run's file holds that run's rows (had it written none, the file
+/// holds the rows of the run that finishes it, that much later).
 fn finish_snapshot(store: &Store, lake: &Lake, n: i64, path: &str, taken: i64) -> Result<Snapshot> {
     let conn = store.connection()?;
     let (bytes, _) = findings_parquet(&conn)?;
