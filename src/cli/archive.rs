@@ -63,6 +63,24 @@ pub fn run(args: Args<'_>) -> Result<ExitCode> {
             }
         );
     }
+    for l in &report.journal.links {
+        println!(
+            "archived {} links {}..{}: {} rows in {} files{}; read back and each link's digest matched",
+            l.table,
+            l.first_link,
+            l.last_link,
+            l.rows,
+            l.files,
+            if l.files_found > 0 {
+                format!(" ({} found from an interrupted run)", l.files_found)
+            } else {
+                String::new()
+            }
+        );
+    }
+    for s in &report.journal.snapshots {
+        println!("archived findings snapshot {} ({} rows): {}; read back", s.snapshot, s.rows, s.path);
+    }
     if report.segments.is_empty() {
         println!("nothing new to archive in {}", lake.describe());
     }

@@ -303,6 +303,24 @@ pub fn verify_chain(db: &Path, lake: Option<&str>) -> Result<ExitCode> {
             }
         }
     }
-    let verified = report.verified() && appended.iter().all(|t| t.verified());
+    // Archived links and findings' snapshots (their rows stay in the database too).
+    let journal = match &lake {
+        Some(lake) => Some(crate::lake::journal::check(&store, lake)?),
+        None => None,
+    };
+    if let Some(j) = &journal {
+        match j.failures.is_empty() {
+            true => println!(
+                "lake journal verified: {} archived link(s) over {} rows recomputed from the lake, {} findings snapshot(s) match",
+                j.links, j.rows, j.snapshots
+            ),
+            false => println!("lake journal BROKEN:"),
+        }
+        for failure in &j.failures {
+            println!("  {failure}");
+        }
+    }
+    let verified =
+        report.verified() && appended.iter().all(|t| t.verified()) && journal.is_none_or(|j| j.failures.is_empty());
     Ok(if verified { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -55,6 +55,8 @@ pub struct Report {
     /// Committed batches detection has not absorbed yet (their derived rows are not all
     /// there): archived by a later run.
     pub not_absorbed: i64,
+    /// access_log and finding_history by link, and findings' snapshot ([`super::journal`]).
+    pub journal: super::journal::Report,
 }
 
 /// Archives every absorbed batch not archived yet; first finishes a segment an earlier
@@ -83,6 +85,7 @@ pub fn run(store: &Store, lake: &Lake, options: &Options, progress: &dyn Fn(&Seg
     }
     let conn = store.connection()?;
     report.not_absorbed = conn.query_row(include_str!("sql/not_absorbed.sql"), [], |r| r.get(0))?;
+    report.journal = super::journal::run(store, lake)?;
     Ok(report)
 }
 

@@ -17,9 +17,15 @@
 //!   place: DuckDB until its eviction commits, the lake after.
 //! - `tokentrail verify --lake` recomputes evicted rows' digests from the lake
 //!   ([`read::evicted_digests`]), so the chain covers archived and hot rows alike.
+//! - [`journal::run`] (end of every archive run, migration 24) copies `access_log` and
+//!   `finding_history` by whole `append_chain` links, and snapshots `findings`. These are
+//!   never deleted from DuckDB (no retention applies: they are small, and the service and
+//!   evidence packs read them), so `verify --lake` needs no digest from the lake for them;
+//!   it reads their files back through [`journal::check`].
 
 pub mod archive;
 pub mod evict;
+pub mod journal;
 pub mod location;
 pub mod manifest;
 pub mod read;

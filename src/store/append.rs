@@ -150,7 +150,10 @@ fn digest_rows(conn: &duckdb::Connection, table: &'static str, range: (i64, i64)
     Ok(Rows { digest: digest.finish(), count, bounds })
 }
 
-fn rows_digest(table: &str, version: i32, first: i64, last: i64, count: i64, rows: &Digest) -> Digest {
+/// A link's `rows_digest` over the table digest `rows` ([`TableDigest`] of the table's
+/// rows `first..=last`, `count` of them): public so the lake checks archived rows with
+/// the code that chained them (`crate::lake::journal`).
+pub fn rows_digest(table: &str, version: i32, first: i64, last: i64, count: i64, rows: &Digest) -> Digest {
     let mut h = Sha256::new();
     h.update(b"tokentrail.append.rows");
     h.update(version.to_le_bytes());

@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(21, "0021_cosmos_queries"),
     migration!(22, "0022_incidents"),
     migration!(23, "0023_lake"),
+    migration!(24, "0024_lake_links"),
 ];
 
 fn checksum(sql: &str) -> String {

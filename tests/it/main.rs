@@ -33,6 +33,7 @@ mod inventory;
 mod investigation_ui;
 mod lake;
 mod lake_answers;
+mod lake_journal;
 mod modules;
 mod oncall_ui;
 mod parsing;

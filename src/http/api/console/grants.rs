@@ -58,6 +58,9 @@ const SHARED: &[&str] = &[
     "lake_segments",
     "lake_files",
     "lake_evictions",
+    "lake_links",
+    "lake_link_files",
+    "lake_snapshots",
     "alert_messages",
 ];
 
