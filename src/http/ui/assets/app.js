@@ -929,6 +929,7 @@ async function principal(id) {
     entraLinks(pr),
     filterForm([["from", "From (UTC)"], ["to", "To (UTC)"]], new URLSearchParams({ from: p.get("from") || d.from, to: p.get("to") || d.to }), location.pathname),
     timePresets(p, location.pathname),
+    lakeNote(d.lake, null),
     addressesSection(pr, d.addresses || []),
     el("section", { id: "hourly" }, el("h2", {}, d.hourly_bucket_secs > 3600
       ? `Per ${d.hourly_bucket_secs === 86400 ? "day" : `${d.hourly_bucket_secs / 86400} days`} (the period is longer than 14 days): requests, bytes out, sign-ins and failed sign-ins`
@@ -1062,8 +1063,22 @@ async function search() {
   render(...shell,
     el("p", { id: "search-count" }, `${number(page.rows.length)} of ${number(page.total)} matching rows `, el("a", { href: `/api/search/${kind}${query({ ...filters, format: "csv" })}`, download: `${kind}.csv` }, "Download CSV (all matches)"), " · ",
       el("a", { href: `/api/search/${kind}${query({ ...filters, format: "ndjson" })}`, download: `${kind}.ndjson` }, "NDJSON")),
+    lakeNote(page.lake, page.total_from_lake),
     table(columns, page.rows),
     page.next_cursor ? el("p", {}, el("a", { href: `/search?${next}`, rel: "next" }, "Next page →")) : null);
+}
+
+/**
+ * Which part of an answer retention had moved to the Parquet lake: the tables, days and
+ * files read there (`lake` of a search page or a principal's page); nothing when DuckDB
+ * alone answered.
+ */
+function lakeNote(parts, fromLake) {
+  if (!parts || !parts.length) return null;
+  const read = parts.map((x) => `${x.table} ${x.first_day === x.last_day ? x.first_day : `${x.first_day} to ${x.last_day}`} (${number(x.files)} ${x.files === 1 ? "file" : "files"})`).join(", ");
+  const rows = fromLake == null ? "Rows past retention" : `${number(fromLake)} of the matching rows`;
+  const each = fromLake == null ? "" : " Each row's stored_in says where it was read.";
+  return el("p", { class: "muted lake-note", id: "lake-note" }, `${rows} came from the Parquet lake: ${read}.${each}`);
 }
 
 /** The console's running query; Esc anywhere on the page cancels it. */
