@@ -62,41 +62,81 @@ pub struct Report {
     pub not_absorbed: i64,
 }
 
-/// Archives every absorbed batch not archived yet; first finishes a segment an earlier
-/// run left unverified. `progress(segment)` is called after each.
+/// Archives every absorbed batch not archived yet; first finishes the segments an
+/// earlier run left unverified. `progress(segment)` is called after each. A segment's
+/// files are written while the one before is read back (on a thread of its own); each
+/// is recorded, in order, once read back.
 pub fn run(store: &Store, lake: &Lake, options: &Options, progress: &dyn Fn(&Segment)) -> Result<Report> {
     let mut report = Report::default();
-    while !options.stop.as_ref().is_some_and(|s| s.is_cancelled()) {
-        let conn = store.connection()?;
-        let planned = match pending(&conn)? {
-            Some((first, last, planned_for)) => {
-                if planned_for != lake.describe() {
-                    bail!(
-                        "batches {first}..{last} were being archived to {planned_for} when that run stopped: \
-                         archive to that lake again to finish them (this run was given {})",
-                        lake.describe()
-                    );
-                }
-                Some((first, last))
+    std::thread::scope(|scope| -> Result<()> {
+        let mut reading: Option<Reading<'_>> = None;
+        let written = (|| -> Result<()> {
+            let mut after = i64::MIN;
+            while !options.stop.as_ref().is_some_and(|s| s.is_cancelled()) {
+                let conn = store.connection()?;
+                let planned = match pending(&conn, after)? {
+                    Some((first, last, planned_for)) => {
+                        if planned_for != lake.describe() {
+                            bail!(
+                                "batches {first}..{last} were being archived to {planned_for} when that run stopped: \
+                                 archive to that lake again to finish them (this run was given {})",
+                                lake.describe()
+                            );
+                        }
+                        Some((first, last))
+                    }
+                    None => plan(store, lake, options)?,
+                };
+                let Some((first, last)) = planned else { break };
+                let written = write_segment(store, lake, first, last)?;
+                finish(store, lake, reading.take(), progress, &mut report)?;
+                let manifest = written.manifest.clone();
+                let reader = scope.spawn(move || {
+                    let at = std::time::Instant::now();
+                    let conn = store.connection()?;
+                    verify_segment(&conn, lake, &manifest)?;
+                    Ok(at.elapsed())
+                });
+                reading = Some((written, reader));
+                after = last;
             }
-            None => plan(store, lake, options)?,
-        };
-        let Some((first, last)) = planned else { break };
-        let segment = archive_segment(store, lake, first, last)?;
-        progress(&segment);
-        report.segments.push(segment);
-    }
+            Ok(())
+        })();
+        // The segment being read back is recorded even when writing the next one failed.
+        let finished = finish(store, lake, reading.take(), progress, &mut report);
+        written.and(finished)
+    })?;
     let conn = store.connection()?;
     report.not_absorbed = conn.query_row(include_str!("sql/not_absorbed.sql"), [], |r| r.get(0))?;
     Ok(report)
 }
 
-/// A segment planned but not verified: (first, last, lake).
-fn pending(conn: &duckdb::Connection) -> Result<Option<(i64, i64, String)>> {
+/// A segment written, and the thread reading it back.
+type Reading<'scope> = (Written, std::thread::ScopedJoinHandle<'scope, Result<Duration>>);
+
+/// Records the segment once its read-back check has passed.
+fn finish(
+    store: &Store,
+    lake: &Lake,
+    reading: Option<Reading<'_>>,
+    progress: &dyn Fn(&Segment),
+    report: &mut Report,
+) -> Result<()> {
+    let Some((written, reader)) = reading else { return Ok(()) };
+    let verifying = reader.join().map_err(|_| anyhow::anyhow!("a read-back check panicked"))??;
+    let segment = record_segment(store, lake, written, verifying)?;
+    progress(&segment);
+    report.segments.push(segment);
+    Ok(())
+}
+
+/// The first segment after batch `after` planned but not verified: (first, last, lake).
+fn pending(conn: &duckdb::Connection, after: i64) -> Result<Option<(i64, i64, String)>> {
     let mut stmt = conn.prepare(
-        "SELECT first_batch, last_batch, lake FROM lake_segments WHERE verified_at IS NULL ORDER BY first_batch LIMIT 1",
+        "SELECT first_batch, last_batch, lake FROM lake_segments WHERE verified_at IS NULL AND first_batch > ? \
+         ORDER BY first_batch LIMIT 1",
     )?;
-    let mut rows = stmt.query([])?;
+    let mut rows = stmt.query([after])?;
     Ok(match rows.next()? {
         Some(r) => Some((r.get(0)?, r.get(1)?, r.get(2)?)),
         None => None,
@@ -127,7 +167,18 @@ fn plan(store: &Store, lake: &Lake, options: &Options) -> Result<Option<(i64, i6
     })
 }
 
-fn archive_segment(store: &Store, lake: &Lake, first: i64, last: i64) -> Result<Segment> {
+/// A segment's files and manifest, written and not yet read back.
+struct Written {
+    manifest: Manifest,
+    manifest_path: String,
+    manifest_sha256: String,
+    files_found: usize,
+    started: std::time::Instant,
+    encoding: Duration,
+    writing: Duration,
+}
+
+fn write_segment(store: &Store, lake: &Lake, first: i64, last: i64) -> Result<Written> {
     let conn = store.connection()?;
     let batches = batch_entries(&conn, first, last)?;
     let previous: Option<String> = conn
@@ -198,25 +249,29 @@ fn archive_segment(store: &Store, lake: &Lake, first: i64, last: i64) -> Result<
             existing
         }
     };
-    let at = std::time::Instant::now();
-    verify_segment(&conn, lake, &manifest)?;
-    let verifying = at.elapsed();
+    let manifest_sha256 = super::sha256_hex(&text);
+    Ok(Written { manifest, manifest_path, manifest_sha256, files_found, started, encoding, writing })
+}
+
+/// Records a segment read back, with its files, in one transaction.
+fn record_segment(store: &Store, lake: &Lake, written: Written, verifying: Duration) -> Result<Segment> {
+    let Written { manifest, manifest_path, manifest_sha256, files_found, started, encoding, writing } = written;
+    let first = manifest.first_batch;
     let segment = Segment {
         first_batch: first,
-        last_batch: last,
+        last_batch: manifest.last_batch,
         files: manifest.files.len(),
         rows: manifest.files.iter().map(|f| f.rows).sum(),
         bytes: manifest.files.iter().map(|f| f.bytes).sum(),
         files_found,
     };
-    let manifest_sha = super::sha256_hex(&text);
     store.transaction(|conn| {
         conn.execute(
             "UPDATE lake_segments SET manifest = ?, manifest_sha256 = ?, files = ?, rows = ?, bytes = ?, \
              verified_at = now() WHERE first_batch = ?",
             duckdb::params![
                 manifest_path,
-                manifest_sha,
+                manifest_sha256,
                 segment.files as i64,
                 segment.rows,
                 segment.bytes as i64,
@@ -234,7 +289,7 @@ fn archive_segment(store: &Store, lake: &Lake, first: i64, last: i64) -> Result<
     })?;
     tracing::info!(
         first,
-        last,
+        last = segment.last_batch,
         files = segment.files,
         rows = segment.rows,
         lake = lake.describe(),
