@@ -83,6 +83,9 @@ impl Drop for Lake {
     }
 }
 
+/// Files written at once.
+const PUTS: usize = 8;
+
 /// What a create-if-absent write found.
 pub enum Put {
     Written,
@@ -115,6 +118,30 @@ impl Lake {
             Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::Existed(self.get(relative)?)),
             Err(error) => Err(error).with_context(|| format!("writing {relative} to the lake {}", self.describe())),
         }
+    }
+
+    /// [`Lake::put_new`] of several files at once (local writes wait on fsync, remote
+    /// ones on the network).
+    pub fn put_new_all(&self, files: Vec<(String, Bytes)>) -> Result<Vec<Put>> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        for (relative, _) in &files {
+            self.location.remove_staging(relative)?;
+        }
+        let store = &self.location.store;
+        let puts = files.into_iter().map(|(relative, bytes)| async move {
+            let path = self.location.path(&relative);
+            let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+            let written = match store.put_opts(&path, PutPayload::from_bytes(bytes), options).await {
+                Ok(_) => Ok(Put::Written),
+                Err(object_store::Error::AlreadyExists { .. }) => match store.get(&path).await {
+                    Ok(existing) => existing.bytes().await.map(Put::Existed),
+                    Err(error) => Err(error),
+                },
+                Err(error) => Err(error),
+            };
+            written.with_context(|| format!("writing {relative} to the lake {}", self.describe()))
+        });
+        self.runtime.block_on(futures::stream::iter(puts).buffered(PUTS).try_collect())
     }
 
     pub fn get(&self, relative: &str) -> Result<Bytes> {

@@ -172,6 +172,53 @@ pub fn segment_digests(
     Ok(found)
 }
 
+/// [`segment_digests`] of every chained table of a segment at once, one map per table
+/// (`store::chain::TABLES` order): `files` are (index in that list, path, SHA-256,
+/// size), read by [`READERS`] threads, each taking the largest file left.
+pub fn segment_tables_digests(
+    lake: &Lake,
+    encodings: &BTreeMap<i64, Encoding>,
+    files: &[(usize, &str, &str, u64)],
+    (first, last): (i64, i64),
+) -> Result<Vec<BTreeMap<i64, (Digest, i64)>>> {
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(files[*i].3));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let fresh =
+        || -> Vec<BatchDigests> { chain::TABLES.iter().map(|&t| BatchDigests::new(t, encodings.clone())).collect() };
+    let parts: Vec<Result<Vec<BatchDigests>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..READERS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut digests = fresh();
+                    while let Some(&i) = order.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                        let (table, path, sha256, _) = files[i];
+                        let digest = digests.get_mut(table).context("not a chained table")?;
+                        digest.add_file(fetch_checked(lake, path, sha256)?)?;
+                    }
+                    Ok(digests)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a reader panicked")))).collect()
+    });
+    let mut all = fresh();
+    for part in parts {
+        for (mine, theirs) in all.iter_mut().zip(part?) {
+            mine.merge(theirs);
+        }
+    }
+    let mut out = Vec::new();
+    for (table, digests) in chain::TABLES.iter().zip(all) {
+        let found = digests.finish(encodings.keys().copied());
+        if let Some(stray) = found.keys().find(|id| !(first..=last).contains(*id)) {
+            bail!("the archived {table} files of batches {first}..{last} hold rows of batch {stray}");
+        }
+        out.push(found);
+    }
+    Ok(out)
+}
+
 /// Which chained tables (`store::chain::TABLES` order) of each batch were evicted.
 pub fn evicted(conn: &duckdb::Connection) -> Result<BTreeMap<i64, [bool; 4]>> {
     let mut stmt = conn.prepare(include_str!("sql/evicted_batches.sql"))?;
