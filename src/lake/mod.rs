@@ -109,15 +109,8 @@ impl Lake {
 
     /// Writes `bytes` at `relative` unless something is there already.
     pub fn put_new(&self, relative: &str, bytes: Bytes) -> Result<Put> {
-        self.location.remove_staging(relative)?;
-        let path = self.location.path(relative);
-        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        let store = &self.location.store;
-        match self.block_on(store.put_opts(&path, PutPayload::from_bytes(bytes), options)) {
-            Ok(_) => Ok(Put::Written),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::Existed(self.get(relative)?)),
-            Err(error) => Err(error).with_context(|| format!("writing {relative} to the lake {}", self.describe())),
-        }
+        let mut put = self.put_new_all(vec![(relative.to_owned(), bytes)])?;
+        put.pop().context("a write returned nothing")
     }
 
     /// [`Lake::put_new`] of several files at once (local writes wait on fsync, remote
@@ -141,7 +134,7 @@ impl Lake {
             };
             written.with_context(|| format!("writing {relative} to the lake {}", self.describe()))
         });
-        self.runtime.block_on(futures::stream::iter(puts).buffered(PUTS).try_collect())
+        self.block_on(futures::stream::iter(puts).buffered(PUTS).try_collect())
     }
 
     pub fn get(&self, relative: &str) -> Result<Bytes> {
