@@ -56,11 +56,7 @@ pub fn run(args: Args<'_>) -> Result<ExitCode> {
             s.rows,
             s.files,
             s.bytes,
-            if s.files_found > 0 {
-                format!(" ({} found from an interrupted run)", s.files_found)
-            } else {
-                String::new()
-            }
+            found(s.files_found)
         );
     }
     for l in &report.journal.links {
@@ -71,11 +67,7 @@ pub fn run(args: Args<'_>) -> Result<ExitCode> {
             l.last_link,
             l.rows,
             l.files,
-            if l.files_found > 0 {
-                format!(" ({} found from an interrupted run)", l.files_found)
-            } else {
-                String::new()
-            }
+            found(l.files_found)
         );
     }
     for s in &report.journal.snapshots {
@@ -111,4 +103,9 @@ pub fn table_days(text: &str) -> Result<(String, u32), String> {
     let (table, days) = text.split_once('=').ok_or_else(|| format!("{text:?}: give TABLE=DAYS, e.g. signins=90"))?;
     let days = days.trim().parse().map_err(|_| format!("{text:?}: {days:?} is not a number of days"))?;
     Ok((table.trim().to_owned(), days))
+}
+
+/// Files an interrupted run had written, when there were some.
+fn found(files: usize) -> String {
+    if files > 0 { format!(" ({files} found from an interrupted run)") } else { String::new() }
 }

@@ -64,17 +64,15 @@ struct LakeReads<'a> {
 }
 
 impl LakeReads<'_> {
-    /// `sql` reading the lake too, where `period` reaches rows retention moved there.
-    fn sql(&mut self, conn: &duckdb::Connection, sql: &str, period: &Period) -> Result<String> {
-        let tables: Vec<&'static str> = crate::lake::evictable().filter(|t| sql.contains(t)).collect();
-        if tables.is_empty() {
-            return Ok(sql.to_owned());
-        }
+    /// Makes `sql`, run next on `conn`, read the lake too where `period` reaches rows
+    /// retention moved there: every evictable table, the macros it calls read them too.
+    fn read(&mut self, conn: &duckdb::Connection, sql: &str, period: &Period) -> Result<()> {
+        let tables: Vec<&'static str> = crate::lake::evictable().collect();
         // A population without `$from` reads everything before `to` (principals ever seen).
         let from = sql.contains("$from").then_some(period.from);
         let scope = self.reader.scope(conn, &tables, (from, Some(period.to)), Some(&mut self.hashed), false)?;
         self.files.extend(scope.files.iter().cloned());
-        Ok(scope.wrap(sql))
+        Ok(())
     }
 }
 
@@ -152,11 +150,10 @@ pub fn build<W: Write + Seek>(
         let _done = done_tx;
         let mut ran: Vec<(Rows, Map<String, Json>)> = Vec::new();
         let mut run = |population: &Population| -> Result<_> {
-            let sql = match lake.as_mut() {
-                Some(lake) => lake.sql(&conn, population.sql, &request.period).context("reading the lake")?,
-                None => population.sql.to_owned(),
-            };
-            let outcome = bindings.run(&conn, population, &sql, &mut rows_left);
+            if let Some(lake) = lake.as_mut() {
+                lake.read(&conn, population.sql, &request.period).context("reading the lake")?;
+            }
+            let outcome = bindings.run(&conn, population, &mut rows_left);
             over_budget(budget, outcome)
         };
         for (i, population) in chosen.iter().enumerate() {
@@ -647,11 +644,10 @@ pub fn rerun(store: &Store, manifest: &Manifest, lake: Option<&crate::lake::view
     for file in manifest.files.iter().filter(|f| f.format == "csv") {
         let (Some(sql), Some(parameters)) = (&file.sql, &file.parameters) else { continue };
         let bindings = Bindings::from_stated(parameters).with_context(|| format!("{} in the manifest", file.path))?;
-        let sql = match lake.as_mut() {
-            Some(lake) => lake.sql(&conn, sql, &period).context("reading the lake")?,
-            None => sql.clone(),
-        };
-        let (batches, schema, _) = bindings.query(&conn, &sql, &file.path, &mut u64::MAX.clone())?;
+        if let Some(lake) = lake.as_mut() {
+            lake.read(&conn, sql, &period).context("reading the lake")?;
+        }
+        let (batches, schema, _) = bindings.query(&conn, sql, &file.path, &mut u64::MAX.clone())?;
         let csv = csv_file::write(&schema, &batches)?;
         let sha256_now = sha256_hex(&csv);
         out.push(Rerun {

@@ -279,18 +279,16 @@ impl Bindings {
         Ok(Bindings { values })
     }
 
-    /// Runs `population` as `sql` (its SQL, or that SQL reading the lake too) and returns its
-    /// rows, and the parameters it bound (name → value), holding at most `rows_left` rows
-    /// (less what it took).
+    /// Runs `population` and returns its rows, and the parameters it bound (name → value).
+    /// Runs `population`, holding at most `rows_left` rows (less what it took).
     pub fn run(
         &self,
         conn: &duckdb::Connection,
         population: &Population,
-        sql: &str,
         rows_left: &mut u64,
     ) -> Result<(Vec<RecordBatch>, arrow::datatypes::SchemaRef, serde_json::Map<String, serde_json::Value>)> {
         let name = format!("population {} of {}", population.name, population.criterion.as_str());
-        self.query(conn, sql, &name, rows_left)
+        self.query(conn, population.sql, &name, rows_left)
     }
 
     /// Runs `sql` (named `name` in errors) with these parameters: [`Bindings::run`].

@@ -3,11 +3,12 @@
 //!
 //! [`Reader::scope`] finds, per table, the files of the period's evicted rows (from
 //! `lake_files` and `lake_evictions`, never by listing the lake, so a file planted there
-//! is never read), checks them, and hands DuckDB their paths in a session variable.
-//! [`Scope::wrap`] then puts a common table expression named like the table in front of
-//! the query: the hot rows, and the files' rows of evicted batches (a file also holds
-//! rows still hot), so each row is read from exactly one place. Tables with no evicted
-//! file in the period are left alone, and the query runs as it did.
+//! is never read), checks them, hands DuckDB their paths in a session variable, and
+//! creates a temporary view named like the table on that connection: the hot rows, and
+//! the files' rows of evicted batches (a file also holds rows still hot), so each row is
+//! read from exactly one place. DuckDB resolves a name to the temporary schema first, so
+//! every query on the connection reads the view, the views and macros it uses too (the
+//! coverage of an evidence pack, `request_context`). Other connections are untouched.
 //!
 //! DuckDB reads the files itself (`read_parquet`): a local lake in place; files of Azure
 //! Storage are first fetched through object_store into a cache directory, their SHA-256
@@ -39,12 +40,10 @@ pub struct Part {
     pub last_day: String,
 }
 
-/// What one query reads from the lake ([`Reader::scope`]).
+/// What the queries of one connection read from the lake ([`Reader::scope`]).
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     pub parts: Vec<Part>,
-    /// Whether the CTEs carry a `stored_in` column (`duckdb` or `lake`) per row.
-    origin: bool,
     /// For a manifest: each file read, with its SHA-256.
     pub files: Vec<(String, String)>,
 }
@@ -76,8 +75,9 @@ impl Reader {
     }
 
     /// The evicted rows of `tables` whose days meet `from..to` (epoch microseconds, `to`
-    /// excluded; `None`: unbounded), made readable on `conn` for [`Scope::wrap`]. `origin`
-    /// adds each row's `stored_in`. Each file's size is checked; with `hashed` (evidence),
+    /// excluded; `None`: unbounded), read on `conn` from here on beside the hot ones (a
+    /// temporary view per table; tables of an earlier scope it no longer reaches are
+    /// DuckDB's alone again). `origin` adds each row's `stored_in` (`duckdb` or `lake`). Each file's size is checked; with `hashed` (evidence),
     /// its SHA-256 too, against the one recorded when it was archived, unless `hashed`
     /// holds it already.
     pub fn scope(
@@ -91,8 +91,12 @@ impl Reader {
         let day = |micros: i64| chrono::DateTime::from_timestamp_micros(micros).map(|t| t.date_naive());
         let first = period.0.and_then(day).map_or("0001-01-01".into(), |d| d.to_string());
         let last = period.1.and_then(|to| day(to - 1)).map_or("9999-12-31".into(), |d| d.to_string());
-        let mut scope = Scope { origin, ..Scope::default() };
+        let mut scope = Scope::default();
         let mut stmt = conn.prepare(include_str!("sql/scope_files.sql"))?;
+        let database: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
+        for (table, _) in super::TABLES {
+            conn.execute_batch(&format!("DROP VIEW IF EXISTS temp.main.{table}"))?;
+        }
         for &table in tables {
             if !super::TABLES.iter().any(|(t, _)| *t == table) {
                 bail!("{table} is not archived");
@@ -113,6 +117,8 @@ impl Reader {
             // The paths travel as a bound value; only our own table names are in the text.
             conn.execute(&format!("SET VARIABLE lake_files_{table} = string_split(?, chr(10))"), [local.join("\n")])
                 .with_context(|| format!("naming the lake's {table} files"))?;
+            conn.execute_batch(&view(&database, table, origin))
+                .with_context(|| format!("reading the lake's {table} beside the database's"))?;
             let rows_evicted: i64 = conn.query_row(
                 "SELECT coalesce(sum(rows), 0)::BIGINT FROM lake_evictions \
                  WHERE table_name = ? AND last_day >= CAST(? AS DATE) AND first_day <= CAST(? AS DATE)",
@@ -178,53 +184,24 @@ impl Reader {
     }
 }
 
-impl Scope {
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
-
-    /// `sql` with each table of the scope read from DuckDB and the lake alike: a CTE of
-    /// the table's name in front (a query's own `WITH` is continued). Views and macros the
-    /// query uses still read DuckDB only.
-    pub fn wrap(&self, sql: &str) -> String {
-        if self.parts.is_empty() {
-            return sql.to_owned();
-        }
-        let ctes: Vec<String> = self.parts.iter().map(|p| self.cte(&p.table)).collect();
-        let ctes = ctes.join(",\n");
-        let body = skip_comments(sql);
-        let head = &sql[..sql.len() - body.len()];
-        let keyword = |text: &str, word: &str| {
-            text.len() >= word.len()
-                && text[..word.len()].eq_ignore_ascii_case(word)
-                && text[word.len()..].starts_with(|c: char| c.is_whitespace())
-        };
-        if keyword(body, "WITH") {
-            let rest = body[4..].trim_start();
-            if keyword(rest, "RECURSIVE") {
-                return format!("{head}WITH RECURSIVE {ctes},\n{}", &rest[9..]);
-            }
-            return format!("{head}WITH {ctes},\n{rest}");
-        }
-        format!("{head}WITH {ctes}\n{body}")
-    }
-
-    fn cte(&self, table: &str) -> String {
-        let with_row_id = super::TABLES.iter().any(|(t, extra)| *t == table && !extra.is_empty());
-        let (hot_origin, lake_origin) =
-            if self.origin { (", 'duckdb' AS stored_in", ", 'lake' AS stored_in") } else { ("", "") };
-        let (hot_id, lake_columns) =
-            if with_row_id { ("rowid AS rowid, ", "* EXCLUDE (row_id), row_id AS rowid") } else { ("", "*") };
-        // NOT MATERIALIZED: filters reach both scans when a query reads the table twice.
-        format!(
-            "{table} AS NOT MATERIALIZED (\
-             SELECT {hot_id}*{hot_origin} FROM main.{table} \
-             UNION ALL BY NAME \
-             SELECT {lake_columns}{lake_origin} FROM read_parquet(getvariable('lake_files_{table}'), \
-             hive_partitioning = false, union_by_name = true) \
-             WHERE batch_id IN (SELECT batch_id FROM main.lake_evictions WHERE table_name = '{table}'))"
-        )
-    }
+/// The temporary view that reads `table` from `database` and the lake: the table's own
+/// name, so the connection's queries, views and macros read both.
+fn view(database: &str, table: &str, origin: bool) -> String {
+    let database = database.replace('"', "\"\"");
+    let with_row_id = super::TABLES.iter().any(|(t, extra)| *t == table && !extra.is_empty());
+    let (hot_origin, lake_origin) =
+        if origin { (", 'duckdb' AS stored_in", ", 'lake' AS stored_in") } else { ("", "") };
+    let (hot_id, lake_columns) =
+        if with_row_id { ("rowid AS rowid, ", "* EXCLUDE (row_id), row_id AS rowid") } else { ("", "*") };
+    // Qualified by the database: `main.<table>` would be the temporary schema's, this view.
+    format!(
+        "CREATE OR REPLACE TEMP VIEW {table} AS \
+         SELECT {hot_id}*{hot_origin} FROM \"{database}\".main.{table} \
+         UNION ALL BY NAME \
+         SELECT {lake_columns}{lake_origin} FROM read_parquet(getvariable('lake_files_{table}'), \
+         hive_partitioning = false, union_by_name = true) \
+         WHERE batch_id IN (SELECT batch_id FROM \"{database}\".main.lake_evictions WHERE table_name = '{table}')"
+    )
 }
 
 /// A path as `lake::file_path` makes them: `table=…/date=…/….parquet`, nothing that
@@ -234,20 +211,6 @@ fn plain_relative(path: &str) -> bool {
         && path.ends_with(".parquet")
         && !path.contains("..")
         && path.chars().all(|c| c.is_ascii_alphanumeric() || "_-=./".contains(c))
-}
-
-/// `sql` past its leading blanks and comments.
-fn skip_comments(mut sql: &str) -> &str {
-    loop {
-        let trimmed = sql.trim_start();
-        if let Some(rest) = trimmed.strip_prefix("--") {
-            sql = rest.split_once('\n').map_or("", |(_, after)| after);
-        } else if let Some(rest) = trimmed.strip_prefix("/*") {
-            sql = rest.split_once("*/").map_or("", |(_, after)| after);
-        } else {
-            return trimmed;
-        }
-    }
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
@@ -271,37 +234,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scope(tables: &[&str]) -> Scope {
-        let parts = tables
-            .iter()
-            .map(|t| Part {
-                table: t.to_string(),
-                files: 1,
-                rows_evicted: 1,
-                first_day: "2026-01-01".into(),
-                last_day: "2026-01-01".into(),
-            })
-            .collect();
-        Scope { parts, origin: false, files: Vec::new() }
-    }
-
-    #[test]
-    fn a_query_keeps_its_comments_and_its_own_with() {
-        let s = scope(&["signins"]);
-        let plain = s.wrap("-- a note\nSELECT count(*) FROM signins");
-        assert!(plain.starts_with("-- a note\nWITH signins AS NOT MATERIALIZED ("), "{plain}");
-        assert!(plain.ends_with("\nSELECT count(*) FROM signins"), "{plain}");
-        let with = s.wrap("/* x */ with recent AS (SELECT 1) SELECT * FROM recent");
-        assert!(with.starts_with("/* x */ WITH signins AS NOT MATERIALIZED ("), "{with}");
-        assert!(with.ends_with("),\nrecent AS (SELECT 1) SELECT * FROM recent"), "{with}");
-        let recursive = s.wrap("WITH RECURSIVE r AS (SELECT 1) SELECT * FROM r");
-        assert!(recursive.starts_with("WITH RECURSIVE signins AS"), "{recursive}");
-        assert!(recursive.ends_with("),\nr AS (SELECT 1) SELECT * FROM r"), "{recursive}");
-        // A column or table that merely starts with "with" is not a WITH.
-        assert!(s.wrap("SELECT 1").starts_with("WITH signins"));
-        assert_eq!(Scope::default().wrap("SELECT 1"), "SELECT 1");
-    }
 
     #[test]
     fn only_the_archives_own_paths_are_read() {

@@ -6,7 +6,6 @@ use super::filter;
 use super::results::{RowCount, objects};
 use crate::http::error::{ApiError, ApiResult, Path, Query};
 use crate::http::state::AppState;
-use crate::lake::view::Scope;
 use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
@@ -252,8 +251,8 @@ pub struct ProfileQuery {
 
 /// The one principal whose sign-in name (UPN) or display name is `name`, ignoring case;
 /// `None` if none, a 400 naming them if several are.
-pub fn lookup(conn: &duckdb::Connection, scope: &Scope, name: &str) -> ApiResult<Option<String>> {
-    let found = objects(conn, &scope.wrap(include_str!("sql/principal_lookup.sql")), &[Value::Text(name.to_owned())])?;
+pub fn lookup(conn: &duckdb::Connection, name: &str) -> ApiResult<Option<String>> {
+    let found = objects(conn, include_str!("sql/principal_lookup.sql"), &[Value::Text(name.to_owned())])?;
     let ids: Vec<String> =
         found.iter().filter_map(|row| row.get("principal_id").and_then(|v| v.as_str()).map(str::to_owned)).collect();
     match ids.as_slice() {
@@ -290,16 +289,15 @@ pub async fn profile(
         const TABLES: [&str; 2] = ["cosmos_requests", "signins"];
         // A period asked for reaches the lake from the start; without one, the principal
         // is found in DuckDB and its last 14 days may reach it (below).
-        let asked = match from {
-            Some(from) => super::lake_scope(&on.lake, &conn, &TABLES, (Some(from), to), false)?,
-            None => Scope::default(),
-        };
+        if let Some(from) = from {
+            super::lake_scope(&on.lake, &conn, &TABLES, (Some(from), to), false)?;
+        }
         // The `principals` view's columns for one principal, filtered before grouping
         // (the view itself groups every principal first).
         let one = |id: &str| {
             objects(
                 &conn,
-                &asked.wrap(include_str!("sql/principal_profile.sql")),
+                include_str!("sql/principal_profile.sql"),
                 &[Value::Text(id.to_owned()), Value::Text(id.to_owned())],
             )
         };
@@ -307,7 +305,7 @@ pub async fn profile(
         let mut principal = one(&id)?.pop();
         // No principal has that id: it may be a UPN or a display name, as on-call is told.
         if principal.is_none()
-            && let Some(found) = lookup(&conn, &asked, &id)?
+            && let Some(found) = lookup(&conn, &id)?
         {
             principal = one(&found)?.pop();
             id = found;
@@ -346,31 +344,27 @@ pub async fn profile(
         // The daily baseline reads the 28 days before `from` too.
         let since = from - 28 * 86_400_000_000;
         let scope = super::lake_scope(&on.lake, &conn, &TABLES, (Some(since), Some(to)), false)?;
-        let q = |sql: &str| scope.wrap(sql);
         let p = [Value::Text(id.clone()), filter::timestamp(from), filter::timestamp(to)];
         let day = filter::timestamp(from - from.rem_euclid(86_400_000_000));
-        let signin_sources = objects(&conn, &q(include_str!("sql/principal_signin_sources.sql")), &p)?;
-        let data_access = objects(&conn, &q(include_str!("sql/principal_data_access.sql")), &p)?;
-        let user_agents = objects(&conn, &q(include_str!("sql/principal_user_agents.sql")), &p)?;
-        let daily = objects(
-            &conn,
-            &q(include_str!("sql/principal_daily.sql")),
-            &[p[0].clone(), p[1].clone(), p[2].clone(), day],
-        )?;
+        let signin_sources = objects(&conn, include_str!("sql/principal_signin_sources.sql"), &p)?;
+        let data_access = objects(&conn, include_str!("sql/principal_data_access.sql"), &p)?;
+        let user_agents = objects(&conn, include_str!("sql/principal_user_agents.sql"), &p)?;
+        let daily =
+            objects(&conn, include_str!("sql/principal_daily.sql"), &[p[0].clone(), p[1].clone(), p[2].clone(), day])?;
         let (start, width, end) = hourly_buckets(from, to);
         let (hourly, addresses) = hours_and_addresses(
             &conn,
-            &q(include_str!("sql/principal_hours_addresses.sql")),
+            include_str!("sql/principal_hours_addresses.sql"),
             &[p[0].clone(), p[1].clone(), p[2].clone(), Value::BigInt(start), Value::BigInt(width), Value::BigInt(end)],
         )?;
         let findings = objects(&conn, include_str!("sql/principal_findings.sql"), &p)?;
         let timeline = objects(
             &conn,
-            &q(include_str!("sql/principal_timeline.sql")),
+            include_str!("sql/principal_timeline.sql"),
             &[p[0].clone(), p[1].clone(), p[2].clone(), Value::BigInt(offset)],
         )?;
         let timeline_total: i64 = conn
-            .prepare(&q(include_str!("sql/principal_timeline_count.sql")))?
+            .prepare(include_str!("sql/principal_timeline_count.sql"))?
             .query_row(duckdb::params_from_iter(p.iter()), |r| r.get(0))?;
         let (changes_made, changes_made_total) = changes(&conn, &id, "made")?;
         let (changes_received, changes_received_total) = changes(&conn, &id, "received")?;

@@ -249,14 +249,14 @@ async fn run(
         let (mut found, total, total_from_lake, lake) = super::db(&state, move |store| -> ApiResult<_> {
             let conn = store.connection()?;
             let (scope, columns) = search.scope(&on, &conn)?;
-            let sql = scope.wrap(&format!("SELECT {columns}, epoch_us(time) AS _sort FROM {table} {rest}"));
+            let sql = format!("SELECT {columns}, epoch_us(time) AS _sort FROM {table} {rest}");
             let found = objects(&conn, &sql, &f.params)?;
             let params = duckdb::params_from_iter(counted.1.iter());
             let (total, from_lake) = if scope.parts.iter().any(|p| p.table == table) {
                 let sql = counted.0.replacen("count(*)", "count(*), count(*) FILTER (WHERE stored_in = 'lake')", 1);
-                conn.query_row(&scope.wrap(&sql), params, |r| Ok((r.get(0)?, r.get(1)?)))?
+                conn.query_row(&sql, params, |r| Ok((r.get(0)?, r.get(1)?)))?
             } else {
-                (conn.query_row(&scope.wrap(&counted.0), params, |r| r.get(0))?, 0)
+                (conn.query_row(&counted.0, params, |r| r.get(0))?, 0)
             };
             Ok((found, total, from_lake, scope.parts))
         })
@@ -268,8 +268,8 @@ async fn run(
     let limit = filter::limit(limit, MAX_EXPORT, MAX_EXPORT)?;
     let rest = f.sql_limited("time DESC, rowid DESC", limit);
     let sql = move |state: &AppState, conn: &duckdb::Connection| -> ApiResult<String> {
-        let (scope, columns) = search.scope(state, conn)?;
-        Ok(scope.wrap(&format!("SELECT {columns} FROM {table} {rest}")))
+        let (_, columns) = search.scope(state, conn)?;
+        Ok(format!("SELECT {columns} FROM {table} {rest}"))
     };
     // Check the query (and the lake's files) before the 200 goes out, so a mistake is a
     // 4xx or 503, not a broken stream.
