@@ -29,6 +29,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Ingest diagnostic-log files or directories (.json, .ndjson, .gz, storage-archive layout).

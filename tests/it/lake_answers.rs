@@ -130,7 +130,7 @@ fn pack_request<'a>(
 ) -> PackRequest<'a> {
     PackRequest {
         criteria: vec![Criterion::Cc6_1, Criterion::Cc6_2],
-        period: period.clone(),
+        period: *period,
         generated_by: GeneratedBy { oid: None, tid: None, name: "Test Auditor".into() },
         rules,
         budget: tokentrail::evidence::Budget::unlimited(),
@@ -214,7 +214,7 @@ fn answers_past_retention_equal_those_before_it_and_say_where_they_came_from() {
     let (after, from_lake) = answers(&asked);
     same(&after, &before);
     let [page, csv, signins, profile_parts] = from_lake;
-    assert!(page > 0 && csv as i64 > 0 && signins > 0 && profile_parts > 0, "{from_lake:?}");
+    assert!(page > 0 && csv > 0 && signins > 0 && profile_parts > 0, "{from_lake:?}");
     assert_eq!(page, csv, "the page's total_from_lake counts the rows the export marks `lake`");
 
     // The pack: the same populations, row for row, and it says it read the lake.
