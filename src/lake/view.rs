@@ -77,9 +77,9 @@ impl Reader {
     /// The evicted rows of `tables` whose days meet `from..to` (epoch microseconds, `to`
     /// excluded; `None`: unbounded), read on `conn` from here on beside the hot ones (a
     /// temporary view per table; tables of an earlier scope it no longer reaches are
-    /// DuckDB's alone again). `origin` adds each row's `stored_in` (`duckdb` or `lake`). Each file's size is checked; with `hashed` (evidence),
-    /// its SHA-256 too, against the one recorded when it was archived, unless `hashed`
-    /// holds it already.
+    /// DuckDB's alone again). `origin` adds each row's `stored_in` (`duckdb` or `lake`).
+    /// Each file's size is checked; with `hashed` (evidence), its SHA-256 too, against the
+    /// one recorded when it was archived, unless `hashed` holds it already.
     pub fn scope(
         &self,
         conn: &duckdb::Connection,

@@ -205,8 +205,8 @@ pub struct SearchPage {
     pub lake: Vec<crate::lake::view::Part>,
 }
 
-#[derive(Clone)]
 /// One search: its table and columns, the tables the lake may add rows of, its period.
+#[derive(Clone)]
 struct Search {
     table: &'static str,
     columns: &'static str,
