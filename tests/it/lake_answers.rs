@@ -263,7 +263,8 @@ fn answers_past_retention_equal_those_before_it_and_say_where_they_came_from() {
 
 /// `serve` over a lake in Azure Storage (Azurite): archived rows are fetched through
 /// object_store into the cache beside the database, SHA-256 checked, and answered; a
-/// cached copy that no longer matches is fetched again.
+/// cached copy that no longer matches is fetched again; the search page says which rows
+/// came from the lake.
 #[test]
 fn serve_answers_from_a_lake_in_azure_storage_through_its_cache() {
     use crate::common::azurite::{self, Azurite};
@@ -302,9 +303,19 @@ fn serve_answers_from_a_lake_in_azure_storage_through_its_cache() {
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("TOKENTRAIL_LAKE_ACCOUNT_KEY", azurite::KEY)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // The development sign-in's secret, printed on the terminal only.
+    use std::io::BufRead as _;
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let secret = loop {
+        let line = lines.next().expect("serve printed its sign-in secret").unwrap();
+        if let Some((_, secret)) = line.split_once("enter this secret when asked: ") {
+            break secret.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
     let address = format!("127.0.0.1:{port}");
     let started = std::time::Instant::now();
     while demo::http_get(&address, "/healthz", None).is_none_or(|(s, _)| s != 200) {
@@ -328,6 +339,24 @@ fn serve_answers_from_a_lake_in_azure_storage_through_its_cache() {
     std::fs::write(&cached[0], b"PAR1").unwrap();
     assert_eq!(search()["total"].as_i64(), Some(total));
     assert!(std::fs::metadata(&cached[0]).unwrap().len() > 4, "fetched again");
+    // On-call sees it on the search page, in real headless Chromium.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use crate::browser::{browser, open, sign_in_as, wait_for};
+        let base = format!("http://{address}");
+        let (_driver, client) = browser(&dir.path().join("profile")).await;
+        sign_in_as(&client, &base, "Responder", "On Call", Some(&secret)).await;
+        open(&client, &base, &format!("/search?tab=requests&{period}")).await;
+        let note = wait_for(
+            &client,
+            "the lake's note",
+            "const n = document.querySelector('#lake-note'); return n ? n.textContent : null",
+        )
+        .await;
+        let note = note.as_str().unwrap();
+        assert!(note.contains("came from the Parquet lake: cosmos_requests"), "{note}");
+        assert!(note.contains("stored_in"), "{note}");
+        client.close().await.unwrap();
+    });
     assert!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) } == 0);
     assert!(child.wait().unwrap().success(), "serve stops cleanly with the lake's reader");
 }
