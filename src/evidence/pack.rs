@@ -239,7 +239,7 @@ pub fn build<W: Write + Seek>(
         coverage,
         integrity_chain: chain,
         demo,
-        archived: archived_text(&facts.archived, lake.as_ref().map(|l| l.files.len())),
+        archived: archived_text(&facts.archived, lake.as_ref().map(|l| l.files.len()).filter(|n| *n > 0)),
         lake: lake.filter(|l| !l.files.is_empty()).map(|l| LakeRead {
             location: l.reader.describe().to_owned(),
             files: l.files.into_iter().map(|(path, sha256)| LakeFile { path, sha256 }).collect(),

@@ -149,14 +149,10 @@ pub fn hourly_buckets(from: i64, to: i64) -> (i64, i64, i64) {
 
 /// The profile's `hourly` and `addresses`, from one query (one scan of the principal's requests
 /// and one of its sign-ins): `params` are those of `principal_hours_addresses.sql`.
-fn hours_and_addresses(
-    conn: &duckdb::Connection,
-    sql: &str,
-    params: &[Value],
-) -> ApiResult<(Vec<Object>, Vec<Object>)> {
+fn hours_and_addresses(conn: &duckdb::Connection, params: &[Value]) -> ApiResult<(Vec<Object>, Vec<Object>)> {
     const HOUR: [&str; 5] = ["start", "requests", "bytes_out", "signins", "failed_signins"];
     let (mut hours, mut addresses) = (Vec::new(), Vec::new());
-    for mut row in objects(conn, sql, params)? {
+    for mut row in objects(conn, include_str!("sql/principal_hours_addresses.sql"), params)? {
         let part = row.remove("part");
         row.remove("sort");
         if part.as_ref().and_then(|p| p.as_str()) == Some("hour") {
@@ -354,7 +350,6 @@ pub async fn profile(
         let (start, width, end) = hourly_buckets(from, to);
         let (hourly, addresses) = hours_and_addresses(
             &conn,
-            include_str!("sql/principal_hours_addresses.sql"),
             &[p[0].clone(), p[1].clone(), p[2].clone(), Value::BigInt(start), Value::BigInt(width), Value::BigInt(end)],
         )?;
         let findings = objects(&conn, include_str!("sql/principal_findings.sql"), &p)?;
@@ -364,7 +359,7 @@ pub async fn profile(
             &[p[0].clone(), p[1].clone(), p[2].clone(), Value::BigInt(offset)],
         )?;
         let timeline_total: i64 = conn
-            .prepare(include_str!("sql/principal_timeline_count.sql"))?
+            .prepare_cached(include_str!("sql/principal_timeline_count.sql"))?
             .query_row(duckdb::params_from_iter(p.iter()), |r| r.get(0))?;
         let (changes_made, changes_made_total) = changes(&conn, &id, "made")?;
         let (changes_received, changes_received_total) = changes(&conn, &id, "received")?;
