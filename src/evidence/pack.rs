@@ -61,17 +61,27 @@ struct LakeReads<'a> {
     reader: &'a crate::lake::view::Reader,
     hashed: std::collections::BTreeSet<String>,
     files: std::collections::BTreeMap<String, String>,
+    /// The `from` the connection's views were made for: populations share one of two.
+    made_for: Option<Option<i64>>,
 }
 
-impl LakeReads<'_> {
+impl<'a> LakeReads<'a> {
+    fn new(reader: &'a crate::lake::view::Reader) -> LakeReads<'a> {
+        LakeReads { reader, hashed: Default::default(), files: Default::default(), made_for: None }
+    }
+
     /// Makes `sql`, run next on `conn`, read the lake too where `period` reaches rows
     /// retention moved there: every evictable table, the macros it calls read them too.
     fn read(&mut self, conn: &duckdb::Connection, sql: &str, period: &Period) -> Result<()> {
         let tables: Vec<&'static str> = crate::lake::evictable().collect();
         // A population without `$from` reads everything before `to` (principals ever seen).
         let from = sql.contains("$from").then_some(period.from);
+        if self.made_for == Some(from) {
+            return Ok(());
+        }
         let scope = self.reader.scope(conn, &tables, (from, Some(period.to)), Some(&mut self.hashed), false)?;
         self.files.extend(scope.files.iter().cloned());
+        self.made_for = Some(from);
         Ok(())
     }
 }
@@ -127,8 +137,7 @@ pub fn build<W: Write + Seek>(
     let expected = super::expected_streams(&request.expected)?;
     let as_of = facts.as_of.batch_id.unwrap_or(0);
     let bindings = Bindings::new(&request.period, request.rules, as_of, made_at, &expected, request.removal_hours);
-    let mut lake =
-        request.lake.map(|reader| LakeReads { reader, hashed: Default::default(), files: Default::default() });
+    let mut lake = request.lake.map(LakeReads::new);
     // The chain is recomputed from every stored row of the same batches while the
     // populations are queried.
     let (chain, ran) = std::thread::scope(|scope| -> Result<_> {
@@ -639,7 +648,7 @@ pub fn rerun(store: &Store, manifest: &Manifest, lake: Option<&crate::lake::view
         Ok(chrono::DateTime::parse_from_rfc3339(t).with_context(|| format!("the manifest's period {t:?}"))?.into())
     };
     let period = Period::new(time(&manifest.period.from)?, time(&manifest.period.to)?)?;
-    let mut lake = lake.map(|reader| LakeReads { reader, hashed: Default::default(), files: Default::default() });
+    let mut lake = lake.map(LakeReads::new);
     let mut out = Vec::new();
     for file in manifest.files.iter().filter(|f| f.format == "csv") {
         let (Some(sql), Some(parameters)) = (&file.sql, &file.parameters) else { continue };

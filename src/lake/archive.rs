@@ -2,7 +2,7 @@
 //! (see the module notes of [`super`] for the order that makes a crash harmless).
 
 use super::manifest::{BatchEntry, ChainEntry, FileEntry, Manifest};
-use super::read::{encodings, fetch_checked, segment_tables_digests};
+use super::read::{encodings, fetch_checked, parquet_rows, segment_tables_digests};
 use super::{Lake, Put, TABLES};
 use crate::store::Store;
 use crate::store::chain;
@@ -13,7 +13,6 @@ use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_leaves};
-use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use std::collections::BTreeMap;
@@ -597,24 +596,13 @@ fn assemble(schema: &SchemaRef, day: i32, mut groups: DayGroups) -> Result<Encod
 const NO_DICTIONARY: [&str; 8] =
     ["time", "activity_id", "record_sha256", "line", "row_id", "duration_ms", "request_charge", "response_length"];
 
-/// Zstandard level 1: a Cosmos DB request is mostly repeated names and ids; level 3 encoded
-/// 1M requests in 2.4 s against 1.5–1.7 s for files 3% smaller (BENCHMARKS.md, lake).
+/// The lake's writer settings ([`super::writer_properties`]), with statistics per column
+/// chunk and no dictionary for the columns of unique values.
 pub fn properties() -> WriterProperties {
-    let mut builder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("a valid level")))
-        .set_max_row_group_row_count(Some(crate::store::ROW_GROUP_ROWS))
-        // Min and max per column chunk, for readers' pruning; no page index.
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_created_by(format!("tokentrail {}", env!("CARGO_PKG_VERSION")));
+    // Min and max per column chunk, for readers' pruning; no page index.
+    let mut builder = super::writer_properties().set_statistics_enabled(EnabledStatistics::Chunk);
     for column in NO_DICTIONARY {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
     builder.build()
-}
-
-/// The row count a Parquet file's footer states.
-pub fn parquet_rows(bytes: &Bytes) -> Result<i64> {
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone())?;
-    use parquet::file::reader::FileReader as _;
-    Ok(reader.metadata().file_metadata().num_rows())
 }

@@ -19,7 +19,7 @@
 //!   packs read them.
 
 use super::manifest::FileEntry;
-use super::read::{batches, fetch_checked};
+use super::read::{batches, fetch_checked, parquet_rows};
 use super::{Lake, Put};
 use crate::store::Store;
 use crate::store::append;
@@ -239,7 +239,7 @@ fn archive_links(store: &Store, lake: &Lake, table: &str, time: &str, planned: P
             Put::Existed(existing) => (existing, true),
         };
         files_found += usize::from(found);
-        let rows = footer_rows(&bytes).with_context(|| format!("{path} in the lake {}", lake.describe()))?;
+        let rows = parquet_rows(&bytes).with_context(|| format!("{path} in the lake {}", lake.describe()))?;
         files.push(FileEntry {
             sha256: super::sha256_hex(&bytes),
             path,
@@ -453,21 +453,8 @@ fn parquet_by_day(
         .collect()
 }
 
-/// As `archive::properties` (not imported: archive calls this module).
 fn properties() -> parquet::file::properties::WriterProperties {
-    use parquet::basic::{Compression, ZstdLevel};
-    parquet::file::properties::WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("a valid level")))
-        .set_max_row_group_row_count(Some(crate::store::ROW_GROUP_ROWS))
-        .set_created_by(format!("tokentrail {}", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
-/// The row count a Parquet file's footer states.
-fn footer_rows(bytes: &Bytes) -> Result<i64> {
-    use parquet::file::reader::FileReader as _;
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone())?;
-    Ok(reader.metadata().file_metadata().num_rows())
+    super::writer_properties().build()
 }
 
 const SNAPSHOT_NOTE: &str = "findings are mutable (their status changes): this file is every row of findings \
@@ -571,7 +558,7 @@ fn finish_snapshot(store: &Store, lake: &Lake, n: i64, path: &str, taken: i64) -
             }
             rows += batch.num_rows() as i64;
         }
-        if rows != footer_rows(&bytes)? {
+        if rows != parquet_rows(&bytes)? {
             bail!("its rows and its footer disagree");
         }
         Ok(())

@@ -23,6 +23,13 @@ pub fn fetch_checked(lake: &Lake, path: &str, sha256: &str) -> Result<Bytes> {
     Ok(bytes)
 }
 
+/// The row count a Parquet file's footer states.
+pub fn parquet_rows(bytes: &Bytes) -> Result<i64> {
+    use parquet::file::reader::FileReader as _;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone())?;
+    Ok(reader.metadata().file_metadata().num_rows())
+}
+
 /// The Arrow batches of a Parquet file.
 pub fn batches(bytes: Bytes) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(8192).build()?;
