@@ -12,6 +12,7 @@
 //! - [`produce`]: the other direction, records from files sent to an event hub
 //!   (`tokentrail produce`, the tests and benchmarks).
 
+pub mod blob_checkpoints;
 pub mod chunk;
 pub mod eventhubs;
 pub mod file;
