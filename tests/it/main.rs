@@ -11,6 +11,7 @@ mod alerts;
 mod api;
 mod auth;
 mod azurite;
+mod blob_checkpoints;
 mod browser;
 mod changes;
 mod cli;
