@@ -3,12 +3,19 @@
 //! and Python's `azure-eventhub-checkpointstoreblob` reading and writing the same blobs.
 
 use crate::common::azurite::{Azurite, KEY};
-use azure_messaging_eventhubs::CheckpointStore;
-use azure_messaging_eventhubs::models::{Checkpoint, Ownership};
-use futures::TryStreamExt;
+use azure_messaging_eventhubs::models::{Checkpoint, Ownership, StartPositions};
+use azure_messaging_eventhubs::{
+    CheckpointStore, ConsumerClient, EventProcessor, ProcessorStrategy, StartLocation, StartPosition,
+};
+use futures::{StreamExt, TryStreamExt};
 use object_store::{Attribute, ObjectStore};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use tokentrail::source::blob_checkpoints::BlobCheckpointStore;
+use tokentrail_testhub::{HubSpec, TestHub};
 
 /// Mixed case on purpose: the blob names are lower-cased, the returned fields are not.
 const NAMESPACE: &str = "TokenTrail-Test.servicebus.windows.net";
@@ -255,4 +262,146 @@ async fn python_and_rust_stores_read_and_respect_each_others_blobs() {
     // Rust takes partition 2 back with the etag Python's claim left (as listed).
     let back = rust.claim_ownership(&[ownership("2", "rust", Some(&listed[2]))]).await.unwrap();
     assert_eq!(back.len(), 1);
+}
+
+/// One `EventProcessor` (balanced) over the blob store, its partitions read in tasks
+/// that checkpoint every event; aborting them is a crash (no ownership given back).
+struct Processor {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Processor {
+    async fn start(hub: &TestHub, azurite: &Azurite) -> Processor {
+        let consumer = ConsumerClient::builder()
+            .with_custom_endpoint(hub.endpoint())
+            .open_with_connection_string(&hub.connection_string(EH_HUB), Some(EH_HUB))
+            .await
+            .expect("consumer on the test hub");
+        // Seconds, not the 30 s / 2 min defaults (the expiry must exceed the interval).
+        let processor = EventProcessor::builder()
+            .with_load_balancing_strategy(ProcessorStrategy::Balanced)
+            .with_update_interval(azure_core::time::Duration::milliseconds(200))
+            .with_partition_expiration_duration(azure_core::time::Duration::seconds(2))
+            .with_start_positions(StartPositions {
+                default: StartPosition { location: StartLocation::Earliest, inclusive: true },
+                ..Default::default()
+            })
+            .build(consumer, Arc::new(store(azurite, "processors")))
+            .await
+            .expect("event processor");
+        let runner = tokio::spawn({
+            let processor = processor.clone();
+            async move {
+                if let Err(e) = processor.run().await {
+                    panic!("EventProcessor::run ended: {e:?}");
+                }
+            }
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let dispatcher = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                while let Ok(client) = processor.next_partition_client().await {
+                    // The event stream is not Send: each partition on a thread of its own.
+                    let stop = stop.clone();
+                    std::thread::spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                        runtime.block_on(async {
+                            let stream = client.stream_events();
+                            futures::pin_mut!(stream);
+                            while let Some(Ok(event)) = stream.next().await {
+                                if stop.load(Ordering::Relaxed) || client.update_checkpoint(&event).await.is_err() {
+                                    break;
+                                }
+                            }
+                        })
+                    });
+                }
+            }
+        });
+        Processor { tasks: vec![runner, dispatcher], stop }
+    }
+
+    fn crash(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+const EH_HUB: &str = "audit";
+
+/// Owners' partition counts, largest first, from the blobs (unexpired claims only).
+async fn owner_counts(store: &BlobCheckpointStore, namespace: &str, expiry: Duration) -> Vec<usize> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for o in store.list_ownerships(namespace, EH_HUB, GROUP).await.unwrap() {
+        let fresh = o.last_modified_time.is_some_and(|t| t + expiry > std::time::SystemTime::now());
+        if let (Some(owner), true) = (o.owner_id, fresh) {
+            *counts.entry(owner).or_default() += 1;
+        }
+    }
+    let mut counts: Vec<usize> = counts.into_values().collect();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    counts
+}
+
+async fn wait_for(what: &str, store: &BlobCheckpointStore, namespace: &str, want: &[usize]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = owner_counts(store, namespace, Duration::from_secs(2)).await;
+        if counts == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: owners hold {counts:?}, not {want:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_processors_share_partitions_through_the_blobs_and_take_over_a_crashed_one() {
+    let azurite = Azurite::start();
+    assert!(azurite.create_container("processors"));
+    let hub = TestHub::start(&[HubSpec { name: EH_HUB.into(), partitions: 8 }]).expect("test hub");
+    for partition in 0..8 {
+        hub.append_batch(EH_HUB, partition, (0..5).map(|i| format!("{{\"n\":{i}}}").into_bytes()));
+    }
+    let observer = store(&azurite, "processors");
+
+    let a = Processor::start(&hub, &azurite).await;
+    // The namespace the processor writes under: the one blob prefix there is.
+    let namespace = loop {
+        let names: Vec<String> = azurite
+            .object_store("processors")
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        if let Some(name) = names.first() {
+            break name.split('/').next().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    wait_for("one processor", &observer, &namespace, &[8]).await;
+
+    let b = Processor::start(&hub, &azurite).await;
+    wait_for("two processors", &observer, &namespace, &[4, 4]).await;
+
+    // Every partition was read and checkpointed to its last event (sequence number 4).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let checkpoints = observer.list_checkpoints(&namespace, EH_HUB, GROUP).await.unwrap();
+        if checkpoints.len() == 8 && checkpoints.iter().all(|c| c.sequence_number == Some(4)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "checkpoints: {checkpoints:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A crash: b's claims expire and a takes its partitions back.
+    b.crash();
+    wait_for("after a crash", &observer, &namespace, &[8]).await;
+    a.crash();
 }
