@@ -24,10 +24,11 @@ pub const CONNECTION_STRING_ENV: &str = "TOKENTRAIL_EVENTHUBS_CONNECTION_STRING"
 pub const DEFAULT_DB_MEMORY_LIMIT: &str = "384MB";
 
 /// Environment variables with the `TOKENTRAIL_` prefix that are not configuration keys.
-const NOT_KEYS: [&str; 9] = [
+const NOT_KEYS: [&str; 10] = [
     "log",
     "lake_url",
     "lake_account_key",
+    "checkpoint_account_key",
     "config",
     "eventhubs_connection_string",
     "rules_dir",
@@ -294,6 +295,44 @@ pub struct EventHubsConfig {
     /// How often each partition's lag is measured and logged.
     #[serde(default = "default_lag_interval")]
     pub lag_interval_secs: u64,
+    /// Hubs whose partitions several instances share (`balanced`); the other hubs are
+    /// `broadcast`: this instance reads all of them with `consumer_group`.
+    #[serde(default)]
+    pub balance: Option<BalanceConfig>,
+}
+
+/// `[eventhubs.balance]`: the hubs whose partitions the instances of one consumer group
+/// share, through Event Hubs' own partition ownership (`EventProcessor`, balanced) over
+/// ownership and checkpoint blobs in the layout every Event Hubs SDK shares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceConfig {
+    /// The balanced hubs (data-plane requests, the bulk of the volume); each is one of
+    /// `eventhubs.hubs`. Sign-in hubs stay broadcast: every correlation needs all of them.
+    pub hubs: Vec<String>,
+    /// The blob container of the ownership and checkpoint blobs,
+    /// `https://<account>.blob.core.windows.net/<container>`, reached with the
+    /// `[eventhubs]` identity (Azurite: `http://127.0.0.1:<port>/<account>/<container>`
+    /// with its key in `TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY`).
+    pub checkpoint_store: String,
+    /// The consumer group the instances share (`eventhubs.consumer_group` is this
+    /// instance's own, for the broadcast hubs).
+    #[serde(default = "default_consumer_group")]
+    pub consumer_group: String,
+    /// How often an instance renews its ownerships and claims its share.
+    #[serde(default = "default_balance_interval")]
+    pub update_interval_ms: u64,
+    /// An ownership not renewed for this long is free: how long a dead instance's
+    /// partitions wait for another. Above `update_interval_ms`.
+    #[serde(default = "default_balance_expiry")]
+    pub expiry_ms: u64,
+}
+
+fn default_balance_interval() -> u64 {
+    10_000
+}
+fn default_balance_expiry() -> u64 {
+    60_000
 }
 
 impl EventHubsConfig {
@@ -316,6 +355,7 @@ impl EventHubsConfig {
             commit_rows: default_commit_rows(),
             stall_timeout_secs: default_stall_timeout(),
             lag_interval_secs: default_lag_interval(),
+            balance: None,
         }
     }
 }
@@ -484,6 +524,26 @@ impl ServeConfig {
             && !(endpoint.starts_with("amqp://") || endpoint.starts_with("amqps://"))
         {
             bail!("eventhubs.endpoint: {endpoint:?} must start with amqp:// or amqps://");
+        }
+        if let Some(balance) = &hubs.balance {
+            if let Some(hub) = balance.hubs.iter().find(|h| !hubs.hubs.contains(h)) {
+                bail!("eventhubs.balance.hubs: {hub:?} is not one of eventhubs.hubs ({})", hubs.hubs.join(", "));
+            }
+            if balance.hubs.is_empty() {
+                bail!("eventhubs.balance.hubs: name the hubs whose partitions the instances share");
+            }
+            if balance.update_interval_ms == 0 || balance.expiry_ms <= balance.update_interval_ms {
+                bail!(
+                    "eventhubs.balance: update_interval_ms must be above 0 and expiry_ms above it (got {} and {})",
+                    balance.update_interval_ms,
+                    balance.expiry_ms
+                );
+            }
+            if !hubs.partitions.is_empty() {
+                bail!(
+                    "eventhubs.partitions: a balanced hub's partitions are shared by ownership; leave partitions out"
+                );
+            }
         }
         Ok(())
     }

@@ -31,6 +31,8 @@
 //! receiver waits for room: backpressure reaches the hub through link credit), and
 //! the pipeline holds at most a few chunks and two commits of rows.
 
+mod balanced;
+
 use crate::config::{CONNECTION_STRING_ENV, CredentialKind, EventHubsConfig, OnReset, StartAt};
 use crate::metrics::{Metrics, PartitionLabels};
 use crate::record::Origin;
@@ -344,6 +346,15 @@ struct Event {
 pub struct PartitionStatus {
     pub hub: String,
     pub partition: String,
+    /// `broadcast` (this instance reads the whole hub) or `balanced` (the instances of
+    /// a consumer group share its partitions).
+    pub role: String,
+    /// Read by this instance now (always, for a broadcast hub).
+    pub owned: bool,
+    /// A balanced partition's owner (an instance's owner id), if its ownership is live.
+    pub owner: Option<String>,
+    /// A balanced partition's checkpoint blob: how far its owners have stored it.
+    pub checkpointed_sequence: Option<i64>,
     pub received_sequence: Option<i64>,
     pub committed_sequence: Option<i64>,
     pub last_enqueued_sequence: Option<i64>,
@@ -356,10 +367,22 @@ pub struct PartitionStatus {
     pub last_reset: Option<String>,
 }
 
+/// An instance of a balanced hub's consumer group and the partitions it owns.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstanceStatus {
+    pub hub: String,
+    pub owner_id: String,
+    /// This instance.
+    pub this_instance: bool,
+    pub partitions: Vec<String>,
+}
+
 /// Live state of the Event Hubs source, shared with the HTTP side.
 #[derive(Default)]
 pub struct HubsStatus {
     pub partitions: Mutex<Vec<PartitionStatus>>,
+    /// The instances sharing each balanced hub, from its ownership blobs.
+    pub instances: Mutex<Vec<InstanceStatus>>,
     /// When every partition was last found with nothing left to read (all enqueued events
     /// committed): the hubs had delivered everything up to then. Detection measures a
     /// silence of every log stream up to it (`source_clock`).
@@ -372,7 +395,12 @@ impl HubsStatus {
             && let Some(p) = partitions.get_mut(index)
         {
             change(p);
-            p.lag = match (p.last_enqueued_sequence, p.committed_sequence) {
+            // A balanced partition read elsewhere is as far as its blob checkpoint says.
+            let done = match (p.owned, p.checkpointed_sequence) {
+                (false, Some(blob)) => Some(p.committed_sequence.map_or(blob, |ours| ours.max(blob))),
+                _ => p.committed_sequence,
+            };
+            p.lag = match (p.last_enqueued_sequence, done) {
                 (Some(last), Some(done)) => Some((last - done).max(0)),
                 (Some(last), None) => Some(last + 1),
                 _ => None,
@@ -382,6 +410,10 @@ impl HubsStatus {
 
     pub fn snapshot(&self) -> Vec<PartitionStatus> {
         self.partitions.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    pub fn instances(&self) -> Vec<InstanceStatus> {
+        self.instances.lock().map(|i| i.clone()).unwrap_or_default()
     }
 }
 
@@ -394,6 +426,8 @@ struct Partition {
     committed: Option<i64>,
     /// The committed event, to check it is still there when reading resumes.
     resume: Option<Resume>,
+    /// The balanced hub it belongs to (an index into the balancers), if balanced.
+    balanced: Option<usize>,
 }
 
 /// The last event stored of a partition: where reading resumes, and what it must find
@@ -430,9 +464,12 @@ pub fn open(
     // One client per hub; a hub that cannot be reached yet is retried, not fatal.
     let mut clients = Vec::new();
     let mut partitions = Vec::new();
+    let mut shares = Vec::new();
     for (hub_index, hub) in config.hubs.iter().enumerate() {
+        let balance = config.balance.as_ref().filter(|b| b.hubs.contains(hub));
+        let group = balance.map_or(&config.consumer_group, |b| &b.consumer_group);
         let opened = runtime.block_on(retry(cancel, &format!("connecting to hub {hub}"), || async {
-            let client = connect.consumer(hub, &config.consumer_group, endpoint).await?;
+            let client = connect.consumer(hub, group, endpoint).await?;
             let ids = client
                 .get_eventhub_properties()
                 .await
@@ -449,23 +486,34 @@ pub fn open(
             }
             config.partitions.clone()
         };
+        let mut stored = std::collections::HashMap::new();
         for id in chosen {
-            let source_id = source_id(&namespace, hub, &config.consumer_group, &id);
+            let source_id = source_id(&namespace, hub, group, &id);
             let checkpoint = store.checkpoint(&source_id)?;
             let committed = checkpoint.as_ref().and_then(|c| c.sequence_number);
+            if let Some(checkpoint) = checkpoint.clone().filter(|_| balance.is_some()) {
+                stored.insert(id.clone(), checkpoint);
+            }
             let resume = checkpoint.and_then(|c| {
                 Some(Resume { sequence: c.sequence_number?, offset: c.event_offset, enqueued_us: c.event_time })
             });
             let labels = PartitionLabels { hub: hub.clone(), partition: id.clone() };
-            partitions.push(Partition { hub: hub_index, id, source_id, labels, committed, resume });
+            let balanced = balance.map(|_| shares.len());
+            partitions.push(Partition { hub: hub_index, id, source_id, labels, committed, resume, balanced });
+        }
+        if balance.is_some() {
+            shares.push(Arc::new(balanced::Shared::new(hub, stored)));
         }
         clients.push(Arc::new(client));
     }
+    record_hub_roles(store, &namespace, config)?;
     *status.partitions.lock().map_err(|_| anyhow!("status lock poisoned"))? = partitions
         .iter()
         .map(|p| PartitionStatus {
             hub: config.hubs[p.hub].clone(),
             partition: p.id.clone(),
+            role: if p.balanced.is_some() { "balanced" } else { "broadcast" }.into(),
+            owned: p.balanced.is_none(),
             committed_sequence: p.committed,
             ..Default::default()
         })
@@ -475,12 +523,15 @@ pub fn open(
     let (tx, rx) = mpsc::channel::<Event>(4096);
     let room = Arc::new(Semaphore::new(CHANNEL_BYTES >> 10));
     let receivers = cancel.child_token();
+    let finish = CancellationToken::new();
     let mut tasks = Vec::new();
+    let mut templates = vec![std::collections::HashMap::new(); shares.len()];
     for (index, partition) in partitions.iter().enumerate() {
+        let balance = config.balance.as_ref().filter(|_| partition.balanced.is_some());
         let receiver = Receiver {
             connect: connect.clone(),
             hub: config.hubs[partition.hub].clone(),
-            consumer_group: config.consumer_group.clone(),
+            consumer_group: balance.map_or(&config.consumer_group, |b| &b.consumer_group).clone(),
             endpoint: config.endpoint.clone(),
             stall: Duration::from_secs(config.stall_timeout_secs),
             index,
@@ -500,9 +551,43 @@ pub fn open(
             status: status.clone(),
             metrics: metrics.clone(),
         };
-        tasks.push(runtime.spawn(receiver.run()));
+        match partition.balanced {
+            Some(share) => {
+                templates[share].insert(partition.id.clone(), receiver);
+            }
+            None => tasks.push(runtime.spawn(receiver.run())),
+        }
     }
     drop(tx);
+    let mut balancers = Vec::new();
+    if let Some(balance) = &config.balance {
+        let identity = Identity {
+            credential: config.credential,
+            managed_identity_client_id: config.managed_identity_client_id.clone(),
+            tenant_id: config.tenant_id.clone(),
+            client_id: config.client_id.clone(),
+        };
+        let blob =
+            Arc::new(crate::source::blob_checkpoints::BlobCheckpointStore::parse(&balance.checkpoint_store, &|| {
+                identity.credential()
+            })?);
+        for (shared, templates) in shares.iter().zip(templates) {
+            let balancer = balanced::Balancer {
+                shared: shared.clone(),
+                blob: blob.clone(),
+                config: balance.clone(),
+                connect: connect.clone(),
+                endpoint: config.endpoint.clone(),
+                start: config.start.clone(),
+                prefetch: config.prefetch,
+                templates,
+                cancel: receivers.clone(),
+                finish: finish.clone(),
+                status: status.clone(),
+            };
+            balancers.push(balancer.spawn()?);
+        }
+    }
     let lag = runtime.spawn(watch_lag(
         clients.clone(),
         partitions.iter().map(|p| (p.hub, p.id.clone(), p.labels.clone())).collect(),
@@ -534,20 +619,45 @@ pub fn open(
         finished: false,
     };
     let committed = Committed {
-        partitions: partitions.into_iter().map(|p| (p.source_id, p.labels)).collect(),
+        partitions: partitions
+            .into_iter()
+            .map(|p| {
+                let share = p.balanced.map(|i| shares[i].clone());
+                (p.source_id, p.labels, share)
+            })
+            .collect(),
         commits,
         status: status.clone(),
         metrics: metrics.clone(),
     };
-    let receivers = Receivers { cancel: receivers, tasks, lag, runtime: runtime.clone() };
+    let receivers = Receivers { cancel: receivers, finish, tasks, balancers, lag, runtime: runtime.clone() };
     Ok(Some(Stream { chunks: batcher, committed, receivers }))
+}
+
+/// Stores each hub's role (`hub_roles`), which the `balanced_hub_signins` rule reads: a
+/// balanced hub that carries sign-ins gives each instance only part of them.
+fn record_hub_roles(store: &Store, namespace: &str, config: &EventHubsConfig) -> Result<()> {
+    let connection = store.connection()?;
+    let tx = connection.unchecked_transaction()?;
+    tx.execute("DELETE FROM hub_roles", [])?;
+    for hub in &config.hubs {
+        let balanced = config.balance.as_ref().is_some_and(|b| b.hubs.contains(hub));
+        let role = if balanced { "balanced" } else { "broadcast" };
+        tx.execute(
+            "INSERT INTO hub_roles (source, hub, role, updated_at) VALUES (?, ?, ?, now())",
+            duckdb::params![format!("eventhubs:{namespace}/{hub}"), hub, role],
+        )?;
+    }
+    tx.commit().context("recording the hubs' roles")?;
+    Ok(())
 }
 
 /// Hears of each commit: the partitions' committed positions go to the status page and
 /// the metrics, and the batcher learns when the last commit was.
 pub struct Committed {
-    /// Each partition's source id and labels, in the order of [`HubsStatus`].
-    partitions: Vec<(String, PartitionLabels)>,
+    /// Each partition's source id and labels, in the order of [`HubsStatus`], and its
+    /// balanced hub's share, if balanced (its blob checkpoint follows each commit).
+    partitions: Vec<(String, PartitionLabels, Option<Arc<balanced::Shared>>)>,
     commits: Arc<CommitClock>,
     status: Arc<HubsStatus>,
     metrics: Arc<Metrics>,
@@ -558,11 +668,15 @@ impl Committed {
         self.commits.mark();
         self.metrics.count_commit(&receipt.counts);
         for checkpoint in checkpoints {
-            if let Some(index) = self.partitions.iter().position(|(id, _)| *id == checkpoint.source_id) {
+            if let Some(index) = self.partitions.iter().position(|(id, ..)| *id == checkpoint.source_id) {
+                let (_, labels, share) = &self.partitions[index];
                 let sequence = checkpoint.sequence_number;
                 self.status.update(index, |p| p.committed_sequence = sequence);
                 if let Some(sequence) = sequence {
-                    self.metrics.committed_sequence.get_or_create(&self.partitions[index].1).set(sequence);
+                    self.metrics.committed_sequence.get_or_create(labels).set(sequence);
+                }
+                if let Some(share) = share {
+                    share.committed(&labels.partition, checkpoint);
                 }
             }
         }
@@ -575,10 +689,14 @@ impl Committed {
     }
 }
 
-/// The receiver tasks and the lag watcher.
+/// The receiver tasks, the balanced hubs' threads and the lag watcher.
 pub struct Receivers {
     cancel: CancellationToken,
+    /// Told once the pipeline has stopped: the balanced hubs write their last
+    /// checkpoints and give up their partitions.
+    finish: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    balancers: Vec<std::thread::JoinHandle<()>>,
     lag: tokio::task::JoinHandle<()>,
     runtime: tokio::runtime::Handle,
 }
@@ -587,12 +705,16 @@ impl Receivers {
     /// Stops them and waits until they have.
     pub fn stop(self) {
         self.cancel.cancel();
+        self.finish.cancel();
         self.runtime.block_on(async {
             for task in self.tasks {
                 let _ = task.await;
             }
             let _ = self.lag.await;
         });
+        for balancer in self.balancers {
+            let _ = balancer.join();
+        }
     }
 }
 
@@ -621,7 +743,9 @@ where
 /// Receives one partition and passes its events on, in order, once each.
 ///
 /// Each receiver has its own client (AMQP connection), opened anew after any
-/// error: a partition's failure or recovery never holds up another's.
+/// error: a partition's failure or recovery never holds up another's. A balanced
+/// partition's events come from the processor's client instead ([`balanced`]).
+#[derive(Clone)]
 struct Receiver {
     connect: Connect,
     hub: String,
@@ -666,11 +790,7 @@ impl Receiver {
                 Err(error) => {
                     let message = format!("{error:#}");
                     tracing::warn!(hub = %self.labels.hub, partition = %self.id, error = %message, retry_in = ?delay, "receive failed; reconnecting");
-                    self.metrics.receive_errors.get_or_create(&self.labels).inc();
-                    self.status.update(self.index, |p| {
-                        p.receive_errors += 1;
-                        p.last_error = Some(message);
-                    });
+                    self.note_error(message);
                 }
             }
             tokio::select! {
@@ -679,6 +799,14 @@ impl Receiver {
             }
             delay = (delay * 2).min(BACKOFF.1);
         }
+    }
+
+    fn note_error(&self, message: String) {
+        self.metrics.receive_errors.get_or_create(&self.labels).inc();
+        self.status.update(self.index, |p| {
+            p.receive_errors += 1;
+            p.last_error = Some(message);
+        });
     }
 
     fn position(&self) -> StartPosition {
@@ -811,7 +939,7 @@ impl Receiver {
             .await
             .map_err(|e| anyhow!("opening the receiver: {e}"))?;
         tracing::info!(hub = %self.labels.hub, partition = %self.id, after = ?self.last, "receiving");
-        let outcome = self.forward(client, &receiver).await;
+        let outcome = self.forward(client, Box::pin(receiver.stream_events())).await;
         match tokio::time::timeout(CALL_TIMEOUT, receiver.close()).await {
             Ok(Err(error)) => tracing::debug!(partition = %self.id, error = %error, "closing the receiver"),
             Err(_) => tracing::debug!(partition = %self.id, "closing the receiver timed out"),
@@ -820,12 +948,12 @@ impl Receiver {
         outcome
     }
 
+    /// Passes on the events of `events` (`client` answers partition properties).
     async fn forward(
         &mut self,
         client: &ConsumerClient,
-        receiver: &azure_messaging_eventhubs::EventReceiver,
+        mut events: impl futures::Stream<Item = azure_messaging_eventhubs::Result<ReceivedEventData>> + Unpin,
     ) -> Result<()> {
-        let mut events = receiver.stream_events();
         loop {
             let received = match tokio::time::timeout(self.stall, events.next()).await {
                 Ok(Some(received)) => received,

@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(22, "0022_incidents"),
     migration!(23, "0023_lake"),
     migration!(24, "0024_lake_links"),
+    migration!(25, "0025_hub_roles"),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use tokentrail::store::{Store, StoreOptions};
 use tokentrail_testhub::{HubSpec, TestHub};
 
-const HUB: &str = "insights-logs-dataplanerequests";
-const BIN: &str = env!("CARGO_BIN_EXE_tokentrail");
+pub(crate) const HUB: &str = "insights-logs-dataplanerequests";
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tokentrail");
 
-fn hub(partitions: u32) -> TestHub {
+pub(crate) fn hub(partitions: u32) -> TestHub {
     TestHub::start(&[HubSpec { name: HUB.into(), partitions }]).expect("start the test hub")
 }
 
 /// `n` generated Cosmos DB requests as NDJSON, each with a unique activity id.
-fn cosmos_file(dir: &Path, n: usize, seed: u64) -> PathBuf {
+pub(crate) fn cosmos_file(dir: &Path, n: usize, seed: u64) -> PathBuf {
     let path = dir.join(format!("cosmos-{seed}.ndjson"));
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     tokentrail::synth::write_cosmos_ndjson(&mut out, n, seed).unwrap();
@@ -28,35 +28,37 @@ fn cosmos_file(dir: &Path, n: usize, seed: u64) -> PathBuf {
 }
 
 /// Envelopes of `per_event` records from `file`, as Azure diagnostic settings send them.
-fn envelopes(file: &Path, per_event: usize) -> Vec<Vec<u8>> {
+pub(crate) fn envelopes(file: &Path, per_event: usize) -> Vec<Vec<u8>> {
     let text = std::fs::read_to_string(file).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines.chunks(per_event).map(|records| format!("{{\"records\":[{}]}}", records.join(",")).into_bytes()).collect()
 }
 
 /// Appends the envelopes round-robin over the partitions, straight into the hub.
-fn preload(hub: &TestHub, bodies: Vec<Vec<u8>>, partitions: u32) {
+pub(crate) fn preload(hub: &TestHub, bodies: Vec<Vec<u8>>, partitions: u32) {
     for (i, body) in bodies.into_iter().enumerate() {
         hub.append(HUB, i as u32 % partitions, body);
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One `tokentrail serve` process and its configuration.
-struct Service {
+pub(crate) struct Service {
     dir: PathBuf,
-    db: PathBuf,
+    pub(crate) db: PathBuf,
     port: u16,
     config: PathBuf,
     connection_string: String,
+    /// More environment for the process (e.g. Azurite's key).
+    pub(crate) env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Service {
-    fn new(dir: &Path, hub: &TestHub, extra: &str) -> Service {
+    pub(crate) fn new(dir: &Path, hub: &TestHub, extra: &str) -> Service {
         let db = dir.join("service.duckdb");
         let port = free_port();
         let config = dir.join("tokentrail.toml");
@@ -69,16 +71,25 @@ impl Service {
             ),
         )
         .unwrap();
-        Service { dir: dir.into(), db, port, config, connection_string: hub.connection_string(HUB), child: None }
+        Service {
+            dir: dir.into(),
+            db,
+            port,
+            config,
+            connection_string: hub.connection_string(HUB),
+            env: Vec::new(),
+            child: None,
+        }
     }
 
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("serve.log")).unwrap();
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("TOKENTRAIL_EVENTHUBS_CONNECTION_STRING", &self.connection_string)
             .env("TOKENTRAIL_LOG", "info,azure_core_amqp=warn,azure_messaging_eventhubs=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -88,13 +99,13 @@ impl Service {
 
     /// Rows committed so far, from `/api/status` (DuckDB locks the file while the
     /// service runs); `None` while the service is not answering.
-    fn committed_rows(&self) -> Option<i64> {
+    pub(crate) fn committed_rows(&self) -> Option<i64> {
         let status = self.status()?;
         Some(status["tables"].as_array()?.iter().filter_map(|t| t["rows"].as_i64()).sum())
     }
 
     /// `/api/status`; `None` while the service is not answering.
-    fn status(&self) -> Option<serde_json::Value> {
+    pub(crate) fn status(&self) -> Option<serde_json::Value> {
         let url = format!("http://127.0.0.1:{}/api/status", self.port);
         let token = self.token()?;
         ureq::get(&url).header("Authorization", format!("Bearer {token}")).call().ok()?.body_mut().read_json().ok()
@@ -121,7 +132,7 @@ impl Service {
         }
     }
 
-    fn wait_for_rows(&mut self, rows: i64, timeout: Duration) {
+    pub(crate) fn wait_for_rows(&mut self, rows: i64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             if self.committed_rows().is_some_and(|n| n >= rows) {
@@ -135,7 +146,7 @@ impl Service {
         }
     }
 
-    fn signal(&mut self, signal: i32) {
+    pub(crate) fn signal(&mut self, signal: i32) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: kill(2) on our own child's pid.
             unsafe { libc::kill(child.id() as i32, signal) };
@@ -143,7 +154,7 @@ impl Service {
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: kill(2) on our own child's pid.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -164,13 +175,13 @@ impl Service {
         .ok()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let text = std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    fn store(&self) -> Store {
+    pub(crate) fn store(&self) -> Store {
         Store::open(&self.db, &StoreOptions { read_only: true, ..StoreOptions::default() }).unwrap()
     }
 }
@@ -184,7 +195,7 @@ impl Drop for Service {
     }
 }
 
-fn value<T: duckdb::types::FromSql>(store: &Store, sql: &str) -> T {
+pub(crate) fn value<T: duckdb::types::FromSql>(store: &Store, sql: &str) -> T {
     store.connection().unwrap().query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 

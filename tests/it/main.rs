@@ -44,6 +44,7 @@ mod reviews_ui;
 mod rule_cases;
 mod rules;
 mod samples;
+mod scale_out;
 mod store;
 mod synth_golden;
 mod ui;

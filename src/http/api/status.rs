@@ -6,7 +6,7 @@ use super::findings::{Page, page};
 use super::results::{RowCount, objects};
 use crate::http::error::{ApiResult, Query};
 use crate::http::state::AppState;
-use crate::source::eventhubs::PartitionStatus;
+use crate::source::eventhubs::{InstanceStatus, PartitionStatus};
 use axum::Extension;
 use axum::extract::State;
 use duckdb::types::Value;
@@ -29,6 +29,10 @@ pub struct Status {
     /// Event Hubs partitions with their lag (last enqueued minus committed).
     #[schema(value_type = Vec<Object>)]
     pub eventhubs: Vec<PartitionStatus>,
+    /// The instances sharing each balanced hub (one consumer group), from the ownership
+    /// blobs, and the partitions each owns; `this_instance` marks this one.
+    #[schema(value_type = Vec<Object>)]
+    pub instances: Vec<InstanceStatus>,
     /// Findings by status and severity.
     #[schema(value_type = Vec<Object>)]
     pub findings: Vec<Object>,
@@ -56,6 +60,7 @@ pub struct DetectionStatus {
 
 pub async fn read(state: &AppState) -> ApiResult<Status> {
     let hubs = state.hubs.as_ref().map(|h| h.snapshot()).unwrap_or_default();
+    let instances = state.hubs.as_ref().map(|h| h.instances()).unwrap_or_default();
     let mode = state.mode.to_string();
     let waiting_for_ingest = state.metrics.detection_waiting.get() > 0;
     let (tables, sources, findings, detection, lake) = super::db(state, move |store| -> ApiResult<_> {
@@ -83,7 +88,7 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
         ))
     })
     .await?;
-    Ok(Status { mode, tables, sources, eventhubs: hubs, findings, detection, lake })
+    Ok(Status { mode, tables, sources, eventhubs: hubs, instances, findings, detection, lake })
 }
 
 /// Ingest health: tables, sources, partitions and their lag, findings by status.

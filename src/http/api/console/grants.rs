@@ -55,6 +55,7 @@ const SHARED: &[&str] = &[
     "ingest_status",
     "ingest_batches",
     "checkpoints",
+    "hub_roles",
     "lake_segments",
     "lake_files",
     "lake_evictions",

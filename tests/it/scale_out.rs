@@ -1,0 +1,234 @@
+//! Several `tokentrail serve` instances share a balanced hub's partitions through Event
+//! Hubs' own partition ownership over blobs ([eventhubs.balance]): the real binaries, the
+//! test hub over AMQP (32 partitions), a real Azurite, short ownership intervals (300 ms,
+//! expiry 3 s) so that takeovers take seconds, not the minutes of the defaults.
+
+use crate::common::azurite::{Azurite, KEY};
+use crate::eventhubs::{HUB, Service, cosmos_file, envelopes, hub, preload, value};
+use object_store::ObjectStoreExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokentrail_testhub::TestHub;
+
+const PARTITIONS: u32 = 32;
+const EXPIRY: Duration = Duration::from_secs(3);
+
+fn balanced(azurite: &Azurite) -> String {
+    format!(
+        "[eventhubs.balance]\nhubs = [\"{HUB}\"]\ncheckpoint_store = \"{}/checkpoints\"\n\
+         update_interval_ms = 300\nexpiry_ms = {}\n",
+        azurite.endpoint(),
+        EXPIRY.as_millis()
+    )
+}
+
+fn instance(root: &Path, name: &str, hub: &TestHub, azurite: &Azurite) -> Service {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut service = Service::new(&dir, hub, &balanced(azurite));
+    service.env.push(("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY".into(), KEY.into()));
+    service.start();
+    service
+}
+
+/// Partitions by owner id, as an instance's `/api/status` shows the ownership blobs, and
+/// the partitions that instance reads itself.
+fn ownership(service: &Service) -> Option<(BTreeMap<String, BTreeSet<String>>, BTreeSet<String>)> {
+    let status = service.status()?;
+    let mut owners = BTreeMap::new();
+    for i in status["instances"].as_array()? {
+        let partitions = i["partitions"].as_array()?.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect();
+        owners.insert(i["owner_id"].as_str()?.to_owned(), partitions);
+    }
+    let reading = status["eventhubs"]
+        .as_array()?
+        .iter()
+        .filter(|p| p["owned"].as_bool() == Some(true))
+        .filter_map(|p| p["partition"].as_str().map(str::to_owned))
+        .collect();
+    Some((owners, reading))
+}
+
+/// Waits until the live instances (`alive`) read `PARTITIONS` between them, each about
+/// its share (`PARTITIONS / n`, rounded down or up), no partition read by two, and the
+/// ownership blobs agree. Returns how long it took.
+fn wait_for_even_spread(alive: &[&Service], others: usize, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    let members = alive.len() + others;
+    let (low, high) = (PARTITIONS as usize / members, (PARTITIONS as usize).div_ceil(members));
+    let mut last = String::new();
+    loop {
+        let views: Vec<_> = alive.iter().map(|s| ownership(s)).collect();
+        if let Some(views) = views.into_iter().collect::<Option<Vec<_>>>() {
+            let read: Vec<&BTreeSet<String>> = views.iter().map(|(_, reading)| reading).collect();
+            let all: BTreeSet<&String> = read.iter().flat_map(|r| r.iter()).collect();
+            let total: usize = read.iter().map(|r| r.len()).sum();
+            let (owners, _) = &views[0];
+            let blob_counts: Vec<usize> = owners.values().map(BTreeSet::len).collect();
+            let even = read.iter().all(|r| (low..=high).contains(&r.len()))
+                && owners.len() == members
+                && blob_counts.iter().all(|n| (low..=high).contains(n));
+            if even && all.len() == total && (others > 0 || total == PARTITIONS as usize) {
+                return started.elapsed();
+            }
+            last = format!(
+                "read here: {:?}; ownership blobs: {:?}",
+                read.iter().map(|r| r.len()).collect::<Vec<_>>(),
+                blob_counts
+            );
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "partitions not spread over {members} members in {timeout:?}: {last}\nstatus: {:?}\nlog:\n{}",
+            alive[0].status().map(|s| s["instances"].clone()),
+            alive[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Cosmos DB rows stored by an instance so far (its `/api/status`).
+fn cosmos_rows(service: &Service) -> i64 {
+    service
+        .status()
+        .and_then(|s| {
+            s["tables"]
+                .as_array()?
+                .iter()
+                .find(|t| t["table_name"] == "cosmos_requests")
+                .and_then(|t| t["rows"].as_i64())
+        })
+        .unwrap_or(0)
+}
+
+fn db_files(services: &[&Service]) -> Vec<PathBuf> {
+    services.iter().map(|s| s.db.clone()).collect()
+}
+
+/// Every request's activity id over all the instances' databases (read after they stop):
+/// (rows, distinct ids), and each database's own rows and distinct ids.
+fn stored(dbs: &[PathBuf]) -> (i64, i64, Vec<(i64, i64)>) {
+    let connection = duckdb::Connection::open_in_memory().unwrap();
+    let mut each = Vec::new();
+    let mut union = Vec::new();
+    for (i, db) in dbs.iter().enumerate() {
+        connection.execute(&format!("ATTACH '{}' AS db{i} (READ_ONLY)", db.display()), []).unwrap();
+        let (rows, distinct): (i64, i64) = connection
+            .query_row(&format!("SELECT count(*), count(DISTINCT activity_id) FROM db{i}.cosmos_requests"), [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        each.push((rows, distinct));
+        union.push(format!("SELECT activity_id FROM db{i}.cosmos_requests"));
+    }
+    let sql = format!("SELECT count(*), count(DISTINCT activity_id) FROM ({})", union.join(" UNION ALL "));
+    let (rows, distinct) = connection.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    (rows, distinct, each)
+}
+
+#[test]
+fn instances_share_32_partitions_take_over_after_kills_and_make_room_for_a_newcomer() {
+    let root = tempfile::tempdir().unwrap();
+    let hub = hub(PARTITIONS);
+    let azurite = Azurite::start();
+    assert!(azurite.create_container("checkpoints"));
+    // A backlog before anyone reads, then more while instances are killed.
+    let backlog = envelopes(&cosmos_file(root.path(), 32_000, 1), 50);
+    let live = envelopes(&cosmos_file(root.path(), 16_000, 2), 50);
+    preload(&hub, backlog, PARTITIONS);
+
+    let mut a = instance(root.path(), "a", &hub, &azurite);
+    let mut b = instance(root.path(), "b", &hub, &azurite);
+    let mut c = instance(root.path(), "c", &hub, &azurite);
+    let spread = wait_for_even_spread(&[&a, &b, &c], 0, Duration::from_secs(90));
+    eprintln!("three instances spread 32 partitions in {spread:?}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while cosmos_rows(&a) + cosmos_rows(&b) + cosmos_rows(&c) < 32_000 {
+        assert!(Instant::now() < deadline, "the backlog was not stored by the three:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let each: Vec<i64> = [&a, &b, &c].iter().map(|s| cosmos_rows(s)).collect();
+    assert!(each.iter().all(|n| *n > 0), "every instance stored part of the backlog: {each:?}");
+
+    // Events keep coming while instances die: a third of them before each kill.
+    let mut live = live.into_iter();
+    let mut send = |n: usize| {
+        for (i, body) in live.by_ref().take(n).enumerate() {
+            hub.append(HUB, i as u32 % PARTITIONS, body);
+        }
+    };
+    // Kill 1: the two others take its partitions once its ownerships expire.
+    send(107);
+    a.signal(libc::SIGKILL);
+    let taken = wait_for_even_spread(&[&b, &c], 0, EXPIRY + Duration::from_secs(30));
+    eprintln!("kill 1: the survivors read all 32 partitions {taken:?} after the kill");
+    // A fourth joins and takes its share.
+    let mut d = instance(root.path(), "d", &hub, &azurite);
+    wait_for_even_spread(&[&b, &c, &d], 0, Duration::from_secs(60));
+    // Kill 2 and 3, with the first instance back in between.
+    send(107);
+    b.signal(libc::SIGKILL);
+    let taken = wait_for_even_spread(&[&c, &d], 0, EXPIRY + Duration::from_secs(30));
+    eprintln!("kill 2: taken over in {taken:?}");
+    a.start();
+    wait_for_even_spread(&[&a, &c, &d], 0, Duration::from_secs(60));
+    send(106);
+    c.signal(libc::SIGKILL);
+    let taken = wait_for_even_spread(&[&a, &d], 0, EXPIRY + Duration::from_secs(30));
+    eprintln!("kill 3: taken over in {taken:?}");
+
+    // Everything sent is stored: wait until every partition is checkpointed to its end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = a.status().unwrap_or_default();
+        let partitions = status["eventhubs"].as_array().cloned().unwrap_or_default();
+        if partitions.len() == PARTITIONS as usize && partitions.iter().all(|p| p["lag"].as_i64() == Some(0)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "partitions still lag: {partitions:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.stop();
+    d.stop();
+    let (rows, distinct, each) = stored(&db_files(&[&a, &b, &c, &d]));
+    assert_eq!(distinct, 48_000, "every request stored by some instance ({rows} rows in all)");
+    for (i, (rows, distinct)) in each.iter().enumerate() {
+        assert_eq!(rows, distinct, "instance {i} stored no request twice");
+    }
+    // What a killed owner stored after its last blob checkpoint may be stored again by
+    // the next owner (each instance has its own file): at most about a second of events.
+    eprintln!("stored {rows} rows for 48000 requests over 4 instances ({} overlap)", rows - distinct);
+    assert!(rows - distinct <= 9_000, "overlap beyond the last blob checkpoints: {}", rows - distinct);
+
+    // A clean stop gives its ownerships up (owner id emptied), and the checkpoint blobs
+    // hold each partition's last event.
+    let blobs = azurite.object_store("checkpoints");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let metadata = |name: String| {
+        runtime.block_on(async {
+            let got = blobs.get(&name.as_str().into()).await.unwrap();
+            got.attributes
+                .iter()
+                .filter_map(|(k, v)| match k {
+                    object_store::Attribute::Metadata(k) => Some((k.to_string(), v.to_string())),
+                    _ => None,
+                })
+                .collect::<BTreeMap<String, String>>()
+        })
+    };
+    let prefix = format!("127.0.0.1/{HUB}/$default");
+    for partition in 0..PARTITIONS {
+        let events = hub.event_count(HUB, partition) as i64;
+        let checkpoint = metadata(format!("{prefix}/checkpoint/{partition}"));
+        assert_eq!(checkpoint.get("sequencenumber"), Some(&(events - 1).to_string()), "partition {partition}");
+        let owner = metadata(format!("{prefix}/ownership/{partition}"));
+        assert_eq!(owner.get("ownerid").map(String::as_str), Some(""), "partition {partition} given up");
+    }
+    let store = d.store();
+    assert_eq!(
+        value::<String>(&store, &format!("SELECT role FROM hub_roles WHERE hub = '{HUB}'")),
+        "balanced",
+        "the hub's role is recorded"
+    );
+}
