@@ -232,3 +232,162 @@ fn instances_share_32_partitions_take_over_after_kills_and_make_room_for_a_newco
         "the hub's role is recorded"
     );
 }
+
+/// A Python processor (`azure-eventhub` 5.15 `EventHubConsumerClient` with
+/// `azure-eventhub-checkpointstoreblob` 1.2, balanced, the venv `.ci/run` makes) in the
+/// same consumer group. It prints each partition it claims and each event it processes,
+/// checkpointing every event, and stops (giving its partitions up) when stdin closes.
+///
+/// One adjustment for the loopback hub only: the Rust client names the namespace by the
+/// endpoint's host (`127.0.0.1`), Python by host and port (`127.0.0.1:PORT`), so the store
+/// below uses the Rust name. On Azure both are the namespace's FQDN.
+const PYTHON_PROCESSOR: &str = r#"
+import json, sys, threading
+sys.path.insert(0, sys.argv[1])
+import eventhub_client  # the loopback adjustments of the test hub's Python client
+from azure.eventhub import EventHubConsumerClient, LoadBalancingStrategy
+from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
+_, _, conn, hub, blob_endpoint, key, namespace = sys.argv
+blob = f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};BlobEndpoint={blob_endpoint};"
+
+class Loopback(BlobCheckpointStore):
+    def list_ownership(self, ns, *args, **kwargs):
+        return super().list_ownership(namespace, *args, **kwargs)
+    def claim_ownership(self, ownerships, **kwargs):
+        for o in ownerships:
+            o["fully_qualified_namespace"] = namespace
+        return super().claim_ownership(ownerships, **kwargs)
+    def list_checkpoints(self, ns, *args, **kwargs):
+        return super().list_checkpoints(namespace, *args, **kwargs)
+    def update_checkpoint(self, checkpoint, **kwargs):
+        checkpoint["fully_qualified_namespace"] = namespace
+        return super().update_checkpoint(checkpoint, **kwargs)
+
+client = EventHubConsumerClient.from_connection_string(
+    conn, consumer_group="$Default", eventhub_name=hub,
+    checkpoint_store=Loopback.from_connection_string(blob, "checkpoints"),
+    load_balancing_interval=0.3, partition_ownership_expiration_interval=3.0,
+    load_balancing_strategy=LoadBalancingStrategy.BALANCED)
+lock = threading.Lock()
+def say(**fields):
+    with lock:
+        print(json.dumps(fields), flush=True)
+def on_event(context, event):
+    say(partition=context.partition_id, sequence=event.sequence_number)
+    context.update_checkpoint(event)
+def on_partition_initialize(context):
+    say(claimed=context.partition_id)
+def on_partition_close(context, reason):
+    say(released=context.partition_id)
+def close_at_eof():
+    sys.stdin.read()
+    client.close()
+threading.Thread(target=close_at_eof, daemon=True).start()
+with client:
+    client.receive(on_event=on_event, on_partition_initialize=on_partition_initialize,
+                   on_partition_close=on_partition_close, starting_position="-1")
+say(stopped=True)
+"#;
+
+#[test]
+fn a_python_processor_shares_the_consumer_group_and_its_checkpoints() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let root = tempfile::tempdir().unwrap();
+    let hub = hub(PARTITIONS);
+    let azurite = Azurite::start();
+    assert!(azurite.create_container("checkpoints"));
+    preload(&hub, envelopes(&cosmos_file(root.path(), 16_000, 3), 50), PARTITIONS);
+    let a = instance(root.path(), "a", &hub, &azurite);
+    let b = instance(root.path(), "b", &hub, &azurite);
+    wait_for_even_spread(&[&a, &b], 0, Duration::from_secs(60));
+
+    let python = PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tokentrail-venv/bin/python");
+    let testhub_python = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testhub/python");
+    let mut peer = Command::new(&python)
+        .args(["-c", PYTHON_PROCESSOR, testhub_python, &hub.connection_string(HUB), HUB])
+        .args([&format!("{}/", azurite.endpoint()), KEY, "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e} (.ci/run makes the venv)", python.display()));
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let reader = {
+        let (lines, stdout) = (lines.clone(), peer.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str(&line) {
+                    lines.lock().unwrap().push(value);
+                }
+            }
+        })
+    };
+    // Three members now: the Python processor takes its share from the two instances,
+    // and no partition is read by an instance and by Python at once.
+    wait_for_even_spread(&[&a, &b], 1, Duration::from_secs(60));
+    let claimed: BTreeSet<String> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["claimed"].as_str().map(str::to_owned))
+        .collect();
+    let (owners, _) = ownership(&a).unwrap();
+    let ours: BTreeSet<String> = [&a, &b].iter().flat_map(|s| ownership(s).unwrap().1).collect();
+    assert!(!claimed.is_empty() && claimed.is_disjoint(&ours), "Python {claimed:?}, instances {ours:?}");
+    assert!(
+        owners.values().any(|p| claimed.is_subset(p)),
+        "the ownership blobs name Python's owner id for what it claimed: {owners:?} / {claimed:?}"
+    );
+    // Events while Python holds its share: it processes those of its partitions.
+    preload(&hub, envelopes(&cosmos_file(root.path(), 3_200, 4), 50), PARTITIONS);
+    std::thread::sleep(Duration::from_secs(3));
+    // Python stops and gives its partitions up: the instances take them back and go on
+    // from Python's checkpoints.
+    drop(peer.stdin.take());
+    let stopped = peer.wait().unwrap();
+    reader.join().unwrap();
+    assert!(stopped.success(), "the Python processor stopped cleanly");
+    wait_for_even_spread(&[&a, &b], 0, Duration::from_secs(60));
+    preload(&hub, envelopes(&cosmos_file(root.path(), 3_200, 5), 50), PARTITIONS);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let partitions = a.status().and_then(|s| s["eventhubs"].as_array().cloned()).unwrap_or_default();
+        if partitions.len() == PARTITIONS as usize && partitions.iter().all(|p| p["lag"].as_i64() == Some(0)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "partitions still lag: {partitions:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (mut a, mut b) = (a, b);
+    a.stop();
+    b.stop();
+    // Every event of every partition was processed by an instance or by Python.
+    let python_events: BTreeSet<(String, i64)> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| Some((l["partition"].as_str()?.to_owned(), l["sequence"].as_i64()?)))
+        .collect();
+    assert!(!python_events.is_empty(), "Python processed events of its partitions");
+    let connection = duckdb::Connection::open_in_memory().unwrap();
+    let mut ours = BTreeSet::new();
+    for (i, service) in [&a, &b].iter().enumerate() {
+        connection.execute(&format!("ATTACH '{}' AS db{i} (READ_ONLY)", service.db.display()), []).unwrap();
+        let mut query = connection
+            .prepare(&format!("SELECT DISTINCT partition, sequence_number FROM db{i}.cosmos_requests"))
+            .unwrap();
+        let rows = query.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap();
+        ours.extend(rows.map(Result::unwrap));
+    }
+    for partition in 0..PARTITIONS {
+        for sequence in 0..hub.event_count(HUB, partition) as i64 {
+            let event = (partition.to_string(), sequence);
+            assert!(
+                ours.contains(&event) || python_events.contains(&event),
+                "event {sequence} of partition {partition} was processed by no one"
+            );
+        }
+    }
+    eprintln!("Python processed {} events, the instances {}", python_events.len(), ours.len());
+}
