@@ -21,13 +21,21 @@ pub struct Service {
 
 impl Service {
     pub fn start(dir: &Path, hub: &TestHub, name: &str) -> Service {
+        let mut service = Service::spawn(dir, hub, name, "", &[]);
+        service.wait(|status| status["eventhubs"].as_array().is_some_and(|p| p.len() == PARTITIONS as usize));
+        service
+    }
+
+    /// Starts `serve` with `extra` appended to its `[eventhubs]` section and `env` set;
+    /// returns at once (not waiting for it to listen).
+    pub fn spawn(dir: &Path, hub: &TestHub, name: &str, extra: &str, env: &[(&str, &str)]) -> Service {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(
                 "db = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\ndevelopment_sign_in = true\n[eventhubs]\nhubs = [\"{HUB}\"]\n\
-                 credential = \"connection_string\"\nendpoint = \"{}\"\n",
+                 credential = \"connection_string\"\nendpoint = \"{}\"\n{extra}",
                 dir.join(format!("{name}.duckdb")),
                 hub.endpoint()
             ),
@@ -45,12 +53,27 @@ impl Service {
             .arg(&config)
             .env("TOKENTRAIL_EVENTHUBS_CONNECTION_STRING", hub.connection_string(HUB))
             .env("TOKENTRAIL_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("tokentrail serve runs");
-        let mut service = Service { child, port, db: dir.join(format!("{name}.duckdb")), token: Default::default() };
-        service.wait(|status| status["eventhubs"].as_array().is_some_and(|p| p.len() == PARTITIONS as usize));
-        service
+        Service { child, port, db: dir.join(format!("{name}.duckdb")), token: Default::default() }
+    }
+
+    pub fn db(&self) -> &Path {
+        &self.db
+    }
+
+    /// `/metrics` as text; `None` while the service is not answering.
+    pub fn metrics(&self) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        ureq::get(&url).call().ok()?.body_mut().read_to_string().ok()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn status(&self) -> Option<serde_json::Value> {
@@ -98,8 +121,7 @@ impl Service {
     /// table in DuckDB (~13 ms of CPU a call at a million rows), which at 10 calls a
     /// second had taken CPU from the stream being measured.
     pub fn committed_rows(&self) -> Option<i64> {
-        let url = format!("http://127.0.0.1:{}/metrics", self.port);
-        let text = ureq::get(&url).call().ok()?.body_mut().read_to_string().ok()?;
+        let text = self.metrics()?;
         Some(
             text.lines()
                 .filter(|l| l.starts_with("tokentrail_rows_total{"))
@@ -173,6 +195,11 @@ pub fn generate(dir: &Path, records: usize, seed: u64) -> (PathBuf, u64) {
 /// `per_event` records, round robin over the partitions; reads the file a line at a time
 /// so the bench process holds only what the hub holds.
 pub fn preload(hub: &TestHub, file: &Path, per_event: usize) {
+    preload_partitions(hub, file, per_event, PARTITIONS);
+}
+
+/// [`preload`] over `partitions` partitions.
+pub fn preload_partitions(hub: &TestHub, file: &Path, per_event: usize, partitions: u32) {
     let mut lines = std::io::BufReader::new(std::fs::File::open(file).unwrap()).lines();
     let mut event = 0u32;
     loop {
@@ -180,7 +207,7 @@ pub fn preload(hub: &TestHub, file: &Path, per_event: usize) {
         if records.is_empty() {
             break;
         }
-        hub.append(HUB, event % PARTITIONS, format!("{{\"records\":[{}]}}", records.join(",")).into_bytes());
+        hub.append(HUB, event % partitions, format!("{{\"records\":[{}]}}", records.join(",")).into_bytes());
         event += 1;
     }
 }

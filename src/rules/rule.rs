@@ -412,6 +412,7 @@ pub fn parse_duration(text: &str) -> Option<TimeDelta> {
 
 /// The rules compiled into TokenTrail: `queries/*.sql` of the source tree.
 pub const BUILT_IN: &[(&str, &str)] = &[
+    ("balanced_hub_signins", include_str!("../../queries/balanced_hub_signins.sql")),
     ("collection_enumeration", include_str!("../../queries/collection_enumeration.sql")),
     ("container_or_database_deleted", include_str!("../../queries/container_or_database_deleted.sql")),
     ("cosmos_query_injection", include_str!("../../queries/cosmos_query_injection.sql")),

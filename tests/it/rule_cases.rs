@@ -626,3 +626,21 @@ fn a_large_tenant_mistyping_all_day_is_not_a_distributed_spray_but_a_surge_is() 
     let days: Vec<String> = case.raised("distributed_spray").into_iter().map(|(_, entity)| entity).collect();
     assert_eq!(days, vec![format!("day={}", spray.format("%Y-%m-%d"))], "only the surge");
 }
+
+#[test]
+fn sign_ins_on_a_balanced_hub_are_a_configuration_finding_on_a_broadcast_hub_not() {
+    for (role, raised) in [("balanced", vec![("-".to_string(), "hub=signins-hub".to_string())]), ("broadcast", vec![])] {
+        let mut case = Case::new();
+        case.user_sign_in(1, "203.0.113.9", at(MONDAY_8AM), 0);
+        case.user_sign_in(2, "198.51.100.7", at(MONDAY_8AM) + Duration::minutes(1), 0);
+        // The rows' source is the file the case is ingested from: here it stands for the hub.
+        let source = case.db.dir.path().join("case.ndjson").display().to_string();
+        case.db
+            .store
+            .connection()
+            .unwrap()
+            .execute("INSERT INTO hub_roles VALUES (?, 'signins-hub', ?, now())", duckdb::params![source, role])
+            .unwrap();
+        assert_eq!(case.raised("balanced_hub_signins"), raised, "a {role} hub");
+    }
+}

@@ -181,8 +181,9 @@ fn each_scenario_raises_its_rules_and_benign_principals_almost_nothing() {
         .copied()
         // Rules of the sources' own health, tested where their cause is made:
         // source_silent below, source_reset in tests/it/eventhubs.rs (a recreated hub),
-        // signin_log_missing in tests/it/rule_cases.rs (a sign-in log never exported).
-        .chain(["source_silent", "source_reset", "signin_log_missing"])
+        // signin_log_missing in tests/it/rule_cases.rs (a sign-in log never exported),
+        // balanced_hub_signins there too (sign-ins on a hub the instances share).
+        .chain(["source_silent", "source_reset", "signin_log_missing", "balanced_hub_signins"])
         .collect();
     let built_in: BTreeSet<&str> = tokentrail::rules::rule::BUILT_IN.iter().map(|(id, _)| *id).collect();
     assert_eq!(covered, built_in, "every rule has a scenario");
