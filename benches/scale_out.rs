@@ -12,6 +12,7 @@
 //! that carries to real nodes is the CPU each record costs.
 
 #[path = "../tests/common/azurite.rs"]
+#[allow(dead_code)] // the tests use more of it
 mod azurite;
 mod common;
 
@@ -84,7 +85,10 @@ fn wait_spread(alive: &[&Service], timeout: Duration) -> Instant {
         if let Some(read) = alive.iter().map(|s| reading(s)).collect::<Option<Vec<_>>>() {
             let all: BTreeSet<&String> = read.iter().flatten().collect();
             let total: usize = read.iter().map(BTreeSet::len).sum();
-            if total == PARTITIONS as usize && all.len() == total && read.iter().all(|r| (low..=high).contains(&r.len())) {
+            if total == PARTITIONS as usize
+                && all.len() == total
+                && read.iter().all(|r| (low..=high).contains(&r.len()))
+            {
                 return Instant::now();
             }
         }
@@ -122,7 +126,10 @@ fn drain(dir: &Path, input: &Path, records: usize, instances: usize, azurite: Op
     let (extra, label) = match azurite {
         Some((azurite, container)) => {
             assert!(azurite.create_container(container));
-            (balanced(azurite, container), format!("balanced, {instances} instance{}", if instances > 1 { "s" } else { "" }))
+            (
+                balanced(azurite, container),
+                format!("balanced, {instances} instance{}", if instances > 1 { "s" } else { "" }),
+            )
         }
         None => ("lag_interval_secs = 1\n".to_owned(), "broadcast, 1 instance (today's path)".to_owned()),
     };

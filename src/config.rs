@@ -544,6 +544,15 @@ impl ServeConfig {
                     "eventhubs.partitions: a balanced hub's partitions are shared by ownership; leave partitions out"
                 );
             }
+            let url = url::Url::parse(balance.checkpoint_store.trim()).with_context(|| {
+                format!("eventhubs.balance.checkpoint_store: {:?} is not a URL", balance.checkpoint_store)
+            })?;
+            if !matches!(url.scheme(), "https" | "http") {
+                bail!(
+                    "eventhubs.balance.checkpoint_store: give https://<account>.blob.core.windows.net/<container> \
+                     (http only for Azurite), not {url}"
+                );
+            }
         }
         Ok(())
     }
@@ -584,6 +593,32 @@ mod tests {
         assert_eq!(hubs.start, StartAt::Time(1_793_491_200_000_000));
         assert_eq!(hubs.credential, CredentialKind::ManagedIdentity);
         assert_eq!(hubs.prefetch, 100);
+    }
+
+    #[test]
+    fn a_balance_section_is_checked_with_what_to_fix() {
+        let base = "[eventhubs]\nhubs = [\"requests\", \"signins\"]\nnamespace = \"n\"\n[eventhubs.balance]\n";
+        let store = "checkpoint_store = \"https://acct.blob.core.windows.net/checkpoints\"\n";
+        let config = load(&format!("{base}hubs = [\"requests\"]\n{store}")).unwrap();
+        let balance = config.eventhubs.unwrap().balance.unwrap();
+        assert_eq!(
+            (balance.consumer_group.as_str(), balance.update_interval_ms, balance.expiry_ms),
+            ("$Default", 10_000, 60_000)
+        );
+        let refused = |text: String, needle: &str| {
+            let e = format!("{:#}", load(&text).unwrap_err());
+            assert!(e.contains(needle), "{needle:?} not in {e}");
+        };
+        refused(format!("{base}hubs = [\"other\"]\n{store}"), "\"other\" is not one of eventhubs.hubs");
+        refused(format!("{base}hubs = []\n{store}"), "name the hubs");
+        refused(
+            format!("{base}hubs = [\"requests\"]\n{store}expiry_ms = 500\nupdate_interval_ms = 500\n"),
+            "expiry_ms above it",
+        );
+        refused(format!("{base}hubs = [\"requests\"]\n{store}lease_ms = 5\n"), "lease_ms");
+        refused(format!("{base}hubs = [\"requests\"]\n"), "checkpoint_store");
+        refused(format!("{base}hubs = [\"requests\"]\ncheckpoint_store = \"ftp://x/y\"\n"), "https://<account>");
+        refused(format!("{base}hubs = [\"requests\"]\ncheckpoint_store = \"not a url\"\n"), "is not a URL");
     }
 
     #[test]

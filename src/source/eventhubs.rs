@@ -957,7 +957,7 @@ impl Receiver {
         loop {
             let received = match tokio::time::timeout(self.stall, events.next()).await {
                 Ok(Some(received)) => received,
-                Ok(None) => bail!("the event stream ended"),
+                Ok(None) => return Err(StreamEnded.into()),
                 Err(_) => {
                     // Quiet: fine if the partition is, a stuck link if events wait, a
                     // new stream if its numbering is below what was read.
@@ -1044,6 +1044,19 @@ impl Receiver {
         }
     }
 }
+
+/// The client ended a partition's event stream: for a balanced partition, the processor
+/// took it away (another instance claimed it), which is not a receive error.
+#[derive(Debug)]
+struct StreamEnded;
+
+impl std::fmt::Display for StreamEnded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the event stream ended")
+    }
+}
+
+impl std::error::Error for StreamEnded {}
 
 /// Measures each partition's lag (last enqueued against committed) every `every`.
 async fn watch_lag(

@@ -49,7 +49,7 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) struct Service {
     dir: PathBuf,
     pub(crate) db: PathBuf,
-    port: u16,
+    pub(crate) port: u16,
     config: PathBuf,
     connection_string: String,
     /// More environment for the process (e.g. Azurite's key).

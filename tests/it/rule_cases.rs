@@ -629,7 +629,8 @@ fn a_large_tenant_mistyping_all_day_is_not_a_distributed_spray_but_a_surge_is() 
 
 #[test]
 fn sign_ins_on_a_balanced_hub_are_a_configuration_finding_on_a_broadcast_hub_not() {
-    for (role, raised) in [("balanced", vec![("-".to_string(), "hub=signins-hub".to_string())]), ("broadcast", vec![])] {
+    for (role, raised) in [("balanced", vec![("-".to_string(), "hub=signins-hub".to_string())]), ("broadcast", vec![])]
+    {
         let mut case = Case::new();
         case.user_sign_in(1, "203.0.113.9", at(MONDAY_8AM), 0);
         case.user_sign_in(2, "198.51.100.7", at(MONDAY_8AM) + Duration::minutes(1), 0);

@@ -5,7 +5,7 @@
 
 use crate::common::azurite::{Azurite, KEY};
 use crate::eventhubs::{HUB, Service, cosmos_file, envelopes, hub, preload, value};
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStore, ObjectStoreExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -137,6 +137,17 @@ fn instances_share_32_partitions_take_over_after_kills_and_make_room_for_a_newco
     let backlog = envelopes(&cosmos_file(root.path(), 32_000, 1), 50);
     let live = envelopes(&cosmos_file(root.path(), 16_000, 2), 50);
     preload(&hub, backlog, PARTITIONS);
+    // A checkpoint blob anyone who may write the container could plant, with values the
+    // service would refuse: partition 5 starts from the configured start instead, and the
+    // processors' cycles go on.
+    let blobs = azurite.object_store("checkpoints");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut planted = object_store::Attributes::new();
+    planted.insert(object_store::Attribute::Metadata("offset".into()), "'; DROP TABLE checkpoints; --".into());
+    planted.insert(object_store::Attribute::Metadata("sequencenumber".into()), "-7".into());
+    let options = object_store::PutOptions { attributes: planted, ..Default::default() };
+    let name = format!("127.0.0.1/{HUB}/$default/checkpoint/5");
+    runtime.block_on(blobs.put_opts(&name.as_str().into(), object_store::PutPayload::default(), options)).unwrap();
 
     let mut a = instance(root.path(), "a", &hub, &azurite);
     let mut b = instance(root.path(), "b", &hub, &azurite);
@@ -150,6 +161,8 @@ fn instances_share_32_partitions_take_over_after_kills_and_make_room_for_a_newco
     }
     let each: Vec<i64> = [&a, &b, &c].iter().map(|s| cosmos_rows(s)).collect();
     assert!(each.iter().all(|n| *n > 0), "every instance stored part of the backlog: {each:?}");
+    // On-call sees the instances and what each owns on the overview, in headless Chromium.
+    overview_shows_the_instances(&a, 3);
 
     // Events keep coming while instances die: a third of them before each kill.
     let mut live = live.into_iter();
@@ -203,8 +216,6 @@ fn instances_share_32_partitions_take_over_after_kills_and_make_room_for_a_newco
 
     // A clean stop gives its ownerships up (owner id emptied), and the checkpoint blobs
     // hold each partition's last event.
-    let blobs = azurite.object_store("checkpoints");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let metadata = |name: String| {
         runtime.block_on(async {
             let got = blobs.get(&name.as_str().into()).await.unwrap();
@@ -326,12 +337,8 @@ fn a_python_processor_shares_the_consumer_group_and_its_checkpoints() {
     // Three members now: the Python processor takes its share from the two instances,
     // and no partition is read by an instance and by Python at once.
     wait_for_even_spread(&[&a, &b], 1, Duration::from_secs(60));
-    let claimed: BTreeSet<String> = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|l| l["claimed"].as_str().map(str::to_owned))
-        .collect();
+    let claimed: BTreeSet<String> =
+        lines.lock().unwrap().iter().filter_map(|l| l["claimed"].as_str().map(str::to_owned)).collect();
     let (owners, _) = ownership(&a).unwrap();
     let ours: BTreeSet<String> = [&a, &b].iter().flat_map(|s| ownership(s).unwrap().1).collect();
     assert!(!claimed.is_empty() && claimed.is_disjoint(&ours), "Python {claimed:?}, instances {ours:?}");
@@ -390,4 +397,36 @@ fn a_python_processor_shares_the_consumer_group_and_its_checkpoints() {
         }
     }
     eprintln!("Python processed {} events, the instances {}", python_events.len(), ours.len());
+}
+
+/// The overview of `service`, in real headless Chromium, lists `instances` instances of the
+/// balanced hub with their partitions, this one marked.
+fn overview_shows_the_instances(service: &Service, instances: usize) {
+    let log = std::fs::read_to_string(service.db.parent().unwrap().join("serve.log")).unwrap();
+    let secret = log
+        .lines()
+        .find_map(|l| l.split_once("enter this secret when asked: ").map(|(_, s)| s.trim().to_owned()))
+        .expect("serve prints the development sign-in secret");
+    let base = format!("http://127.0.0.1:{}", service.port);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use crate::browser::{browser, open, sign_in_as, wait_for};
+        let profile = tempfile::tempdir().unwrap();
+        let (_driver, client) = browser(profile.path()).await;
+        sign_in_as(&client, &base, "Responder", "On Call", Some(&secret)).await;
+        open(&client, &base, "/").await;
+        let rows = wait_for(
+            &client,
+            "the instances table",
+            "const rows = [...document.querySelectorAll('#instances tbody tr')]; \
+             return rows.length ? rows.map((r) => [...r.cells].map((c) => c.textContent)) : null",
+        )
+        .await;
+        // hub, owner id, this instance, "<count>: <partitions>"
+        let rows: Vec<Vec<String>> = serde_json::from_value(rows).unwrap();
+        assert_eq!(rows.len(), instances, "{rows:?}");
+        assert_eq!(rows.iter().filter(|r| r[2] == "this instance").count(), 1, "{rows:?}");
+        let owned: usize = rows.iter().map(|r| r[3].split_once(':').unwrap().0.parse::<usize>().unwrap()).sum();
+        assert_eq!(owned, PARTITIONS as usize, "every partition owned, once: {rows:?}");
+        client.close().await.unwrap();
+    });
 }

@@ -107,6 +107,7 @@ impl CheckpointStore for Positions {
             .list_checkpoints(namespace, hub, group)
             .await?
             .into_iter()
+            .filter_map(usable)
             .map(|c| (c.partition_id.clone(), c))
             .collect();
         for (partition, ours) in lock(&self.shared.stored).iter() {
@@ -118,8 +119,7 @@ impl CheckpointStore for Positions {
                     event_hub_name: hub.to_owned(),
                     consumer_group: group.to_owned(),
                     partition_id: partition.clone(),
-                    // A reset moved the position before the first event (-1): no offset.
-                    offset: ours.event_offset.clone().filter(|_| sequence >= 0),
+                    offset: None,
                     sequence_number: Some(sequence),
                 };
                 by_partition.insert(partition.clone(), checkpoint);
@@ -137,6 +137,24 @@ impl CheckpointStore for Positions {
     async fn update_checkpoint(&self, checkpoint: Checkpoint) -> azure_core::Result<()> {
         self.blob.update_checkpoint(checkpoint).await
     }
+}
+
+/// A checkpoint blob as the processor may start from: by its sequence number (as exact
+/// as the offset, and checked as a number), or by a numeric offset if it has no sequence
+/// number. Anyone who may write the container may write anything there: a value the
+/// service would refuse would stop the processor's cycle at every try, so it is left out
+/// (the partition starts from the configured start) and logged.
+fn usable(mut checkpoint: Checkpoint) -> Option<Checkpoint> {
+    let (partition, offset) = (checkpoint.partition_id.clone(), checkpoint.offset.take());
+    checkpoint.sequence_number = checkpoint.sequence_number.filter(|s| *s >= -1);
+    if checkpoint.sequence_number.is_none() {
+        checkpoint.offset = offset.filter(|o| o.parse::<u64>().is_ok());
+    }
+    if checkpoint.sequence_number.is_none() && checkpoint.offset.is_none() {
+        tracing::warn!(partition = %partition, "a checkpoint blob names no usable position; the partition starts from the configured start");
+        return None;
+    }
+    Some(checkpoint)
 }
 
 /// One balanced hub's thread.
@@ -292,9 +310,12 @@ impl Balancer {
         };
         match outcome {
             Ok(()) => {}
+            Err(error) if error.is::<super::StreamEnded>() => {
+                tracing::info!(hub = %self.shared.hub, partition = %id, "partition released (claimed by another instance)");
+            }
             Err(error) => {
                 let message = format!("{error:#}");
-                tracing::info!(hub = %self.shared.hub, partition = %id, reason = %message, "partition released");
+                tracing::warn!(hub = %self.shared.hub, partition = %id, error = %message, "receive failed; the partition is opened again at the next cycle");
                 receiver.note_error(message);
             }
         }
@@ -366,6 +387,7 @@ impl Balancer {
                 event_hub_name: hub.clone(),
                 consumer_group: group.clone(),
                 partition_id: partition.clone(),
+                // Both, as the other SDKs write them (Python needs both to read it).
                 offset: ours.event_offset.clone().filter(|_| sequence >= 0),
                 sequence_number: Some(sequence),
             };
