@@ -34,7 +34,10 @@ fn instance(root: &Path, name: &str, hub: &TestHub, azurite: &Azurite) -> Servic
 
 /// Partitions by owner id, as an instance's `/api/status` shows the ownership blobs, and
 /// the partitions that instance reads itself.
-fn ownership(service: &Service) -> Option<(BTreeMap<String, BTreeSet<String>>, BTreeSet<String>)> {
+/// Partitions by owner id (the ownership blobs), and those the instance reads itself.
+type Ownership = (BTreeMap<String, BTreeSet<String>>, BTreeSet<String>);
+
+fn ownership(service: &Service) -> Option<Ownership> {
     let status = service.status()?;
     let mut owners = BTreeMap::new();
     for i in status["instances"].as_array()? {

@@ -298,7 +298,7 @@ impl Balancer {
             receiver.last_offset = start.as_ref().and_then(|c| c.offset.clone());
             receiver.last_time = ours.as_ref().and_then(|c| c.event_time);
             // Only to notice events that expired unread (the first one is further on).
-            receiver.verify = (sequence >= 0).then(|| Resume { sequence, offset: None, enqueued_us: None });
+            receiver.verify = (sequence >= 0).then_some(Resume { sequence, offset: None, enqueued_us: None });
         }
         lock(&self.shared.owned).insert(id.clone());
         let index = receiver.index;
