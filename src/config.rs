@@ -326,6 +326,16 @@ pub struct BalanceConfig {
     /// partitions wait for another. Above `update_interval_ms`.
     #[serde(default = "default_balance_expiry")]
     pub expiry_ms: u64,
+    /// Committed positions are written to the checkpoint blobs at most this often: one
+    /// blob write per partition with new events each time (storage transactions are
+    /// billed), and what a crashed instance stored after the last one is stored again by
+    /// the next owner.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval_ms: u64,
+}
+
+fn default_checkpoint_interval() -> u64 {
+    1_000
 }
 
 fn default_balance_interval() -> u64 {
@@ -532,6 +542,9 @@ impl ServeConfig {
             if balance.hubs.is_empty() {
                 bail!("eventhubs.balance.hubs: name the hubs whose partitions the instances share");
             }
+            if balance.checkpoint_interval_ms == 0 {
+                bail!("eventhubs.balance.checkpoint_interval_ms must be above 0");
+            }
             if balance.update_interval_ms == 0 || balance.expiry_ms <= balance.update_interval_ms {
                 bail!(
                     "eventhubs.balance: update_interval_ms must be above 0 and expiry_ms above it (got {} and {})",
@@ -616,6 +629,7 @@ mod tests {
             "expiry_ms above it",
         );
         refused(format!("{base}hubs = [\"requests\"]\n{store}lease_ms = 5\n"), "lease_ms");
+        refused(format!("{base}hubs = [\"requests\"]\n{store}checkpoint_interval_ms = 0\n"), "checkpoint_interval_ms");
         refused(format!("{base}hubs = [\"requests\"]\n"), "checkpoint_store");
         refused(format!("{base}hubs = [\"requests\"]\ncheckpoint_store = \"ftp://x/y\"\n"), "https://<account>");
         refused(format!("{base}hubs = [\"requests\"]\ncheckpoint_store = \"not a url\"\n"), "is not a URL");

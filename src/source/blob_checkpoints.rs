@@ -63,6 +63,8 @@ pub struct BlobCheckpointStore {
     /// `http://127.0.0.1:<port>/<account>/<container>`.
     container: url::Url,
     auth: Auth,
+    /// Blobs per List Blobs answer, if not the service's (at most 5,000).
+    page_size: Option<u32>,
 }
 
 impl std::fmt::Debug for BlobCheckpointStore {
@@ -114,7 +116,12 @@ impl BlobCheckpointStore {
         if segments(url).len() != 1 {
             bail!("the checkpoint store is https://<account>.blob.core.windows.net/<container>, not {url}");
         }
-        Ok(BlobCheckpointStore { http: http_client()?, container: bare(url), auth: Auth::Entra(credential) })
+        Ok(BlobCheckpointStore {
+            http: http_client()?,
+            container: bare(url),
+            auth: Auth::Entra(credential),
+            page_size: None,
+        })
     }
 
     /// An Azurite container `http://<host>:<port>/<account>/<container>` signed with
@@ -139,6 +146,7 @@ impl BlobCheckpointStore {
             http: http_client()?,
             container: bare(url),
             auth: Auth::SharedKey { account: (*account).to_owned(), key },
+            page_size: None,
         })
     }
 
@@ -180,6 +188,13 @@ impl BlobCheckpointStore {
         })
     }
 
+    /// Lists at most `blobs` a List Blobs answer (the service's default is 5,000): a
+    /// consumer group of many hubs and partitions is read over several answers.
+    pub fn with_page_size(mut self, blobs: u32) -> BlobCheckpointStore {
+        self.page_size = Some(blobs.max(1));
+        self
+    }
+
     /// The blobs under `prefix` with their metadata (List Blobs, `include=metadata`).
     async fn list(&self, prefix: &str) -> Result<Vec<ListedBlob>> {
         let mut blobs = Vec::new();
@@ -192,6 +207,9 @@ impl BlobCheckpointStore {
                 query.append_pair("prefix", prefix).append_pair("include", "metadata");
                 if let Some(marker) = &marker {
                     query.append_pair("marker", marker);
+                }
+                if let Some(size) = self.page_size {
+                    query.append_pair("maxresults", &size.to_string());
                 }
             }
             let response = self.send(Method::GET, url, &[]).await?;

@@ -405,3 +405,22 @@ async fn event_processors_share_partitions_through_the_blobs_and_take_over_a_cra
     wait_for("after a crash", &observer, &namespace, &[8]).await;
     a.crash();
 }
+
+#[tokio::test]
+async fn ownerships_and_checkpoints_listed_over_several_pages_are_all_there() {
+    let azurite = Azurite::start();
+    assert!(azurite.create_container("paged"));
+    // Two blobs an answer: seven partitions take four answers, followed by their markers.
+    let paged = store(&azurite, "paged").with_page_size(2);
+    let claims: Vec<Ownership> = (0..7).map(|p| ownership(&p.to_string(), "a", None)).collect();
+    assert_eq!(paged.claim_ownership(&claims).await.unwrap().len(), 7);
+    for p in 0..7 {
+        paged.update_checkpoint(checkpoint(&p.to_string(), "4096", p)).await.unwrap();
+    }
+    let owned = paged.list_ownerships(NAMESPACE, HUB, GROUP).await.unwrap();
+    let partitions: Vec<&str> = owned.iter().map(|o| o.partition_id.as_str()).collect();
+    assert_eq!(partitions, ["0", "1", "2", "3", "4", "5", "6"]);
+    let checkpoints = paged.list_checkpoints(NAMESPACE, HUB, GROUP).await.unwrap();
+    let sequences: Vec<Option<i64>> = checkpoints.iter().map(|c| c.sequence_number).collect();
+    assert_eq!(sequences, (0..7).map(Some).collect::<Vec<_>>());
+}

@@ -91,6 +91,20 @@ fn wait_for_even_spread(alive: &[&Service], others: usize, timeout: Duration) ->
     }
 }
 
+/// Waits until `service` shows no lag on any partition: those it reads committed to their
+/// last event, the others checkpointed there by their owners.
+fn wait_for_no_lag(service: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let partitions = service.status().and_then(|s| s["eventhubs"].as_array().cloned()).unwrap_or_default();
+        if partitions.len() == PARTITIONS as usize && partitions.iter().all(|p| p["lag"].as_i64() == Some(0)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "partitions still lag: {partitions:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Cosmos DB rows stored by an instance so far (its `/api/status`).
 fn cosmos_rows(service: &Service) -> i64 {
     service
@@ -195,16 +209,7 @@ fn instances_share_32_partitions_take_over_after_kills_and_make_room_for_a_newco
     eprintln!("kill 3: taken over in {taken:?}");
 
     // Everything sent is stored: wait until every partition is checkpointed to its end.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = a.status().unwrap_or_default();
-        let partitions = status["eventhubs"].as_array().cloned().unwrap_or_default();
-        if partitions.len() == PARTITIONS as usize && partitions.iter().all(|p| p["lag"].as_i64() == Some(0)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "partitions still lag: {partitions:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_no_lag(&a);
     a.stop();
     d.stop();
     let (rows, distinct, each) = stored(&db_files(&[&a, &b, &c, &d]));
@@ -360,15 +365,7 @@ fn a_python_processor_shares_the_consumer_group_and_its_checkpoints() {
     assert!(stopped.success(), "the Python processor stopped cleanly");
     wait_for_even_spread(&[&a, &b], 0, Duration::from_secs(60));
     preload(&hub, envelopes(&cosmos_file(root.path(), 3_200, 5), 50), PARTITIONS);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let partitions = a.status().and_then(|s| s["eventhubs"].as_array().cloned()).unwrap_or_default();
-        if partitions.len() == PARTITIONS as usize && partitions.iter().all(|p| p["lag"].as_i64() == Some(0)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "partitions still lag: {partitions:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_no_lag(&a);
     let (mut a, mut b) = (a, b);
     a.stop();
     b.stop();
@@ -432,4 +429,34 @@ fn overview_shows_the_instances(service: &Service, instances: usize) {
         assert_eq!(owned, PARTITIONS as usize, "every partition owned, once: {rows:?}");
         client.close().await.unwrap();
     });
+}
+
+#[test]
+fn a_missing_container_is_shown_beside_each_partition_and_reading_starts_once_it_exists() {
+    let root = tempfile::tempdir().unwrap();
+    let hub = hub(PARTITIONS);
+    let azurite = Azurite::start();
+    preload(&hub, envelopes(&cosmos_file(root.path(), 3_200, 6), 50), PARTITIONS);
+    // No container yet: the processor's first cycle fails, and says why on the status page.
+    let a = instance(root.path(), "a", &hub, &azurite);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let partitions = a.status().and_then(|s| s["eventhubs"].as_array().cloned()).unwrap_or_default();
+        let told = partitions.len() == PARTITIONS as usize
+            && partitions.iter().all(|p| {
+                p["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("partition balancing") && e.contains("ContainerNotFound"))
+            });
+        if told {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no partition says why it is not read: {:?}", partitions.first());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(cosmos_rows(&a), 0, "nothing read without ownership");
+    assert!(azurite.create_container("checkpoints"));
+    wait_for_even_spread(&[&a], 0, Duration::from_secs(90));
+    wait_for_no_lag(&a);
+    assert_eq!(cosmos_rows(&a), 3_200, "the backlog stored once the container exists");
 }

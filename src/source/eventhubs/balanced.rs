@@ -14,9 +14,10 @@
 //!   opened after the later of the blob checkpoint and this instance's own committed
 //!   position ([`Positions`]), so what this instance stored is never read again by it.
 //! - The blob checkpoint follows DuckDB: after each commit, the committed positions of the
-//!   balanced partitions are written to their checkpoint blobs (at most once a second).
-//!   What another owner stored after its last blob checkpoint (at most about a second of
-//!   events) can reach a new owner's file too: DuckDB files are per instance.
+//!   balanced partitions are written to their checkpoint blobs (at most once a
+//!   `checkpoint_interval_ms`, a second by default).
+//!   What another owner stored after its last blob checkpoint (up to an interval and a
+//!   commit of events) can reach a new owner's file too: DuckDB files are per instance.
 //!
 //! A failure of the processor's own cycle (the checkpoint store or the hub unreachable)
 //! ends `EventProcessor::run`: the readers stop and a new processor (a new owner id) is
@@ -37,9 +38,6 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
-
-/// Blob checkpoints are written at most this often (each commit's positions coalesced).
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// What a balanced hub's thread and the pipeline's commits share.
 pub(super) struct Shared {
@@ -197,8 +195,16 @@ impl Balancer {
         while !this.cancel.is_cancelled() {
             match this.clone().process().await {
                 Ok(()) => break,
-                Err(error) => tracing::warn!(hub = %this.shared.hub, error = format!("{error:#}"), retry_in = ?delay,
-                    "the partition balancer stopped; starting a new one"),
+                Err(error) => {
+                    let message = format!("partition balancing: {error:#}");
+                    tracing::warn!(hub = %this.shared.hub, error = %message, retry_in = ?delay,
+                        "the partition balancer stopped; starting a new one");
+                    // On the status page beside each of the hub's partitions: while this
+                    // lasts none is read here (e.g. the container is missing or refused).
+                    for template in this.templates.values() {
+                        this.status.update(template.index, |p| p.last_error = Some(message.clone()));
+                    }
+                }
             }
             tokio::select! {
                 _ = this.cancel.cancelled() => break,
@@ -256,11 +262,14 @@ impl Balancer {
                     Ok(()) => anyhow!("the event processor stopped"),
                     Err(e) => anyhow!("the event processor's cycle failed: {e}"),
                 }),
-                next = processor.next_partition_client() => {
-                    let client = next.map_err(|e| anyhow!("the next partition: {e}"))?;
-                    let read = self.clone().read(client, properties.clone(), readers.clone());
-                    tasks.push(tokio::task::spawn_local(read));
-                }
+                next = processor.next_partition_client() => match next {
+                    Ok(client) => {
+                        let read = self.clone().read(client, properties.clone(), readers.clone());
+                        tasks.push(tokio::task::spawn_local(read));
+                    }
+                    // The readers must stop with this processor (below), never outlive it.
+                    Err(e) => break Err(anyhow!("the next partition: {e}")),
+                },
             }
         };
         let _ = processor.shutdown().await;
@@ -334,7 +343,7 @@ impl Balancer {
     }
 
     /// Writes each committed position to its checkpoint blob, at most once a
-    /// [`CHECKPOINT_EVERY`]; the last ones once the pipeline has finished.
+    /// `checkpoint_interval_ms`; the last ones once the pipeline has finished.
     async fn write_checkpoints(self: Rc<Self>) {
         loop {
             let finished = tokio::select! {
@@ -347,7 +356,7 @@ impl Balancer {
                 return;
             }
             tokio::select! {
-                _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+                _ = tokio::time::sleep(Duration::from_millis(self.config.checkpoint_interval_ms)) => {}
                 _ = self.finish.cancelled() => {}
             }
         }
