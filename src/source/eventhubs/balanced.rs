@@ -57,6 +57,11 @@ pub(super) struct Shared {
     names: Mutex<Option<(String, String, String)>>,
     /// This instance's owner id (the processor's connection id), once it owns a partition.
     me: Mutex<Option<String>>,
+    /// The last event each partition's reader passed on when it ended, committed or not
+    /// yet: a partition opened again in this process (after a receive error, or taken
+    /// back) skips what is still on its way through the pipeline, as a broadcast
+    /// partition's receiver does across reconnects.
+    forwarded: Mutex<HashMap<String, Resume>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -74,6 +79,7 @@ impl Shared {
             started: Mutex::default(),
             names: Mutex::default(),
             me: Mutex::default(),
+            forwarded: Mutex::default(),
         }
     }
 
@@ -309,6 +315,14 @@ impl Balancer {
             // Only to notice events that expired unread (the first one is further on).
             receiver.verify = (sequence >= 0).then_some(Resume { sequence, offset: None, enqueued_us: None });
         }
+        let forwarded = lock(&self.shared.forwarded).remove(&id);
+        if let Some(passed) = forwarded.filter(|f| receiver.last.is_none_or(|last| f.sequence > last)) {
+            // Still on its way to DuckDB: skipped as delivered again, not passed on twice.
+            receiver.last = Some(passed.sequence);
+            receiver.last_offset = passed.offset;
+            receiver.last_time = passed.enqueued_us;
+        }
+        let opened_after = receiver.last;
         lock(&self.shared.owned).insert(id.clone());
         let index = receiver.index;
         self.status.update(index, |p| p.owned = true);
@@ -327,6 +341,12 @@ impl Balancer {
                 tracing::warn!(hub = %self.shared.hub, partition = %id, error = %message, "receive failed; the partition is opened again at the next cycle");
                 receiver.note_error(message);
             }
+        }
+        // Not after a reset moved the partition back: then its new stream is read from
+        // where the reset's record (committed) put it.
+        if let Some(sequence) = receiver.last.filter(|end| opened_after.is_none_or(|start| *end >= start)) {
+            let passed = Resume { sequence, offset: receiver.last_offset.clone(), enqueued_us: receiver.last_time };
+            lock(&self.shared.forwarded).insert(id.clone(), passed);
         }
         lock(&self.shared.owned).remove(&id);
         self.status.update(index, |p| p.owned = false);
