@@ -1,7 +1,8 @@
 //! Azure Event Hubs: the production source, on the official `azure_messaging_eventhubs`
 //! client, authenticated with an Entra ID identity.
 //!
-//! One `ConsumerClient` per hub and one receiver task per partition feed a bounded
+//! One `ConsumerClient` per hub and one receiver task per partition (a balanced hub's
+//! partitions: those the `EventProcessor` hands this instance, [`balanced`]) feed a bounded
 //! channel; a batcher on the ingest thread cuts the events into [`Chunk`]s for the
 //! spine's pipeline ([`crate::ingest::run`]). Each chunk carries the checkpoint of
 //! every partition it holds events of (sequence number, offset, enqueued time), and
@@ -449,7 +450,7 @@ pub struct Stream {
 }
 
 /// Connects to every hub (retrying until `cancel` fires: then `None`) and starts a
-/// receiver per partition on `runtime`.
+/// receiver per partition on `runtime`, and a thread per balanced hub.
 pub fn open(
     store: &Store,
     config: &EventHubsConfig,
@@ -461,6 +462,23 @@ pub fn open(
 ) -> Result<Option<Stream>> {
     let namespace = connect.namespace().to_owned();
     let endpoint = config.endpoint.as_deref();
+    // The checkpoint store first: a bad one stops the start before anything is spawned.
+    let blob = match &config.balance {
+        Some(balance) => {
+            let identity = Identity {
+                credential: config.credential,
+                managed_identity_client_id: config.managed_identity_client_id.clone(),
+                tenant_id: config.tenant_id.clone(),
+                client_id: config.client_id.clone(),
+            };
+            let store = crate::source::blob_checkpoints::BlobCheckpointStore::parse(&balance.checkpoint_store, &|| {
+                identity.credential()
+            })
+            .context("eventhubs.balance.checkpoint_store")?;
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
     // One client per hub; a hub that cannot be reached yet is retried, not fatal.
     let mut clients = Vec::new();
     let mut partitions = Vec::new();
@@ -560,17 +578,7 @@ pub fn open(
     }
     drop(tx);
     let mut balancers = Vec::new();
-    if let Some(balance) = &config.balance {
-        let identity = Identity {
-            credential: config.credential,
-            managed_identity_client_id: config.managed_identity_client_id.clone(),
-            tenant_id: config.tenant_id.clone(),
-            client_id: config.client_id.clone(),
-        };
-        let blob =
-            Arc::new(crate::source::blob_checkpoints::BlobCheckpointStore::parse(&balance.checkpoint_store, &|| {
-                identity.credential()
-            })?);
+    if let (Some(balance), Some(blob)) = (&config.balance, blob) {
         for (shared, templates) in shares.iter().zip(templates) {
             let balancer = balanced::Balancer {
                 shared: shared.clone(),

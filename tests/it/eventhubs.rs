@@ -468,6 +468,33 @@ fn bad_configuration_is_refused_with_what_to_fix() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("RFC 3339"), "{stderr}");
+
+    // A checkpoint store over plain http to another host would send its signatures in the
+    // clear: refused at start, naming the key, the Azurite key never printed.
+    std::fs::write(
+        &config,
+        format!(
+            "db = {:?}\n[http]\nlisten = \"127.0.0.1:{}\"\ndevelopment_sign_in = true\n[eventhubs]\nhubs = [\"h\"]\ncredential = \"connection_string\"\nendpoint = \"amqp://127.0.0.1:9\"\n\
+             [eventhubs.balance]\nhubs = [\"h\"]\ncheckpoint_store = \"http://storage.example.com/account/container\"\n",
+            dir.path().join("balance.duckdb"),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env(
+            "TOKENTRAIL_EVENTHUBS_CONNECTION_STRING",
+            "Endpoint=sb://127.0.0.1:9/;SharedAccessKeyName=k;SharedAccessKey=x",
+        )
+        .env("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY", "S0VZU0VDUkVUS0VZ")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("eventhubs.balance.checkpoint_store") && stderr.contains("plain http"), "{stderr}");
+    assert!(!stderr.contains("S0VZU0VDUkVUS0VZ"), "the key is never printed: {stderr}");
 }
 
 #[test]
