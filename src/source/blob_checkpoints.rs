@@ -391,6 +391,28 @@ impl CheckpointStore for BlobCheckpointStore {
     }
 }
 
+impl BlobCheckpointStore {
+    /// Writes `checkpoint` only if its partition has no checkpoint blob yet (Put Blob with
+    /// `If-None-Match: *`): true if this call made it.
+    pub async fn create_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool> {
+        let name = Checkpoint::get_checkpoint_blob_name(
+            &checkpoint.fully_qualified_namespace,
+            &checkpoint.event_hub_name,
+            &checkpoint.consumer_group,
+            &checkpoint.partition_id,
+        )?
+        .to_lowercase();
+        let mut metadata = Vec::new();
+        if let Some(offset) = &checkpoint.offset {
+            metadata.push((OFFSET, offset.clone()));
+        }
+        if let Some(sequence_number) = checkpoint.sequence_number {
+            metadata.push((SEQUENCE_NUMBER, sequence_number.to_string()));
+        }
+        Ok(self.write(&name, &metadata, Some(("If-None-Match", "*".to_owned()))).await?.is_some())
+    }
+}
+
 /// The ownership blob's name, lower-cased.
 pub fn ownership_name(o: &Ownership) -> Result<String> {
     Ok(Ownership::get_ownership_name(

@@ -505,6 +505,7 @@ pub fn open(
             config.partitions.clone()
         };
         let mut stored = std::collections::HashMap::new();
+        let ids = chosen.clone();
         for id in chosen {
             let source_id = source_id(&namespace, hub, group, &id);
             let checkpoint = store.checkpoint(&source_id)?;
@@ -520,7 +521,7 @@ pub fn open(
             partitions.push(Partition { hub: hub_index, id, source_id, labels, committed, resume, balanced });
         }
         if balance.is_some() {
-            shares.push(Arc::new(balanced::Shared::new(hub, stored)));
+            shares.push(Arc::new(balanced::Shared::new(hub, ids, stored)));
         }
         clients.push(Arc::new(client));
     }

@@ -24,9 +24,14 @@ fn balanced(azurite: &Azurite) -> String {
 }
 
 fn instance(root: &Path, name: &str, hub: &TestHub, azurite: &Azurite) -> Service {
+    configured(root, name, hub, azurite, "")
+}
+
+/// [`instance`] with `eventhubs` added to its `[eventhubs]` section.
+fn configured(root: &Path, name: &str, hub: &TestHub, azurite: &Azurite, eventhubs: &str) -> Service {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut service = Service::new(&dir, hub, &balanced(azurite));
+    let mut service = Service::new(&dir, hub, &format!("{eventhubs}{}", balanced(azurite)));
     service.env.push(("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY".into(), KEY.into()));
     service.start();
     service
@@ -459,4 +464,25 @@ fn a_missing_container_is_shown_beside_each_partition_and_reading_starts_once_it
     wait_for_even_spread(&[&a], 0, Duration::from_secs(90));
     wait_for_no_lag(&a);
     assert_eq!(cosmos_rows(&a), 3_200, "the backlog stored once the container exists");
+}
+
+#[test]
+fn with_start_latest_partitions_are_pinned_before_they_are_read_so_a_crash_skips_nothing_after() {
+    let root = tempfile::tempdir().unwrap();
+    let hub = hub(PARTITIONS);
+    let azurite = Azurite::start();
+    assert!(azurite.create_container("checkpoints"));
+    // History from before the service: `latest` leaves it.
+    preload(&hub, envelopes(&cosmos_file(root.path(), 3_200, 7), 50), PARTITIONS);
+    let latest = "start = \"latest\"\n";
+    let mut a = configured(root.path(), "a", &hub, &azurite, latest);
+    wait_for_even_spread(&[&a], 0, Duration::from_secs(90));
+    // It dies before its first commit; events come while nobody reads.
+    a.signal(libc::SIGKILL);
+    preload(&hub, envelopes(&cosmos_file(root.path(), 3_200, 8), 50), PARTITIONS);
+    // The next owner opens each partition after the pin, not at its own "latest".
+    let b = configured(root.path(), "b", &hub, &azurite, latest);
+    wait_for_even_spread(&[&b], 0, EXPIRY + Duration::from_secs(90));
+    wait_for_no_lag(&b);
+    assert_eq!(cosmos_rows(&b), 3_200, "what came after the first claims is stored, the history is not");
 }

@@ -42,6 +42,8 @@ use tokio_util::sync::CancellationToken;
 /// What a balanced hub's thread and the pipeline's commits share.
 pub(super) struct Shared {
     pub hub: String,
+    /// The hub's partition ids.
+    partitions: Vec<String>,
     /// Positions this instance committed to DuckDB, by partition id: read from DuckDB at
     /// start, then after each commit.
     stored: Mutex<HashMap<String, store::Checkpoint>>,
@@ -69,9 +71,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(hub: &str, stored: HashMap<String, store::Checkpoint>) -> Shared {
+    pub fn new(hub: &str, partitions: Vec<String>, stored: HashMap<String, store::Checkpoint>) -> Shared {
         Shared {
             hub: hub.to_owned(),
+            partitions,
             stored: Mutex::new(stored),
             pending: Mutex::default(),
             wake: tokio::sync::Notify::new(),
@@ -97,6 +100,40 @@ impl Shared {
 struct Positions {
     blob: Arc<BlobCheckpointStore>,
     shared: Arc<Shared>,
+    /// With `start = "latest"`: partition properties, to pin "latest" (below).
+    pin_latest: Option<Arc<ConsumerClient>>,
+}
+
+impl Positions {
+    /// With `start = "latest"`, a partition nobody has checkpointed is pinned before it is
+    /// opened: its last enqueued sequence number becomes its checkpoint blob (only if it
+    /// still has none), so an owner that dies before its first checkpoint does not leave
+    /// the next one to open at a later "latest" and skip what came in between (broadcast
+    /// receivers pin "latest" the same way, in DuckDB).
+    async fn pin(&self, namespace: &str, hub: &str, group: &str, missing: Vec<String>) -> azure_core::Result<bool> {
+        let Some(client) = &self.pin_latest else { return Ok(false) };
+        let mut pinned = false;
+        for partition in missing {
+            let properties = client.get_partition_properties(&partition).await.map_err(|e| {
+                azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::Io,
+                    format!("reading partition {partition}'s properties: {e}"),
+                )
+            })?;
+            let checkpoint = Checkpoint {
+                fully_qualified_namespace: namespace.to_owned(),
+                event_hub_name: hub.to_owned(),
+                consumer_group: group.to_owned(),
+                partition_id: partition.clone(),
+                offset: None,
+                sequence_number: Some(properties.last_enqueued_sequence_number),
+            };
+            let made = self.blob.create_checkpoint(&checkpoint).await?;
+            tracing::info!(hub = %hub, partition = %partition, after = properties.last_enqueued_sequence_number, made, "start = latest: partition pinned");
+            pinned = true;
+        }
+        Ok(pinned)
+    }
 }
 
 #[async_trait::async_trait]
@@ -106,14 +143,19 @@ impl CheckpointStore for Positions {
     }
 
     async fn list_checkpoints(&self, namespace: &str, hub: &str, group: &str) -> azure_core::Result<Vec<Checkpoint>> {
-        let mut by_partition: HashMap<String, Checkpoint> = self
-            .blob
-            .list_checkpoints(namespace, hub, group)
-            .await?
-            .into_iter()
-            .filter_map(usable)
-            .map(|c| (c.partition_id.clone(), c))
-            .collect();
+        let listed = |list: Vec<Checkpoint>| -> HashMap<String, Checkpoint> {
+            list.into_iter().filter_map(usable).map(|c| (c.partition_id.clone(), c)).collect()
+        };
+        let mut by_partition = listed(self.blob.list_checkpoints(namespace, hub, group).await?);
+        let missing: Vec<String> = {
+            let stored = lock(&self.shared.stored);
+            let unknown = |p: &&String| !by_partition.contains_key(*p) && !stored.contains_key(*p);
+            self.shared.partitions.iter().filter(unknown).cloned().collect()
+        };
+        if !missing.is_empty() && self.pin(namespace, hub, group, missing).await? {
+            // Another instance may have pinned first: its pin is the one.
+            by_partition = listed(self.blob.list_checkpoints(namespace, hub, group).await?);
+        }
         for (partition, ours) in lock(&self.shared.stored).iter() {
             let Some(sequence) = ours.sequence_number else { continue };
             let theirs = by_partition.get(partition).and_then(|c| c.sequence_number);
@@ -222,8 +264,9 @@ impl Balancer {
         let _ = writer.await;
     }
 
-    fn positions(&self) -> Arc<Positions> {
-        Arc::new(Positions { blob: self.blob.clone(), shared: self.shared.clone() })
+    fn positions(&self, properties: &Arc<ConsumerClient>) -> Arc<Positions> {
+        let pin_latest = (self.start == StartAt::Latest).then(|| properties.clone());
+        Arc::new(Positions { blob: self.blob.clone(), shared: self.shared.clone(), pin_latest })
     }
 
     /// One processor, until the service stops (`Ok`) or its cycle fails (`Err`).
@@ -235,7 +278,7 @@ impl Balancer {
         // Partition properties for the readers (the processor keeps its client to itself).
         let opening = self.connect.consumer(hub, &self.config.consumer_group, self.endpoint.as_deref());
         let properties =
-            Rc::new(tokio::time::timeout(CALL_TIMEOUT, opening).await.map_err(|_| anyhow!("connecting timed out"))??);
+            Arc::new(tokio::time::timeout(CALL_TIMEOUT, opening).await.map_err(|_| anyhow!("connecting timed out"))??);
         let default = match self.start {
             StartAt::Earliest => StartLocation::Earliest,
             StartAt::Latest => StartLocation::Latest,
@@ -253,29 +296,31 @@ impl Balancer {
                 default: StartPosition { location: default, inclusive },
                 ..Default::default()
             })
-            .build(consumer, self.positions())
+            .build(consumer, self.positions(&properties))
             .await
             .map_err(|e| anyhow!("building the event processor: {e}"))?;
         tracing::info!(hub = %hub, consumer_group = %self.config.consumer_group, "balancing partitions with the other instances");
         let readers = self.cancel.child_token();
         let mut tasks = Vec::new();
-        let run = processor.run();
-        tokio::pin!(run);
-        let outcome = loop {
-            tokio::select! {
-                _ = self.cancel.cancelled() => break Ok(()),
-                ended = &mut run => break Err(match ended {
-                    Ok(()) => anyhow!("the event processor stopped"),
-                    Err(e) => anyhow!("the event processor's cycle failed: {e}"),
-                }),
-                next = processor.next_partition_client() => match next {
-                    Ok(client) => {
-                        let read = self.clone().read(client, properties.clone(), readers.clone());
-                        tasks.push(tokio::task::spawn_local(read));
-                    }
-                    // The readers must stop with this processor (below), never outlive it.
-                    Err(e) => break Err(anyhow!("the next partition: {e}")),
-                },
+        let outcome = {
+            let run = processor.run();
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => break Ok(()),
+                    ended = &mut run => break Err(match ended {
+                        Ok(()) => anyhow!("the event processor stopped"),
+                        Err(e) => anyhow!("the event processor's cycle failed: {e}"),
+                    }),
+                    next = processor.next_partition_client() => match next {
+                        Ok(client) => {
+                            let read = self.clone().read(client, properties.clone(), readers.clone());
+                            tasks.push(tokio::task::spawn_local(read));
+                        }
+                        // The readers must stop with this processor (below), never outlive it.
+                        Err(e) => break Err(anyhow!("the next partition: {e}")),
+                    },
+                }
             }
         };
         let _ = processor.shutdown().await;
@@ -283,7 +328,9 @@ impl Balancer {
         for task in tasks {
             let _ = task.await;
         }
-        if let Ok(properties) = Rc::try_unwrap(properties)
+        // The processor holds a clone of the client (in `Positions`).
+        drop(processor);
+        if let Ok(properties) = Arc::try_unwrap(properties)
             && tokio::time::timeout(CALL_TIMEOUT, properties.close()).await.is_err()
         {
             tracing::debug!(hub = %hub, "closing the properties client timed out");
@@ -296,7 +343,7 @@ impl Balancer {
     async fn read(
         self: Rc<Self>,
         client: Arc<PartitionClient>,
-        properties: Rc<ConsumerClient>,
+        properties: Arc<ConsumerClient>,
         cancel: CancellationToken,
     ) {
         let id = client.get_partition_id().to_owned();
