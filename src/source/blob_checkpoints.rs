@@ -364,26 +364,7 @@ impl CheckpointStore for BlobCheckpointStore {
     /// Unconditional, as in the other SDKs: only the owner checkpoints a partition.
     /// Python's `list_checkpoints` needs both values, so write both when there are both.
     async fn update_checkpoint(&self, checkpoint: Checkpoint) -> Result<()> {
-        let name = Checkpoint::get_checkpoint_blob_name(
-            &checkpoint.fully_qualified_namespace,
-            &checkpoint.event_hub_name,
-            &checkpoint.consumer_group,
-            &checkpoint.partition_id,
-        )?
-        .to_lowercase();
-        let mut metadata = Vec::new();
-        if let Some(offset) = checkpoint.offset {
-            metadata.push((OFFSET, offset));
-        }
-        if let Some(sequence_number) = checkpoint.sequence_number {
-            metadata.push((SEQUENCE_NUMBER, sequence_number.to_string()));
-        }
-        if metadata.is_empty() {
-            return Err(Error::with_message(
-                ErrorKind::Other,
-                format!("a checkpoint of partition {} names no position", checkpoint.partition_id),
-            ));
-        }
+        let (name, metadata) = checkpoint_blob(&checkpoint)?;
         match self.write(&name, &metadata, None).await? {
             Some(_) => Ok(()),
             None => Err(Error::with_message(ErrorKind::Other, format!("writing {name}: refused (412/409)"))),
@@ -395,22 +376,34 @@ impl BlobCheckpointStore {
     /// Writes `checkpoint` only if its partition has no checkpoint blob yet (Put Blob with
     /// `If-None-Match: *`): true if this call made it.
     pub async fn create_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool> {
-        let name = Checkpoint::get_checkpoint_blob_name(
-            &checkpoint.fully_qualified_namespace,
-            &checkpoint.event_hub_name,
-            &checkpoint.consumer_group,
-            &checkpoint.partition_id,
-        )?
-        .to_lowercase();
-        let mut metadata = Vec::new();
-        if let Some(offset) = &checkpoint.offset {
-            metadata.push((OFFSET, offset.clone()));
-        }
-        if let Some(sequence_number) = checkpoint.sequence_number {
-            metadata.push((SEQUENCE_NUMBER, sequence_number.to_string()));
-        }
+        let (name, metadata) = checkpoint_blob(checkpoint)?;
         Ok(self.write(&name, &metadata, Some(("If-None-Match", "*".to_owned()))).await?.is_some())
     }
+}
+
+/// A checkpoint's blob name (lower-cased) and metadata; an error if it names no position.
+fn checkpoint_blob(checkpoint: &Checkpoint) -> Result<(String, Vec<(&'static str, String)>)> {
+    let name = Checkpoint::get_checkpoint_blob_name(
+        &checkpoint.fully_qualified_namespace,
+        &checkpoint.event_hub_name,
+        &checkpoint.consumer_group,
+        &checkpoint.partition_id,
+    )?
+    .to_lowercase();
+    let mut metadata = Vec::new();
+    if let Some(offset) = &checkpoint.offset {
+        metadata.push((OFFSET, offset.clone()));
+    }
+    if let Some(sequence_number) = checkpoint.sequence_number {
+        metadata.push((SEQUENCE_NUMBER, sequence_number.to_string()));
+    }
+    if metadata.is_empty() {
+        return Err(Error::with_message(
+            ErrorKind::Other,
+            format!("a checkpoint of partition {} names no position", checkpoint.partition_id),
+        ));
+    }
+    Ok((name, metadata))
 }
 
 /// The ownership blob's name, lower-cased.

@@ -120,14 +120,8 @@ impl Positions {
                     format!("reading partition {partition}'s properties: {e}"),
                 )
             })?;
-            let checkpoint = Checkpoint {
-                fully_qualified_namespace: namespace.to_owned(),
-                event_hub_name: hub.to_owned(),
-                consumer_group: group.to_owned(),
-                partition_id: partition.clone(),
-                offset: None,
-                sequence_number: Some(properties.last_enqueued_sequence_number),
-            };
+            let last = properties.last_enqueued_sequence_number;
+            let checkpoint = position((namespace, hub, group), &partition, last, None);
             let made = self.blob.create_checkpoint(&checkpoint).await?;
             tracing::info!(hub = %hub, partition = %partition, after = properties.last_enqueued_sequence_number, made, "start = latest: partition pinned");
             pinned = true;
@@ -160,15 +154,7 @@ impl CheckpointStore for Positions {
             let Some(sequence) = ours.sequence_number else { continue };
             let theirs = by_partition.get(partition).and_then(|c| c.sequence_number);
             if theirs.is_none_or(|theirs| theirs < sequence) {
-                let checkpoint = Checkpoint {
-                    fully_qualified_namespace: namespace.to_owned(),
-                    event_hub_name: hub.to_owned(),
-                    consumer_group: group.to_owned(),
-                    partition_id: partition.clone(),
-                    offset: None,
-                    sequence_number: Some(sequence),
-                };
-                by_partition.insert(partition.clone(), checkpoint);
+                by_partition.insert(partition.clone(), position((namespace, hub, group), partition, sequence, None));
             }
         }
         *lock(&self.shared.started) = by_partition.clone();
@@ -182,6 +168,19 @@ impl CheckpointStore for Positions {
 
     async fn update_checkpoint(&self, checkpoint: Checkpoint) -> azure_core::Result<()> {
         self.blob.update_checkpoint(checkpoint).await
+    }
+}
+
+/// The checkpoint of `partition` at `sequence` in a consumer group's (namespace, hub, group).
+fn position(names: (&str, &str, &str), partition: &str, sequence: i64, offset: Option<String>) -> Checkpoint {
+    let (namespace, hub, group) = names;
+    Checkpoint {
+        fully_qualified_namespace: namespace.to_owned(),
+        event_hub_name: hub.to_owned(),
+        consumer_group: group.to_owned(),
+        partition_id: partition.to_owned(),
+        offset,
+        sequence_number: Some(sequence),
     }
 }
 
@@ -458,15 +457,9 @@ impl Balancer {
             {
                 continue;
             }
-            let checkpoint = Checkpoint {
-                fully_qualified_namespace: namespace.clone(),
-                event_hub_name: hub.clone(),
-                consumer_group: group.clone(),
-                partition_id: partition.clone(),
-                // Both, as the other SDKs write them (Python needs both to read it).
-                offset: ours.event_offset.clone().filter(|_| sequence >= 0),
-                sequence_number: Some(sequence),
-            };
+            // Both, as the other SDKs write them (Python needs both to read it).
+            let offset = ours.event_offset.clone().filter(|_| sequence >= 0);
+            let checkpoint = position((&namespace, &hub, &group), &partition, sequence, offset);
             if let Err(error) = self.blob.update_checkpoint(checkpoint).await {
                 tracing::warn!(hub = %hub, partition = %partition, error = %error, "writing the blob checkpoint");
                 failed.insert(partition, ours);
