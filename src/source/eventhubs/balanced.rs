@@ -27,7 +27,7 @@ use super::{BACKOFF, CALL_TIMEOUT, Connect, HubsStatus, InstanceStatus, Receiver
 use crate::config::{BalanceConfig, StartAt};
 use crate::source::blob_checkpoints::BlobCheckpointStore;
 use crate::store;
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use azure_messaging_eventhubs::models::{Checkpoint, Ownership, StartPositions};
 use azure_messaging_eventhubs::processor::PartitionClient;
 use azure_messaging_eventhubs::{
@@ -64,6 +64,10 @@ pub(super) struct Shared {
     /// back) skips what is still on its way through the pipeline, as a broadcast
     /// partition's receiver does across reconnects.
     forwarded: Mutex<HashMap<String, Resume>>,
+    /// The processor's last view of the blobs (its own listings, with the claims it won
+    /// since), for the status page: no listings of its own.
+    ownerships: Mutex<Vec<Ownership>>,
+    checkpointed: Mutex<HashMap<String, Option<i64>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -83,6 +87,8 @@ impl Shared {
             names: Mutex::default(),
             me: Mutex::default(),
             forwarded: Mutex::default(),
+            ownerships: Mutex::default(),
+            checkpointed: Mutex::default(),
         }
     }
 
@@ -123,7 +129,7 @@ impl Positions {
             let last = properties.last_enqueued_sequence_number;
             let checkpoint = position((namespace, hub, group), &partition, last, None);
             let made = self.blob.create_checkpoint(&checkpoint).await?;
-            tracing::info!(hub = %hub, partition = %partition, after = properties.last_enqueued_sequence_number, made, "start = latest: partition pinned");
+            tracing::info!(hub = %hub, partition = %partition, after = last, made, "start = latest: partition pinned");
             pinned = true;
         }
         Ok(pinned)
@@ -133,11 +139,17 @@ impl Positions {
 #[async_trait::async_trait]
 impl CheckpointStore for Positions {
     async fn claim_ownership(&self, ownerships: &[Ownership]) -> azure_core::Result<Vec<Ownership>> {
-        self.blob.claim_ownership(ownerships).await
+        let won = self.blob.claim_ownership(ownerships).await?;
+        let mut seen = lock(&self.shared.ownerships);
+        seen.retain(|o| !won.iter().any(|w| w.partition_id == o.partition_id));
+        seen.extend(won.iter().cloned());
+        Ok(won)
     }
 
     async fn list_checkpoints(&self, namespace: &str, hub: &str, group: &str) -> azure_core::Result<Vec<Checkpoint>> {
         let listed = |list: Vec<Checkpoint>| -> HashMap<String, Checkpoint> {
+            *lock(&self.shared.checkpointed) =
+                list.iter().map(|c| (c.partition_id.clone(), c.sequence_number)).collect();
             list.into_iter().filter_map(usable).map(|c| (c.partition_id.clone(), c)).collect()
         };
         let mut by_partition = listed(self.blob.list_checkpoints(namespace, hub, group).await?);
@@ -163,7 +175,9 @@ impl CheckpointStore for Positions {
     }
 
     async fn list_ownerships(&self, namespace: &str, hub: &str, group: &str) -> azure_core::Result<Vec<Ownership>> {
-        self.blob.list_ownerships(namespace, hub, group).await
+        let listed = self.blob.list_ownerships(namespace, hub, group).await?;
+        *lock(&self.shared.ownerships) = listed.clone();
+        Ok(listed)
     }
 
     async fn update_checkpoint(&self, checkpoint: Checkpoint) -> azure_core::Result<()> {
@@ -501,14 +515,12 @@ impl Balancer {
     }
 
     /// Keeps the status page's view of the consumer group: which instance owns which
-    /// partition, and each partition's blob checkpoint.
+    /// partition, and each partition's blob checkpoint, as the processor last listed them.
     async fn watch_ownership(self: Rc<Self>) {
         let every = Duration::from_millis(self.config.update_interval_ms);
         let expiry = Duration::from_millis(self.config.expiry_ms);
         loop {
-            if let Err(error) = self.observe(expiry).await {
-                tracing::debug!(hub = %self.shared.hub, error = format!("{error:#}"), "reading the consumer group's ownership");
-            }
+            self.observe(expiry);
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
@@ -516,10 +528,9 @@ impl Balancer {
         }
     }
 
-    async fn observe(&self, expiry: Duration) -> Result<()> {
-        let Some((namespace, hub, group)) = lock(&self.shared.names).clone() else { return Ok(()) };
-        let ownerships = self.blob.list_ownerships(&namespace, &hub, &group).await.context("listing ownerships")?;
-        let checkpoints = self.blob.list_checkpoints(&namespace, &hub, &group).await.context("listing checkpoints")?;
+    fn observe(&self, expiry: Duration) {
+        let ownerships = lock(&self.shared.ownerships).clone();
+        let checkpointed = lock(&self.shared.checkpointed).clone();
         let reading = lock(&self.shared.owned).clone();
         let me = ownerships.iter().filter(|o| reading.contains(&o.partition_id)).find_map(|o| o.owner_id.clone());
         if me.is_some() {
@@ -538,11 +549,9 @@ impl Balancer {
                 instances.entry(owner.clone()).or_default().push(o.partition_id.clone());
             }
         }
-        let checkpointed: HashMap<&str, Option<i64>> =
-            checkpoints.iter().map(|c| (c.partition_id.as_str(), c.sequence_number)).collect();
         for (id, template) in &self.templates {
             let owner = owner_of.get(id.as_str()).copied().flatten().cloned();
-            let sequence = checkpointed.get(id.as_str()).copied().flatten();
+            let sequence = checkpointed.get(id).copied().flatten();
             self.status.update(template.index, |p| {
                 p.owner = owner;
                 p.checkpointed_sequence = sequence;
@@ -555,6 +564,5 @@ impl Balancer {
             let this_instance = me.as_deref() == Some(owner.as_str());
             all.push(InstanceStatus { hub: self.shared.hub.clone(), owner_id: owner, this_instance, partitions });
         }
-        Ok(())
     }
 }
