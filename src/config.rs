@@ -332,6 +332,22 @@ pub struct BalanceConfig {
     /// the next owner.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval_ms: u64,
+    /// The lake the instances share (a directory or an Azure Storage URL, as `[lake] url`,
+    /// reached with the `[eventhubs]` identity; Azurite's key in
+    /// `TOKENTRAIL_LAKE_ACCOUNT_KEY`): each balanced partition's committed rows, in segments
+    /// claimed create-if-absent (`crate::lake::segments`), and the alert claims, so that
+    /// several instances store each event once and alert each finding once. Unset: each
+    /// instance keeps what it read, and a moved partition's last events may be stored twice.
+    #[serde(default)]
+    pub shared_lake: Option<String>,
+    /// How often each partition's new rows are written to the shared lake as a segment; the
+    /// blob checkpoint follows the segments, so a takeover reads again at most this much.
+    #[serde(default = "default_segment_interval")]
+    pub segment_interval_ms: u64,
+}
+
+fn default_segment_interval() -> u64 {
+    30_000
 }
 
 fn default_checkpoint_interval() -> u64 {
@@ -545,6 +561,12 @@ impl ServeConfig {
             if balance.checkpoint_interval_ms == 0 {
                 bail!("eventhubs.balance.checkpoint_interval_ms must be above 0");
             }
+            if balance.segment_interval_ms == 0 {
+                bail!("eventhubs.balance.segment_interval_ms must be above 0");
+            }
+            if balance.shared_lake.as_deref().is_some_and(|l| l.trim().is_empty()) {
+                bail!("eventhubs.balance.shared_lake is empty: give a directory or an Azure Storage URL, or leave it out");
+            }
             if balance.update_interval_ms == 0 || balance.expiry_ms <= balance.update_interval_ms {
                 bail!(
                     "eventhubs.balance: update_interval_ms must be above 0 and expiry_ms above it (got {} and {})",
@@ -630,6 +652,8 @@ mod tests {
         );
         refused(format!("{base}hubs = [\"requests\"]\n{store}lease_ms = 5\n"), "lease_ms");
         refused(format!("{base}hubs = [\"requests\"]\n{store}checkpoint_interval_ms = 0\n"), "checkpoint_interval_ms");
+        refused(format!("{base}hubs = [\"requests\"]\n{store}segment_interval_ms = 0\n"), "segment_interval_ms");
+        refused(format!("{base}hubs = [\"requests\"]\n{store}shared_lake = \" \"\n"), "shared_lake is empty");
         refused(format!("{base}hubs = [\"requests\"]\n"), "checkpoint_store");
         refused(format!("{base}hubs = [\"requests\"]\ncheckpoint_store = \"ftp://x/y\"\n"), "https://<account>");
         refused(format!("{base}hubs = [\"requests\"]\ncheckpoint_store = \"not a url\"\n"), "is not a URL");
