@@ -86,6 +86,18 @@ pub struct Metrics {
     pub lake_segments: Counter,
     pub lake_evicted_rows: Family<TableLabels, Counter>,
     pub lake_failures: Family<LakeLabels, Counter>,
+    /// The shared lake of balanced hubs ([`crate::lake::segments`]): segments by outcome,
+    /// and per partition the age of the oldest committed rows not in it yet.
+    pub shared_segments: Family<SegmentLabels, Counter>,
+    pub shared_lake_lag_seconds: Family<PartitionLabels, Gauge>,
+}
+
+/// A balanced hub's segments in the shared lake, by what became of each.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SegmentLabels {
+    pub hub: String,
+    /// `written` (claimed here) or `theirs` (another instance had claimed those events).
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -176,7 +188,21 @@ impl Default for Metrics {
             "Archive runs that failed, by step (archive, retention); the next interval tries again",
             lake_failures.clone(),
         );
+        let shared_segments = Family::<SegmentLabels, Counter>::default();
+        registry.register(
+            "shared_lake_segments",
+            "Segments of balanced partitions in the shared lake: written (claimed here) or theirs (claimed first by another instance)",
+            shared_segments.clone(),
+        );
+        let shared_lake_lag_seconds = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "shared_lake_lag_seconds",
+            "Age of the oldest rows this instance committed and has not yet written to the shared lake (0: all there)",
+            shared_lake_lag_seconds.clone(),
+        );
         Metrics {
+            shared_segments,
+            shared_lake_lag_seconds,
             lake_segments,
             lake_evicted_rows,
             lake_failures,

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 /// the calling thread and the receivers on `runtime`.
 #[allow(clippy::too_many_arguments)] // the service's parts, each used once
 pub fn run(
-    store: &Store,
+    store: &Arc<Store>,
     mut writer: Writer,
     config: &EventHubsConfig,
     connect: &Connect,

@@ -29,6 +29,7 @@ pub mod journal;
 pub mod location;
 pub mod manifest;
 pub mod read;
+pub mod segments;
 pub mod view;
 
 pub use location::Location;
@@ -142,6 +143,54 @@ impl Lake {
         let store = &self.location.store;
         self.block_on(async { store.get(&path).await?.bytes().await })
             .with_context(|| format!("reading {relative} from the lake {}", self.describe()))
+    }
+
+    /// The names of the files directly under `dir` that sort after `after` (a name in
+    /// `dir`), in name order.
+    pub fn list(&self, dir: &str, after: Option<&str>) -> Result<Vec<String>> {
+        use futures::TryStreamExt as _;
+        let prefix = self.location.path(dir);
+        let store = &self.location.store;
+        let listed: Vec<object_store::ObjectMeta> = self
+            .block_on(async {
+                match after {
+                    Some(after) => {
+                        let offset = self.location.path(&format!("{dir}/{after}"));
+                        store.list_with_offset(Some(&prefix), &offset).try_collect().await
+                    }
+                    None => store.list(Some(&prefix)).try_collect().await,
+                }
+            })
+            .with_context(|| format!("listing {dir} in the lake {}", self.describe()))?;
+        let depth = prefix.parts().count() + 1;
+        let mut names: Vec<String> = listed
+            .into_iter()
+            .filter(|m| m.location.parts().count() == depth)
+            .filter_map(|m| m.location.filename().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The directories directly under `dir`, by name.
+    pub fn list_dirs(&self, dir: &str) -> Result<Vec<String>> {
+        let prefix = self.location.path(dir);
+        let listed = self
+            .block_on(self.location.store.list_with_delimiter(Some(&prefix)))
+            .with_context(|| format!("listing {dir} in the lake {}", self.describe()))?;
+        let mut names: Vec<String> =
+            listed.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_owned)).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes `relative` if it is there.
+    pub fn delete(&self, relative: &str) -> Result<()> {
+        let path = self.location.path(relative);
+        match self.block_on(self.location.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error).with_context(|| format!("deleting {relative} from the lake {}", self.describe())),
+        }
     }
 
     /// The size of `relative`, or `None` when it is not there.

@@ -33,6 +33,7 @@
 //! the pipeline holds at most a few chunks and two commits of rows.
 
 mod balanced;
+mod segments;
 
 use crate::config::{CONNECTION_STRING_ENV, CredentialKind, EventHubsConfig, OnReset, StartAt};
 use crate::metrics::{Metrics, PartitionLabels};
@@ -366,6 +367,30 @@ pub struct PartitionStatus {
     /// events to retention before they were read.
     pub resets: u64,
     pub last_reset: Option<String>,
+    /// A balanced partition's end in the shared lake: the last sequence number a segment
+    /// claims (this instance's or another's).
+    pub lake_sequence: Option<i64>,
+    /// When the oldest rows this instance committed and has not yet put in the shared
+    /// lake were committed (none: all are there).
+    pub lake_pending_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub lake_error: Option<String>,
+}
+
+/// The shared lake of the balanced hubs, as this instance writes to it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SharedLakeStatus {
+    /// Where it is (no credential).
+    pub location: String,
+    /// This instance's name in it.
+    pub instance: String,
+    /// How often segments are written.
+    pub segment_interval_ms: u64,
+    /// The lag it should stay under: committed rows reach the lake within this.
+    pub lag_target_seconds: u64,
+    /// Segments this instance claimed, and found claimed by another.
+    pub segments_written: u64,
+    pub segments_theirs: u64,
+    pub last_pass: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An instance of a balanced hub's consumer group and the partitions it owns.
@@ -388,6 +413,7 @@ pub struct HubsStatus {
     /// committed): the hubs had delivered everything up to then. Detection measures a
     /// silence of every log stream up to it (`source_clock`).
     pub caught_up: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+    pub shared_lake: Mutex<Option<SharedLakeStatus>>,
 }
 
 impl HubsStatus {
@@ -396,10 +422,11 @@ impl HubsStatus {
             && let Some(p) = partitions.get_mut(index)
         {
             change(p);
-            // A balanced partition read elsewhere is as far as its blob checkpoint says.
-            let done = match (p.owned, p.checkpointed_sequence) {
-                (false, Some(blob)) => Some(p.committed_sequence.map_or(blob, |ours| ours.max(blob))),
-                _ => p.committed_sequence,
+            // A balanced partition is as far as its blob checkpoint says, when another
+            // instance stored it further (read elsewhere now, or before it came here).
+            let done = match p.checkpointed_sequence {
+                Some(blob) => Some(p.committed_sequence.map_or(blob, |ours| ours.max(blob))),
+                None => p.committed_sequence,
             };
             p.lag = match (p.last_enqueued_sequence, done) {
                 (Some(last), Some(done)) => Some((last - done).max(0)),
@@ -407,6 +434,18 @@ impl HubsStatus {
                 _ => None,
             };
         }
+    }
+
+    /// Changes the status of `hub`'s partition `partition`.
+    fn update_named(&self, hub: &str, partition: &str, change: impl FnOnce(&mut PartitionStatus)) {
+        let index = self.partitions.lock().ok().and_then(|p| p.iter().position(|p| p.hub == hub && p.partition == partition));
+        if let Some(index) = index {
+            self.update(index, change);
+        }
+    }
+
+    pub fn shared_lake(&self) -> Option<SharedLakeStatus> {
+        self.shared_lake.lock().ok().and_then(|s| s.clone())
     }
 
     pub fn snapshot(&self) -> Vec<PartitionStatus> {
@@ -452,7 +491,7 @@ pub struct Stream {
 /// Connects to every hub (retrying until `cancel` fires: then `None`) and starts a
 /// receiver per partition on `runtime`, and a thread per balanced hub.
 pub fn open(
-    store: &Store,
+    store: &Arc<Store>,
     config: &EventHubsConfig,
     connect: &Connect,
     runtime: &tokio::runtime::Handle,
@@ -465,17 +504,21 @@ pub fn open(
     // The checkpoint store first: a bad one stops the start before anything is spawned.
     let blob = match &config.balance {
         Some(balance) => {
-            let identity = Identity {
-                credential: config.credential,
-                managed_identity_client_id: config.managed_identity_client_id.clone(),
-                tenant_id: config.tenant_id.clone(),
-                client_id: config.client_id.clone(),
-            };
+            let identity = identity(config);
             let store = crate::source::blob_checkpoints::BlobCheckpointStore::parse(&balance.checkpoint_store, &|| {
                 identity.credential()
             })
             .context("eventhubs.balance.checkpoint_store")?;
             Some(Arc::new(store))
+        }
+        None => None,
+    };
+    let shared_lake = match config.balance.as_ref().and_then(|b| b.shared_lake.as_deref()) {
+        Some(text) => {
+            let identity = identity(config);
+            let location = crate::lake::Location::parse(text, &move || identity.credential())
+                .context("eventhubs.balance.shared_lake")?;
+            Some(crate::lake::Lake::new(location)?)
         }
         None => None,
     };
@@ -521,7 +564,7 @@ pub fn open(
             partitions.push(Partition { hub: hub_index, id, source_id, labels, committed, resume, balanced });
         }
         if balance.is_some() {
-            shares.push(Arc::new(balanced::Shared::new(hub, ids, stored)));
+            shares.push(Arc::new(balanced::Shared::new(hub, ids, stored, shared_lake.is_some())));
         }
         clients.push(Arc::new(client));
     }
@@ -597,6 +640,33 @@ pub fn open(
             balancers.push(balancer.spawn()?);
         }
     }
+    let segments = match (shared_lake, &config.balance) {
+        (Some(lake), Some(balance)) => {
+            let instance = crate::sys::instance_name(store.path());
+            *status.shared_lake.lock().map_err(|_| anyhow!("status lock poisoned"))? = Some(SharedLakeStatus {
+                location: lake.describe().to_owned(),
+                instance: instance.clone(),
+                segment_interval_ms: balance.segment_interval_ms,
+                lag_target_seconds: lag_target(balance.segment_interval_ms),
+                ..Default::default()
+            });
+            let hubs = shares
+                .iter()
+                .map(|s| (s.clone(), crate::lake::segments::Segments::new(&format!("eventhubs:{namespace}/{}", s.hub), &instance)))
+                .collect();
+            let writer = segments::Writer {
+                store: store.clone(),
+                lake,
+                hubs,
+                interval: Duration::from_millis(balance.segment_interval_ms),
+                status: status.clone(),
+                metrics: metrics.clone(),
+            };
+            tracing::info!(lake = %writer.lake.describe(), instance = %instance, "balanced partitions go to the shared lake in segments");
+            Some(writer.spawn()?)
+        }
+        _ => None,
+    };
     let lag = runtime.spawn(watch_lag(
         clients.clone(),
         partitions.iter().map(|p| (p.hub, p.id.clone(), p.labels.clone())).collect(),
@@ -639,8 +709,23 @@ pub fn open(
         status: status.clone(),
         metrics: metrics.clone(),
     };
-    let receivers = Receivers { cancel: receivers, finish, tasks, balancers, lag, runtime: runtime.clone() };
+    let receivers = Receivers { cancel: receivers, finish, tasks, balancers, segments, lag, runtime: runtime.clone() };
     Ok(Some(Stream { chunks: batcher, committed, receivers }))
+}
+
+/// The `[eventhubs]` identity.
+fn identity(config: &EventHubsConfig) -> Identity {
+    Identity {
+        credential: config.credential,
+        managed_identity_client_id: config.managed_identity_client_id.clone(),
+        tenant_id: config.tenant_id.clone(),
+        client_id: config.client_id.clone(),
+    }
+}
+
+/// The shared lake's lag target: two segment intervals and a minute to write them.
+pub fn lag_target(segment_interval_ms: u64) -> u64 {
+    2 * segment_interval_ms.div_ceil(1000) + 60
 }
 
 /// Stores each hub's role (`hub_roles`), which the `balanced_hub_signins` rule reads: a
@@ -686,6 +771,12 @@ impl Committed {
                 }
                 if let Some(share) = share {
                     share.committed(&labels.partition, checkpoint);
+                    if share.segmenting() {
+                        let now = chrono::Utc::now();
+                        self.status.update(index, |p| {
+                            p.lake_pending_since.get_or_insert(now);
+                        });
+                    }
                 }
             }
         }
@@ -706,6 +797,8 @@ pub struct Receivers {
     finish: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     balancers: Vec<std::thread::JoinHandle<()>>,
+    /// The shared lake's segment writer: its last pass comes before the last checkpoints.
+    segments: Option<segments::Running>,
     lag: tokio::task::JoinHandle<()>,
     runtime: tokio::runtime::Handle,
 }
@@ -714,13 +807,17 @@ impl Receivers {
     /// Stops them and waits until they have.
     pub fn stop(self) {
         self.cancel.cancel();
-        self.finish.cancel();
         self.runtime.block_on(async {
             for task in self.tasks {
                 let _ = task.await;
             }
             let _ = self.lag.await;
         });
+        // Segments first: a blob checkpoint never runs ahead of the shared lake.
+        if let Some(segments) = self.segments {
+            segments.finish();
+        }
+        self.finish.cancel();
         for balancer in self.balancers {
             let _ = balancer.join();
         }

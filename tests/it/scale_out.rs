@@ -486,3 +486,108 @@ fn with_start_latest_partitions_are_pinned_before_they_are_read_so_a_crash_skips
     wait_for_no_lag(&b);
     assert_eq!(cosmos_rows(&b), 3_200, "what came after the first claims is stored, the history is not");
 }
+
+/// The shared lake of [`three_instances_killed_during_a_stream_put_each_event_in_the_shared_lake_once`].
+fn shared_lake(azurite: &Azurite) -> tokentrail::lake::Lake {
+    let location = tokentrail::lake::Location {
+        store: std::sync::Arc::new(azurite.object_store("lake")),
+        prefix: Default::default(),
+        description: format!("{}/lake", azurite.endpoint()),
+        directory: None,
+    };
+    tokentrail::lake::Lake::new(location).unwrap()
+}
+
+/// Rows of `db`'s requests inside the segments it recorded as its own (`ours`) and as
+/// another instance's, and rows in no recorded segment.
+fn rows_by_claim(db: &Path) -> (i64, i64, i64) {
+    let connection = duckdb::Connection::open_in_memory().unwrap();
+    connection.execute(&format!("ATTACH '{}' AS db (READ_ONLY)", db.display()), []).unwrap();
+    connection
+        .query_row(
+            "SELECT count(*) FILTER (WHERE s.ours), count(*) FILTER (WHERE NOT s.ours), count(*) FILTER (WHERE s.ours IS NULL) \
+             FROM db.cosmos_requests r LEFT JOIN db.hub_segments s ON s.source = r.source AND s.partition = r.partition \
+             AND r.sequence_number BETWEEN s.first_sequence AND s.last_sequence",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn three_instances_killed_during_a_stream_put_each_event_in_the_shared_lake_once() {
+    let root = tempfile::tempdir().unwrap();
+    let hub = hub(PARTITIONS);
+    let azurite = Azurite::start();
+    assert!(azurite.create_container("checkpoints"));
+    assert!(azurite.create_container("lake"));
+    let backlog = envelopes(&cosmos_file(root.path(), 16_000, 3), 50);
+    let live = envelopes(&cosmos_file(root.path(), 24_000, 4), 50);
+    preload(&hub, backlog, PARTITIONS);
+    let shared = format!("shared_lake = \"{}/lake\"\nsegment_interval_ms = 300\n", azurite.endpoint());
+    let start = |name: &str| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut service = Service::new(&dir, &hub, &format!("{}{shared}", balanced(&azurite)));
+        service.env.push(("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY".into(), KEY.into()));
+        service.env.push(("TOKENTRAIL_LAKE_ACCOUNT_KEY".into(), KEY.into()));
+        service.start();
+        service
+    };
+    let mut services = [start("a"), start("b"), start("c")];
+    wait_for_even_spread(&services.iter().collect::<Vec<_>>(), 0, Duration::from_secs(90));
+
+    // The stream goes on (480 events of 50 requests over 12 s) while each instance in
+    // turn is killed and started again.
+    std::thread::scope(|scope| {
+        let hub = &hub;
+        scope.spawn(move || {
+            for (i, body) in live.into_iter().enumerate() {
+                hub.append(HUB, i as u32 % PARTITIONS, body);
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        });
+        for kill in 0..3 {
+            std::thread::sleep(Duration::from_millis(2_500));
+            services[kill].signal(libc::SIGKILL);
+            let alive: Vec<&Service> = services.iter().enumerate().filter(|(i, _)| *i != kill).map(|(_, s)| s).collect();
+            let taken = wait_for_even_spread(&alive, 0, EXPIRY + Duration::from_secs(30));
+            eprintln!("kill {}: its partitions taken over in {taken:?}", kill + 1);
+            services[kill].start();
+        }
+    });
+    wait_for_even_spread(&services.iter().collect::<Vec<_>>(), 0, Duration::from_secs(60));
+    wait_for_no_lag(&services[0]);
+    let status = services[0].status().unwrap();
+    assert_eq!(status["shared_lake"]["lag_target_seconds"], 60 + 2, "the lake's lag target: {status}");
+    for service in &mut services {
+        service.stop();
+    }
+
+    // The lake: every request once, in one unbroken chain of claims per partition.
+    let reports = tokentrail::lake::segments::check(&shared_lake(&azurite)).unwrap();
+    assert_eq!(reports.len(), PARTITIONS as usize, "{reports:?}");
+    let problems: Vec<&String> = reports.iter().flat_map(|r| &r.problems).collect();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(reports.iter().map(|r| r.duplicate_rows).sum::<i64>(), 0);
+    let requests: i64 = reports.iter().map(|r| r.rows.get("cosmos_requests").copied().unwrap_or(0)).sum();
+    assert_eq!(requests, 40_000, "every request in the lake, once");
+    for report in &reports {
+        let events = hub.event_count(HUB, report.partition.parse().unwrap()) as i64;
+        assert_eq!(report.last, Some(events - 1), "partition {} in the lake to its last event", report.partition);
+        assert_eq!(report.first, Some(0), "partition {} from its first event", report.partition);
+    }
+    let writers: BTreeSet<&String> = reports.iter().flat_map(|r| r.instances.keys()).collect();
+    assert_eq!(writers.len(), 3, "every instance wrote segments: {writers:?}");
+
+    // Each instance's own segments hold what it stored and the lake took from it; what it
+    // stored of events another claimed first is recorded as theirs. Its own, over the three
+    // instances, is the lake: each request once, none left out.
+    let (rows, distinct, _) = stored(&db_files(&services.iter().collect::<Vec<_>>()));
+    assert_eq!(distinct, 40_000);
+    let claims: Vec<(i64, i64, i64)> = services.iter().map(|s| rows_by_claim(&s.db)).collect();
+    eprintln!("{rows} rows stored by the three for 40000 requests; (ours, theirs, none) by instance: {claims:?}");
+    assert!(claims.iter().all(|c| c.2 == 0), "every stored row is in a recorded segment: {claims:?}");
+    assert_eq!(claims.iter().map(|c| c.0).sum::<i64>(), 40_000, "{claims:?}");
+    assert_eq!(claims.iter().map(|c| c.1).sum::<i64>(), rows - 40_000, "{claims:?}");
+}

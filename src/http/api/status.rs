@@ -45,6 +45,12 @@ pub struct Status {
     /// archived.
     #[schema(value_type = Vec<Object>)]
     pub lake: Vec<Object>,
+    /// The lake the instances sharing balanced hubs write their rows to (none: not
+    /// configured): where, this instance's name in it, its segments, and the lag: the age
+    /// of the oldest rows this instance committed and has not put there yet, against the
+    /// target.
+    #[schema(value_type = Option<Object>)]
+    pub shared_lake: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,6 +67,15 @@ pub struct DetectionStatus {
 pub async fn read(state: &AppState) -> ApiResult<Status> {
     let hubs = state.hubs.as_ref().map(|h| h.snapshot()).unwrap_or_default();
     let instances = state.hubs.as_ref().map(|h| h.instances()).unwrap_or_default();
+    let shared_lake = state.hubs.as_ref().and_then(|h| h.shared_lake()).map(|lake| {
+        let now = chrono::Utc::now();
+        let oldest = hubs.iter().filter_map(|p| p.lake_pending_since).min();
+        let lag = oldest.map_or(0, |t| (now - t).num_seconds().max(0));
+        let mut value = serde_json::to_value(&lake).unwrap_or_default();
+        value["lag_seconds"] = lag.into();
+        value["within_target"] = (lag <= lake.lag_target_seconds as i64).into();
+        value
+    });
     let mode = state.mode.to_string();
     let waiting_for_ingest = state.metrics.detection_waiting.get() > 0;
     let (tables, sources, findings, detection, lake) = super::db(state, move |store| -> ApiResult<_> {
@@ -88,7 +103,7 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
         ))
     })
     .await?;
-    Ok(Status { mode, tables, sources, eventhubs: hubs, instances, findings, detection, lake })
+    Ok(Status { mode, tables, sources, eventhubs: hubs, instances, findings, detection, lake, shared_lake })
 }
 
 /// Ingest health: tables, sources, partitions and their lag, findings by status.

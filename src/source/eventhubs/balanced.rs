@@ -36,11 +36,11 @@ use azure_messaging_eventhubs::{
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 /// What a balanced hub's thread and the pipeline's commits share.
-pub(super) struct Shared {
+pub struct Shared {
     pub hub: String,
     /// The hub's partition ids.
     partitions: Vec<String>,
@@ -68,6 +68,10 @@ pub(super) struct Shared {
     /// since), for the status page: no listings of its own.
     ownerships: Mutex<Vec<Ownership>>,
     checkpointed: Mutex<HashMap<String, Option<i64>>>,
+    /// With a shared lake, the blob checkpoint follows the segments, not each commit:
+    /// committed positions not yet in a segment, and since when ([`super::segments`]).
+    segmenting: bool,
+    unsegmented: Mutex<BTreeMap<String, (store::Checkpoint, Instant)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,8 +79,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(hub: &str, partitions: Vec<String>, stored: HashMap<String, store::Checkpoint>) -> Shared {
+    pub fn new(
+        hub: &str,
+        partitions: Vec<String>,
+        stored: HashMap<String, store::Checkpoint>,
+        segmenting: bool,
+    ) -> Shared {
+        // What a crash left out of the lake is written at the first pass.
+        let now = Instant::now();
+        let unsegmented = match segmenting {
+            true => stored.iter().map(|(p, c)| (p.clone(), (c.clone(), now))).collect(),
+            false => BTreeMap::new(),
+        };
         Shared {
+            segmenting,
+            unsegmented: Mutex::new(unsegmented),
             hub: hub.to_owned(),
             partitions,
             stored: Mutex::new(stored),
@@ -92,11 +109,52 @@ impl Shared {
         }
     }
 
-    /// A commit of the pipeline holds `checkpoint` for `partition`: the blob follows.
+    /// A commit of the pipeline holds `checkpoint` for `partition`: the blob follows it,
+    /// or, with a shared lake, the segment that will hold it.
     pub fn committed(&self, partition: &str, checkpoint: &store::Checkpoint) {
         lock(&self.stored).insert(partition.to_owned(), checkpoint.clone());
-        lock(&self.pending).insert(partition.to_owned(), checkpoint.clone());
+        if self.segmenting {
+            let mut unsegmented = lock(&self.unsegmented);
+            match unsegmented.get_mut(partition) {
+                Some((waiting, _)) => *waiting = checkpoint.clone(),
+                None => drop(unsegmented.insert(partition.to_owned(), (checkpoint.clone(), Instant::now()))),
+            }
+            return;
+        }
+        self.segmented(partition, checkpoint.clone());
+    }
+
+    /// `partition`'s rows up to `checkpoint` are in the shared lake: the blob follows.
+    pub fn segmented(&self, partition: &str, checkpoint: store::Checkpoint) {
+        lock(&self.pending).insert(partition.to_owned(), checkpoint);
         self.wake.notify_one();
+    }
+
+    /// Committed positions waiting for a segment, taken by the segment writer.
+    pub fn take_unsegmented(&self) -> BTreeMap<String, (store::Checkpoint, Instant)> {
+        std::mem::take(&mut *lock(&self.unsegmented))
+    }
+
+    /// Puts back a position whose segment failed (a later commit's position stays, with
+    /// the earlier time).
+    pub fn unsegment(&self, partition: &str, checkpoint: store::Checkpoint, since: Instant) {
+        lock(&self.unsegmented)
+            .entry(partition.to_owned())
+            .and_modify(|(_, s)| *s = (*s).min(since))
+            .or_insert((checkpoint, since));
+    }
+
+    /// When the oldest committed rows of `partition` not in the shared lake were committed.
+    pub fn unsegmented_since(&self, partition: &str) -> Option<Instant> {
+        lock(&self.unsegmented).get(partition).map(|(_, since)| *since)
+    }
+
+    pub fn segmenting(&self) -> bool {
+        self.segmenting
+    }
+
+    pub fn partitions(&self) -> &[String] {
+        &self.partitions
     }
 }
 

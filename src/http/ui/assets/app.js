@@ -644,10 +644,19 @@ async function overview() {
     deadAlerts(dead.rows),
     section("Ingest sources", table(["source_id", "kind", "event_time", "updated_at", "cosmos_rows", "signin_rows", "raw_rows", "quarantined_rows"], status.sources)),
     status.instances.length ? section("Instances sharing balanced hubs", el("div", { id: "instances" }, table(["hub", "owner_id", "this_instance", "partitions"], status.instances.map((i) => ({ ...i, this_instance: i.this_instance ? "this instance" : "", partitions: `${i.partitions.length}: ${i.partitions.join(", ")}` }))))) : null,
-    status.eventhubs.length ? section("Event Hubs partitions", table(["hub", "partition", "role", "owned", "owner", "committed_sequence", "checkpointed_sequence", "last_enqueued_sequence", "lag", "receive_errors", "last_error", "resets", "last_reset"], status.eventhubs)) : null,
+    status.shared_lake ? sharedLake(status.shared_lake) : null,
+    status.eventhubs.length ? section("Event Hubs partitions", table(["hub", "partition", "role", "owned", "owner", "committed_sequence", "checkpointed_sequence", "lake_sequence", "last_enqueued_sequence", "lag", "receive_errors", "last_error", "lake_error", "resets", "last_reset"], status.eventhubs)) : null,
     section("Tables", table(["table_name", "rows", "first_time", "last_time"], status.tables)),
     status.lake.length ? section("Parquet lake (evicted rows are answered from the lake only)", table(["table_name", "archived_rows", "evicted_rows", "first_day", "last_day", "archived_up_to_batch", "last_archived_at", "unfinished_segments"], status.lake)) : null,
   );
+}
+
+/** The shared lake of balanced hubs: where, this instance's name, its lag against the target. */
+function sharedLake(lake) {
+  const lag = `${number(lake.lag_seconds)} s (target ${number(lake.lag_target_seconds)} s)`;
+  return section("Shared lake (balanced hubs' rows, each event once)", el("div", { id: "shared-lake" },
+    el("p", { class: lake.within_target ? "" : "error" }, lake.within_target ? "Lag: " : "Lag above target: ", el("strong", {}, lag)),
+    table(["location", "instance", "segments_written", "segments_theirs", "last_pass"], [lake])));
 }
 
 /** The newest quarantined records: why each was set aside, where it came from, its first bytes. */

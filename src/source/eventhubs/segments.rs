@@ -1,0 +1,124 @@
+//! The balanced hubs' segment writer: every `segment_interval_ms`, each partition's rows
+//! committed since its last segment go to the shared lake ([`crate::lake::segments`]);
+//! then, and only then, the partition's blob checkpoint may move to where the segment
+//! ends. A thread of its own: encoding and uploading never hold up a partition's reader.
+
+use super::HubsStatus;
+use super::balanced::Shared;
+use crate::lake::Lake;
+use crate::lake::segments::{Outcome, Segments};
+use crate::metrics::{Metrics, PartitionLabels, SegmentLabels};
+use crate::store::Store;
+use anyhow::Result;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub(super) struct Writer {
+    pub store: Arc<Store>,
+    pub lake: Lake,
+    /// Each balanced hub's share, and its segments.
+    pub hubs: Vec<(Arc<Shared>, Segments)>,
+    pub interval: Duration,
+    pub status: Arc<HubsStatus>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The running writer: dropping `stop` makes it write what the last commits left and end.
+pub(super) struct Running {
+    pub stop: mpsc::Sender<()>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// After the pipeline's last commit: the last segments, then the thread ends.
+    pub fn finish(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
+impl Writer {
+    pub fn spawn(mut self) -> Result<Running> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new().name("shared-lake".into()).spawn(move || {
+            loop {
+                let last = !matches!(stopped.recv_timeout(self.interval), Err(mpsc::RecvTimeoutError::Timeout));
+                self.pass();
+                if last {
+                    return;
+                }
+            }
+        })?;
+        Ok(Running { stop, thread })
+    }
+
+    fn pass(&mut self) {
+        let mut written = 0;
+        let mut theirs = 0;
+        for (share, segments) in &mut self.hubs {
+            for (partition, (checkpoint, since)) in share.take_unsegmented() {
+                let Some(through) = checkpoint.sequence_number else { continue };
+                match segments.write(&self.store, &self.lake, &partition, through) {
+                    Ok(outcomes) => {
+                        let mut end = None;
+                        for outcome in &outcomes {
+                            let (claim, outcome) = match outcome {
+                                Outcome::Written(claim) => (claim, "written"),
+                                Outcome::Theirs(claim) => (claim, "theirs"),
+                            };
+                            if outcome == "written" {
+                                written += 1;
+                            } else {
+                                theirs += 1;
+                                tracing::info!(hub = %share.hub, partition = %partition, first = claim.first,
+                                    last = claim.last, instance = %claim.instance,
+                                    "these events were put in the shared lake by another instance; ours are not written again");
+                            }
+                            let labels = SegmentLabels { hub: share.hub.clone(), outcome: outcome.into() };
+                            self.metrics.shared_segments.get_or_create(&labels).inc();
+                            end = Some(claim.last);
+                        }
+                        // Another instance already further: its checkpoint stands.
+                        if end.is_none_or(|end| end == through) {
+                            share.segmented(&partition, checkpoint);
+                        }
+                        let lake_sequence = end;
+                        self.status.update_named(&share.hub, &partition, |p| {
+                            p.lake_sequence = lake_sequence.or(p.lake_sequence).or(Some(through));
+                            p.lake_error = None;
+                        });
+                    }
+                    Err(error) => {
+                        let message = format!("{error:#}");
+                        tracing::warn!(hub = %share.hub, partition = %partition, error = %message,
+                            "writing to the shared lake failed; the next pass tries again (the blob checkpoint waits)");
+                        let labels = crate::metrics::LakeLabels { step: "shared_segments".into() };
+                        self.metrics.lake_failures.get_or_create(&labels).inc();
+                        self.status.update_named(&share.hub, &partition, |p| p.lake_error = Some(message));
+                        share.unsegment(&partition, checkpoint, since);
+                    }
+                }
+            }
+            // The lag after this pass: what is still waiting, and since when.
+            let now = Instant::now();
+            for partition in share.partitions() {
+                let since = share.unsegmented_since(partition);
+                let age = since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+                let labels = PartitionLabels { hub: share.hub.clone(), partition: partition.clone() };
+                self.metrics.shared_lake_lag_seconds.get_or_create(&labels).set(age.as_secs() as i64);
+                let pending = since.map(|_| {
+                    chrono::Utc::now() - chrono::TimeDelta::from_std(age).unwrap_or_default()
+                });
+                self.status.update_named(&share.hub, partition, |p| p.lake_pending_since = pending);
+            }
+        }
+        if let Ok(mut status) = self.status.shared_lake.lock()
+            && let Some(status) = status.as_mut()
+        {
+            status.segments_written += written;
+            status.segments_theirs += theirs;
+            status.last_pass = Some(chrono::Utc::now());
+        }
+    }
+}
