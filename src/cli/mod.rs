@@ -16,7 +16,7 @@ mod serve;
 mod token;
 
 use crate::ingest::PipelineOptions;
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use output::Format;
 use std::path::PathBuf;
@@ -187,6 +187,18 @@ enum Command {
         /// Apply the retention as of this time (RFC 3339) instead of now.
         #[arg(long)]
         as_of: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Check the shared lake of balanced hubs ([eventhubs.balance] shared_lake): every
+    /// partition's chain of segment claims, every file's SHA-256, every row inside its
+    /// claim's events, no event twice. Exits 1 on any problem.
+    Segments {
+        /// The shared lake: a directory or an Azure Storage URL, as in the configuration
+        /// (Azurite's key in TOKENTRAIL_LAKE_ACCOUNT_KEY).
+        #[arg(long)]
+        lake: String,
+        /// One JSON object per partition instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Read who may do what in Cosmos DB (accounts, data-plane role definitions and
     /// assignments, Azure role assignments) from Azure Resource Manager, or from `az`
@@ -442,6 +454,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             segment_rows,
             as_of,
         }),
+        Command::Segments { lake, json } => segments(&lake, json),
         Command::Inventory { db, subscriptions, from_file, credential, endpoint, taken_at } => {
             let credential: crate::config::CredentialKind =
                 serde_json::from_value(serde_json::Value::String(credential.clone())).map_err(|_| {
@@ -458,4 +471,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `tokentrail segments`: the shared lake's check, a line per partition.
+fn segments(lake: &str, json: bool) -> Result<ExitCode> {
+    let lake = archive::open_lake(lake)?;
+    let progress = crate::progress::bar("{spinner} reading the shared lake's claims and files {wide_msg}")?;
+    let reports = crate::lake::segments::check(&lake).with_context(|| format!("checking {}", lake.describe()))?;
+    progress.finish_and_clear();
+    for r in &reports {
+        if json {
+            println!("{}", serde_json::to_string(r)?);
+            continue;
+        }
+        let rows: Vec<String> = r.rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        println!(
+            "{} partition {}: {} segments, events {}..{}, {}; {} by {} instances",
+            r.source,
+            r.partition,
+            r.segments,
+            r.first.map_or("-".into(), |f| f.to_string()),
+            r.last.map_or("-".into(), |l| l.to_string()),
+            if rows.is_empty() { "no rows".into() } else { rows.join(", ") },
+            if r.duplicate_rows > 0 { format!("{} rows twice", r.duplicate_rows) } else { "no row twice".into() },
+            r.instances.len()
+        );
+        for problem in &r.problems {
+            println!("  problem: {problem}");
+        }
+    }
+    let bad = reports.iter().filter(|r| !r.problems.is_empty() || r.duplicate_rows > 0).count();
+    if bad > 0 {
+        eprintln!("{bad} of {} partitions have problems", reports.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    if !json {
+        println!("{} partitions checked: every event once", reports.len());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -591,3 +591,78 @@ fn three_instances_killed_during_a_stream_put_each_event_in_the_shared_lake_once
     assert_eq!(claims.iter().map(|c| c.0).sum::<i64>(), 40_000, "{claims:?}");
     assert_eq!(claims.iter().map(|c| c.1).sum::<i64>(), rows - 40_000, "{claims:?}");
 }
+
+/// Waits until `service`'s status satisfies `done` for every partition, or panics with it.
+fn wait_for_partitions(service: &Service, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let partitions = service.status().and_then(|s| s["eventhubs"].as_array().cloned()).unwrap_or_default();
+        if !partitions.is_empty() && partitions.iter().all(&done) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {partitions:?}\nlog:\n{}", service.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn segments_check(lake: &Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+        .args(["segments", "--lake", &lake.display().to_string()])
+        .env("TOKENTRAIL_LOG", "warn")
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Anyone who may write the shared lake may plant a claim: a partition whose next claim
+/// is not one stops there, named on the status page and by `tokentrail segments`, and its
+/// blob checkpoint waits (its rows are in DuckDB, nothing is lost); the other partitions
+/// go on; once the claim is removed the partition catches up.
+#[test]
+fn a_planted_claim_stops_its_partition_in_the_shared_lake_named_and_nothing_is_lost() {
+    let root = tempfile::tempdir().unwrap();
+    let hub = hub(4);
+    let azurite = Azurite::start();
+    assert!(azurite.create_container("checkpoints"));
+    preload(&hub, envelopes(&cosmos_file(root.path(), 2_000, 5), 50), 4);
+    let lake = root.path().join("shared-lake");
+    let planted = lake.join(format!("hubs/127.0.0.1/{HUB}/segments/partition=2/{:020}.json", 0));
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::fs::write(&planted, b"'; DROP TABLE hub_segments; --").unwrap();
+    let dir = root.path().join("a");
+    std::fs::create_dir_all(&dir).unwrap();
+    let extra = format!("{}shared_lake = {:?}\nsegment_interval_ms = 300\n", balanced(&azurite), lake.display().to_string());
+    let mut service = Service::new(&dir, &hub, &extra);
+    service.env.push(("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY".into(), KEY.into()));
+    service.start();
+
+    let last = |p: &serde_json::Value| p["last_enqueued_sequence"].as_i64();
+    wait_for_partitions(&service, "the planted claim named, the others in the lake", |p| {
+        if p["partition"] == "2" {
+            p["lake_error"].as_str().is_some_and(|e| e.contains("is not a segment claim") && e.contains("partition=2"))
+                && p["committed_sequence"].as_i64() == last(p)
+                && p["checkpointed_sequence"].as_i64().is_none_or(|c| c < 0)
+        } else {
+            p["lake_sequence"].as_i64() == last(p) && p["checkpointed_sequence"].as_i64() == last(p)
+        }
+    });
+    assert_eq!(cosmos_rows(&service), 2_000, "every request stored in DuckDB");
+    let (ok, out) = segments_check(&lake);
+    assert!(!ok, "the check fails: {out}");
+    assert!(out.contains("partition=2/00000000000000000000.json: not a claim"), "{out}");
+    assert_eq!(std::fs::read(&planted).unwrap(), b"'; DROP TABLE hub_segments; --", "a planted claim is left for a person");
+
+    std::fs::remove_file(&planted).unwrap();
+    wait_for_partitions(&service, "partition 2 caught up once the claim is gone", |p| {
+        p["lake_sequence"].as_i64() == last(p) && p["checkpointed_sequence"].as_i64() == last(p) && p["lake_error"].is_null()
+    });
+    service.stop();
+    let (ok, out) = segments_check(&lake);
+    assert!(ok, "{out}");
+    assert!(out.contains("4 partitions checked: every event once"), "{out}");
+    let requests: i64 = out
+        .lines()
+        .filter_map(|l| l.split("cosmos_requests ").nth(1)?.split([',', ';']).next()?.trim().parse::<i64>().ok())
+        .sum();
+    assert_eq!(requests, 2_000, "{out}");
+}
