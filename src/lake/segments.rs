@@ -32,7 +32,7 @@ use std::collections::{BTreeSet, HashMap};
 pub const TABLES: [&str; 4] = ["cosmos_requests", "signins", "raw_events", "quarantine"];
 
 /// Events in one segment at most: its files are built in memory.
-pub const SEGMENT_EVENTS: i64 = 10_000;
+pub const SEGMENT_EVENTS: i64 = 2_000;
 
 /// A claim: one partition's events `first ..= last`, and the files holding their rows.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
