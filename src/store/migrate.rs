@@ -46,6 +46,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(23, "0023_lake"),
     migration!(24, "0024_lake_links"),
     migration!(25, "0025_hub_roles"),
+    migration!(27, "0027_alert_claims"),
 ];
 
 fn checksum(sql: &str) -> String {
