@@ -236,3 +236,18 @@ pub fn run(store: &Store, alerts: &Alerts, claims: &Claims, metrics: &Metrics) -
     record(store, claims.instance(), &outcomes)?;
     Ok(outcomes.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_names_are_safe_in_any_object_store() {
+        assert_eq!(key("0123abcdef", 2), "claims/alerts/0123abcdef/2.json");
+        for hostile in ["../../x", "a/b", "", "é", &"f".repeat(129)] {
+            let name = key(hostile, 0);
+            let part = name.strip_prefix("claims/alerts/sha256-").and_then(|n| n.strip_suffix("/0.json")).unwrap();
+            assert!(part.len() == 64 && part.chars().all(|c| c.is_ascii_hexdigit()), "{hostile:?}: {name}");
+        }
+    }
+}

@@ -122,10 +122,10 @@ pub fn check(config: &ServeConfig) -> Result<String> {
         _ => "eventhubs: none (serves what the database holds)".into(),
     });
     if let Some((text, _)) = shared_lake(config) {
+        // Not the instance's name: it is the database's canonical path's, once the file exists.
         lines.push(format!(
-            "alert claims: {} as {}",
-            text.split('?').next().unwrap_or_default(),
-            crate::sys::instance_name(&config.db)
+            "alert claims: {} (one instance sends each finding)",
+            text.split('?').next().unwrap_or_default()
         ));
     }
     let names: Vec<&str> = alerts.destinations.iter().map(|d| d.name.as_str()).collect();
