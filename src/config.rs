@@ -565,7 +565,9 @@ impl ServeConfig {
                 bail!("eventhubs.balance.segment_interval_ms must be above 0");
             }
             if balance.shared_lake.as_deref().is_some_and(|l| l.trim().is_empty()) {
-                bail!("eventhubs.balance.shared_lake is empty: give a directory or an Azure Storage URL, or leave it out");
+                bail!(
+                    "eventhubs.balance.shared_lake is empty: give a directory or an Azure Storage URL, or leave it out"
+                );
             }
             if balance.update_interval_ms == 0 || balance.expiry_ms <= balance.update_interval_ms {
                 bail!(

@@ -79,6 +79,10 @@ pub struct Metrics {
     pub findings: Family<FindingLabels, Gauge>,
     /// Alert delivery attempts by destination and outcome.
     pub alert_deliveries: Family<DeliveryLabels, Counter>,
+    /// Alert claims in the shared lake ([`crate::alerts::claims`]) by outcome (won, lost),
+    /// and claims that could not be made (storage unreachable; the event waits).
+    pub alert_claims: Family<ClaimLabels, Counter>,
+    pub alert_claim_failures: Counter,
     /// The process's memory by kind ([`sample_memory`]).
     pub memory: Family<MemoryLabels, Gauge>,
     /// The Parquet lake ([`crate::lake`]): segments archived and verified, rows retention
@@ -97,6 +101,11 @@ pub struct Metrics {
 pub struct SegmentLabels {
     pub hub: String,
     /// `written` (claimed here) or `theirs` (another instance had claimed those events).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClaimLabels {
     pub outcome: String,
 }
 
@@ -168,6 +177,18 @@ impl Default for Metrics {
             "Alert delivery attempts by destination and outcome (delivered, retry, dead)",
             alert_deliveries.clone(),
         );
+        let alert_claims = Family::<ClaimLabels, Counter>::default();
+        registry.register(
+            "alert_claims",
+            "Alert claims made in the shared lake, by outcome (won: this instance sends; lost: another does)",
+            alert_claims.clone(),
+        );
+        let alert_claim_failures = Counter::default();
+        registry.register(
+            "alert_claim_failures",
+            "Alert claims that could not be made (shared lake unreachable); the alert waits and is claimed again",
+            alert_claim_failures.clone(),
+        );
         let memory = Family::<MemoryLabels, Gauge>::default();
         registry.register(
             "memory_bytes",
@@ -208,6 +229,8 @@ impl Default for Metrics {
             lake_failures,
             memory,
             alert_deliveries,
+            alert_claims,
+            alert_claim_failures,
             registry,
             http_seconds,
             findings,

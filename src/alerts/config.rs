@@ -216,6 +216,10 @@ pub struct Alerts {
     pub poll_interval: Duration,
     pub destinations: Vec<Destination>,
     pub routes: Vec<Route>,
+    /// Where this instance claims each finding's alerts before sending them, when several
+    /// instances share a lake (`[eventhubs.balance] shared_lake`, [`super::claims`]).
+    /// `None`: every alert is sent.
+    pub claims: Option<std::sync::Arc<super::claims::Claims>>,
 }
 
 impl AlertsConfig {
@@ -320,6 +324,7 @@ impl AlertsConfig {
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             destinations,
             routes,
+            claims: None,
         })
     }
 }

@@ -22,9 +22,15 @@
 //! - **No storms.** Per destination, at most one message of new and updated findings per
 //!   `group_interval_secs` (the first goes at once; what comes meanwhile waits and goes in
 //!   one message). Resolutions go at once, in their own message.
+//! - **One instance sends.** Instances sharing a lake (`[eventhubs.balance] shared_lake`)
+//!   raise the same findings from the same broadcast hubs; each claims a finding's episode
+//!   there, create-if-absent, before routing it, and only the winner sends it
+//!   ([`claims`], migration 27). A claim that cannot be made holds the episode's events
+//!   unrouted until it can.
 //! - **Secrets** (webhook URLs, signing keys) come from the environment or a file, and are
 //!   never logged, stored or returned.
 
+pub mod claims;
 pub mod config;
 pub mod deliver;
 pub mod outbox;

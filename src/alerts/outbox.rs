@@ -69,53 +69,107 @@ pub fn findings(conn: &duckdb::Connection, ids_wanted: &[i64]) -> Result<Vec<Fin
     rows.collect::<duckdb::Result<_>>().context("alert_findings.sql")
 }
 
+/// The destinations of the routes `finding` matches.
+pub fn destinations<'a>(alerts: &'a Alerts, finding: &FindingView) -> BTreeSet<&'a str> {
+    let severity = Severity::parse(&finding.severity);
+    let mut to: BTreeSet<&str> = BTreeSet::new();
+    for route in alerts.routes.iter().filter(|r| r.matches(&finding.rule_id, severity, finding.account.as_deref())) {
+        to.extend(route.destinations.iter().map(String::as_str));
+    }
+    to
+}
+
+/// An unrouted event and the claim of its episode ([`super::claims`]).
+struct Unrouted {
+    id: i64,
+    finding: i64,
+    change: String,
+    /// The episode's claim: won, and by whom; `None` when there is none.
+    claim: Option<(bool, String)>,
+    /// The episode's raised or reopened event is not routed yet either.
+    opening_unrouted: bool,
+}
+
 /// Routes every event not yet routed to the destinations of the routes it matches, and
 /// gives up the pending messages of destinations no longer configured. Returns how many
 /// events it routed.
+///
+/// With claims ([`Alerts::claims`]), an event of an episode claimed by another instance
+/// goes to no message (`message_id` 0, `claimed by instance <holder>`), and an event whose
+/// episode waits for its claim (not made yet, or storage unreachable) stays unrouted.
 pub fn route(store: &Store, alerts: &Alerts) -> Result<usize> {
+    let claiming = alerts.claims.is_some();
     store
         .transaction(|conn| {
             let configured: Vec<Value> = alerts.destinations.iter().map(|d| Value::Text(d.name.clone())).collect();
             conn.execute(include_str!("sql/dead_unconfigured.sql"), [Value::List(configured)])?;
-            let events: Vec<(i64, i64, String)> = conn
-                .prepare("SELECT id, finding_id, change FROM alert_events WHERE routed_at IS NULL ORDER BY id LIMIT ?")?
-                .query_map([ROUTE_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            let events: Vec<Unrouted> = conn
+                .prepare(include_str!("sql/unrouted_events.sql"))?
+                .query_map([ROUTE_BATCH as i64], |r| {
+                    let won: Option<bool> = r.get(3)?;
+                    let holder: Option<String> = r.get(4)?;
+                    Ok(Unrouted {
+                        id: r.get(0)?,
+                        finding: r.get(1)?,
+                        change: r.get(2)?,
+                        claim: won.map(|w| (w, holder.unwrap_or_default())),
+                        opening_unrouted: r.get(5)?,
+                    })
+                })?
                 .collect::<duckdb::Result<_>>()?;
             if events.is_empty() {
                 return Ok(0);
             }
-            let wanted: BTreeSet<i64> = events.iter().map(|e| e.1).collect();
+            let wanted: BTreeSet<i64> = events.iter().map(|e| e.finding).collect();
             let found: BTreeMap<i64, FindingView> = if alerts.routes.is_empty() {
                 BTreeMap::new()
             } else {
                 findings(conn, &wanted.into_iter().collect::<Vec<_>>())?.into_iter().map(|f| (f.id, f)).collect()
             };
             let (mut destination, mut event_id, mut finding_id, mut change) = (vec![], vec![], vec![], vec![]);
-            for (id, finding, what) in &events {
-                let Some(f) = found.get(finding) else { continue };
-                let severity = Severity::parse(&f.severity);
-                let mut to: BTreeSet<&str> = BTreeSet::new();
-                for route in alerts.routes.iter().filter(|r| r.matches(&f.rule_id, severity, f.account.as_deref())) {
-                    to.extend(route.destinations.iter().map(String::as_str));
-                }
+            let (mut message_id, mut reason, mut routed) = (vec![], vec![], vec![]);
+            for event in &events {
+                let to = found.get(&event.finding).map(|f| destinations(alerts, f)).unwrap_or_default();
+                let superseded = match &event.claim {
+                    _ if to.is_empty() || !claiming => None,
+                    Some((true, _)) => None,
+                    Some((false, holder)) if holder == super::claims::UNREADABLE => {
+                        Some(format!("{holder} in the shared lake: another instance may hold it"))
+                    }
+                    Some((false, holder)) => Some(format!("claimed by instance {holder}")),
+                    // Its episode is claimed first (next pass, or when storage is back).
+                    None if event.opening_unrouted => continue,
+                    // An episode opened before claims were made: sent as before.
+                    None => None,
+                };
                 for name in to {
                     destination.push(Value::Text(name.to_owned()));
-                    event_id.push(Value::BigInt(*id));
-                    finding_id.push(Value::BigInt(*finding));
-                    change.push(Value::Text(what.clone()));
+                    event_id.push(Value::BigInt(event.id));
+                    finding_id.push(Value::BigInt(event.finding));
+                    change.push(Value::Text(event.change.clone()));
+                    message_id.push(if superseded.is_some() { Value::BigInt(0) } else { Value::Null });
+                    reason.push(superseded.clone().map_or(Value::Null, Value::Text));
                 }
+                routed.push(event.id);
             }
             if !destination.is_empty() {
                 conn.execute(
                     include_str!("sql/route_pending.sql"),
-                    [Value::List(destination), Value::List(event_id), Value::List(finding_id), Value::List(change)],
+                    [
+                        Value::List(destination),
+                        Value::List(event_id),
+                        Value::List(finding_id),
+                        Value::List(change),
+                        Value::List(message_id),
+                        Value::List(reason),
+                    ],
                 )?;
             }
             conn.execute(
                 "UPDATE alert_events SET routed_at = get_current_timestamp() WHERE list_contains(?::BIGINT[], id)",
-                [ids(events.iter().map(|e| e.0))],
+                [ids(routed.iter().copied())],
             )?;
-            Ok(events.len())
+            Ok(routed.len())
         })
         .context("routing alert events")
 }
@@ -150,6 +204,12 @@ pub fn compose(store: &Store, alerts: &Alerts, destination: &Destination, now: D
                 firing.into_iter().partition(|f| resolved.iter().any(|r| r.1 == f.1 && r.0 > f.0));
             if !superseded.is_empty() {
                 assign(conn, &destination.name, superseded.iter().map(|s| s.0), 0)?;
+                conn.execute(
+                    "UPDATE alert_pending SET superseded_reason = 'resolved before it was sent' \
+                     WHERE destination = ? AND message_id = 0 AND superseded_reason IS NULL \
+                     AND list_contains(?::BIGINT[], event_id)",
+                    [Value::Text(destination.name.clone()), ids(superseded.iter().map(|s| s.0))],
+                )?;
             }
             let mut groups: Vec<(AlertStatus, Option<String>, Vec<Item>)> = Vec::new();
             if !resolved.is_empty() {

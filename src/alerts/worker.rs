@@ -3,7 +3,7 @@
 //! blocking threads; only the HTTP attempt is async.
 
 use super::config::{Alerts, Destination};
-use super::{deliver, outbox};
+use super::{claims, deliver, outbox};
 use crate::metrics::{DeliveryLabels, Metrics};
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -59,7 +59,7 @@ pub fn start(
         };
         runtime.spawn(sender.run());
     }
-    runtime.spawn(route_loop(store, alerts.clone(), wake.clone(), wakers, cancel));
+    runtime.spawn(route_loop(store, alerts.clone(), metrics, wake.clone(), wakers, cancel));
     tracing::info!(destinations = alerts.destinations.len(), routes = alerts.routes.len(), "alert delivery started");
     Ok(AlertWorker { wake })
 }
@@ -71,11 +71,21 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 async fn route_loop(
     store: Arc<Store>,
     alerts: Arc<Alerts>,
+    metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     destinations: Vec<Arc<Notify>>,
     cancel: CancellationToken,
 ) {
     loop {
+        // Claims first, outside any transaction (network calls); routing then reads them.
+        if let Some(claims) = alerts.claims.clone() {
+            let (s, a, m) = (store.clone(), alerts.clone(), metrics.clone());
+            match blocking(move || claims::run(&s, &a, &claims, &m)).await {
+                Ok(0) => {}
+                Ok(made) => tracing::debug!(claims = made, "alert claims made"),
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "claiming alerts failed; retrying"),
+            }
+        }
         let (s, a) = (store.clone(), alerts.clone());
         let mut again = false;
         match blocking(move || outbox::route(&s, &a)).await {

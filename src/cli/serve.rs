@@ -29,6 +29,9 @@ pub fn startup(config: &ServeConfig) -> Result<Startup> {
         let identity = lake_identity(lake);
         crate::lake::Location::check(&lake.url, &move || identity.credential()).context("[lake]")?;
     }
+    if let Some((text, identity)) = shared_lake(config) {
+        crate::lake::Location::check(text, &move || identity.credential()).context("eventhubs.balance.shared_lake")?;
+    }
     let alerts = config.alerts.resolve(&format!("http://{}", config.http.listen))?;
     if config.auth.is_some() && config.http.development_sign_in {
         bail!("http.development_sign_in = true and [auth] are both set: choose one (use [auth] for real data)");
@@ -53,6 +56,31 @@ fn lake_identity(lake: &crate::config::LakeConfig) -> crate::source::eventhubs::
         tenant_id: lake.tenant_id.clone(),
         client_id: lake.client_id.clone(),
     }
+}
+
+/// `[eventhubs.balance] shared_lake`, with the `[eventhubs]` identity that reaches it.
+fn shared_lake(config: &ServeConfig) -> Option<(&str, crate::source::eventhubs::Identity)> {
+    let hubs = config.eventhubs.as_ref()?;
+    let text = hubs.balance.as_ref()?.shared_lake.as_deref()?;
+    let identity = crate::source::eventhubs::Identity {
+        credential: hubs.credential,
+        managed_identity_client_id: hubs.managed_identity_client_id.clone(),
+        tenant_id: hubs.tenant_id.clone(),
+        client_id: hubs.client_id.clone(),
+    };
+    Some((text, identity))
+}
+
+/// The alert claims in the shared lake (`crate::alerts::claims`), as this instance: the
+/// database must exist (the instance's name is its canonical path's).
+fn alert_claims(config: &ServeConfig) -> Result<Option<Arc<crate::alerts::claims::Claims>>> {
+    let Some((text, identity)) = shared_lake(config) else { return Ok(None) };
+    let location =
+        crate::lake::Location::parse_with_retry(text, &move || identity.credential(), crate::alerts::claims::retry())
+            .context("eventhubs.balance.shared_lake")?;
+    let instance = crate::sys::instance_name(&config.db);
+    tracing::info!(lake = %location.description, instance = %instance, "alerts are claimed in the shared lake");
+    Ok(Some(Arc::new(crate::alerts::claims::Claims::new(crate::lake::Lake::new(location)?, instance))))
 }
 
 /// DuckDB's threads: `db_threads`, else half the cores (at least 1).
@@ -93,6 +121,13 @@ pub fn check(config: &ServeConfig) -> Result<String> {
         ),
         _ => "eventhubs: none (serves what the database holds)".into(),
     });
+    if let Some((text, _)) = shared_lake(config) {
+        // Not the instance's name: it is the database's canonical path's, once the file exists.
+        lines.push(format!(
+            "alert claims: {} (one instance sends each finding)",
+            text.split('?').next().unwrap_or_default()
+        ));
+    }
     let names: Vec<&str> = alerts.destinations.iter().map(|d| d.name.as_str()).collect();
     lines.push(if names.is_empty() {
         "alerts: no destinations".into()
@@ -132,7 +167,7 @@ pub fn check(config: &ServeConfig) -> Result<String> {
 }
 
 pub fn run(config: ServeConfig) -> Result<()> {
-    let Startup { connect, alerts, inventory } = startup(&config)?;
+    let Startup { connect, mut alerts, inventory } = startup(&config)?;
     let options = StoreOptions {
         memory_limit: Some(config.db_memory_limit.clone()),
         threads: Some(db_threads(&config)),
@@ -148,6 +183,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
         None => None,
     };
     let store = Arc::new(Store::open(&config.db, &options)?);
+    alerts.claims = alert_claims(&config)?;
     if let Some(key) = &config.evidence.signing_key {
         crate::evidence::sign::configure(key.clone());
     }

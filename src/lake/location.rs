@@ -7,7 +7,7 @@ use azure_core::credentials::TokenCredential;
 use object_store::azure::{AzureCredential, MicrosoftAzureBuilder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::{CredentialProvider, ObjectStore};
+use object_store::{CredentialProvider, ObjectStore, RetryConfig};
 use std::sync::Arc;
 
 /// The environment variable holding the Azurite account key (emulator only; never logged).
@@ -48,13 +48,19 @@ impl Location {
     /// with the account key in `TOKENTRAIL_LAKE_ACCOUNT_KEY`. `identity` builds the
     /// Entra ID credential when an Azure URL needs one (`source::eventhubs::Identity`).
     pub fn parse(text: &str, identity: &Credential) -> Result<Location> {
+        Location::parse_with_retry(text, identity, RetryConfig::default())
+    }
+
+    /// [`Location::parse`] with how an object store's calls are retried (a directory's are
+    /// not): callers that try again themselves, such as alert claims, fail sooner.
+    pub fn parse_with_retry(text: &str, identity: &Credential, retry: RetryConfig) -> Result<Location> {
         if let Some(path) = directory_of(text)? {
             return Location::directory(path);
         }
         let url = url::Url::parse(text).with_context(|| format!("the lake location {text:?} is not a URL"))?;
         match url.scheme() {
-            "http" => Location::emulator(&url),
-            "https" | "abfss" | "az" | "azure" | "adl" => Location::azure(&url, identity),
+            "http" => Location::emulator(&url, retry),
+            "https" | "abfss" | "az" | "azure" | "adl" => Location::azure(&url, identity, retry),
             other => bail!(
                 "the lake location's scheme {other:?} is not one TokenTrail writes to: give a directory, \
                  https://<account>.blob.core.windows.net/<container>, or abfss://<container>@<account>.dfs.core.windows.net"
@@ -113,11 +119,12 @@ impl Location {
         Ok(())
     }
 
-    fn azure(url: &url::Url, identity: &Credential) -> Result<Location> {
+    fn azure(url: &url::Url, identity: &Credential, retry: RetryConfig) -> Result<Location> {
         let credential = identity().context("the lake's Entra ID identity")?;
         let store = MicrosoftAzureBuilder::new()
             .with_url(url.as_str())
             .with_credentials(Arc::new(EntraCredential { credential }))
+            .with_retry(retry)
             .build()
             .with_context(|| format!("the lake location {url}"))?;
         // abfss://container@account.dfs…/prefix and https://account.blob…/container/prefix.
@@ -127,7 +134,7 @@ impl Location {
         Ok(Location { store: Arc::new(store), prefix, description: without_query(url), directory: None })
     }
 
-    fn emulator(url: &url::Url) -> Result<Location> {
+    fn emulator(url: &url::Url, retry: RetryConfig) -> Result<Location> {
         let host = url.host_str().unwrap_or_default();
         let segments = segments(url);
         let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1");
@@ -155,6 +162,7 @@ impl Location {
             .with_container_name(*container)
             .with_endpoint(endpoint)
             .with_allow_http(true)
+            .with_retry(retry)
             .build()
             .with_context(|| format!("the lake location {}", without_query(url)))?;
         Ok(Location {

@@ -47,6 +47,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(24, "0024_lake_links"),
     migration!(25, "0025_hub_roles"),
     migration!(26, "0026_hub_segments"),
+    migration!(27, "0027_alert_claims"),
 ];
 
 fn checksum(sql: &str) -> String {

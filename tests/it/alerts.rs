@@ -1044,3 +1044,9 @@ fn killed_mid_delivery_the_service_sends_nothing_acknowledged_twice_and_loses_no
     }
     drop(tempdir);
 }
+
+// ---------------------------------------------------------------------------------------
+// One finding, one alert across instances.
+
+#[path = "alert_claims.rs"]
+mod claims;

@@ -59,13 +59,18 @@ pub(crate) struct Service {
 
 impl Service {
     pub(crate) fn new(dir: &Path, hub: &TestHub, extra: &str) -> Service {
+        Service::with_hubs(dir, hub, &[HUB], extra)
+    }
+
+    /// [`Service::new`] reading `hubs` of the test hub.
+    pub(crate) fn with_hubs(dir: &Path, hub: &TestHub, hubs: &[&str], extra: &str) -> Service {
         let db = dir.join("service.duckdb");
         let port = free_port();
         let config = dir.join("tokentrail.toml");
         std::fs::write(
             &config,
             format!(
-                "db = {db:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\ndevelopment_sign_in = true\n[eventhubs]\nhubs = [\"{HUB}\"]\n\
+                "db = {db:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\ndevelopment_sign_in = true\n[eventhubs]\nhubs = {hubs:?}\n\
                  credential = \"connection_string\"\nendpoint = \"{}\"\nmax_wait_ms = 200\nlag_interval_secs = 1\n{extra}\n",
                 hub.endpoint()
             ),
@@ -76,7 +81,11 @@ impl Service {
             db,
             port,
             config,
-            connection_string: hub.connection_string(HUB),
+            // One hub: its EntityPath; several: none (the client refuses a hub not named there).
+            connection_string: match hubs {
+                [one] => hub.connection_string(one),
+                _ => hub.connection_string(HUB).split(";EntityPath=").next().unwrap_or_default().to_owned(),
+            },
             env: Vec::new(),
             child: None,
         }
@@ -294,7 +303,7 @@ fn dropped_connections_lose_and_duplicate_nothing() {
 }
 
 /// The sum of a metric's samples on `/metrics` (all label sets), and the whole page.
-fn metric(service: &Service, name: &str) -> (f64, String) {
+pub(crate) fn metric(service: &Service, name: &str) -> (f64, String) {
     let metrics = ureq::get(&format!("http://127.0.0.1:{}/metrics", service.port))
         .call()
         .unwrap()

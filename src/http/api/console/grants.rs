@@ -63,6 +63,7 @@ const SHARED: &[&str] = &[
     "lake_link_files",
     "lake_snapshots",
     "alert_messages",
+    "alert_claims",
 ];
 
 /// Responders' own: their team's saved queries.
