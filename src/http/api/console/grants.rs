@@ -56,6 +56,7 @@ const SHARED: &[&str] = &[
     "ingest_batches",
     "checkpoints",
     "hub_roles",
+    "hub_segments",
     "lake_segments",
     "lake_files",
     "lake_evictions",
