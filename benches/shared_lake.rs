@@ -68,7 +68,8 @@ fn main() {
         azurite.endpoint()
     );
     let env = [("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY", KEY), ("TOKENTRAIL_LAKE_ACCOUNT_KEY", KEY)];
-    let start = |i: usize, generation: usize| Service::spawn(dir.path(), &hub, &format!("lake-{i}-{generation}"), &extra, &env);
+    let start =
+        |i: usize, generation: usize| Service::spawn(dir.path(), &hub, &format!("lake-{i}-{generation}"), &extra, &env);
     let mut services: Vec<Service> = (0..3).map(|i| start(i, 0)).collect();
 
     // 50 events of 100 records a second: 5,000 records a second, well under what three store.
@@ -89,35 +90,38 @@ fn main() {
     let mut lake_latency = Vec::new();
     let mut lag_samples = Vec::new();
     let mut seen = vec![Seen { hot: -1, lake: -1 }; PARTITIONS as usize];
-    let sample = |services: &[Service], seen: &mut [Seen], hot: &mut Vec<f64>, lake: &mut Vec<f64>, lags: &mut Vec<f64>| {
-        let now = Instant::now();
-        let mut best: HashMap<usize, Seen> = HashMap::new();
-        for service in services {
-            let Some(status) = service.status() else { continue };
-            if let Some(lag) = status["shared_lake"]["lag_seconds"].as_f64() {
-                lags.push(lag);
-            }
-            for p in status["eventhubs"].as_array().into_iter().flatten() {
-                let Some(partition) = p["partition"].as_str().and_then(|p| p.parse::<usize>().ok()) else { continue };
-                let entry = best.entry(partition).or_insert(Seen { hot: -1, lake: -1 });
-                if p["owned"].as_bool() == Some(true) {
-                    entry.hot = entry.hot.max(p["committed_sequence"].as_i64().unwrap_or(-1));
+    let sample =
+        |services: &[Service], seen: &mut [Seen], hot: &mut Vec<f64>, lake: &mut Vec<f64>, lags: &mut Vec<f64>| {
+            let now = Instant::now();
+            let mut best: HashMap<usize, Seen> = HashMap::new();
+            for service in services {
+                let Some(status) = service.status() else { continue };
+                if let Some(lag) = status["shared_lake"]["lag_seconds"].as_f64() {
+                    lags.push(lag);
                 }
-                entry.lake = entry.lake.max(p["lake_sequence"].as_i64().unwrap_or(-1));
+                for p in status["eventhubs"].as_array().into_iter().flatten() {
+                    let Some(partition) = p["partition"].as_str().and_then(|p| p.parse::<usize>().ok()) else {
+                        continue;
+                    };
+                    let entry = best.entry(partition).or_insert(Seen { hot: -1, lake: -1 });
+                    if p["owned"].as_bool() == Some(true) {
+                        entry.hot = entry.hot.max(p["committed_sequence"].as_i64().unwrap_or(-1));
+                    }
+                    entry.lake = entry.lake.max(p["lake_sequence"].as_i64().unwrap_or(-1));
+                }
             }
-        }
-        for (partition, now_seen) in best {
-            let before = seen[partition];
-            if now_seen.hot > before.hot {
-                reached(&enqueued, partition, before.hot, now_seen.hot, now, hot);
-                seen[partition].hot = now_seen.hot;
+            for (partition, now_seen) in best {
+                let before = seen[partition];
+                if now_seen.hot > before.hot {
+                    reached(&enqueued, partition, before.hot, now_seen.hot, now, hot);
+                    seen[partition].hot = now_seen.hot;
+                }
+                if now_seen.lake > before.lake {
+                    reached(&enqueued, partition, before.lake, now_seen.lake, now, lake);
+                    seen[partition].lake = now_seen.lake;
+                }
             }
-            if now_seen.lake > before.lake {
-                reached(&enqueued, partition, before.lake, now_seen.lake, now, lake);
-                seen[partition].lake = now_seen.lake;
-            }
-        }
-    };
+        };
     let started = Instant::now();
     std::thread::scope(|scope| {
         let (hub, enqueued, done) = (&hub, &enqueued, &done);

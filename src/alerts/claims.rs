@@ -17,22 +17,18 @@
 //!   before a crash, not yet recorded): won. One that is not a claim of this fingerprint
 //!   and episode is lost to `unreadable claim`, and logged.
 
-use super::config::Alerts;
-use super::outbox;
 use crate::lake::{Lake, Put};
-use crate::metrics::{ClaimLabels, Metrics};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use duckdb::types::{TimeUnit, Value};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// The holder named when an existing claim file cannot be read as a claim of its episode.
 pub const UNREADABLE: &str = "unreadable claim";
 
 /// Claims made in one pass at most (the rest wait for the next).
-const CLAIM_BATCH: i64 = 1_000;
+pub const CLAIM_BATCH: i64 = 1_000;
 
 /// How a claim's calls to an object store are retried: a few times within seconds, since
 /// a claim that fails is made again next pass and holds the alert routing meanwhile.
@@ -141,35 +137,6 @@ pub struct Wanted {
     pub episode: i64,
 }
 
-/// The unrouted raised and reopened events without a claim, oldest first, whose findings
-/// some route sends somewhere (an instance never claims what it would not send).
-pub fn wanted(store: &Store, alerts: &Alerts) -> Result<Vec<Wanted>> {
-    let conn = store.connection()?;
-    let events: Vec<(i64, i64, i64)> = conn
-        .prepare(include_str!("sql/claims_wanted.sql"))?
-        .query_map([CLAIM_BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<duckdb::Result<_>>()
-        .context("claims_wanted.sql")?;
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<i64> = events.iter().map(|e| e.1).collect();
-    let found: BTreeMap<i64, _> = outbox::findings(&conn, &ids)?.into_iter().map(|f| (f.id, f)).collect();
-    Ok(events
-        .into_iter()
-        .filter_map(|(event_id, finding_id, episode)| {
-            let f = found.get(&finding_id)?;
-            (!outbox::destinations(alerts, f).is_empty()).then(|| Wanted {
-                event_id,
-                finding_id,
-                fingerprint: f.fingerprint.clone(),
-                rule_id: f.rule_id.clone(),
-                episode,
-            })
-        })
-        .collect())
-}
-
 /// A claim made: what was claimed, what came of it, when.
 pub type Made = (Wanted, Outcome, DateTime<Utc>);
 
@@ -201,40 +168,6 @@ pub fn record(store: &Store, instance: &str, outcomes: &[Made]) -> Result<()> {
             Ok(())
         })
         .context("recording alert claims")
-}
-
-/// One pass: claims every event that waits for a claim and records what came of it.
-/// Blocks: call it from a blocking thread. Returns the claims made; a claim that failed is
-/// counted and logged, and its event waits for the next pass.
-pub fn run(store: &Store, alerts: &Alerts, claims: &Claims, metrics: &Metrics) -> Result<usize> {
-    let wanted = wanted(store, alerts)?;
-    let mut outcomes = Vec::with_capacity(wanted.len());
-    for w in wanted {
-        let now = Utc::now();
-        match claims.claim(&w.fingerprint, w.episode, &w.rule_id, now) {
-            Ok(outcome) => {
-                let label = if outcome == Outcome::Won { "won" } else { "lost" };
-                metrics.alert_claims.get_or_create(&ClaimLabels { outcome: label.into() }).inc();
-                match &outcome {
-                    Outcome::Won => tracing::debug!(finding = w.finding_id, episode = w.episode, "alert claim won"),
-                    Outcome::Lost(holder) => tracing::info!(finding = w.finding_id, fingerprint = %w.fingerprint,
-                        episode = w.episode, holder = %holder, "alert claimed by another instance; not sent here"),
-                }
-                outcomes.push((w, outcome, now));
-            }
-            Err(error) => {
-                metrics.alert_claim_failures.inc();
-                tracing::warn!(finding = w.finding_id, fingerprint = %w.fingerprint, episode = w.episode,
-                    lake = %claims.describe(), error = format!("{error:#}"),
-                    "claiming an alert failed; it waits and is claimed again");
-                // The lake is likely unreachable: the rest wait for the next pass too.
-                break;
-            }
-        }
-    }
-    // Claims won but not recorded are found again (with this instance's name) next pass.
-    record(store, claims.instance(), &outcomes)?;
-    Ok(outcomes.len())
 }
 
 #[cfg(test)]

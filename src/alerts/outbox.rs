@@ -3,6 +3,7 @@
 //! leaves each event either routed or not, each group either made into a message or not,
 //! and each message either acknowledged or still pending (sent again after a restart).
 
+use super::claims;
 use super::config::{Alerts, Destination};
 use super::payload::{self, AlertStatus, FindingView};
 use crate::rules::Severity;
@@ -412,4 +413,76 @@ pub fn retry(store: &Store, id: i64, by: &str) -> Result<Retry> {
             Ok(Retry::Queued)
         })
         .context("retrying an alert message")
+}
+
+/// The unrouted raised and reopened events without a claim, oldest first, whose findings
+/// some route sends somewhere (an instance never claims what it would not send).
+pub fn claims_wanted(store: &Store, alerts: &Alerts) -> Result<Vec<claims::Wanted>> {
+    let conn = store.connection()?;
+    let events: Vec<(i64, i64, i64)> = conn
+        .prepare(include_str!("sql/claims_wanted.sql"))?
+        .query_map([claims::CLAIM_BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<duckdb::Result<_>>()
+        .context("claims_wanted.sql")?;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = events.iter().map(|e| e.1).collect();
+    let found: BTreeMap<i64, _> = findings(&conn, &ids)?.into_iter().map(|f| (f.id, f)).collect();
+    Ok(events
+        .into_iter()
+        .filter_map(|(event_id, finding_id, episode)| {
+            let f = found.get(&finding_id)?;
+            (!destinations(alerts, f).is_empty()).then(|| claims::Wanted {
+                event_id,
+                finding_id,
+                fingerprint: f.fingerprint.clone(),
+                rule_id: f.rule_id.clone(),
+                episode,
+            })
+        })
+        .collect())
+}
+
+/// One pass: claims every event that waits for a claim and records what came of it.
+/// Blocks: call it from a blocking thread. Returns the claims made; a claim that failed is
+/// counted and logged, and its event waits for the next pass.
+pub fn claim_pending(
+    store: &Store,
+    alerts: &Alerts,
+    claims: &claims::Claims,
+    metrics: &crate::metrics::Metrics,
+) -> Result<usize> {
+    let wanted = claims_wanted(store, alerts)?;
+    let mut outcomes = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let now = chrono::Utc::now();
+        match claims.claim(&w.fingerprint, w.episode, &w.rule_id, now) {
+            Ok(outcome) => {
+                let label = if outcome == claims::Outcome::Won { "won" } else { "lost" };
+                metrics.alert_claims.get_or_create(&crate::metrics::ClaimLabels { outcome: label.into() }).inc();
+                match &outcome {
+                    claims::Outcome::Won => {
+                        tracing::debug!(finding = w.finding_id, episode = w.episode, "alert claim won")
+                    }
+                    claims::Outcome::Lost(holder) => {
+                        tracing::info!(finding = w.finding_id, fingerprint = %w.fingerprint,
+                        episode = w.episode, holder = %holder, "alert claimed by another instance; not sent here")
+                    }
+                }
+                outcomes.push((w, outcome, now));
+            }
+            Err(error) => {
+                metrics.alert_claim_failures.inc();
+                tracing::warn!(finding = w.finding_id, fingerprint = %w.fingerprint, episode = w.episode,
+                    lake = %claims.describe(), error = format!("{error:#}"),
+                    "claiming an alert failed; it waits and is claimed again");
+                // The lake is likely unreachable: the rest wait for the next pass too.
+                break;
+            }
+        }
+    }
+    // Claims won but not recorded are found again (with this instance's name) next pass.
+    claims::record(store, claims.instance(), &outcomes)?;
+    Ok(outcomes.len())
 }

@@ -3,7 +3,7 @@
 //! blocking threads; only the HTTP attempt is async.
 
 use super::config::{Alerts, Destination};
-use super::{claims, deliver, outbox};
+use super::{deliver, outbox};
 use crate::metrics::{DeliveryLabels, Metrics};
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -80,7 +80,7 @@ async fn route_loop(
         // Claims first, outside any transaction (network calls); routing then reads them.
         if let Some(claims) = alerts.claims.clone() {
             let (s, a, m) = (store.clone(), alerts.clone(), metrics.clone());
-            match blocking(move || claims::run(&s, &a, &claims, &m)).await {
+            match blocking(move || outbox::claim_pending(&s, &a, &claims, &m)).await {
                 Ok(0) => {}
                 Ok(made) => tracing::debug!(claims = made, "alert claims made"),
                 Err(error) => tracing::warn!(error = format!("{error:#}"), "claiming alerts failed; retrying"),

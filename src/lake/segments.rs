@@ -67,9 +67,10 @@ impl Claim {
     /// Checks a claim read from the lake is the one its name says, with files of its hub.
     fn check(self, source: &str, partition: &str, first: i64, path: &str) -> Result<Claim> {
         let dir = format!("{}/", hub_dir(source));
-        let tables_ok = self.files.iter().all(|f| {
-            TABLES.contains(&f.table.as_str()) && f.path.starts_with(&dir) && !f.path.contains("..")
-        });
+        let tables_ok = self
+            .files
+            .iter()
+            .all(|f| TABLES.contains(&f.table.as_str()) && f.path.starts_with(&dir) && !f.path.contains(".."));
         if self.source != source
             || self.partition != partition
             || self.first != first
@@ -117,7 +118,12 @@ fn claim_first(name: &str) -> Option<i64> {
 }
 
 fn file_path(source: &str, table: &str, partition: &str, first: i64, last: i64, instance: &str) -> String {
-    format!("{}/table={table}/partition={}/{first:020}-{last:020}-{}.parquet", hub_dir(source), safe(partition), safe(instance))
+    format!(
+        "{}/table={table}/partition={}/{first:020}-{last:020}-{}.parquet",
+        hub_dir(source),
+        safe(partition),
+        safe(instance)
+    )
 }
 
 /// What writing a partition's segments found.

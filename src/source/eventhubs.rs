@@ -438,7 +438,8 @@ impl HubsStatus {
 
     /// Changes the status of `hub`'s partition `partition`.
     fn update_named(&self, hub: &str, partition: &str, change: impl FnOnce(&mut PartitionStatus)) {
-        let index = self.partitions.lock().ok().and_then(|p| p.iter().position(|p| p.hub == hub && p.partition == partition));
+        let index =
+            self.partitions.lock().ok().and_then(|p| p.iter().position(|p| p.hub == hub && p.partition == partition));
         if let Some(index) = index {
             self.update(index, change);
         }
@@ -652,7 +653,12 @@ pub fn open(
             });
             let hubs = shares
                 .iter()
-                .map(|s| (s.clone(), crate::lake::segments::Segments::new(&format!("eventhubs:{namespace}/{}", s.hub), &instance)))
+                .map(|s| {
+                    (
+                        s.clone(),
+                        crate::lake::segments::Segments::new(&format!("eventhubs:{namespace}/{}", s.hub), &instance),
+                    )
+                })
                 .collect();
             let writer = segments::Writer {
                 store: store.clone(),

@@ -550,7 +550,8 @@ fn three_instances_killed_during_a_stream_put_each_event_in_the_shared_lake_once
         for kill in 0..3 {
             std::thread::sleep(Duration::from_millis(2_500));
             services[kill].signal(libc::SIGKILL);
-            let alive: Vec<&Service> = services.iter().enumerate().filter(|(i, _)| *i != kill).map(|(_, s)| s).collect();
+            let alive: Vec<&Service> =
+                services.iter().enumerate().filter(|(i, _)| *i != kill).map(|(_, s)| s).collect();
             let taken = wait_for_even_spread(&alive, 0, EXPIRY + Duration::from_secs(30));
             eprintln!("kill {}: its partitions taken over in {taken:?}", kill + 1);
             services[kill].start();
@@ -631,7 +632,8 @@ fn a_planted_claim_stops_its_partition_in_the_shared_lake_named_and_nothing_is_l
     std::fs::write(&planted, b"'; DROP TABLE hub_segments; --").unwrap();
     let dir = root.path().join("a");
     std::fs::create_dir_all(&dir).unwrap();
-    let extra = format!("{}shared_lake = {:?}\nsegment_interval_ms = 300\n", balanced(&azurite), lake.display().to_string());
+    let extra =
+        format!("{}shared_lake = {:?}\nsegment_interval_ms = 300\n", balanced(&azurite), lake.display().to_string());
     let mut service = Service::new(&dir, &hub, &extra);
     service.env.push(("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY".into(), KEY.into()));
     service.start();
@@ -650,11 +652,17 @@ fn a_planted_claim_stops_its_partition_in_the_shared_lake_named_and_nothing_is_l
     let (ok, out) = segments_check(&lake);
     assert!(!ok, "the check fails: {out}");
     assert!(out.contains("partition=2/00000000000000000000.json: not a claim"), "{out}");
-    assert_eq!(std::fs::read(&planted).unwrap(), b"'; DROP TABLE hub_segments; --", "a planted claim is left for a person");
+    assert_eq!(
+        std::fs::read(&planted).unwrap(),
+        b"'; DROP TABLE hub_segments; --",
+        "a planted claim is left for a person"
+    );
 
     std::fs::remove_file(&planted).unwrap();
     wait_for_partitions(&service, "partition 2 caught up once the claim is gone", |p| {
-        p["lake_sequence"].as_i64() == last(p) && p["checkpointed_sequence"].as_i64() == last(p) && p["lake_error"].is_null()
+        p["lake_sequence"].as_i64() == last(p)
+            && p["checkpointed_sequence"].as_i64() == last(p)
+            && p["lake_error"].is_null()
     });
     service.stop();
     let (ok, out) = segments_check(&lake);

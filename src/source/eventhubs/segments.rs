@@ -107,9 +107,7 @@ impl Writer {
                 let age = since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
                 let labels = PartitionLabels { hub: share.hub.clone(), partition: partition.clone() };
                 self.metrics.shared_lake_lag_seconds.get_or_create(&labels).set(age.as_secs() as i64);
-                let pending = since.map(|_| {
-                    chrono::Utc::now() - chrono::TimeDelta::from_std(age).unwrap_or_default()
-                });
+                let pending = since.map(|_| chrono::Utc::now() - chrono::TimeDelta::from_std(age).unwrap_or_default());
                 self.status.update_named(&share.hub, partition, |p| p.lake_pending_since = pending);
             }
         }
