@@ -46,6 +46,12 @@ pub struct Claim {
     /// The instance that wrote it ([`crate::sys::instance_name`]).
     pub instance: String,
     pub written_at: DateTime<Utc>,
+    /// The earliest and latest `time` of its rows (none: no rows), so that a reader of a
+    /// period reads only the segments that meet it.
+    #[serde(default)]
+    pub first_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_time: Option<DateTime<Utc>>,
     pub files: Vec<ClaimedFile>,
 }
 
@@ -198,8 +204,11 @@ impl Segments {
                 last,
                 instance: self.instance.clone(),
                 written_at: Utc::now(),
+                first_time: None,
+                last_time: None,
                 files: Vec::new(),
             };
+            (claim.first_time, claim.last_time) = times(store, &claim)?;
             let mut encoded = Vec::new();
             for table in TABLES {
                 if let Some((bytes, rows)) = table_rows(store, table, &claim)? {
@@ -287,6 +296,22 @@ fn cut(store: &Store, source: &str, partition: &str, end: i64, through: i64) -> 
     Ok(nth.unwrap_or(through))
 }
 
+/// The earliest and latest `time` of the rows of the claim's events.
+fn times(store: &Store, claim: &Claim) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+    let scans: Vec<String> = TABLES
+        .iter()
+        .map(|t| format!("SELECT time FROM {t} WHERE source = ? AND partition = ? AND sequence_number BETWEEN ? AND ?"))
+        .collect();
+    let sql = format!("SELECT epoch_us(min(time)), epoch_us(max(time)) FROM ({})", scans.join(" UNION ALL "));
+    let mut params: Vec<duckdb::types::Value> = Vec::new();
+    for _ in TABLES {
+        params.extend([claim.source.clone().into(), claim.partition.clone().into(), claim.first.into(), claim.last.into()]);
+    }
+    let (first, last): (Option<i64>, Option<i64>) =
+        store.connection()?.query_row(&sql, duckdb::params_from_iter(params), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok((first.and_then(DateTime::from_timestamp_micros), last.and_then(DateTime::from_timestamp_micros)))
+}
+
 /// `table`'s rows of the claim's events as one Parquet file, or `None` if it has none.
 fn table_rows(store: &Store, table: &str, claim: &Claim) -> Result<Option<(Bytes, i64)>> {
     // The table name comes from our own list.
@@ -319,6 +344,9 @@ pub struct PartitionReport {
     pub segments: usize,
     pub first: Option<i64>,
     pub last: Option<i64>,
+    /// The earliest and latest row time its claims give.
+    pub first_time: Option<DateTime<Utc>>,
+    pub last_time: Option<DateTime<Utc>>,
     /// Rows by table.
     pub rows: std::collections::BTreeMap<String, i64>,
     /// Segments by the instance that claimed them.
@@ -382,6 +410,8 @@ fn check_partition(lake: &Lake, dir: &str, partition: &str) -> Result<PartitionR
         report.segments += 1;
         report.first = report.first.or(Some(claim.first));
         report.last = Some(claim.last);
+        report.first_time = report.first_time.into_iter().chain(claim.first_time).min();
+        report.last_time = report.last_time.into_iter().chain(claim.last_time).max();
         *report.instances.entry(claim.instance.clone()).or_default() += 1;
         for file in &claim.files {
             let bytes = match lake.get(&file.path) {

@@ -577,6 +577,8 @@ fn three_instances_killed_during_a_stream_put_each_event_in_the_shared_lake_once
         let events = hub.event_count(HUB, report.partition.parse().unwrap()) as i64;
         assert_eq!(report.last, Some(events - 1), "partition {} in the lake to its last event", report.partition);
         assert_eq!(report.first, Some(0), "partition {} from its first event", report.partition);
+        let (first, last) = (report.first_time.unwrap(), report.last_time.unwrap());
+        assert!(first <= last && last <= chrono::Utc::now(), "the claims give their rows' times: {report:?}");
     }
     let writers: BTreeSet<&String> = reports.iter().flat_map(|r| r.instances.keys()).collect();
     assert_eq!(writers.len(), 3, "every instance wrote segments: {writers:?}");
