@@ -30,12 +30,6 @@ pub const UNREADABLE: &str = "unreadable claim";
 /// Claims made in one pass at most (the rest wait for the next).
 pub const CLAIM_BATCH: i64 = 1_000;
 
-/// How a claim's calls to an object store are retried: a few times within seconds, since
-/// a claim that fails is made again next pass and holds the alert routing meanwhile.
-pub fn retry() -> object_store::RetryConfig {
-    object_store::RetryConfig { max_retries: 2, retry_timeout: std::time::Duration::from_secs(5), ..Default::default() }
-}
-
 /// Where the claims go and who this instance is.
 pub struct Claims {
     lake: Lake,

@@ -75,9 +75,12 @@ fn shared_lake(config: &ServeConfig) -> Option<(&str, crate::source::eventhubs::
 /// database must exist (the instance's name is its canonical path's).
 fn alert_claims(config: &ServeConfig) -> Result<Option<Arc<crate::alerts::claims::Claims>>> {
     let Some((text, identity)) = shared_lake(config) else { return Ok(None) };
-    let location =
-        crate::lake::Location::parse_with_retry(text, &move || identity.credential(), crate::alerts::claims::retry())
-            .context("eventhubs.balance.shared_lake")?;
+    let location = crate::lake::Location::parse_with_retry(
+        text,
+        &move || identity.credential(),
+        crate::lake::Location::short_retry(),
+    )
+    .context("eventhubs.balance.shared_lake")?;
     let instance = crate::sys::instance_name(&config.db);
     tracing::info!(lake = %location.description, instance = %instance, "alerts are claimed in the shared lake");
     Ok(Some(Arc::new(crate::alerts::claims::Claims::new(crate::lake::Lake::new(location)?, instance))))

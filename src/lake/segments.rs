@@ -123,13 +123,12 @@ fn claim_first(name: &str) -> Option<i64> {
     name.strip_suffix(".json").filter(|n| n.len() == 20).and_then(|n| n.parse().ok())
 }
 
-fn file_path(source: &str, table: &str, partition: &str, first: i64, last: i64, instance: &str) -> String {
-    format!(
-        "{}/table={table}/partition={}/{first:020}-{last:020}-{}.parquet",
-        hub_dir(source),
-        safe(partition),
-        safe(instance)
-    )
+/// A segment file's name: its events, its instance, and an attempt's random tag, so that
+/// no two attempts write the same name (a file an interrupted attempt left is named by no
+/// claim, and no reader reads it).
+fn file_path(source: &str, table: &str, partition: &str, first: i64, last: i64, instance: &str, tag: u32) -> String {
+    let (dir, partition, instance) = (hub_dir(source), safe(partition), safe(instance));
+    format!("{dir}/table={table}/partition={partition}/{first:020}-{last:020}-{instance}-{tag:08x}.parquet")
 }
 
 /// What writing a partition's segments found.
@@ -210,9 +209,10 @@ impl Segments {
             };
             (claim.first_time, claim.last_time) = times(store, &claim)?;
             let mut encoded = Vec::new();
+            let tag = rand::random::<u32>();
             for table in TABLES {
                 if let Some((bytes, rows)) = table_rows(store, table, &claim)? {
-                    let path = file_path(&self.source, table, partition, claim.first, last, &self.instance);
+                    let path = file_path(&self.source, table, partition, claim.first, last, &self.instance, tag);
                     claim.files.push(ClaimedFile {
                         table: table.into(),
                         path: path.clone(),
@@ -222,15 +222,18 @@ impl Segments {
                     encoded.push((path, bytes));
                 }
             }
-            // A file there already is an interrupted attempt's, of the same rows.
-            lake.put_new_all(encoded)?;
+            for put in lake.put_new_all(encoded)? {
+                if matches!(put, Put::Existed(_)) {
+                    bail!("a segment file of a new attempt's name was there already");
+                }
+            }
             let path = format!("{}/{}", claims_dir(&self.source, partition), claim_name(claim.first));
             let body = Bytes::from(serde_json::to_vec_pretty(&claim)?);
             let outcome = match lake.put_new(&path, body)? {
                 Put::Written => Outcome::Written(claim),
                 Put::Existed(bytes) => {
                     let theirs = parse_claim(&bytes, &self.source, partition, claim.first, &path)?;
-                    for file in claim.files.iter().filter(|f| !theirs.files.iter().any(|t| t.path == f.path)) {
+                    for file in &claim.files {
                         if let Err(error) = lake.delete(&file.path) {
                             tracing::warn!(file = %file.path, error = format!("{error:#}"), "removing a segment file another claim made unneeded");
                         }
@@ -242,9 +245,18 @@ impl Segments {
                 Outcome::Written(c) | Outcome::Theirs(c) => c,
             };
             self.record(store, claimed)?;
-            self.ends.insert(partition.to_owned(), claimed.last);
+            let end = claimed.last;
+            self.ends.insert(partition.to_owned(), end);
             outcomes.push(outcome);
+            if end >= through {
+                return Ok(outcomes);
+            }
         }
+    }
+
+    /// `partition`'s chain end as last seen here.
+    pub fn known_end(&self, partition: &str) -> Option<i64> {
+        self.ends.get(partition).copied()
     }
 
     fn record(&self, store: &Store, claim: &Claim) -> Result<()> {
@@ -305,7 +317,12 @@ fn times(store: &Store, claim: &Claim) -> Result<(Option<DateTime<Utc>>, Option<
     let sql = format!("SELECT epoch_us(min(time)), epoch_us(max(time)) FROM ({})", scans.join(" UNION ALL "));
     let mut params: Vec<duckdb::types::Value> = Vec::new();
     for _ in TABLES {
-        params.extend([claim.source.clone().into(), claim.partition.clone().into(), claim.first.into(), claim.last.into()]);
+        params.extend([
+            claim.source.clone().into(),
+            claim.partition.clone().into(),
+            claim.first.into(),
+            claim.last.into(),
+        ]);
     }
     let (first, last): (Option<i64>, Option<i64>) =
         store.connection()?.query_row(&sql, duckdb::params_from_iter(params), |r| Ok((r.get(0)?, r.get(1)?)))?;

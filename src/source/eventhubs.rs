@@ -517,8 +517,11 @@ pub fn open(
     let shared_lake = match config.balance.as_ref().and_then(|b| b.shared_lake.as_deref()) {
         Some(text) => {
             let identity = identity(config);
-            let location = crate::lake::Location::parse(text, &move || identity.credential())
-                .context("eventhubs.balance.shared_lake")?;
+            // A segment that fails is written again next pass: no minutes of retries.
+            let credential = move || identity.credential();
+            let location =
+                crate::lake::Location::parse_with_retry(text, &credential, crate::lake::Location::short_retry())
+                    .context("eventhubs.balance.shared_lake")?;
             Some(crate::lake::Lake::new(location)?)
         }
         None => None,

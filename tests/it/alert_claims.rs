@@ -202,7 +202,7 @@ fn a_claim_that_cannot_be_made_sends_nothing_drops_nothing_and_is_made_once_stor
         .with_container_name("shared")
         .with_endpoint(format!("http://127.0.0.1:{}/{ACCOUNT}", relay.port))
         .with_allow_http(true)
-        .with_retry(claims::retry())
+        .with_retry(tokentrail::lake::Location::short_retry())
         .build()
         .unwrap();
     let location = Location {

@@ -61,7 +61,6 @@ impl Writer {
                 let Some(through) = checkpoint.sequence_number else { continue };
                 match segments.write(&self.store, &self.lake, &partition, through) {
                     Ok(outcomes) => {
-                        let mut end = None;
                         for outcome in &outcomes {
                             let (claim, outcome) = match outcome {
                                 Outcome::Written(claim) => (claim, "written"),
@@ -77,15 +76,14 @@ impl Writer {
                             }
                             let labels = SegmentLabels { hub: share.hub.clone(), outcome: outcome.into() };
                             self.metrics.shared_segments.get_or_create(&labels).inc();
-                            end = Some(claim.last);
                         }
                         // Another instance already further: its checkpoint stands.
-                        if end.is_none_or(|end| end == through) {
+                        let lake_sequence = segments.known_end(&partition);
+                        if lake_sequence == Some(through) {
                             share.segmented(&partition, checkpoint);
                         }
-                        let lake_sequence = end;
                         self.status.update_named(&share.hub, &partition, |p| {
-                            p.lake_sequence = lake_sequence.or(p.lake_sequence).or(Some(through));
+                            p.lake_sequence = lake_sequence;
                             p.lake_error = None;
                         });
                     }
