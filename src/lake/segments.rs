@@ -309,7 +309,10 @@ fn cut(store: &Store, source: &str, partition: &str, end: i64, through: i64) -> 
 }
 
 /// The earliest and latest `time` of the rows of the claim's events.
-fn times(store: &Store, claim: &Claim) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+/// The earliest and latest of some times, if any.
+type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn times(store: &Store, claim: &Claim) -> Result<Span> {
     let scans: Vec<String> = TABLES
         .iter()
         .map(|t| format!("SELECT time FROM {t} WHERE source = ? AND partition = ? AND sequence_number BETWEEN ? AND ?"))
