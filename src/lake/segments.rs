@@ -308,10 +308,10 @@ fn cut(store: &Store, source: &str, partition: &str, end: i64, through: i64) -> 
     Ok(nth.unwrap_or(through))
 }
 
-/// The earliest and latest `time` of the rows of the claim's events.
 /// The earliest and latest of some times, if any.
 type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
+/// The earliest and latest `time` of the rows of the claim's events.
 fn times(store: &Store, claim: &Claim) -> Result<Span> {
     let scans: Vec<String> = TABLES
         .iter()
