@@ -370,6 +370,8 @@ pub struct PartitionStatus {
     /// A balanced partition's end in the shared lake: the last sequence number a segment
     /// claims (this instance's or another's).
     pub lake_sequence: Option<i64>,
+    /// Events enqueued and not yet in the shared lake (whoever reads the partition).
+    pub lake_lag: Option<i64>,
     /// When the oldest rows this instance committed and has not yet put in the shared
     /// lake were committed (none: all are there).
     pub lake_pending_since: Option<chrono::DateTime<chrono::Utc>>,
@@ -431,6 +433,10 @@ impl HubsStatus {
             p.lag = match (p.last_enqueued_sequence, done) {
                 (Some(last), Some(done)) => Some((last - done).max(0)),
                 (Some(last), None) => Some(last + 1),
+                _ => None,
+            };
+            p.lake_lag = match (p.last_enqueued_sequence, p.lake_sequence) {
+                (Some(last), Some(in_lake)) => Some((last - in_lake).max(0)),
                 _ => None,
             };
         }

@@ -155,8 +155,8 @@ fn claims_lost_to_another_instance_or_an_unreadable_file_send_nothing_and_the_wi
 
 /// A TCP relay on a port of its own to `target`, which can be closed (connections
 /// refused) and opened again on the same port.
-struct Relay {
-    port: u16,
+pub(crate) struct Relay {
+    pub(crate) port: u16,
     target: u16,
     runtime: tokio::runtime::Runtime,
     server: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
@@ -164,12 +164,12 @@ struct Relay {
 
 impl Relay {
     /// Closed until [`Relay::up`].
-    fn closed(target: u16) -> Relay {
+    pub(crate) fn closed(target: u16) -> Relay {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         Relay { port: crate::eventhubs::free_port(), target, runtime, server: None }
     }
 
-    fn up(&mut self) {
+    pub(crate) fn up(&mut self) {
         let listener = self.runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", self.port))).unwrap();
         let (cancel, target) = (CancellationToken::new(), self.target);
         let stop = cancel.clone();

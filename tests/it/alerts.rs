@@ -1049,4 +1049,4 @@ fn killed_mid_delivery_the_service_sends_nothing_acknowledged_twice_and_loses_no
 // One finding, one alert across instances.
 
 #[path = "alert_claims.rs"]
-mod claims;
+pub(crate) mod claims;

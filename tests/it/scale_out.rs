@@ -559,6 +559,12 @@ fn three_instances_killed_during_a_stream_put_each_event_in_the_shared_lake_once
     });
     wait_for_even_spread(&services.iter().collect::<Vec<_>>(), 0, Duration::from_secs(60));
     wait_for_no_lag(&services[0]);
+    // Any instance shows how far every partition is in the lake, whoever wrote it.
+    for service in &services {
+        wait_for_partitions(service, "every partition in the lake to its last event", |p| {
+            p["lake_lag"].as_i64() == Some(0) && p["lake_sequence"] == p["last_enqueued_sequence"]
+        });
+    }
     let status = services[0].status().unwrap();
     assert_eq!(status["shared_lake"]["lag_target_seconds"], 60 + 2, "the lake's lag target: {status}");
     for service in &mut services {
@@ -675,4 +681,60 @@ fn a_planted_claim_stops_its_partition_in_the_shared_lake_named_and_nothing_is_l
         .filter_map(|l| l.split("cosmos_requests ").nth(1)?.split([',', ';']).next()?.trim().parse::<i64>().ok())
         .sum();
     assert_eq!(requests, 2_000, "{out}");
+}
+
+/// A shared lake that cannot be reached (Azurite behind a closed relay): every partition's
+/// segment waits, named beside it and counted; the blob checkpoints wait with it; every
+/// row is in DuckDB; a stop does not wait on the lake; after a restart, still unreachable,
+/// nothing is forgotten: once the lake is back, everything committed reaches it, once.
+#[test]
+fn an_unreachable_shared_lake_holds_the_checkpoints_and_everything_reaches_it_once_back() {
+    let root = tempfile::tempdir().unwrap();
+    let hub = hub(4);
+    let azurite = Azurite::start();
+    assert!(azurite.create_container("checkpoints"));
+    assert!(azurite.create_container("lake"));
+    let mut relay = crate::alerts::claims::Relay::closed(azurite.port());
+    preload(&hub, envelopes(&cosmos_file(root.path(), 2_000, 6), 50), 4);
+    let dir = root.path().join("a");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lake = format!("http://127.0.0.1:{}/devstoreaccount1/lake", relay.port);
+    let extra = format!("{}shared_lake = \"{lake}\"\nsegment_interval_ms = 300\n", balanced(&azurite));
+    let mut service = Service::new(&dir, &hub, &extra);
+    service.env.push(("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY".into(), KEY.into()));
+    service.env.push(("TOKENTRAIL_LAKE_ACCOUNT_KEY".into(), KEY.into()));
+    service.start();
+
+    let last = |p: &serde_json::Value| p["last_enqueued_sequence"].as_i64();
+    let waiting = |p: &serde_json::Value| {
+        p["committed_sequence"].as_i64() == last(p)
+            && p["lake_error"].as_str().is_some()
+            && p["lake_pending_since"].as_str().is_some()
+            && p["lake_sequence"].is_null()
+            && p["checkpointed_sequence"].as_i64().is_none_or(|c| c < 0)
+    };
+    wait_for_partitions(&service, "segments wait while the lake is unreachable", waiting);
+    assert_eq!(cosmos_rows(&service), 2_000, "every request in DuckDB");
+    let (failures, _) = crate::eventhubs::metric(&service, "tokentrail_lake_failures_total");
+    assert!(failures >= 1.0, "failures counted: {failures}");
+    let status = service.status().unwrap();
+    assert_eq!(status["shared_lake"]["segments_written"], 0, "{status}");
+    let stopping = Instant::now();
+    service.stop();
+    assert!(stopping.elapsed() < Duration::from_secs(30), "a stop waited {:?} on the lake", stopping.elapsed());
+    service.start();
+    wait_for_partitions(&service, "after a restart, still waiting", waiting);
+
+    relay.up();
+    wait_for_partitions(&service, "everything in the lake once it is back", |p| {
+        p["lake_sequence"].as_i64() == last(p)
+            && p["checkpointed_sequence"].as_i64() == last(p)
+            && p["lake_error"].is_null()
+    });
+    service.stop();
+    let reports = tokentrail::lake::segments::check(&shared_lake(&azurite)).unwrap();
+    let problems: Vec<&String> = reports.iter().flat_map(|r| &r.problems).collect();
+    assert!(problems.is_empty(), "{problems:?}");
+    let requests: i64 = reports.iter().map(|r| r.rows.get("cosmos_requests").copied().unwrap_or(0)).sum();
+    assert_eq!((requests, reports.iter().map(|r| r.duplicate_rows).sum::<i64>()), (2_000, 0));
 }

@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Failed calls a pass spends this long on before leaving the rest to the next pass.
+const FAILING: Duration = Duration::from_secs(10);
+
 pub(super) struct Writer {
     pub store: Arc<Store>,
     pub lake: Lake,
@@ -57,8 +60,19 @@ impl Writer {
         let mut written = 0;
         let mut theirs = 0;
         for (share, segments) in &mut self.hubs {
-            for (partition, (checkpoint, since)) in share.take_unsegmented() {
+            let due = share.take_unsegmented();
+            let mut others: Vec<String> =
+                share.partitions().iter().filter(|p| !due.contains_key(*p)).cloned().collect();
+            // Time spent on calls that failed this pass: past `FAILING`, the lake is taken to
+            // be unreachable and the rest wait for the next pass (a stop waits for a pass).
+            let mut failing = Duration::ZERO;
+            for (partition, (checkpoint, since)) in due {
                 let Some(through) = checkpoint.sequence_number else { continue };
+                if failing > FAILING {
+                    share.unsegment(&partition, checkpoint, since);
+                    continue;
+                }
+                let started = Instant::now();
                 match segments.write(&self.store, &self.lake, &partition, through) {
                     Ok(outcomes) => {
                         for outcome in &outcomes {
@@ -95,8 +109,31 @@ impl Writer {
                         self.metrics.lake_failures.get_or_create(&labels).inc();
                         self.status.update_named(&share.hub, &partition, |p| p.lake_error = Some(message));
                         share.unsegment(&partition, checkpoint, since);
+                        failing += started.elapsed();
                     }
                 }
+            }
+            // The chains of the partitions others write (one listing each), so that this
+            // instance's status shows how far every partition is in the lake.
+            others.retain(|p| share.unsegmented_since(p).is_none());
+            for partition in others {
+                if failing > FAILING {
+                    break;
+                }
+                let started = Instant::now();
+                let followed = segments.end(&self.store, &self.lake, &partition);
+                if followed.is_err() {
+                    failing += started.elapsed();
+                    let labels = crate::metrics::LakeLabels { step: "shared_segments".into() };
+                    self.metrics.lake_failures.get_or_create(&labels).inc();
+                }
+                self.status.update_named(&share.hub, &partition, |p| match followed {
+                    Ok(end) => {
+                        p.lake_sequence = (end >= 0).then_some(end);
+                        p.lake_error = None;
+                    }
+                    Err(error) => p.lake_error = Some(format!("{error:#}")),
+                });
             }
             // The lag after this pass: what is still waiting, and since when.
             let now = Instant::now();

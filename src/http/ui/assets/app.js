@@ -645,7 +645,7 @@ async function overview() {
     section("Ingest sources", table(["source_id", "kind", "event_time", "updated_at", "cosmos_rows", "signin_rows", "raw_rows", "quarantined_rows"], status.sources)),
     status.instances.length ? section("Instances sharing balanced hubs", el("div", { id: "instances" }, table(["hub", "owner_id", "this_instance", "partitions"], status.instances.map((i) => ({ ...i, this_instance: i.this_instance ? "this instance" : "", partitions: `${i.partitions.length}: ${i.partitions.join(", ")}` }))))) : null,
     status.shared_lake ? sharedLake(status.shared_lake) : null,
-    status.eventhubs.length ? section("Event Hubs partitions", table(["hub", "partition", "role", "owned", "owner", "committed_sequence", "checkpointed_sequence", "lake_sequence", "last_enqueued_sequence", "lag", "receive_errors", "last_error", "lake_error", "resets", "last_reset"], status.eventhubs)) : null,
+    status.eventhubs.length ? section("Event Hubs partitions", table(["hub", "partition", "role", "owned", "owner", "committed_sequence", "checkpointed_sequence", "lake_sequence", "last_enqueued_sequence", "lag", "lake_lag", "receive_errors", "last_error", "lake_error", "resets", "last_reset"], status.eventhubs)) : null,
     section("Tables", table(["table_name", "rows", "first_time", "last_time"], status.tables)),
     status.lake.length ? section("Parquet lake (evicted rows are answered from the lake only)", table(["table_name", "archived_rows", "evicted_rows", "first_day", "last_day", "archived_up_to_batch", "last_archived_at", "unfinished_segments"], status.lake)) : null,
   );
