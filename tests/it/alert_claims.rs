@@ -18,15 +18,7 @@ impl Service {
     fn start_claiming(&mut self, config: AlertsConfig, claims: Claims) {
         let mut alerts = config.resolve("http://tokentrail.test").unwrap();
         alerts.claims = Some(Arc::new(claims));
-        let worker = tokentrail::alerts::start(
-            self.store.clone(),
-            alerts,
-            self.metrics.clone(),
-            self.runtime.handle(),
-            self.cancel.clone(),
-        )
-        .unwrap();
-        self.worker = Some(worker);
+        self.start_with(alerts);
     }
 
     fn fingerprint(&self, finding: i64) -> String {

@@ -299,7 +299,10 @@ impl Service {
     }
 
     fn start(&mut self, config: AlertsConfig) {
-        let alerts = config.resolve("http://tokentrail.test").unwrap();
+        self.start_with(config.resolve("http://tokentrail.test").unwrap());
+    }
+
+    fn start_with(&mut self, alerts: tokentrail::alerts::Alerts) {
         let worker = tokentrail::alerts::start(
             self.store.clone(),
             alerts,
