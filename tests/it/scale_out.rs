@@ -436,6 +436,39 @@ fn overview_shows_the_instances(service: &Service, instances: usize) {
     });
 }
 
+/// The overview, in headless Chromium: the shared lake's lag within its target and this
+/// instance's name, and every partition's end in the lake with nothing left out.
+fn overview_shows_the_shared_lake(service: &Service) {
+    let log = std::fs::read_to_string(service.db.parent().unwrap().join("serve.log")).unwrap();
+    let secret = log
+        .lines()
+        .filter_map(|l| l.split_once("enter this secret when asked: ").map(|(_, s)| s.trim().to_owned()))
+        .last()
+        .expect("serve prints the development sign-in secret");
+    let instance = service.status().unwrap()["shared_lake"]["instance"].as_str().unwrap().to_owned();
+    let base = format!("http://127.0.0.1:{}", service.port);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use crate::browser::{browser, open, sign_in_as, wait_for};
+        let profile = tempfile::tempdir().unwrap();
+        let (_driver, client) = browser(profile.path()).await;
+        sign_in_as(&client, &base, "Responder", "On Call", Some(&secret)).await;
+        open(&client, &base, "/").await;
+        let seen = wait_for(
+            &client,
+            "the shared lake and the partitions' lake columns",
+            "const lake = document.querySelector('#shared-lake');              const table = [...document.querySelectorAll('table')].find((t) =>                [...t.querySelectorAll('th')].some((h) => h.textContent === 'lake_lag'));              if (!lake || !table) return null;              const headers = [...table.querySelectorAll('th')].map((h) => h.textContent);              const at = headers.indexOf('lake_lag');              return { lake: lake.textContent, warned: !!lake.querySelector('.error'),                lags: [...table.querySelectorAll('tbody tr')].map((r) => r.cells[at].textContent) }",
+        )
+        .await;
+        let lake = seen["lake"].as_str().unwrap();
+        assert!(lake.contains("Lag: ") && lake.contains("target") && lake.contains(&instance), "{seen}");
+        assert_eq!(seen["warned"], false, "within its target: {seen}");
+        let lags: Vec<String> = serde_json::from_value(seen["lags"].clone()).unwrap();
+        assert_eq!(lags.len(), PARTITIONS as usize, "{seen}");
+        assert!(lags.iter().all(|l| l == "0"), "every partition in the lake: {seen}");
+        client.close().await.unwrap();
+    });
+}
+
 #[test]
 fn a_missing_container_is_shown_beside_each_partition_and_reading_starts_once_it_exists() {
     let root = tempfile::tempdir().unwrap();
@@ -567,6 +600,7 @@ fn three_instances_killed_during_a_stream_put_each_event_in_the_shared_lake_once
     }
     let status = services[0].status().unwrap();
     assert_eq!(status["shared_lake"]["lag_target_seconds"], 60 + 2, "the lake's lag target: {status}");
+    overview_shows_the_shared_lake(&services[0]);
     for service in &mut services {
         service.stop();
     }
