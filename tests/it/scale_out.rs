@@ -442,8 +442,8 @@ fn overview_shows_the_shared_lake(service: &Service) {
     let log = std::fs::read_to_string(service.db.parent().unwrap().join("serve.log")).unwrap();
     let secret = log
         .lines()
-        .filter_map(|l| l.split_once("enter this secret when asked: ").map(|(_, s)| s.trim().to_owned()))
-        .last()
+        .rev()
+        .find_map(|l| l.split_once("enter this secret when asked: ").map(|(_, s)| s.trim().to_owned()))
         .expect("serve prints the development sign-in secret");
     let instance = service.status().unwrap()["shared_lake"]["instance"].as_str().unwrap().to_owned();
     let base = format!("http://127.0.0.1:{}", service.port);
