@@ -62,13 +62,7 @@ fn lake_identity(lake: &crate::config::LakeConfig) -> crate::source::eventhubs::
 fn shared_lake(config: &ServeConfig) -> Option<(&str, crate::source::eventhubs::Identity)> {
     let hubs = config.eventhubs.as_ref()?;
     let text = hubs.balance.as_ref()?.shared_lake.as_deref()?;
-    let identity = crate::source::eventhubs::Identity {
-        credential: hubs.credential,
-        managed_identity_client_id: hubs.managed_identity_client_id.clone(),
-        tenant_id: hubs.tenant_id.clone(),
-        client_id: hubs.client_id.clone(),
-    };
-    Some((text, identity))
+    Some((text, crate::source::eventhubs::Identity::of(hubs)))
 }
 
 /// The alert claims in the shared lake (`crate::alerts::claims`), as this instance: the

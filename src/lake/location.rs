@@ -51,8 +51,6 @@ impl Location {
         Location::parse_with_retry(text, identity, RetryConfig::default())
     }
 
-    /// [`Location::parse`] with how an object store's calls are retried (a directory's are
-    /// not): callers that try again themselves, such as alert claims, fail sooner.
     /// For callers that try again on their own (the shared lake's segments and alert
     /// claims): a few retries within seconds. object_store's default (10 retries, up to 3
     /// minutes) held such a caller about 55 s on one refused connection.
@@ -60,6 +58,8 @@ impl Location {
         RetryConfig { max_retries: 2, retry_timeout: std::time::Duration::from_secs(5), ..Default::default() }
     }
 
+    /// [`Location::parse`] with how an object store's calls are retried (a directory's are
+    /// not): callers that try again themselves fail sooner ([`Location::short_retry`]).
     pub fn parse_with_retry(text: &str, identity: &Credential, retry: RetryConfig) -> Result<Location> {
         if let Some(path) = directory_of(text)? {
             return Location::directory(path);

@@ -207,11 +207,10 @@ impl Segments {
                 last_time: None,
                 files: Vec::new(),
             };
-            (claim.first_time, claim.last_time) = times(store, &claim)?;
             let mut encoded = Vec::new();
             let tag = rand::random::<u32>();
             for table in TABLES {
-                if let Some((bytes, rows)) = table_rows(store, table, &claim)? {
+                if let Some(Encoded { bytes, rows, times }) = table_rows(store, table, &claim)? {
                     let path = file_path(&self.source, table, partition, claim.first, last, &self.instance, tag);
                     claim.files.push(ClaimedFile {
                         table: table.into(),
@@ -220,6 +219,11 @@ impl Segments {
                         sha256: super::sha256_hex(&bytes),
                     });
                     encoded.push((path, bytes));
+                    let (first, last) = times
+                        .map(|(lo, hi)| (DateTime::from_timestamp_micros(lo), DateTime::from_timestamp_micros(hi)))
+                        .unwrap_or_default();
+                    claim.first_time = claim.first_time.into_iter().chain(first).min();
+                    claim.last_time = claim.last_time.into_iter().chain(last).max();
                 }
             }
             for put in lake.put_new_all(encoded)? {
@@ -308,32 +312,17 @@ fn cut(store: &Store, source: &str, partition: &str, end: i64, through: i64) -> 
     Ok(nth.unwrap_or(through))
 }
 
-/// The earliest and latest of some times, if any.
-type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-
-/// The earliest and latest `time` of the rows of the claim's events.
-fn times(store: &Store, claim: &Claim) -> Result<Span> {
-    let scans: Vec<String> = TABLES
-        .iter()
-        .map(|t| format!("SELECT time FROM {t} WHERE source = ? AND partition = ? AND sequence_number BETWEEN ? AND ?"))
-        .collect();
-    let sql = format!("SELECT epoch_us(min(time)), epoch_us(max(time)) FROM ({})", scans.join(" UNION ALL "));
-    let mut params: Vec<duckdb::types::Value> = Vec::new();
-    for _ in TABLES {
-        params.extend([
-            claim.source.clone().into(),
-            claim.partition.clone().into(),
-            claim.first.into(),
-            claim.last.into(),
-        ]);
-    }
-    let (first, last): (Option<i64>, Option<i64>) =
-        store.connection()?.query_row(&sql, duckdb::params_from_iter(params), |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok((first.and_then(DateTime::from_timestamp_micros), last.and_then(DateTime::from_timestamp_micros)))
+/// One table's rows of a segment, as a Parquet file in memory.
+struct Encoded {
+    bytes: Bytes,
+    rows: i64,
+    /// The earliest and latest `time` of its rows (µs), if any has one.
+    times: Option<(i64, i64)>,
 }
 
 /// `table`'s rows of the claim's events as one Parquet file, or `None` if it has none.
-fn table_rows(store: &Store, table: &str, claim: &Claim) -> Result<Option<(Bytes, i64)>> {
+fn table_rows(store: &Store, table: &str, claim: &Claim) -> Result<Option<Encoded>> {
+    use arrow::array::AsArray as _;
     // The table name comes from our own list.
     let sql = format!(
         "SELECT * FROM {table} WHERE source = ? AND partition = ? AND sequence_number BETWEEN ? AND ? \
@@ -345,15 +334,22 @@ fn table_rows(store: &Store, table: &str, claim: &Claim) -> Result<Option<(Bytes
     let arrow = stmt.query_arrow(params)?;
     let schema = arrow.get_schema();
     let mut writer = parquet::arrow::ArrowWriter::try_new(Vec::new(), schema, Some(super::archive::properties()))?;
-    let mut rows = 0i64;
+    let (mut rows, mut times) = (0i64, None::<(i64, i64)>);
     for batch in arrow {
         rows += batch.num_rows() as i64;
+        if let Some(time) = batch.column_by_name("time") {
+            let micros = arrow::compute::cast(time, &arrow::datatypes::DataType::Int64)?;
+            let micros = micros.as_primitive::<arrow::datatypes::Int64Type>();
+            if let (Some(lo), Some(hi)) = (arrow::compute::min(micros), arrow::compute::max(micros)) {
+                times = Some(times.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+            }
+        }
         writer.write(&batch)?;
     }
     if rows == 0 {
         return Ok(None);
     }
-    Ok(Some((Bytes::from(writer.into_inner()?), rows)))
+    Ok(Some(Encoded { bytes: Bytes::from(writer.into_inner()?), rows, times }))
 }
 
 /// What [`check`] found of one partition.

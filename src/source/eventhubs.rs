@@ -107,12 +107,7 @@ impl Connect {
         }
         let namespace = config.namespace.clone().context("eventhubs.namespace is not set")?;
         tracing::info!(credential = ?kind, namespace = %namespace, "authenticating to Event Hubs with Entra ID");
-        let identity = Identity {
-            credential: kind,
-            managed_identity_client_id: config.managed_identity_client_id.clone(),
-            tenant_id: config.tenant_id.clone(),
-            client_id: config.client_id.clone(),
-        };
+        let identity = Identity { credential: kind, ..Identity::of(config) };
         let credential = identity.credential()?;
         Ok(Connect::Credential { namespace, credential })
     }
@@ -212,6 +207,16 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The `[eventhubs]` identity (also the checkpoint store's and the shared lake's).
+    pub fn of(config: &EventHubsConfig) -> Identity {
+        Identity {
+            credential: config.credential,
+            managed_identity_client_id: config.managed_identity_client_id.clone(),
+            tenant_id: config.tenant_id.clone(),
+            client_id: config.client_id.clone(),
+        }
+    }
+
     /// The credential (built, not yet used). A connection string is not an identity.
     pub fn credential(&self) -> Result<Arc<dyn TokenCredential>> {
         let kind = match self.credential {
@@ -511,7 +516,7 @@ pub fn open(
     // The checkpoint store first: a bad one stops the start before anything is spawned.
     let blob = match &config.balance {
         Some(balance) => {
-            let identity = identity(config);
+            let identity = Identity::of(config);
             let store = crate::source::blob_checkpoints::BlobCheckpointStore::parse(&balance.checkpoint_store, &|| {
                 identity.credential()
             })
@@ -522,7 +527,7 @@ pub fn open(
     };
     let shared_lake = match config.balance.as_ref().and_then(|b| b.shared_lake.as_deref()) {
         Some(text) => {
-            let identity = identity(config);
+            let identity = Identity::of(config);
             // A segment that fails is written again next pass: no minutes of retries.
             let credential = move || identity.credential();
             let location =
@@ -726,16 +731,6 @@ pub fn open(
     };
     let receivers = Receivers { cancel: receivers, finish, tasks, balancers, segments, lag, runtime: runtime.clone() };
     Ok(Some(Stream { chunks: batcher, committed, receivers }))
-}
-
-/// The `[eventhubs]` identity.
-fn identity(config: &EventHubsConfig) -> Identity {
-    Identity {
-        credential: config.credential,
-        managed_identity_client_id: config.managed_identity_client_id.clone(),
-        tenant_id: config.tenant_id.clone(),
-        client_id: config.client_id.clone(),
-    }
 }
 
 /// The shared lake's lag target: two segment intervals and a minute to write them.

@@ -37,6 +37,19 @@ fn configured(root: &Path, name: &str, hub: &TestHub, azurite: &Azurite, eventhu
     service
 }
 
+/// An instance writing to the shared lake at `lake` (a directory or Azurite's URL;
+/// segments every 300 ms).
+fn sharing(root: &Path, name: &str, hub: &TestHub, azurite: &Azurite, lake: &str) -> Service {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let balance = format!("{}shared_lake = {lake:?}\nsegment_interval_ms = 300\n", balanced(azurite));
+    let mut service = Service::new(&dir, hub, &balance);
+    service.env.push(("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY".into(), KEY.into()));
+    service.env.push(("TOKENTRAIL_LAKE_ACCOUNT_KEY".into(), KEY.into()));
+    service.start();
+    service
+}
+
 /// Partitions by owner id, as an instance's `/api/status` shows the ownership blobs, and
 /// the partitions that instance reads itself.
 /// Partitions by owner id (the ownership blobs), and those the instance reads itself.
@@ -404,48 +417,15 @@ fn a_python_processor_shares_the_consumer_group_and_its_checkpoints() {
     eprintln!("Python processed {} events, the instances {}", python_events.len(), ours.len());
 }
 
-/// The overview of `service`, in real headless Chromium, lists `instances` instances of the
-/// balanced hub with their partitions, this one marked.
-fn overview_shows_the_instances(service: &Service, instances: usize) {
-    let log = std::fs::read_to_string(service.db.parent().unwrap().join("serve.log")).unwrap();
-    let secret = log
-        .lines()
-        .find_map(|l| l.split_once("enter this secret when asked: ").map(|(_, s)| s.trim().to_owned()))
-        .expect("serve prints the development sign-in secret");
-    let base = format!("http://127.0.0.1:{}", service.port);
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        use crate::browser::{browser, open, sign_in_as, wait_for};
-        let profile = tempfile::tempdir().unwrap();
-        let (_driver, client) = browser(profile.path()).await;
-        sign_in_as(&client, &base, "Responder", "On Call", Some(&secret)).await;
-        open(&client, &base, "/").await;
-        let rows = wait_for(
-            &client,
-            "the instances table",
-            "const rows = [...document.querySelectorAll('#instances tbody tr')]; \
-             return rows.length ? rows.map((r) => [...r.cells].map((c) => c.textContent)) : null",
-        )
-        .await;
-        // hub, owner id, this instance, "<count>: <partitions>"
-        let rows: Vec<Vec<String>> = serde_json::from_value(rows).unwrap();
-        assert_eq!(rows.len(), instances, "{rows:?}");
-        assert_eq!(rows.iter().filter(|r| r[2] == "this instance").count(), 1, "{rows:?}");
-        let owned: usize = rows.iter().map(|r| r[3].split_once(':').unwrap().0.parse::<usize>().unwrap()).sum();
-        assert_eq!(owned, PARTITIONS as usize, "every partition owned, once: {rows:?}");
-        client.close().await.unwrap();
-    });
-}
-
-/// The overview, in headless Chromium: the shared lake's lag within its target and this
-/// instance's name, and every partition's end in the lake with nothing left out.
-fn overview_shows_the_shared_lake(service: &Service) {
+/// Signs in to `service`'s overview page in real headless Chromium (with the newest
+/// development sign-in secret its log printed) and waits for `script` to return a value.
+fn on_overview(service: &Service, what: &str, script: &str) -> serde_json::Value {
     let log = std::fs::read_to_string(service.db.parent().unwrap().join("serve.log")).unwrap();
     let secret = log
         .lines()
         .rev()
         .find_map(|l| l.split_once("enter this secret when asked: ").map(|(_, s)| s.trim().to_owned()))
         .expect("serve prints the development sign-in secret");
-    let instance = service.status().unwrap()["shared_lake"]["instance"].as_str().unwrap().to_owned();
     let base = format!("http://127.0.0.1:{}", service.port);
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         use crate::browser::{browser, open, sign_in_as, wait_for};
@@ -453,20 +433,50 @@ fn overview_shows_the_shared_lake(service: &Service) {
         let (_driver, client) = browser(profile.path()).await;
         sign_in_as(&client, &base, "Responder", "On Call", Some(&secret)).await;
         open(&client, &base, "/").await;
-        let seen = wait_for(
-            &client,
-            "the shared lake and the partitions' lake columns",
-            "const lake = document.querySelector('#shared-lake');              const table = [...document.querySelectorAll('table')].find((t) =>                [...t.querySelectorAll('th')].some((h) => h.textContent === 'lake_lag'));              if (!lake || !table) return null;              const headers = [...table.querySelectorAll('th')].map((h) => h.textContent);              const at = headers.indexOf('lake_lag');              return { lake: lake.textContent, warned: !!lake.querySelector('.error'),                lags: [...table.querySelectorAll('tbody tr')].map((r) => r.cells[at].textContent) }",
-        )
-        .await;
-        let lake = seen["lake"].as_str().unwrap();
-        assert!(lake.contains("Lag: ") && lake.contains("target") && lake.contains(&instance), "{seen}");
-        assert_eq!(seen["warned"], false, "within its target: {seen}");
-        let lags: Vec<String> = serde_json::from_value(seen["lags"].clone()).unwrap();
-        assert_eq!(lags.len(), PARTITIONS as usize, "{seen}");
-        assert!(lags.iter().all(|l| l == "0"), "every partition in the lake: {seen}");
+        let seen = wait_for(&client, what, script).await;
         client.close().await.unwrap();
-    });
+        seen
+    })
+}
+
+/// The overview of `service` lists `instances` instances of the balanced hub with their
+/// partitions, this one marked.
+fn overview_shows_the_instances(service: &Service, instances: usize) {
+    let rows = on_overview(
+        service,
+        "the instances table",
+        "const rows = [...document.querySelectorAll('#instances tbody tr')]; \
+         return rows.length ? rows.map((r) => [...r.cells].map((c) => c.textContent)) : null",
+    );
+    // hub, owner id, this instance, "<count>: <partitions>"
+    let rows: Vec<Vec<String>> = serde_json::from_value(rows).unwrap();
+    assert_eq!(rows.len(), instances, "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r[2] == "this instance").count(), 1, "{rows:?}");
+    let owned: usize = rows.iter().map(|r| r[3].split_once(':').unwrap().0.parse::<usize>().unwrap()).sum();
+    assert_eq!(owned, PARTITIONS as usize, "every partition owned, once: {rows:?}");
+}
+
+/// The overview shows the shared lake's lag within its target and this instance's name,
+/// and every partition's end in the lake with nothing left out.
+fn overview_shows_the_shared_lake(service: &Service) {
+    let instance = service.status().unwrap()["shared_lake"]["instance"].as_str().unwrap().to_owned();
+    let seen = on_overview(
+        service,
+        "the shared lake and the partitions' lake columns",
+        "const lake = document.querySelector('#shared-lake'); \
+         const table = [...document.querySelectorAll('table')].find((t) => \
+           [...t.querySelectorAll('th')].some((h) => h.textContent === 'lake_lag')); \
+         if (!lake || !table) return null; \
+         const at = [...table.querySelectorAll('th')].map((h) => h.textContent).indexOf('lake_lag'); \
+         return { lake: lake.textContent, warned: !!lake.querySelector('.error'), \
+           lags: [...table.querySelectorAll('tbody tr')].map((r) => r.cells[at].textContent) }",
+    );
+    let lake = seen["lake"].as_str().unwrap();
+    assert!(lake.contains("Lag: ") && lake.contains("target") && lake.contains(&instance), "{seen}");
+    assert_eq!(seen["warned"], false, "within its target: {seen}");
+    let lags: Vec<String> = serde_json::from_value(seen["lags"].clone()).unwrap();
+    assert_eq!(lags.len(), PARTITIONS as usize, "{seen}");
+    assert!(lags.iter().all(|l| l == "0"), "every partition in the lake: {seen}");
 }
 
 #[test]
@@ -557,16 +567,8 @@ fn three_instances_killed_during_a_stream_put_each_event_in_the_shared_lake_once
     let backlog = envelopes(&cosmos_file(root.path(), 16_000, 3), 50);
     let live = envelopes(&cosmos_file(root.path(), 24_000, 4), 50);
     preload(&hub, backlog, PARTITIONS);
-    let shared = format!("shared_lake = \"{}/lake\"\nsegment_interval_ms = 300\n", azurite.endpoint());
-    let start = |name: &str| {
-        let dir = root.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut service = Service::new(&dir, &hub, &format!("{}{shared}", balanced(&azurite)));
-        service.env.push(("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY".into(), KEY.into()));
-        service.env.push(("TOKENTRAIL_LAKE_ACCOUNT_KEY".into(), KEY.into()));
-        service.start();
-        service
-    };
+    let lake = format!("{}/lake", azurite.endpoint());
+    let start = |name: &str| sharing(root.path(), name, &hub, &azurite, &lake);
     let mut services = [start("a"), start("b"), start("c")];
     wait_for_even_spread(&services.iter().collect::<Vec<_>>(), 0, Duration::from_secs(90));
 
@@ -672,13 +674,7 @@ fn a_planted_claim_stops_its_partition_in_the_shared_lake_named_and_nothing_is_l
     let planted = lake.join(format!("hubs/127.0.0.1/{HUB}/segments/partition=2/{:020}.json", 0));
     std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
     std::fs::write(&planted, b"'; DROP TABLE hub_segments; --").unwrap();
-    let dir = root.path().join("a");
-    std::fs::create_dir_all(&dir).unwrap();
-    let extra =
-        format!("{}shared_lake = {:?}\nsegment_interval_ms = 300\n", balanced(&azurite), lake.display().to_string());
-    let mut service = Service::new(&dir, &hub, &extra);
-    service.env.push(("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY".into(), KEY.into()));
-    service.start();
+    let mut service = sharing(root.path(), "a", &hub, &azurite, &lake.display().to_string());
 
     let last = |p: &serde_json::Value| p["last_enqueued_sequence"].as_i64();
     wait_for_partitions(&service, "the planted claim named, the others in the lake", |p| {
@@ -730,14 +726,8 @@ fn an_unreachable_shared_lake_holds_the_checkpoints_and_everything_reaches_it_on
     assert!(azurite.create_container("lake"));
     let mut relay = crate::alerts::claims::Relay::closed(azurite.port());
     preload(&hub, envelopes(&cosmos_file(root.path(), 2_000, 6), 50), 4);
-    let dir = root.path().join("a");
-    std::fs::create_dir_all(&dir).unwrap();
     let lake = format!("http://127.0.0.1:{}/devstoreaccount1/lake", relay.port);
-    let extra = format!("{}shared_lake = \"{lake}\"\nsegment_interval_ms = 300\n", balanced(&azurite));
-    let mut service = Service::new(&dir, &hub, &extra);
-    service.env.push(("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY".into(), KEY.into()));
-    service.env.push(("TOKENTRAIL_LAKE_ACCOUNT_KEY".into(), KEY.into()));
-    service.start();
+    let mut service = sharing(root.path(), "a", &hub, &azurite, &lake);
 
     let last = |p: &serde_json::Value| p["last_enqueued_sequence"].as_i64();
     let waiting = |p: &serde_json::Value| {
