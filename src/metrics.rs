@@ -94,6 +94,10 @@ pub struct Metrics {
     /// and per partition the age of the oldest committed rows not in it yet.
     pub shared_segments: Family<SegmentLabels, Counter>,
     pub shared_lake_lag_seconds: Family<PartitionLabels, Gauge>,
+    /// Passes of the rules over everyone's counts that ran a rule ([`crate::lake::fleet`]),
+    /// and whether this instance holds the rules lease (1) or not (0).
+    pub fleet_passes: Counter,
+    pub rules_lease_held: Gauge,
 }
 
 /// A balanced hub's segments in the shared lake, by what became of each.
@@ -221,7 +225,21 @@ impl Default for Metrics {
             "Age of the oldest rows this instance committed and has not yet written to the shared lake (0: all there)",
             shared_lake_lag_seconds.clone(),
         );
+        let fleet_passes = Counter::default();
+        registry.register(
+            "fleet_rule_passes",
+            "Passes of the rules over everyone's counts (the rules lease holder's) that ran a rule",
+            fleet_passes.clone(),
+        );
+        let rules_lease_held = Gauge::default();
+        registry.register(
+            "rules_lease_held",
+            "1 while this instance holds the rules lease (it runs the rules over everyone's counts), else 0",
+            rules_lease_held.clone(),
+        );
         Metrics {
+            fleet_passes,
+            rules_lease_held,
             shared_segments,
             shared_lake_lag_seconds,
             lake_segments,

@@ -80,6 +80,20 @@ fn alert_claims(config: &ServeConfig) -> Result<Option<Arc<crate::alerts::claims
     Ok(Some(Arc::new(crate::alerts::claims::Claims::new(crate::lake::Lake::new(location)?, instance))))
 }
 
+/// The shared lake as the rules over everyone's counts read it (`crate::lake::fleet`), its
+/// files cached beside the database (`<db>.shared-lake-cache`).
+fn fleet(config: &ServeConfig) -> Result<Option<crate::lake::fleet::Fleet>> {
+    let Some((text, identity)) = shared_lake(config) else { return Ok(None) };
+    let location = crate::lake::Location::parse_with_retry(
+        text,
+        &move || identity.credential(),
+        crate::lake::Location::short_retry(),
+    )
+    .context("eventhubs.balance.shared_lake")?;
+    let cache = config.db.with_extension("shared-lake-cache");
+    Ok(Some(crate::lake::fleet::Fleet::new(crate::lake::Lake::new(location)?, &cache)?))
+}
+
 /// DuckDB's threads: `db_threads`, else half the cores (at least 1).
 fn db_threads(config: &ServeConfig) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -203,6 +217,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
         }
         None => None,
     };
+    settings.fleet = fleet(&config)?;
     settings.detection = Detection::Live(config.detection.clone());
     settings.alerts = Some(alerts);
     settings.evidence = config.evidence.clone();

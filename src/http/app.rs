@@ -85,6 +85,9 @@ pub struct Settings {
     pub metrics: Arc<Metrics>,
     /// The Parquet lake, for answers past retention.
     pub lake: Option<Arc<crate::lake::view::Reader>>,
+    /// The shared lake of balanced hubs, for the rules over everyone's counts (with `hubs`:
+    /// its rules lease).
+    pub fleet: Option<crate::lake::fleet::Fleet>,
 }
 
 impl Settings {
@@ -103,6 +106,7 @@ impl Settings {
             hubs: None,
             metrics: Arc::default(),
             lake: None,
+            fleet: None,
         }
     }
 }
@@ -121,8 +125,27 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: Settings) -> Result<Application> {
-        let Settings { store, listen, mode, sign_in, detection, alerts, evidence, limits, source, hubs, metrics, lake } =
-            settings;
+        let Settings {
+            store,
+            listen,
+            mode,
+            sign_in,
+            detection,
+            alerts,
+            evidence,
+            limits,
+            source,
+            hubs,
+            metrics,
+            lake,
+            fleet,
+        } = settings;
+        // DuckDB reads files in these directories only: the lake's and the shared lake's cache.
+        let readable: Vec<std::path::PathBuf> = lake
+            .iter()
+            .map(|l| l.directory().to_path_buf())
+            .chain(fleet.as_ref().map(|f| f.directory().to_path_buf()))
+            .collect();
         let work = tokio::runtime::Runtime::new()?;
         let http = http_runtime()?;
         let listener = http.block_on(tokio::net::TcpListener::bind(listen)).with_context(|| {
@@ -158,12 +181,20 @@ impl Application {
                     Box::new(move || *hubs.caught_up.lock().unwrap_or_else(|p| p.into_inner()))
                         as crate::rules::live::CaughtUp
                 });
+                let shared = match (fleet, &hubs) {
+                    (Some(fleet), Some(hubs)) => Some(crate::rules::live::Shared {
+                        holding: hubs.rules_lease.holding.clone(),
+                        fleet: Box::new(fleet),
+                    }),
+                    _ => None,
+                };
                 let detection = crate::rules::live::spawn(
                     store.clone(),
                     detector,
                     metrics.clone(),
                     stop.clone(),
                     caught_up,
+                    shared,
                     raised,
                 )?;
                 threads.push(("detection", detection));
@@ -180,7 +211,7 @@ impl Application {
         ));
         let source = source.map(|source| start_source(source, &store, &metrics, &stop, work.handle())).transpose()?;
         // After detection has made its views: from here on SQL reads no file.
-        store.lock_down(lake.as_ref().map(|l| l.directory()))?;
+        store.lock_down(&readable)?;
         let parts = StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits, lake };
         let state = AppState::new(parts, &crate::http::api::routes().into_openapi());
         Ok(Application { state, address, listener, stop, threads, source, http, work })

@@ -25,6 +25,7 @@
 
 pub mod archive;
 pub mod evict;
+pub mod fleet;
 pub mod journal;
 pub mod location;
 pub mod manifest;

@@ -31,6 +31,10 @@ use std::collections::{BTreeSet, HashMap};
 /// The tables whose rows carry their event's partition and sequence number.
 pub const TABLES: [&str; 4] = ["cosmos_requests", "signins", "raw_events", "quarantine"];
 
+/// A segment's partial aggregates, a file each beside its rows: its requests' counts per
+/// subject and hour, and their first-seen facts (`crate::rules::fleet` adds them up).
+pub const PARTIALS: [&str; 2] = ["activity_hours", "first_seen"];
+
 /// Events in one segment at most: its files are built in memory.
 pub const SEGMENT_EVENTS: i64 = 2_000;
 
@@ -66,17 +70,16 @@ pub struct ClaimedFile {
 }
 
 impl Claim {
+    /// Its rows, all tables (partials are not rows).
     pub fn rows(&self) -> i64 {
-        self.files.iter().map(|f| f.rows).sum()
+        self.files.iter().filter(|f| TABLES.contains(&f.table.as_str())).map(|f| f.rows).sum()
     }
 
     /// Checks a claim read from the lake is the one its name says, with files of its hub.
     fn check(self, source: &str, partition: &str, first: i64, path: &str) -> Result<Claim> {
         let dir = format!("{}/", hub_dir(source));
-        let tables_ok = self
-            .files
-            .iter()
-            .all(|f| TABLES.contains(&f.table.as_str()) && f.path.starts_with(&dir) && !f.path.contains(".."));
+        let tables_ok =
+            self.files.iter().all(|f| is_segment_table(&f.table) && f.path.starts_with(&dir) && !f.path.contains(".."));
         if self.source != source
             || self.partition != partition
             || self.first != first
@@ -96,6 +99,11 @@ impl Claim {
         }
         Ok(self)
     }
+}
+
+/// A table a segment has a file of: rows ([`TABLES`]) or partials ([`PARTIALS`]).
+pub fn is_segment_table(table: &str) -> bool {
+    TABLES.contains(&table) || PARTIALS.contains(&table)
 }
 
 /// A name part for a namespace, hub or partition id: only characters every store keeps.
@@ -209,8 +217,14 @@ impl Segments {
             };
             let mut encoded = Vec::new();
             let tag = rand::random::<u32>();
-            for table in TABLES {
-                if let Some(Encoded { bytes, rows, times }) = table_rows(store, table, &claim)? {
+            let partials = [include_str!("sql/segment_activity.sql"), include_str!("sql/segment_first_seen.sql")];
+            let queries = TABLES
+                .map(rows_query)
+                .into_iter()
+                .zip(TABLES)
+                .chain(partials.map(String::from).into_iter().zip(PARTIALS));
+            for (sql, table) in queries {
+                if let Some(Encoded { bytes, rows, times }) = encode(store, &sql, &claim)? {
                     let path = file_path(&self.source, table, partition, claim.first, last, &self.instance, tag);
                     claim.files.push(ClaimedFile {
                         table: table.into(),
@@ -265,8 +279,10 @@ impl Segments {
 
     fn record(&self, store: &Store, claim: &Claim) -> Result<()> {
         store.connection()?.execute(
-            "INSERT INTO hub_segments (source, partition, first_sequence, last_sequence, instance, ours, rows, claim, recorded_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING",
+            "INSERT INTO hub_segments (source, partition, first_sequence, last_sequence, instance, ours, rows, claim, \
+             recorded_at, first_time, last_time, files) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, now(), make_timestamp(?::BIGINT), make_timestamp(?::BIGINT), ?) \
+             ON CONFLICT DO NOTHING",
             duckdb::params![
                 claim.source,
                 claim.partition,
@@ -276,6 +292,9 @@ impl Segments {
                 claim.instance == self.instance,
                 claim.rows(),
                 format!("{}/{}", claims_dir(&claim.source, &claim.partition), claim_name(claim.first)),
+                claim.first_time.map(|t| t.timestamp_micros()),
+                claim.last_time.map(|t| t.timestamp_micros()),
+                serde_json::to_string(&claim.files)?,
             ],
         )?;
         Ok(())
@@ -320,16 +339,20 @@ struct Encoded {
     times: Option<(i64, i64)>,
 }
 
-/// `table`'s rows of the claim's events as one Parquet file, or `None` if it has none.
-fn table_rows(store: &Store, table: &str, claim: &Claim) -> Result<Option<Encoded>> {
-    use arrow::array::AsArray as _;
-    // The table name comes from our own list.
-    let sql = format!(
+/// The query of `table`'s rows of a claim's events (the table name comes from our own list).
+fn rows_query(table: &str) -> String {
+    format!(
         "SELECT * FROM {table} WHERE source = ? AND partition = ? AND sequence_number BETWEEN ? AND ? \
          ORDER BY sequence_number, record_index"
-    );
+    )
+}
+
+/// What `sql` (bound to the claim's source, partition, first and last event) returns, as
+/// one Parquet file, or `None` if it returns no row.
+fn encode(store: &Store, sql: &str, claim: &Claim) -> Result<Option<Encoded>> {
+    use arrow::array::AsArray as _;
     let conn = store.connection()?;
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare(sql)?;
     let params = duckdb::params![claim.source, claim.partition, claim.first, claim.last];
     let arrow = stmt.query_arrow(params)?;
     let schema = arrow.get_schema();
@@ -439,6 +462,13 @@ fn check_partition(lake: &Lake, dir: &str, partition: &str) -> Result<PartitionR
             };
             if super::sha256_hex(&bytes) != file.sha256 {
                 report.problems.push(format!("{}: its SHA-256 is not the claim's", file.path));
+                continue;
+            }
+            if PARTIALS.contains(&file.table.as_str()) {
+                let rows = super::read::parquet_rows(&bytes)?;
+                if rows != file.rows {
+                    report.problems.push(format!("{}: {rows} rows, the claim says {}", file.path, file.rows));
+                }
                 continue;
             }
             let (rows, duplicates, outside) = file_positions(bytes, &claim)?;

@@ -222,7 +222,7 @@ fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Writes the cache's copy so a reader never sees half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let parent = path.parent().context("a cached file has no directory")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let staging = path.with_extension("parquet.part");

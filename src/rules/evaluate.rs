@@ -113,9 +113,22 @@ pub fn rule_error(rule: &Rule, error: anyhow::Error) -> RuleError {
 /// it writes to finding_history are chained in the same transaction
 /// (`store::append::link_in`), whose lock is let go once it has committed.
 pub fn run(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64, refresh: bool) -> Result<RuleRun> {
+    run_with(conn, rule, from, to, refresh, None)
+}
+
+/// [`run`], with `after_query` run on the rule's output (`rule_output`) before its
+/// evidence is taken from it, in the same transaction.
+pub fn run_with(
+    conn: &duckdb::Connection,
+    rule: &Rule,
+    from: i64,
+    to: i64,
+    refresh: bool,
+    after_query: Option<&dyn Fn(&duckdb::Connection) -> Result<()>>,
+) -> Result<RuleRun> {
     let started = std::time::Instant::now();
     let (evidence, raised, _linked) = crate::store::retrying_conflicts(|| {
-        crate::store::in_transaction(conn, |conn| run_in_transaction(conn, rule, from, to, refresh))
+        crate::store::in_transaction(conn, |conn| run_in_transaction(conn, rule, from, to, refresh, after_query))
     })?;
     Ok(RuleRun { rule_id: rule.id.clone(), from, to, evidence, raised, elapsed: started.elapsed() })
 }
@@ -126,8 +139,12 @@ fn run_in_transaction(
     from: i64,
     to: i64,
     refresh: bool,
+    after_query: Option<&dyn Fn(&duckdb::Connection) -> Result<()>>,
 ) -> Result<(u64, Vec<i64>, Option<Linked>)> {
     run_query(conn, rule, from, to)?;
+    if let Some(after_query) = after_query {
+        after_query(conn)?;
+    }
     let window = [("rule_id", Value::Text(rule.id.clone())), ("from", timestamp(from)), ("to", timestamp(to))];
     // Most runs find nothing where nothing was: then there is nothing to update.
     let (returned, stored): (i64, i64) = conn.query_row(

@@ -17,6 +17,7 @@ use anyhow::Result;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -40,20 +41,53 @@ pub const NICE: i32 = 10;
 /// When the Event Hubs source last had nothing left to read (see `HubsStatus::caught_up`).
 pub type CaughtUp = Box<dyn Fn() -> Option<chrono::DateTime<chrono::Utc>> + Send>;
 
+/// The rules over everyone's counts, with a shared lake (`crate::lake::fleet::Fleet`).
+pub trait FleetPass: Send {
+    /// Every pass, on every instance: adds up what the segments recorded since published.
+    fn load(&mut self, store: &Store) -> Result<usize>;
+    /// On the lease holder: the rules over everyone's counts, from where the last call
+    /// left off (all history after [`FleetPass::forget`]).
+    fn evaluate(&mut self, store: &Store, detector: &Detector) -> Result<super::Evaluation>;
+    fn forget(&mut self);
+}
+
+/// With a shared lake: whether this instance holds the rules lease, and the pass it then runs.
+pub struct Shared {
+    pub holding: Arc<AtomicBool>,
+    pub fleet: Box<dyn FleetPass>,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     store: Arc<Store>,
-    detector: Detector,
+    mut detector: Detector,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     caught_up: Option<CaughtUp>,
+    mut shared: Option<Shared>,
     raised: impl Fn(Vec<i64>) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>> {
+    if let Some(shared) = &shared {
+        detector.share(shared.holding.clone());
+    }
     Ok(std::thread::Builder::new().name("detection".into()).spawn(move || {
         crate::sys::priority::lower(NICE);
         let mut seen = metrics.commits.get();
         // The caught-up time last stored: it is written once it moved a minute, not every pass.
         let mut noted: Option<chrono::DateTime<chrono::Utc>> = None;
+        let mut held = false;
         while !stop.is_cancelled() {
+            if let Some(shared) = shared.as_mut() {
+                let holding = shared.holding.load(Ordering::Acquire);
+                if holding != held {
+                    shared.fleet.forget();
+                    if holding && let Err(error) = detector.took_lease(&store) {
+                        tracing::error!(error = format!("{error:#}"), "preparing the sign-in rules for the rules lease failed");
+                    }
+                    held = holding;
+                    metrics.rules_lease_held.set(i64::from(holding));
+                }
+            }
             let at = caught_up.as_ref().and_then(|f| f());
             if let Some(at) = at.filter(|at| noted.is_none_or(|n| *at - n >= chrono::TimeDelta::minutes(1))) {
                 match detector.note_caught_up(&store, "eventhubs", at) {
@@ -79,6 +113,9 @@ pub fn spawn(
                 }
                 Err(error) => tracing::error!(error = format!("{error:#}"), "detection pass failed; retrying"),
             }
+            if let Some(shared) = shared.as_mut() {
+                fleet_pass(&store, &detector, shared, held, &metrics, &raised);
+            }
             if let Err(error) = count_findings(&store, &metrics) {
                 tracing::warn!(error = format!("{error:#}"), "counting findings for /metrics failed");
             }
@@ -88,6 +125,47 @@ pub fn spawn(
             }
         }
     })?)
+}
+
+/// Adds up what other instances published; on the lease holder, runs the rules over
+/// everyone's counts. A failure is logged: the next pass tries again.
+fn fleet_pass(
+    store: &Store,
+    detector: &Detector,
+    shared: &mut Shared,
+    holding: bool,
+    metrics: &Metrics,
+    raised: &impl Fn(Vec<i64>),
+) {
+    if let Err(error) = shared.fleet.load(store) {
+        tracing::warn!(error = format!("{error:#}"), "adding up the shared lake's partial counts failed; retrying");
+    }
+    if !holding {
+        return;
+    }
+    let started = Instant::now();
+    match shared.fleet.evaluate(store, detector) {
+        Ok(evaluation) => {
+            for failure in &evaluation.failures {
+                tracing::warn!(problem = %failure, "a rule over everyone's counts failed this pass");
+            }
+            if !evaluation.runs.is_empty() {
+                metrics.fleet_passes.inc();
+                tracing::info!(
+                    rules = evaluation.runs.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "rules over everyone's counts evaluated"
+                );
+            }
+            let new = evaluation.raised();
+            if !new.is_empty() {
+                tracing::info!(findings = ?new, "findings raised over everyone's counts");
+                raised(new);
+            }
+            super::group_incidents(store);
+        }
+        Err(error) => tracing::error!(error = format!("{error:#}"), "the pass over everyone's counts failed; retrying"),
+    }
 }
 
 /// Ingest's commit counters, which wake and hold detection.

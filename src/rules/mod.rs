@@ -34,10 +34,12 @@ pub use rule::{Param, ParamValue, Rule, RuleError, Severity};
 
 use crate::store::Store;
 use anyhow::{Context, Result};
+use duckdb::OptionalExt as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use xxhash_rust::xxh3::xxh3_64;
 
 const FINDINGS_IN_PERIOD: &str = include_str!("sql/findings_in_period.sql");
@@ -95,6 +97,33 @@ impl Evaluation {
     }
 }
 
+/// Built-in rules that add up a principal's requests over hours. Instances sharing
+/// balanced hubs each hold part of those requests: with a shared lake these rules run only
+/// on the rules lease holder, over everyone's counts (`crate::lake::fleet`).
+pub const FLEET_RULES: [&str; 6] = [
+    "data_volume_spike",
+    "data_volume_spike_daily",
+    "mass_delete",
+    "collection_enumeration",
+    "permission_probing",
+    "new_collection_for_principal",
+];
+
+/// Built-in rules over sign-ins alone. Every instance reads every sign-in (broadcast
+/// hubs) and would raise the same findings: with a shared lake only the holder runs them.
+pub const HOLDER_RULES: [&str; 4] = ["password_spray", "distributed_spray", "impossible_travel", "new_country_signin"];
+
+/// How far back from the newest rows the rules over everyone's counts read rows again in
+/// a usual pass: the longest of their windows (a day) and its margins.
+pub const FLEET_HORIZON_MICROS: i64 = 2 * DAY_MICROS;
+
+/// A rule over everyone's counts to run, from when, and whether its definition changed.
+pub struct FleetRun<'a> {
+    pub rule: &'a Rule,
+    pub from: i64,
+    pub changed: bool,
+}
+
 /// The loaded rules and lists, ready to evaluate against one store.
 pub struct Detector {
     rules: Vec<Rule>,
@@ -105,6 +134,9 @@ pub struct Detector {
     /// The latest `source_clock` a pass has seen (microseconds): when it moves past the data,
     /// the rules that read it are evaluated again though no data came.
     listened: Mutex<Option<i64>>,
+    /// With a shared lake: whether this instance holds the rules lease. [`FLEET_RULES`]
+    /// are then left to [`Detector::evaluate_fleet`], [`HOLDER_RULES`] run on the holder.
+    shared: Option<Arc<AtomicBool>>,
 }
 
 impl Detector {
@@ -172,7 +204,7 @@ impl Detector {
         for problem in &problems {
             tracing::warn!(problem = %problem, "detection rule or list not used");
         }
-        let detector = Detector { rules, lists, running: Mutex::new(()), listened: Mutex::new(None) };
+        let detector = Detector { rules, lists, running: Mutex::new(()), listened: Mutex::new(None), shared: None };
         detector.record_versions(store).context("recording the rules in force (rule_versions)")?;
         Ok((detector, problems))
     }
@@ -234,6 +266,87 @@ impl Detector {
             }
             Ok(())
         })
+    }
+
+    /// Instances share a lake: `holding` tells whether this one holds the rules lease.
+    pub fn share(&mut self, holding: Arc<AtomicBool>) {
+        self.shared = Some(holding);
+    }
+
+    /// Whether a local pass leaves `rule` out: another instance, or the pass over
+    /// everyone's counts, runs it.
+    fn left_out(&self, rule: &Rule) -> bool {
+        let Some(holding) = &self.shared else { return false };
+        matches!(rule.origin, rule::Origin::BuiltIn(_))
+            && (FLEET_RULES.contains(&rule.id.as_str())
+                || (HOLDER_RULES.contains(&rule.id.as_str()) && !holding.load(Ordering::Acquire)))
+    }
+
+    /// This instance took the rules lease: the sign-in rules it left to the holder until
+    /// now are evaluated over all history on the next pass.
+    pub fn took_lease(&self, store: &Store) -> Result<()> {
+        let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = store.connection()?;
+        for id in HOLDER_RULES {
+            conn.execute("DELETE FROM rule_state WHERE rule_id = ?", [id])?;
+        }
+        Ok(())
+    }
+
+    /// The [`FLEET_RULES`] to run over everyone's counts: a changed one from `start`, the
+    /// others from `earliest` (new rows; none: nothing to do) less their window.
+    pub fn fleet_rules(
+        &self,
+        conn: &duckdb::Connection,
+        earliest: Option<i64>,
+        start: i64,
+    ) -> Result<Vec<FleetRun<'_>>> {
+        let mut runs = Vec::new();
+        let fleet = |r: &&Rule| self.left_out(r) && FLEET_RULES.contains(&r.id.as_str());
+        for rule in self.rules.iter().filter(fleet) {
+            let known: Option<String> = conn
+                .query_row("SELECT definition FROM rule_state WHERE rule_id = ?", [&rule.id], |r| r.get(0))
+                .optional()?;
+            let changed = known.as_deref() != Some(self.definition(rule).as_str());
+            let from = if changed {
+                start
+            } else if let Some(earliest) = earliest {
+                earliest - rule.window.num_microseconds().unwrap_or(i64::MAX / 4)
+            } else {
+                continue;
+            };
+            runs.push(FleetRun { rule, from, changed });
+        }
+        Ok(runs)
+    }
+
+    /// Runs `runs` up to `end` (µs, included) on `conn`, whose temporary views give
+    /// everyone's counts and rows (`crate::lake::fleet`); `after_query` names each rule's
+    /// evidence where it is kept.
+    pub fn evaluate_fleet(
+        &self,
+        conn: &duckdb::Connection,
+        runs: &[FleetRun<'_>],
+        end: i64,
+        after_query: &dyn Fn(&duckdb::Connection) -> Result<()>,
+    ) -> Result<Evaluation> {
+        let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut evaluation = Evaluation::default();
+        for run in runs {
+            match evaluate::run_with(conn, run.rule, run.from, end + 1, run.changed, Some(after_query)) {
+                Ok(done) => {
+                    if run.changed {
+                        conn.execute(
+                            "INSERT OR REPLACE INTO rule_state VALUES (?, ?, get_current_timestamp())",
+                            [&run.rule.id, &self.definition(run.rule)],
+                        )?;
+                    }
+                    evaluation.runs.push(done);
+                }
+                Err(error) => self.failed(conn, run.rule, error, &mut evaluation),
+            }
+        }
+        Ok(evaluation)
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -316,7 +429,7 @@ impl Detector {
             .prepare("SELECT rule_id, definition FROM rule_state")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<duckdb::Result<_>>()?;
-        for rule in &self.rules {
+        for rule in self.rules.iter().filter(|r| !self.left_out(r)) {
             let definition = self.definition(rule);
             let changed = known.get(&rule.id) != Some(&definition);
             let from = if changed {

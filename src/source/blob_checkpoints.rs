@@ -291,6 +291,64 @@ impl BlobCheckpointStore {
     }
 }
 
+/// Blob leases (<https://learn.microsoft.com/rest/api/storageservices/lease-blob>): the
+/// service's own lock with an expiry, for the rules lease (`eventhubs::lease`).
+impl BlobCheckpointStore {
+    /// Makes blob `name` if it is not there (an empty block blob to lease).
+    pub async fn ensure_blob(&self, name: &str) -> Result<()> {
+        let headers = [("x-ms-blob-type", "BlockBlob".to_owned()), ("If-None-Match", "*".to_owned())];
+        let response = self.send(Method::PUT, self.blob_url(name), &headers).await?;
+        accepted(response, name).await.map(|_| ())
+    }
+
+    /// `action` (acquire, renew, release) on blob `name`'s lease with id `lease_id` (for
+    /// acquire, the proposed id and `seconds`, 15 to 60). False if the service refused it:
+    /// another holds the lease, or this one lost it.
+    pub async fn lease(&self, name: &str, action: &str, lease_id: &str, seconds: u32) -> Result<bool> {
+        let mut url = self.blob_url(name);
+        url.query_pairs_mut().append_pair("comp", "lease");
+        let mut headers = vec![("x-ms-lease-action", action.to_owned())];
+        if action == "acquire" {
+            headers.push(("x-ms-lease-duration", seconds.to_string()));
+            headers.push(("x-ms-proposed-lease-id", lease_id.to_owned()));
+        } else {
+            headers.push(("x-ms-lease-id", lease_id.to_owned()));
+        }
+        let response = self.send(Method::PUT, url, &headers).await?;
+        accepted(response, &format!("{name} ({action} its lease)")).await
+    }
+
+    /// Sets the metadata of blob `name`, whose lease `lease_id` this instance holds.
+    pub async fn set_leased_metadata(&self, name: &str, lease_id: &str, metadata: &[(&str, String)]) -> Result<bool> {
+        let mut url = self.blob_url(name);
+        url.query_pairs_mut().append_pair("comp", "metadata");
+        let names: Vec<String> = metadata.iter().map(|(k, _)| format!("x-ms-meta-{k}")).collect();
+        let mut headers: Vec<(&str, String)> = vec![("x-ms-lease-id", lease_id.to_owned())];
+        headers.extend(names.iter().map(String::as_str).zip(metadata.iter().map(|(_, v)| v.clone())));
+        let response = self.send(Method::PUT, url, &headers).await?;
+        accepted(response, name).await
+    }
+
+    /// Blob `name`'s metadata and lease state (`leased`, `available`, `expired`, ...), or
+    /// `None` if there is no such blob.
+    pub async fn lease_state(&self, name: &str) -> Result<Option<(HashMap<String, String>, String)>> {
+        let response = self.send(Method::HEAD, self.blob_url(name), &[]).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(http_error(response.status(), "", &format!("reading {name}")));
+        }
+        let headers = response.headers();
+        let metadata = headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().strip_prefix("x-ms-meta-")?.to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let state = headers.get("x-ms-lease-state").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        Ok(Some((metadata, state)))
+    }
+}
+
 #[async_trait::async_trait]
 impl CheckpointStore for BlobCheckpointStore {
     /// Returns the ownerships won. One lost to another instance is left out, not an
@@ -534,6 +592,19 @@ async fn written(response: reqwest::Response, name: &str) -> Result<Option<(Etag
     let modified = header("last-modified")
         .ok_or_else(|| Error::with_message(ErrorKind::DataConversion, "no Last-Modified in the answer"))?;
     Ok(Some((Etag::from(quoted(&etag)), azure_core::time::parse_rfc7231(&modified)?)))
+}
+
+/// Whether a request was done (2xx) or refused on a condition or lease (409, 412).
+async fn accepted(response: reqwest::Response, what: &str) -> Result<bool> {
+    let status = response.status();
+    if status == StatusCode::PRECONDITION_FAILED || status == StatusCode::CONFLICT {
+        return Ok(false);
+    }
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        return Err(http_error(status, &body, what));
+    }
+    Ok(true)
 }
 
 fn http_error(status: StatusCode, body: &str, what: &str) -> Error {

@@ -33,6 +33,7 @@
 //! the pipeline holds at most a few chunks and two commits of rows.
 
 mod balanced;
+pub mod lease;
 mod segments;
 
 use crate::config::{CONNECTION_STRING_ENV, CredentialKind, EventHubsConfig, OnReset, StartAt};
@@ -421,6 +422,8 @@ pub struct HubsStatus {
     /// silence of every log stream up to it (`source_clock`).
     pub caught_up: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     pub shared_lake: Mutex<Option<SharedLakeStatus>>,
+    /// The rules lease (with a shared lake): who runs the rules over everyone's counts.
+    pub rules_lease: Arc<lease::RulesLease>,
 }
 
 impl HubsStatus {
@@ -637,7 +640,7 @@ pub fn open(
     }
     drop(tx);
     let mut balancers = Vec::new();
-    if let (Some(balance), Some(blob)) = (&config.balance, blob) {
+    if let (Some(balance), Some(blob)) = (&config.balance, blob.clone()) {
         for (shared, templates) in shares.iter().zip(templates) {
             let balancer = balanced::Balancer {
                 shared: shared.clone(),
@@ -658,6 +661,12 @@ pub fn open(
     let segments = match (shared_lake, &config.balance) {
         (Some(lake), Some(balance)) => {
             let instance = crate::sys::instance_name(store.path());
+            if let Some(blob) = &blob {
+                let name = lease::blob_name(&namespace, &balance.consumer_group);
+                let run =
+                    lease::run(blob.clone(), name, instance.clone(), status.rules_lease.clone(), receivers.clone());
+                tasks.push(runtime.spawn(run));
+            }
             *status.shared_lake.lock().map_err(|_| anyhow!("status lock poisoned"))? = Some(SharedLakeStatus {
                 location: lake.describe().to_owned(),
                 instance: instance.clone(),

@@ -48,6 +48,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(25, "0025_hub_roles"),
     migration!(26, "0026_hub_segments"),
     migration!(27, "0027_alert_claims"),
+    migration!(28, "0028_fleet"),
 ];
 
 fn checksum(sql: &str) -> String {

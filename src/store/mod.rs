@@ -249,15 +249,22 @@ impl Store {
     /// files other than its own (no `read_csv`, `COPY`, `ATTACH`, extensions), and its
     /// settings can no longer change. Both hold for every connection, until the process
     /// ends. Ingest (an Arrow scan of our own memory) and detection need neither.
-    /// `lake` is the one directory left readable: the Parquet lake's files (or their
-    /// cache) that answers past retention read ([`crate::lake::view`]).
-    pub fn lock_down(&self, lake: Option<&Path>) -> Result<()> {
+    /// `readable` are the directories left readable: the Parquet lake's files (or their
+    /// cache) that answers past retention read ([`crate::lake::view`]), and the shared
+    /// lake's cache the rules over everyone's counts read ([`crate::lake::fleet`]).
+    pub fn lock_down(&self, readable: &[std::path::PathBuf]) -> Result<()> {
         let conn = self.connection()?;
-        if let Some(dir) = lake {
-            let dir = dir.to_str().context("the lake's directory is not UTF-8")?;
-            // A SET takes no bound parameter; the path is the configuration's, quoted.
-            conn.execute_batch(&format!("SET allowed_directories = ['{}/']", dir.replace('\'', "''")))
-                .context("allowing DuckDB the lake's directory")?;
+        if !readable.is_empty() {
+            let dirs = readable
+                .iter()
+                .map(|dir| {
+                    let dir = dir.to_str().context("a lake's directory is not UTF-8")?;
+                    Ok(format!("'{}/'", dir.replace('\'', "''")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            // A SET takes no bound parameter; the paths are the configuration's, quoted.
+            conn.execute_batch(&format!("SET allowed_directories = [{}]", dirs.join(", ")))
+                .context("allowing DuckDB the lakes' directories")?;
         }
         // Spilled sorts and hash tables are DuckDB's only file writes left; bound them, so
         // one query cannot fill the disk (TEMP_LIMIT).

@@ -33,7 +33,7 @@ impl Service {
 }
 
 /// (status, fingerprint, change) of every alert the receiver acknowledged.
-fn acked_alerts(receiver: &Receiver) -> Vec<(String, String, String)> {
+pub(super) fn acked_alerts(receiver: &Receiver) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for hit in receiver.hits().into_iter().filter(|h| h.acked) {
         let body: Value = serde_json::from_str(&hit.body).unwrap();

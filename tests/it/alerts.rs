@@ -1053,3 +1053,7 @@ fn killed_mid_delivery_the_service_sends_nothing_acknowledged_twice_and_loses_no
 
 #[path = "alert_claims.rs"]
 pub(crate) mod claims;
+
+// Rules over everyone's counts, on the rules lease holder of three instances.
+#[path = "fleet_rules.rs"]
+pub(crate) mod fleet;

@@ -115,7 +115,13 @@ impl Service {
 
     /// `/api/status`; `None` while the service is not answering.
     pub(crate) fn status(&self) -> Option<serde_json::Value> {
-        let url = format!("http://127.0.0.1:{}/api/status", self.port);
+        self.get("/api/status")
+    }
+
+    /// The JSON answer of the API's `path` (with its query); `None` while the service is
+    /// not answering.
+    pub(crate) fn get(&self, path: &str) -> Option<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
         let token = self.token()?;
         ureq::get(&url).header("Authorization", format!("Bearer {token}")).call().ok()?.body_mut().read_json().ok()
     }

@@ -170,7 +170,7 @@ fn readers_keep_insertion_order_and_a_writer_opened_before_lock_down_still_commi
     use tokentrail::store::rows::TableBatches;
     let db = TestDb::new();
     let mut writer = db.store.writer().unwrap();
-    db.store.lock_down(None).unwrap();
+    db.store.lock_down(&[]).unwrap();
     let conn = db.store.connection().unwrap();
     let kept: bool = conn.query_row("SELECT current_setting('preserve_insertion_order')", [], |r| r.get(0)).unwrap();
     assert!(kept, "a reading connection keeps insertion order");

@@ -16,9 +16,20 @@ first_request AS (
     WHERE evidence_table = 'cosmos_requests' AND fingerprint IN (SELECT fingerprint FROM wanted)
     GROUP BY fingerprint
 ),
+fleet_request AS (
+    -- or copied by the rules lease holder from another instance (src/lake/fleet.rs)
+    SELECT fingerprint, min(row_id) AS row_id
+    FROM finding_evidence
+    WHERE evidence_table = 'fleet_requests' AND fingerprint IN (SELECT fingerprint FROM wanted)
+    GROUP BY fingerprint
+),
 accounts AS (
     SELECT r.fingerprint, c.account
     FROM first_request r JOIN cosmos_requests c ON c.rowid = r.row_id
+    UNION ALL
+    SELECT r.fingerprint, c.account
+    FROM fleet_request r JOIN fleet_requests c ON c.fleet_id = r.row_id
+    WHERE r.fingerprint NOT IN (SELECT fingerprint FROM first_request)
 )
 SELECT
     f.id, f.fingerprint, f.rule_id, f.title, f.severity, f.status, f.principal_id, n.principal_name, f.entity,

@@ -181,12 +181,14 @@ pub async fn detail(
 
 /// The tables evidence rows come from, each with what names its ids: the role of a change
 /// by `cosmos_roles` (the page shows names, not GUIDs).
-const EVIDENCE_TABLES: [(&str, &str); 5] = [
+const EVIDENCE_TABLES: [(&str, &str); 6] = [
     // The address its token was signed in from (request_signins), to mark a request from elsewhere.
     (
         "cosmos_requests",
         ", s.signin_ip, s.signin_time FROM cosmos_requests t LEFT JOIN request_signins s ON s.request_row = t.rowid",
     ),
+    // Requests any instance stored, copied by the rules lease holder (`crate::lake::fleet`).
+    ("fleet_requests", " FROM (SELECT fleet_id AS rowid, * EXCLUDE (fleet_id, copied_at) FROM fleet_requests) t"),
     ("signins", " FROM signins t"),
     ("raw_events", " FROM raw_events t"),
     (

@@ -48,7 +48,9 @@ pub struct Status {
     /// The lake the instances sharing balanced hubs write their rows to (none: not
     /// configured): where, this instance's name in it, its segments, and the lag: the age
     /// of the oldest rows this instance committed and has not put there yet, against the
-    /// target.
+    /// target; and the rules lease (`rules_lease`: its holder, since when, this instance's
+    /// last check) with the segments whose partial counts are not added up here yet
+    /// (`partials_pending`).
     #[schema(value_type = Option<Object>)]
     pub shared_lake: Option<serde_json::Value>,
 }
@@ -74,12 +76,19 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
         let mut value = serde_json::to_value(&lake).unwrap_or_default();
         value["lag_seconds"] = lag.into();
         value["within_target"] = (lag <= lake.lag_target_seconds as i64).into();
+        let lease = state.hubs.as_ref().and_then(|h| h.rules_lease.status());
+        value["rules_lease"] = serde_json::to_value(lease).unwrap_or_default();
         value
     });
     let mode = state.mode.to_string();
     let waiting_for_ingest = state.metrics.detection_waiting.get() > 0;
-    let (tables, sources, findings, detection, lake) = super::db(state, move |store| -> ApiResult<_> {
+    let (tables, sources, findings, detection, lake, pending) = super::db(state, move |store| -> ApiResult<_> {
         let conn = store.connection()?;
+        // Segments recorded whose partial counts are not added up here yet (rules over everyone's counts).
+        let pending: i64 =
+            conn.query_row("SELECT count(*) FROM hub_segments WHERE NOT coalesce(partials_loaded, false)", [], |r| {
+                r.get(0)
+            })?;
         let detection = conn.query_row(include_str!("sql/status_detection.sql"), [], |r| {
             let (committed_batch, absorbed_batch): (i64, i64) = (r.get(0)?, r.get(1)?);
             Ok(DetectionStatus {
@@ -100,9 +109,14 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
             )?,
             detection,
             objects(&conn, include_str!("sql/status_lake.sql"), &[])?,
+            pending,
         ))
     })
     .await?;
+    let shared_lake = shared_lake.map(|mut value| {
+        value["partials_pending"] = pending.into();
+        value
+    });
     Ok(Status { mode, tables, sources, eventhubs: hubs, instances, findings, detection, lake, shared_lake })
 }
 

@@ -656,7 +656,19 @@ function sharedLake(lake) {
   const lag = `${number(lake.lag_seconds)} s (target ${number(lake.lag_target_seconds)} s)`;
   return section("Shared lake (balanced hubs' rows, each event once)", el("div", { id: "shared-lake" },
     el("p", { class: lake.within_target ? "" : "error" }, lake.within_target ? "Lag: " : "Lag above target: ", el("strong", {}, lag)),
-    table(["location", "instance", "segments_written", "segments_theirs", "last_pass"], [lake])));
+    table(["location", "instance", "segments_written", "segments_theirs", "last_pass"], [lake]),
+    rulesLease(lake.rules_lease, lake.partials_pending)));
+}
+
+/** Who runs the rules over everyone's counts (volume, mass delete, enumeration, probing, sprays, travel). */
+function rulesLease(lease, pending) {
+  if (!lease) return null;
+  const who = lease.held_here ? "this instance" : lease.holder || "nobody yet (the lease is free or expiring)";
+  return el("div", { id: "rules-lease" },
+    el("p", { class: lease.error ? "error" : "" }, "Rules lease: ", el("strong", {}, who),
+      lease.since ? ` since ${lease.since}` : "",
+      `. The holder runs the rules over everyone's counts; ${number(pending || 0)} segment${pending === 1 ? "" : "s"} of counts still to add up here.`,
+      lease.error ? ` Last check failed: ${lease.error}` : ""));
 }
 
 /** The newest quarantined records: why each was set aside, where it came from, its first bytes. */

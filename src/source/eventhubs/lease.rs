@@ -1,0 +1,185 @@
+//! The rules lease: of the instances sharing balanced hubs, the one holding it runs the
+//! rules over everyone's counts (`crate::lake::fleet`) and the sign-in rules every
+//! instance could run (`crate::rules::HOLDER_RULES`). It is a blob lease (Azure Storage's
+//! own lock, with an expiry the service enforces) on one blob in the checkpoint
+//! container: `<namespace>/<consumer group>/tokentrail/rules-lease`, its metadata naming
+//! the holder for every instance's status page.
+//!
+//! The holder renews every third of [`SECONDS`]; an instance that is killed stops renewing
+//! and another acquires the lease once it expires. An instance proposes the same lease id
+//! each time (from its name), so one restarted at once takes its own lease back.
+
+use crate::source::blob_checkpoints::BlobCheckpointStore;
+use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The lease's duration: the shortest the service allows, so a dead holder is replaced soon.
+pub const SECONDS: u32 = 15;
+
+/// The rules lease as this instance sees it.
+#[derive(Default)]
+pub struct RulesLease {
+    /// This instance holds it (read by detection before each pass).
+    pub holding: Arc<AtomicBool>,
+    pub status: Mutex<Option<LeaseStatus>>,
+}
+
+/// What the status page shows.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct LeaseStatus {
+    /// The lease's blob in the checkpoint container.
+    pub blob: String,
+    /// The instance holding it, as its metadata says (none: nobody holds it).
+    pub holder: Option<String>,
+    /// This instance holds it.
+    pub held_here: bool,
+    /// Since when the holder holds it (its metadata).
+    pub since: Option<DateTime<Utc>>,
+    pub duration_seconds: u32,
+    /// When this instance last asked.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// The last failure to reach the checkpoint store, if the last attempt failed.
+    pub error: Option<String>,
+}
+
+impl RulesLease {
+    pub fn status(&self) -> Option<LeaseStatus> {
+        self.status.lock().ok().and_then(|s| s.clone())
+    }
+
+    fn set(&self, change: impl FnOnce(&mut LeaseStatus)) {
+        if let Ok(mut status) = self.status.lock() {
+            change(status.get_or_insert_with(LeaseStatus::default));
+        }
+    }
+}
+
+/// The lease blob's name for a namespace and consumer group (lower-cased, as the SDKs'
+/// ownership blobs are).
+pub fn blob_name(namespace: &str, consumer_group: &str) -> String {
+    format!("{namespace}/{consumer_group}/tokentrail/rules-lease").to_ascii_lowercase()
+}
+
+/// The lease id an instance proposes: a UUID made of its name's SHA-256.
+fn lease_id(instance: &str) -> String {
+    use sha2::Digest as _;
+    let hex = crate::store::chain::hex(&sha2::Sha256::digest(instance.as_bytes()).into());
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// Holds (or waits for) the lease until `cancel`, then lets it go.
+pub async fn run(
+    store: Arc<BlobCheckpointStore>,
+    blob: String,
+    instance: String,
+    lease: Arc<RulesLease>,
+    cancel: CancellationToken,
+) {
+    let id = lease_id(&instance);
+    let every = Duration::from_secs(u64::from(SECONDS) / 3);
+    lease.set(|s| {
+        s.blob = blob.clone();
+        s.duration_seconds = SECONDS;
+    });
+    // When the lease was last renewed: past its duration without one, it may be another's.
+    let mut renewed: Option<Instant> = None;
+    loop {
+        let outcome = step(&store, &blob, &id, &instance, &lease, &mut renewed).await;
+        lease.set(|s| {
+            s.checked_at = Some(Utc::now());
+            s.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
+        });
+        if let Err(error) = outcome {
+            tracing::warn!(error = format!("{error:#}"), blob = %blob, "the rules lease could not be checked; trying again");
+            if renewed.is_some_and(|at| at.elapsed() >= Duration::from_secs(u64::from(SECONDS)) - every) {
+                // Not renewed in time: another instance may hold it by now.
+                renewed = None;
+                lost(&lease, "it could not be renewed in time");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+    if lease.holding.swap(false, Ordering::AcqRel) {
+        match store.lease(&blob, "release", &id, SECONDS).await {
+            Ok(_) => tracing::info!(blob = %blob, "rules lease released"),
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "releasing the rules lease failed; it expires"),
+        }
+    }
+}
+
+/// One renewal, or one attempt to acquire and else learn who holds it.
+async fn step(
+    store: &BlobCheckpointStore,
+    blob: &str,
+    id: &str,
+    instance: &str,
+    lease: &RulesLease,
+    renewed: &mut Option<Instant>,
+) -> anyhow::Result<()> {
+    if lease.holding.load(Ordering::Acquire) {
+        if store.lease(blob, "renew", id, SECONDS).await? {
+            *renewed = Some(Instant::now());
+            return Ok(());
+        }
+        *renewed = None;
+        lost(lease, "the service no longer has it as ours");
+    }
+    store.ensure_blob(blob).await?;
+    if store.lease(blob, "acquire", id, SECONDS).await? {
+        *renewed = Some(Instant::now());
+        let since = Utc::now();
+        let metadata = [("holder", instance.to_owned()), ("since", since.to_rfc3339())];
+        store.set_leased_metadata(blob, id, &metadata).await?;
+        lease.holding.store(true, Ordering::Release);
+        lease.set(|s| {
+            s.holder = Some(instance.to_owned());
+            s.held_here = true;
+            s.since = Some(since);
+        });
+        tracing::info!(blob = %blob, instance = %instance, "this instance holds the rules lease: it runs the rules over everyone's counts");
+        return Ok(());
+    }
+    // Another instance holds it: who, for the status page.
+    let (holder, since) = match store.lease_state(blob).await? {
+        Some((metadata, state)) if state == "leased" => (
+            metadata.get("holder").cloned(),
+            metadata.get("since").and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc)),
+        ),
+        _ => (None, None),
+    };
+    lease.set(|s| {
+        s.holder = holder;
+        s.held_here = false;
+        s.since = since;
+    });
+    Ok(())
+}
+
+fn lost(lease: &RulesLease, why: &str) {
+    if lease.holding.swap(false, Ordering::AcqRel) {
+        tracing::warn!(why, "this instance no longer holds the rules lease");
+        lease.set(|s| {
+            s.held_here = false;
+            s.holder = None;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_instance_proposes_one_lease_id_shaped_as_a_uuid() {
+        let id = super::lease_id("host-0a1b2c3d");
+        assert_eq!(id, super::lease_id("host-0a1b2c3d"));
+        assert_ne!(id, super::lease_id("host-0a1b2c3e"));
+        let parts: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(parts, [8, 4, 4, 4, 12]);
+        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,245 @@
+//! Rules over everyone's counts (`src/lake/fleet.rs`, the rules lease in
+//! `src/source/eventhubs/lease.rs`): three real `tokentrail serve` share a balanced hub of
+//! requests through the test hub, each reads every sign-in from a broadcast hub, the
+//! checkpoints, the rules lease and the shared lake in a real Azurite, alerts to a real
+//! webhook receiver. Their findings are compared with one instance's over the same records.
+//!
+//! A submodule of `alerts` (its receiver is reused): `cargo test --release --test it alerts::fleet::`.
+
+use super::claims::acked_alerts;
+use super::*;
+use crate::common::azurite::{Azurite, KEY};
+use crate::eventhubs::{HUB, Service as Serve};
+use chrono::{TimeDelta, Utc};
+use tokentrail::synth::{Generator, Scenario, Tenant};
+use tokentrail_testhub::{HubSpec, TestHub};
+
+const REQUESTS: &str = "balanced-requests";
+const PARTITIONS: u32 = 8;
+
+/// The rules that run on the lease holder only.
+fn holder_rules() -> BTreeSet<&'static str> {
+    tokentrail::rules::FLEET_RULES.into_iter().chain(tokentrail::rules::HOLDER_RULES).collect()
+}
+
+/// (rule, principal, entity) → evidence count of the open findings of the holder's rules in `rows`.
+type Found = BTreeMap<(String, String, String), i64>;
+
+fn found(rows: &[Value]) -> Found {
+    let rules = holder_rules();
+    rows.iter()
+        .filter(|f| rules.contains(f["rule_id"].as_str().unwrap_or_default()))
+        .map(|f| {
+            let text = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+            ((text("rule_id"), text("principal_id"), text("entity")), f["count"].as_i64().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// The open findings an instance's API lists (`None` while it is not answering).
+fn open_findings(service: &Serve) -> Option<Vec<Value>> {
+    let page = service.get("/api/findings?status=open&limit=500")?;
+    Some(page["rows"].as_array()?.clone())
+}
+
+/// What one instance finds in `records` alone: ingested from a file, then detected.
+fn one_instance(dir: &Path, records: &Path) -> Found {
+    let store = Store::open(&dir.join("one.duckdb"), &StoreOptions::default()).unwrap();
+    let mut writer = store.writer().unwrap();
+    let options = PipelineOptions { workers: 1, ..PipelineOptions::default() };
+    let report =
+        ingest_files(&store, &mut writer, &[records.to_path_buf()], options, indicatif::ProgressBar::hidden()).unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let (detector, problems) = Detector::open(&store, &DetectionConfig::default()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let evaluation = detector.evaluate_after_commit(&store).unwrap();
+    assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+    let conn = store.connection().unwrap();
+    let rows: Vec<Value> = conn
+        .prepare("SELECT rule_id, coalesce(principal_id, ''), entity, count FROM findings WHERE status = 'open'")
+        .unwrap()
+        .query_map([], |r| {
+            Ok(json!({ "rule_id": r.get::<_, String>(0)?, "principal_id": r.get::<_, String>(1)?,
+                       "entity": r.get::<_, String>(2)?, "count": r.get::<_, i64>(3)? }))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    found(&rows)
+}
+
+fn holder(service: &Serve) -> Option<(bool, Option<String>)> {
+    let lease = service.status()?["shared_lake"]["rules_lease"].clone();
+    Some((lease["held_here"].as_bool()?, lease["holder"].as_str().map(str::to_owned)))
+}
+
+#[test]
+fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder_alerts_nothing_twice() {
+    let root = tempfile::tempdir().unwrap();
+    // Two days of a realistic tenant with the attacks whose rules add up a principal's
+    // requests (spread over every partition) or read sign-ins alone.
+    let to = Utc::now() - TimeDelta::hours(1);
+    let from = to - TimeDelta::days(2);
+    let scenarios = [
+        Scenario::BulkExport,
+        Scenario::MassDelete,
+        Scenario::PermissionProbing,
+        Scenario::CollectionEnumeration,
+        Scenario::ImpossibleTravel,
+        Scenario::DistributedSpray,
+    ];
+    let (events, _) = Generator::new(Tenant::new(21), 9).history(from, to, &scenarios);
+    let records = root.path().join("records.ndjson");
+    tokentrail::synth::write_ndjson(std::fs::File::create(&records).unwrap(), &events).unwrap();
+    let expected = one_instance(root.path(), &records);
+    eprintln!("one instance finds: {expected:?}");
+    let rules: BTreeSet<&str> = expected.keys().map(|k| k.0.as_str()).collect();
+    for rule in ["data_volume_spike", "mass_delete", "permission_probing", "collection_enumeration"] {
+        assert!(rules.contains(rule), "one instance finds {rule}: {expected:?}");
+    }
+
+    let receiver = Receiver::start(Behaviour::Accept);
+    let azurite = Azurite::start();
+    assert!(azurite.create_container("checkpoints"));
+    assert!(azurite.create_container("shared"));
+    let hub = TestHub::start(&[HubSpec::new(HUB, 2), HubSpec::new(REQUESTS, PARTITIONS)]).unwrap();
+    // Requests round-robin over the balanced hub's partitions (as Azure spreads them),
+    // 20 a message; everything else on the broadcast hub every instance reads whole.
+    let (requests, others): (Vec<_>, Vec<_>) = events.iter().partition(|e| e.category == "DataPlaneRequests");
+    for (i, chunk) in requests.chunks(20).enumerate() {
+        let chunk: Vec<_> = chunk.iter().map(|e| (*e).clone()).collect();
+        let body = tokentrail::synth::envelope(&chunk).to_string().into_bytes();
+        hub.append(REQUESTS, i as u32 % PARTITIONS, body);
+    }
+    for (i, chunk) in others.chunks(20).enumerate() {
+        let chunk: Vec<_> = chunk.iter().map(|e| (*e).clone()).collect();
+        hub.append(HUB, i as u32 % 2, tokentrail::synth::envelope(&chunk).to_string().into_bytes());
+    }
+
+    let endpoint = azurite.endpoint();
+    let mut services: Vec<Serve> = Vec::new();
+    for name in ["a", "b", "c"] {
+        let group = format!("instance-{name}");
+        hub.add_consumer_group(HUB, &group);
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let extra = format!(
+            r#"consumer_group = "{group}"
+[eventhubs.balance]
+hubs = ["{REQUESTS}"]
+checkpoint_store = "{endpoint}/checkpoints"
+update_interval_ms = 300
+expiry_ms = 3000
+shared_lake = "{endpoint}/shared"
+segment_interval_ms = 300
+[alerts]
+ui_base_url = "https://tokentrail.example"
+group_wait_ms = 0
+group_interval_secs = 0
+poll_interval_ms = 100
+backoff_initial_ms = 100
+backoff_max_secs = 1
+[[alerts.destinations]]
+name = "hook"
+kind = "webhook"
+url_env = "TT_TEST_HOOK_URL"
+signing_keys_env = "TT_TEST_HOOK_KEYS"
+[[alerts.routes]]
+destinations = ["hook"]
+"#
+        );
+        let mut service = Serve::with_hubs(&dir, &hub, &[HUB, REQUESTS], &extra);
+        for (key, value) in [
+            ("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY", KEY.to_owned()),
+            ("TOKENTRAIL_LAKE_ACCOUNT_KEY", KEY.to_owned()),
+            ("TT_TEST_HOOK_URL", receiver.url()),
+            ("TT_TEST_HOOK_KEYS", KEY_A.to_owned()),
+        ] {
+            service.env.push((key.into(), value));
+        }
+        service.start();
+        services.push(service);
+    }
+
+    // One holds the lease, and every instance's status says which.
+    let mut leader = None;
+    wait_for("one instance to hold the rules lease, named on every status page", Duration::from_secs(60), || {
+        let seen: Vec<_> = services.iter().map(holder).collect();
+        let held: Vec<usize> = (0..3).filter(|i| seen[*i].as_ref().is_some_and(|s| s.0)).collect();
+        let named = seen.iter().all(|s| {
+            s.as_ref().is_some_and(|s| s.1.is_some())
+                && s.as_ref().map(|s| &s.1) == seen[held.first().copied().unwrap_or(0)].as_ref().map(|s| &s.1)
+        });
+        leader = held.first().copied();
+        held.len() == 1 && named
+    });
+    let first = leader.unwrap();
+
+    // The holder finds what one instance finds over all the records; the others find
+    // none of these (their part of a principal's requests is not theirs to judge).
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let on_holder = open_findings(&services[first]).map(|rows| found(&rows));
+        if on_holder.as_ref() == Some(&expected) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the holder's findings over everyone's counts: {on_holder:?}\nexpected (one instance): {expected:?}\n{}",
+            services[first].log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for (i, service) in services.iter().enumerate().filter(|(i, _)| *i != first) {
+        let theirs = found(&open_findings(service).unwrap());
+        assert!(theirs.is_empty(), "instance {i} runs none of the holder's rules: {theirs:?}");
+    }
+    // A finding's evidence is readable on the holder, whichever instance stored its rows.
+    let rows = open_findings(&services[first]).unwrap();
+    let delete = rows.iter().find(|f| f["rule_id"] == "mass_delete").unwrap();
+    let detail = services[first].get(&format!("/api/findings/{}", delete["id"])).unwrap();
+    let evidence = detail["evidence"].as_array().unwrap();
+    assert!(!evidence.is_empty());
+    for event in evidence {
+        assert_eq!(event["evidence_table"], "fleet_requests", "{event}");
+        assert_eq!(event["row"]["operation"], "Delete", "{event}");
+    }
+    let sources: BTreeSet<String> = evidence.iter().map(|e| e["row"]["partition"].to_string()).collect();
+    assert!(sources.len() > 1, "the deletes came over several partitions: {sources:?}");
+
+    // The holder is killed: another takes the lease once it expires, and finds the same
+    // over all history; the alerts already sent are not sent again.
+    services[first].signal(libc::SIGKILL);
+    let killed = Instant::now();
+    let mut next = None;
+    wait_for("another instance to take the rules lease", Duration::from_secs(60), || {
+        next = (0..3).filter(|i| *i != first).find(|i| holder(&services[*i]).is_some_and(|s| s.0));
+        next.is_some()
+    });
+    let next = next.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let on_next = open_findings(&services[next]).map(|rows| found(&rows));
+        if on_next.as_ref() == Some(&expected) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the next holder's findings: {on_next:?}\n{}", services[next].log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("holder killed: the next holder's findings were complete {:?} later", killed.elapsed());
+    wait_for("every finding alerted", Duration::from_secs(30), || {
+        let alerted: BTreeSet<String> = acked_alerts(&receiver).into_iter().map(|a| a.1).collect();
+        alerted.len() >= expected.len()
+    });
+    std::thread::sleep(Duration::from_secs(2)); // nothing more goes out
+    let mut raised: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, fingerprint, change) in acked_alerts(&receiver) {
+        if change == "raised" {
+            *raised.entry(fingerprint).or_default() += 1;
+        }
+    }
+    assert!(raised.values().all(|n| *n == 1), "each finding raised one alert across holders: {raised:?}");
+    for service in services.iter_mut().filter(|s| s.status().is_some()) {
+        service.stop();
+    }
+}
