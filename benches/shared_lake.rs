@@ -3,9 +3,11 @@
 //! instance is SIGKILLed and started again, ten times. Measures, per event, the time from
 //! being enqueued to being committed in an instance's DuckDB (the baseline) and to being
 //! in the shared lake (its segment claimed), and then checks the lake holds every record
-//! once. Writes its section of BENCHMARKS.md.
+//! once. Each kill is of the rules lease holder: it measures the time from its death to
+//! the next holder's first pass of the rules over everyone's counts. Writes its section
+//! of BENCHMARKS.md.
 //!
-//! `cargo bench --bench shared_lake` (TOKENTRAIL_BENCH_SECONDS changes the 120 s stream,
+//! `cargo bench --bench shared_lake` (TOKENTRAIL_BENCH_SECONDS changes the 240 s stream,
 //! TOKENTRAIL_BENCH_KILLS the 10 kills). Needs Azurite as `.ci/run` installs it.
 
 #[path = "../tests/common/azurite.rs"]
@@ -48,6 +50,21 @@ fn reached(enqueued: &Enqueued, partition: usize, from: i64, to: i64, now: Insta
     }
 }
 
+/// Passes of the rules over everyone's counts an instance ran (0 while it does not answer).
+fn fleet_passes(service: &Service) -> f64 {
+    let text = service.metrics().unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("tokentrail_fleet_rule_passes_total "))
+        .map_or(0.0, |n| n.trim().parse().unwrap_or(0.0))
+}
+
+/// The instance holding the rules lease, as its own status says.
+fn lease_holder(services: &[Service]) -> Option<usize> {
+    services.iter().position(|s| {
+        s.status().is_some_and(|status| status["shared_lake"]["rules_lease"]["held_here"].as_bool() == Some(true))
+    })
+}
+
 fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(((values.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN)
@@ -55,7 +72,7 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 
 fn main() {
     tokentrail_testhub::keep_freed_memory();
-    let seconds = common::env_count("TOKENTRAIL_BENCH_SECONDS", 120u64);
+    let seconds = common::env_count("TOKENTRAIL_BENCH_SECONDS", 240u64);
     let kills = common::env_count("TOKENTRAIL_BENCH_KILLS", 10usize);
     let dir = tempfile::tempdir().unwrap();
     let azurite = Azurite::start();
@@ -89,6 +106,7 @@ fn main() {
     let mut hot_latency = Vec::new();
     let mut lake_latency = Vec::new();
     let mut lag_samples = Vec::new();
+    let mut takeovers: Vec<f64> = Vec::new();
     let mut seen = vec![Seen { hot: -1, lake: -1 }; PARTITIONS as usize];
     let sample =
         |services: &[Service], seen: &mut [Seen], hot: &mut Vec<f64>, lake: &mut Vec<f64>, lags: &mut Vec<f64>| {
@@ -142,17 +160,35 @@ fn main() {
             }
             done.store(true, Ordering::Relaxed);
         });
-        // Kills spread over the stream; sampling every 250 ms throughout.
+        // Kills spread over the stream, each of the lease holder once the last one's
+        // successor has run its first pass; sampling every 250 ms throughout.
         let every = Duration::from_secs(seconds) / (kills as u32 + 1);
         let mut killed = 0;
+        // A kill whose successor has not run a pass yet: when, and each instance's passes then.
+        let mut pending: Option<(Instant, Vec<f64>)> = None;
         while !done.load(Ordering::Relaxed) {
             sample(&services, &mut seen, &mut hot_latency, &mut lake_latency, &mut lag_samples);
-            if killed < kills && started.elapsed() >= every * (killed as u32 + 1) {
-                let victim = killed % 3;
+            if let Some((at, before)) = &pending {
+                let now: Vec<f64> = services.iter().map(fleet_passes).collect();
+                if now.iter().zip(before).any(|(n, b)| n > b) {
+                    takeovers.push(at.elapsed().as_secs_f64());
+                    println!(
+                        "kill {killed}: the next holder's first rule pass {:.1} s after",
+                        at.elapsed().as_secs_f64()
+                    );
+                    pending = None;
+                }
+            }
+            if pending.is_none() && killed < kills && started.elapsed() >= every * (killed as u32 + 1) {
+                let victim = lease_holder(&services).unwrap_or(killed % 3);
                 services.remove(victim).kill();
+                let at = Instant::now();
                 services.insert(victim, start(victim, killed + 1));
+                // The restarted instance counts from 0.
+                let before = services.iter().enumerate().map(|(i, s)| if i == victim { 0.0 } else { fleet_passes(s) });
+                pending = Some((at, before.collect()));
                 killed += 1;
-                println!("kill {killed} at {:.1} s", started.elapsed().as_secs_f64());
+                println!("kill {killed} (instance {victim}) at {:.1} s", started.elapsed().as_secs_f64());
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -191,6 +227,12 @@ fn main() {
     println!("enqueued → DuckDB: p50 {hot50:.2} s, p95 {hot95:.2} s, max {hotmax:.2} s");
     println!("enqueued → shared lake: p50 {lake50:.2} s, p95 {lake95:.2} s, max {lakemax:.2} s");
     println!("status lag_seconds: p50 {lag50:.0}, max {lagmax:.0}; {requests} requests in {segments} segments");
+    let lease = tokentrail::source::eventhubs::lease::SECONDS as f64;
+    let measured = takeovers.len();
+    let (take50, takemax) = (percentile(&mut takeovers, 0.5), percentile(&mut takeovers, 1.0));
+    println!(
+        "holder killed → next holder's first rule pass: p50 {take50:.1} s, max {takemax:.1} s over {measured} kills"
+    );
 
     let section = format!(
         "<!-- bench:shared_lake -->\n## Shared lake: each event once from many instances\n\n\
@@ -209,10 +251,15 @@ fn main() {
          target {target} s) was {lag50:.0} s at the median of the samples, {lagmax:.0} s at most. After the stream \
          `lake::segments::check` read every claim and file: {requests} requests in {segments} segments, each of the \
          {sent} records once, no problem found.\n\n\
-         Not measured yet: the time from a rules-lease holder's death to the next holder's first pass (the rules \
-         lease is not built yet; issue 36).\nGenerated {when}.\n<!-- /bench:shared_lake -->\n",
+         Each kill was of the rules lease holder (a blob lease of {lease:.0} s, renewed every 5 s). From its SIGKILL to \
+         the next holder's first pass of the rules over everyone's counts (`tokentrail_fleet_rule_passes_total` \
+         moving on another instance, read every 250 ms): p50 {take50:.1} s, max {takemax:.1} s over {measured} kills, \
+         {take_ratio:.2}x the lease's duration, which is the floor (the service lets nobody take a lease before it \
+         expires). The first pass after a takeover reads all history from the lake, so it grows with the history \
+         held.\nGenerated {when}.\n<!-- /bench:shared_lake -->\n",
         cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
         ratio = lake50 / hot50,
+        take_ratio = take50 / lease,
         target = tokentrail::source::eventhubs::lag_target(SEGMENT_MS),
         when = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
     );

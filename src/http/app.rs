@@ -165,7 +165,7 @@ impl Application {
             Detection::Live(config) => {
                 let (detector, _problems) = Detector::open(&store, &config)?;
                 let rules = detector.rules().to_vec();
-                let raised: Box<dyn Fn(Vec<i64>) + Send> = match alerts {
+                let raised: crate::rules::live::Raised = match alerts {
                     Some(alerts) => {
                         threads.push((
                             "review reminders",
@@ -173,9 +173,9 @@ impl Application {
                         ));
                         let worker =
                             crate::alerts::start(store.clone(), alerts, metrics.clone(), work.handle(), stop.clone())?;
-                        Box::new(move |_| worker.wake())
+                        Arc::new(move |_| worker.wake())
                     }
-                    None => Box::new(|_| {}),
+                    None => Arc::new(|_| {}),
                 };
                 let caught_up: Option<crate::rules::live::CaughtUp> = hubs.clone().map(|hubs| {
                     Box::new(move || *hubs.caught_up.lock().unwrap_or_else(|p| p.into_inner()))
@@ -188,7 +188,7 @@ impl Application {
                     }),
                     _ => None,
                 };
-                let detection = crate::rules::live::spawn(
+                let detection_threads = crate::rules::live::spawn(
                     store.clone(),
                     detector,
                     metrics.clone(),
@@ -197,7 +197,7 @@ impl Application {
                     shared,
                     raised,
                 )?;
-                threads.push(("detection", detection));
+                threads.extend(detection_threads.into_iter().map(|thread| ("detection", thread)));
                 rules
             }
         };

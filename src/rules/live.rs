@@ -36,8 +36,6 @@ pub const MAX_DEFER: Duration = Duration::from_secs(60);
 /// larger passes, while ingest keeps its pace.
 pub const NICE: i32 = 10;
 
-/// Starts the detection thread; it ends soon after `stop` is cancelled. `raised` gets the ids
-/// of the findings each pass raised for the first time (alert hooks start there).
 /// When the Event Hubs source last had nothing left to read (see `HubsStatus::caught_up`).
 pub type CaughtUp = Box<dyn Fn() -> Option<chrono::DateTime<chrono::Utc>> + Send>;
 
@@ -57,36 +55,51 @@ pub struct Shared {
     pub fleet: Box<dyn FleetPass>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How often the thread of the rules over everyone's counts looks for new segments.
+pub const FLEET_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What each pass that raised findings tells (the alert worker's wake-up).
+pub type Raised = Arc<dyn Fn(Vec<i64>) + Send + Sync>;
+
+/// Starts the detection thread, and with `shared` the thread of the rules over everyone's
+/// counts; they end soon after `stop` is cancelled. `raised` gets the ids of the findings
+/// each pass raised for the first time (alert hooks start there).
 pub fn spawn(
     store: Arc<Store>,
     mut detector: Detector,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     caught_up: Option<CaughtUp>,
-    mut shared: Option<Shared>,
-    raised: impl Fn(Vec<i64>) + Send + 'static,
-) -> Result<std::thread::JoinHandle<()>> {
-    if let Some(shared) = &shared {
-        detector.share(shared.holding.clone());
+    shared: Option<Shared>,
+    raised: Raised,
+) -> Result<Vec<std::thread::JoinHandle<()>>> {
+    let holding = shared.as_ref().map(|s| s.holding.clone());
+    if let Some(holding) = &holding {
+        detector.share(holding.clone());
     }
-    Ok(std::thread::Builder::new().name("detection".into()).spawn(move || {
+    let detector = Arc::new(detector);
+    let mut threads = Vec::new();
+    if let Some(shared) = shared {
+        let (store, detector, metrics, stop, raised) =
+            (store.clone(), detector.clone(), metrics.clone(), stop.clone(), raised.clone());
+        threads.push(std::thread::Builder::new().name("fleet rules".into()).spawn(move || {
+            crate::sys::priority::lower(NICE);
+            fleet_thread(&store, &detector, shared, &metrics, &stop, &*raised);
+        })?);
+    }
+    threads.push(std::thread::Builder::new().name("detection".into()).spawn(move || {
         crate::sys::priority::lower(NICE);
         let mut seen = metrics.commits.get();
         // The caught-up time last stored: it is written once it moved a minute, not every pass.
         let mut noted: Option<chrono::DateTime<chrono::Utc>> = None;
         let mut held = false;
         while !stop.is_cancelled() {
-            if let Some(shared) = shared.as_mut() {
-                let holding = shared.holding.load(Ordering::Acquire);
-                if holding != held {
-                    shared.fleet.forget();
-                    if holding && let Err(error) = detector.took_lease(&store) {
-                        tracing::error!(error = format!("{error:#}"), "preparing the sign-in rules for the rules lease failed");
-                    }
-                    held = holding;
-                    metrics.rules_lease_held.set(i64::from(holding));
+            if let Some(holding) = &holding {
+                let now = holding.load(Ordering::Acquire);
+                if now && !held && let Err(error) = detector.took_lease(&store) {
+                    tracing::error!(error = format!("{error:#}"), "preparing the sign-in rules for the rules lease failed");
                 }
+                held = now;
             }
             let at = caught_up.as_ref().and_then(|f| f());
             if let Some(at) = at.filter(|at| noted.is_none_or(|n| *at - n >= chrono::TimeDelta::minutes(1))) {
@@ -113,9 +126,6 @@ pub fn spawn(
                 }
                 Err(error) => tracing::error!(error = format!("{error:#}"), "detection pass failed; retrying"),
             }
-            if let Some(shared) = shared.as_mut() {
-                fleet_pass(&store, &detector, shared, held, &metrics, &raised);
-            }
             if let Err(error) = count_findings(&store, &metrics) {
                 tracing::warn!(error = format!("{error:#}"), "counting findings for /metrics failed");
             }
@@ -124,7 +134,36 @@ pub fn spawn(
                 return;
             }
         }
-    })?)
+    })?);
+    Ok(threads)
+}
+
+/// The rules over everyone's counts: every [`FLEET_INTERVAL`], adds up what other
+/// instances published; on the lease holder, runs the rules. Its own thread, so a local
+/// pass waiting for ingest to stop running flat out never holds it up.
+fn fleet_thread(
+    store: &Store,
+    detector: &Detector,
+    mut shared: Shared,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+    raised: &dyn Fn(Vec<i64>),
+) {
+    let mut held = false;
+    while !stop.is_cancelled() {
+        let holding = shared.holding.load(Ordering::Acquire);
+        if holding != held {
+            // Taken: all history on the next pass. Lost: nothing until taken again.
+            shared.fleet.forget();
+            held = holding;
+            metrics.rules_lease_held.set(i64::from(holding));
+        }
+        fleet_pass(store, detector, &mut shared, held, metrics, raised);
+        let until = Instant::now() + FLEET_INTERVAL;
+        while Instant::now() < until && !stop.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// Adds up what other instances published; on the lease holder, runs the rules over
@@ -135,7 +174,7 @@ fn fleet_pass(
     shared: &mut Shared,
     holding: bool,
     metrics: &Metrics,
-    raised: &impl Fn(Vec<i64>),
+    raised: &dyn Fn(Vec<i64>),
 ) {
     if let Err(error) = shared.fleet.load(store) {
         tracing::warn!(error = format!("{error:#}"), "adding up the shared lake's partial counts failed; retrying");

@@ -97,16 +97,22 @@ impl Evaluation {
     }
 }
 
-/// Built-in rules that add up a principal's requests over hours. Instances sharing
-/// balanced hubs each hold part of those requests: with a shared lake these rules run only
-/// on the rules lease holder, over everyone's counts (`crate::lake::fleet`).
-pub const FLEET_RULES: [&str; 6] = [
+/// Built-in rules that add up a principal's requests over hours, or judge a request by
+/// what came before it (a client, collection or user agent never seen, a principal silent
+/// for weeks). Instances sharing balanced hubs each hold part of those requests: with a
+/// shared lake these rules run only on the rules lease holder, over everyone's counts and
+/// first-seen facts (`crate::lake::fleet`).
+pub const FLEET_RULES: [&str; 10] = [
     "data_volume_spike",
     "data_volume_spike_daily",
     "mass_delete",
     "collection_enumeration",
     "permission_probing",
     "new_collection_for_principal",
+    "new_user_agent",
+    "dormant_principal",
+    "key_auth_access",
+    "listkeys_then_key_access",
 ];
 
 /// Built-in rules over sign-ins alone. Every instance reads every sign-in (broadcast

@@ -76,10 +76,11 @@ fn holder(service: &Serve) -> Option<(bool, Option<String>)> {
 #[test]
 fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder_alerts_nothing_twice() {
     let root = tempfile::tempdir().unwrap();
-    // Two days of a realistic tenant with the attacks whose rules add up a principal's
-    // requests (spread over every partition) or read sign-ins alone.
+    // Six days of a realistic tenant with the attacks whose rules add up a principal's
+    // requests (spread over every partition), judge one by what came before it (after
+    // their three days of learning), or read sign-ins alone.
     let to = Utc::now() - TimeDelta::hours(1);
-    let from = to - TimeDelta::days(2);
+    let from = to - TimeDelta::days(6);
     let scenarios = [
         Scenario::BulkExport,
         Scenario::MassDelete,
@@ -87,6 +88,9 @@ fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder
         Scenario::CollectionEnumeration,
         Scenario::ImpossibleTravel,
         Scenario::DistributedSpray,
+        Scenario::KeyBasedAccess,
+        Scenario::NewUserAgent,
+        Scenario::KeysListedThenUsed,
     ];
     let (events, _) = Generator::new(Tenant::new(21), 9).history(from, to, &scenarios);
     let records = root.path().join("records.ndjson");
@@ -94,7 +98,15 @@ fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder
     let expected = one_instance(root.path(), &records);
     eprintln!("one instance finds: {expected:?}");
     let rules: BTreeSet<&str> = expected.keys().map(|k| k.0.as_str()).collect();
-    for rule in ["data_volume_spike", "mass_delete", "permission_probing", "collection_enumeration"] {
+    for rule in [
+        "data_volume_spike",
+        "mass_delete",
+        "permission_probing",
+        "collection_enumeration",
+        "key_auth_access",
+        "new_user_agent",
+        "listkeys_then_key_access",
+    ] {
         assert!(rules.contains(rule), "one instance finds {rule}: {expected:?}");
     }
 

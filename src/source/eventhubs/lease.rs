@@ -6,7 +6,7 @@
 //! the holder for every instance's status page.
 //!
 //! The holder renews every third of [`SECONDS`]; an instance that is killed stops renewing
-//! and another acquires the lease once it expires. An instance proposes the same lease id
+//! and another acquires the lease once it expires (the others try every [`ASKING`]). An instance proposes the same lease id
 //! each time (from its name), so one restarted at once takes its own lease back.
 
 use crate::source::blob_checkpoints::BlobCheckpointStore;
@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The lease's duration: the shortest the service allows, so a dead holder is replaced soon.
 pub const SECONDS: u32 = 15;
+
+/// How often an instance that does not hold the lease tries to take it.
+pub const ASKING: Duration = Duration::from_secs(1);
 
 /// The rules lease as this instance sees it.
 #[derive(Default)]
@@ -86,8 +89,13 @@ pub async fn run(
     });
     // When the lease was last renewed: past its duration without one, it may be another's.
     let mut renewed: Option<Instant> = None;
+    // The blob is there (made once; a deleted one is made again after a failure).
+    let mut made = false;
     loop {
-        let outcome = step(&store, &blob, &id, &instance, &lease, &mut renewed).await;
+        let outcome = step(&store, &blob, &id, &instance, &lease, &mut renewed, &mut made).await;
+        if outcome.is_err() {
+            made = false;
+        }
         lease.set(|s| {
             s.checked_at = Some(Utc::now());
             s.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
@@ -100,9 +108,12 @@ pub async fn run(
                 lost(&lease, "it could not be renewed in time");
             }
         }
+        // The holder renews every third of the duration; the others ask more often, so a
+        // lease that expires is taken within ASKING of it.
+        let wait = if lease.holding.load(Ordering::Acquire) { every } else { ASKING };
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
     if lease.holding.swap(false, Ordering::AcqRel) {
@@ -121,6 +132,7 @@ async fn step(
     instance: &str,
     lease: &RulesLease,
     renewed: &mut Option<Instant>,
+    made: &mut bool,
 ) -> anyhow::Result<()> {
     if lease.holding.load(Ordering::Acquire) {
         if store.lease(blob, "renew", id, SECONDS).await? {
@@ -130,7 +142,10 @@ async fn step(
         *renewed = None;
         lost(lease, "the service no longer has it as ours");
     }
-    store.ensure_blob(blob).await?;
+    if !*made {
+        store.ensure_blob(blob).await?;
+        *made = true;
+    }
     if store.lease(blob, "acquire", id, SECONDS).await? {
         *renewed = Some(Instant::now());
         let since = Utc::now();

@@ -65,6 +65,9 @@ const SHARED: &[&str] = &[
     "lake_snapshots",
     "alert_messages",
     "alert_claims",
+    "fleet_activity",
+    "fleet_first_seen",
+    "fleet_requests",
 ];
 
 /// Responders' own: their team's saved queries.
