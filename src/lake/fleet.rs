@@ -23,7 +23,9 @@ use super::segments::{ClaimedFile, PARTIALS};
 use crate::rules::{Detector, Evaluation};
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Segments whose partials one pass loads at most: a long backlog loads over several.
 const LOAD_PER_PASS: i64 = 2_000;
@@ -37,10 +39,18 @@ pub struct Fleet {
     lake: Lake,
     /// Where the segments' files are fetched to, and DuckDB reads them.
     cache: PathBuf,
-    /// `hub_segments` rows (rowid) the rules over everyone's counts have seen: `None` until
-    /// the first pass after taking the lease, which evaluates all history.
-    seen: Option<i64>,
+    /// The next [`Fleet::evaluate`] reads all history: none has run since the lease was taken.
+    full: bool,
+    /// The earliest row time (µs) of the segments loaded since the last evaluation.
+    earliest: Option<i64>,
+    /// Segments whose partials could not be loaded, and when: tried again after [`RETRY`].
+    failed: HashMap<(String, String, i64), Instant>,
+    /// Cached row files of segments ending before this (µs) are gone.
+    evicted: i64,
 }
+
+/// How long a segment whose partials could not be loaded waits before the next try.
+const RETRY: Duration = Duration::from_secs(60);
 
 impl Fleet {
     pub fn new(lake: Lake, cache: &Path) -> Result<Fleet> {
@@ -48,7 +58,7 @@ impl Fleet {
             .with_context(|| format!("creating the shared lake's cache directory {}", cache.display()))?;
         let cache =
             cache.canonicalize().with_context(|| format!("opening the shared lake's cache {}", cache.display()))?;
-        Ok(Fleet { lake, cache, seen: None })
+        Ok(Fleet { lake, cache, full: true, earliest: None, failed: HashMap::new(), evicted: i64::MIN })
     }
 
     /// The one directory DuckDB reads the shared lake's files from.
@@ -56,74 +66,115 @@ impl Fleet {
         &self.cache
     }
 
-    /// The lease was lost (or not yet held): the next [`Fleet::evaluate`] reads all history.
+    /// The lease was taken or lost: the next [`Fleet::evaluate`] reads all history.
     pub fn forget(&mut self) {
-        self.seen = None;
+        self.full = true;
     }
 
     /// Loads the partials of the segments recorded but not loaded yet (at most
     /// [`LOAD_PER_PASS`]); each segment's in one transaction with its mark, so each is
-    /// added once. Returns the segments loaded.
-    pub fn load(&self, store: &Store) -> Result<usize> {
+    /// added once. A segment whose files cannot be read (missing, changed, not Parquet
+    /// of partials) is logged, left unloaded (the status page counts it) and tried again
+    /// after [`RETRY`]; the others go on. Returns the segments loaded.
+    pub fn load(&mut self, store: &Store) -> Result<usize> {
         let conn = store.connection()?;
-        let pending: Vec<(String, String, i64, Option<String>)> = conn
+        type Pending = (String, String, i64, Option<String>, Option<i64>);
+        let pending: Vec<Pending> = conn
             .prepare(
-                "SELECT source, partition, first_sequence, files FROM hub_segments \
+                "SELECT source, partition, first_sequence, files, epoch_us(first_time) FROM hub_segments \
                  WHERE NOT coalesce(partials_loaded, false) ORDER BY rowid LIMIT ?",
             )?
-            .query_map([LOAD_PER_PASS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .query_map([LOAD_PER_PASS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
             .collect::<duckdb::Result<_>>()?;
-        for (source, partition, first, files) in &pending {
-            // Recorded before claims listed their files (migration 28): nothing to add.
-            let files: Vec<ClaimedFile> = match files {
-                Some(text) => serde_json::from_str(text).context("hub_segments.files")?,
-                None => Vec::new(),
-            };
-            let mut paths = Vec::new();
-            for file in files.iter().filter(|f| PARTIALS.contains(&f.table.as_str())) {
-                paths.push((file.table.clone(), self.cached(file)?));
+        self.prefetch(pending.iter().filter_map(|p| p.3.as_deref()));
+        let mut loaded = 0;
+        for (source, partition, first, files, first_time) in pending {
+            let key = (source, partition, first);
+            if self.failed.get(&key).is_some_and(|at| at.elapsed() < RETRY) {
+                continue;
             }
-            crate::store::in_transaction(&conn, |conn| {
-                for (table, path) in &paths {
-                    let path = path.to_str().context("a cache path is not UTF-8")?;
-                    conn.execute("SET VARIABLE fleet_partial = ?", [path])?;
-                    let sql = match table.as_str() {
-                        "activity_hours" => include_str!("sql/fleet_load_activity.sql"),
-                        _ => include_str!("sql/fleet_load_first_seen.sql"),
-                    };
-                    conn.execute_batch(sql).with_context(|| format!("adding up a segment's {table}"))?;
+            match self.load_one(&conn, &key, files.as_deref()) {
+                Ok(()) => {
+                    self.failed.remove(&key);
+                    self.earliest = self.earliest.into_iter().chain(first_time).min();
+                    loaded += 1;
                 }
-                conn.execute(
-                    "UPDATE hub_segments SET partials_loaded = true \
-                     WHERE source = ? AND partition = ? AND first_sequence = ?",
-                    duckdb::params![source, partition, first],
-                )?;
-                Ok(())
-            })?;
-            for (_, path) in paths {
-                // Added up: the cached copy is not read again.
-                let _ = std::fs::remove_file(path);
+                Err(error) => {
+                    let (source, partition, first) = &key;
+                    tracing::warn!(source, partition, first, error = format!("{error:#}"),
+                        "a segment's partial counts could not be added up; tried again in a minute");
+                    self.failed.insert(key, Instant::now());
+                }
             }
         }
-        Ok(pending.len())
+        Ok(loaded)
+    }
+
+    /// Fetches the partial files of the claims' `files` into the cache, several at once,
+    /// each kept only if its SHA-256 is its claim's (a file that fails is fetched again,
+    /// and its failure told, when its segment is loaded).
+    fn prefetch<'a>(&self, files: impl Iterator<Item = &'a str>) {
+        let wanted: Vec<ClaimedFile> = files
+            .filter_map(|text| serde_json::from_str::<Vec<ClaimedFile>>(text).ok())
+            .flatten()
+            .filter(|f| PARTIALS.contains(&f.table.as_str()) && plain(&f.path) && !self.cache.join(&f.path).exists())
+            .collect();
+        let fetched = self.lake.get_each(&wanted.iter().map(|f| f.path.clone()).collect::<Vec<_>>());
+        for (file, bytes) in wanted.iter().zip(fetched) {
+            if let Ok(bytes) = bytes
+                && super::sha256_hex(&bytes) == file.sha256
+            {
+                let _ = super::view::write_atomically(&self.cache.join(&file.path), &bytes);
+            }
+        }
+    }
+
+    fn load_one(&self, conn: &duckdb::Connection, key: &(String, String, i64), files: Option<&str>) -> Result<()> {
+        // Recorded before claims listed their files (migration 28): nothing to add.
+        let files: Vec<ClaimedFile> = match files {
+            Some(text) => serde_json::from_str(text).context("hub_segments.files")?,
+            None => Vec::new(),
+        };
+        let partials: Vec<ClaimedFile> = files.into_iter().filter(|f| PARTIALS.contains(&f.table.as_str())).collect();
+        let paths: Vec<(String, PathBuf)> =
+            partials.iter().map(|f| f.table.clone()).zip(self.cache_all(&partials)?).collect();
+        let added = crate::store::in_transaction(conn, |conn| {
+            for (table, path) in &paths {
+                let path = path.to_str().context("a cache path is not UTF-8")?;
+                conn.execute("SET VARIABLE fleet_partial = ?", [path])?;
+                let sql = match table.as_str() {
+                    "activity_hours" => include_str!("sql/fleet_load_activity.sql"),
+                    _ => include_str!("sql/fleet_load_first_seen.sql"),
+                };
+                conn.execute_batch(sql).with_context(|| format!("adding up {path}"))?;
+            }
+            conn.execute(
+                "UPDATE hub_segments SET partials_loaded = true WHERE source = ? AND partition = ? AND first_sequence = ?",
+                duckdb::params![key.0, key.1, key.2],
+            )?;
+            Ok(())
+        });
+        for (_, path) in paths {
+            // Added up (or not readable): the cached copy is not read again.
+            let _ = std::fs::remove_file(path);
+        }
+        added
     }
 
     /// The rules over everyone's counts, on the lease holder: from the earliest new
     /// segment's rows (all history on the first pass after taking the lease) to the latest.
     pub fn evaluate(&mut self, store: &Store, detector: &Detector) -> Result<Evaluation> {
         let conn = store.connection()?;
-        let (newest, earliest, start, end): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = conn.query_row(
-            "SELECT max(rowid), epoch_us(min(first_time) FILTER (WHERE rowid > ?)), epoch_us(min(first_time)), \
-             epoch_us(max(last_time)) FROM hub_segments WHERE partials_loaded",
-            [self.seen.unwrap_or(-1)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        let (start, end): (Option<i64>, Option<i64>) = conn.query_row(
+            "SELECT epoch_us(min(first_time)), epoch_us(max(last_time)) FROM hub_segments WHERE partials_loaded",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let (Some(newest), Some(start), Some(end)) = (newest, start, end) else { return Ok(Evaluation::default()) };
-        let full = self.seen.is_none();
-        let from = if full { Some(start) } else { earliest };
+        let (Some(start), Some(end)) = (start, end) else { return Ok(Evaluation::default()) };
+        let from = if self.full { Some(start) } else { self.earliest };
         let runs = detector.fleet_rules(&conn, from, start)?;
         if runs.is_empty() {
-            self.seen = Some(newest);
+            (self.full, self.earliest) = (false, None);
             return Ok(Evaluation::default());
         }
         let reach = runs.iter().map(|r| r.from).min().unwrap_or(start) - MARGIN_MICROS;
@@ -132,7 +183,8 @@ impl Fleet {
         // The views read this pass's files: gone with the connection.
         drop(conn);
         let evaluation = evaluation?;
-        self.seen = Some(newest);
+        // A rule that failed forgot its state: the next pass runs it over all history.
+        (self.full, self.earliest) = (false, None);
         if let Err(error) = self.evict(store, start.max(end - crate::rules::FLEET_HORIZON_MICROS)) {
             tracing::warn!(error = format!("{error:#}"), "clearing the shared lake's cache failed");
         }
@@ -149,14 +201,16 @@ impl Fleet {
             )?
             .query_map([from, to], |r| r.get(0))?
             .collect::<duckdb::Result<_>>()?;
-        let mut paths = Vec::new();
+        let mut wanted = Vec::new();
         for text in files {
             let files: Vec<ClaimedFile> = serde_json::from_str(&text).context("hub_segments.files")?;
-            for file in files.iter().filter(|f| f.table == "cosmos_requests") {
-                let path = self.cached(file)?;
-                paths.push(path.to_str().context("a cache path is not UTF-8")?.to_owned());
-            }
+            wanted.extend(files.into_iter().filter(|f| f.table == "cosmos_requests"));
         }
+        let paths = self
+            .cache_all(&wanted)?
+            .iter()
+            .map(|p| p.to_str().map(str::to_owned).context("a cache path is not UTF-8"))
+            .collect::<Result<Vec<_>>>()?;
         let database: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
         let database = database.replace('"', "\"\"");
         let requests = if paths.is_empty() {
@@ -176,26 +230,43 @@ impl Fleet {
         Ok(())
     }
 
-    /// The local copy of a claimed file, fetched and checked if it is not there yet.
-    fn cached(&self, file: &ClaimedFile) -> Result<PathBuf> {
-        if !plain(&file.path) {
-            bail!("hub_segments names {:?}, which is not a path segments are written to", file.path);
+    /// The local copies of claimed files: those not there yet fetched (several at once)
+    /// and their SHA-256 checked against the claim's.
+    fn cache_all(&self, files: &[ClaimedFile]) -> Result<Vec<PathBuf>> {
+        if let Some(bad) = files.iter().find(|f| !plain(&f.path)) {
+            bail!("hub_segments names {:?}, which is not a path segments are written to", bad.path);
         }
-        let path = self.cache.join(&file.path);
-        if !path.exists() {
-            let bytes = super::read::fetch_checked(&self.lake, &file.path, &file.sha256)?;
-            super::view::write_atomically(&path, &bytes)?;
+        let paths: Vec<PathBuf> = files.iter().map(|f| self.cache.join(&f.path)).collect();
+        let missing: Vec<&ClaimedFile> = files.iter().zip(&paths).filter(|(_, p)| !p.exists()).map(|(f, _)| f).collect();
+        let fetched = self.lake.get_all(&missing.iter().map(|f| f.path.clone()).collect::<Vec<_>>())?;
+        for (file, bytes) in missing.into_iter().zip(fetched) {
+            let found = super::sha256_hex(&bytes);
+            if found != file.sha256 {
+                bail!(
+                    "{} in the shared lake {} has changed: its SHA-256 is {found}, its claim says {}",
+                    file.path,
+                    self.lake.describe(),
+                    file.sha256
+                );
+            }
+            super::view::write_atomically(&self.cache.join(&file.path), &bytes)?;
         }
-        Ok(path)
+        Ok(paths)
     }
 
     /// Removes the cached row files of segments whose rows all end before `before` (µs):
-    /// no pass reads them again.
-    fn evict(&self, store: &Store, before: i64) -> Result<()> {
+    /// no usual pass reads them again (those already removed are not looked at).
+    fn evict(&mut self, store: &Store, before: i64) -> Result<()> {
+        if before <= self.evicted {
+            return Ok(());
+        }
         let conn = store.connection()?;
         let old: Vec<String> = conn
-            .prepare("SELECT files FROM hub_segments WHERE files IS NOT NULL AND epoch_us(last_time) < ?")?
-            .query_map([before], |r| r.get(0))?
+            .prepare(
+                "SELECT files FROM hub_segments WHERE files IS NOT NULL \
+                 AND epoch_us(last_time) >= ? AND epoch_us(last_time) < ?",
+            )?
+            .query_map([self.evicted, before], |r| r.get(0))?
             .collect::<duckdb::Result<_>>()?;
         for text in old {
             let files: Vec<ClaimedFile> = serde_json::from_str(&text).context("hub_segments.files")?;
@@ -203,6 +274,7 @@ impl Fleet {
                 let _ = std::fs::remove_file(self.cache.join(&file.path));
             }
         }
+        self.evicted = before;
         Ok(())
     }
 }

@@ -85,7 +85,7 @@ impl Drop for Lake {
     }
 }
 
-/// Files written at once.
+/// Files written (or read) at once.
 const PUTS: usize = 8;
 
 /// What a create-if-absent write found.
@@ -140,10 +140,25 @@ impl Lake {
     }
 
     pub fn get(&self, relative: &str) -> Result<Bytes> {
-        let path = self.location.path(relative);
+        let mut got = self.get_all(&[relative.to_owned()])?;
+        got.pop().context("a read returned nothing")
+    }
+
+    /// [`Lake::get`] of several files at once (each a round trip to a remote store).
+    pub fn get_all(&self, files: &[String]) -> Result<Vec<Bytes>> {
+        self.get_each(files).into_iter().collect()
+    }
+
+    /// Each of `files` or why it could not be read, read several at once.
+    pub fn get_each(&self, files: &[String]) -> Vec<Result<Bytes>> {
+        use futures::StreamExt as _;
         let store = &self.location.store;
-        self.block_on(async { store.get(&path).await?.bytes().await })
-            .with_context(|| format!("reading {relative} from the lake {}", self.describe()))
+        let gets = files.iter().map(|relative| async move {
+            let path = self.location.path(relative);
+            let got = async { store.get(&path).await?.bytes().await }.await;
+            got.with_context(|| format!("reading {relative} from the lake {}", self.describe()))
+        });
+        self.block_on(futures::stream::iter(gets).buffered(PUTS).collect())
     }
 
     /// The names of the files directly under `dir` that sort after `after` (a name in

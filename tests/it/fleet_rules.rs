@@ -255,3 +255,81 @@ destinations = ["hook"]
         service.stop();
     }
 }
+
+/// One segment's claim as `hub_segments` records it, with `files` as its claim lists them.
+fn record_segment(store: &Store, first: i64, files: &Value) {
+    store
+        .connection()
+        .unwrap()
+        .execute(
+            "INSERT INTO hub_segments (source, partition, first_sequence, last_sequence, instance, ours, rows, claim, \
+             recorded_at, first_time, last_time, files) VALUES ('eventhubs:ns/requests', '0', ?, ?, 'other-01020304', \
+             false, 1, 'claim', now(), TIMESTAMPTZ '2026-01-01 10:00:00+00', TIMESTAMPTZ '2026-01-01 10:59:00+00', ?)",
+            duckdb::params![first, first + 9, files.to_string()],
+        )
+        .unwrap();
+}
+
+#[test]
+fn partial_counts_are_added_once_and_an_unreadable_changed_or_planted_file_holds_up_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("fleet.duckdb"), &StoreOptions::default()).unwrap();
+    let lake_dir = dir.path().join("shared");
+    let part = "hubs/ns/requests/table=activity_hours/partition=0";
+    std::fs::create_dir_all(lake_dir.join(part)).unwrap();
+    // A segment's partial counts as an instance writes them: one principal's hour.
+    let good = format!("{part}/00000000000000000000-00000000000000000009-other-01020304-00000001.parquet");
+    duckdb::Connection::open_in_memory()
+        .unwrap()
+        .execute_batch(&format!(
+            "COPY (SELECT 'p1' AS subject, TIMESTAMPTZ '2026-01-01 10:00:00+00' AS hour, 5::BIGINT AS requests, \
+             2::BIGINT AS read_requests, 100::BIGINT AS read_bytes, 3::BIGINT AS deletes, 0::BIGINT AS denied, \
+             1::BIGINT AS metadata_requests, TIMESTAMPTZ '2026-01-01 10:01:00+00' AS first_request_time, \
+             42::BIGINT AS first_request_row) TO '{}' (FORMAT parquet)",
+            lake_dir.join(&good).display()
+        ))
+        .unwrap();
+    let bytes = std::fs::read(lake_dir.join(&good)).unwrap();
+    let sha = tokentrail::lake::sha256_hex(&bytes);
+    let second = good.replace("00000001.parquet", "00000002.parquet");
+    std::fs::write(lake_dir.join(&second), &bytes).unwrap();
+    let garbage = good.replace("00000001.parquet", "00000003.parquet");
+    std::fs::write(lake_dir.join(&garbage), b"\x00not parquet at all").unwrap();
+    let file = |path: &str, sha256: &str| json!([{ "table": "activity_hours", "path": path, "rows": 1, "sha256": sha256 }]);
+
+    record_segment(&store, 0, &file(&good, &sha));
+    // Not Parquet (its digest is the claim's: whoever planted it wrote both).
+    record_segment(&store, 10, &file(&garbage, &tokentrail::lake::sha256_hex(b"\x00not parquet at all")));
+    // Changed since its claim was written.
+    record_segment(&store, 20, &file(&second, &"0".repeat(64)));
+    // A path out of the lake, and one of no segment.
+    record_segment(&store, 30, &file("hubs/ns/requests/../../../../etc/passwd.parquet", &sha));
+    record_segment(&store, 40, &file("/etc/passwd", &sha));
+
+    let lake = tokentrail::lake::Lake::new(tokentrail::lake::Location::directory(&lake_dir).unwrap()).unwrap();
+    let mut fleet = tokentrail::lake::fleet::Fleet::new(lake, &dir.path().join("cache")).unwrap();
+    assert_eq!(fleet.load(&store).unwrap(), 1, "the readable segment is added up; the others hold up nothing");
+    let counts = |store: &Store| -> (i64, i64, i64) {
+        store
+            .connection()
+            .unwrap()
+            .query_row("SELECT requests, deletes, first_request_row FROM fleet_activity WHERE subject = 'p1'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap()
+    };
+    assert_eq!(counts(&store), (5, 3, 42));
+    let unloaded: i64 = store
+        .connection()
+        .unwrap()
+        .query_row("SELECT count(*) FROM hub_segments WHERE NOT partials_loaded", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(unloaded, 4, "each bad segment stays unloaded, for the status page");
+    // A later segment of the same hour adds to it; nothing is added twice.
+    record_segment(&store, 50, &file(&second, &sha));
+    assert_eq!(fleet.load(&store).unwrap(), 1);
+    assert_eq!(counts(&store), (10, 6, 42));
+    assert_eq!(fleet.load(&store).unwrap(), 0, "the bad ones wait a minute; the good ones are loaded once");
+    assert_eq!(counts(&store), (10, 6, 42));
+    assert!(!dir.path().join("cache").join("etc").exists());
+}
