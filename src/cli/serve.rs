@@ -68,6 +68,15 @@ fn shared_lake(config: &ServeConfig) -> Option<(&str, crate::source::eventhubs::
 /// The alert claims in the shared lake (`crate::alerts::claims`), as this instance: the
 /// database must exist (the instance's name is its canonical path's).
 fn alert_claims(config: &ServeConfig) -> Result<Option<Arc<crate::alerts::claims::Claims>>> {
+    let Some(lake) = shared_lake_store(config)? else { return Ok(None) };
+    let instance = crate::sys::instance_name(&config.db);
+    tracing::info!(lake = %lake.describe(), instance = %instance, "alerts are claimed in the shared lake");
+    Ok(Some(Arc::new(crate::alerts::claims::Claims::new(lake, instance))))
+}
+
+/// The shared lake, reached with the short retry policy: a call that fails is made
+/// again on the next pass, not after minutes of retries.
+fn shared_lake_store(config: &ServeConfig) -> Result<Option<crate::lake::Lake>> {
     let Some((text, identity)) = shared_lake(config) else { return Ok(None) };
     let location = crate::lake::Location::parse_with_retry(
         text,
@@ -75,23 +84,15 @@ fn alert_claims(config: &ServeConfig) -> Result<Option<Arc<crate::alerts::claims
         crate::lake::Location::short_retry(),
     )
     .context("eventhubs.balance.shared_lake")?;
-    let instance = crate::sys::instance_name(&config.db);
-    tracing::info!(lake = %location.description, instance = %instance, "alerts are claimed in the shared lake");
-    Ok(Some(Arc::new(crate::alerts::claims::Claims::new(crate::lake::Lake::new(location)?, instance))))
+    Ok(Some(crate::lake::Lake::new(location)?))
 }
 
 /// The shared lake as the rules over everyone's counts read it (`crate::lake::fleet`), its
 /// files cached beside the database (`<db>.shared-lake-cache`).
 fn fleet(config: &ServeConfig) -> Result<Option<crate::lake::fleet::Fleet>> {
-    let Some((text, identity)) = shared_lake(config) else { return Ok(None) };
-    let location = crate::lake::Location::parse_with_retry(
-        text,
-        &move || identity.credential(),
-        crate::lake::Location::short_retry(),
-    )
-    .context("eventhubs.balance.shared_lake")?;
+    let Some(lake) = shared_lake_store(config)? else { return Ok(None) };
     let cache = config.db.with_extension("shared-lake-cache");
-    Ok(Some(crate::lake::fleet::Fleet::new(crate::lake::Lake::new(location)?, &cache)?))
+    Ok(Some(crate::lake::fleet::Fleet::new(lake, &cache)?))
 }
 
 /// DuckDB's threads: `db_threads`, else half the cores (at least 1).

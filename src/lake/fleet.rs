@@ -101,8 +101,13 @@ impl Fleet {
                 }
                 Err(error) => {
                     let (source, partition, first) = &key;
-                    tracing::warn!(source, partition, first, error = format!("{error:#}"),
-                        "a segment's partial counts could not be added up; tried again in a minute");
+                    tracing::warn!(
+                        source,
+                        partition,
+                        first,
+                        error = format!("{error:#}"),
+                        "a segment's partial counts could not be added up; tried again in a minute"
+                    );
                     self.failed.insert(key, Instant::now());
                 }
             }
@@ -177,9 +182,11 @@ impl Fleet {
             (self.full, self.earliest) = (false, None);
             return Ok(Evaluation::default());
         }
-        let reach = runs.iter().map(|r| r.from).min().unwrap_or(start) - MARGIN_MICROS;
-        self.views(&conn, reach, end + MARGIN_MICROS)?;
-        let evaluation = detector.evaluate_fleet(&conn, &runs, end, &copy_evidence);
+        // Each rule reads the rows of its own period (an hour's rule does not scan a day's).
+        let mut prepare = |conn: &duckdb::Connection, run: &crate::rules::FleetRun<'_>| {
+            self.views(conn, run.from - MARGIN_MICROS, end + MARGIN_MICROS)
+        };
+        let evaluation = detector.evaluate_fleet(&conn, &runs, end, &mut prepare, &copy_evidence);
         // The views read this pass's files: gone with the connection.
         drop(conn);
         let evaluation = evaluation?;
@@ -237,7 +244,8 @@ impl Fleet {
             bail!("hub_segments names {:?}, which is not a path segments are written to", bad.path);
         }
         let paths: Vec<PathBuf> = files.iter().map(|f| self.cache.join(&f.path)).collect();
-        let missing: Vec<&ClaimedFile> = files.iter().zip(&paths).filter(|(_, p)| !p.exists()).map(|(f, _)| f).collect();
+        let missing: Vec<&ClaimedFile> =
+            files.iter().zip(&paths).filter(|(_, p)| !p.exists()).map(|(f, _)| f).collect();
         let fetched = self.lake.get_all(&missing.iter().map(|f| f.path.clone()).collect::<Vec<_>>())?;
         for (file, bytes) in missing.into_iter().zip(fetched) {
             let found = super::sha256_hex(&bytes);

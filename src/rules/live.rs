@@ -55,8 +55,12 @@ pub struct Shared {
     pub fleet: Box<dyn FleetPass>,
 }
 
-/// How often the thread of the rules over everyone's counts looks for new segments.
+/// How often the thread of the rules over everyone's counts adds up new segments' counts.
 pub const FLEET_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the lease holder runs the rules over everyone's counts (at once after it
+/// takes the lease): each pass reads the rows of its rules' periods from the lake.
+pub const FLEET_EVERY: Duration = Duration::from_secs(5);
 
 /// What each pass that raised findings tells (the alert worker's wake-up).
 pub type Raised = Arc<dyn Fn(Vec<i64>) + Send + Sync>;
@@ -150,15 +154,21 @@ fn fleet_thread(
     raised: &dyn Fn(Vec<i64>),
 ) {
     let mut held = false;
+    let mut evaluated: Option<Instant> = None;
     while !stop.is_cancelled() {
         let holding = shared.holding.load(Ordering::Acquire);
         if holding != held {
             // Taken: all history on the next pass. Lost: nothing until taken again.
             shared.fleet.forget();
             held = holding;
+            evaluated = None;
             metrics.rules_lease_held.set(i64::from(holding));
         }
-        fleet_pass(store, detector, &mut shared, held, metrics, raised);
+        let due = held && evaluated.is_none_or(|at| at.elapsed() >= FLEET_EVERY);
+        if due {
+            evaluated = Some(Instant::now());
+        }
+        fleet_pass(store, detector, &mut shared, due, metrics, raised);
         let until = Instant::now() + FLEET_INTERVAL;
         while Instant::now() < until && !stop.is_cancelled() {
             std::thread::sleep(Duration::from_millis(50));
@@ -166,20 +176,20 @@ fn fleet_thread(
     }
 }
 
-/// Adds up what other instances published; on the lease holder, runs the rules over
-/// everyone's counts. A failure is logged: the next pass tries again.
+/// Adds up what other instances published; when `evaluate` (the lease holder's turn),
+/// runs the rules over everyone's counts. A failure is logged: the next pass tries again.
 fn fleet_pass(
     store: &Store,
     detector: &Detector,
     shared: &mut Shared,
-    holding: bool,
+    evaluate: bool,
     metrics: &Metrics,
     raised: &dyn Fn(Vec<i64>),
 ) {
     if let Err(error) = shared.fleet.load(store) {
         tracing::warn!(error = format!("{error:#}"), "adding up the shared lake's partial counts failed; retrying");
     }
-    if !holding {
+    if !evaluate {
         return;
     }
     let started = Instant::now();

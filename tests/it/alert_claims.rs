@@ -33,6 +33,38 @@ impl Service {
 }
 
 /// (status, fingerprint, change) of every alert the receiver acknowledged.
+/// The `[alerts]` of a `serve` that sends every finding to the receiver named by
+/// [`sharing_env`], at once.
+pub(super) const HOOK_ALERTS: &str = r#"[alerts]
+ui_base_url = "https://tokentrail.example"
+group_wait_ms = 0
+group_interval_secs = 0
+poll_interval_ms = 100
+backoff_initial_ms = 100
+backoff_max_secs = 1
+[[alerts.destinations]]
+name = "hook"
+kind = "webhook"
+url_env = "TT_TEST_HOOK_URL"
+signing_keys_env = "TT_TEST_HOOK_KEYS"
+[[alerts.routes]]
+destinations = ["hook"]
+"#;
+
+/// A `serve`'s environment for the checkpoint store and shared lake in Azurite, and the
+/// webhook `receiver` of [`HOOK_ALERTS`].
+pub(super) fn sharing_env(receiver: &Receiver) -> Vec<(String, String)> {
+    [
+        ("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY", KEY.to_owned()),
+        ("TOKENTRAIL_LAKE_ACCOUNT_KEY", KEY.to_owned()),
+        ("TT_TEST_HOOK_URL", receiver.url()),
+        ("TT_TEST_HOOK_KEYS", KEY_A.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 pub(super) fn acked_alerts(receiver: &Receiver) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for hit in receiver.hits().into_iter().filter(|h| h.acked) {
@@ -282,32 +314,11 @@ shared_lake = "{endpoint}/shared"
 [detection]
 rules_dir = {rules:?}
 disabled_rules = [{built_in}]
-[alerts]
-ui_base_url = "https://tokentrail.example"
-group_wait_ms = 0
-group_interval_secs = 0
-poll_interval_ms = 100
-backoff_initial_ms = 100
-backoff_max_secs = 1
-[[alerts.destinations]]
-name = "hook"
-kind = "webhook"
-url_env = "TT_TEST_HOOK_URL"
-signing_keys_env = "TT_TEST_HOOK_KEYS"
-[[alerts.routes]]
-destinations = ["hook"]
-"#,
+{HOOK_ALERTS}"#,
             built_in = built_in.join(", ")
         );
         let mut service = Serve::with_hubs(&dir, &hub, &[HUB, BALANCED], &extra);
-        for (key, value) in [
-            ("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY", KEY.to_owned()),
-            ("TOKENTRAIL_LAKE_ACCOUNT_KEY", KEY.to_owned()),
-            ("TT_TEST_HOOK_URL", receiver.url()),
-            ("TT_TEST_HOOK_KEYS", KEY_A.to_owned()),
-        ] {
-            service.env.push((key.into(), value));
-        }
+        service.env.extend(sharing_env(&receiver));
         services.push(service);
     }
     // Both at once: their claims race.

@@ -6,9 +6,9 @@
 //!
 //! A submodule of `alerts` (its receiver is reused): `cargo test --release --test it alerts::fleet::`.
 
-use super::claims::acked_alerts;
+use super::claims::{HOOK_ALERTS, acked_alerts, sharing_env};
 use super::*;
-use crate::common::azurite::{Azurite, KEY};
+use crate::common::azurite::Azurite;
 use crate::eventhubs::{HUB, Service as Serve};
 use chrono::{TimeDelta, Utc};
 use tokentrail::synth::{Generator, Scenario, Tenant};
@@ -144,31 +144,10 @@ update_interval_ms = 300
 expiry_ms = 3000
 shared_lake = "{endpoint}/shared"
 segment_interval_ms = 300
-[alerts]
-ui_base_url = "https://tokentrail.example"
-group_wait_ms = 0
-group_interval_secs = 0
-poll_interval_ms = 100
-backoff_initial_ms = 100
-backoff_max_secs = 1
-[[alerts.destinations]]
-name = "hook"
-kind = "webhook"
-url_env = "TT_TEST_HOOK_URL"
-signing_keys_env = "TT_TEST_HOOK_KEYS"
-[[alerts.routes]]
-destinations = ["hook"]
-"#
+{HOOK_ALERTS}"#
         );
         let mut service = Serve::with_hubs(&dir, &hub, &[HUB, REQUESTS], &extra);
-        for (key, value) in [
-            ("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY", KEY.to_owned()),
-            ("TOKENTRAIL_LAKE_ACCOUNT_KEY", KEY.to_owned()),
-            ("TT_TEST_HOOK_URL", receiver.url()),
-            ("TT_TEST_HOOK_KEYS", KEY_A.to_owned()),
-        ] {
-            service.env.push((key.into(), value));
-        }
+        service.env.extend(sharing_env(&receiver));
         service.start();
         services.push(service);
     }
@@ -254,6 +233,36 @@ destinations = ["hook"]
     for service in services.iter_mut().filter(|s| s.status().is_some()) {
         service.stop();
     }
+
+    // The evidence pack of the holder traces each copied request to its event.
+    let pack = root.path().join("pack.zip");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokentrail"))
+        .args(["evidence", "--db", services[next].db.to_str().unwrap(), "--criteria", "CC7.2"])
+        .args(["--from", &from.to_rfc3339(), "--to", &(to + TimeDelta::hours(1)).to_rfc3339(), "--out"])
+        .arg(&pack)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&pack).unwrap()).unwrap();
+    let names: Vec<String> = zip.file_names().map(str::to_owned).collect();
+    let name = names.iter().find(|n| n.starts_with("CC7.2/finding_evidence_") && n.ends_with(".csv"));
+    let name = name.unwrap_or_else(|| panic!("no CC7.2 finding evidence in the pack: {names:?}")).clone();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name(&name).unwrap(), &mut text).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let copied: Vec<&csv::StringRecord> =
+        rows.iter().filter(|r| &r[column("evidence_table")] == "fleet_requests").collect();
+    let deletes = expected.iter().find(|(k, _)| k.0 == "mass_delete").map(|(_, n)| *n).unwrap();
+    assert!(copied.len() as i64 >= deletes, "{} copied requests in the pack", copied.len());
+    for row in copied {
+        for field in ["source", "partition", "sequence_number", "record_sha256", "event_id"] {
+            assert!(!row[column(field)].is_empty(), "{field} of {row:?}");
+        }
+        assert!(!row[column("event_id")].starts_with("finding "), "traced to its event: {row:?}");
+    }
 }
 
 /// One segment's claim as `hub_segments` records it, with `files` as its claim lists them.
@@ -295,7 +304,8 @@ fn partial_counts_are_added_once_and_an_unreadable_changed_or_planted_file_holds
     std::fs::write(lake_dir.join(&second), &bytes).unwrap();
     let garbage = good.replace("00000001.parquet", "00000003.parquet");
     std::fs::write(lake_dir.join(&garbage), b"\x00not parquet at all").unwrap();
-    let file = |path: &str, sha256: &str| json!([{ "table": "activity_hours", "path": path, "rows": 1, "sha256": sha256 }]);
+    let file =
+        |path: &str, sha256: &str| json!([{ "table": "activity_hours", "path": path, "rows": 1, "sha256": sha256 }]);
 
     record_segment(&store, 0, &file(&good, &sha));
     // Not Parquet (its digest is the claim's: whoever planted it wrote both).
@@ -313,9 +323,11 @@ fn partial_counts_are_added_once_and_an_unreadable_changed_or_planted_file_holds
         store
             .connection()
             .unwrap()
-            .query_row("SELECT requests, deletes, first_request_row FROM fleet_activity WHERE subject = 'p1'", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT requests, deletes, first_request_row FROM fleet_activity WHERE subject = 'p1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .unwrap()
     };
     assert_eq!(counts(&store), (5, 3, 42));

@@ -459,7 +459,15 @@ fn overview_shows_the_instances(service: &Service, instances: usize) {
 /// The overview shows the shared lake's lag within its target and this instance's name,
 /// and every partition's end in the lake with nothing left out.
 fn overview_shows_the_shared_lake(service: &Service) {
-    let instance = service.status().unwrap()["shared_lake"]["instance"].as_str().unwrap().to_owned();
+    let status = service.status().unwrap();
+    let instance = status["shared_lake"]["instance"].as_str().unwrap().to_owned();
+    // Who holds the rules lease, as this instance sees it (settled: the stream is over).
+    let lease = &status["shared_lake"]["rules_lease"];
+    let holder = if lease["held_here"] == true {
+        "this instance".to_owned()
+    } else {
+        lease["holder"].as_str().unwrap().to_owned()
+    };
     let seen = on_overview(
         service,
         "the shared lake and the partitions' lake columns",
@@ -473,6 +481,7 @@ fn overview_shows_the_shared_lake(service: &Service) {
     );
     let lake = seen["lake"].as_str().unwrap();
     assert!(lake.contains("Lag: ") && lake.contains("target") && lake.contains(&instance), "{seen}");
+    assert!(lake.contains(&format!("Rules lease: {holder}")), "the lease's holder: {seen}");
     assert_eq!(seen["warned"], false, "within its target: {seen}");
     let lags: Vec<String> = serde_json::from_value(seen["lags"].clone()).unwrap();
     assert_eq!(lags.len(), PARTITIONS as usize, "{seen}");

@@ -1,6 +1,6 @@
 -- CC7.2: each evidence event in [$from, $to) of the findings known when the pack was made
 -- and not withdrawn then (as cc7_2_findings.sql), one by one, joined to the event it points at
--- (finding_evidence.row_id is the rowid in evidence_table; a control or directory change
+-- (finding_evidence.row_id is the rowid in evidence_table, fleet_id in fleet_requests; a control or directory change
 -- points at its raw_events record through raw_row) for its stable id and where its record
 -- came from: event_id as in cc6_1_key_access_events.sql (macro record_event_id), the
 -- record's SHA-256 (for raw_events, of the record as stored). Evidence without an event row
@@ -18,21 +18,19 @@ e AS (
 ),
 requests AS (
     SELECT
-        rowid AS row_id, activity_id, client_ip, source, line, record_index, partition, sequence_number,
-        lower(hex(record_sha256)) AS record_sha256,
+        'cosmos_requests' AS evidence_table, rowid AS row_id, activity_id, client_ip, source, line, record_index,
+        partition, sequence_number, lower(hex(record_sha256)) AS record_sha256,
         record_event_id('cosmos_requests', source, line, record_index, partition, sequence_number, batch_id, rowid)
             AS event_id
     FROM cosmos_requests
     WHERE rowid IN (SELECT row_id FROM e WHERE evidence_table = 'cosmos_requests') AND batch_id <= $as_of
-),
-fleet AS (
+    UNION ALL
     -- requests another instance stored, copied by the rules lease holder (their batch is
     -- that instance's: copied_at says when they came here)
     SELECT
-        fleet_id AS row_id, activity_id, client_ip, source, line, record_index, partition, sequence_number,
-        lower(hex(record_sha256)) AS record_sha256,
+        'fleet_requests', fleet_id, activity_id, client_ip, source, line, record_index, partition, sequence_number,
+        lower(hex(record_sha256)),
         record_event_id('cosmos_requests', source, line, record_index, partition, sequence_number, batch_id, fleet_id)
-            AS event_id
     FROM fleet_requests
     WHERE fleet_id IN (SELECT row_id FROM e WHERE evidence_table = 'fleet_requests') AND copied_at <= $made_at
 ),
@@ -74,7 +72,7 @@ SELECT
     e.rule_id,
     e.severity,
     coalesce(
-        r.event_id, q.event_id, s.event_id, w.event_id,
+        r.event_id, s.event_id, w.event_id,
         'finding ' || e.finding_id::VARCHAR || ' ' || e.entity || ' ' || e.time::VARCHAR
     ) AS event_id,
     e.time,
@@ -83,18 +81,17 @@ SELECT
     n.principal_name,
     e.entity,
     e.detail,
-    coalesce(r.activity_id, q.activity_id) AS activity_id,
+    r.activity_id,
     s.signin_id,
-    coalesce(r.client_ip, q.client_ip, s.ip_address) AS client_ip,
-    coalesce(r.source, q.source, s.source, w.source) AS source,
-    coalesce(r.partition, q.partition, s.partition, w.partition) AS partition,
-    coalesce(r.sequence_number, q.sequence_number, s.sequence_number, w.sequence_number) AS sequence_number,
-    coalesce(r.line, q.line, s.line, w.line) AS line,
-    coalesce(r.record_index, q.record_index, s.record_index, w.record_index) AS record_index,
-    coalesce(r.record_sha256, q.record_sha256, s.record_sha256, w.record_sha256) AS record_sha256
+    coalesce(r.client_ip, s.ip_address) AS client_ip,
+    coalesce(r.source, s.source, w.source) AS source,
+    coalesce(r.partition, s.partition, w.partition) AS partition,
+    coalesce(r.sequence_number, s.sequence_number, w.sequence_number) AS sequence_number,
+    coalesce(r.line, s.line, w.line) AS line,
+    coalesce(r.record_index, s.record_index, w.record_index) AS record_index,
+    coalesce(r.record_sha256, s.record_sha256, w.record_sha256) AS record_sha256
 FROM e
-LEFT JOIN requests r ON e.evidence_table = 'cosmos_requests' AND r.row_id = e.row_id
-LEFT JOIN fleet q ON e.evidence_table = 'fleet_requests' AND q.row_id = e.row_id
+LEFT JOIN requests r ON r.evidence_table = e.evidence_table AND r.row_id = e.row_id
 LEFT JOIN sign_ins s ON e.evidence_table = 'signins' AND s.row_id = e.row_id
 LEFT JOIN changes c ON c.evidence_table = e.evidence_table AND c.row_id = e.row_id
 LEFT JOIN raw w ON w.raw_row = c.raw_row

@@ -22,6 +22,9 @@ pub const SECONDS: u32 = 15;
 /// How often an instance that does not hold the lease tries to take it.
 pub const ASKING: Duration = Duration::from_secs(1);
 
+/// How often an instance that does not hold the lease reads who does.
+const LOOK_EVERY: Duration = Duration::from_secs(5);
+
 /// The rules lease as this instance sees it.
 #[derive(Default)]
 pub struct RulesLease {
@@ -87,14 +90,11 @@ pub async fn run(
         s.blob = blob.clone();
         s.duration_seconds = SECONDS;
     });
-    // When the lease was last renewed: past its duration without one, it may be another's.
-    let mut renewed: Option<Instant> = None;
-    // The blob is there (made once; a deleted one is made again after a failure).
-    let mut made = false;
+    let mut tries = Tries::default();
     loop {
-        let outcome = step(&store, &blob, &id, &instance, &lease, &mut renewed, &mut made).await;
+        let outcome = step(&store, &blob, &id, &instance, &lease, &mut tries).await;
         if outcome.is_err() {
-            made = false;
+            tries.made = false;
         }
         lease.set(|s| {
             s.checked_at = Some(Utc::now());
@@ -102,9 +102,9 @@ pub async fn run(
         });
         if let Err(error) = outcome {
             tracing::warn!(error = format!("{error:#}"), blob = %blob, "the rules lease could not be checked; trying again");
-            if renewed.is_some_and(|at| at.elapsed() >= Duration::from_secs(u64::from(SECONDS)) - every) {
+            if tries.renewed.is_some_and(|at| at.elapsed() >= Duration::from_secs(u64::from(SECONDS)) - every) {
                 // Not renewed in time: another instance may hold it by now.
-                renewed = None;
+                tries.renewed = None;
                 lost(&lease, "it could not be renewed in time");
             }
         }
@@ -124,6 +124,17 @@ pub async fn run(
     }
 }
 
+/// What the tries to hold the lease remember.
+#[derive(Default)]
+struct Tries {
+    /// When the lease was last renewed: past its duration without one, it may be another's.
+    renewed: Option<Instant>,
+    /// The blob is there (made once; made again after a failure, in case it was deleted).
+    made: bool,
+    /// When the holder's name was last read from the blob.
+    looked: Option<Instant>,
+}
+
 /// One renewal, or one attempt to acquire and else learn who holds it.
 async fn step(
     store: &BlobCheckpointStore,
@@ -131,23 +142,22 @@ async fn step(
     id: &str,
     instance: &str,
     lease: &RulesLease,
-    renewed: &mut Option<Instant>,
-    made: &mut bool,
+    tries: &mut Tries,
 ) -> anyhow::Result<()> {
     if lease.holding.load(Ordering::Acquire) {
         if store.lease(blob, "renew", id, SECONDS).await? {
-            *renewed = Some(Instant::now());
+            tries.renewed = Some(Instant::now());
             return Ok(());
         }
-        *renewed = None;
+        tries.renewed = None;
         lost(lease, "the service no longer has it as ours");
     }
-    if !*made {
+    if !tries.made {
         store.ensure_blob(blob).await?;
-        *made = true;
+        tries.made = true;
     }
     if store.lease(blob, "acquire", id, SECONDS).await? {
-        *renewed = Some(Instant::now());
+        tries.renewed = Some(Instant::now());
         let since = Utc::now();
         let metadata = [("holder", instance.to_owned()), ("since", since.to_rfc3339())];
         store.set_leased_metadata(blob, id, &metadata).await?;
@@ -160,7 +170,11 @@ async fn step(
         tracing::info!(blob = %blob, instance = %instance, "this instance holds the rules lease: it runs the rules over everyone's counts");
         return Ok(());
     }
-    // Another instance holds it: who, for the status page.
+    // Another instance holds it: who, for the status page (read every few tries).
+    if tries.looked.is_some_and(|at| at.elapsed() < LOOK_EVERY) {
+        return Ok(());
+    }
+    tries.looked = Some(Instant::now());
     let (holder, since) = match store.lease_state(blob).await? {
         Some((metadata, state)) if state == "leased" => (
             metadata.get("holder").cloned(),
