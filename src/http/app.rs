@@ -184,6 +184,8 @@ impl Application {
                 let shared = match (fleet, &hubs) {
                     (Some(fleet), Some(hubs)) => Some(crate::rules::live::Shared {
                         holding: hubs.rules_lease.holding.clone(),
+                        handed_over: hubs.rules_lease.handed_over.clone(),
+                        evaluated_through: hubs.rules_lease.evaluated_through.clone(),
                         fleet: Box::new(fleet),
                     }),
                     _ => None,

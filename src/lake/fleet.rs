@@ -30,6 +30,10 @@ use std::time::{Duration, Instant};
 /// Segments whose partials one pass loads at most: a long backlog loads over several.
 const LOAD_PER_PASS: i64 = 2_000;
 
+/// How far before the last holder's end a new holder starts: rows of that time that
+/// reached the lake after the last holder's last pass are judged too.
+const HANDOVER_MARGIN_MICROS: i64 = 15 * 60_000_000;
+
 /// How far around a rule's period its query reads rows (the rules look an hour or two
 /// past their window's edges).
 const MARGIN_MICROS: i64 = 3 * 3_600_000_000;
@@ -39,8 +43,9 @@ pub struct Fleet {
     lake: Lake,
     /// Where the segments' files are fetched to, and DuckDB reads them.
     cache: PathBuf,
-    /// The next [`Fleet::evaluate`] reads all history: none has run since the lease was taken.
-    full: bool,
+    /// Where the next [`Fleet::evaluate`] starts after the lease was taken: the last
+    /// holder's end (less [`HANDOVER_MARGIN`]), or all history (`Some(None)`).
+    restart: Option<Option<i64>>,
     /// The earliest row time (µs) of the segments loaded since the last evaluation.
     earliest: Option<i64>,
     /// Segments whose partials could not be loaded, and when: tried again after [`RETRY`].
@@ -58,7 +63,7 @@ impl Fleet {
             .with_context(|| format!("creating the shared lake's cache directory {}", cache.display()))?;
         let cache =
             cache.canonicalize().with_context(|| format!("opening the shared lake's cache {}", cache.display()))?;
-        Ok(Fleet { lake, cache, full: true, earliest: None, failed: HashMap::new(), evicted: i64::MIN })
+        Ok(Fleet { lake, cache, restart: Some(None), earliest: None, failed: HashMap::new(), evicted: i64::MIN })
     }
 
     /// The one directory DuckDB reads the shared lake's files from.
@@ -66,9 +71,10 @@ impl Fleet {
         &self.cache
     }
 
-    /// The lease was taken or lost: the next [`Fleet::evaluate`] reads all history.
-    pub fn forget(&mut self) {
-        self.full = true;
+    /// The lease was taken or lost: the next [`Fleet::evaluate`] starts at `from` (where
+    /// the last holder had got to, µs), or at the start of history.
+    pub fn start_over(&mut self, from: Option<i64>) {
+        self.restart = Some(from.map(|f| f - HANDOVER_MARGIN_MICROS));
     }
 
     /// Loads the partials of the segments recorded but not loaded yet (at most
@@ -167,20 +173,24 @@ impl Fleet {
     }
 
     /// The rules over everyone's counts, on the lease holder: from the earliest new
-    /// segment's rows (all history on the first pass after taking the lease) to the latest.
-    pub fn evaluate(&mut self, store: &Store, detector: &Detector) -> Result<Evaluation> {
+    /// segment's rows (after taking the lease: from where the last holder had got to, or
+    /// all history) to the latest; with the row time evaluated through, when a rule ran.
+    pub fn evaluate(&mut self, store: &Store, detector: &Detector) -> Result<(Evaluation, Option<i64>)> {
         let conn = store.connection()?;
         let (start, end): (Option<i64>, Option<i64>) = conn.query_row(
             "SELECT epoch_us(min(first_time)), epoch_us(max(last_time)) FROM hub_segments WHERE partials_loaded",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let (Some(start), Some(end)) = (start, end) else { return Ok(Evaluation::default()) };
-        let from = if self.full { Some(start) } else { self.earliest };
+        let (Some(start), Some(end)) = (start, end) else { return Ok((Evaluation::default(), None)) };
+        let from = match self.restart {
+            Some(restart) => Some(restart.unwrap_or(start).max(start)),
+            None => self.earliest,
+        };
         let runs = detector.fleet_rules(&conn, from, start)?;
         if runs.is_empty() {
-            (self.full, self.earliest) = (false, None);
-            return Ok(Evaluation::default());
+            (self.restart, self.earliest) = (None, None);
+            return Ok((Evaluation::default(), None));
         }
         // Each rule reads the rows of its own period (an hour's rule does not scan a day's).
         let mut prepare = |conn: &duckdb::Connection, run: &crate::rules::FleetRun<'_>| {
@@ -191,11 +201,11 @@ impl Fleet {
         drop(conn);
         let evaluation = evaluation?;
         // A rule that failed forgot its state: the next pass runs it over all history.
-        (self.full, self.earliest) = (false, None);
+        (self.restart, self.earliest) = (None, None);
         if let Err(error) = self.evict(store, start.max(end - crate::rules::FLEET_HORIZON_MICROS)) {
             tracing::warn!(error = format!("{error:#}"), "clearing the shared lake's cache failed");
         }
-        Ok(evaluation)
+        Ok((evaluation, Some(end)))
     }
 
     /// The fleet's `activity_hours`, `first_seen` and `cosmos_requests` on `conn`, the
@@ -292,12 +302,12 @@ impl crate::rules::live::FleetPass for Fleet {
         Fleet::load(self, store)
     }
 
-    fn evaluate(&mut self, store: &Store, detector: &Detector) -> Result<Evaluation> {
+    fn evaluate(&mut self, store: &Store, detector: &Detector) -> Result<(Evaluation, Option<i64>)> {
         Fleet::evaluate(self, store, detector)
     }
 
-    fn forget(&mut self) {
-        Fleet::forget(self)
+    fn start_over(&mut self, from: Option<i64>) {
+        Fleet::start_over(self, from)
     }
 }
 

@@ -17,7 +17,7 @@ use anyhow::Result;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -44,14 +44,24 @@ pub trait FleetPass: Send {
     /// Every pass, on every instance: adds up what the segments recorded since published.
     fn load(&mut self, store: &Store) -> Result<usize>;
     /// On the lease holder: the rules over everyone's counts, from where the last call
-    /// left off (all history after [`FleetPass::forget`]).
-    fn evaluate(&mut self, store: &Store, detector: &Detector) -> Result<super::Evaluation>;
-    fn forget(&mut self);
+    /// left off; with the row time (µs) evaluated through, when a rule ran.
+    fn evaluate(&mut self, store: &Store, detector: &Detector) -> Result<(super::Evaluation, Option<i64>)>;
+    /// The lease was taken or lost: the next pass starts at `from` (µs; where the last
+    /// holder had got to), or at the start of history.
+    fn start_over(&mut self, from: Option<i64>);
 }
 
-/// With a shared lake: whether this instance holds the rules lease, and the pass it then runs.
+/// No time, in [`Shared`]'s atomics.
+pub const NONE: i64 = i64::MIN;
+
+/// With a shared lake: the rules lease as this instance holds it, and the pass it then runs.
 pub struct Shared {
+    /// This instance holds the lease.
     pub holding: Arc<AtomicBool>,
+    /// Where the last holder had got to when this one took the lease ([`NONE`]: nowhere).
+    pub handed_over: Arc<AtomicI64>,
+    /// Where this holder has got to: the lease hands it over.
+    pub evaluated_through: Arc<AtomicI64>,
     pub fleet: Box<dyn FleetPass>,
 }
 
@@ -158,8 +168,9 @@ fn fleet_thread(
     while !stop.is_cancelled() {
         let holding = shared.holding.load(Ordering::Acquire);
         if holding != held {
-            // Taken: all history on the next pass. Lost: nothing until taken again.
-            shared.fleet.forget();
+            // Taken: from where the last holder had got to. Lost: nothing until taken again.
+            let from = shared.handed_over.load(Ordering::Acquire);
+            shared.fleet.start_over((from != NONE).then_some(from));
             held = holding;
             evaluated = None;
             metrics.rules_lease_held.set(i64::from(holding));
@@ -194,7 +205,10 @@ fn fleet_pass(
     }
     let started = Instant::now();
     match shared.fleet.evaluate(store, detector) {
-        Ok(evaluation) => {
+        Ok((evaluation, through)) => {
+            if let Some(through) = through {
+                shared.evaluated_through.fetch_max(through, Ordering::AcqRel);
+            }
             for failure in &evaluation.failures {
                 tracing::warn!(problem = %failure, "a rule over everyone's counts failed this pass");
             }

@@ -5,13 +5,15 @@
 //! container: `<namespace>/<consumer group>/tokentrail/rules-lease`, its metadata naming
 //! the holder for every instance's status page.
 //!
-//! The holder renews every third of [`SECONDS`]; an instance that is killed stops renewing
-//! and another acquires the lease once it expires (the others try every [`ASKING`]). An instance proposes the same lease id
+//! The holder renews every third of [`SECONDS`], writing how far its rules have evaluated
+//! the lake (`evaluated`, row time); an instance that is killed stops renewing and another
+//! acquires the lease once it expires (the others try every [`ASKING`]), and starts where
+//! the last holder had got to, not at the start of history. An instance proposes the same lease id
 //! each time (from its name), so one restarted at once takes its own lease back.
 
 use crate::source::blob_checkpoints::BlobCheckpointStore;
 use chrono::{DateTime, Utc};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -25,12 +27,31 @@ pub const ASKING: Duration = Duration::from_secs(1);
 /// How often an instance that does not hold the lease reads who does.
 const LOOK_EVERY: Duration = Duration::from_secs(5);
 
+/// No time: nothing evaluated, or nothing handed over (`rules::live::NONE` too).
+pub const NONE: i64 = i64::MIN;
+
 /// The rules lease as this instance sees it.
-#[derive(Default)]
 pub struct RulesLease {
     /// This instance holds it (read by detection before each pass).
     pub holding: Arc<AtomicBool>,
+    /// How far (row time, µs) this instance's rules over everyone's counts have evaluated
+    /// the lake while it held the lease: written to the blob's metadata at each renewal.
+    pub evaluated_through: Arc<AtomicI64>,
+    /// How far the holder before this one had evaluated, read when this one took the
+    /// lease: its first pass starts there, not at the start of history.
+    pub handed_over: Arc<AtomicI64>,
     pub status: Mutex<Option<LeaseStatus>>,
+}
+
+impl Default for RulesLease {
+    fn default() -> RulesLease {
+        RulesLease {
+            holding: Arc::default(),
+            evaluated_through: Arc::new(AtomicI64::new(NONE)),
+            handed_over: Arc::new(AtomicI64::new(NONE)),
+            status: Mutex::default(),
+        }
+    }
 }
 
 /// What the status page shows.
@@ -49,11 +70,17 @@ pub struct LeaseStatus {
     pub checked_at: Option<DateTime<Utc>>,
     /// The last failure to reach the checkpoint store, if the last attempt failed.
     pub error: Option<String>,
+    /// On the holder: the latest row time its rules over everyone's counts have judged.
+    pub evaluated_through: Option<DateTime<Utc>>,
 }
 
 impl RulesLease {
     pub fn status(&self) -> Option<LeaseStatus> {
-        self.status.lock().ok().and_then(|s| s.clone())
+        let mut status = self.status.lock().ok().and_then(|s| s.clone())?;
+        let through = self.evaluated_through.load(Ordering::Acquire);
+        status.evaluated_through =
+            (status.held_here && through != NONE).then(|| DateTime::from_timestamp_micros(through)).flatten();
+        Some(status)
     }
 
     fn set(&self, change: impl FnOnce(&mut LeaseStatus)) {
@@ -133,6 +160,19 @@ struct Tries {
     made: bool,
     /// When the holder's name was last read from the blob.
     looked: Option<Instant>,
+    /// Since when this instance holds the lease, and the evaluated time last written.
+    since: DateTime<Utc>,
+    written: i64,
+}
+
+/// The lease blob's metadata: its holder, since when, how far it evaluated (µs; absent
+/// while nothing was).
+fn metadata(instance: &str, since: DateTime<Utc>, evaluated: i64) -> Vec<(&'static str, String)> {
+    let mut metadata = vec![("holder", instance.to_owned()), ("since", since.to_rfc3339())];
+    if evaluated != NONE {
+        metadata.push(("evaluated", evaluated.to_string()));
+    }
+    metadata
 }
 
 /// One renewal, or one attempt to acquire and else learn who holds it.
@@ -147,6 +187,11 @@ async fn step(
     if lease.holding.load(Ordering::Acquire) {
         if store.lease(blob, "renew", id, SECONDS).await? {
             tries.renewed = Some(Instant::now());
+            let evaluated = lease.evaluated_through.load(Ordering::Acquire);
+            if evaluated != tries.written {
+                store.set_leased_metadata(blob, id, &metadata(instance, tries.since, evaluated)).await?;
+                tries.written = evaluated;
+            }
             return Ok(());
         }
         tries.renewed = None;
@@ -159,8 +204,13 @@ async fn step(
     if store.lease(blob, "acquire", id, SECONDS).await? {
         tries.renewed = Some(Instant::now());
         let since = Utc::now();
-        let metadata = [("holder", instance.to_owned()), ("since", since.to_rfc3339())];
-        store.set_leased_metadata(blob, id, &metadata).await?;
+        // How far the holder before evaluated (kept in the blob's metadata): handed over.
+        let before = store.lease_state(blob).await?.and_then(|(m, _)| m.get("evaluated")?.parse::<i64>().ok());
+        let before = before.unwrap_or(NONE);
+        lease.handed_over.store(before, Ordering::Release);
+        lease.evaluated_through.store(before, Ordering::Release);
+        store.set_leased_metadata(blob, id, &metadata(instance, since, before)).await?;
+        (tries.since, tries.written) = (since, before);
         lease.holding.store(true, Ordering::Release);
         lease.set(|s| {
             s.holder = Some(instance.to_owned());

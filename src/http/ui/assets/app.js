@@ -667,6 +667,7 @@ function rulesLease(lease, pending) {
   return el("div", { id: "rules-lease" },
     el("p", { class: lease.error ? "error" : "" }, "Rules lease: ", el("strong", {}, who),
       lease.since ? ` since ${lease.since}` : "",
+      lease.evaluated_through ? `, its rules have judged the lake's rows up to ${lease.evaluated_through}` : "",
       `. The holder runs the rules over everyone's counts; ${number(pending || 0)} segment${pending === 1 ? "" : "s"} of counts still to add up here.`,
       lease.error ? ` Last check failed: ${lease.error}` : ""));
 }
