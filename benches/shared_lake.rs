@@ -97,8 +97,20 @@ fn main() {
         tokentrail::synth::write_cosmos_ndjson(&mut out, events * PER_EVENT, 21).unwrap();
     }
     let bodies: Vec<Vec<u8>> = {
+        // Each record's time is when it is sent, as a live log's is (the generator spreads
+        // them over a week): the rules' periods then hold what they would in production.
         let text = std::fs::read_to_string(&streamed).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
+        let step = chrono::TimeDelta::microseconds((seconds * 1_000_000 / (events * PER_EVENT) as u64) as i64);
+        let first = chrono::Utc::now() + chrono::TimeDelta::seconds(10);
+        let lines: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+                record["time"] = (first + step * i as i32).to_rfc3339().into();
+                record.to_string()
+            })
+            .collect();
         lines.chunks(PER_EVENT).map(|c| format!("{{\"records\":[{}]}}", c.join(",")).into_bytes()).collect()
     };
     let enqueued: Enqueued = Mutex::new(vec![Vec::new(); PARTITIONS as usize]);
@@ -239,7 +251,8 @@ fn main() {
          `cargo bench --bench shared_lake` on this machine ({cores} cores): three `serve` instances share a \
          {PARTITIONS}-partition hub (`[eventhubs.balance]`, ownership renewed every {INTERVAL_MS} ms, expiring after \
          {EXPIRY_MS} ms) and a shared lake in Azurite (segments every {SEGMENT_MS} ms; the default is 30 s). \
-         {events} events of {PER_EVENT} records stream in over {seconds} s (5,000 records a second) while one instance \
+         {events} events of {PER_EVENT} records (each timed when it is sent) stream in over {seconds} s (5,000 \
+         records a second) while one instance \
          after another is SIGKILLed and started again, {kills} times. Each instance's `/api/status` is read every \
          250 ms: an event counts as stored when some instance's committed sequence passes it, and as in the lake when \
          a segment claim does (so both are up to 0.25 s late).\n\n\

@@ -52,6 +52,8 @@ pub struct Fleet {
     failed: HashMap<(String, String, i64), Instant>,
     /// Cached row files of segments ending before this (µs) are gone.
     evicted: i64,
+    /// The last [`Fleet::load`] left no segment unloaded but those that cannot be read.
+    caught_up: bool,
 }
 
 /// How long a segment whose partials could not be loaded waits before the next try.
@@ -63,7 +65,7 @@ impl Fleet {
             .with_context(|| format!("creating the shared lake's cache directory {}", cache.display()))?;
         let cache =
             cache.canonicalize().with_context(|| format!("opening the shared lake's cache {}", cache.display()))?;
-        Ok(Fleet { lake, cache, restart: Some(None), earliest: None, failed: HashMap::new(), evicted: i64::MIN })
+        Ok(Fleet { lake, cache, restart: Some(None), earliest: None, failed: HashMap::new(), evicted: i64::MIN, caught_up: false })
     }
 
     /// The one directory DuckDB reads the shared lake's files from.
@@ -93,6 +95,7 @@ impl Fleet {
             .query_map([LOAD_PER_PASS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
             .collect::<duckdb::Result<_>>()?;
         self.prefetch(pending.iter().filter_map(|p| p.3.as_deref()));
+        let (count, more) = (pending.len(), pending.len() as i64 >= LOAD_PER_PASS);
         let mut loaded = 0;
         for (source, partition, first, files, first_time) in pending {
             let key = (source, partition, first);
@@ -118,6 +121,8 @@ impl Fleet {
                 }
             }
         }
+        // Those that cannot be read are in `failed`; they do not hold the lease back.
+        self.caught_up = !more && loaded + self.failed.len() >= count;
         Ok(loaded)
     }
 
@@ -308,6 +313,10 @@ impl crate::rules::live::FleetPass for Fleet {
 
     fn start_over(&mut self, from: Option<i64>) {
         Fleet::start_over(self, from)
+    }
+
+    fn caught_up(&self) -> bool {
+        self.caught_up
     }
 }
 

@@ -49,6 +49,8 @@ pub trait FleetPass: Send {
     /// The lease was taken or lost: the next pass starts at `from` (µs; where the last
     /// holder had got to), or at the start of history.
     fn start_over(&mut self, from: Option<i64>);
+    /// Every segment recorded has had its counts added up (but those that cannot be read).
+    fn caught_up(&self) -> bool;
 }
 
 /// No time, in [`Shared`]'s atomics.
@@ -62,6 +64,8 @@ pub struct Shared {
     pub handed_over: Arc<AtomicI64>,
     /// Where this holder has got to: the lease hands it over.
     pub evaluated_through: Arc<AtomicI64>,
+    /// This instance has added up every segment's counts it recorded: it may take the lease.
+    pub counted: Arc<AtomicBool>,
     pub fleet: Box<dyn FleetPass>,
 }
 
@@ -197,8 +201,11 @@ fn fleet_pass(
     metrics: &Metrics,
     raised: &dyn Fn(Vec<i64>),
 ) {
-    if let Err(error) = shared.fleet.load(store) {
-        tracing::warn!(error = format!("{error:#}"), "adding up the shared lake's partial counts failed; retrying");
+    match shared.fleet.load(store) {
+        Ok(_) => shared.counted.store(shared.fleet.caught_up(), Ordering::Release),
+        Err(error) => {
+            tracing::warn!(error = format!("{error:#}"), "adding up the shared lake's partial counts failed; retrying")
+        }
     }
     if !evaluate {
         return;

@@ -40,6 +40,11 @@ pub struct RulesLease {
     /// How far the holder before this one had evaluated, read when this one took the
     /// lease: its first pass starts there, not at the start of history.
     pub handed_over: Arc<AtomicI64>,
+    /// This instance has followed every partition's claims once (the segment writer) and
+    /// added up every segment's counts it recorded (the rules' thread): only then does it
+    /// try to take the lease, so a new instance never judges with part of the counts.
+    pub followed: Arc<AtomicBool>,
+    pub counted: Arc<AtomicBool>,
     pub status: Mutex<Option<LeaseStatus>>,
 }
 
@@ -49,6 +54,8 @@ impl Default for RulesLease {
             holding: Arc::default(),
             evaluated_through: Arc::new(AtomicI64::new(NONE)),
             handed_over: Arc::new(AtomicI64::new(NONE)),
+            followed: Arc::default(),
+            counted: Arc::default(),
             status: Mutex::default(),
         }
     }
@@ -72,6 +79,8 @@ pub struct LeaseStatus {
     pub error: Option<String>,
     /// On the holder: the latest row time its rules over everyone's counts have judged.
     pub evaluated_through: Option<DateTime<Utc>>,
+    /// This instance has caught up on everyone's counts and may take the lease.
+    pub ready: bool,
 }
 
 impl RulesLease {
@@ -80,7 +89,13 @@ impl RulesLease {
         let through = self.evaluated_through.load(Ordering::Acquire);
         status.evaluated_through =
             (status.held_here && through != NONE).then(|| DateTime::from_timestamp_micros(through)).flatten();
+        status.ready = self.ready();
         Some(status)
+    }
+
+    /// Whether this instance has caught up on everyone's counts.
+    pub fn ready(&self) -> bool {
+        self.followed.load(Ordering::Acquire) && self.counted.load(Ordering::Acquire)
     }
 
     fn set(&self, change: impl FnOnce(&mut LeaseStatus)) {
@@ -201,7 +216,7 @@ async fn step(
         store.ensure_blob(blob).await?;
         tries.made = true;
     }
-    if store.lease(blob, "acquire", id, SECONDS).await? {
+    if lease.ready() && store.lease(blob, "acquire", id, SECONDS).await? {
         tries.renewed = Some(Instant::now());
         let since = Utc::now();
         // How far the holder before evaluated (kept in the blob's metadata): handed over.

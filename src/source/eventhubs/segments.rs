@@ -59,6 +59,8 @@ impl Writer {
     fn pass(&mut self) {
         let mut written = 0;
         let mut theirs = 0;
+        // Some partition could not be written or followed this pass.
+        let mut failed = false;
         for (share, segments) in &mut self.hubs {
             let due = share.take_unsegmented();
             let mut others: Vec<String> =
@@ -135,6 +137,7 @@ impl Writer {
                     Err(error) => p.lake_error = Some(format!("{error:#}")),
                 });
             }
+            failed |= failing > Duration::ZERO;
             // The lag after this pass: what is still waiting, and since when.
             let now = Instant::now();
             for partition in share.partitions() {
@@ -145,6 +148,10 @@ impl Writer {
                 let pending = since.map(|_| chrono::Utc::now() - chrono::TimeDelta::from_std(age).unwrap_or_default());
                 self.status.update_named(&share.hub, partition, |p| p.lake_pending_since = pending);
             }
+        }
+        if !failed {
+            // Every partition's claims followed once: the rules lease may be taken.
+            self.status.rules_lease.followed.store(true, std::sync::atomic::Ordering::Release);
         }
         if let Ok(mut status) = self.status.shared_lake.lock()
             && let Some(status) = status.as_mut()
