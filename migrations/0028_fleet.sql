@@ -13,6 +13,8 @@ ALTER TABLE hub_segments ADD COLUMN last_time TIMESTAMPTZ;
 ALTER TABLE hub_segments ADD COLUMN files VARCHAR;
 -- Its partials are in fleet_activity and fleet_first_seen (loaded in the same transaction).
 ALTER TABLE hub_segments ADD COLUMN partials_loaded BOOLEAN DEFAULT false;
+-- Its requests are in fleet_requests (the rules lease holder's rows of recent days).
+ALTER TABLE hub_segments ADD COLUMN rows_loaded BOOLEAN DEFAULT false;
 
 -- activity_hours' request columns over every instance's segments.
 CREATE TABLE fleet_activity (
@@ -42,13 +44,15 @@ CREATE TABLE fleet_first_seen (
     PRIMARY KEY (subject, facet, value)
 );
 
--- The requests of any instance that the rules lease holder named as evidence, copied
--- from the shared lake's segments: a finding's evidence stays readable here whoever
--- stored the rows. fleet_id is the row's id across instances (a hash of its event
--- position: source, partition, sequence number, record index).
+-- Every instance's requests as the rules lease holder reads them, copied from the shared
+-- lake's segments: those of the rules' recent periods (dropped after two days), and for
+-- good those a finding names (`kept`), so its evidence stays readable here whoever stored
+-- it. fleet_id is the row's id across instances (a hash of its event position: source,
+-- partition, sequence number, record index).
 CREATE TABLE fleet_requests AS SELECT * FROM cosmos_requests LIMIT 0;
 ALTER TABLE fleet_requests ADD COLUMN fleet_id BIGINT;
 ALTER TABLE fleet_requests ADD COLUMN copied_at TIMESTAMPTZ;
+ALTER TABLE fleet_requests ADD COLUMN kept BOOLEAN DEFAULT false;
 
 -- A request's id across instances: a hash of its event position, the same on every
 -- instance that stored it (63 bits, so it is a BIGINT).

@@ -186,6 +186,7 @@ impl Application {
                         holding: hubs.rules_lease.holding.clone(),
                         handed_over: hubs.rules_lease.handed_over.clone(),
                         evaluated_through: hubs.rules_lease.evaluated_through.clone(),
+                        followed: hubs.rules_lease.followed.clone(),
                         counted: hubs.rules_lease.counted.clone(),
                         fleet: Box::new(fleet),
                     }),

@@ -8,12 +8,12 @@
 //! - Every instance loads every segment's partials once ([`Fleet::load`]) into
 //!   `fleet_activity` and `fleet_first_seen`: small, and ready before it may need them.
 //! - The instance holding the rules lease ([`crate::source::eventhubs::lease`]) runs those
-//!   rules ([`crate::rules::FLEET_RULES`]) over everyone's counts ([`Fleet::evaluate`]): on
-//!   one connection, temporary views named like the tables the rules read give the fleet's
-//!   `activity_hours` and `first_seen`, and a `cosmos_requests` of every instance's rows
-//!   from the segments' files of the period (each event once: the claims' chains). The
-//!   rows a finding names are copied into `fleet_requests`, so its evidence stays readable
-//!   on the holder whoever stored them.
+//!   rules ([`crate::rules::FLEET_RULES`]) over everyone's counts ([`Fleet::evaluate`]): it
+//!   copies the requests of the segments its rules' periods reach into `fleet_requests`
+//!   (each event once: the claims' chains; dropped after two days), and on one connection
+//!   temporary views named like the tables the rules read give the fleet's
+//!   `cosmos_requests`, `activity_hours` and `first_seen`. The rows a finding names are
+//!   kept for good, so its evidence stays readable on the holder whoever stored them.
 //!
 //! Files are fetched into a cache directory, their SHA-256 checked against the claim
 //! recorded in `hub_segments` (never by listing the lake), and DuckDB reads them there.
@@ -34,6 +34,9 @@ const LOAD_PER_PASS: i64 = 2_000;
 /// reached the lake after the last holder's last pass are judged too.
 const HANDOVER_MARGIN_MICROS: i64 = 15 * 60_000_000;
 
+/// Segments whose requests one transaction copies.
+const COPY_PER_TRANSACTION: usize = 256;
+
 /// How far around a rule's period its query reads rows (the rules look an hour or two
 /// past their window's edges).
 const MARGIN_MICROS: i64 = 3 * 3_600_000_000;
@@ -50,8 +53,6 @@ pub struct Fleet {
     earliest: Option<i64>,
     /// Segments whose partials could not be loaded, and when: tried again after [`RETRY`].
     failed: HashMap<(String, String, i64), Instant>,
-    /// Cached row files of segments ending before this (µs) are gone.
-    evicted: i64,
     /// The last [`Fleet::load`] left no segment unloaded but those that cannot be read.
     caught_up: bool,
 }
@@ -65,7 +66,7 @@ impl Fleet {
             .with_context(|| format!("creating the shared lake's cache directory {}", cache.display()))?;
         let cache =
             cache.canonicalize().with_context(|| format!("opening the shared lake's cache {}", cache.display()))?;
-        Ok(Fleet { lake, cache, restart: Some(None), earliest: None, failed: HashMap::new(), evicted: i64::MIN, caught_up: false })
+        Ok(Fleet { lake, cache, restart: Some(None), earliest: None, failed: HashMap::new(), caught_up: false })
     }
 
     /// The one directory DuckDB reads the shared lake's files from.
@@ -197,59 +198,80 @@ impl Fleet {
             (self.restart, self.earliest) = (None, None);
             return Ok((Evaluation::default(), None));
         }
-        // Each rule reads the rows of its own period (an hour's rule does not scan a day's).
-        let mut prepare = |conn: &duckdb::Connection, run: &crate::rules::FleetRun<'_>| {
-            self.views(conn, run.from - MARGIN_MICROS, end + MARGIN_MICROS)
-        };
-        let evaluation = detector.evaluate_fleet(&conn, &runs, end, &mut prepare, &copy_evidence);
-        // The views read this pass's files: gone with the connection.
+        let reach = runs.iter().map(|r| r.from).min().unwrap_or(start) - MARGIN_MICROS;
+        self.copy_rows(&conn, reach)?;
+        views(&conn)?;
+        let evaluation = detector.evaluate_fleet(&conn, &runs, end, &copy_evidence);
+        // The views are this connection's: gone with it.
         drop(conn);
         let evaluation = evaluation?;
         // A rule that failed forgot its state: the next pass runs it over all history.
         (self.restart, self.earliest) = (None, None);
-        if let Err(error) = self.evict(store, start.max(end - crate::rules::FLEET_HORIZON_MICROS)) {
-            tracing::warn!(error = format!("{error:#}"), "clearing the shared lake's cache failed");
+        if let Err(error) = drop_rows(store, end - crate::rules::FLEET_HORIZON_MICROS) {
+            tracing::warn!(error = format!("{error:#}"), "dropping old copied requests failed");
         }
         Ok((evaluation, Some(end)))
     }
 
-    /// The fleet's `activity_hours`, `first_seen` and `cosmos_requests` on `conn`, the
-    /// rows from the files of the segments whose rows meet `from..=to` (µs).
-    fn views(&self, conn: &duckdb::Connection, from: i64, to: i64) -> Result<()> {
-        let files: Vec<String> = conn
+    /// Copies into `fleet_requests` the requests of the segments whose rows reach `from`
+    /// (µs) or later and are not there yet, several segments a transaction. A segment
+    /// whose file cannot be read is logged and left out of this pass (its counts are in).
+    fn copy_rows(&mut self, conn: &duckdb::Connection, from: i64) -> Result<()> {
+        let segments: Vec<(String, String, i64, Option<String>)> = conn
             .prepare(
-                "SELECT files FROM hub_segments WHERE partials_loaded AND files IS NOT NULL \
-                 AND epoch_us(last_time) >= ? AND epoch_us(first_time) <= ? ORDER BY rowid",
+                "SELECT source, partition, first_sequence, files FROM hub_segments \
+                 WHERE partials_loaded AND NOT coalesce(rows_loaded, false) AND epoch_us(last_time) >= ? ORDER BY rowid",
             )?
-            .query_map([from, to], |r| r.get(0))?
+            .query_map([from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<duckdb::Result<_>>()?;
+        for chunk in segments.chunks(COPY_PER_TRANSACTION) {
+            if self.copy_chunk(conn, chunk).is_ok() {
+                continue;
+            }
+            // One at a time, to find the one that fails.
+            for segment in chunk {
+                if let Err(error) = self.copy_chunk(conn, std::slice::from_ref(segment)) {
+                    let (source, partition, first, _) = segment;
+                    tracing::warn!(
+                        source,
+                        partition,
+                        first,
+                        error = format!("{error:#}"),
+                        "a segment's requests could not be copied; the rules judge without them this pass"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_chunk(&self, conn: &duckdb::Connection, segments: &[(String, String, i64, Option<String>)]) -> Result<()> {
         let mut wanted = Vec::new();
-        for text in files {
-            let files: Vec<ClaimedFile> = serde_json::from_str(&text).context("hub_segments.files")?;
+        for (_, _, _, files) in segments {
+            let files: Vec<ClaimedFile> = serde_json::from_str(files.as_deref().unwrap_or("[]"))?;
             wanted.extend(files.into_iter().filter(|f| f.table == "cosmos_requests"));
         }
-        let paths = self
-            .cache_all(&wanted)?
-            .iter()
-            .map(|p| p.to_str().map(str::to_owned).context("a cache path is not UTF-8"))
-            .collect::<Result<Vec<_>>>()?;
-        let database: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
-        let database = database.replace('"', "\"\"");
-        let requests = if paths.is_empty() {
-            // No rows in the period: the view has the table's columns and none of its rows.
-            format!("SELECT NULL::BIGINT AS rowid, * FROM \"{database}\".main.cosmos_requests WHERE false")
-        } else {
-            conn.execute("SET VARIABLE fleet_request_files = string_split(?, chr(10))", [paths.join("\n")])?;
-            "SELECT fleet_row_id(source, partition, sequence_number, record_index) AS rowid, * \
-             FROM read_parquet(getvariable('fleet_request_files'), hive_partitioning = false, union_by_name = true)"
-                .to_owned()
-        };
-        conn.execute_batch(&format!(
-            "CREATE OR REPLACE TEMP VIEW cosmos_requests AS {requests};\n{}",
-            include_str!("sql/fleet_views.sql").replace("{database}", &database)
-        ))
-        .context("reading everyone's counts beside this instance's")?;
-        Ok(())
+        let paths = self.cache_all(&wanted)?;
+        let listed =
+            paths.iter().map(|p| p.to_str().context("a cache path is not UTF-8")).collect::<Result<Vec<_>>>()?;
+        let copied = crate::store::in_transaction(conn, |conn| {
+            if !listed.is_empty() {
+                conn.execute("SET VARIABLE fleet_row_files = string_split(?, chr(10))", [listed.join("\n")])?;
+                conn.execute_batch(include_str!("sql/fleet_load_rows.sql")).context("copying segments' requests")?;
+            }
+            for (source, partition, first, _) in segments {
+                conn.execute(
+                    "UPDATE hub_segments SET rows_loaded = true WHERE source = ? AND partition = ? AND first_sequence = ?",
+                    duckdb::params![source, partition, first],
+                )?;
+            }
+            Ok(())
+        });
+        for path in &paths {
+            // In the database now (or not readable): the cached copy is not read again.
+            let _ = std::fs::remove_file(path);
+        }
+        copied
     }
 
     /// The local copies of claimed files: those not there yet fetched (several at once)
@@ -276,30 +298,6 @@ impl Fleet {
         }
         Ok(paths)
     }
-
-    /// Removes the cached row files of segments whose rows all end before `before` (µs):
-    /// no usual pass reads them again (those already removed are not looked at).
-    fn evict(&mut self, store: &Store, before: i64) -> Result<()> {
-        if before <= self.evicted {
-            return Ok(());
-        }
-        let conn = store.connection()?;
-        let old: Vec<String> = conn
-            .prepare(
-                "SELECT files FROM hub_segments WHERE files IS NOT NULL \
-                 AND epoch_us(last_time) >= ? AND epoch_us(last_time) < ?",
-            )?
-            .query_map([self.evicted, before], |r| r.get(0))?
-            .collect::<duckdb::Result<_>>()?;
-        for text in old {
-            let files: Vec<ClaimedFile> = serde_json::from_str(&text).context("hub_segments.files")?;
-            for file in files.iter().filter(|f| plain(&f.path)) {
-                let _ = std::fs::remove_file(self.cache.join(&file.path));
-            }
-        }
-        self.evicted = before;
-        Ok(())
-    }
 }
 
 impl crate::rules::live::FleetPass for Fleet {
@@ -318,6 +316,33 @@ impl crate::rules::live::FleetPass for Fleet {
     fn caught_up(&self) -> bool {
         self.caught_up
     }
+}
+
+/// The fleet's `activity_hours`, `first_seen` and `cosmos_requests` on `conn`, named like
+/// the tables so the rules read them unchanged.
+fn views(conn: &duckdb::Connection) -> Result<()> {
+    let database: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
+    conn.execute_batch(&include_str!("sql/fleet_views.sql").replace("{database}", &database.replace('"', "\"\"")))
+        .context("reading everyone's counts beside this instance's")
+}
+
+/// Drops the copied requests of segments whose rows all end before `before` (µs), but
+/// those a finding names.
+fn drop_rows(store: &Store, before: i64) -> Result<()> {
+    store.transaction(|conn| {
+        conn.execute(
+            "DELETE FROM fleet_requests f USING hub_segments s \
+             WHERE NOT f.kept AND s.rows_loaded AND epoch_us(s.last_time) < ? \
+             AND f.source = s.source AND f.partition = s.partition \
+             AND f.sequence_number BETWEEN s.first_sequence AND s.last_sequence",
+            [before],
+        )?;
+        conn.execute(
+            "UPDATE hub_segments SET rows_loaded = false WHERE rows_loaded AND epoch_us(last_time) < ?",
+            [before],
+        )?;
+        Ok(())
+    })
 }
 
 /// Copies the rows of `rule_output`'s request evidence into `fleet_requests` (once per

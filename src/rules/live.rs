@@ -64,7 +64,10 @@ pub struct Shared {
     pub handed_over: Arc<AtomicI64>,
     /// Where this holder has got to: the lease hands it over.
     pub evaluated_through: Arc<AtomicI64>,
-    /// This instance has added up every segment's counts it recorded: it may take the lease.
+    /// The segment writer has followed every partition's claims once (so every segment
+    /// there is, is recorded), and this thread has then added up every segment's counts:
+    /// this instance may take the lease.
+    pub followed: Arc<AtomicBool>,
     pub counted: Arc<AtomicBool>,
     pub fleet: Box<dyn FleetPass>,
 }
@@ -201,8 +204,10 @@ fn fleet_pass(
     metrics: &Metrics,
     raised: &dyn Fn(Vec<i64>),
 ) {
+    // Read before the load: counts added up after every claim was recorded.
+    let followed = shared.followed.load(Ordering::Acquire);
     match shared.fleet.load(store) {
-        Ok(_) => shared.counted.store(shared.fleet.caught_up(), Ordering::Release),
+        Ok(_) => shared.counted.store(followed && shared.fleet.caught_up(), Ordering::Release),
         Err(error) => {
             tracing::warn!(error = format!("{error:#}"), "adding up the shared lake's partial counts failed; retrying")
         }

@@ -326,23 +326,20 @@ impl Detector {
         Ok(runs)
     }
 
-    /// Runs `runs` up to `end` (µs, included) on `conn`: `prepare` gives each the
-    /// temporary views of everyone's counts and rows it reads (`crate::lake::fleet`), and
-    /// `after_query` names its evidence where it is kept.
+    /// Runs `runs` up to `end` (µs, included) on `conn`, whose temporary views give
+    /// everyone's counts and rows (`crate::lake::fleet`); `after_query` names each rule's
+    /// evidence where it is kept.
     pub fn evaluate_fleet(
         &self,
         conn: &duckdb::Connection,
         runs: &[FleetRun<'_>],
         end: i64,
-        prepare: &mut dyn FnMut(&duckdb::Connection, &FleetRun<'_>) -> Result<()>,
         after_query: &dyn Fn(&duckdb::Connection) -> Result<()>,
     ) -> Result<Evaluation> {
         let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let mut evaluation = Evaluation::default();
         for run in runs {
-            let done = prepare(conn, run)
-                .and_then(|()| evaluate::run_with(conn, run.rule, run.from, end + 1, run.changed, Some(after_query)));
-            match done {
+            match evaluate::run_with(conn, run.rule, run.from, end + 1, run.changed, Some(after_query)) {
                 Ok(done) => {
                     if run.changed {
                         conn.execute(

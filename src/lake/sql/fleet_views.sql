@@ -1,7 +1,11 @@
--- The fleet's activity_hours and first_seen on one connection (src/lake/fleet.rs): the
--- request columns and facets from every instance's segments, the sign-in ones from this
--- instance's (every instance reads every sign-in: broadcast hubs). {database} is the
--- database's name: `main.<table>` would be the temporary schema's, these views.
+-- The fleet's cosmos_requests, activity_hours and first_seen on one connection
+-- (src/lake/fleet.rs): every instance's requests as copied from the segments, their
+-- counts and facets, and the sign-in ones from this instance's (every instance reads every
+-- sign-in: broadcast hubs). {database} is the database's name: `main.<table>` would be
+-- the temporary schema's, these views.
+CREATE OR REPLACE TEMP VIEW cosmos_requests AS
+SELECT fleet_id AS rowid, * EXCLUDE (fleet_id, copied_at, kept) FROM "{database}".main.fleet_requests;
+
 CREATE OR REPLACE TEMP VIEW activity_hours AS
 SELECT
     subject, hour, sum(requests)::BIGINT AS requests, sum(read_requests)::BIGINT AS read_requests,
