@@ -57,6 +57,9 @@ pub struct Fleet {
     caught_up: bool,
 }
 
+/// A segment to load: source, partition, first sequence number, files (JSON), first row time.
+type Pending = (String, String, i64, Option<String>, Option<i64>);
+
 /// How long a segment whose partials could not be loaded waits before the next try.
 const RETRY: Duration = Duration::from_secs(60);
 
@@ -81,13 +84,12 @@ impl Fleet {
     }
 
     /// Loads the partials of the segments recorded but not loaded yet (at most
-    /// [`LOAD_PER_PASS`]); each segment's in one transaction with its mark, so each is
-    /// added once. A segment whose files cannot be read (missing, changed, not Parquet
-    /// of partials) is logged, left unloaded (the status page counts it) and tried again
-    /// after [`RETRY`]; the others go on. Returns the segments loaded.
+    /// [`LOAD_PER_PASS`]), [`COPY_PER_TRANSACTION`] segments a transaction with their marks,
+    /// so each is added once. A segment whose files cannot be read (missing, changed, not
+    /// Parquet of partials) is logged, left unloaded (the status page counts it) and tried
+    /// again after [`RETRY`]; the others go on. Returns the segments loaded.
     pub fn load(&mut self, store: &Store) -> Result<usize> {
         let conn = store.connection()?;
-        type Pending = (String, String, i64, Option<String>, Option<i64>);
         let pending: Vec<Pending> = conn
             .prepare(
                 "SELECT source, partition, first_sequence, files, epoch_us(first_time) FROM hub_segments \
@@ -95,31 +97,40 @@ impl Fleet {
             )?
             .query_map([LOAD_PER_PASS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
             .collect::<duckdb::Result<_>>()?;
-        self.prefetch(pending.iter().filter_map(|p| p.3.as_deref()));
         let (count, more) = (pending.len(), pending.len() as i64 >= LOAD_PER_PASS);
+        let due: Vec<Pending> = pending
+            .into_iter()
+            .filter(|p| self.failed.get(&(p.0.clone(), p.1.clone(), p.2)).is_none_or(|at| at.elapsed() >= RETRY))
+            .collect();
         let mut loaded = 0;
-        for (source, partition, first, files, first_time) in pending {
-            let key = (source, partition, first);
-            if self.failed.get(&key).is_some_and(|at| at.elapsed() < RETRY) {
-                continue;
-            }
-            match self.load_one(&conn, &key, files.as_deref()) {
-                Ok(()) => {
-                    self.failed.remove(&key);
-                    self.earliest = self.earliest.into_iter().chain(first_time).min();
-                    loaded += 1;
+        for chunk in due.chunks(COPY_PER_TRANSACTION) {
+            let done: Vec<&Pending> = if self.load_chunk(&conn, chunk).is_ok() {
+                chunk.iter().collect()
+            } else {
+                // One at a time, to find the one that fails.
+                let mut done = Vec::new();
+                for segment in chunk {
+                    match self.load_chunk(&conn, std::slice::from_ref(segment)) {
+                        Ok(()) => done.push(segment),
+                        Err(error) => {
+                            let (source, partition, first, ..) = segment;
+                            tracing::warn!(
+                                source,
+                                partition,
+                                first,
+                                error = format!("{error:#}"),
+                                "a segment's partial counts could not be added up; tried again in a minute"
+                            );
+                            self.failed.insert((source.clone(), partition.clone(), *first), Instant::now());
+                        }
+                    }
                 }
-                Err(error) => {
-                    let (source, partition, first) = &key;
-                    tracing::warn!(
-                        source,
-                        partition,
-                        first,
-                        error = format!("{error:#}"),
-                        "a segment's partial counts could not be added up; tried again in a minute"
-                    );
-                    self.failed.insert(key, Instant::now());
-                }
+                done
+            };
+            for (source, partition, first, _, first_time) in done {
+                self.failed.remove(&(source.clone(), partition.clone(), *first));
+                self.earliest = self.earliest.into_iter().chain(*first_time).min();
+                loaded += 1;
             }
         }
         // Those that cannot be read are in `failed`; they do not hold the lease back.
@@ -127,51 +138,44 @@ impl Fleet {
         Ok(loaded)
     }
 
-    /// Fetches the partial files of the claims' `files` into the cache, several at once,
-    /// each kept only if its SHA-256 is its claim's (a file that fails is fetched again,
-    /// and its failure told, when its segment is loaded).
-    fn prefetch<'a>(&self, files: impl Iterator<Item = &'a str>) {
-        let wanted: Vec<ClaimedFile> = files
-            .filter_map(|text| serde_json::from_str::<Vec<ClaimedFile>>(text).ok())
-            .flatten()
-            .filter(|f| PARTIALS.contains(&f.table.as_str()) && plain(&f.path) && !self.cache.join(&f.path).exists())
-            .collect();
-        let fetched = self.lake.get_each(&wanted.iter().map(|f| f.path.clone()).collect::<Vec<_>>());
-        for (file, bytes) in wanted.iter().zip(fetched) {
-            if let Ok(bytes) = bytes
-                && super::sha256_hex(&bytes) == file.sha256
-            {
-                let _ = super::view::write_atomically(&self.cache.join(&file.path), &bytes);
-            }
+    /// Adds up the partials of `segments` and marks them loaded, in one transaction.
+    fn load_chunk(&self, conn: &duckdb::Connection, segments: &[Pending]) -> Result<()> {
+        let mut wanted = Vec::new();
+        for (_, _, _, files, _) in segments {
+            // Recorded before claims listed their files (migration 28): nothing to add.
+            let files: Vec<ClaimedFile> =
+                serde_json::from_str(files.as_deref().unwrap_or("[]")).context("hub_segments.files")?;
+            wanted.extend(files.into_iter().filter(|f| PARTIALS.contains(&f.table.as_str())));
         }
-    }
-
-    fn load_one(&self, conn: &duckdb::Connection, key: &(String, String, i64), files: Option<&str>) -> Result<()> {
-        // Recorded before claims listed their files (migration 28): nothing to add.
-        let files: Vec<ClaimedFile> = match files {
-            Some(text) => serde_json::from_str(text).context("hub_segments.files")?,
-            None => Vec::new(),
+        let paths = self.cache_all(&wanted)?;
+        let listed = |table: &str| -> Result<Vec<&str>> {
+            wanted
+                .iter()
+                .zip(&paths)
+                .filter(|(f, _)| f.table == table)
+                .map(|(_, p)| p.to_str().context("a cache path is not UTF-8"))
+                .collect()
         };
-        let partials: Vec<ClaimedFile> = files.into_iter().filter(|f| PARTIALS.contains(&f.table.as_str())).collect();
-        let paths: Vec<(String, PathBuf)> =
-            partials.iter().map(|f| f.table.clone()).zip(self.cache_all(&partials)?).collect();
+        let (activity, first_seen) = (listed("activity_hours")?, listed("first_seen")?);
         let added = crate::store::in_transaction(conn, |conn| {
-            for (table, path) in &paths {
-                let path = path.to_str().context("a cache path is not UTF-8")?;
-                conn.execute("SET VARIABLE fleet_partial = ?", [path])?;
-                let sql = match table.as_str() {
-                    "activity_hours" => include_str!("sql/fleet_load_activity.sql"),
-                    _ => include_str!("sql/fleet_load_first_seen.sql"),
-                };
-                conn.execute_batch(sql).with_context(|| format!("adding up {path}"))?;
+            for (files, sql) in [
+                (&activity, include_str!("sql/fleet_load_activity.sql")),
+                (&first_seen, include_str!("sql/fleet_load_first_seen.sql")),
+            ] {
+                if !files.is_empty() {
+                    conn.execute("SET VARIABLE fleet_partials = string_split(?, chr(10))", [files.join("\n")])?;
+                    conn.execute_batch(sql).context("adding up segments' partial counts")?;
+                }
             }
-            conn.execute(
-                "UPDATE hub_segments SET partials_loaded = true WHERE source = ? AND partition = ? AND first_sequence = ?",
-                duckdb::params![key.0, key.1, key.2],
-            )?;
+            for (source, partition, first, ..) in segments {
+                conn.execute(
+                    "UPDATE hub_segments SET partials_loaded = true WHERE source = ? AND partition = ? AND first_sequence = ?",
+                    duckdb::params![source, partition, first],
+                )?;
+            }
             Ok(())
         });
-        for (_, path) in paths {
+        for path in &paths {
             // Added up (or not readable): the cached copy is not read again.
             let _ = std::fs::remove_file(path);
         }

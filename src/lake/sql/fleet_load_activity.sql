@@ -1,13 +1,14 @@
--- Adds one segment's partial activity_hours (src/lake/sql/segment_activity.sql) to
--- everyone's counts; the file is named in the session variable fleet_partial.
+-- Adds segments' partial activity_hours (src/lake/sql/segment_activity.sql) to
+-- everyone's counts; the files are named in the session variable fleet_partials.
 INSERT INTO fleet_activity (
     subject, hour, requests, read_requests, read_bytes, deletes, denied, metadata_requests, first_request_time,
     first_request_row
 )
 SELECT
-    subject, hour, requests, read_requests, read_bytes, deletes, denied, metadata_requests, first_request_time,
-    first_request_row
-FROM read_parquet(getvariable('fleet_partial'))
+    subject, hour, sum(requests), sum(read_requests), sum(read_bytes), sum(deletes), sum(denied),
+    sum(metadata_requests), min(first_request_time), arg_min(first_request_row, first_request_time)
+FROM read_parquet(getvariable('fleet_partials'))
+GROUP BY subject, hour
 ON CONFLICT DO UPDATE SET
     requests = requests + excluded.requests,
     read_requests = read_requests + excluded.read_requests,

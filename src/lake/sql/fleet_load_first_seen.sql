@@ -1,8 +1,9 @@
--- Adds one segment's partial first_seen (src/lake/sql/segment_first_seen.sql) to
--- everyone's; the file is named in the session variable fleet_partial.
+-- Adds segments' partial first_seen (src/lake/sql/segment_first_seen.sql) to
+-- everyone's; the files are named in the session variable fleet_partials.
 INSERT INTO fleet_first_seen (subject, facet, value, first_time, first_row, last_time, events)
-SELECT subject, facet, value, first_time, first_row, last_time, events
-FROM read_parquet(getvariable('fleet_partial'))
+SELECT subject, facet, value, min(first_time), arg_min(first_row, first_time), max(last_time), sum(events)
+FROM read_parquet(getvariable('fleet_partials'))
+GROUP BY subject, facet, value
 ON CONFLICT DO UPDATE SET
     first_row = CASE WHEN excluded.first_time < first_time THEN excluded.first_row ELSE first_row END,
     first_time = least(first_time, excluded.first_time),
