@@ -116,6 +116,9 @@ pub fn run(conn: &duckdb::Connection, rule: &Rule, from: i64, to: i64, refresh: 
     run_with(conn, rule, from, to, refresh, None)
 }
 
+/// What runs on a rule's output before its evidence is taken from it.
+pub type AfterQuery<'a> = &'a dyn Fn(&duckdb::Connection) -> Result<()>;
+
 /// [`run`], with `after_query` run on the rule's output (`rule_output`) before its
 /// evidence is taken from it, in the same transaction.
 pub fn run_with(
@@ -124,7 +127,7 @@ pub fn run_with(
     from: i64,
     to: i64,
     refresh: bool,
-    after_query: Option<&dyn Fn(&duckdb::Connection) -> Result<()>>,
+    after_query: Option<AfterQuery<'_>>,
 ) -> Result<RuleRun> {
     let started = std::time::Instant::now();
     let (evidence, raised, _linked) = crate::store::retrying_conflicts(|| {
@@ -139,7 +142,7 @@ fn run_in_transaction(
     from: i64,
     to: i64,
     refresh: bool,
-    after_query: Option<&dyn Fn(&duckdb::Connection) -> Result<()>>,
+    after_query: Option<AfterQuery<'_>>,
 ) -> Result<(u64, Vec<i64>, Option<Linked>)> {
     run_query(conn, rule, from, to)?;
     if let Some(after_query) = after_query {
