@@ -60,6 +60,22 @@ pub struct Fleet {
 /// A segment to load: source, partition, first sequence number, files (JSON), first row time.
 type Pending = (String, String, i64, Option<String>, Option<i64>);
 
+/// One table's files of a segment and the statement that reads them (named in the
+/// session variable `fleet_files`).
+struct Step {
+    table: &'static str,
+    sql: &'static str,
+}
+
+/// Adding up a segment's partial counts.
+const PARTIAL_STEPS: [Step; 2] = [
+    Step { table: PARTIALS[0], sql: include_str!("sql/fleet_load_activity.sql") },
+    Step { table: PARTIALS[1], sql: include_str!("sql/fleet_load_first_seen.sql") },
+];
+
+/// Copying a segment's requests.
+const ROW_STEPS: [Step; 1] = [Step { table: "cosmos_requests", sql: include_str!("sql/fleet_load_rows.sql") }];
+
 /// How long a segment whose partials could not be loaded waits before the next try.
 const RETRY: Duration = Duration::from_secs(60);
 
@@ -103,83 +119,30 @@ impl Fleet {
             .filter(|p| self.failed.get(&(p.0.clone(), p.1.clone(), p.2)).is_none_or(|at| at.elapsed() >= RETRY))
             .collect();
         let mut loaded = 0;
-        for chunk in due.chunks(COPY_PER_TRANSACTION) {
-            let done: Vec<&Pending> = if self.load_chunk(&conn, chunk).is_ok() {
-                chunk.iter().collect()
-            } else {
-                // One at a time, to find the one that fails.
-                let mut done = Vec::new();
-                for segment in chunk {
-                    match self.load_chunk(&conn, std::slice::from_ref(segment)) {
-                        Ok(()) => done.push(segment),
-                        Err(error) => {
-                            let (source, partition, first, ..) = segment;
-                            tracing::warn!(
-                                source,
-                                partition,
-                                first,
-                                error = format!("{error:#}"),
-                                "a segment's partial counts could not be added up; tried again in a minute"
-                            );
-                            self.failed.insert((source.clone(), partition.clone(), *first), Instant::now());
-                        }
-                    }
+        for (segment, outcome) in self.apply(&conn, &due, &PARTIAL_STEPS, "partials_loaded") {
+            let (source, partition, first, _, first_time) = segment;
+            let key = (source.clone(), partition.clone(), *first);
+            match outcome {
+                Ok(()) => {
+                    self.failed.remove(&key);
+                    self.earliest = self.earliest.into_iter().chain(*first_time).min();
+                    loaded += 1;
                 }
-                done
-            };
-            for (source, partition, first, _, first_time) in done {
-                self.failed.remove(&(source.clone(), partition.clone(), *first));
-                self.earliest = self.earliest.into_iter().chain(*first_time).min();
-                loaded += 1;
+                Err(error) => {
+                    tracing::warn!(
+                        source,
+                        partition,
+                        first,
+                        error = format!("{error:#}"),
+                        "a segment's partial counts could not be added up; tried again in a minute"
+                    );
+                    self.failed.insert(key, Instant::now());
+                }
             }
         }
         // Those that cannot be read are in `failed`; they do not hold the lease back.
         self.caught_up = !more && loaded + self.failed.len() >= count;
         Ok(loaded)
-    }
-
-    /// Adds up the partials of `segments` and marks them loaded, in one transaction.
-    fn load_chunk(&self, conn: &duckdb::Connection, segments: &[Pending]) -> Result<()> {
-        let mut wanted = Vec::new();
-        for (_, _, _, files, _) in segments {
-            // Recorded before claims listed their files (migration 28): nothing to add.
-            let files: Vec<ClaimedFile> =
-                serde_json::from_str(files.as_deref().unwrap_or("[]")).context("hub_segments.files")?;
-            wanted.extend(files.into_iter().filter(|f| PARTIALS.contains(&f.table.as_str())));
-        }
-        let paths = self.cache_all(&wanted)?;
-        let listed = |table: &str| -> Result<Vec<&str>> {
-            wanted
-                .iter()
-                .zip(&paths)
-                .filter(|(f, _)| f.table == table)
-                .map(|(_, p)| p.to_str().context("a cache path is not UTF-8"))
-                .collect()
-        };
-        let (activity, first_seen) = (listed("activity_hours")?, listed("first_seen")?);
-        let added = crate::store::in_transaction(conn, |conn| {
-            for (files, sql) in [
-                (&activity, include_str!("sql/fleet_load_activity.sql")),
-                (&first_seen, include_str!("sql/fleet_load_first_seen.sql")),
-            ] {
-                if !files.is_empty() {
-                    conn.execute("SET VARIABLE fleet_partials = string_split(?, chr(10))", [files.join("\n")])?;
-                    conn.execute_batch(sql).context("adding up segments' partial counts")?;
-                }
-            }
-            for (source, partition, first, ..) in segments {
-                conn.execute(
-                    "UPDATE hub_segments SET partials_loaded = true WHERE source = ? AND partition = ? AND first_sequence = ?",
-                    duckdb::params![source, partition, first],
-                )?;
-            }
-            Ok(())
-        });
-        for path in &paths {
-            // Added up (or not readable): the cached copy is not read again.
-            let _ = std::fs::remove_file(path);
-        }
-        added
     }
 
     /// The rules over everyone's counts, on the lease holder: from the earliest new
@@ -218,56 +181,82 @@ impl Fleet {
     }
 
     /// Copies into `fleet_requests` the requests of the segments whose rows reach `from`
-    /// (µs) or later and are not there yet, several segments a transaction. A segment
-    /// whose file cannot be read is logged and left out of this pass (its counts are in).
-    fn copy_rows(&mut self, conn: &duckdb::Connection, from: i64) -> Result<()> {
-        let segments: Vec<(String, String, i64, Option<String>)> = conn
+    /// (µs) or later and are not there yet. A segment whose file cannot be read is logged
+    /// and left out of this pass (its counts are in).
+    fn copy_rows(&self, conn: &duckdb::Connection, from: i64) -> Result<()> {
+        let segments: Vec<Pending> = conn
             .prepare(
-                "SELECT source, partition, first_sequence, files FROM hub_segments \
+                "SELECT source, partition, first_sequence, files, epoch_us(first_time) FROM hub_segments \
                  WHERE partials_loaded AND NOT coalesce(rows_loaded, false) AND epoch_us(last_time) >= ? ORDER BY rowid",
             )?
-            .query_map([from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .query_map([from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
             .collect::<duckdb::Result<_>>()?;
-        for chunk in segments.chunks(COPY_PER_TRANSACTION) {
-            if self.copy_chunk(conn, chunk).is_ok() {
-                continue;
-            }
-            // One at a time, to find the one that fails.
-            for segment in chunk {
-                if let Err(error) = self.copy_chunk(conn, std::slice::from_ref(segment)) {
-                    let (source, partition, first, _) = segment;
-                    tracing::warn!(
-                        source,
-                        partition,
-                        first,
-                        error = format!("{error:#}"),
-                        "a segment's requests could not be copied; the rules judge without them this pass"
-                    );
-                }
+        for ((source, partition, first, ..), outcome) in self.apply(conn, &segments, &ROW_STEPS, "rows_loaded") {
+            if let Err(error) = outcome {
+                tracing::warn!(
+                    source,
+                    partition,
+                    first,
+                    error = format!("{error:#}"),
+                    "a segment's requests could not be copied; the rules judge without them this pass"
+                );
             }
         }
         Ok(())
     }
 
-    fn copy_chunk(&self, conn: &duckdb::Connection, segments: &[(String, String, i64, Option<String>)]) -> Result<()> {
+    /// Runs `steps` over the files `segments` name and marks each segment `mark`:
+    /// [`COPY_PER_TRANSACTION`] segments a transaction, one at a time only to find one
+    /// whose files cannot be read. Each segment with its outcome.
+    fn apply<'s>(
+        &self,
+        conn: &duckdb::Connection,
+        segments: &'s [Pending],
+        steps: &[Step],
+        mark: &str,
+    ) -> Vec<(&'s Pending, Result<()>)> {
+        let mut outcomes = Vec::new();
+        for chunk in segments.chunks(COPY_PER_TRANSACTION) {
+            if self.apply_once(conn, chunk, steps, mark).is_ok() {
+                outcomes.extend(chunk.iter().map(|s| (s, Ok(()))));
+                continue;
+            }
+            for segment in chunk {
+                outcomes.push((segment, self.apply_once(conn, std::slice::from_ref(segment), steps, mark)));
+            }
+        }
+        outcomes
+    }
+
+    /// [`Fleet::apply`] of `segments` in one transaction; the cached files are removed after.
+    fn apply_once(&self, conn: &duckdb::Connection, segments: &[Pending], steps: &[Step], mark: &str) -> Result<()> {
         let mut wanted = Vec::new();
-        for (_, _, _, files) in segments {
-            let files: Vec<ClaimedFile> = serde_json::from_str(files.as_deref().unwrap_or("[]"))?;
-            wanted.extend(files.into_iter().filter(|f| f.table == "cosmos_requests"));
+        for (_, _, _, files, _) in segments {
+            // Recorded before claims listed their files (migration 28): nothing to read.
+            let files: Vec<ClaimedFile> =
+                serde_json::from_str(files.as_deref().unwrap_or("[]")).context("hub_segments.files")?;
+            wanted.extend(files.into_iter().filter(|f| steps.iter().any(|s| s.table == f.table)));
         }
         let paths = self.cache_all(&wanted)?;
-        let listed =
-            paths.iter().map(|p| p.to_str().context("a cache path is not UTF-8")).collect::<Result<Vec<_>>>()?;
-        let copied = crate::store::in_transaction(conn, |conn| {
-            if !listed.is_empty() {
-                conn.execute("SET VARIABLE fleet_row_files = string_split(?, chr(10))", [listed.join("\n")])?;
-                conn.execute_batch(include_str!("sql/fleet_load_rows.sql")).context("copying segments' requests")?;
+        let applied = crate::store::in_transaction(conn, |conn| {
+            for step in steps {
+                let files = wanted
+                    .iter()
+                    .zip(&paths)
+                    .filter(|(f, _)| f.table == step.table)
+                    .map(|(_, p)| p.to_str().context("a cache path is not UTF-8"))
+                    .collect::<Result<Vec<_>>>()?;
+                if !files.is_empty() {
+                    conn.execute("SET VARIABLE fleet_files = string_split(?, chr(10))", [files.join("\n")])?;
+                    conn.execute_batch(step.sql).with_context(|| format!("adding segments' {}", step.table))?;
+                }
             }
-            for (source, partition, first, _) in segments {
-                conn.execute(
-                    "UPDATE hub_segments SET rows_loaded = true WHERE source = ? AND partition = ? AND first_sequence = ?",
-                    duckdb::params![source, partition, first],
-                )?;
+            // `mark` is one of this file's column names.
+            let sql = format!(
+                "UPDATE hub_segments SET {mark} = true WHERE source = ? AND partition = ? AND first_sequence = ?"
+            );
+            for (source, partition, first, ..) in segments {
+                conn.execute(&sql, duckdb::params![source, partition, first])?;
             }
             Ok(())
         });
@@ -275,7 +264,7 @@ impl Fleet {
             // In the database now (or not readable): the cached copy is not read again.
             let _ = std::fs::remove_file(path);
         }
-        copied
+        applied
     }
 
     /// The local copies of claimed files: those not there yet fetched (several at once)

@@ -35,7 +35,7 @@ impl Service {
 /// (status, fingerprint, change) of every alert the receiver acknowledged.
 /// The `[alerts]` of a `serve` that sends every finding to the receiver named by
 /// [`sharing_env`], at once.
-pub(super) const HOOK_ALERTS: &str = r#"[alerts]
+const HOOK_ALERTS: &str = r#"[alerts]
 ui_base_url = "https://tokentrail.example"
 group_wait_ms = 0
 group_interval_secs = 0
@@ -53,7 +53,7 @@ destinations = ["hook"]
 
 /// A `serve`'s environment for the checkpoint store and shared lake in Azurite, and the
 /// webhook `receiver` of [`HOOK_ALERTS`].
-pub(super) fn sharing_env(receiver: &Receiver) -> Vec<(String, String)> {
+fn sharing_env(receiver: &Receiver) -> Vec<(String, String)> {
     [
         ("TOKENTRAIL_CHECKPOINT_ACCOUNT_KEY", KEY.to_owned()),
         ("TOKENTRAIL_LAKE_ACCOUNT_KEY", KEY.to_owned()),
@@ -63,6 +63,34 @@ pub(super) fn sharing_env(receiver: &Receiver) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+/// A `serve` (not started) in `root/<name>` reading the test hub's broadcast `HUB` in a
+/// consumer group of its own and sharing `balanced.0` (with `balanced.1` added to its
+/// `[eventhubs.balance]`) through Azurite's `checkpoints` and `shared` containers, with
+/// `more` configuration and the alerts of [`HOOK_ALERTS`] to `receiver`.
+pub(super) fn sharing_serve(
+    root: &Path,
+    name: &str,
+    hub: &TestHub,
+    azurite: &Azurite,
+    balanced: (&str, &str),
+    more: &str,
+    receiver: &Receiver,
+) -> Serve {
+    let group = format!("instance-{name}");
+    hub.add_consumer_group(HUB, &group);
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (endpoint, (hub_name, balance)) = (azurite.endpoint(), balanced);
+    let extra = format!(
+        "consumer_group = \"{group}\"\n[eventhubs.balance]\nhubs = [\"{hub_name}\"]\n\
+         checkpoint_store = \"{endpoint}/checkpoints\"\nupdate_interval_ms = 300\nexpiry_ms = 3000\n\
+         shared_lake = \"{endpoint}/shared\"\n{balance}{more}{HOOK_ALERTS}"
+    );
+    let mut service = Serve::with_hubs(&dir, hub, &[HUB, hub_name], &extra);
+    service.env.extend(sharing_env(receiver));
+    service
 }
 
 pub(super) fn acked_alerts(receiver: &Receiver) -> Vec<(String, String, String)> {
@@ -294,33 +322,13 @@ fn two_instances_reading_the_same_sign_ins_alert_each_finding_once() {
     std::fs::write(rules.join("alert_test.sql"), TEST_RULE).unwrap();
     let built_in: Vec<String> =
         tokentrail::rules::rule::load(None).0.into_iter().map(|r| format!("{:?}", r.id)).collect();
-    let endpoint = azurite.endpoint();
-    let mut services: Vec<Serve> = Vec::new();
-    for name in ["a", "b"] {
-        let group = format!("instance-{name}");
-        hub.add_consumer_group(HUB, &group);
-        let dir = root.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        // Its own consumer group on the broadcast hub (every sign-in), the balanced hub
-        // shared (nothing on it), the claims in one Azurite container.
-        let extra = format!(
-            r#"consumer_group = "{group}"
-[eventhubs.balance]
-hubs = ["{BALANCED}"]
-checkpoint_store = "{endpoint}/checkpoints"
-update_interval_ms = 300
-expiry_ms = 3000
-shared_lake = "{endpoint}/shared"
-[detection]
-rules_dir = {rules:?}
-disabled_rules = [{built_in}]
-{HOOK_ALERTS}"#,
-            built_in = built_in.join(", ")
-        );
-        let mut service = Serve::with_hubs(&dir, &hub, &[HUB, BALANCED], &extra);
-        service.env.extend(sharing_env(&receiver));
-        services.push(service);
-    }
+    let detection = format!("[detection]\nrules_dir = {rules:?}\ndisabled_rules = [{}]\n", built_in.join(", "));
+    // Each its own consumer group on the broadcast hub (every sign-in), the balanced hub
+    // shared (nothing on it), the claims in one Azurite container.
+    let mut services: Vec<Serve> = ["a", "b"]
+        .into_iter()
+        .map(|name| sharing_serve(root.path(), name, &hub, &azurite, (BALANCED, ""), &detection, &receiver))
+        .collect();
     // Both at once: their claims race.
     services.iter_mut().for_each(Serve::start);
     // 0 while an instance is not answering yet.

@@ -6,7 +6,7 @@
 //!
 //! A submodule of `alerts` (its receiver is reused): `cargo test --release --test it alerts::fleet::`.
 
-use super::claims::{HOOK_ALERTS, acked_alerts, sharing_env};
+use super::claims::{acked_alerts, sharing_serve};
 use super::*;
 use crate::common::azurite::Azurite;
 use crate::eventhubs::{HUB, Service as Serve};
@@ -128,29 +128,14 @@ fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder
         hub.append(HUB, i as u32 % 2, tokentrail::synth::envelope(&chunk).to_string().into_bytes());
     }
 
-    let endpoint = azurite.endpoint();
-    let mut services: Vec<Serve> = Vec::new();
-    for name in ["a", "b", "c"] {
-        let group = format!("instance-{name}");
-        hub.add_consumer_group(HUB, &group);
-        let dir = root.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let extra = format!(
-            r#"consumer_group = "{group}"
-[eventhubs.balance]
-hubs = ["{REQUESTS}"]
-checkpoint_store = "{endpoint}/checkpoints"
-update_interval_ms = 300
-expiry_ms = 3000
-shared_lake = "{endpoint}/shared"
-segment_interval_ms = 300
-{HOOK_ALERTS}"#
-        );
-        let mut service = Serve::with_hubs(&dir, &hub, &[HUB, REQUESTS], &extra);
-        service.env.extend(sharing_env(&receiver));
-        service.start();
-        services.push(service);
-    }
+    let mut services: Vec<Serve> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| {
+            let balance = (REQUESTS, "segment_interval_ms = 300\n");
+            sharing_serve(root.path(), name, &hub, &azurite, balance, "", &receiver)
+        })
+        .collect();
+    services.iter_mut().for_each(Serve::start);
 
     // One holds the lease, and every instance's status says which.
     let mut leader = None;

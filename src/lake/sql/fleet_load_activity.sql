@@ -1,5 +1,5 @@
 -- Adds segments' partial activity_hours (src/lake/sql/segment_activity.sql) to
--- everyone's counts; the files are named in the session variable fleet_partials.
+-- everyone's counts; the files are named in the session variable fleet_files.
 INSERT INTO fleet_activity (
     subject, hour, requests, read_requests, read_bytes, deletes, denied, metadata_requests, first_request_time,
     first_request_row
@@ -7,7 +7,7 @@ INSERT INTO fleet_activity (
 SELECT
     subject, hour, sum(requests), sum(read_requests), sum(read_bytes), sum(deletes), sum(denied),
     sum(metadata_requests), min(first_request_time), arg_min(first_request_row, first_request_time)
-FROM read_parquet(getvariable('fleet_partials'))
+FROM read_parquet(getvariable('fleet_files'))
 GROUP BY subject, hour
 ON CONFLICT DO UPDATE SET
     requests = requests + excluded.requests,
