@@ -47,7 +47,7 @@ pub struct Fleet {
     /// Where the segments' files are fetched to, and DuckDB reads them.
     cache: PathBuf,
     /// Where the next [`Fleet::evaluate`] starts after the lease was taken: the last
-    /// holder's end (less [`HANDOVER_MARGIN`]), or all history (`Some(None)`).
+    /// holder's end (less [`HANDOVER_MARGIN_MICROS`]), or all history (`Some(None)`).
     restart: Option<Option<i64>>,
     /// The earliest row time (µs) of the segments loaded since the last evaluation.
     earliest: Option<i64>,
