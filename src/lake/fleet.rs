@@ -34,6 +34,9 @@ const LOAD_PER_PASS: i64 = 2_000;
 /// reached the lake after the last holder's last pass are judged too.
 const HANDOVER_MARGIN_MICROS: i64 = 15 * 60_000_000;
 
+/// How far the two-day horizon moves before the copied requests behind it are dropped.
+const DROP_EVERY_MICROS: i64 = 3_600_000_000;
+
 /// Segments whose requests one transaction copies.
 const COPY_PER_TRANSACTION: usize = 256;
 
@@ -55,6 +58,8 @@ pub struct Fleet {
     failed: HashMap<(String, String, i64), Instant>,
     /// The last [`Fleet::load`] left no segment unloaded but those that cannot be read.
     caught_up: bool,
+    /// Copied requests of segments ending before this (µs) were last dropped.
+    dropped: i64,
 }
 
 /// A segment to load: source, partition, first sequence number, files (JSON), first row time.
@@ -85,7 +90,15 @@ impl Fleet {
             .with_context(|| format!("creating the shared lake's cache directory {}", cache.display()))?;
         let cache =
             cache.canonicalize().with_context(|| format!("opening the shared lake's cache {}", cache.display()))?;
-        Ok(Fleet { lake, cache, restart: Some(None), earliest: None, failed: HashMap::new(), caught_up: false })
+        Ok(Fleet {
+            lake,
+            cache,
+            restart: Some(None),
+            earliest: None,
+            failed: HashMap::new(),
+            caught_up: false,
+            dropped: i64::MIN,
+        })
     }
 
     /// The one directory DuckDB reads the shared lake's files from.
@@ -174,8 +187,13 @@ impl Fleet {
         let evaluation = evaluation?;
         // A rule that failed forgot its state: the next pass runs it over all history.
         (self.restart, self.earliest) = (None, None);
-        if let Err(error) = drop_rows(store, end - crate::rules::FLEET_HORIZON_MICROS) {
-            tracing::warn!(error = format!("{error:#}"), "dropping old copied requests failed");
+        // Once the horizon has moved an hour: not a range join every pass.
+        let before = end - crate::rules::FLEET_HORIZON_MICROS;
+        if before >= self.dropped.saturating_add(DROP_EVERY_MICROS) {
+            match drop_rows(store, before) {
+                Ok(()) => self.dropped = before,
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "dropping old copied requests failed"),
+            }
         }
         Ok((evaluation, Some(end)))
     }
