@@ -79,7 +79,7 @@ impl<'a> LakeReads<'a> {
         if self.made_for == Some(from) {
             return Ok(());
         }
-        let scope = self.reader.scope(conn, &tables, (from, Some(period.to)), Some(&mut self.hashed), false)?;
+        let scope = self.reader.scope(conn, &tables, (from, Some(period.to)), Some(&mut self.hashed), false, false)?;
         self.files.extend(scope.files.iter().cloned());
         self.made_for = Some(from);
         Ok(())

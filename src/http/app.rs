@@ -146,6 +146,7 @@ impl Application {
             .map(|l| l.directory().to_path_buf())
             .chain(fleet.as_ref().map(|f| f.directory().to_path_buf()))
             .collect();
+        let others = fleet.is_some();
         let work = tokio::runtime::Runtime::new()?;
         let http = http_runtime()?;
         let listener = http.block_on(tokio::net::TcpListener::bind(listen)).with_context(|| {
@@ -216,7 +217,7 @@ impl Application {
         let source = source.map(|source| start_source(source, &store, &metrics, &stop, work.handle())).transpose()?;
         // After detection has made its views: from here on SQL reads no file.
         store.lock_down(&readable)?;
-        let parts = StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits, lake };
+        let parts = StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits, lake, others };
         let state = AppState::new(parts, &crate::http::api::routes().into_openapi());
         Ok(Application { state, address, listener, stop, threads, source, http, work })
     }

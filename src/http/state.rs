@@ -39,6 +39,9 @@ pub struct AppState {
     pub evidence: crate::config::EvidenceConfig,
     /// The Parquet lake, read by answers whose period reaches rows retention moved there.
     pub lake: Option<Arc<crate::lake::view::Reader>>,
+    /// Other instances' requests are copied here from a shared lake
+    /// ([`crate::lake::fleet`]): pages read them beside this one's.
+    pub others: bool,
 }
 
 /// What [`AppState::new`] is made from.
@@ -52,6 +55,7 @@ pub struct StateParts {
     pub evidence: crate::config::EvidenceConfig,
     pub limits: Limits,
     pub lake: Option<Arc<crate::lake::view::Reader>>,
+    pub others: bool,
 }
 
 /// The API's limits per caller and per source address.
@@ -80,7 +84,7 @@ impl AppState {
     /// Starts the access log and the query threads, and derives the access table from the
     /// OpenAPI document, so the state is whole before any request can see it.
     pub fn new(parts: StateParts, doc: &utoipa::openapi::OpenApi) -> AppState {
-        let StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits, lake } = parts;
+        let StateParts { store, mode, auth, hubs, metrics, rules, evidence, limits, lake, others } = parts;
         AppState {
             audit: AuditLog::start_with(store.clone(), limits.refused_per_minute),
             store,
@@ -96,6 +100,7 @@ impl AppState {
             callers: Callers::new(limits.calls_per_caller, limits.database_jobs_per_caller),
             evidence,
             lake,
+            others,
         }
     }
 }

@@ -7,10 +7,14 @@
 //!   (`segments::PARTIALS`): its requests' `activity_hours` and `first_seen` rows.
 //! - Every instance loads every segment's partials once ([`Fleet::load`]) into
 //!   `fleet_activity` and `fleet_first_seen`: small, and ready before it may need them.
+//! - Every instance also copies the requests of the last two days' segments into
+//!   `fleet_requests` as they come (each event once: the claims' chains; dropped after
+//!   two days), marking those its own DuckDB holds too (`here`). The search and principal
+//!   pages read the others beside its own ([`crate::lake::view`]), and a new lease holder
+//!   finds them there rather than copying them in its first pass.
 //! - The instance holding the rules lease ([`crate::source::eventhubs::lease`]) runs those
 //!   rules ([`crate::rules::FLEET_RULES`]) over everyone's counts ([`Fleet::evaluate`]): it
-//!   copies the requests of the segments its rules' periods reach into `fleet_requests`
-//!   (each event once: the claims' chains; dropped after two days), and on one connection
+//!   copies what its rules' periods reach before the two days, and on one connection
 //!   temporary views named like the tables the rules read give the fleet's
 //!   `cosmos_requests`, `activity_hours` and `first_seen`. The rows a finding names are
 //!   kept for good, so its evidence stays readable on the holder whoever stored them.
@@ -56,10 +60,15 @@ pub struct Fleet {
     earliest: Option<i64>,
     /// Segments whose partials could not be loaded, and when: tried again after [`RETRY`].
     failed: HashMap<(String, String, i64), Instant>,
+    /// Segments whose requests could not be copied, and when: tried again after [`RETRY`].
+    failed_rows: HashMap<(String, String, i64), Instant>,
     /// The last [`Fleet::load`] left no segment unloaded but those that cannot be read.
     caught_up: bool,
     /// Copied requests of segments ending before this (µs) were last dropped.
     dropped: i64,
+    /// This instance's requests of ingest batches up to this one have marked the copies
+    /// of the same events `here`.
+    marked: i64,
 }
 
 /// A segment to load: source, partition, first sequence number, files (JSON), first row time.
@@ -96,8 +105,10 @@ impl Fleet {
             restart: Some(None),
             earliest: None,
             failed: HashMap::new(),
+            failed_rows: HashMap::new(),
             caught_up: false,
             dropped: i64::MIN,
+            marked: i64::MIN,
         })
     }
 
@@ -153,8 +164,27 @@ impl Fleet {
                 }
             }
         }
+        // The last two days' requests too, so that they are here before a holder or a page
+        // needs them.
+        let end: Option<i64> =
+            conn.query_row("SELECT epoch_us(max(last_time)) FROM hub_segments WHERE partials_loaded", [], |r| {
+                r.get(0)
+            })?;
+        let mut copied_all = true;
+        if let Some(end) = end {
+            copied_all = self.copy_rows(&conn, end - crate::rules::FLEET_HORIZON_MICROS, Some(LOAD_PER_PASS))?;
+            // Once the horizon has moved an hour: not a range join every pass.
+            let before = end - crate::rules::FLEET_HORIZON_MICROS;
+            if before >= self.dropped.saturating_add(DROP_EVERY_MICROS) {
+                match drop_rows(store, before) {
+                    Ok(()) => self.dropped = before,
+                    Err(error) => tracing::warn!(error = format!("{error:#}"), "dropping old copied requests failed"),
+                }
+            }
+        }
+        self.mark_here(store)?;
         // Those that cannot be read are in `failed`; they do not hold the lease back.
-        self.caught_up = !more && loaded + self.failed.len() >= count;
+        self.caught_up = !more && loaded + self.failed.len() >= count && copied_all;
         Ok(loaded)
     }
 
@@ -178,8 +208,9 @@ impl Fleet {
             (self.restart, self.earliest) = (None, None);
             return Ok((Evaluation::default(), None));
         }
+        // The last two days are copied already (`load`); a rule's first pass reaches further.
         let reach = runs.iter().map(|r| r.from).min().unwrap_or(start) - MARGIN_MICROS;
-        self.copy_rows(&conn, reach)?;
+        self.copy_rows(&conn, reach, None)?;
         views(&conn)?;
         let evaluation = detector.evaluate_fleet(&conn, &runs, end, &copy_evidence);
         // The views are this connection's: gone with it.
@@ -187,39 +218,72 @@ impl Fleet {
         let evaluation = evaluation?;
         // A rule that failed forgot its state: the next pass runs it over all history.
         (self.restart, self.earliest) = (None, None);
-        // Once the horizon has moved an hour: not a range join every pass.
-        let before = end - crate::rules::FLEET_HORIZON_MICROS;
-        if before >= self.dropped.saturating_add(DROP_EVERY_MICROS) {
-            match drop_rows(store, before) {
-                Ok(()) => self.dropped = before,
-                Err(error) => tracing::warn!(error = format!("{error:#}"), "dropping old copied requests failed"),
-            }
-        }
         Ok((evaluation, Some(end)))
     }
 
     /// Copies into `fleet_requests` the requests of the segments whose rows reach `from`
-    /// (µs) or later and are not there yet. A segment whose file cannot be read is logged
-    /// and left out of this pass (its counts are in).
-    fn copy_rows(&self, conn: &duckdb::Connection, from: i64) -> Result<()> {
+    /// (µs) or later and are not there yet (at most `limit` segments). A segment whose file
+    /// cannot be read is logged and left out (its counts are in) until [`RETRY`] has passed.
+    /// Whether none is left to copy but those.
+    fn copy_rows(&mut self, conn: &duckdb::Connection, from: i64, limit: Option<i64>) -> Result<bool> {
+        let limit = limit.unwrap_or(i64::MAX);
         let segments: Vec<Pending> = conn
             .prepare(
                 "SELECT source, partition, first_sequence, files, epoch_us(first_time) FROM hub_segments \
-                 WHERE partials_loaded AND NOT coalesce(rows_loaded, false) AND epoch_us(last_time) >= ? ORDER BY rowid",
+                 WHERE partials_loaded AND NOT coalesce(rows_loaded, false) AND epoch_us(last_time) >= ? \
+                 ORDER BY rowid LIMIT ?",
             )?
-            .query_map([from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .query_map([from, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
             .collect::<duckdb::Result<_>>()?;
-        for ((source, partition, first, ..), outcome) in self.apply(conn, &segments, &ROW_STEPS, "rows_loaded") {
-            if let Err(error) = outcome {
-                tracing::warn!(
-                    source,
-                    partition,
-                    first,
-                    error = format!("{error:#}"),
-                    "a segment's requests could not be copied; the rules judge without them this pass"
-                );
+        let more = segments.len() as i64 >= limit;
+        let due: Vec<Pending> = segments
+            .into_iter()
+            .filter(|p| self.failed_rows.get(&(p.0.clone(), p.1.clone(), p.2)).is_none_or(|at| at.elapsed() >= RETRY))
+            .collect();
+        for ((source, partition, first, ..), outcome) in self.apply(conn, &due, &ROW_STEPS, "rows_loaded") {
+            let key = (source.clone(), partition.clone(), *first);
+            match outcome {
+                Ok(()) => {
+                    self.failed_rows.remove(&key);
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        source,
+                        partition,
+                        first,
+                        error = format!("{error:#}"),
+                        "a segment's requests could not be copied; the rules and pages go without them until it can"
+                    );
+                    self.failed_rows.insert(key, Instant::now());
+                }
             }
         }
+        // Those that cannot be read are in `failed_rows`; they do not hold the lease back.
+        Ok(!more)
+    }
+
+    /// Marks `here` the copies of events this instance stored after they were copied: a
+    /// partition that moved here is read again from its blob checkpoint, which can lag the
+    /// lake. (A copy of an event stored before is marked as it is copied.) Only the
+    /// requests of batches committed since the last pass are joined.
+    fn mark_here(&mut self, store: &Store) -> Result<()> {
+        let marked = self.marked;
+        let through = store.transaction(|conn| {
+            // In one transaction: a batch committed meanwhile is the next pass's.
+            let through: Option<i64> =
+                conn.query_row("SELECT max(batch_id) FROM cosmos_requests WHERE batch_id > ?", [marked], |r| r.get(0))?;
+            if let Some(through) = through {
+                conn.execute(
+                    "UPDATE fleet_requests f SET here = true FROM cosmos_requests c \
+                     WHERE c.batch_id > ? AND c.batch_id <= ? AND NOT f.here AND c.source = f.source \
+                     AND c.partition = f.partition AND c.sequence_number = f.sequence_number \
+                     AND c.record_index = f.record_index",
+                    [marked, through],
+                )?;
+            }
+            Ok(through)
+        })?;
+        self.marked = through.unwrap_or(marked);
         Ok(())
     }
 

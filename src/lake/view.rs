@@ -10,6 +10,12 @@
 //! every query on the connection reads the view, the views and macros it uses too (the
 //! coverage of an evidence pack, `request_context`). Other connections are untouched.
 //!
+//! With a shared lake, instances sharing a balanced hub each store part of the requests;
+//! every instance keeps a copy of the last two days of everyone's (`fleet_requests`,
+//! [`crate::lake::fleet`]). A scope asked to read [`OTHERS`] adds the copies of events this
+//! instance did not store (`NOT here`) to the same view, so a page answers for every
+//! instance, each event once.
+//!
 //! DuckDB reads the files itself (`read_parquet`): a local lake in place; files of Azure
 //! Storage are first fetched through object_store into a cache directory, their SHA-256
 //! checked. `serve` allows DuckDB that one directory (`Store::lock_down`).
@@ -46,6 +52,41 @@ pub struct Scope {
     pub parts: Vec<Part>,
     /// For a manifest: each file read, with its SHA-256.
     pub files: Vec<(String, String)>,
+    /// The tables whose view adds the rows other instances stored ([`OTHERS`]).
+    pub others: Vec<&'static str>,
+}
+
+impl Scope {
+    /// The view of `table` says where each row was read (`stored_in`).
+    pub fn mixes(&self, table: &str) -> bool {
+        self.parts.iter().any(|p| p.table == table) || self.others.contains(&table)
+    }
+}
+
+/// The tables of which every instance keeps a copy of the rows other instances stored,
+/// and the copy's table.
+pub const OTHERS: [(&str, &str); 1] = [("cosmos_requests", "fleet_requests")];
+
+/// `tables`' rows stored by other instances, read on `conn` beside this one's (a temporary
+/// view per table in [`OTHERS`]; other tables' views of an earlier scope dropped): the
+/// scope of a service with a shared lake and no lake of its own.
+pub fn others_scope(conn: &duckdb::Connection, tables: &[&'static str], origin: bool) -> Result<Scope> {
+    let database: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
+    drop_views(conn)?;
+    let mut scope = Scope::default();
+    for &table in tables.iter().filter(|t| OTHERS.iter().any(|(o, _)| o == *t)) {
+        conn.execute_batch(&view(&database, table, origin, false, true))
+            .with_context(|| format!("reading other instances' {table} beside this one's"))?;
+        scope.others.push(table);
+    }
+    Ok(scope)
+}
+
+fn drop_views(conn: &duckdb::Connection) -> Result<()> {
+    for (table, _) in super::TABLES {
+        conn.execute_batch(&format!("DROP VIEW IF EXISTS temp.main.{table}"))?;
+    }
+    Ok(())
 }
 
 impl Reader {
@@ -77,9 +118,11 @@ impl Reader {
     /// The evicted rows of `tables` whose days meet `from..to` (epoch microseconds, `to`
     /// excluded; `None`: unbounded), read on `conn` from here on beside the hot ones (a
     /// temporary view per table; tables of an earlier scope it no longer reaches are
-    /// DuckDB's alone again). `origin` adds each row's `stored_in` (`duckdb` or `lake`).
-    /// Each file's size is checked; with `hashed` (evidence), its SHA-256 too, against the
-    /// one recorded when it was archived, unless `hashed` holds it already.
+    /// DuckDB's alone again). `origin` adds each row's `stored_in` (`duckdb`, `lake`, or
+    /// `other_instance`). With `others`, the tables in [`OTHERS`] add the rows other
+    /// instances stored. Each file's size is checked; with `hashed` (evidence), its
+    /// SHA-256 too, against the one recorded when it was archived, unless `hashed` holds it
+    /// already.
     pub fn scope(
         &self,
         conn: &duckdb::Connection,
@@ -87,6 +130,7 @@ impl Reader {
         period: (Option<i64>, Option<i64>),
         mut hashed: Option<&mut BTreeSet<String>>,
         origin: bool,
+        others: bool,
     ) -> Result<Scope> {
         let day = |micros: i64| chrono::DateTime::from_timestamp_micros(micros).map(|t| t.date_naive());
         let first = period.0.and_then(day).map_or("0001-01-01".into(), |d| d.to_string());
@@ -94,9 +138,7 @@ impl Reader {
         let mut scope = Scope::default();
         let mut stmt = conn.prepare(include_str!("sql/scope_files.sql"))?;
         let database: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
-        for (table, _) in super::TABLES {
-            conn.execute_batch(&format!("DROP VIEW IF EXISTS temp.main.{table}"))?;
-        }
+        drop_views(conn)?;
         for &table in tables {
             if !super::TABLES.iter().any(|(t, _)| *t == table) {
                 bail!("{table} is not archived");
@@ -104,7 +146,15 @@ impl Reader {
             let files: Vec<(String, String, i64, String)> = stmt
                 .query_map(duckdb::params![table, first, last], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<duckdb::Result<_>>()?;
+            let beside = others && OTHERS.iter().any(|(t, _)| *t == table);
+            if beside {
+                scope.others.push(table);
+            }
             if files.is_empty() {
+                if beside {
+                    conn.execute_batch(&view(&database, table, origin, false, true))
+                        .with_context(|| format!("reading other instances' {table} beside this one's"))?;
+                }
                 continue;
             }
             let mut paths = Vec::with_capacity(files.len());
@@ -117,7 +167,7 @@ impl Reader {
             // The paths travel as a bound value; only our own table names are in the text.
             conn.execute(&format!("SET VARIABLE lake_files_{table} = string_split(?, chr(10))"), [local.join("\n")])
                 .with_context(|| format!("naming the lake's {table} files"))?;
-            conn.execute_batch(&view(&database, table, origin))
+            conn.execute_batch(&view(&database, table, origin, true, beside))
                 .with_context(|| format!("reading the lake's {table} beside the database's"))?;
             let rows_evicted: i64 = conn.query_row(
                 "SELECT coalesce(sum(rows), 0)::BIGINT FROM lake_evictions \
@@ -184,24 +234,34 @@ impl Reader {
     }
 }
 
-/// The temporary view that reads `table` from `database` and the lake: the table's own
-/// name, so the connection's queries, views and macros read both.
-fn view(database: &str, table: &str, origin: bool) -> String {
+/// The temporary view that reads `table` from `database`, and the lake (`lake`: the files
+/// named in `lake_files_<table>`) and the copies of other instances' rows (`others`): the
+/// table's own name, so the connection's queries, views and macros read them all.
+fn view(database: &str, table: &str, origin: bool, lake: bool, others: bool) -> String {
     let database = database.replace('"', "\"\"");
     let with_row_id = super::TABLES.iter().any(|(t, extra)| *t == table && !extra.is_empty());
-    let (hot_origin, lake_origin) =
-        if origin { (", 'duckdb' AS stored_in", ", 'lake' AS stored_in") } else { ("", "") };
-    let (hot_id, lake_columns) =
-        if with_row_id { ("rowid AS rowid, ", "* EXCLUDE (row_id), row_id AS rowid") } else { ("", "*") };
+    let stored_in = |place: &str| if origin { format!(", '{place}' AS stored_in") } else { String::new() };
+    let hot_id = if with_row_id { "rowid AS rowid, " } else { "" };
     // Qualified by the database: `main.<table>` would be the temporary schema's, this view.
-    format!(
-        "CREATE OR REPLACE TEMP VIEW {table} AS \
-         SELECT {hot_id}*{hot_origin} FROM \"{database}\".main.{table} \
-         UNION ALL BY NAME \
-         SELECT {lake_columns}{lake_origin} FROM read_parquet(getvariable('lake_files_{table}'), \
-         hive_partitioning = false, union_by_name = true) \
-         WHERE batch_id IN (SELECT batch_id FROM \"{database}\".main.lake_evictions WHERE table_name = '{table}')"
-    )
+    let mut parts = vec![format!("SELECT {hot_id}*{} FROM \"{database}\".main.{table}", stored_in("duckdb"))];
+    if lake {
+        let columns = if with_row_id { "* EXCLUDE (row_id), row_id AS rowid" } else { "*" };
+        parts.push(format!(
+            "SELECT {columns}{} FROM read_parquet(getvariable('lake_files_{table}'), \
+             hive_partitioning = false, union_by_name = true) \
+             WHERE batch_id IN (SELECT batch_id FROM \"{database}\".main.lake_evictions WHERE table_name = '{table}')",
+            stored_in("lake")
+        ));
+    }
+    if let Some((_, copy)) = OTHERS.iter().find(|(t, _)| *t == table).filter(|_| others) {
+        // Their row id across instances (`fleet_row_id`) stands for the rowid.
+        parts.push(format!(
+            "SELECT fleet_id AS rowid, * EXCLUDE (fleet_id, copied_at, kept, here){} \
+             FROM \"{database}\".main.{copy} WHERE NOT here",
+            stored_in("other_instance")
+        ));
+    }
+    format!("CREATE OR REPLACE TEMP VIEW {table} AS {}", parts.join(" UNION ALL BY NAME "))
 }
 
 /// A path as `lake::file_path` makes them: `table=…/date=…/….parquet`, nothing that

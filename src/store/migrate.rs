@@ -49,6 +49,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(26, "0026_hub_segments"),
     migration!(27, "0027_alert_claims"),
     migration!(28, "0028_fleet"),
+    migration!(29, "0029_fleet_here"),
 ];
 
 fn checksum(sql: &str) -> String {

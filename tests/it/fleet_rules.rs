@@ -183,6 +183,41 @@ fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder
     let sources: BTreeSet<String> = evidence.iter().map(|e| e["row"]["partition"].to_string()).collect();
     assert!(sources.len() > 1, "the deletes came over several partitions: {sources:?}");
 
+    // One UI: any instance's search and principal page answer for all three, each request
+    // once (its own from DuckDB, the others' from its copy of the shared lake), over the
+    // last day (every instance keeps a copy of the last two).
+    let since = (to - TimeDelta::hours(24)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let one = Store::open(&root.path().join("one.duckdb"), &StoreOptions::default()).unwrap();
+    let (total, busiest): (i64, String) = one
+        .connection()
+        .unwrap()
+        .query_row(
+            "SELECT (SELECT count(*) FROM cosmos_requests WHERE time >= CAST(?1 AS TIMESTAMPTZ)), \
+             (SELECT principal_id FROM cosmos_requests WHERE time >= CAST(?1 AS TIMESTAMPTZ) \
+              AND principal_id IS NOT NULL GROUP BY ALL ORDER BY count(*) DESC, principal_id LIMIT 1)",
+            [&since],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    drop(one);
+    let profile = |service: &Serve| service.get(&format!("/api/principals/{busiest}?from={since}"));
+    let mut pages = Vec::new();
+    wait_for("every instance's search to answer for all three", Duration::from_secs(60), || {
+        pages = services.iter().map(|s| s.get(&format!("/api/search/requests?from={since}&limit=1"))).collect();
+        pages.iter().all(|p| p.as_ref().is_some_and(|p| p["total"] == total))
+    });
+    for (i, page) in pages.iter().enumerate() {
+        let page = page.as_ref().unwrap();
+        let others = page["total_from_other_instances"].as_i64().unwrap();
+        assert!(others > 0 && others < total, "instance {i} stored part of the requests itself: {page}");
+    }
+    let profiles: Vec<Value> = services.iter().map(|s| profile(s).unwrap()).collect();
+    assert!(!profiles[0]["data_access"].as_array().unwrap().is_empty(), "{}", profiles[0]);
+    for (i, p) in profiles.iter().enumerate() {
+        assert_eq!(p["data_access"], profiles[0]["data_access"], "instance {i}'s principal page");
+        assert_eq!(p["timeline_total"], profiles[0]["timeline_total"], "instance {i}'s principal page");
+    }
+
     // The holder is killed: another takes the lease once it expires and goes on from
     // where the last holder had got to (its first pass does not judge all history again).
     services[first].signal(libc::SIGKILL);

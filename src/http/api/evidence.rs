@@ -204,7 +204,7 @@ pub async fn rerun(
     body: Body,
 ) -> ApiResult<axum::Json<RerunReport>> {
     // Not the API's default JSON body limit: a pack is larger; read up to its own bound.
-    let body = axum::body::to_bytes(body, MAX_RERUN_PACK_BYTES).await.map_err(|_| {
+    let body = super::bounded_body(body, MAX_RERUN_PACK_BYTES).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "pack_too_large",

@@ -188,7 +188,10 @@ const EVIDENCE_TABLES: [(&str, &str); 6] = [
         ", s.signin_ip, s.signin_time FROM cosmos_requests t LEFT JOIN request_signins s ON s.request_row = t.rowid",
     ),
     // Requests any instance stored, copied by the rules lease holder (`crate::lake::fleet`).
-    ("fleet_requests", " FROM (SELECT fleet_id AS rowid, * EXCLUDE (fleet_id, copied_at, kept) FROM fleet_requests) t"),
+    (
+        "fleet_requests",
+        " FROM (SELECT fleet_id AS rowid, * EXCLUDE (fleet_id, copied_at, kept, here) FROM fleet_requests) t",
+    ),
     ("signins", " FROM signins t"),
     ("raw_events", " FROM raw_events t"),
     (

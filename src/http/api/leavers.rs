@@ -63,7 +63,7 @@ pub async fn import(
         return Err(ApiError::bad_request("file_name: 1 to 255 characters, no control characters"));
     }
     // Read up to the bound, never whole beyond it.
-    let body = axum::body::to_bytes(body, leavers::MAX_BYTES).await.map_err(|_| {
+    let body = super::bounded_body(body, leavers::MAX_BYTES).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "list_too_large",

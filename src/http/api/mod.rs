@@ -118,17 +118,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The lake's part of an answer over `period` ([`crate::lake::view`]), made readable on
-/// `conn`; empty when no lake is configured or the period reaches no evicted row. A lake
-/// file missing or changed answers 503, naming it.
+/// `conn`, and with a shared lake the rows other instances stored; empty when neither is
+/// configured or the period reaches no evicted row. A lake file missing or changed
+/// answers 503, naming it.
 pub fn lake_scope(
-    lake: &Option<Arc<crate::lake::view::Reader>>,
+    state: &AppState,
     conn: &duckdb::Connection,
     tables: &[&'static str],
     period: (Option<i64>, Option<i64>),
     origin: bool,
 ) -> error::ApiResult<crate::lake::view::Scope> {
-    let Some(lake) = lake else { return Ok(Default::default()) };
-    lake.scope(conn, tables, period, None, origin).map_err(|error| {
+    let Some(lake) = &state.lake else { return others_scope(state, conn, tables, origin) };
+    lake.scope(conn, tables, period, None, origin, state.others).map_err(|error| {
         tracing::error!(error = format!("{error:#}"), "the lake cannot answer");
         error::ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -136,6 +137,48 @@ pub fn lake_scope(
             format!("part of this period is in the Parquet lake, which cannot be read now: {error:#}"),
         )
     })
+}
+
+/// With a shared lake, the rows of `tables` other instances stored, made readable on `conn`
+/// beside this one's; nothing of the lake.
+pub fn others_scope(
+    state: &AppState,
+    conn: &duckdb::Connection,
+    tables: &[&'static str],
+    origin: bool,
+) -> error::ApiResult<crate::lake::view::Scope> {
+    if !state.others {
+        return Ok(Default::default());
+    }
+    crate::lake::view::others_scope(conn, tables, origin).map_err(ApiError::internal)
+}
+
+/// A request body of at most `max` bytes; `None` when it is larger or its upload broke off.
+/// Past `max`, the rest is read and dropped (up to `max` more, for at most 10 s) before
+/// the handler answers 413: a client that sends its whole body before reading the answer
+/// (most do) then reads the 413, where closing a socket with bytes unread would reset it.
+pub async fn bounded_body(body: axum::body::Body, max: usize) -> Option<bytes::Bytes> {
+    use futures::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut read = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.ok()?;
+        if read.len() + chunk.len() > max {
+            let drain = async {
+                let mut dropped = 0usize;
+                while let Some(Ok(chunk)) = stream.next().await {
+                    dropped += chunk.len();
+                    if dropped > max {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+            return None;
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Some(read.freeze())
 }
 
 /// Runs `work` on one of the API's query threads ([`pool`]: a few at a time, at a

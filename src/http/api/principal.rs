@@ -285,9 +285,10 @@ pub async fn profile(
         const TABLES: [&str; 2] = ["cosmos_requests", "signins"];
         // A period asked for reaches the lake from the start; without one, the principal
         // is found in DuckDB and its last 14 days may reach it (below).
-        if let Some(from) = from {
-            super::lake_scope(&on.lake, &conn, &TABLES, (Some(from), to), false)?;
-        }
+        match from {
+            Some(from) => super::lake_scope(&on, &conn, &TABLES, (Some(from), to), false)?,
+            None => super::others_scope(&on, &conn, &TABLES, false)?,
+        };
         // The `principals` view's columns for one principal, filtered before grouping
         // (the view itself groups every principal first).
         let one = |id: &str| {
@@ -339,7 +340,7 @@ pub async fn profile(
         }
         // The daily baseline reads the 28 days before `from` too.
         let since = from - 28 * 86_400_000_000;
-        let scope = super::lake_scope(&on.lake, &conn, &TABLES, (Some(since), Some(to)), false)?;
+        let scope = super::lake_scope(&on, &conn, &TABLES, (Some(since), Some(to)), false)?;
         let p = [Value::Text(id.clone()), filter::timestamp(from), filter::timestamp(to)];
         let day = filter::timestamp(from - from.rem_euclid(86_400_000_000));
         let signin_sources = objects(&conn, include_str!("sql/principal_signin_sources.sql"), &p)?;

@@ -199,8 +199,11 @@ pub struct SearchPage {
     pub next_cursor: Option<String>,
     pub total: i64,
     /// Of `total`, the rows read from the Parquet lake (retention moved them there); each
-    /// row's `stored_in` says where it was read (`duckdb` or `lake`).
+    /// row's `stored_in` says where it was read (`duckdb`, `lake` or `other_instance`).
     pub total_from_lake: i64,
+    /// Of `total`, the rows other instances sharing the hub stored (read from this one's
+    /// copy of the shared lake, `stored_in` `other_instance`); 0 without a shared lake.
+    pub total_from_other_instances: i64,
     /// The lake's files this answer read, per table (empty: DuckDB alone answered).
     pub lake: Vec<crate::lake::view::Part>,
 }
@@ -217,9 +220,8 @@ struct Search {
 impl Search {
     /// The lake's part on `conn`, and the columns with each row's `stored_in`.
     fn scope(&self, state: &AppState, conn: &duckdb::Connection) -> ApiResult<(Scope, String)> {
-        let scope = super::lake_scope(&state.lake, conn, self.tables, self.period, true)?;
-        let origin =
-            if scope.parts.iter().any(|p| p.table == self.table) { "stored_in" } else { "'duckdb' AS stored_in" };
+        let scope = super::lake_scope(state, conn, self.tables, self.period, true)?;
+        let origin = if scope.mixes(self.table) { "stored_in" } else { "'duckdb' AS stored_in" };
         Ok((scope, format!("{}, {origin}", self.columns)))
     }
 }
@@ -246,23 +248,36 @@ async fn run(
         let limit = filter::limit(limit, 100, MAX_PAGE)?;
         let rest = f.sql_limited("time DESC, rowid DESC", limit + 1);
         let on = state.clone();
-        let (mut found, total, total_from_lake, lake) = super::db(&state, move |store| -> ApiResult<_> {
-            let conn = store.connection()?;
-            let (scope, columns) = search.scope(&on, &conn)?;
-            let sql = format!("SELECT {columns}, epoch_us(time) AS _sort FROM {table} {rest}");
-            let found = objects(&conn, &sql, &f.params)?;
-            let params = duckdb::params_from_iter(counted.1.iter());
-            let (total, from_lake) = if scope.parts.iter().any(|p| p.table == table) {
-                let sql = counted.0.replacen("count(*)", "count(*), count(*) FILTER (WHERE stored_in = 'lake')", 1);
-                conn.query_row(&sql, params, |r| Ok((r.get(0)?, r.get(1)?)))?
-            } else {
-                (conn.query_row(&counted.0, params, |r| r.get(0))?, 0)
-            };
-            Ok((found, total, from_lake, scope.parts))
-        })
-        .await?;
+        let (mut found, total, total_from_lake, total_from_other_instances, lake) =
+            super::db(&state, move |store| -> ApiResult<_> {
+                let conn = store.connection()?;
+                let (scope, columns) = search.scope(&on, &conn)?;
+                let sql = format!("SELECT {columns}, epoch_us(time) AS _sort FROM {table} {rest}");
+                let found = objects(&conn, &sql, &f.params)?;
+                let params = duckdb::params_from_iter(counted.1.iter());
+                let (total, from_lake, from_others) = if scope.mixes(table) {
+                    let sql = counted.0.replacen(
+                        "count(*)",
+                        "count(*), count(*) FILTER (WHERE stored_in = 'lake'), \
+                     count(*) FILTER (WHERE stored_in = 'other_instance')",
+                        1,
+                    );
+                    conn.query_row(&sql, params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                } else {
+                    (conn.query_row(&counted.0, params, |r| r.get(0))?, 0, 0)
+                };
+                Ok((found, total, from_lake, from_others, scope.parts))
+            })
+            .await?;
         let page = page(&mut found, limit, &rows);
-        let body = SearchPage { rows: page.rows, next_cursor: page.next_cursor, total, total_from_lake, lake };
+        let body = SearchPage {
+            rows: page.rows,
+            next_cursor: page.next_cursor,
+            total,
+            total_from_lake,
+            total_from_other_instances,
+            lake,
+        };
         return Ok(axum::Json(body).into_response());
     }
     let limit = filter::limit(limit, MAX_EXPORT, MAX_EXPORT)?;

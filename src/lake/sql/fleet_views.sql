@@ -4,7 +4,7 @@
 -- sign-in: broadcast hubs). {database} is the database's name: `main.<table>` would be
 -- the temporary schema's, these views.
 CREATE OR REPLACE TEMP VIEW cosmos_requests AS
-SELECT fleet_id AS rowid, * EXCLUDE (fleet_id, copied_at, kept) FROM "{database}".main.fleet_requests;
+SELECT fleet_id AS rowid, * EXCLUDE (fleet_id, copied_at, kept, here) FROM "{database}".main.fleet_requests;
 
 CREATE OR REPLACE TEMP VIEW activity_hours AS
 SELECT

@@ -1087,6 +1087,7 @@ async function search() {
     el("p", { id: "search-count" }, `${number(page.rows.length)} of ${number(page.total)} matching rows `, el("a", { href: `/api/search/${kind}${query({ ...filters, format: "csv" })}`, download: `${kind}.csv` }, "Download CSV (all matches)"), " · ",
       el("a", { href: `/api/search/${kind}${query({ ...filters, format: "ndjson" })}`, download: `${kind}.ndjson` }, "NDJSON")),
     lakeNote(page.lake, page.total_from_lake),
+    othersNote(page.total_from_other_instances),
     table(columns, page.rows),
     page.next_cursor ? el("p", {}, el("a", { href: `/search?${next}`, rel: "next" }, "Next page →")) : null);
 }
@@ -1102,6 +1103,15 @@ function lakeNote(parts, fromLake) {
   const rows = fromLake == null ? "Rows past retention" : `${number(fromLake)} of the matching rows`;
   const each = fromLake == null ? "" : " Each row's stored_in says where it was read.";
   return el("p", { class: "muted lake-note", id: "lake-note" }, `${rows} came from the Parquet lake: ${read}.${each}`);
+}
+
+/**
+ * How many of a search's rows other instances sharing the hub stored (read from this
+ * instance's copy of the shared lake); nothing when this instance stored them all.
+ */
+function othersNote(fromOthers) {
+  if (!fromOthers) return null;
+  return el("p", { class: "muted lake-note", id: "others-note" }, `${number(fromOthers)} of the matching rows were stored by other instances sharing the hub and read from the shared lake (stored_in other_instance).`);
 }
 
 /** The console's running query; Esc anywhere on the page cancels it. */
