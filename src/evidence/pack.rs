@@ -121,8 +121,6 @@ pub fn build<W: Write + Seek>(
     out: W,
     progress: &(dyn Fn(u64, u64, &str) + Sync),
 ) -> Result<PackSummary> {
-    let made_at = chrono::Utc::now().timestamp_micros();
-    let generated_at = rfc3339(made_at);
     let chosen = populations::of(&request.criteria);
     let total = chosen.len() as u64 + 2;
     let by_name = |name: &str| *populations::ALL.iter().find(|p| p.name == name).expect("known population");
@@ -131,8 +129,10 @@ pub fn build<W: Write + Seek>(
     let mut rows_left = budget.max_rows;
     let conn = store.connection()?;
     let timezone = snapshot::utc_session(&conn)?;
-    // One read snapshot for every population: a batch committing meanwhile is in none of them.
-    conn.execute_batch("BEGIN TRANSACTION")?;
+    // One read snapshot for every population: a batch committing meanwhile is in none of
+    // them, and a finding or status change stamped before `made_at` is in all of them.
+    let made_at = crate::store::snapshot_at(&conn)?;
+    let generated_at = rfc3339(made_at);
     let facts = snapshot::read(&conn, timezone, &request.period, &chosen)?;
     let expected = super::expected_streams(&request.expected)?;
     let as_of = facts.as_of.batch_id.unwrap_or(0);

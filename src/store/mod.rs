@@ -116,9 +116,42 @@ pub fn retrying_conflicts<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T
     }
 }
 
+/// Write transactions ([`in_transaction`]) hold this shared; an evidence pack's snapshot
+/// ([`snapshot_at`]) holds it alone while it begins. Rows such transactions stamp with
+/// their start time (`get_current_timestamp()`: a finding raised, a status changed) are
+/// then either committed and in the snapshot, or stamped after the pack's `made_at`:
+/// never stamped before it yet committed after it began, which a re-run of the pack
+/// would count and the pack did not.
+static STAMPED: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+thread_local! {
+    /// [`in_transaction`]s open on this thread (on other connections): only the outermost
+    /// takes [`STAMPED`], so a nested one never waits behind a pack that waits for it.
+    static OPEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Begins a read snapshot on `conn` with no write transaction in flight, and answers the
+/// time (µs) it stands for: every row a transaction stamped before it is in the snapshot.
+pub fn snapshot_at(conn: &duckdb::Connection) -> Result<i64> {
+    let _alone = STAMPED.write().unwrap_or_else(|p| p.into_inner());
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    // DuckDB takes the snapshot at the transaction's first read.
+    conn.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get::<_, i64>(0))?;
+    Ok(chrono::Utc::now().timestamp_micros())
+}
+
 /// Runs `work` in one transaction on `conn`: committed if it returns `Ok`, rolled back
 /// if not (or if the commit fails).
 pub fn in_transaction<T>(conn: &duckdb::Connection, work: impl FnOnce(&duckdb::Connection) -> Result<T>) -> Result<T> {
+    struct Open;
+    impl Drop for Open {
+        fn drop(&mut self) {
+            OPEN.with(|open| open.set(open.get() - 1));
+        }
+    }
+    let outermost = OPEN.with(|open| open.replace(open.get() + 1)) == 0;
+    let _open = Open;
+    let _shared = outermost.then(|| STAMPED.read().unwrap_or_else(|p| p.into_inner()));
     conn.execute_batch("BEGIN TRANSACTION")?;
     let outcome = work(conn).and_then(|value| {
         conn.execute_batch("COMMIT").context("committing")?;

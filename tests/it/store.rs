@@ -401,3 +401,42 @@ fn a_quiet_checkpoint_empties_a_log_over_its_threshold_and_keeps_every_row() {
     assert_eq!(db.count("cosmos_requests"), rows);
     assert!(!db.store.checkpoint_over(64 * 1024).unwrap(), "nothing left to checkpoint");
 }
+
+/// An evidence pack's snapshot (`store::snapshot_at`) begins with no write transaction in
+/// flight: a status change stamped (its transaction's start) before the pack's `made_at`
+/// but committing after the pack began would be counted by a re-run of the pack and not
+/// by the pack itself.
+#[test]
+fn a_pack_snapshot_holds_every_change_stamped_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(&dir.path().join("pack.duckdb"), &StoreOptions::default()).unwrap());
+    let began = std::sync::mpsc::channel();
+    let writer = {
+        let store = store.clone();
+        let began = began.0;
+        std::thread::spawn(move || {
+            tokentrail::store::in_transaction(&store.connection().unwrap(), |conn| {
+                conn.execute(
+                    "INSERT INTO finding_history (finding_id, changed_at, changed_by, from_status, to_status) \
+                     VALUES (1, get_current_timestamp(), 'someone', 'open', 'acknowledged')",
+                    [],
+                )?;
+                began.send(()).unwrap();
+                // Still writing when the pack begins.
+                std::thread::sleep(std::time::Duration::from_millis(700));
+                Ok(())
+            })
+            .unwrap();
+        })
+    };
+    began.1.recv().unwrap();
+    let pack = store.connection().unwrap();
+    let started = std::time::Instant::now();
+    let made_at = tokentrail::store::snapshot_at(&pack).unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300), "the snapshot waited for the writer");
+    writer.join().unwrap();
+    let stamped_before = "SELECT count(*) FROM finding_history WHERE epoch_us(changed_at) < ?";
+    let in_pack: i64 = pack.query_row(stamped_before, [made_at], |r| r.get(0)).unwrap();
+    let rerun: i64 = store.connection().unwrap().query_row(stamped_before, [made_at], |r| r.get(0)).unwrap();
+    assert_eq!((in_pack, rerun), (1, 1), "the change is in the pack's snapshot as in a re-run's");
+}
