@@ -269,10 +269,11 @@ fn main() {
          the next holder's first pass of the rules over everyone's counts (`tokentrail_fleet_rule_passes_total` \
          moving on another instance, read every 250 ms): p50 {take50:.1} s, max {takemax:.1} s over {measured} kills, \
          {take_ratio:.2}x the lease's duration, which is the floor (the service lets nobody take a lease before it \
-         expires). The rest is the new holder's first pass: it copies from the lake the requests its rules reach \
-         (from 15 minutes before where the last holder had got to, less the rules' windows of up to a day: here the \
-         whole stream so far, so it grows from kill to kill) and runs the ten rules, on two cores shared with two \
-         more instances, Azurite and the test hub.\nGenerated {when}.\n<!-- /bench:shared_lake -->\n",
+         expires). The rest is the new holder's first pass. Every instance has copied the requests already (the \
+         last two days, as segments come); the pass runs the ten rules from 15 minutes before where the last holder \
+         had got to, less the rules' windows of up to a day: here over the whole stream so far, so it grows from \
+         kill to kill, on two cores shared with two more instances, Azurite and the test hub.\n\
+         Generated {when}.\n<!-- /bench:shared_lake -->\n",
         cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
         ratio = lake50 / hot50,
         take_ratio = take50 / lease,
