@@ -59,9 +59,9 @@ pub struct Fleet {
     /// The earliest row time (µs) of the segments loaded since the last evaluation.
     earliest: Option<i64>,
     /// Segments whose partials could not be loaded, and when: tried again after [`RETRY`].
-    failed: HashMap<(String, String, i64), Instant>,
+    failed: Failed,
     /// Segments whose requests could not be copied, and when: tried again after [`RETRY`].
-    failed_rows: HashMap<(String, String, i64), Instant>,
+    failed_rows: Failed,
     /// The last [`Fleet::load`] left no segment unloaded but those that cannot be read.
     caught_up: bool,
     /// Copied requests of segments ending before this (µs) were last dropped.
@@ -73,6 +73,38 @@ pub struct Fleet {
 
 /// A segment to load: source, partition, first sequence number, files (JSON), first row time.
 type Pending = (String, String, i64, Option<String>, Option<i64>);
+
+/// Segments (source, partition, first sequence number) that could not be read, and when.
+type Failed = HashMap<(String, String, i64), Instant>;
+
+/// Of `pending`, those not failed in the last [`RETRY`].
+fn due(failed: &Failed, pending: Vec<Pending>) -> Vec<Pending> {
+    pending
+        .into_iter()
+        .filter(|p| failed.get(&(p.0.clone(), p.1.clone(), p.2)).is_none_or(|at| at.elapsed() >= RETRY))
+        .collect()
+}
+
+/// The segments `outcomes` applied; each failure logged (`what`) and noted in `failed`,
+/// each success forgetting an earlier failure.
+fn settle<'s>(failed: &mut Failed, outcomes: Vec<(&'s Pending, Result<()>)>, what: &str) -> Vec<&'s Pending> {
+    let mut applied = Vec::new();
+    for (segment, outcome) in outcomes {
+        let (source, partition, first, ..) = segment;
+        let key = (source.clone(), partition.clone(), *first);
+        match outcome {
+            Ok(()) => {
+                failed.remove(&key);
+                applied.push(segment);
+            }
+            Err(error) => {
+                tracing::warn!(source, partition, first, error = format!("{error:#}"), "{what}");
+                failed.insert(key, Instant::now());
+            }
+        }
+    }
+    applied
+}
 
 /// One table's files of a segment and the statement that reads them (named in the
 /// session variable `fleet_files`).
@@ -127,7 +159,10 @@ impl Fleet {
     /// [`LOAD_PER_PASS`]), [`COPY_PER_TRANSACTION`] segments a transaction with their marks,
     /// so each is added once. A segment whose files cannot be read (missing, changed, not
     /// Parquet of partials) is logged, left unloaded (the status page counts it) and tried
-    /// again after [`RETRY`]; the others go on. Returns the segments loaded.
+    /// again after [`RETRY`]; the others go on. Then copies the requests of the last two
+    /// days' segments the same way (at most [`LOAD_PER_PASS`] segments), drops older copies
+    /// once the horizon has moved an hour, and marks `here` the copies of events stored here
+    /// since. Returns the segments whose partials were loaded.
     pub fn load(&mut self, store: &Store) -> Result<usize> {
         let conn = store.connection()?;
         let pending: Vec<Pending> = conn
@@ -138,32 +173,15 @@ impl Fleet {
             .query_map([LOAD_PER_PASS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
             .collect::<duckdb::Result<_>>()?;
         let (count, more) = (pending.len(), pending.len() as i64 >= LOAD_PER_PASS);
-        let due: Vec<Pending> = pending
-            .into_iter()
-            .filter(|p| self.failed.get(&(p.0.clone(), p.1.clone(), p.2)).is_none_or(|at| at.elapsed() >= RETRY))
-            .collect();
-        let mut loaded = 0;
-        for (segment, outcome) in self.apply(&conn, &due, &PARTIAL_STEPS, "partials_loaded") {
-            let (source, partition, first, _, first_time) = segment;
-            let key = (source.clone(), partition.clone(), *first);
-            match outcome {
-                Ok(()) => {
-                    self.failed.remove(&key);
-                    self.earliest = self.earliest.into_iter().chain(*first_time).min();
-                    loaded += 1;
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        source,
-                        partition,
-                        first,
-                        error = format!("{error:#}"),
-                        "a segment's partial counts could not be added up; tried again in a minute"
-                    );
-                    self.failed.insert(key, Instant::now());
-                }
-            }
-        }
+        let due = due(&self.failed, pending);
+        let outcomes = self.apply(&conn, &due, &PARTIAL_STEPS, "partials_loaded");
+        let added = settle(
+            &mut self.failed,
+            outcomes,
+            "a segment's partial counts could not be added up; tried again in a minute",
+        );
+        self.earliest = self.earliest.into_iter().chain(added.iter().filter_map(|s| s.4)).min();
+        let loaded = added.len();
         // The last two days' requests too, so that they are here before a holder or a page
         // needs them.
         let end: Option<i64> =
@@ -236,28 +254,13 @@ impl Fleet {
             .query_map([from, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
             .collect::<duckdb::Result<_>>()?;
         let more = segments.len() as i64 >= limit;
-        let due: Vec<Pending> = segments
-            .into_iter()
-            .filter(|p| self.failed_rows.get(&(p.0.clone(), p.1.clone(), p.2)).is_none_or(|at| at.elapsed() >= RETRY))
-            .collect();
-        for ((source, partition, first, ..), outcome) in self.apply(conn, &due, &ROW_STEPS, "rows_loaded") {
-            let key = (source.clone(), partition.clone(), *first);
-            match outcome {
-                Ok(()) => {
-                    self.failed_rows.remove(&key);
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        source,
-                        partition,
-                        first,
-                        error = format!("{error:#}"),
-                        "a segment's requests could not be copied; the rules and pages go without them until it can"
-                    );
-                    self.failed_rows.insert(key, Instant::now());
-                }
-            }
-        }
+        let due = due(&self.failed_rows, segments);
+        let outcomes = self.apply(conn, &due, &ROW_STEPS, "rows_loaded");
+        settle(
+            &mut self.failed_rows,
+            outcomes,
+            "a segment's requests could not be copied; the rules and pages go without them until it can",
+        );
         // Those that cannot be read are in `failed_rows`; they do not hold the lease back.
         Ok(!more)
     }

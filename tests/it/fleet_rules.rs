@@ -68,6 +68,19 @@ fn one_instance(dir: &Path, records: &Path) -> Found {
     found(&rows)
 }
 
+/// A GET of the API as a Responder (search and principal pages), `None` while it does not answer 200.
+fn as_responder(service: &Serve, path: &str) -> Option<Value> {
+    let token = tokentrail::auth::dev_token(
+        &service.db,
+        tokentrail::auth::Role::Responder,
+        "fleet test",
+        chrono::Duration::hours(1),
+    )
+    .ok()?;
+    let url = format!("http://127.0.0.1:{}{path}", service.port);
+    ureq::get(&url).header("Authorization", format!("Bearer {token}")).call().ok()?.body_mut().read_json().ok()
+}
+
 fn holder(service: &Serve) -> Option<(bool, Option<String>)> {
     let lease = service.status()?["shared_lake"]["rules_lease"].clone();
     Some((lease["held_here"].as_bool()?, lease["holder"].as_str().map(str::to_owned)))
@@ -200,12 +213,21 @@ fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder
         )
         .unwrap();
     drop(one);
-    let profile = |service: &Serve| service.get(&format!("/api/principals/{busiest}?from={since}"));
-    let mut pages = Vec::new();
-    wait_for("every instance's search to answer for all three", Duration::from_secs(60), || {
-        pages = services.iter().map(|s| s.get(&format!("/api/search/requests?from={since}&limit=1"))).collect();
-        pages.iter().all(|p| p.as_ref().is_some_and(|p| p["total"] == total))
-    });
+    let profile = |service: &Serve| as_responder(service, &format!("/api/principals/{busiest}?from={since}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pages = loop {
+        let pages: Vec<Option<Value>> =
+            services.iter().map(|s| as_responder(s, &format!("/api/search/requests?from={since}&limit=1"))).collect();
+        if pages.iter().all(|p| p.as_ref().is_some_and(|p| p["total"] == total)) {
+            break pages;
+        }
+        let totals: Vec<_> = pages.iter().map(|p| p.as_ref().map(|p| p["total"].clone())).collect();
+        assert!(
+            Instant::now() < deadline,
+            "every instance's search answers {total} requests since {since}: {totals:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
     for (i, page) in pages.iter().enumerate() {
         let page = page.as_ref().unwrap();
         let others = page["total_from_other_instances"].as_i64().unwrap();
