@@ -180,7 +180,17 @@ fn memory_bombs_in_the_console_stay_under_the_ceiling_and_the_demo_keeps_serving
         let peak = peak_rss(pid);
         println!("{status} peak {} MiB: {sql}", peak >> 20);
         assert!(peak <= ceiling, "{sql}: resident memory reached {} MiB (ceiling {} MiB)", peak >> 20, ceiling >> 20);
-        assert_eq!(http_get(&demo.address, "/healthz", None).map(|r| r.0), Some(200), "{sql}: the demo still serves");
+        // Alive and serving: right after a bomb, on two cores shared with the other tests,
+        // an answer has once taken over the 10 s one read waits.
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let health = loop {
+            let health = http_get(&demo.address, "/healthz", None).map(|r| r.0);
+            if health.is_some() || Instant::now() >= deadline {
+                break health;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        assert_eq!(health, Some(200), "{sql}: the demo still serves");
     }
     // The database and its neighbours are the user's alone.
     #[cfg(unix)]
