@@ -272,10 +272,19 @@ impl Fleet {
     fn mark_here(&mut self, store: &Store) -> Result<()> {
         let marked = self.marked;
         let through = store.transaction(|conn| {
-            // In one transaction: a batch committed meanwhile is the next pass's.
-            let through: Option<i64> =
-                conn.query_row("SELECT max(batch_id) FROM cosmos_requests WHERE batch_id > ?", [marked], |r| r.get(0))?;
-            if let Some(through) = through {
+            // In one transaction: a batch committed meanwhile is the next pass's. Only a
+            // request at or before another instance's claims of its partition can have a
+            // copy from there: usually none, and then fleet_requests is not read.
+            let (through, overlapping): (Option<i64>, i64) = conn.query_row(
+                "WITH theirs AS (SELECT source, partition, max(last_sequence) AS last FROM hub_segments \
+                 WHERE NOT ours GROUP BY ALL) \
+                 SELECT max(c.batch_id), count(*) FILTER (WHERE c.sequence_number <= t.last) \
+                 FROM cosmos_requests c LEFT JOIN theirs t ON t.source = c.source AND t.partition = c.partition \
+                 WHERE c.batch_id > ?",
+                [marked],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if let Some(through) = through.filter(|_| overlapping > 0) {
                 conn.execute(
                     "UPDATE fleet_requests f SET here = true FROM cosmos_requests c \
                      WHERE c.batch_id > ? AND c.batch_id <= ? AND NOT f.here AND c.source = f.source \

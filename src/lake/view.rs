@@ -75,11 +75,16 @@ pub fn others_scope(conn: &duckdb::Connection, tables: &[&'static str], origin: 
     drop_views(conn)?;
     let mut scope = Scope::default();
     for &table in tables.iter().filter(|t| OTHERS.iter().any(|(o, _)| o == *t)) {
-        conn.execute_batch(&view(&database, table, origin, false, true))
-            .with_context(|| format!("reading other instances' {table} beside this one's"))?;
+        others_view(conn, &database, table, origin)?;
         scope.others.push(table);
     }
     Ok(scope)
+}
+
+/// The view of `table` that reads this instance's rows and other instances' (no lake files).
+fn others_view(conn: &duckdb::Connection, database: &str, table: &str, origin: bool) -> Result<()> {
+    conn.execute_batch(&view(database, table, origin, false, true))
+        .with_context(|| format!("reading other instances' {table} beside this one's"))
 }
 
 fn drop_views(conn: &duckdb::Connection) -> Result<()> {
@@ -152,8 +157,7 @@ impl Reader {
             }
             if files.is_empty() {
                 if beside {
-                    conn.execute_batch(&view(&database, table, origin, false, true))
-                        .with_context(|| format!("reading other instances' {table} beside this one's"))?;
+                    others_view(conn, &database, table, origin)?;
                 }
                 continue;
             }

@@ -121,8 +121,13 @@ impl Service {
     /// The JSON answer of the API's `path` (with its query); `None` while the service is
     /// not answering.
     pub(crate) fn get(&self, path: &str) -> Option<serde_json::Value> {
+        self.get_as(tokentrail::auth::Role::Auditor, path)
+    }
+
+    /// [`Service::get`] with a token of `role`.
+    pub(crate) fn get_as(&self, role: tokentrail::auth::Role, path: &str) -> Option<serde_json::Value> {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
-        let token = self.token()?;
+        let token = self.token(role)?;
         ureq::get(&url).header("Authorization", format!("Bearer {token}")).call().ok()?.body_mut().read_json().ok()
     }
 
@@ -180,14 +185,8 @@ impl Service {
 
     /// The HTTP API wants a bearer token: on loopback `serve` accepts the development
     /// issuer's, signed with the key beside its database (made by whichever comes first).
-    fn token(&self) -> Option<String> {
-        tokentrail::auth::dev_token(
-            &self.db,
-            tokentrail::auth::Role::Auditor,
-            "eventhubs test",
-            chrono::Duration::hours(2),
-        )
-        .ok()
+    fn token(&self, role: tokentrail::auth::Role) -> Option<String> {
+        tokentrail::auth::dev_token(&self.db, role, "eventhubs test", chrono::Duration::hours(2)).ok()
     }
 
     pub(crate) fn log(&self) -> String {
@@ -554,7 +553,7 @@ fn a_recreated_hub_is_noticed_recorded_and_its_new_events_stored_once() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let url = format!("http://127.0.0.1:{}/api/findings?rule=source_reset", service.port);
-        let token = service.token().unwrap();
+        let token = service.token(tokentrail::auth::Role::Auditor).unwrap();
         let findings: serde_json::Value = ureq::get(&url)
             .header("Authorization", format!("Bearer {token}"))
             .call()

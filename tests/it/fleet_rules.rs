@@ -11,6 +11,7 @@ use super::*;
 use crate::common::azurite::Azurite;
 use crate::eventhubs::{HUB, Service as Serve};
 use chrono::{TimeDelta, Utc};
+use tokentrail::auth::Role;
 use tokentrail::synth::{Generator, Scenario, Tenant};
 use tokentrail_testhub::{HubSpec, TestHub};
 
@@ -66,19 +67,6 @@ fn one_instance(dir: &Path, records: &Path) -> Found {
         .collect::<Result<_, _>>()
         .unwrap();
     found(&rows)
-}
-
-/// A GET of the API as a Responder (search and principal pages), `None` while it does not answer 200.
-fn as_responder(service: &Serve, path: &str) -> Option<Value> {
-    let token = tokentrail::auth::dev_token(
-        &service.db,
-        tokentrail::auth::Role::Responder,
-        "fleet test",
-        chrono::Duration::hours(1),
-    )
-    .ok()?;
-    let url = format!("http://127.0.0.1:{}{path}", service.port);
-    ureq::get(&url).header("Authorization", format!("Bearer {token}")).call().ok()?.body_mut().read_json().ok()
 }
 
 fn holder(service: &Serve) -> Option<(bool, Option<String>)> {
@@ -213,11 +201,13 @@ fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder
         )
         .unwrap();
     drop(one);
-    let profile = |service: &Serve| as_responder(service, &format!("/api/principals/{busiest}?from={since}"));
+    let profile = |service: &Serve| service.get_as(Role::Responder, &format!("/api/principals/{busiest}?from={since}"));
     let deadline = Instant::now() + Duration::from_secs(60);
     let pages = loop {
-        let pages: Vec<Option<Value>> =
-            services.iter().map(|s| as_responder(s, &format!("/api/search/requests?from={since}&limit=1"))).collect();
+        let pages: Vec<Option<Value>> = services
+            .iter()
+            .map(|s| s.get_as(Role::Responder, &format!("/api/search/requests?from={since}&limit=1")))
+            .collect();
         if pages.iter().all(|p| p.as_ref().is_some_and(|p| p["total"] == total)) {
             break pages;
         }
