@@ -111,3 +111,54 @@ fn live_commits_do_not_grow_memory() {
     let grown = after[2..].iter().map(|h| h - warm).max().unwrap_or(0);
     assert!(grown < 256 * 1024, "TokenTrail's heap grew by {grown} bytes over {commits} commits: {after:?}");
 }
+
+/// DuckDB's heap (the C allocator's bytes in use, less this binary's Rust heap, which the
+/// counting allocator also puts there).
+fn duckdb_heap() -> i64 {
+    let (in_use, _) = tokentrail::sys::malloc_bytes().expect("glibc's mallinfo2");
+    in_use as i64 - heap()
+}
+
+#[test]
+fn purging_idle_blocks_holds_duckdbs_heap_flat_over_detection_passes() {
+    let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let db = TestDb::new();
+    let generator = Generator::new(Tenant::new(3), 3);
+    let path = {
+        let monday = DateTime::parse_from_rfc3339("2025-03-03T00:00:00Z").unwrap().with_timezone(&Utc);
+        let (events, _) = generator.history(monday, monday + Duration::days(3), Scenario::all());
+        write_events(&db, &events)
+    };
+    db.ingest(&[path]);
+    let (detector, problems) = Detector::open(&db.store, &DetectionConfig::default()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    for _ in 0..4 {
+        detector.evaluate_period(&db.store, None, None).unwrap();
+    }
+    let passes = 30;
+    let run = |purge: bool| {
+        let mut after = Vec::new();
+        for _ in 0..passes {
+            detector.evaluate_period(&db.store, None, None).unwrap();
+            if purge {
+                // What the memory sampler does every 10 s with five minutes' age; here
+                // every block idle since the pass is old enough.
+                assert!(db.store.purge_idle_blocks(std::time::Duration::ZERO).is_some());
+            }
+            after.push(duckdb_heap());
+        }
+        after
+    };
+    let kept = run(false);
+    let purged = run(true);
+    let growth = |after: &[i64]| after[after.len() - 1] - after[2];
+    eprintln!("DuckDB's heap after each pass, entries kept: {kept:?}\nafter each pass, idle blocks purged: {purged:?}");
+    // Without the purge DuckDB keeps the bookkeeping of every buffer a pass freed (until a
+    // queue holds 32,768 entries); with it, the heap is where it was from pass to pass.
+    assert!(growth(&kept) > 1 << 20, "the passes no longer leave DuckDB's bookkeeping behind: {kept:?}");
+    let spread = purged[2..].iter().map(|h| (h - purged[2]).abs()).max().unwrap_or(0);
+    assert!(
+        spread < 512 * 1024,
+        "DuckDB's heap moved by {spread} bytes over {passes} passes with the purge: {purged:?}"
+    );
+}

@@ -89,6 +89,29 @@ impl RawDatabase {
     }
 }
 
+unsafe extern "C" {
+    /// `src/store/cpp/purge.cpp`.
+    fn tokentrail_purge_idle_blocks(database: ffi::duckdb_database, max_age_secs: u32) -> i64;
+}
+
+impl RawDatabase {
+    /// Unloads the buffer pool's blocks not pinned for `max_age`, and frees the pool's
+    /// eviction-queue entries of blocks that are gone. Returns the bytes unloaded.
+    ///
+    /// Why: every buffer DuckDB unpins (a query's hash table, a scanned block) leaves an
+    /// entry in one of eight eviction queues, and the entry keeps the block's bookkeeping
+    /// allocated after the block is freed. DuckDB purges a queue only once it holds 32,768
+    /// entries, so its heap grows by that bookkeeping, about 1 MiB a minute under live
+    /// detection, for the first hour or more (BENCHMARKS.md, memory over time). A purge
+    /// by age bounds it to `max_age` worth.
+    pub fn purge_idle_blocks(&self, max_age: std::time::Duration) -> Option<u64> {
+        let secs = u32::try_from(max_age.as_secs()).unwrap_or(u32::MAX);
+        // SAFETY: `self.db` is a valid open database; the shim catches every C++ exception.
+        let unloaded = unsafe { tokentrail_purge_idle_blocks(self.db, secs) };
+        u64::try_from(unloaded).ok()
+    }
+}
+
 impl Drop for RawDatabase {
     fn drop(&mut self) {
         // SAFETY: the handle is valid and closed exactly once.

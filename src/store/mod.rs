@@ -8,7 +8,7 @@
 
 pub mod append;
 pub mod chain;
-#[allow(unsafe_code)] // DuckDB's C API: opening the database, its Arrow scan.
+#[allow(unsafe_code)] // DuckDB's C API: opening the database, its Arrow scan; the purge shim.
 mod ffi;
 mod lane;
 pub mod migrate;
@@ -314,6 +314,13 @@ impl Store {
     /// the database: it may run more than once.
     pub fn transaction<T>(&self, mut work: impl FnMut(&duckdb::Connection) -> Result<T>) -> Result<T> {
         retrying_conflicts(|| in_transaction(&*self.connection()?, &mut work))
+    }
+
+    /// Unloads DuckDB's blocks idle for `max_age` and frees the bookkeeping of freed ones
+    /// ([`ffi::RawDatabase::purge_idle_blocks`]). Returns the bytes unloaded, or `None` if
+    /// DuckDB refused.
+    pub fn purge_idle_blocks(&self, max_age: std::time::Duration) -> Option<u64> {
+        self.db.purge_idle_blocks(max_age)
     }
 
     /// A connection for reading (or for anything that is not ingest).
