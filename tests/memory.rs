@@ -51,16 +51,7 @@ static ALLOCATOR: Counting = Counting;
 #[test]
 fn detection_passes_over_a_fixed_database_do_not_grow_memory() {
     let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
-    let db = TestDb::new();
-    let generator = Generator::new(Tenant::new(3), 3);
-    let path = {
-        let monday = DateTime::parse_from_rfc3339("2025-03-03T00:00:00Z").unwrap().with_timezone(&Utc);
-        let (events, _) = generator.history(monday, monday + Duration::days(3), Scenario::all());
-        write_events(&db, &events)
-    };
-    db.ingest(&[path]);
-    let (detector, problems) = Detector::open(&db.store, &DetectionConfig::default()).unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
+    let (db, detector) = three_days();
     detector.evaluate_after_commit(&db.store).unwrap();
     let mut rust = Vec::new();
     for _ in 0..24 {
@@ -74,6 +65,21 @@ fn detection_passes_over_a_fixed_database_do_not_grow_memory() {
     let warm = rust[4];
     let spread = rust[4..].iter().map(|r| (r - warm).abs()).max().unwrap_or(0);
     assert!(spread < 64 * 1024, "TokenTrail's heap moved by {spread} bytes from pass to pass: {rust:?}");
+}
+
+/// A database of three days of every scenario's traffic, and its detector.
+fn three_days() -> (TestDb, Detector) {
+    let db = TestDb::new();
+    let generator = Generator::new(Tenant::new(3), 3);
+    let path = {
+        let monday = DateTime::parse_from_rfc3339("2025-03-03T00:00:00Z").unwrap().with_timezone(&Utc);
+        let (events, _) = generator.history(monday, monday + Duration::days(3), Scenario::all());
+        write_events(&db, &events)
+    };
+    db.ingest(&[path]);
+    let (detector, problems) = Detector::open(&db.store, &DetectionConfig::default()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    (db, detector)
 }
 
 fn write_events(db: &TestDb, events: &[Event]) -> std::path::PathBuf {
@@ -122,16 +128,7 @@ fn duckdb_heap() -> i64 {
 #[test]
 fn purging_idle_blocks_holds_duckdbs_heap_flat_over_detection_passes() {
     let _alone = ALONE.lock().unwrap_or_else(|p| p.into_inner());
-    let db = TestDb::new();
-    let generator = Generator::new(Tenant::new(3), 3);
-    let path = {
-        let monday = DateTime::parse_from_rfc3339("2025-03-03T00:00:00Z").unwrap().with_timezone(&Utc);
-        let (events, _) = generator.history(monday, monday + Duration::days(3), Scenario::all());
-        write_events(&db, &events)
-    };
-    db.ingest(&[path]);
-    let (detector, problems) = Detector::open(&db.store, &DetectionConfig::default()).unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
+    let (db, detector) = three_days();
     for _ in 0..4 {
         detector.evaluate_period(&db.store, None, None).unwrap();
     }
