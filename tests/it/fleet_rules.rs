@@ -223,11 +223,26 @@ fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder
         let others = page["total_from_other_instances"].as_i64().unwrap();
         assert!(others > 0 && others < total, "instance {i} stored part of the requests itself: {page}");
     }
-    let profiles: Vec<Value> = services.iter().map(|s| profile(s).unwrap()).collect();
-    assert!(!profiles[0]["data_access"].as_array().unwrap().is_empty(), "{}", profiles[0]);
-    for (i, p) in profiles.iter().enumerate() {
-        assert_eq!(p["data_access"], profiles[0]["data_access"], "instance {i}'s principal page");
-        assert_eq!(p["timeline_total"], profiles[0]["timeline_total"], "instance {i}'s principal page");
+    // An instance still committing a partition read again from a lagging checkpoint
+    // counts those events twice until its next fleet pass marks their copies `here`
+    // (within a second or two): the pages must agree once that has run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let profiles: Vec<Value> = services.iter().map(|s| profile(s).unwrap()).collect();
+        assert!(!profiles[0]["data_access"].as_array().unwrap().is_empty(), "{}", profiles[0]);
+        let same = |p: &Value| {
+            p["data_access"] == profiles[0]["data_access"] && p["timeline_total"] == profiles[0]["timeline_total"]
+        };
+        if profiles.iter().all(same) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            for (i, p) in profiles.iter().enumerate() {
+                assert_eq!(p["data_access"], profiles[0]["data_access"], "instance {i}'s principal page");
+                assert_eq!(p["timeline_total"], profiles[0]["timeline_total"], "instance {i}'s principal page");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 
     // The holder is killed: another takes the lease once it expires and goes on from
