@@ -31,9 +31,11 @@ pub struct HttpLabels {
 /// One kind of memory the process holds.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MemoryLabels {
-    /// `resident` (the kernel's count), `peak_resident`, `duckdb` (DuckDB's buffer pool and
-    /// operators, its own count), `duckdb_temporary` (spilled to disk), `malloc_in_use` and
-    /// `malloc_free` (the C allocator DuckDB uses; free is held, not returned).
+    /// `resident` (the kernel's count; of it `resident_anonymous` and `resident_file`),
+    /// `peak_resident`, `rust_heap` (mimalloc's committed bytes), `duckdb` (DuckDB's buffer
+    /// pool and operators, its own count), `duckdb_temporary` (spilled to disk),
+    /// `malloc_in_use` and `malloc_free` (the C allocator DuckDB uses; free is held, not
+    /// returned).
     pub kind: String,
 }
 
@@ -196,7 +198,7 @@ impl Default for Metrics {
         let memory = Family::<MemoryLabels, Gauge>::default();
         registry.register(
             "memory_bytes",
-            "The process's memory by kind: resident, peak_resident, duckdb, duckdb_temporary, malloc_in_use, malloc_free",
+            "The process's memory by kind: resident (of it resident_anonymous and resident_file), peak_resident, rust_heap, duckdb, duckdb_temporary, malloc_in_use, malloc_free",
             memory.clone(),
         );
         let lake_segments = Counter::default();
@@ -311,6 +313,11 @@ pub fn sample_memory(store: &crate::store::Store, metrics: &Metrics) {
     if let Some(bytes) = crate::sys::peak_resident_bytes() {
         set("peak_resident", bytes);
     }
+    if let Some((anonymous, file)) = crate::sys::resident_split_bytes() {
+        set("resident_anonymous", anonymous);
+        set("resident_file", file);
+    }
+    set("rust_heap", crate::sys::rust_heap_committed_bytes());
     let duckdb = store.connection().and_then(|conn| {
         Ok(conn.query_row(
             "SELECT coalesce(sum(memory_usage_bytes), 0), coalesce(sum(temporary_storage_bytes), 0) FROM duckdb_memory()",

@@ -11,6 +11,33 @@ pub fn peak_resident_bytes() -> Option<u64> {
     status_kib("VmHWM:").map(|kib| kib * 1024)
 }
 
+/// Resident memory split as the kernel counts it: anonymous (heaps, stacks) and
+/// file-backed (the binary's pages and mapped files), in bytes (`RssAnon`, `RssFile`).
+pub fn resident_split_bytes() -> Option<(u64, u64)> {
+    Some((status_kib("RssAnon:")? * 1024, status_kib("RssFile:")? * 1024))
+}
+
+/// Bytes Rust's allocator (mimalloc) has committed from the kernel, whether in use or
+/// kept for reuse (`mi_process_info`); near zero in a binary that routes Rust's
+/// allocations elsewhere (the tests' counting allocator).
+pub fn rust_heap_committed_bytes() -> u64 {
+    let mut commit = 0usize;
+    // SAFETY: every out-parameter is nullable; the one passed is a valid usize.
+    unsafe {
+        libmimalloc_sys::mi_process_info(
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut commit,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    commit as u64
+}
+
 fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;

@@ -18,4 +18,7 @@ pub mod priority;
 
 pub use files::{make_private, restrict_new_files};
 pub use host::instance_name;
-pub use memory::{malloc_bytes, peak_resident_bytes, resident_bytes, trim_free_memory};
+pub use memory::{
+    malloc_bytes, peak_resident_bytes, resident_bytes, resident_split_bytes, rust_heap_committed_bytes,
+    trim_free_memory,
+};
