@@ -92,7 +92,7 @@ fn shared_lake_store(config: &ServeConfig) -> Result<Option<crate::lake::Lake>> 
 fn fleet(config: &ServeConfig) -> Result<Option<crate::lake::fleet::Fleet>> {
     let Some(lake) = shared_lake_store(config)? else { return Ok(None) };
     let cache = config.db.with_extension("shared-lake-cache");
-    Ok(Some(crate::lake::fleet::Fleet::new(lake, &cache)?))
+    Ok(Some(crate::lake::fleet::Fleet::new(lake, &cache, crate::sys::instance_name(&config.db))?))
 }
 
 /// DuckDB's threads: `db_threads`, else half the cores (at least 1).

@@ -19,11 +19,15 @@
 //!   `cosmos_requests`, `activity_hours` and `first_seen`. The rows a finding names are
 //!   kept for good, so its evidence stays readable on the holder whoever stored them.
 //!
+//! - Every instance publishes its findings and takes in the others'
+//!   ([`super::shared_findings`]), so every instance's pages list them all.
+//!
 //! Files are fetched into a cache directory, their SHA-256 checked against the claim
 //! recorded in `hub_segments` (never by listing the lake), and DuckDB reads them there.
 
 use super::Lake;
 use super::segments::{ClaimedFile, PARTIALS};
+use super::shared_findings::SharedFindings;
 use crate::rules::{Detector, Evaluation};
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
@@ -69,6 +73,8 @@ pub struct Fleet {
     /// This instance's requests of ingest batches up to this one have marked the copies
     /// of the same events `here`.
     marked: i64,
+    /// Findings published to, and taken in from, the other instances.
+    findings: SharedFindings,
 }
 
 /// A segment to load: source, partition, first sequence number, files (JSON), first row time.
@@ -126,7 +132,9 @@ const ROW_STEPS: [Step; 1] = [Step { table: "cosmos_requests", sql: include_str!
 const RETRY: Duration = Duration::from_secs(60);
 
 impl Fleet {
-    pub fn new(lake: Lake, cache: &Path) -> Result<Fleet> {
+    /// The shared lake `lake` as instance `instance` ([`crate::sys::instance_name`]) reads
+    /// it, its files cached in `cache`.
+    pub fn new(lake: Lake, cache: &Path, instance: String) -> Result<Fleet> {
         std::fs::create_dir_all(cache)
             .with_context(|| format!("creating the shared lake's cache directory {}", cache.display()))?;
         let cache =
@@ -141,6 +149,7 @@ impl Fleet {
             caught_up: false,
             dropped: i64::MIN,
             marked: i64::MIN,
+            findings: SharedFindings::new(instance),
         })
     }
 
@@ -201,6 +210,14 @@ impl Fleet {
             }
         }
         self.mark_here(store)?;
+        match self.findings.pass_if_due(store, &self.lake) {
+            Ok(Some(pass)) if pass != Default::default() => tracing::debug!(?pass, "findings shared"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(
+                error = format!("{error:#}"),
+                "sharing findings with the other instances failed; retrying"
+            ),
+        }
         // Those that cannot be read are in `failed`; they do not hold the lease back.
         self.caught_up = !more && loaded + self.failed.len() >= count && copied_all;
         Ok(loaded)

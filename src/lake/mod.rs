@@ -31,6 +31,7 @@ pub mod location;
 pub mod manifest;
 pub mod read;
 pub mod segments;
+pub mod shared_findings;
 pub mod view;
 
 pub use location::Location;

@@ -81,6 +81,24 @@ pub enum Refused {
     NoFinding(i64),
     #[error("finding {id} is {from}; it cannot become {to}")]
     CannotBecome { id: i64, from: Status, to: Status },
+    #[error(
+        "finding {id} was raised on instance {instance}, which holds its evidence: set its status there \
+         (its status here follows that instance's)"
+    )]
+    RaisedElsewhere { id: i64, instance: String },
+}
+
+/// The instance finding `id` was taken in from (`crate::lake::shared_findings`), unless
+/// this instance raised or changed it itself.
+pub fn raised_elsewhere(conn: &duckdb::Connection, id: i64) -> Result<Option<String>> {
+    Ok(conn
+        .prepare(
+            "SELECT h.instance FROM findings f JOIN shared_findings_in h ON h.fingerprint = f.fingerprint \
+             AND h.changed_at = greatest(f.updated_at, coalesce(f.status_at, f.updated_at)) WHERE f.id = ?",
+        )?
+        .query_map([id], |r| r.get(0))?
+        .next()
+        .transpose()?)
 }
 
 /// Moves finding `id` to `to` on behalf of `by`, with a comment, and records it, chained
@@ -101,6 +119,9 @@ pub fn set_status(store: &Store, id: i64, to: Status, by: &str, comment: &str) -
         let Some(current) = current else { return Err(Refused::NoFinding(id).into()) };
         let from =
             Status::parse(&current).with_context(|| format!("finding {id} has an unknown status {current:?}"))?;
+        if let Some(instance) = raised_elsewhere(conn, id)? {
+            return Err(Refused::RaisedElsewhere { id, instance }.into());
+        }
         if !from.can_become(to) {
             return Err(Refused::CannotBecome { id, from, to }.into());
         }

@@ -50,6 +50,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(27, "0027_alert_claims"),
     migration!(28, "0028_fleet"),
     migration!(29, "0029_fleet_here"),
+    migration!(30, "0030_shared_findings"),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -167,9 +167,22 @@ fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // One UI: the others list the holder's findings too, each taken in from the holder
+    // (src/lake/shared_findings.rs), none raised by their own rules.
+    let holder_name = holder(&services[first]).unwrap().1.unwrap();
     for (i, service) in services.iter().enumerate().filter(|(i, _)| *i != first) {
-        let theirs = found(&open_findings(service).unwrap());
-        assert!(theirs.is_empty(), "instance {i} runs none of the holder's rules: {theirs:?}");
+        wait_for("the holder's findings listed on every instance", Duration::from_secs(60), || {
+            open_findings(service).is_some_and(|rows| found(&rows) == expected)
+        });
+        let rules = holder_rules();
+        for row in open_findings(service).unwrap().iter().filter(|f| rules.contains(f["rule_id"].as_str().unwrap())) {
+            assert_eq!(row["raised_on"], holder_name.as_str(), "instance {i} took it in from the holder: {row}");
+        }
+        // Its status page says from whom it lists findings.
+        let shared = service.status().unwrap()["shared_lake"]["findings"].clone();
+        let from = shared["from_instances"].as_array().unwrap();
+        let from_holder = from.iter().find(|r| r["instance"] == holder_name.as_str()).expect("the holder is listed");
+        assert!(from_holder["findings"].as_i64().unwrap() >= expected.len() as i64, "{shared}");
     }
     // A finding's evidence is readable on the holder, whichever instance stored its rows.
     let rows = open_findings(&services[first]).unwrap();
@@ -371,7 +384,8 @@ fn partial_counts_are_added_once_and_an_unreadable_changed_or_planted_file_holds
     record_segment(&store, 40, &file("/etc/passwd", &sha));
 
     let lake = tokentrail::lake::Lake::new(tokentrail::lake::Location::directory(&lake_dir).unwrap()).unwrap();
-    let mut fleet = tokentrail::lake::fleet::Fleet::new(lake, &dir.path().join("cache")).unwrap();
+    let mut fleet =
+        tokentrail::lake::fleet::Fleet::new(lake, &dir.path().join("cache"), "test-00000000".into()).unwrap();
     assert_eq!(fleet.load(&store).unwrap(), 1, "the readable segment is added up; the others hold up nothing");
     let counts = |store: &Store| -> (i64, i64, i64) {
         store

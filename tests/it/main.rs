@@ -45,6 +45,7 @@ mod rule_cases;
 mod rules;
 mod samples;
 mod scale_out;
+mod shared_findings;
 mod store;
 mod synth_golden;
 mod ui;

@@ -50,7 +50,9 @@ pub struct Status {
     /// of the oldest rows this instance committed and has not put there yet, against the
     /// target; and the rules lease (`rules_lease`: its holder, since when, this instance's
     /// last check) with the segments whose partial counts are not added up here yet
-    /// (`partials_pending`).
+    /// (`partials_pending`); and the findings shared with the other instances
+    /// (`findings`: the latest change this instance published, and per other instance the
+    /// last file taken in and the findings listed here from it).
     #[schema(value_type = Option<Object>)]
     pub shared_lake: Option<serde_json::Value>,
 }
@@ -82,42 +84,64 @@ pub async fn read(state: &AppState) -> ApiResult<Status> {
     });
     let mode = state.mode.to_string();
     let waiting_for_ingest = state.metrics.detection_waiting.get() > 0;
-    let (tables, sources, findings, detection, lake, pending) = super::db(state, move |store| -> ApiResult<_> {
-        let conn = store.connection()?;
-        // Segments recorded whose partial counts are not added up here yet (rules over everyone's counts).
-        let pending: i64 =
-            conn.query_row("SELECT count(*) FROM hub_segments WHERE NOT coalesce(partials_loaded, false)", [], |r| {
-                r.get(0)
+    let (tables, sources, findings, detection, lake, (pending, shared)) =
+        super::db(state, move |store| -> ApiResult<_> {
+            let conn = store.connection()?;
+            // Segments recorded whose partial counts are not added up here yet (rules over everyone's counts).
+            let pending: i64 = conn.query_row(
+                "SELECT count(*) FROM hub_segments WHERE NOT coalesce(partials_loaded, false)",
+                [],
+                |r| r.get(0),
+            )?;
+            let detection = conn.query_row(include_str!("sql/status_detection.sql"), [], |r| {
+                let (committed_batch, absorbed_batch): (i64, i64) = (r.get(0)?, r.get(1)?);
+                Ok(DetectionStatus {
+                    committed_batch,
+                    absorbed_batch,
+                    batches_behind: (committed_batch - absorbed_batch).max(0),
+                    absorbed_at: r.get(2)?,
+                    waiting_for_ingest,
+                })
             })?;
-        let detection = conn.query_row(include_str!("sql/status_detection.sql"), [], |r| {
-            let (committed_batch, absorbed_batch): (i64, i64) = (r.get(0)?, r.get(1)?);
-            Ok(DetectionStatus {
-                committed_batch,
-                absorbed_batch,
-                batches_behind: (committed_batch - absorbed_batch).max(0),
-                absorbed_at: r.get(2)?,
-                waiting_for_ingest,
-            })
-        })?;
-        Ok((
-            objects(&conn, include_str!("sql/status_tables.sql"), &[])?,
-            objects(&conn, include_str!("sql/status_sources.sql"), &[])?,
-            objects(
-                &conn,
-                "SELECT status, severity, count(*) AS findings FROM findings GROUP BY ALL ORDER BY ALL",
-                &[],
-            )?,
-            detection,
-            objects(&conn, include_str!("sql/status_lake.sql"), &[])?,
-            pending,
-        ))
-    })
-    .await?;
+            Ok((
+                objects(&conn, include_str!("sql/status_tables.sql"), &[])?,
+                objects(&conn, include_str!("sql/status_sources.sql"), &[])?,
+                objects(
+                    &conn,
+                    "SELECT status, severity, count(*) AS findings FROM findings GROUP BY ALL ORDER BY ALL",
+                    &[],
+                )?,
+                detection,
+                objects(&conn, include_str!("sql/status_lake.sql"), &[])?,
+                (pending, shared_findings(&conn)?),
+            ))
+        })
+        .await?;
     let shared_lake = shared_lake.map(|mut value| {
         value["partials_pending"] = pending.into();
+        value["findings"] = shared;
         value
     });
     Ok(Status { mode, tables, sources, eventhubs: hubs, instances, findings, detection, lake, shared_lake })
+}
+
+/// What this instance published of its findings and took in of the others'
+/// (`crate::lake::shared_findings`).
+fn shared_findings(conn: &duckdb::Connection) -> ApiResult<serde_json::Value> {
+    let published = objects(
+        conn,
+        "SELECT max(published_through) AS published_through, max(published_at) AS published_at FROM shared_findings_out",
+        &[],
+    )?;
+    let taken = objects(
+        conn,
+        "SELECT r.instance, r.last_file, count(h.fingerprint) AS findings, max(h.taken_at) AS last_taken_at \
+         FROM shared_findings_read r LEFT JOIN shared_findings_in h ON h.instance = r.instance GROUP BY ALL ORDER BY 1",
+        &[],
+    )?;
+    let mut value = serde_json::to_value(published.into_iter().next().unwrap_or_default()).unwrap_or_default();
+    value["from_instances"] = serde_json::to_value(taken).unwrap_or_default();
+    Ok(value)
 }
 
 /// Ingest health: tables, sources, partitions and their lag, findings by status.

@@ -42,6 +42,21 @@ WHERE (t.fingerprint IS NULL AND f.status <> 'withdrawn')
    OR (t.fingerprint IS NOT NULL AND f.status = 'withdrawn')
    OR (t.fingerprint IS NOT NULL AND f.status = 'resolved' AND t.last_seen > f.last_seen);
 
+-- A finding taken in from another instance (src/lake/shared_findings.rs) that this
+-- instance's evidence now raises too alerts as raised: the instance that raised it may be
+-- gone before its alert went out, and the alert claims in the shared lake send one per
+-- fingerprint.
+CREATE OR REPLACE TEMP TABLE raised_here AS
+SELECT f.id
+FROM findings f
+JOIN finding_totals t ON t.fingerprint = f.fingerprint
+JOIN shared_findings_in h ON h.fingerprint = f.fingerprint
+    AND h.changed_at = greatest(f.updated_at, coalesce(f.status_at, f.updated_at))
+WHERE f.status = 'open' AND f.id NOT IN (SELECT id FROM finding_changes);
+
+INSERT INTO alert_events (finding_id, change, created_at)
+SELECT id, 'raised', get_current_timestamp() FROM raised_here;
+
 INSERT INTO alert_events (finding_id, change, created_at)
 SELECT id, CASE WHEN to_status = 'withdrawn' THEN 'withdrawn' ELSE 'reopened' END, get_current_timestamp()
 FROM finding_changes
@@ -52,7 +67,7 @@ SELECT f.id, 'updated', get_current_timestamp()
 FROM findings f
 JOIN finding_totals t ON t.fingerprint = f.fingerprint
 WHERE f.status = 'open' AND (t.count <> f.count OR t.last_seen <> f.last_seen)
-  AND f.id NOT IN (SELECT id FROM finding_changes);
+  AND f.id NOT IN (SELECT id FROM finding_changes) AND f.id NOT IN (SELECT id FROM raised_here);
 
 INSERT INTO finding_history (finding_id, changed_at, changed_by, from_status, to_status, comment)
 SELECT id, get_current_timestamp(), 'tokentrail', from_status, to_status, comment

@@ -68,6 +68,9 @@ const SHARED: &[&str] = &[
     "fleet_activity",
     "fleet_first_seen",
     "fleet_requests",
+    "shared_findings_in",
+    "shared_findings_read",
+    "shared_findings_out",
 ];
 
 /// Responders' own: their team's saved queries.

@@ -657,7 +657,18 @@ function sharedLake(lake) {
   return section("Shared lake (balanced hubs' rows, each event once)", el("div", { id: "shared-lake" },
     el("p", { class: lake.within_target ? "" : "error" }, lake.within_target ? "Lag: " : "Lag above target: ", el("strong", {}, lag)),
     table(["location", "instance", "segments_written", "segments_theirs", "last_pass"], [lake]),
-    rulesLease(lake.rules_lease, lake.partials_pending)));
+    rulesLease(lake.rules_lease, lake.partials_pending),
+    sharedFindings(lake.findings)));
+}
+
+/** Findings shared between instances: what this one published, and what it lists of each other's. */
+function sharedFindings(f) {
+  if (!f) return null;
+  return el("div", { id: "shared-findings" },
+    el("p", {}, "Findings: this instance's are published to the others",
+      f.published_through ? ` (its latest change published: ${f.published_through})` : " (none yet)",
+      "; the others' are listed here, triaged on the instance that raised them."),
+    (f.from_instances || []).length ? table(["instance", "findings", "last_file", "last_taken_at"], f.from_instances) : null);
 }
 
 /** Who runs the rules over everyone's counts (volume, mass delete, enumeration, probing, sprays, travel). */
@@ -814,12 +825,13 @@ async function finding(id) {
     } catch (e) { note.replaceChildren(problem(e)); }
   };
   const actions = [];
-  if (has("Responder")) {
+  // Taken in from the instance that raised it: triaged there, where its evidence is.
+  if (has("Responder") && !f.raised_on) {
     if (f.status === "open") actions.push(["acknowledge", "Acknowledge"], ["resolve", "Resolve"]);
     if (f.status === "acknowledged") actions.push(["resolve", "Resolve"], ["reopen", "Reopen"]);
     if (f.status === "resolved" || f.status === "suppressed") actions.push(["reopen", "Reopen"]);
   }
-  if (has("Admin") && (f.status === "open" || f.status === "acknowledged")) actions.push(["suppress", "Suppress"]);
+  if (has("Admin") && !f.raised_on && (f.status === "open" || f.status === "acknowledged")) actions.push(["suppress", "Suppress"]);
   // Sign-ins and data operations of the principal on one timeline; each row says its own address.
   const timeline = [
     ...d.signins.map((s) => ({ time: s.time, what: "sign-in", detail: words(s.kind, s.error_code ? `FAILED ${s.error_code}` : "ok", "from", s.ip_address || "(no address)", s.country, s.city, "to", s.app_display_name || s.app_id || "?"), risk: s.risk_level_aggregated || s.risk_level })),
@@ -838,6 +850,8 @@ async function finding(id) {
       f.principal_id ? el("a", { href: `/principals/${encodeURIComponent(f.principal_id)}` }, f.principal_name || f.principal_id) : "no principal",
       f.entity ? ` · ${f.entity}` : "", ` · ${number(f.count)} events · first `, time(f.first_seen), " · last ", time(f.last_seen)),
     acknowledgement(f, d.acknowledged),
+    f.raised_on ? el("p", { class: "warning", id: "raised-on", role: "note" }, "Raised on instance ", el("strong", {}, f.raised_on),
+      ", which holds its evidence: open it there to see the evidence and to set its status. Its status here follows that instance's.") : null,
     f.summary ? el("p", { class: "summary" }, f.summary) : null,
     d.rule ? section("What this rule looks for", el("p", {}, d.rule.description),
       el("h3", {}, "What to do"), el("p", {}, d.rule.remediation),
