@@ -103,6 +103,10 @@ pub enum AuthError {
     /// (expired, wrong audience, unknown key, ...), never echoing the token.
     #[error("{0}")]
     Invalid(String),
+    /// A session cookie of a session this service does not hold (signed out, expired, or
+    /// held by the process before a restart): a page sends the browser to sign in again.
+    #[error("the session has ended or is unknown; sign in again at /auth/login")]
+    Ended,
     /// A state-changing request with a session cookie but no valid CSRF token.
     #[error("missing or wrong X-CSRF-Token header; get it from GET /auth/me")]
     Csrf,
@@ -112,14 +116,14 @@ impl AuthError {
     /// The stable `code` of the JSON error body.
     pub fn code(&self) -> &'static str {
         match self {
-            AuthError::Missing | AuthError::Invalid(_) => "unauthorized",
+            AuthError::Missing | AuthError::Invalid(_) | AuthError::Ended => "unauthorized",
             AuthError::Csrf => "forbidden",
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
-            AuthError::Missing | AuthError::Invalid(_) => StatusCode::UNAUTHORIZED,
+            AuthError::Missing | AuthError::Invalid(_) | AuthError::Ended => StatusCode::UNAUTHORIZED,
             AuthError::Csrf => StatusCode::FORBIDDEN,
         }
     }
@@ -131,10 +135,11 @@ impl IntoResponse for AuthError {
         let mut response = error_response(self.status(), self.code(), self.to_string());
         let challenge = match &self {
             AuthError::Missing => Some("Bearer realm=\"tokentrail\"".to_owned()),
-            AuthError::Invalid(message) => {
+            AuthError::Invalid(_) | AuthError::Ended => {
                 // Header-safe: messages quote token values only through `keys::shown`,
                 // but the whole message is filtered again here.
-                let description: String = message
+                let description: String = self
+                    .to_string()
                     .chars()
                     .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '?' })
                     .collect();
@@ -336,9 +341,7 @@ impl Auth {
         let Some(id) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
             return Err(AuthError::Missing);
         };
-        let (caller, csrf) = self.sessions.get(&id).ok_or_else(|| {
-            AuthError::Invalid("the session has ended or is unknown; sign in again at /auth/login".into())
-        })?;
+        let (caller, csrf) = self.sessions.get(&id).ok_or(AuthError::Ended)?;
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
             let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
             if !session::same(sent, &csrf) {

@@ -281,7 +281,8 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let caller = match state.auth.authenticate(&parts).await {
         Ok(caller) => caller,
         Err(error) => {
-            let response = if wants_html && matches!(error, AuthError::Missing) {
+            // No session, or one that ended (a restart forgets sessions): a page signs in again.
+            let response = if wants_html && matches!(error, AuthError::Missing | AuthError::Ended) {
                 sign_in_redirect(&parts.uri)
             } else {
                 error.into_response()
