@@ -109,8 +109,63 @@ async fn an_on_call_engineer_at_3_am_meets_no_broken_path() {
     resolving_warns_while_events_arrive_and_a_reopen_keeps_the_acknowledgement(&night).await;
     an_auditor_is_offered_nothing_that_refuses_them(&night).await;
 
-    night.client.close().await.unwrap();
-    assert!(night.demo.interrupt().success());
+    let Night { demo, client, .. } = night;
+    assert!(demo.interrupt().success());
+    a_finding_another_instance_raised_names_it_and_offers_no_triage(&client, &dir.path().join("oncall.duckdb")).await;
+    client.close().await.unwrap();
+}
+
+/// A finding taken in from another instance (src/lake/shared_findings.rs) names the
+/// instance that raised it and offers no status change: it is triaged there, and the API
+/// refuses the change here with 409 naming it.
+async fn a_finding_another_instance_raised_names_it_and_offers_no_triage(client: &Client, db: &std::path::Path) {
+    use tokentrail::lake::shared_findings::{DIR, SharedFindings};
+    let other = "oncall-b-0b0b0b0b";
+    let lake_dir = db.with_extension("shared");
+    let fingerprint = "feedfacefeedfacefeedfacefeedface";
+    let dir = lake_dir.join(DIR).join(other);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file =
+        crate::shared_findings::file(other, vec![crate::shared_findings::finding(fingerprint, "Key access on B")]);
+    std::fs::write(dir.join("00000000000000000001-0000.json"), file).unwrap();
+    // Off the async runtime: the lake blocks on its own.
+    let (path, shared) = (db.to_path_buf(), lake_dir.clone());
+    let id = tokio::task::spawn_blocking(move || {
+        let store = tokentrail::store::Store::open(&path, &tokentrail::store::StoreOptions::default()).unwrap();
+        let lake = tokentrail::lake::Lake::new(tokentrail::lake::Location::directory(&shared).unwrap()).unwrap();
+        assert_eq!(SharedFindings::new("oncall-a-0a0a0a0a".into()).pass(&store, &lake).unwrap().taken_in, 1);
+        let id: i64 = store
+            .connection()
+            .unwrap()
+            .query_row("SELECT id FROM findings WHERE fingerprint = ?", [fingerprint], |r| r.get(0))
+            .unwrap();
+        id
+    })
+    .await
+    .unwrap();
+
+    let db = db.to_path_buf();
+    let demo = tokio::task::spawn_blocking(move || Demo::start(&db)).await.unwrap();
+    let base = format!("http://{}", demo.address);
+    // The browser still holds the session cookie of the demo before the restart, which
+    // the new process does not know: the page sends it to sign in again (as a Responder,
+    // who may triage), not to a JSON error.
+    sign_in_as(client, &base, "Responder", NAME, None).await;
+    open(client, &base, &format!("/findings/{id}")).await;
+    let note = text(client, "#raised-on").await;
+    assert!(note.starts_with(&format!("Raised on instance {other}, which holds its evidence")), "{note}");
+    assert!(client.find(Locator::Css("button[data-action]")).await.is_err(), "no status change is offered here");
+    shot(client, "oncall-finding-raised-elsewhere").await;
+    let (status, body) = common::demo::http_post(
+        &demo.address,
+        &format!("/api/findings/{id}/acknowledge"),
+        &demo.token,
+        &serde_json::json!({ "comment": "mine" }),
+    )
+    .unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains(other) && body.contains("set its status there"), "{body}");
+    assert!(demo.interrupt().success());
 }
 
 /// The overview: "open" counts only open findings; the quarantine card opens the quarantined records; a Responder is offered no Evidence or Reviews.

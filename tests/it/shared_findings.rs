@@ -133,14 +133,14 @@ fn a_finding_this_instance_raised_itself_is_never_overwritten_by_another_instanc
 }
 
 /// A shared-findings file as `instance` with `findings` (JSON values).
-fn file(instance: &str, findings: Vec<serde_json::Value>) -> Vec<u8> {
+pub(crate) fn file(instance: &str, findings: Vec<serde_json::Value>) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "format": "tokentrail-shared-findings", "schema_version": 1, "instance": instance, "findings": findings,
     }))
     .unwrap()
 }
 
-fn finding(fingerprint: &str, title: &str) -> serde_json::Value {
+pub(crate) fn finding(fingerprint: &str, title: &str) -> serde_json::Value {
     serde_json::json!({
         "fingerprint": fingerprint, "rule_id": "key_auth_access", "title": title, "severity": "medium",
         "principal_id": null, "entity": "account=contoso", "first_seen": 1_741_000_000_000_000i64,
