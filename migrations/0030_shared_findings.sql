@@ -13,6 +13,16 @@ CREATE TABLE shared_findings_in (
     taken_at TIMESTAMPTZ NOT NULL
 );
 
+-- A finding's last change: the later of detection's update and its status change.
+CREATE MACRO finding_changed(updated, status_time) AS greatest(updated, coalesce(status_time, updated));
+
+-- The instance a finding was taken in from, unless it changed here since (NULL: this
+-- instance raised or changed it itself). Called with a findings row's columns.
+CREATE MACRO taken_in_from(fp, updated, status_time) AS (
+    SELECT h.instance FROM shared_findings_in h
+    WHERE h.fingerprint = fp AND h.changed_at = finding_changed(updated, status_time)
+);
+
 -- The last file taken in of each other instance's findings (files are named in order).
 CREATE TABLE shared_findings_read (
     instance VARCHAR NOT NULL,

@@ -300,13 +300,12 @@ fn time(micros: i64) -> duckdb::types::Value {
     duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, micros)
 }
 
-/// A finding's last change, in SQL over `findings f`.
-const CHANGED: &str = "greatest(f.updated_at, coalesce(f.status_at, f.updated_at))";
+/// A finding's last change, in SQL over `findings f` (migration 30's macro).
+const CHANGED: &str = "finding_changed(f.updated_at, f.status_at)";
 
 /// `findings f` rows this instance raised or changed itself: not taken in, or changed here
-/// since.
-const OWN: &str = "NOT EXISTS (SELECT 1 FROM shared_findings_in h WHERE h.fingerprint = f.fingerprint \
-     AND h.changed_at = greatest(f.updated_at, coalesce(f.status_at, f.updated_at)))";
+/// since (migration 30's macro).
+const OWN: &str = "taken_in_from(f.fingerprint, f.updated_at, f.status_at) IS NULL";
 
 /// Takes in `findings` of `instance`'s file `name` and notes the file read, in one
 /// transaction with the history entries; how many were inserted or brought up to date.

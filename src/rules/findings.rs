@@ -92,13 +92,11 @@ pub enum Refused {
 /// this instance raised or changed it itself.
 pub fn raised_elsewhere(conn: &duckdb::Connection, id: i64) -> Result<Option<String>> {
     Ok(conn
-        .prepare(
-            "SELECT h.instance FROM findings f JOIN shared_findings_in h ON h.fingerprint = f.fingerprint \
-             AND h.changed_at = greatest(f.updated_at, coalesce(f.status_at, f.updated_at)) WHERE f.id = ?",
-        )?
-        .query_map([id], |r| r.get(0))?
+        .prepare("SELECT taken_in_from(fingerprint, updated_at, status_at) FROM findings WHERE id = ?")?
+        .query_map([id], |r| r.get::<_, Option<String>>(0))?
         .next()
-        .transpose()?)
+        .transpose()?
+        .flatten())
 }
 
 /// Moves finding `id` to `to` on behalf of `by`, with a comment, and records it, chained

@@ -6,5 +6,5 @@ SELECT i.*, f.id AS local_id, f.status AS local_status
 FROM incoming i
 LEFT JOIN findings f ON f.fingerprint = i.fingerprint
 LEFT JOIN shared_findings_in h ON h.fingerprint = i.fingerprint
-    AND h.changed_at = greatest(f.updated_at, coalesce(f.status_at, f.updated_at))
+    AND h.changed_at = finding_changed(f.updated_at, f.status_at)
 WHERE f.id IS NULL OR (h.fingerprint IS NOT NULL AND i.changed_at > h.changed_at);

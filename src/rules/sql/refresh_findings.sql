@@ -50,9 +50,8 @@ CREATE OR REPLACE TEMP TABLE raised_here AS
 SELECT f.id
 FROM findings f
 JOIN finding_totals t ON t.fingerprint = f.fingerprint
-JOIN shared_findings_in h ON h.fingerprint = f.fingerprint
-    AND h.changed_at = greatest(f.updated_at, coalesce(f.status_at, f.updated_at))
-WHERE f.status = 'open' AND f.id NOT IN (SELECT id FROM finding_changes);
+WHERE f.status = 'open' AND f.id NOT IN (SELECT id FROM finding_changes)
+    AND taken_in_from(f.fingerprint, f.updated_at, f.status_at) IS NOT NULL;
 
 INSERT INTO alert_events (finding_id, change, created_at)
 SELECT id, 'raised', get_current_timestamp() FROM raised_here;
