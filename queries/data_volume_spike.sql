@@ -26,24 +26,28 @@
 --   Days of history that form the baseline.
 -- param: min_baseline_hours = 6
 --   Active hours needed for a baseline; fewer and only the floor applies.
-WITH pairs AS (
+WITH floor_pairs AS (
     -- a 60-minute span ending in hour h lies in hours h-1 and h: only where those two together
     -- pass the floor can one of the spans
-    SELECT subject, hour
+    SELECT subject, hour, pair_bytes
     FROM (
-        SELECT subject, hour, read_bytes,
-               lag(read_bytes) OVER (PARTITION BY subject ORDER BY hour) AS before,
-               lag(hour) OVER (PARTITION BY subject ORDER BY hour) AS before_hour
-        FROM activity_hours
-        WHERE hour >= utc_add(utc_hour($from), - INTERVAL 1 HOUR) AND hour < utc_add($to, INTERVAL 1 HOUR)
-          AND read_requests > 0
+        SELECT subject, hour,
+               read_bytes + CASE WHEN before_hour = utc_add(hour, - INTERVAL 1 HOUR) THEN before ELSE 0 END
+                   AS pair_bytes
+        FROM (
+            SELECT subject, hour, read_bytes,
+                   lag(read_bytes) OVER (PARTITION BY subject ORDER BY hour) AS before,
+                   lag(hour) OVER (PARTITION BY subject ORDER BY hour) AS before_hour
+            FROM activity_hours
+            WHERE hour >= utc_add(utc_hour($from), - INTERVAL 1 HOUR) AND hour < utc_add($to, INTERVAL 1 HOUR)
+              AND read_requests > 0
+        )
     )
-    WHERE read_bytes + CASE WHEN before_hour = utc_add(hour, - INTERVAL 1 HOUR) THEN before ELSE 0 END
-          >= $floor_mb * 1048576
+    WHERE pair_bytes >= $floor_mb * 1048576
 ),
 history AS (
     SELECT c.subject, c.hour, h.read_bytes
-    FROM pairs c
+    FROM floor_pairs c
     JOIN activity_hours h
       ON h.subject = c.subject
      AND h.hour < utc_add(c.hour, - INTERVAL 1 HOUR)
@@ -57,6 +61,16 @@ spread AS (
     SELECT h.subject, h.hour, median(abs(h.read_bytes - m.med)) AS mad
     FROM history h JOIN centre m USING (subject, hour)
     GROUP BY h.subject, h.hour
+),
+pairs AS (
+    -- no span holds more than its two hours, so a pair that is no spike as a whole has none
+    -- (a steady heavy reader's requests are then never read, however many)
+    SELECT p.subject, p.hour
+    FROM floor_pairs p
+    LEFT JOIN centre m USING (subject, hour)
+    LEFT JOIN spread s USING (subject, hour)
+    WHERE coalesce(m.hours, 0) < $min_baseline_hours
+       OR (p.pair_bytes > $ratio * m.med AND p.pair_bytes > m.med + $deviations * 1.4826 * s.mad)
 ),
 reads AS (
     -- the reads of the candidate hours and the hour before each, with the bytes read in the 60

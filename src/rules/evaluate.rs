@@ -133,7 +133,9 @@ pub fn run_with(
     let (evidence, raised, _linked) = crate::store::retrying_conflicts(|| {
         crate::store::in_transaction(conn, |conn| run_in_transaction(conn, rule, from, to, refresh, after_query))
     })?;
-    Ok(RuleRun { rule_id: rule.id.clone(), from, to, evidence, raised, elapsed: started.elapsed() })
+    let elapsed = started.elapsed();
+    tracing::debug!(rule = %rule.id, from_us = from, to_us = to, elapsed_ms = elapsed.as_millis() as u64, "rule ran");
+    Ok(RuleRun { rule_id: rule.id.clone(), from, to, evidence, raised, elapsed })
 }
 
 fn run_in_transaction(
