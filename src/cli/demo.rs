@@ -31,8 +31,11 @@ const BACKFILL_WINDOW: TimeDelta = TimeDelta::hours(6);
 
 pub fn run(options: DemoOptions) -> Result<()> {
     // The same memory limit as `serve`'s default: a demo left running must not take the machine.
-    let store_options =
-        StoreOptions { memory_limit: Some(crate::config::DEFAULT_DB_MEMORY_LIMIT.into()), ..StoreOptions::default() };
+    let store_options = StoreOptions {
+        memory_limit: Some(crate::config::DEFAULT_DB_MEMORY_LIMIT.into()),
+        threads: Some(super::serve::default_db_threads()),
+        ..StoreOptions::default()
+    };
     let store = Arc::new(Store::open(&options.db, &store_options)?);
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], options.port));
     let sign_in = SignIn::Development { db: options.db.clone(), secret: None };

@@ -95,10 +95,15 @@ fn fleet(config: &ServeConfig) -> Result<Option<crate::lake::fleet::Fleet>> {
     Ok(Some(crate::lake::fleet::Fleet::new(lake, &cache, crate::sys::instance_name(&config.db))?))
 }
 
-/// DuckDB's threads: `db_threads`, else half the cores (at least 1).
+/// DuckDB's threads: `db_threads`, else [`default_db_threads`].
 fn db_threads(config: &ServeConfig) -> usize {
+    config.db_threads.unwrap_or_else(default_db_threads)
+}
+
+/// Half the cores (at least 1): the default for `serve` and `demo`.
+pub(crate) fn default_db_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    config.db_threads.unwrap_or((cores / 2).max(1))
+    (cores / 2).max(1)
 }
 
 /// `serve --check-config`: [`startup`]'s checks and nothing else (no database, port or
