@@ -137,9 +137,10 @@ fn serve_limit() -> String {
 const DELIVERY_LAG: chrono::TimeDelta = chrono::TimeDelta::minutes(3);
 /// The stream's hours before `serve` starts, ingested from a file first: a service that has
 /// run for months has its rules' windows (up to two hours of rows; longer ones over hourly
-/// counts) full and its principals' baselines (six active hours at least) made, so the soak
-/// judges that state, not windows filling and every heavy reader judged by the floor alone.
-const PREFILL: chrono::TimeDelta = chrono::TimeDelta::hours(8);
+/// counts) full and its principals' baselines made (`data_volume_spike` wants six active
+/// hours before the hour pair it judges, which reaches three hours back), so the soak judges
+/// that state, not windows filling and every heavy reader judged by the floor alone.
+const PREFILL: chrono::TimeDelta = chrono::TimeDelta::hours(12);
 /// Records a second in the stream (and in the prefill).
 const RATE: i64 = 100;
 
