@@ -19,7 +19,12 @@ SELECT
     min(time) AS first_seen,
     max(coalesce(end_time, time)) AS last_seen,
     count(*) AS count,
-    (list({'table': evidence_table, 'row_id': row_id} ORDER BY time, row_id))[1:1000] AS evidence,
+    -- the first 1000 by time, kept in a bounded heap: an incident that goes on (a job deleting
+    -- all day) has more evidence each pass, and sorting all of it held ever more memory
+    list_transform(
+        min({'time': time, 'row_id': row_id, 'table': evidence_table}, 1000),
+        lambda e: {'table': e.table, 'row_id': e.row_id}
+    ) AS evidence,
     arg_max(detail, time) AS summary
 FROM finding_evidence
 WHERE fingerprint IN (SELECT fingerprint FROM touched)
