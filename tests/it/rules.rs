@@ -673,3 +673,77 @@ fn detect_prints_the_findings_of_a_period_as_json_or_a_table() {
     let table = detect(None, None, Format::Table);
     assert!(table.contains("key_auth_access") && table.contains("| rule") && table.contains("medium"), "{table}");
 }
+
+/// A rule that raises every request to an account: its findings keep growing.
+const EVERY_REQUEST_RULE: &str = "-- id: every_request
+-- title: Every request
+-- severity: low
+-- soc2: CC7.2
+-- mitre: T1530 Data from Cloud Storage
+-- window: 0m
+-- description: Each account's requests, all of them: a finding that goes on.
+-- remediation: None.
+SELECT time, 'cosmos_requests' AS evidence_table, rowid AS row_id, NULL::VARCHAR AS principal_id,
+       'account=' || account AS entity, operation AS detail
+FROM cosmos_requests
+WHERE time >= $from AND time < $to AND account IS NOT NULL;
+";
+
+/// A finding lists its first 1000 evidence rows by time (then row), however many it has and
+/// in whatever order they arrive: checked against a sort of all of them.
+#[test]
+fn a_finding_with_more_than_a_thousand_events_lists_its_first_thousand() {
+    let db = TestDb::new();
+    let dir = db.dir.path().join("my-rules");
+    std::fs::create_dir_all(&dir).unwrap();
+    rule_file(&dir, "every_request", EVERY_REQUEST_RULE);
+    let mut config = config(&db);
+    config.rules_dir = Some(dir);
+    let (detector, problems) = Detector::open(&db.store, &config).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let generator = Generator::new(Tenant::new(3), 3);
+    let mismatched = "SELECT count(*) FROM findings f
+         WHERE f.rule_id = 'every_request' AND f.evidence IS DISTINCT FROM (
+             SELECT (list({'table': e.evidence_table, 'row_id': e.row_id} ORDER BY e.time, e.row_id))[1:1000]
+             FROM finding_evidence e WHERE e.fingerprint = f.fingerprint)";
+    let counts = "SELECT (count(*) FILTER (WHERE count > 1000))::VARCHAR,
+                (count(*) FILTER (WHERE len(evidence) = least(count, 1000)))::VARCHAR, count(*)::VARCHAR
+         FROM findings WHERE rule_id = 'every_request'";
+
+    // Two days, then the day before them, as late logs do.
+    let monday = at(MONDAY);
+    let kept = "SELECT count(*)::VARCHAR, coalesce(max(rowid), -1)::VARCHAR FROM finding_evidence WHERE rule_id = 'every_request'";
+    let mut before: Option<(i64, i64)> = None;
+    for (name, from, to) in [
+        ("two-days.ndjson", monday, monday + Duration::days(2)),
+        ("day-before.ndjson", monday - Duration::days(1), monday),
+    ] {
+        let (events, _) = generator.history(from, to, &[]);
+        let path = write_events(&db, name, &events.iter().collect::<Vec<_>>());
+        db.ingest(&[path]);
+        let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
+        assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+        let row = db.rows(counts).remove(0);
+        let (large, right_length, all): (i64, i64, i64) =
+            (row[0].parse().unwrap(), row[1].parse().unwrap(), row[2].parse().unwrap());
+        assert!(large >= 2, "{name}: {large} of {all} findings have more than 1000 events");
+        assert_eq!(right_length, all, "{name}");
+        assert_eq!(db.value::<i64>(mismatched), 0, "{name}: a finding's first 1000 are not its earliest");
+        // The evidence already stored stays where it is: only the new rows are written, so
+        // a pass leaves no dead copies of the rows it evaluated again.
+        if let Some((rows, last)) = before {
+            let still: i64 = db.value(&format!(
+                "SELECT count(*) FROM finding_evidence WHERE rule_id = 'every_request' AND rowid <= {last}"
+            ));
+            assert_eq!(still, rows, "{name}: evidence rows stored before were written again");
+        }
+        let row = db.rows(kept).remove(0);
+        before = Some((row[0].parse().unwrap(), row[1].parse().unwrap()));
+    }
+    // The late day's requests now lead the lists.
+    let earliest: String = db.value(
+        "SELECT min(r.time)::VARCHAR FROM findings f, cosmos_requests r
+         WHERE f.rule_id = 'every_request' AND r.rowid = f.evidence[1].row_id",
+    );
+    assert!(earliest < MONDAY.replace('T', " "), "{earliest}");
+}
