@@ -21,11 +21,13 @@ WHERE e.rule_id = $rule_id AND e.time >= $from AND e.time < $to
 INSERT INTO finding_evidence (fingerprint, rule_id, evidence_table, row_id, time, end_time, principal_id, entity, detail)
 SELECT fingerprint, $rule_id, evidence_table, row_id, time, end_time, principal_id, entity, detail
 FROM new_evidence n
+-- what is left in the period is each an identical new row, and new_evidence has one row per
+-- (fingerprint, evidence_table, row_id, time): the key tells which are stored
 WHERE NOT EXISTS (
     SELECT 1 FROM finding_evidence e
     WHERE e.rule_id = $rule_id AND e.time >= $from AND e.time < $to
       AND n.fingerprint = e.fingerprint AND n.evidence_table = e.evidence_table AND n.row_id IS NOT DISTINCT FROM e.row_id
-      AND n.time = e.time AND n.end_time IS NOT DISTINCT FROM e.end_time AND n.detail IS NOT DISTINCT FROM e.detail
+      AND n.time = e.time
 );
 
 INSERT INTO touched
