@@ -89,6 +89,8 @@ struct Unrouted {
     claim: Option<(bool, String)>,
     /// The episode's raised or reopened event is not routed yet either.
     opening_unrouted: bool,
+    /// The instance the finding was taken in from, when it was not raised here.
+    raised_on: Option<String>,
 }
 
 /// Routes every event not yet routed to the destinations of the routes it matches, and
@@ -97,7 +99,9 @@ struct Unrouted {
 ///
 /// With claims ([`Alerts::claims`]), an event of an episode claimed by another instance
 /// goes to no message (`message_id` 0, `claimed by instance <holder>`), and an event whose
-/// episode waits for its claim (not made yet, or storage unreachable) stays unrouted.
+/// episode waits for its claim (not made yet, or storage unreachable) stays unrouted. An
+/// event of a finding taken in from another instance and never raised here goes to no
+/// message (`raised on instance <raiser>, which sends its alerts`).
 pub fn route(store: &Store, alerts: &Alerts) -> Result<usize> {
     let claiming = alerts.claims.is_some();
     store
@@ -115,6 +119,7 @@ pub fn route(store: &Store, alerts: &Alerts) -> Result<usize> {
                         change: r.get(2)?,
                         claim: won.map(|w| (w, holder.unwrap_or_default())),
                         opening_unrouted: r.get(5)?,
+                        raised_on: r.get(6)?,
                     })
                 })?
                 .collect::<duckdb::Result<_>>()?;
@@ -140,8 +145,13 @@ pub fn route(store: &Store, alerts: &Alerts) -> Result<usize> {
                     Some((false, holder)) => Some(format!("claimed by instance {holder}")),
                     // Its episode is claimed first (next pass, or when storage is back).
                     None if event.opening_unrouted => continue,
-                    // An episode opened before claims were made: sent as before.
-                    None => None,
+                    // No opening event here. A finding taken in and never raised here (resolved
+                    // here, say): its raiser holds the episode's claim, takes the change in and
+                    // sends it. Otherwise an episode opened before claims were made: sent as before.
+                    None => event
+                        .raised_on
+                        .as_ref()
+                        .map(|raiser| format!("raised on instance {raiser}, which sends its alerts")),
                 };
                 for name in to {
                     destination.push(Value::Text(name.to_owned()));

@@ -11,14 +11,18 @@
 //!   it: taking in is idempotent.
 //! - Each instance takes in the files the others wrote since the last it read (by name:
 //!   they sort in order). A finding new here is inserted with its status (and a history
-//!   entry, "raised on instance …"); one taken in before is brought up to date when the
-//!   file's change is later (the last change wins between instances that raised the same
-//!   fingerprint). A finding this instance raised or changed itself is its own: a file
-//!   never overwrites it.
-//! - A finding taken in is triaged on the instance that raised it, which holds its
-//!   evidence ([`crate::rules::findings::Refused::RaisedElsewhere`]): its status here
-//!   follows that instance's. Alerts are sent by the instance that raised it; taking in
-//!   writes no alert event.
+//!   entry, "taken in from instance …"). A finding has two parts, each taken in when the
+//!   file's is later:
+//!   - its detection facts (count, times, summary), those of the instance that raised it
+//!     (`raised_on`, which holds its evidence). A finding this instance raised itself
+//!     keeps its own: a file never overwrites them.
+//!   - its status, one across instances: the latest anyone set, on any instance. So a
+//!     finding can be triaged on whichever instance answers, even when the instance that
+//!     raised it is gone, and a file of the triaging instance carries the status to
+//!     every other, the raiser's own copy included.
+//! - Alerts are sent by the instance that raised it; taking in writes no `raised` alert
+//!   event. A status taken in that resolves a finding writes a `resolved` event, so the
+//!   instance that holds the alert claim of the finding's episode sends it.
 //!
 //! Files come from a store other instances write to: every field is checked (a
 //! fingerprint is 32 hex digits, a status or severity one of ours, text is bounded) and a
@@ -83,6 +87,10 @@ pub struct Finding {
     pub status_comment: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The instance that raised it, when not the one whose file this is (a finding taken
+    /// in there and triaged there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raised_on: Option<String>,
 }
 
 impl Finding {
@@ -112,6 +120,9 @@ impl Finding {
         let more = [self.status_by.as_ref(), self.status_comment.as_ref()];
         if texts.iter().chain(&more).flatten().any(|t| t.chars().count() > MAX_TEXT) {
             bail!("finding {}: a text field is longer than {MAX_TEXT} characters", self.fingerprint);
+        }
+        if self.raised_on.as_deref().is_some_and(|name| !plain_instance(name)) {
+            bail!("finding {}: raised_on is not an instance's name", self.fingerprint);
         }
         if self.count < 0 || self.first_seen > self.last_seen {
             bail!("finding {}: its count or times do not add up", self.fingerprint);
@@ -183,7 +194,7 @@ impl SharedFindings {
         let mut statement = conn.prepare(&format!(
             "SELECT fingerprint, rule_id, title, severity, principal_id, entity, epoch_us(first_seen), \
              epoch_us(last_seen), count, summary, status, status_by, epoch_us(status_at), status_comment, \
-             epoch_us(created_at), epoch_us(updated_at) FROM findings f \
+             epoch_us(created_at), epoch_us(updated_at), taken_in_from(f.fingerprint, f.updated_at) FROM findings f \
              WHERE {OWN} AND epoch_us({CHANGED}) > ? AND epoch_us({CHANGED}) <= ? ORDER BY {CHANGED}, fingerprint"
         ))?;
         let findings: Vec<Finding> = statement
@@ -205,6 +216,7 @@ impl SharedFindings {
                     status_comment: r.get(13)?,
                     created_at: r.get(14)?,
                     updated_at: r.get(15)?,
+                    raised_on: r.get(16)?,
                 })
             })?
             .collect::<duckdb::Result<_>>()?;
@@ -303,9 +315,9 @@ fn time(micros: i64) -> duckdb::types::Value {
 /// A finding's last change, in SQL over `findings f` (migration 30's macro).
 const CHANGED: &str = "finding_changed(f.updated_at, f.status_at)";
 
-/// `findings f` rows this instance raised or changed itself: not taken in, or changed here
-/// since (migration 30's macro).
-const OWN: &str = "taken_in_from(f.fingerprint, f.updated_at, f.status_at) IS NULL";
+/// `findings f` rows this instance raised or triaged itself: not taken in, or raised or
+/// triaged here since (migration 31's macro).
+const OWN: &str = "NOT as_taken_in(f.fingerprint, f.updated_at, f.status_at)";
 
 /// Takes in `findings` of `instance`'s file `name` and notes the file read, in one
 /// transaction with the history entries; how many were inserted or brought up to date.
@@ -323,10 +335,11 @@ fn take(store: &Store, instance: &str, name: &str, findings: &[Finding]) -> Resu
             "CREATE OR REPLACE TEMP TABLE incoming (fingerprint VARCHAR, rule_id VARCHAR, title VARCHAR, \
              severity VARCHAR, principal_id VARCHAR, entity VARCHAR, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, \
              count BIGINT, summary VARCHAR, status VARCHAR, status_by VARCHAR, status_at TIMESTAMPTZ, \
-             status_comment VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, changed_at TIMESTAMPTZ);",
+             status_comment VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, changed_at TIMESTAMPTZ, \
+             raised_on VARCHAR);",
         )?;
         let mut insert =
-            conn.prepare("INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
+            conn.prepare("INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
         for f in latest.values() {
             insert.execute(duckdb::params![
                 f.fingerprint,
@@ -345,7 +358,8 @@ fn take(store: &Store, instance: &str, name: &str, findings: &[Finding]) -> Resu
                 f.status_comment,
                 time(f.created_at),
                 time(f.updated_at),
-                time(f.changed())
+                time(f.changed()),
+                f.raised_on.as_deref().unwrap_or(instance)
             ])?;
         }
         drop(insert);

@@ -81,18 +81,13 @@ pub enum Refused {
     NoFinding(i64),
     #[error("finding {id} is {from}; it cannot become {to}")]
     CannotBecome { id: i64, from: Status, to: Status },
-    #[error(
-        "finding {id} was raised on instance {instance}, which holds its evidence: set its status there \
-         (its status here follows that instance's)"
-    )]
-    RaisedElsewhere { id: i64, instance: String },
 }
 
-/// The instance finding `id` was taken in from (`crate::lake::shared_findings`), unless
-/// this instance raised or changed it itself.
+/// The instance that raised finding `id` and holds its evidence, when it was taken in
+/// from there (`crate::lake::shared_findings`) and not raised here since.
 pub fn raised_elsewhere(conn: &duckdb::Connection, id: i64) -> Result<Option<String>> {
     Ok(conn
-        .prepare("SELECT taken_in_from(fingerprint, updated_at, status_at) FROM findings WHERE id = ?")?
+        .prepare("SELECT taken_in_from(fingerprint, updated_at) FROM findings WHERE id = ?")?
         .query_map([id], |r| r.get::<_, Option<String>>(0))?
         .next()
         .transpose()?
@@ -117,9 +112,6 @@ pub fn set_status(store: &Store, id: i64, to: Status, by: &str, comment: &str) -
         let Some(current) = current else { return Err(Refused::NoFinding(id).into()) };
         let from =
             Status::parse(&current).with_context(|| format!("finding {id} has an unknown status {current:?}"))?;
-        if let Some(instance) = raised_elsewhere(conn, id)? {
-            return Err(Refused::RaisedElsewhere { id, instance }.into());
-        }
         if !from.can_become(to) {
             return Err(Refused::CannotBecome { id, from, to }.into());
         }

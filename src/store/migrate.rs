@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(28, "0028_fleet"),
     migration!(29, "0029_fleet_here"),
     migration!(30, "0030_shared_findings"),
+    migration!(31, "0031_shared_triage"),
 ];
 
 fn checksum(sql: &str) -> String {

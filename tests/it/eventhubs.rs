@@ -131,6 +131,20 @@ impl Service {
         ureq::get(&url).header("Authorization", format!("Bearer {token}")).call().ok()?.body_mut().read_json().ok()
     }
 
+    /// POSTs `body` to the API's `path` with a token of `role`: the status and the answer.
+    pub(crate) fn post_as(&self, role: tokentrail::auth::Role, path: &str, body: serde_json::Value) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let token = self.token(role).expect("the service answers");
+        let mut response = ureq::post(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .header("Authorization", format!("Bearer {token}"))
+            .send_json(body)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
+    }
+
     /// Waits until every partition's status shows `committed` as its committed
     /// sequence number and no lag.
     fn wait_for_no_lag(&self, committed: &[i64], timeout: Duration) {

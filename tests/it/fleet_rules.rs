@@ -297,6 +297,39 @@ fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder
         }
     }
     assert!(raised.values().all(|n| *n == 1), "each finding raised one alert across holders: {raised:?}");
+
+    // One status across instances: a finding raised on the first holder is resolved on
+    // another while the first is gone; the first, back, follows, and the `resolved` alert
+    // goes out once (from the holder of the finding's alert claim, the first).
+    let (other, taken) = (0..3)
+        .filter(|i| *i != first)
+        .find_map(|i| {
+            let rows = open_findings(&services[i])?;
+            Some((i, rows.into_iter().find(|f| f["raised_on"] == holder_name.as_str())?))
+        })
+        .expect("a finding raised on the first holder, taken in elsewhere");
+    let fingerprint = taken["fingerprint"].as_str().unwrap().to_owned();
+    services[first].signal(libc::SIGKILL);
+    let (status, body) = services[other].post_as(
+        Role::Responder,
+        &format!("/api/findings/{}/resolve", taken["id"]),
+        serde_json::json!({ "comment": "keys rotated; the holder is down" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    services[first].start();
+    let status_of = |service: &Serve| -> Option<String> {
+        let page = service.get("/api/findings?status=resolved&limit=500")?;
+        let rows = page["rows"].as_array()?.clone();
+        rows.iter().find(|f| f["fingerprint"] == fingerprint.as_str()).map(|f| f["status"].as_str().unwrap().to_owned())
+    };
+    wait_for("every instance lists it resolved", Duration::from_secs(60), || {
+        services.iter().all(|s| status_of(s).as_deref() == Some("resolved"))
+    });
+    let resolved_alerts =
+        || acked_alerts(&receiver).into_iter().filter(|a| a.1 == fingerprint && a.2 == "resolved").count();
+    wait_for("the resolved alert", Duration::from_secs(30), || resolved_alerts() >= 1);
+    std::thread::sleep(Duration::from_secs(2)); // nothing more goes out
+    assert_eq!(resolved_alerts(), 1, "one resolved alert across instances");
     for service in services.iter_mut().filter(|s| s.status().is_some()) {
         service.stop();
     }

@@ -111,14 +111,14 @@ async fn an_on_call_engineer_at_3_am_meets_no_broken_path() {
 
     let Night { demo, client, .. } = night;
     assert!(demo.interrupt().success());
-    a_finding_another_instance_raised_names_it_and_offers_no_triage(&client, &dir.path().join("oncall.duckdb")).await;
+    a_finding_another_instance_raised_names_it_and_is_triaged_here(&client, &dir.path().join("oncall.duckdb")).await;
     client.close().await.unwrap();
 }
 
 /// A finding taken in from another instance (src/lake/shared_findings.rs) names the
-/// instance that raised it and offers no status change: it is triaged there, and the API
-/// refuses the change here with 409 naming it.
-async fn a_finding_another_instance_raised_names_it_and_offers_no_triage(client: &Client, db: &std::path::Path) {
+/// instance that raised it, which holds its evidence, and is triaged here all the same:
+/// that instance may be gone, and a finding's status is one on every instance.
+async fn a_finding_another_instance_raised_names_it_and_is_triaged_here(client: &Client, db: &std::path::Path) {
     use tokentrail::lake::shared_findings::{DIR, SharedFindings};
     let other = "oncall-b-0b0b0b0b";
     let lake_dir = db.with_extension("shared");
@@ -154,17 +154,18 @@ async fn a_finding_another_instance_raised_names_it_and_offers_no_triage(client:
     open(client, &base, &format!("/findings/{id}")).await;
     let note = text(client, "#raised-on").await;
     assert!(note.starts_with(&format!("Raised on instance {other}, which holds its evidence")), "{note}");
-    assert!(client.find(Locator::Css("button[data-action]")).await.is_err(), "no status change is offered here");
     shot(client, "oncall-finding-raised-elsewhere").await;
-    let (status, body) = common::demo::http_post(
-        &demo.address,
-        &format!("/api/findings/{id}/acknowledge"),
-        &demo.token,
-        &serde_json::json!({ "comment": "mine" }),
+    fill(client, "#comment", "B is being rebuilt; taking it").await;
+    client.find(Locator::Css("button[data-action=acknowledge]")).await.unwrap().click().await.unwrap();
+    wait_for(
+        client,
+        "acknowledged",
+        "return document.querySelector('#finding-status')?.textContent === 'acknowledged' || null",
     )
-    .unwrap();
-    assert_eq!(status, 409, "{body}");
-    assert!(body.contains(other) && body.contains("set its status there"), "{body}");
+    .await;
+    let history = text(client, "#finding-history").await;
+    assert!(history.contains("B is being rebuilt; taking it"), "{history}");
+    assert!(text(client, "#raised-on").await.contains(other), "still raised on {other}");
     assert!(demo.interrupt().success());
 }
 

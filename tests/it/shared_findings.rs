@@ -1,6 +1,7 @@
 //! One list of findings across instances (issue 36, src/lake/shared_findings.rs): what one
-//! instance raised is listed on another with its status, follows the raiser's triage, is
-//! triaged only where it was raised, and never overwrites what the other raised itself.
+//! instance raised is listed on another with its count, times and status; its status is
+//! one on every instance, set on any of them (the raiser may be gone); a file never
+//! overwrites the count of a finding the instance raised itself.
 //! Files in the shared lake are written by other machines: each is checked whole.
 
 use crate::common;
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tokentrail::lake::shared_findings::{DIR, SharedFindings};
 use tokentrail::lake::{Lake, Location};
-use tokentrail::rules::findings::{self, Refused, Status};
+use tokentrail::rules::findings::{self, Status};
 use tokentrail::rules::{DetectionConfig, Detector, ParamValue};
 use tokentrail::store::{Store, StoreOptions};
 use tokentrail::synth::{Generator, Scenario, Tenant};
@@ -89,31 +90,53 @@ fn a_finding_raised_on_one_instance_is_listed_on_another_and_follows_the_raisers
     let chain = tokentrail::store::append::verify(&b).unwrap();
     assert!(chain.iter().all(|t| t.verified()), "{:?}", chain.iter().map(|t| t.summary()).collect::<Vec<_>>());
 
-    // Triaged where it was raised: on B the change is refused, naming A.
-    let refused = findings::set_status(&b, id_on(&b), Status::Acknowledged, "carol", "mine").unwrap_err();
-    match refused.downcast_ref::<Refused>() {
-        Some(Refused::RaisedElsewhere { instance, .. }) => assert_eq!(instance, A),
-        other => panic!("refused for {other:?}: {refused:#}"),
-    }
-    findings::set_status(&a, id_on(&a), Status::Acknowledged, "alice", "rotating the keys").unwrap();
-    // The changed finding goes out, with the others changed in the overlap before it.
+    // Triaged on B, with A gone: the status goes out in B's file, naming A as the raiser.
+    findings::set_status(&b, id_on(&b), Status::Acknowledged, "carol", "mine").unwrap();
+    assert_eq!(listed(&b)[key_fp].3.as_deref(), Some(A), "still raised on A, which holds its evidence");
+    assert_eq!(share_b.pass(&b, &lake).unwrap().published, 1, "B publishes what it triaged, nothing else");
+    let names = lake.list(&format!("{DIR}/{B}"), None).unwrap();
+    let file: serde_json::Value =
+        serde_json::from_slice(&lake.get(&format!("{DIR}/{B}/{}", names[0])).unwrap()).unwrap();
+    assert_eq!(file["findings"][0]["raised_on"], A, "{file}");
+    assert_eq!(file["findings"][0]["status"], "acknowledged", "{file}");
+
+    // A, back, takes B's status for its own finding, keeps its own count, and says who and where.
+    let taken = share_a.pass(&a, &lake).unwrap();
+    assert_eq!(taken.taken_in, 1, "{taken:?}");
+    assert_eq!(listed(&a)[key_fp], (on_a[key_fp].0.clone(), "acknowledged".into(), on_a[key_fp].2, None));
+    let last = findings::history(&a, id_on(&a)).unwrap().pop().unwrap();
+    assert_eq!(
+        (last.changed_by.as_str(), last.from.as_deref(), last.to.as_str()),
+        ("carol", Some("open"), "acknowledged")
+    );
+    assert!(last.comment.as_deref().unwrap().contains(&format!("on instance {B}: mine")), "{last:?}");
+
+    // Resolved on A: B follows, and writes the `resolved` alert event the episode's claim holder sends.
+    findings::set_status(&a, id_on(&a), Status::Resolved, "alice", "rotating the keys").unwrap();
     assert!(share_a.pass(&a, &lake).unwrap().published >= 1);
     assert_eq!(share_b.pass(&b, &lake).unwrap().taken_in, 1);
-    assert_eq!(listed(&b)[key_fp].1, "acknowledged", "B follows A's status");
-    let history = findings::history(&b, id_on(&b)).unwrap();
-    let last = history.last().unwrap();
-    assert_eq!((last.changed_by.as_str(), last.to.as_str()), ("alice", "acknowledged"));
+    assert_eq!(listed(&b)[key_fp].1, "resolved", "B follows A's status");
+    let last = findings::history(&b, id_on(&b)).unwrap().pop().unwrap();
+    assert_eq!((last.changed_by.as_str(), last.to.as_str()), ("alice", "resolved"));
     assert!(last.comment.as_deref().unwrap().contains("rotating the keys"), "{last:?}");
+    let resolved_events: i64 = value(
+        &b,
+        &format!("SELECT count(*) FROM alert_events WHERE finding_id = {} AND change = 'resolved'", id_on(&b)),
+    );
+    assert_eq!(resolved_events, 1);
+    let chain = tokentrail::store::append::verify(&a).unwrap();
+    assert!(chain.iter().all(|t| t.verified()), "{:?}", chain.iter().map(|t| t.summary()).collect::<Vec<_>>());
 
-    // Nothing new: nothing published, nothing taken in, and B never publishes A's findings.
-    assert_eq!(share_a.pass(&a, &lake).unwrap(), Default::default());
-    assert_eq!(share_b.pass(&b, &lake).unwrap(), Default::default());
-    assert_eq!(lake.list_dirs(DIR).unwrap(), vec![A.to_owned()]);
-    assert!(listed(&a).values().all(|f| f.3.is_none()), "A takes in nothing of its own back");
+    // Nothing new: nothing published, nothing taken in; neither echoes the other's change back.
+    for _ in 0..2 {
+        assert_eq!(share_a.pass(&a, &lake).unwrap(), Default::default());
+        assert_eq!(share_b.pass(&b, &lake).unwrap(), Default::default());
+    }
+    assert!(listed(&a).values().all(|f| f.3.is_none()), "A's findings stay raised on A");
 }
 
 #[test]
-fn a_finding_this_instance_raised_itself_is_never_overwritten_by_another_instances_file() {
+fn a_finding_this_instance_raised_itself_keeps_its_count_and_takes_the_latest_status() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir.path().join("lake"));
     let a = raised_on_a(&dir.path().join("a.duckdb"));
@@ -127,9 +150,13 @@ fn a_finding_this_instance_raised_itself_is_never_overwritten_by_another_instanc
     let (key_fp, _) = on_b.iter().find(|(_, f)| f.0 == "key_auth_access").unwrap();
     let id: i64 = value(&a, &format!("SELECT id FROM findings WHERE fingerprint = '{key_fp}'"));
     findings::set_status(&a, id, Status::Resolved, "alice", "done on A").unwrap();
+    // Give A's copy another count: B keeps its own, and takes the status alone.
+    a.connection().unwrap().execute("UPDATE findings SET count = count + 1000 WHERE id = ?", [id]).unwrap();
     SharedFindings::new(A.into()).pass(&a, &lake).unwrap();
-    assert_eq!(SharedFindings::new(B.into()).pass(&b, &lake).unwrap().taken_in, 0);
-    assert_eq!(listed(&b), on_b, "B's own findings stay B's");
+    assert_eq!(SharedFindings::new(B.into()).pass(&b, &lake).unwrap().taken_in, 1);
+    let mut expected = on_b.clone();
+    expected.get_mut(key_fp.as_str()).unwrap().1 = "resolved".into();
+    assert_eq!(listed(&b), expected, "B's own findings keep B's counts and stay raised on B");
 }
 
 /// A shared-findings file as `instance` with `findings` (JSON values).

@@ -47,10 +47,10 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-const COLUMNS: &str = "f.id, f.rule_id, f.title, f.severity, f.status, f.principal_id,
+const COLUMNS: &str = "f.id, f.fingerprint, f.rule_id, f.title, f.severity, f.status, f.principal_id,
     (SELECT arg_max(s.principal_name, s.time) FROM signins s WHERE s.principal_id = f.principal_id) AS principal_name,
     f.entity, f.first_seen, f.last_seen, f.count, f.summary, f.status_by, f.status_at, f.status_comment,
-    f.created_at, f.updated_at, taken_in_from(f.fingerprint, f.updated_at, f.status_at) AS raised_on";
+    f.created_at, f.updated_at, taken_in_from(f.fingerprint, f.updated_at) AS raised_on";
 
 /// Findings, most recently active first.
 #[utoipa::path(get, path = "/api/findings", tag = "findings", params(ListQuery),

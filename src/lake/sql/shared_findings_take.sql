@@ -1,10 +1,16 @@
--- The findings of a file of another instance's (`incoming`) that are taken in: those new
--- here, and those taken in before, not changed here since, whose change in the file is
--- later. A finding this instance raised or changed itself stays as it is.
+-- The findings of a file of another instance's (`incoming`) that are taken in, and what of
+-- each: its detection facts when it is new here, or was taken in before and not raised
+-- here since and the file's are later (`take_detection`); its status when the file's
+-- status change is later than this one's, whoever raised it (`take_status`). A finding
+-- this instance raised itself keeps its own detection facts.
 CREATE OR REPLACE TEMP TABLE takes AS
-SELECT i.*, f.id AS local_id, f.status AS local_status
-FROM incoming i
-LEFT JOIN findings f ON f.fingerprint = i.fingerprint
-LEFT JOIN shared_findings_in h ON h.fingerprint = i.fingerprint
-    AND h.changed_at = finding_changed(f.updated_at, f.status_at)
-WHERE f.id IS NULL OR (h.fingerprint IS NOT NULL AND i.changed_at > h.changed_at);
+SELECT * FROM (
+    SELECT i.*, f.id AS local_id, f.status AS local_status, h.status_at AS held_status_at,
+        f.id IS NULL OR (h.fingerprint IS NOT NULL AND i.updated_at > f.updated_at) AS take_detection,
+        f.id IS NOT NULL AND coalesce(i.status_at > coalesce(f.status_at, '-infinity'::TIMESTAMPTZ), false)
+            AS take_status
+    FROM incoming i
+    LEFT JOIN findings f ON f.fingerprint = i.fingerprint
+    LEFT JOIN shared_findings_in h ON h.fingerprint = i.fingerprint AND h.updated_at = f.updated_at
+)
+WHERE take_detection OR take_status;

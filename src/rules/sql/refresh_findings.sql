@@ -56,7 +56,7 @@ SELECT f.id
 FROM findings f
 JOIN finding_totals t ON t.fingerprint = f.fingerprint
 WHERE f.status = 'open' AND f.id NOT IN (SELECT id FROM finding_changes)
-    AND taken_in_from(f.fingerprint, f.updated_at, f.status_at) IS NOT NULL;
+    AND taken_in_from(f.fingerprint, f.updated_at) IS NOT NULL;
 
 INSERT INTO alert_events (finding_id, change, created_at)
 SELECT id, 'raised', get_current_timestamp() FROM raised_here;

@@ -825,13 +825,12 @@ async function finding(id) {
     } catch (e) { note.replaceChildren(problem(e)); }
   };
   const actions = [];
-  // Taken in from the instance that raised it: triaged there, where its evidence is.
-  if (has("Responder") && !f.raised_on) {
+  if (has("Responder")) {
     if (f.status === "open") actions.push(["acknowledge", "Acknowledge"], ["resolve", "Resolve"]);
     if (f.status === "acknowledged") actions.push(["resolve", "Resolve"], ["reopen", "Reopen"]);
     if (f.status === "resolved" || f.status === "suppressed") actions.push(["reopen", "Reopen"]);
   }
-  if (has("Admin") && !f.raised_on && (f.status === "open" || f.status === "acknowledged")) actions.push(["suppress", "Suppress"]);
+  if (has("Admin") && (f.status === "open" || f.status === "acknowledged")) actions.push(["suppress", "Suppress"]);
   // Sign-ins and data operations of the principal on one timeline; each row says its own address.
   const timeline = [
     ...d.signins.map((s) => ({ time: s.time, what: "sign-in", detail: words(s.kind, s.error_code ? `FAILED ${s.error_code}` : "ok", "from", s.ip_address || "(no address)", s.country, s.city, "to", s.app_display_name || s.app_id || "?"), risk: s.risk_level_aggregated || s.risk_level })),
@@ -851,7 +850,7 @@ async function finding(id) {
       f.entity ? ` · ${f.entity}` : "", ` · ${number(f.count)} events · first `, time(f.first_seen), " · last ", time(f.last_seen)),
     acknowledgement(f, d.acknowledged),
     f.raised_on ? el("p", { class: "warning", id: "raised-on", role: "note" }, "Raised on instance ", el("strong", {}, f.raised_on),
-      ", which holds its evidence: open it there to see the evidence and to set its status. Its status here follows that instance's.") : null,
+      ", which holds its evidence: open it there to see the evidence. Its status is one on every instance: set it here or there.") : null,
     f.summary ? el("p", { class: "summary" }, f.summary) : null,
     d.rule ? section("What this rule looks for", el("p", {}, d.rule.description),
       el("h3", {}, "What to do"), el("p", {}, d.rule.remediation),
