@@ -9,9 +9,16 @@
 ALTER TABLE shared_findings_in ADD COLUMN updated_at TIMESTAMPTZ;
 ALTER TABLE shared_findings_in ADD COLUMN status_at TIMESTAMPTZ;
 
+-- Those not changed here since: both parts as taken in.
 UPDATE shared_findings_in h SET updated_at = f.updated_at, status_at = f.status_at
 FROM findings f
 WHERE f.fingerprint = h.fingerprint AND h.changed_at = finding_changed(f.updated_at, f.status_at);
+
+-- Those triaged here since, not raised here since (detection's last change is the one
+-- taken in): the detection facts as taken in, the status this instance's own.
+UPDATE shared_findings_in h SET updated_at = f.updated_at
+FROM findings f
+WHERE f.fingerprint = h.fingerprint AND h.updated_at IS NULL AND h.changed_at = f.updated_at;
 
 -- The instance a finding's detection facts were taken in from, unless it was raised here
 -- since (NULL: this instance raised it itself). Called with a findings row's columns.

@@ -192,6 +192,8 @@ fn hostile_files_of_shared_findings_are_rejected_whole_and_the_rest_is_taken_in(
     extra_field["evidence"] = serde_json::json!([{"table": "cosmos_requests", "row_id": 1}]);
     let mut bad_rule = finding("4123456789abcdef0123456789abcdef", "x");
     bad_rule["rule_id"] = "../../etc".into();
+    let mut bad_raiser = finding("6123456789abcdef0123456789abcdef", "x");
+    bad_raiser["raised_on"] = "<script>alert(1)</script>".into();
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("00000000000000000001-0000.json", b"{not json".to_vec()),
         ("00000000000000000002-0000.json", file("mallory-00000000", vec![finding(good, "x")])), // another's name
@@ -201,6 +203,7 @@ fn hostile_files_of_shared_findings_are_rejected_whole_and_the_rest_is_taken_in(
         ("00000000000000000006-0000.json", file("evil-00000000", vec![extra_field])),
         ("00000000000000000007-0000.json", file("evil-00000000", vec![bad_rule])),
         ("00000000000000000008-0000.json", file("evil-00000000", vec![finding(good, &"long ".repeat(2000))])),
+        ("00000000000000000008-0001.json", file("evil-00000000", vec![bad_raiser])),
         // The one good file: markup in a title is text, shown as such by the UI.
         ("00000000000000000009-0000.json", file("evil-00000000", vec![finding(good, "<img src=x onerror=alert(1)>")])),
         ("not-a-findings-file.json", file("evil-00000000", vec![finding("5123456789abcdef0123456789abcdef", "x")])),
@@ -219,7 +222,7 @@ fn hostile_files_of_shared_findings_are_rejected_whole_and_the_rest_is_taken_in(
     .unwrap();
 
     let pass = SharedFindings::new(B.into()).pass(&b, &lake).unwrap();
-    assert_eq!((pass.taken_in, pass.files_rejected), (1, 8), "{pass:?}");
+    assert_eq!((pass.taken_in, pass.files_rejected), (1, 9), "{pass:?}");
     let rows: Vec<(String, String, Option<String>)> = {
         let conn = b.connection().unwrap();
         let mut statement = conn.prepare("SELECT fingerprint, title, summary FROM findings").unwrap();

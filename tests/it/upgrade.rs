@@ -156,3 +156,40 @@ fn finding_history_from_before_its_chain_gets_ids_in_order_and_is_chained_when_d
     let after = history(&db);
     assert!(after.verified() && after.links == 2 && after.rows == 5, "{}", after.summary());
 }
+
+#[test]
+fn findings_taken_in_before_status_was_shared_keep_their_raiser_and_one_triaged_here_is_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.duckdb");
+    {
+        let options = tokentrail::store::StoreOptions { migrate_up_to: Some(30), ..Default::default() };
+        let old = tokentrail::store::Store::open(&path, &options).unwrap();
+        // Both taken in from instance b; the second acknowledged here since (its last change
+        // is later than the one taken in). The first was acknowledged on b before it came.
+        old.connection()
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO findings (id, fingerprint, rule_id, title, severity, principal_id, entity, first_seen,
+                    last_seen, count, evidence, summary, status, status_by, status_at, status_comment, created_at, updated_at)
+                 VALUES
+                 (1, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'key_auth_access', 't', 'medium', NULL, 'e',
+                  '2026-12-01 10:00:00+00', '2026-12-01 11:00:00+00', 3, [], NULL, 'acknowledged', 'bob',
+                  '2026-12-01 12:30:00+00', 'b', '2026-12-01 12:00:00+00', '2026-12-01 12:00:00+00'),
+                 (2, 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', 'key_auth_access', 't', 'medium', NULL, 'e',
+                  '2026-12-01 10:00:00+00', '2026-12-01 11:00:00+00', 3, [], NULL, 'acknowledged', 'alice',
+                  '2026-12-01 13:00:00+00', 'here', '2026-12-01 12:00:00+00', '2026-12-01 12:00:00+00');
+                 INSERT INTO shared_findings_in VALUES
+                 ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'b-0b0b0b0b', '2026-12-01 12:30:00+00', '2026-12-01 12:31:00+00'),
+                 ('bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', 'b-0b0b0b0b', '2026-12-01 12:00:00+00', '2026-12-01 12:01:00+00');",
+            )
+            .unwrap();
+    }
+    let db = crate::common::TestDb::open_in(dir, "old.duckdb");
+    let rows = db.rows(
+        "SELECT id::VARCHAR, coalesce(taken_in_from(fingerprint, updated_at), '-'),
+            as_taken_in(fingerprint, updated_at, status_at)::VARCHAR FROM findings ORDER BY id",
+    );
+    // The first: still b's, and not published here. The second: raised on b, triaged here,
+    // so published.
+    assert_eq!(rows, [["1", "b-0b0b0b0b", "true"], ["2", "b-0b0b0b0b", "false"]]);
+}

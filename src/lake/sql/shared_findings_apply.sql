@@ -18,7 +18,7 @@ SELECT local_id, 'resolved', get_current_timestamp()
 FROM takes
 WHERE take_status AND status = 'resolved' AND local_status <> 'resolved';
 
--- One statement per row: DuckDB updates a row once per transaction at best.
+-- Both parts in one statement: each finding is updated once.
 UPDATE findings f SET
     rule_id = CASE WHEN t.take_detection THEN t.rule_id ELSE f.rule_id END,
     title = CASE WHEN t.take_detection THEN t.title ELSE f.title END,
