@@ -64,6 +64,18 @@ async fn fill(client: &Client, css: &str, value: &str) {
 }
 
 /// The access log's rows of console queries (status `status`) whose SQL holds `tag`.
+/// On a finding's page: writes `comment`, presses `action` and waits for the status `status`.
+async fn act(client: &Client, action: &str, status: &str, comment: &str) {
+    fill(client, "#comment", comment).await;
+    client.find(Locator::Css(&format!("button[data-action={action}]"))).await.unwrap().click().await.unwrap();
+    wait_for(
+        client,
+        status,
+        &format!("return document.querySelector('#finding-status')?.textContent === '{status}' || null"),
+    )
+    .await;
+}
+
 fn console_rows(demo: &Demo, auditor: &str, status: u16, tag: &str) -> usize {
     let page = api(demo, auditor, &format!("/api/access-log?endpoint=/api/sql&status={status}&limit=1000"));
     rows(&page).iter().filter(|r| r["parameters"].to_string().contains(tag)).count()
@@ -155,14 +167,7 @@ async fn a_finding_another_instance_raised_names_it_and_is_triaged_here(client: 
     let note = text(client, "#raised-on").await;
     assert!(note.starts_with(&format!("Raised on instance {other}, which holds its evidence")), "{note}");
     shot(client, "oncall-finding-raised-elsewhere").await;
-    fill(client, "#comment", "B is being rebuilt; taking it").await;
-    client.find(Locator::Css("button[data-action=acknowledge]")).await.unwrap().click().await.unwrap();
-    wait_for(
-        client,
-        "acknowledged",
-        "return document.querySelector('#finding-status')?.textContent === 'acknowledged' || null",
-    )
-    .await;
+    act(client, "acknowledge", "acknowledged", "B is being rebuilt; taking it").await;
     let history = text(client, "#finding-history").await;
     assert!(history.contains("B is being rebuilt; taking it"), "{history}");
     assert!(text(client, "#raised-on").await.contains(other), "still raised on {other}");
@@ -471,26 +476,12 @@ async fn resolving_warns_while_events_arrive_and_a_reopen_keeps_the_acknowledgem
     let warning = text(client, "#resolve-warning").await;
     assert!(warning.starts_with("Events still arriving: the last "), "{warning}");
     assert!(warning.contains("Resolving now will likely reopen it"), "{warning}");
-    fill(client, "#comment", "looking: the app owner is paged").await;
-    client.find(Locator::Css("button[data-action=acknowledge]")).await.unwrap().click().await.unwrap();
-    wait_for(
-        client,
-        "acknowledged",
-        "return document.querySelector('#finding-status')?.textContent === 'acknowledged' || null",
-    )
-    .await;
+    act(client, "acknowledge", "acknowledged", "looking: the app owner is paged").await;
     let acknowledged = text(client, "#finding-acknowledged").await;
     assert!(acknowledged.starts_with("Acknowledged by ") && acknowledged.contains(NAME), "{acknowledged}");
     assert!(client.find(Locator::Css("#resolve-warning")).await.is_ok(), "still warned before resolving");
     for (action, status, comment) in [("resolve", "resolved", "resolved at 3 a.m."), ("reopen", "open", "it is back")] {
-        fill(client, "#comment", comment).await;
-        client.find(Locator::Css(&format!("button[data-action={action}]"))).await.unwrap().click().await.unwrap();
-        wait_for(
-            client,
-            status,
-            &format!("return document.querySelector('#finding-status')?.textContent === '{status}' || null"),
-        )
-        .await;
+        act(client, action, status, comment).await;
     }
     open(client, base, &format!("/findings/{live}")).await;
     assert_eq!(text(client, "#finding-status").await, "open");
