@@ -397,6 +397,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve { config: path, check_config } => {
             let config = crate::config::ServeConfig::load(path.as_deref())?;
+            if !check_config {
+                let arenas = crate::sys::memory::cap_malloc_arenas();
+                tracing::debug!(?arenas, "C allocator's arenas capped");
+            }
             if check_config {
                 let summary = serve::check(&config)?;
                 let source = path.map_or("the environment".into(), |p| p.display().to_string());
@@ -467,6 +471,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Leavers { action: LeaversAction::Import { db, file } } => leavers::import(&db, &file),
         Command::Demo { db, port, seed, days, profile } => {
+            let arenas = crate::sys::memory::cap_malloc_arenas();
+            tracing::debug!(?arenas, "C allocator's arenas capped");
             demo::run(demo::DemoOptions { db, port, seed, days, profile })?;
             Ok(ExitCode::SUCCESS)
         }
