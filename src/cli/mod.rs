@@ -397,16 +397,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve { config: path, check_config } => {
             let config = crate::config::ServeConfig::load(path.as_deref())?;
-            if !check_config {
-                let arenas = crate::sys::memory::cap_malloc_arenas();
-                tracing::debug!(?arenas, "C allocator's arenas capped");
-            }
             if check_config {
                 let summary = serve::check(&config)?;
                 let source = path.map_or("the environment".into(), |p| p.display().to_string());
                 println!("configuration ok ({source} and TOKENTRAIL_* variables); serve would run:\n{summary}");
                 return Ok(ExitCode::SUCCESS);
             }
+            let arenas = crate::sys::memory::cap_malloc_arenas();
+            tracing::debug!(?arenas, "C allocator's arenas capped");
             serve::run(config)?;
             Ok(ExitCode::SUCCESS)
         }
