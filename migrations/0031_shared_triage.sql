@@ -20,6 +20,9 @@ UPDATE shared_findings_in h SET updated_at = f.updated_at
 FROM findings f
 WHERE f.fingerprint = h.fingerprint AND h.updated_at IS NULL AND h.changed_at = f.updated_at;
 
+-- Each part now has its own time; the later of the two is no longer read.
+ALTER TABLE shared_findings_in DROP COLUMN changed_at;
+
 -- The instance a finding's detection facts were taken in from, unless it was raised here
 -- since (NULL: this instance raised it itself). Called with a findings row's columns.
 CREATE OR REPLACE MACRO taken_in_from(fp, updated) AS (

@@ -403,8 +403,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("configuration ok ({source} and TOKENTRAIL_* variables); serve would run:\n{summary}");
                 return Ok(ExitCode::SUCCESS);
             }
-            let arenas = crate::sys::memory::cap_malloc_arenas();
-            tracing::debug!(?arenas, "C allocator's arenas capped");
+            crate::sys::memory::cap_malloc_arenas();
             serve::run(config)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -469,8 +468,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Leavers { action: LeaversAction::Import { db, file } } => leavers::import(&db, &file),
         Command::Demo { db, port, seed, days, profile } => {
-            let arenas = crate::sys::memory::cap_malloc_arenas();
-            tracing::debug!(?arenas, "C allocator's arenas capped");
+            crate::sys::memory::cap_malloc_arenas();
             demo::run(demo::DemoOptions { db, port, seed, days, profile })?;
             Ok(ExitCode::SUCCESS)
         }

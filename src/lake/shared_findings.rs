@@ -335,11 +335,10 @@ fn take(store: &Store, instance: &str, name: &str, findings: &[Finding]) -> Resu
             "CREATE OR REPLACE TEMP TABLE incoming (fingerprint VARCHAR, rule_id VARCHAR, title VARCHAR, \
              severity VARCHAR, principal_id VARCHAR, entity VARCHAR, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, \
              count BIGINT, summary VARCHAR, status VARCHAR, status_by VARCHAR, status_at TIMESTAMPTZ, \
-             status_comment VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, changed_at TIMESTAMPTZ, \
-             raised_on VARCHAR);",
+             status_comment VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, raised_on VARCHAR);",
         )?;
         let mut insert =
-            conn.prepare("INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
+            conn.prepare("INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
         for f in latest.values() {
             insert.execute(duckdb::params![
                 f.fingerprint,
@@ -358,7 +357,6 @@ fn take(store: &Store, instance: &str, name: &str, findings: &[Finding]) -> Resu
                 f.status_comment,
                 time(f.created_at),
                 time(f.updated_at),
-                time(f.changed()),
                 f.raised_on.as_deref().unwrap_or(instance)
             ])?;
         }

@@ -83,17 +83,6 @@ pub enum Refused {
     CannotBecome { id: i64, from: Status, to: Status },
 }
 
-/// The instance that raised finding `id` and holds its evidence, when it was taken in
-/// from there (`crate::lake::shared_findings`) and not raised here since.
-pub fn raised_elsewhere(conn: &duckdb::Connection, id: i64) -> Result<Option<String>> {
-    Ok(conn
-        .prepare("SELECT taken_in_from(fingerprint, updated_at) FROM findings WHERE id = ?")?
-        .query_map([id], |r| r.get::<_, Option<String>>(0))?
-        .next()
-        .transpose()?
-        .flatten())
-}
-
 /// Moves finding `id` to `to` on behalf of `by`, with a comment, and records it, chained
 /// ([`crate::store::append::append`]), in one transaction ([`Store::transaction`]: a
 /// change that meets another change of the finding, someone's or detection's, is tried

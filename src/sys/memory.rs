@@ -75,23 +75,17 @@ pub fn trim_free_memory() {
 /// do an arena of its own, up to eight per core, and reuses a chunk freed in one arena only
 /// there. `serve` runs many threads that call DuckDB (HTTP, ingest lanes, detection, the
 /// fleet thread), so without a cap each arena keeps its own free memory resident, and
-/// `malloc_trim` cannot return the pages live chunks still touch. Returns the cap set.
-pub fn cap_malloc_arenas() -> Option<usize> {
-    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"));
-    if tuned {
-        return None;
+/// `malloc_trim` cannot return the pages live chunks still touch.
+pub fn cap_malloc_arenas() {
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max")) {
+        return;
     }
-    let arenas = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        let arenas = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
         // SAFETY: mallopt sets a glibc tunable; any value is valid for M_ARENA_MAX.
-        let set = unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas as libc::c_int) };
-        (set == 1).then_some(arenas)
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        let _ = arenas;
-        None
+        let set = unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas as libc::c_int) } == 1;
+        tracing::debug!(arenas, set, "C allocator's arenas capped");
     }
 }
 

@@ -30,18 +30,14 @@ fn value<T: duckdb::types::FromSql>(store: &Store, sql: &str) -> T {
 /// fingerprint → (rule, status, count, raised on) of every finding in `store`.
 fn listed(store: &Store) -> BTreeMap<String, (String, String, i64, Option<String>)> {
     let conn = store.connection().unwrap();
-    let ids: Vec<(i64, String, String, String, i64)> = conn
-        .prepare("SELECT id, fingerprint, rule_id, status, count FROM findings")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+    let mut statement = conn
+        .prepare("SELECT fingerprint, rule_id, status, count, taken_in_from(fingerprint, updated_at) FROM findings")
+        .unwrap();
+    statement
+        .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))))
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
-    ids.into_iter()
-        .map(|(id, fp, rule, status, count)| {
-            (fp, (rule, status, count, findings::raised_elsewhere(&conn, id).unwrap()))
-        })
-        .collect()
+        .unwrap()
 }
 
 /// Instance A with key-based access raised by detection over three days.

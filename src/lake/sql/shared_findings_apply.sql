@@ -60,8 +60,8 @@ FROM taken_new;
 -- was taken in too (a status set here and not overtaken stays this instance's to publish).
 DELETE FROM shared_findings_in WHERE fingerprint IN (SELECT fingerprint FROM takes WHERE take_detection);
 
-INSERT INTO shared_findings_in (fingerprint, instance, changed_at, taken_at, updated_at, status_at)
-SELECT fingerprint, raised_on, changed_at, get_current_timestamp(), updated_at,
+INSERT INTO shared_findings_in (fingerprint, instance, taken_at, updated_at, status_at)
+SELECT fingerprint, raised_on, get_current_timestamp(), updated_at,
     CASE WHEN take_status OR local_id IS NULL THEN status_at ELSE held_status_at END
 FROM takes
 WHERE take_detection;
