@@ -271,6 +271,7 @@ fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder
         next.is_some()
     });
     let next = next.unwrap();
+    let next_name = holder(&services[next]).unwrap().1.unwrap();
     eprintln!("holder killed: the next holder's first pass ran {:?} later", killed.elapsed());
     let handed = services[next].status().unwrap()["shared_lake"]["rules_lease"].clone();
     assert!(handed["evaluated_through"].is_string(), "the new holder goes on from a time: {handed}");
@@ -298,25 +299,29 @@ fn three_instances_find_what_one_finds_over_everyones_counts_and_a_killed_holder
     }
     assert!(raised.values().all(|n| *n == 1), "each finding raised one alert across holders: {raised:?}");
 
-    // One status across instances: a finding raised on the first holder is resolved on
-    // another while the first is gone; the first, back, follows, and the `resolved` alert
-    // goes out once (from the holder of the finding's alert claim, the first).
-    let (other, taken) = (0..3)
-        .filter(|i| *i != first)
-        .find_map(|i| {
-            let rows = open_findings(&services[i])?;
-            Some((i, rows.into_iter().find(|f| f["raised_on"] == holder_name.as_str())?))
+    // One status across instances: a finding raised on one holder (the first, or the next
+    // where it raised the finding again) is resolved on another instance while the raiser
+    // is gone; the raiser, back, follows, and the `resolved` alert goes out once (from the
+    // instance holding the finding's alert claim).
+    let raisers = [(first, holder_name.clone()), (next, next_name)];
+    let (other, raiser, taken) = raisers
+        .iter()
+        .find_map(|(raiser, name)| {
+            (0..3).filter(|i| i != raiser).find_map(|i| {
+                let rows = open_findings(&services[i])?;
+                Some((i, *raiser, rows.into_iter().find(|f| f["raised_on"] == name.as_str())?))
+            })
         })
-        .expect("a finding raised on the first holder, taken in elsewhere");
+        .expect("a finding raised on a holder, taken in on another instance");
     let fingerprint = taken["fingerprint"].as_str().unwrap().to_owned();
-    services[first].signal(libc::SIGKILL);
+    services[raiser].signal(libc::SIGKILL);
     let (status, body) = services[other].post_as(
         Role::Responder,
         &format!("/api/findings/{}/resolve", taken["id"]),
         serde_json::json!({ "comment": "keys rotated; the holder is down" }),
     );
     assert_eq!(status, 200, "{body}");
-    services[first].start();
+    services[raiser].start();
     let status_of = |service: &Serve| -> Option<String> {
         let page = service.get("/api/findings?status=resolved&limit=500")?;
         let rows = page["rows"].as_array()?.clone();
