@@ -747,3 +747,89 @@ fn a_finding_with_more_than_a_thousand_events_lists_its_first_thousand() {
     );
     assert!(earliest < MONDAY.replace('T', " "), "{earliest}");
 }
+
+const BUSY_ACCOUNT_RULE: &str = "-- id: busy_account
+-- title: Busy account
+-- severity: low
+-- soc2: CC7.2
+-- mitre: T1530 Data from Cloud Storage
+-- window: 1h
+-- description: Each account's requests, with how many came within half an hour either side: a
+--   detail that later requests change.
+-- remediation: None.
+SELECT time, 'cosmos_requests' AS evidence_table, rowid AS row_id, NULL::VARCHAR AS principal_id,
+       'account=' || account AS entity,
+       count(*) OVER (PARTITION BY account ORDER BY time::TIMESTAMP
+                      RANGE BETWEEN INTERVAL 30 MINUTE PRECEDING AND INTERVAL 30 MINUTE FOLLOWING)
+           || ' requests within 30 minutes' AS detail
+FROM cosmos_requests
+WHERE time >= utc_add($from, - INTERVAL 30 MINUTE) AND time < $to AND account IS NOT NULL;
+";
+
+/// A pass writes what changed and nothing else: an evidence row whose detail later events
+/// change is updated where it is, and a finding's first thousand, when they stay the same,
+/// are not written again (DuckDB rewrites a whole row, under a new row id, to change a
+/// list, and each commit's log then grew until the next checkpoint).
+#[test]
+fn a_pass_updates_changed_details_in_place_and_leaves_unchanged_lists_alone() {
+    let db = TestDb::new();
+    let dir = db.dir.path().join("my-rules");
+    std::fs::create_dir_all(&dir).unwrap();
+    rule_file(&dir, "busy_account", BUSY_ACCOUNT_RULE);
+    let mut config = config(&db);
+    config.rules_dir = Some(dir);
+    let (detector, problems) = Detector::open(&db.store, &config).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let generator = Generator::new(Tenant::new(3), 3);
+    let monday = at(MONDAY);
+    let evidence = "SELECT rowid::VARCHAR, detail FROM finding_evidence WHERE rule_id = 'busy_account' ORDER BY rowid";
+    let findings = "SELECT fingerprint, rowid::VARCHAR, count::VARCHAR, evidence::VARCHAR, updated_at::VARCHAR
+         FROM findings WHERE rule_id = 'busy_account' ORDER BY fingerprint";
+    let mut passes = Vec::new();
+    for (name, from, to) in [
+        ("morning.ndjson", monday, monday + Duration::hours(12)),
+        ("next-minutes.ndjson", monday + Duration::hours(12), monday + Duration::hours(12) + Duration::minutes(20)),
+    ] {
+        let (events, _) = generator.history(from, to, &[]);
+        let path = write_events(&db, name, &events.iter().collect::<Vec<_>>());
+        db.ingest(&[path]);
+        let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
+        assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+        passes.push((db.rows(evidence), db.rows(findings)));
+    }
+    let ((rows_before, findings_before), (rows_after, findings_after)) = (&passes[0], &passes[1]);
+
+    // Every row stored by the first pass is where it was; those the new requests reach
+    // have their new count.
+    let after: BTreeMap<&str, &str> = rows_after.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect();
+    let mut changed = 0;
+    for row in rows_before {
+        let now = after.get(row[0].as_str()).unwrap_or_else(|| panic!("evidence row {} was written again", row[0]));
+        changed += usize::from(*now != row[1]);
+    }
+    assert!(changed > 0, "no detail changed: the test's rule does not exercise the update");
+    let recount: i64 = db.value(
+        "SELECT count(*) FROM finding_evidence e JOIN cosmos_requests r ON r.rowid = e.row_id
+         WHERE e.rule_id = 'busy_account' AND e.detail <> (
+             SELECT count(*) || ' requests within 30 minutes' FROM cosmos_requests o
+             WHERE o.account = r.account AND o.time BETWEEN utc_add(r.time, - INTERVAL 30 MINUTE) AND utc_add(r.time, INTERVAL 30 MINUTE))",
+    );
+    assert_eq!(recount, 0, "an evidence row's detail is not its count now");
+
+    // A finding whose first thousand did not change keeps its row; its count moved on.
+    let before: BTreeMap<&str, &Vec<String>> = findings_before.iter().map(|r| (r[0].as_str(), r)).collect();
+    let mut kept = 0;
+    for finding in findings_after {
+        let Some(old) = before.get(finding[0].as_str()) else { continue };
+        if old[3] == finding[3] {
+            assert_eq!(old[1], finding[1], "finding {} was rewritten though its list did not change", finding[0]);
+            kept += 1;
+        }
+        if old[2] != finding[2] {
+            assert!(finding[4] > old[4], "finding {}'s count changed but not its updated_at", finding[0]);
+        } else if old[3] == finding[3] {
+            assert_eq!(old[4], finding[4], "finding {} did not change but its updated_at moved", finding[0]);
+        }
+    }
+    assert!(kept > 0, "no finding kept its list: the test does not exercise a long finding");
+}

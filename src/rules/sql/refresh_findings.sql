@@ -77,12 +77,40 @@ INSERT INTO finding_history (finding_id, changed_at, changed_by, from_status, to
 SELECT id, get_current_timestamp(), 'tokentrail', from_status, to_status, comment
 FROM finding_changes;
 
+-- What each touched finding becomes. Only the findings that change are written, and the
+-- evidence list in a statement of its own: DuckDB updates other columns in place, but
+-- rewrites a whole row to change a list, and a list rewritten pass after pass made each
+-- commit's log larger than the last until the next checkpoint.
+CREATE OR REPLACE TEMP TABLE finding_updates AS
+SELECT
+    g.id,
+    coalesce(t.first_seen, g.first_seen) AS first_seen,
+    coalesce(t.last_seen, g.last_seen) AS last_seen,
+    coalesce(t.count, 0) AS count,
+    coalesce(t.evidence, []) AS evidence,
+    coalesce(t.summary, g.summary) AS summary,
+    c.to_status,
+    c.comment,
+    g.evidence IS DISTINCT FROM coalesce(t.evidence, []) AS evidence_changed
+FROM touched x
+JOIN findings g ON g.fingerprint = x.fingerprint
+LEFT JOIN finding_totals t ON t.fingerprint = x.fingerprint
+LEFT JOIN finding_changes c ON c.id = g.id
+WHERE c.id IS NOT NULL
+   OR g.id IN (SELECT id FROM raised_here)
+   OR g.first_seen IS DISTINCT FROM coalesce(t.first_seen, g.first_seen)
+   OR g.last_seen IS DISTINCT FROM coalesce(t.last_seen, g.last_seen)
+   OR g.count IS DISTINCT FROM coalesce(t.count, 0)
+   OR g.summary IS DISTINCT FROM coalesce(t.summary, g.summary)
+   OR g.title IS DISTINCT FROM $title
+   OR g.severity IS DISTINCT FROM $severity
+   OR g.evidence IS DISTINCT FROM coalesce(t.evidence, []);
+
 UPDATE findings f SET
-    first_seen = coalesce(u.first_seen, f.first_seen),
-    last_seen = coalesce(u.last_seen, f.last_seen),
-    count = coalesce(u.count, 0),
-    evidence = coalesce(u.evidence, []),
-    summary = coalesce(u.summary, f.summary),
+    first_seen = u.first_seen,
+    last_seen = u.last_seen,
+    count = u.count,
+    summary = u.summary,
     title = $title,
     severity = $severity,
     status = coalesce(u.to_status, f.status),
@@ -90,14 +118,12 @@ UPDATE findings f SET
     status_at = CASE WHEN u.to_status IS NULL THEN f.status_at ELSE get_current_timestamp() END,
     status_comment = CASE WHEN u.to_status IS NULL THEN f.status_comment ELSE u.comment END,
     updated_at = get_current_timestamp()
-FROM (
-    SELECT x.fingerprint, t.first_seen, t.last_seen, t.count, t.evidence, t.summary, c.to_status, c.comment
-    FROM touched x
-    JOIN findings g ON g.fingerprint = x.fingerprint
-    LEFT JOIN finding_totals t ON t.fingerprint = x.fingerprint
-    LEFT JOIN finding_changes c ON c.id = g.id
-) u
-WHERE f.fingerprint = u.fingerprint;
+FROM finding_updates u
+WHERE f.id = u.id;
+
+UPDATE findings f SET evidence = u.evidence
+FROM finding_updates u
+WHERE f.id = u.id AND u.evidence_changed;
 
 CREATE OR REPLACE TEMP TABLE new_findings AS
 SELECT nextval('finding_ids') AS id, t.*
