@@ -2,7 +2,9 @@
 //! [`INTERVAL`] at the latest), absorbs what was committed since its last pass and
 //! evaluates the rules over it. A pass starts [`SETTLE`] after the commit that woke it,
 //! so a burst of commits makes one pass: the time from an event to its finding is the
-//! commit, that wait and the pass, not a fixed tick.
+//! commit, that wait and the pass, not a fixed tick. After each pass the thread rests
+//! [`REST_PER_PASS`] times as long as the pass took, so a steady stream does not keep it
+//! running back to back.
 //!
 //! While ingest runs flat out (its commits are cut at their size limit because the
 //! source has more waiting: [`Metrics::full_commits`]), passes wait, for at most
@@ -29,6 +31,16 @@ pub const SETTLE: Duration = Duration::from_millis(100);
 
 /// The longest a pass waits for ingest to stop running flat out.
 pub const MAX_DEFER: Duration = Duration::from_secs(60);
+
+/// After a pass that took T, the next starts no sooner than `REST_PER_PASS` × T later
+/// (at most [`MAX_REST`]): while data flows in without a break, detection takes at most a
+/// quarter of a core, and each pass covers what came during the rest. A pass costs about
+/// its rules' windows whatever it covers (BENCHMARKS.md, memory over time: at 100 records
+/// a second, back-to-back passes took 80% of a core and rewrote the same evidence).
+pub const REST_PER_PASS: u32 = 3;
+
+/// The longest rest after a pass.
+pub const MAX_REST: Duration = Duration::from_secs(30);
 
 /// How much lower than ingest the detection thread runs (nice; the API's threads run
 /// lower still, [`crate::http::pool::QUERY_NICE`]). Detection is incremental over what
@@ -134,6 +146,7 @@ pub fn spawn(
                     Err(error) => tracing::warn!(error = format!("{error:#}"), "storing the Event Hubs caught-up time failed"),
                 }
             }
+            let pass = Instant::now();
             match detector.evaluate_after_commit(&store) {
                 Ok(evaluation) => {
                     for failure in &evaluation.failures {
@@ -157,6 +170,9 @@ pub fn spawn(
             }
             if let Err(error) = count_findings(&store, &metrics) {
                 tracing::warn!(error = format!("{error:#}"), "counting findings for /metrics failed");
+            }
+            if !rest(&stop, pass.elapsed()) {
+                return;
             }
             let clocks = Clocks { commits: &metrics.commits, full_commits: &metrics.full_commits };
             if !wait_for_next_pass(&stop, clocks, &mut seen, &metrics.detection_waiting, INTERVAL, MAX_DEFER) {
@@ -296,6 +312,19 @@ fn wait_for_next_pass(
         tracing::debug!(full_commits = now - full, "detection waits: ingest is running flat out");
         full = now;
     }
+}
+
+/// Waits [`REST_PER_PASS`] times a pass's duration `took` (at most [`MAX_REST`]); false
+/// if `stop` was cancelled meanwhile.
+fn rest(stop: &CancellationToken, took: Duration) -> bool {
+    let until = Instant::now() + (took * REST_PER_PASS).min(MAX_REST);
+    while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        if stop.is_cancelled() {
+            return false;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
+    !stop.is_cancelled()
 }
 
 fn count_findings(store: &Store, metrics: &Metrics) -> Result<()> {
