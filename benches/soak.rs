@@ -11,7 +11,10 @@
 //! under 0.1 MiB/min). Writes a table to BENCHMARKS.md and a plot to
 //! `benches/soak.svg`.
 //!
-//! `cargo bench --bench soak` (TOKENTRAIL_SOAK_MINUTES=5 for a short look).
+//! `cargo bench --bench soak` (TOKENTRAIL_SOAK_MINUTES=5 for a short look;
+//! TOKENTRAIL_SOAK_LOG sets serve's log filter, `warn` by default, e.g.
+//! `warn,tokentrail::rules=debug` for each rule's time; its log is `serve.log` in the
+//! run's temporary folder).
 
 mod common;
 
@@ -100,7 +103,8 @@ fn child_command() -> Command {
     command
         .env_remove("TOKENTRAIL_SOAK_BIN")
         .env_remove("TOKENTRAIL_SOAK_MINUTES")
-        .env_remove("TOKENTRAIL_SOAK_DB_MEMORY_LIMIT");
+        .env_remove("TOKENTRAIL_SOAK_DB_MEMORY_LIMIT")
+        .env_remove("TOKENTRAIL_SOAK_LOG");
     command
 }
 
@@ -203,7 +207,7 @@ fn serve(dir: &std::path::Path, minutes: usize) -> Vec<Sample> {
         .args(["serve", "--config"])
         .arg(&config)
         .env("TOKENTRAIL_EVENTHUBS_CONNECTION_STRING", hub.connection_string(HUB))
-        .env("TOKENTRAIL_LOG", "warn")
+        .env("TOKENTRAIL_LOG", std::env::var("TOKENTRAIL_SOAK_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
         .spawn()
