@@ -341,7 +341,7 @@ fn count_findings(store: &Store, metrics: &Metrics) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Clocks, wait_for_next_pass};
+    use super::{Clocks, REST_PER_PASS, rest, wait_for_next_pass};
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::gauge::Gauge;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -349,6 +349,20 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     const INTERVAL: Duration = Duration::from_millis(50);
+
+    #[test]
+    fn a_rest_lasts_a_multiple_of_the_pass_and_a_stop_ends_it() {
+        let stop = CancellationToken::new();
+        let pass = Duration::from_millis(40);
+        let started = Instant::now();
+        assert!(rest(&stop, pass));
+        let rested = started.elapsed();
+        assert!(rested >= pass * REST_PER_PASS && rested < Duration::from_secs(5), "rested {rested:?}");
+        stop.cancel();
+        let started = Instant::now();
+        assert!(!rest(&stop, Duration::from_secs(20)));
+        assert!(started.elapsed() < Duration::from_secs(5), "a stop did not end the rest");
+    }
 
     #[test]
     fn a_pass_waits_one_interval_when_ingest_is_not_flat_out() {
