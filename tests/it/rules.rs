@@ -689,18 +689,40 @@ FROM cosmos_requests
 WHERE time >= $from AND time < $to AND account IS NOT NULL;
 ";
 
+/// A detector with the built-in rules and `text` as the user's rule `id`.
+fn detector_with_rule(db: &TestDb, id: &str, text: &str) -> Detector {
+    let dir = db.dir.path().join("my-rules");
+    std::fs::create_dir_all(&dir).unwrap();
+    rule_file(&dir, id, text);
+    let mut config = config(db);
+    config.rules_dir = Some(dir);
+    let (detector, problems) = Detector::open(&db.store, &config).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    detector
+}
+
+/// Ingests `generator`'s traffic of [from, to) as the file `name`, then runs a pass.
+fn ingest_and_detect(
+    db: &TestDb,
+    detector: &Detector,
+    generator: &Generator,
+    name: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) {
+    let (events, _) = generator.history(from, to, &[]);
+    let path = write_events(db, name, &events.iter().collect::<Vec<_>>());
+    db.ingest(&[path]);
+    let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
+    assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+}
+
 /// A finding lists its first 1000 evidence rows by time (then row), however many it has and
 /// in whatever order they arrive: checked against a sort of all of them.
 #[test]
 fn a_finding_with_more_than_a_thousand_events_lists_its_first_thousand() {
     let db = TestDb::new();
-    let dir = db.dir.path().join("my-rules");
-    std::fs::create_dir_all(&dir).unwrap();
-    rule_file(&dir, "every_request", EVERY_REQUEST_RULE);
-    let mut config = config(&db);
-    config.rules_dir = Some(dir);
-    let (detector, problems) = Detector::open(&db.store, &config).unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
+    let detector = detector_with_rule(&db, "every_request", EVERY_REQUEST_RULE);
     let generator = Generator::new(Tenant::new(3), 3);
     let mismatched = "SELECT count(*) FROM findings f
          WHERE f.rule_id = 'every_request' AND f.evidence IS DISTINCT FROM (
@@ -718,11 +740,7 @@ fn a_finding_with_more_than_a_thousand_events_lists_its_first_thousand() {
         ("two-days.ndjson", monday, monday + Duration::days(2)),
         ("day-before.ndjson", monday - Duration::days(1), monday),
     ] {
-        let (events, _) = generator.history(from, to, &[]);
-        let path = write_events(&db, name, &events.iter().collect::<Vec<_>>());
-        db.ingest(&[path]);
-        let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
-        assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+        ingest_and_detect(&db, &detector, &generator, name, from, to);
         let row = db.rows(counts).remove(0);
         let (large, right_length, all): (i64, i64, i64) =
             (row[0].parse().unwrap(), row[1].parse().unwrap(), row[2].parse().unwrap());
@@ -773,13 +791,7 @@ WHERE time >= utc_add($from, - INTERVAL 30 MINUTE) AND time < $to AND account IS
 #[test]
 fn a_pass_updates_changed_details_in_place_and_leaves_unchanged_lists_alone() {
     let db = TestDb::new();
-    let dir = db.dir.path().join("my-rules");
-    std::fs::create_dir_all(&dir).unwrap();
-    rule_file(&dir, "busy_account", BUSY_ACCOUNT_RULE);
-    let mut config = config(&db);
-    config.rules_dir = Some(dir);
-    let (detector, problems) = Detector::open(&db.store, &config).unwrap();
-    assert!(problems.is_empty(), "{problems:?}");
+    let detector = detector_with_rule(&db, "busy_account", BUSY_ACCOUNT_RULE);
     let generator = Generator::new(Tenant::new(3), 3);
     let monday = at(MONDAY);
     let evidence = "SELECT rowid::VARCHAR, detail FROM finding_evidence WHERE rule_id = 'busy_account' ORDER BY rowid";
@@ -790,11 +802,7 @@ fn a_pass_updates_changed_details_in_place_and_leaves_unchanged_lists_alone() {
         ("morning.ndjson", monday, monday + Duration::hours(12)),
         ("next-minutes.ndjson", monday + Duration::hours(12), monday + Duration::hours(12) + Duration::minutes(20)),
     ] {
-        let (events, _) = generator.history(from, to, &[]);
-        let path = write_events(&db, name, &events.iter().collect::<Vec<_>>());
-        db.ingest(&[path]);
-        let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
-        assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+        ingest_and_detect(&db, &detector, &generator, name, from, to);
         passes.push((db.rows(evidence), db.rows(findings)));
     }
     let ((rows_before, findings_before), (rows_after, findings_after)) = (&passes[0], &passes[1]);
