@@ -211,10 +211,7 @@ fn fleet_thread(
             evaluated = Some(Instant::now());
         }
         fleet_pass(store, detector, &mut shared, due, metrics, raised);
-        let until = Instant::now() + FLEET_INTERVAL;
-        while Instant::now() < until && !stop.is_cancelled() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::periodic::sleep_unless_stopped(stop, FLEET_INTERVAL);
     }
 }
 
@@ -317,14 +314,7 @@ fn wait_for_next_pass(
 /// Waits [`REST_PER_PASS`] times a pass's duration `took` (at most [`MAX_REST`]); false
 /// if `stop` was cancelled meanwhile.
 fn rest(stop: &CancellationToken, took: Duration) -> bool {
-    let until = Instant::now() + (took * REST_PER_PASS).min(MAX_REST);
-    while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
-        if stop.is_cancelled() {
-            return false;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(20)));
-    }
-    !stop.is_cancelled()
+    crate::periodic::sleep_unless_stopped(stop, (took * REST_PER_PASS).min(MAX_REST))
 }
 
 fn count_findings(store: &Store, metrics: &Metrics) -> Result<()> {
