@@ -3,7 +3,7 @@
 -- severity: high
 -- soc2: CC7.2, A1.2
 -- mitre: T1485 Data Destruction
--- window: 1h
+-- window: window_minutes
 -- description: Hundreds of deletes in minutes, far beyond what applications do: a wiper script,
 --   ransomware staging, or a runaway job. Raises each delete request (whatever its status) of a
 --   principal or key client that sent at least min_deletes deletes within window_minutes before

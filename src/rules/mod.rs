@@ -259,7 +259,7 @@ impl Detector {
                         rule.severity.as_str(),
                         rule.soc2.join(", "),
                         rule.mitre,
-                        rule.window.num_seconds(),
+                        rule.reach().num_seconds(),
                         rule.origin.to_string(),
                         parameters_json(rule),
                         rule.sql,
@@ -317,7 +317,7 @@ impl Detector {
             let from = if changed {
                 start
             } else if let Some(earliest) = earliest {
-                earliest - rule.window.num_microseconds().unwrap_or(i64::MAX / 4)
+                earliest - rule.reach().num_microseconds().unwrap_or(i64::MAX / 4)
             } else {
                 continue;
             };
@@ -443,10 +443,10 @@ impl Detector {
             } else if reads_only_changes(rule) && !changes_came {
                 continue;
             } else if let Some(earliest) = earliest {
-                earliest - rule.window.num_microseconds().unwrap_or(i64::MAX / 4)
+                earliest - rule.reach().num_microseconds().unwrap_or(i64::MAX / 4)
             } else if listened && rule.sql.contains("source_clock") {
                 // No data, but the sources confirmed they had none to give: a silence grew.
-                end - rule.window.num_microseconds().unwrap_or(i64::MAX / 4)
+                end - rule.reach().num_microseconds().unwrap_or(i64::MAX / 4)
             } else {
                 continue;
             };
@@ -495,7 +495,7 @@ impl Detector {
 
     /// What a rule's results depend on besides the data.
     fn definition(&self, rule: &Rule) -> String {
-        let mut text = format!("{}\n{}\n{}\n{}\n", rule.sql, rule.window, rule.severity, rule.title);
+        let mut text = format!("{}\n{}\n{}\n{}\n", rule.sql, rule.reach(), rule.severity, rule.title);
         for param in &rule.params {
             text.push_str(&format!("{}={}\n", param.name, param.effective()));
         }

@@ -166,8 +166,11 @@ pub struct Rule {
     pub description: String,
     pub remediation: String,
     /// How far after an event data can still change whether it matches; the engine
-    /// re-evaluates this far back when new data arrives.
+    /// re-evaluates this far back when new data arrives ([`Rule::reach`]). Where the header
+    /// names a parameter, its default.
     pub window: TimeDelta,
+    /// The integer parameter, in minutes, the header's `window` names, if it does.
+    pub window_param: Option<String>,
     pub params: Vec<Param>,
     /// The query, without a trailing semicolon.
     pub sql: String,
@@ -177,6 +180,16 @@ pub struct Rule {
 impl Rule {
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name == name)
+    }
+
+    /// How far before a batch's earliest event the engine evaluates this rule again: its
+    /// `window`, or the value (configured or default) of the parameter it names, in
+    /// minutes. A rule whose reach follows its parameter reads no more than that needs.
+    pub fn reach(&self) -> TimeDelta {
+        match self.window_param.as_deref().and_then(|name| self.param(name)).map(Param::effective) {
+            Some(ParamValue::Int(minutes)) => TimeDelta::try_minutes((*minutes).max(0)).unwrap_or(self.window),
+            _ => self.window,
+        }
     }
 }
 
@@ -307,9 +320,6 @@ pub fn parse(text: &str, origin: Origin, file_stem: &str) -> Result<Rule, RuleEr
     let severity = Severity::parse(&fields["severity"]).ok_or_else(|| {
         fail(rule_id, format!("severity `{}` must be low, medium, high or critical", fields["severity"]))
     })?;
-    let window = parse_duration(&fields["window"]).ok_or_else(|| {
-        fail(rule_id, format!("window `{}` must be a duration such as 0m, 15m, 1h or 7d", fields["window"]))
-    })?;
     let mut parsed_params: Vec<Param> = Vec::new();
     for (name, default, description) in params {
         if !is_identifier(&name) {
@@ -326,6 +336,26 @@ pub fn parse(text: &str, origin: Origin, file_stem: &str) -> Result<Rule, RuleEr
         })?;
         parsed_params.push(Param { name, default, value: None, description });
     }
+    let (window, window_param) = match parse_duration(&fields["window"]) {
+        Some(window) => (window, None),
+        None => {
+            let name = fields["window"].trim();
+            let minutes = parsed_params.iter().find(|p| p.name == name).and_then(|p| match p.default {
+                ParamValue::Int(minutes) if minutes >= 0 => TimeDelta::try_minutes(minutes),
+                _ => None,
+            });
+            let window = minutes.ok_or_else(|| {
+                fail(
+                    rule_id,
+                    format!(
+                        "window `{name}` must be a duration such as 0m, 15m, 1h or 7d, or the name of an integer \
+                         parameter (minutes, default 0 or more)"
+                    ),
+                )
+            })?;
+            (window, Some(name.to_owned()))
+        }
+    };
     let sql = text[body_start..].trim().trim_end_matches(';').trim_end().to_owned();
     if sql.is_empty() {
         return Err(fail(rule_id, "the file has a header but no query after it".into()));
@@ -339,6 +369,7 @@ pub fn parse(text: &str, origin: Origin, file_stem: &str) -> Result<Rule, RuleEr
         description: fields["description"].clone(),
         remediation: fields["remediation"].clone(),
         window,
+        window_param,
         params: parsed_params,
         sql,
         origin,
@@ -607,6 +638,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_window_can_follow_an_integer_parameter_in_minutes() {
+        let named = GOOD.replace("-- window: 15m", "-- window: min_users");
+        let mut rule = parse_good(&named).expect("parses");
+        assert_eq!(rule.window_param.as_deref(), Some("min_users"));
+        assert_eq!((rule.window, rule.reach()), (TimeDelta::minutes(5), TimeDelta::minutes(5)));
+        apply_params(&mut rule, &BTreeMap::from([("min_users".to_string(), ParamValue::Int(40))])).unwrap();
+        assert_eq!(rule.reach(), TimeDelta::minutes(40), "the configured value, not the default");
+        // A fixed window does not move with any parameter.
+        let mut fixed = parse_good(GOOD).unwrap();
+        apply_params(&mut fixed, &BTreeMap::from([("min_users".to_string(), ParamValue::Int(40))])).unwrap();
+        assert_eq!(fixed.reach(), TimeDelta::minutes(15));
+        // Only a declared integer parameter can be a window.
+        for (window, what) in
+            [("ratio", "a number"), ("codes", "a string"), ("nothing", "undeclared"), ("1x", "no unit")]
+        {
+            let error = parse_good(&GOOD.replace("-- window: 15m", &format!("-- window: {window}"))).unwrap_err();
+            assert!(error.reason.contains("the name of an integer parameter"), "{what}: {error}");
+        }
+        // The built-in that uses it reads back as far as its parameter says.
+        let mut mass_delete = load(None).0.into_iter().find(|r| r.id == "mass_delete").unwrap();
+        assert_eq!(mass_delete.reach(), TimeDelta::minutes(15));
+        apply_params(&mut mass_delete, &BTreeMap::from([("window_minutes".to_string(), ParamValue::Int(60))])).unwrap();
+        assert_eq!(mass_delete.reach(), TimeDelta::hours(1));
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub async fn detail(
             serde_json::json!({
                 "id": r.id, "title": r.title, "severity": r.severity.as_str(), "description": r.description,
                 "remediation": r.remediation, "soc2": r.soc2, "mitre": r.mitre,
-                "window_seconds": r.window.num_seconds(),
+                "window_seconds": r.reach().num_seconds(),
             })
         });
         let evidence = evidence(&conn, id)?;

@@ -210,7 +210,7 @@ pub async fn rules(State(state): State<AppState>, Extension(rows): Extension<Row
                 .collect();
             serde_json::json!({
                 "id": r.id, "title": r.title, "severity": r.severity.as_str(), "soc2": r.soc2, "mitre": r.mitre,
-                "description": r.description, "remediation": r.remediation, "window": r.window.to_string(),
+                "description": r.description, "remediation": r.remediation, "window": r.reach().to_string(),
                 "params": params, "origin": r.origin.to_string(),
             })
         })
