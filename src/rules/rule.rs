@@ -405,6 +405,13 @@ pub fn apply_params(rule: &mut Rule, values: &BTreeMap<String, ParamValue>) -> R
             ParamValue::Float(v) => Some(v),
             ParamValue::Text(_) => None,
         };
+        if rule.window_param.as_deref() == Some(name.as_str()) && number.is_some_and(|n| n < 0.0) {
+            return Err(RuleError {
+                origin: "config".into(),
+                rule_id: Some(rule.id.clone()),
+                reason: format!("parameter `{name}` is the rule's window in minutes: 0 or more, not {value}"),
+            });
+        }
         if let (Some(limit), Some(number)) = (param.limit(), number)
             && number > limit
         {
@@ -659,6 +666,11 @@ mod tests {
             let error = parse_good(&GOOD.replace("-- window: 15m", &format!("-- window: {window}"))).unwrap_err();
             assert!(error.reason.contains("the name of an integer parameter"), "{what}: {error}");
         }
+        let negative = named.replace("min_users = 5", "min_users = -5");
+        assert!(parse_good(&negative).unwrap_err().reason.contains("default 0 or more"));
+        let below = BTreeMap::from([("min_users".to_string(), ParamValue::Int(-30))]);
+        assert!(apply_params(&mut rule, &below).unwrap_err().reason.contains("window in minutes: 0 or more"));
+        assert_eq!(rule.reach(), TimeDelta::minutes(40), "the refused value was not taken");
         // The built-in that uses it reads back as far as its parameter says.
         let mut mass_delete = load(None).0.into_iter().find(|r| r.id == "mass_delete").unwrap();
         assert_eq!(mass_delete.reach(), TimeDelta::minutes(15));
