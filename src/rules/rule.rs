@@ -186,10 +186,16 @@ impl Rule {
     /// `window`, or the value (configured or default) of the parameter it names, in
     /// minutes. A rule whose reach follows its parameter reads no more than that needs.
     pub fn reach(&self) -> TimeDelta {
-        match self.window_param.as_deref().and_then(|name| self.param(name)).map(Param::effective) {
-            Some(ParamValue::Int(minutes)) => TimeDelta::try_minutes((*minutes).max(0)).unwrap_or(self.window),
-            _ => self.window,
-        }
+        let param = self.window_param.as_deref().and_then(|name| self.param(name));
+        param.and_then(|p| minutes(p.effective())).unwrap_or(self.window)
+    }
+}
+
+/// An integer parameter's value as a window: whole minutes, 0 or more.
+fn minutes(value: &ParamValue) -> Option<TimeDelta> {
+    match value {
+        ParamValue::Int(minutes) if *minutes >= 0 => TimeDelta::try_minutes(*minutes),
+        _ => None,
     }
 }
 
@@ -340,11 +346,8 @@ pub fn parse(text: &str, origin: Origin, file_stem: &str) -> Result<Rule, RuleEr
         Some(window) => (window, None),
         None => {
             let name = fields["window"].trim();
-            let minutes = parsed_params.iter().find(|p| p.name == name).and_then(|p| match p.default {
-                ParamValue::Int(minutes) if minutes >= 0 => TimeDelta::try_minutes(minutes),
-                _ => None,
-            });
-            let window = minutes.ok_or_else(|| {
+            let window = parsed_params.iter().find(|p| p.name == name).and_then(|p| minutes(&p.default));
+            let window = window.ok_or_else(|| {
                 fail(
                     rule_id,
                     format!(
@@ -668,6 +671,8 @@ mod tests {
         }
         let negative = named.replace("min_users = 5", "min_users = -5");
         assert!(parse_good(&negative).unwrap_err().reason.contains("default 0 or more"));
+        let endless = named.replace("min_users = 5", "min_users = 9223372036854775807");
+        assert!(parse_good(&endless).unwrap_err().reason.contains("the name of an integer parameter"));
         let below = BTreeMap::from([("min_users".to_string(), ParamValue::Int(-30))]);
         assert!(apply_params(&mut rule, &below).unwrap_err().reason.contains("window in minutes: 0 or more"));
         assert_eq!(rule.reach(), TimeDelta::minutes(40), "the refused value was not taken");
