@@ -114,6 +114,10 @@ fn sample(name: &str, child: &mut Child, address: &str, minutes: usize, mut tick
     out
 }
 
+/// A series of the minutes: its name, its value in each minute, and whether the target
+/// judges it.
+type Series = (&'static str, fn(&Sample) -> f64, bool);
+
 /// Mean, spread (max deviation from the mean, %), and least-squares slope (MiB/min) of
 /// one series (`value` of each minute) after the warm-up; `None` for a run too short to
 /// judge (two minutes past the warm-up at least).
@@ -369,7 +373,7 @@ fn main() {
     let mut verdicts = String::new();
     let mut all_met = true;
     for (name, samples) in [("demo", &demo), ("serve", &serve)] {
-        let series: [(&str, fn(&Sample) -> f64, bool); 3] = [
+        let series: [Series; 3] = [
             ("each minute's mean", |s| s.mean, true),
             ("each minute's highest", |s| s.high, true),
             ("one reading at each minute's end", |s| s.resident, false),
