@@ -290,12 +290,6 @@ impl Metrics {
     }
 }
 
-/// How long a DuckDB block may stay unpinned in memory before the memory sampler unloads it
-/// ([`crate::store::Store::purge_idle_blocks`]): this bounds the buffer pool's bookkeeping
-/// of freed blocks to five minutes' worth. Blocks a pass reads are pinned every few
-/// seconds and stay; a persistent block unloaded is read again from the file.
-pub const IDLE_BLOCKS: std::time::Duration = std::time::Duration::from_secs(300);
-
 /// How often `serve` and `demo` put their memory in `/metrics`.
 pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -338,16 +332,18 @@ pub fn sample_memory(store: &crate::store::Store, metrics: &Metrics) {
     }
 }
 
-/// Starts a thread that, every [`SAMPLE_EVERY`] until `stop`, unloads DuckDB's idle blocks
-/// ([`IDLE_BLOCKS`]), gives the C allocator's free pages back and samples the memory.
+/// Starts a thread that, every [`SAMPLE_EVERY`] until `stop`, unloads DuckDB's unpinned
+/// blocks ([`crate::store::Store::unload_unpinned_blocks`]: what HTTP requests and commits
+/// read; detection unloads its own at the end of each pass), gives the C allocator's free
+/// pages back and samples the memory.
 pub fn spawn_memory_sampler(
     store: std::sync::Arc<crate::store::Store>,
     metrics: std::sync::Arc<Metrics>,
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     crate::periodic::spawn_every("memory-sampler", SAMPLE_EVERY, stop, move || {
-        if store.purge_idle_blocks(IDLE_BLOCKS).is_none() {
-            tracing::debug!("DuckDB refused to purge its idle blocks");
+        if store.unload_unpinned_blocks().is_none() {
+            tracing::debug!("DuckDB refused to unload its unpinned blocks");
         }
         crate::sys::trim_free_memory();
         sample_memory(&store, &metrics)

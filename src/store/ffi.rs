@@ -95,19 +95,22 @@ unsafe extern "C" {
 }
 
 impl RawDatabase {
-    /// Unloads the buffer pool's blocks not pinned for `max_age`, and frees the pool's
+    /// Unloads every block of the buffer pool that nothing pins, and frees the pool's
     /// eviction-queue entries of blocks that are gone. Returns the bytes unloaded.
     ///
     /// Why: every buffer DuckDB unpins (a query's hash table, a scanned block) leaves an
     /// entry in one of eight eviction queues, and the entry keeps the block's bookkeeping
     /// allocated after the block is freed. DuckDB purges a queue only once it holds 32,768
     /// entries, so its heap grows by that bookkeeping, about 1 MiB a minute under live
-    /// detection, for the first hour or more (BENCHMARKS.md, memory over time). A purge
-    /// by age bounds it to `max_age` worth.
-    pub fn purge_idle_blocks(&self, max_age: std::time::Duration) -> Option<u64> {
-        let secs = u32::try_from(max_age.as_secs()).unwrap_or(u32::MAX);
+    /// detection, for the first hour or more (BENCHMARKS.md, memory over time).
+    ///
+    /// Every unpinned block, whatever its age: DuckDB's purge takes an age, but the pool
+    /// records when a block was unpinned only with `buffer_manager_track_eviction_timestamps`
+    /// (off by default, no SQL setting), so every block counts as old. A persistent block
+    /// unloaded is read again from the file (the OS's page cache) when next needed.
+    pub fn unload_unpinned_blocks(&self) -> Option<u64> {
         // SAFETY: `self.db` is a valid open database; the shim catches every C++ exception.
-        let unloaded = unsafe { tokentrail_purge_idle_blocks(self.db, secs) };
+        let unloaded = unsafe { tokentrail_purge_idle_blocks(self.db, 0) };
         u64::try_from(unloaded).ok()
     }
 }

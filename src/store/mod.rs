@@ -316,11 +316,11 @@ impl Store {
         retrying_conflicts(|| in_transaction(&*self.connection()?, &mut work))
     }
 
-    /// Unloads DuckDB's blocks idle for `max_age` and frees the bookkeeping of freed ones
-    /// ([`ffi::RawDatabase::purge_idle_blocks`]). Returns the bytes unloaded, or `None` if
-    /// DuckDB refused.
-    pub fn purge_idle_blocks(&self, max_age: std::time::Duration) -> Option<u64> {
-        self.db.purge_idle_blocks(max_age)
+    /// Unloads DuckDB's unpinned blocks and frees the bookkeeping of freed ones
+    /// ([`ffi::RawDatabase::unload_unpinned_blocks`]). Returns the bytes unloaded, or
+    /// `None` if DuckDB refused.
+    pub fn unload_unpinned_blocks(&self) -> Option<u64> {
+        self.db.unload_unpinned_blocks()
     }
 
     /// A connection for reading (or for anything that is not ingest).

@@ -18,7 +18,8 @@ struct PoolAccess : duckdb::BufferPool {
 };
 } // namespace
 
-// Unloads the blocks not pinned for `max_age_secs` and, on the way, frees the queue's
+// Unloads the blocks not pinned for `max_age_secs` (every unpinned block unless DuckDB
+// tracks unpin times, which it does not by default) and, on the way, frees the queue's
 // entries whose blocks are gone. Returns the bytes unloaded, or -1 on any error.
 extern "C" int64_t tokentrail_purge_idle_blocks(duckdb_database database, uint32_t max_age_secs) {
 	if (!database) {
