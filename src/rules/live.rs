@@ -158,12 +158,11 @@ pub fn spawn(
                         raised(new);
                     }
                     if !evaluation.runs.is_empty() {
-                        // The blocks the pass read (40-55 MiB of table data under the soak's
-                        // stream, more as a long finding's evidence grows) and its working
-                        // memory (freed in scattered chunks glibc keeps resident) go back
-                        // now, not at the memory sampler's next tick: between passes the
-                        // process is at its resting size. The next pass reads its blocks
-                        // again from the OS's page cache.
+                        // The table blocks the pass read and its working memory (freed in
+                        // scattered chunks glibc keeps resident) go back now, not at the
+                        // memory sampler's next tick: between passes the process is at its
+                        // resting size. The next pass reads its blocks again from the OS's
+                        // page cache.
                         let trimming = std::time::Instant::now();
                         let unloaded = store.unload_unpinned_blocks();
                         crate::sys::trim_free_memory();
