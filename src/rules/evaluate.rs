@@ -14,6 +14,8 @@ use duckdb::types::Value;
 const RULE_EVIDENCE: &str = include_str!("sql/rule_evidence.sql");
 const EVIDENCE_CHANGES: &str = include_str!("sql/evidence_changes.sql");
 const REPLACE_EVIDENCE: &str = include_str!("sql/replace_evidence.sql");
+const FINDING_TOTALS: &str = include_str!("sql/finding_totals.sql");
+const WHOLE_TOTALS: &str = include_str!("sql/whole_totals.sql");
 const REFRESH_FINDINGS: &str = include_str!("sql/refresh_findings.sql");
 
 /// Columns a rule must return (others are cast; `NULL AS principal_id` has no type of its own).
@@ -33,6 +35,10 @@ pub struct RuleRun {
     pub evidence: u64,
     /// Findings raised for the first time.
     pub raised: Vec<i64>,
+    /// Findings brought up to date from the period's change alone, and from all their
+    /// evidence (finding_totals.sql).
+    pub totals_from_period: u64,
+    pub totals_read_whole: u64,
     pub elapsed: std::time::Duration,
 }
 
@@ -130,12 +136,39 @@ pub fn run_with(
     after_query: Option<AfterQuery<'_>>,
 ) -> Result<RuleRun> {
     let started = std::time::Instant::now();
-    let (evidence, raised, _linked) = crate::store::retrying_conflicts(|| {
+    let done = crate::store::retrying_conflicts(|| {
         crate::store::in_transaction(conn, |conn| run_in_transaction(conn, rule, from, to, refresh, after_query))
     })?;
     let elapsed = started.elapsed();
-    tracing::debug!(rule = %rule.id, from_us = from, to_us = to, elapsed_ms = elapsed.as_millis() as u64, "rule ran");
-    Ok(RuleRun { rule_id: rule.id.clone(), from, to, evidence, raised, elapsed })
+    tracing::debug!(
+        rule = %rule.id,
+        from_us = from,
+        to_us = to,
+        elapsed_ms = elapsed.as_millis() as u64,
+        totals_from_period = done.totals_from_period,
+        totals_read_whole = done.totals_read_whole,
+        "rule ran"
+    );
+    Ok(RuleRun {
+        rule_id: rule.id.clone(),
+        from,
+        to,
+        evidence: done.evidence,
+        raised: done.raised,
+        totals_from_period: done.totals_from_period,
+        totals_read_whole: done.totals_read_whole,
+        elapsed,
+    })
+}
+
+/// What a rule's transaction did; `_linked` holds the history chain's lock until it commits.
+#[derive(Default)]
+struct Done {
+    evidence: u64,
+    raised: Vec<i64>,
+    totals_from_period: u64,
+    totals_read_whole: u64,
+    _linked: Option<Linked>,
 }
 
 fn run_in_transaction(
@@ -145,7 +178,7 @@ fn run_in_transaction(
     to: i64,
     refresh: bool,
     after_query: Option<AfterQuery<'_>>,
-) -> Result<(u64, Vec<i64>, Option<Linked>)> {
+) -> Result<Done> {
     run_query(conn, rule, from, to)?;
     if let Some(after_query) = after_query {
         after_query(conn)?;
@@ -158,16 +191,30 @@ fn run_in_transaction(
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     if returned == 0 && stored == 0 && !refresh {
-        return Ok((0, Vec::new(), None));
+        return Ok(Done::default());
     }
     script::run(conn, "rule_evidence.sql", RULE_EVIDENCE, &window)?;
     let evidence: i64 = conn.query_row("SELECT count(*) FROM new_evidence", [], |r| r.get(0))?;
     // Or the same evidence as before: the findings stay as they are.
     let changes: i64 = script::value(conn, "evidence_changes.sql", EVIDENCE_CHANGES, &window)?;
     if changes == 0 && !refresh {
-        return Ok((evidence as u64, Vec::new(), None));
+        return Ok(Done { evidence: evidence as u64, ..Done::default() });
     }
     script::run(conn, "replace_evidence.sql", REPLACE_EVIDENCE, &window)?;
+    script::run(conn, "finding_totals.sql", FINDING_TOTALS, &window)?;
+    // Findings the period's change does not settle: their evidence is read from the earliest
+    // time it can have, so that older evidence is not read pass after pass.
+    let (from_period, whole, read_from): (i64, i64, Option<i64>) = conn.query_row(
+        "SELECT (SELECT count(*) FROM finding_totals), count(*), \
+                CASE WHEN bool_or(read_from IS NULL) THEN NULL ELSE epoch_us(min(read_from)) END \
+         FROM read_whole",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if whole > 0 {
+        let read_from = [("read_from", read_from.map_or(Value::Null, timestamp))];
+        script::run(conn, "whole_totals.sql", WHOLE_TOTALS, &read_from)?;
+    }
     let finding = [
         ("rule_id", Value::Text(rule.id.clone())),
         ("title", Value::Text(rule.title.clone())),
@@ -183,5 +230,11 @@ fn run_in_transaction(
     // counts and times, and have nothing to link.
     let changed: i64 = conn.query_row("SELECT count(*) FROM finding_changes", [], |r| r.get(0))?;
     let linked = if raised.is_empty() && changed == 0 { None } else { Some(link_in(conn, "finding_history")?) };
-    Ok((evidence as u64, raised, linked))
+    Ok(Done {
+        evidence: evidence as u64,
+        raised,
+        totals_from_period: from_period as u64,
+        totals_read_whole: whole as u64,
+        _linked: linked,
+    })
 }

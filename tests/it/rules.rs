@@ -841,3 +841,131 @@ fn a_pass_updates_changed_details_in_place_and_leaves_unchanged_lists_alone() {
     }
     assert!(kept > 0, "no finding kept its list: the test does not exercise a long finding");
 }
+
+/// Rule `rule_id`'s findings whose first and last seen, count, first thousand or summary
+/// (the detail of a latest event) are not those of all their evidence.
+fn differing_from_evidence(db: &TestDb, rule_id: &str) -> i64 {
+    db.value(&format!(
+        "WITH whole AS (
+             SELECT fingerprint, min(time) AS first_seen, max(coalesce(end_time, time)) AS last_seen,
+                    count(*) AS count, max(time) AS latest,
+                    (list({{'table': evidence_table, 'row_id': row_id}} ORDER BY time, row_id))[1:1000] AS evidence
+             FROM finding_evidence WHERE rule_id = '{rule_id}' GROUP BY fingerprint)
+         SELECT count(*) FROM findings f LEFT JOIN whole w ON w.fingerprint = f.fingerprint
+         WHERE f.rule_id = '{rule_id}' AND f.status <> 'withdrawn' AND (
+             w.fingerprint IS NULL OR f.first_seen <> w.first_seen OR f.last_seen <> w.last_seen
+             OR f.count <> w.count OR f.evidence <> w.evidence
+             OR f.summary NOT IN (SELECT e.detail FROM finding_evidence e
+                                  WHERE e.fingerprint = f.fingerprint AND e.time = w.latest))"
+    ))
+}
+
+/// A pass brings a finding up to date from the period it evaluated where that suffices
+/// (finding_totals.sql), and from all its evidence where not: either way, each finding's
+/// first and last seen, count, first thousand and summary are those of all its evidence,
+/// after passes that extend it, bring late requests into its middle, and go back before it.
+#[test]
+fn findings_brought_up_to_date_from_a_pass_period_equal_their_whole_evidence() {
+    let db = TestDb::new();
+    let detector = detector_with_rule(&db, "busy_account", BUSY_ACCOUNT_RULE);
+    let generator = Generator::new(Tenant::new(3), 3);
+    let late = Generator::new(Tenant::new(3), 4);
+    let monday = at(MONDAY);
+    let mut ways = Vec::new();
+    for (name, generator, from, to) in [
+        ("monday.ndjson", &generator, monday, monday + Duration::hours(24)),
+        (
+            "next-minutes.ndjson",
+            &generator,
+            monday + Duration::hours(24),
+            monday + Duration::hours(24) + Duration::minutes(20),
+        ),
+        (
+            "late-in-the-middle.ndjson",
+            &late,
+            monday + Duration::hours(22),
+            monday + Duration::hours(22) + Duration::minutes(10),
+        ),
+        ("day-before.ndjson", &generator, monday - Duration::days(1), monday),
+    ] {
+        let (events, _) = generator.history(from, to, &[]);
+        db.ingest(&[write_events(&db, name, &events.iter().collect::<Vec<_>>())]);
+        let evaluation = detector.evaluate_after_commit(&db.store).unwrap();
+        assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+        let run = evaluation.runs.iter().find(|r| r.rule_id == "busy_account").expect("busy_account ran");
+        assert_eq!(
+            differing_from_evidence(&db, "busy_account"),
+            0,
+            "{name}: a finding's totals are not those of its evidence"
+        );
+        ways.push((name, run.from, run.totals_from_period, run.totals_read_whole));
+    }
+    println!("busy_account's findings brought up to date (period start, from the period, from all evidence): {ways:?}");
+    assert!(ways[0].2 == 0 && ways[0].3 > 0, "the first pass raises its findings from their evidence: {ways:?}");
+    assert!(ways[1].2 > 0, "no finding was brought up to date from the period alone: {ways:?}");
+    assert!(ways[2].2 > 0, "late requests in the middle: no finding kept from the period: {ways:?}");
+    assert!(ways[3].2 == 0 && ways[3].3 > 0, "a day before every finding reads them whole: {ways:?}");
+}
+
+const UNEXCUSED_RULE: &str = "-- id: unexcused
+-- title: Unexcused request
+-- severity: low
+-- soc2: CC7.2
+-- mitre: T1530 Data from Cloud Storage
+-- window: 0m
+-- description: Each account's requests but those the table `excused` lists: evidence a test
+--   changes in the middle and at the end of a finding without new data.
+-- remediation: None.
+SELECT time, 'cosmos_requests' AS evidence_table, rowid AS row_id, NULL::VARCHAR AS principal_id,
+       'account=' || account AS entity, operation || ' ' || rowid AS detail
+FROM cosmos_requests
+WHERE time >= $from AND time < $to AND account IS NOT NULL AND rowid NOT IN (SELECT row_id FROM excused);
+";
+
+/// A period evaluated again (`tokentrail detect --from --to`) whose evidence changed has
+/// evidence after it: a finding is brought up to date from the period and what follows it
+/// when its events in the middle go, and read whole when its latest events go.
+#[test]
+fn a_period_evaluated_again_in_a_long_findings_middle_or_end_keeps_it_equal_to_its_evidence() {
+    let db = TestDb::new();
+    db.store.connection().unwrap().execute_batch("CREATE TABLE excused (row_id BIGINT)").unwrap();
+    let detector = detector_with_rule(&db, "unexcused", UNEXCUSED_RULE);
+    let generator = Generator::new(Tenant::new(3), 3);
+    let monday = at(MONDAY);
+    ingest_and_detect(&db, &detector, &generator, "monday.ndjson", monday, monday + Duration::hours(24));
+    assert_eq!(differing_from_evidence(&db, "unexcused"), 0);
+    let end: i64 = db.value("SELECT epoch_us(max(time)) FROM cosmos_requests");
+    let hour = 3_600_000_000_i64;
+    let mut ways = Vec::new();
+    for (what, from, to) in [
+        ("the middle", monday.timestamp_micros() + 20 * hour, monday.timestamp_micros() + 21 * hour),
+        ("the end", end - hour, end + 1),
+    ] {
+        db.store
+            .connection()
+            .unwrap()
+            .execute(
+                "INSERT INTO excused SELECT rowid FROM cosmos_requests
+                 WHERE time >= make_timestamp(?::BIGINT) AND time < make_timestamp(?::BIGINT)",
+                [from, to],
+            )
+            .unwrap();
+        let evaluation = detector.evaluate_period(&db.store, Some(from), Some(to)).unwrap();
+        assert!(evaluation.failures.is_empty(), "{:?}", evaluation.failures);
+        let run = evaluation.runs.iter().find(|r| r.rule_id == "unexcused").expect("unexcused ran");
+        assert_eq!(
+            differing_from_evidence(&db, "unexcused"),
+            0,
+            "{what}: a finding's totals are not those of its evidence"
+        );
+        ways.push((what, run.totals_from_period, run.totals_read_whole));
+    }
+    println!("unexcused's findings brought up to date (from the period, from all evidence): {ways:?}");
+    assert!(ways[0].1 > 0, "events gone in the middle: no finding kept from the period: {ways:?}");
+    assert!(ways[1].2 > 0, "a finding's latest events gone: none read whole: {ways:?}");
+    let excused: i64 = db.value("SELECT count(*) FROM excused");
+    let left: i64 = db.value(
+        "SELECT count(*) FROM finding_evidence e JOIN excused x ON x.row_id = e.row_id WHERE e.rule_id = 'unexcused'",
+    );
+    assert!(excused > 0 && left == 0, "{excused} requests excused, {left} of them still evidence");
+}

@@ -1,7 +1,9 @@
--- Brings the findings of the fingerprints in `touched` up to date with their evidence: new
--- ones are raised, the others get their times, count and summary again. The engine's own
--- status changes go to finding_history: `withdrawn` when no evidence is left (data that
--- arrived later explained it), `open` again when a withdrawn finding has evidence again or
+-- Brings the findings of the fingerprints in `touched` up to date with their evidence's
+-- totals (`finding_totals`: finding_totals.sql, whole_totals.sql; a fingerprint not in it
+-- has no evidence left): new ones are raised, the others get their times, count, summary
+-- and evidence list (the first 1,000 events by time; all are in finding_evidence) again.
+-- The engine's own status changes go to finding_history: `withdrawn` when no evidence is
+-- left (data that arrived later explained it), `open` again when a withdrawn finding has evidence again or
 -- a resolved one has newer evidence. Parameters: $rule_id, $title, $severity.
 -- finding_history is append-only and chained: its rows take their id from its default
 -- (a sequence), and evaluate.rs links them (store::append::link_in) before committing,
@@ -10,25 +12,6 @@
 -- The alert outbox (alert_events, src/alerts) is written here too, in the same transaction:
 -- raised, reopened, withdrawn (of a finding someone was asked to look at), and updated (new
 -- evidence on an open finding).
-
-CREATE OR REPLACE TEMP TABLE finding_totals AS
-SELECT
-    fingerprint,
-    any_value(principal_id) AS principal_id,
-    any_value(entity) AS entity,
-    min(time) AS first_seen,
-    max(coalesce(end_time, time)) AS last_seen,
-    count(*) AS count,
-    -- the first 1000 by time, kept in a bounded heap: an incident that goes on (a job deleting
-    -- all day) has more evidence each pass, and sorting all of it held ever more memory
-    list_transform(
-        min({'time': time, 'row_id': row_id, 'table': evidence_table}, 1000),
-        lambda e: {'table': e.table, 'row_id': e.row_id}
-    ) AS evidence,
-    arg_max(detail, time) AS summary
-FROM finding_evidence
-WHERE fingerprint IN (SELECT fingerprint FROM touched)
-GROUP BY fingerprint;
 
 CREATE OR REPLACE TEMP TABLE finding_changes AS
 SELECT

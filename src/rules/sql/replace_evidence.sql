@@ -13,6 +13,8 @@
 CREATE OR REPLACE TEMP TABLE evidence_diff AS
 SELECT
     s.stored_row,
+    s.time AS stored_time,
+    s.end_time AS stored_end_time,
     n.fingerprint IS NOT NULL AS returned,
     coalesce(n.fingerprint, s.fingerprint) AS fingerprint,
     n.evidence_table, n.row_id, n.time, n.end_time, n.principal_id, n.entity, n.detail,
