@@ -843,7 +843,8 @@ fn a_pass_updates_changed_details_in_place_and_leaves_unchanged_lists_alone() {
 }
 
 /// Rule `rule_id`'s findings whose first and last seen, count, first thousand or summary
-/// (the detail of a latest event) are not those of all their evidence.
+/// (the detail of a latest event) are not those of all their evidence, or that are
+/// withdrawn with evidence left or open without any.
 fn differing_from_evidence(db: &TestDb, rule_id: &str) -> i64 {
     db.value(&format!(
         "WITH whole AS (
@@ -852,11 +853,13 @@ fn differing_from_evidence(db: &TestDb, rule_id: &str) -> i64 {
                     (list({{'table': evidence_table, 'row_id': row_id}} ORDER BY time, row_id))[1:1000] AS evidence
              FROM finding_evidence WHERE rule_id = '{rule_id}' GROUP BY fingerprint)
          SELECT count(*) FROM findings f LEFT JOIN whole w ON w.fingerprint = f.fingerprint
-         WHERE f.rule_id = '{rule_id}' AND f.status <> 'withdrawn' AND (
-             w.fingerprint IS NULL OR f.first_seen <> w.first_seen OR f.last_seen <> w.last_seen
+         WHERE f.rule_id = '{rule_id}' AND (
+             (f.status = 'withdrawn') <> (w.fingerprint IS NULL)
+             OR (w.fingerprint IS NULL AND f.count <> 0)
+             OR f.first_seen <> w.first_seen OR f.last_seen <> w.last_seen
              OR f.count <> w.count OR f.evidence <> w.evidence
-             OR f.summary NOT IN (SELECT e.detail FROM finding_evidence e
-                                  WHERE e.fingerprint = f.fingerprint AND e.time = w.latest))"
+             OR NOT coalesce(f.summary IN (SELECT e.detail FROM finding_evidence e
+                                           WHERE e.fingerprint = f.fingerprint AND e.time = w.latest), false))"
     ))
 }
 
